@@ -1,0 +1,51 @@
+"""gradwatch: see, explain and fix vanishing and exploding gradients in PyTorch models.
+
+Example:
+    >>> import gradwatch as gw
+    >>> with gw.watch(model, optimizer, run_dir="runs/exp1") as w:  # doctest: +SKIP
+    ...     ...
+    >>> findings = gw.diagnose(gw.load("runs/exp1"))  # doctest: +SKIP
+
+Importing gradwatch is cheap and has no side effects: the public names below are loaded
+from their sub-packages (and torch imported) on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute). Keep in sync with __all__ and the TYPE_CHECKING block.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "watch": ("gradwatch.recording", "watch"),
+    "Watch": ("gradwatch.recording", "Watch"),
+    "load": ("gradwatch.trace", "load"),
+    "Trace": ("gradwatch.trace", "Trace"),
+    "TraceError": ("gradwatch.trace", "TraceError"),
+    "LayerInfo": ("gradwatch.trace", "LayerInfo"),
+    "Finding": ("gradwatch.diagnosis", "Finding"),
+    "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from .diagnosis import Finding, RemedyHint
+    from .recording import Watch, watch
+    from .trace import LayerInfo, Trace, TraceError, load
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'gradwatch' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,103 @@
+"""What a rule reports: a :class:`Finding`, with the remedies it recommends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "critical"]
+
+#: Order used to sort findings, most severe first.
+SEVERITY_RANK: dict[str, int] = {"critical": 2, "warning": 1, "info": 0}
+
+#: Stable rule ids (DESIGN.md). Users filter on them; never rename one.
+RULE_IDS: tuple[str, ...] = (
+    "vanishing_gradient",
+    "exploding_gradient",
+    "nonfinite_gradient",
+    "stalled_early_layers",
+    "collapsing_weights",
+    "loss_plateau",
+    "saturated_activation",
+    "dead_units",
+    "poor_initialization",
+    "short_memory",
+    "unstable_updates",
+)
+
+#: Activation remedies: one remedy id per activation gradwatch can swap in.
+ACTIVATION_REMEDY_IDS: tuple[str, ...] = (
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "selu",
+    "swish",
+    "gelu",
+)
+
+#: Stable remedy ids (DESIGN.md), understood by ``gradwatch.remedies.apply``.
+REMEDY_IDS: tuple[str, ...] = (
+    "residual",
+    "layerwise_pretraining",
+    "lstm",
+    "gru",
+    *ACTIVATION_REMEDY_IDS,
+    "batchnorm",
+    "layernorm",
+    "init_xavier",
+    "init_he",
+    "init_lecun",
+    "init_orthogonal",
+    "init_identity",
+    "init_lsuv",
+    "clip_norm",
+    "clip_value",
+    "clip_adaptive",
+    "reduce_depth",
+    "faster_hardware",
+)
+
+
+@dataclass(frozen=True)
+class RemedyHint:
+    """A remedy a finding recommends, with the one-line reason it fits."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosed problem.
+
+    Attributes:
+        rule: Stable rule id, one of :data:`RULE_IDS`.
+        severity: ``"info"``, ``"warning"`` or ``"critical"``.
+        layers: Names of the layers concerned, most relevant first.
+        steps: First and last step of the evidence, or ``None`` for a run-wide finding.
+        evidence: Observed values and the thresholds they crossed (JSON-serialisable).
+        message: One plain sentence that says what is wrong and why.
+        remedies: Ranked remedies, best first.
+    """
+
+    rule: str
+    severity: Severity
+    layers: tuple[str, ...]
+    steps: tuple[int, int] | None
+    evidence: dict[str, Any] = field(hash=False, compare=True)
+    message: str
+    remedies: tuple[RemedyHint, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "layers": list(self.layers),
+            "steps": list(self.steps) if self.steps is not None else None,
+            "evidence": self.evidence,
+            "message": self.message,
+            "remedies": [{"id": r.id, "reason": r.reason} for r in self.remedies],
+        }

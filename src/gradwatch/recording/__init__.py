@@ -1,0 +1,1 @@
+"""Recording: ``watch()``, the Recorder's hooks, on-device statistics and flushing."""

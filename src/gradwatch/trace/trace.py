@@ -1,0 +1,395 @@
+"""The Trace: everything a run recorded, as numpy arrays indexed by step and layer.
+
+A Trace is read-only. Rules, plots and users read it; only the recorder and the store make
+one. Layer statistics live in ``(steps, layers)`` float64 matrices (missing = NaN), per-step
+scalars in 1-D arrays, recurrent input-gradient profiles in ``(steps, time)`` matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from .layers import LayerInfo
+
+#: Per-step-per-layer metrics the recorder writes (DESIGN.md, "Metric names").
+LAYER_METRICS: tuple[str, ...] = (
+    "grad_norm",
+    "grad_rms",
+    "grad_max",
+    "weight_norm",
+    "nonfinite",
+    "update_ratio",
+    "act_mean",
+    "act_std",
+    "act_saturated",
+    "act_dead",
+    "out_grad_norm",
+)
+
+#: Per-step scalars the recorder writes itself; users add their own through ``Watch.log``.
+STEP_SCALARS: tuple[str, ...] = ("global_grad_norm", "skipped")
+
+
+class TraceFrames(NamedTuple):
+    """Tidy pandas frames of a trace (see :meth:`Trace.to_pandas`)."""
+
+    scalars: Any  # pandas.DataFrame: step, <scalar columns>
+    layers: Any  # pandas.DataFrame: step, layer, depth, <metric columns>
+    recurrent: Any  # pandas.DataFrame: step, layer, t, input_grad_norm
+
+
+@dataclass(frozen=True)
+class RecurrentProfile:
+    """Gradient norm reaching each input time step of one recurrent layer.
+
+    Attributes:
+        steps: Training steps where the profile was measured, shape ``(S,)``.
+        values: ``(S, T)`` matrix of ``||dL/dx_t||``; ``t = T - 1`` is the last input,
+            the closest to a loss on the final output. NaN where not measured.
+    """
+
+    steps: np.ndarray
+    values: np.ndarray
+
+
+class Trace:
+    """A recorded (or hand-built) run.
+
+    Build one with :func:`gradwatch.load`, ``Watch.trace`` or :meth:`Trace.from_arrays`.
+
+    Example:
+        >>> import numpy as np
+        >>> from gradwatch.trace import LayerInfo, Trace
+        >>> layers = [LayerInfo(name=f"l{i}", type="Linear", depth=i, num_params=10)
+        ...           for i in range(3)]
+        >>> t = Trace.from_arrays(layers, steps=[0, 1],
+        ...                       metrics={"grad_rms": np.ones((2, 3))})
+        >>> t.matrix("grad_rms").shape
+        (2, 3)
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: Sequence[LayerInfo],
+        steps: np.ndarray,
+        metrics: Mapping[str, np.ndarray],
+        scalar_steps: np.ndarray,
+        scalars: Mapping[str, np.ndarray],
+        recurrent: Mapping[str, RecurrentProfile],
+        meta: Mapping[str, Any],
+        run_dir: Path | None = None,
+    ) -> None:
+        self._layers = tuple(layers)
+        self._steps = _readonly(np.asarray(steps, dtype=np.int64))
+        self._metrics = {k: _readonly(np.asarray(v, dtype=np.float64)) for k, v in metrics.items()}
+        self._scalar_steps = _readonly(np.asarray(scalar_steps, dtype=np.int64))
+        self._scalars = {k: _readonly(np.asarray(v, dtype=np.float64)) for k, v in scalars.items()}
+        self._recurrent = dict(recurrent)
+        self.meta: dict[str, Any] = dict(meta)
+        self.run_dir = run_dir
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        layers: Sequence[LayerInfo] | Sequence[str],
+        steps: Sequence[int] | np.ndarray,
+        metrics: Mapping[str, np.ndarray | Sequence[Sequence[float]]],
+        *,
+        scalars: Mapping[str, np.ndarray | Sequence[float]] | None = None,
+        scalar_steps: Sequence[int] | np.ndarray | None = None,
+        recurrent: Mapping[str, tuple[Sequence[int], np.ndarray]] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Trace:
+        """Build a trace from arrays, e.g. to test a rule on a hand-made case.
+
+        Args:
+            layers: LayerInfo objects in forward order, or just their names (type "Linear").
+            steps: Step index of each row of the metric matrices.
+            metrics: metric name -> ``(len(steps), len(layers))`` array (NaN = missing).
+            scalars: scalar name -> array aligned with ``scalar_steps``.
+            scalar_steps: Steps of the scalar arrays; defaults to ``steps``.
+            recurrent: layer name -> (steps, ``(S, T)`` input-gradient-norm matrix).
+            meta: Extra metadata (``config``, ``model`` ...).
+
+        Raises:
+            ValueError: When a shape does not match the steps and layers given.
+        """
+        infos = [
+            layer
+            if isinstance(layer, LayerInfo)
+            else LayerInfo(name=str(layer), type="Linear", depth=i, num_params=0)
+            for i, layer in enumerate(layers)
+        ]
+        step_arr = np.asarray(steps, dtype=np.int64).reshape(-1)
+        mats: dict[str, np.ndarray] = {}
+        for name, values in metrics.items():
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.shape != (len(step_arr), len(infos)):
+                raise ValueError(
+                    f"metric {name!r} has shape {arr.shape}; expected (steps, layers) = "
+                    f"({len(step_arr)}, {len(infos)}). Pass one row per step and one column "
+                    "per layer."
+                )
+            mats[name] = arr
+        s_steps = step_arr if scalar_steps is None else np.asarray(scalar_steps, np.int64)
+        scal: dict[str, np.ndarray] = {}
+        for name, values in (scalars or {}).items():
+            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+            if arr.shape != (len(s_steps),):
+                raise ValueError(
+                    f"scalar {name!r} has {arr.shape[0]} values but there are {len(s_steps)} "
+                    "scalar steps; pass `scalar_steps` or one value per step."
+                )
+            scal[name] = arr
+        rec: dict[str, RecurrentProfile] = {}
+        for name, (r_steps, values) in (recurrent or {}).items():
+            r = np.asarray(r_steps, dtype=np.int64).reshape(-1)
+            v = np.asarray(values, dtype=np.float64)
+            if v.ndim != 2 or v.shape[0] != len(r):
+                raise ValueError(
+                    f"recurrent profile of {name!r} has shape {v.shape}; expected "
+                    f"({len(r)}, T): one row per step."
+                )
+            rec[name] = RecurrentProfile(_readonly(r), _readonly(v))
+        full_meta = {"format_version": 1, "layers": [i.to_json() for i in infos]}
+        full_meta.update(meta or {})
+        return cls(
+            layers=infos,
+            steps=step_arr,
+            metrics=mats,
+            scalar_steps=s_steps,
+            scalars=scal,
+            recurrent=rec,
+            meta=full_meta,
+        )
+
+    # ------------------------------------------------------------------ layers and steps
+    @property
+    def layers(self) -> tuple[LayerInfo, ...]:
+        """The layer table, in forward (depth) order."""
+        return self._layers
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self._layers]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Step index of each row of :meth:`matrix` (sorted, int64)."""
+        return self._steps
+
+    @property
+    def metrics(self) -> list[str]:
+        """Names of the per-layer metrics this trace holds."""
+        return sorted(self._metrics)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The recorder's configuration (``every``, ``sample_every`` ...)."""
+        return dict(self.meta.get("config", {}))
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __repr__(self) -> str:
+        where = f", run_dir={str(self.run_dir)!r}" if self.run_dir else ""
+        return (
+            f"Trace(layers={len(self._layers)}, steps={len(self._steps)}, "
+            f"scalar_steps={len(self._scalar_steps)}{where})"
+        )
+
+    # ------------------------------------------------------------------ per-layer metrics
+    def has_metric(self, metric: str) -> bool:
+        return metric in self._metrics
+
+    def matrix(self, metric: str) -> np.ndarray:
+        """A ``(steps, layers)`` float64 array of one metric; NaN where not measured.
+
+        Raises:
+            KeyError: When the trace holds no such metric; the message lists those it holds.
+        """
+        try:
+            return self._metrics[metric]
+        except KeyError:
+            raise KeyError(
+                f"this trace has no metric {metric!r}; it has {self.metrics}"
+            ) from None
+
+    def measured(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """The steps where ``metric`` was measured for at least one layer, and those rows.
+
+        Sampled metrics (activations, update ratios) exist only on every
+        ``sample_every``-th step; this drops the all-missing rows.
+        """
+        mat = self.matrix(metric)
+        keep = ~np.all(np.isnan(mat), axis=1) if mat.size else np.zeros(len(mat), bool)
+        return self._steps[keep], mat[keep]
+
+    # ------------------------------------------------------------------ scalars
+    @property
+    def scalar_steps(self) -> np.ndarray:
+        """Step index of each entry of :meth:`scalar` (sorted, int64)."""
+        return self._scalar_steps
+
+    @property
+    def scalar_names(self) -> list[str]:
+        return sorted(self._scalars)
+
+    def has_scalar(self, name: str) -> bool:
+        return name in self._scalars
+
+    def scalar(self, name: str) -> np.ndarray:
+        """A per-step scalar (``loss``, ``global_grad_norm``, ``skipped``, user scalars).
+
+        Raises:
+            KeyError: When the trace holds no such scalar.
+        """
+        try:
+            return self._scalars[name]
+        except KeyError:
+            raise KeyError(
+                f"this trace has no scalar {name!r}; it has {self.scalar_names}"
+            ) from None
+
+    # ------------------------------------------------------------------ recurrent
+    @property
+    def recurrent_layers(self) -> list[str]:
+        """Names of the layers with an input-gradient profile over time steps."""
+        return list(self._recurrent)
+
+    def input_grad_profile(self, layer: str) -> RecurrentProfile:
+        """``||dL/dx_t||`` for each input time step of a recurrent layer, per sampled step."""
+        try:
+            return self._recurrent[layer]
+        except KeyError:
+            raise KeyError(
+                f"no input-gradient profile for layer {layer!r}; this trace has profiles for "
+                f"{self.recurrent_layers}"
+            ) from None
+
+    # ------------------------------------------------------------------ export
+    def to_pandas(self) -> TraceFrames:
+        """Tidy pandas frames: per-step scalars, per-step-per-layer metrics, recurrent profiles."""
+        import pandas as pd
+
+        scalars = pd.DataFrame({"step": self._scalar_steps, **self._scalars})
+        n_steps, n_layers = len(self._steps), len(self._layers)
+        layer_cols: dict[str, Any] = {
+            "step": np.repeat(self._steps, n_layers),
+            "layer": np.tile(np.array(self.layer_names, dtype=object), n_steps),
+            "depth": np.tile(np.arange(n_layers), n_steps),
+        }
+        for name in self.metrics:
+            layer_cols[name] = self._metrics[name].reshape(-1)
+        layers = pd.DataFrame(layer_cols)
+        rec_parts = []
+        for name, prof in self._recurrent.items():
+            s, t = prof.values.shape
+            rec_parts.append(
+                pd.DataFrame(
+                    {
+                        "step": np.repeat(prof.steps, t),
+                        "layer": name,
+                        "t": np.tile(np.arange(t), s),
+                        "input_grad_norm": prof.values.reshape(-1),
+                    }
+                )
+            )
+        recurrent = (
+            pd.concat(rec_parts, ignore_index=True)
+            if rec_parts
+            else pd.DataFrame(
+                {"step": pd.Series(dtype="int64"), "layer": pd.Series(dtype=object),
+                 "t": pd.Series(dtype="int64"), "input_grad_norm": pd.Series(dtype="float64")}
+            )
+        )
+        return TraceFrames(scalars=scalars, layers=layers, recurrent=recurrent)
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr)
+    arr.setflags(write=False)
+    return arr
+
+
+# ---------------------------------------------------------------------- tables -> Trace
+def trace_from_tables(
+    meta: Mapping[str, Any],
+    layer_tables: Sequence[pa.Table],
+    scalar_tables: Sequence[pa.Table],
+    recurrent_tables: Sequence[pa.Table],
+    run_dir: Path | None = None,
+) -> Trace:
+    """Assemble a Trace from the chunk tables the recorder writes (vectorised, no step loop)."""
+    layers = [LayerInfo.from_json(d) for d in meta.get("layers", [])]
+    n_layers = len(layers)
+
+    # Per-layer metrics: rows (step, layer, metric...) -> (steps, layers) matrices.
+    metrics: dict[str, np.ndarray] = {}
+    if layer_tables:
+        table = pa.concat_tables(layer_tables, promote_options="default")
+        step_col = table.column("step").to_numpy().astype(np.int64)
+        layer_col = table.column("layer").to_numpy().astype(np.int64)
+        steps, row = np.unique(step_col, return_inverse=True)
+        valid = (layer_col >= 0) & (layer_col < n_layers)
+        for name in table.column_names:
+            if name in ("step", "layer"):
+                continue
+            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            mat = np.full((len(steps), n_layers), np.nan)
+            mat[row[valid], layer_col[valid]] = values[valid]
+            metrics[name] = mat
+    else:
+        steps = np.zeros(0, dtype=np.int64)
+
+    scalars: dict[str, np.ndarray] = {}
+    if scalar_tables:
+        table = pa.concat_tables(scalar_tables, promote_options="default")
+        s_col = table.column("step").to_numpy().astype(np.int64)
+        scalar_steps, s_row = np.unique(s_col, return_inverse=True)
+        for name in table.column_names:
+            if name == "step":
+                continue
+            values = table.column(name).to_numpy(zero_copy_only=False)
+            values = np.asarray(values, dtype=np.float64)
+            vec = np.full(len(scalar_steps), np.nan)
+            # A later chunk wins for a repeated step (e.g. a value logged again).
+            vec[s_row] = values
+            scalars[name] = vec
+    else:
+        scalar_steps = np.zeros(0, dtype=np.int64)
+
+    recurrent: dict[str, RecurrentProfile] = {}
+    if recurrent_tables:
+        table = pa.concat_tables(recurrent_tables, promote_options="default")
+        r_step = table.column("step").to_numpy().astype(np.int64)
+        r_layer = table.column("layer").to_numpy().astype(np.int64)
+        r_t = table.column("t").to_numpy().astype(np.int64)
+        r_val = table.column("input_grad_norm").to_numpy(zero_copy_only=False).astype(np.float64)
+        for li in np.unique(r_layer):
+            sel = r_layer == li
+            p_steps, p_row = np.unique(r_step[sel], return_inverse=True)
+            width = int(r_t[sel].max()) + 1 if sel.any() else 0
+            vals = np.full((len(p_steps), width), np.nan)
+            vals[p_row, r_t[sel]] = r_val[sel]
+            name = layers[li].name if 0 <= li < n_layers else str(li)
+            recurrent[name] = RecurrentProfile(_readonly(p_steps), _readonly(vals))
+
+    return Trace(
+        layers=layers,
+        steps=steps,
+        metrics=metrics,
+        scalar_steps=scalar_steps,
+        scalars=scalars,
+        recurrent=recurrent,
+        meta=meta,
+        run_dir=run_dir,
+    )
