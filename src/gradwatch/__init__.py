@@ -27,12 +27,14 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "diagnose": ("gradwatch.diagnosis", "diagnose"),
+    "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from .diagnosis import Finding, RemedyHint
+    from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .trace import LayerInfo, Trace, TraceError, load
 
