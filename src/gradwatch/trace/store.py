@@ -41,7 +41,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -88,7 +88,7 @@ class RunWriter:
         self._seq[kind] += 1
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        tmp.replace(path)
         return path
 
 
@@ -113,7 +113,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise TraceError(f"cannot read {str(meta_path)!r}: {exc}") from exc
     version = meta.get("format_version")
     if not isinstance(version, int):
-        raise TraceError(f"{str(meta_path)!r} has no integer `format_version`; is it a gradwatch run?")
+        raise TraceError(
+            f"{str(meta_path)!r} has no integer `format_version`; is it a gradwatch run?"
+        )
     if version > FORMAT_VERSION:
         raise TraceError(
             f"{str(path)!r} was written in trace format {version}, newer than this gradwatch "
