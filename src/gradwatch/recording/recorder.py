@@ -132,7 +132,11 @@ class Watch:
         )
         self._row_used = np.zeros(self.flush_every, dtype=bool)
         self._scalar_cols: dict[str, int] = {name: i for i, name in enumerate(_FIXED_SCALARS)}
-        self._sbuf = torch.full((self.flush_every, 8), math.nan, device=self._device)
+        # Scalars (losses, user values) keep float64 where the device has it.
+        self._sdtype = torch.float32 if self._device.type == "mps" else torch.float64
+        self._sbuf = torch.full(
+            (self.flush_every, 8), math.nan, device=self._device, dtype=self._sdtype
+        )
         self._srow_used = np.zeros(self.flush_every, dtype=bool)
         self._late_scalars: list[tuple[int, dict[str, float]]] = []
         self._pending_recurrent: list[tuple[int, int, torch.Tensor]] = []
@@ -220,8 +224,9 @@ class Watch:
 
     def _unwrap_scaler(self) -> None:
         # The wrapper is an instance attribute; deleting it restores the class's method.
-        if self._scaler_wrapped and "step" in vars(self.scaler):
-            del self.scaler.step
+        scaler = self.scaler
+        if self._scaler_wrapped and scaler is not None and "step" in vars(scaler):
+            del scaler.step
         self._scaler_wrapped = False
 
     def _is_sampled(self, step: int) -> bool:
@@ -558,7 +563,10 @@ class Watch:
             self._scalar_cols[name] = col
             if col >= self._sbuf.shape[1]:
                 grown = torch.full(
-                    (self.flush_every, self._sbuf.shape[1] * 2), math.nan, device=self._device
+                    (self.flush_every, self._sbuf.shape[1] * 2),
+                    math.nan,
+                    device=self._device,
+                    dtype=self._sdtype,
                 )
                 grown[:, : self._sbuf.shape[1]] = self._sbuf
                 self._sbuf = grown
@@ -569,8 +577,8 @@ class Watch:
         """Move the window's buffers to the host in one transfer and write them out."""
         n = self.flush_every
         rec = self._pending_recurrent
-        parts = [self._buf.reshape(-1), self._sbuf.reshape(-1)]
-        parts += [p.reshape(-1).to(self._buf.dtype).to(self._device) for _, _, p in rec]
+        parts = [self._buf.reshape(-1).to(self._sdtype), self._sbuf.reshape(-1)]
+        parts += [p.reshape(-1).to(self._sdtype).to(self._device) for _, _, p in rec]
         host = torch.cat(parts).cpu().numpy()
         n_layer_vals = self._buf.numel()
         layer_data = host[:n_layer_vals].reshape(self._buf.shape)
