@@ -104,19 +104,37 @@ def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return nanmedian(padded, axis=1), starts
 
 
-def end_groups(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def end_groups(n: int, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the "first" and "last" layers among ``n`` (at least one each)."""
     k = max(1, round(n * fraction)) if n >= 10 else 1
     k = min(k, max(1, n // 2))
     return np.arange(k), np.arange(n - k, n)
 
 
-def depth_contrast(log_mat: np.ndarray, fraction: float) -> np.ndarray:
-    """Per row: mean log of the last layers minus mean log of the first layers (NaN-safe)."""
-    n = log_mat.shape[1]
-    first, last = end_groups(n, fraction)
+def depth_span(log_mat: np.ndarray) -> np.ndarray:
+    """Per row, the least-squares trend of ``log_mat`` along depth, times the depth covered.
+
+    ``log_mat`` is ``(rows, layers)`` of log10 values in depth order (NaN = missing). The
+    result is the fitted rise, in decades, from the first to the last layer: positive when
+    the last layers are larger (vanishing toward the input), negative when the first are
+    (exploding toward the input). A fit over all layers is steadier than comparing the two
+    end layers, one of which is often odd (the output layer). NaN for rows with < 2 values.
+    """
+    rows, n = log_mat.shape
+    if n < 2 or rows == 0:
+        return np.full(rows, np.nan)
+    x = np.arange(n, dtype=np.float64)[None, :]
+    ok = np.isfinite(log_mat)
+    cnt = ok.sum(axis=1)
+    y = np.where(ok, log_mat, 0.0)
     with quiet_nan():
-        return np.nanmean(log_mat[:, last], axis=1) - np.nanmean(log_mat[:, first], axis=1)
+        xm = (ok * x).sum(axis=1) / cnt
+        ym = y.sum(axis=1) / cnt
+        dx = np.where(ok, x - xm[:, None], 0.0)
+        var = (dx * dx).sum(axis=1)
+        slope = (dx * (y - ym[:, None])).sum(axis=1) / var
+    slope[(cnt < 2) | (var == 0)] = np.nan
+    return slope * (n - 1)
 
 
 def fl(x: Any) -> float | None:

@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ...trace import Trace
 from .._common import (
     core_layers,
-    depth_contrast,
+    depth_span,
     dominant_activation,
     fl,
     hints,
@@ -64,7 +64,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     steps, grad = metric_rows(trace, "grad_rms")
     cols = core_layers(trace)
     if len(steps) and len(cols) >= th.min_layers:
-        c = -depth_contrast(safe_log10(grad[:, cols]), th.end_fraction)  # first over last
+        c = -depth_span(safe_log10(grad[:, cols]))  # first over last
         meds, starts = window_medians(c, th.window)
         if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
             worst = float(np.nanmax(meds))

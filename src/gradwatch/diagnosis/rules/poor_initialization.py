@@ -3,12 +3,13 @@
 Reads only the first ``first_rows`` measured rows of each metric (the start of training) and
 fires on any of three kinds of evidence:
 
-* activations: a layer's output std is ``std_decades`` from 1, or the fitted trend of the
-  output variance along depth spans more than ``max_variance_ratio`` (SageMaker Debugger's
-  PoorWeightInitialization compares the largest and smallest variance with 10);
+* activations: a hidden layer's activation output std is ``std_decades`` from 1, or the
+  fitted trend of that variance along depth spans more than ``max_variance_ratio``
+  (SageMaker Debugger's PoorWeightInitialization compares max and min variance with 10);
 * backward gain: the geometric-mean per-layer gain of ``||dL/dh||`` per unit (RMS), from the
   last layer to the first, is farther than ``gain_factor`` from 1;
-* weight scale: a layer's weight std (``weight_norm / sqrt(numel)``) compared with what the
+* weight scale: a layer's parameter scale (``weight_norm / sqrt(numel(weight))``; the norm
+  includes the bias, so a large bias shows too) compared with what the
   activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's ``calculate_gain``: 1 for
   sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al. 2015, Glorot & Bengio 2010);
   layers off by ``weight_scale_factor`` fire when together they compound past
@@ -71,9 +72,14 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     causes: list[str] = []
 
     # --- forward: activation std far from 1, or drifting along depth.
+    # Only hidden layers followed by a known activation are held to unit variance: logits and
+    # recurrent states (an LSTM's h starts near 0) have no such target.
+    hidden = np.array(
+        [bool(trace.layers[i].activation) and not trace.layers[i].recurrent for i in cols]
+    )
     log_std = _first_profile(trace, "act_std", cols, th.first_rows)
     if log_std is not None:
-        ok = np.flatnonzero(np.isfinite(log_std))
+        ok = np.flatnonzero(np.isfinite(log_std) & hidden)
         far = ok[np.abs(log_std[ok]) >= th.std_decades]
         drift = float("nan")
         if len(ok) >= max(2, th.min_layers):
@@ -103,7 +109,9 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         if not np.isfinite(widths).any():
             widths = np.ones_like(widths)  # shapes unknown: compare norms as they are
         per_unit = log_ogn - 0.5 * safe_log10(widths)  # log10 RMS of dL/dh
-        ok = np.flatnonzero(np.isfinite(per_unit))
+        # Hidden layers only: the gradient at the logits is set by the loss, and the step from
+        # a wide hidden layer to few outputs changes the per-unit RMS by sqrt(fan ratio).
+        ok = np.flatnonzero(np.isfinite(per_unit) & hidden)
         if len(ok) >= max(2, th.min_layers):
             span = ok[-1] - ok[0]
             gain = (per_unit[ok[0]] - per_unit[ok[-1]]) / span  # log10 gain per layer
@@ -130,15 +138,18 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         off = {n: r for n, r in ratios.items() if abs(r) >= math.log10(th.weight_scale_factor)}
         compound = sum(off.values())
         if off and abs(compound) >= th.compound_decades:
-            evidence["weight_std_over_needed"] = {n: fl(10.0**r) for n, r in list(off.items())[:20]}
+            evidence["param_scale_over_needed"] = {
+                n: fl(10.0**r) for n, r in list(off.items())[:20]
+            }
             evidence["weight_scale_factor"] = th.weight_scale_factor
             evidence["compound_factor"] = fl(10.0**compound)
             culprits += [n for n in sorted(off, key=lambda n: -abs(off[n])) if n not in culprits]
             first = next(iter(off))
             causes.append(
-                f"{len(off)} layer(s) start with weights {10.0 ** off[first]:.2g}x the scale "
+                f"{len(off)} layer(s) start with parameters {10.0 ** off[first]:.2g}x the scale "
                 f"their activation needs ({trace.layers[int(cols[names.index(first)])].activation}"
-                f": gain/sqrt(fan_in)), compounding to {10.0**compound:.2g}x"
+                f": weight std gain/sqrt(fan_in); weight_norm counts the bias too), compounding "
+                f"to {10.0**compound:.2g}x"
             )
     if not causes:
         return None

@@ -2,7 +2,8 @@
 
 Reads the real update ratio ``||theta_after - theta_before|| / ||theta_before||`` (sampled
 steps). Per layer, the median over the last ``window`` sampled rows; the rule fires when the
-last layers' (geometric) mean exceeds the first layers' by ``warn_decades``. This is what a
+least-squares trend of its log10 along depth rises ``warn_decades`` from the first layer to
+the last. This is what a
 user sees of a vanishing gradient under SGD: the first layers barely learn.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 from ...trace import Trace
 from .._common import (
     core_layers,
+    depth_span,
     end_groups,
     fl,
     hints,
@@ -39,9 +41,9 @@ def check(trace: Trace, th: StalledEarlyLayersThresholds) -> Finding | None:
     ok = np.flatnonzero(np.isfinite(prof))
     if len(ok) < th.min_layers:
         return None
-    first, last = end_groups(len(ok), th.end_fraction)
-    early, late = prof[ok[first]], prof[ok[last]]
-    contrast = float(np.mean(late) - np.mean(early))
+    contrast = float(depth_span(prof[ok][None, :])[0])
+    first, last = end_groups(len(ok))
+    early = prof[ok[first]]
     if contrast < th.warn_decades:
         return None
     names = [trace.layers[int(cols[i])].name for i in ok]

@@ -1,7 +1,7 @@
 """``vanishing_gradient``: the gradient shrinks by a large factor from the last layers to the first.
 
-Evidence, per recorded step: the depth contrast ``c = mean log10 grad_rms(last layers) -
-mean log10 grad_rms(first layers)``. The rule takes the median of ``c`` over windows of
+Evidence, per recorded step: the depth trend ``c``, the least-squares rise of log10 grad_rms
+from the first to the last layer, in decades. The rule takes the median of ``c`` over windows of
 ``window`` rows (sustained, not one noisy step) and fires when a window's median reaches
 ``warn_decades``. It names where the largest drop happens from the backward gain profile
 (``out_grad_norm``, the gradient reaching each layer's output) when it was recorded, else from
@@ -16,7 +16,7 @@ import numpy as np
 from ...trace import Trace
 from .._common import (
     core_layers,
-    depth_contrast,
+    depth_span,
     dominant_activation,
     fl,
     fmt_factor,
@@ -50,7 +50,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     win_meds = np.zeros(0)
     starts = np.zeros(0, np.int64)
     if len(cols) >= th.min_layers:
-        c = depth_contrast(logg, th.end_fraction)  # (S,)
+        c = depth_span(logg)  # (S,)
         win_meds, starts = window_medians(c, th.window)
         with quiet_nan():
             contrast_hit = bool(np.nanmax(win_meds, initial=-np.inf) >= th.warn_decades)
