@@ -164,8 +164,10 @@ def _vanilla_rnn_long() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int
 
 
 def _lr_too_high() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
-    model = mlp([64, 64, 64, 10], nn.ReLU, he_init())
-    return model, torch.optim.SGD(model.parameters(), lr=3.0), digits_batches(4)
+    # SGD at lr 10 (about 100x a workable rate for this net): each step changes a layer's
+    # weights by tens of percent. Tanh, not ReLU, so the net oscillates instead of dying.
+    model = mlp([64, 64, 64, 10], nn.Tanh, normal_init(1.0))
+    return model, torch.optim.SGD(model.parameters(), lr=10.0), digits_batches(4)
 
 
 def _nan_injected() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
@@ -248,7 +250,7 @@ CORPUS: dict[str, Case] = {
         ),
         Case(
             "lr_too_high",
-            "3-layer ReLU MLP, He init, SGD lr 3.0",
+            "3-layer tanh MLP, LeCun init, SGD lr 10",
             _lr_too_high,
             expect=("unstable_updates",),
         ),
@@ -315,6 +317,110 @@ def run_case(case: Case, seed: int = 0) -> tuple[Trace, list[Finding], float]:
     return trace, findings, time.perf_counter() - t0
 
 
+# ---------------------------------------------------------------------- margins
+#: Thresholds loose enough that every rule reports its statistic whenever it can be computed.
+PERMISSIVE = {
+    "vanishing_gradient": {"warn_decades": 0.0, "abs_floor": 0.0},
+    "exploding_gradient": {"warn_decades": 0.0, "spike_ratio": 1.0, "spike_z": 0.0},
+    "stalled_early_layers": {"warn_decades": 0.0},
+    "collapsing_weights": {"warn_fraction": 1e9, "min_falling_fraction": 0.0},
+    "saturated_activation": {"warn_fraction": 0.0},
+    "dead_units": {"warn_fraction": 0.0},
+    "poor_initialization": {
+        "weight_scale_factor": 1.0,
+        "compound_decades": 0.0,
+        "gain_factor": 1.0,
+    },
+    "short_memory": {"warn_decades": 0.0, "min_r2": 0.0},
+    "loss_plateau": {"early_fraction": 1.0},
+    "unstable_updates": {"warn_ratio": 0.0},
+}
+
+
+def _first(d: object) -> float | None:
+    """Largest value of an evidence dict (or the value itself)."""
+    if isinstance(d, dict):
+        vals = [v for v in d.values() if isinstance(v, (int, float))]
+        return max(vals) if vals else None
+    return d if isinstance(d, (int, float)) else None
+
+
+#: (rule id, statistic, how to read it from the permissive finding's evidence).
+STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
+    ("vanishing_gradient", "max depth trend (decades)", lambda e: e.get("max_contrast_decades")),
+    (
+        "exploding_gradient",
+        "max reversed depth trend (decades)",
+        lambda e: (e.get("depth") or {}).get("first_over_last_decades"),
+    ),
+    (
+        "exploding_gradient",
+        "max global-norm jump over trailing median",
+        lambda e: (e.get("spikes") or {}).get("max_ratio_to_trailing_median"),
+    ),
+    (
+        "stalled_early_layers",
+        "update-ratio trend (decades)",
+        lambda e: e.get("late_over_early_decades"),
+    ),
+    (
+        "collapsing_weights",
+        "min final/initial weight norm",
+        lambda e: min((v for v in e["final_over_initial"].values() if v is not None), default=None),
+    ),
+    (
+        "loss_plateau",
+        "plateau start (fraction of run)",
+        lambda e: 1.0 - e["plateau_windows"] / e["windows"],
+    ),
+    ("saturated_activation", "max saturated fraction", lambda e: _first(e["saturated_fraction"])),
+    ("dead_units", "max dead fraction", lambda e: _first(e["dead_fraction"])),
+    (
+        "poor_initialization",
+        "param scale / needed, compounded",
+        lambda e: e.get("compound_factor"),
+    ),
+    (
+        "poor_initialization",
+        "backward gain per hidden layer",
+        lambda e: e.get("backward_gain_per_layer"),
+    ),
+    (
+        "short_memory",
+        "decay over sequence (decades)",
+        lambda e: e.get("decay_decades_over_sequence"),
+    ),
+    (
+        "unstable_updates",
+        "max block-median update ratio",
+        lambda e: _first(e.get("high_update_ratio", {})),
+    ),
+]
+
+
+def margins(trace: Trace) -> dict[str, float | None]:
+    """Each rule's statistics on ``trace`` (None where it cannot be computed)."""
+    found = {f.rule: f.evidence for f in gw.diagnose(trace, PERMISSIVE)}
+    return {
+        f"{rule}: {label}": (read(found[rule]) if rule in found else None)
+        for rule, label, read in STATISTICS
+    }
+
+
+def margins_table(stats: dict[str, dict[str, float | None]]) -> str:
+    """Markdown table: each rule's statistic (rows) on each corpus model (columns)."""
+    names = list(stats)
+    lines = [
+        "| statistic | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for rule, label, _ in STATISTICS:
+        key = f"{rule}: {label}"
+        cells = [("-" if stats[n][key] is None else f"{stats[n][key]:.3g}") for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- the table
 _MARK = {"critical": "**C**", "warning": "W", "info": "i"}
 
@@ -371,20 +477,27 @@ def main() -> None:
     torch.set_num_threads(1)
     results: dict[str, list[Finding]] = {}
     times: dict[str, float] = {}
+    stats: dict[str, dict[str, float | None]] = {}
     for name in args.only or list(CORPUS):
-        _, findings, secs = run_case(CORPUS[name], args.seed)
+        trace, findings, secs = run_case(CORPUS[name], args.seed)
         results[name], times[name] = findings, secs
+        stats[name] = margins(trace)
         print(f"{name:24s} {secs:5.1f} s  " + ", ".join(f"{f.rule}:{f.severity}" for f in findings))
     table = confusion_table(results)
     print()
     print(table)
+    print()
+    print(margins_table(stats))
     if args.write_docs:
         body = (
             f"Generated by `PYTHONPATH=src python benchmarks/diagnosis_corpus.py --write-docs` "
             f"(seed {args.seed}, torch {torch.__version__}, one CPU thread; record + diagnose "
             f"took {min(times.values()):.1f}-{max(times.values()):.1f} s per model). "
             "**C** = critical, W = warning, i = info.\n\n"
-            f"{table}\n\nWhat each model's findings say:\n\n{evidence_table(results)}"
+            f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
+            "in; '-' = not computable or no evidence in that direction):\n\n"
+            f"{margins_table(stats)}\n\n"
+            f"What each model's findings say:\n\n{evidence_table(results)}"
         )
         write_docs(Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md", body)
         print("\nupdated docs/diagnosis.md")

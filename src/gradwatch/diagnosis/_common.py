@@ -104,6 +104,32 @@ def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return nanmedian(padded, axis=1), starts
 
 
+def block_medians(mat: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column medians of consecutive blocks of ``window`` rows of a 2-D array.
+
+    Like :func:`window_medians` but for a ``(rows, layers)`` matrix (the remainder rows join
+    the last block when it would hold fewer than half a window). Returns ``(blocks, layers)``
+    medians and the first row of each block.
+    """
+    rows, cols = mat.shape
+    if rows == 0:
+        return np.zeros((0, cols)), np.zeros(0, np.int64)
+    window = max(1, int(window))
+    n_full = max(1, rows // window)
+    rem = rows - n_full * window
+    if rem >= max(1, window // 2) or rows < window:
+        n_blocks = n_full + (1 if rows >= window else 0)
+    else:
+        n_blocks = n_full
+    starts = np.arange(n_blocks) * window
+    ends = np.append(starts[1:], rows)
+    width = int((ends - starts).max())
+    idx = starts[:, None] + np.arange(width)[None, :]  # (B, width)
+    valid = idx < ends[:, None]
+    padded = np.where(valid[:, :, None], mat[np.minimum(idx, rows - 1)], np.nan)
+    return nanmedian(padded, axis=1), starts
+
+
 def end_groups(n: int, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the "first" and "last" layers among ``n`` (at least one each)."""
     k = max(1, round(n * fraction)) if n >= 10 else 1

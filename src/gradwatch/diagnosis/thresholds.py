@@ -27,21 +27,21 @@ from typing import Any
 class VanishingGradientThresholds:
     """When the gradient shrinks from the last layers to the first."""
 
-    # Decades (log10) grad_rms rises from the first to the last layer (least-squares trend along
-    # depth). Measured on the corpus (docs/diagnosis.md): healthy models stay within +-1.3
-    # decades, the 20-layer sigmoid MLP shows 4.1-4.7; 2 decades (100x) has margin both sides.
+    # Decades (log10) grad_rms rises from the first to the last layer (least-squares trend
+    # along depth), as a window median. Measured on the corpus (docs/diagnosis.md): healthy
+    # models stay at or below 0.5 decades, the 20-layer sigmoid MLP shows 4.5; 2 decades
+    # (100x) leaves a wide margin on both sides.
     warn_decades: float = 2.0
-    # 10^4: the first layers learn 10,000x slower than the last at the same learning rate;
-    # Glorot & Bengio (2010, fig. 7) show gradients this far apart only in nets that fail to
-    # train. Chosen with the corpus measurement above.
+    # 10^4: the first layers learn 10,000x slower than the last at one learning rate; Glorot &
+    # Bengio (2010) show such spreads only in nets that fail to train (our choice).
     critical_decades: float = 4.0
     # SageMaker Debugger's VanishingGradient default: mean |g| < 1e-7. grad_rms >= mean |g|,
-    # so grad_rms below it implies SageMaker's test holds too.
+    # so a grad_rms below it implies SageMaker's test holds too.
     abs_floor: float = 1e-7
-    # Rows per window: the contrast must hold for the window's median, not a single step.
-    # Our choice (10 steps at every=1), also SageMaker's LossNotDecreasing num_steps default.
+    # Recorded rows per window: the trend must hold for a window's median, not one step.
+    # 10 is SageMaker's LossNotDecreasing num_steps default and 10 steps at every=1.
     window: int = 10
-    # Fewer (non-normalisation) layers than this cannot vanish along depth in a useful sense.
+    # Fewer weight layers than this have no depth to vanish along (our choice).
     min_layers: int = 3
 
 
@@ -49,25 +49,33 @@ class VanishingGradientThresholds:
 class ExplodingGradientThresholds:
     """When the gradient grows along depth or over steps."""
 
-    # Same depth trend as vanishing, reversed (first layers larger than last); same sources.
-    # Measured: the 20-layer tanh MLP with weights N(0, 16/fan_in) shows 2.7-3.8 decades.
+    # The vanishing trend reversed (first layers larger than the last). Measured: healthy
+    # corpus models at most 0.66 decades, the 20-layer tanh MLP with weights N(0, 16/fan_in)
+    # 3.5; 2 decades sits between.
     warn_decades: float = 2.0
+    # Same as vanishing_gradient.critical_decades (our choice, symmetric).
     critical_decades: float = 4.0
+    # Same as vanishing_gradient.min_layers.
     min_layers: int = 3
     # Modified z-score 0.6745 (x - median) / MAD above 3.5 marks an outlier: Iglewicz &
     # Hoaglin (1993), "How to Detect and Handle Outliers". Applied to log10 global grad norm.
     spike_z: float = 3.5
     # ... and the spike must also be >= 10x the trailing median (a z-score alone fires on
-    # tiny wiggles when the MAD is ~0). Measured: healthy corpus runs peak below 4x.
+    # tiny wiggles when the MAD is ~0). Our choice: one order of magnitude.
     spike_ratio: float = 10.0
     # 1000x above the trailing median: an overflow is a few such steps away (our choice).
     critical_spike_ratio: float = 1000.0
-    # Rows of the trailing window the median/MAD come from (our choice, ~2 windows of 10).
+    # Fewer spikes than this (none critical) are only "info": healthy corpus runs show one
+    # 5-17x jump (one hard batch); repeated spikes are not that.
+    min_spikes: int = 3
+    # Rows of the trailing window the median/MAD come from (our choice: 2 windows of 10).
     trailing: int = 20
-    # Sustained growth: window medians of the global norm rising this many decades from their
-    # minimum to the last window, with each of the last `rising_windows` windows higher.
+    # Sustained growth: window medians of the global norm rising this many decades (100x)
+    # above their minimum by the last window (our choice, same scale as warn_decades) ...
     growth_decades: float = 2.0
+    # ... and rising through each of the last 3 windows: still growing, not a past bump.
     rising_windows: int = 3
+    # Rows per window for the growth test (as vanishing_gradient.window).
     window: int = 10
 
 
@@ -75,11 +83,11 @@ class ExplodingGradientThresholds:
 class NonfiniteGradientThresholds:
     """When NaN/Inf gradients are a failure, and when they are GradScaler calibration."""
 
-    # torch.cuda.amp.GradScaler starts at scale 2^16 and halves on each overflow: 16 skipped
-    # steps in a row bring it to 1, so a longer run of skips is not calibration.
+    # torch.amp.GradScaler starts at scale 2^16 and halves on each overflow: 16 skipped steps
+    # in a row bring it to 1, so a longer run of skips is not calibration.
     max_consecutive_skipped: int = 16
-    # GradScaler grows the scale every 2000 good steps and may skip once after; more than 5%
-    # skipped steps overall is far above that (our choice, from GradScaler's growth_interval).
+    # GradScaler grows its scale every 2000 good steps (growth_interval) and may then skip one:
+    # a 5% skip rate is 100x that (our choice).
     max_skipped_fraction: float = 0.05
 
 
@@ -87,13 +95,15 @@ class NonfiniteGradientThresholds:
 class StalledEarlyLayersThresholds:
     """When early layers' parameters move far less than late layers'."""
 
-    # Decades the (log) median update ratio rises from the first to the last layer (trend along
-    # depth). 2 decades = early layers change 100x slower, so need 100x the steps to move as
-    # far. Measured on the corpus: see docs/diagnosis.md (healthy models stay near 0).
+    # Decades the log10 update ratio rises from the first to the last layer (trend along
+    # depth): 2 = early layers change 100x slower. Measured: healthy corpus models <= 0.14,
+    # the 20-layer sigmoid MLP 4.4.
     warn_decades: float = 2.0
+    # Same as vanishing_gradient.critical_decades.
     critical_decades: float = 4.0
+    # Same as vanishing_gradient.min_layers.
     min_layers: int = 3
-    # Last sampled rows used (sustained, at the end of the run: a stall that resolved is not one).
+    # Last sampled rows used (100 steps at sample_every=10): a stall that resolved is not one.
     window: int = 10
 
 
@@ -101,16 +111,17 @@ class StalledEarlyLayersThresholds:
 class CollapsingWeightsThresholds:
     """When weight norms drift toward zero."""
 
-    # Last-window median weight norm below this fraction of the first-window median. Measured:
-    # healthy corpus layers keep >= 0.9 of their initial norm; strong weight decay ends < 0.3.
+    # Last-span median weight norm below this fraction of the first span's. Measured: healthy
+    # corpus layers end at >= 0.93 of their initial norm; weight decay 0.3 ends at 0.01.
     warn_fraction: float = 0.5
+    # A tenth of the initial norm: the layer's signal and gradient are 10x smaller (our choice).
     critical_fraction: float = 0.1
-    # "Drifting": at least this fraction of consecutive window medians must fall (our choice:
+    # "Drifting": at least this fraction of consecutive span medians must fall (our choice:
     # a steady fall, not one jump).
     min_falling_fraction: float = 0.7
     # The run is split into this many equal spans (our choice: 10 medians show a trend).
     windows: int = 10
-    # Fewer rows (spans) than this cannot show a drift.
+    # Fewer recorded rows than this cannot show a drift (our choice).
     min_windows: int = 3
 
 
@@ -119,14 +130,15 @@ class LossPlateauThresholds:
     """When the loss stops improving early."""
 
     # A plateau starts at the first window that no later window improves on by this fraction
-    # (of its own loss). 5%: above the window-median noise of batch-64 losses (~1-3%
-    # measured on the corpus), far below what a learning model gains (our choice).
+    # of its own loss: above window-median noise of batch-64 losses, far below what a learning
+    # model gains (our choice).
     min_relative_improvement: float = 0.05
-    # "Early": the plateau starts within this fraction of the run (our choice: half, so a
-    # run that converged late, as it should, is not flagged).
+    # "Early": the plateau starts within this fraction of the run. Measured: healthy corpus
+    # runs plateau (converge) after 0.8 of the run or never; stuck ones before 0.17.
     early_fraction: float = 0.5
+    # Logged steps per window (as vanishing_gradient.window).
     window: int = 10
-    # The plateau must last this many windows, and the run have at least this many.
+    # The plateau must last this many windows (30 steps) to count (our choice).
     min_windows: int = 3
 
 
@@ -138,7 +150,7 @@ class SaturatedActivationThresholds:
     warn_fraction: float = 0.5
     # 90%: the layer passes almost no gradient (our choice).
     critical_fraction: float = 0.9
-    # Median over the last sampled rows: saturation that persists, not one batch.
+    # Median over the last 10 sampled rows: saturation that persists, not one batch.
     window: int = 10
 
 
@@ -150,6 +162,7 @@ class DeadUnitsThresholds:
     warn_fraction: float = 0.5
     # 99%: the layer passes (almost) no gradient at all (our choice).
     critical_fraction: float = 0.99
+    # Median over the last 10 sampled rows (as saturated_activation.window).
     window: int = 10
 
 
@@ -157,23 +170,24 @@ class DeadUnitsThresholds:
 class PoorInitializationThresholds:
     """When the starting weights scale the signal away from unit variance."""
 
-    # Sampled rows at the start that are read (the first few measurements).
+    # Sampled rows read at the start of training (the first 3 measurements; our choice).
     first_rows: int = 3
-    # SageMaker Debugger PoorWeightInitialization: threshold = 10 (ratio of the largest to the
-    # smallest activation variance across layers); 10 in variance = sqrt(10) in std.
+    # SageMaker Debugger PoorWeightInitialization: threshold = 10 (largest over smallest
+    # activation variance across layers); here on the fitted trend along depth.
     max_variance_ratio: float = 10.0
-    # Activation std this many decades from 1 in any layer (10x or 1/10). Glorot & Bengio
-    # (2010) aim for unit variance; a factor of 10 is far from it (our choice).
+    # A hidden activation std 10x from 1 (Glorot & Bengio 2010 aim for unit variance).
     std_decades: float = 1.0
-    # Weight std vs what the following activation needs (gain / sqrt(fan_in), the PyTorch
-    # torch.nn.init.calculate_gain convention; He et al. 2015; Glorot & Bengio 2010): a layer
-    # off by more than 2x is mis-scaled ...
+    # A layer whose parameter scale is 2x off what its activation needs (PyTorch's
+    # calculate_gain convention; He et al. 2015; Glorot & Bengio 2010) is mis-scaled ...
     weight_scale_factor: float = 2.0
-    # ... and fires when the mis-scaled layers compound to 10x over depth (our choice).
+    # ... and fires once the mis-scaled layers compound to 10x. Measured: healthy corpus
+    # models compound to 0.94-1.01, the broken-by-construction ones to 190 or more.
     compound_decades: float = 1.0
-    # Per-layer backward gain of ||dL/dh|| (RMS per unit) farther than 2x from 1 on average
-    # over depth (our choice, matching weight_scale_factor).
+    # Backward gain per hidden layer (RMS of dL/dh) 2x from 1. Measured: healthy corpus
+    # models 0.96-1.2; the sigmoid MLP 0.58, the large-init tanh MLP 1.5 (both also fire on
+    # the compounded scale).
     gain_factor: float = 2.0
+    # Same as vanishing_gradient.min_layers.
     min_layers: int = 3
 
 
@@ -181,16 +195,20 @@ class PoorInitializationThresholds:
 class ShortMemoryThresholds:
     """When a recurrent net's gradient forgets distant inputs."""
 
-    # Decades the fitted gradient falls from the last input to the first. 2 decades: the first
-    # input gets 1% of the gradient of the last (our choice; Bengio et al. 1994 and Pascanu et
-    # al. 2013 describe the exponential decay, not a cut-off).
+    # Decades the fitted gradient falls from the last input to the first: 2 = the first input
+    # gets 1% of the gradient of the last (our choice; Bengio et al. 1994 and Pascanu et al.
+    # 2013 derive the exponential decay, not a cut-off). Measured: the 60-step tanh RNN 12-13;
+    # the 8-step LSTM shows no decay.
     warn_decades: float = 2.0
+    # 10^-5 of the gradient: those inputs are not learned from at all (our choice).
     critical_decades: float = 5.0
     # The fit must explain the profile: R^2 of log-norm vs distance (our choice).
     min_r2: float = 0.7
-    # The horizon reported is the distance at which the gradient falls by this factor.
+    # The horizon reported is the distance at which the gradient has fallen 100x.
     horizon_factor: float = 100.0
+    # Median profile over the last 10 sampled rows (as saturated_activation.window).
     window: int = 10
+    # Shorter sequences cannot show a trend (our choice).
     min_length: int = 4
 
 
@@ -198,15 +216,17 @@ class ShortMemoryThresholds:
 class UnstableUpdatesThresholds:
     """When update ratios ||dtheta|| / ||theta|| are far from the ~1e-3 of healthy training."""
 
-    # CS231n (Karpathy, "Neural Networks Part 3") puts a healthy ratio near 1e-3. 100x that
-    # is a learning rate far too high for the layer (our choice; measured: healthy corpus
-    # runs stay below 0.03).
+    # CS231n (Karpathy, "Neural Networks Part 3") puts a healthy ratio near 1e-3; 100x that is
+    # a learning rate far too high for the layer. Measured: healthy corpus models <= 0.026,
+    # SGD at lr 10 0.45.
     warn_ratio: float = 0.1
     # SageMaker Debugger WeightUpdateRatio: large_threshold = 10.
     critical_ratio: float = 10.0
     # SageMaker Debugger WeightUpdateRatio: small_threshold = 1e-8 (the weights do not move).
     small_ratio: float = 1e-8
-    window: int = 10
+    # Sampled rows per block (our choice: 3 samples = 30 steps at sample_every=10; a median of
+    # 3 needs 2 high, so one odd step is not enough, yet a quick blow-up is still caught).
+    window: int = 3
 
 
 @dataclass(frozen=True)

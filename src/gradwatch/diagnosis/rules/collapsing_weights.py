@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, metric_rows, nanmedian, quiet_nan
+from .._common import by_layer, hints, metric_rows, nanmedian, quiet_nan
 from ..finding import Finding
 from ..thresholds import CollapsingWeightsThresholds
 
@@ -52,12 +52,8 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
         steps=(int(steps[0]), int(steps[-1])),
         evidence={
             "metric": "weight_norm",
-            "final_over_initial": {
-                nm: fl(ratio[i]) for nm, i in zip(names[:20], idx[:20], strict=True)
-            },
-            "falling_window_fraction": {
-                nm: fl(falling[i]) for nm, i in zip(names[:20], idx[:20], strict=True)
-            },
+            "final_over_initial": by_layer(names, ratio[idx]),
+            "falling_window_fraction": by_layer(names, falling[idx]),
             "warn_fraction": th.warn_fraction,
             "critical_fraction": th.critical_fraction,
             "min_falling_fraction": th.min_falling_fraction,

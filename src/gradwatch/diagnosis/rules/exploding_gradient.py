@@ -6,7 +6,8 @@ Three kinds of evidence, any of which fires the rule:
   window's median (the vanishing contrast, reversed);
 * spikes: a step whose global gradient norm is ``spike_ratio`` times the median of the
   ``trailing`` rows before it *and* a modified z-score (median/MAD, Iglewicz & Hoaglin) above
-  ``spike_z`` there;
+  ``spike_z`` there; fewer than ``min_spikes`` of them (and none ``critical_spike_ratio``
+  high) is only ``info``: one hard batch does that in healthy runs;
 * growth: window medians of the global norm rise ``growth_decades`` above their minimum,
   rising through each of the last ``rising_windows`` windows (exponential growth).
 
@@ -32,7 +33,7 @@ from .._common import (
     scalar_rows,
     window_medians,
 )
-from ..finding import Finding
+from ..finding import Finding, Severity
 from ..thresholds import ExplodingGradientThresholds
 
 RULE = "exploding_gradient"
@@ -55,6 +56,7 @@ def global_norm(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
 def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     """Return the exploding-gradient finding of ``trace``, or None."""
     evidence: dict[str, object] = {}
+    isolated = False
     layers: list[str] = []
     spans: list[int] = []
     severe = False
@@ -108,10 +110,13 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
                 "max_ratio_to_trailing_median": fl(10.0**biggest),
                 "spike_ratio": th.spike_ratio,
                 "spike_z": th.spike_z,
+                "min_spikes": th.min_spikes,
                 "trailing_rows": th.trailing,
             }
             spans += [int(sp[0]), int(sp[-1])]
             severe |= biggest >= np.log10(th.critical_spike_ratio)
+            # A lone spike is common in healthy runs (one hard batch); repeated ones are not.
+            isolated = len(idx) < th.min_spikes and biggest < np.log10(th.critical_spike_ratio)
             kinds.append(
                 f"the global gradient norm jumps up to {10.0**biggest:.2g}x above its recent "
                 f"median ({len(idx)} spike{'s' if len(idx) > 1 else ''})"
@@ -168,10 +173,14 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     pairs.append(("clip_value", "a cruder cap on each gradient entry"))
     if not layers:
         layers = [la.name for la in trace.layers[:1]]
+    only_spikes = list(evidence) == ["spikes"]
+    severity: Severity = "critical" if severe else "warning"
+    if only_spikes and isolated:
+        severity = "info"
     evidence["metric"] = "grad_rms / global_grad_norm"
     return Finding(
         rule=RULE,
-        severity="critical" if severe else "warning",
+        severity=severity,
         layers=tuple(layers),
         steps=(min(spans), max(spans)) if spans else None,
         evidence=evidence,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, tail_fraction
+from .._common import by_layer, hints, tail_fraction
 from ..finding import Finding
 from ..thresholds import SaturatedActivationThresholds
 
@@ -37,9 +37,7 @@ def check(trace: Trace, th: SaturatedActivationThresholds) -> Finding | None:
         steps=(int(steps[0]), int(steps[-1])),
         evidence={
             "metric": "act_saturated",
-            "saturated_fraction": {
-                n: fl(frac[i]) for n, i in zip(names[:20], hit[:20], strict=True)
-            },
+            "saturated_fraction": by_layer(names, frac[hit]),
             "layers_over_threshold": len(hit),
             "warn_fraction": th.warn_fraction,
             "critical_fraction": th.critical_fraction,

@@ -1,10 +1,11 @@
 """``unstable_updates``: update ratios far from the ~1e-3 of healthy training.
 
 The update ratio ``||theta_after - theta_before|| / ||theta_before||`` is the real step the
-optimizer took (Adam included). Per layer, its median over the last ``window`` sampled rows;
-the rule fires when it exceeds ``warn_ratio`` (100x CS231n's ~1e-3 rule of thumb; critical
-above SageMaker Debugger's large_threshold, 10) or falls below SageMaker's small_threshold
-(1e-8: the layer does not move at all).
+optimizer took (Adam included). Per layer, its median over consecutive blocks of ``window``
+sampled rows (so one odd step is not enough); the rule fires when a block's median exceeds
+``warn_ratio`` (100x CS231n's ~1e-3 rule of thumb; critical above SageMaker Debugger's
+large_threshold, 10), or when the last block's median falls below SageMaker's
+small_threshold (1e-8: the layer no longer moves at all).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, metric_rows, nanmedian, quiet_nan
+from .._common import block_medians, by_layer, hints, metric_rows, quiet_nan
 from ..finding import Finding, Severity
 from ..thresholds import UnstableUpdatesThresholds
 
@@ -24,15 +25,15 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     steps, ur = metric_rows(trace, "update_ratio")
     if len(steps) == 0 or ur.shape[1] == 0:
         return None
-    tail = ur[-min(th.window, len(ur)) :]
+    blocks, starts = block_medians(ur, th.window)  # (B, L)
     with quiet_nan():
-        med = nanmedian(tail, axis=0)
-        peak = np.nanmax(ur, axis=0)
-    ok = np.isfinite(med)
-    high = np.flatnonzero(ok & (med > th.warn_ratio))
-    low = np.flatnonzero(ok & (med < th.small_ratio))
+        med = np.nanmax(blocks, axis=0)  # worst sustained ratio of each layer
+    last = blocks[-1]
+    high = np.flatnonzero(np.isfinite(med) & (med > th.warn_ratio))
+    low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
     if len(high) == 0 and len(low) == 0:
         return None
+    hot_blocks = np.flatnonzero((blocks[:, high] > th.warn_ratio).any(axis=1))
     high = high[np.argsort(-med[high])]
     names_hi = [trace.layers[i].name for i in high]
     names_lo = [trace.layers[i].name for i in low]
@@ -45,12 +46,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         "window_rows": th.window,
     }
     if len(high):
-        evidence["high_update_ratio"] = {
-            n: fl(med[i]) for n, i in zip(names_hi[:20], high[:20], strict=True)
-        }
-        evidence["peak_update_ratio"] = {
-            n: fl(peak[i]) for n, i in zip(names_hi[:20], high[:20], strict=True)
-        }
+        evidence["high_update_ratio"] = by_layer(names_hi, med[high])
         worst = float(med[high[0]])
         severity = "critical" if worst > th.critical_ratio else "warning"
         message = (
@@ -59,20 +55,24 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             "rate is far too high for this layer and every step overshoots."
         )
     else:
-        evidence["low_update_ratio"] = {
-            n: fl(med[i]) for n, i in zip(names_lo[:20], low[:20], strict=True)
-        }
+        evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
         message = (
             f"Unstable updates: the weights of {names_lo[0]} change by less than "
-            f"{th.small_ratio:g} of their norm per step, so that layer is not training."
+            f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
         )
-    span_steps = steps[-len(tail) :]
+    if len(hot_blocks):
+        b0, b1 = int(hot_blocks[0]), int(hot_blocks[-1])
+        end_row = int(starts[b1 + 1]) - 1 if b1 + 1 < len(starts) else len(steps) - 1
+        span = (int(steps[starts[b0]]), int(steps[end_row]))
+        evidence["blocks_over_warn_ratio"] = len(hot_blocks)
+    else:
+        span = (int(steps[starts[-1]]), int(steps[-1]))
     return Finding(
         rule=RULE,
         severity=severity,
         layers=tuple(names_hi + names_lo),
-        steps=(int(span_steps[0]), int(span_steps[-1])),
+        steps=span,
         evidence=evidence,
         message=message,
         remedies=hints(

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...trace import Trace
 from .._common import (
+    by_layer,
     core_layers,
     depth_span,
     dominant_activation,
@@ -101,9 +102,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             layers += [names[hi], names[lo]]
     if floor_hit.any():
         floor_names = [names[i] for i in np.flatnonzero(floor_hit)]
-        evidence["below_floor"] = {
-            n: fl(v) for n, v in zip(floor_names, last_med[floor_hit], strict=True)
-        }
+        evidence["below_floor"] = by_layer(floor_names, last_med[floor_hit])
         layers += [n for n in floor_names if n not in layers]
         severe = True
         if not contrast_hit:
