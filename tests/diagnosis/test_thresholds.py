@@ -6,11 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from diag_helpers import depth_profile, trace_of
 
 from gradwatch.diagnosis import RULE_IDS, Thresholds, diagnose
 from gradwatch.diagnosis.thresholds import resolve_thresholds
-
-from diag_helpers import depth_profile, trace_of
 
 
 def test_one_threshold_group_per_rule() -> None:

@@ -163,6 +163,12 @@ def depth_span(log_mat: np.ndarray) -> np.ndarray:
     return slope * (n - 1)
 
 
+def pow10(x: float) -> float:
+    """10**x as a float that saturates to inf/0 instead of raising OverflowError."""
+    with np.errstate(over="ignore"):
+        return float(np.power(10.0, np.float64(x)))
+
+
 def fl(x: Any) -> float | None:
     """A JSON-friendly float (6 significant digits); ``None`` for NaN/inf/missing."""
     try:
@@ -208,7 +214,7 @@ def is_sigmoid_like(activation: str | None) -> bool:
 
 def fmt_factor(decades: float) -> str:
     """A factor written for people: 10^3.2 -> '1.6e+03x'."""
-    return f"{10.0**decades:.2g}x"
+    return f"{pow10(decades):.2g}x"
 
 
 def tail_fraction(trace: Trace, metric: str, window: int) -> tuple[np.ndarray, np.ndarray] | None:

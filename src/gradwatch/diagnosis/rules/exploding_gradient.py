@@ -28,6 +28,7 @@ from .._common import (
     hints,
     metric_rows,
     nanmedian,
+    pow10,
     quiet_nan,
     safe_log10,
     scalar_rows,
@@ -77,14 +78,14 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             ]
             evidence["depth"] = {
                 "first_over_last_decades": fl(worst),
-                "first_over_last_factor": fl(10.0**worst),
+                "first_over_last_factor": fl(pow10(worst)),
                 "warn_decades": th.warn_decades,
                 "windows_over_threshold": len(hit),
             }
             severe |= worst >= th.critical_decades
             layers.append(trace.layers[int(cols[0])].name)
             kinds.append(
-                f"the gradient grows {10.0**worst:.2g}x from the last layers back to the first"
+                f"the gradient grows {pow10(worst):.2g}x from the last layers back to the first"
             )
 
     # --- over steps: spikes and exponential growth of the global norm.
@@ -107,7 +108,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             evidence["spikes"] = {
                 "count": len(idx),
                 "steps": [int(s) for s in sp[:20]],
-                "max_ratio_to_trailing_median": fl(10.0**biggest),
+                "max_ratio_to_trailing_median": fl(pow10(biggest)),
                 "spike_ratio": th.spike_ratio,
                 "spike_z": th.spike_z,
                 "min_spikes": th.min_spikes,
@@ -118,7 +119,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             # A lone spike is common in healthy runs (one hard batch); repeated ones are not.
             isolated = len(idx) < th.min_spikes and biggest < np.log10(th.critical_spike_ratio)
             kinds.append(
-                f"the global gradient norm jumps up to {10.0**biggest:.2g}x above its recent "
+                f"the global gradient norm jumps up to {pow10(biggest):.2g}x above its recent "
                 f"median ({len(idx)} spike{'s' if len(idx) > 1 else ''})"
             )
     meds, starts = window_medians(logn, th.window)
@@ -131,15 +132,15 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
         if rising and growth >= th.growth_decades:
             evidence["growth"] = {
                 "decades": fl(growth),
-                "factor": fl(10.0**growth),
+                "factor": fl(pow10(growth)),
                 "growth_decades": th.growth_decades,
-                "last_window_median": fl(10.0 ** m[-1]),
+                "last_window_median": fl(pow10(m[-1])),
             }
             s_ok = starts[ok]
             spans += [int(g_steps[s_ok[int(np.argmin(m[:-1]))]]), int(g_steps[-1])]
             severe |= growth >= 2 * th.growth_decades
             kinds.append(
-                f"the global gradient norm has grown {10.0**growth:.2g}x and is still rising"
+                f"the global gradient norm has grown {pow10(growth):.2g}x and is still rising"
             )
 
     if not kinds:

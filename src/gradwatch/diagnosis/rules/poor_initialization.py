@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ...trace import LayerInfo, Trace
-from .._common import core_layers, fl, hints, metric_rows, nanmedian, quiet_nan, safe_log10
+from .._common import core_layers, fl, hints, metric_rows, nanmedian, pow10, quiet_nan, safe_log10
 from ..finding import Finding
 from ..thresholds import PoorInitializationThresholds
 
@@ -55,10 +55,10 @@ def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
     act = (layer.activation or "").lower()
     if layer.recurrent or not shape or len(shape) < 2 or act not in _GAINS:
         return None
-    fan_in = int(np.prod(shape[1:]))
-    if fan_in <= 0:
+    fan_in, numel = int(np.prod(shape[1:])), int(np.prod(shape))
+    if fan_in <= 0 or numel <= 0:
         return None
-    return _GAINS[act] / math.sqrt(fan_in), int(np.prod(shape))
+    return _GAINS[act] / math.sqrt(fan_in), numel
 
 
 def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
@@ -87,18 +87,18 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             drift = 2.0 * abs(slope) * (ok[-1] - ok[0])  # decades of variance over depth
         drifting = np.isfinite(drift) and drift >= math.log10(th.max_variance_ratio)
         if len(far) or drifting:
-            evidence["activation_std"] = {names[i]: fl(10.0 ** log_std[i]) for i in ok[:20]}
-            evidence["variance_trend_ratio"] = fl(10.0**drift) if np.isfinite(drift) else None
+            evidence["activation_std"] = {names[i]: fl(pow10(log_std[i])) for i in ok[:20]}
+            evidence["variance_trend_ratio"] = fl(pow10(drift)) if np.isfinite(drift) else None
             evidence["max_variance_ratio"] = th.max_variance_ratio
             evidence["std_decades"] = th.std_decades
             culprits += [names[i] for i in far[np.argsort(-np.abs(log_std[far]))]]
             if drifting:
                 causes.append(
-                    f"the activation variance drifts {10.0**drift:.2g}x along depth at the start"
+                    f"the activation variance drifts {pow10(drift):.2g}x along depth at the start"
                 )
             if len(far):
                 causes.append(
-                    f"{len(far)} layer(s) start with an output std {10.0 ** log_std[far[0]]:.2g}, "
+                    f"{len(far)} layer(s) start with an output std {pow10(log_std[far[0]]):.2g}, "
                     "far from 1"
                 )
 
@@ -116,11 +116,11 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             span = ok[-1] - ok[0]
             gain = (per_unit[ok[0]] - per_unit[ok[-1]]) / span  # log10 gain per layer
             if abs(gain) >= math.log10(th.gain_factor):
-                evidence["backward_gain_per_layer"] = fl(10.0**gain)
+                evidence["backward_gain_per_layer"] = fl(pow10(gain))
                 evidence["gain_factor"] = th.gain_factor
                 causes.append(
-                    f"each layer multiplies the backward gradient by about {10.0**gain:.2g} "
-                    f"at the start ({10.0 ** (gain * span):.2g}x over {span} layers)"
+                    f"each layer multiplies the backward gradient by about {pow10(gain):.2g} "
+                    f"at the start ({pow10(gain * span):.2g}x over {span} layers)"
                 )
 
     # --- weights: scale vs what the following activation needs.
@@ -139,17 +139,17 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         compound = sum(off.values())
         if off and abs(compound) >= th.compound_decades:
             evidence["param_scale_over_needed"] = {
-                n: fl(10.0**r) for n, r in list(off.items())[:20]
+                n: fl(pow10(r)) for n, r in list(off.items())[:20]
             }
             evidence["weight_scale_factor"] = th.weight_scale_factor
-            evidence["compound_factor"] = fl(10.0**compound)
+            evidence["compound_factor"] = fl(pow10(compound))
             culprits += [n for n in sorted(off, key=lambda n: -abs(off[n])) if n not in culprits]
             first = next(iter(off))
             causes.append(
-                f"{len(off)} layer(s) start with parameters {10.0 ** off[first]:.2g}x the scale "
+                f"{len(off)} layer(s) start with parameters {pow10(off[first]):.2g}x the scale "
                 f"their activation needs ({trace.layers[int(cols[names.index(first)])].activation}"
                 f": weight std gain/sqrt(fan_in); weight_norm counts the bias too), compounding "
-                f"to {10.0**compound:.2g}x"
+                f"to {pow10(compound):.2g}x"
             )
     if not causes:
         return None

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, nanmedian, quiet_nan, safe_log10
+from .._common import fl, hints, nanmedian, pow10, quiet_nan, safe_log10
 from ..finding import Finding
 from ..thresholds import ShortMemoryThresholds
 
@@ -74,7 +74,7 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
             "layer": name,
             "sequence_length": length,
             "decay_decades_over_sequence": fl(fall),
-            "decay_per_step": fl(10.0**slope),
+            "decay_per_step": fl(pow10(slope)),
             "e_folding_steps": fl(e_fold),
             "horizon_steps": fl(horizon),
             "horizon_factor": th.horizon_factor,

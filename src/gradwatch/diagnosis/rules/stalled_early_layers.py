@@ -20,6 +20,7 @@ from .._common import (
     hints,
     metric_rows,
     nanmedian,
+    pow10,
     quiet_nan,
     safe_log10,
 )
@@ -57,15 +58,15 @@ def check(trace: Trace, th: StalledEarlyLayersThresholds) -> Finding | None:
         evidence={
             "metric": "update_ratio",
             "late_over_early_decades": fl(contrast),
-            "late_over_early_factor": fl(10.0**contrast),
-            "early_update_ratio": {names[int(i)]: fl(10.0 ** prof[ok[i]]) for i in first},
-            "late_update_ratio": {names[int(i)]: fl(10.0 ** prof[ok[i]]) for i in last},
+            "late_over_early_factor": fl(pow10(contrast)),
+            "early_update_ratio": {names[int(i)]: fl(pow10(prof[ok[i]])) for i in first},
+            "late_update_ratio": {names[int(i)]: fl(pow10(prof[ok[i]])) for i in last},
             "warn_decades": th.warn_decades,
             "critical_decades": th.critical_decades,
             "window_rows": th.window,
         },
         message=(
-            f"Stalled early layers: the first layers' weights change {10.0**contrast:.2g}x "
+            f"Stalled early layers: the first layers' weights change {pow10(contrast):.2g}x "
             "less per step than the last layers', because the gradient reaching them is that "
             "much smaller, so they would need that many more steps to learn as much."
         ),

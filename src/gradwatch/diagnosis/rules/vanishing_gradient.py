@@ -24,6 +24,7 @@ from .._common import (
     hints,
     metric_rows,
     nanmedian,
+    pow10,
     quiet_nan,
     safe_log10,
     step_span,
@@ -84,7 +85,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         worst_w = int(np.nanargmax(win_meds))
         evidence.update(
             max_contrast_decades=fl(worst),
-            last_over_first_factor=fl(10.0**worst),
+            last_over_first_factor=fl(pow10(worst)),
             windows_over_threshold=len(hit),
             windows=len(win_meds),
         )
@@ -96,7 +97,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             evidence["largest_drop"] = {
                 "from_layer": names[hi],
                 "to_layer": names[lo],
-                "factor": fl(10.0**-decades),
+                "factor": fl(pow10(-decades)),
                 "source": source,
             }
             layers += [names[hi], names[lo]]
