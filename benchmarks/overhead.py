@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -111,6 +112,7 @@ def time_config(workload: Workload, config: str, steps: int, state: dict[str, ob
     kwargs = CONFIGS[config]
     w = gw.watch(model, opt, flush_every=100, **kwargs) if kwargs is not None else None  # type: ignore[arg-type]
     try:
+
         def one_step() -> None:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn()  # type: ignore[operator]
@@ -197,8 +199,7 @@ def main() -> None:
     print()
     print(table)
     if args.markdown:
-        with open(args.markdown, "w") as fh:
-            fh.write(table + "\n")
+        Path(args.markdown).write_text(table + "\n")
 
 
 if __name__ == "__main__":
