@@ -226,7 +226,7 @@ CORPUS: dict[str, Case] = {
             "deep_sigmoid_mlp",
             "20 sigmoid layers, width 32, weights N(0, 16/fan_in), first N(0, 2.25), SGD 0.1",
             _deep_sigmoid,
-            steps=120,
+            steps=80,
             expect=("vanishing_gradient", "saturated_activation"),
         ),
         Case(

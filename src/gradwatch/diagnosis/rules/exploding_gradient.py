@@ -32,6 +32,7 @@ from .._common import (
     quiet_nan,
     safe_log10,
     scalar_rows,
+    take_cols,
     window_medians,
 )
 from ..finding import Finding, Severity
@@ -67,7 +68,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     steps, grad = metric_rows(trace, "grad_rms")
     cols = core_layers(trace)
     if len(steps) and len(cols) >= th.min_layers:
-        c = -depth_span(safe_log10(grad[:, cols]))  # first over last
+        c = -depth_span(safe_log10(take_cols(grad, cols)))  # first over last
         meds, starts = window_medians(c, th.window)
         if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
             worst = float(np.nanmax(meds))

@@ -28,6 +28,7 @@ from .._common import (
     quiet_nan,
     safe_log10,
     step_span,
+    take_cols,
     window_medians,
 )
 from ..finding import Finding, RemedyHint
@@ -43,7 +44,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     if len(steps) == 0 or len(cols) == 0:
         return None
     names = [trace.layers[i].name for i in cols]
-    g = grad[:, cols]  # (S, L) core layers only
+    g = take_cols(grad, cols)  # (S, L) core layers only
     logg = safe_log10(g)
 
     # --- relative evidence: depth contrast, window medians.
