@@ -134,7 +134,8 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         )
     if not contrast_hit:
         cause = (
-            f"the gradient of {', '.join(layers[:3])} is below {th.abs_floor:g} (RMS), too "
+            f"the gradient of layer(s) {', '.join(map(repr, layers[:3]))} is below "
+            f"{th.abs_floor:g} (RMS), too "
             "small to change the weights"
         )
     message = f"Vanishing gradient: {cause}."
