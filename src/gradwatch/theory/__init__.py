@@ -18,8 +18,8 @@ Example:
 """
 
 from .activations import ACTIVATIONS, Activation, resolve_activation
-from .explain import ChainRuleWalk, LayerGain, explain, explain_trace
-from .mean_field import MeanFieldResult, chi_1, critical_sigma_w, mean_field
+from .chain_rule import ChainRuleWalk, LayerGain, explain, explain_trace
+from .meanfield import MeanFieldResult, chi_1, critical_sigma_w, mean_field
 from .spectrum import JacobianSpectrum, jacobian_spectrum
 
 __all__ = [

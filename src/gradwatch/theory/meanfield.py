@@ -45,7 +45,7 @@ N_PANEL = 16
 #: at 0 of ReLU-like activations (their half-line sums are then exact by symmetry).
 N_HERMITE = 100
 #: Nodes per axis for the 2-D expectations of the correlation map (n^2 evaluations).
-N_QUAD_2D = 48
+N_QUAD_2D = 80
 #: |chi_1 - 1| below this is reported as the critical phase.
 CRITICAL_TOL = 1e-8
 #: A variance above this is treated as growing without bound (q* = inf).
@@ -392,7 +392,13 @@ def mean_field(
         phase, c_star, chi_c = "ordered", 1.0, chi_1
     else:
         phase = "chaotic"
-        c_star, chi_c = m.correlation(q_eval, N_QUAD_2D) if q_eval > 0 else (1.0, 1.0)
+        if math.isfinite(q_star) and q_eval > 0:
+            c_star, chi_c = m.correlation(q_eval, N_QUAD_2D)
+        else:
+            # q grows without bound: the activation acts through its large-|x| (ReLU-like,
+            # positively homogeneous) limit, whose normalised correlation map has c = 1 as
+            # a fixed point of slope 1. Gradients explode on the scale 1/ln(chi_1).
+            c_star, chi_c = 1.0, 1.0
     xi_c = _depth_scale(chi_c)
     grad_scale = math.inf if chi_1 == 1.0 else (0.0 if chi_1 <= 0 else 1.0 / abs(math.log(chi_1)))
     return MeanFieldResult(

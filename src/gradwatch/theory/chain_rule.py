@@ -114,10 +114,12 @@ def _json_safe(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- sentence
 def fmt(x: float) -> str:
-    """A ratio as people read it: 0.14, 3.2, 4e-09, 2e+05."""
+    """A ratio as people read it: 0.14, 3.2, 243, 4e-09, 2e+05."""
     if x == 0 or not math.isfinite(x):
         return str(x)
-    if 1e-3 <= abs(x) < 1e4:
+    if 10 <= abs(x) < 1e4:
+        return f"{x:.0f}"
+    if 1e-3 <= abs(x) < 10:
         return f"{x:.2g}"
     return f"{x:.0e}"
 
