@@ -35,8 +35,16 @@ def measured_chi(sigma_w2: float, sigma_b2: float, seeds: int = 4) -> tuple[floa
     return float(np.mean(per_seed)), float(np.std(per_seed))
 
 
-def mlp(depth: int, width: int, act: type[torch.nn.Module], sw: float, sb: float, *,
-        orthogonal: bool, seed: int) -> torch.nn.Sequential:  # fmt: skip
+def mlp(
+    depth: int,
+    width: int,
+    act: type[torch.nn.Module],
+    sw: float,
+    sb: float,
+    *,
+    orthogonal: bool,
+    seed: int,
+) -> torch.nn.Sequential:
     g = torch.Generator().manual_seed(seed)
     mods: list[torch.nn.Module] = []
     for _ in range(depth):
@@ -62,16 +70,23 @@ def main() -> None:
     for s2 in (0.5, 1.0, 1.5, 2.0, 3.0):
         r = mean_field("tanh", math.sqrt(s2), math.sqrt(0.05))
         m, sd = measured_chi(s2, 0.05)
-        print(f"| {s2} | {r.q_star:.4f} | {r.chi_1:.4f} | {m:.4f} ± {sd:.4f} | "
-              f"{m / r.chi_1 - 1:+.2%} |")  # fmt: skip
+        print(
+            f"| {s2} | {r.q_star:.4f} | {r.chi_1:.4f} | {m:.4f} ± {sd:.4f} | "
+            f"{m / r.chi_1 - 1:+.2%} |"
+        )
 
     print("\n## Closed forms\n")
     relu = mean_field("relu", math.sqrt(2.0))
     selu = mean_field("selu", 1.0, 0.0, q_init=3.0)
-    print(f"- ReLU, He init: chi_1 - 1 = {relu.chi_1 - 1:.1e}; "
-          f"critical sigma_w = {critical_sigma_w('relu'):.10f} (sqrt 2 = {math.sqrt(2):.10f})")  # fmt: skip
-    print(f"- SELU, LeCun init, from q = 3: q* - 1 = {selu.q_star - 1:.1e}, "
-          f"E[phi] = {selu.act_mean:.1e}")  # fmt: skip
+    crit = critical_sigma_w("relu")
+    print(
+        f"- ReLU, He init: chi_1 - 1 = {relu.chi_1 - 1:.1e}; "
+        f"critical sigma_w = {crit:.10f} (sqrt 2 = {math.sqrt(2):.10f})"
+    )
+    print(
+        f"- SELU, LeCun init, from q = 3: q* - 1 = {selu.q_star - 1:.1e}, "
+        f"E[phi] = {selu.act_mean:.1e}"
+    )
     sb = math.sqrt(0.05)
     print(f"- tanh, sigma_b^2 = 0.05: critical sigma_w^2 = {critical_sigma_w('tanh', sb) ** 2:.4f}")
 
@@ -109,8 +124,9 @@ def main() -> None:
     print(f"| max s | {ex.max_sv:.5f} | {es.max_sv:.5f} |")
 
     print("\n## Chain rule on deep sigmoid MLPs at PyTorch's default init (width 64, batch 64)\n")
-    print("| depth | seed | measured first/last | chain-rule product | "
-          "|Δlog10| / |log10 measured| |")  # fmt: skip
+    print(
+        "| depth | seed | measured first/last | chain-rule product | |Δlog10| / |log10 measured| |"
+    )
     print("|---|---|---|---|---|")
     for depth in (10, 20):
         for seed in range(2):
@@ -122,8 +138,10 @@ def main() -> None:
             assert walk.predicted_ratio is not None
             lm = math.log10(walk.measured_ratio)
             rel = abs(math.log10(walk.predicted_ratio) - lm) / abs(lm)
-            print(f"| {depth} | {seed} | {walk.measured_ratio:.2e} | "
-                  f"{walk.predicted_ratio:.2e} | {rel:.3f} |")  # fmt: skip
+            print(
+                f"| {depth} | {seed} | {walk.measured_ratio:.2e} | "
+                f"{walk.predicted_ratio:.2e} | {rel:.3f} |"
+            )
     print(f"\nExample sentence (depth 20, seed 1): {walk.sentence}")
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
