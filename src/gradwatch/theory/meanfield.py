@@ -13,8 +13,10 @@ Its fixed point ``q*`` sets how gradients scale from layer to layer::
 
 so after ``L`` layers the mean squared gradient is multiplied by ``chi_1^L``: it vanishes
 (ordered phase, ``chi_1 < 1``), is preserved (critical, ``chi_1 = 1``) or explodes (chaotic,
-``chi_1 > 1``). Expectations are computed by Gauss-Hermite quadrature
-(:func:`numpy.polynomial.hermite_e.hermegauss`).
+``chi_1 > 1``). One-dimensional expectations use composite Gauss-Legendre panels in
+``x ~ N(0, q)`` with an edge at 0 (exact at the kinks of ReLU-like activations and at any
+``q``; see ``_panel_rule``) or, on request, plain Gauss-Hermite quadrature
+(:func:`numpy.polynomial.hermite_e.hermegauss`); the 2-D correlation map uses Gauss-Hermite.
 
 Note on ``sigma_w``: everywhere in this module ``sigma_w`` is the *standard-deviation
 multiplier*, ``W ~ N(0, sigma_w^2 / fan_in)`` (so He init for ReLU is ``sigma_w = sqrt(2)``,
