@@ -29,6 +29,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "diagnose": ("gradwatch.diagnosis", "diagnose"),
+    "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
     "theory": ("gradwatch.theory", ""),
 }
 
@@ -36,10 +38,12 @@ __all__ = [
     "Finding",
     "LayerInfo",
     "RemedyHint",
+    "Thresholds",
     "Trace",
     "TraceError",
     "Watch",
     "__version__",
+    "diagnose",
     "load",
     "theory",
     "watch",
@@ -47,7 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import theory
-    from .diagnosis import Finding, RemedyHint
+    from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .trace import LayerInfo, Trace, TraceError, load
 
