@@ -139,6 +139,20 @@ def test_exploding_spikes_over_the_trailing_median(
         )
 
 
+def test_exploding_spike_names_the_layer_that_jumped() -> None:
+    """The layer whose own grad_norm jumped most at the first spike is named."""
+    at = [30, 45, 60]
+    gn = np.ones((80, 3)) + 0.01 * np.sin(np.arange(80))[:, None]
+    gn[at, 1] = 30.0  # fc1 carries the spike
+    glob = np.sqrt((gn**2).sum(axis=1))
+    trace = trace_of(3, 80, {"grad_norm": gn}, scalars={"global_grad_norm": glob})
+    f = run("exploding_gradient", trace)
+    assert f is not None and f.severity == "warning"
+    assert f.layers == ("fc1",)
+    assert f.evidence["spikes"]["layer_at_first_spike"] == "fc1"
+    assert f.evidence["spikes"]["steps"] == at
+
+
 @pytest.mark.parametrize(("decades_per_step", "fires"), [(1 / 40, False), (1 / 20, True)])
 def test_exploding_sustained_growth(decades_per_step: float, fires: bool) -> None:
     """A global norm growing 10^(t/20) over 60 steps (2.5 decades) fires; 10^(t/40) does not."""
