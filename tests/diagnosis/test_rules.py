@@ -223,8 +223,10 @@ def _skips(n: int, where: list[int]) -> np.ndarray:
     ("n_steps", "skipped", "expected"),
     [
         (100, [5], "info"),
-        (100, list(range(5)), "info"),  # 5% exactly: not above the 5% bound
-        (100, list(range(0, 60, 10)), "warning"),  # 6%
+        (100, [3, 20, 40, 60, 80], "info"),  # 5% exactly: not above the 5% bound
+        (100, [3, 20, 40, 60, 80, 90], "warning"),  # 6%
+        (100, [*range(15), 50], "info"),  # a leading calibration run, then 1 of 85
+        (100, list(range(0, 60, 10)), "warning"),  # after the leading skip: 5 of 99 > 5%
         (400, list(range(10, 26)), "info"),  # 16 in a row: calibration
         (400, list(range(10, 27)), "warning"),  # 17 in a row
     ],

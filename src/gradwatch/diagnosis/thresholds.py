@@ -87,7 +87,7 @@ class NonfiniteGradientThresholds:
     # in a row bring it to 1, so a longer run of skips is not calibration.
     max_consecutive_skipped: int = 16
     # GradScaler grows its scale every 2000 good steps (growth_interval) and may then skip one:
-    # a 5% skip rate is 100x that (our choice).
+    # a 5% skip rate after the leading calibration run is 100x that (our choice).
     max_skipped_fraction: float = 0.05
 
 
