@@ -28,23 +28,34 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "prescribe": ("gradwatch.remedies", "prescribe"),
+    "verify": ("gradwatch.remedies", "verify"),
+    "Prescription": ("gradwatch.remedies", "Prescription"),
+    # a sub-module, loaded on first use (attribute "" = the module itself)
+    "remedies": ("gradwatch.remedies", ""),
 }
 
 __all__ = [
     "Finding",
     "LayerInfo",
+    "Prescription",
     "RemedyHint",
     "Trace",
     "TraceError",
     "Watch",
     "__version__",
     "load",
+    "prescribe",
+    "remedies",
+    "verify",
     "watch",
 ]
 
 if TYPE_CHECKING:
     from .diagnosis import Finding, RemedyHint
     from .recording import Watch, watch
+    from .remedies.prescribe import Prescription, prescribe
+    from .remedies.verify import verify
     from .trace import LayerInfo, Trace, TraceError, load
 
 
@@ -53,7 +64,9 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'gradwatch' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
     globals()[name] = value
     return value
 
