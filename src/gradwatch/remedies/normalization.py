@@ -13,7 +13,7 @@ from typing import Literal
 
 from torch import nn
 
-from ._blocks import describe_children, find_stacks
+from ._blocks import describe_children
 from ._common import UnsupportedModelError, activation_types, copy_model
 
 __all__ = ["insert_batchnorm", "insert_layernorm", "insert_norm"]
@@ -64,8 +64,9 @@ def insert_norm(model: nn.Module, kind: NormKind = "batchnorm") -> nn.Module:
         raise ValueError(f"expected `kind` to be 'batchnorm' or 'layernorm' but got {kind!r}")
     new = copy_model(model)
     inserted = 0
-    for stack in find_stacks(new):
-        children = list(stack.module.named_children())
+    # every Sequential, nested ones included (find_stacks stops at block-shaped ones)
+    for seq in [m for m in new.modules() if isinstance(m, nn.Sequential)]:
+        children = list(seq.named_children())
         out: OrderedDict[str, nn.Module] = OrderedDict()
         for i, (name, child) in enumerate(children):
             out[name] = child
@@ -79,7 +80,7 @@ def insert_norm(model: nn.Module, kind: NormKind = "batchnorm") -> nn.Module:
                 continue
             out[_fresh_name(f"{name}_{kind}", children, out)] = norm
             inserted += 1
-        stack.module._modules = out
+        seq._modules = out
     if inserted == 0:
         raise UnsupportedModelError(
             f"no place to insert {kind} in {type(model).__name__} (modules: "

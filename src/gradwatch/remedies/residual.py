@@ -57,8 +57,9 @@ def add_residual(model: nn.Module, *, scale: float = 1.0, block_size: int = 1) -
     (a ``Linear(d, d)`` or stride-1 same-padded ``Conv(c, c)`` with the activations, norms
     and dropout after it) is cut into groups of ``block_size`` units, and each group
     ``f`` becomes ``Residual(f, scale)``: ``x + scale * f(x)``. Weights are copied
-    unchanged and no parameter is added; state-dict keys of wrapped layers gain a
-    ``.block.`` prefix.
+    unchanged and no parameter is added; state-dict keys of wrapped layers move
+    under the block (``2.weight`` becomes ``2.block.2.weight``; a unit that is a single
+    nested Sequential ``2.0.weight`` becomes ``2.block.0.weight``).
 
     Args:
         model: The model; it is not modified.
