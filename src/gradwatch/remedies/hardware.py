@@ -57,8 +57,18 @@ def move_to_device_(
         'cpu'
     """
     dev = torch.device(device) if device is not None else fastest_device()
+    old_params = list(model.parameters())
     model.to(dev)
     if optimizer is not None:
+        # Module.to keeps the Parameter objects when it can swap their data in place (CPU
+        # <-> CUDA) but makes new ones otherwise; the optimizer must follow either way.
+        new_of = {id(o): n for o, n in zip(old_params, model.parameters(), strict=True)}
+        for group in optimizer.param_groups:
+            group["params"] = [new_of.get(id(p), p) for p in group["params"]]
+        for old in old_params:
+            new_p = new_of[id(old)]
+            if new_p is not old and old in optimizer.state:
+                optimizer.state[new_p] = optimizer.state.pop(old)
         for group in optimizer.param_groups:
             keep_step_on_cpu = not (group.get("capturable") or group.get("fused"))
             for p in group["params"]:
