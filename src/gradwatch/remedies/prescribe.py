@@ -160,6 +160,45 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
     return True, None
 
 
+_ACTIVATION_CLASS_NAMES = {
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "prelu": "PReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "swish": "SiLU",
+    "gelu": "GELU",
+}
+
+
+def _applicability_from_layers(trace: Trace, remedy: str) -> tuple[bool, str | None]:
+    """What the recorded layer table alone rules out (no model at hand, e.g. the CLI).
+
+    Only clear cases are ruled out: no recurrent layer for lstm/gru/init_identity, no square
+    Linear/Conv weight for residual/reduce_depth, the same activation after every layer.
+    """
+    layers = trace.layers
+    if remedy in ("lstm", "gru", "init_identity"):
+        if not any(layer.type == "RNN" for layer in layers):
+            return False, "the recorded model has no RNN layer"
+    elif remedy in ("residual", "reduce_depth"):
+        square = any(
+            layer.type in ("Linear", "Conv1d", "Conv2d", "Conv3d")
+            and len(layer.shapes.get("weight", [])) >= 2
+            and layer.shapes["weight"][0] == layer.shapes["weight"][1]
+            for layer in layers
+        )
+        if not square:
+            return False, "no recorded Linear(d, d) or Conv(c, c) layer to make a residual block"
+    elif remedy in _ACTIVATION_CLASS_NAMES:
+        acts = {layer.activation for layer in layers if layer.activation is not None}
+        if acts == {_ACTIVATION_CLASS_NAMES[remedy]}:
+            return False, f"the recorded model already uses {remedy} everywhere"
+    return True, None
+
+
 def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     if remedy == "clip_norm" and trace is not None and trace.has_scalar("global_grad_norm"):
         from .clipping import suggest_max_norm
@@ -187,14 +226,15 @@ def prescribe(
 
     A remedy's score is the sum, over the findings recommending it, of the finding's
     severity weight (critical 3, warning 2, info 1) divided by the remedy's rank in that
-    finding (1 for its first choice). Without ``model`` nothing is checked
-    (``checked=False``). With ``trace``, ``clip_norm`` comes with a ``max_norm`` from
-    :func:`suggest_max_norm`.
+    finding (1 for its first choice). Without ``model`` the remedies are not checked against
+    a model (``checked=False``); with a ``trace`` the recorded layer table still rules out
+    the clear misfits (no RNN layer for lstm, no square layer for residual). With ``trace``,
+    ``clip_norm`` also comes with a ``max_norm`` from :func:`suggest_max_norm`.
 
     Args:
         findings: From ``gw.diagnose``.
         model: The model to check the remedies against.
-        trace: The recorded trace (for suggested options).
+        trace: The recorded trace (suggested options; layer-table checks without a model).
         include_inapplicable: Also return the remedies that do not apply (last, with
             ``why_not``).
 
@@ -226,6 +266,8 @@ def prescribe(
             continue  # a rule newer than this version of the remedies
         if model is not None:
             ok, why = applicability(model, remedy)
+        elif trace is not None:
+            ok, why = _applicability_from_layers(trace, remedy)
         else:
             ok, why = True, None
         out.append(
