@@ -216,10 +216,16 @@ def _run(
         grad_ratio_first=_ratio(rms[0, first], rms[0, last]),
         grad_ratio_last=_ratio(rms[-1, first], rms[-1, last]),
         loss_first=float(losses[0]),
-        loss_last=float(np.nanmean(losses[-tail:])),
+        loss_last=_mean_or_nan(losses[-tail:]),
         findings=findings,
         trace=trace,
     )
+
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    """Mean of the measured (non-NaN) values; NaN when there is none (e.g. a diverged run)."""
+    measured = values[~np.isnan(values)]
+    return float(measured.mean()) if len(measured) else math.nan
 
 
 def _ratio(a: float, b: float) -> float:
