@@ -178,9 +178,13 @@ def clip_grad_value_(
     bound = torch.where(
         finite, torch.full_like(total, clip_value), torch.full_like(total, math.inf)
     )
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for g in grads:
-        b = bound.to(g.device, g.dtype)
-        g.clamp_(min=-b, max=b)
+        groups.setdefault((g.device, g.dtype), []).append(g)
+    for (device, dtype), group in groups.items():
+        b = bound.to(device, dtype)
+        torch._foreach_clamp_max_(group, [b] * len(group))
+        torch._foreach_clamp_min_(group, [-b] * len(group))
     coef = torch.where(finite, torch.clamp(clip_value / max_abs, max=1.0), torch.ones_like(total))
     return ClipResult(total, coef, finite & (max_abs > clip_value), ~finite)
 
