@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import gradwatch as gw
@@ -289,3 +291,39 @@ def test_suggest_max_norm_needs_enough_steps() -> None:
         suggest_max_norm(_trace_with_norms([1.0, 2.0, math.inf]))
     with pytest.raises(ValueError, match="`q`"):
         suggest_max_norm(_trace_with_norms([1.0] * 10), q=1.5)
+
+
+_finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+_entry = st.one_of(_finite, st.sampled_from([math.inf, -math.inf, math.nan]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(_finite, min_size=1, max_size=40),
+    max_norm=st.floats(1e-3, 1e3),
+)
+def test_property_norm_clipping_equals_torch_and_bounds_the_norm(
+    values: list[float], max_norm: float
+) -> None:
+    """For any finite gradients: identical to torch, and the clipped norm is <= max_norm."""
+    p, q = nn.Parameter(torch.zeros(len(values))), nn.Parameter(torch.zeros(len(values)))
+    p.grad, q.grad = torch.tensor(values), torch.tensor(values)
+    clip_grad_norm_([p], max_norm)
+    torch.nn.utils.clip_grad_norm_([q], max_norm)
+    assert torch.equal(p.grad, q.grad)
+    assert float(torch.linalg.vector_norm(p.grad.double())) <= max_norm * (1 + 1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(_entry, min_size=1, max_size=30),
+    mode=st.sampled_from(["norm", "value", "adaptive"]),
+)
+def test_property_clipping_never_creates_nan(values: list[float], mode: str) -> None:
+    """Whatever the gradients, a NaN appears only where there was one before."""
+    p = nn.Parameter(torch.ones(len(values)))
+    p.grad = torch.tensor(values)
+    had_nan = p.grad.isnan().clone()
+    clipper = GradientClipper([p], mode=mode, max_norm=1.0, clip_value=1.0)  # type: ignore[arg-type]
+    clipper.clip_()
+    assert torch.equal(p.grad.isnan(), had_nan)
