@@ -206,3 +206,11 @@ def test_bad_arguments_name_the_argument() -> None:
         init_he_(m, nonlinearity="swishy")
     with pytest.raises(ValueError, match="max_iter"):
         init_lsuv_(m, torch.randn(4, 5), max_iter=0)
+
+
+def test_rnn_uses_its_own_nonlinearity_gain() -> None:
+    """He init of nn.RNN(relu) gives Var(W_ih) = 2 / fan_in; an LSTM's gate blocks get 1 / fan_in."""
+    rnn = init_he_(nn.RNN(400, 300, nonlinearity="relu"))
+    assert _var(rnn.weight_ih_l0) == pytest.approx(2.0 / 400, rel=0.03)
+    lstm = init_he_(nn.LSTM(400, 100))
+    assert _var(lstm.weight_ih_l0) == pytest.approx(1.0 / 400, rel=0.03)

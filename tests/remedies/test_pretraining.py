@@ -56,3 +56,9 @@ def test_needs_a_sequential_mlp() -> None:
         pretrain_layerwise(nn.Sequential(nn.Linear(10, 2)), _data())
     with pytest.raises(ValueError, match="epochs"):
         pretrain_layerwise(make_mlp(d_in=10), _data(), epochs=0)
+
+
+def test_one_shot_iterator_feeds_every_layer() -> None:
+    """A generator of batches is kept, so the second layer still sees data."""
+    res = pretrain_layerwise(make_mlp(depth=3, width=6, d_in=10), iter(_data()), epochs=2)
+    assert [len(losses) for losses in res.losses] == [2, 2]

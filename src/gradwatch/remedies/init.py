@@ -49,7 +49,9 @@ class _Target:
     layer: str
     weight: torch.Tensor
     chunks: int
-    recurrent_hh: bool  # a hidden-to-hidden matrix of an RNN/LSTM/GRU
+    # the nonlinearity the matrix feeds inside its own cell: nn.RNN's tanh/relu; "linear"
+    # for LSTM/GRU gates (gain 1); None for a feed-forward layer (the next activation counts)
+    own_nonlinearity: str | None = None
 
 
 def _gates(module: nn.Module) -> int:
@@ -65,11 +67,12 @@ def _targets(model: nn.Module, *, recurrent: bool = True) -> list[_Target]:
     for name, m in model.named_modules():
         if isinstance(m, weight_layer_types()):
             assert isinstance(m.weight, torch.Tensor)
-            out.append(_Target(name, m.weight, 1, False))
+            out.append(_Target(name, m.weight, 1))
         elif recurrent and isinstance(m, nn.RNNBase):
+            own = m.nonlinearity if isinstance(m, nn.RNN) else "linear"
             for pname, p in m.named_parameters(recurse=False):
                 if pname.startswith("weight_"):
-                    out.append(_Target(name, p, _gates(m), pname.startswith("weight_hh")))
+                    out.append(_Target(name, p, _gates(m), own))
     if not out:
         supported = (
             (*weight_layer_types(), nn.RNN, nn.LSTM, nn.GRU)
@@ -189,10 +192,14 @@ def activation_gain(act: nn.Module | str | None) -> float:
     return _second_moment_gain(act)
 
 
-def _gain_for(layer: str, acts: dict[str, nn.Module | None], nonlinearity: str | None) -> float:
+def _gain_for(t: _Target, acts: dict[str, nn.Module | None], nonlinearity: str | None) -> float:
+    """The forced nonlinearity's gain, else that of the cell's own nonlinearity (recurrent
+    layers), else that of the activation following the layer."""
     if nonlinearity is not None:
         return activation_gain(nonlinearity)
-    return activation_gain(acts.get(layer))
+    if t.own_nonlinearity is not None:
+        return activation_gain(t.own_nonlinearity)
+    return activation_gain(acts.get(t.layer))
 
 
 def _check_distribution(distribution: str) -> None:
@@ -242,7 +249,8 @@ def init_he_(
     that follows each layer (detected from the module order, or ``nonlinearity=``).
 
     For ReLU this is Var(W) = 2 / fan_in (He et al. 2015). Layers followed by no activation
-    (the output layer) get gain 1. Biases are set to 0.
+    (the output layer) get gain 1. An ``nn.RNN`` uses the gain of its own nonlinearity
+    (tanh or relu); LSTM/GRU gate blocks get gain 1. Biases are set to 0.
 
     Args:
         model: Modified in place and returned.
@@ -264,12 +272,7 @@ def init_he_(
     acts = following_activations(model)
     with atomic_(model), torch.no_grad():
         for t in targets:
-            # a recurrent matrix feeds the cell's own tanh/sigmoid gates: gain 1 unless forced
-            gain = (
-                _gain_for(t.layer, acts, nonlinearity)
-                if t.chunks == 1
-                else (activation_gain(nonlinearity) if nonlinearity else 1.0)
-            )
+            gain = _gain_for(t, acts, nonlinearity)
             for w in _chunks(t):
                 fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
                 std = gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
@@ -319,11 +322,7 @@ def init_orthogonal_(model: nn.Module, *, gain: float | Literal["auto"] = 1.0) -
     acts = following_activations(model)
     with atomic_(model), torch.no_grad():
         for t in targets:
-            g = (
-                float(gain)
-                if gain != "auto"
-                else (_gain_for(t.layer, acts, None) if t.chunks == 1 else 1.0)
-            )
+            g = float(gain) if gain != "auto" else _gain_for(t, acts, None)
             for w in _chunks(t):
                 nn.init.orthogonal_(w, gain=g)
         _zero_biases(model)

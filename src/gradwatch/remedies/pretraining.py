@@ -68,8 +68,9 @@ def pretrain_layerwise(
     Args:
         model: An ``nn.Sequential`` of Linear layers and element-wise modules (a leading
             ``nn.Flatten`` is fine); it is not modified.
-        data: Batches of inputs, or ``(inputs, targets)`` tuples (targets are ignored);
-            must be re-iterable (a list, a DataLoader) when ``epochs > 1``.
+        data: Batches of inputs, or ``(inputs, targets)`` tuples (targets are ignored); a
+            list or a DataLoader (re-iterated per epoch and layer), or a one-shot iterator
+            (its batches are then kept in memory).
         epochs: Passes over ``data`` per layer.
         lr: Adam learning rate.
         noise_std: Std of the input corruption (0 = plain autoencoder).
@@ -101,9 +102,8 @@ def pretrain_layerwise(
             f" (found: {describe_children(model)}). Supported: Linear layers with element-wise"
             " modules (activations, norms, dropout) between them."
         )
-    batches = data if iter(data) is not data else list(data)  # an iterator runs out
-    if epochs > 1 and iter(batches) is batches:
-        raise TypeError("`data` must be re-iterable for epochs > 1")
+    # a one-shot iterator would be empty after the first layer: keep its batches
+    batches = list(data) if iter(data) is data else data
     new = copy_model(model)
     result = Pretrained(model=new)
     was_training = new.training
