@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import statistics
 import time
@@ -35,6 +36,7 @@ class Workload:
     name: str
     description: str
     build: Callable[[], tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]]
+    steps: int  # timed steps per round: ~1-2 s of work on a 2-core CPU
 
 
 def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
@@ -85,10 +87,10 @@ def w4() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
 
 
 WORKLOADS = {
-    "W1": Workload("W1", "50-layer width-256 tanh MLP, batch 128, SGD", w1),
-    "W2": Workload("W2", "8-layer width-2048 ReLU MLP, batch 256, Adam", w2),
-    "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3),
-    "W4": Workload("W4", "6-layer TransformerEncoder d256 h4, seq 128, batch 16, Adam", w4),
+    "W1": Workload("W1", "50-layer width-256 tanh MLP, batch 128, SGD", w1, 20),
+    "W2": Workload("W2", "8-layer width-2048 ReLU MLP, batch 256, Adam", w2, 4),
+    "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3, 10),
+    "W4": Workload("W4", "6-layer TransformerEncoder d256 h4, seq 128, batch 16, Adam", w4, 5),
 }
 
 # name -> watch() keyword arguments (None = no gradwatch)
@@ -134,7 +136,7 @@ def time_config(workload: Workload, config: str, steps: int, state: dict[str, ob
             w.close()
 
 
-def run(workloads: list[str], rounds: int, steps: int) -> list[dict[str, object]]:
+def run(workloads: list[str], rounds: int, steps: int | None) -> list[dict[str, object]]:
     rows = []
     for key in workloads:
         wl = WORKLOADS[key]
@@ -145,7 +147,7 @@ def run(workloads: list[str], rounds: int, steps: int) -> list[dict[str, object]
         for r in range(rounds):
             order = list(CONFIGS) if r % 2 == 0 else list(reversed(CONFIGS))
             for config in order:
-                times[config].append(time_config(wl, config, steps, state))
+                times[config].append(time_config(wl, config, steps or wl.steps, state))
         for config in CONFIGS:
             ratios = [t / b for t, b in zip(times[config], times["none"], strict=True)]
             rows.append(
@@ -166,11 +168,11 @@ def run(workloads: list[str], rounds: int, steps: int) -> list[dict[str, object]
     return rows
 
 
-def markdown(rows: list[dict[str, object]], threads: int, rounds: int, steps: int) -> str:
+def markdown(rows: list[dict[str, object]], threads: int, rounds: int) -> str:
     lines = [
         f"Measured {dt.date.today().isoformat()} on {platform.machine()} "
-        f"({platform.processor() or 'cpu'}), torch {torch.__version__}, {threads} threads, "
-        f"{rounds} interleaved rounds of {steps} steps.",
+        f"({os.cpu_count()} cores), torch {torch.__version__}, {threads} threads, "
+        f"{rounds} interleaved rounds per configuration.",
         "",
         "| workload | configuration | median step (ms) | ratio to none (median) | spread (min-max) |",
         "| --- | --- | ---: | ---: | --- |",
@@ -186,8 +188,10 @@ def markdown(rows: list[dict[str, object]], threads: int, rounds: int, steps: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per round (default: per workload)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", help="print the markdown table to this file")
     args = parser.parse_args()
@@ -195,7 +199,7 @@ def main() -> None:
     for key in args.workloads:
         print(f"{key}: {WORKLOADS[key].description}")
     rows = run(args.workloads, args.rounds, args.steps)
-    table = markdown(rows, args.threads, args.rounds, args.steps)
+    table = markdown(rows, args.threads, args.rounds)
     print()
     print(table)
     if args.markdown:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute). Keep in sync with __all__ and the TYPE_CHECKING block
+# public name -> (module, attribute); an empty attribute exports the module itself (a public
+# sub-module, imported on first use). Keep in sync with __all__ and the TYPE_CHECKING block
 # (tests/test_public_api.py checks that they agree).
 _EXPORTS: dict[str, tuple[str, str]] = {
     "watch": ("gradwatch.recording", "watch"),
@@ -28,10 +29,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "diagnose": ("gradwatch.diagnosis", "diagnose"),
+    "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
+    "theory": ("gradwatch.theory", ""),
     "prescribe": ("gradwatch.remedies", "prescribe"),
     "verify": ("gradwatch.remedies", "verify"),
     "Prescription": ("gradwatch.remedies", "Prescription"),
-    # a sub-module, loaded on first use (attribute "" = the module itself)
     "remedies": ("gradwatch.remedies", ""),
 }
 
@@ -40,19 +43,23 @@ __all__ = [
     "LayerInfo",
     "Prescription",
     "RemedyHint",
+    "Thresholds",
     "Trace",
     "TraceError",
     "Watch",
     "__version__",
+    "diagnose",
     "load",
     "prescribe",
     "remedies",
+    "theory",
     "verify",
     "watch",
 ]
 
 if TYPE_CHECKING:
-    from .diagnosis import Finding, RemedyHint
+    from . import remedies, theory
+    from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .remedies.prescribe import Prescription, prescribe
     from .remedies.verify import verify
@@ -64,9 +71,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'gradwatch' has no attribute {name!r}") from None
-    value = importlib.import_module(module)
-    if attr:
-        value = getattr(value, attr)
+    mod = importlib.import_module(module)
+    value = getattr(mod, attr) if attr else mod
     globals()[name] = value
     return value
 
