@@ -68,18 +68,34 @@ def main() -> None:
         ("clip_norm (max_norm 1)", "clip_norm", {"max_norm": 1.0}),
     ]
     make_opt: Callable[..., torch.optim.Optimizer] = lambda p: torch.optim.SGD(p, lr=args.lr)  # noqa: E731
-    print(f"20-layer sigmoid MLP (width 64) on digits, SGD lr={args.lr}, {args.steps} steps, "
-          f"batch 64, seed {args.seed}; ratio = first/last layer grad RMS at step 0")
-    print("| remedy | ratio before | ratio after | gain | loss before (end) | loss after (end) | s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"20-layer sigmoid MLP (width 64) on digits, SGD lr={args.lr}, {args.steps} steps, "
+        f"batch 64, seed {args.seed}; ratio = first/last layer grad RMS at step 0"
+    )
+    print(
+        "| remedy | ratio before | ratio after | gain | loss before (end) | loss after (end) "
+        "| findings gone | findings new | s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, remedy, opts in cases:
         t0 = time.perf_counter()
-        v = R.verify(model, remedy, batches, steps=args.steps, seed=args.seed, options=opts,
-                     optimizer=make_opt, diagnose=lambda t: [])
+        v = R.verify(
+            model,
+            remedy,
+            batches,
+            steps=args.steps,
+            seed=args.seed,
+            options=opts,
+            optimizer=make_opt,
+        )  # findings from gw.diagnose
         dt = time.perf_counter() - t0
-        print(f"| {label} | {v.before.grad_ratio_first:.2e} | {v.after.grad_ratio_first:.2e} | "
-              f"{v.gradient_gain:.1e} | {v.before.loss_last:.3f} | {v.after.loss_last:.3f} | "
-              f"{dt:.1f} |", flush=True)
+        print(
+            f"| {label} | {v.before.grad_ratio_first:.2e} | {v.after.grad_ratio_first:.2e} | "
+            f"{v.gradient_gain:.1e} | {v.before.loss_last:.3f} | {v.after.loss_last:.3f} | "
+            f"{', '.join(v.disappeared or ()) or '-'} | {', '.join(v.appeared or ()) or '-'} | "
+            f"{dt:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from gradwatch.cli.main import main
 from gradwatch.diagnosis import Finding, RemedyHint
 from gradwatch.trace import Trace
 
-HAS_DIAGNOSE = callable(getattr(gradwatch.diagnosis, "diagnose", None))
-
 
 def _record(run_dir: Path) -> None:
     torch.manual_seed(0)
@@ -91,12 +89,12 @@ def test_fix_without_diagnosis_or_run_is_a_one_line_error(
     assert "diagnose" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not HAS_DIAGNOSE, reason="gradwatch.diagnosis.diagnose has not landed on main yet"
-)
 def test_fix_with_the_real_diagnosis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """On a deep sigmoid run, the real diagnosis yields at least one prescribed remedy."""
+    """On a deep sigmoid run the real diagnosis finds vanishing gradients and fix prescribes
+    residual connections first (the run has Linear(16, 16) blocks) and no lstm."""
     _record(tmp_path / "run")
-    assert main(["fix", str(tmp_path / "run")]) == 0
-    out = capsys.readouterr().out
-    assert "Remedies, best first" in out or "No problem found" in out
+    assert main(["fix", str(tmp_path / "run"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "vanishing_gradient" in [f["rule"] for f in data["findings"]]
+    remedies = [p["remedy"] for p in data["prescriptions"]]
+    assert remedies[0] == "residual" and "lstm" not in remedies

@@ -132,3 +132,26 @@ def test_callable_remedy_and_bad_batches() -> None:
         verify(make_mlp(), "relu", [torch.randn(4, 5)], steps=1)
     with pytest.raises(ValueError, match="steps"):
         verify(make_mlp(), "relu", _batches(), steps=0)
+
+
+def test_with_the_real_diagnosis_batchnorm_removes_vanishing_gradient() -> None:
+    """On a 10-layer sigmoid MLP on digits, gw.diagnose finds vanishing gradients in the
+    baseline and not after inserting BatchNorm (default diagnose = gradwatch.diagnosis)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(digits.target)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (x[i], y[i]) for i in (torch.randint(0, len(x), (64,), generator=g) for _ in range(20))
+    ]
+    torch.manual_seed(0)
+    model = make_mlp(depth=10, width=64, d_in=64, d_out=10)
+    v = verify(
+        model, "batchnorm", batches, steps=60, seed=0,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+    )  # fmt: skip
+    assert v.before.findings is not None and "vanishing_gradient" in v.before.findings
+    assert v.disappeared is not None and "vanishing_gradient" in v.disappeared
+    assert v.after.loss_last < v.before.loss_last
