@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+import torch
+from torch import nn
 
-M = TypeVar("M", bound="nn.Module")
+M = TypeVar("M", bound=nn.Module)
 
 
 class UnsupportedModelError(ValueError):
@@ -25,13 +24,11 @@ class UnsupportedModelError(ValueError):
 
 
 def copy_model(model: M) -> M:
-    """A deep copy of ``model`` (parameters, buffers, hooks' owners), leaving it untouched.
+    """A deep copy of ``model`` (parameters, buffers, submodules); ``model`` is untouched.
 
     Raises:
         TypeError: When ``model`` is not an ``nn.Module`` or cannot be deep-copied.
     """
-    from torch import nn
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected `model` to be a torch.nn.Module but got {type(model).__name__}")
     try:
@@ -51,8 +48,6 @@ def atomic_(model: nn.Module) -> Iterator[None]:
     Used by the in-place remedies so that an error half-way (a layer that cannot be
     initialised, a batch of the wrong shape) leaves the model exactly as it was.
     """
-    import torch
-
     saved = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     try:
         yield
@@ -73,8 +68,6 @@ def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 def activation_types() -> tuple[type[nn.Module], ...]:
     """Element-wise hidden-layer activation modules gradwatch recognises (not Softmax)."""
-    from torch import nn
-
     return (
         nn.Sigmoid,
         nn.Tanh,
@@ -101,8 +94,6 @@ def activation_types() -> tuple[type[nn.Module], ...]:
 
 def norm_types() -> tuple[type[nn.Module], ...]:
     """Normalisation modules (they keep the shape of their input)."""
-    from torch import nn
-
     return (
         nn.BatchNorm1d,
         nn.BatchNorm2d,
@@ -118,8 +109,6 @@ def norm_types() -> tuple[type[nn.Module], ...]:
 
 def weight_layer_types() -> tuple[type[nn.Module], ...]:
     """Layers whose weights the init remedies set: dense and convolutional layers."""
-    from torch import nn
-
     return (
         nn.Linear,
         nn.Conv1d,
@@ -134,8 +123,6 @@ def weight_layer_types() -> tuple[type[nn.Module], ...]:
 def is_elementwise(module: nn.Module) -> bool:
     """True for modules that keep the shape of their input and own no shape-changing
     weights: activations, norms, dropout, identity."""
-    from torch import nn
-
     return isinstance(
         module,
         (*activation_types(), *norm_types(), nn.Dropout, nn.AlphaDropout, nn.Identity),
@@ -144,10 +131,3 @@ def is_elementwise(module: nn.Module) -> bool:
 
 def type_names(types: tuple[type, ...]) -> str:
     return ", ".join(f"nn.{t.__name__}" for t in types)
-
-
-def state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    """True when two state dicts hold the same keys and bit-identical tensors."""
-    import torch
-
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._common import UnsupportedModelError, activation_types, copy_model, set_submodule
+from ._common import (
+    UnsupportedModelError,
+    activation_types,
+    copy_model,
+    set_submodule,
+    weight_layer_types,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -175,20 +181,17 @@ def _output_activations(model: nn.Module) -> set[str]:
     """Names of activation modules that come after the last weight layer (the output
     activation, e.g. a final Sigmoid giving probabilities): swapping those changes what the
     model means, not how its gradients flow."""
-    from ._common import weight_layer_types
-
-    acts, weights = activation_types(), (*weight_layer_types(),)
     from torch import nn
 
-    weights = (*weights, nn.RNNBase)
+    weights = (*weight_layer_types(), nn.RNNBase)
     last_weight = -1
-    order: list[tuple[int, str, bool]] = []
+    acts: list[tuple[int, str]] = []
     for i, (name, m) in enumerate(model.named_modules()):
         if isinstance(m, weights):
             last_weight = i
-        elif isinstance(m, acts):
-            order.append((i, name, True))
-    return {name for i, name, _ in order if i > last_weight}
+        elif isinstance(m, activation_types()):
+            acts.append((i, name))
+    return {name for i, name in acts if i > last_weight}
 
 
 def swap_activations(
