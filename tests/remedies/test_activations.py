@@ -148,3 +148,12 @@ def test_unknown_activation_names_the_choices() -> None:
         swap_activations(make_mlp(), "softmax")
     with pytest.raises(TypeError, match="bad options"):
         make_activation("relu", negative_slope=0.1)
+
+
+def test_failed_rewrite_leaves_the_users_model_as_it_was() -> None:
+    """Rewriting functional calls to prelu (no functional form) raises; the model is intact."""
+    model = _Mixed()
+    before = snapshot(model)
+    with pytest.raises(UnsupportedModelError, match="PReLU"):
+        swap_activations(model, "prelu", rewrite_functional=True)
+    assert same_state(model, before) and isinstance(model.act, nn.Sigmoid)

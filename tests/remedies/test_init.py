@@ -214,3 +214,22 @@ def test_rnn_uses_its_own_nonlinearity_gain() -> None:
     assert _var(rnn.weight_ih_l0) == pytest.approx(2.0 / 400, rel=0.03)
     lstm = init_he_(nn.LSTM(400, 100))
     assert _var(lstm.weight_ih_l0) == pytest.approx(1.0 / 400, rel=0.03)
+
+
+def test_failure_half_way_restores_every_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If initialising the third layer raises, the two layers already done are restored."""
+    model = make_mlp(depth=5)
+    before = snapshot(model)
+    calls = {"n": 0}
+    real = nn.init.orthogonal_
+
+    def flaky(w: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated failure")
+        return real(w, gain=gain)
+
+    monkeypatch.setattr(nn.init, "orthogonal_", flaky)
+    with pytest.raises(RuntimeError, match="simulated"):
+        init_orthogonal_(model)
+    assert calls["n"] == 3 and same_state(model, before)

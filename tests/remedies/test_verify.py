@@ -155,3 +155,12 @@ def test_with_the_real_diagnosis_batchnorm_removes_vanishing_gradient() -> None:
     assert v.before.findings is not None and "vanishing_gradient" in v.before.findings
     assert v.disappeared is not None and "vanishing_gradient" in v.disappeared
     assert v.after.loss_last < v.before.loss_last
+
+
+def test_prelu_layers_are_not_taken_as_the_first_or_last_layer() -> None:
+    """PReLU owns a parameter (a recorded layer) but the ratio still uses Linear layers."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.PReLU(), nn.Linear(8, 3), nn.PReLU())
+    v = verify(model, "tanh", _batches(), steps=1, seed=0, options={"include_output": True},
+               diagnose=lambda t: [])  # fmt: skip
+    assert (v.before.first_layer, v.before.last_layer) == ("0", "2")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import copy_model, norm_types
+from ._common import activation_types, copy_model, norm_types
 
 if TYPE_CHECKING:
     from gradwatch.diagnosis import Finding
@@ -156,8 +156,10 @@ def _remedied(
 
 
 def _weight_columns(trace: Trace) -> tuple[int, int]:
-    norm_names = {t.__name__ for t in norm_types()}
-    cols = [i for i, layer in enumerate(trace.layers) if layer.type not in norm_names]
+    """First and last recorded weight layer (norms and PReLU activations are layers too,
+    but their gradients say nothing about the depth profile)."""
+    skip = {t.__name__ for t in (*norm_types(), *activation_types())}
+    cols = [i for i, layer in enumerate(trace.layers) if layer.type not in skip]
     if not cols:
         raise ValueError("the recorded model has no weight layer to compare")
     order = sorted(cols, key=lambda i: trace.layers[i].depth)
