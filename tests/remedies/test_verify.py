@@ -164,3 +164,15 @@ def test_prelu_layers_are_not_taken_as_the_first_or_last_layer() -> None:
     v = verify(model, "tanh", _batches(), steps=1, seed=0, options={"include_output": True},
                diagnose=lambda t: [])  # fmt: skip
     assert (v.before.first_layer, v.before.last_layer) == ("0", "2")
+
+
+def test_a_prescription_can_be_verified_with_its_suggested_options() -> None:
+    """verify(model, prescription) uses its id and options (max_norm), and skips placeholders."""
+    from gradwatch.remedies import Prescription
+
+    p = Prescription("clip_norm", "spikes", True, None, options={"max_norm": 1e-3})
+    v = verify(make_mlp(depth=3, width=8), p, _batches(), steps=2, seed=0, diagnose=lambda t: [])
+    assert v.remedy == "clip_norm" and np.all(v.after.trace.scalar("clip_coef") < 1.0)
+    lsuv = Prescription("init_lsuv", "scale", True, None, options={"inputs": "<required>"})
+    v = verify(make_mlp(depth=3, width=8), lsuv, _batches(), steps=1, seed=0, diagnose=lambda t: [])
+    assert v.remedy == "init_lsuv"  # inputs defaulted to the first batch

@@ -250,7 +250,9 @@ def init_he_(
 
     For ReLU this is Var(W) = 2 / fan_in (He et al. 2015). Layers followed by no activation
     (the output layer) get gain 1. An ``nn.RNN`` uses the gain of its own nonlinearity
-    (tanh or relu); LSTM/GRU gate blocks get gain 1. Biases are set to 0.
+    (tanh or relu); LSTM/GRU gate blocks get gain 1. Biases are set to 0. Activations
+    called functionally in ``forward`` (``torch.relu(x)``) are not seen: pass
+    ``nonlinearity=`` for such models.
 
     Args:
         model: Modified in place and returned.

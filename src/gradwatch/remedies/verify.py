@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ._common import activation_types, copy_model, norm_types
+from .prescribe import Prescription
 
 if TYPE_CHECKING:
     from gradwatch.diagnosis import Finding
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ArmResult", "Verification", "verify"]
 
-Remedy = str | Callable[[nn.Module], nn.Module]
+RemedyFn = str | Callable[[nn.Module], nn.Module]
+Remedy = RemedyFn | Prescription
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 Diagnose = Callable[["Trace"], Sequence["Finding"]]
 
@@ -131,7 +133,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _remedied(
-    model: nn.Module, remedy: Remedy, options: dict[str, Any], batches: Sequence[Any]
+    model: nn.Module, remedy: RemedyFn, options: dict[str, Any], batches: Sequence[Any]
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """The remedied copy, and the clipper options when the remedy is a clipper."""
     from . import apply
@@ -252,15 +254,17 @@ def verify(
         model: The model; it is not modified (both runs train copies).
         remedy: A remedy id (``remedies.apply``; ``clip_*`` clippers are attached to the
             optimizer, ``init_lsuv`` defaults to the first batch, ``layerwise_pretraining``
-            to the batches' inputs) or a function taking a copy of the model and returning
-            the remedied model (e.g. relu then He init).
+            to the batches' inputs), a function taking a copy of the model and returning
+            the remedied model (e.g. relu then He init), or a :class:`Prescription` (its
+            suggested options are used).
         batches: ``(inputs, targets)`` pairs, used in order and cycled.
         steps: Optimizer steps per run.
         seed: Seed set before each run (same dropout masks, same init of new layers).
         loss_fn: ``loss_fn(output, targets)``; default cross-entropy for integer targets,
             mean squared error otherwise.
         optimizer: A factory ``params -> Optimizer``; default ``SGD(lr=0.01)``.
-        options: Options of the remedy (``remedies.apply``).
+        options: Options of the remedy (``remedies.apply``); they override a
+            prescription's.
         diagnose: ``trace -> findings``; default ``gradwatch.diagnosis.diagnose`` when it
             exists, else findings are not compared.
 
@@ -281,14 +285,22 @@ def verify(
     batches = list(batches)
     if not batches or not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in batches):
         raise ValueError("expected `batches` to be a non-empty sequence of (inputs, targets) pairs")
-    name = remedy if isinstance(remedy, str) else getattr(remedy, "__name__", "remedy")
-    opts = dict(options or {})
+    opts: dict[str, Any] = {}
+    chosen: RemedyFn
+    if isinstance(remedy, Prescription):
+        # its suggested options (max_norm ...), minus the "<required>" placeholders
+        opts = {k: v for k, v in remedy.options.items() if v != "<required>"}
+        chosen = remedy.remedy
+    else:
+        chosen = remedy
+    opts.update(options or {})
+    name = chosen if isinstance(chosen, str) else getattr(chosen, "__name__", "remedy")
     loss = loss_fn or _default_loss
     make_opt = optimizer or (lambda params: torch.optim.SGD(params, lr=0.01))
     diag = diagnose if diagnose is not None else _default_diagnose()
 
     torch.manual_seed(seed)
-    treated, clip = _remedied(model, remedy, opts, batches)
+    treated, clip = _remedied(model, chosen, opts, batches)
     common: dict[str, Any] = {
         "remedy": name,
         "batches": batches,
