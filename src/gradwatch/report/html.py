@@ -128,8 +128,7 @@ def _as_runs(runs: RunLike | Sequence[RunLike]) -> list[RunLike]:
     out = list(runs)
     if not out:
         raise ValueError(
-            "Expected argument `runs` to name at least one run directory or Trace but it is "
-            "empty."
+            "Expected argument `runs` to name at least one run directory or Trace but it is empty."
         )
     return out
 
@@ -170,7 +169,9 @@ def _unique_labels(traces: Sequence[Trace], labels: Sequence[str] | None) -> lis
 def _findings_per_run(
     traces: Sequence[Trace],
     labels: Sequence[str],
-    findings: Sequence[Finding] | Sequence[Sequence[Finding]] | Mapping[str, Sequence[Finding]]
+    findings: Sequence[Finding]
+    | Sequence[Sequence[Finding]]
+    | Mapping[str, Sequence[Finding]]
     | None,
 ) -> list[list[Finding] | None]:
     """Normalise ``findings`` to one list per run; diagnose when none were given."""
@@ -191,21 +192,21 @@ def _findings_per_run(
             list(findings[lab]) if lab in findings else [] for lab in labels
         ]
     else:
-        items = list(findings)
+        items: list[Any] = list(findings)
         if all(isinstance(f, Finding) for f in items):
             if len(traces) != 1:
                 raise ValueError(
                     f"argument `findings` is one flat list but the report has {len(traces)} "
                     "runs; pass one list per run (or a dict run label -> findings)."
                 )
-            per_run = [list(items)]  # type: ignore[arg-type]
+            per_run = [list(items)]
         else:
             if len(items) != len(traces):
                 raise ValueError(
                     f"Expected argument `findings` to hold one list per run ({len(traces)}) but "
                     f"it holds {len(items)}."
                 )
-            per_run = [list(f) for f in items]  # type: ignore[arg-type]
+            per_run = [list(f) for f in items]
     for run_findings in per_run:
         for f in run_findings or []:
             if not isinstance(f, Finding):
@@ -395,7 +396,9 @@ def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
 # ---------------------------------------------------------------------- rendering
 def render_report(
     runs: RunLike | Sequence[RunLike],
-    findings: Sequence[Finding] | Sequence[Sequence[Finding]] | Mapping[str, Sequence[Finding]]
+    findings: Sequence[Finding]
+    | Sequence[Sequence[Finding]]
+    | Mapping[str, Sequence[Finding]]
     | None = None,
     title: str | None = None,
     *,
@@ -435,8 +438,10 @@ def render_report(
     )
     template = env.get_template("report.html")
     if title is None:
-        title = f"gradwatch report: {names[0]}" if len(names) == 1 else (
-            f"gradwatch report: {len(names)} runs compared"
+        title = (
+            f"gradwatch report: {names[0]}"
+            if len(names) == 1
+            else (f"gradwatch report: {len(names)} runs compared")
         )
     return template.render(
         title=title,
@@ -459,8 +464,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
+        tmp.chmod(0o644)  # mkstemp makes 0600; a report is meant to be shared
+        tmp.replace(path)  # os.replace: atomic, and swaps a symlink itself, not its target
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -469,7 +474,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def write_report(
     runs: RunLike | Sequence[RunLike],
     out_path: str | os.PathLike[str],
-    findings: Sequence[Finding] | Sequence[Sequence[Finding]] | Mapping[str, Sequence[Finding]]
+    findings: Sequence[Finding]
+    | Sequence[Sequence[Finding]]
+    | Mapping[str, Sequence[Finding]]
     | None = None,
     title: str | None = None,
     *,
