@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute). Keep in sync with __all__ and the TYPE_CHECKING block.
+# public name -> (module, attribute). Keep in sync with __all__ and the TYPE_CHECKING block
+# (tests/test_public_api.py checks that they agree).
 _EXPORTS: dict[str, tuple[str, str]] = {
     "watch": ("gradwatch.recording", "watch"),
     "Watch": ("gradwatch.recording", "Watch"),
@@ -29,7 +30,17 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "Finding",
+    "LayerInfo",
+    "RemedyHint",
+    "Trace",
+    "TraceError",
+    "Watch",
+    "__version__",
+    "load",
+    "watch",
+]
 
 if TYPE_CHECKING:
     from .diagnosis import Finding, RemedyHint

@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHUNK_KINDS = ("layers", "scalars", "recurrent")
 _CHUNK_RE = re.compile(r"^(layers|scalars|recurrent)-(\d{6})\.parquet$")
+# A file being written when a run was killed stays under this temporary name; never read.
+_TMP_RE = re.compile(r"^\.(meta\.json|(layers|scalars|recurrent)-\d{6}\.parquet)\.tmp$")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -41,7 +43,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -69,7 +71,7 @@ class RunWriter:
                 )
             # Remove only what a run writes: other files the user keeps there stay.
             for p in path.iterdir():
-                if p.name == META_FILE or _CHUNK_RE.match(p.name):
+                if p.name == META_FILE or _CHUNK_RE.match(p.name) or _TMP_RE.match(p.name):
                     p.unlink()
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -88,7 +90,7 @@ class RunWriter:
         self._seq[kind] += 1
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        tmp.replace(path)
         return path
 
 
@@ -113,7 +115,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise TraceError(f"cannot read {str(meta_path)!r}: {exc}") from exc
     version = meta.get("format_version")
     if not isinstance(version, int):
-        raise TraceError(f"{str(meta_path)!r} has no integer `format_version`; is it a gradwatch run?")
+        raise TraceError(
+            f"{str(meta_path)!r} has no integer `format_version`; is it a gradwatch run?"
+        )
     if version > FORMAT_VERSION:
         raise TraceError(
             f"{str(path)!r} was written in trace format {version}, newer than this gradwatch "

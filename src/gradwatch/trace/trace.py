@@ -141,8 +141,8 @@ class Trace:
             mats[name] = arr
         s_steps = step_arr if scalar_steps is None else np.asarray(scalar_steps, np.int64)
         scal: dict[str, np.ndarray] = {}
-        for name, values in (scalars or {}).items():
-            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        for name, svalues in (scalars or {}).items():
+            arr = np.asarray(svalues, dtype=np.float64).reshape(-1)
             if arr.shape != (len(s_steps),):
                 raise ValueError(
                     f"scalar {name!r} has {arr.shape[0]} values but there are {len(s_steps)} "
@@ -219,9 +219,7 @@ class Trace:
         try:
             return self._metrics[metric]
         except KeyError:
-            raise KeyError(
-                f"this trace has no metric {metric!r}; it has {self.metrics}"
-            ) from None
+            raise KeyError(f"this trace has no metric {metric!r}; it has {self.metrics}") from None
 
     def measured(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """The steps where ``metric`` was measured for at least one layer, and those rows.
@@ -307,8 +305,12 @@ class Trace:
             pd.concat(rec_parts, ignore_index=True)
             if rec_parts
             else pd.DataFrame(
-                {"step": pd.Series(dtype="int64"), "layer": pd.Series(dtype=object),
-                 "t": pd.Series(dtype="int64"), "input_grad_norm": pd.Series(dtype="float64")}
+                {
+                    "step": pd.Series(dtype="int64"),
+                    "layer": pd.Series(dtype=object),
+                    "t": pd.Series(dtype="int64"),
+                    "input_grad_norm": pd.Series(dtype="float64"),
+                }
             )
         )
         return TraceFrames(scalars=scalars, layers=layers, recurrent=recurrent)
@@ -345,7 +347,9 @@ def trace_from_tables(
                 continue
             values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
             mat = np.full((len(steps), n_layers), np.nan)
-            mat[row[valid], layer_col[valid]] = values[valid]
+            # Missing values never overwrite measured ones (a step can span two chunks).
+            keep = valid & ~np.isnan(values)
+            mat[row[keep], layer_col[keep]] = values[keep]
             metrics[name] = mat
     else:
         steps = np.zeros(0, dtype=np.int64)
@@ -361,8 +365,9 @@ def trace_from_tables(
             values = table.column(name).to_numpy(zero_copy_only=False)
             values = np.asarray(values, dtype=np.float64)
             vec = np.full(len(scalar_steps), np.nan)
-            # A later chunk wins for a repeated step (e.g. a value logged again).
-            vec[s_row] = values
+            # A later chunk wins for a repeated step (a value logged late); missing never wins.
+            keep = ~np.isnan(values)
+            vec[s_row[keep]] = values[keep]
             scalars[name] = vec
     else:
         scalar_steps = np.zeros(0, dtype=np.int64)
