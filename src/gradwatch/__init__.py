@@ -28,6 +28,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "write_report": ("gradwatch.report", "write_report"),
+    "export_tensorboard": ("gradwatch.report", "export_tensorboard"),
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .diagnosis import Finding, RemedyHint
     from .recording import Watch, watch
+    from .report import export_tensorboard, write_report
     from .trace import LayerInfo, Trace, TraceError, load
 
 

@@ -765,7 +765,8 @@ class LossData:
         smooth_steps: Steps of the moving average (its window's last step).
         smooth: Trailing mean over ``window`` finite values (empty when ``window`` is 1).
         window: Moving-average window (``len(values) // 50`` when over 100 values, else 1).
-        nonfinite_steps: Steps where the value was inf or NaN (training blew up there).
+        nonfinite_steps: Steps where the value was inf, and the trailing NaN steps when the
+            scalar was logged at every step before them (training blew up and stayed NaN).
         log_scale: Whether the y axis is logarithmic (all values > 0 and spanning > 10×).
     """
 
@@ -794,12 +795,14 @@ def loss_data(trace: Trace, name: str = "loss") -> LossData:
     finite = np.isfinite(vals)
     steps, values = all_steps[finite], vals[finite]
     # A NaN in a scalar column is either "not logged at this step" (scalars logged at
-    # different cadences share one step axis) or a logged NaN. Count NaNs as blow-ups only
-    # when the scalar was logged at every step before its first NaN; inf always counts.
+    # different cadences share one step axis) or a logged NaN. Count NaNs as a blow-up only
+    # when they run to the end of the run after a stretch logged at every step (the usual
+    # "loss became NaN and stayed NaN"); inf always counts.
     bad = np.isinf(vals)
-    nan_idx = np.flatnonzero(np.isnan(vals))
-    if len(nan_idx) and nan_idx[0] > 0:
-        bad |= np.isnan(vals) & (np.arange(len(vals)) >= nan_idx[0])
+    nan = np.isnan(vals)
+    first_nan = int(np.argmax(nan)) if nan.any() else len(vals)
+    if 0 < first_nan < len(vals) and nan[first_nan:].all():
+        bad[first_nan:] = True
     nonfinite_steps = all_steps[bad]
     window = len(values) // 50 if len(values) > 100 else 1
     if window > 1:
