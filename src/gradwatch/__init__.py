@@ -40,8 +40,10 @@ __all__ = [
     "TraceError",
     "Watch",
     "__version__",
+    "export_tensorboard",
     "load",
     "watch",
+    "write_report",
 ]
 
 if TYPE_CHECKING:
