@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from gradwatch.diagnosis import Finding, RemedyHint
 from gradwatch.trace import LayerInfo, Trace
 
 XSS_NAME = "<script>window.__xss=1</script>"
@@ -83,3 +86,51 @@ def make_trace(
 def trace() -> Trace:
     """The default hand-built vanishing trace."""
     return make_trace()
+
+
+def xss_finding() -> Finding:
+    """A critical finding whose message and layers carry HTML that must be shown as text."""
+    return Finding(
+        rule="vanishing_gradient",
+        severity="critical",
+        layers=(XSS_NAME, "net.1"),
+        steps=(0, 59),
+        evidence={"first_to_last_ratio": 1.2e-6, "threshold": 1e-3, "note": XSS_IMG},
+        message="The first layers get 1e-6 of the last layer's gradient <b>bold?</b>",
+        remedies=(
+            RemedyHint("residual", "skip connections carry the gradient past shrinking layers"),
+            RemedyHint("init_xavier", "keeps the per-layer gain near 1"),
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Reports rendered once per session: one run with injected names, and two runs."""
+    from gradwatch.report import write_report
+
+    out = tmp_path_factory.mktemp("reports")
+    names = [XSS_NAME, XSS_IMG, *[f"net.{i}" for i in range(2, 6)]]
+    bad = make_trace(names=names, meta={"config": {"every": 1, "note": XSS_NAME},
+                                        "versions": {"torch": "2.13.0"}})
+    single = write_report(bad, out / "single.html", findings=[xss_finding()], predicted=0.25)
+    # The two-run report uses lean traces (gradient RMS and loss only): fewer figures to draw.
+    double = write_report(
+        [_lean(bad), _lean(make_trace(decay=0.01, seed=5))],
+        out / "double.html",
+        findings=[[xss_finding()], []],
+        labels=[XSS_NAME, "healthy"],
+    )
+    return {"single": single, "double": double}
+
+
+def _lean(trace: Trace) -> Trace:
+    """The same run with only grad_rms and the scalars (no sampled metrics, no profiles)."""
+    return Trace.from_arrays(
+        list(trace.layers),
+        trace.steps,
+        {"grad_rms": trace.matrix("grad_rms")},
+        scalars={n: trace.scalar(n) for n in trace.scalar_names},
+        scalar_steps=trace.scalar_steps,
+        meta={k: v for k, v in trace.meta.items() if k != "layers"},
+    )
