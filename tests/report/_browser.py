@@ -89,7 +89,9 @@ class Browser:
         self._events: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ protocol
-    def _send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> int:
+    def _send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> int:
         self._next_id += 1
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -111,7 +113,9 @@ class Browser:
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         """Send a command and wait for its result (events meanwhile are kept)."""
         msg_id = self._send(method, params, session)
         deadline = time.monotonic() + self.timeout

@@ -111,8 +111,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("reports")
     names = [XSS_NAME, XSS_IMG, *[f"net.{i}" for i in range(2, 6)]]
-    bad = make_trace(names=names, meta={"config": {"every": 1, "note": XSS_NAME},
-                                        "versions": {"torch": "2.13.0"}})
+    bad = make_trace(
+        names=names,
+        meta={"config": {"every": 1, "note": XSS_NAME}, "versions": {"torch": "2.13.0"}},
+    )
     single = write_report(bad, out / "single.html", findings=[xss_finding()], predicted=0.25)
     # The two-run report uses lean traces (gradient RMS and loss only): fewer figures to draw.
     double = write_report(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import struct
 import zlib
 from html.parser import HTMLParser
@@ -13,11 +12,11 @@ import numpy as np
 import pytest
 
 import gradwatch.diagnosis
-from gradwatch.diagnosis import Finding, RemedyHint
+from gradwatch.diagnosis import Finding
 from gradwatch.report import render_report, write_report
 from gradwatch.trace import Trace
 
-from .conftest import XSS_IMG, XSS_NAME, make_trace, xss_finding
+from .conftest import XSS_IMG, XSS_NAME, xss_finding
 
 
 class _Collect(HTMLParser):
@@ -69,7 +68,11 @@ def test_injected_markup_is_escaped_everywhere(reports: dict[str, Path]) -> None
         assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html
         parsed = _parse(path)
         assert not [t for t, _ in parsed.tags if t in ("script", "iframe", "object", "embed")]
-        assert all(a.get("src", "").startswith("data:image/png;base64,") for t, a in parsed.tags if t == "img")
+        assert all(
+            a.get("src", "").startswith("data:image/png;base64,")
+            for t, a in parsed.tags
+            if t == "img"
+        )
         assert XSS_NAME in "".join(parsed.text)  # shown to the reader, as text
 
 
@@ -83,7 +86,11 @@ def test_report_references_nothing_outside_itself(reports: dict[str, Path]) -> N
                 if value is not None:
                     assert value.startswith(("data:", "#")), (tag, key, value[:60])
             assert tag not in ("link", "base")
-        csp = [a for t, a in parsed.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+        csp = [
+            a
+            for t, a in parsed.tags
+            if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+        ]
         assert csp and "default-src 'none'" in (csp[0]["content"] or "")
         assert "http://" not in path.read_text() and "https://" not in path.read_text()
 
@@ -223,7 +230,7 @@ def test_symlink_target_is_never_written(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
     link = reports / "r.html"
-    os.symlink(victim, link)
+    link.symlink_to(victim)
     write_report(_tiny(), link, findings=[])
     assert victim.read_text() == "keep me"
     assert not link.is_symlink() and link.read_text(encoding="utf-8").startswith("<!DOCTYPE")

@@ -24,9 +24,7 @@ def _row(trace: Trace, metric: str, step: int) -> np.ndarray:
 def _measured_steps(trace: Trace, metric: str) -> list[int]:
     mat = trace.matrix(metric)
     return [
-        int(s)
-        for i, s in enumerate(trace.steps)
-        if any(math.isfinite(v) for v in mat[i].tolist())
+        int(s) for i, s in enumerate(trace.steps) if any(math.isfinite(v) for v in mat[i].tolist())
     ]
 
 
@@ -141,7 +139,7 @@ def test_activation_health_uses_first_and_last_sampled_steps(trace: Trace) -> No
         np.testing.assert_array_equal(data.dead[k], _row(trace, "act_dead", s))
     fig = plots.plot_activation_health(trace, step=20)
     assert fig.gradwatch_data.steps.tolist() == [0, 20]
-    solid = [ln for ln in fig.axes[0].lines if ln.get_label() == "saturated, step 20"][0]
+    solid = next(ln for ln in fig.axes[0].lines if ln.get_label() == "saturated, step 20")
     np.testing.assert_array_equal(solid.get_ydata(), _row(trace, "act_saturated", 20))
 
 
@@ -192,7 +190,9 @@ def test_loss_moving_average_matches_naive_trailing_mean() -> None:
     rng = np.random.default_rng(1)
     n = 300
     loss = 1 + rng.uniform(0, 1, n)
-    t = Trace.from_arrays(["a"], np.arange(n), {"grad_rms": np.ones((n, 1))}, scalars={"loss": loss})
+    t = Trace.from_arrays(
+        ["a"], np.arange(n), {"grad_rms": np.ones((n, 1))}, scalars={"loss": loss}
+    )
     data = plots.loss_data(t)
     w = n // 50
     naive = [sum(loss[i - w + 1 : i + 1]) / w for i in range(w - 1, n)]
@@ -205,7 +205,9 @@ def test_loss_moving_average_matches_naive_trailing_mean() -> None:
 def test_loss_marks_inf_and_trailing_nan_as_nonfinite() -> None:
     """inf counts; NaNs that run to the end after every-step logging count as a blow-up."""
     loss = np.array([3.0, 2.0, np.inf, 1.5, 1.0, np.nan, np.nan])
-    t = Trace.from_arrays(["a"], np.arange(7), {"grad_rms": np.ones((7, 1))}, scalars={"loss": loss})
+    t = Trace.from_arrays(
+        ["a"], np.arange(7), {"grad_rms": np.ones((7, 1))}, scalars={"loss": loss}
+    )
     data = plots.loss_data(t)
     assert data.nonfinite_steps.tolist() == [2, 5, 6]
     assert data.steps.tolist() == [0, 1, 3, 4]
@@ -214,7 +216,9 @@ def test_loss_marks_inf_and_trailing_nan_as_nonfinite() -> None:
 def test_loss_logged_every_other_step_has_no_false_nonfinite() -> None:
     """NaN gaps from a scalar logged at a lower cadence are not reported as blow-ups."""
     loss = np.array([3.0, np.nan, 2.0, np.nan, 1.0, np.nan])
-    t = Trace.from_arrays(["a"], np.arange(6), {"grad_rms": np.ones((6, 1))}, scalars={"loss": loss})
+    t = Trace.from_arrays(
+        ["a"], np.arange(6), {"grad_rms": np.ones((6, 1))}, scalars={"loss": loss}
+    )
     assert plots.loss_data(t).nonfinite_steps.tolist() == []
 
 
@@ -281,14 +285,14 @@ def test_theory_overlay_rejects_profile_of_wrong_length(trace: Trace) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda t: plots.plot_gradient_flow(t),
-        lambda t: plots.plot_heatmap(t),
+        plots.plot_gradient_flow,
+        plots.plot_heatmap,
         lambda t: plots.plot_heatmap(t, "update_ratio"),
-        lambda t: plots.plot_backward_gain(t),
-        lambda t: plots.plot_activation_health(t),
-        lambda t: plots.plot_activation_stats(t),
-        lambda t: plots.plot_recurrent_memory(t),
-        lambda t: plots.plot_loss(t),
+        plots.plot_backward_gain,
+        plots.plot_activation_health,
+        plots.plot_activation_stats,
+        plots.plot_recurrent_memory,
+        plots.plot_loss,
         lambda t: plots.plot_compare_flow([t, t]),
         lambda t: plots.plot_compare_loss([t, t]),
         lambda t: plots.plot_theory_overlay(t, 0.5),
