@@ -136,3 +136,26 @@ def _lean(trace: Trace) -> Trace:
         scalar_steps=trace.scalar_steps,
         meta={k: v for k, v in trace.meta.items() if k != "layers"},
     )
+
+
+def write_run(trace: Trace, run_dir: Path) -> Path:
+    """Store a hand-built trace as a run directory, in the chunk format the recorder writes."""
+    import pyarrow as pa
+
+    from gradwatch.trace import RunWriter
+
+    writer = RunWriter(run_dir)
+    writer.write_meta({k: v for k, v in trace.meta.items() if k != "format_version"})
+    n_steps, n_layers = len(trace.steps), len(trace.layers)
+    cols: dict[str, object] = {
+        "step": pa.array(np.repeat(trace.steps, n_layers), pa.int64()),
+        "layer": pa.array(np.tile(np.arange(n_layers), n_steps), pa.int64()),
+    }
+    for m in trace.metrics:
+        cols[m] = pa.array(trace.matrix(m).reshape(-1).astype(np.float32), pa.float32())
+    writer.write_chunk("layers", pa.table(cols))
+    scal: dict[str, object] = {"step": pa.array(trace.scalar_steps, pa.int64())}
+    for name in trace.scalar_names:
+        scal[name] = pa.array(trace.scalar(name), pa.float64())
+    writer.write_chunk("scalars", pa.table(scal))
+    return run_dir

@@ -82,7 +82,6 @@ def export_tensorboard(
         PosixPath('tb/exp1')
     """
     from tensorboard.compat.proto.summary_pb2 import Summary
-    from torch.utils.tensorboard.summary import histogram
 
     from .plots import _horizon
 
@@ -134,7 +133,7 @@ def export_tensorboard(
                         vals = np.log10(vals[vals > 0])
                         tag = f"across_layers/log10_{m}"
                     if len(vals):
-                        fw.add_summary(histogram(tag, vals, bins="tensorflow"), int(trace.steps[r]))
+                        writer.add_histogram(tag, vals, int(trace.steps[r]), bins="tensorflow")
         for layer in trace.recurrent_layers:
             prof = trace.input_grad_profile(layer)
             for step, row in zip(prof.steps, prof.values, strict=True):
