@@ -12,7 +12,7 @@ def register(subparsers: Any) -> None:
         help="export a run to another tool's format (TensorBoard)",
         description="Export a recorded run so other tools can show it.",
     )
-    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    targets = parser.add_subparsers(dest="target", metavar="{tensorboard}", required=True)
     tb = targets.add_parser(
         "tensorboard",
         help="per-layer scalars and histograms as TensorBoard event files",
