@@ -29,7 +29,7 @@ def test_gradient_and_weight_statistics_match_float64_reference_on_hand_set_grad
     model = _mlp()
     layers = _linears(model)
     gen = torch.Generator().manual_seed(1)
-    with gw.watch(model, activations=False) as w:
+    with gw.watch(model, activations=False, sample_every=1) as w:
         for _ in range(3):
             for p in model.parameters():
                 p.grad = (
@@ -55,6 +55,21 @@ def test_gradient_and_weight_statistics_match_float64_reference_on_hand_set_grad
     exp = np.array(w.expected)  # type: ignore[attr-defined]  # (steps, layers, 5)
     for k, metric in enumerate(["grad_norm", "grad_rms", "grad_max", "weight_norm", "nonfinite"]):
         np.testing.assert_allclose(trace.matrix(metric), exp[:, :, k], rtol=2e-6, atol=0)
+
+
+def test_max_and_weight_norm_are_measured_on_sampled_steps_only() -> None:
+    """With sample_every=3, grad_max/weight_norm exist on steps 0, 3, 6; grad_norm on all."""
+    model = _mlp()
+    with gw.watch(model, activations=False, sample_every=3) as w:
+        for _ in range(7):
+            for p in model.parameters():
+                p.grad = torch.ones_like(p)
+            w.step()
+    t = w.trace
+    for metric in ("grad_max", "weight_norm"):
+        steps, _ = t.measured(metric)
+        assert steps.tolist() == [0, 3, 6]
+    assert np.isfinite(t.matrix("grad_norm")).all()
 
 
 def test_nonfinite_counts_exactly_the_bad_entries_of_each_layer() -> None:
