@@ -121,6 +121,20 @@ def test_backward_gain_finds_the_largest_drop(trace: Trace) -> None:
     np.testing.assert_allclose(data.profile, geo, rtol=1e-12)
     assert data.drop_layer == j_min == n // 2 - 1  # the drop built into the trace
     assert data.drop_factor == pytest.approx(ratios[j_min])
+    assert data.median_gain == pytest.approx(sorted(ratios)[len(ratios) // 2])  # n - 1 = 5: odd
+    assert data.stands_out  # 1e-2 extra on top of the steady 10**-0.3 per layer
+
+
+def test_backward_gain_steady_fall_does_not_blame_one_layer() -> None:
+    """An even x0.1 per layer fall: the largest drop does not stand out, the median gain is 0.1."""
+    prof = [[10.0 ** (j - 4) for j in range(5)]]
+    t = Trace.from_arrays([f"l{j}" for j in range(5)], [0], {"out_grad_norm": prof})
+    data = plots.backward_gain_data(t)
+    assert data.median_gain == pytest.approx(0.1)
+    assert not data.stands_out
+    fig = plots.plot_backward_gain(t)
+    texts = [a.get_text() for a in fig.axes[0].texts]
+    assert any(s.startswith("steady fall, ×0.1 per layer") for s in texts)
 
 
 def test_backward_gain_no_drop_when_gradient_grows_towards_input() -> None:

@@ -105,12 +105,12 @@ def comparison_table(summaries: Sequence[RunSummary], *, title: str | None = "Ru
     from rich.text import Text
 
     table = Table(title=title)
-    table.add_column("run")
+    table.add_column("run", overflow="fold", min_width=8)
     table.add_column("layers", justify="right")
     table.add_column("steps", justify="right")
-    table.add_column("final loss", justify="right")
-    table.add_column("best loss", justify="right")
-    table.add_column("first/last layer grad RMS", justify="right")
+    table.add_column("loss (final)", justify="right")
+    table.add_column("loss (best)", justify="right")
+    table.add_column("grad RMS first/last", justify="right")
     table.add_column("findings")
     for s in summaries:
         if not s.diagnosed:

@@ -58,8 +58,9 @@ HOW_TO_READ: dict[str, str] = {
     ),
     "gain": (
         "The gradient norm reaching each layer's output, ‖∂L/∂h‖; the gradient flows right to "
-        "left. A steady slope means each layer multiplies it by a gain below (or above) 1; the "
-        "shaded pair of layers is where it drops most, the place to add a skip connection or "
+        "left. A steady slope means every layer multiplies it by about the same gain below (or "
+        "above) 1, as a saturating activation does; the shaded pair of layers is where it drops "
+        "most, and when that drop stands out, the place to add a skip connection or "
         "normalisation."
     ),
     "health": (

@@ -364,6 +364,11 @@ class BackwardGainData:
             layer ``l + 1`` (the gradient fell most passing back from ``l + 1`` to ``l``), or
             ``None`` when the gradient never falls between consecutive layers.
         drop_factor: ``profile[l] / profile[l + 1]`` at ``drop_layer`` (< 1), or ``None``.
+        median_gain: Median of ``profile[l] / profile[l + 1]`` over consecutive pairs: the
+            typical per-layer gain of the backward pass (NaN with fewer than 2 layers).
+        stands_out: Whether the largest drop is at least 3x steeper than the median gain.
+            When it is not, the gradient fades steadily (every layer shrinks it about
+            equally) and no single layer is to blame.
     """
 
     layers: list[str]
@@ -372,6 +377,8 @@ class BackwardGainData:
     profile: np.ndarray
     drop_layer: int | None
     drop_factor: float | None
+    median_gain: float
+    stands_out: bool
 
 
 def backward_gain_data(
@@ -384,12 +391,24 @@ def backward_gain_data(
     ratios = profile[:-1] / profile[1:]  # ratios[l] = profile[l] / profile[l+1]
     drop_layer: int | None = None
     drop_factor: float | None = None
+    median_gain = float("nan")
+    stands_out = False
     if np.any(np.isfinite(ratios)):
+        median_gain = float(np.nanmedian(ratios))
         l_min = int(np.nanargmin(ratios))
         if ratios[l_min] < 1:
             drop_layer, drop_factor = l_min, float(ratios[l_min])
+            # 3x = about half a decade steeper than a typical layer: visible on a log axis.
+            stands_out = drop_factor * 3 <= median_gain
     return BackwardGainData(
-        trace.layer_names, sel_steps, sel_rows, profile, drop_layer, drop_factor
+        trace.layer_names,
+        sel_steps,
+        sel_rows,
+        profile,
+        drop_layer,
+        drop_factor,
+        median_gain,
+        stands_out,
     )
 
 
@@ -422,14 +441,20 @@ def plot_backward_gain(
     if data.drop_layer is not None and data.drop_factor is not None:
         lo = data.drop_layer
         ax.axvspan(lo, lo + 1, color=OKABE_ITO[1], alpha=0.18, linewidth=0)
+        note = f"largest drop ×{data.drop_factor:.2g}\n(layer {lo + 1} → {lo})"
+        if not data.stands_out:
+            note = (
+                f"steady fall, ×{data.median_gain:.2g} per layer\n(largest: layer {lo + 1} → {lo})"
+            )
         ax.annotate(
-            f"largest drop ×{data.drop_factor:.2g}\n(layer {lo + 1} → {lo})",
+            note,
             xy=(lo + 0.5, 0.04),
             xycoords=("data", "axes fraction"),
             ha="center",
             va="bottom",
             fontsize=8,
             color=OKABE_ITO[1],
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
         )
     ax.set_yscale("log")
     ax.set_xlabel("layer (forward order; gradient flows right → left)")
