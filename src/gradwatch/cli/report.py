@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gradwatch.report.html import write_report
-    from gradwatch.report.summary import summarize
+    from gradwatch.report.summary import run_diagnosis, summarize
     from gradwatch.trace import load
 
     traces = [load(d) for d in args.run_dirs]
@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
             "run directory, in the same order, or none."
         )
     labels = args.label or [Path(d).resolve().name for d in args.run_dirs]
-    findings = _diagnose(traces)
-    out = write_report(traces, args.out, findings, args.title, labels=labels)
-    per_run: list[list[Any] | None] = list(findings) if findings else [None] * len(traces)
+    # Diagnosed here once: the same findings go to the HTML and to the printed summary.
+    per_run = [run_diagnosis(t) for t in traces]
+    out = write_report(traces, args.out, per_run, args.title, labels=labels)
     summaries = [summarize(t, f, lab) for t, f, lab in zip(traces, per_run, labels, strict=True)]
     if args.format == "json":
         body = {
@@ -80,12 +80,3 @@ def run(args: argparse.Namespace) -> int:
     print_comparison(summaries)
     print(f"wrote {out}")
     return 0
-
-
-def _diagnose(traces: list[Any]) -> list[list[Any]] | None:
-    """Findings per run, or None while ``gradwatch.diagnosis.diagnose`` is not available."""
-    try:
-        from gradwatch.diagnosis import diagnose  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return [list(diagnose(t)) for t in traces]

@@ -24,7 +24,7 @@ from gradwatch.trace import Trace
 
 from . import plots
 from ._style import INSTALL_HINT
-from .summary import RunSummary, summarize, verdict
+from .summary import RunSummary, run_diagnosis, summarize, verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,6 +33,10 @@ __all__ = ["render_report", "write_report"]
 
 RunLike = Trace | str | os.PathLike[str]
 Predicted = float | Sequence[float] | np.ndarray
+#: One run's findings; several runs' (None = that run was not diagnosed); or label -> findings.
+FindingsArg = (
+    Sequence[Finding] | Sequence[Sequence[Finding] | None] | Mapping[str, Sequence[Finding]]
+)
 
 #: How to read each plot, shown under it in the report (and in docs/report.md).
 HOW_TO_READ: dict[str, str] = {
@@ -170,18 +174,11 @@ def _unique_labels(traces: Sequence[Trace], labels: Sequence[str] | None) -> lis
 def _findings_per_run(
     traces: Sequence[Trace],
     labels: Sequence[str],
-    findings: Sequence[Finding]
-    | Sequence[Sequence[Finding]]
-    | Mapping[str, Sequence[Finding]]
-    | None,
+    findings: FindingsArg | None,
 ) -> list[list[Finding] | None]:
     """Normalise ``findings`` to one list per run; diagnose when none were given."""
     if findings is None:
-        try:
-            from gradwatch.diagnosis import diagnose  # type: ignore[attr-defined]
-        except ImportError:
-            return [None] * len(traces)
-        return [list(diagnose(t)) for t in traces]
+        return [run_diagnosis(t) for t in traces]
     if isinstance(findings, Mapping):
         unknown = sorted(set(findings) - set(labels))
         if unknown:
@@ -207,7 +204,7 @@ def _findings_per_run(
                     f"Expected argument `findings` to hold one list per run ({len(traces)}) but "
                     f"it holds {len(items)}."
                 )
-            per_run = [list(f) for f in items]
+            per_run = [None if f is None else list(f) for f in items]
     for run_findings in per_run:
         for f in run_findings or []:
             if not isinstance(f, Finding):
@@ -397,10 +394,7 @@ def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
 # ---------------------------------------------------------------------- rendering
 def render_report(
     runs: RunLike | Sequence[RunLike],
-    findings: Sequence[Finding]
-    | Sequence[Sequence[Finding]]
-    | Mapping[str, Sequence[Finding]]
-    | None = None,
+    findings: FindingsArg | None = None,
     title: str | None = None,
     *,
     labels: Sequence[str] | None = None,
@@ -475,10 +469,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def write_report(
     runs: RunLike | Sequence[RunLike],
     out_path: str | os.PathLike[str],
-    findings: Sequence[Finding]
-    | Sequence[Sequence[Finding]]
-    | Mapping[str, Sequence[Finding]]
-    | None = None,
+    findings: FindingsArg | None = None,
     title: str | None = None,
     *,
     labels: Sequence[str] | None = None,

@@ -11,7 +11,22 @@ import numpy as np
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
 from gradwatch.trace import Trace
 
-__all__ = ["RunSummary", "summarize", "verdict"]
+__all__ = ["RunSummary", "run_diagnosis", "summarize", "verdict"]
+
+
+def run_diagnosis(trace: Trace) -> list[Finding] | None:
+    """``gradwatch.diagnosis.diagnose(trace)``, or ``None`` when this install has no diagnose.
+
+    Looked up at call time (not imported at module level) so the report works with or
+    without the rules engine and never needs a type-ignore either way.
+
+    Example:
+        >>> findings = run_diagnosis(trace)  # doctest: +SKIP
+    """
+    import importlib
+
+    diagnose = getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
+    return None if diagnose is None else list(diagnose(trace))
 
 
 @dataclass(frozen=True)
