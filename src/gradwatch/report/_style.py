@@ -39,7 +39,7 @@ def require_matplotlib() -> None:
     """Raise a clear ImportError when the optional matplotlib dependency is missing."""
     try:
         import matplotlib  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ImportError(
             f"gradwatch's plots need matplotlib, which is not installed. Install it with "
             f"`{INSTALL_HINT}`."

@@ -46,7 +46,7 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "blue"}
 def _rich() -> None:
     try:
         import rich  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ImportError(
             "gradwatch's console tables need rich, which is not installed. Install it with "
             '`pip install "gradwatch[report]"`.'

@@ -409,7 +409,7 @@ def render_report(
     """
     try:
         import jinja2
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ImportError(
             f"gradwatch's HTML report needs jinja2, which is not installed. Install it with "
             f"`{INSTALL_HINT}`."
