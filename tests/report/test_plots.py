@@ -63,6 +63,16 @@ def test_gradient_flow_zero_gradient_is_marked_not_dropped() -> None:
     assert zeros.get_marker() == "v"
 
 
+def test_gradient_flow_infinite_gradient_is_marked_on_top() -> None:
+    """An infinite gradient (explosion) gets an upward marker on the top edge."""
+    t = Trace.from_arrays(["a", "b", "c"], [0], {"grad_rms": [[1.0, np.inf, 1.0]]})
+    fig = plots.plot_gradient_flow(t)
+    line, top = fig.axes[0].lines[:2]
+    assert math.isnan(line.get_ydata()[1])
+    assert top.get_xdata().tolist() == [1] and top.get_ydata().tolist() == [1.0]
+    assert top.get_marker() == "^"
+
+
 def test_gradient_flow_rejects_unmeasured_step(trace: Trace) -> None:
     """Asking for a step that was not recorded names the measured range."""
     with pytest.raises(ValueError, match="step 1000 has no measured 'grad_rms'"):
@@ -105,6 +115,17 @@ def test_heatmap_mesh_shows_nan_as_missing_and_zero_as_under() -> None:
     assert mesh.norm.vmin == pytest.approx(1e-3) and mesh.norm.vmax == pytest.approx(1e-1)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["not measured", "exactly 0"]
+
+
+def test_heatmap_shows_inf_above_the_colour_range() -> None:
+    """An infinite value is drawn (not hidden as missing), above vmax: the "over" colour."""
+    t = Trace.from_arrays(["a", "b"], [0], {"grad_rms": [[1e-2, np.inf]]})
+    fig = plots.plot_heatmap(t)
+    mesh = fig.axes[0].collections[0]
+    shown = np.ma.asarray(mesh.get_array()).reshape(2, 1)
+    assert not shown.mask[1, 0] and shown[1, 0] > mesh.norm.vmax
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["infinite"]
 
 
 def test_backward_gain_finds_the_largest_drop(trace: Trace) -> None:

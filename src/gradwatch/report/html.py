@@ -53,7 +53,8 @@ HOW_TO_READ: dict[str, str] = {
     "heat_grad": (
         "The same gradient RMS for every layer (rows) and step (columns), log colour scale. "
         "Dark rows near the input side that stay dark mean those layers never get a usable "
-        "gradient. Hatched cells were not measured, black cells are exactly zero."
+        "gradient. Hatched cells were not measured, black cells are exactly zero, vermillion "
+        "cells infinite."
     ),
     "heat_update": (
         "How much each optimizer step changes each layer relative to its size, ‖Δθ‖/‖θ‖, on the "

@@ -208,7 +208,8 @@ def plot_gradient_flow(
 
     A healthy network shows roughly flat lines; lines falling by orders of magnitude towards
     layer 0 mean vanishing gradients, rising lines mean exploding ones. Layers whose gradient
-    is exactly zero are drawn as downward triangles on the bottom edge.
+    is exactly zero are drawn as downward triangles on the bottom edge, infinite ones as
+    upward triangles on the top edge.
 
     Example:
         >>> fig = plot_gradient_flow(trace)  # doctest: +SKIP
@@ -228,17 +229,19 @@ def plot_gradient_flow(
             linestyle=DASHES[i % len(DASHES)],
             label=f"step {int(step)}",
         )
-        zeros = np.flatnonzero(row == 0)
-        if len(zeros):
-            ax.plot(
-                zeros,
-                np.zeros(len(zeros)),
-                linestyle="none",
-                marker="v",
-                color=colours[i],
-                clip_on=False,
-                transform=ax.get_xaxis_transform(),
-            )
+        # Values a log axis cannot show still matter most: mark them on the frame.
+        for where, edge, marker in ((row == 0, 0.0, "v"), (np.isposinf(row), 1.0, "^")):
+            hits = np.flatnonzero(where)
+            if len(hits):
+                ax.plot(
+                    hits,
+                    np.full(len(hits), edge),
+                    linestyle="none",
+                    marker=marker,
+                    color=colours[i],
+                    clip_on=False,
+                    transform=ax.get_xaxis_transform(),
+                )
     ax.set_yscale("log")
     ax.set_xlabel("layer (forward order; 0 = input side)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -297,7 +300,7 @@ def plot_heatmap(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
     """Layers x steps heatmap of ``metric`` on a log colour scale.
 
     Hatched cells were not measured (missing values are never shown as 0); black cells are
-    exactly zero.
+    exactly zero, vermillion cells infinite.
 
     Example:
         >>> fig = plot_heatmap(trace, "update_ratio")  # doctest: +SKIP
@@ -314,8 +317,9 @@ def plot_heatmap(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
         vmin, vmax = vmin / 10, vmax * 10
     shown = np.array(vals, copy=True)
     shown[shown == 0] = vmin / 10  # below vmin -> the "under" colour, black
-    shown[~np.isfinite(shown) | (shown < 0)] = np.nan  # negatives cannot be on a log scale
-    cmap = colormaps["viridis"].with_extremes(bad=(0, 0, 0, 0), under="black")
+    shown[np.isposinf(shown)] = vmax * 10  # above vmax -> the "over" colour, vermillion
+    shown[np.isnan(shown) | (shown < 0)] = np.nan  # negatives cannot be on a log scale
+    cmap = colormaps["viridis"].with_extremes(bad=(0, 0, 0, 0), under="black", over=OKABE_ITO[1])
     fig, ax = new_figure()
     ax.grid(False)
     ax.patch.set_facecolor("#f2f2f2")
@@ -329,7 +333,11 @@ def plot_heatmap(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
         norm=LogNorm(vmin=vmin, vmax=vmax),
         shading="flat",
     )
-    cbar = fig.colorbar(mesh, ax=ax, extend="min" if np.any(vals == 0) else "neither")
+    has_zero, has_inf = bool(np.any(vals == 0)), bool(np.any(np.isposinf(vals)))
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (has_zero, has_inf), "neither"
+    )
+    cbar = fig.colorbar(mesh, ax=ax, extend=extend)
     cbar.set_label(METRIC_LABELS.get(metric, metric), fontsize=9)
     ax.set_xlabel("training step")
     ax.set_ylabel("layer (0 = input side)")
@@ -339,8 +347,10 @@ def plot_heatmap(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
         handles.append(
             Patch(facecolor="#f2f2f2", edgecolor="#b0b0b0", hatch="////", label="not measured")
         )
-    if np.any(vals == 0):
+    if has_zero:
         handles.append(Patch(facecolor="black", label="exactly 0"))
+    if has_inf:
+        handles.append(Patch(facecolor=OKABE_ITO[1], label="infinite"))
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.9)
     look = {
