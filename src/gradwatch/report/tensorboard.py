@@ -33,6 +33,7 @@ LOG10_METRICS: frozenset[str] = frozenset(
 )
 
 _INSTALL_HINT = 'pip install "gradwatch[tensorboard]"'
+_HIST_BINS = 30
 
 
 def _summary_writer(logdir: Path) -> Any:
@@ -43,7 +44,8 @@ def _summary_writer(logdir: Path) -> Any:
             "gradwatch's TensorBoard export needs the tensorboard package, which is not "
             f"installed. Install it with `{_INSTALL_HINT}`."
         ) from exc
-    return SummaryWriter(log_dir=str(logdir))
+    # A deep queue: the default (10) makes every add block on the writer thread.
+    return SummaryWriter(log_dir=str(logdir), max_queue=4096, flush_secs=60)
 
 
 def _layer_tag(name: str) -> str:
@@ -102,24 +104,33 @@ def export_tensorboard(
         )
     writer = _summary_writer(out)
     try:
-        fw = writer.file_writer
         names = [_layer_tag(n) for n in trace.layer_names]
         metrics = {m: trace.matrix(m) for m in trace.metrics}
-        # One event per step holding every layer's values: ~50x fewer events (and calls)
-        # than one add_scalar per (metric, layer, step).
-        for i, step in enumerate(trace.steps):
-            values = [
-                Summary.Value(tag=f"{m}/{names[j]}", simple_value=float(mat[i, j]))
-                for m, mat in metrics.items()
-                for j in np.flatnonzero(~np.isnan(mat[i]))
-            ]
-            if values:
-                fw.add_summary(Summary(value=values), int(step))
+        # One event per step holding every value of that step (all layers, all scalars):
+        # ~100x fewer events, calls and queue hand-offs than one add_scalar per value.
+        by_step: dict[int, list[Any]] = {}
+        for m, mat in metrics.items():
+            rows, cols = np.nonzero(~np.isnan(mat))
+            for r, j in zip(rows.tolist(), cols.tolist(), strict=True):
+                by_step.setdefault(int(trace.steps[r]), []).append(
+                    Summary.Value(tag=f"{m}/{names[j]}", simple_value=float(mat[r, j]))
+                )
         for name in trace.scalar_names:
             vec = trace.scalar(name)
-            for step, v in zip(trace.scalar_steps, vec, strict=True):
-                if not np.isnan(v):
-                    writer.add_scalar(name, float(v), int(step))
+            for r in np.flatnonzero(~np.isnan(vec)).tolist():
+                by_step.setdefault(int(trace.scalar_steps[r]), []).append(
+                    Summary.Value(tag=name, simple_value=float(vec[r]))
+                )
+        for layer in trace.recurrent_layers:
+            prof = trace.input_grad_profile(layer)
+            for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
+                h = _horizon(row[::-1], horizon_threshold)
+                if h is not None:
+                    by_step.setdefault(int(step), []).append(
+                        Summary.Value(tag=f"memory_horizon/{_layer_tag(layer)}", simple_value=h)
+                    )
+        for step in sorted(by_step):
+            writer.file_writer.add_summary(Summary(value=by_step[step]), step)
         if histograms:
             for m, mat in metrics.items():
                 rows = np.flatnonzero(np.any(np.isfinite(mat), axis=1))
@@ -133,13 +144,9 @@ def export_tensorboard(
                         vals = np.log10(vals[vals > 0])
                         tag = f"across_layers/log10_{m}"
                     if len(vals):
-                        writer.add_histogram(tag, vals, int(trace.steps[r]), bins="tensorflow")
-        for layer in trace.recurrent_layers:
-            prof = trace.input_grad_profile(layer)
-            for step, row in zip(prof.steps, prof.values, strict=True):
-                h = _horizon(row[::-1], horizon_threshold)
-                if h is not None:
-                    writer.add_scalar(f"memory_horizon/{_layer_tag(layer)}", float(h), int(step))
+                        # 30 equal-width bins: enough for tens of layers, and ~20x faster than
+                        # the ~770 exponential "tensorflow" bins.
+                        writer.add_histogram(tag, vals, int(trace.steps[r]), bins=_HIST_BINS)
         config = json.dumps(
             {k: v for k, v in trace.meta.items() if k != "layers"}, indent=2, default=str
         )
