@@ -414,10 +414,13 @@ class Watch:
         cached = self._grad_cache.get(present)
         if cached is None:
             idx = [k for k, has in enumerate(present) if has]
-            layer_idx = self._param_layer[idx] if idx else self._param_layer[:0]
-            numel = torch.zeros(self._n_layers, device=self._device)
+            owner = [i for i, spec in enumerate(self._layers) for _ in spec.params]
+            counts = [0.0] * self._n_layers
             for k in idx:
-                numel[self._param_layer[k]] += float(self._params[k].numel())
+                counts[owner[k]] += float(self._params[k].numel())
+            # Built on the host, moved once: no device indexing (a sync on CUDA) per parameter.
+            layer_idx = torch.tensor([owner[k] for k in idx], dtype=torch.long, device=self._device)
+            numel = torch.tensor(counts, device=self._device)
             has_grad = numel > 0
             cached = (idx, layer_idx, numel, has_grad)
             self._grad_cache[present] = cached
