@@ -91,6 +91,20 @@ def test_report_text_prints_a_table_and_the_path(
     assert "mine" in out and f"wrote {tmp_path / 'x.html'}" in out
 
 
+def test_report_chi1_overlays_the_theory_profile(
+    tmp_path: Path, fake_diagnose: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--chi1 adds the theory-vs-measurement plot to every run, one run or several."""
+    a, b = _run_dir(tmp_path, "a", 0.5, 0), _run_dir(tmp_path, "b", 0.5, 1)
+    for runs in ([a], [a, b]):
+        out = tmp_path / f"r{len(runs)}.html"
+        rc = cli_main.main(["report", *map(str, runs), "-o", str(out), "--chi1", "0.1"])
+        assert rc == 0
+        assert out.read_text(encoding="utf-8").count('<figure id="theory">') == len(runs)
+    rc = cli_main.main(["report", str(a), "-o", str(tmp_path / "x.html"), "--chi1", "-1"])
+    assert rc == 2 and "`--chi1` to be a positive number" in capsys.readouterr().err
+
+
 def test_report_missing_run_dir_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

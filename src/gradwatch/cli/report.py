@@ -32,6 +32,16 @@ def register(subparsers: Any) -> None:
         help="name of each run in the report, once per RUN_DIR in order (default: dir names)",
     )
     parser.add_argument(
+        "--chi1",
+        type=float,
+        default=None,
+        metavar="CHI1",
+        help=(
+            "overlay the mean-field depth profile of this per-layer gain chi_1 on each run's "
+            "gradient flow (e.g. from gradwatch.theory.chi_1(activation, sigma_w, sigma_b))"
+        ),
+    )
+    parser.add_argument(
         "--format",
         choices=("text", "json"),
         default="text",
@@ -54,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
     labels = args.label or [Path(d).resolve().name for d in args.run_dirs]
     # Diagnosed here once: the same findings go to the HTML and to the printed summary.
     per_run = [run_diagnosis(t) for t in traces]
-    out = write_report(traces, args.out, per_run, args.title, labels=labels)
+    if args.chi1 is not None and not args.chi1 > 0:
+        raise ValueError(f"Expected `--chi1` to be a positive number but got {args.chi1}.")
+    # write_report takes the prediction itself for one run, a list (one per run) for several.
+    predicted: float | list[float | None] | None = args.chi1
+    if args.chi1 is not None and len(traces) > 1:
+        predicted = [args.chi1] * len(traces)
+    out = write_report(traces, args.out, per_run, args.title, labels=labels, predicted=predicted)
     summaries = [summarize(t, f, lab) for t, f, lab in zip(traces, per_run, labels, strict=True)]
     if args.format == "json":
         body = {
