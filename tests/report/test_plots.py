@@ -311,6 +311,13 @@ def test_theory_overlay_normalises_both_profiles_at_the_deepest_layer(trace: Tra
     np.testing.assert_allclose(np.log10(data.measured), np.log10(data.predicted), atol=0.35)
 
 
+def test_theory_overlay_legend_names_chi1(trace: Trace) -> None:
+    """Given a single chi_1, the prediction's legend entry states it."""
+    fig = plots.plot_theory_overlay(trace, 0.25)
+    labels = [ln.get_label() for ln in fig.axes[0].lines]
+    assert labels[1] == "mean-field prediction (χ₁ = 0.25 per layer)"
+
+
 def test_theory_overlay_rejects_profile_of_wrong_length(trace: Trace) -> None:
     """A depth profile must have one value per layer."""
     with pytest.raises(ValueError, match="one value per layer \\(6\\) but it has 3"):

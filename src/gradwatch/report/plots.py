@@ -1138,7 +1138,7 @@ def plot_theory_overlay(
     *,
     metric: str = "grad_rms",
     step: int | None = None,
-    label: str = "mean-field prediction",
+    label: str | None = None,
 ) -> Figure:
     """Predicted vs measured gradient depth profile (log scale), both 1 at the deepest layer.
 
@@ -1146,6 +1146,10 @@ def plot_theory_overlay(
         >>> fig = plot_theory_overlay(trace, predicted=0.5)  # chi_1 = 0.5  # doctest: +SKIP
     """
     data = theory_overlay_data(trace, predicted, metric=metric, step=step)
+    if label is None:
+        label = "mean-field prediction"
+        if np.ndim(predicted) == 0:
+            label += f" (χ₁ = {float(predicted):.3g} per layer)"  # type: ignore[arg-type]
     fig, ax = new_figure()
     x = np.arange(len(data.layers))
     ax.plot(
