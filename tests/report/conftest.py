@@ -121,6 +121,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         [_lean(bad), _lean(make_trace(decay=0.01, seed=5))],
         out / "double.html",
         findings=[[xss_finding()], []],
+        title=f"compare {XSS_IMG}",
         labels=[XSS_NAME, "healthy"],
     )
     return {"single": single, "double": double}

@@ -76,6 +76,13 @@ def test_injected_markup_is_escaped_everywhere(reports: dict[str, Path]) -> None
         assert XSS_NAME in "".join(parsed.text)  # shown to the reader, as text
 
 
+def test_title_is_escaped(reports: dict[str, Path]) -> None:
+    """A title carrying markup is shown as text in <title> and <h1>."""
+    html = reports["double"].read_text(encoding="utf-8")
+    assert "<title>compare &lt;img src=x onerror=&#34;window.__xss=2&#34;&gt;</title>" in html
+    assert f"compare {XSS_IMG}" in "".join(_parse(reports["double"]).text)
+
+
 def test_report_references_nothing_outside_itself(reports: dict[str, Path]) -> None:
     """Every src/href is a data: URI or an in-page anchor, and a CSP forbids fetching."""
     for path in reports.values():
