@@ -262,9 +262,10 @@ def test_run_directory_is_loaded(tmp_path: Path) -> None:
     from gradwatch.trace import RunWriter
 
     run = tmp_path / "exp7"
-    RunWriter(run).write_meta({"layers": [], "config": {"every": 3}})
+    RunWriter(run).write_meta({"layers": [], "config": {"every": 3}, "created": 86400.0})
     html = render_report(str(run), findings=[])
     assert "gradwatch report: exp7" in html and "<th>every</th><td><code>3</code>" in html
+    assert "<code>1970-01-02 00:00:00 UTC</code>" in html  # one day after the Unix epoch
 
 
 def test_recorded_trace_report(tmp_path: Path) -> None:

@@ -306,6 +306,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _meta_value(key: str, value: Any) -> Any:
+    """Readable metadata: the ``created`` Unix time as an ISO date (not 1.796e+09)."""
+    if key == "created" and isinstance(value, (int, float)):
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+        return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
+
+
 def _pairs(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), _fmt(v)) for k, v in d.items()]
 
@@ -355,7 +365,7 @@ def _run_view(
         config=_pairs(trace.config),
         versions=_pairs(meta.get("versions", {}) or {}),
         model=_pairs(meta.get("model", {}) or {}),
-        other_meta=_pairs({k: v for k, v in meta.items() if k not in skip}),
+        other_meta=_pairs({k: _meta_value(k, v) for k, v in meta.items() if k not in skip}),
         where=str(trace.run_dir) if trace.run_dir is not None else "(in memory)",
         severity=worst,
     )
