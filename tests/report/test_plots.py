@@ -366,3 +366,40 @@ def test_figure_is_not_registered_with_pyplot(trace: Trace) -> None:
     before = plt.get_fignums()
     plots.plot_gradient_flow(trace)
     assert plt.get_fignums() == before
+
+
+def test_recorded_rnn_memory_profile() -> None:
+    """On an nn.RNN recorded by gw.watch, the plot's profile is the trace's, by distance."""
+    torch = pytest.importorskip("torch")
+    import gradwatch as gw
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.RNN(3, 16, batch_first=True)
+            self.head = torch.nn.Linear(16, 1)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            out, _ = self.rnn(x)  # (B, T, H)
+            return self.head(out[:, -1])  # loss on the last step only
+
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(8, 30, 3), torch.randn(8, 1)
+    with gw.watch(model, opt, sample_every=5) as w:
+        for _ in range(10):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    trace = w.trace
+    data = plots.recurrent_memory_data(trace, threshold=1e-2)
+    prof = trace.input_grad_profile("rnn")
+    assert data.layer == "rnn" and data.steps.tolist() == prof.steps.tolist() == [0, 5]
+    t_len = prof.values.shape[1]
+    for k in range(2):
+        by_distance = [prof.values[k][t_len - 1 - d] for d in range(t_len)]
+        np.testing.assert_array_equal(data.values[k], by_distance)
+        g0 = by_distance[0]
+        expected = next((d for d in range(t_len) if by_distance[d] < 1e-2 * g0), None)
+        assert data.horizons[k] == expected
