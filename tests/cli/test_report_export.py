@@ -100,7 +100,7 @@ def test_report_chi1_overlays_the_theory_profile(
         out = tmp_path / f"r{len(runs)}.html"
         rc = cli_main.main(["report", *map(str, runs), "-o", str(out), "--chi1", "0.1"])
         assert rc == 0
-        assert out.read_text(encoding="utf-8").count('<figure id="theory">') == len(runs)
+        assert out.read_text(encoding="utf-8").count('data-plot="theory"') == len(runs)
     rc = cli_main.main(["report", str(a), "-o", str(tmp_path / "x.html"), "--chi1", "-1"])
     assert rc == 2 and "`--chi1` to be a positive number" in capsys.readouterr().err
 

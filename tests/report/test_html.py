@@ -141,10 +141,30 @@ def test_several_runs_get_a_comparison_section(reports: dict[str, Path]) -> None
     html = reports["double"].read_text(encoding="utf-8")
     comp = html[html.index('<section id="comparison">') : html.index('<section id="run-1">')]
     assert comp.count("<tr>") == 3  # header + 2 runs
-    assert 'id="compare_flow"' in comp and 'id="compare_loss"' in comp
+    assert 'data-plot="compare_flow"' in comp and 'data-plot="compare_loss"' in comp
     assert 'id="run-2"' in html
     assert '<span class="badge ok">none</span>' in comp  # the healthy run
     assert '<span class="badge critical">1 critical</span>' in comp
+
+
+def test_element_ids_are_unique(reports: dict[str, Path]) -> None:
+    """Every id in the page is unique (two runs draw the same plots)."""
+    ids = [a["id"] for t, a in _parse(reports["double"]).tags if a.get("id")]
+    assert len(ids) == len(set(ids)) and len(ids) > 8
+
+
+def test_more_recurrent_layers_than_drawn_are_noted() -> None:
+    """Beyond MAX_RECURRENT_PLOTS recurrent layers, the page says how many were left out."""
+    from gradwatch.report.html import MAX_RECURRENT_PLOTS
+
+    n = MAX_RECURRENT_PLOTS + 1
+    prof = {f"rnn{i}": ([0], np.ones((1, 3))) for i in range(n)}
+    t = Trace.from_arrays(
+        [f"rnn{i}" for i in range(n)], [0], {"grad_norm": np.ones((1, n))}, recurrent=prof
+    )
+    html = render_report(t, findings=[])
+    assert html.count('data-plot="memory"') == MAX_RECURRENT_PLOTS
+    assert f"first {MAX_RECURRENT_PLOTS} of {n} recurrent layers" in html
 
 
 def test_duplicate_labels_are_made_unique() -> None:
@@ -289,7 +309,7 @@ def test_recorded_trace_report(tmp_path: Path) -> None:
     trace = gw.load(tmp_path / "run")
     out = write_report(trace, tmp_path / "r.html", findings=[])
     parsed = _parse(out)
-    ids = [a.get("id") for t, a in parsed.tags if t == "figure"]
+    ids = [a.get("data-plot") for t, a in parsed.tags if t == "figure"]
     assert ids[:4] == ["loss", "flow", "heat_grad", "heat_update"]
     assert "gain" in ids and "health" in ids
     # The sigmoid stack loses gradient towards the input: the verdict quantifies it.

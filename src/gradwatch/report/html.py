@@ -100,13 +100,18 @@ HOW_TO_READ: dict[str, str] = {
 }
 
 
+#: Recurrent layers drawn per run; the page says when a run has more.
+MAX_RECURRENT_PLOTS = 4
+
+
 @dataclass
 class _Plot:
-    key: str
+    key: str  # which plot (HOW_TO_READ key); data-plot attribute in the page
     title: str
     how: str
     png_b64: str = ""
     error: str = ""
+    anchor: str = ""  # unique element id, set once the plot's place in the page is known
 
 
 @dataclass
@@ -124,7 +129,7 @@ class _RunView:
     other_meta: list[tuple[str, str]]
     where: str
     severity: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown above the plots
 
 
 # ---------------------------------------------------------------------- inputs
@@ -278,7 +283,7 @@ def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
         out.append(
             _draw("stats", "Activation distribution", lambda: plots.plot_activation_stats(trace))
         )
-    for name in trace.recurrent_layers[:4]:
+    for name in trace.recurrent_layers[:MAX_RECURRENT_PLOTS]:
         out.append(
             _draw(
                 "memory",
@@ -343,14 +348,25 @@ def _run_view(
     )
     meta = trace.meta
     skip = {"layers", "format_version", "config", "versions", "model"}
+    anchor = f"run-{i + 1}"
+    run_plots = _run_plots(trace, predicted)
+    for k, p in enumerate(run_plots):
+        p.anchor = f"{anchor}-{p.key}-{k}"
+    notes = []
+    if len(trace.recurrent_layers) > MAX_RECURRENT_PLOTS:
+        notes.append(
+            f"Memory plots are drawn for the first {MAX_RECURRENT_PLOTS} of "
+            f"{len(trace.recurrent_layers)} recurrent layers; plot the others with "
+            "gradwatch.report.plots.plot_recurrent_memory(trace, layer)."
+        )
     worst = ranked[0].severity if ranked else ("ok" if ranked is not None else "unknown")
     return _RunView(
         label=label,
-        anchor=f"run-{i + 1}",
+        anchor=anchor,
         summary=summary,
         verdict=verdict(summary, ranked),
         findings=[_finding_view(f) for f in ranked] if ranked is not None else None,
-        plots=_run_plots(trace, predicted),
+        plots=run_plots,
         layers=[
             {
                 "depth": layer.depth,
@@ -368,6 +384,7 @@ def _run_view(
         other_meta=_pairs({k: _meta_value(k, v) for k, v in meta.items() if k not in skip}),
         where=str(trace.run_dir) if trace.run_dir is not None else "(in memory)",
         severity=worst,
+        notes=notes,
     )
 
 
@@ -400,6 +417,12 @@ def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
             )
         )
     return out
+
+
+def _anchored(items: list[_Plot], prefix: str) -> list[_Plot]:
+    for k, p in enumerate(items):
+        p.anchor = f"{prefix}-{p.key}-{k}"
+    return items
 
 
 # ---------------------------------------------------------------------- rendering
@@ -452,7 +475,7 @@ def render_report(
     return template.render(
         title=title,
         runs=views,
-        comparison=_comparison(traces, names) if len(traces) > 1 else [],
+        comparison=_anchored(_comparison(traces, names) if len(traces) > 1 else [], "compare"),
         version=__version__,
     )
 
