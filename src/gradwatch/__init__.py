@@ -32,6 +32,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "diagnose": ("gradwatch.diagnosis", "diagnose"),
     "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
     "theory": ("gradwatch.theory", ""),
+    "prescribe": ("gradwatch.remedies", "prescribe"),
+    "verify": ("gradwatch.remedies", "verify"),
+    "Prescription": ("gradwatch.remedies", "Prescription"),
+    "remedies": ("gradwatch.remedies", ""),
     "write_report": ("gradwatch.report", "write_report"),
     "export_tensorboard": ("gradwatch.report", "export_tensorboard"),
 }
@@ -39,6 +43,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 __all__ = [
     "Finding",
     "LayerInfo",
+    "Prescription",
     "RemedyHint",
     "Thresholds",
     "Trace",
@@ -48,15 +53,20 @@ __all__ = [
     "diagnose",
     "export_tensorboard",
     "load",
+    "prescribe",
+    "remedies",
     "theory",
+    "verify",
     "watch",
     "write_report",
 ]
 
 if TYPE_CHECKING:
-    from . import theory
+    from . import remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
+    from .remedies.prescribe import Prescription, prescribe
+    from .remedies.verify import verify
     from .report import export_tensorboard, write_report
     from .trace import LayerInfo, Trace, TraceError, load
 
