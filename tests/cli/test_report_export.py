@@ -77,7 +77,7 @@ def test_report_two_runs_json(
     assert [r["label"] for r in body["runs"]] == ["sigmoid", "relu"]
     assert [r["findings"] for r in body["runs"]] == [{"warning": 1}, {}]
     html = out.read_text(encoding="utf-8")
-    assert 'id="comparison"' in html and "Warning: Fading." in html
+    assert 'id="comparison"' in html and "Warning — Fading." in html
 
 
 def test_report_text_prints_a_table_and_the_path(

@@ -122,7 +122,7 @@ def test_verdict_comes_first_with_the_worst_finding_and_first_remedy(
     verdict = html.index('class="verdict critical"')
     assert verdict < html.index("<h3>Findings</h3>") < html.index("<h3>Plots</h3>")
     head = html[verdict : html.index("</section>", verdict)]
-    assert "Critical problem: The first layers get 1e-6" in head
+    assert "Critical problem — The first layers get 1e-6" in head
     assert "First thing to try: residual" in head
     # the ranked remedies keep their order
     assert html.index("<code>residual</code>") < html.index("<code>init_xavier</code>")
@@ -204,7 +204,7 @@ def test_diagnose_runs_when_findings_are_not_given(monkeypatch: pytest.MonkeyPat
     t = _tiny()
     html = render_report(t)
     assert seen == [t]
-    assert "Warning: Loss is flat." in html
+    assert "Warning — Loss is flat." in html
 
 
 def test_without_diagnose_the_report_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ def test_verdict_quantifies_the_fall_in_orders_of_magnitude() -> None:
         (RemedyHint("residual", "skips carry the gradient"),),
     )
     lines = verdict(summarize(t, [f_warn, f_crit], "r"), [f_warn, f_crit])
-    assert lines[0] == "Critical problem: Layer a gets no gradient. (1 more finding below.)"
+    assert lines[0] == "Critical problem — Layer a gets no gradient. (1 more finding below.)"
     assert lines[1] == "First thing to try: residual (skips carry the gradient)."
     decades = -math.log10(1e-4)
     assert f"a fall of {decades:.1f} orders of magnitude" in lines[2]

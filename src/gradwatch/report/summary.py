@@ -149,7 +149,8 @@ def verdict(summary: RunSummary, findings: Sequence[Finding] | None) -> list[str
         )
         more = len(ranked) - 1
         tail = f" ({more} more finding{'s' if more != 1 else ''} below.)" if more else ""
-        lines.append(f"{word}: {worst.message}{tail}")
+        # An em dash, not a colon: rule messages often open with their own "Title: ".
+        lines.append(f"{word} — {worst.message}{tail}")
         if worst.remedies:
             lines.append(
                 f"First thing to try: {worst.remedies[0].id} ({worst.remedies[0].reason})."
