@@ -243,3 +243,19 @@ def test_sampled_metrics_are_contiguous_in_the_buffer_layout() -> None:
 
     first = _M[_SAMPLED_METRICS[0]]
     assert LAYER_METRICS[first : first + len(_SAMPLED_METRICS)] == _SAMPLED_METRICS
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_float64_and_bfloat16_models_are_recorded(dtype: torch.dtype) -> None:
+    """Statistics of float64 and bfloat16 models are computed (in at least float32) and finite."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.ReLU()).to(dtype)
+    x = torch.randn(5, 3).to(dtype)
+    with gw.watch(model) as w:
+        model(x).float().sum().backward()
+        w.step()
+    t = w.trace
+    ref = torch.cat([p.grad.double().flatten() for p in model[0].parameters()]).norm().item()
+    assert t.matrix("grad_norm")[0, 0] == pytest.approx(ref, rel=1e-6)
+    for metric in ("act_std", "out_grad_norm", "weight_norm", "grad_max"):
+        assert np.isfinite(t.matrix(metric)).all(), metric
