@@ -68,9 +68,13 @@ class RunResult:
     remedies: list[str] = field(default_factory=list)
     seed: int = 0
     losses: list[float] = field(default_factory=list, repr=False)
+    # The recorded trace itself (not saved in result.json; gw.load(run_dir) reads it back).
+    trace: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as JSON-ready data, without the trace."""
+        data = {k: v for k, v in asdict(self).items() if k != "trace"}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:
@@ -236,6 +240,7 @@ def run(
         remedies=list(config.remedies),
         seed=config.seed,
         losses=losses,
+        trace=trace,
     )
     if path is not None:
         _write_json_atomic(path / RESULT_FILE, result.to_json())
