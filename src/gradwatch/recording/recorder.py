@@ -33,7 +33,7 @@ from ..trace import LAYER_METRICS, LayerInfo, RunWriter, Trace
 from ..trace.store import FORMAT_VERSION
 from ..trace.trace import trace_from_tables
 from .layers import RECURRENT_TYPES, LayerSpec, activation_kind, find_layers
-from .stats import ActivationAccumulator, count_nonfinite, foreach_norms
+from .stats import ActivationAccumulator, count_nonfinite, foreach_norms, max_abs
 
 _M = {name: i for i, name in enumerate(LAYER_METRICS)}
 _GRAD_METRICS = ("grad_norm", "grad_rms", "grad_max", "weight_norm", "nonfinite")
@@ -132,7 +132,11 @@ class Watch:
         )
         self._row_used = np.zeros(self.flush_every, dtype=bool)
         self._scalar_cols: dict[str, int] = {name: i for i, name in enumerate(_FIXED_SCALARS)}
-        self._sbuf = torch.full((self.flush_every, 8), math.nan, device=self._device)
+        # Scalars (losses, user values) keep float64 where the device has it.
+        self._sdtype = torch.float32 if self._device.type == "mps" else torch.float64
+        self._sbuf = torch.full(
+            (self.flush_every, 8), math.nan, device=self._device, dtype=self._sdtype
+        )
         self._srow_used = np.zeros(self.flush_every, dtype=bool)
         self._late_scalars: list[tuple[int, dict[str, float]]] = []
         self._pending_recurrent: list[tuple[int, int, torch.Tensor]] = []
@@ -151,6 +155,7 @@ class Watch:
         self._last_layer: int | None = None
         self._claimable = False
         self._snapshot: list[torch.Tensor] | None = None
+        self._snapshot_buf: list[torch.Tensor] | None = None
         self._weight_sq_before: torch.Tensor | None = None
         self._step_began = False
 
@@ -220,8 +225,9 @@ class Watch:
 
     def _unwrap_scaler(self) -> None:
         # The wrapper is an instance attribute; deleting it restores the class's method.
-        if self._scaler_wrapped and "step" in vars(self.scaler):
-            del self.scaler.step
+        scaler = self.scaler
+        if self._scaler_wrapped and scaler is not None and "step" in vars(scaler):
+            del scaler.step
         self._scaler_wrapped = False
 
     def _is_sampled(self, step: int) -> bool:
@@ -363,13 +369,11 @@ class Watch:
         sampled = self._is_sampled(step)
         record = sampled or step % self.every == 0
         with torch.no_grad():
-            sq = self._record_grads(slot) if record else None
+            sq = self._record_grads(slot, detailed=sampled) if record else None
             if sampled:
                 self._record_sampled(slot)
                 if self.optimizer is not None and not skipped:
-                    self._snapshot = list(
-                        torch._foreach_mul([p.detach() for p in self._params], 1.0)
-                    )
+                    self._take_snapshot()
             self._sbuf[slot, 1] = 1.0 if skipped else 0.0
             if sq is not None:
                 self._sbuf[slot, 0] = sq.sum().sqrt()
@@ -377,6 +381,15 @@ class Watch:
         self._srow_used[slot] = True
         self._disarm_sampling()
         self._step_began = True
+
+    def _take_snapshot(self) -> None:
+        # Reused buffers: a fresh 13 MB allocation per sampled step cost ~35x the copy on
+        # CPU (page faults), measured on benchmark W1.
+        params = [p.detach() for p in self._params]
+        if self._snapshot_buf is None:
+            self._snapshot_buf = [torch.empty_like(p) for p in params]
+        torch._foreach_copy_(self._snapshot_buf, params)
+        self._snapshot = self._snapshot_buf
 
     def _end_step(self) -> None:
         if self._closed or not self._layers or not self._step_began:
@@ -401,61 +414,71 @@ class Watch:
         cached = self._grad_cache.get(present)
         if cached is None:
             idx = [k for k, has in enumerate(present) if has]
-            layer_idx = self._param_layer[idx] if idx else self._param_layer[:0]
-            numel = torch.zeros(self._n_layers, device=self._device)
+            owner = [i for i, spec in enumerate(self._layers) for _ in spec.params]
+            counts = [0.0] * self._n_layers
             for k in idx:
-                numel[self._param_layer[k]] += float(self._params[k].numel())
+                counts[owner[k]] += float(self._params[k].numel())
+            # Built on the host, moved once: no device indexing (a sync on CUDA) per parameter.
+            layer_idx = torch.tensor([owner[k] for k in idx], dtype=torch.long, device=self._device)
+            numel = torch.tensor(counts, device=self._device)
             has_grad = numel > 0
             cached = (idx, layer_idx, numel, has_grad)
             self._grad_cache[present] = cached
         return cached
 
-    def _record_grads(self, slot: int) -> torch.Tensor:
-        """Gradient and weight statistics of every layer; returns per-layer sum of squares."""
+    def _record_grads(self, slot: int, *, detailed: bool) -> torch.Tensor:
+        """Gradient statistics of every layer; returns the per-layer sum of squares.
+
+        Every recorded step costs one fused norm pass over the gradients (grad_norm,
+        grad_rms, nonfinite, global norm). ``detailed`` steps (the sampled ones) add a pass
+        for max |g| and one over the weights: each extra pass over memory measured ~1.7% of a
+        W1 step on CPU, which would break the 2% budget if paid every step.
+        """
         idx, layer_idx, numel, has_grad = self._grad_layout()
         n = self._n_layers
         dev = self._device
         nan = torch.full((n,), math.nan, device=dev)
-        weights = [p.detach() for p in self._params]
-        w_norms = foreach_norms(weights).to(torch.float32)
-        w_sq = torch.zeros(n, device=dev).index_add_(0, self._param_layer, w_norms.square())
-        self._weight_sq_before = w_sq
-        if idx:
-            grads = [self._params[k].grad for k in idx]
-            g = [t.detach() for t in grads if t is not None]
-            norms = foreach_norms(g).to(torch.float32)
-            maxes = foreach_norms(g, math.inf).to(torch.float32)
-            sq = torch.zeros(n, device=dev).index_add_(0, layer_idx, norms.square())
-            gmax = torch.zeros(n, device=dev).scatter_reduce_(
-                0, layer_idx, maxes, "amax", include_self=False
-            )
-            total = sq.sum()
-            if self._exact_nonfinite:
-                # CPU tensors: reading one value is a memory load, not a device sync.
-                bad = not math.isfinite(float(total))
-                counts = (
-                    torch.zeros(n).index_add_(0, layer_idx, count_nonfinite(g))
-                    if bad
-                    else torch.zeros(n)
-                )
-            else:
-                # On an accelerator an exact count would need a host sync to decide; record
-                # a 0/1 flag per layer instead (meta: nonfinite_exact = false).
-                counts = (~torch.isfinite(sq)).to(torch.float32)
-            grad_norm = sq.sqrt()
-            stats = torch.stack(
-                [
-                    torch.where(has_grad, grad_norm, nan),
-                    torch.where(has_grad, grad_norm / numel.clamp_min(1).sqrt(), nan),
-                    torch.where(has_grad, gmax, nan),
-                    w_sq.sqrt(),
-                    torch.where(has_grad, counts.to(dev), nan),
-                ]
-            )
+        if detailed:
+            weights = [p.detach() for p in self._params]
+            w_norms = foreach_norms(weights).to(torch.float32)
+            w_sq = torch.zeros(n, device=dev).index_add_(0, self._param_layer, w_norms.square())
+            self._weight_sq_before = w_sq
+            weight_norm = w_sq.sqrt()
         else:
-            sq = torch.zeros(n, device=dev)
-            stats = torch.stack([nan, nan, nan, w_sq.sqrt(), nan])
-        self._buf[slot, : len(_GRAD_METRICS)] = stats
+            weight_norm = nan
+        if not idx:
+            self._buf[slot, : len(_GRAD_METRICS)] = torch.stack([nan, nan, nan, weight_norm, nan])
+            return torch.zeros(n, device=dev)
+        g = [t.detach() for t in (self._params[k].grad for k in idx) if t is not None]
+        norms = foreach_norms(g).to(torch.float32)
+        sq = torch.zeros(n, device=dev).index_add_(0, layer_idx, norms.square())
+        if detailed:
+            gmax = torch.zeros(n, device=dev).scatter_reduce_(
+                0, layer_idx, max_abs(g), "amax", include_self=False
+            )
+            gmax = torch.where(has_grad, gmax, nan)
+        else:
+            gmax = nan
+        if self._exact_nonfinite:
+            # CPU tensors: reading one value is a memory load, not a device sync.
+            if math.isfinite(float(sq.sum())):
+                counts = torch.zeros(n)
+            else:
+                counts = torch.zeros(n).index_add_(0, layer_idx, count_nonfinite(g))
+        else:
+            # On an accelerator an exact count would need a host sync to decide; record
+            # a 0/1 flag per layer instead (meta: nonfinite_exact = false).
+            counts = (~torch.isfinite(sq)).to(torch.float32)
+        grad_norm = sq.sqrt()
+        self._buf[slot, : len(_GRAD_METRICS)] = torch.stack(
+            [
+                torch.where(has_grad, grad_norm, nan),
+                torch.where(has_grad, grad_norm / numel.clamp_min(1).sqrt(), nan),
+                gmax,
+                weight_norm,
+                torch.where(has_grad, counts.to(dev), nan),
+            ]
+        )
         return sq
 
     def _record_sampled(self, slot: int) -> None:
@@ -558,7 +581,10 @@ class Watch:
             self._scalar_cols[name] = col
             if col >= self._sbuf.shape[1]:
                 grown = torch.full(
-                    (self.flush_every, self._sbuf.shape[1] * 2), math.nan, device=self._device
+                    (self.flush_every, self._sbuf.shape[1] * 2),
+                    math.nan,
+                    device=self._device,
+                    dtype=self._sdtype,
                 )
                 grown[:, : self._sbuf.shape[1]] = self._sbuf
                 self._sbuf = grown
@@ -569,8 +595,8 @@ class Watch:
         """Move the window's buffers to the host in one transfer and write them out."""
         n = self.flush_every
         rec = self._pending_recurrent
-        parts = [self._buf.reshape(-1), self._sbuf.reshape(-1)]
-        parts += [p.reshape(-1).to(self._buf.dtype).to(self._device) for _, _, p in rec]
+        parts = [self._buf.reshape(-1).to(self._sdtype), self._sbuf.reshape(-1)]
+        parts += [p.reshape(-1).to(self._sdtype).to(self._device) for _, _, p in rec]
         host = torch.cat(parts).cpu().numpy()
         n_layer_vals = self._buf.numel()
         layer_data = host[:n_layer_vals].reshape(self._buf.shape)

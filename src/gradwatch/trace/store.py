@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHUNK_KINDS = ("layers", "scalars", "recurrent")
 _CHUNK_RE = re.compile(r"^(layers|scalars|recurrent)-(\d{6})\.parquet$")
+# A file being written when a run was killed stays under this temporary name; never read.
+_TMP_RE = re.compile(r"^\.(meta\.json|(layers|scalars|recurrent)-\d{6}\.parquet)\.tmp$")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -69,7 +71,7 @@ class RunWriter:
                 )
             # Remove only what a run writes: other files the user keeps there stay.
             for p in path.iterdir():
-                if p.name == META_FILE or _CHUNK_RE.match(p.name):
+                if p.name == META_FILE or _CHUNK_RE.match(p.name) or _TMP_RE.match(p.name):
                     p.unlink()
         path.mkdir(parents=True, exist_ok=True)
         self.path = path

@@ -1,0 +1,236 @@
+"""Every recorded statistic equals an independent float64 reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+
+
+def _mlp(act: type[nn.Module] = nn.Tanh, depth: int = 3, width: int = 6) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(4, width), act()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(width, width), act()]
+    layers.append(nn.Linear(width, 2))
+    return nn.Sequential(*layers)
+
+
+def _linears(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def test_gradient_and_weight_statistics_match_float64_reference_on_hand_set_gradients() -> None:
+    """grad_norm, grad_rms, grad_max, weight_norm and nonfinite equal a naive float64 loop."""
+    model = _mlp()
+    layers = _linears(model)
+    gen = torch.Generator().manual_seed(1)
+    with gw.watch(model, activations=False, sample_every=1) as w:
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = (
+                    torch.randn(p.shape, generator=gen) * 10 ** torch.randint(-6, 2, (1,)).item()
+                )
+            w.step()
+            expected = []
+            for layer in layers:
+                ps = list(layer.parameters(recurse=False))
+                g = torch.cat([p.grad.double().flatten() for p in ps])
+                wt = torch.cat([p.detach().double().flatten() for p in ps])
+                expected.append(
+                    [
+                        g.norm().item(),
+                        g.norm().item() / math.sqrt(g.numel()),
+                        g.abs().max().item(),
+                        wt.norm().item(),
+                        0.0,
+                    ]
+                )
+            w.expected = [*getattr(w, "expected", []), expected]  # type: ignore[attr-defined]
+    trace = w.trace
+    exp = np.array(w.expected)  # type: ignore[attr-defined]  # (steps, layers, 5)
+    for k, metric in enumerate(["grad_norm", "grad_rms", "grad_max", "weight_norm", "nonfinite"]):
+        np.testing.assert_allclose(trace.matrix(metric), exp[:, :, k], rtol=2e-6, atol=0)
+
+
+def test_max_and_weight_norm_are_measured_on_sampled_steps_only() -> None:
+    """With sample_every=3, grad_max/weight_norm exist on steps 0, 3, 6; grad_norm on all."""
+    model = _mlp()
+    with gw.watch(model, activations=False, sample_every=3) as w:
+        for _ in range(7):
+            for p in model.parameters():
+                p.grad = torch.ones_like(p)
+            w.step()
+    t = w.trace
+    for metric in ("grad_max", "weight_norm"):
+        steps, _ = t.measured(metric)
+        assert steps.tolist() == [0, 3, 6]
+    assert np.isfinite(t.matrix("grad_norm")).all()
+
+
+def test_nonfinite_counts_exactly_the_bad_entries_of_each_layer() -> None:
+    """A layer with 3 NaN and 2 inf gradient entries gets nonfinite == 5; others 0."""
+    model = _mlp()
+    with gw.watch(model, activations=False) as w:
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        g = model[2].weight.grad
+        g.view(-1)[:3] = float("nan")
+        g.view(-1)[3:5] = float("inf")
+        w.step()
+    counts = w.trace.matrix("nonfinite")[0]
+    np.testing.assert_array_equal(counts, [0.0, 5.0, 0.0])
+    assert math.isnan(w.trace.matrix("grad_norm")[0, 1])
+
+
+def test_parameters_without_gradient_are_missing_not_zero() -> None:
+    """A layer whose parameters have no .grad this step is NaN in every gradient metric."""
+    model = _mlp()
+    with gw.watch(model, activations=False) as w:
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        model[0].weight.grad = None
+        model[0].bias.grad = None
+        w.step()
+    trace = w.trace
+    assert np.isnan(trace.matrix("grad_norm")[0, 0])
+    assert np.isnan(trace.matrix("grad_rms")[0, 0])
+    assert np.isfinite(trace.matrix("grad_norm")[0, 1:]).all()
+    assert np.isfinite(trace.matrix("weight_norm")[0]).all()
+
+
+def test_frozen_layers_are_not_recorded() -> None:
+    """Frozen parameters are not layers; the trace has only the trainable ones."""
+    model = _mlp()
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    with gw.watch(model) as w:
+        model(torch.randn(5, 4)).sum().backward()
+        w.step()
+    assert w.trace.layer_names == ["2", "4"]
+
+
+def test_update_ratio_is_the_real_adam_update() -> None:
+    """update_ratio = ||theta_after - theta_before|| / ||theta_before|| per layer, under Adam."""
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    layers = _linears(model)
+    x = torch.randn(8, 4)
+    expected = []
+    with gw.watch(model, opt, sample_every=2) as w:
+        for step in range(4):
+            before = [
+                torch.cat([p.detach().double().flatten() for p in m.parameters(recurse=False)])
+                for m in layers
+            ]
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+            after = [
+                torch.cat([p.detach().double().flatten() for p in m.parameters(recurse=False)])
+                for m in layers
+            ]
+            if step % 2 == 0:
+                expected.append(
+                    [((a - b).norm() / b.norm()).item() for a, b in zip(after, before, strict=True)]
+                )
+    steps, ratio = w.trace.measured("update_ratio")
+    np.testing.assert_array_equal(steps, [0, 2])
+    np.testing.assert_allclose(ratio, np.array(expected), rtol=1e-4)
+    # Adam's update is ~lr per entry, far from lr * ||g|| for small gradients.
+    assert np.all(ratio > 0)
+
+
+@pytest.mark.parametrize("act", [nn.Sigmoid, nn.Tanh, nn.ReLU])
+def test_activation_statistics_match_reference(act: type[nn.Module]) -> None:
+    """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors."""
+    torch.manual_seed(3)
+    model = _mlp(act, depth=4, width=16)
+    with torch.no_grad():
+        model[0].bias.fill_(-3.0 if act is nn.ReLU else 2.5)  # some dead / saturated units
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    acts = [m for m in model if isinstance(m, act)]
+    outs: dict[nn.Module, torch.Tensor] = {}
+
+    def keep(mod: nn.Module, args: object, out: torch.Tensor) -> None:
+        out.retain_grad()
+        outs[mod] = out
+
+    handles = [m.register_forward_hook(keep) for m in linears + acts]
+    x = torch.randn(32, 4) * 2
+    with gw.watch(model) as w:
+        model(x).pow(2).sum().backward()
+        w.step()
+    for h in handles:
+        h.remove()
+    t = w.trace
+    assert [info.activation for info in t.layers] == [act.__name__] * 3 + [None]
+    for i, lin in enumerate(linears):
+        y = (outs[acts[i]] if i < len(acts) else outs[lin]).detach().double()
+        assert t.matrix("act_mean")[0, i] == pytest.approx(y.mean().item(), rel=1e-5, abs=1e-7)
+        assert t.matrix("act_std")[0, i] == pytest.approx(
+            y.std(unbiased=False).item(), rel=1e-4, abs=1e-6
+        )
+        og = outs[lin].grad.double().norm().item()
+        assert t.matrix("out_grad_norm")[0, i] == pytest.approx(og, rel=1e-5)
+        if i == len(acts):
+            assert math.isnan(t.matrix("act_saturated")[0, i])
+            continue
+        if act is nn.ReLU:
+            dead = (y <= 0).all(dim=0).double().mean().item()
+            assert t.matrix("act_dead")[0, i] == pytest.approx(dead)
+            assert math.isnan(t.matrix("act_saturated")[0, i])
+        else:
+            lo, hi = (0.03, 0.97) if act is nn.Sigmoid else (-0.97, 0.97)
+            sat = ((y <= lo) | (y >= hi)).double().mean().item()
+            assert t.matrix("act_saturated")[0, i] == pytest.approx(sat)
+            assert math.isnan(t.matrix("act_dead")[0, i])
+    assert t.matrix("act_dead")[0, 0] > 0 if act is nn.ReLU else t.matrix("act_saturated")[0, 0] > 0
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_recurrent_input_gradient_profile_matches_autograd(
+    cls: type[nn.RNNBase], batch_first: bool
+) -> None:
+    """The per-time-step norm of dL/dx_t equals x.grad's, for every cell type and layout."""
+    rnn = cls(3, 5, batch_first=batch_first)
+    x = torch.randn(4, 7, 3) if batch_first else torch.randn(7, 4, 3)
+    with gw.watch(rnn) as w:
+        out, _ = rnn(x)
+        out.sum().backward()
+        w.step()
+    xr = x.clone().requires_grad_(True)
+    rnn.zero_grad()
+    out, _ = rnn(xr)
+    out.sum().backward()
+    dims = (0, 2) if batch_first else (1, 2)
+    expected = xr.grad.double().square().sum(dim=dims).sqrt().numpy()
+    prof = w.trace.input_grad_profile("")
+    np.testing.assert_array_equal(prof.steps, [0])
+    np.testing.assert_allclose(prof.values[0], expected, rtol=1e-5)
+
+
+def test_global_grad_norm_and_loss_scalars() -> None:
+    """global_grad_norm is the norm over all layers; logged tensors are stored as floats."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses, norms = [], []
+    with gw.watch(model, opt) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            norms.append(torch.cat([p.grad.double().flatten() for p in model.parameters()]).norm())
+            opt.step()
+            w.log(loss=loss, lr=0.1)
+            losses.append(loss.item())
+    t = w.trace
+    np.testing.assert_allclose(t.scalar("loss"), losses, rtol=1e-7)
+    np.testing.assert_allclose(t.scalar("global_grad_norm"), [n.item() for n in norms], rtol=1e-5)
+    np.testing.assert_array_equal(t.scalar("skipped"), [0, 0, 0])
+    np.testing.assert_array_equal(t.scalar("lr"), [0.1] * 3)
