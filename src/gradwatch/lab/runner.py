@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._optional import optional
 from .config import RunConfig
 from .models import MLPConfig, build_model
 from .remedies import clipper, lsuv_, options_for, pretrain_layerwise_, remedied_model_config
@@ -140,9 +141,8 @@ def grad_rms_ratio(trace: Any) -> float:
 
 
 def _findings(trace: Any) -> list[dict[str, str]]:
-    try:
-        from gradwatch.diagnosis import diagnose  # type: ignore[attr-defined]
-    except ImportError:  # diagnosis rules not installed in this build
+    diagnose = optional("gradwatch.diagnosis", "diagnose")
+    if diagnose is None:  # diagnosis rules not in this build
         return []
     return [{"rule": f.rule, "severity": f.severity} for f in diagnose(trace)]
 

@@ -7,7 +7,9 @@ from ..models import MLPConfig
 from .base import Size, StudyOutcome, mean, run_seeds, seeds_for, timed, variant
 
 NAME = "bengio2007"
-CITATION = "Bengio, Lamblin, Popovici & Larochelle, NeurIPS 2006 (2007), 'Greedy layer-wise training'"
+CITATION = (
+    "Bengio, Lamblin, Popovici & Larochelle, NeurIPS 2006 (2007), 'Greedy layer-wise training'"
+)
 CLAIM = (
     "Greedy unsupervised layer-wise pretraining (auto-encoders, one layer at a time) followed "
     "by supervised fine-tuning beats the same deep sigmoid network trained from random init."
@@ -34,7 +36,9 @@ def run(size: Size = "full") -> StudyOutcome:
         pretrain = variant(
             base,
             remedies=("layerwise_pretraining",),
-            remedy_options={"layerwise_pretraining": {"steps_per_layer": 100 if size == "test" else 150}},
+            remedy_options={
+                "layerwise_pretraining": {"steps_per_layer": 100 if size == "test" else 150}
+            },
         )
         random_init, pretrained = run_seeds(base, seeds), run_seeds(pretrain, seeds)
         a_rand = mean(r.test_metric for r in random_init)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import runner
 from ..config import RunConfig
 from ..models import MLPConfig
-from .. import runner
 from ..tasks import make_task
 from .base import Size, StudyOutcome, seeds_for, timed
 

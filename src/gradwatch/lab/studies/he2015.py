@@ -39,6 +39,7 @@ def run(size: Size = "full") -> StudyOutcome:
         acc = {k: mean(r.test_metric for r in v) for k, v in results.items()}
         ratio = {k: mean(r.grad_ratio for r in v) for k, v in results.items()}
         held = acc["he"] >= acc["xavier"] + 0.30 and acc["xavier"] <= chance + 0.25
+        per_seed = {k: [r.test_metric for r in v] for k, v in results.items()}
         return StudyOutcome(
             NAME, CITATION, CLAIM, CRITERION,
             measured=(
@@ -46,7 +47,7 @@ def run(size: Size = "full") -> StudyOutcome:
                 f"{chance:.3f}; first/last grad RMS {ratio['xavier']:.1e} vs {ratio['he']:.2f}"
             ),
             held=held,
-            numbers={"chance": chance, **{k: [r.test_metric for r in v] for k, v in results.items()}},
+            numbers={"chance": chance, **per_seed},
             size=size,
             seeds=len(seeds),
         )  # fmt: skip

@@ -24,11 +24,11 @@ def run(size: Size = "full") -> StudyOutcome:
     def build() -> StudyOutcome:
         seeds = seeds_for(size)
         base = RunConfig(
-            model=MLPConfig(depth=20, width=16 if size == "test" else 64, activation="sigmoid"),
+            model=MLPConfig(depth=20, width=32 if size == "test" else 64, activation="sigmoid"),
             task="digits",
             optimizer="adam",
             lr=1e-3,
-            steps=60 if size == "test" else 400,
+            steps=80 if size == "test" else 400,
             sample_every=50,
         )
         plain = run_seeds(base, seeds)

@@ -38,7 +38,9 @@ def run(size: Size = "full") -> StudyOutcome:
         seeds = seeds_for(size, test=2, full=3)
         T, steps = (20, 100) if size == "test" else (40, 300)
         base = RunConfig(
-            model=RecurrentConfig(cell="rnn_tanh", hidden=32, init="orthogonal", recurrent_scale=1.5),
+            model=RecurrentConfig(
+                cell="rnn_tanh", hidden=32, init="orthogonal", recurrent_scale=1.5
+            ),
             task="adding",
             task_config=AddingConfig(seq_len=T, n_train=2000, n_test=500),
             optimizer="sgd",
