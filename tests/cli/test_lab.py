@@ -83,13 +83,3 @@ def test_lab_configs_lists_examples(capsys: pytest.CaptureFixture[str]) -> None:
     """`lab configs` lists the shipped example TOML files."""
     assert main(["lab", "configs"]) == 0
     assert "deep_sigmoid.toml" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_demo_command_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`gradwatch demo` at a small size prints the story and the comparison table."""
-    code = main(["demo", "--out", str(tmp_path), "--depth", "5", "--steps", "20", "--no-report"])
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "2. Diagnosis" in out and "4. Comparison" in out and "layer-wise pretraining" in out
-    assert (tmp_path / "baseline" / "meta.json").is_file()
