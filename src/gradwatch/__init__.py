@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute). Keep in sync with __all__ and the TYPE_CHECKING block
+# public name -> (module, attribute); an empty attribute exports the module itself (a public
+# sub-module, imported on first use). Keep in sync with __all__ and the TYPE_CHECKING block
 # (tests/test_public_api.py checks that they agree).
 _EXPORTS: dict[str, tuple[str, str]] = {
     "watch": ("gradwatch.recording", "watch"),
@@ -28,22 +29,29 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LayerInfo": ("gradwatch.trace", "LayerInfo"),
     "Finding": ("gradwatch.diagnosis", "Finding"),
     "RemedyHint": ("gradwatch.diagnosis", "RemedyHint"),
+    "diagnose": ("gradwatch.diagnosis", "diagnose"),
+    "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
+    "theory": ("gradwatch.theory", ""),
 }
 
 __all__ = [
     "Finding",
     "LayerInfo",
     "RemedyHint",
+    "Thresholds",
     "Trace",
     "TraceError",
     "Watch",
     "__version__",
+    "diagnose",
     "load",
+    "theory",
     "watch",
 ]
 
 if TYPE_CHECKING:
-    from .diagnosis import Finding, RemedyHint
+    from . import theory
+    from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .trace import LayerInfo, Trace, TraceError, load
 
@@ -53,7 +61,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'gradwatch' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
+    mod = importlib.import_module(module)
+    value = getattr(mod, attr) if attr else mod
     globals()[name] = value
     return value
 

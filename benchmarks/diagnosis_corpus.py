@@ -1,0 +1,507 @@
+"""The diagnosis corpus: small models broken (or healthy) by construction, trained and recorded.
+
+Each entry builds a model whose pathology is known from how it is made, trains it for a few
+hundred steps on one CPU thread with ``gw.watch`` (in memory), and runs ``gw.diagnose``. The
+tests (``tests/diagnosis/test_corpus.py``) assert the expected findings; this script prints
+the confusion table (which rules fired, at which severity, on which model) and rewrites the
+generated part of ``docs/diagnosis.md``.
+
+Run: ``PYTHONPATH=src python benchmarks/diagnosis_corpus.py [--write-docs] [--only NAME]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.diagnosis import RULE_IDS, Finding
+from gradwatch.trace import Trace
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# ---------------------------------------------------------------------- data
+def digits_batches(seed: int) -> Callable[[int], Batch]:
+    """Standardised scikit-learn digits (8x8 images, 10 classes), random batches of 64."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    xt = torch.tensor(x, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batch(_: int) -> Batch:
+        idx = torch.randint(0, len(xt), (64,), generator=gen)
+        return xt[idx], yt[idx]
+
+    return batch
+
+
+def sequence_batches(length: int, seed: int) -> Callable[[int], Batch]:
+    """Random sequences (T, B=32, 4); the label is the sign of the first input's first feature.
+
+    The label depends on the input farthest from the loss (the last output), so a net with a
+    short memory cannot learn it: the gradient reaching x_0 is what the rule measures.
+    """
+    gen = torch.Generator().manual_seed(seed)
+
+    def batch(_: int) -> Batch:
+        x = torch.randn(length, 32, 4, generator=gen)
+        return x, (x[0, :, 0] > 0).long()
+
+    return batch
+
+
+class SeqClassifier(nn.Module):
+    """A recurrent layer read out at the last time step."""
+
+    def __init__(self, cell: nn.Module, hidden: int) -> None:
+        super().__init__()
+        self.rnn = cell
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)  # (T, B, H)
+        return self.head(out[-1])  # (B, 2)
+
+
+class Residual(nn.Module):
+    """x + f(LayerNorm(x)): a pre-norm residual block."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, width)
+        self.act = nn.ReLU()
+        nn.init.kaiming_normal_(self.fc.weight, nonlinearity="relu")
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.fc(self.norm(x)))
+
+
+def mlp(widths: list[int], act: type[nn.Module], init: Callable[[nn.Linear], None]) -> nn.Module:
+    """Linear/activation stack; the last Linear has no activation."""
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        lin = nn.Linear(a, b)
+        init(lin)
+        mods.append(lin)
+        if i < len(widths) - 2:
+            mods.append(act())
+    return nn.Sequential(*mods)
+
+
+def normal_init(std_times_sqrt_fan_in: float, bias: float = 0.0) -> Callable[[nn.Linear], None]:
+    """Weights N(0, (c / sqrt(fan_in))^2), constant bias."""
+
+    def init(lin: nn.Linear) -> None:
+        nn.init.normal_(lin.weight, 0.0, std_times_sqrt_fan_in / math.sqrt(lin.in_features))
+        nn.init.constant_(lin.bias, bias)
+
+    return init
+
+
+def he_init(bias: float = 0.0) -> Callable[[nn.Linear], None]:
+    def init(lin: nn.Linear) -> None:
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        nn.init.constant_(lin.bias, bias)
+
+    return init
+
+
+# ---------------------------------------------------------------------- corpus entries
+@dataclass
+class Case:
+    """One corpus model: how to build and train it, and what the diagnosis must say."""
+
+    name: str
+    description: str
+    build: Callable[[], tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]]
+    steps: int = 200
+    expect: tuple[str, ...] = ()  # rules that must fire (warning or critical)
+    healthy: bool = False  # no warning/critical finding allowed
+    # Called before each step with (model, step): e.g. to inject a NaN.
+    before_step: Callable[[nn.Module, int], None] | None = None
+    # Expected first layer named by a rule: rule id -> layer name.
+    expect_layer: dict[str, str] = field(default_factory=dict)
+
+
+def _deep_sigmoid() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    # Weights N(0, 16/fan_in) (4x LeCun), and the first layer N(0, (1.5)^2): its pre-activations
+    # (std ~12) pin most of its units at 0 or 1.
+    model = mlp([64] + [32] * 20 + [10], nn.Sigmoid, normal_init(4.0))
+    nn.init.normal_(model[0].weight, 0.0, 1.5)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), digits_batches(0)
+
+
+def _deep_tanh_large() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    # sigma_w = 4 puts a tanh net deep in the chaotic phase (Poole et al. 2016): each layer
+    # multiplies the backward gradient by chi^(1/2) > 1. A small learning rate keeps it there.
+    model = mlp([64] + [32] * 20 + [10], nn.Tanh, normal_init(4.0))
+    return model, torch.optim.SGD(model.parameters(), lr=1e-3), digits_batches(1)
+
+
+def _relu_negative_bias() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = mlp([64, 64, 64, 64, 10], nn.ReLU, he_init(bias=-8.0))
+    return model, torch.optim.SGD(model.parameters(), lr=0.05), digits_batches(2)
+
+
+def _vanilla_rnn_long() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = SeqClassifier(nn.RNN(4, 32, nonlinearity="tanh"), 32)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), sequence_batches(60, 3)
+
+
+def _lr_too_high() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    # SGD at lr 10 (about 100x a workable rate for this net): each step changes a layer's
+    # weights by tens of percent. Tanh, not ReLU, so the net oscillates instead of dying.
+    model = mlp([64, 64, 64, 10], nn.Tanh, normal_init(1.0))
+    return model, torch.optim.SGD(model.parameters(), lr=10.0), digits_batches(4)
+
+
+def _nan_injected() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = mlp([64, 64, 64, 64, 10], nn.ReLU, he_init())
+    return model, torch.optim.SGD(model.parameters(), lr=0.05), digits_batches(5)
+
+
+def _inject_nan(model: nn.Module, step: int) -> None:
+    """At step 60, make the second Linear's weight gradient NaN (via a one-shot tensor hook)."""
+    if step != 60:
+        return
+    lin = model[2]
+    assert isinstance(lin, nn.Linear)
+    handle = None
+
+    def hook(g: torch.Tensor) -> torch.Tensor:
+        assert handle is not None
+        handle.remove()  # one shot
+        g = g.clone()
+        g[0, 0] = float("nan")
+        return g
+
+    handle = lin.weight.register_hook(hook)
+
+
+def _weight_decay() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = mlp([64, 64, 64, 10], nn.ReLU, he_init())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.3)
+    return model, opt, digits_batches(6)
+
+
+def _residual_healthy() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = nn.Sequential(
+        nn.Linear(64, 32),
+        *[Residual(32) for _ in range(8)],
+        nn.LayerNorm(32),
+        nn.Linear(32, 10),
+    )
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), digits_batches(7)
+
+
+def _lstm_short() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = SeqClassifier(nn.LSTM(4, 32), 32)
+    return model, torch.optim.Adam(model.parameters(), lr=3e-3), sequence_batches(8, 8)
+
+
+def _shallow_healthy() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], Batch]]:
+    model = mlp([64, 64, 64, 10], nn.ReLU, he_init())
+    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), digits_batches(9)
+
+
+CORPUS: dict[str, Case] = {
+    c.name: c
+    for c in (
+        Case(
+            "deep_sigmoid_mlp",
+            "20 sigmoid layers, width 32, weights N(0, 16/fan_in), first N(0, 2.25), SGD 0.1",
+            _deep_sigmoid,
+            steps=120,
+            expect=("vanishing_gradient", "saturated_activation"),
+        ),
+        Case(
+            "deep_tanh_large_init",
+            "20 tanh layers, width 32, weights N(0, 16/fan_in), SGD 1e-3",
+            _deep_tanh_large,
+            steps=120,
+            expect=("exploding_gradient",),
+        ),
+        Case(
+            "relu_negative_bias",
+            "4 ReLU layers, width 64, He weights, biases -8, SGD 0.05",
+            _relu_negative_bias,
+            expect=("dead_units",),
+        ),
+        Case(
+            "vanilla_rnn_long",
+            "tanh RNN, hidden 32, 60-step sequences, label = first input, Adam 1e-3",
+            _vanilla_rnn_long,
+            expect=("short_memory",),
+        ),
+        Case(
+            "lr_too_high",
+            "3-layer tanh MLP, LeCun init, SGD lr 10",
+            _lr_too_high,
+            expect=("unstable_updates",),
+        ),
+        Case(
+            "nan_injected",
+            "4-layer ReLU MLP; a NaN put in the 2nd Linear's weight gradient at step 60",
+            _nan_injected,
+            steps=80,
+            expect=("nonfinite_gradient",),
+            before_step=_inject_nan,
+            expect_layer={"nonfinite_gradient": "2"},
+        ),
+        Case(
+            "strong_weight_decay",
+            "3-layer ReLU MLP, He init, SGD 0.1 with weight_decay 0.3",
+            _weight_decay,
+            expect=("collapsing_weights",),
+        ),
+        Case(
+            "residual_mlp_healthy",
+            "8 pre-LayerNorm residual ReLU blocks, He init, Adam 1e-3",
+            _residual_healthy,
+            healthy=True,
+        ),
+        Case(
+            "lstm_short_healthy",
+            "LSTM, hidden 32, 8-step sequences, Adam 3e-3",
+            _lstm_short,
+            healthy=True,
+        ),
+        Case(
+            "shallow_mlp_healthy",
+            "2 hidden ReLU layers, width 64, He init, SGD 0.05 + momentum",
+            _shallow_healthy,
+            healthy=True,
+        ),
+    )
+}
+
+
+def record(case: Case, seed: int = 0) -> Trace:
+    """Train one corpus model under ``gw.watch`` (in memory) and return its trace."""
+    torch.manual_seed(seed)
+    model, opt, batches = case.build()
+    loss_fn = nn.CrossEntropyLoss()
+    with gw.watch(model, opt) as w:
+        for step in range(case.steps):
+            if case.before_step is not None:
+                case.before_step(model, step)
+            x, y = batches(step)
+            loss = loss_fn(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    return w.trace
+
+
+def run_case(case: Case, seed: int = 0) -> tuple[Trace, list[Finding], float]:
+    """Record and diagnose one case; also return the seconds it took."""
+    t0 = time.perf_counter()
+    trace = record(case, seed)
+    findings = gw.diagnose(trace)
+    return trace, findings, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------- margins
+#: Thresholds loose enough that every rule reports its statistic whenever it can be computed.
+PERMISSIVE = {
+    "vanishing_gradient": {"warn_decades": 0.0, "abs_floor": 0.0},
+    "exploding_gradient": {"warn_decades": 0.0, "spike_ratio": 1.0, "spike_z": 0.0},
+    "stalled_early_layers": {"warn_decades": 0.0},
+    "collapsing_weights": {"warn_fraction": 1e9, "min_falling_fraction": 0.0},
+    "saturated_activation": {"warn_fraction": 0.0},
+    "dead_units": {"warn_fraction": 0.0},
+    "poor_initialization": {
+        "weight_scale_factor": 1.0,
+        "compound_decades": 0.0,
+        "gain_factor": 1.0,
+    },
+    "short_memory": {"warn_decades": 0.0, "min_r2": 0.0},
+    "loss_plateau": {"early_fraction": 1.0},
+    "unstable_updates": {"warn_ratio": 0.0},
+}
+
+
+def _first(d: object) -> float | None:
+    """Largest value of an evidence dict (or the value itself)."""
+    if isinstance(d, dict):
+        vals = [v for v in d.values() if isinstance(v, (int, float))]
+        return max(vals) if vals else None
+    return d if isinstance(d, (int, float)) else None
+
+
+#: (rule id, statistic, how to read it from the permissive finding's evidence).
+STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
+    ("vanishing_gradient", "max depth trend (decades)", lambda e: e.get("max_contrast_decades")),
+    (
+        "exploding_gradient",
+        "max reversed depth trend (decades)",
+        lambda e: (e.get("depth") or {}).get("first_over_last_decades"),
+    ),
+    (
+        "exploding_gradient",
+        "max global-norm jump over trailing median",
+        lambda e: (e.get("spikes") or {}).get("max_ratio_to_trailing_median"),
+    ),
+    (
+        "stalled_early_layers",
+        "update-ratio trend (decades)",
+        lambda e: e.get("late_over_early_decades"),
+    ),
+    (
+        "collapsing_weights",
+        "min final/initial weight norm",
+        lambda e: min((v for v in e["final_over_initial"].values() if v is not None), default=None),
+    ),
+    (
+        "loss_plateau",
+        "plateau start (fraction of run)",
+        lambda e: 1.0 - e["plateau_windows"] / e["windows"],
+    ),
+    ("saturated_activation", "max saturated fraction", lambda e: _first(e["saturated_fraction"])),
+    ("dead_units", "max dead fraction", lambda e: _first(e["dead_fraction"])),
+    (
+        "poor_initialization",
+        "param scale / needed, compounded",
+        lambda e: e.get("compound_factor"),
+    ),
+    (
+        "poor_initialization",
+        "backward gain per hidden layer",
+        lambda e: e.get("backward_gain_per_layer"),
+    ),
+    (
+        "short_memory",
+        "decay over sequence (decades)",
+        lambda e: e.get("decay_decades_over_sequence"),
+    ),
+    (
+        "unstable_updates",
+        "max block-median update ratio",
+        lambda e: _first(e.get("high_update_ratio", {})),
+    ),
+]
+
+
+def margins(trace: Trace) -> dict[str, float | None]:
+    """Each rule's statistics on ``trace`` (None where it cannot be computed)."""
+    found = {f.rule: f.evidence for f in gw.diagnose(trace, PERMISSIVE)}
+    return {
+        f"{rule}: {label}": (read(found[rule]) if rule in found else None)
+        for rule, label, read in STATISTICS
+    }
+
+
+def margins_table(stats: dict[str, dict[str, float | None]]) -> str:
+    """Markdown table: each rule's statistic (rows) on each corpus model (columns)."""
+    names = list(stats)
+    lines = [
+        "| statistic | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for rule, label, _ in STATISTICS:
+        key = f"{rule}: {label}"
+        cells = [("-" if stats[n][key] is None else f"{stats[n][key]:.3g}") for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- the table
+_MARK = {"critical": "**C**", "warning": "W", "info": "i"}
+
+
+def confusion_table(results: dict[str, list[Finding]]) -> str:
+    """Markdown table: one row per corpus model, one column per rule, the severity fired."""
+    short = [r.replace("_", " ") for r in RULE_IDS]
+    lines = [
+        "| model | expected | " + " | ".join(short) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in RULE_IDS) + " |",
+    ]
+    for name, findings in results.items():
+        case = CORPUS[name]
+        fired = {f.rule: f.severity for f in findings}
+        expected = "healthy" if case.healthy else ", ".join(case.expect)
+        cells = [_MARK.get(fired.get(r, ""), "") for r in RULE_IDS]
+        lines.append(f"| {name} | {expected} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evidence_table(results: dict[str, list[Finding]]) -> str:
+    """Markdown list of each model's findings: rule, severity, layers, message."""
+    out = []
+    for name, findings in results.items():
+        out.append(f"- **{name}** ({CORPUS[name].description}):")
+        if not findings:
+            out.append("  no finding.")
+        for f in findings:
+            where = f" [{', '.join(f.layers[:3])}]" if f.layers else ""
+            out.append(f"  - `{f.rule}` {f.severity}{where}: {f.message}")
+    return "\n".join(out)
+
+
+_BEGIN = "<!-- BEGIN GENERATED: benchmarks/diagnosis_corpus.py -->"
+_END = "<!-- END GENERATED -->"
+
+
+def write_docs(path: Path, body: str) -> None:
+    """Replace the generated section of ``docs/diagnosis.md`` (between the markers)."""
+    text = path.read_text()
+    block = f"{_BEGIN}\n{body}\n{_END}"
+    pattern = re.compile(re.escape(_BEGIN) + r".*?" + re.escape(_END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{path} has no generated-section markers {_BEGIN!r} ... {_END!r}")
+    path.write_text(pattern.sub(lambda _: block, text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", help="run only these corpus models")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: dict[str, list[Finding]] = {}
+    times: dict[str, float] = {}
+    stats: dict[str, dict[str, float | None]] = {}
+    for name in args.only or list(CORPUS):
+        trace, findings, secs = run_case(CORPUS[name], args.seed)
+        results[name], times[name] = findings, secs
+        stats[name] = margins(trace)
+        print(f"{name:24s} {secs:5.1f} s  " + ", ".join(f"{f.rule}:{f.severity}" for f in findings))
+    table = confusion_table(results)
+    print()
+    print(table)
+    print()
+    print(margins_table(stats))
+    if args.write_docs:
+        body = (
+            f"Generated by `PYTHONPATH=src python benchmarks/diagnosis_corpus.py --write-docs` "
+            f"(seed {args.seed}, torch {torch.__version__}, one CPU thread; record + diagnose "
+            f"took {min(times.values()):.1f}-{max(times.values()):.1f} s per model). "
+            "**C** = critical, W = warning, i = info.\n\n"
+            f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
+            "in; '-' = not computable or no evidence in that direction):\n\n"
+            f"{margins_table(stats)}\n\n"
+            f"What each model's findings say:\n\n{evidence_table(results)}"
+        )
+        write_docs(Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md", body)
+        print("\nupdated docs/diagnosis.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""``gradwatch explain RUN_DIR``: the chain rule walked through a recorded gradient profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="walk the chain rule through a recorded run: where the gradient shrinks or grows",
+        description=(
+            "Reads a run directory and walks the recorded per-layer gradient profile "
+            "(out_grad_norm = ||dL/d output|| when recorded, else grad_rms) from the last "
+            "layer back to the first: the factor between consecutive layers, their running "
+            "product, and where the gradient collapses."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by gw.watch")
+    p.add_argument(
+        "--step", type=int, default=None, help="training step (default: the first measured one)"
+    )
+    p.add_argument(
+        "--metric",
+        choices=("out_grad_norm", "grad_rms"),
+        default=None,
+        help="profile to walk (default: out_grad_norm if recorded, else grad_rms)",
+    )
+    p.add_argument("--format", choices=("human", "json"), default="human", help="output format")
+    p.set_defaults(func=run)
+
+
+def _num(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if x == 0 or 1e-2 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.2e}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradwatch.theory import explain_trace
+    from gradwatch.trace import load
+
+    walk = explain_trace(load(args.run_dir), step=args.step, metric=args.metric)
+    if args.format == "json":
+        print(json.dumps(walk.to_dict(), indent=2))
+        return 0
+    width = max(5, *(len(r.name) for r in walk.rows))
+    lines = [
+        f"Chain-rule walk of {args.run_dir} at step {walk.step} ({walk.metric} per layer)",
+        f"  {'#':>3}  {'layer':<{width}}  {'gradient':>10}  {'factor':>8}  {'vs last':>10}",
+    ]
+    for r in walk.rows:
+        mark = "  <- collapsed" if walk.collapse_layer == r.index else ""
+        lines.append(
+            f"  {r.index + 1:>3}  {r.name:<{width}}  {_num(r.grad_norm):>10}  "
+            f"{_num(r.measured_gain):>8}  {_num(r.measured_ratio):>10}{mark}"
+        )
+    lines.append("  (factor: gradient at this layer / at the next one; vs last: / at the last)")
+    lines.append("")
+    lines.append(walk.sentence)
+    print("\n".join(lines))
+    return 0

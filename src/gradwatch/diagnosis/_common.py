@@ -1,0 +1,234 @@
+"""Shared, vectorised helpers of the rules: windows, logs, layer selection, evidence.
+
+Rules must tolerate any trace: zero steps, one layer, all-missing, NaN/inf everywhere. These
+helpers return empty arrays or NaN for "no evidence" and never raise on such input; numpy's
+"All-NaN slice" / "Mean of empty slice" warnings are silenced where NaN is the expected answer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..trace import LayerInfo, Trace
+from .finding import REMEDY_IDS, RemedyHint
+
+# Layer types whose statistics are not comparable along depth with those of weight layers:
+# normalisation layers hold scale/shift vectors near 1 and 0, embeddings get sparse gradients.
+_NON_CORE_MARKERS = ("norm", "embedding")
+
+
+@contextmanager
+def quiet_nan() -> Iterator[None]:
+    """Silence numpy's warnings about all-NaN slices and empty means (NaN is the answer)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+    """``np.nanmedian`` with a fast path: plain ``np.median`` when there is no NaN.
+
+    numpy's nanmedian falls back to a per-column Python loop for long axes; most rule inputs
+    hold no NaN after the unmeasured rows are dropped, so this keeps ``diagnose`` vectorised.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    with quiet_nan():
+        if x.size and not np.isnan(x).any():
+            return np.median(x, axis=axis)
+        return np.nanmedian(x, axis=axis)
+
+
+def safe_log10(x: np.ndarray) -> np.ndarray:
+    """log10 of positive finite values; NaN for 0, negatives, NaN and inf."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x) & (x > 0)
+    np.log10(x, out=out, where=ok)
+    return out
+
+
+def core_layers(trace: Trace) -> np.ndarray:
+    """Column indices of weight layers (not normalisation, not embeddings), in depth order."""
+    keep = [
+        i
+        for i, layer in enumerate(trace.layers)
+        if not any(m in layer.type.lower() for m in _NON_CORE_MARKERS)
+    ]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def metric_rows(trace: Trace, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, matrix)`` of the rows where ``metric`` was measured; empty if absent."""
+    if not trace.has_metric(metric):
+        return np.zeros(0, np.int64), np.zeros((0, len(trace.layers)))
+    return trace.measured(metric)
+
+
+def scalar_rows(trace: Trace, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a scalar where it is finite; empty if absent."""
+    if not trace.has_scalar(name):
+        return np.zeros(0, np.int64), np.zeros(0)
+    values = trace.scalar(name)
+    ok = np.isfinite(values)
+    return trace.scalar_steps[ok], values[ok]
+
+
+def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Medians of consecutive windows of ``window`` rows of a 1-D array (NaN ignored).
+
+    The last window takes the remainder (it is merged into the previous one when shorter
+    than half a window, so no window is a single noisy row). Returns the medians and the
+    index of each window's first row.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    n = len(x)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    window = max(1, int(window))
+    n_win = max(1, n // window)
+    if n - n_win * window >= max(1, window // 2):
+        n_win += 1
+    starts = np.minimum(np.arange(n_win) * window, n)
+    ends = np.append(starts[1:], n)
+    # Pad each window to the longest one with NaN and take one nanmedian: no Python loop.
+    width = int((ends - starts).max())
+    idx = starts[:, None] + np.arange(width)[None, :]
+    valid = idx < ends[:, None]
+    padded = np.where(valid, x[np.minimum(idx, n - 1)], np.nan)
+    return nanmedian(padded, axis=1), starts
+
+
+def block_medians(mat: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column medians of consecutive blocks of ``window`` rows of a 2-D array.
+
+    Like :func:`window_medians` but for a ``(rows, layers)`` matrix (the remainder rows join
+    the last block when it would hold fewer than half a window). Returns ``(blocks, layers)``
+    medians and the first row of each block.
+    """
+    rows, cols = mat.shape
+    if rows == 0:
+        return np.zeros((0, cols)), np.zeros(0, np.int64)
+    window = max(1, int(window))
+    n_full = max(1, rows // window)
+    rem = rows - n_full * window
+    if rem >= max(1, window // 2) or rows < window:
+        n_blocks = n_full + (1 if rows >= window else 0)
+    else:
+        n_blocks = n_full
+    starts = np.arange(n_blocks) * window
+    ends = np.append(starts[1:], rows)
+    width = int((ends - starts).max())
+    idx = starts[:, None] + np.arange(width)[None, :]  # (B, width)
+    valid = idx < ends[:, None]
+    padded = np.where(valid[:, :, None], mat[np.minimum(idx, rows - 1)], np.nan)
+    return nanmedian(padded, axis=1), starts
+
+
+def end_groups(n: int, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the "first" and "last" layers among ``n`` (at least one each)."""
+    k = max(1, round(n * fraction)) if n >= 10 else 1
+    k = min(k, max(1, n // 2))
+    return np.arange(k), np.arange(n - k, n)
+
+
+def depth_span(log_mat: np.ndarray) -> np.ndarray:
+    """Per row, the least-squares trend of ``log_mat`` along depth, times the depth covered.
+
+    ``log_mat`` is ``(rows, layers)`` of log10 values in depth order (NaN = missing). The
+    result is the fitted rise, in decades, from the first to the last layer: positive when
+    the last layers are larger (vanishing toward the input), negative when the first are
+    (exploding toward the input). A fit over all layers is steadier than comparing the two
+    end layers, one of which is often odd (the output layer). NaN for rows with < 2 values.
+    """
+    rows, n = log_mat.shape
+    if n < 2 or rows == 0:
+        return np.full(rows, np.nan)
+    x = np.arange(n, dtype=np.float64)[None, :]
+    ok = np.isfinite(log_mat)
+    cnt = ok.sum(axis=1)
+    y = np.where(ok, log_mat, 0.0)
+    with quiet_nan():
+        xm = (ok * x).sum(axis=1) / cnt
+        ym = y.sum(axis=1) / cnt
+        dx = np.where(ok, x - xm[:, None], 0.0)
+        var = (dx * dx).sum(axis=1)
+        slope = (dx * (y - ym[:, None])).sum(axis=1) / var
+    slope[(cnt < 2) | (var == 0)] = np.nan
+    return slope * (n - 1)
+
+
+def pow10(x: float) -> float:
+    """10**x as a float that saturates to inf/0 instead of raising OverflowError."""
+    with np.errstate(over="ignore"):
+        return float(np.power(10.0, np.float64(x)))
+
+
+def fl(x: Any) -> float | None:
+    """A JSON-friendly float (6 significant digits); ``None`` for NaN/inf/missing."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(v):
+        return None
+    return float(f"{v:.6g}")
+
+
+def step_span(steps: np.ndarray) -> tuple[int, int] | None:
+    """First and last step of an evidence set, or None when it is empty."""
+    if len(steps) == 0:
+        return None
+    return int(np.min(steps)), int(np.max(steps))
+
+
+def hints(*pairs: tuple[str, str]) -> tuple[RemedyHint, ...]:
+    """Ranked remedy hints; a typo in a remedy id fails loudly here, not in a user's run."""
+    out = []
+    for rid, reason in pairs:
+        if rid not in REMEDY_IDS:
+            raise ValueError(f"unknown remedy id {rid!r}; valid ids are {REMEDY_IDS}")
+        out.append(RemedyHint(rid, reason))
+    return tuple(out)
+
+
+def dominant_activation(layers: Sequence[LayerInfo]) -> str | None:
+    """The most common activation (lower-case class name) after the given layers, if any."""
+    names = [la.activation.lower() for la in layers if la.activation]
+    if not names:
+        return None
+    values, counts = np.unique(np.asarray(names), return_counts=True)
+    return str(values[int(np.argmax(counts))])
+
+
+def is_sigmoid_like(activation: str | None) -> bool:
+    return activation is not None and any(
+        k in activation for k in ("sigmoid", "tanh", "softsign", "hardtanh")
+    )
+
+
+def fmt_factor(decades: float) -> str:
+    """A factor written for people: 10^3.2 -> '1.6e+03x'."""
+    return f"{pow10(decades):.2g}x"
+
+
+def tail_fraction(trace: Trace, metric: str, window: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-layer median of a fraction metric over its last ``window`` measured rows.
+
+    Returns ``(steps of those rows, (L,) medians)`` or None when it was never measured.
+    """
+    steps, mat = metric_rows(trace, metric)
+    if len(steps) == 0 or mat.shape[1] == 0:
+        return None
+    tail = mat[-min(window, len(mat)) :]
+    return steps[-len(tail) :], nanmedian(tail, axis=0)
+
+
+def by_layer(names: Sequence[str], values: np.ndarray, limit: int = 20) -> dict[str, float | None]:
+    """``{name: value}`` for evidence, the first ``limit`` pairs (names and values aligned)."""
+    return {n: fl(v) for n, v in zip(names[:limit], np.asarray(values)[:limit], strict=False)}

@@ -1,0 +1,62 @@
+"""``diagnose``: run every rule on a trace and rank the findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..trace import Trace
+from .finding import RULE_IDS, SEVERITY_RANK, Finding
+from .rules import RULES
+from .thresholds import Thresholds, resolve_thresholds
+
+
+def diagnose(
+    trace: Trace,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
+    *,
+    rules: tuple[str, ...] | list[str] | None = None,
+) -> list[Finding]:
+    """Run the diagnosis rules on a trace.
+
+    Args:
+        trace: A recorded (``gw.load``, ``Watch.trace``) or hand-built trace.
+        thresholds: ``None`` for the documented defaults, a :class:`Thresholds`, or a dict of
+            overrides (``{"dead_units.warn_fraction": 0.3}`` or
+            ``{"dead_units": {"warn_fraction": 0.3}}``).
+        rules: Rule ids to run (default: all of :data:`RULE_IDS`).
+
+    Returns:
+        Findings, most severe first, then in :data:`RULE_IDS` order. Empty when healthy.
+
+    Raises:
+        TypeError: When ``trace`` is not a Trace or ``thresholds`` has the wrong type.
+        ValueError: On an unknown rule id or threshold name (the message lists valid ones).
+
+    Example:
+        >>> import numpy as np
+        >>> import gradwatch as gw
+        >>> from gradwatch.trace import Trace
+        >>> g = np.tile(10.0 ** -np.arange(12.0)[::-1], (30, 1))  # first layer 1e-11x last
+        >>> trace = Trace.from_arrays([f"l{i}" for i in range(12)], range(30), {"grad_rms": g})
+        >>> [f.rule for f in gw.diagnose(trace)]
+        ['vanishing_gradient']
+    """
+    if not isinstance(trace, Trace):
+        raise TypeError(
+            f"Expected argument `trace` to be a gradwatch Trace but got {type(trace).__name__}. "
+            "Load one with `gw.load(run_dir)` or use `watch.trace`."
+        )
+    th = resolve_thresholds(thresholds)
+    selected = RULE_IDS if rules is None else tuple(rules)
+    unknown = [r for r in selected if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown rule id(s) {unknown} in `rules`; valid ids are {list(RULE_IDS)}")
+    findings = []
+    for rule_id in selected:
+        found = RULES[rule_id](trace, getattr(th, rule_id))
+        if found is not None:
+            findings.append(found)
+    order = {r: i for i, r in enumerate(RULE_IDS)}
+    findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
+    return findings

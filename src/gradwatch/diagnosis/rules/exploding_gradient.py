@@ -1,0 +1,190 @@
+"""``exploding_gradient``: the gradient grows along depth, or over steps.
+
+Three kinds of evidence, any of which fires the rule:
+
+* depth: the first layers' grad_rms exceeds the last layers' by ``warn_decades`` in a
+  window's median (the vanishing contrast, reversed);
+* spikes: a step whose global gradient norm is ``spike_ratio`` times the median of the
+  ``trailing`` rows before it *and* a modified z-score (median/MAD, Iglewicz & Hoaglin) above
+  ``spike_z`` there; fewer than ``min_spikes`` of them (and none ``critical_spike_ratio``
+  high) is only ``info``: one hard batch does that in healthy runs;
+* growth: window medians of the global norm rise ``growth_decades`` above their minimum,
+  rising through each of the last ``rising_windows`` windows (exponential growth).
+
+The global norm is the ``global_grad_norm`` scalar, or sqrt(sum grad_norm^2) over layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ...trace import Trace
+from .._common import (
+    core_layers,
+    depth_span,
+    dominant_activation,
+    fl,
+    hints,
+    metric_rows,
+    nanmedian,
+    pow10,
+    quiet_nan,
+    safe_log10,
+    scalar_rows,
+    window_medians,
+)
+from ..finding import Finding, Severity
+from ..thresholds import ExplodingGradientThresholds
+
+RULE = "exploding_gradient"
+_MAD_TO_SIGMA = 0.6745  # Iglewicz & Hoaglin's modified z-score constant (Phi^-1(0.75)).
+
+
+def global_norm(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, norm)`` of the global gradient norm, recorded or rebuilt from layer norms."""
+    steps, vals = scalar_rows(trace, "global_grad_norm")
+    if len(steps):
+        return steps, vals
+    steps, gn = metric_rows(trace, "grad_norm")
+    if len(steps) == 0:
+        return steps, np.zeros(0)
+    with quiet_nan():
+        # Layers missing at a step contribute nothing; an all-missing row was already dropped.
+        return steps, np.sqrt(np.nansum(np.square(gn), axis=1))
+
+
+def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
+    """Return the exploding-gradient finding of ``trace``, or None."""
+    evidence: dict[str, object] = {}
+    isolated = False
+    layers: list[str] = []
+    spans: list[int] = []
+    severe = False
+    kinds: list[str] = []
+
+    # --- depth: first layers larger than the last.
+    steps, grad = metric_rows(trace, "grad_rms")
+    cols = core_layers(trace)
+    if len(steps) and len(cols) >= th.min_layers:
+        c = -depth_span(safe_log10(grad[:, cols]))  # first over last
+        meds, starts = window_medians(c, th.window)
+        if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
+            worst = float(np.nanmax(meds))
+            hit = np.flatnonzero(meds >= th.warn_decades)
+            spans += [
+                int(steps[starts[hit[0]]]),
+                int(steps[min(len(steps) - 1, starts[hit[-1]] + th.window - 1)]),
+            ]
+            evidence["depth"] = {
+                "first_over_last_decades": fl(worst),
+                "first_over_last_factor": fl(pow10(worst)),
+                "warn_decades": th.warn_decades,
+                "windows_over_threshold": len(hit),
+            }
+            severe |= worst >= th.critical_decades
+            layers.append(trace.layers[int(cols[0])].name)
+            kinds.append(
+                f"the gradient grows {pow10(worst):.2g}x from the last layers back to the first"
+            )
+
+    # --- over steps: spikes and exponential growth of the global norm.
+    g_steps, norm = global_norm(trace)
+    logn = safe_log10(norm)
+    n = len(logn)
+    if n > th.trailing:
+        win = sliding_window_view(logn[:-1], th.trailing)  # row i: rows i .. i+trailing-1
+        cur = logn[th.trailing :]
+        with quiet_nan():
+            med = nanmedian(win, axis=1)
+            mad = nanmedian(np.abs(win - med[:, None]), axis=1)
+            z = _MAD_TO_SIGMA * (cur - med) / np.maximum(mad, 1e-12)
+        excess = cur - med  # decades above the trailing median
+        spike = np.isfinite(z) & (z > th.spike_z) & (excess >= np.log10(th.spike_ratio))
+        if spike.any():
+            idx = np.flatnonzero(spike)
+            biggest = float(np.nanmax(excess[idx]))
+            sp = g_steps[th.trailing :][idx]
+            evidence["spikes"] = {
+                "count": len(idx),
+                "steps": [int(s) for s in sp[:20]],
+                "max_ratio_to_trailing_median": fl(pow10(biggest)),
+                "spike_ratio": th.spike_ratio,
+                "spike_z": th.spike_z,
+                "min_spikes": th.min_spikes,
+                "trailing_rows": th.trailing,
+            }
+            spans += [int(sp[0]), int(sp[-1])]
+            severe |= biggest >= np.log10(th.critical_spike_ratio)
+            # A lone spike is common in healthy runs (one hard batch); repeated ones are not.
+            isolated = len(idx) < th.min_spikes and biggest < np.log10(th.critical_spike_ratio)
+            kinds.append(
+                f"the global gradient norm jumps up to {pow10(biggest):.2g}x above its recent "
+                f"median ({len(idx)} spike{'s' if len(idx) > 1 else ''})"
+            )
+    meds, starts = window_medians(logn, th.window)
+    ok = np.isfinite(meds)
+    if ok.sum() > th.rising_windows:
+        m = meds[ok]
+        tail = m[-(th.rising_windows + 1) :]
+        rising = bool(np.all(np.diff(tail) > 0))
+        growth = float(m[-1] - np.min(m[:-1]))
+        if rising and growth >= th.growth_decades:
+            evidence["growth"] = {
+                "decades": fl(growth),
+                "factor": fl(pow10(growth)),
+                "growth_decades": th.growth_decades,
+                "last_window_median": fl(pow10(m[-1])),
+            }
+            s_ok = starts[ok]
+            spans += [int(g_steps[s_ok[int(np.argmin(m[:-1]))]]), int(g_steps[-1])]
+            severe |= growth >= 2 * th.growth_decades
+            kinds.append(
+                f"the global gradient norm has grown {pow10(growth):.2g}x and is still rising"
+            )
+
+    if not kinds:
+        return None
+    act = dominant_activation([trace.layers[i] for i in cols]) if len(cols) else None
+    cause = "; ".join(kinds)
+    if "depth" in evidence:
+        why = (
+            "each layer's backward pass multiplies the gradient by its weights, so weights "
+            "with a gain above 1 compound over depth"
+        )
+    else:
+        why = "updates that are too large push the weights where the gradient grows further"
+    pairs = [
+        ("clip_norm", "caps the global gradient norm, so one bad step cannot blow up the weights"),
+    ]
+    if "depth" in evidence:
+        pairs += [
+            (
+                "init_xavier" if act in ("tanh", "sigmoid") else "init_he",
+                "a variance-preserving initialisation starts each layer's gain at 1, not above",
+            ),
+            ("init_orthogonal", "orthogonal weights have every singular value 1: no growth"),
+            ("layernorm", "normalisation resets the scale at every layer"),
+        ]
+    else:
+        pairs += [
+            ("clip_adaptive", "clips relative to each parameter's norm, adapting as it trains"),
+            ("layernorm", "normalisation keeps activations, and so gradients, in range"),
+        ]
+    pairs.append(("clip_value", "a cruder cap on each gradient entry"))
+    if not layers:
+        layers = [la.name for la in trace.layers[:1]]
+    only_spikes = list(evidence) == ["spikes"]
+    severity: Severity = "critical" if severe else "warning"
+    if only_spikes and isolated:
+        severity = "info"
+    evidence["metric"] = "grad_rms / global_grad_norm"
+    return Finding(
+        rule=RULE,
+        severity=severity,
+        layers=tuple(layers),
+        steps=(min(spans), max(spans)) if spans else None,
+        evidence=evidence,
+        message=f"Exploding gradient: {cause}; {why}.",
+        remedies=hints(*pairs),
+    )

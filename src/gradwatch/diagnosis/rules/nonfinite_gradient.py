@@ -1,0 +1,131 @@
+"""``nonfinite_gradient``: NaN or Inf in the gradients.
+
+A layer is bad at a step when its ``nonfinite`` count is > 0 (or its grad_norm is inf). The
+finding gives the first bad step and, at that step, the bad layers in backward order: the
+deepest first, since backward visits it first, so the NaN was born there or after it.
+Steps the optimizer skipped (``skipped`` = 1, GradScaler's overflow handling) are reported as
+``info``: mixed precision calibrating its scale, not a model failure, unless the skips
+persist (a long run of them, or a large fraction of steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...trace import Trace
+from .._common import fl, hints, metric_rows, scalar_rows
+from ..finding import Finding, Severity
+from ..thresholds import NonfiniteGradientThresholds
+
+RULE = "nonfinite_gradient"
+
+
+def _bad_matrix(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, bool matrix)``: where a layer's gradient held a NaN/Inf."""
+    steps, counts = metric_rows(trace, "nonfinite")
+    bad = np.nan_to_num(counts, nan=0.0) > 0
+    if trace.has_metric("grad_norm") and len(trace.steps):
+        # An infinite norm is an overflow even when the count was not recorded.
+        inf_rows = np.isinf(trace.matrix("grad_norm"))
+        if inf_rows.any():
+            all_bad = np.zeros((len(trace.steps), len(trace.layers)), bool)
+            pos = np.searchsorted(trace.steps, steps)
+            all_bad[pos] = bad
+            all_bad |= inf_rows
+            keep = all_bad.any(axis=1)
+            return trace.steps[keep], all_bad[keep]
+    return steps, bad
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of True (vectorised)."""
+    if not flags.any():
+        return 0
+    padded = np.concatenate(([0], flags.astype(np.int8), [0]))
+    edges = np.flatnonzero(np.diff(padded))
+    return int((edges[1::2] - edges[::2]).max())
+
+
+def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
+    """Return the non-finite-gradient finding of ``trace``, or None."""
+    steps, bad = _bad_matrix(trace)
+    bad_rows = bad.any(axis=1) if bad.size else np.zeros(len(steps), bool)
+    s_steps, skipped = scalar_rows(trace, "skipped")
+    skip_flags = skipped > 0.5
+    skip_steps = s_steps[skip_flags]
+    if not bad_rows.any() and not skip_flags.any():
+        return None
+
+    bad_steps = steps[bad_rows]
+    # Bad steps the optimizer skipped are GradScaler's business; the others reached the weights.
+    unskipped = bad_steps[~np.isin(bad_steps, skip_steps)]
+    longest = _longest_run(skip_flags)
+    frac = float(skip_flags.mean()) if len(skip_flags) else 0.0
+    persistent = longest > th.max_consecutive_skipped or frac > th.max_skipped_fraction
+
+    severity: Severity
+    evidence: dict[str, object] = {
+        "bad_steps": len(bad_steps),
+        "skipped_steps": len(skip_steps),
+        "skipped_fraction": fl(frac),
+        "longest_skipped_run": longest,
+        "max_consecutive_skipped": th.max_consecutive_skipped,
+        "max_skipped_fraction": th.max_skipped_fraction,
+    }
+    layers: tuple[str, ...] = ()
+    first_step: int | None = None
+    if bad_rows.any():
+        # First bad step not skipped if there is one (the failure), else the first bad step.
+        focus = unskipped if len(unskipped) else bad_steps
+        first_step = int(focus[0])
+        row = bad[int(np.searchsorted(steps, first_step))]
+        # Backward order: deepest layer first.
+        order = np.flatnonzero(row)[::-1]
+        layers = tuple(trace.layers[i].name for i in order)
+        evidence["first_bad_step"] = first_step
+        evidence["first_layer_backward"] = layers[0] if layers else None
+        evidence["bad_layers_at_first_step"] = list(layers[:20])
+        if trace.has_metric("nonfinite"):
+            counts = trace.matrix("nonfinite")[int(np.searchsorted(trace.steps, first_step))]
+            evidence["nonfinite_counts_at_first_step"] = {
+                trace.layers[i].name: fl(counts[i]) for i in order[:20]
+            }
+    all_steps = np.concatenate([bad_steps, skip_steps])
+    span = (int(all_steps.min()), int(all_steps.max()))
+
+    if len(unskipped):
+        where = f"in {layers[0]}" if layers else ""
+        msg = (
+            f"Non-finite gradient: a NaN/Inf first reached the weights at step {first_step} "
+            f"{where}, the first layer the backward pass visits that holds one, so it arose in "
+            "that layer or in what comes after it (its output, the loss); once in the weights, "
+            "NaN spreads to every later step."
+        )
+        severity = "critical"
+    elif persistent:
+        msg = (
+            f"Non-finite gradient: the optimizer skipped {len(skip_steps)} steps "
+            f"({frac:.0%}, up to {longest} in a row) for overflowing gradients, more than "
+            "mixed-precision scaling needs to calibrate, so the model is not training on them."
+        )
+        severity = "warning"
+    else:
+        msg = (
+            f"Skipped steps: the gradient scaler skipped {len(skip_steps)} step(s) with "
+            "overflowing fp16 gradients; this is how mixed precision calibrates its scale, "
+            "not a model failure."
+        )
+        severity = "info"
+    return Finding(
+        rule=RULE,
+        severity=severity,
+        layers=layers,
+        steps=span,
+        evidence=evidence,
+        message=msg,
+        remedies=hints(
+            ("clip_norm", "caps the gradient before an overflow reaches the weights"),
+            ("layernorm", "keeps activations in range so products do not overflow"),
+            ("clip_value", "caps each gradient entry; a crude guard against overflow"),
+        ),
+    )

@@ -1,0 +1,180 @@
+"""``poor_initialization``: the starting weights scale the signal away from unit variance.
+
+Reads only the first ``first_rows`` measured rows of each metric (the start of training) and
+fires on any of three kinds of evidence:
+
+* activations: a hidden layer's activation output std is ``std_decades`` from 1, or the
+  fitted trend of that variance along depth spans more than ``max_variance_ratio``
+  (SageMaker Debugger's PoorWeightInitialization compares max and min variance with 10);
+* backward gain: the geometric-mean per-layer gain of ``||dL/dh||`` per unit (RMS), from the
+  last layer to the first, is farther than ``gain_factor`` from 1;
+* weight scale: a layer's parameter scale (``weight_norm / sqrt(numel(weight))``; the norm
+  includes the bias, so a large bias shows too) compared with what the
+  activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's ``calculate_gain``: 1 for
+  sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al. 2015, Glorot & Bengio 2010);
+  layers off by ``weight_scale_factor`` fire when together they compound past
+  ``compound_decades``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...trace import LayerInfo, Trace
+from .._common import core_layers, fl, hints, metric_rows, nanmedian, pow10, quiet_nan, safe_log10
+from ..finding import Finding
+from ..thresholds import PoorInitializationThresholds
+
+RULE = "poor_initialization"
+
+# torch.nn.init.calculate_gain, by lower-case activation class name.
+_GAINS: dict[str, float] = {
+    "identity": 1.0,
+    "sigmoid": 1.0,
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "leakyrelu": math.sqrt(2.0 / (1.0 + 0.01**2)),
+    "selu": 0.75,
+}
+
+
+def _first_profile(trace: Trace, metric: str, cols: np.ndarray, rows: int) -> np.ndarray | None:
+    """Per-layer median of log10 ``metric`` over its first ``rows`` measured rows."""
+    steps, mat = metric_rows(trace, metric)
+    if len(steps) == 0:
+        return None
+    with quiet_nan():
+        return nanmedian(safe_log10(mat[:rows, cols]), axis=0)
+
+
+def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
+    """(std the following activation needs, number of weight entries), when known."""
+    shape = layer.shapes.get("weight")
+    act = (layer.activation or "").lower()
+    if layer.recurrent or not shape or len(shape) < 2 or act not in _GAINS:
+        return None
+    fan_in, numel = int(np.prod(shape[1:])), int(np.prod(shape))
+    if fan_in <= 0 or numel <= 0:
+        return None
+    return _GAINS[act] / math.sqrt(fan_in), numel
+
+
+def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
+    """Return the poor-initialisation finding of ``trace``, or None."""
+    cols = core_layers(trace)
+    if len(cols) == 0:
+        return None
+    names = [trace.layers[i].name for i in cols]
+    evidence: dict[str, object] = {}
+    culprits: list[str] = []
+    causes: list[str] = []
+
+    # --- forward: activation std far from 1, or drifting along depth.
+    # Only hidden layers followed by a known activation are held to unit variance: logits and
+    # recurrent states (an LSTM's h starts near 0) have no such target.
+    hidden = np.array(
+        [bool(trace.layers[i].activation) and not trace.layers[i].recurrent for i in cols]
+    )
+    log_std = _first_profile(trace, "act_std", cols, th.first_rows)
+    if log_std is not None:
+        ok = np.flatnonzero(np.isfinite(log_std) & hidden)
+        far = ok[np.abs(log_std[ok]) >= th.std_decades]
+        drift = float("nan")
+        if len(ok) >= max(2, th.min_layers):
+            slope = np.polyfit(ok.astype(float), log_std[ok], 1)[0]
+            drift = 2.0 * abs(slope) * (ok[-1] - ok[0])  # decades of variance over depth
+        drifting = np.isfinite(drift) and drift >= math.log10(th.max_variance_ratio)
+        if len(far) or drifting:
+            evidence["activation_std"] = {names[i]: fl(pow10(log_std[i])) for i in ok[:20]}
+            evidence["variance_trend_ratio"] = fl(pow10(drift)) if np.isfinite(drift) else None
+            evidence["max_variance_ratio"] = th.max_variance_ratio
+            evidence["std_decades"] = th.std_decades
+            culprits += [names[i] for i in far[np.argsort(-np.abs(log_std[far]))]]
+            if drifting:
+                causes.append(
+                    f"the activation variance drifts {pow10(drift):.2g}x along depth at the start"
+                )
+            if len(far):
+                causes.append(
+                    f"{len(far)} layer(s) start with an output std {pow10(log_std[far[0]]):.2g}, "
+                    "far from 1"
+                )
+
+    # --- backward: per-unit gradient gain per layer, last layer to first.
+    log_ogn = _first_profile(trace, "out_grad_norm", cols, th.first_rows)
+    if log_ogn is not None:
+        widths = np.array([_out_width(trace.layers[i]) for i in cols], dtype=np.float64)
+        if not np.isfinite(widths).any():
+            widths = np.ones_like(widths)  # shapes unknown: compare norms as they are
+        per_unit = log_ogn - 0.5 * safe_log10(widths)  # log10 RMS of dL/dh
+        # Hidden layers only: the gradient at the logits is set by the loss, and the step from
+        # a wide hidden layer to few outputs changes the per-unit RMS by sqrt(fan ratio).
+        ok = np.flatnonzero(np.isfinite(per_unit) & hidden)
+        if len(ok) >= max(2, th.min_layers):
+            span = ok[-1] - ok[0]
+            gain = (per_unit[ok[0]] - per_unit[ok[-1]]) / span  # log10 gain per layer
+            if abs(gain) >= math.log10(th.gain_factor):
+                evidence["backward_gain_per_layer"] = fl(pow10(gain))
+                evidence["gain_factor"] = th.gain_factor
+                causes.append(
+                    f"each layer multiplies the backward gradient by about {pow10(gain):.2g} "
+                    f"at the start ({pow10(gain * span):.2g}x over {span} layers)"
+                )
+
+    # --- weights: scale vs what the following activation needs.
+    _, wn = metric_rows(trace, "weight_norm")
+    if len(wn):
+        with quiet_nan():
+            w0 = nanmedian(wn[: th.first_rows, cols], axis=0)
+        ratios: dict[str, float] = {}
+        for j, i in enumerate(cols):  # one pass over layers, not steps
+            need = _needed_std(trace.layers[int(i)])
+            if need is None or not np.isfinite(w0[j]) or w0[j] <= 0:
+                continue
+            std = w0[j] / math.sqrt(need[1])
+            ratios[names[j]] = math.log10(std / need[0])
+        off = {n: r for n, r in ratios.items() if abs(r) >= math.log10(th.weight_scale_factor)}
+        compound = sum(off.values())
+        if off and abs(compound) >= th.compound_decades:
+            evidence["param_scale_over_needed"] = {
+                n: fl(pow10(r)) for n, r in list(off.items())[:20]
+            }
+            evidence["weight_scale_factor"] = th.weight_scale_factor
+            evidence["compound_factor"] = fl(pow10(compound))
+            culprits += [n for n in sorted(off, key=lambda n: -abs(off[n])) if n not in culprits]
+            first = next(iter(off))
+            causes.append(
+                f"{len(off)} layer(s) start with parameters {pow10(off[first]):.2g}x the scale "
+                f"their activation needs ({trace.layers[int(cols[names.index(first)])].activation}"
+                f": weight std gain/sqrt(fan_in); weight_norm counts the bias too), compounding "
+                f"to {pow10(compound):.2g}x"
+            )
+    if not causes:
+        return None
+    return Finding(
+        rule=RULE,
+        severity="warning",
+        layers=tuple(culprits),
+        steps=(int(trace.steps[0]), int(trace.steps[min(len(trace.steps), th.first_rows) - 1]))
+        if len(trace.steps)
+        else None,
+        evidence=evidence,
+        message=(
+            f"Poor initialisation: {'; '.join(causes)}; a variance-preserving initialisation "
+            "keeps each layer's forward and backward gain near 1."
+        ),
+        remedies=hints(
+            ("init_lsuv", "rescales each layer on real data until its output variance is 1"),
+            ("init_he", "std sqrt(2/fan_in): variance-preserving for ReLU layers"),
+            ("init_xavier", "variance-preserving for tanh/sigmoid layers"),
+            ("batchnorm", "re-normalises every layer whatever the initial scale"),
+        ),
+    )
+
+
+def _out_width(layer: LayerInfo) -> float:
+    """Units of a layer's output (first dim of its weight), NaN when unknown."""
+    shape = layer.shapes.get("weight")
+    return float(shape[0]) if shape else float("nan")

@@ -1,0 +1,206 @@
+"""``vanishing_gradient``: the gradient shrinks by a large factor from the last layers to the first.
+
+Evidence, per recorded step: the depth trend ``c``, the least-squares rise of log10 grad_rms
+from the first to the last layer, in decades. The rule takes the median of ``c`` over windows of
+``window`` rows (sustained, not one noisy step) and fires when a window's median reaches
+``warn_decades``. It names where the largest drop happens from the backward gain profile
+(``out_grad_norm``, the gradient reaching each layer's output) when it was recorded, else from
+``grad_rms`` between consecutive layers. Independently, any layer whose grad_rms stays below
+SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...trace import Trace
+from .._common import (
+    by_layer,
+    core_layers,
+    depth_span,
+    dominant_activation,
+    fl,
+    fmt_factor,
+    hints,
+    metric_rows,
+    nanmedian,
+    pow10,
+    quiet_nan,
+    safe_log10,
+    step_span,
+    window_medians,
+)
+from ..finding import Finding, RemedyHint
+from ..thresholds import VanishingGradientThresholds
+
+RULE = "vanishing_gradient"
+
+
+def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
+    """Return the vanishing-gradient finding of ``trace``, or None when the gradient flows."""
+    steps, grad = metric_rows(trace, "grad_rms")
+    cols = core_layers(trace)
+    if len(steps) == 0 or len(cols) == 0:
+        return None
+    names = [trace.layers[i].name for i in cols]
+    g = grad[:, cols]  # (S, L) core layers only
+    logg = safe_log10(g)
+
+    # --- relative evidence: depth contrast, window medians.
+    contrast_hit = False
+    worst = float("nan")
+    win_meds = np.zeros(0)
+    starts = np.zeros(0, np.int64)
+    if len(cols) >= th.min_layers:
+        c = depth_span(logg)  # (S,)
+        win_meds, starts = window_medians(c, th.window)
+        with quiet_nan():
+            contrast_hit = bool(np.nanmax(win_meds, initial=-np.inf) >= th.warn_decades)
+            worst = float(np.nanmax(win_meds)) if np.isfinite(win_meds).any() else float("nan")
+
+    # --- absolute floor over the last window (SageMaker's mean |g| < 1e-7).
+    last = g[-min(th.window, len(g)) :]
+    with quiet_nan():
+        last_med = nanmedian(last, axis=0)  # (L,)
+    floor_hit = np.isfinite(last_med) & (last_med < th.abs_floor)
+
+    if not contrast_hit and not floor_hit.any():
+        return None
+
+    evidence: dict[str, object] = {
+        "metric": "grad_rms",
+        "warn_decades": th.warn_decades,
+        "critical_decades": th.critical_decades,
+        "abs_floor": th.abs_floor,
+        "window_rows": th.window,
+    }
+    layers: list[str] = []
+    span: tuple[int, int] | None = step_span(steps)
+    severe = False
+    if contrast_hit:
+        hit = np.flatnonzero(win_meds >= th.warn_decades)
+        w0, w1 = int(hit[0]), int(hit[-1])
+        row_end = int(starts[w1 + 1]) - 1 if w1 + 1 < len(starts) else len(steps) - 1
+        span = (int(steps[starts[w0]]), int(steps[row_end]))
+        worst_w = int(np.nanargmax(win_meds))
+        evidence.update(
+            max_contrast_decades=fl(worst),
+            last_over_first_factor=fl(pow10(worst)),
+            windows_over_threshold=len(hit),
+            windows=len(win_meds),
+        )
+        severe = worst >= th.critical_decades
+        w_end = int(starts[worst_w + 1]) if worst_w + 1 < len(starts) else len(steps)
+        drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
+        if drop is not None:
+            lo, hi, decades, source = drop
+            evidence["largest_drop"] = {
+                "from_layer": names[hi],
+                "to_layer": names[lo],
+                "factor": fl(pow10(-decades)),
+                "source": source,
+            }
+            layers += [names[hi], names[lo]]
+    if floor_hit.any():
+        floor_names = [names[i] for i in np.flatnonzero(floor_hit)]
+        evidence["below_floor"] = by_layer(floor_names, last_med[floor_hit])
+        layers += [n for n in floor_names if n not in layers]
+        severe = True
+        if not contrast_hit:
+            span = step_span(steps[-len(last) :])
+
+    n = len(cols)
+    act = dominant_activation([trace.layers[i] for i in cols])
+    factor = fmt_factor(worst) if np.isfinite(worst) else "many orders of magnitude"
+    if act == "sigmoid":
+        bound = 0.25 ** (n - 1)
+        cause = (
+            f"the sigmoid's derivative is at most 0.25, so {n - 1} layers multiply the "
+            f"gradient by at most 0.25^{n - 1} = {bound:.1g}; here the first layers get "
+            f"{factor} less gradient than the last"
+        )
+    elif act == "tanh":
+        cause = (
+            f"tanh's derivative is 1 only at 0 and falls toward 0 where units saturate, so "
+            f"over {n} layers the gradient reaching the first layers is {factor} smaller than "
+            "at the last"
+        )
+    else:
+        cause = (
+            "each layer's backward pass multiplies the gradient by its weights and its "
+            f"activation's derivative; a gain below 1 compounds over {n} layers so the first "
+            f"layers get {factor} less gradient than the last"
+        )
+    if not contrast_hit:
+        cause = (
+            f"the gradient of {', '.join(layers[:3])} is below {th.abs_floor:g} (RMS), too "
+            "small to change the weights"
+        )
+    message = f"Vanishing gradient: {cause}."
+    return Finding(
+        rule=RULE,
+        severity="critical" if severe else "warning",
+        layers=tuple(layers),
+        steps=span,
+        evidence=evidence,
+        message=message,
+        remedies=_remedies(act, any(trace.layers[i].recurrent for i in cols)),
+    )
+
+
+def _largest_drop(
+    trace: Trace, cols: np.ndarray, logg_window: np.ndarray
+) -> tuple[int, int, float, str] | None:
+    """(lower layer, upper layer, log10 gain, source) of the steepest backward drop.
+
+    ``out_grad_norm`` measures ||dL/dh|| at each layer's output; the ratio between consecutive
+    layers is the backward gain of the block between them. Without it, consecutive grad_rms.
+    """
+    profile = None
+    source = "grad_rms"
+    if trace.has_metric("out_grad_norm"):
+        _, ogn = metric_rows(trace, "out_grad_norm")
+        if len(ogn):
+            with quiet_nan():
+                prof = nanmedian(safe_log10(ogn[:, cols]), axis=0)
+            if np.isfinite(prof).sum() >= 2:
+                profile, source = prof, "out_grad_norm"
+    if profile is None:
+        with quiet_nan():
+            profile = nanmedian(logg_window, axis=0) if len(logg_window) else None
+    if profile is None:
+        return None
+    ok = np.flatnonzero(np.isfinite(profile))
+    if len(ok) < 2:
+        return None
+    # Backward gain from layer ok[j+1] down to layer ok[j] (negative = it shrinks).
+    gains = profile[ok[:-1]] - profile[ok[1:]]
+    j = int(np.argmin(gains))
+    if gains[j] >= 0:
+        return None
+    return int(ok[j]), int(ok[j + 1]), float(gains[j]), source
+
+
+def _remedies(act: str | None, recurrent: bool) -> tuple[RemedyHint, ...]:
+    pairs: list[tuple[str, str]] = []
+    if recurrent:
+        pairs += [
+            ("lstm", "its additive cell state carries the gradient across many steps"),
+            ("gru", "gates let the gradient skip steps, with fewer parameters than an LSTM"),
+        ]
+    if act in ("sigmoid", "tanh"):
+        pairs.append(("relu", f"ReLU's derivative is 1 where active, unlike {act}'s"))
+    pairs += [
+        ("residual", "skip connections add an identity path the gradient always flows through"),
+        (
+            "batchnorm",
+            "normalising each layer's input keeps activations where derivatives are large",
+        ),
+        (
+            "init_he" if act not in ("sigmoid", "tanh") else "init_xavier",
+            "a variance-preserving initialisation starts every layer's gain near 1",
+        ),
+        ("layerwise_pretraining", "trains the early layers before the gradient has to reach them"),
+        ("reduce_depth", "fewer layers multiply fewer factors below 1"),
+    ]
+    return hints(*pairs)

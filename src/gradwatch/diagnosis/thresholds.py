@@ -1,0 +1,376 @@
+"""The thresholds every rule uses, with where each default comes from.
+
+One frozen dataclass per rule, grouped in :class:`Thresholds`. Every default says its source
+in a comment: a paper, a peer's default (SageMaker Debugger's built-in rules), or a
+measurement on the diagnosis corpus (``benchmarks/diagnosis_corpus.py``, results in
+``docs/diagnosis.md``). A "window" counts recorded rows (steps where the metric was
+measured), not training steps, so it means the same thing whatever ``every`` and
+``sample_every`` were.
+
+Example:
+    >>> from gradwatch.diagnosis import Thresholds
+    >>> th = Thresholds.from_overrides({"vanishing_gradient": {"warn_decades": 3.0}})
+    >>> th.vanishing_gradient.warn_decades
+    3.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VanishingGradientThresholds:
+    """When the gradient shrinks from the last layers to the first."""
+
+    # Decades (log10) grad_rms rises from the first to the last layer (least-squares trend
+    # along depth), as a window median. Measured on the corpus (docs/diagnosis.md): healthy
+    # models stay at or below 0.5 decades, the 20-layer sigmoid MLP shows 4.5; 2 decades
+    # (100x) leaves a wide margin on both sides.
+    warn_decades: float = 2.0
+    # 10^4: the first layers learn 10,000x slower than the last at one learning rate; Glorot &
+    # Bengio (2010) show such spreads only in nets that fail to train (our choice).
+    critical_decades: float = 4.0
+    # SageMaker Debugger's VanishingGradient default: mean |g| < 1e-7. grad_rms >= mean |g|,
+    # so a grad_rms below it implies SageMaker's test holds too.
+    abs_floor: float = 1e-7
+    # Recorded rows per window: the trend must hold for a window's median, not one step.
+    # 10 is SageMaker's LossNotDecreasing num_steps default and 10 steps at every=1.
+    window: int = 10
+    # Fewer weight layers than this have no depth to vanish along (our choice).
+    min_layers: int = 3
+
+
+@dataclass(frozen=True)
+class ExplodingGradientThresholds:
+    """When the gradient grows along depth or over steps."""
+
+    # The vanishing trend reversed (first layers larger than the last). Measured: healthy
+    # corpus models at most 0.66 decades, the 20-layer tanh MLP with weights N(0, 16/fan_in)
+    # 3.5; 2 decades sits between.
+    warn_decades: float = 2.0
+    # Same as vanishing_gradient.critical_decades (our choice, symmetric).
+    critical_decades: float = 4.0
+    # Same as vanishing_gradient.min_layers.
+    min_layers: int = 3
+    # Modified z-score 0.6745 (x - median) / MAD above 3.5 marks an outlier: Iglewicz &
+    # Hoaglin (1993), "How to Detect and Handle Outliers". Applied to log10 global grad norm.
+    spike_z: float = 3.5
+    # ... and the spike must also be >= 10x the trailing median (a z-score alone fires on
+    # tiny wiggles when the MAD is ~0). Our choice: one order of magnitude.
+    spike_ratio: float = 10.0
+    # 1000x above the trailing median: an overflow is a few such steps away (our choice).
+    critical_spike_ratio: float = 1000.0
+    # Fewer spikes than this (none critical) are only "info": healthy corpus runs show one
+    # 5-17x jump (one hard batch); repeated spikes are not that.
+    min_spikes: int = 3
+    # Rows of the trailing window the median/MAD come from (our choice: 2 windows of 10).
+    trailing: int = 20
+    # Sustained growth: window medians of the global norm rising this many decades (100x)
+    # above their minimum by the last window (our choice, same scale as warn_decades) ...
+    growth_decades: float = 2.0
+    # ... and rising through each of the last 3 windows: still growing, not a past bump.
+    rising_windows: int = 3
+    # Rows per window for the growth test (as vanishing_gradient.window).
+    window: int = 10
+
+
+@dataclass(frozen=True)
+class NonfiniteGradientThresholds:
+    """When NaN/Inf gradients are a failure, and when they are GradScaler calibration."""
+
+    # torch.amp.GradScaler starts at scale 2^16 and halves on each overflow: 16 skipped steps
+    # in a row bring it to 1, so a longer run of skips is not calibration.
+    max_consecutive_skipped: int = 16
+    # GradScaler grows its scale every 2000 good steps (growth_interval) and may then skip one:
+    # a 5% skip rate is 100x that (our choice).
+    max_skipped_fraction: float = 0.05
+
+
+@dataclass(frozen=True)
+class StalledEarlyLayersThresholds:
+    """When early layers' parameters move far less than late layers'."""
+
+    # Decades the log10 update ratio rises from the first to the last layer (trend along
+    # depth): 2 = early layers change 100x slower. Measured: healthy corpus models <= 0.14,
+    # the 20-layer sigmoid MLP 4.4.
+    warn_decades: float = 2.0
+    # Same as vanishing_gradient.critical_decades.
+    critical_decades: float = 4.0
+    # Same as vanishing_gradient.min_layers.
+    min_layers: int = 3
+    # Last sampled rows used (100 steps at sample_every=10): a stall that resolved is not one.
+    window: int = 10
+
+
+@dataclass(frozen=True)
+class CollapsingWeightsThresholds:
+    """When weight norms drift toward zero."""
+
+    # Last-span median weight norm below this fraction of the first span's. Measured: healthy
+    # corpus layers end at >= 0.93 of their initial norm; weight decay 0.3 ends at 0.01.
+    warn_fraction: float = 0.5
+    # A tenth of the initial norm: the layer's signal and gradient are 10x smaller (our choice).
+    critical_fraction: float = 0.1
+    # "Drifting": at least this fraction of consecutive span medians must fall (our choice:
+    # a steady fall, not one jump).
+    min_falling_fraction: float = 0.7
+    # The run is split into this many equal spans (our choice: 10 medians show a trend).
+    windows: int = 10
+    # Fewer recorded rows than this cannot show a drift (our choice).
+    min_windows: int = 3
+
+
+@dataclass(frozen=True)
+class LossPlateauThresholds:
+    """When the loss stops improving early."""
+
+    # A plateau starts at the first window that no later window improves on by this fraction
+    # of its own loss: above window-median noise of batch-64 losses, far below what a learning
+    # model gains (our choice).
+    min_relative_improvement: float = 0.05
+    # "Early": the plateau starts within this fraction of the run. Measured: healthy corpus
+    # runs plateau (converge) after 0.8 of the run or never; stuck ones before 0.17.
+    early_fraction: float = 0.5
+    # Logged steps per window (as vanishing_gradient.window).
+    window: int = 10
+    # The plateau must last this many windows (30 steps) to count (our choice).
+    min_windows: int = 3
+
+
+@dataclass(frozen=True)
+class SaturatedActivationThresholds:
+    """When sigmoid/tanh units sit at their bounds."""
+
+    # SageMaker Debugger SaturatedActivation: threshold_layer = 50 (% of a layer's units).
+    warn_fraction: float = 0.5
+    # 90%: the layer passes almost no gradient (our choice).
+    critical_fraction: float = 0.9
+    # Median over the last 10 sampled rows: saturation that persists, not one batch.
+    window: int = 10
+
+
+@dataclass(frozen=True)
+class DeadUnitsThresholds:
+    """When ReLU-like units never activate."""
+
+    # SageMaker Debugger DeadRelu: threshold_layer = 50 (% of a layer's units).
+    warn_fraction: float = 0.5
+    # 99%: the layer passes (almost) no gradient at all (our choice).
+    critical_fraction: float = 0.99
+    # Median over the last 10 sampled rows (as saturated_activation.window).
+    window: int = 10
+
+
+@dataclass(frozen=True)
+class PoorInitializationThresholds:
+    """When the starting weights scale the signal away from unit variance."""
+
+    # Sampled rows read at the start of training (the first 3 measurements; our choice).
+    first_rows: int = 3
+    # SageMaker Debugger PoorWeightInitialization: threshold = 10 (largest over smallest
+    # activation variance across layers); here on the fitted trend along depth.
+    max_variance_ratio: float = 10.0
+    # A hidden activation std 10x from 1 (Glorot & Bengio 2010 aim for unit variance).
+    std_decades: float = 1.0
+    # A layer whose parameter scale is 2x off what its activation needs (PyTorch's
+    # calculate_gain convention; He et al. 2015; Glorot & Bengio 2010) is mis-scaled ...
+    weight_scale_factor: float = 2.0
+    # ... and fires once the mis-scaled layers compound to 10x. Measured: healthy corpus
+    # models compound to 0.94-1.01, the broken-by-construction ones to 190 or more.
+    compound_decades: float = 1.0
+    # Backward gain per hidden layer (RMS of dL/dh) 2x from 1. Measured: healthy corpus
+    # models 0.96-1.2; the sigmoid MLP 0.58, the large-init tanh MLP 1.5 (both also fire on
+    # the compounded scale).
+    gain_factor: float = 2.0
+    # Same as vanishing_gradient.min_layers.
+    min_layers: int = 3
+
+
+@dataclass(frozen=True)
+class ShortMemoryThresholds:
+    """When a recurrent net's gradient forgets distant inputs."""
+
+    # Decades the fitted gradient falls from the last input to the first: 2 = the first input
+    # gets 1% of the gradient of the last (our choice; Bengio et al. 1994 and Pascanu et al.
+    # 2013 derive the exponential decay, not a cut-off). Measured: the 60-step tanh RNN 12-13;
+    # the 8-step LSTM shows no decay.
+    warn_decades: float = 2.0
+    # 10^-5 of the gradient: those inputs are not learned from at all (our choice).
+    critical_decades: float = 5.0
+    # The fit must explain the profile: R^2 of log-norm vs distance (our choice).
+    min_r2: float = 0.7
+    # The horizon reported is the distance at which the gradient has fallen 100x.
+    horizon_factor: float = 100.0
+    # Median profile over the last 10 sampled rows (as saturated_activation.window).
+    window: int = 10
+    # Shorter sequences cannot show a trend (our choice).
+    min_length: int = 4
+
+
+@dataclass(frozen=True)
+class UnstableUpdatesThresholds:
+    """When update ratios ||dtheta|| / ||theta|| are far from the ~1e-3 of healthy training."""
+
+    # CS231n (Karpathy, "Neural Networks Part 3") puts a healthy ratio near 1e-3; 100x that is
+    # a learning rate far too high for the layer. Measured: healthy corpus models <= 0.026,
+    # SGD at lr 10 0.45.
+    warn_ratio: float = 0.1
+    # SageMaker Debugger WeightUpdateRatio: large_threshold = 10.
+    critical_ratio: float = 10.0
+    # SageMaker Debugger WeightUpdateRatio: small_threshold = 1e-8 (the weights do not move).
+    small_ratio: float = 1e-8
+    # Sampled rows per block (our choice: 3 samples = 30 steps at sample_every=10; a median of
+    # 3 needs 2 high, so one odd step is not enough, yet a quick blow-up is still caught).
+    window: int = 3
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """All rule thresholds, one group per rule id.
+
+    Build a variant with :meth:`from_overrides` (a dict) or ``dataclasses.replace``.
+
+    Example:
+        >>> th = Thresholds.from_overrides({"dead_units.warn_fraction": 0.3})
+        >>> th.dead_units.warn_fraction
+        0.3
+    """
+
+    vanishing_gradient: VanishingGradientThresholds = field(
+        default_factory=VanishingGradientThresholds
+    )
+    exploding_gradient: ExplodingGradientThresholds = field(
+        default_factory=ExplodingGradientThresholds
+    )
+    nonfinite_gradient: NonfiniteGradientThresholds = field(
+        default_factory=NonfiniteGradientThresholds
+    )
+    stalled_early_layers: StalledEarlyLayersThresholds = field(
+        default_factory=StalledEarlyLayersThresholds
+    )
+    collapsing_weights: CollapsingWeightsThresholds = field(
+        default_factory=CollapsingWeightsThresholds
+    )
+    loss_plateau: LossPlateauThresholds = field(default_factory=LossPlateauThresholds)
+    saturated_activation: SaturatedActivationThresholds = field(
+        default_factory=SaturatedActivationThresholds
+    )
+    dead_units: DeadUnitsThresholds = field(default_factory=DeadUnitsThresholds)
+    poor_initialization: PoorInitializationThresholds = field(
+        default_factory=PoorInitializationThresholds
+    )
+    short_memory: ShortMemoryThresholds = field(default_factory=ShortMemoryThresholds)
+    unstable_updates: UnstableUpdatesThresholds = field(default_factory=UnstableUpdatesThresholds)
+
+    def __post_init__(self) -> None:
+        for group in fields(self):
+            _validate_group(group.name, getattr(self, group.name))
+
+    @classmethod
+    def from_overrides(
+        cls, overrides: Mapping[str, Any], base: Thresholds | None = None
+    ) -> Thresholds:
+        """A copy of ``base`` (default thresholds) with some values replaced.
+
+        Args:
+            overrides: Either nested (``{"dead_units": {"warn_fraction": 0.3}}``) or dotted
+                (``{"dead_units.warn_fraction": 0.3}``) keys.
+            base: Thresholds to start from; the defaults when ``None``.
+
+        Raises:
+            ValueError: On an unknown rule or threshold name (the message lists valid ones)
+                or a value out of range.
+            TypeError: When a value is not a number.
+        """
+        base = base if base is not None else cls()
+        per_rule: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if not isinstance(key, str):
+                raise TypeError(f"threshold override keys must be strings, got {key!r}")
+            if "." in key:
+                rule, name = key.split(".", 1)
+                per_rule.setdefault(_check_rule(rule), {})[name] = value
+            elif isinstance(value, Mapping):
+                per_rule.setdefault(_check_rule(key), {}).update(value)
+            else:
+                raise ValueError(
+                    f"threshold override {key!r} needs a threshold name: pass "
+                    f"{{'{key}': {{'<name>': value}}}} or '{key}.<name>'. Valid rules: "
+                    f"{sorted(f.name for f in fields(cls))}"
+                )
+        groups: dict[str, Any] = {}
+        for rule, values in per_rule.items():
+            group = getattr(base, rule)
+            valid = {f.name: f for f in fields(group)}
+            for name, value in values.items():
+                if name not in valid:
+                    raise ValueError(
+                        f"unknown threshold {rule}.{name!s}; valid thresholds of {rule!r} are "
+                        f"{sorted(valid)}"
+                    )
+                want_int = valid[name].type in ("int", int)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(
+                        f"threshold {rule}.{name} must be a number, got {value!r} "
+                        f"({type(value).__name__})"
+                    )
+                if want_int and not float(value).is_integer():
+                    raise TypeError(f"threshold {rule}.{name} must be an integer, got {value!r}")
+            cast = {
+                n: int(v) if valid[n].type in ("int", int) else float(v) for n, v in values.items()
+            }
+            groups[rule] = dataclasses.replace(group, **cast)
+        return dataclasses.replace(base, **groups)
+
+    def to_json(self) -> dict[str, dict[str, float | int]]:
+        """All thresholds as a nested plain dict (rule id -> name -> value)."""
+        return {g.name: dataclasses.asdict(getattr(self, g.name)) for g in fields(self)}
+
+
+def _check_rule(rule: str) -> str:
+    valid = [f.name for f in fields(Thresholds)]
+    if rule not in valid:
+        raise ValueError(f"unknown rule {rule!r} in threshold overrides; valid rules are {valid}")
+    return rule
+
+
+# Counts of rows or windows: zero would leave a rule nothing to read.
+_AT_LEAST_ONE = ("window", "windows", "trailing", "first_rows", "min_windows", "rising_windows")
+
+
+def _validate_group(rule: str, group: Any) -> None:
+    """Reject values no rule can use (negative windows, NaN thresholds)."""
+    for f in fields(group):
+        value = getattr(group, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"threshold {rule}.{f.name} must be finite, got {value!r}")
+        if value < 0:
+            raise ValueError(f"threshold {rule}.{f.name} must be >= 0, got {value!r}")
+        if f.name in (
+            "window",
+            "trailing",
+            "first_rows",
+            "min_windows",
+            "rising_windows",
+            "windows",
+        ) and (value < 1):
+            raise ValueError(f"threshold {rule}.{f.name} must be >= 1, got {value!r}")
+
+
+def resolve_thresholds(thresholds: Thresholds | Mapping[str, Any] | None) -> Thresholds:
+    """The :class:`Thresholds` to use from what a caller passed to ``diagnose``."""
+    if thresholds is None:
+        return Thresholds()
+    if isinstance(thresholds, Thresholds):
+        return thresholds
+    if isinstance(thresholds, Mapping):
+        return Thresholds.from_overrides(thresholds)
+    raise TypeError(
+        "Expected argument `thresholds` to be a Thresholds, a dict of overrides or None, but "
+        f"got {type(thresholds).__name__}. Pass e.g. {{'dead_units.warn_fraction': 0.3}}."
+    )

@@ -1,0 +1,54 @@
+"""Hand-built traces for rule tests: closed-form profiles along depth and over steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradwatch.trace import LayerInfo, Trace
+
+
+def layers(n: int, *, activation: str | None = "ReLU", width: int = 16) -> list[LayerInfo]:
+    """``n`` Linear layers of ``width`` units, each followed by ``activation``."""
+    return [
+        LayerInfo(
+            name=f"fc{i}",
+            type="Linear",
+            depth=i,
+            num_params=width * width + width,
+            shapes={"weight": [width, width], "bias": [width]},
+            activation=activation,
+        )
+        for i in range(n)
+    ]
+
+
+def depth_profile(n_layers: int, decades: float, base: float = 1e-3) -> np.ndarray:
+    """Values rising log-linearly by ``decades`` from the first layer to the last."""
+    return base * 10.0 ** (decades * np.arange(n_layers) / max(n_layers - 1, 1))
+
+
+def trace_of(
+    n_layers: int,
+    n_steps: int,
+    metrics: Mapping[str, np.ndarray],
+    *,
+    scalars: Mapping[str, Sequence[float] | np.ndarray] | None = None,
+    recurrent: Mapping[str, tuple[Sequence[int], np.ndarray]] | None = None,
+    layer_infos: list[LayerInfo] | None = None,
+    activation: str | None = "ReLU",
+) -> Trace:
+    """A trace with one row per step; 1-D metric values are broadcast to every step."""
+    mats: dict[str, Any] = {}
+    for k, v in metrics.items():
+        arr = np.asarray(v, dtype=np.float64)
+        mats[k] = np.broadcast_to(arr, (n_steps, n_layers)).copy() if arr.ndim == 1 else arr
+    return Trace.from_arrays(
+        layer_infos if layer_infos is not None else layers(n_layers, activation=activation),
+        np.arange(n_steps),
+        mats,
+        scalars=scalars,
+        recurrent=recurrent,
+    )

@@ -1,0 +1,450 @@
+"""Each rule on hand-built traces: fires just past its threshold, stays quiet just before.
+
+The traces are closed-form profiles (log-linear along depth, geometric over steps), so the
+statistic each rule computes is known exactly without running the rule's own code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from diag_helpers import depth_profile, layers, trace_of
+
+from gradwatch.diagnosis import RULES, Thresholds
+from gradwatch.diagnosis.finding import Finding
+from gradwatch.trace import LayerInfo, Trace
+
+TH = Thresholds()
+
+
+def run(rule: str, trace: Trace, **overrides: float) -> Finding | None:
+    th = Thresholds.from_overrides({rule: overrides}) if overrides else TH
+    return RULES[rule](trace, getattr(th, rule))
+
+
+# ---------------------------------------------------------------- vanishing_gradient
+@pytest.mark.parametrize(
+    ("decades", "expected"), [(1.99, None), (2.01, "warning"), (4.01, "critical")]
+)
+def test_vanishing_fires_past_the_depth_trend(decades: float, expected: str | None) -> None:
+    """A grad_rms rising `decades` from first to last layer fires at >= 2 (critical >= 4)."""
+    f = run("vanishing_gradient", trace_of(6, 30, {"grad_rms": depth_profile(6, decades)}))
+    assert (f.severity if f else None) == expected
+    if f:
+        assert f.evidence["max_contrast_decades"] == pytest.approx(decades, abs=1e-4)
+        assert f.steps == (0, 29)
+
+
+def test_vanishing_ignores_one_noisy_step() -> None:
+    """A single step with a 10-decade trend among flat steps does not fire (window median)."""
+    g = np.tile(depth_profile(6, 0.0), (30, 1))
+    g[7] = depth_profile(6, 10.0)
+    assert run("vanishing_gradient", trace_of(6, 30, {"grad_rms": g})) is None
+
+
+@pytest.mark.parametrize(("floor_value", "fires"), [(0.9e-7, True), (1.1e-7, False)])
+def test_vanishing_absolute_floor(floor_value: float, fires: bool) -> None:
+    """A layer whose grad_rms stays below SageMaker's 1e-7 fires critical, naming it."""
+    g = np.array([1e-3, 1e-3, floor_value, 1e-3, 1e-3])  # symmetric: no depth trend
+    f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g}))
+    assert (f is not None) == fires
+    if f:
+        assert f.severity == "critical"
+        assert f.layers == ("fc2",)
+        assert f.evidence["below_floor"] == {"fc2": pytest.approx(floor_value)}
+
+
+def test_vanishing_names_the_largest_drop_from_out_grad_norm() -> None:
+    """The backward gain profile (out_grad_norm) locates the block where the gradient dies."""
+    g = depth_profile(6, 3.0)
+    ogn = np.array([1e-4, 1e-4, 1.0, 1.0, 2.0, 2.0])  # dies between fc2 and fc1
+    f = run("vanishing_gradient", trace_of(6, 20, {"grad_rms": g, "out_grad_norm": ogn}))
+    assert f is not None
+    drop = f.evidence["largest_drop"]
+    assert (drop["from_layer"], drop["to_layer"], drop["source"]) == ("fc2", "fc1", "out_grad_norm")
+    assert drop["factor"] == pytest.approx(1e4)
+    assert f.layers[:2] == ("fc2", "fc1")
+
+
+def test_vanishing_falls_back_to_grad_rms_for_the_drop() -> None:
+    """Without out_grad_norm, the largest consecutive grad_rms drop is named."""
+    g = np.array([1e-6, 1e-6, 1e-6, 1e-2, 1e-2, 1e-2])
+    f = run("vanishing_gradient", trace_of(6, 20, {"grad_rms": g}))
+    assert f is not None
+    assert f.evidence["largest_drop"]["from_layer"] == "fc3"
+    assert f.evidence["largest_drop"]["to_layer"] == "fc2"
+    assert f.evidence["largest_drop"]["source"] == "grad_rms"
+
+
+def test_vanishing_message_explains_the_sigmoid_bound() -> None:
+    """With sigmoid layers the sentence states the 0.25-per-layer derivative bound."""
+    trace = trace_of(21, 20, {"grad_rms": depth_profile(21, 5.0)}, activation="Sigmoid")
+    f = run("vanishing_gradient", trace)
+    assert f is not None
+    assert "0.25^20" in f.message
+    assert f"{0.25**20:.1g}" in f.message
+    assert f.remedies[0].id == "relu"
+
+
+def test_vanishing_skips_normalisation_layers() -> None:
+    """LayerNorm layers (tiny, unrelated gradients) are left out of the depth trend."""
+    infos = [*layers(4), LayerInfo("norm", "LayerNorm", 4, 32)]
+    g = np.append(depth_profile(4, 1.0), 1e-9)  # the norm layer alone would look vanishing
+    trace = trace_of(5, 20, {"grad_rms": g}, layer_infos=infos)
+    assert run("vanishing_gradient", trace) is None
+
+
+# ---------------------------------------------------------------- exploding_gradient
+@pytest.mark.parametrize(("decades", "fires"), [(1.99, False), (2.01, True)])
+def test_exploding_fires_past_the_reversed_depth_trend(decades: float, fires: bool) -> None:
+    """grad_rms falling `decades` from first to last layer fires exploding at >= 2."""
+    f = run("exploding_gradient", trace_of(6, 30, {"grad_rms": depth_profile(6, -decades)}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["depth"]["first_over_last_decades"] == pytest.approx(decades, abs=1e-4)
+        assert f.layers == ("fc0",)
+
+
+def _norm_with_spikes(height: float, at: list[int], n: int = 80) -> np.ndarray:
+    t = np.arange(n)
+    base = 1.0 + 0.05 * np.sin(t)  # small, deterministic wiggle: MAD > 0
+    base[at] = height
+    return base
+
+
+@pytest.mark.parametrize(
+    ("height", "at", "expected"),
+    [
+        (9.5, [30, 45, 60], None),
+        (10.5, [30, 45, 60], "warning"),
+        (10.5, [30], "info"),
+        (1001.0, [30], "critical"),
+    ],
+)
+def test_exploding_spikes_over_the_trailing_median(
+    height: float, at: list[int], expected: str | None
+) -> None:
+    """Global-norm spikes >= 10x the trailing median fire; one alone is info, 1000x critical."""
+    trace = trace_of(
+        3, 80, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": _norm_with_spikes(height, at)}
+    )
+    f = run("exploding_gradient", trace)
+    assert (f.severity if f else None) == expected
+    if f:
+        assert f.evidence["spikes"]["steps"] == at
+        assert f.evidence["spikes"]["max_ratio_to_trailing_median"] == pytest.approx(
+            height / 1.0, rel=0.06
+        )
+
+
+@pytest.mark.parametrize(("decades_per_step", "fires"), [(1 / 40, False), (1 / 20, True)])
+def test_exploding_sustained_growth(decades_per_step: float, fires: bool) -> None:
+    """A global norm growing 10^(t/20) over 60 steps (2.5 decades) fires; 10^(t/40) does not."""
+    t = np.arange(60)
+    trace = trace_of(
+        3,
+        60,
+        {"grad_rms": np.ones(3)},
+        scalars={"global_grad_norm": 10.0 ** (t * decades_per_step)},
+    )
+    f = run("exploding_gradient", trace)
+    assert (f is not None) == fires
+    if f:
+        # Window medians sit at t = 4.5 and 54.5: 50 steps apart.
+        assert f.evidence["growth"]["decades"] == pytest.approx(50 * decades_per_step, rel=1e-4)
+        assert "spikes" not in f.evidence
+
+
+def test_exploding_rebuilds_the_global_norm_from_layer_norms() -> None:
+    """Without the global_grad_norm scalar, sqrt(sum grad_norm^2) is used."""
+    t = np.arange(60)[:, None]
+    gn = np.repeat(10.0 ** (t / 20), 4, axis=1) / 2.0  # 4 equal layers: global = 10^(t/20)
+    f = run("exploding_gradient", trace_of(4, 60, {"grad_norm": gn}))
+    assert f is not None
+    assert f.evidence["growth"]["last_window_median"] == pytest.approx(10 ** (54.5 / 20), rel=1e-4)
+
+
+# ---------------------------------------------------------------- nonfinite_gradient
+def _nonfinite(n_steps: int, bad: dict[int, list[int]], n_layers: int = 4) -> np.ndarray:
+    m = np.zeros((n_steps, n_layers))
+    for step, cols in bad.items():
+        m[step, cols] = 2.0
+    return m
+
+
+def test_nonfinite_names_first_step_and_deepest_layer_first() -> None:
+    """The first bad step is reported with its bad layers in backward order (deepest first)."""
+    trace = trace_of(4, 10, {"nonfinite": _nonfinite(10, {5: [1, 3], 6: [0, 1, 2, 3]})})
+    f = run("nonfinite_gradient", trace)
+    assert f is not None
+    assert f.severity == "critical"
+    assert f.layers == ("fc3", "fc1")
+    assert f.evidence["first_bad_step"] == 5
+    assert f.steps == (5, 6)
+
+
+def test_nonfinite_quiet_when_all_finite() -> None:
+    """No nonfinite count and no skipped step: no finding."""
+    trace = trace_of(4, 10, {"nonfinite": _nonfinite(10, {})}, scalars={"skipped": np.zeros(10)})
+    assert run("nonfinite_gradient", trace) is None
+
+
+def test_nonfinite_infinite_norm_counts_without_the_count_metric() -> None:
+    """An inf grad_norm marks the layer bad even when nonfinite was not recorded."""
+    gn = np.ones((10, 3))
+    gn[4, 2] = np.inf
+    f = run("nonfinite_gradient", trace_of(3, 10, {"grad_norm": gn}))
+    assert f is not None and f.layers == ("fc2",) and f.evidence["first_bad_step"] == 4
+
+
+def _skips(n: int, where: list[int]) -> np.ndarray:
+    s = np.zeros(n)
+    s[where] = 1.0
+    return s
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "skipped", "expected"),
+    [
+        (100, [5], "info"),
+        (100, list(range(5)), "info"),  # 5% exactly: not above the 5% bound
+        (100, list(range(0, 60, 10)), "warning"),  # 6%
+        (400, list(range(10, 26)), "info"),  # 16 in a row: calibration
+        (400, list(range(10, 27)), "warning"),  # 17 in a row
+    ],
+)
+def test_gradscaler_skips_are_info_unless_they_persist(
+    n_steps: int, skipped: list[int], expected: str
+) -> None:
+    """Skipped overflow steps are GradScaler's calibration (info) until too many or too long."""
+    bad = {s: [2] for s in skipped}
+    trace = trace_of(
+        4,
+        n_steps,
+        {"nonfinite": _nonfinite(n_steps, bad)},
+        scalars={"skipped": _skips(n_steps, skipped)},
+    )
+    f = run("nonfinite_gradient", trace)
+    assert f is not None and f.severity == expected
+    assert f.evidence["skipped_steps"] == len(skipped)
+
+
+def test_unskipped_nonfinite_is_critical_even_with_skips() -> None:
+    """A bad step the optimizer did not skip is a failure, reported at that step."""
+    trace = trace_of(
+        4,
+        100,
+        {"nonfinite": _nonfinite(100, {3: [2], 50: [0]})},
+        scalars={"skipped": _skips(100, [3])},
+    )
+    f = run("nonfinite_gradient", trace)
+    assert f is not None and f.severity == "critical"
+    assert f.evidence["first_bad_step"] == 50 and f.layers == ("fc0",)
+
+
+# ---------------------------------------------------------------- stalled_early_layers
+@pytest.mark.parametrize(("decades", "fires"), [(1.99, False), (2.01, True)])
+def test_stalled_early_layers_from_update_ratio_trend(decades: float, fires: bool) -> None:
+    """Update ratios rising `decades` from first to last layer fire at >= 2; fc0 named first."""
+    ur = depth_profile(6, decades, base=1e-5)
+    f = run("stalled_early_layers", trace_of(6, 20, {"update_ratio": ur}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["late_over_early_decades"] == pytest.approx(decades, abs=1e-4)
+        assert f.layers[0] == "fc0"
+
+
+# ---------------------------------------------------------------- collapsing_weights
+def _span_ratio(w: np.ndarray, spans: int = 10) -> float:
+    parts = np.array_split(w, spans)
+    return float(np.median(parts[-1]) / np.median(parts[0]))
+
+
+@pytest.mark.parametrize(("target", "fires"), [(0.49, True), (0.51, False), (0.09, True)])
+def test_collapsing_weights_geometric_decay(target: float, fires: bool) -> None:
+    """A weight norm decaying geometrically fires when last/first span medians < 0.5."""
+    t = np.arange(100)
+    # Span medians sit at t = 4.5 and 94.5: choose the rate so their ratio is `target`.
+    w = 3.0 * target ** (t / 90.0)
+    assert _span_ratio(w) == pytest.approx(target, rel=1e-6)  # independent reference
+    f = run("collapsing_weights", trace_of(3, 100, {"weight_norm": np.tile(w[:, None], (1, 3))}))
+    assert (f is not None) == fires
+    if f:
+        assert f.severity == ("critical" if target < 0.1 else "warning")
+        assert f.evidence["final_over_initial"]["fc0"] == pytest.approx(target, rel=1e-4)
+
+
+def test_collapsing_weights_ignores_one_jump() -> None:
+    """A single drop at the end (not a drift) does not fire: the spans do not fall steadily."""
+    w = np.full(100, 3.0)
+    w[95:] = 0.3
+    assert run("collapsing_weights", trace_of(1, 100, {"weight_norm": w[:, None]})) is None
+
+
+# ---------------------------------------------------------------- loss_plateau
+def test_loss_plateau_fires_on_a_flat_loss() -> None:
+    """A loss flat from the start (tiny noise) fires from step 0."""
+    loss = 2.3 + 0.001 * np.sin(np.arange(100))
+    f = run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss}))
+    assert f is not None and f.evidence["plateau_from_step"] == 0
+
+
+def test_loss_plateau_quiet_while_improving() -> None:
+    """A loss falling 3% per step is never a plateau."""
+    loss = 2.3 * 0.97 ** np.arange(100)
+    assert run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss})) is None
+
+
+@pytest.mark.parametrize(("stop", "fires"), [(40, True), (60, False)])
+def test_loss_plateau_only_when_it_starts_early(stop: int, fires: bool) -> None:
+    """Learning until 40% then flat fires (early); until 60% then flat does not."""
+    t = np.arange(100)
+    loss = 2.3 * 0.97 ** np.minimum(t, stop)
+    f = run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["plateau_from_step"] == stop
+
+
+def test_loss_plateau_needs_the_loss_scalar() -> None:
+    """Without a logged loss the rule says nothing."""
+    assert run("loss_plateau", trace_of(2, 100, {"grad_rms": np.ones(2)})) is None
+
+
+# ---------------------------------------------------------------- saturation and dead units
+@pytest.mark.parametrize(
+    ("rule", "metric", "critical"),
+    [("saturated_activation", "act_saturated", 0.9), ("dead_units", "act_dead", 0.99)],
+)
+@pytest.mark.parametrize(("offset", "expected"), [(-0.01, None), (0.0, None), (0.01, "warning")])
+def test_fraction_rules_fire_above_half_a_layer(
+    rule: str, metric: str, critical: float, offset: float, expected: str | None
+) -> None:
+    """More than 50% of a layer (SageMaker's default) fires; exactly 50% does not."""
+    frac = np.array([0.1, 0.5 + offset, 0.2])
+    f = run(rule, trace_of(3, 20, {metric: frac}))
+    assert (f.severity if f else None) == expected
+    if f:
+        assert f.layers == ("fc1",)
+    hot = run(rule, trace_of(3, 20, {metric: np.array([0.1, critical + 0.005, 0.6])}))
+    assert hot is not None and hot.severity == "critical" and hot.layers == ("fc1", "fc2")
+
+
+@pytest.mark.parametrize(
+    ("rule", "metric"), [("saturated_activation", "act_saturated"), ("dead_units", "act_dead")]
+)
+def test_fraction_rules_read_the_end_of_the_run(rule: str, metric: str) -> None:
+    """A layer saturated/dead early that recovered is not reported (last 10 samples)."""
+    frac = np.full((40, 2), 0.05)
+    frac[:25] = 0.95
+    assert run(rule, trace_of(2, 40, {metric: frac})) is None
+
+
+# ---------------------------------------------------------------- poor_initialization
+_NEED_RELU = math.sqrt(2.0) / math.sqrt(16)  # He std for a 16-wide ReLU layer
+
+
+@pytest.mark.parametrize(
+    ("ratio", "n_layers", "fires"), [(1.9, 4, False), (2.1, 4, True), (2.1, 3, False)]
+)
+def test_poor_init_weight_scale_compounds(ratio: float, n_layers: int, fires: bool) -> None:
+    """Layers > 2x off the He scale fire once they compound past 10x (2.1^4 = 19, 2.1^3 = 9)."""
+    wn = ratio * _NEED_RELU * 16.0  # weight_norm = std * sqrt(16 * 16)
+    f = run("poor_initialization", trace_of(n_layers, 5, {"weight_norm": np.full(n_layers, wn)}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["compound_factor"] == pytest.approx(ratio**n_layers, rel=1e-4)
+
+
+@pytest.mark.parametrize(("std", "fires"), [(0.101, False), (0.099, True)])
+def test_poor_init_activation_std_far_from_one(std: float, fires: bool) -> None:
+    """A hidden layer starting with activation std 10x below 1 fires."""
+    f = run("poor_initialization", trace_of(4, 5, {"act_std": np.array([1.0, std, 1.0, 1.0])}))
+    assert (f is not None) == fires
+    if f:
+        assert f.layers == ("fc1",)
+
+
+@pytest.mark.parametrize(("k", "fires"), [(0.16, False), (0.17, True)])
+def test_poor_init_variance_drift_along_depth(k: float, fires: bool) -> None:
+    """Activation std growing 10^(k i) over 4 layers fires when the variance grows >= 10x."""
+    std = 10.0 ** (k * np.arange(4))
+    f = run("poor_initialization", trace_of(4, 5, {"act_std": std}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["variance_trend_ratio"] == pytest.approx(10 ** (2 * k * 3), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("gain", "fires"), [(1.9, False), (2.1, True), (0.55, False), (0.45, True)]
+)
+def test_poor_init_backward_gain(gain: float, fires: bool) -> None:
+    """||dL/dh|| multiplied by `gain` per layer backward fires beyond 2x either way."""
+    ogn = gain ** (3 - np.arange(4))  # last layer 1, first gain^3
+    f = run("poor_initialization", trace_of(4, 5, {"out_grad_norm": ogn}))
+    assert (f is not None) == fires
+    if f:
+        assert f.evidence["backward_gain_per_layer"] == pytest.approx(gain, rel=1e-4)
+
+
+def test_poor_init_reads_only_the_first_rows() -> None:
+    """A bad scale that appears late in training is not an initialisation problem."""
+    wn = np.full((20, 4), _NEED_RELU * 16.0)
+    wn[5:] *= 3.0
+    assert run("poor_initialization", trace_of(4, 20, {"weight_norm": wn})) is None
+
+
+# ---------------------------------------------------------------- short_memory
+def _rnn_trace(profile: np.ndarray, rows: int = 5) -> Trace:
+    infos = [LayerInfo("rnn", "RNN", 0, 100, recurrent=True), LayerInfo("head", "Linear", 1, 10)]
+    return Trace.from_arrays(
+        infos,
+        np.arange(rows),
+        {},
+        recurrent={"rnn": (np.arange(rows), np.tile(profile, (rows, 1)))},
+    )
+
+
+@pytest.mark.parametrize(
+    ("fall", "expected"), [(1.99, None), (2.01, "warning"), (5.01, "critical")]
+)
+def test_short_memory_exponential_decay(fall: float, expected: str | None) -> None:
+    """A profile decaying `fall` decades over 20 inputs fires at >= 2; horizon = 2 / slope."""
+    slope = fall / 19.0
+    profile = 10.0 ** (-slope * (19 - np.arange(20)))  # t = 19 is next to the loss
+    f = run("short_memory", _rnn_trace(profile))
+    assert (f.severity if f else None) == expected
+    if f:
+        assert f.layers == ("rnn",)
+        assert f.evidence["horizon_steps"] == pytest.approx(2.0 / slope, rel=1e-4)
+        assert f.evidence["e_folding_steps"] == pytest.approx(1 / (slope * math.log(10)), rel=1e-4)
+        assert f.remedies[0].id == "lstm"
+
+
+def test_short_memory_needs_an_exponential_fit() -> None:
+    """A jagged profile with no exponential trend (low R^2) does not fire."""
+    profile = np.where(np.arange(20) % 2 == 0, 1e-4, 1.0)
+    profile[-1] = 1.0
+    assert run("short_memory", _rnn_trace(profile)) is None
+
+
+# ---------------------------------------------------------------- unstable_updates
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(0.09, None), (0.11, "warning"), (11.0, "critical"), (1.1e-8, None), (0.9e-8, "warning")],
+)
+def test_unstable_updates_thresholds(ratio: float, expected: str | None) -> None:
+    """Update ratios above 0.1 (warning), 10 (critical) or below 1e-8 (warning) fire."""
+    f = run("unstable_updates", trace_of(3, 12, {"update_ratio": np.array([1e-3, ratio, 1e-3])}))
+    assert (f.severity if f else None) == expected
+    if f:
+        assert f.layers == ("fc1",)
+
+
+def test_unstable_updates_ignores_one_odd_sample() -> None:
+    """One sampled step at 100 among healthy ones does not fire (block median of 3)."""
+    ur = np.full((12, 2), 1e-3)
+    ur[4, 0] = 100.0
+    assert run("unstable_updates", trace_of(2, 12, {"update_ratio": ur})) is None
