@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"Expected `--depth` >= 2 but got {args.depth}.")
     if args.steps < 1:
         raise ValueError(f"Expected `--steps` >= 1 but got {args.steps}.")
+    import torch
+
+    # One thread: the demo's layers are tiny, so a second thread only adds pool overhead (and,
+    # on a busy machine, waits: a 20-layer pretraining took 60 s with 2 threads, 9 s with 1),
+    # and the numbers then do not depend on the machine's core count.
+    torch.set_num_threads(1)
     config = DemoConfig(depth=args.depth, steps=args.steps, seed=args.seed)
     progress, bar = _progress()
     started = time.perf_counter()

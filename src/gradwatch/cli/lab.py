@@ -68,11 +68,20 @@ def _fmt(value: float) -> str:
     return f"{value:.2e}" if isinstance(value, float) else str(value)
 
 
+def _one_thread() -> None:
+    """Lab models are tiny: one torch thread is as fast, avoids thread-pool stalls on a busy
+    machine, and makes results independent of the core count (see runner's determinism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def run_one(args: argparse.Namespace) -> int:
     from gradwatch.lab.config import load_config
     from gradwatch.lab.runner import run
 
     config = load_config(args.config)
+    _one_thread()
     out = Path(args.out) if args.out else Path("runs") / (config.name or Path(args.config).stem)
     bar = _progress_bar(config.steps, config.name or "training")
     if bar is None:
@@ -130,6 +139,7 @@ def run_study(args: argparse.Namespace) -> int:
     if args.all == bool(args.name):
         raise ValueError("give one study NAME or --all (see `gradwatch lab study --list`)")
     names = list(studies.STUDIES) if args.all else [args.name]
+    _one_thread()
     outcomes = []
     for name in names:
         outcome = studies.run_study(name, size=args.size)
@@ -139,7 +149,7 @@ def run_study(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([o.to_json() for o in outcomes], indent=2))
     if args.markdown:
-        Path(args.markdown).write_text(studies.markdown_table(outcomes))
+        Path(args.markdown).write_text(studies.studies_page(outcomes))
         print(f"wrote {args.markdown}")
     return 0 if all(o.held for o in outcomes) else 1
 

@@ -147,7 +147,7 @@ def pretrain_layerwise_(
         linear = next(m for m in block.modules() if isinstance(m, nn.Linear))
         decoder = nn.Linear(linear.out_features, h.shape[1])
         params = [*block.parameters(), *decoder.parameters()]
-        optimizer = torch.optim.Adam(params, lr=opts["lr"])
+        optimizer = torch.optim.Adam(params, lr=opts["lr"], foreach=True)
         for _ in range(opts["steps_per_layer"]):
             idx = torch.randint(0, len(h), (opts["batch_size"],), generator=generator)
             loss = ((decoder(block(h[idx])) - h[idx]) ** 2).mean()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .base import SIZES, Size, StudyOutcome, markdown_table
+from .base import SIZES, Size, StudyOutcome, markdown_table, studies_page
 
 _NAMES: tuple[str, ...] = (
     "glorot2010",
@@ -58,4 +58,4 @@ def run_study(name: str, size: Size = "full") -> StudyOutcome:
     return outcome
 
 
-__all__ = ["SIZES", "STUDIES", "StudyOutcome", "markdown_table", "run_study"]
+__all__ = ["SIZES", "STUDIES", "StudyOutcome", "markdown_table", "run_study", "studies_page"]

@@ -115,3 +115,35 @@ def markdown_table(outcomes: Sequence[StudyOutcome]) -> str:
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def studies_page(outcomes: Sequence[StudyOutcome], machine: str = "") -> str:
+    """The whole ``docs/studies.md`` page: how it was made, the table, each study's numbers."""
+    import platform
+
+    import torch
+
+    total = sum(o.seconds for o in outcomes)
+    sizes = sorted({o.size for o in outcomes})
+    lines = [
+        "# Studies: published results reproduced at CPU size",
+        "",
+        "Each study states a paper's claim, a criterion (tolerance) written in its module "
+        "before the run, runs a small version over several seeds with the lab, and says "
+        "whether the claim held. This page is generated; do not edit it by hand:",
+        "",
+        "```",
+        "gradwatch lab study --all --size full --markdown docs/studies.md",
+        "```",
+        "",
+        f"Generated with size={'/'.join(sizes)}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {torch.get_num_threads()} torch thread(s)"
+        + (f", {machine}" if machine else "")
+        + f"; total {total:.0f} s. Times are wall-clock and include the machine's other load.",
+        "",
+        markdown_table(outcomes),
+        "A study that did not hold is reported as measured, not tuned until it passes; the "
+        "notes below say what we think differs from the paper's setting.",
+        "",
+    ]
+    return "\n".join(lines)
