@@ -50,13 +50,18 @@ def test_mlp_uses_activation_modules_and_norms() -> None:
 
 
 def test_residual_mlp_adds_identity_path() -> None:
-    """A residual block's output is x + body(x), recomputed by hand."""
+    """A residual block's output is x + W act(x) + b (pre-activation), recomputed by hand;
+    the residual MLP keeps depth Linear layers and the plain one's parameter count."""
     net = MLP(MLPConfig(depth=4, width=6, residual=True, activation="tanh"), 3, 2)
+    plain = MLP(MLPConfig(depth=4, width=6, activation="tanh"), 3, 2)
     blocks = [m for m in net if isinstance(m, Residual)]
-    assert len(blocks) == 2  # the first hidden layer changes width and has no skip
+    assert len(blocks) == 2  # the first layer changes width and has no skip
+    assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 4
+    assert _count(net) == _count(plain)
     x = torch.randn(5, 6)
-    lin, act = blocks[0].body[0], blocks[0].body[1]
-    assert torch.allclose(blocks[0](x), x + act(x @ lin.weight.T + lin.bias))
+    act, lin = blocks[0].body[0], blocks[0].body[1]
+    assert torch.allclose(blocks[0](x), x + act(x) @ lin.weight.T + lin.bias)
+    assert net(torch.randn(5, 3)).shape == (5, 2)
 
 
 def test_he_init_variance_is_two_over_fan_in() -> None:

@@ -122,3 +122,17 @@ def test_own_chi_1_quadrature_matches_closed_forms() -> None:
         q = 4 * np.mean(np.tanh(np.sqrt(q) * z) ** 2) + 0.05**2
     mc = 4 * np.mean((1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2)
     assert _chi_1_gauss_hermite(2.0, 0.05) == pytest.approx(mc, rel=0.01)
+
+
+def test_own_chi_1_agrees_with_theory_package() -> None:
+    """When gradwatch.theory is present, its chi_1 and the lab's quadrature agree to 1e-3."""
+    from gradwatch.lab._optional import optional
+    from gradwatch.lab.studies.schoenholz2017 import _chi_1_gauss_hermite
+
+    chi_1 = optional("gradwatch.theory", "chi_1")
+    if chi_1 is None:
+        pytest.skip("gradwatch.theory is not in this build")
+    for sigma_w in (0.8, 1.0, 1.5, 2.5):
+        assert chi_1("tanh", sigma_w, 0.05) == pytest.approx(
+            _chi_1_gauss_hermite(sigma_w, 0.05), rel=1e-3
+        )

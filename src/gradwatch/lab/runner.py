@@ -100,13 +100,23 @@ def build(config: RunConfig, task: Task) -> tuple[nn.Module, torch.Generator]:
     gen = torch.Generator().manual_seed(config.seed)
     model_config = remedied_model_config(config.model, config.remedies, config.remedy_options)
     model = build_model(model_config, task.in_features, task.out_features)
+    # LSUV and pretraining come from gradwatch.remedies when this build has it (the
+    # implementation users call); the lab's own small versions are the fallback.
     if "init_lsuv" in config.remedies:
         idx = torch.randperm(len(task.x_train), generator=gen)[: max(config.batch_size, 64)]
-        lsuv_(model, task.x_train[idx])
+        lsuv = optional("gradwatch.remedies", "init_lsuv_") or lsuv_
+        lsuv(model, task.x_train[idx])
     if "layerwise_pretraining" in config.remedies:
         assert isinstance(model, nn.Sequential) and isinstance(model_config, MLPConfig)
         opts = options_for("layerwise_pretraining", config.remedy_options)
-        pretrain_layerwise_(model, task.x_train, gen, **opts)
+        pretrain = optional("gradwatch.remedies", "pretrain_layerwise")
+        if pretrain is None:
+            pretrain_layerwise_(model, task.x_train, gen, **opts)
+        else:
+            # One epoch over steps_per_layer batches = steps_per_layer Adam steps per layer.
+            batches = _batches(len(task.x_train), opts["batch_size"], gen)
+            data = [task.x_train[next(batches)] for _ in range(opts["steps_per_layer"])]
+            model = pretrain(model, data, epochs=1, lr=opts["lr"]).model
     return model, gen
 
 

@@ -23,15 +23,18 @@ class MLPConfig:
     init: Init = "default"
     # Normalisation between each hidden Linear and its activation (Ioffe & Szegedy, 2015).
     norm: Norm = "none"
-    # Skip connections around each width->width hidden block (He et al., 2016).
+    # Pre-activation skip connections around each width->width layer (He et al., 2016).
     residual: bool = False
 
 
 class MLP(nn.Sequential):
     """``Linear -> [norm] -> act`` blocks, then a Linear head; ``depth`` Linear layers in all.
 
-    Without ``residual`` the layers sit flat in the sequence (``0: Linear, 1: Sigmoid, ...``);
-    with it, each hidden width->width block is wrapped in a :class:`Residual`.
+    Without ``residual`` the layers sit flat in the sequence (``0: Linear, 1: Sigmoid, ...``).
+    With it, every hidden width->width layer becomes a pre-activation residual block
+    ``x + Linear(act(norm(x)))`` (He et al., 2016, "Identity mappings"): the branch ends in a
+    Linear layer, so it adds a zero-mean correction; a branch ending in ReLU would add a
+    positive mean at every block and blow up the residual stream of a deep net.
 
     Example:
         >>> import torch
@@ -46,19 +49,25 @@ class MLP(nn.Sequential):
         if config.width < 1:
             raise ValueError(f"MLPConfig.width={config.width} must be >= 1")
         layers: list[nn.Module] = []
-        fan_in = in_features
-        for i in range(config.depth - 1):
-            block: list[nn.Module] = [nn.Linear(fan_in, config.width)]
+
+        def norm_act() -> list[nn.Module]:
             norm = make_norm(config.norm, config.width)
-            if norm is not None:
-                block.append(norm)
-            block.append(make_activation(config.activation))
-            if config.residual and i > 0:  # the first block changes width: no skip there
-                layers.append(Residual(nn.Sequential(*block)))
-            else:
-                layers.extend(block)
-            fan_in = config.width
-        layers.append(nn.Linear(fan_in, out_features))
+            return ([norm] if norm is not None else []) + [make_activation(config.activation)]
+
+        if config.depth == 1:
+            layers.append(nn.Linear(in_features, out_features))
+        elif config.residual:
+            layers.append(nn.Linear(in_features, config.width))
+            for _ in range(config.depth - 2):
+                body = nn.Sequential(*norm_act(), nn.Linear(config.width, config.width))
+                layers.append(Residual(body))
+            layers.extend([*norm_act(), nn.Linear(config.width, out_features)])
+        else:
+            fan_in = in_features
+            for _ in range(config.depth - 1):
+                layers.extend([nn.Linear(fan_in, config.width), *norm_act()])
+                fan_in = config.width
+            layers.append(nn.Linear(fan_in, out_features))
         super().__init__(*layers)
         self.config = config
         for module in self.modules():
