@@ -32,11 +32,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "diagnose": ("gradwatch.diagnosis", "diagnose"),
     "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
     "theory": ("gradwatch.theory", ""),
+    "prescribe": ("gradwatch.remedies", "prescribe"),
+    "verify": ("gradwatch.remedies", "verify"),
+    "Prescription": ("gradwatch.remedies", "Prescription"),
+    "remedies": ("gradwatch.remedies", ""),
 }
 
 __all__ = [
     "Finding",
     "LayerInfo",
+    "Prescription",
     "RemedyHint",
     "Thresholds",
     "Trace",
@@ -45,14 +50,19 @@ __all__ = [
     "__version__",
     "diagnose",
     "load",
+    "prescribe",
+    "remedies",
     "theory",
+    "verify",
     "watch",
 ]
 
 if TYPE_CHECKING:
-    from . import theory
+    from . import remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
+    from .remedies.prescribe import Prescription, prescribe
+    from .remedies.verify import verify
     from .trace import LayerInfo, Trace, TraceError, load
 
 

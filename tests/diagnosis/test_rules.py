@@ -139,6 +139,20 @@ def test_exploding_spikes_over_the_trailing_median(
         )
 
 
+def test_exploding_spike_names_the_layer_that_jumped() -> None:
+    """The layer whose own grad_norm jumped most at the first spike is named."""
+    at = [30, 45, 60]
+    gn = np.ones((80, 3)) + 0.01 * np.sin(np.arange(80))[:, None]
+    gn[at, 1] = 30.0  # fc1 carries the spike
+    glob = np.sqrt((gn**2).sum(axis=1))
+    trace = trace_of(3, 80, {"grad_norm": gn}, scalars={"global_grad_norm": glob})
+    f = run("exploding_gradient", trace)
+    assert f is not None and f.severity == "warning"
+    assert f.layers == ("fc1",)
+    assert f.evidence["spikes"]["layer_at_first_spike"] == "fc1"
+    assert f.evidence["spikes"]["steps"] == at
+
+
 @pytest.mark.parametrize(("decades_per_step", "fires"), [(1 / 40, False), (1 / 20, True)])
 def test_exploding_sustained_growth(decades_per_step: float, fires: bool) -> None:
     """A global norm growing 10^(t/20) over 60 steps (2.5 decades) fires; 10^(t/40) does not."""
@@ -209,8 +223,10 @@ def _skips(n: int, where: list[int]) -> np.ndarray:
     ("n_steps", "skipped", "expected"),
     [
         (100, [5], "info"),
-        (100, list(range(5)), "info"),  # 5% exactly: not above the 5% bound
-        (100, list(range(0, 60, 10)), "warning"),  # 6%
+        (100, [3, 20, 40, 60, 80], "info"),  # 5% exactly: not above the 5% bound
+        (100, [3, 20, 40, 60, 80, 90], "warning"),  # 6%
+        (100, [*range(15), 50], "info"),  # a leading calibration run, then 1 of 85
+        (100, list(range(0, 60, 10)), "warning"),  # after the leading skip: 5 of 99 > 5%
         (400, list(range(10, 26)), "info"),  # 16 in a row: calibration
         (400, list(range(10, 27)), "warning"),  # 17 in a row
     ],

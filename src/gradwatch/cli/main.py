@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order ``gradwatch --help`` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "diagnose", "explain", "theory", "lab")
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "diagnose", "explain", "fix", "theory", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:

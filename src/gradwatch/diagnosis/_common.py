@@ -46,11 +46,20 @@ def nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
 
 def safe_log10(x: np.ndarray) -> np.ndarray:
     """log10 of positive finite values; NaN for 0, negatives, NaN and inf."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    ok = np.isfinite(x) & (x > 0)
-    np.log10(x, out=out, where=ok)
+    with np.errstate(all="ignore"):
+        out = np.log10(np.asarray(x, dtype=np.float64))
+    # log10 gives -inf for 0, NaN for negatives, inf for inf: one pass marks them missing.
+    out[~np.isfinite(out)] = np.nan
     return out
+
+
+def take_cols(mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``mat[:, cols]`` without a copy when ``cols`` is every column in order."""
+    if len(cols) == mat.shape[1] and (
+        len(cols) == 0 or (cols[0] == 0 and cols[-1] == len(cols) - 1)
+    ):
+        return mat
+    return mat[:, cols]
 
 
 def core_layers(trace: Trace) -> np.ndarray:
@@ -149,17 +158,28 @@ def depth_span(log_mat: np.ndarray) -> np.ndarray:
     rows, n = log_mat.shape
     if n < 2 or rows == 0:
         return np.full(rows, np.nan)
-    x = np.arange(n, dtype=np.float64)[None, :]
     ok = np.isfinite(log_mat)
-    cnt = ok.sum(axis=1)
-    y = np.where(ok, log_mat, 0.0)
-    with quiet_nan():
-        xm = (ok * x).sum(axis=1) / cnt
-        ym = y.sum(axis=1) / cnt
-        dx = np.where(ok, x - xm[:, None], 0.0)
-        var = (dx * dx).sum(axis=1)
-        slope = (dx * (y - ym[:, None])).sum(axis=1) / var
-    slope[(cnt < 2) | (var == 0)] = np.nan
+    full = ok.all(axis=1)
+    slope = np.full(rows, np.nan)
+    if full.any():
+        # Rows with every layer present (the usual case): one matrix-vector product.
+        xc = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        slope[full] = (log_mat[full] @ xc) / float(xc @ xc)
+    part = ~full
+    if part.any():
+        # Rows with gaps: centre depth on each row's own layers.
+        sub, okp = log_mat[part], ok[part]
+        x = np.arange(n, dtype=np.float64)[None, :]
+        cnt = okp.sum(axis=1)
+        y = np.where(okp, sub, 0.0)
+        with quiet_nan():
+            xm = (okp * x).sum(axis=1) / cnt
+            ym = y.sum(axis=1) / cnt
+            dx = np.where(okp, x - xm[:, None], 0.0)
+            var = (dx * dx).sum(axis=1)
+            sl = (dx * (y - ym[:, None])).sum(axis=1) / var
+        sl[(cnt < 2) | (var == 0)] = np.nan
+        slope[part] = sl
     return slope * (n - 1)
 
 

@@ -32,14 +32,14 @@ class VanishingGradientThresholds:
     # models stay at or below 0.5 decades, the 20-layer sigmoid MLP shows 4.5; 2 decades
     # (100x) leaves a wide margin on both sides.
     warn_decades: float = 2.0
-    # 10^4: the first layers learn 10,000x slower than the last at one learning rate; Glorot &
-    # Bengio (2010) show such spreads only in nets that fail to train (our choice).
+    # 10^4: the first layers learn 10,000x slower than the last at one learning rate (our
+    # choice; the corpus sigmoid MLP, which does not learn at all, shows 4.5).
     critical_decades: float = 4.0
     # SageMaker Debugger's VanishingGradient default: mean |g| < 1e-7. grad_rms >= mean |g|,
     # so a grad_rms below it implies SageMaker's test holds too.
     abs_floor: float = 1e-7
-    # Recorded rows per window: the trend must hold for a window's median, not one step.
-    # 10 is SageMaker's LossNotDecreasing num_steps default and 10 steps at every=1.
+    # Recorded rows per window: the trend must hold for a window's median, not one step
+    # (our choice: 10 steps at every=1, so a 100-step run has 10 windows).
     window: int = 10
     # Fewer weight layers than this have no depth to vanish along (our choice).
     min_layers: int = 3
@@ -87,7 +87,7 @@ class NonfiniteGradientThresholds:
     # in a row bring it to 1, so a longer run of skips is not calibration.
     max_consecutive_skipped: int = 16
     # GradScaler grows its scale every 2000 good steps (growth_interval) and may then skip one:
-    # a 5% skip rate is 100x that (our choice).
+    # a 5% skip rate after the leading calibration run is 100x that (our choice).
     max_skipped_fraction: float = 0.05
 
 

@@ -33,6 +33,12 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHUNK_KINDS = ("layers", "scalars", "recurrent")
 _CHUNK_RE = re.compile(r"^(layers|scalars|recurrent)-(\d{6})\.parquet$")
+# Index columns each chunk kind must hold, with no nulls, for its rows to be placed.
+_KEY_COLUMNS = {
+    "layers": ("step", "layer"),
+    "scalars": ("step",),
+    "recurrent": ("step", "layer", "t", "input_grad_norm"),
+}
 # A file being written when a run was killed stays under this temporary name; never read.
 _TMP_RE = re.compile(r"^\.(meta\.json|(layers|scalars|recurrent)-\d{6}\.parquet)\.tmp$")
 
@@ -113,6 +119,11 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise TraceError(f"cannot read {str(meta_path)!r}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise TraceError(
+            f"{str(meta_path)!r} holds a JSON {type(meta).__name__}, not the object a gradwatch "
+            "run writes; is it a gradwatch run?"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int):
         raise TraceError(
@@ -124,6 +135,18 @@ def read_meta(path: Path) -> dict[str, Any]:
             f"reads (format {FORMAT_VERSION}). Upgrade gradwatch: `pip install -U gradwatch`."
         )
     return dict(meta)
+
+
+def _check_chunk(kind: str, table: pa.Table, file: Path) -> None:
+    """Refuse a chunk whose index columns are missing or null (its rows cannot be placed)."""
+    for col in _KEY_COLUMNS[kind]:
+        if col not in table.column_names:
+            raise TraceError(
+                f"chunk {str(file)!r} has no {col!r} column ({kind} chunks need "
+                f"{list(_KEY_COLUMNS[kind])}); it was not written by gradwatch's recorder."
+            )
+        if table.column(col).null_count:
+            raise TraceError(f"chunk {str(file)!r} has missing values in its {col!r} column.")
 
 
 def load(run_dir: str | os.PathLike[str]) -> Trace:
@@ -169,6 +192,16 @@ def load(run_dir: str | os.PathLike[str]) -> Trace:
                     f"chunk {str(file)!r} is unreadable ({exc}) and later chunks exist, so the "
                     "run directory was damaged after it was written."
                 ) from exc
-    return trace_from_tables(
-        meta, tables["layers"], tables["scalars"], tables["recurrent"], run_dir=path
-    )
+            _check_chunk(kind, tables[kind][-1], file)
+    try:
+        return trace_from_tables(
+            meta, tables["layers"], tables["scalars"], tables["recurrent"], run_dir=path
+        )
+    except (KeyError, ValueError, TypeError, IndexError, pa.ArrowException) as exc:
+        # Chunks that each read fine but do not fit together (a missing column, a changed
+        # type, a malformed layer table): say which run, not where inside pyarrow it broke.
+        raise TraceError(
+            f"run directory {str(path)!r} is inconsistent: its meta.json and chunks do not fit "
+            f"together ({type(exc).__name__}: {exc}). Was it written by two different runs or "
+            "edited by hand?"
+        ) from exc

@@ -60,7 +60,7 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
             "windows": n_win,
         },
         message=(
-            f"Collapsing weights: the weights of {names[0]} shrank steadily to "
+            f"Collapsing weights: the weights of layer {names[0]!r} shrank steadily to "
             f"{worst:.2g} of their initial norm; weight decay (or a penalty) pulls harder than "
             "the loss pushes, and shrinking weights shrink both the signal and its gradient."
         ),

@@ -44,7 +44,7 @@ def check(trace: Trace, th: DeadUnitsThresholds) -> Finding | None:
             "window_rows": th.window,
         },
         message=(
-            f"Dead units: {worst:.0%} of the units after {names[0]} output 0 for every "
+            f"Dead units: {worst:.0%} of the units of layer {names[0]!r} output 0 for every "
             "input; ReLU's derivative is 0 there, so no gradient reaches their weights and "
             "they cannot recover."
         ),

@@ -32,6 +32,7 @@ from .._common import (
     quiet_nan,
     safe_log10,
     scalar_rows,
+    take_cols,
     window_medians,
 )
 from ..finding import Finding, Severity
@@ -67,7 +68,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     steps, grad = metric_rows(trace, "grad_rms")
     cols = core_layers(trace)
     if len(steps) and len(cols) >= th.min_layers:
-        c = -depth_span(safe_log10(grad[:, cols]))  # first over last
+        c = -depth_span(safe_log10(take_cols(grad, cols)))  # first over last
         meds, starts = window_medians(c, th.window)
         if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
             worst = float(np.nanmax(meds))
@@ -105,7 +106,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             idx = np.flatnonzero(spike)
             biggest = float(np.nanmax(excess[idx]))
             sp = g_steps[th.trailing :][idx]
-            evidence["spikes"] = {
+            spikes: dict[str, object] = {
                 "count": len(idx),
                 "steps": [int(s) for s in sp[:20]],
                 "max_ratio_to_trailing_median": fl(pow10(biggest)),
@@ -114,7 +115,12 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
                 "min_spikes": th.min_spikes,
                 "trailing_rows": th.trailing,
             }
+            evidence["spikes"] = spikes
             spans += [int(sp[0]), int(sp[-1])]
+            culprit = _spike_layer(trace, int(sp[0]), th.trailing)
+            if culprit is not None:
+                spikes["layer_at_first_spike"] = culprit
+                layers.append(culprit)
             severe |= biggest >= np.log10(th.critical_spike_ratio)
             # A lone spike is common in healthy runs (one hard batch); repeated ones are not.
             isolated = len(idx) < th.min_spikes and biggest < np.log10(th.critical_spike_ratio)
@@ -172,8 +178,6 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             ("layernorm", "normalisation keeps activations, and so gradients, in range"),
         ]
     pairs.append(("clip_value", "a cruder cap on each gradient entry"))
-    if not layers:
-        layers = [la.name for la in trace.layers[:1]]
     only_spikes = list(evidence) == ["spikes"]
     severity: Severity = "critical" if severe else "warning"
     if only_spikes and isolated:
@@ -188,3 +192,19 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
         message=f"Exploding gradient: {cause}; {why}.",
         remedies=hints(*pairs),
     )
+
+
+def _spike_layer(trace: Trace, step: int, trailing: int) -> str | None:
+    """The layer whose grad_norm jumped most (vs its trailing median) at ``step``."""
+    if not trace.has_metric("grad_norm") or step not in trace.steps:
+        return None
+    row = int(np.searchsorted(trace.steps, step))
+    if row == 0:
+        return None
+    gn = trace.matrix("grad_norm")
+    base = nanmedian(gn[max(0, row - trailing) : row], axis=0)
+    with quiet_nan():
+        jump = safe_log10(gn[row]) - safe_log10(base)
+    if not np.isfinite(jump).any():
+        return None
+    return trace.layers[int(np.nanargmax(jump))].name

@@ -5,7 +5,8 @@ finding gives the first bad step and, at that step, the bad layers in backward o
 deepest first, since backward visits it first, so the NaN was born there or after it.
 Steps the optimizer skipped (``skipped`` = 1, GradScaler's overflow handling) are reported as
 ``info``: mixed precision calibrating its scale, not a model failure, unless the skips
-persist (a long run of them, or a large fraction of steps).
+persist: a run longer than ``max_consecutive_skipped``, or more than
+``max_skipped_fraction`` of the steps after the leading calibration run.
 """
 
 from __future__ import annotations
@@ -61,13 +62,20 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     unskipped = bad_steps[~np.isin(bad_steps, skip_steps)]
     longest = _longest_run(skip_flags)
     frac = float(skip_flags.mean()) if len(skip_flags) else 0.0
-    persistent = longest > th.max_consecutive_skipped or frac > th.max_skipped_fraction
+    # GradScaler calibrates at the start: the leading run of skips (if not too long) is not
+    # counted in the steady-state fraction.
+    lead = int(np.argmin(skip_flags)) if not skip_flags.all() else len(skip_flags)
+    after = skip_flags[lead:]
+    steady_frac = float(after.mean()) if len(after) else 0.0
+    persistent = longest > th.max_consecutive_skipped or steady_frac > th.max_skipped_fraction
 
     severity: Severity
     evidence: dict[str, object] = {
         "bad_steps": len(bad_steps),
         "skipped_steps": len(skip_steps),
         "skipped_fraction": fl(frac),
+        "skipped_fraction_after_calibration": fl(steady_frac),
+        "calibration_skips": lead,
         "longest_skipped_run": longest,
         "max_consecutive_skipped": th.max_consecutive_skipped,
         "max_skipped_fraction": th.max_skipped_fraction,
@@ -94,7 +102,7 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     span = (int(all_steps.min()), int(all_steps.max()))
 
     if len(unskipped):
-        where = f"in {layers[0]}" if layers else ""
+        where = f"in layer {layers[0]!r}" if layers else ""
         msg = (
             f"Non-finite gradient: a NaN/Inf first reached the weights at step {first_step} "
             f"{where}, the first layer the backward pass visits that holds one, so it arose in "

@@ -7,13 +7,13 @@ fires on any of three kinds of evidence:
   fitted trend of that variance along depth spans more than ``max_variance_ratio``
   (SageMaker Debugger's PoorWeightInitialization compares max and min variance with 10);
 * backward gain: the geometric-mean per-layer gain of ``||dL/dh||`` per unit (RMS), from the
-  last layer to the first, is farther than ``gain_factor`` from 1;
-* weight scale: a layer's parameter scale (``weight_norm / sqrt(numel(weight))``; the norm
-  includes the bias, so a large bias shows too) compared with what the
-  activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's ``calculate_gain``: 1 for
-  sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al. 2015, Glorot & Bengio 2010);
-  layers off by ``weight_scale_factor`` fire when together they compound past
-  ``compound_decades``.
+  last hidden layer to the first, is farther than ``gain_factor`` from 1;
+* weight scale (first measured row only): a layer's parameter scale
+  (``weight_norm / sqrt(numel(weight))``; the norm includes the bias, so a large bias shows
+  too) compared with what the activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's
+  ``calculate_gain``: 1 for sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al.
+  2015, Glorot & Bengio 2010); layers off by ``weight_scale_factor`` fire when together they
+  compound past ``compound_decades``.
 """
 
 from __future__ import annotations
@@ -126,8 +126,9 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # --- weights: scale vs what the following activation needs.
     _, wn = metric_rows(trace, "weight_norm")
     if len(wn):
-        with quiet_nan():
-            w0 = nanmedian(wn[: th.first_rows, cols], axis=0)
+        # The first measured row only: the starting weights themselves (weight_norm may be
+        # sampled every 10 steps, and a high learning rate changes them within 10).
+        w0 = wn[0, cols]
         ratios: dict[str, float] = {}
         for j, i in enumerate(cols):  # one pass over layers, not steps
             need = _needed_std(trace.layers[int(i)])

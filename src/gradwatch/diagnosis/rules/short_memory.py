@@ -48,7 +48,7 @@ def fit_decay(profile: np.ndarray) -> tuple[float, float, int] | None:
 
 def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
     """Return the short-memory finding of ``trace`` (its worst recurrent layer), or None."""
-    best: tuple[float, str, dict[str, object], tuple[int, int]] | None = None
+    best: tuple[float, str, dict[str, object], tuple[int, int], float] | None = None
     for name in trace.recurrent_layers:  # one pass per recurrent layer, never per step
         prof = trace.input_grad_profile(name)
         if prof.values.ndim != 2 or prof.values.shape[1] < th.min_length:
@@ -85,13 +85,12 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         }
         span = (int(steps[-len(tail)]), int(steps[-1]))
         if best is None or fall > best[0]:
-            best = (fall, name, evidence, span)
+            best = (fall, name, evidence, span, slope)
     if best is None:
         return None
-    fall, name, evidence, span = best
+    fall, name, evidence, span, slope = best
     kind = next((la.type for la in trace.layers if la.name == name), "recurrent layer")
-    horizon_ev = evidence["horizon_steps"]
-    per_step = evidence["decay_per_step"]
+    horizon = math.log10(th.horizon_factor) / -slope
     pairs = []
     if kind not in ("LSTM", "GRU"):
         pairs += [
@@ -110,12 +109,11 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         steps=span,
         evidence=evidence,
         message=(
-            f"Short memory: in {name} ({kind}) the gradient reaching an input shrinks by "
-            f"{per_step}x per time step of distance from the loss (each step multiplies it by "
-            f"the recurrent Jacobian), so inputs more than ~{horizon_ev:.0f} steps back get under "
-            f"1/{th.horizon_factor:g} of the gradient and are effectively not learned from."
-            if isinstance(horizon_ev, float)
-            else f"Short memory: in {name} the gradient decays exponentially with distance."
+            f"Short memory: in layer {name!r} ({kind}) the gradient reaching an input is "
+            f"multiplied by {pow10(slope):.2g} per time step of distance from the loss (each step "
+            f"multiplies it by the recurrent Jacobian), so inputs more than ~{horizon:.0f} steps "
+            f"back get under 1/{th.horizon_factor:g} of the gradient and are effectively not "
+            "learned from."
         ),
         remedies=hints(*pairs),
     )

@@ -50,7 +50,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         worst = float(med[high[0]])
         severity = "critical" if worst > th.critical_ratio else "warning"
         message = (
-            f"Unstable updates: each step changes the weights of {names_hi[0]} by "
+            f"Unstable updates: each step changes the weights of layer {names_hi[0]!r} by "
             f"{worst:.2g} of their norm (healthy training is near 0.001), so the learning "
             "rate is far too high for this layer and every step overshoots."
         )
@@ -58,7 +58,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
         message = (
-            f"Unstable updates: the weights of {names_lo[0]} change by less than "
+            f"Unstable updates: the weights of layer {names_lo[0]!r} change by less than "
             f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
         )
     if len(hot_blocks):

@@ -28,6 +28,7 @@ from .._common import (
     quiet_nan,
     safe_log10,
     step_span,
+    take_cols,
     window_medians,
 )
 from ..finding import Finding, RemedyHint
@@ -43,7 +44,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     if len(steps) == 0 or len(cols) == 0:
         return None
     names = [trace.layers[i].name for i in cols]
-    g = grad[:, cols]  # (S, L) core layers only
+    g = take_cols(grad, cols)  # (S, L) core layers only
     logg = safe_log10(g)
 
     # --- relative evidence: depth contrast, window medians.
@@ -133,7 +134,8 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         )
     if not contrast_hit:
         cause = (
-            f"the gradient of {', '.join(layers[:3])} is below {th.abs_floor:g} (RMS), too "
+            f"the gradient of layer(s) {', '.join(map(repr, layers[:3]))} is below "
+            f"{th.abs_floor:g} (RMS), too "
             "small to change the weights"
         )
     message = f"Vanishing gradient: {cause}."

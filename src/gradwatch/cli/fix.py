@@ -1,0 +1,103 @@
+"""``gradwatch fix RUN_DIR``: the diagnosis of a recorded run and the remedies for it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "fix",
+        help="show the remedies prescribed for a recorded run",
+        description=(
+            "Load a recorded run, diagnose it, and print the ranked remedies with the reason "
+            "for each and the call that applies it. Without the model at hand, remedies are "
+            "checked only against the recorded layer table."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by gw.watch")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for machines (default: %(default)s)",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also list the remedies the recorded model rules out, with why",
+    )
+    p.set_defaults(func=run)
+
+
+def _diagnose() -> Any:
+    import importlib
+
+    return getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
+
+
+def _call(remedy: str, options: dict[str, Any]) -> str:
+    args = "".join(
+        f", {k}={v:.4g}" if isinstance(v, float) else f", {k}=..." for k, v in options.items()
+    )
+    return f'gw.remedies.apply(model, "{remedy}"{args})'
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradwatch.remedies import prescribe
+    from gradwatch.trace import load
+
+    trace = load(args.run_dir)
+    diagnose = _diagnose()
+    if diagnose is None:
+        print(
+            "gradwatch fix: error: this version of gradwatch has no gradwatch.diagnosis."
+            "diagnose(); update gradwatch to get prescriptions.",
+            file=sys.stderr,
+        )
+        return 2
+    findings = list(diagnose(trace))
+    prescriptions = prescribe(findings, trace=trace, include_inapplicable=args.all)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(args.run_dir),
+                    "findings": [f.to_json() for f in findings],
+                    "prescriptions": [p.to_json() for p in prescriptions],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    print(f"Run {args.run_dir}: {len(trace)} recorded steps, {len(trace.layers)} layers.")
+    if not findings:
+        print("No problem found: nothing to prescribe.")
+        return 0
+    print(f"\nFindings ({len(findings)}):")
+    for f in findings:
+        print(f"  [{f.severity}] {f.rule}: {f.message}")
+    usable = [p for p in prescriptions if p.applicable]
+    print(f"\nRemedies, best first ({len(usable)}):")
+    for i, p in enumerate(usable, start=1):
+        print(f"  {i}. {p.remedy}  (score {p.score:.2f}; for {', '.join(p.rules)})")
+        print(f"     why: {p.reason}")
+        print(f"     how: {_call(p.remedy, p.options)}")
+        needed = [k for k, v in p.options.items() if v == "<required>"]
+        if needed:
+            print(f"     needs: {', '.join(needed)} (your data or setting)")
+    ruled_out = [p for p in prescriptions if not p.applicable]
+    if ruled_out:
+        print("\nRuled out for this model:")
+        for p in ruled_out:
+            print(f"  - {p.remedy}: {p.why_not}")
+    print(
+        "\nChecked against the recorded layer table only; with the model in hand, "
+        "gw.prescribe(findings, model) checks each remedy against it and "
+        "gw.verify(model, remedy, batches) measures what it changes."
+    )
+    return 0

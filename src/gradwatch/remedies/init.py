@@ -1,0 +1,502 @@
+"""Initialisation remedies, all in place (names end in ``_``, as ``torch.nn.init``).
+
+Each sets the weights of the dense, convolutional (and, where it is defined, recurrent)
+layers of a model and zeroes their biases; other modules (norms, embeddings ...) keep
+their parameters. On any error the model is restored exactly (no half-initialised model).
+
+References: Glorot & Bengio 2010 (Xavier), He et al. 2015 (He/Kaiming), LeCun et al. 1998
+and Klambauer et al. 2017 (LeCun normal for SELU), Saxe et al. 2014 (orthogonal),
+Le, Jaitly & Hinton 2015 (IRNN identity recurrent init), Mishkin & Matas 2016 (LSUV).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ._common import (
+    UnsupportedModelError,
+    activation_types,
+    atomic_,
+    type_names,
+    weight_layer_types,
+)
+
+__all__ = [
+    "activation_gain",
+    "following_activations",
+    "init_he_",
+    "init_identity_",
+    "init_lecun_",
+    "init_lsuv_",
+    "init_orthogonal_",
+    "init_xavier_",
+]
+
+Distribution = Literal["uniform", "normal"]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One weight matrix to initialise, split into gate blocks along dim 0."""
+
+    layer: str
+    weight: torch.Tensor
+    chunks: int
+    # the nonlinearity the matrix feeds inside its own cell: nn.RNN's tanh/relu; "linear"
+    # for LSTM/GRU gates (gain 1); None for a feed-forward layer (the next activation counts)
+    own_nonlinearity: str | None = None
+
+
+def _gates(module: nn.Module) -> int:
+    if isinstance(module, nn.LSTM):
+        return 4
+    if isinstance(module, nn.GRU):
+        return 3
+    return 1
+
+
+def _targets(model: nn.Module, *, recurrent: bool = True) -> list[_Target]:
+    out: list[_Target] = []
+    for name, m in model.named_modules():
+        if isinstance(m, weight_layer_types()):
+            assert isinstance(m.weight, torch.Tensor)
+            out.append(_Target(name, m.weight, 1))
+        elif recurrent and isinstance(m, nn.RNNBase):
+            own = m.nonlinearity if isinstance(m, nn.RNN) else "linear"
+            for pname, p in m.named_parameters(recurse=False):
+                if pname.startswith("weight_"):
+                    out.append(_Target(name, p, _gates(m), own))
+    if not out:
+        supported = (
+            (*weight_layer_types(), nn.RNN, nn.LSTM, nn.GRU)
+            if recurrent
+            else (weight_layer_types())
+        )
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no layer this initialisation supports "
+            f"(found: {_found_types(model)}); supported: {type_names(supported)}"
+        )
+    return out
+
+
+def _found_types(model: nn.Module) -> str:
+    seen = [
+        type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))
+    ]
+    return ", ".join(dict.fromkeys(seen)) or "no module with parameters"
+
+
+def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``module.<name>`` if it is a tensor (e.g. ``bias=False`` makes it None)."""
+    value = getattr(module, name, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _zero_biases(model: nn.Module) -> None:
+    for m in model.modules():
+        bias = _tensor(m, "bias")
+        if isinstance(m, weight_layer_types()) and bias is not None:
+            bias.zero_()
+        elif isinstance(m, nn.RNNBase):
+            for pname, p in m.named_parameters(recurse=False):
+                if pname.startswith("bias_"):
+                    p.zero_()
+
+
+def _chunks(t: _Target) -> Iterator[torch.Tensor]:
+    yield from t.weight.chunk(t.chunks, dim=0)
+
+
+def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
+    """For each weight layer, the activation module that follows it, or None.
+
+    The order is module registration order, which is the forward order of an
+    ``nn.Sequential``; norms and dropout between a layer and its activation are skipped.
+
+    Example:
+        >>> from torch import nn
+        >>> following_activations(nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1)))
+        {'0': Tanh(), '2': None}
+    """
+    result: dict[str, nn.Module | None] = {}
+    open_layers: list[str] = []
+    for name, m in model.named_modules():
+        if isinstance(m, (*weight_layer_types(), nn.RNNBase)):
+            for o in open_layers:
+                result[o] = None
+            open_layers = [name]
+            result[name] = None
+        elif isinstance(m, activation_types()):
+            for o in open_layers:
+                result[o] = m
+            open_layers = []
+    return result
+
+
+def _second_moment_gain(act: nn.Module) -> float:
+    """1 / sqrt(E[f(z)^2]) for z ~ N(0, 1), by 64-point Gauss-Hermite quadrature: the gain
+    that keeps the forward second moment, He et al.'s derivation (sqrt(2) for ReLU)."""
+    import numpy as np
+
+    x, w = np.polynomial.hermite_e.hermegauss(64)  # weight exp(-x^2/2)
+    with torch.no_grad():
+        fx = act(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    second = float(np.sum(w * fx**2) / math.sqrt(2 * math.pi))
+    return 1.0 / math.sqrt(second)
+
+
+def activation_gain(act: nn.Module | str | None) -> float:
+    """The init gain for a layer followed by ``act``.
+
+    torch's ``calculate_gain`` where it defines one (sigmoid 1, tanh 5/3, relu sqrt(2),
+    leaky_relu sqrt(2 / (1 + slope^2)); SELU 1, as torch advises for self-normalising
+    nets), otherwise (ELU, GELU, SiLU, Mish, Softplus ...) the second-moment gain
+    ``1 / sqrt(E[f(z)^2])``, z ~ N(0, 1), computed by quadrature. ``None`` means no
+    activation (linear, gain 1). A string is a torch nonlinearity name.
+
+    Example:
+        >>> round(activation_gain("relu"), 4)
+        1.4142
+    """
+    if act is None:
+        return 1.0
+    if isinstance(act, str):
+        if act == "selu":
+            return 1.0
+        if act in ("relu", "tanh", "sigmoid", "linear", "leaky_relu"):
+            return float(nn.init.calculate_gain(act))  # type: ignore[arg-type]
+        raise ValueError(
+            f"unknown nonlinearity {act!r}; pass one of 'linear', 'sigmoid', 'tanh', "
+            "'relu', 'leaky_relu', 'selu' or an activation module"
+        )
+    if isinstance(act, nn.Sigmoid):
+        return 1.0
+    if isinstance(act, nn.Tanh):
+        return 5.0 / 3.0
+    if isinstance(act, nn.ReLU):
+        return math.sqrt(2.0)
+    if isinstance(act, nn.LeakyReLU):
+        return math.sqrt(2.0 / (1.0 + act.negative_slope**2))
+    if isinstance(act, nn.PReLU):
+        slope = float(act.weight.detach().mean())
+        return math.sqrt(2.0 / (1.0 + slope**2))
+    if isinstance(act, nn.SELU):
+        return 1.0
+    return _second_moment_gain(act)
+
+
+def _gain_for(t: _Target, acts: dict[str, nn.Module | None], nonlinearity: str | None) -> float:
+    """The forced nonlinearity's gain, else that of the cell's own nonlinearity (recurrent
+    layers), else that of the activation following the layer."""
+    if nonlinearity is not None:
+        return activation_gain(nonlinearity)
+    if t.own_nonlinearity is not None:
+        return activation_gain(t.own_nonlinearity)
+    return activation_gain(acts.get(t.layer))
+
+
+def _check_distribution(distribution: str) -> None:
+    if distribution not in ("uniform", "normal"):
+        raise ValueError(
+            f"expected `distribution` to be 'uniform' or 'normal' but got {distribution!r}"
+        )
+
+
+def init_xavier_(
+    model: nn.Module, *, distribution: Distribution = "uniform", gain: float = 1.0
+) -> nn.Module:
+    """Xavier/Glorot init in place: Var(W) = gain^2 * 2 / (fan_in + fan_out), biases 0.
+
+    Recurrent weight matrices are initialised gate by gate.
+
+    Args:
+        model: Modified in place and returned.
+        distribution: ``"uniform"`` (Glorot & Bengio's) or ``"normal"``.
+        gain: Scale factor (1 in the paper).
+
+    Example:
+        >>> from torch import nn
+        >>> m = init_xavier_(nn.Sequential(nn.Linear(4, 4), nn.Tanh()))
+    """
+    _check_distribution(distribution)
+    targets = _targets(model)
+    with atomic_(model), torch.no_grad():
+        for t in targets:
+            for w in _chunks(t):
+                if distribution == "uniform":
+                    nn.init.xavier_uniform_(w, gain=gain)
+                else:
+                    nn.init.xavier_normal_(w, gain=gain)
+        _zero_biases(model)
+    return model
+
+
+def init_he_(
+    model: nn.Module,
+    *,
+    nonlinearity: str | None = None,
+    mode: Literal["fan_in", "fan_out"] = "fan_in",
+    distribution: Distribution = "normal",
+) -> nn.Module:
+    """He/Kaiming init in place: Var(W) = gain^2 / fan, with the gain of the activation
+    that follows each layer (detected from the module order, or ``nonlinearity=``).
+
+    For ReLU this is Var(W) = 2 / fan_in (He et al. 2015). Layers followed by no activation
+    (the output layer) get gain 1. An ``nn.RNN`` uses the gain of its own nonlinearity
+    (tanh or relu); LSTM/GRU gate blocks get gain 1. Biases are set to 0. Activations
+    called functionally in ``forward`` (``torch.relu(x)``) are not seen: pass
+    ``nonlinearity=`` for such models.
+
+    Args:
+        model: Modified in place and returned.
+        nonlinearity: Force one nonlinearity for every layer (``"relu"``, ``"tanh"`` ...);
+            by default it is detected per layer (see :func:`following_activations`).
+        mode: ``"fan_in"`` keeps the forward variance, ``"fan_out"`` the backward one.
+        distribution: ``"normal"`` or ``"uniform"`` (same variance).
+
+    Example:
+        >>> from torch import nn
+        >>> m = init_he_(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1)))
+    """
+    _check_distribution(distribution)
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"expected `mode` to be 'fan_in' or 'fan_out' but got {mode!r}")
+    if nonlinearity is not None:
+        activation_gain(nonlinearity)  # validate before touching anything
+    targets = _targets(model)
+    acts = following_activations(model)
+    with atomic_(model), torch.no_grad():
+        for t in targets:
+            gain = _gain_for(t, acts, nonlinearity)
+            for w in _chunks(t):
+                fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
+                std = gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+                if distribution == "normal":
+                    w.normal_(0.0, std)
+                else:
+                    bound = math.sqrt(3.0) * std
+                    w.uniform_(-bound, bound)
+        _zero_biases(model)
+    return model
+
+
+def init_lecun_(model: nn.Module) -> nn.Module:
+    """LeCun normal init in place: W ~ N(0, 1 / fan_in), biases 0 (the init SELU's
+    self-normalisation assumes, Klambauer et al. 2017).
+
+    Example:
+        >>> from torch import nn
+        >>> m = init_lecun_(nn.Sequential(nn.Linear(4, 4), nn.SELU()))
+    """
+    targets = _targets(model)
+    with atomic_(model), torch.no_grad():
+        for t in targets:
+            for w in _chunks(t):
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)
+                w.normal_(0.0, 1.0 / math.sqrt(fan_in))
+        _zero_biases(model)
+    return model
+
+
+def init_orthogonal_(model: nn.Module, *, gain: float | Literal["auto"] = 1.0) -> nn.Module:
+    """Orthogonal init in place (Saxe et al. 2014): each weight matrix (gate block for
+    recurrent layers; conv kernels flattened) is ``gain`` times a (semi-)orthogonal matrix.
+
+    Args:
+        model: Modified in place and returned.
+        gain: A number, or ``"auto"`` for the gain of the activation following each layer
+            (see :func:`activation_gain`).
+
+    Example:
+        >>> from torch import nn
+        >>> m = init_orthogonal_(nn.Sequential(nn.Linear(4, 4), nn.Tanh()), gain="auto")
+    """
+    if not (gain == "auto" or isinstance(gain, (int, float))):
+        raise ValueError(f"expected `gain` to be a number or 'auto' but got {gain!r}")
+    targets = _targets(model)
+    acts = following_activations(model)
+    with atomic_(model), torch.no_grad():
+        for t in targets:
+            g = float(gain) if gain != "auto" else _gain_for(t, acts, None)
+            for w in _chunks(t):
+                nn.init.orthogonal_(w, gain=g)
+        _zero_biases(model)
+    return model
+
+
+def init_identity_(
+    model: nn.Module, *, scale: float = 1.0, input_std: float | None = 0.001
+) -> nn.Module:
+    """Identity recurrent init (IRNN, Le, Jaitly & Hinton 2015) of every ``nn.RNN``, in place.
+
+    W_hh = scale * I, all recurrent biases 0, and (as in the paper) input weights
+    W_ih ~ N(0, input_std^2); ``input_std=None`` keeps the input weights. Meant for
+    ``nn.RNN(nonlinearity="relu")``: with ReLU the identity makes the hidden state an
+    integrator, so gradients neither vanish nor explode at first. Other layers are untouched.
+
+    Raises:
+        UnsupportedModelError: The model has no ``nn.RNN`` (LSTM/GRU have gates of their
+            own and are not IRNNs).
+
+    Example:
+        >>> from torch import nn
+        >>> rnn = init_identity_(nn.RNN(3, 4, nonlinearity="relu"))
+        >>> bool((rnn.weight_hh_l0 == nn.init.eye_(nn.Parameter(rnn.weight_hh_l0.clone()))).all())
+        True
+    """
+    rnns = [(n, m) for n, m in model.named_modules() if type(m) is nn.RNN]
+    if not rnns:
+        raise UnsupportedModelError(
+            f"identity recurrent init needs an nn.RNN; {type(model).__name__} has "
+            f"{_found_types(model)}. Supported: nn.RNN (ideally nonlinearity='relu')."
+        )
+    with atomic_(model), torch.no_grad():
+        for _, rnn in rnns:
+            for pname, p in rnn.named_parameters(recurse=False):
+                if pname.startswith("weight_hh"):
+                    p.copy_(scale * torch_eye_like(p))
+                elif pname.startswith("bias_"):
+                    p.zero_()
+                elif pname.startswith("weight_ih") and input_std is not None:
+                    p.normal_(0.0, input_std)
+    return model
+
+
+def torch_eye_like(p: torch.Tensor) -> torch.Tensor:
+    return torch.eye(p.shape[0], p.shape[1], dtype=p.dtype, device=p.device)
+
+
+class _StopForwardError(Exception):
+    """Raised by the LSUV hook once the layer being scaled has produced its output."""
+
+
+def init_lsuv_(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[Any, ...],
+    *,
+    tol: float = 0.1,
+    max_iter: int = 10,
+) -> nn.Module:
+    """Layer-sequential unit-variance init (LSUV, Mishkin & Matas 2016), in place.
+
+    First every Linear/Conv weight is set orthogonal and its bias to 0; then, layer by layer
+    in forward order, the weight is divided by the standard deviation of the layer's output
+    on ``inputs`` until that variance is within ``tol`` of 1 (at most ``max_iter`` passes
+    per layer). The forward passes run in eval mode (dropout off, BatchNorm running
+    statistics untouched) under ``torch.no_grad``.
+
+    Args:
+        model: Modified in place and returned.
+        inputs: One batch of model inputs: a tensor (``model(inputs)``) or a tuple of
+            positional arguments (``model(*inputs)``).
+        tol: Accepted distance of the output variance from 1.
+        max_iter: Most rescaling passes per layer; a warning names the layers that did not
+            converge.
+
+    Raises:
+        ValueError: Bad ``tol``/``max_iter``, or a layer whose output variance is 0 or not
+            finite on the batch (it cannot be rescaled); the model is then restored.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+        >>> m = init_lsuv_(m, torch.randn(64, 8))
+    """
+    if not (tol > 0):
+        raise ValueError(f"expected `tol` > 0 but got {tol}")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise ValueError(f"expected `max_iter` to be an int >= 1 but got {max_iter!r}")
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, weight_layer_types())]
+    if not layers:
+        raise UnsupportedModelError(
+            f"LSUV needs Linear or Conv layers; {type(model).__name__} has "
+            f"{_found_types(model)}. Supported: {type_names(weight_layer_types())}"
+        )
+    was_training = model.training
+    unconverged: list[str] = []
+    try:
+        with atomic_(model), torch.no_grad():
+            model.eval()
+            for _, m in layers:
+                weight, bias = _tensor(m, "weight"), _tensor(m, "bias")
+                assert weight is not None
+                torch.nn.init.orthogonal_(weight)
+                if bias is not None:
+                    bias.zero_()
+            for name in _forward_order(model, args, [n for n, _ in layers]):
+                layer = model.get_submodule(name)
+                for it in range(max_iter + 1):
+                    var = _output_variance(model, layer, args)
+                    if not math.isfinite(var) or var <= 0.0:
+                        raise ValueError(
+                            f"LSUV: output variance of layer {name!r} "
+                            f"({type(layer).__name__}) is {var} on the batch, so it cannot "
+                            "be rescaled to 1; check the inputs (constant? non-finite?) and "
+                            "the layers before it."
+                        )
+                    if abs(var - 1.0) < tol:
+                        break
+                    if it == max_iter:
+                        unconverged.append(f"{name} (variance {var:.3g})")
+                        break
+                    weight = _tensor(layer, "weight")
+                    assert weight is not None
+                    weight.div_(math.sqrt(var))
+    finally:
+        model.train(was_training)
+    if unconverged:
+        warnings.warn(
+            f"LSUV did not reach unit variance within tol={tol} in max_iter={max_iter} "
+            f"passes for: {', '.join(unconverged)}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return model
+
+
+def _forward_order(model: nn.Module, args: tuple[Any, ...], names: list[str]) -> list[str]:
+    """Layer names in the order the forward pass first calls them (unused layers last)."""
+    order: list[str] = []
+    handles = []
+    for name in names:
+
+        def hook(_m: nn.Module, _i: Any, _o: Any, name: str = name) -> None:
+            if name not in order:
+                order.append(name)
+
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        model(*args)
+    finally:
+        for h in handles:
+            h.remove()
+    return order + [n for n in names if n not in order]
+
+
+def _output_variance(model: nn.Module, layer: nn.Module, args: tuple[Any, ...]) -> float:
+    """Variance of ``layer``'s output on the batch; the forward stops right after it."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        captured.append(out.detach())
+        raise _StopForwardError
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        model(*args)
+    except _StopForwardError:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError(f"LSUV: layer {type(layer).__name__} was not called by the forward pass")
+    return float(captured[0].double().var())  # one host sync per pass: init, not training

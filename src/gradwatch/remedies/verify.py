@@ -1,0 +1,315 @@
+"""Verify a remedy: train a copy with and without it, recorded, and compare.
+
+Both runs start from the same weights (copies of the user's model), see the same batches
+in the same order and the same random stream (``torch.manual_seed(seed)`` before each),
+and are recorded with ``gradwatch.watch``. The comparison reads the traces: the ratio of
+the first to the last layer's gradient RMS (1 = the gradient reaches the input layer at
+full strength; 1e-6 = it has vanished), the loss, and, when a ``diagnose`` function is
+available, the findings that disappeared or appeared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._common import activation_types, copy_model, norm_types
+from .prescribe import Prescription
+
+if TYPE_CHECKING:
+    from gradwatch.diagnosis import Finding
+    from gradwatch.trace import Trace
+
+__all__ = ["ArmResult", "Verification", "verify"]
+
+RemedyFn = str | Callable[[nn.Module], nn.Module]
+Remedy = RemedyFn | Prescription
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+Diagnose = Callable[["Trace"], Sequence["Finding"]]
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One of the two training runs of :func:`verify`.
+
+    Attributes:
+        label: ``"baseline"`` or the remedy's name.
+        first_layer: Name of the first weight layer (norm layers are skipped).
+        last_layer: Name of the last weight layer.
+        grad_ratio_first: First/last layer gradient RMS at the first step (initialisation).
+        grad_ratio_last: The same at the last step.
+        loss_first: Loss at the first step.
+        loss_last: Mean loss over the last 10% of the steps (at least one).
+        findings: Rule ids diagnosed on the trace, or None when no diagnosis ran.
+        trace: The recorded trace.
+    """
+
+    label: str
+    first_layer: str
+    last_layer: str
+    grad_ratio_first: float
+    grad_ratio_last: float
+    loss_first: float
+    loss_last: float
+    findings: tuple[str, ...] | None
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Before/after comparison of a remedy (see :func:`verify`)."""
+
+    remedy: str
+    steps: int
+    seed: int
+    before: ArmResult
+    after: ArmResult
+
+    @property
+    def gradient_gain(self) -> float:
+        """How many times the remedy raised the first/last gradient ratio at step 0."""
+        return self.after.grad_ratio_first / self.before.grad_ratio_first
+
+    @property
+    def disappeared(self) -> tuple[str, ...] | None:
+        """Findings of the baseline that the remedy made go away (None: not diagnosed)."""
+        if self.before.findings is None or self.after.findings is None:
+            return None
+        return tuple(r for r in self.before.findings if r not in self.after.findings)
+
+    @property
+    def appeared(self) -> tuple[str, ...] | None:
+        """Findings that only the remedied run has (None: not diagnosed)."""
+        if self.before.findings is None or self.after.findings is None:
+            return None
+        return tuple(r for r in self.after.findings if r not in self.before.findings)
+
+    def summary(self) -> str:
+        """A small plain-text table of the comparison."""
+        b, a = self.before, self.after
+        lines = [
+            f"verify {self.remedy}: {self.steps} steps, seed {self.seed}",
+            f"{'':28}{'baseline':>12}{self.remedy[:12]:>14}",
+            f"{'grad RMS first/last, step 0':28}{b.grad_ratio_first:>12.3g}"
+            f"{a.grad_ratio_first:>14.3g}",
+            f"{'grad RMS first/last, last':28}{b.grad_ratio_last:>12.3g}{a.grad_ratio_last:>14.3g}",
+            f"{'loss, first step':28}{b.loss_first:>12.4g}{a.loss_first:>14.4g}",
+            f"{'loss, last steps':28}{b.loss_last:>12.4g}{a.loss_last:>14.4g}",
+        ]
+        if self.disappeared is None:
+            lines.append("findings: not diagnosed (no diagnose function available)")
+        else:
+            lines.append(
+                f"findings gone: {list(self.disappeared) or 'none'}; "
+                f"new: {list(self.appeared or ()) or 'none'}"
+            )
+        return "\n".join(lines)
+
+
+def _default_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if not y.is_floating_point():
+        return nn.functional.cross_entropy(out, y)
+    return nn.functional.mse_loss(out, y)
+
+
+def _default_diagnose() -> Diagnose | None:
+    # looked up by name: diagnose() lands in gradwatch.diagnosis separately from remedies
+    import importlib
+
+    found = getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
+    return found if callable(found) else None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _remedied(
+    model: nn.Module, remedy: RemedyFn, options: dict[str, Any], batches: Sequence[Any]
+) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The remedied copy, and the clipper options when the remedy is a clipper."""
+    from . import apply
+
+    if callable(remedy):
+        out = remedy(copy_model(model))
+        if not isinstance(out, nn.Module):
+            raise TypeError(
+                f"expected the remedy callable to return an nn.Module but got {type(out).__name__}"
+            )
+        return out, None
+    if remedy.startswith("clip_"):
+        return copy_model(model), dict(options)
+    opts = dict(options)
+    if remedy == "init_lsuv":
+        opts.setdefault("inputs", batches[0][0])
+    if remedy == "layerwise_pretraining":
+        opts.setdefault("data", [b[0] for b in batches])
+    treated = apply(model, remedy, **opts)
+    assert isinstance(treated, nn.Module)
+    return treated, None
+
+
+def _weight_columns(trace: Trace) -> tuple[int, int]:
+    """First and last recorded weight layer (norms and PReLU activations are layers too,
+    but their gradients say nothing about the depth profile)."""
+    skip = {t.__name__ for t in (*norm_types(), *activation_types())}
+    cols = [i for i, layer in enumerate(trace.layers) if layer.type not in skip]
+    if not cols:
+        raise ValueError("the recorded model has no weight layer to compare")
+    order = sorted(cols, key=lambda i: trace.layers[i].depth)
+    return order[0], order[-1]
+
+
+def _run(
+    label: str,
+    model: nn.Module,
+    clip: dict[str, Any] | None,
+    *,
+    remedy: str,
+    batches: Sequence[Any],
+    steps: int,
+    seed: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: OptimizerFactory,
+    diagnose: Diagnose | None,
+) -> ArmResult:
+    from gradwatch.recording import watch
+
+    from .clipping import GradientClipper
+
+    torch.manual_seed(seed)
+    device = _model_device(model)
+    opt = optimizer(model.parameters())
+    model.train()
+    with watch(model, opt) as w:
+        clipper = None
+        if clip is not None:
+            mode = {"clip_norm": "norm", "clip_value": "value", "clip_adaptive": "adaptive"}[remedy]
+            clipper = GradientClipper(model, mode=mode, watch=w, **clip).attach(opt)  # type: ignore[arg-type]
+        try:
+            for step in range(steps):
+                x, y = batches[step % len(batches)]
+                loss = loss_fn(model(x.to(device)), y.to(device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+        finally:
+            if clipper is not None:
+                clipper.remove()
+    trace = w.trace
+    first, last = _weight_columns(trace)
+    rms = trace.matrix("grad_rms")
+    losses = trace.scalar("loss")
+    tail = max(1, steps // 10)
+    findings = None
+    if diagnose is not None:
+        findings = tuple(dict.fromkeys(f.rule for f in diagnose(trace)))
+    return ArmResult(
+        label=label,
+        first_layer=trace.layers[first].name,
+        last_layer=trace.layers[last].name,
+        grad_ratio_first=_ratio(rms[0, first], rms[0, last]),
+        grad_ratio_last=_ratio(rms[-1, first], rms[-1, last]),
+        loss_first=float(losses[0]),
+        loss_last=_mean_or_nan(losses[-tail:]),
+        findings=findings,
+        trace=trace,
+    )
+
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    """Mean of the measured (non-NaN) values; NaN when there is none (e.g. a diverged run)."""
+    measured = values[~np.isnan(values)]
+    return float(measured.mean()) if len(measured) else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 and math.isfinite(b) else math.nan
+
+
+def verify(
+    model: nn.Module,
+    remedy: Remedy,
+    batches: Sequence[Any],
+    steps: int = 100,
+    seed: int = 0,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    optimizer: OptimizerFactory | None = None,
+    options: dict[str, Any] | None = None,
+    diagnose: Diagnose | None = None,
+) -> Verification:
+    """Train a copy of ``model`` with and without ``remedy`` and compare the recordings.
+
+    Args:
+        model: The model; it is not modified (both runs train copies).
+        remedy: A remedy id (``remedies.apply``; ``clip_*`` clippers are attached to the
+            optimizer, ``init_lsuv`` defaults to the first batch, ``layerwise_pretraining``
+            to the batches' inputs), a function taking a copy of the model and returning
+            the remedied model (e.g. relu then He init), or a :class:`Prescription` (its
+            suggested options are used).
+        batches: ``(inputs, targets)`` pairs, used in order and cycled.
+        steps: Optimizer steps per run.
+        seed: Seed set before each run (same dropout masks, same init of new layers).
+        loss_fn: ``loss_fn(output, targets)``; default cross-entropy for integer targets,
+            mean squared error otherwise.
+        optimizer: A factory ``params -> Optimizer``; default ``SGD(lr=0.01)``.
+        options: Options of the remedy (``remedies.apply``); they override a
+            prescription's.
+        diagnose: ``trace -> findings``; default ``gradwatch.diagnosis.diagnose`` when it
+            exists, else findings are not compared.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <...>
+        >>> layers = [nn.Linear(8, 8) if i % 2 == 0 else nn.Sigmoid() for i in range(12)]
+        >>> mlp = nn.Sequential(*layers, nn.Linear(8, 1))
+        >>> data = [(torch.randn(32, 8), torch.randn(32, 1))]
+        >>> v = verify(mlp, "residual", data, steps=2, seed=0)
+        >>> v.gradient_gain > 10
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected `model` to be a torch.nn.Module but got {type(model).__name__}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"expected `steps` to be an int >= 1 but got {steps!r}")
+    batches = list(batches)
+    if not batches or not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in batches):
+        raise ValueError("expected `batches` to be a non-empty sequence of (inputs, targets) pairs")
+    opts: dict[str, Any] = {}
+    chosen: RemedyFn
+    if isinstance(remedy, Prescription):
+        # its suggested options (max_norm ...), minus the "<required>" placeholders
+        opts = {k: v for k, v in remedy.options.items() if v != "<required>"}
+        chosen = remedy.remedy
+    else:
+        chosen = remedy
+    opts.update(options or {})
+    name = chosen if isinstance(chosen, str) else getattr(chosen, "__name__", "remedy")
+    loss = loss_fn or _default_loss
+    make_opt = optimizer or (lambda params: torch.optim.SGD(params, lr=0.01))
+    diag = diagnose if diagnose is not None else _default_diagnose()
+
+    torch.manual_seed(seed)
+    treated, clip = _remedied(model, chosen, opts, batches)
+    common: dict[str, Any] = {
+        "remedy": name,
+        "batches": batches,
+        "steps": steps,
+        "seed": seed,
+        "loss_fn": loss,
+        "optimizer": make_opt,
+        "diagnose": diag,
+    }
+    before = _run("baseline", copy_model(model), None, **common)
+    after = _run(name, treated, clip, **common)
+    return Verification(remedy=name, steps=steps, seed=seed, before=before, after=after)

@@ -1,0 +1,100 @@
+"""`gradwatch fix RUN_DIR` prints the prescription for a recorded run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+import gradwatch.diagnosis
+from gradwatch.cli.main import main
+from gradwatch.diagnosis import Finding, RemedyHint
+from gradwatch.trace import Trace
+
+
+def _record(run_dir: Path) -> None:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(4, 16), nn.Sigmoid()]
+    for _ in range(6):
+        layers += [nn.Linear(16, 16), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, run_dir=run_dir) as w:
+        for _ in range(12):
+            loss = nn.functional.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 2, (8,)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+
+
+def _fake_diagnose(trace: Trace) -> list[Finding]:
+    """Stands in for gradwatch.diagnosis.diagnose (it lands separately)."""
+    hints = ("residual", "lstm", "relu", "clip_norm", "init_lsuv")
+    return [
+        Finding(
+            "vanishing_gradient", "critical", (trace.layers[0].name,), (0, 11), {}, "first layers get no gradient",
+            tuple(RemedyHint(h, f"{h} helps") for h in hints),
+        )
+    ]  # fmt: skip
+
+
+def test_fix_prints_ranked_remedies_and_rules_out_misfits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a (stand-in) diagnosis, fix lists the remedies in order with how to apply them;
+    lstm is ruled out (no RNN recorded) and clip_norm carries a suggested max_norm."""
+    _record(tmp_path / "run")
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", _fake_diagnose, raising=False)
+    assert main(["fix", str(tmp_path / "run"), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "[critical] vanishing_gradient" in out
+    order = [out.index(f"{r}  (score") for r in ("residual", "relu", "clip_norm", "init_lsuv")]
+    assert order == sorted(order)
+    assert 'gw.remedies.apply(model, "clip_norm", max_norm=' in out
+    assert "needs: inputs" in out
+    assert "- lstm: the recorded model has no RNN layer" in out
+
+
+def test_fix_json_is_machine_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--format json gives findings and prescriptions as JSON."""
+    _record(tmp_path / "run")
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", _fake_diagnose, raising=False)
+    assert main(["fix", str(tmp_path / "run"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [p["remedy"] for p in data["prescriptions"]] == [
+        "residual",
+        "relu",
+        "clip_norm",
+        "init_lsuv",
+    ]
+    assert data["findings"][0]["rule"] == "vanishing_gradient"
+
+
+def test_fix_without_diagnosis_or_run_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing run dir, or a gradwatch without diagnose(), exits 2 with one line."""
+    assert main(["fix", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    _record(tmp_path / "run")
+    monkeypatch.delattr(gradwatch.diagnosis, "diagnose", raising=False)
+    assert main(["fix", str(tmp_path / "run")]) == 2
+    assert "diagnose" in capsys.readouterr().err
+
+
+def test_fix_with_the_real_diagnosis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a deep sigmoid run the real diagnosis finds vanishing gradients and fix prescribes
+    residual connections first (the run has Linear(16, 16) blocks) and no lstm."""
+    _record(tmp_path / "run")
+    assert main(["fix", str(tmp_path / "run"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "vanishing_gradient" in [f["rule"] for f in data["findings"]]
+    remedies = [p["remedy"] for p in data["prescriptions"]]
+    assert remedies[0] == "residual" and "lstm" not in remedies

@@ -1,0 +1,78 @@
+"""apply: every remedy id dispatches, the user's model is never modified."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from remedies_helpers import make_mlp, same_state, snapshot
+from torch import nn
+
+from gradwatch.diagnosis import REMEDY_IDS
+from gradwatch.remedies import GradientClipper, apply
+
+
+class _RNNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(5, 8, batch_first=True, nonlinearity="relu")
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def _case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor]:
+    x = torch.randn(16, 5)
+    if remedy in ("lstm", "gru", "init_identity"):
+        return _RNNNet(), {}, torch.randn(4, 6, 5)
+    opts: dict[str, object] = {
+        "init_lsuv": {"inputs": x},
+        "layerwise_pretraining": {"data": [x], "epochs": 1},
+        "clip_norm": {"max_norm": 1.0},
+        "clip_value": {"clip_value": 0.5},
+    }.get(remedy, {})
+    act = nn.Tanh if remedy == "sigmoid" else nn.Sigmoid
+    return make_mlp(depth=5, width=8, d_in=5, act=act), opts, x
+
+
+@pytest.mark.parametrize("remedy", REMEDY_IDS)
+def test_every_remedy_id_applies_and_leaves_the_model_untouched(remedy: str) -> None:
+    """apply(model, id) works for each id; the input model is bit-identical afterwards."""
+    model, opts, x = _case(remedy)
+    before = snapshot(model)
+    if remedy == "faster_hardware" and not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="no accelerator"):
+            out = apply(model, remedy, **opts)
+    else:
+        out = apply(model, remedy, **opts)
+    assert same_state(model, before)
+    if remedy.startswith("clip_"):
+        assert isinstance(out, GradientClipper)
+        return
+    assert isinstance(out, nn.Module) and out is not model
+    assert out(x.to(next(out.parameters()).device)).shape == model(x).shape
+
+
+def test_clip_remedy_attaches_to_a_given_optimizer() -> None:
+    """apply(..., 'clip_value', optimizer=opt) returns a clipper already clipping opt's steps."""
+    model = make_mlp(width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    clipper = apply(model, "clip_value", clip_value=1e-4, optimizer=opt)
+    assert isinstance(clipper, GradientClipper)
+    (model(torch.randn(4, 5)) * 1e3).sum().backward()
+    opt.step()
+    assert all(float(p.grad.abs().max()) <= 1e-4 for p in model.parameters())  # type: ignore[union-attr]
+    assert clipper.stats().steps == 1
+
+
+def test_unknown_id_and_missing_data_are_clear_errors() -> None:
+    """An unknown id lists the known ones; data-needing remedies say which option to pass."""
+    with pytest.raises(ValueError, match="unknown remedy id 'dropout'"):
+        apply(make_mlp(), "dropout")
+    with pytest.raises(ValueError, match="inputs="):
+        apply(make_mlp(), "init_lsuv")
+    with pytest.raises(ValueError, match="data="):
+        apply(make_mlp(), "layerwise_pretraining")
+    with pytest.raises(ValueError, match="max_norm"):
+        apply(make_mlp(), "clip_norm")
