@@ -110,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 f"measured mean is {d['sigmoid_slope']:.3f} (at most 0.25), times weights "
                 "of PyTorch's default scale"
             )
-            say(f"\n3. Training the same network with each remedy ({payload.prescribed_by}):")
+            source = {
+                "gw.prescribe": "as gw.prescribe ranks them for this model",
+                "standard list": "the standard fixes; no prescription in this build",
+                "caller": "as given",
+            }.get(payload.prescribed_by, payload.prescribed_by)
+            say(f"\n3. Training the same network with each remedy ({source}), then combined:")
         elif kind == "row":
             r = payload.result
             say(

@@ -86,6 +86,12 @@ def _label(remedies: tuple[str, ...]) -> str:
         "clip_norm": "clip norm",
         "reduce_depth": "reduced depth",
         "layerwise_pretraining": "layer-wise pretraining",
+        "init_xavier": "Xavier init",
+        "init_lecun": "LeCun init",
+        "init_orthogonal": "orthogonal init",
+        "layernorm": "layer norm",
+        "clip_value": "clip value",
+        "clip_adaptive": "adaptive clipping (AGC)",
     }
     return " + ".join(names.get(r, r) for r in remedies)
 
@@ -198,8 +204,6 @@ def run_demo(
     findings = list(diagnose(baseline.trace)) if diagnose is not None else []
     outcome = DemoOutcome(baseline=baseline, findings=findings)
     outcome.diagnosis = explain_vanishing(baseline)
-    emit("diagnosis", outcome)
-
     arms: list[tuple[tuple[str, ...], str, dict[str, Any]]]
     if remedies is not None:
         arms = [(g, "", {}) for g in remedies]
@@ -207,6 +211,7 @@ def run_demo(
     else:
         arms, outcome.prescribed_by = _prescribed(findings, base, baseline.trace)
         arms.append((COMBINED, "combined fix", {}))
+    emit("diagnosis", outcome)
     for i, (group, reason, options) in enumerate(arms, start=1):
         name = f"{i:02d}-" + "+".join(group)
         arm = replace(

@@ -116,7 +116,10 @@ def build(config: RunConfig, task: Task) -> tuple[nn.Module, torch.Generator]:
             # One epoch over steps_per_layer batches = steps_per_layer Adam steps per layer.
             batches = _batches(len(task.x_train), opts["batch_size"], gen)
             data = [task.x_train[next(batches)] for _ in range(opts["steps_per_layer"])]
-            model = pretrain(model, data, epochs=1, lr=opts["lr"]).model
+            # A plain nn.Sequential over the same modules: remedies slices the stack, and
+            # slicing a Sequential subclass (MLP) calls the subclass's own constructor.
+            plain = nn.Sequential(*model)
+            model = pretrain(plain, data, epochs=1, lr=opts["lr"]).model
     return model, gen
 
 
