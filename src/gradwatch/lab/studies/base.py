@@ -145,5 +145,13 @@ def studies_page(outcomes: Sequence[StudyOutcome], machine: str = "") -> str:
         "A study that did not hold is reported as measured, not tuned until it passes; the "
         "notes below say what we think differs from the paper's setting.",
         "",
+        "## Notes",
+        "",
     ]
+    from . import STUDIES
+
+    for o in outcomes:
+        note = getattr(STUDIES[o.name], "NOTES", "")
+        if note:
+            lines += [f"- `{o.name}`: {note}", ""]
     return "\n".join(lines)

@@ -19,6 +19,12 @@ CRITERION = (
     "pretraining >= random init + 0.05."
 )
 
+NOTES = (
+    "Pretraining is gradwatch.remedies.pretrain_layerwise (auto-encoders trained with Adam, "
+    "one epoch of 150 batches of 64 per layer) when the remedies package is present, else "
+    "the lab's own equivalent; fine-tuning is SGD with momentum 0.9, lr 0.1, 300 steps."
+)
+
 
 def run(size: Size = "full") -> StudyOutcome:
     """Fine-tune pretrained and randomly initialised nets over several seeds and compare."""
