@@ -36,6 +36,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "verify": ("gradwatch.remedies", "verify"),
     "Prescription": ("gradwatch.remedies", "Prescription"),
     "remedies": ("gradwatch.remedies", ""),
+    "lab": ("gradwatch.lab", ""),
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Watch",
     "__version__",
     "diagnose",
+    "lab",
     "load",
     "prescribe",
     "remedies",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import remedies, theory
+    from . import lab, remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .remedies.prescribe import Prescription, prescribe
