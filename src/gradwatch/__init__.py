@@ -36,6 +36,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "verify": ("gradwatch.remedies", "verify"),
     "Prescription": ("gradwatch.remedies", "Prescription"),
     "remedies": ("gradwatch.remedies", ""),
+    "write_report": ("gradwatch.report", "write_report"),
+    "export_tensorboard": ("gradwatch.report", "export_tensorboard"),
     "lab": ("gradwatch.lab", ""),
 }
 
@@ -50,6 +52,7 @@ __all__ = [
     "Watch",
     "__version__",
     "diagnose",
+    "export_tensorboard",
     "lab",
     "load",
     "prescribe",
@@ -57,6 +60,7 @@ __all__ = [
     "theory",
     "verify",
     "watch",
+    "write_report",
 ]
 
 if TYPE_CHECKING:
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
     from .recording import Watch, watch
     from .remedies.prescribe import Prescription, prescribe
     from .remedies.verify import verify
+    from .report import export_tensorboard, write_report
     from .trace import LayerInfo, Trace, TraceError, load
 
 

@@ -234,3 +234,12 @@ def test_global_grad_norm_and_loss_scalars() -> None:
     np.testing.assert_allclose(t.scalar("global_grad_norm"), [n.item() for n in norms], rtol=1e-5)
     np.testing.assert_array_equal(t.scalar("skipped"), [0, 0, 0])
     np.testing.assert_array_equal(t.scalar("lr"), [0.1] * 3)
+
+
+def test_sampled_metrics_are_contiguous_in_the_buffer_layout() -> None:
+    """The recorder writes the sampled activation metrics as one slice of LAYER_METRICS."""
+    from gradwatch.recording.recorder import _M, _SAMPLED_METRICS
+    from gradwatch.trace import LAYER_METRICS
+
+    first = _M[_SAMPLED_METRICS[0]]
+    assert LAYER_METRICS[first : first + len(_SAMPLED_METRICS)] == _SAMPLED_METRICS

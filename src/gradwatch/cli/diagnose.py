@@ -91,7 +91,6 @@ def _print_human(trace: Any, findings: list[Any]) -> None:
     head = f"{len(trace.layers)} layers, {len(trace.steps)} steps"
     try:
         from rich.console import Console
-        from rich.table import Table
     except ImportError:
         _print_plain(head, findings)
         return
@@ -110,11 +109,9 @@ def _print_human(trace: Any, findings: list[Any]) -> None:
         )
         console.print(f"  {f.message}")
         if f.remedies:
-            table = Table(show_header=False, box=None, padding=(0, 1, 0, 4))
-            for i, r in enumerate(f.remedies[:3], 1):
-                table.add_row(f"{i}. {r.id}", r.reason)
             console.print("  Try:")
-            console.print(table)
+            for i, r in enumerate(f.remedies[:3], 1):
+                console.print(f"    {i}. [bold]{r.id}[/bold]: {r.reason}")
         console.print()
 
 

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order ``gradwatch --help`` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "diagnose", "explain", "fix", "theory", "lab")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "diagnose",
+    "explain",
+    "fix",
+    "theory",
+    "report",
+    "export",
+    "lab",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

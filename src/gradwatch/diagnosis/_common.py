@@ -101,7 +101,7 @@ def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0, np.int64)
     window = max(1, int(window))
     n_win = max(1, n // window)
-    if n - n_win * window >= max(1, window // 2):
+    if 2 * (n - n_win * window) >= window:  # a remainder of at least half a window
         n_win += 1
     starts = np.minimum(np.arange(n_win) * window, n)
     ends = np.append(starts[1:], n)
@@ -126,7 +126,7 @@ def block_medians(mat: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]
     window = max(1, int(window))
     n_full = max(1, rows // window)
     rem = rows - n_full * window
-    if rem >= max(1, window // 2) or rows < window:
+    if 2 * rem >= window or rows < window:
         n_blocks = n_full + (1 if rows >= window else 0)
     else:
         n_blocks = n_full

@@ -40,11 +40,17 @@ _GAINS: dict[str, float] = {
 }
 
 
-def _first_profile(trace: Trace, metric: str, cols: np.ndarray, rows: int) -> np.ndarray | None:
-    """Per-layer median of log10 ``metric`` over its first ``rows`` measured rows."""
+def _first_profile(
+    trace: Trace, metric: str, cols: np.ndarray, rows: int, seen: list[int]
+) -> np.ndarray | None:
+    """Per-layer median of log10 ``metric`` over its first ``rows`` measured rows.
+
+    Appends the steps read to ``seen`` (the finding's step span).
+    """
     steps, mat = metric_rows(trace, metric)
     if len(steps) == 0:
         return None
+    seen += [int(s) for s in steps[:rows]]
     with quiet_nan():
         return nanmedian(safe_log10(mat[:rows, cols]), axis=0)
 
@@ -77,7 +83,8 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     hidden = np.array(
         [bool(trace.layers[i].activation) and not trace.layers[i].recurrent for i in cols]
     )
-    log_std = _first_profile(trace, "act_std", cols, th.first_rows)
+    seen: list[int] = []
+    log_std = _first_profile(trace, "act_std", cols, th.first_rows, seen)
     if log_std is not None:
         ok = np.flatnonzero(np.isfinite(log_std) & hidden)
         far = ok[np.abs(log_std[ok]) >= th.std_decades]
@@ -103,7 +110,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 )
 
     # --- backward: per-unit gradient gain per layer, last layer to first.
-    log_ogn = _first_profile(trace, "out_grad_norm", cols, th.first_rows)
+    log_ogn = _first_profile(trace, "out_grad_norm", cols, th.first_rows, seen)
     if log_ogn is not None:
         widths = np.array([_out_width(trace.layers[i]) for i in cols], dtype=np.float64)
         if not np.isfinite(widths).any():
@@ -124,8 +131,9 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 )
 
     # --- weights: scale vs what the following activation needs.
-    _, wn = metric_rows(trace, "weight_norm")
+    w_steps, wn = metric_rows(trace, "weight_norm")
     if len(wn):
+        seen.append(int(w_steps[0]))
         # The first measured row only: the starting weights themselves (weight_norm may be
         # sampled every 10 steps, and a high learning rate changes them within 10).
         w0 = wn[0, cols]
@@ -158,9 +166,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         rule=RULE,
         severity="warning",
         layers=tuple(culprits),
-        steps=(int(trace.steps[0]), int(trace.steps[min(len(trace.steps), th.first_rows) - 1]))
-        if len(trace.steps)
-        else None,
+        steps=(min(seen), max(seen)) if seen else None,
         evidence=evidence,
         message=(
             f"Poor initialisation: {'; '.join(causes)}; a variance-preserving initialisation "

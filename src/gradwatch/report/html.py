@@ -1,0 +1,553 @@
+"""The HTML report: one self-contained file with the verdict, findings, plots and run details.
+
+Everything is inline: PNGs as base64 ``data:`` URIs, CSS in a ``<style>`` element, no script
+at all, and a Content-Security-Policy that forbids any network fetch, so the file opens the
+same offline, from an e-mail or from a CI artifact. jinja2 renders it with auto-escaping on:
+a layer or run named ``<script>...</script>`` is shown as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gradwatch.diagnosis import SEVERITY_RANK, Finding
+from gradwatch.trace import Trace
+
+from . import plots
+from ._style import INSTALL_HINT
+from .summary import RunSummary, run_diagnosis, summarize, verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["render_report", "write_report"]
+
+RunLike = Trace | str | os.PathLike[str]
+Predicted = float | Sequence[float] | np.ndarray
+#: One run's findings; several runs' (None = that run was not diagnosed); or label -> findings.
+FindingsArg = (
+    Sequence[Finding] | Sequence[Sequence[Finding] | None] | Mapping[str, Sequence[Finding]]
+)
+
+#: How to read each plot, shown under it in the report (and in docs/report.md).
+HOW_TO_READ: dict[str, str] = {
+    "loss": (
+        "The training loss per step (thick line: moving average). A long flat stretch at the "
+        "start often means the early layers receive too little gradient to learn; spikes and ✕ "
+        "marks (non-finite values) mean unstable updates."
+    ),
+    "flow": (
+        "Gradient RMS of each layer's parameters, input side on the left, at a few moments of "
+        "training (dark = early, light = late). Flat lines are healthy. Lines that fall by "
+        "orders of magnitude towards layer 0 are vanishing gradients; rising lines exploding."
+    ),
+    "heat_grad": (
+        "The same gradient RMS for every layer (rows) and step (columns), log colour scale. "
+        "Dark rows near the input side that stay dark mean those layers never get a usable "
+        "gradient. Hatched cells were not measured, black cells are exactly zero, vermillion "
+        "cells infinite."
+    ),
+    "heat_update": (
+        "How much each optimizer step changes each layer relative to its size, ‖Δθ‖/‖θ‖, on the "
+        "sampled steps. Around 1e-3 is a common healthy rate; far below means the layer is "
+        "frozen in practice, above 1e-1 means the updates are unstable."
+    ),
+    "gain": (
+        "The gradient norm reaching each layer's output, ‖∂L/∂h‖; the gradient flows right to "
+        "left. A steady slope means every layer multiplies it by about the same gain below (or "
+        "above) 1, as a saturating activation does; the shaded pair of layers is where it drops "
+        "most, and when that drop stands out, the place to add a skip connection or "
+        "normalisation."
+    ),
+    "health": (
+        "Fraction of units that are saturated (sigmoid/tanh in their flat tails, derivative "
+        "≈ 0) or dead (ReLU never active), per layer, at the first and last sampled step. "
+        "Such units pass almost no gradient back."
+    ),
+    "stats": (
+        "Mean and spread (± one standard deviation) of each layer's output. A spread shrinking "
+        "to zero with depth means the forward signal dies; a growing one means it explodes. "
+        "Both come with the same fate for the gradient."
+    ),
+    "memory": (
+        "For a recurrent layer: the gradient reaching each input position, by its distance "
+        "from the last input (log scale). A straight fall is exponential forgetting; the dotted "
+        "line is the memory horizon, beyond which inputs get under 1/1000 of the gradient the "
+        "last input gets and so barely influence learning."
+    ),
+    "theory": (
+        "Gradient size along depth predicted by mean-field theory (dashed) against the measured "
+        "one, both scaled to 1 at the deepest layer. The same slope means the theory explains "
+        "what you see; then its remedies (initialisation, activation) apply directly."
+    ),
+    "compare_flow": (
+        "Each run's gradient RMS along depth at its last measured step. The flattest line is "
+        "the run whose first layers still receive a gradient comparable to its last ones."
+    ),
+    "compare_loss": (
+        "The runs' training losses on one axis: which one leaves the plateau first and which "
+        "ends lowest."
+    ),
+}
+
+
+#: Recurrent layers drawn per run; the page says when a run has more.
+MAX_RECURRENT_PLOTS = 4
+
+
+@dataclass
+class _Plot:
+    key: str  # which plot (HOW_TO_READ key); data-plot attribute in the page
+    title: str
+    how: str
+    png_b64: str = ""
+    error: str = ""
+    anchor: str = ""  # unique element id, set once the plot's place in the page is known
+
+
+@dataclass
+class _RunView:
+    label: str
+    anchor: str
+    summary: RunSummary
+    verdict: list[str]
+    findings: list[dict[str, Any]] | None
+    plots: list[_Plot]
+    layers: list[dict[str, Any]]
+    config: list[tuple[str, str]]
+    versions: list[tuple[str, str]]
+    model: list[tuple[str, str]]
+    other_meta: list[tuple[str, str]]
+    where: str
+    severity: str
+    notes: list[str] = field(default_factory=list)  # shown above the plots
+
+
+# ---------------------------------------------------------------------- inputs
+def _as_runs(runs: RunLike | Sequence[RunLike]) -> list[RunLike]:
+    if isinstance(runs, (Trace, str, os.PathLike)):
+        return [runs]
+    out = list(runs)
+    if not out:
+        raise ValueError(
+            "Expected argument `runs` to name at least one run directory or Trace but it is empty."
+        )
+    return out
+
+
+def _load(run: RunLike) -> Trace:
+    if isinstance(run, Trace):
+        return run
+    if isinstance(run, (str, os.PathLike)):
+        from gradwatch.trace import load
+
+        return load(run)
+    raise TypeError(
+        f"Expected each run to be a Trace or a run directory path but got "
+        f"{type(run).__name__}: {run!r}."
+    )
+
+
+def _unique_labels(traces: Sequence[Trace], labels: Sequence[str] | None) -> list[str]:
+    if labels is not None:
+        if len(labels) != len(traces):
+            raise ValueError(
+                f"Expected one label per run but got {len(labels)} labels for {len(traces)} runs."
+            )
+        base = [str(s) for s in labels]
+    else:
+        base = [
+            t.run_dir.name if t.run_dir is not None else str(t.meta.get("name", f"run {i + 1}"))
+            for i, t in enumerate(traces)
+        ]
+    seen: dict[str, int] = {}
+    out = []
+    for b in base:
+        seen[b] = seen.get(b, 0) + 1
+        out.append(b if seen[b] == 1 else f"{b} ({seen[b]})")
+    return out
+
+
+def _findings_per_run(
+    traces: Sequence[Trace],
+    labels: Sequence[str],
+    findings: FindingsArg | None,
+) -> list[list[Finding] | None]:
+    """Normalise ``findings`` to one list per run; diagnose when none were given."""
+    if findings is None:
+        return [run_diagnosis(t) for t in traces]
+    if isinstance(findings, Mapping):
+        unknown = sorted(set(findings) - set(labels))
+        if unknown:
+            raise ValueError(
+                f"argument `findings` names runs {unknown} that are not in this report; the "
+                f"runs are {list(labels)}."
+            )
+        per_run: list[list[Finding] | None] = [
+            list(findings[lab]) if lab in findings else [] for lab in labels
+        ]
+    else:
+        items: list[Any] = list(findings)
+        if all(isinstance(f, Finding) for f in items):
+            if len(traces) != 1:
+                raise ValueError(
+                    f"argument `findings` is one flat list but the report has {len(traces)} "
+                    "runs; pass one list per run (or a dict run label -> findings)."
+                )
+            per_run = [list(items)]
+        else:
+            if len(items) != len(traces):
+                raise ValueError(
+                    f"Expected argument `findings` to hold one list per run ({len(traces)}) but "
+                    f"it holds {len(items)}."
+                )
+            per_run = [None if f is None else list(f) for f in items]
+    for run_findings in per_run:
+        for f in run_findings or []:
+            if not isinstance(f, Finding):
+                raise TypeError(
+                    f"Expected findings to be gradwatch Finding objects but got "
+                    f"{type(f).__name__}: {f!r}."
+                )
+    return per_run
+
+
+def _predicted_per_run(
+    n: int, predicted: Predicted | Sequence[Predicted | None] | None
+) -> list[Predicted | None]:
+    if predicted is None:
+        return [None] * n
+    if n == 1:
+        return [predicted]  # type: ignore[list-item]
+    if not isinstance(predicted, (list, tuple)) or len(predicted) != n:
+        raise ValueError(
+            f"Expected argument `predicted` to be a list with one entry (a profile, a chi_1 "
+            f"or None) per run ({n} runs) but got {type(predicted).__name__}"
+            f"{f' of length {len(predicted)}' if isinstance(predicted, (list, tuple)) else ''}."
+        )
+    return list(predicted)
+
+
+# ---------------------------------------------------------------------- plots
+def _png(fig: Figure) -> str:
+    return base64.b64encode(plots.figure_to_png(fig)).decode("ascii")
+
+
+def _has(trace: Trace, metric: str) -> bool:
+    return trace.has_metric(metric) and bool(np.any(np.isfinite(trace.matrix(metric))))
+
+
+def _draw(key: str, title: str, make: Callable[[], Figure]) -> _Plot:
+    plot = _Plot(key, title, HOW_TO_READ[key])
+    try:
+        plot.png_b64 = _png(make())
+    except ValueError as exc:
+        # The plot functions raise ValueError exactly when the trace lacks what they draw.
+        plot.error = str(exc)
+    return plot
+
+
+def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
+    out: list[_Plot] = []
+    if trace.has_scalar("loss") and np.any(np.isfinite(trace.scalar("loss"))):
+        out.append(_draw("loss", "Training loss", lambda: plots.plot_loss(trace)))
+    if _has(trace, "grad_rms"):
+        out.append(_draw("flow", "Gradient flow", lambda: plots.plot_gradient_flow(trace)))
+        out.append(
+            _draw("heat_grad", "Gradient RMS, layers × steps", lambda: plots.plot_heatmap(trace))
+        )
+    if _has(trace, "update_ratio"):
+        out.append(
+            _draw(
+                "heat_update",
+                "Update ratio, layers × steps",
+                lambda: plots.plot_heatmap(trace, "update_ratio"),
+            )
+        )
+    if _has(trace, "out_grad_norm"):
+        out.append(_draw("gain", "Backward gain", lambda: plots.plot_backward_gain(trace)))
+    if _has(trace, "act_saturated") or _has(trace, "act_dead"):
+        out.append(
+            _draw("health", "Saturated and dead units", lambda: plots.plot_activation_health(trace))
+        )
+    if _has(trace, "act_mean") and _has(trace, "act_std"):
+        out.append(
+            _draw("stats", "Activation distribution", lambda: plots.plot_activation_stats(trace))
+        )
+    for name in trace.recurrent_layers[:MAX_RECURRENT_PLOTS]:
+        out.append(
+            _draw(
+                "memory",
+                f"Recurrent memory: {name}",
+                lambda name=name: plots.plot_recurrent_memory(trace, name),  # type: ignore[misc]
+            )
+        )
+    if predicted is not None and _has(trace, "grad_rms"):
+        out.append(
+            _draw(
+                "theory",
+                "Theory vs measurement",
+                lambda: plots.plot_theory_overlay(trace, predicted),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- view model
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+def _meta_value(key: str, value: Any) -> Any:
+    """Readable metadata: the ``created`` Unix time as an ISO date (not 1.796e+09)."""
+    if key == "created" and isinstance(value, (int, float)):
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+        return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
+
+
+def _pairs(d: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k), _fmt(v)) for k, v in d.items()]
+
+
+def _finding_view(f: Finding) -> dict[str, Any]:
+    return {
+        "rule": f.rule,
+        "severity": f.severity,
+        "message": f.message,
+        "layers": ", ".join(s or "(root)" for s in f.layers),
+        "steps": f"{f.steps[0]} – {f.steps[1]}" if f.steps is not None else "whole run",
+        "evidence": _pairs(f.evidence),
+        "remedies": [(r.id, r.reason) for r in f.remedies],
+    }
+
+
+def _run_view(
+    i: int, trace: Trace, label: str, findings: list[Finding] | None, predicted: Predicted | None
+) -> _RunView:
+    summary = summarize(trace, findings, label)
+    ranked = (
+        sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
+        if findings is not None
+        else None
+    )
+    meta = trace.meta
+    skip = {"layers", "format_version", "config", "versions", "model"}
+    anchor = f"run-{i + 1}"
+    run_plots = _run_plots(trace, predicted)
+    for k, p in enumerate(run_plots):
+        p.anchor = f"{anchor}-{p.key}-{k}"
+    notes = []
+    if len(trace.recurrent_layers) > MAX_RECURRENT_PLOTS:
+        notes.append(
+            f"Memory plots are drawn for the first {MAX_RECURRENT_PLOTS} of "
+            f"{len(trace.recurrent_layers)} recurrent layers; plot the others with "
+            "gradwatch.report.plots.plot_recurrent_memory(trace, layer)."
+        )
+    worst = ranked[0].severity if ranked else ("ok" if ranked is not None else "unknown")
+    return _RunView(
+        label=label,
+        anchor=anchor,
+        summary=summary,
+        verdict=verdict(summary, ranked),
+        findings=[_finding_view(f) for f in ranked] if ranked is not None else None,
+        plots=run_plots,
+        layers=[
+            {
+                "depth": layer.depth,
+                "name": layer.name or "(root)",
+                "type": layer.type,
+                "params": f"{layer.num_params:,}",
+                "activation": layer.activation or "",
+                "recurrent": "yes" if layer.recurrent else "",
+            }
+            for layer in trace.layers
+        ],
+        config=_pairs(trace.config),
+        versions=_pairs(meta.get("versions", {}) or {}),
+        model=_pairs(meta.get("model", {}) or {}),
+        other_meta=_pairs({k: _meta_value(k, v) for k, v in meta.items() if k not in skip}),
+        where=str(trace.run_dir) if trace.run_dir is not None else "(in memory)",
+        severity=worst,
+        notes=notes,
+    )
+
+
+def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
+    out: list[_Plot] = []
+    with_flow = [i for i, t in enumerate(traces) if _has(t, "grad_rms")]
+    if len(with_flow) >= 2:
+        out.append(
+            _draw(
+                "compare_flow",
+                "Gradient flow, all runs",
+                lambda: plots.plot_compare_flow(
+                    [traces[i] for i in with_flow], [labels[i] for i in with_flow]
+                ),
+            )
+        )
+    with_loss = [
+        i
+        for i, t in enumerate(traces)
+        if t.has_scalar("loss") and np.any(np.isfinite(t.scalar("loss")))
+    ]
+    if len(with_loss) >= 2:
+        out.append(
+            _draw(
+                "compare_loss",
+                "Training loss, all runs",
+                lambda: plots.plot_compare_loss(
+                    [traces[i] for i in with_loss], [labels[i] for i in with_loss]
+                ),
+            )
+        )
+    return out
+
+
+def _anchored(items: list[_Plot], prefix: str) -> list[_Plot]:
+    for k, p in enumerate(items):
+        p.anchor = f"{prefix}-{p.key}-{k}"
+    return items
+
+
+# ---------------------------------------------------------------------- rendering
+def render_report(
+    runs: RunLike | Sequence[RunLike],
+    findings: FindingsArg | None = None,
+    title: str | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    predicted: Predicted | Sequence[Predicted | None] | None = None,
+) -> str:
+    """The report as an HTML string (see :func:`write_report` for the arguments).
+
+    Example:
+        >>> html = render_report(trace)  # doctest: +SKIP
+        >>> html.startswith("<!DOCTYPE html>")  # doctest: +SKIP
+        True
+    """
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise ImportError(
+            f"gradwatch's HTML report needs jinja2, which is not installed. Install it with "
+            f"`{INSTALL_HINT}`."
+        ) from exc
+    from gradwatch import __version__
+
+    traces = [_load(r) for r in _as_runs(runs)]
+    names = _unique_labels(traces, labels)
+    per_run = _findings_per_run(traces, names, findings)
+    preds = _predicted_per_run(len(traces), predicted)
+    views = [
+        _run_view(i, t, lab, f, p)
+        for i, (t, lab, f, p) in enumerate(zip(traces, names, per_run, preds, strict=True))
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gradwatch.report", "templates"),
+        autoescape=True,  # every {{ }} is HTML-escaped: names and messages are user data
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    template = env.get_template("report.html")
+    if title is None:
+        title = (
+            f"gradwatch report: {names[0]}"
+            if len(names) == 1
+            else (f"gradwatch report: {len(names)} runs compared")
+        )
+    return template.render(
+        title=title,
+        runs=views,
+        comparison=_anchored(_comparison(traces, names) if len(traces) > 1 else [], "compare"),
+        version=__version__,
+    )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory + ``os.replace``.
+
+    ``os.replace`` swaps the directory entry itself: when ``path`` is a symlink, the link is
+    replaced and its target is left alone, so nothing outside ``path`` is ever written.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.chmod(0o644)  # mkstemp makes 0600; a report is meant to be shared
+        tmp.replace(path)  # os.replace: atomic, and swaps a symlink itself, not its target
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    runs: RunLike | Sequence[RunLike],
+    out_path: str | os.PathLike[str],
+    findings: FindingsArg | None = None,
+    title: str | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    predicted: Predicted | Sequence[Predicted | None] | None = None,
+) -> Path:
+    """Write a self-contained HTML report of one or several runs.
+
+    Args:
+        runs: A run directory or Trace, or a list of them (several runs get a comparison
+            section).
+        out_path: The HTML file to write. Its directory must exist; the file is replaced
+            atomically and nothing else is written.
+        findings: Findings of the run (one run), one list per run, or a dict run label ->
+            findings. ``None``: run ``gradwatch.diagnosis.diagnose`` when it is available.
+        title: Page title; by default it names the run(s).
+        labels: One name per run; the run directories' names by default.
+        predicted: A theory prediction to overlay on the measured depth profile: one value
+            per layer, or a single ``chi_1`` (see :func:`gradwatch.report.plots.chi1_profile`);
+            for several runs, a list with one entry (or None) per run.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: When ``out_path``'s directory does not exist.
+        ValueError: When ``out_path`` is a directory, or the arguments do not match the runs.
+        TraceError: When a run directory cannot be read.
+
+    Example:
+        >>> import gradwatch as gw
+        >>> gw.write_report("runs/exp1", "exp1.html")  # doctest: +SKIP
+        PosixPath('exp1.html')
+    """
+    path = Path(out_path)
+    if path.is_dir():
+        raise ValueError(
+            f"Expected argument `out_path` to be a file but {str(path)!r} is a directory; pass "
+            "e.g. report.html inside it."
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"the directory of `out_path` {str(path.parent)!r} does not exist; create it first "
+            "(gradwatch writes only the report file itself)."
+        )
+    html = render_report(runs, findings, title, labels=labels, predicted=predicted)
+    _atomic_write_text(path, html)
+    return path

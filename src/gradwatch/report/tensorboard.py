@@ -1,0 +1,156 @@
+"""Export a trace to TensorBoard event files, so users can keep their usual dashboard.
+
+Written with TensorBoard's own writer (``torch.utils.tensorboard.SummaryWriter``; needs the
+``tensorboard`` package: ``pip install "gradwatch[tensorboard]"``). Tags:
+
+- ``<metric>/<layer>``: every per-layer metric as a scalar, at the steps it was measured
+  (``grad_rms/net.0`` ...). Missing values are not written (never as 0).
+- ``<scalar>``: the per-step scalars (``loss``, ``global_grad_norm``, ``skipped`` ...).
+- ``across_layers/<metric>``: a histogram per step of the metric over the layers, of
+  ``log10`` of the value for the norm-like metrics (their spread spans decades).
+- ``memory_horizon/<layer>``: for recurrent layers, the memory horizon in input steps at
+  each sampled step (see :func:`gradwatch.report.plots.recurrent_memory_data`); not written
+  when the gradient never falls below the threshold within the sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradwatch.trace import Trace
+
+__all__ = ["LOG10_METRICS", "export_tensorboard"]
+
+#: Metrics whose histogram across layers is of log10(value): they are positive and spread
+#: over orders of magnitude, so a linear histogram would put every layer but one in bin 0.
+LOG10_METRICS: frozenset[str] = frozenset(
+    {"grad_norm", "grad_rms", "grad_max", "weight_norm", "update_ratio", "out_grad_norm"}
+)
+
+_INSTALL_HINT = 'pip install "gradwatch[tensorboard]"'
+_HIST_BINS = 30
+
+
+def _summary_writer(logdir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ImportError(
+            "gradwatch's TensorBoard export needs the tensorboard package, which is not "
+            f"installed. Install it with `{_INSTALL_HINT}`."
+        ) from exc
+    # A deep queue: the default (10) makes every add block on the writer thread.
+    return SummaryWriter(log_dir=str(logdir), max_queue=4096, flush_secs=60)
+
+
+def _layer_tag(name: str) -> str:
+    return name if name else "(root)"
+
+
+def export_tensorboard(
+    trace: Trace | str | os.PathLike[str],
+    logdir: str | os.PathLike[str],
+    *,
+    histograms: bool = True,
+    max_histogram_steps: int = 500,
+    horizon_threshold: float = 1e-3,
+) -> Path:
+    """Write a trace's per-layer scalars and histograms as TensorBoard events in ``logdir``.
+
+    Args:
+        trace: A Trace or a run directory.
+        logdir: Directory for the event file (created if missing); point ``tensorboard
+            --logdir`` at it or at its parent.
+        histograms: Also write per-step histograms of each metric across layers.
+        max_histogram_steps: Histograms are written at most at this many measured steps,
+            spread evenly (TensorBoard keeps 500 histogram samples per tag by default).
+        horizon_threshold: Relative level defining the recurrent memory horizon.
+
+    Returns:
+        ``logdir``.
+
+    Raises:
+        ImportError: When tensorboard is not installed.
+        ValueError: When ``logdir`` is an existing file.
+
+    Example:
+        >>> from gradwatch.report import export_tensorboard
+        >>> export_tensorboard("runs/exp1", "tb/exp1")  # doctest: +SKIP
+        PosixPath('tb/exp1')
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from .plots import _horizon
+
+    if not isinstance(trace, Trace):
+        from gradwatch.trace import load
+
+        trace = load(trace)
+    out = Path(logdir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"Expected argument `logdir` to be a directory but {str(out)!r} is a file; pass a "
+            "new or existing directory."
+        )
+    if max_histogram_steps < 1:
+        raise ValueError(
+            f"Expected argument `max_histogram_steps` to be at least 1 but got "
+            f"{max_histogram_steps}."
+        )
+    writer = _summary_writer(out)
+    try:
+        names = [_layer_tag(n) for n in trace.layer_names]
+        metrics = {m: trace.matrix(m) for m in trace.metrics}
+        # One event per step holding every value of that step (all layers, all scalars):
+        # ~100x fewer events, calls and queue hand-offs than one add_scalar per value.
+        by_step: dict[int, list[Any]] = {}
+        for m, mat in metrics.items():
+            rows, cols = np.nonzero(~np.isnan(mat))
+            for r, j in zip(rows.tolist(), cols.tolist(), strict=True):
+                by_step.setdefault(int(trace.steps[r]), []).append(
+                    Summary.Value(tag=f"{m}/{names[j]}", simple_value=float(mat[r, j]))
+                )
+        for name in trace.scalar_names:
+            vec = trace.scalar(name)
+            for r in np.flatnonzero(~np.isnan(vec)).tolist():
+                by_step.setdefault(int(trace.scalar_steps[r]), []).append(
+                    Summary.Value(tag=name, simple_value=float(vec[r]))
+                )
+        for layer in trace.recurrent_layers:
+            prof = trace.input_grad_profile(layer)
+            for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
+                h = _horizon(row[::-1], horizon_threshold)
+                if h is not None:
+                    by_step.setdefault(int(step), []).append(
+                        Summary.Value(tag=f"memory_horizon/{_layer_tag(layer)}", simple_value=h)
+                    )
+        for step in sorted(by_step):
+            writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+        if histograms:
+            for m, mat in metrics.items():
+                rows = np.flatnonzero(np.any(np.isfinite(mat), axis=1))
+                if len(rows) > max_histogram_steps:
+                    pick = np.round(np.linspace(0, len(rows) - 1, max_histogram_steps))
+                    rows = rows[pick.astype(np.int64)]
+                for r in rows:
+                    vals = mat[r][np.isfinite(mat[r])]
+                    tag = f"across_layers/{m}"
+                    if m in LOG10_METRICS:
+                        vals = np.log10(vals[vals > 0])
+                        tag = f"across_layers/log10_{m}"
+                    if len(vals):
+                        # 30 equal-width bins: enough for tens of layers, and ~20x faster than
+                        # the ~770 exponential "tensorflow" bins.
+                        writer.add_histogram(tag, vals, int(trace.steps[r]), bins=_HIST_BINS)
+        config = json.dumps(
+            {k: v for k, v in trace.meta.items() if k != "layers"}, indent=2, default=str
+        )
+        writer.add_text("gradwatch/meta", f"```\n{config}\n```", 0)
+    finally:
+        writer.close()
+    return out

@@ -1,0 +1,107 @@
+"""Console tables print user data literally; progress shows only when a person watches."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from gradwatch.diagnosis import Finding, RemedyHint
+from gradwatch.report.console import (
+    comparison_table,
+    findings_table,
+    print_findings,
+    progress,
+    progress_enabled,
+    track,
+)
+from gradwatch.report.summary import summarize
+
+from .conftest import make_trace
+
+
+def _render(renderable: object, width: int = 200) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
+def _finding(rule: str, severity: str, layer: str = "net.0") -> Finding:
+    return Finding(
+        rule=rule,
+        severity=severity,  # type: ignore[arg-type]
+        layers=(layer,),
+        steps=(3, 9),
+        evidence={},
+        message=f"{rule} happened",
+        remedies=(RemedyHint("residual", "r"), RemedyHint("init_he", "h")),
+    )
+
+
+def test_findings_table_sorts_by_severity_and_shows_remedies() -> None:
+    """Critical rows come before warnings and info; the top remedies are numbered."""
+    rows = [
+        _finding("loss_plateau", "info"),
+        _finding("vanishing_gradient", "critical"),
+        _finding("dead_units", "warning"),
+    ]
+    out = _render(findings_table(rows))
+    assert out.index("vanishing_gradient") < out.index("dead_units") < out.index("loss_plateau")
+    assert "1. residual" in out and "2. init_he" in out and "3–9" in out
+
+
+def test_markup_in_names_prints_literally() -> None:
+    """A layer named like rich markup is shown as written, not interpreted."""
+    out = _render(findings_table([_finding("dead_units", "warning", layer="[bold]x[/bold]")]))
+    assert "[bold]x[/bold]" in out
+
+
+def test_print_findings_without_findings_is_an_all_clear() -> None:
+    """No findings prints one plain all-clear line."""
+    buf = io.StringIO()
+    print_findings([], Console(file=buf, color_system=None))
+    assert buf.getvalue().strip() == "No problem found: the diagnosis rules all stayed quiet."
+
+
+def test_comparison_table_shows_each_runs_numbers() -> None:
+    """One row per run with its final loss, gradient span and finding counts."""
+    a = summarize(make_trace(seed=1), [_finding("vanishing_gradient", "critical")], "sigmoid")
+    b = summarize(make_trace(decay=0.0, seed=2), [], "relu")
+    out = _render(comparison_table([a, b]))
+    assert "sigmoid" in out and "relu" in out
+    assert f"{a.final_loss:.4g}" in out and f"{a.grad_span:.3g}" in out
+    assert "1 critical" in out and "none" in out
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_enabled_only_for_a_terminal_and_not_for_json() -> None:
+    """Bars are on for a TTY with text output, off for pipes and for JSON."""
+    assert progress_enabled("text", _Tty()) is True
+    assert progress_enabled("json", _Tty()) is False
+    assert progress_enabled("text", io.StringIO()) is False
+
+
+def test_progress_is_silent_when_stdout_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under pytest stdout is captured (not a TTY): track yields every item and prints nothing."""
+    items = list(track(range(5), "work"))
+    with progress("more work", total=2) as bar:
+        bar.advance()
+        assert not bar.active
+    assert items == [0, 1, 2, 3, 4]
+    assert capsys.readouterr().out == ""
+
+
+def test_progress_draws_when_enabled() -> None:
+    """Forced on with a terminal console, the bar shows its description and count."""
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=100, color_system=None)
+    seen = list(track(["a", "b", "c"], "training runs", enabled=True, console=con))
+    assert seen == ["a", "b", "c"]
+    assert "training runs" in buf.getvalue() and "3/3" in buf.getvalue()
