@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gradwatch as gw
 from gradwatch.lab.demo import (
@@ -27,7 +28,6 @@ def test_reduced_demo_end_to_end(tmp_path: Path) -> None:
         SMALL,
         remedies=(("relu", "init_he"), ("batchnorm",)),
         on_event=lambda kind, _p: events.append(kind),
-        report=False,
     )
     assert events == ["baseline", "diagnosis", "row", "row"]
     rows = comparison_rows(outcome)
@@ -46,7 +46,7 @@ def test_reduced_demo_end_to_end(tmp_path: Path) -> None:
 def test_explain_vanishing_measures_where_and_why(tmp_path: Path) -> None:
     """The explanation's ratio equals the trace's, its per-layer factor compounds to it, and the
     sigmoid slope it estimates is at most 0.25."""
-    outcome = run_demo(tmp_path, SMALL, remedies=(), report=False)
+    outcome = run_demo(tmp_path, SMALL, remedies=())
     d = explain_vanishing(outcome.baseline)
     rms = np.nanmedian(outcome.baseline.trace.matrix("grad_rms"), axis=0)
     assert d["ratio"] == rms[0] / rms[-1]
@@ -69,3 +69,17 @@ def test_format_ratio() -> None:
     assert format_ratio(0.5) == "0.50"
     assert format_ratio(3.2e-16) == "3.2e-16"
     assert format_ratio(float("nan")) == "n/a"
+
+
+@pytest.mark.slow
+def test_demo_report_shows_baseline_best_single_and_combined(tmp_path: Path) -> None:
+    """The report covers the baseline, the most accurate single remedy and the combined fix."""
+    from gradwatch.lab.demo import COMBINED, write_demo_report
+
+    outcome = run_demo(tmp_path, SMALL, remedies=(("batchnorm",), ("clip_norm",), COMBINED))
+    path = write_demo_report(outcome, tmp_path)
+    if path is None:
+        pytest.skip("gradwatch.report is not in this build")
+    html = path.read_text()
+    best = max(outcome.rows[:2], key=lambda r: r.result.test_metric).label
+    assert "baseline (sigmoid)" in html and best in html

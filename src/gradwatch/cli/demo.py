@@ -57,7 +57,13 @@ def _progress() -> tuple[Any, Callable[[str, int], Callable[[int, int], None] | 
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradwatch.lab.demo import DemoConfig, comparison_rows, format_ratio, run_demo
+    from gradwatch.lab.demo import (
+        DemoConfig,
+        comparison_rows,
+        format_ratio,
+        run_demo,
+        write_demo_report,
+    )
 
     if args.depth < 2:
         raise ValueError(f"Expected `--depth` >= 2 but got {args.depth}.")
@@ -126,9 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        outcome = run_demo(
-            args.out, config, on_event=on_event, progress=bar, report=not args.no_report
-        )
+        outcome = run_demo(args.out, config, on_event=on_event, progress=bar)
     finally:
         if progress is not None:
             progress.stop()
@@ -142,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
             f"{row['run'][:50]:<50} {row['test_accuracy']:>8.3f} "
             f"{format_ratio(row['grad_ratio']):>20} {row['seconds']:>5.1f}  {row['findings']}"
         )
-    print(f"\nEvery run is in {args.out}/ (open one with gw.load).", end=" ")
-    if outcome.report is not None:
-        print(f"Report: {outcome.report}")
-    else:
-        print("(HTML report: not available in this build.)")
+    print(f"\nEvery run is in {args.out}/ (gw.load reads each; `gradwatch report` renders any).")
+    if not args.no_report:
+        print("Writing the HTML report (baseline, best single remedy, combined) ...", flush=True)
+        path = write_demo_report(outcome, args.out)
+        print(f"Report: {path}" if path else "HTML report: not available in this build.")
     print(f"Total time {time.perf_counter() - started:.0f} s.")
     return 0

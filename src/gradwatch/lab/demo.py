@@ -159,18 +159,16 @@ def run_demo(
     remedies: tuple[tuple[str, ...], ...] | None = None,
     on_event: Callable[[str, Any], None] | None = None,
     progress: Callable[[str, int], Callable[[int, int], None] | None] | None = None,
-    report: bool = True,
 ) -> DemoOutcome:
-    """Run the demo into ``out`` (one gradwatch run dir per arm, plus ``report.html``).
+    """Run the demo into ``out``: one gradwatch run dir per arm (see :func:`write_demo_report`).
 
     Args:
         out: Directory for the runs; existing demo runs there are replaced.
         config: Network and training settings (the defaults are the demo).
         remedies: Remedy groups to try instead of the prescription (tests use fewer).
-        on_event: Called with ("baseline" | "diagnosis" | "row" | "report", payload) as the
+        on_event: Called with ("baseline" | "diagnosis" | "row", payload) as the
             story unfolds, so a CLI can print as it goes.
         progress: Factory ``progress(label, steps)`` returning a per-step callback, or None.
-        report: Write the HTML report when ``gradwatch.report`` is available.
 
     Example:
         >>> outcome = run_demo("gradwatch-demo", DemoConfig(steps=50))  # doctest: +SKIP
@@ -225,13 +223,24 @@ def run_demo(
         outcome.rows.append(row)
         emit("row", row)
 
-    write_report = optional("gradwatch.report", "write_report")
-    if report and write_report is not None:
-        runs = [baseline.run_dir] + [r.result.run_dir for r in outcome.rows]
-        labels = ["baseline (sigmoid)"] + [r.label for r in outcome.rows]
-        outcome.report = Path(write_report(runs, out / "report.html", labels=labels))
-        emit("report", outcome.report)
     return outcome
+
+
+def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path | None:
+    """Write ``out/report.html`` for the baseline, the best single remedy and the combined
+    fix (the report takes ~4 s per run on 2 cores, so not all arms), or None when this build
+    has no report package. Every arm's run dir stays in ``out`` for ``gradwatch report``.
+    """
+    write_report = optional("gradwatch.report", "write_report")
+    if write_report is None:
+        return None
+    singles = [r for r in outcome.rows if r.remedies != COMBINED]
+    chosen = [max(singles, key=lambda r: r.result.test_metric)] if singles else []
+    chosen += [r for r in outcome.rows if r.remedies == COMBINED]
+    runs = [outcome.baseline.run_dir] + [r.result.run_dir for r in chosen]
+    labels = ["baseline (sigmoid)"] + [r.label for r in chosen]
+    outcome.report = Path(write_report(runs, Path(out) / "report.html", labels=labels))
+    return outcome.report
 
 
 def comparison_rows(outcome: DemoOutcome) -> list[dict[str, Any]]:
