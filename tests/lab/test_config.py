@@ -129,3 +129,23 @@ def test_sweep_table_needs_lists(tmp_path: Path) -> None:
     path.write_text('task = "digits"\n[model]\nkind = "mlp"\n[sweep.model]\ndepth = 3\n')
     with pytest.raises(ConfigError, match=r"sweep.model.depth must be a non-empty list"):
         load_sweep(path)
+
+
+def test_every_example_config_trains_a_few_steps() -> None:
+    """Each shipped example (sweeps: their first point) runs 3 steps end to end."""
+    import dataclasses
+
+    from gradwatch.lab.runner import run
+    from gradwatch.lab.sweep import expand
+
+    folder = files("gradwatch.lab") / "configs"
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        path = Path(str(entry))
+        if "[sweep]" in path.read_text():
+            config = expand(*load_sweep(path))[0].config
+        else:
+            config = load_config(path)
+        result = run(dataclasses.replace(config, steps=3, batch_size=8))
+        assert result.steps == 3, entry.name
