@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "remedies": ("gradwatch.remedies", ""),
     "write_report": ("gradwatch.report", "write_report"),
     "export_tensorboard": ("gradwatch.report", "export_tensorboard"),
+    "lab": ("gradwatch.lab", ""),
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "diagnose",
     "export_tensorboard",
+    "lab",
     "load",
     "prescribe",
     "remedies",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import remedies, theory
+    from . import lab, remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .recording import Watch, watch
     from .remedies.prescribe import Prescription, prescribe

@@ -1,0 +1,157 @@
+"""What every study returns, and the helpers they share.
+
+A study module defines ``NAME``, ``CITATION``, ``CLAIM``, ``CRITERION`` (the tolerance,
+written before any run) and ``run(size) -> StudyOutcome``. ``size="test"`` is a few-second
+version the tests run (it must still show the direction of the effect); ``size="full"`` is
+the CPU-sized reproduction (<= 2 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from ..config import RunConfig
+from ..runner import RunResult, run, with_seed
+from ..tasks import make_task
+
+Size = Literal["test", "full"]
+SIZES: tuple[str, ...] = ("test", "full")
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """A study's claim beside what was measured, and whether it held.
+
+    Attributes:
+        name, citation, claim, criterion: From the study module (criterion = tolerance).
+        measured: One or two sentences with the measured numbers.
+        held: Whether the criterion was met.
+        numbers: The measured values by condition (means, per-seed values).
+        size: ``"test"`` or ``"full"``.
+        seeds: Seeds run per condition.
+        seconds: Wall time of the study.
+    """
+
+    name: str
+    citation: str
+    claim: str
+    criterion: str
+    measured: str
+    held: bool
+    numbers: dict[str, Any] = field(default_factory=dict)
+    size: str = "full"
+    seeds: int = 1
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        """A plain-text block: claim, criterion, measured, verdict."""
+        verdict = "HELD" if self.held else "DID NOT HOLD"
+        return (
+            f"== {self.name}: {self.citation}\n"
+            f"claim:     {self.claim}\n"
+            f"criterion: {self.criterion}\n"
+            f"measured:  {self.measured}\n"
+            f"verdict:   {verdict}  ({self.seeds} seeds, size={self.size}, "
+            f"{self.seconds:.1f} s)\n"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seeds_for(size: Size, test: int = 2, full: int = 3) -> list[int]:
+    """The seeds a study runs at ``size``."""
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}: use one of {list(SIZES)}")
+    return list(range(test if size == "test" else full))
+
+
+def run_seeds(config: RunConfig, seeds: Sequence[int]) -> list[RunResult]:
+    """Train ``config`` once per seed, in memory (studies keep no run dirs).
+
+    The task data is built once: its own seed fixes it, the run seed varies the model.
+    """
+    task = make_task(config.task, config.task_config)
+    return [run(with_seed(config, s), task=task) for s in seeds]
+
+
+def variant(config: RunConfig, **changes: Any) -> RunConfig:
+    """``config`` with some fields changed (the model's own fields via ``model=``)."""
+    return replace(config, **changes)
+
+
+def mean(values: Iterable[float]) -> float:
+    """The mean, NaN-aware (a diverged run's NaN does not hide the others)."""
+    arr = np.asarray(list(values), dtype=float)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
+
+
+def timed(build: Callable[[], StudyOutcome]) -> StudyOutcome:
+    """Run ``build`` and stamp the wall time into its outcome."""
+    started = time.perf_counter()
+    outcome = build()
+    return replace(outcome, seconds=time.perf_counter() - started)
+
+
+def markdown_table(outcomes: Sequence[StudyOutcome]) -> str:
+    """The claim-vs-measured table of ``docs/studies.md``."""
+    lines = [
+        "| study | claim | criterion (set before the run) | measured | held | time |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in outcomes:
+        cells = [
+            f"`{o.name}` ({o.citation})",
+            o.claim,
+            o.criterion,
+            o.measured,
+            "yes" if o.held else "**no**",
+            f"{o.seconds:.0f} s ({o.seeds} seeds)",
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def studies_page(outcomes: Sequence[StudyOutcome], machine: str = "") -> str:
+    """The whole ``docs/studies.md`` page: how it was made, the table, each study's numbers."""
+    import platform
+
+    import torch
+
+    total = sum(o.seconds for o in outcomes)
+    sizes = sorted({o.size for o in outcomes})
+    lines = [
+        "# Studies: published results reproduced at CPU size",
+        "",
+        "Each study states a paper's claim, a criterion (tolerance) written in its module "
+        "before the run, runs a small version over several seeds with the lab, and says "
+        "whether the claim held. This page is generated; do not edit it by hand:",
+        "",
+        "```",
+        "gradwatch lab study --all --size full --markdown docs/studies.md",
+        "```",
+        "",
+        f"Generated with size={'/'.join(sizes)}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {torch.get_num_threads()} torch thread(s)"
+        + (f", {machine}" if machine else "")
+        + f"; total {total:.0f} s. Times are wall-clock and include the machine's other load.",
+        "",
+        markdown_table(outcomes),
+        "A study that did not hold is reported as measured, not tuned until it passes; the "
+        "notes below say what we think differs from the paper's setting.",
+        "",
+        "## Notes",
+        "",
+    ]
+    from . import STUDIES
+
+    for o in outcomes:
+        note = getattr(STUDIES[o.name], "NOTES", "")
+        if note:
+            lines += [f"- `{o.name}`: {note}", ""]
+    return "\n".join(lines)
