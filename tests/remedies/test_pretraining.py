@@ -62,3 +62,30 @@ def test_one_shot_iterator_feeds_every_layer() -> None:
     """A generator of batches is kept, so the second layer still sees data."""
     res = pretrain_layerwise(make_mlp(depth=3, width=6, d_in=10), iter(_data()), epochs=2)
     assert [len(losses) for losses in res.losses] == [2, 2]
+
+
+def test_pretraining_accepts_sequential_subclasses() -> None:
+    """A subclass of nn.Sequential with its own constructor is pretrained like a plain one."""
+    import torch
+    from torch import nn
+
+    from gradwatch.remedies import pretrain_layerwise
+
+    class Stack(nn.Sequential):
+        def __init__(self, width: int) -> None:
+            super().__init__(
+                nn.Linear(4, width),
+                nn.Sigmoid(),
+                nn.Linear(width, width),
+                nn.Sigmoid(),
+                nn.Linear(width, 2),
+            )
+
+    torch.manual_seed(0)
+    model = Stack(8)
+    before = model[0].weight.detach().clone()
+    res = pretrain_layerwise(model, [torch.randn(16, 4)], epochs=2)
+    assert isinstance(res.model, Stack)
+    assert res.layers == ["0", "2"]
+    assert not torch.equal(res.model[0].weight, before)
+    assert torch.equal(model[0].weight, before)  # the user's model is untouched

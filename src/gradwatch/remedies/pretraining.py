@@ -48,6 +48,14 @@ def _inputs(batch: Any) -> torch.Tensor:
     return x
 
 
+def _span(seq: nn.Sequential, start: int, stop: int) -> nn.Sequential:
+    """``seq[start:stop]`` as a plain Sequential sharing the same modules.
+
+    Slicing calls ``type(seq)(...)``, which fails for subclasses with another constructor.
+    """
+    return nn.Sequential(*list(seq)[start:stop])
+
+
 def pretrain_layerwise(
     model: nn.Module,
     data: Iterable[Any],
@@ -110,8 +118,8 @@ def pretrain_layerwise(
     new.train()
     try:
         for u in units[:-1]:
-            encoder = new[u.start : u.stop]
-            below = new[: u.start]
+            encoder = _span(new, u.start, u.stop)
+            below = _span(new, 0, u.start)
             head = new[u.start]
             assert isinstance(head, nn.Linear)
             decoder = nn.Linear(
