@@ -464,3 +464,12 @@ def test_unstable_updates_ignores_one_odd_sample() -> None:
     ur = np.full((12, 2), 1e-3)
     ur[4, 0] = 100.0
     assert run("unstable_updates", trace_of(2, 12, {"update_ratio": ur})) is None
+
+
+def test_unstable_updates_remedies_depend_on_the_direction() -> None:
+    """Too-large updates are treated by clipping; too-small ones by giving the layer a gradient."""
+    big = run("unstable_updates", trace_of(3, 12, {"update_ratio": np.array([1e-3, 1.0, 1e-3])}))
+    small = run("unstable_updates", trace_of(3, 12, {"update_ratio": np.array([1e-3, 1e-9, 1e-3])}))
+    assert big is not None and small is not None
+    assert big.remedies[0].id == "clip_norm"
+    assert not any(r.id.startswith("clip") for r in small.remedies)

@@ -61,6 +61,23 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             f"Unstable updates: the weights of layer {names_lo[0]!r} change by less than "
             f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
         )
+    if len(high):
+        remedies = hints(
+            (
+                "clip_norm",
+                "bounds the step size whatever the gradient (and lower the learning rate)",
+            ),
+            ("clip_adaptive", "clips each update relative to its parameter's norm"),
+            ("layernorm", "makes each layer less sensitive to the size of its weights' steps"),
+        )
+    else:
+        # Updates too small to train: clipping would shrink them further; the layer needs
+        # a gradient (it usually sits below a vanishing one).
+        remedies = hints(
+            ("residual", "an identity path delivers the loss gradient to the stalled layer"),
+            ("batchnorm", "re-scales each layer so its gradient is not lost on the way"),
+            ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
+        )
     if len(hot_blocks):
         b0, b1 = int(hot_blocks[0]), int(hot_blocks[-1])
         end_row = int(starts[b1 + 1]) - 1 if b1 + 1 < len(starts) else len(steps) - 1
@@ -75,12 +92,5 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         steps=span,
         evidence=evidence,
         message=message,
-        remedies=hints(
-            (
-                "clip_norm",
-                "bounds the step size whatever the gradient (and lower the learning rate)",
-            ),
-            ("clip_adaptive", "clips each update relative to its parameter's norm"),
-            ("layernorm", "makes each layer less sensitive to the size of its weights' steps"),
-        ),
+        remedies=remedies,
     )
