@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ...remedies.activations import make_activation as remedy_activation
+
 Activation = Literal[
     "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish", "identity"
 ]
@@ -27,21 +29,12 @@ def make_activation(name: str) -> nn.Module:
         >>> make_activation("relu")
         ReLU()
     """
-    factories = {
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-        "relu": nn.ReLU,
-        "leaky_relu": nn.LeakyReLU,
-        "prelu": nn.PReLU,
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-        "gelu": nn.GELU,
-        "swish": nn.SiLU,
-        "identity": nn.Identity,
-    }
-    if name not in factories:
-        raise ValueError(f"activation={name!r} is not known; use one of {sorted(factories)}")
-    return factories[name]()
+    if name == "identity":
+        return nn.Identity()
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is not known; use one of {sorted(ACTIVATIONS)}")
+    # One name -> module table for the whole library: the remedies' (swap targets).
+    return remedy_activation(name)
 
 
 def init_linear_(layer: nn.Linear | nn.Conv2d, init: str, activation: str) -> None:
