@@ -612,7 +612,6 @@ class Watch:
     # ------------------------------------------------------------------ flushing
     def _flush(self) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
-        n = self.flush_every
         rec = self._pending_recurrent
         parts = [self._buf.reshape(-1).to(self._sdtype), self._sbuf.reshape(-1)]
         parts += [p.reshape(-1).to(self._sdtype).to(self._device) for _, _, p in rec]
@@ -679,7 +678,6 @@ class Watch:
         self._late_scalars.clear()
         self._pending_recurrent = []
         self._window_start = self._step
-        del n
 
     def _emit(self, kind: str, table: pa.Table) -> None:
         if self._writer is not None:
