@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -247,6 +247,32 @@ def tail_fraction(trace: Trace, metric: str, window: int) -> tuple[np.ndarray, n
         return None
     tail = mat[-min(window, len(mat)) :]
     return steps[-len(tail) :], nanmedian(tail, axis=0)
+
+
+class FractionHits(NamedTuple):
+    """Layers whose tail-median fraction crossed a threshold, worst first."""
+
+    steps: np.ndarray  # steps of the tail rows the medians came from
+    layers: np.ndarray  # (K,) layer indices, worst first
+    names: list[str]  # their names, same order
+    values: np.ndarray  # (K,) their median fractions, same order
+
+
+def fractions_over(trace: Trace, metric: str, window: int, threshold: float) -> FractionHits | None:
+    """Layers whose median ``metric`` over the last ``window`` rows exceeds ``threshold``.
+
+    Shared by the per-layer fraction rules (saturated and dead units); None when the metric
+    was never measured or no layer crosses.
+    """
+    got = tail_fraction(trace, metric, window)
+    if got is None:
+        return None
+    steps, frac = got
+    hit = np.flatnonzero(np.isfinite(frac) & (frac > threshold))
+    if len(hit) == 0:
+        return None
+    hit = hit[np.argsort(-frac[hit], kind="stable")]
+    return FractionHits(steps, hit, [trace.layers[i].name for i in hit], frac[hit])
 
 
 def by_layer(names: Sequence[str], values: np.ndarray, limit: int = 20) -> dict[str, float | None]:

@@ -8,10 +8,8 @@ DeadRelu threshold_layer, 50% of a layer).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...trace import Trace
-from .._common import by_layer, hints, tail_fraction
+from .._common import by_layer, fractions_over, hints
 from ..finding import Finding
 from ..thresholds import DeadUnitsThresholds
 
@@ -20,16 +18,11 @@ RULE = "dead_units"
 
 def check(trace: Trace, th: DeadUnitsThresholds) -> Finding | None:
     """Return the dead-units finding of ``trace``, or None."""
-    got = tail_fraction(trace, "act_dead", th.window)
-    if got is None:
+    hits = fractions_over(trace, "act_dead", th.window, th.warn_fraction)
+    if hits is None:
         return None
-    steps, frac = got
-    hit = np.flatnonzero(np.isfinite(frac) & (frac > th.warn_fraction))
-    if len(hit) == 0:
-        return None
-    hit = hit[np.argsort(-frac[hit], kind="stable")]
-    names = [trace.layers[i].name for i in hit]
-    worst = float(frac[hit[0]])
+    steps, names = hits.steps, hits.names
+    worst = float(hits.values[0])
     return Finding(
         rule=RULE,
         severity="critical" if worst > th.critical_fraction else "warning",
@@ -37,8 +30,8 @@ def check(trace: Trace, th: DeadUnitsThresholds) -> Finding | None:
         steps=(int(steps[0]), int(steps[-1])),
         evidence={
             "metric": "act_dead",
-            "dead_fraction": by_layer(names, frac[hit]),
-            "layers_over_threshold": len(hit),
+            "dead_fraction": by_layer(names, hits.values),
+            "layers_over_threshold": len(names),
             "warn_fraction": th.warn_fraction,
             "critical_fraction": th.critical_fraction,
             "window_rows": th.window,

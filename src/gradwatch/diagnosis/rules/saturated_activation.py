@@ -7,10 +7,8 @@ not one batch); fires above ``warn_fraction`` (SageMaker Debugger's 50% of a lay
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...trace import Trace
-from .._common import by_layer, hints, tail_fraction
+from .._common import by_layer, fractions_over, hints
 from ..finding import Finding
 from ..thresholds import SaturatedActivationThresholds
 
@@ -19,17 +17,12 @@ RULE = "saturated_activation"
 
 def check(trace: Trace, th: SaturatedActivationThresholds) -> Finding | None:
     """Return the saturated-activation finding of ``trace``, or None."""
-    got = tail_fraction(trace, "act_saturated", th.window)
-    if got is None:
+    hits = fractions_over(trace, "act_saturated", th.window, th.warn_fraction)
+    if hits is None:
         return None
-    steps, frac = got
-    hit = np.flatnonzero(np.isfinite(frac) & (frac > th.warn_fraction))
-    if len(hit) == 0:
-        return None
-    hit = hit[np.argsort(-frac[hit], kind="stable")]
-    names = [trace.layers[i].name for i in hit]
-    worst = float(frac[hit[0]])
-    act = trace.layers[int(hit[0])].activation or "sigmoid/tanh"
+    steps, names = hits.steps, hits.names
+    worst = float(hits.values[0])
+    act = trace.layers[int(hits.layers[0])].activation or "sigmoid/tanh"
     return Finding(
         rule=RULE,
         severity="critical" if worst > th.critical_fraction else "warning",
@@ -37,8 +30,8 @@ def check(trace: Trace, th: SaturatedActivationThresholds) -> Finding | None:
         steps=(int(steps[0]), int(steps[-1])),
         evidence={
             "metric": "act_saturated",
-            "saturated_fraction": by_layer(names, frac[hit]),
-            "layers_over_threshold": len(hit),
+            "saturated_fraction": by_layer(names, hits.values),
+            "layers_over_threshold": len(names),
             "warn_fraction": th.warn_fraction,
             "critical_fraction": th.critical_fraction,
             "window_rows": th.window,
