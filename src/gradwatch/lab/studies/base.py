@@ -91,6 +91,44 @@ def mean(values: Iterable[float]) -> float:
     return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
 
 
+@dataclass(frozen=True)
+class AddingRace:
+    """Recurrent models trained alike on the adding problem (hochreiter1997, le2015)."""
+
+    seq_len: int
+    trivial: float  # test MSE of always predicting 1 (~0.167)
+    mse: dict[str, float]  # model name -> mean test MSE over seeds
+    per_seed: dict[str, list[float]]  # model name -> test MSE of each seed
+    seeds: int
+
+
+def adding_race(models: dict[str, Any], size: Size, remedies: tuple[str, ...] = ()) -> AddingRace:
+    """Train each recurrent model config on the adding problem, same seeds, Adam lr 0.01.
+
+    T = 20 and 300 steps for ``size="test"``, T = 40 and 600 steps at full size.
+    """
+    from ..tasks import AddingConfig
+
+    seeds = seeds_for(size, test=1, full=3)
+    T, steps = (20, 300) if size == "test" else (40, 600)
+    task = AddingConfig(seq_len=T, n_train=2000, n_test=500)
+    results = {}
+    for name, model in models.items():
+        config = RunConfig(
+            model=model, task="adding", task_config=task, optimizer="adam", lr=0.01,
+            steps=steps, remedies=remedies, sample_every=50,
+        )  # fmt: skip
+        results[name] = run_seeds(config, seeds)
+    first = next(iter(results.values()))
+    return AddingRace(
+        seq_len=T,
+        trivial=first[0].baseline,
+        mse={k: mean(r.test_metric for r in v) for k, v in results.items()},
+        per_seed={k: [r.test_metric for r in v] for k, v in results.items()},
+        seeds=len(seeds),
+    )
+
+
 def timed(build: Callable[[], StudyOutcome]) -> StudyOutcome:
     """Run ``build`` and stamp the wall time into its outcome."""
     started = time.perf_counter()

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from ..config import RunConfig
 from ..models import RecurrentConfig
-from ..tasks import AddingConfig
-from .base import Size, StudyOutcome, mean, run_seeds, seeds_for, timed
+from .base import Size, StudyOutcome, adding_race, timed
 
 NAME = "hochreiter1997"
 CITATION = "Hochreiter & Schmidhuber, Neural Computation 9(8), 1997"
@@ -29,31 +27,23 @@ def run(size: Size = "full") -> StudyOutcome:
     """Train an LSTM and a tanh RNN on the adding problem over several seeds."""
 
     def build() -> StudyOutcome:
-        seeds = seeds_for(size, test=1, full=3)
-        T, steps = (20, 300) if size == "test" else (40, 600)
-        task = AddingConfig(seq_len=T, n_train=2000, n_test=500)
-        results = {}
-        for cell in ("lstm", "rnn_tanh"):
-            config = RunConfig(
-                model=RecurrentConfig(cell=cell, hidden=32),
-                task="adding", task_config=task, optimizer="adam", lr=0.01, steps=steps,
-                sample_every=50,
-            )  # fmt: skip
-            results[cell] = run_seeds(config, seeds)
-        trivial = results["lstm"][0].baseline
-        mse = {k: mean(r.test_metric for r in v) for k, v in results.items()}
+        race = adding_race(
+            {"lstm": RecurrentConfig(cell="lstm", hidden=32),
+             "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
+            size,
+        )  # fmt: skip
+        trivial, mse = race.trivial, race.mse
         held = mse["lstm"] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
-        per_seed = {k: [r.test_metric for r in v] for k, v in results.items()}
         return StudyOutcome(
             NAME, CITATION, CLAIM, CRITERION,
             measured=(
-                f"T={T}: test MSE LSTM {mse['lstm']:.4f}, tanh RNN {mse['rnn_tanh']:.4f} "
-                f"(trivial {trivial:.3f})"
+                f"T={race.seq_len}: test MSE LSTM {mse['lstm']:.4f}, "
+                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
             ),
             held=held,
-            numbers={"trivial": trivial, **per_seed},
+            numbers={"trivial": trivial, **race.per_seed},
             size=size,
-            seeds=len(seeds),
+            seeds=race.seeds,
         )  # fmt: skip
 
     return timed(build)

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from ..config import RunConfig
 from ..models import RecurrentConfig
-from ..tasks import AddingConfig
-from .base import Size, StudyOutcome, mean, run_seeds, seeds_for, timed
+from .base import Size, StudyOutcome, adding_race, timed
 
 NAME = "le2015"
 CITATION = "Le, Jaitly & Hinton, arXiv:1504.00941, 2015"
@@ -32,34 +30,24 @@ def run(size: Size = "full") -> StudyOutcome:
     """Train an IRNN and a tanh RNN on the adding problem over several seeds."""
 
     def build() -> StudyOutcome:
-        seeds = seeds_for(size, test=1, full=3)
-        T, steps = (20, 300) if size == "test" else (40, 600)
-        task = AddingConfig(seq_len=T, n_train=2000, n_test=500)
-        models = {
-            "irnn": RecurrentConfig(cell="rnn_relu", hidden=32, init="identity"),
-            "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32),
-        }
-        results = {}
-        for name, model in models.items():
-            config = RunConfig(
-                model=model, task="adding", task_config=task, optimizer="adam", lr=0.01,
-                steps=steps, remedies=("clip_norm",), sample_every=50,
-            )  # fmt: skip
-            results[name] = run_seeds(config, seeds)
-        trivial = results["irnn"][0].baseline
-        mse = {k: mean(r.test_metric for r in v) for k, v in results.items()}
+        race = adding_race(
+            {"irnn": RecurrentConfig(cell="rnn_relu", hidden=32, init="identity"),
+             "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
+            size,
+            remedies=("clip_norm",),
+        )  # fmt: skip
+        trivial, mse = race.trivial, race.mse
         held = mse["irnn"] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
-        per_seed = {k: [r.test_metric for r in v] for k, v in results.items()}
         return StudyOutcome(
             NAME, CITATION, CLAIM, CRITERION,
             measured=(
-                f"T={T}: test MSE IRNN {mse['irnn']:.4f}, tanh RNN {mse['rnn_tanh']:.4f} "
-                f"(trivial {trivial:.3f})"
+                f"T={race.seq_len}: test MSE IRNN {mse['irnn']:.4f}, "
+                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
             ),
             held=held,
-            numbers={"trivial": trivial, **per_seed},
+            numbers={"trivial": trivial, **race.per_seed},
             size=size,
-            seeds=len(seeds),
+            seeds=race.seeds,
         )  # fmt: skip
 
     return timed(build)
