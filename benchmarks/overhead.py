@@ -1,15 +1,17 @@
 """Step-time overhead of recording, measured side by side in one process.
 
-Each workload trains a model; every configuration (no recording, gradwatch at several
-settings, the naive per-parameter ``p.grad.norm().item()`` loop other tools use) runs
-interleaved A B C A B C ... for several rounds so that machine noise hits all alike. The
-table reports, per workload and configuration, the median step time and the median of the
-per-round ratios to "none" with the spread (min-max over rounds).
+Each workload trains one copy of its model per configuration (no recording, gradwatch at
+several settings, the naive per-parameter ``p.grad.norm().item()`` loop other tools use), all
+built from the same seed. The copies take turns, a block of ``--block`` steps each (one whole
+sampling cycle: 10 steps), A B C D E then E D C B A, for several rounds, so that the slow
+phases of a shared machine hit every configuration alike. The table reports, per workload and
+configuration, the median step time, the median of the per-round ratios to "none" with their
+spread (min-max over rounds), and the ratio of total times.
 
 Usage::
 
     python benchmarks/overhead.py                 # all workloads, 2 threads
-    python benchmarks/overhead.py --workloads W1 --rounds 5 --steps 20
+    python benchmarks/overhead.py --workloads W1 --rounds 30
     python benchmarks/overhead.py --markdown docs/performance.md  # also write the table
 """
 
@@ -35,8 +37,8 @@ import gradwatch as gw
 class Workload:
     name: str
     description: str
-    build: Callable[[], tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]]
-    steps: int  # timed steps per round: ~1-2 s of work on a 2-core CPU
+    build: Callable[[str], tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]]
+    rounds: int  # default rounds: ~1-4 minutes per workload on a 2-core CPU
 
 
 def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
@@ -46,17 +48,17 @@ def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def w1() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
-    model = _mlp(50, 256, nn.Tanh)
+def w1(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+    model = _mlp(50, 256, nn.Tanh).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x, y = torch.randn(128, 256), torch.randn(128, 256)
+    x, y = torch.randn(128, 256, device=device), torch.randn(128, 256, device=device)
     return model, opt, lambda: (model(x) - y).pow(2).mean()
 
 
-def w2() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
-    model = _mlp(8, 2048, nn.ReLU)
+def w2(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+    model = _mlp(8, 2048, nn.ReLU).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, y = torch.randn(256, 2048), torch.randn(256, 2048)
+    x, y = torch.randn(256, 2048, device=device), torch.randn(256, 2048, device=device)
     return model, opt, lambda: (model(x) - y).pow(2).mean()
 
 
@@ -71,31 +73,34 @@ class _LSTMNet(nn.Module):
         return self.head(out[:, -1])
 
 
-def w3() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
-    model = _LSTMNet()
+def w3(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+    model = _LSTMNet().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.randn(32, 100, 32), torch.randn(32, 1)
+    x, y = torch.randn(32, 100, 32, device=device), torch.randn(32, 1, device=device)
     return model, opt, lambda: (model(x) - y).pow(2).mean()
 
 
-def w4() -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+def w4(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
     layer = nn.TransformerEncoderLayer(256, 4, dim_feedforward=1024, batch_first=True)
-    model = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+    model = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(16, 128, 256)
+    x = torch.randn(16, 128, 256, device=device)
     return model, opt, lambda: model(x).pow(2).mean()
 
 
 WORKLOADS = {
-    "W1": Workload("W1", "50-layer width-256 tanh MLP, batch 128, SGD", w1, 20),
-    "W2": Workload("W2", "8-layer width-2048 ReLU MLP, batch 256, Adam", w2, 4),
-    "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3, 10),
+    "W1": Workload("W1", "50-layer width-256 tanh MLP, batch 128, SGD", w1, 25),
+    "W2": Workload("W2", "8-layer width-2048 ReLU MLP, batch 256, Adam", w2, 5),
+    "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3, 12),
     "W4": Workload("W4", "6-layer TransformerEncoder d256 h4, seq 128, batch 16, Adam", w4, 5),
 }
 
 # name -> watch() keyword arguments (None = no gradwatch)
 CONFIGS: dict[str, dict[str, object] | None] = {
     "none": None,
+    # A second, identical copy without gradwatch: its ratio to "none" is the noise floor of
+    # the run (placement in memory, a slow phase of the machine), so read others against it.
+    "none, 2nd copy": None,
     "naive .item() loop": None,
     "grads every step": {"every": 1, "sample_every": 10**9, "activations": False},
     "all, sample_every=10": {"every": 1, "sample_every": 10},
@@ -108,46 +113,67 @@ def _naive_norms(model: nn.Module) -> list[float]:
     return [p.grad.norm().item() for p in model.parameters() if p.grad is not None]
 
 
-def time_config(workload: Workload, config: str, steps: int, state: dict[str, object]) -> float:
-    model, opt, loss_fn = state["model"], state["opt"], state["loss_fn"]  # type: ignore[misc]
-    assert isinstance(model, nn.Module) and isinstance(opt, torch.optim.Optimizer)
-    kwargs = CONFIGS[config]
-    w = gw.watch(model, opt, flush_every=100, **kwargs) if kwargs is not None else None  # type: ignore[arg-type]
-    try:
+class Runner:
+    """One configuration of one workload: its own copy of the model (same seed, same init),
+    optimizer and, for gradwatch configurations, a watch that stays open across blocks."""
 
-        def one_step() -> None:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()  # type: ignore[operator]
-            loss.backward()
-            if config == "naive .item() loop":
-                _naive_norms(model)
-            opt.step()
-            if w is not None:
-                w.log(loss=loss)
+    def __init__(self, workload: Workload, config: str, device: str = "cpu") -> None:
+        torch.manual_seed(0)
+        self.device = device
+        self.model, self.opt, self.loss_fn = workload.build(device)
+        self.config = config
+        kwargs = CONFIGS[config]
+        self.watch = (
+            gw.watch(self.model, self.opt, flush_every=100, **kwargs)
+            if kwargs is not None
+            else None
+        )
 
-        for _ in range(2):  # warm-up, and the sampled step 0 of a fresh watch
-            one_step()
+    def step(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn()
+        loss.backward()
+        if self.config == "naive .item() loop":
+            _naive_norms(self.model)
+        self.opt.step()
+        if self.watch is not None:
+            self.watch.log(loss=loss)
+
+    def block(self, steps: int) -> float:
+        if self.device != "cpu":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
-            one_step()
+            self.step()
+        if self.device != "cpu":
+            torch.cuda.synchronize()
         return (time.perf_counter() - start) / steps
-    finally:
-        if w is not None:
-            w.close()
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
 
 
-def run(workloads: list[str], rounds: int, steps: int | None) -> list[dict[str, object]]:
+def run(
+    workloads: list[str], rounds: int | None, block: int, device: str = "cpu"
+) -> list[dict[str, object]]:
+    """Time blocks of ``block`` steps (one whole sampling cycle), rotating through the
+    configurations every block so that slow phases of a shared machine hit all of them."""
     rows = []
     for key in workloads:
         wl = WORKLOADS[key]
-        torch.manual_seed(0)
-        model, opt, loss_fn = wl.build()
-        state = {"model": model, "opt": opt, "loss_fn": loss_fn}
-        times: dict[str, list[float]] = {c: [] for c in CONFIGS}
-        for r in range(rounds):
-            order = list(CONFIGS) if r % 2 == 0 else list(reversed(CONFIGS))
-            for config in order:
-                times[config].append(time_config(wl, config, steps or wl.steps, state))
+        runners = {c: Runner(wl, c, device) for c in CONFIGS}
+        try:
+            for r in runners.values():  # warm-up: allocator, caches, the sampled step 0
+                r.block(block)
+            times: dict[str, list[float]] = {c: [] for c in CONFIGS}
+            for i in range(rounds or wl.rounds):
+                order = list(CONFIGS) if i % 2 == 0 else list(reversed(CONFIGS))
+                for config in order:
+                    times[config].append(runners[config].block(block))
+        finally:
+            for r in runners.values():
+                r.close()
         for config in CONFIGS:
             ratios = [t / b for t, b in zip(times[config], times["none"], strict=True)]
             rows.append(
@@ -156,31 +182,34 @@ def run(workloads: list[str], rounds: int, steps: int | None) -> list[dict[str, 
                     "config": config,
                     "step_ms": 1000 * statistics.median(times[config]),
                     "ratio": statistics.median(ratios),
+                    "total": sum(times[config]) / sum(times["none"]),
                     "lo": min(ratios),
                     "hi": max(ratios),
                 }
             )
             print(
                 f"{key}  {config:22s} {rows[-1]['step_ms']:9.2f} ms  ratio {rows[-1]['ratio']:.3f}"
-                f"  [{rows[-1]['lo']:.3f}, {rows[-1]['hi']:.3f}]",
+                f"  total {rows[-1]['total']:.3f}  [{rows[-1]['lo']:.3f}, {rows[-1]['hi']:.3f}]",
                 flush=True,
             )
     return rows
 
 
-def markdown(rows: list[dict[str, object]], threads: int, rounds: int) -> str:
+def markdown(rows: list[dict[str, object]], threads: int, block: int, device: str) -> str:
+    where = torch.cuda.get_device_name() if device != "cpu" else f"{platform.machine()} CPU"
     lines = [
-        f"Measured {dt.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} cores), torch {torch.__version__}, {threads} threads, "
-        f"{rounds} interleaved rounds per configuration.",
+        f"Measured {dt.date.today().isoformat()} on {where} ({os.cpu_count()} cores), "
+        f"torch {torch.__version__}, {threads} threads, "
+        f"blocks of {block} steps rotating through the configurations.",
         "",
-        "| workload | configuration | median step (ms) | ratio to none (median) | spread (min-max) |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| workload | configuration | median step (ms) | ratio to none (median) | spread (min-max) "
+        "| ratio of totals |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['workload']} | {r['config']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | "
-            f"{r['lo']:.3f}-{r['hi']:.3f} |"
+            f"{r['lo']:.3f}-{r['hi']:.3f} | {r['total']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -188,18 +217,19 @@ def markdown(rows: list[dict[str, object]], threads: int, rounds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--steps", type=int, default=None, help="timed steps per round (default: per workload)"
+        "--rounds", type=int, default=None, help="rounds of blocks (default: per workload)"
     )
+    parser.add_argument("--block", type=int, default=10, help="steps per timed block")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (the budgets' device) or cuda")
     parser.add_argument("--markdown", help="print the markdown table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for key in args.workloads:
         print(f"{key}: {WORKLOADS[key].description}")
-    rows = run(args.workloads, args.rounds, args.steps)
-    table = markdown(rows, args.threads, args.rounds)
+    rows = run(args.workloads, args.rounds, args.block, args.device)
+    table = markdown(rows, args.threads, args.block, args.device)
     print()
     print(table)
     if args.markdown:

@@ -20,6 +20,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,99 @@ from ..trace import LAYER_METRICS, LayerInfo, RunWriter, Trace
 from ..trace.store import FORMAT_VERSION
 from ..trace.trace import trace_from_tables
 from .layers import RECURRENT_TYPES, LayerSpec, activation_kind, find_layers
-from .stats import ActivationAccumulator, count_nonfinite, foreach_norms, max_abs
+from .stats import (
+    SMALL_NUMEL,
+    ActivationAccumulator,
+    Scratch,
+    count_nonfinite,
+    stack_float32,
+    sum_squares,
+    sums_of_squares,
+    sums_of_squares_and_max_abs,
+)
 
 _M = {name: i for i, name in enumerate(LAYER_METRICS)}
 _GRAD_METRICS = ("grad_norm", "grad_rms", "grad_max", "weight_norm", "nonfinite")
 _SAMPLED_METRICS = ("act_mean", "act_std", "act_saturated", "act_dead", "out_grad_norm")
 _FIXED_SCALARS = ("global_grad_norm", "skipped")
 _CONV_LIKE = ("Conv", "ConvTranspose", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "Instance")
+
+
+# Gradients up to this many elements are concatenated and reduced together on CPU: one
+# kernel per tiny bias would cost more than the whole concatenation.
+_SMALL_GRAD = 4096
+_SMALL_GRAD_TOTAL = 1 << 18
+
+
+@dataclass
+class _GradLayout:
+    """Which parameters have a gradient this step, and how their reductions are batched.
+
+    Built once per pattern of present gradients (usually one per run) on the host and moved
+    to the device once: indexing on the device per step would be a sync on CUDA.
+    """
+
+    idx: list[int]  # parameters that have a gradient, in layer order
+    layer_idx: torch.Tensor  # the layer of each of them (device, long)
+    layers: torch.Tensor  # the layers that have any gradient (device, long)
+    has_grad: np.ndarray  # per layer (host)
+    has_grad_t: torch.Tensor  # per layer (device)
+    numel: np.ndarray  # gradient elements per layer (host)
+    big: list[int]  # positions in idx reduced with one kernel each
+    small: list[int]  # positions in idx concatenated and reduced together (CPU only)
+    vec_layer: torch.Tensor  # layer of each value that reduce() returns
+
+    @classmethod
+    def build(
+        cls,
+        params: list[nn.Parameter],
+        layers: list[LayerSpec],
+        present: tuple[bool, ...],
+        device: torch.device,
+    ) -> _GradLayout:
+        owner = [i for i, spec in enumerate(layers) for _ in spec.params]
+        idx = [k for k, has in enumerate(present) if has]
+        numel = np.zeros(len(layers))
+        for k in idx:
+            numel[owner[k]] += params[k].numel()
+        small: list[int] = []
+        if device.type == "cpu":
+            budget = _SMALL_GRAD_TOTAL
+            for pos, k in enumerate(idx):
+                n = params[k].numel()
+                if n <= _SMALL_GRAD and params[k].dtype == torch.float32 and n <= budget:
+                    small.append(pos)
+                    budget -= n
+        if len(small) < 2:
+            small = []
+        small_set = set(small)
+        big = [pos for pos in range(len(idx)) if pos not in small_set]
+        vec_layer = [owner[idx[pos]] for pos in big]
+        for pos in small:
+            vec_layer += [owner[idx[pos]]] * params[idx[pos]].numel()
+        has_grad = numel > 0
+        return cls(
+            idx=idx,
+            layer_idx=torch.tensor([owner[k] for k in idx], dtype=torch.long, device=device),
+            layers=torch.tensor(np.flatnonzero(has_grad), dtype=torch.long, device=device),
+            has_grad=has_grad,
+            has_grad_t=torch.tensor(has_grad, device=device),
+            numel=numel,
+            big=big,
+            small=small,
+            vec_layer=torch.tensor(vec_layer, dtype=torch.long, device=device),
+        )
+
+    def reduce(self, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values whose sums per layer (``index_add`` by the second result) are the layers'
+        gradient sums of squares: one per large tensor, one per element of the small ones."""
+        if not self.small:
+            return sums_of_squares(grads), self.layer_idx
+        parts = []
+        if self.big:
+            parts.append(sums_of_squares([grads[pos] for pos in self.big]))
+        parts.append(torch.cat([grads[pos].reshape(-1) for pos in self.small]).square_())
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]), self.vec_layer
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -122,15 +209,14 @@ class Watch:
         self._layer_numel = torch.tensor(
             [float(spec.numel) for spec in layers], device=self._device
         )
-        self._grad_cache: dict[
-            tuple[bool, ...], tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]
-        ] = {}
+        self._grad_cache: dict[tuple[bool, ...], _GradLayout] = {}
 
         # Device buffers for one flush window; NaN = not measured.
         self._buf = torch.full(
             (self.flush_every, len(LAYER_METRICS), n_layers), math.nan, device=self._device
         )
         self._row_used = np.zeros(self.flush_every, dtype=bool)
+        self._row_layout: list[_GradLayout | None] = [None] * self.flush_every
         self._scalar_cols: dict[str, int] = {name: i for i, name in enumerate(_FIXED_SCALARS)}
         # Scalars (losses, user values) keep float64 where the device has it.
         self._sdtype = torch.float32 if self._device.type == "mps" else torch.float64
@@ -156,6 +242,7 @@ class Watch:
         self._claimable = False
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_buf: list[torch.Tensor] | None = None
+        self._scratch = Scratch()
         self._weight_sq_before: torch.Tensor | None = None
         self._step_began = False
 
@@ -242,8 +329,12 @@ class Watch:
             return
         for i, spec in enumerate(self._layers):
             mod = spec.module
-            self._sample_handles.append(mod.register_forward_pre_hook(self._make_pre_hook(i)))
-            self._sample_handles.append(mod.register_forward_hook(self._make_post_hook(i)))
+            # Once the forward order is known, only recurrent layers need a pre-hook (for the
+            # per-time-step input gradient): each Python hook call costs a few microseconds.
+            if not self._ordered or isinstance(mod, RECURRENT_TYPES):
+                self._sample_handles.append(mod.register_forward_pre_hook(self._make_pre_hook(i)))
+            if self._activations:
+                self._sample_handles.append(mod.register_forward_hook(self._make_post_hook(i)))
         if self._activations:
             for mod in self.model.modules():
                 kind = activation_kind(mod)
@@ -309,7 +400,7 @@ class Watch:
                 self._claimable = True
             if not self._ordered or i not in self._activation_of:
                 self._raw.setdefault(i, ActivationAccumulator()).add_output(
-                    out, None, None, self._unit_dim[i]
+                    out, None, None, self._unit_dim[i], self._scratch
                 )
             if out.requires_grad:
                 acc = self._raw.setdefault(i, ActivationAccumulator())
@@ -328,7 +419,7 @@ class Watch:
             if not self._ordered:
                 self._activation_of.setdefault(i, act_type)
             self._act.setdefault(i, ActivationAccumulator()).add_output(
-                output, act_type, kind, self._unit_dim[i]
+                output, act_type, kind, self._unit_dim[i], self._scratch
             )
 
         return hook
@@ -369,28 +460,53 @@ class Watch:
         sampled = self._is_sampled(step)
         record = sampled or step % self.every == 0
         with torch.no_grad():
-            sq = self._record_grads(slot, detailed=sampled) if record else None
+            if record:
+                self._record_grads(slot, detailed=sampled)
             if sampled:
+                self._record_weights(slot, snapshot=self.optimizer is not None and not skipped)
                 self._record_sampled(slot)
-                if self.optimizer is not None and not skipped:
-                    self._take_snapshot()
-            self._sbuf[slot, 1] = 1.0 if skipped else 0.0
-            if sq is not None:
-                self._sbuf[slot, 0] = sq.sum().sqrt()
+            if skipped:
+                self._sbuf[slot, 1] = 1.0  # 0 is filled in at flush: one kernel less per step
         self._row_used[slot] |= record
         self._srow_used[slot] = True
         if not self._is_sampled(step + 1):
             self._disarm_sampling()  # with sample_every=1 the hooks simply stay attached
         self._step_began = True
 
-    def _take_snapshot(self) -> None:
-        # Reused buffers: a fresh 13 MB allocation per sampled step cost ~35x the copy on
-        # CPU (page faults), measured on benchmark W1.
-        params = [p.detach() for p in self._params]
+    def _snapshot_buffers(self) -> list[torch.Tensor] | None:
+        """The reused buffers that hold the weights before a sampled update (None without
+        an optimizer, where there is no update to measure)."""
+        if self.optimizer is None:
+            return None
         if self._snapshot_buf is None:
-            self._snapshot_buf = [torch.empty_like(p) for p in params]
-        torch._foreach_copy_(self._snapshot_buf, params)
-        self._snapshot = self._snapshot_buf
+            self._snapshot_buf = [torch.empty_like(p.detach()) for p in self._params]
+        return self._snapshot_buf
+
+    def _record_weights(self, slot: int, *, snapshot: bool) -> None:
+        """weight_norm of every layer, and (before an update) a copy of the weights.
+
+        The copy is what makes ``update_ratio`` the real update of any optimizer. Its buffers
+        are reused: a fresh 13 MB allocation per sampled step cost ~35x the copy on CPU (page
+        faults), measured on benchmark W1. On CPU each weight is copied right after its norm
+        is taken, while it is still in cache.
+        """
+        params = [p.detach() for p in self._params]
+        snap = self._snapshot_buffers() if snapshot else None
+        if self._device.type == "cpu":
+            sq_list = []
+            for k, w in enumerate(params):
+                sq_list.append(sum_squares(w))
+                if snap is not None:
+                    snap[k].copy_(w)  # right after its norm, while w is in cache
+            sq = stack_float32(sq_list)
+        else:
+            sq = sums_of_squares(params)
+            if snap is not None:
+                torch._foreach_copy_(snap, params)
+        w_sq = torch.zeros(self._n_layers, device=self._device).index_add_(0, self._param_layer, sq)
+        self._weight_sq_before = w_sq
+        self._snapshot = snap
+        self._buf[slot, _M["weight_norm"]] = w_sq.sqrt()
 
     def _end_step(self) -> None:
         if self._closed or not self._layers or not self._step_began:
@@ -399,10 +515,16 @@ class Watch:
         slot = self._step - self._window_start
         if self._snapshot is not None and self._weight_sq_before is not None:
             with torch.no_grad():
-                torch._foreach_sub_(self._snapshot, [p.detach() for p in self._params])
-                diff = foreach_norms(self._snapshot).to(torch.float32)
+                snap, params = self._snapshot, [p.detach() for p in self._params]
+                if self._device.type == "cpu":
+                    sq = stack_float32(
+                        [self._update_sq(d, p) for d, p in zip(snap, params, strict=True)]
+                    )
+                else:
+                    torch._foreach_sub_(snap, params)
+                    sq = sums_of_squares(snap)
                 diff_sq = torch.zeros(self._n_layers, device=self._device).index_add_(
-                    0, self._param_layer, diff.square()
+                    0, self._param_layer, sq
                 )
                 self._buf[slot, _M["update_ratio"]] = diff_sq.sqrt() / self._weight_sq_before.sqrt()
         self._snapshot = None
@@ -410,77 +532,69 @@ class Watch:
         if self._is_sampled(self._step):
             self._arm_sampling()
 
-    def _grad_layout(self) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _update_sq(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """sum((after - before)**2) of one parameter, on CPU.
+
+        The difference goes to a small reused buffer that stays in cache, so the pass reads
+        both tensors once and writes nothing back to main memory. Large tensors are
+        subtracted in place (the snapshot is stale after an update anyway).
+        """
+        if after.numel() > SMALL_NUMEL or not (before.is_contiguous() and after.is_contiguous()):
+            return sum_squares(before.sub_(after))  # large: in place, no fresh allocation
+        diff = self._scratch.like(after)
+        torch.sub(after.view(-1), before.view(-1), out=diff)
+        return sum_squares(diff)
+
+    def _grad_layout(self) -> _GradLayout:
         present = tuple(p.grad is not None for p in self._params)
         cached = self._grad_cache.get(present)
         if cached is None:
-            idx = [k for k, has in enumerate(present) if has]
-            owner = [i for i, spec in enumerate(self._layers) for _ in spec.params]
-            counts = [0.0] * self._n_layers
-            for k in idx:
-                counts[owner[k]] += float(self._params[k].numel())
-            # Built on the host, moved once: no device indexing (a sync on CUDA) per parameter.
-            layer_idx = torch.tensor([owner[k] for k in idx], dtype=torch.long, device=self._device)
-            numel = torch.tensor(counts, device=self._device)
-            has_grad = numel > 0
-            cached = (idx, layer_idx, numel, has_grad)
+            cached = _GradLayout.build(self._params, self._layers, present, self._device)
             self._grad_cache[present] = cached
         return cached
 
-    def _record_grads(self, slot: int, *, detailed: bool) -> torch.Tensor:
-        """Gradient statistics of every layer; returns the per-layer sum of squares.
+    def _record_grads(self, slot: int, *, detailed: bool) -> None:
+        """Gradient statistics of every layer, and the global gradient norm.
 
-        Every recorded step costs one fused norm pass over the gradients (grad_norm,
-        grad_rms, nonfinite, global norm). ``detailed`` steps (the sampled ones) add a pass
-        for max |g| and one over the weights: each extra pass over memory measured ~1.7% of a
-        W1 step on CPU, which would break the 2% budget if paid every step.
+        A plain step writes only each layer's sum of squares (in the grad_norm row; norm,
+        RMS and the non-finite flag are derived from it at flush, vectorised over the
+        window): inside a training step every kernel costs ~10-30 us on CPU however small
+        its tensor (the dispatcher's code is cold after the model's large matmuls), so a
+        step makes one reduction per large gradient and about 8 more kernels in all.
+        ``detailed`` steps (the sampled ones) add max |g|.
         """
-        idx, layer_idx, numel, has_grad = self._grad_layout()
-        n = self._n_layers
+        lay = self._grad_layout()
+        self._row_layout[slot] = lay
+        if not lay.idx:
+            return
+        grads = [self._params[k].grad for k in lay.idx]
+        g = [t.detach() for t in grads if t is not None]
         dev = self._device
-        nan = torch.full((n,), math.nan, device=dev)
         if detailed:
-            weights = [p.detach() for p in self._params]
-            w_norms = foreach_norms(weights).to(torch.float32)
-            w_sq = torch.zeros(n, device=dev).index_add_(0, self._param_layer, w_norms.square())
-            self._weight_sq_before = w_sq
-            weight_norm = w_sq.sqrt()
-        else:
-            weight_norm = nan
-        if not idx:
-            self._buf[slot, : len(_GRAD_METRICS)] = torch.stack([nan, nan, nan, weight_norm, nan])
-            return torch.zeros(n, device=dev)
-        g = [t.detach() for t in (self._params[k].grad for k in idx) if t is not None]
-        norms = foreach_norms(g).to(torch.float32)
-        sq = torch.zeros(n, device=dev).index_add_(0, layer_idx, norms.square())
-        if detailed:
-            gmax = torch.zeros(n, device=dev).scatter_reduce_(
-                0, layer_idx, max_abs(g), "amax", include_self=False
+            per_tensor_sq, per_tensor_max = sums_of_squares_and_max_abs(g)
+            self._buf[slot, _M["grad_max"]].scatter_reduce_(
+                0, lay.layer_idx, per_tensor_max, "amax", include_self=False
             )
-            gmax = torch.where(has_grad, gmax, nan)
+            vec, vec_layer = per_tensor_sq, lay.layer_idx
         else:
-            gmax = nan
+            vec, vec_layer = lay.reduce(g)
+        row = self._buf[slot, _M["grad_norm"]]  # sum of squares until flush
+        row.index_fill_(0, lay.layers, 0.0)
+        row.index_add_(0, vec_layer, vec)
         if self._exact_nonfinite:
             # CPU tensors: reading one value is a memory load, not a device sync.
-            if math.isfinite(float(sq.sum())):
-                counts = torch.zeros(n)
-            else:
-                counts = torch.zeros(n).index_add_(0, layer_idx, count_nonfinite(g))
+            total = float(vec.sum())
+            self._sbuf[slot, 0] = math.sqrt(total)
+            if not math.isfinite(total):
+                counts = torch.zeros(self._n_layers).index_add_(
+                    0, lay.layer_idx, count_nonfinite(g)
+                )
+                self._buf[slot, _M["nonfinite"]] = torch.where(lay.has_grad_t, counts, math.nan)
         else:
-            # On an accelerator an exact count would need a host sync to decide; record
-            # a 0/1 flag per layer instead (meta: nonfinite_exact = false).
-            counts = (~torch.isfinite(sq)).to(torch.float32)
-        grad_norm = sq.sqrt()
-        self._buf[slot, : len(_GRAD_METRICS)] = torch.stack(
-            [
-                torch.where(has_grad, grad_norm, nan),
-                torch.where(has_grad, grad_norm / numel.clamp_min(1).sqrt(), nan),
-                gmax,
-                weight_norm,
-                torch.where(has_grad, counts.to(dev), nan),
-            ]
-        )
-        return sq
+            # On an accelerator an exact count would need a host sync to decide; the 0/1
+            # flag per layer is derived from the sums of squares at flush instead
+            # (meta: nonfinite_exact = false).
+            self._sbuf[slot, 0] = vec.sum().sqrt().to(dev)
 
     def _record_sampled(self, slot: int) -> None:
         """Activation, output-gradient and recurrent statistics gathered since the last step.
@@ -513,15 +627,18 @@ class Watch:
                     alive[i], units[i] = act.alive.sum(), float(act.alive.numel())
             if raw is not None and raw.out_grad_sq is not None:
                 og[i], has_og[i] = raw.out_grad_sq, True
-        cnt = torch.tensor(count, device=dev)
+        # The host-side bookkeeping goes to the device in one non-blocking copy: a
+        # torch.tensor(..., device="cuda") each would synchronise with the host.
+        host = torch.tensor(
+            [count, [float(b) for b in has_sat], units, [float(b) for b in has_og]]
+        )
+        cnt, has_sat_t, units_t, has_og_t = host.to(dev, non_blocking=True)
         mean = torch.stack(total) / cnt
         std = (torch.stack(total_sq) / cnt - mean.square()).clamp_min(0).sqrt()
         nan = torch.full((n,), math.nan, device=dev)
-        saturated = torch.where(
-            torch.tensor(has_sat, device=dev), torch.stack(sat).float() / cnt, nan
-        )
-        dead = 1.0 - torch.stack(alive).float() / torch.tensor(units, device=dev)
-        out_grad = torch.where(torch.tensor(has_og, device=dev), torch.stack(og).sqrt(), nan)
+        saturated = torch.where(has_sat_t > 0, torch.stack(sat).float() / cnt, nan)
+        dead = 1.0 - torch.stack(alive).float() / units_t
+        out_grad = torch.where(has_og_t > 0, torch.stack(og).sqrt(), nan)
         first = _M[_SAMPLED_METRICS[0]]
         # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
         self._buf[slot, first : first + len(_SAMPLED_METRICS)] = torch.stack(
@@ -625,6 +742,7 @@ class Watch:
         rows = np.flatnonzero(self._row_used)
         if len(rows) and self._n_layers:
             block = layer_data[rows]  # (R, M, L)
+            self._derive_grad_metrics(block, rows)
             cols: dict[str, Any] = {
                 "step": np.repeat(rows + self._window_start, self._n_layers).astype(np.int64),
                 "layer": np.tile(depth, len(rows)),
@@ -634,6 +752,8 @@ class Watch:
             self._emit("layers", pa.table(cols))
 
         srows = np.flatnonzero(self._srow_used)
+        skipped = s_vals[:, self._scalar_cols["skipped"]]
+        skipped[np.isnan(skipped)] = 0.0  # only skipped steps write their flag
         scol: dict[str, Any] = {"step": (srows + self._window_start).astype(np.int64)}
         for name, c in self._scalar_cols.items():
             scol[name] = s_vals[srows, c].astype(np.float64)
@@ -674,10 +794,35 @@ class Watch:
         self._buf.fill_(math.nan)
         self._sbuf.fill_(math.nan)
         self._row_used[:] = False
+        self._row_layout = [None] * self.flush_every
         self._srow_used[:] = False
         self._late_scalars.clear()
         self._pending_recurrent = []
         self._window_start = self._step
+
+    def _derive_grad_metrics(self, block: np.ndarray, rows: np.ndarray) -> None:
+        """Turn the per-step sums of squares into grad_norm, grad_rms and nonfinite, in place.
+
+        ``block`` is (rows, metrics, layers) on the host; a layer without a gradient at a
+        step is missing (NaN) in all three.
+        """
+        gn, gr, nf = _M["grad_norm"], _M["grad_rms"], _M["nonfinite"]
+        sq = block[:, gn, :].copy()
+        has = np.zeros(sq.shape, dtype=bool)
+        numel = np.ones(sq.shape)
+        for j, r in enumerate(rows):
+            lay = self._row_layout[r]
+            if lay is not None:
+                has[j] = lay.has_grad
+                numel[j] = np.maximum(lay.numel, 1)
+        norm = np.sqrt(sq)
+        block[:, gn, :] = np.where(has, norm, np.nan)
+        block[:, gr, :] = np.where(has, norm / np.sqrt(numel), np.nan)
+        counted = block[:, nf, :]
+        # Exact counts exist where a CPU step found a non-finite sum; elsewhere a finite sum
+        # means 0, and on accelerators a non-finite one means the 0/1 flag.
+        flag = 0.0 if self._exact_nonfinite else (~np.isfinite(sq)).astype(np.float64)
+        block[:, nf, :] = np.where(has, np.where(np.isnan(counted), flag, counted), np.nan)
 
     def _emit(self, kind: str, table: pa.Table) -> None:
         if self._writer is not None:

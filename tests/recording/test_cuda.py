@@ -1,0 +1,131 @@
+"""The recorder on a CUDA device: same statistics as a float64 reference, no host sync per step.
+
+Skipped on hosts without CUDA; run on a GPU machine with ``pytest tests/recording/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 8)
+    ).cuda()
+
+
+def _flat(ps: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.detach().double().flatten() for p in ps])
+
+
+def test_cuda_statistics_match_a_float64_reference() -> None:
+    """grad_norm/rms/max, weight_norm, update_ratio and out_grad_norm on CUDA match float64."""
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    x = torch.randn(32, 64, device="cuda")
+    expected: list[dict[str, list[float]]] = []
+    outs: list[torch.Tensor] = []
+    with gw.watch(model, opt, sample_every=1) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            outs.clear()
+            hs = [m.register_forward_hook(lambda _m, _a, o: outs.append(o)) for m in linears]
+            y = model(x)
+            for o in outs:
+                o.retain_grad()
+            y.pow(2).mean().backward()
+            for h in hs:
+                h.remove()
+            before = [_flat(list(m.parameters())) for m in linears]
+            grads = [_flat([p.grad for p in m.parameters()]) for m in linears]  # type: ignore[misc]
+            opt.step()
+            after = [_flat(list(m.parameters())) for m in linears]
+            expected.append(
+                {
+                    "grad_norm": [g.norm().item() for g in grads],
+                    "grad_rms": [(g.norm() / math.sqrt(g.numel())).item() for g in grads],
+                    "grad_max": [g.abs().max().item() for g in grads],
+                    "weight_norm": [b.norm().item() for b in before],
+                    "update_ratio": [
+                        ((a - b).norm() / b.norm()).item()
+                        for a, b in zip(after, before, strict=True)
+                    ],
+                    "out_grad_norm": [o.grad.double().norm().item() for o in outs],  # type: ignore[union-attr]
+                }
+            )
+    t = w.trace
+    assert t.meta["config"]["device"].startswith("cuda")
+    for metric in expected[0]:
+        want = np.array([e[metric] for e in expected])
+        np.testing.assert_allclose(t.matrix(metric), want, rtol=1e-4, err_msg=metric)
+    np.testing.assert_array_equal(t.matrix("nonfinite"), np.zeros((3, 3)))
+
+
+def test_cuda_steps_make_no_host_sync() -> None:
+    """Between flushes, recording a step (sampled or not) never synchronises with the host."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x = torch.randn(32, 64, device="cuda")
+
+    def step(w: gw.Watch) -> None:
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+
+    with gw.watch(model, opt, sample_every=2, flush_every=50) as w:
+        step(w)  # step 0 finds the layer order (host work, once)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(6):
+                step(w)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert w.num_steps == 7
+    assert np.isfinite(w.trace.matrix("grad_norm")).all()
+
+
+def test_cuda_nonfinite_is_a_flag_per_layer() -> None:
+    """On CUDA a layer with NaN gradients gets nonfinite = 1 (a flag), others 0."""
+    model = _model()
+    with gw.watch(model, activations=False) as w:
+        model(torch.randn(4, 64, device="cuda")).sum().backward()
+        with torch.no_grad():
+            model[2].weight.grad[0, :3] = math.nan  # type: ignore[index,operator]
+        w.step()
+    t = w.trace
+    assert t.meta["config"]["nonfinite_exact"] is False
+    np.testing.assert_array_equal(t.matrix("nonfinite")[0], [0.0, 1.0, 0.0])
+
+
+def test_cuda_grad_scaler_skipped_step() -> None:
+    """Under autocast + GradScaler, a step with an inf gradient is recorded as skipped."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda")
+    x = torch.randn(16, 64, device="cuda")
+    with gw.watch(model, opt, scaler=scaler) as w:
+        for i in range(3):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = model(x).float().pow(2).mean()
+            scaler.scale(loss).backward()
+            if i == 1:
+                with torch.no_grad():
+                    model[0].weight.grad[0, 0] = math.inf  # type: ignore[index,operator]
+            scaler.step(opt)
+            scaler.update()
+    np.testing.assert_array_equal(w.trace.scalar("skipped"), [0, 1, 0])
