@@ -145,9 +145,18 @@ def test_update_ratio_is_the_real_adam_update() -> None:
     assert np.all(ratio > 0)
 
 
+@pytest.mark.parametrize("stash", [True, False], ids=["batched", "in-hook"])
 @pytest.mark.parametrize("act", [nn.Sigmoid, nn.Tanh, nn.ReLU])
-def test_activation_statistics_match_reference(act: type[nn.Module]) -> None:
-    """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors."""
+def test_activation_statistics_match_reference(
+    act: type[nn.Module], stash: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors,
+    both when outputs are kept and reduced in batches at the step and when each is reduced in
+    its hook (over the stash budget)."""
+    from gradwatch.recording import recorder
+
+    if not stash:
+        monkeypatch.setattr(recorder, "_STASH_BYTES", 0)
     torch.manual_seed(3)
     model = _mlp(act, depth=4, width=16)
     with torch.no_grad():
@@ -259,3 +268,87 @@ def test_float64_and_bfloat16_models_are_recorded(dtype: torch.dtype) -> None:
     assert t.matrix("grad_norm")[0, 0] == pytest.approx(ref, rel=1e-6)
     for metric in ("act_std", "out_grad_norm", "weight_norm", "grad_max"):
         assert np.isfinite(t.matrix(metric)).all(), metric
+
+
+def test_plain_steps_batch_small_gradients_and_match_float64() -> None:
+    """On plain (unsampled) steps, large gradients (one dot each) and small ones (concatenated)
+    give grad_norm, grad_rms and the global norm of a float64 loop, also when a layer's bias
+    has no gradient at one step."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 200), nn.Tanh(), nn.Linear(200, 3), nn.Linear(3, 5))
+    layers = _linears(model)
+    gen = torch.Generator().manual_seed(7)
+    expected, globals_ = [], []
+    with gw.watch(model, activations=False, sample_every=1000) as w:
+        for step in range(4):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen) * 10.0 ** (step - 2)
+            if step == 2:
+                model[2].bias.grad = None
+            w.step()
+            row = []
+            for layer in layers:
+                g = torch.cat(
+                    [p.grad.double().flatten() for p in layer.parameters() if p.grad is not None]
+                )
+                row.append([g.norm().item(), g.norm().item() / math.sqrt(g.numel())])
+            expected.append(row)
+            globals_.append(
+                torch.cat(
+                    [p.grad.double().flatten() for p in model.parameters() if p.grad is not None]
+                )
+                .norm()
+                .item()
+            )
+    t = w.trace
+    exp = np.array(expected)
+    np.testing.assert_allclose(t.matrix("grad_norm"), exp[:, :, 0], rtol=1e-5)
+    np.testing.assert_allclose(t.matrix("grad_rms"), exp[:, :, 1], rtol=1e-5)
+    np.testing.assert_allclose(t.scalar("global_grad_norm"), globals_, rtol=1e-5)
+    np.testing.assert_array_equal(t.matrix("nonfinite"), np.zeros((4, 3)))
+    assert np.isnan(t.matrix("grad_max")[1:]).all()  # max |g| only on sampled steps
+
+
+def test_plain_step_nonfinite_counts_with_batched_small_gradients() -> None:
+    """A NaN in a small (batched) gradient and an inf in a large one are counted exactly."""
+    model = nn.Sequential(nn.Linear(100, 80), nn.Tanh(), nn.Linear(80, 4))
+    with gw.watch(model, activations=False, sample_every=1000) as w:
+        for _ in range(2):
+            for p in model.parameters():
+                p.grad = torch.ones_like(p)
+            w.step()
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        model[0].weight.grad[0, :2] = math.inf
+        model[2].bias.grad[1] = math.nan
+        w.step()
+    t = w.trace
+    np.testing.assert_array_equal(t.matrix("nonfinite"), [[0, 0], [0, 0], [2, 1]])
+    assert math.isnan(t.scalar("global_grad_norm")[2])
+
+
+def test_an_output_changed_in_place_after_its_hook_is_left_out() -> None:
+    """A raw layer output modified in place later in the forward is not measured (its values
+    are gone by the step); the other layers are, and training is unaffected."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 6)
+            self.b = nn.Linear(6, 6)
+            self.c = nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.a(x))
+            z = self.b(h)
+            z.mul_(2.0)  # in place, after b's forward hook ran
+            return self.c(z)
+
+    net = Net()
+    with gw.watch(net) as w:
+        net(torch.randn(8, 4)).sum().backward()
+        w.step()
+    mean = w.trace.matrix("act_mean")[0]
+    assert np.isfinite(mean[0]) and np.isfinite(mean[2])
+    assert np.isnan(mean[1])
+    assert np.isfinite(w.trace.matrix("out_grad_norm")[0]).all()

@@ -36,8 +36,11 @@ from ..trace.trace import trace_from_tables
 from .layers import RECURRENT_TYPES, LayerSpec, activation_kind, find_layers
 from .stats import (
     SMALL_NUMEL,
+    STACK_BYTES,
     ActivationAccumulator,
     Scratch,
+    StackBuffers,
+    batch_moments,
     count_nonfinite,
     stack_float32,
     sum_squares,
@@ -50,6 +53,26 @@ _GRAD_METRICS = ("grad_norm", "grad_rms", "grad_max", "weight_norm", "nonfinite"
 _SAMPLED_METRICS = ("act_mean", "act_std", "act_saturated", "act_dead", "out_grad_norm")
 _FIXED_SCALARS = ("global_grad_norm", "skipped")
 _CONV_LIKE = ("Conv", "ConvTranspose", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "Instance")
+
+
+# Outputs and output gradients of a sampled step are kept (by reference) until the optimizer
+# step and reduced there in batches, up to this many bytes; beyond, each is reduced in its hook.
+# Most are held by autograd until their backward anyway (tanh, sigmoid and ReLU save their
+# output, a linear layer its input), so this extends their life by one backward pass at most.
+_STASH_BYTES = 128 * 2**20
+
+
+@dataclass
+class _Stashed:
+    """An output kept for the step's batched activation statistics."""
+
+    target: dict[int, ActivationAccumulator]  # the raw-output or the activation accumulators
+    layer: int
+    y: torch.Tensor
+    version: int  # y._version when kept: a later in-place change makes it unusable
+    act_type: str | None
+    kind: str | None
+    unit_dim: int
 
 
 # Gradients up to this many elements are concatenated and reduced together on CPU: one
@@ -243,6 +266,10 @@ class Watch:
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_buf: list[torch.Tensor] | None = None
         self._scratch = Scratch()
+        self._stack_bufs = StackBuffers()
+        self._pending: list[_Stashed] = []
+        self._pending_og: list[tuple[int, torch.Tensor, int]] = []
+        self._stashed_bytes = 0
         self._weight_sq_before: torch.Tensor | None = None
         self._step_began = False
 
@@ -385,6 +412,13 @@ class Watch:
         is_activation = activation_kind(spec.module) is not None
         conv_like = type(spec.module).__name__.startswith(_CONV_LIKE)
 
+        def og_hook(g: torch.Tensor) -> None:
+            g = g.detach()
+            if self._stash(g):
+                self._pending_og.append((i, g, g._version))
+            else:
+                self._raw.setdefault(i, ActivationAccumulator()).add_out_grad(g)
+
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if not torch.is_grad_enabled():
                 return
@@ -399,12 +433,9 @@ class Watch:
                 self._last_layer = i
                 self._claimable = True
             if not self._ordered or i not in self._activation_of:
-                self._raw.setdefault(i, ActivationAccumulator()).add_output(
-                    out, None, None, self._unit_dim[i], self._scratch
-                )
+                self._add_output(self._raw, i, out, None, None)
             if out.requires_grad:
-                acc = self._raw.setdefault(i, ActivationAccumulator())
-                out.register_hook(acc.add_out_grad)
+                out.register_hook(og_hook)
 
         return hook
 
@@ -418,11 +449,90 @@ class Watch:
             self._claimable = False
             if not self._ordered:
                 self._activation_of.setdefault(i, act_type)
-            self._act.setdefault(i, ActivationAccumulator()).add_output(
-                output, act_type, kind, self._unit_dim[i], self._scratch
-            )
+            self._add_output(self._act, i, output, act_type, kind)
 
         return hook
+
+    def _stash(self, t: torch.Tensor) -> bool:
+        """Whether to keep ``t`` for the step's batched reductions (within the byte budget)."""
+        nbytes = t.numel() * t.element_size()
+        if self._stashed_bytes + nbytes > _STASH_BYTES:
+            return False
+        self._stashed_bytes += nbytes
+        return True
+
+    def _add_output(
+        self,
+        target: dict[int, ActivationAccumulator],
+        i: int,
+        y: torch.Tensor,
+        act_type: str | None,
+        kind: str | None,
+    ) -> None:
+        """Keep a layer's (or its activation's) output for the step, or reduce it now."""
+        y = y.detach()
+        if self._stash(y):
+            item = _Stashed(target, i, y, y._version, act_type, kind, self._unit_dim[i])
+            self._pending.append(item)
+        else:
+            target.setdefault(i, ActivationAccumulator()).add_output(
+                y, act_type, kind, self._unit_dim[i], self._scratch
+            )
+
+    def _reduce_stashed(self) -> None:
+        """Reduce the outputs and output gradients kept during the step.
+
+        Inside forward and backward every kernel costs ~10-30 us on CPU however small its
+        tensor (the dispatcher's code is cold after each large matmul), and a kernel launch
+        each on a GPU. Here same-shaped outputs are stacked, in chunks of at most
+        ``STACK_BYTES`` into reused buffers, and reduced together: a handful of kernels per
+        chunk. A tensor changed in place after its hook (its version moved) no longer holds
+        the values to measure and is left out.
+        """
+        groups: dict[tuple[Any, ...], list[_Stashed]] = {}
+        for item in self._pending:
+            if item.y._version != item.version or item.y.numel() == 0:
+                continue
+            key = (item.y.shape, item.y.dtype, item.act_type, item.kind, item.unit_dim)
+            groups.setdefault(key, []).append(item)
+        for items in groups.values():
+            first = items[0]
+            per_item = first.y.numel() * first.y.element_size()
+            chunk = STACK_BYTES // per_item
+            if len(items) == 1 or chunk < 2:
+                for it in items:
+                    it.target.setdefault(it.layer, ActivationAccumulator()).add_output(
+                        it.y, it.act_type, it.kind, it.unit_dim, self._scratch
+                    )
+                continue
+            for start in range(0, len(items), chunk):
+                part = items[start : start + chunk]
+                ys, tmp = self._stack_bufs.get(
+                    len(part), first.y.shape, first.y.dtype, first.y.device
+                )
+                torch.stack([it.y for it in part], out=ys)
+                total, total_sq, sat, alive = batch_moments(
+                    ys, first.act_type, first.kind, first.unit_dim, tmp
+                )
+                count = first.y.numel()
+                for j, it in enumerate(part):
+                    it.target.setdefault(it.layer, ActivationAccumulator()).add_moments(
+                        total[j],
+                        total_sq[j],
+                        count,
+                        kind=it.kind,
+                        saturated=None if sat is None else sat[j],
+                        alive=None if alive is None else alive[j],
+                    )
+        grads = [(i, g) for i, g, version in self._pending_og if g._version == version]
+        if grads:
+            sq = sums_of_squares([g for _, g in grads])
+            for j, (i, _) in enumerate(grads):
+                acc = self._raw.setdefault(i, ActivationAccumulator())
+                acc.out_grad_sq = sq[j] if acc.out_grad_sq is None else acc.out_grad_sq + sq[j]
+        self._pending.clear()
+        self._pending_og.clear()
+        self._stashed_bytes = 0
 
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._begin_step(skipped=False)
@@ -602,6 +712,7 @@ class Watch:
         The per-layer accumulators are stacked and combined in a handful of vector ops: a
         per-layer formula would launch ~10 tiny kernels per layer (measured ~2 ms on W1).
         """
+        self._reduce_stashed()
         if not (self._raw or self._act or self._rec):
             return
         n, dev = self._n_layers, self._device
@@ -629,9 +740,7 @@ class Watch:
                 og[i], has_og[i] = raw.out_grad_sq, True
         # The host-side bookkeeping goes to the device in one non-blocking copy: a
         # torch.tensor(..., device="cuda") each would synchronise with the host.
-        host = torch.tensor(
-            [count, [float(b) for b in has_sat], units, [float(b) for b in has_og]]
-        )
+        host = torch.tensor([count, [float(b) for b in has_sat], units, [float(b) for b in has_og]])
         cnt, has_sat_t, units_t, has_og_t = host.to(dev, non_blocking=True)
         mean = torch.stack(total) / cnt
         std = (torch.stack(total_sq) / cnt - mean.square()).clamp_min(0).sqrt()
