@@ -34,6 +34,7 @@ from ..trace import LAYER_METRICS, LayerInfo, RunWriter, Trace
 from ..trace.store import FORMAT_VERSION
 from ..trace.trace import trace_from_tables
 from .layers import RECURRENT_TYPES, LayerSpec, activation_kind, find_layers
+from .sampled import ACT, RAW, LayerIndex, StepSums
 from .stats import (
     SMALL_NUMEL,
     STACK_BYTES,
@@ -66,7 +67,7 @@ _STASH_BYTES = 128 * 2**20
 class _Stashed:
     """An output kept for the step's batched activation statistics."""
 
-    target: dict[int, ActivationAccumulator]  # the raw-output or the activation accumulators
+    source: int  # RAW (the layer's own output) or ACT (the activation that follows it)
     layer: int
     y: torch.Tensor
     version: int  # y._version when kept: a later in-place change makes it unusable
@@ -267,6 +268,7 @@ class Watch:
         self._snapshot_buf: list[torch.Tensor] | None = None
         self._scratch = Scratch()
         self._stack_bufs = StackBuffers()
+        self._layer_index = LayerIndex(self._device)
         self._pending: list[_Stashed] = []
         self._pending_og: list[tuple[int, torch.Tensor, int]] = []
         self._stashed_bytes = 0
@@ -433,7 +435,7 @@ class Watch:
                 self._last_layer = i
                 self._claimable = True
             if not self._ordered or i not in self._activation_of:
-                self._add_output(self._raw, i, out, None, None)
+                self._add_output(RAW, i, out, None, None)
             if out.requires_grad:
                 out.register_hook(og_hook)
 
@@ -449,7 +451,7 @@ class Watch:
             self._claimable = False
             if not self._ordered:
                 self._activation_of.setdefault(i, act_type)
-            self._add_output(self._act, i, output, act_type, kind)
+            self._add_output(ACT, i, output, act_type, kind)
 
         return hook
 
@@ -463,7 +465,7 @@ class Watch:
 
     def _add_output(
         self,
-        target: dict[int, ActivationAccumulator],
+        source: int,
         i: int,
         y: torch.Tensor,
         act_type: str | None,
@@ -472,14 +474,15 @@ class Watch:
         """Keep a layer's (or its activation's) output for the step, or reduce it now."""
         y = y.detach()
         if self._stash(y):
-            item = _Stashed(target, i, y, y._version, act_type, kind, self._unit_dim[i])
+            item = _Stashed(source, i, y, y._version, act_type, kind, self._unit_dim[i])
             self._pending.append(item)
         else:
+            target = self._raw if source == RAW else self._act
             target.setdefault(i, ActivationAccumulator()).add_output(
                 y, act_type, kind, self._unit_dim[i], self._scratch
             )
 
-    def _reduce_stashed(self) -> None:
+    def _reduce_stashed(self, sums: StepSums) -> None:
         """Reduce the outputs and output gradients kept during the step.
 
         Inside forward and backward every kernel costs ~10-30 us on CPU however small its
@@ -493,18 +496,12 @@ class Watch:
         for item in self._pending:
             if item.y._version != item.version or item.y.numel() == 0:
                 continue
-            key = (item.y.shape, item.y.dtype, item.act_type, item.kind, item.unit_dim)
+            y = item.y
+            key = (item.source, y.shape, y.dtype, item.act_type, item.kind, item.unit_dim)
             groups.setdefault(key, []).append(item)
         for items in groups.values():
             first = items[0]
-            per_item = first.y.numel() * first.y.element_size()
-            chunk = STACK_BYTES // per_item
-            if len(items) == 1 or chunk < 2:
-                for it in items:
-                    it.target.setdefault(it.layer, ActivationAccumulator()).add_output(
-                        it.y, it.act_type, it.kind, it.unit_dim, self._scratch
-                    )
-                continue
+            chunk = max(1, STACK_BYTES // (first.y.numel() * first.y.element_size()))
             for start in range(0, len(items), chunk):
                 part = items[start : start + chunk]
                 ys, tmp = self._stack_bufs.get(
@@ -514,22 +511,19 @@ class Watch:
                 total, total_sq, sat, alive = batch_moments(
                     ys, first.act_type, first.kind, first.unit_dim, tmp
                 )
-                count = first.y.numel()
-                for j, it in enumerate(part):
-                    it.target.setdefault(it.layer, ActivationAccumulator()).add_moments(
-                        total[j],
-                        total_sq[j],
-                        count,
-                        kind=it.kind,
-                        saturated=None if sat is None else sat[j],
-                        alive=None if alive is None else alive[j],
-                    )
+                layers = tuple(it.layer for it in part)
+                sums.add_batch(
+                    first.source,
+                    layers,
+                    total,
+                    total_sq,
+                    count=first.y.numel(),
+                    saturated=sat,
+                    alive=alive,
+                )
         grads = [(i, g) for i, g, version in self._pending_og if g._version == version]
         if grads:
-            sq = sums_of_squares([g for _, g in grads])
-            for j, (i, _) in enumerate(grads):
-                acc = self._raw.setdefault(i, ActivationAccumulator())
-                acc.out_grad_sq = sq[j] if acc.out_grad_sq is None else acc.out_grad_sq + sq[j]
+            sums.add_out_grads(tuple(i for i, _ in grads), sums_of_squares([g for _, g in grads]))
         self._pending.clear()
         self._pending_og.clear()
         self._stashed_bytes = 0
@@ -600,7 +594,8 @@ class Watch:
         faults), measured on benchmark W1. On CPU each weight is copied right after its norm
         is taken, while it is still in cache.
         """
-        params = [p.detach() for p in self._params]
+        # Under no_grad no detach() is needed (one dispatcher call per tensor saved).
+        params: list[torch.Tensor] = list(self._params)
         snap = self._snapshot_buffers() if snapshot else None
         if self._device.type == "cpu":
             sq_list = []
@@ -625,7 +620,7 @@ class Watch:
         slot = self._step - self._window_start
         if self._snapshot is not None and self._weight_sq_before is not None:
             with torch.no_grad():
-                snap, params = self._snapshot, [p.detach() for p in self._params]
+                snap, params = self._snapshot, list[torch.Tensor](self._params)
                 if self._device.type == "cpu":
                     sq = stack_float32(
                         [self._update_sq(d, p) for d, p in zip(snap, params, strict=True)]
@@ -678,7 +673,7 @@ class Watch:
         if not lay.idx:
             return
         grads = [self._params[k].grad for k in lay.idx]
-        g = [t.detach() for t in grads if t is not None]
+        g = [t for t in grads if t is not None]
         dev = self._device
         if detailed:
             per_tensor_sq, per_tensor_max = sums_of_squares_and_max_abs(g)
@@ -712,47 +707,16 @@ class Watch:
         The per-layer accumulators are stacked and combined in a handful of vector ops: a
         per-layer formula would launch ~10 tiny kernels per layer (measured ~2 ms on W1).
         """
-        self._reduce_stashed()
-        if not (self._raw or self._act or self._rec):
+        if not (self._pending or self._pending_og or self._raw or self._act or self._rec):
             return
-        n, dev = self._n_layers, self._device
-        zero_f = torch.zeros((), device=dev)
-        zero_i = torch.zeros((), dtype=torch.long, device=dev)
-        total, total_sq, sat, alive, og = (
-            [zero_f] * n,
-            [zero_f] * n,
-            [zero_i] * n,
-            [zero_i] * n,
-            [zero_f] * n,
-        )
-        count, units = [math.nan] * n, [math.nan] * n
-        has_sat, has_og = [False] * n, [False] * n
-        for i in range(n):
-            raw = self._raw.get(i)
-            act = self._act.get(i) or (raw if raw is not None and raw.count else None)
-            if act is not None and act.count and act.total is not None and act.total_sq is not None:
-                total[i], total_sq[i], count[i] = act.total, act.total_sq, float(act.count)
-                if act.saturated is not None:
-                    sat[i], has_sat[i] = act.saturated, True
-                if act.alive is not None:
-                    alive[i], units[i] = act.alive.sum(), float(act.alive.numel())
-            if raw is not None and raw.out_grad_sq is not None:
-                og[i], has_og[i] = raw.out_grad_sq, True
-        # The host-side bookkeeping goes to the device in one non-blocking copy: a
-        # torch.tensor(..., device="cuda") each would synchronise with the host.
-        host = torch.tensor([count, [float(b) for b in has_sat], units, [float(b) for b in has_og]])
-        cnt, has_sat_t, units_t, has_og_t = host.to(dev, non_blocking=True)
-        mean = torch.stack(total) / cnt
-        std = (torch.stack(total_sq) / cnt - mean.square()).clamp_min(0).sqrt()
-        nan = torch.full((n,), math.nan, device=dev)
-        saturated = torch.where(has_sat_t > 0, torch.stack(sat).float() / cnt, nan)
-        dead = 1.0 - torch.stack(alive).float() / units_t
-        out_grad = torch.where(has_og_t > 0, torch.stack(og).sqrt(), nan)
+        sums = StepSums(self._n_layers, self._device, self._sdtype, self._layer_index)
+        self._reduce_stashed(sums)
+        for source, accs in ((RAW, self._raw), (ACT, self._act)):
+            for i, acc in accs.items():
+                sums.add_accumulator(source, i, acc)
         first = _M[_SAMPLED_METRICS[0]]
         # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
-        self._buf[slot, first : first + len(_SAMPLED_METRICS)] = torch.stack(
-            [mean, std, saturated, dead, out_grad]
-        )
+        self._buf[slot, first : first + len(_SAMPLED_METRICS)] = sums.metrics()
         step = self._window_start + slot
         for i, prof in self._rec.items():
             self._pending_recurrent.append((step, i, prof.sqrt()))
