@@ -145,18 +145,21 @@ def test_update_ratio_is_the_real_adam_update() -> None:
     assert np.all(ratio > 0)
 
 
-@pytest.mark.parametrize("stash", [True, False], ids=["batched", "in-hook"])
+@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook"])
 @pytest.mark.parametrize("act", [nn.Sigmoid, nn.Tanh, nn.ReLU])
 def test_activation_statistics_match_reference(
-    act: type[nn.Module], stash: bool, monkeypatch: pytest.MonkeyPatch
+    act: type[nn.Module], mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors,
-    both when outputs are kept and reduced in batches at the step and when each is reduced in
-    its hook (over the stash budget)."""
+    """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors:
+    when outputs are kept and reduced in batches at the step, when the batches are split into
+    chunks of two outputs (and one left alone), and when each is reduced in its hook (over the
+    stash budget)."""
     from gradwatch.recording import recorder
 
-    if not stash:
+    if mode == "in-hook":
         monkeypatch.setattr(recorder, "_STASH_BYTES", 0)
+    if mode == "chunked":
+        monkeypatch.setattr(recorder, "STACK_BYTES", 2 * 32 * 16 * 4)
     torch.manual_seed(3)
     model = _mlp(act, depth=4, width=16)
     with torch.no_grad():
@@ -352,3 +355,22 @@ def test_an_output_changed_in_place_after_its_hook_is_left_out() -> None:
     assert np.isfinite(mean[0]) and np.isfinite(mean[2])
     assert np.isnan(mean[1])
     assert np.isfinite(w.trace.matrix("out_grad_norm")[0]).all()
+
+
+def test_in_place_relu_is_measured_from_its_own_output() -> None:
+    """Linear -> ReLU(inplace=True): act_mean and act_dead describe the ReLU's output, on the
+    first step (when the layer's raw output was also kept) and after."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(inplace=True), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[0].bias[:5] = -50.0  # 5 dead units
+    x = torch.randn(32, 4)
+    with gw.watch(model, sample_every=1) as w:
+        for _ in range(2):
+            model.zero_grad()
+            model(x).sum().backward()
+            w.step()
+    y = torch.relu(model[0](x)).detach().double()
+    t = w.trace
+    np.testing.assert_allclose(t.matrix("act_mean")[:, 0], [y.mean().item()] * 2, rtol=1e-5)
+    np.testing.assert_allclose(t.matrix("act_dead")[:, 0], [5 / 16] * 2)

@@ -504,10 +504,15 @@ class Watch:
             chunk = max(1, STACK_BYTES // (first.y.numel() * first.y.element_size()))
             for start in range(0, len(items), chunk):
                 part = items[start : start + chunk]
-                ys, tmp = self._stack_bufs.get(
-                    len(part), first.y.shape, first.y.dtype, first.y.device
-                )
-                torch.stack([it.y for it in part], out=ys)
+                if len(part) == 1:
+                    # Nothing to stack: a view, no copy (large outputs come one at a time).
+                    ys = part[0].y.unsqueeze(0)
+                    tmp = self._scratch.like(part[0].y).view(ys.shape)
+                else:
+                    ys, tmp = self._stack_bufs.get(
+                        len(part), first.y.shape, first.y.dtype, first.y.device
+                    )
+                    torch.stack([it.y for it in part], out=ys)
                 total, total_sq, sat, alive = batch_moments(
                     ys, first.act_type, first.kind, first.unit_dim, tmp
                 )
