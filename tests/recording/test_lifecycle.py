@@ -267,3 +267,18 @@ def test_load_reports_missing_and_foreign_directories(tmp_path: Path) -> None:
         gw.load(tmp_path / "nope")
     with pytest.raises(TraceError, match="no gradwatch run"):
         gw.load(tmp_path)
+
+
+def test_outputs_kept_for_an_unfinished_sampled_step_are_released_on_close() -> None:
+    """A forward on a sampled step keeps its outputs until the step; closing before the step
+    drops every reference, so the tensors are freed."""
+    import weakref
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    w = gw.watch(model)
+    out = model(torch.randn(3, 4))
+    kept = [weakref.ref(item.y) for item in w._pending]  # type: ignore[attr-defined]
+    assert kept, "the sampled step 0 keeps its outputs"
+    del out
+    w.close()
+    assert all(ref() is None for ref in kept)

@@ -974,6 +974,10 @@ class Watch:
         self._handles.clear()
         self._unwrap_scaler()
         self._disarm_sampling()
+        # Outputs kept for a sampled step that never reached the optimizer: let them go.
+        self._pending.clear()
+        self._pending_og.clear()
+        self._stashed_bytes = 0
         if not self._ordered and self._layers:
             self._finalize_order()
         if self._layers:
