@@ -374,3 +374,32 @@ def test_in_place_relu_is_measured_from_its_own_output() -> None:
     t = w.trace
     np.testing.assert_allclose(t.matrix("act_mean")[:, 0], [y.mean().item()] * 2, rtol=1e-5)
     np.testing.assert_allclose(t.matrix("act_dead")[:, 0], [5 / 16] * 2)
+
+
+def test_activation_statistics_cover_every_forward_of_an_accumulated_step() -> None:
+    """Two forward/backward passes before one optimizer step: act_mean, act_std, act_dead and
+    out_grad_norm describe both micro-batches together."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: weights stay put
+    xs = [torch.randn(16, 4), torch.randn(16, 4) * 3]
+    relu_outs, lin_grads = [], []
+    for x in xs:  # the reference, before watching
+        z = model[0](x)
+        z.retain_grad()
+        model[2](model[1](z)).sum().backward()
+        relu_outs.append(torch.relu(z).detach().double())
+        lin_grads.append(z.grad.double())  # type: ignore[union-attr]
+    with gw.watch(model, opt) as w:
+        opt.zero_grad()
+        for x in xs:
+            model(x).sum().backward()
+        opt.step()
+    both = torch.cat(relu_outs)
+    t = w.trace
+    assert t.matrix("act_mean")[0, 0] == pytest.approx(both.mean().item(), rel=1e-5)
+    assert t.matrix("act_std")[0, 0] == pytest.approx(both.std(unbiased=False).item(), rel=1e-4)
+    dead = (both <= 0).all(dim=0).double().mean().item()
+    assert t.matrix("act_dead")[0, 0] == pytest.approx(dead)
+    og = math.sqrt(sum(g.square().sum().item() for g in lin_grads))
+    assert t.matrix("out_grad_norm")[0, 0] == pytest.approx(og, rel=1e-5)
