@@ -230,9 +230,6 @@ class Watch:
             dtype=torch.long,
             device=self._device,
         )
-        self._layer_numel = torch.tensor(
-            [float(spec.numel) for spec in layers], device=self._device
-        )
         self._grad_cache: dict[tuple[bool, ...], _GradLayout] = {}
 
         # Device buffers for one flush window; NaN = not measured.
@@ -625,7 +622,8 @@ class Watch:
         slot = self._step - self._window_start
         if self._snapshot is not None and self._weight_sq_before is not None:
             with torch.no_grad():
-                snap, params = self._snapshot, list[torch.Tensor](self._params)
+                snap = self._snapshot
+                params: list[torch.Tensor] = list(self._params)
                 if self._device.type == "cpu":
                     sq = stack_float32(
                         [self._update_sq(d, p) for d, p in zip(snap, params, strict=True)]

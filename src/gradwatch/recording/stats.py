@@ -164,19 +164,6 @@ def accumulation_dtype(t: torch.Tensor) -> torch.dtype | None:
     return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
 
 
-def units_ever_positive(y: torch.Tensor, unit_dim: int) -> torch.Tensor:
-    """Per unit (index along ``unit_dim``), whether any entry is positive over the batch.
-
-    ``amax`` over the other dimensions reads the activation once and writes one value per
-    unit; comparing the whole tensor first would write a bool copy of it.
-    """
-    if y.dim() < 2:
-        return y > 0
-    dim = unit_dim % y.dim()
-    other = tuple(d for d in range(y.dim()) if d != dim)
-    return y.amax(dim=other) > 0
-
-
 class Scratch:
     """One reusable flat buffer for elementwise temporaries of small tensors.
 
@@ -198,27 +185,6 @@ class Scratch:
             buf = torch.empty(max(n, 4096), dtype=y.dtype, device=y.device)
             self._buf = buf
         return buf[:n]
-
-
-def count_saturated(
-    y: torch.Tensor, lo: float, hi: float, scratch: Scratch | None = None
-) -> torch.Tensor:
-    """Number of entries outside the interval [lo, hi], as a 0-d tensor.
-
-    ``hardshrink(y - mid, half)`` zeroes exactly the entries with |y - mid| <= half, and
-    ``count_nonzero`` counts the rest: 2-3 kernels, the fewest we found. Inside a training
-    step each extra kernel costs ~10-30 us on CPU (the dispatcher's code is cold after a
-    large matmul), far more than its arithmetic.
-    """
-    mid, half = (lo + hi) / 2, (hi - lo) / 2
-    if scratch is not None and y.is_contiguous():
-        v, buf = y.view(-1), scratch.like(y)
-        if mid != 0:
-            v = torch.sub(v, mid, out=buf)
-        outside = torch.hardshrink(v, half, out=buf)
-    else:
-        outside = torch.nn.functional.hardshrink(y if mid == 0 else y - mid, half)
-    return torch.count_nonzero(outside)
 
 
 @dataclass
@@ -251,13 +217,17 @@ class ActivationAccumulator:
         if n == 0:
             return
         with OneThread() if n <= SMALL_NUMEL else nullcontext():
-            sat = alive = None
-            if kind == "saturating" and act_type in SATURATION_BOUNDS:
-                sat = count_saturated(y, *SATURATION_BOUNDS[act_type], scratch)
-            elif kind == "relu_like":
-                alive = units_ever_positive(y, unit_dim)
-            total = y.sum(dtype=accumulation_dtype(y))
-            self.add_moments(total, sum_squares(y), n, kind=kind, saturated=sat, alive=alive)
+            ys = y.unsqueeze(0)  # a batch of one: the same reductions as for stacked outputs
+            tmp = scratch.like(y).view(ys.shape) if scratch is not None else None
+            total, total_sq, sat, alive = batch_moments(ys, act_type, kind, unit_dim, tmp)
+            self.add_moments(
+                total[0],
+                total_sq[0],
+                n,
+                kind=kind,
+                saturated=None if sat is None else sat[0],
+                alive=None if alive is None else alive[0],
+            )
 
     def add_moments(
         self,
