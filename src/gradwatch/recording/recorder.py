@@ -40,7 +40,6 @@ from .stats import (
     STACK_BYTES,
     ActivationAccumulator,
     Scratch,
-    StackBuffers,
     batch_moments,
     count_nonfinite,
     stack_float32,
@@ -264,7 +263,9 @@ class Watch:
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_buf: list[torch.Tensor] | None = None
         self._scratch = Scratch()
-        self._stack_bufs = StackBuffers()
+        # Chunking keeps each stack within STACK_BYTES bytes, so these stay that small.
+        self._stack = Scratch(STACK_BYTES)
+        self._stack_tmp = Scratch(STACK_BYTES)
         self._layer_index = LayerIndex(self._device)
         self._pending: list[_Stashed] = []
         self._pending_og: list[tuple[int, torch.Tensor, int]] = []
@@ -506,9 +507,9 @@ class Watch:
                     ys = part[0].y.unsqueeze(0)
                     tmp = self._scratch.like(part[0].y).view(ys.shape)
                 else:
-                    ys, tmp = self._stack_bufs.get(
-                        len(part), first.y.shape, first.y.dtype, first.y.device
-                    )
+                    y0, n = first.y, len(part) * first.y.numel()
+                    ys = self._stack.get(n, y0.dtype, y0.device).view(len(part), *y0.shape)
+                    tmp = self._stack_tmp.get(n, y0.dtype, y0.device).view(ys.shape)
                     torch.stack([it.y for it in part], out=ys)
                 total, total_sq, sat, alive = batch_moments(
                     ys, first.act_type, first.kind, first.unit_dim, tmp

@@ -165,26 +165,31 @@ def accumulation_dtype(t: torch.Tensor) -> torch.dtype | None:
 
 
 class Scratch:
-    """One reusable flat buffer for elementwise temporaries of small tensors.
+    """One reusable flat buffer for temporaries, grown on demand up to ``max_numel`` elements.
 
     A fresh 128 KB temporary per activation cost ~40 us on CPU (glibc hands blocks of that
-    size out with mmap, so every one page-faults); reusing one buffer removes that. Requests
-    above ``SMALL_NUMEL`` elements get a fresh tensor, so the buffer stays <= 1 MB (float32).
+    size out with mmap, so every one page-faults), and a fresh multi-MB stack of W1's 49
+    activations took ~18 ms against ~2 ms in a reused buffer. Requests above ``max_numel``
+    get a fresh tensor, so what stays allocated between steps is bounded.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_numel: int = SMALL_NUMEL) -> None:
+        self._max_numel = max_numel
         self._buf: torch.Tensor | None = None
+
+    def get(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A flat tensor of n elements whose contents are undefined."""
+        if n > self._max_numel:
+            return torch.empty(n, dtype=dtype, device=device)
+        buf = self._buf
+        if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
+            buf = torch.empty(max(n, 4096), dtype=dtype, device=device)
+            self._buf = buf
+        return buf[:n]
 
     def like(self, y: torch.Tensor) -> torch.Tensor:
         """A flat tensor with y's numel, dtype and device whose contents are undefined."""
-        n = y.numel()
-        if n > SMALL_NUMEL:
-            return torch.empty(n, dtype=y.dtype, device=y.device)
-        buf = self._buf
-        if buf is None or buf.numel() < n or buf.dtype != y.dtype or buf.device != y.device:
-            buf = torch.empty(max(n, 4096), dtype=y.dtype, device=y.device)
-            self._buf = buf
-        return buf[:n]
+        return self.get(y.numel(), y.dtype, y.device)
 
 
 @dataclass
@@ -200,7 +205,6 @@ class ActivationAccumulator:
     count: int = 0
     saturated: torch.Tensor | None = None
     alive: torch.Tensor | None = None  # bool per unit: positive at least once
-    kind: str | None = None
     out_grad_sq: torch.Tensor | None = None
 
     def add_output(
@@ -224,7 +228,6 @@ class ActivationAccumulator:
                 total[0],
                 total_sq[0],
                 n,
-                kind=kind,
                 saturated=None if sat is None else sat[0],
                 alive=None if alive is None else alive[0],
             )
@@ -235,7 +238,6 @@ class ActivationAccumulator:
         total_sq: torch.Tensor,
         count: int,
         *,
-        kind: str | None,
         saturated: torch.Tensor | None,
         alive: torch.Tensor | None,
     ) -> None:
@@ -243,7 +245,6 @@ class ActivationAccumulator:
         self.total = total if self.total is None else self.total + total
         self.total_sq = total_sq if self.total_sq is None else self.total_sq + total_sq
         self.count += count
-        self.kind = kind
         if saturated is not None:
             self.saturated = saturated if self.saturated is None else self.saturated + saturated
         if alive is not None:
@@ -297,28 +298,5 @@ def batch_moments(
     return total, total_sq, sat, alive
 
 
-class StackBuffers:
-    """Two reused flat buffers for stacking same-shaped outputs and one temporary of them.
-
-    At most ``STACK_BYTES`` each, so what stays allocated between steps is bounded; a fresh
-    multi-MB stack per step would page-fault on CPU (measured: W1's 49 activations took
-    ~18 ms that way, against ~2 ms in reused buffers).
-    """
-
-    def __init__(self) -> None:
-        self._stack: torch.Tensor | None = None
-        self._tmp: torch.Tensor | None = None
-
-    def get(
-        self, k: int, shape: torch.Size, dtype: torch.dtype, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        n = k * math.prod(shape)
-        buf = self._stack
-        if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
-            self._stack = buf = torch.empty(n, dtype=dtype, device=device)
-            self._tmp = torch.empty(n, dtype=dtype, device=device)
-        assert self._tmp is not None
-        return buf[:n].view(k, *shape), self._tmp[:n].view(k, *shape)
-
-
+# Same-shaped outputs are stacked in chunks of at most this many bytes.
 STACK_BYTES = 8 * 2**20
