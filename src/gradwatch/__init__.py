@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> (module, attribute); an empty attribute exports the module itself (a public
 # sub-module, imported on first use). Keep in sync with __all__ and the TYPE_CHECKING block

@@ -27,7 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gradwatch import __version__
+    from gradwatch._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="gradwatch",

@@ -11,28 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-#: Activations whose units saturate: output range -> "saturated" test (see stats.py).
-SATURATING = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid", "Softsign", "LogSigmoid"})
-#: ReLU-like activations: a unit that never outputs a positive value over a batch is "dead".
-RELU_LIKE = frozenset(
-    {
-        "ReLU",
-        "ReLU6",
-        "LeakyReLU",
-        "PReLU",
-        "RReLU",
-        "ELU",
-        "CELU",
-        "SELU",
-        "GELU",
-        "SiLU",
-        "Mish",
-        "Hardswish",
-    }
-)
-#: Other element-wise activation modules (recognised as "the activation that follows").
-OTHER_ACTIVATIONS = frozenset({"Softplus", "Tanhshrink", "Softshrink", "Hardshrink"})
-ACTIVATIONS = SATURATING | RELU_LIKE | OTHER_ACTIVATIONS
+# The one activation table says which classes saturate or die.
+from .._activations import kind_of
 
 RECURRENT_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
 
@@ -42,14 +22,7 @@ def activation_kind(module: nn.Module) -> str | None:
 
     PReLU owns a parameter but is still an activation (it is also recorded as a layer).
     """
-    name = type(module).__name__
-    if name in SATURATING:
-        return "saturating"
-    if name in RELU_LIKE:
-        return "relu_like"
-    if name in OTHER_ACTIVATIONS:
-        return "other"
-    return None
+    return kind_of(type(module).__name__)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .._ops import stack_float32
 from ..trace import LAYER_METRICS, LayerInfo, RunWriter, Trace
 from ..trace.store import FORMAT_VERSION
 from ..trace.trace import trace_from_tables
@@ -42,7 +43,6 @@ from .stats import (
     Scratch,
     batch_moments,
     count_nonfinite,
-    stack_float32,
     sum_squares,
     sums_of_squares,
     sums_of_squares_and_max_abs,
@@ -927,7 +927,7 @@ class Watch:
         return sorted(infos, key=lambda info: info.depth)
 
     def _meta(self, status: str) -> dict[str, Any]:
-        import gradwatch
+        from .._version import __version__
 
         return {
             "format_version": FORMAT_VERSION,
@@ -950,7 +950,7 @@ class Watch:
             },
             "steps_recorded": self._step,
             "versions": {
-                "gradwatch": gradwatch.__version__,
+                "gradwatch": __version__,
                 "torch": torch.__version__,
                 "numpy": np.__version__,
                 "pyarrow": pa.__version__,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._ops import foreach_norms, stack_float32
+
 _INF = math.inf
 
 # A unit is "saturated" when the activation's derivative there is below ~12% of its maximum:
@@ -51,12 +53,6 @@ def sum_squares(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t, dtype=accumulation_dtype(t)).square()
 
 
-def stack_float32(values: list[torch.Tensor]) -> torch.Tensor:
-    if all(v.dtype == torch.float32 for v in values):
-        return torch.stack(values)
-    return torch.stack([v.to(torch.float32) for v in values])
-
-
 def sums_of_squares(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """sum(t**2) of each tensor, as one float32 vector on their common device.
 
@@ -90,37 +86,6 @@ def sums_of_squares_and_max_abs(
         lows.append(lo)
         highs.append(hi)
     return stack_float32(sq), torch.maximum(stack_float32(highs), -stack_float32(lows))
-
-
-def foreach_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Tensor:
-    """Norm of each tensor, as one float32 vector on their common device.
-
-    One ``torch._foreach_norm`` per dtype group: one fused kernel on accelerators, one result
-    tensor, no host sync.
-    """
-    if not tensors:
-        return torch.zeros(0)
-    dtype = tensors[0].dtype
-    if all(t.dtype == dtype for t in tensors):
-        return stack_float32(list(_foreach_norm(list(tensors), ord, dtype)))
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    groups: dict[torch.dtype, list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(t.dtype, []).append(i)
-    for dt, idx in groups.items():
-        norms = _foreach_norm([tensors[i] for i in idx], ord, dt)
-        for i, n in zip(idx, norms, strict=True):
-            out[i] = n.to(torch.float32)
-    return torch.stack([o for o in out if o is not None])
-
-
-def _foreach_norm(
-    tensors: list[torch.Tensor], ord: float, dtype: torch.dtype
-) -> Sequence[torch.Tensor]:
-    # Half-precision norms accumulate in float32: a bf16 result has 3 significant digits.
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch._foreach_norm(tensors, ord, dtype=torch.float32)
-    return torch._foreach_norm(tensors, ord)
 
 
 class OneThread:

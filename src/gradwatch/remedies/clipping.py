@@ -15,6 +15,7 @@ arose. The choice is made with ``torch.where`` on the device: no host sync per s
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+
+from .._ops import foreach_norms, group_by_device_dtype
 
 if TYPE_CHECKING:
     from gradwatch.trace import Trace
@@ -80,15 +83,10 @@ def _grads(params: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _total_norm(grads: list[torch.Tensor], norm_type: float) -> torch.Tensor:
     """Norm of all gradients together, computed as torch's clip_grad_norm_ does: one
-    ``_foreach_norm`` per (device, dtype) group, then the norm of the stacked norms."""
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for g in grads:
-        groups.setdefault((g.device, g.dtype), []).append(g)
-    first = grads[0].device
-    norms: list[torch.Tensor] = []
-    for group in groups.values():
-        norms.extend(torch._foreach_norm(group, norm_type))
-    return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]), norm_type)
+    ``_foreach_norm`` per (device, dtype) group (half precision accumulated in float32), then
+    the norm of the stacked norms, in the widest gradient dtype (at least float32)."""
+    dtype = functools.reduce(torch.promote_types, (g.dtype for g in grads), torch.float32)
+    return torch.linalg.vector_norm(foreach_norms(grads, norm_type, dtype=dtype), norm_type)
 
 
 def _empty_result(device: torch.device | None = None) -> ClipResult:
@@ -144,11 +142,8 @@ def clip_grad_norm_(
     # multiplying by a clamped coefficient (1 when not finite) avoids a data-dependent
     # `if`, which would cost a host <-> device sync every step
     coef = torch.where(finite, torch.clamp(raw, max=1.0), torch.ones_like(raw))
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for g in grads:
-        groups.setdefault((g.device, g.dtype), []).append(g)
-    for (device, _), group in groups.items():
-        torch._foreach_mul_(group, coef.to(device))
+    for (device, _), idx in group_by_device_dtype(grads).items():
+        torch._foreach_mul_([grads[i] for i in idx], coef.to(device))
     return ClipResult(total, coef, finite & (raw < 1.0), ~finite)
 
 
@@ -178,10 +173,8 @@ def clip_grad_value_(
     bound = torch.where(
         finite, torch.full_like(total, clip_value), torch.full_like(total, math.inf)
     )
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for g in grads:
-        groups.setdefault((g.device, g.dtype), []).append(g)
-    for (device, dtype), group in groups.items():
+    for (device, dtype), idx in group_by_device_dtype(grads).items():
+        group = [grads[i] for i in idx]
         b = bound.to(device, dtype)
         torch._foreach_clamp_max_(group, [b] * len(group))
         torch._foreach_clamp_min_(group, [-b] * len(group))

@@ -448,7 +448,7 @@ def render_report(
             f"gradwatch's HTML report needs jinja2, which is not installed. Install it with "
             f"`{INSTALL_HINT}`."
         ) from exc
-    from gradwatch import __version__
+    from gradwatch._version import __version__
 
     traces = [_load(r) for r in _as_runs(runs)]
     names = _unique_labels(traces, labels)

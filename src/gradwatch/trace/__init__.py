@@ -3,12 +3,20 @@
 from .errors import TraceError
 from .layers import LayerInfo
 from .store import FORMAT_VERSION, RunWriter, load
-from .trace import LAYER_METRICS, STEP_SCALARS, RecurrentProfile, Trace, TraceFrames
+from .trace import (
+    LAYER_METRICS,
+    STEP_SCALARS,
+    GradRatio,
+    RecurrentProfile,
+    Trace,
+    TraceFrames,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "LAYER_METRICS",
     "STEP_SCALARS",
+    "GradRatio",
     "LayerInfo",
     "RecurrentProfile",
     "RunWriter",

@@ -7,10 +7,11 @@ scalars in 1-D arrays, recurrent input-gradient profiles in ``(steps, time)`` ma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +43,38 @@ class TraceFrames(NamedTuple):
     scalars: Any  # pandas.DataFrame: step, <scalar columns>
     layers: Any  # pandas.DataFrame: step, layer, depth, <metric columns>
     recurrent: Any  # pandas.DataFrame: step, layer, t, input_grad_norm
+
+
+@dataclass(frozen=True)
+class GradRatio:
+    """Gradient RMS of the first layer divided by that of the last, and where it was measured.
+
+    The one definition of the "first/last gradient ratio" that every caller (lab, demo,
+    report, verify) quotes, so one number is never printed two ways.
+
+    Attributes:
+        value: ``grad_rms(first) / grad_rms(last)``; NaN when not measured (1 = even flow,
+            1e-6 = six orders of magnitude less gradient at the input side).
+        first: Name of the input-side layer.
+        last: Name of the output-side layer.
+        steps: ``(first, last)`` step of the window the value describes; equal for one step.
+        how: ``"median"`` (median over the window's steps) or ``"step"`` (one step).
+    """
+
+    value: float
+    first: str
+    last: str
+    steps: tuple[int, int] | None
+    how: Literal["median", "step"]
+
+    @property
+    def label(self) -> str:
+        """Where the value comes from, in words: ``"median over steps 0-299"``."""
+        if self.steps is None:
+            return "not measured"
+        if self.how == "step":
+            return f"at step {self.steps[0]}"
+        return f"median over steps {self.steps[0]}-{self.steps[1]}"
 
 
 @dataclass(frozen=True)
@@ -230,6 +263,56 @@ class Trace:
         mat = self.matrix(metric)
         keep = ~np.all(np.isnan(mat), axis=1) if mat.size else np.zeros(len(mat), bool)
         return self._steps[keep], mat[keep]
+
+    def grad_ratio(
+        self,
+        at: Literal["median", "last"] | int = "median",
+        *,
+        first: int = 0,
+        last: int = -1,
+    ) -> GradRatio:
+        """``grad_rms`` of layer column ``first`` over that of column ``last``, labelled.
+
+        Args:
+            at: ``"median"``: the median of the per-step ratio over every step where both
+                were measured; ``"last"``: the ratio at the last such step; an int: the
+                ratio at that training step (NaN if it was not measured there).
+            first: Column of the input-side layer (default: the first layer).
+            last: Column of the output-side layer (default: the last layer).
+
+        Example:
+            >>> t = Trace.from_arrays(["in", "out"], [0, 1], {"grad_rms": [[1e-3, 1], [1e-4, 1]]})
+            >>> r = t.grad_ratio("last"); (r.value, r.label)
+            (0.0001, 'at step 1')
+        """
+        names = self.layer_names
+        if len(names) < 2 or "grad_rms" not in self._metrics:
+            return GradRatio(math.nan, "", "", None, "median" if at == "median" else "step")
+        rms = self._metrics["grad_rms"]
+        lo, hi = rms[:, first], rms[:, last]
+        pair = (names[first], names[last])
+        if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+            rows = np.flatnonzero(self._steps == at)
+            if len(rows) == 0:
+                return GradRatio(math.nan, *pair, (int(at), int(at)), "step")
+            b = hi[rows[0]]
+            value = float(lo[rows[0]] / b) if b > 0 and math.isfinite(b) else math.nan
+            return GradRatio(value, *pair, (int(at), int(at)), "step")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = lo / hi
+        if at == "last":
+            ok = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi) & (hi > 0))
+            if len(ok) == 0:
+                return GradRatio(math.nan, *pair, None, "step")
+            step = int(self._steps[ok[-1]])
+            return GradRatio(float(ratio[ok[-1]]), *pair, (step, step), "step")
+        if at != "median":
+            raise ValueError(f"expected `at` to be 'median', 'last' or a step, but got {at!r}")
+        ok = np.flatnonzero(np.isfinite(ratio))
+        if len(ok) == 0:
+            return GradRatio(math.nan, *pair, None, "median")
+        window = (int(self._steps[ok[0]]), int(self._steps[ok[-1]]))
+        return GradRatio(float(np.median(ratio[ok])), *pair, window, "median")
 
     # ------------------------------------------------------------------ scalars
     @property

@@ -1,0 +1,117 @@
+"""The one activation table: ids, aliases, torch classes, and the kind of each activation.
+
+A leaf module (nothing of gradwatch imported), read by every package that names an
+activation: the recorder (which units can saturate or die), the rules and their messages,
+the remedies (which activation to swap in), the theory (which phi to integrate) and the lab.
+
+* An **id** is the lower-case name used in remedy ids, lab configs and the theory CLI
+  (``"relu"``, ``"leaky_relu"``, ``"swish"``, ``"linear"``).
+* A **class name** is the torch module's ``type(m).__name__`` (``"SiLU"``), as recorded in
+  ``LayerInfo.activation``.
+* The **kind** says how units of that activation fail: ``"saturating"`` units sit where the
+  derivative is near 0 (sigmoid, tanh), ``"relu_like"`` units can output nothing over a whole
+  batch, ``"other"`` are recognised as activations with neither check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from torch import nn
+
+ActivationKind = Literal["saturating", "relu_like", "other"]
+
+#: torch activation class name -> kind.
+KINDS: dict[str, ActivationKind] = {
+    "Sigmoid": "saturating",
+    "Tanh": "saturating",
+    "Hardtanh": "saturating",
+    "Hardsigmoid": "saturating",
+    "Softsign": "saturating",
+    "LogSigmoid": "saturating",
+    "ReLU": "relu_like",
+    "ReLU6": "relu_like",
+    "LeakyReLU": "relu_like",
+    "PReLU": "relu_like",
+    "RReLU": "relu_like",
+    "ELU": "relu_like",
+    "CELU": "relu_like",
+    "SELU": "relu_like",
+    "GELU": "relu_like",
+    "SiLU": "relu_like",
+    "Mish": "relu_like",
+    "Hardswish": "relu_like",
+    "Softplus": "other",
+    "Tanhshrink": "other",
+    "Softshrink": "other",
+    "Hardshrink": "other",
+}
+SATURATING = frozenset(k for k, v in KINDS.items() if v == "saturating")
+RELU_LIKE = frozenset(k for k, v in KINDS.items() if v == "relu_like")
+OTHER = frozenset(k for k, v in KINDS.items() if v == "other")
+
+#: Activations gradwatch can swap in, by id (each id is also a remedy id) -> torch class name.
+SWAPPABLE: dict[str, str] = {
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "prelu": "PReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "swish": "SiLU",
+    "gelu": "GELU",
+}
+#: The activation remedy ids, in the order remedies list them.
+ACTIVATION_IDS: tuple[str, ...] = tuple(SWAPPABLE)
+
+#: Every id -> torch class name: the swappable ones plus the identity ("linear").
+CLASS_NAMES: dict[str, str] = {**SWAPPABLE, "linear": "Identity"}
+
+#: Other spellings -> id (compared lower-case, without underscores).
+ALIASES: dict[str, str] = {
+    "identity": "linear",
+    "none": "linear",
+    "silu": "swish",
+    "leakyrelu": "leaky_relu",
+    "logistic": "sigmoid",
+}
+
+
+def canonical(name: str) -> str:
+    """The id of an activation given by id, alias or torch class name.
+
+    Case and underscores are ignored. Raises ``ValueError`` naming the known ids.
+
+    Example:
+        >>> canonical("SiLU"), canonical("identity"), canonical("Leaky_ReLU")
+        ('swish', 'linear', 'leaky_relu')
+    """
+    key = str(name).strip().lower().replace("_", "")
+    for ident in CLASS_NAMES:
+        if key == ident.replace("_", ""):
+            return ident
+    if key in ALIASES:
+        return ALIASES[key]
+    for ident, cls in CLASS_NAMES.items():
+        if key == cls.lower():
+            return ident
+    raise ValueError(
+        f"unknown activation {name!r}; use one of {list(CLASS_NAMES)} (aliases: "
+        f"{sorted(ALIASES)}; torch class names such as 'SiLU' work too)"
+    )
+
+
+def module_class(name: str) -> type[nn.Module]:
+    """The torch module class of an activation id, alias or class name (``nn.SiLU`` for
+    ``"swish"``, ``nn.Identity`` for ``"linear"``)."""
+    from torch import nn
+
+    cls: type[nn.Module] = getattr(nn, CLASS_NAMES[canonical(name)])
+    return cls
+
+
+def kind_of(class_name: str) -> ActivationKind | None:
+    """The kind of a torch activation class name, or None when it is not an activation."""
+    return KINDS.get(class_name)
