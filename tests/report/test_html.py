@@ -207,10 +207,9 @@ def test_diagnose_runs_when_findings_are_not_given(monkeypatch: pytest.MonkeyPat
     assert "Warning — Loss is flat." in html
 
 
-def test_without_diagnose_the_report_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When diagnose is not available, the verdict says the rules did not run."""
-    monkeypatch.delattr(gradwatch.diagnosis, "diagnose", raising=False)
-    html = render_report(_tiny())
+def test_a_run_without_findings_says_the_rules_did_not_run() -> None:
+    """A run given as not diagnosed (None), the verdict says the rules did not run."""
+    html = render_report(_tiny(), findings=[None])
     assert "The diagnosis did not run" in html
 
 

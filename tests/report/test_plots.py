@@ -298,6 +298,21 @@ def test_chi1_profile_closed_form() -> None:
         plots.chi1_profile(-1.0, 3)
 
 
+@pytest.mark.parametrize(
+    ("chi1", "n_layers"), [(0.02, 20), (0.25, 3), (0.64, 7), (1.0, 5), (1.7, 60)]
+)
+def test_chi1_profile_is_theorys_norm_profile(chi1: float, n_layers: int) -> None:
+    """The report's chi_1 curve is gradwatch.theory's depth profile, number for number."""
+    from gradwatch import theory
+
+    np.testing.assert_array_equal(
+        plots.chi1_profile(chi1, n_layers), theory.norm_profile(chi1, n_layers)
+    )
+    # and theory's profile of a computed mean-field result is the same curve
+    r = theory.mean_field("tanh", 1.2, 0.1)
+    np.testing.assert_array_equal(plots.chi1_profile(r.chi_1, n_layers), r.norm_profile(n_layers))
+
+
 def test_theory_overlay_normalises_both_profiles_at_the_deepest_layer(trace: Trace) -> None:
     """Measured and predicted are divided by their values at the last layer; step 0 by default."""
     n = len(trace.layers)
@@ -403,3 +418,49 @@ def test_recorded_rnn_memory_profile() -> None:
         g0 = by_distance[0]
         expected = next((d for d in range(t_len) if by_distance[d] < 1e-2 * g0), None)
         assert data.horizons[k] == expected
+
+
+#: The public names of gradwatch.report.plots when it was one file (users import them).
+PUBLIC_BEFORE_SPLIT = [
+    "ActivationHealthData",
+    "ActivationStatsData",
+    "BackwardGainData",
+    "CompareFlowData",
+    "CompareLossData",
+    "GradientFlowData",
+    "HeatmapData",
+    "LossData",
+    "RecurrentMemoryData",
+    "TheoryOverlayData",
+    "METRIC_LABELS",
+    "activation_health_data",
+    "activation_stats_data",
+    "backward_gain_data",
+    "chi1_profile",
+    "compare_flow_data",
+    "compare_loss_data",
+    "figure_to_png",
+    "gradient_flow_data",
+    "heatmap_data",
+    "loss_data",
+    "plot_activation_health",
+    "plot_activation_stats",
+    "plot_backward_gain",
+    "plot_compare_flow",
+    "plot_compare_loss",
+    "plot_gradient_flow",
+    "plot_heatmap",
+    "plot_loss",
+    "plot_recurrent_memory",
+    "plot_theory_overlay",
+    "recurrent_memory_data",
+    "theory_overlay_data",
+]
+
+
+def test_plots_keeps_every_public_name_and_defines_none_itself() -> None:
+    """plots still offers each name it had as one file; each now lives in a figures module."""
+    assert set(PUBLIC_BEFORE_SPLIT) <= set(plots.__all__)
+    for name in plots.__all__:
+        home = getattr(getattr(plots, name), "__module__", None) or "gradwatch.report.figures."
+        assert home.startswith(("gradwatch.report.figures.", "gradwatch.report._style")), name

@@ -60,3 +60,21 @@ def test_verdict_for_even_flow_says_so() -> None:
     lines = verdict(summarize(t, [], "r"), [])
     assert lines[0] == "No problem found: the diagnosis rules all stayed quiet."
     assert "flow evenly" in lines[1]
+
+
+def test_summary_span_is_the_traces_one_first_last_ratio() -> None:
+    """grad_span and span_step are Trace.grad_ratio("last"): its value and its step."""
+    m = np.array([[1e-3, 5e-2, 1.0], [2e-4, np.nan, 0.5], [np.nan, 1e-2, 1.0]])
+    t = Trace.from_arrays(["a", "b", "c"], [0, 10, 20], {"grad_rms": m})
+    s, r = summarize(t, None, "r"), t.grad_ratio("last")
+    assert (s.grad_span, s.span_step) == (r.value, r.steps[0] if r.steps else None)
+    assert (s.grad_span, s.span_step) == (2e-4 / 0.5, 10)  # step 20 lacks the first layer
+
+
+def test_summary_span_is_none_when_not_measurable() -> None:
+    """One layer, or no step with both end layers measured: no span, no step."""
+    one = Trace.from_arrays(["a"], [0], {"grad_rms": [[1.0]]})
+    holes = Trace.from_arrays(["a", "b"], [0, 1], {"grad_rms": [[np.nan, 1.0], [1.0, 0.0]]})
+    for t in (one, holes):
+        s = summarize(t, None, "r")
+        assert (s.grad_span, s.span_step) == (None, None)

@@ -1,4 +1,4 @@
-"""Shared look of every gradwatch figure: colour-blind-safe colours, sizes, label escaping.
+"""Shared look of every gradwatch figure: colour-blind-safe colours, sizes, label escaping, PNG.
 
 Colours come from the Okabe-Ito palette (distinguishable under the common colour-vision
 deficiencies) for categories, and from cividis/viridis (perceptually uniform, readable in
@@ -106,3 +106,16 @@ def attach(fig: Figure, data: Any) -> Figure:
     """Keep the plotted data on the figure (``fig.gradwatch_data``) so tests can check it."""
     fig.gradwatch_data = data  # type: ignore[attr-defined]
     return fig
+
+
+def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
+    """Render a figure to PNG bytes (Agg, no pyplot).
+
+    Example:
+        >>> png = figure_to_png(plot_loss(trace))  # doctest: +SKIP
+    """
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()

@@ -23,7 +23,8 @@ from gradwatch.diagnosis import SEVERITY_RANK, Finding
 from gradwatch.trace import Trace
 
 from . import plots
-from ._style import INSTALL_HINT
+from ._style import INSTALL_HINT, figure_to_png
+from .figures._common import has_data
 from .summary import RunSummary, run_diagnosis, summarize, verdict
 
 if TYPE_CHECKING:
@@ -239,11 +240,11 @@ def _predicted_per_run(
 
 # ---------------------------------------------------------------------- plots
 def _png(fig: Figure) -> str:
-    return base64.b64encode(plots.figure_to_png(fig)).decode("ascii")
+    return base64.b64encode(figure_to_png(fig)).decode("ascii")
 
 
-def _has(trace: Trace, metric: str) -> bool:
-    return trace.has_metric(metric) and bool(np.any(np.isfinite(trace.matrix(metric))))
+def _has_loss(trace: Trace) -> bool:
+    return trace.has_scalar("loss") and bool(np.any(np.isfinite(trace.scalar("loss"))))
 
 
 def _draw(key: str, title: str, make: Callable[[], Figure]) -> _Plot:
@@ -258,14 +259,14 @@ def _draw(key: str, title: str, make: Callable[[], Figure]) -> _Plot:
 
 def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
     out: list[_Plot] = []
-    if trace.has_scalar("loss") and np.any(np.isfinite(trace.scalar("loss"))):
+    if _has_loss(trace):
         out.append(_draw("loss", "Training loss", lambda: plots.plot_loss(trace)))
-    if _has(trace, "grad_rms"):
+    if has_data(trace, "grad_rms"):
         out.append(_draw("flow", "Gradient flow", lambda: plots.plot_gradient_flow(trace)))
         out.append(
             _draw("heat_grad", "Gradient RMS, layers × steps", lambda: plots.plot_heatmap(trace))
         )
-    if _has(trace, "update_ratio"):
+    if has_data(trace, "update_ratio"):
         out.append(
             _draw(
                 "heat_update",
@@ -273,13 +274,13 @@ def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
                 lambda: plots.plot_heatmap(trace, "update_ratio"),
             )
         )
-    if _has(trace, "out_grad_norm"):
+    if has_data(trace, "out_grad_norm"):
         out.append(_draw("gain", "Backward gain", lambda: plots.plot_backward_gain(trace)))
-    if _has(trace, "act_saturated") or _has(trace, "act_dead"):
+    if has_data(trace, "act_saturated") or has_data(trace, "act_dead"):
         out.append(
             _draw("health", "Saturated and dead units", lambda: plots.plot_activation_health(trace))
         )
-    if _has(trace, "act_mean") and _has(trace, "act_std"):
+    if has_data(trace, "act_mean") and has_data(trace, "act_std"):
         out.append(
             _draw("stats", "Activation distribution", lambda: plots.plot_activation_stats(trace))
         )
@@ -291,7 +292,7 @@ def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
                 lambda name=name: plots.plot_recurrent_memory(trace, name),  # type: ignore[misc]
             )
         )
-    if predicted is not None and _has(trace, "grad_rms"):
+    if predicted is not None and has_data(trace, "grad_rms"):
         out.append(
             _draw(
                 "theory",
@@ -390,7 +391,7 @@ def _run_view(
 
 def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
     out: list[_Plot] = []
-    with_flow = [i for i, t in enumerate(traces) if _has(t, "grad_rms")]
+    with_flow = [i for i, t in enumerate(traces) if has_data(t, "grad_rms")]
     if len(with_flow) >= 2:
         out.append(
             _draw(
@@ -401,11 +402,7 @@ def _comparison(traces: Sequence[Trace], labels: Sequence[str]) -> list[_Plot]:
                 ),
             )
         )
-    with_loss = [
-        i
-        for i, t in enumerate(traces)
-        if t.has_scalar("loss") and np.any(np.isfinite(t.scalar("loss")))
-    ]
+    with_loss = [i for i, t in enumerate(traces) if _has_loss(t)]
     if len(with_loss) >= 2:
         out.append(
             _draw(
@@ -517,7 +514,8 @@ def write_report(
         out_path: The HTML file to write. Its directory must exist; the file is replaced
             atomically and nothing else is written.
         findings: Findings of the run (one run), one list per run, or a dict run label ->
-            findings. ``None``: run ``gradwatch.diagnosis.diagnose`` when it is available.
+            findings. ``None``: run ``gradwatch.diagnosis.diagnose`` on each run. In a list
+            of lists, ``None`` marks a run that was not diagnosed.
         title: Page title; by default it names the run(s).
         labels: One name per run; the run directories' names by default.
         predicted: A theory prediction to overlay on the measured depth profile: one value

@@ -8,25 +8,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradwatch import diagnosis
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
 from gradwatch.trace import Trace
 
 __all__ = ["RunSummary", "run_diagnosis", "summarize", "verdict"]
 
 
-def run_diagnosis(trace: Trace) -> list[Finding] | None:
-    """``gradwatch.diagnosis.diagnose(trace)``, or ``None`` when this install has no diagnose.
-
-    Looked up at call time (not imported at module level) so the report works with or
-    without the rules engine and never needs a type-ignore either way.
+def run_diagnosis(trace: Trace) -> list[Finding]:
+    """The findings of ``trace``: ``gradwatch.diagnosis.diagnose(trace)`` as a list.
 
     Example:
         >>> findings = run_diagnosis(trace)  # doctest: +SKIP
     """
-    import importlib
-
-    diagnose = getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
-    return None if diagnose is None else list(diagnose(trace))
+    # Through the module, so a caller (or a test) that swaps `diagnosis.diagnose` is heard.
+    return list(diagnosis.diagnose(trace))
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,8 @@ class RunSummary:
         best_loss: Lowest finite ``loss`` value, or ``None``.
         grad_span: ``grad_rms`` of the first layer divided by that of the last layer at the
             last step where both were measured (1 = even flow; 1e-6 = six orders of magnitude
-            lost on the way back), or ``None`` when not measurable.
+            lost on the way back), or ``None`` when not measurable: the value of
+            ``trace.grad_ratio("last")``, the one first/last ratio every view quotes.
         span_step: The step ``grad_span`` was taken at.
         counts: Number of findings per severity (empty when the diagnosis did not run).
         top: The most severe finding's message, or ``None``.
@@ -62,18 +59,6 @@ class RunSummary:
     diagnosed: bool
 
 
-def _grad_span(trace: Trace) -> tuple[float | None, int | None]:
-    if not trace.has_metric("grad_rms") or len(trace.layers) < 2:
-        return None, None
-    mat = trace.matrix("grad_rms")
-    first, last = mat[:, 0], mat[:, -1]
-    ok = np.flatnonzero(np.isfinite(first) & np.isfinite(last) & (last > 0))
-    if len(ok) == 0:
-        return None, None
-    i = int(ok[-1])
-    return float(first[i] / last[i]), int(trace.steps[i])
-
-
 def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> RunSummary:
     """Headline numbers of ``trace`` (and its findings, when the diagnosis ran).
 
@@ -87,7 +72,9 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
         finite = loss[np.isfinite(loss)]
         if len(finite):
             final, best = float(finite[-1]), float(finite.min())
-    span, span_step = _grad_span(trace)
+    ratio = trace.grad_ratio("last")  # the one first/last ratio, at its last measured step
+    span = None if ratio.steps is None else ratio.value
+    span_step = None if ratio.steps is None else ratio.steps[0]
     counts: dict[str, int] = {}
     top = None
     if findings is not None:
@@ -136,7 +123,7 @@ def verdict(summary: RunSummary, findings: Sequence[Finding] | None) -> list[str
     lines: list[str] = []
     if findings is None:
         lines.append(
-            "The diagnosis did not run (gradwatch.diagnosis.diagnose is not available), so "
+            "The diagnosis did not run (no findings were given for this run), so "
             "this report shows the measurements without a verdict from the rules."
         )
     elif not findings:

@@ -9,8 +9,9 @@ Written with TensorBoard's own writer (``torch.utils.tensorboard.SummaryWriter``
 - ``across_layers/<metric>``: a histogram per step of the metric over the layers, of
   ``log10`` of the value for the norm-like metrics (their spread spans decades).
 - ``memory_horizon/<layer>``: for recurrent layers, the memory horizon in input steps at
-  each sampled step (see :func:`gradwatch.report.plots.recurrent_memory_data`); not written
-  when the gradient never falls below the threshold within the sequence.
+  each sampled step (:func:`gradwatch.report.figures.recurrent_memory.memory_horizon`, as the
+  memory plot draws it); not written when the gradient never falls below the threshold
+  within the sequence.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from gradwatch.trace import Trace
+
+from .figures.recurrent_memory import memory_horizon
 
 __all__ = ["LOG10_METRICS", "export_tensorboard"]
 
@@ -85,8 +88,6 @@ def export_tensorboard(
     """
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from .plots import _horizon
-
     if not isinstance(trace, Trace):
         from gradwatch.trace import load
 
@@ -124,7 +125,7 @@ def export_tensorboard(
         for layer in trace.recurrent_layers:
             prof = trace.input_grad_profile(layer)
             for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
-                h = _horizon(row[::-1], horizon_threshold)
+                h = memory_horizon(row[::-1], horizon_threshold)
                 if h is not None:
                     by_step.setdefault(int(step), []).append(
                         Summary.Value(tag=f"memory_horizon/{_layer_tag(layer)}", simple_value=h)

@@ -3,6 +3,7 @@
 - :func:`mean_field`: the variance fixed point ``q*``, ``chi_1``, depth scales and the
   trainable depth of a deep random network (Poole et al. 2016; Schoenholz et al. 2017).
 - :func:`critical_sigma_w`: the order/chaos boundary ``chi_1 = 1``.
+- :func:`norm_profile`: the gradient norm along depth that a ``chi_1`` predicts.
 - :func:`jacobian_spectrum`: singular values of the input-output Jacobian and dynamical
   isometry measures (Pennington et al. 2017).
 - :func:`explain`: the chain rule walked layer by layer on a model and a batch, or through
@@ -19,7 +20,7 @@ Example:
 
 from .activations import ACTIVATIONS, Activation, resolve_activation
 from .chain_rule import ChainRuleWalk, LayerGain, explain, explain_trace
-from .meanfield import MeanFieldResult, chi_1, critical_sigma_w, mean_field
+from .meanfield import MeanFieldResult, chi_1, critical_sigma_w, mean_field, norm_profile
 from .spectrum import JacobianSpectrum, jacobian_spectrum
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "explain_trace",
     "jacobian_spectrum",
     "mean_field",
+    "norm_profile",
     "resolve_activation",
 ]

@@ -98,6 +98,23 @@ def _panel_rule(q: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate((-x[::-1], x)), np.concatenate((w[::-1], w))
 
 
+def norm_profile(chi_1: float, n_layers: int) -> np.ndarray:
+    """Predicted ``||dL/dh_l|| / ||dL/dh_last||`` for ``l = 0 .. n_layers-1`` from ``chi_1``.
+
+    ``chi_1`` multiplies the mean *squared* gradient per layer going back, so layer ``l`` of
+    ``L`` gets ``chi_1 ** ((L - 1 - l) / 2)``; the last entry is 1. The one depth profile
+    of the theory: :meth:`MeanFieldResult.norm_profile` and the report's overlay use it.
+
+    Example:
+        >>> norm_profile(0.25, 3).tolist()
+        [0.25, 0.5, 1.0]
+    """
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    back = np.arange(n_layers - 1, -1, -1, dtype=np.float64)
+    return np.asarray(chi_1 ** (back / 2.0), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class MeanFieldResult:
     """Mean-field predictions for one activation and initialisation.
@@ -172,10 +189,7 @@ class MeanFieldResult:
             >>> mean_field("relu", 1.0).norm_profile(3).round(3).tolist()
             [0.5, 0.707, 1.0]
         """
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-        back = np.arange(n_layers - 1, -1, -1, dtype=np.float64)
-        return np.asarray(self.chi_1 ** (back / 2.0), dtype=np.float64)
+        return norm_profile(self.chi_1, n_layers)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (infinities as the string ``"inf"``)."""
