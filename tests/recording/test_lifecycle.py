@@ -277,7 +277,7 @@ def test_outputs_kept_for_an_unfinished_sampled_step_are_released_on_close() -> 
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
     w = gw.watch(model)
     out = model(torch.randn(3, 4))
-    kept = [weakref.ref(item.y) for item in w._pending]  # type: ignore[attr-defined]
+    kept = [weakref.ref(item.y) for item in w._sampler.step.pending]
     assert kept, "the sampled step 0 keeps its outputs"
     del out
     w.close()

@@ -154,12 +154,12 @@ def test_activation_statistics_match_reference(
     when outputs are kept and reduced in batches at the step, when the batches are split into
     chunks of two outputs (and one left alone), and when each is reduced in its hook (over the
     stash budget)."""
-    from gradwatch.recording import recorder
+    from gradwatch.recording import activations
 
     if mode == "in-hook":
-        monkeypatch.setattr(recorder, "_STASH_BYTES", 0)
+        monkeypatch.setattr(activations, "_STASH_BYTES", 0)
     if mode == "chunked":
-        monkeypatch.setattr(recorder, "STACK_BYTES", 2 * 32 * 16 * 4)
+        monkeypatch.setattr(activations, "STACK_BYTES", 2 * 32 * 16 * 4)
     torch.manual_seed(3)
     model = _mlp(act, depth=4, width=16)
     with torch.no_grad():
@@ -250,11 +250,12 @@ def test_global_grad_norm_and_loss_scalars() -> None:
 
 def test_sampled_metrics_are_contiguous_in_the_buffer_layout() -> None:
     """The recorder writes the sampled activation metrics as one slice of LAYER_METRICS."""
-    from gradwatch.recording.recorder import _M, _SAMPLED_METRICS
+    from gradwatch.recording.activations import SAMPLED_METRICS
+    from gradwatch.recording.buffer import METRIC_ROW
     from gradwatch.trace import LAYER_METRICS
 
-    first = _M[_SAMPLED_METRICS[0]]
-    assert LAYER_METRICS[first : first + len(_SAMPLED_METRICS)] == _SAMPLED_METRICS
+    first = METRIC_ROW[SAMPLED_METRICS[0]]
+    assert LAYER_METRICS[first : first + len(SAMPLED_METRICS)] == SAMPLED_METRICS
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])

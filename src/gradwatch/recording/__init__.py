@@ -1,5 +1,9 @@
-"""Recording: ``watch()``, the Recorder's hooks, on-device statistics and flushing."""
+"""Recording: ``watch()``, the Recorder's hooks, on-device statistics and flushing.
 
-from .recorder import Watch, watch
+``watch`` is the life cycle of a recording; ``gradients`` and ``activations`` take the
+statistics of a step into the step ``buffer``, which flushes them to the trace schema.
+"""
+
+from .watch import Watch, watch
 
 __all__ = ["Watch", "watch"]

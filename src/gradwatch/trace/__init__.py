@@ -1,18 +1,28 @@
-"""Traces: the recorded statistics of a run, their run-directory store, and loading."""
+"""Traces: the recorded statistics of a run, their format, their run-directory store, loading.
+
+The recorder builds its chunks and metadata through the schema functions exported here
+(``layer_table``, ``scalar_table``, ``recurrent_table``, ``run_meta``, ``trace_from_tables``),
+so the format is defined in one module (``schema``) and nowhere else.
+"""
 
 from .errors import TraceError
 from .layers import LayerInfo
-from .store import FORMAT_VERSION, RunWriter, load
-from .trace import (
+from .schema import (
+    CHUNK_KINDS,
+    FORMAT_VERSION,
     LAYER_METRICS,
     STEP_SCALARS,
-    GradRatio,
-    RecurrentProfile,
-    Trace,
-    TraceFrames,
+    layer_table,
+    recurrent_table,
+    run_meta,
+    scalar_table,
+    trace_from_tables,
 )
+from .store import RunWriter, load
+from .trace import GradRatio, RecurrentProfile, Trace, TraceFrames
 
 __all__ = [
+    "CHUNK_KINDS",
     "FORMAT_VERSION",
     "LAYER_METRICS",
     "STEP_SCALARS",
@@ -23,5 +33,10 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceFrames",
+    "layer_table",
     "load",
+    "recurrent_table",
+    "run_meta",
+    "scalar_table",
+    "trace_from_tables",
 ]

@@ -4,9 +4,9 @@ Layout::
 
     run_dir/
       meta.json                      model summary, layer table, config, versions
-      layers-000000.parquet ...      step, layer, <metric columns> (float32)
-      scalars-000000.parquet ...     step, <scalar columns> (float64)
-      recurrent-000000.parquet ...   step, layer, t, input_grad_norm (float32)
+      layers-000000.parquet ...      one chunk per flush of each kind; columns and
+      scalars-000000.parquet ...     metadata layout are defined in ``schema``
+      recurrent-000000.parquet ...
 
 Every file is written under a temporary name in the same directory and then renamed
 (``os.replace`` is atomic on POSIX and Windows), so a reader sees a whole file or none: a
@@ -27,20 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import TraceError
-from .trace import Trace, trace_from_tables
+from .schema import CHUNK_KINDS, FORMAT_VERSION, check_chunk, stamp_meta, trace_from_tables
+from .trace import Trace
 
-FORMAT_VERSION = 1
 META_FILE = "meta.json"
-CHUNK_KINDS = ("layers", "scalars", "recurrent")
-_CHUNK_RE = re.compile(r"^(layers|scalars|recurrent)-(\d{6})\.parquet$")
-# Index columns each chunk kind must hold, with no nulls, for its rows to be placed.
-_KEY_COLUMNS = {
-    "layers": ("step", "layer"),
-    "scalars": ("step",),
-    "recurrent": ("step", "layer", "t", "input_grad_norm"),
-}
+_KINDS = "|".join(CHUNK_KINDS)
+_CHUNK_RE = re.compile(rf"^({_KINDS})-(\d{{6}})\.parquet$")
 # A file being written when a run was killed stays under this temporary name; never read.
-_TMP_RE = re.compile(r"^\.(meta\.json|(layers|scalars|recurrent)-\d{6}\.parquet)\.tmp$")
+_TMP_RE = re.compile(rf"^\.(meta\.json|({_KINDS})-\d{{6}}\.parquet)\.tmp$")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -84,8 +78,9 @@ class RunWriter:
         self._seq = dict.fromkeys(CHUNK_KINDS, 0)
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:
-        body = {"format_version": FORMAT_VERSION, **meta}
-        data = json.dumps(body, indent=2, sort_keys=False, default=_json_default).encode()
+        data = json.dumps(
+            stamp_meta(meta), indent=2, sort_keys=False, default=_json_default
+        ).encode()
         _atomic_write_bytes(self.path / META_FILE, data)
 
     def write_chunk(self, kind: str, table: pa.Table) -> Path:
@@ -137,18 +132,6 @@ def read_meta(path: Path) -> dict[str, Any]:
     return dict(meta)
 
 
-def _check_chunk(kind: str, table: pa.Table, file: Path) -> None:
-    """Refuse a chunk whose index columns are missing or null (its rows cannot be placed)."""
-    for col in _KEY_COLUMNS[kind]:
-        if col not in table.column_names:
-            raise TraceError(
-                f"chunk {str(file)!r} has no {col!r} column ({kind} chunks need "
-                f"{list(_KEY_COLUMNS[kind])}); it was not written by gradwatch's recorder."
-            )
-        if table.column(col).null_count:
-            raise TraceError(f"chunk {str(file)!r} has missing values in its {col!r} column.")
-
-
 def load(run_dir: str | os.PathLike[str]) -> Trace:
     """Read a run directory into a :class:`Trace`, including from a run that was killed.
 
@@ -192,7 +175,7 @@ def load(run_dir: str | os.PathLike[str]) -> Trace:
                     f"chunk {str(file)!r} is unreadable ({exc}) and later chunks exist, so the "
                     "run directory was damaged after it was written."
                 ) from exc
-            _check_chunk(kind, tables[kind][-1], file)
+            check_chunk(kind, tables[kind][-1], file)
     try:
         return trace_from_tables(
             meta, tables["layers"], tables["scalars"], tables["recurrent"], run_dir=path

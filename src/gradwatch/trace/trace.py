@@ -14,27 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import pyarrow as pa
 
 from .layers import LayerInfo
-
-#: Per-step-per-layer metrics the recorder writes (DESIGN.md, "Metric names").
-LAYER_METRICS: tuple[str, ...] = (
-    "grad_norm",
-    "grad_rms",
-    "grad_max",
-    "weight_norm",
-    "nonfinite",
-    "update_ratio",
-    "act_mean",
-    "act_std",
-    "act_saturated",
-    "act_dead",
-    "out_grad_norm",
-)
-
-#: Per-step scalars the recorder writes itself; users add their own through ``Watch.log``.
-STEP_SCALARS: tuple[str, ...] = ("global_grad_norm", "skipped")
 
 
 class TraceFrames(NamedTuple):
@@ -192,7 +173,10 @@ class Trace:
                     f"({len(r)}, T): one row per step."
                 )
             rec[name] = RecurrentProfile(_readonly(r), _readonly(v))
-        full_meta = {"format_version": 1, "layers": [i.to_json() for i in infos]}
+        # The schema builds Traces from tables, so it imports this module: import it here.
+        from .schema import stamp_meta
+
+        full_meta = stamp_meta({"layers": [i.to_json() for i in infos]})
         full_meta.update(meta or {})
         return cls(
             layers=infos,
@@ -403,81 +387,3 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     arr = np.ascontiguousarray(arr)
     arr.setflags(write=False)
     return arr
-
-
-# ---------------------------------------------------------------------- tables -> Trace
-def trace_from_tables(
-    meta: Mapping[str, Any],
-    layer_tables: Sequence[pa.Table],
-    scalar_tables: Sequence[pa.Table],
-    recurrent_tables: Sequence[pa.Table],
-    run_dir: Path | None = None,
-) -> Trace:
-    """Assemble a Trace from the chunk tables the recorder writes (vectorised, no step loop)."""
-    layers = [LayerInfo.from_json(d) for d in meta.get("layers", [])]
-    n_layers = len(layers)
-
-    # Per-layer metrics: rows (step, layer, metric...) -> (steps, layers) matrices.
-    metrics: dict[str, np.ndarray] = {}
-    if layer_tables:
-        table = pa.concat_tables(layer_tables, promote_options="default")
-        step_col = table.column("step").to_numpy().astype(np.int64)
-        layer_col = table.column("layer").to_numpy().astype(np.int64)
-        steps, row = np.unique(step_col, return_inverse=True)
-        valid = (layer_col >= 0) & (layer_col < n_layers)
-        for name in table.column_names:
-            if name in ("step", "layer"):
-                continue
-            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            mat = np.full((len(steps), n_layers), np.nan)
-            # Missing values never overwrite measured ones (a step can span two chunks).
-            keep = valid & ~np.isnan(values)
-            mat[row[keep], layer_col[keep]] = values[keep]
-            metrics[name] = mat
-    else:
-        steps = np.zeros(0, dtype=np.int64)
-
-    scalars: dict[str, np.ndarray] = {}
-    if scalar_tables:
-        table = pa.concat_tables(scalar_tables, promote_options="default")
-        s_col = table.column("step").to_numpy().astype(np.int64)
-        scalar_steps, s_row = np.unique(s_col, return_inverse=True)
-        for name in table.column_names:
-            if name == "step":
-                continue
-            values = table.column(name).to_numpy(zero_copy_only=False)
-            values = np.asarray(values, dtype=np.float64)
-            vec = np.full(len(scalar_steps), np.nan)
-            # A later chunk wins for a repeated step (a value logged late); missing never wins.
-            keep = ~np.isnan(values)
-            vec[s_row[keep]] = values[keep]
-            scalars[name] = vec
-    else:
-        scalar_steps = np.zeros(0, dtype=np.int64)
-
-    recurrent: dict[str, RecurrentProfile] = {}
-    if recurrent_tables:
-        table = pa.concat_tables(recurrent_tables, promote_options="default")
-        r_step = table.column("step").to_numpy().astype(np.int64)
-        r_layer = table.column("layer").to_numpy().astype(np.int64)
-        r_t = table.column("t").to_numpy().astype(np.int64)
-        r_val = table.column("input_grad_norm").to_numpy(zero_copy_only=False).astype(np.float64)
-        for li in np.unique(r_layer):
-            sel = r_layer == li
-            p_steps, p_row = np.unique(r_step[sel], return_inverse=True)
-            width = int(r_t[sel].max()) + 1 if sel.any() else 0
-            vals = np.full((len(p_steps), width), np.nan)
-            vals[p_row, r_t[sel]] = r_val[sel]
-            name = layers[li].name if 0 <= li < n_layers else str(li)
-            recurrent[name] = RecurrentProfile(_readonly(p_steps), _readonly(vals))
-
-    return Trace(
-        layers=layers,
-        steps=steps,
-        metrics=metrics,
-        scalar_steps=scalar_steps,
-        scalars=scalars,
-        recurrent=recurrent,
-        meta=meta,
-        run_dir=run_dir,
-    )

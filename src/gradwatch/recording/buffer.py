@@ -1,0 +1,257 @@
+"""The step buffer: one flush window of statistics on the device, and its one trip to the host.
+
+Per-layer statistics of each step are written into a preallocated ``(window, metrics, layers)``
+device tensor (NaN = not measured), per-step scalars into a ``(window, columns)`` one that
+grows its columns as the user logs new names. A flush copies both (and the window's recurrent
+profiles) to the host in one transfer and turns them into the trace's chunk tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from ..trace import (
+    LAYER_METRICS,
+    STEP_SCALARS,
+    RunWriter,
+    Trace,
+    layer_table,
+    load,
+    recurrent_table,
+    scalar_table,
+    trace_from_tables,
+)
+
+#: Row of each metric in the buffer (LAYER_METRICS order).
+METRIC_ROW = {name: i for i, name in enumerate(LAYER_METRICS)}
+# Columns of the scalars the recorder writes itself (STEP_SCALARS order).
+GLOBAL_GRAD_NORM, SKIPPED = 0, 1
+
+
+class GradCoverage(Protocol):
+    """Which layers had a gradient at a recorded step, and how many elements it had."""
+
+    has_grad: np.ndarray  # per layer (bool)
+    numel: np.ndarray  # gradient elements per layer
+
+
+class StepBuffer:
+    """Device buffers for one flush window of ``flush_every`` steps, and their bookkeeping.
+
+    Attributes:
+        values: ``(flush_every, len(LAYER_METRICS), layers)`` device tensor; a plain step
+            writes each layer's gradient sum of squares in the ``grad_norm`` row, turned into
+            norms at flush.
+        scalars: ``(flush_every, columns)`` device tensor of per-step scalars, float64 where
+            the device has it (losses keep their precision).
+        window_start: Step of the first row.
+    """
+
+    def __init__(self, n_layers: int, flush_every: int, device: torch.device) -> None:
+        self.n_layers = n_layers
+        self.flush_every = flush_every
+        self.device = device
+        # CPU counts non-finite entries exactly; accelerators flag them (a count would sync).
+        self.exact_nonfinite = device.type == "cpu"
+        self.values = torch.full(
+            (flush_every, len(LAYER_METRICS), n_layers), math.nan, device=device
+        )
+        self.row_used = np.zeros(flush_every, dtype=bool)
+        self.row_grads: list[GradCoverage | None] = [None] * flush_every
+        self.scalar_cols: dict[str, int] = {name: i for i, name in enumerate(STEP_SCALARS)}
+        self.sdtype = torch.float32 if device.type == "mps" else torch.float64
+        self.scalars = torch.full((flush_every, 8), math.nan, device=device, dtype=self.sdtype)
+        self.srow_used = np.zeros(flush_every, dtype=bool)
+        self.late_scalars: list[tuple[int, dict[str, float]]] = []  # logged before the window
+        self.recurrent: list[tuple[int, int, torch.Tensor]] = []  # (step, layer, profile)
+        self.window_start = 0
+
+    def is_full(self, step: int) -> bool:
+        """Whether ``step`` falls past the window (flush first)."""
+        return step - self.window_start >= self.flush_every
+
+    # ------------------------------------------------------------------ scalars
+    def log(self, step: int, scalars: dict[str, float | int | bool | torch.Tensor]) -> None:
+        """Write the user's scalars for ``step`` (see ``Watch.log``), without a host sync.
+
+        Raises:
+            ValueError: When a name is one the recorder writes itself.
+            TypeError: When a value is not a number or a one-element tensor.
+        """
+        slot = step - self.window_start
+        late: dict[str, float] = {}
+        for name, value in scalars.items():
+            if name in STEP_SCALARS:
+                raise ValueError(
+                    f"scalar name {name!r} is recorded by gradwatch itself; log it under "
+                    "another name."
+                )
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    raise TypeError(
+                        f"Expected scalar `{name}` to be a number or a one-element tensor but "
+                        f"got a tensor of shape {tuple(value.shape)}. Log e.g. `{name}.mean()`."
+                    )
+                tensor_value: torch.Tensor | None = value.detach().reshape(())
+                number = None
+            elif isinstance(value, (int, float, bool, np.integer, np.floating)):
+                tensor_value, number = None, float(value)
+            else:
+                raise TypeError(
+                    f"Expected scalar `{name}` to be a number or a one-element tensor but got "
+                    f"{type(value).__name__}."
+                )
+            if slot < 0:
+                late[name] = float(tensor_value) if tensor_value is not None else float(number)  # type: ignore[arg-type]
+                continue
+            col = self._scalar_col(name)
+            if tensor_value is not None:
+                self.scalars[slot, col].copy_(tensor_value, non_blocking=True)
+            else:
+                self.scalars[slot, col] = number  # type: ignore[assignment]
+            self.srow_used[slot] = True
+        if late:
+            self.late_scalars.append((step, late))
+
+    def _scalar_col(self, name: str) -> int:
+        col = self.scalar_cols.get(name)
+        if col is None:
+            col = len(self.scalar_cols)
+            self.scalar_cols[name] = col
+            if col >= self.scalars.shape[1]:
+                grown = torch.full(
+                    (self.flush_every, self.scalars.shape[1] * 2),
+                    math.nan,
+                    device=self.device,
+                    dtype=self.sdtype,
+                )
+                grown[:, : self.scalars.shape[1]] = self.scalars
+                self.scalars = grown
+        return col
+
+    # ------------------------------------------------------------------ flushing
+    def flush(self, depth: list[int], next_start: int) -> list[tuple[str, pa.Table]]:
+        """Move the window to the host in one transfer; its chunk tables, by kind.
+
+        Args:
+            depth: Depth of each layer index (the trace names layers by depth).
+            next_start: Step of the first row of the next window.
+        """
+        rec = self.recurrent
+        parts = [self.values.reshape(-1).to(self.sdtype), self.scalars.reshape(-1)]
+        parts += [p.reshape(-1).to(self.sdtype).to(self.device) for _, _, p in rec]
+        host = torch.cat(parts).cpu().numpy()
+        n_layer_vals = self.values.numel()
+        layer_data = host[:n_layer_vals].reshape(self.values.shape)
+        s_vals = host[n_layer_vals : n_layer_vals + self.scalars.numel()].reshape(
+            self.scalars.shape
+        )
+        offset = n_layer_vals + self.scalars.numel()
+        depth_arr = np.asarray(depth, dtype=np.int32)
+        tables: list[tuple[str, pa.Table]] = []
+
+        rows = np.flatnonzero(self.row_used)
+        if len(rows) and self.n_layers:
+            block = layer_data[rows]  # (R, M, L)
+            self._derive_grad_metrics(block, rows)
+            tables.append(("layers", layer_table(rows + self.window_start, depth_arr, block)))
+
+        srows = np.flatnonzero(self.srow_used)
+        skipped = s_vals[:, self.scalar_cols["skipped"]]
+        skipped[np.isnan(skipped)] = 0.0  # only skipped steps write their flag
+        if self.late_scalars:
+            logged = {k for _, d in self.late_scalars for k in d}
+            names = sorted(logged | (set(self.scalar_cols) - {"step"}))
+            late_steps = np.array([s for s, _ in self.late_scalars], dtype=np.int64)
+            late_cols = {
+                name: np.array([d.get(name, math.nan) for _, d in self.late_scalars])
+                for name in names
+            }
+            tables.append(("scalars", scalar_table(late_steps, late_cols)))
+        if len(srows):
+            cols = {name: s_vals[srows, c] for name, c in self.scalar_cols.items()}
+            tables.append(("scalars", scalar_table(srows + self.window_start, cols)))
+
+        if rec:
+            profiles = []
+            for step, i, prof in rec:
+                k = prof.numel()
+                profiles.append((step, int(depth_arr[i]), host[offset : offset + k]))
+                offset += k
+            tables.append(("recurrent", recurrent_table(profiles)))
+
+        self.values.fill_(math.nan)
+        self.scalars.fill_(math.nan)
+        self.row_used[:] = False
+        self.row_grads = [None] * self.flush_every
+        self.srow_used[:] = False
+        self.late_scalars.clear()
+        self.recurrent = []
+        self.window_start = next_start
+        return tables
+
+    def _derive_grad_metrics(self, block: np.ndarray, rows: np.ndarray) -> None:
+        """Turn the per-step sums of squares into grad_norm, grad_rms and nonfinite, in place.
+
+        ``block`` is (rows, metrics, layers) on the host; a layer without a gradient at a
+        step is missing (NaN) in all three.
+        """
+        gn, gr, nf = METRIC_ROW["grad_norm"], METRIC_ROW["grad_rms"], METRIC_ROW["nonfinite"]
+        sq = block[:, gn, :].copy()
+        has = np.zeros(sq.shape, dtype=bool)
+        numel = np.ones(sq.shape)
+        for j, r in enumerate(rows):
+            cover = self.row_grads[r]
+            if cover is not None:
+                has[j] = cover.has_grad
+                numel[j] = np.maximum(cover.numel, 1)
+        norm = np.sqrt(sq)
+        block[:, gn, :] = np.where(has, norm, np.nan)
+        block[:, gr, :] = np.where(has, norm / np.sqrt(numel), np.nan)
+        counted = block[:, nf, :]
+        # Exact counts exist where a CPU step found a non-finite sum; elsewhere a finite sum
+        # means 0, and on accelerators a non-finite one means the 0/1 flag.
+        flag = 0.0 if self.exact_nonfinite else (~np.isfinite(sq)).astype(np.float64)
+        block[:, nf, :] = np.where(has, np.where(np.isnan(counted), flag, counted), np.nan)
+
+
+class Sink:
+    """Where flushed chunks go: a run directory (rank 0 with a ``run_dir``) or memory.
+
+    Args:
+        writer: The run directory's writer, or None to keep the chunks in memory.
+        meta: The run's metadata for a status (``"running"``, ``"complete"``, ``"failed"``);
+            called only when it is written or a trace kept in memory is built.
+    """
+
+    def __init__(self, writer: RunWriter | None, meta: Callable[[str], dict[str, Any]]) -> None:
+        self.writer = writer
+        self._meta = meta
+        self._tables: dict[str, list[pa.Table]] = {"layers": [], "scalars": [], "recurrent": []}
+
+    def emit(self, kind: str, table: pa.Table) -> None:
+        if self.writer is not None:
+            self.writer.write_chunk(kind, table)
+        else:
+            self._tables[kind].append(table)
+
+    def write_meta(self, status: str) -> None:
+        if self.writer is not None:
+            self.writer.write_meta(self._meta(status))
+
+    def trace(self, status: str) -> Trace:
+        """The trace of everything emitted (read back from the run directory if written)."""
+        if self.writer is not None:
+            return load(self.writer.path)
+        return trace_from_tables(
+            self._meta(status),
+            self._tables["layers"],
+            self._tables["scalars"],
+            self._tables["recurrent"],
+        )

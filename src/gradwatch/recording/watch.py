@@ -1,0 +1,410 @@
+"""``gw.watch``: record per-layer statistics of a training run at near-zero cost.
+
+How a step is recorded (DESIGN.md, "Recording"):
+
+* With an optimizer, its step pre-hook reads the final, accumulated gradients and its post-hook
+  the updated weights, so gradient accumulation counts optimizer steps, not backward calls.
+* Gradient, weight and non-finite statistics come from a few fused ``torch._foreach_norm``
+  kernels, reduced per layer on the device and written into a preallocated device buffer
+  (``gradients``, ``buffer``).
+* Activation statistics, ``||dL/d output||`` per layer, recurrent input-gradient profiles and
+  real update ratios are measured on sampled steps only (every ``sample_every``): the hooks that
+  measure them are attached for those steps and removed after, so other steps pay nothing
+  (``activations``).
+* The buffer goes to the host once per flush (one transfer), then to Parquet (or memory).
+
+This module is the life cycle: arguments, hooks on the optimizer, a step's begin and end,
+``log``, ``close``. The statistics themselves are taken by the classes it composes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from ..trace import RunWriter, Trace, run_meta
+from .activations import ActivationSampler
+from .buffer import SKIPPED, Sink, StepBuffer
+from .gradients import GradientStats
+from .layers import LayerSet, find_layers
+from .stats import Scratch
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"Expected argument `{name}` to be an integer >= {minimum} but got {value!r}. "
+            f"Pass e.g. `{name}=1` to record every step."
+        )
+    return value
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    model_ids = {id(p) for p in model.parameters()}
+    foreign = [
+        p for group in optimizer.param_groups for p in group["params"] if id(p) not in model_ids
+    ]
+    if foreign:
+        shapes = ", ".join(str(tuple(p.shape)) for p in foreign[:3])
+        raise ValueError(
+            f"Argument `optimizer` updates {len(foreign)} parameter(s) that are not in "
+            f"`model` ({type(model).__name__}), with shapes {shapes}. Pass the optimizer "
+            "built from this model's parameters, e.g. `torch.optim.SGD(model.parameters())`."
+        )
+
+
+@dataclass
+class _Progress:
+    """Where the recording stands."""
+
+    step: int = 0  # index of the optimizer step in progress (= steps completed)
+    began: bool = False  # the step's statistics were taken; its end is still to come
+    closed: bool = False
+    failed: bool = False  # left by an exception: the run's status says so
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Hooks:
+    """What the recorder attached outside the sampled steps, to undo on close."""
+
+    handles: list[RemovableHandle] = field(default_factory=list)
+    scaler_wrapped: bool = False
+
+
+class Watch:
+    """A recording in progress. Create it with :func:`watch`.
+
+    Use it as a context manager, or call :meth:`close` yourself; either way every hook is
+    removed. After closing, :attr:`trace` holds everything that was recorded.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        every: int = 1,
+        sample_every: int = 10,
+        flush_every: int = 100,
+        overwrite: bool = False,
+        scaler: Any | None = None,
+        activations: bool = True,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"Expected argument `model` to be a torch.nn.Module but got "
+                f"{type(model).__name__}. Pass the model you train, e.g. `gw.watch(model, opt)`."
+            )
+        self.every = _check_int("every", every)
+        self.sample_every = _check_int("sample_every", sample_every)
+        self.flush_every = _check_int("flush_every", flush_every)
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"Expected argument `optimizer` to be a torch.optim.Optimizer or None but got "
+                f"{type(optimizer).__name__}."
+            )
+        self.model = model
+        self.optimizer = optimizer
+        self.scaler = scaler
+        self._user_meta = dict(meta or {})
+
+        specs, frozen = find_layers(model)
+        if not specs and frozen == 0:
+            raise ValueError(
+                f"Argument `model` ({type(model).__name__}) has no parameters, so there are no "
+                "gradients to watch. Pass the model that owns the trainable parameters."
+            )
+        if not specs:
+            warnings.warn(
+                f"every parameter of {type(model).__name__} is frozen (requires_grad=False): "
+                "gradwatch records nothing. Unfreeze the layers you train.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if optimizer is not None:
+            _check_optimizer(optimizer, model)
+
+        self._layers = LayerSet(specs)
+        self._buffer = StepBuffer(self._layers.n, self.flush_every, self._layers.device)
+        scratch = Scratch()  # one reused buffer for the small temporaries of both
+        self._grads = GradientStats(self._layers, self._buffer, scratch)
+        self._sampler = ActivationSampler(
+            model, self._layers, self._buffer, scratch, enabled=bool(activations)
+        )
+        self._progress = _Progress()
+        self._hooks = _Hooks()
+
+        rank0 = not (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_rank() != 0
+        )
+        writer = RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank0 else None
+        self._sink = Sink(writer, self._meta)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._sink.write_meta("running")
+
+        if specs:
+            self._attach()
+
+    # ------------------------------------------------------------------ hooks
+    def _attach(self) -> None:
+        if self.optimizer is not None:
+            self._hooks.handles.append(self.optimizer.register_step_pre_hook(self._opt_pre_hook))
+            self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
+        if self.scaler is not None:
+            self._wrap_scaler()
+        self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
+
+    def _wrap_scaler(self) -> None:
+        scaler = self.scaler
+        assert scaler is not None
+        original = scaler.step
+
+        def step(optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+            before = self._progress.step
+            out = original(optimizer, *args, **kwargs)
+            if optimizer is self.optimizer and self._progress.step == before:
+                # GradScaler found inf/nan and did not call optimizer.step(): a skipped step.
+                self._begin_step(skipped=True)
+                self._end_step()
+            return out
+
+        scaler.step = step
+        self._hooks.scaler_wrapped = True
+
+    def _unwrap_scaler(self) -> None:
+        # The wrapper is an instance attribute; deleting it restores the class's method.
+        scaler = self.scaler
+        if self._hooks.scaler_wrapped and scaler is not None and "step" in vars(scaler):
+            del scaler.step
+        self._hooks.scaler_wrapped = False
+
+    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._begin_step(skipped=False)
+
+    def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._end_step()
+
+    def _is_sampled(self, step: int) -> bool:
+        return step % self.sample_every == 0
+
+    # ------------------------------------------------------------------ a step
+    def step(self) -> None:
+        """Record one step when training without an optimizer (call after ``backward()``).
+
+        With an optimizer passed to :func:`watch`, steps are recorded through its hooks and
+        calling this is an error. Without one there is no before/after of an update, so
+        ``update_ratio`` stays missing.
+        """
+        if self.optimizer is not None:
+            raise RuntimeError(
+                "this Watch records steps through the optimizer's step hooks; do not call "
+                "`w.step()` as well (it would count every step twice)."
+            )
+        if self._progress.closed:
+            raise RuntimeError("this Watch is closed; start a new one with `gw.watch(...)`.")
+        self._begin_step(skipped=False)
+        self._end_step()
+
+    def _begin_step(self, *, skipped: bool) -> None:
+        progress, buf = self._progress, self._buffer
+        if progress.closed or not self._layers.n:
+            return
+        step = progress.step
+        if buf.is_full(step):
+            self._flush()
+        if not self._layers.ordered:
+            self._finalize_order()
+        slot = step - buf.window_start
+        sampled = self._is_sampled(step)
+        record = sampled or step % self.every == 0
+        with torch.no_grad():
+            if record:
+                self._grads.record_grads(slot, detailed=sampled)
+            if sampled:
+                snapshot = self.optimizer is not None and not skipped
+                self._grads.record_weights(slot, snapshot=snapshot)
+                self._sampler.record(slot)
+            if skipped:
+                buf.scalars[slot, SKIPPED] = 1.0  # 0 is filled in at flush: one kernel less
+        buf.row_used[slot] |= record
+        buf.srow_used[slot] = True
+        if not self._is_sampled(step + 1):
+            self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
+        progress.began = True
+
+    def _end_step(self) -> None:
+        progress = self._progress
+        if progress.closed or not self._layers.n or not progress.began:
+            return
+        progress.began = False
+        self._grads.record_update(progress.step - self._buffer.window_start)
+        progress.step += 1
+        if self._is_sampled(progress.step):
+            self._sampler.arm()
+
+    def _finalize_order(self) -> None:
+        self._layers.finalize_order()
+        self._sink.write_meta("running")
+
+    # ------------------------------------------------------------------ scalars
+    def log(self, **scalars: float | int | bool | torch.Tensor) -> None:
+        """Record scalars (e.g. ``loss=loss``) for the last optimizer step taken.
+
+        Tensors are fine and are not synchronised: no ``.item()`` needed. Call it after
+        ``optimizer.step()``; a value logged before the first step belongs to step 0, and a
+        name logged twice in one step keeps the last value.
+
+        Raises:
+            TypeError: When a value is not a number or a one-element tensor.
+        """
+        if self._progress.closed:
+            raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
+        self._buffer.log(max(self._progress.step - 1, 0), scalars)
+
+    # ------------------------------------------------------------------ output
+    def _flush(self) -> None:
+        """Move the window's buffers to the host in one transfer and write them out."""
+        for kind, table in self._buffer.flush(self._layers.depth, self._progress.step):
+            self._sink.emit(kind, table)
+
+    def _meta(self, status: str) -> dict[str, Any]:
+        layers = self._layers
+        return run_meta(
+            status=status,
+            created=self._progress.started,
+            model={
+                "class": type(self.model).__name__,
+                "num_params": sum(p.numel() for p in self.model.parameters()),
+                "num_trainable": layers.numel,
+            },
+            layers=layers.infos(),
+            config={
+                "every": self.every,
+                "sample_every": self.sample_every,
+                "flush_every": self.flush_every,
+                "activations": self._sampler.enabled,
+                "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
+                "device": str(layers.device),
+                "nonfinite_exact": self._buffer.exact_nonfinite,
+            },
+            steps_recorded=self._progress.step,
+            frameworks={"torch": torch.__version__},
+            extra=self._user_meta,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Remove every hook, flush what is recorded and finish the run directory.
+
+        Safe to call more than once.
+        """
+        progress = self._progress
+        if progress.closed:
+            return
+        progress.closed = True
+        for h in self._hooks.handles:
+            h.remove()
+        self._hooks.handles.clear()
+        self._unwrap_scaler()
+        self._sampler.disarm()
+        # Outputs kept for a sampled step that never reached the optimizer: let them go.
+        self._sampler.release()
+        if not self._layers.ordered and self._layers.n:
+            self._finalize_order()
+        if self._layers.n:
+            self._flush()
+        self._sink.write_meta("failed" if progress.failed else "complete")
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._progress.failed = exc_type is not None
+        self.close()
+
+    @property
+    def num_steps(self) -> int:
+        """Optimizer steps recorded so far."""
+        return self._progress.step
+
+    @property
+    def trace(self) -> Trace:
+        """Everything recorded so far (flushes the current window first)."""
+        if not self._progress.closed and self._layers.n:
+            self._flush()
+        return self._sink.trace("complete" if self._progress.closed else "running")
+
+
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    *,
+    every: int = 1,
+    sample_every: int = 10,
+    flush_every: int = 100,
+    overwrite: bool = False,
+    scaler: Any | None = None,
+    activations: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> Watch:
+    """Start recording per-layer statistics of ``model`` while it trains.
+
+    Args:
+        model: The module to watch. Its layers are the modules that own trainable
+            parameters, ordered by first use in the forward pass.
+        optimizer: The optimizer that updates ``model``; steps are recorded through its step
+            hooks (so gradient accumulation counts optimizer steps). Without one, call
+            ``w.step()`` after each ``backward()``.
+        run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
+            keeps the trace in memory.
+        every: Record gradient and weight statistics every ``every`` steps.
+        sample_every: Measure activations, output gradients, recurrent input-gradient
+            profiles and update ratios every ``sample_every`` steps.
+        flush_every: Steps kept in the device buffer between two writes.
+        overwrite: Replace a run already in ``run_dir``.
+        scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
+        activations: Set False to skip forward hooks entirely (gradients only).
+        meta: Extra JSON-serialisable metadata to store with the run.
+
+    Returns:
+        A :class:`Watch`; use it as a context manager, or call ``close()``.
+
+    Example:
+        >>> import torch, gradwatch as gw
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+        ...                             torch.nn.Linear(8, 1))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with gw.watch(model, opt) as w:
+        ...     for _ in range(3):
+        ...         loss = model(torch.randn(16, 4)).pow(2).mean()
+        ...         opt.zero_grad(); loss.backward(); opt.step()
+        ...         w.log(loss=loss)
+        >>> w.trace.matrix("grad_rms").shape
+        (3, 2)
+    """
+    return Watch(
+        model,
+        optimizer,
+        run_dir,
+        every=every,
+        sample_every=sample_every,
+        flush_every=flush_every,
+        overwrite=overwrite,
+        scaler=scaler,
+        activations=activations,
+        meta=meta,
+    )
