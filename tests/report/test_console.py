@@ -61,7 +61,7 @@ def test_print_findings_without_findings_is_an_all_clear() -> None:
     """No findings prints one plain all-clear line."""
     buf = io.StringIO()
     print_findings([], Console(file=buf, color_system=None))
-    assert buf.getvalue().strip() == "No problem found: the diagnosis rules all stayed quiet."
+    assert buf.getvalue().strip() == "No findings: the diagnosis rules all stayed quiet."
 
 
 def test_comparison_table_shows_each_runs_numbers() -> None:
