@@ -45,6 +45,8 @@ def add_format(parser: argparse.ArgumentParser, *, text_alias: bool = False) -> 
 
 def _finite(value: Any) -> Any:
     """``value`` with NaN and infinities as None, the way JSON says "not measured"."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar (pandas rows), as the Python number it holds
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

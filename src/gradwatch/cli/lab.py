@@ -126,9 +126,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         frame = sweep(args.config, out, workers=args.workers, on_done=on_done)
     tables = (out / "results.parquet", out / "results.csv")
     if not human:
-        # pandas writes numpy scalars as JSON numbers and NaN as null.
-        runs = json.loads(frame.to_json(orient="records"))
-        body = {"out": out, "tables": tables, "runs": runs}
+        body = {"out": out, "tables": tables, "runs": frame.to_dict(orient="records")}
         print(dump_json(body))
         return 0
     print(f"{len(frame)} runs; table in {tables[0]} and {tables[1]}")
