@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._options import add_format, dump_json
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
+    """Add the ``demo`` sub-command."""
     p = sub.add_parser(
         "demo",
         help="watch a deep sigmoid MLP's gradient vanish on real data, then fix it",
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     human = args.format == "human"
     started = time.perf_counter()
 
-    def narrate(bars: ProgressHandle) -> Any:
+    def narrate(bars: ProgressHandle) -> Callable[[str, Any], None]:
         """The story as it unfolds, printed above the bars."""
 
         def on_event(kind: str, payload: Any) -> None:
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     with progress(None, output_format=args.format) as bars:
 
-        def bar_for(label: str, steps: int) -> Any:
+        def bar_for(label: str, steps: int) -> Callable[[int, int], None]:
             bar = bars.bar(label, steps)
             return lambda step, _n: bar.update(completed=step)
 
