@@ -61,7 +61,7 @@ def test_print_findings_without_findings_is_an_all_clear() -> None:
     """No findings prints one plain all-clear line."""
     buf = io.StringIO()
     print_findings([], Console(file=buf, color_system=None))
-    assert buf.getvalue().strip() == "No problem found: the diagnosis rules all stayed quiet."
+    assert buf.getvalue().strip() == "No findings: the diagnosis rules all stayed quiet."
 
 
 def test_comparison_table_shows_each_runs_numbers() -> None:
@@ -105,3 +105,86 @@ def test_progress_draws_when_enabled() -> None:
     seen = list(track(["a", "b", "c"], "training runs", enabled=True, console=con))
     assert seen == ["a", "b", "c"]
     assert "training runs" in buf.getvalue() and "3/3" in buf.getvalue()
+
+
+def _print(findings: list[Finding], **kwargs: object) -> str:
+    buf = io.StringIO()
+    print_findings(findings, Console(file=buf, width=80, color_system=None), **kwargs)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def test_print_findings_in_a_pipe_is_plain_blocks_most_severe_first() -> None:
+    """Off a terminal each finding is a plain block: severity, rule, steps and layers, the
+    message, then the first three remedies with their reasons; markup prints literally."""
+    info = _finding("loss_plateau", "info")
+    crit = Finding("dead_units", "critical", ("[bold]x[/bold]",), None, {}, "m [red]y[/red]",
+                   tuple(RemedyHint(r, f"why {r}") for r in ("relu", "init_he", "lstm", "gru")))  # fmt: skip
+    out = _print([info, crit], about="2 layers, 10 steps")
+    assert out.splitlines()[:7] == [
+        "2 finding(s) (2 layers, 10 steps), most severe first:",
+        "",
+        "CRITICAL dead_units  (whole run; [bold]x[/bold])",
+        "  m [red]y[/red]",
+        "  Try:",
+        "    1. relu: why relu",
+        "    2. init_he: why init_he",
+    ]
+    assert "lstm" in out and "gru" not in out
+    assert "INFO loss_plateau  (steps 3-9; net.0)" in out
+    assert "┃" not in out
+
+
+def test_print_findings_brief_is_one_line_each() -> None:
+    """brief prints `[severity] rule: message` per finding, indented, most severe first."""
+    out = _print([_finding("loss_plateau", "info"), _finding("x", "warning")], brief=True, indent=2)
+    assert out.splitlines() == [
+        "  [warning] x: x happened",
+        "  [info] loss_plateau: loss_plateau happened",
+    ]
+
+
+def test_print_findings_on_a_terminal_is_the_table() -> None:
+    """A terminal console gets the findings table, headed by what was diagnosed."""
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=160, color_system=None)
+    print_findings([_finding("dead_units", "warning")], con, about="3 layers")
+    out = buf.getvalue()
+    assert "1 finding(s) (3 layers)" in out and "try first" in out and "1. residual" in out
+
+
+def test_print_findings_without_rich_prints_plain_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With rich not importable the plain form goes to stdout through print."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_rich(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("rich"):
+            raise ImportError("no rich")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_rich)
+    print_findings([_finding("dead_units", "warning")])
+    print_findings([], about="1 layers, 2 steps")
+    out = capsys.readouterr().out
+    assert "WARNING dead_units  (steps 3-9; net.0)" in out and "    1. residual: r" in out
+    assert "No findings (1 layers, 2 steps): the diagnosis rules all stayed quiet." in out
+
+
+def test_progress_bars_share_one_display_and_print_above() -> None:
+    """bar() adds a bar to the same display; print() writes above it; both off when disabled."""
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=100, color_system=None)
+    with progress(None, enabled=True, console=con) as bars:
+        first, second = bars.bar("run a", 4), bars.bar("run b", 2)
+        first.update(completed=4)
+        second.advance(2)
+        bars.print("[bold]literal[/bold]")
+        assert bars.console is con
+    out = buf.getvalue()
+    assert "run a" in out and "4/4" in out and "run b" in out and "2/2" in out
+    assert "[bold]literal[/bold]" in out
+    with progress(None, enabled=False) as off:
+        assert off.console is None and not off.bar("x", 1).active

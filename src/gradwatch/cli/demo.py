@@ -9,13 +9,18 @@ table. Every run (and the HTML report, when available) goes to ``--out``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ._options import add_format, dump_json
+
+if TYPE_CHECKING:
+    from gradwatch.report.console import ProgressHandle
 
 
 def register(sub: Any) -> None:
+    """Add the ``demo`` sub-command."""
     p = sub.add_parser(
         "demo",
         help="watch a deep sigmoid MLP's gradient vanish on real data, then fix it",
@@ -34,26 +39,8 @@ def register(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    add_format(p)
     p.set_defaults(func=run)
-
-
-def _progress() -> tuple[Any, Callable[[str, int], Callable[[int, int], None] | None]]:
-    """A rich Progress and a per-run bar factory on a terminal; no bars in pipes and logs."""
-    if not sys.stderr.isatty():
-        return None, lambda _label, _steps: None
-    try:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    except ImportError:
-        return None, lambda _label, _steps: None
-    progress = Progress(
-        TextColumn("{task.description:<52}"), BarColumn(), TimeElapsedColumn(), transient=False
-    )
-
-    def bar(label: str, steps: int) -> Callable[[int, int], None]:
-        task_id = progress.add_task(label, total=steps)
-        return lambda step, _n: progress.update(task_id, completed=step)
-
-    return progress, bar
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         run_demo,
         write_demo_report,
     )
+    from gradwatch.report.console import progress
 
     if args.depth < 2:
         raise ValueError(f"Expected `--depth` >= 2 but got {args.depth}.")
@@ -76,67 +64,47 @@ def run(args: argparse.Namespace) -> int:
     # and the numbers then do not depend on the machine's core count.
     torch.set_num_threads(1)
     config = DemoConfig(depth=args.depth, steps=args.steps, seed=args.seed)
-    progress, bar = _progress()
+    human = args.format == "human"
     started = time.perf_counter()
 
-    def say(text: str) -> None:
-        if progress is not None:
-            progress.console.print(text, highlight=False)
-        else:
-            print(text, flush=True)
+    def narrate(bars: ProgressHandle) -> Callable[[str, Any], None]:
+        """The story as it unfolds, printed above the bars."""
 
-    def on_event(kind: str, payload: Any) -> None:
-        if kind == "baseline":
-            say(
-                f"\n1. Recorded a {config.depth}-layer sigmoid MLP on digits: test accuracy "
-                f"{payload.test_metric:.3f} (chance {payload.baseline:.3f}); run in "
-                f"{payload.run_dir}/"
-            )
-        elif kind == "diagnosis":
-            d = payload.diagnosis
-            say("\n2. Diagnosis")
-            for f in payload.findings:
-                say(f"   [{f.severity}] {f.rule}: {f.message}")
-            if not payload.findings:
-                say("   (no diagnosis rules in this build; measured from the trace instead)")
-            below = d["below"]
-            where = (
-                f"layers {below[0]}..{below[-1]} ({len(below)} of {len(d['layers'])}) get "
-                f"< 1e-3 of the last layer's gradient RMS"
-                if below
-                else "no layer falls below 1e-3 of the last layer's gradient RMS"
-            )
-            say(f"   where:    {where}")
-            say(
-                f"   how much: first/last layer gradient RMS = {d['ratio']:.1e}, a factor "
-                f"{d['per_layer']:.2f} per layer"
-            )
-            say(
-                f"   why:      backprop multiplies one sigmoid slope s(1-s) per layer; its "
-                f"measured mean is {d['sigmoid_slope']:.3f} (at most 0.25), times weights "
-                "of PyTorch's default scale"
-            )
-            source = {
-                "gw.prescribe": "as gw.prescribe ranks them for this model",
-                "standard list": "the standard fixes; no prescription in this build",
-                "caller": "as given",
-            }.get(payload.prescribed_by, payload.prescribed_by)
-            say(f"\n3. Training the same network with each remedy ({source}), then combined:")
-        elif kind == "row":
-            r = payload.result
-            say(
-                f"   {payload.label:<52} accuracy {r.test_metric:.3f}, grad ratio "
-                f"{format_ratio(r.grad_ratio)}"
-            )
+        def on_event(kind: str, payload: Any) -> None:
+            if kind == "baseline":
+                bars.print(
+                    f"\n1. Recorded a {config.depth}-layer sigmoid MLP on digits: test accuracy "
+                    f"{payload.test_metric:.3f} (chance {payload.baseline:.3f}); run in "
+                    f"{payload.run_dir}/"
+                )
+            elif kind == "diagnosis":
+                _say_diagnosis(bars, payload)
+            elif kind == "row":
+                r = payload.result
+                bars.print(
+                    f"   {payload.label:<52} accuracy {r.test_metric:.3f}, grad ratio "
+                    f"{format_ratio(r.grad_ratio)}"
+                )
 
-    if progress is not None:
-        progress.start()
-    try:
-        outcome = run_demo(args.out, config, on_event=on_event, progress=bar)
-    finally:
-        if progress is not None:
-            progress.stop()
+        return on_event
+
+    with progress(None, output_format=args.format) as bars:
+
+        def bar_for(label: str, steps: int) -> Callable[[int, int], None]:
+            bar = bars.bar(label, steps)
+            return lambda step, _n: bar.update(completed=step)
+
+        outcome = run_demo(
+            args.out,
+            config,
+            on_event=narrate(bars) if human else None,
+            progress=bar_for if bars.active else None,
+        )
     rows = comparison_rows(outcome)
+    if not human:
+        report = None if args.no_report else write_demo_report(outcome, args.out)
+        print(dump_json({"out": str(args.out), "runs": rows, "report": report}))
+        return 0
     print("\n4. Comparison (same data, same seed; numbers from the runs above)\n")
     header = f"{'run':<50} {'test acc':>8} {'first/last grad RMS':>20} {'s':>5}  findings"
     print(header)
@@ -153,3 +121,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"Report: {path}" if path else "HTML report: not available in this build.")
     print(f"Total time {time.perf_counter() - started:.0f} s.")
     return 0
+
+
+def _say_diagnosis(bars: ProgressHandle, payload: Any) -> None:
+    """Step 2 of the story: the findings, then where, how much and why the gradient vanishes."""
+    from gradwatch.report.console import print_findings
+
+    d = payload.diagnosis
+    bars.print("\n2. Diagnosis")
+    print_findings(payload.findings, bars.console, brief=True, indent=3)
+    below = d["below"]
+    where = (
+        f"layers {below[0]}..{below[-1]} ({len(below)} of {len(d['layers'])}) get "
+        f"< 1e-3 of the last layer's gradient RMS"
+        if below
+        else "no layer falls below 1e-3 of the last layer's gradient RMS"
+    )
+    bars.print(f"   where:    {where}")
+    bars.print(
+        f"   how much: first/last layer gradient RMS = {d['ratio']:.1e}, a factor "
+        f"{d['per_layer']:.2f} per layer"
+    )
+    bars.print(
+        f"   why:      backprop multiplies one sigmoid slope s(1-s) per layer; its "
+        f"measured mean is {d['sigmoid_slope']:.3f} (at most 0.25), times weights "
+        "of PyTorch's default scale"
+    )
+    source = {
+        "gw.prescribe": "as gw.prescribe ranks them for this model",
+        "standard list": "the standard fixes; no prescription in this build",
+        "caller": "as given",
+    }.get(payload.prescribed_by, payload.prescribed_by)
+    bars.print(f"\n3. Training the same network with each remedy ({source}), then combined:")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from ._options import add_format
 
 _LEVELS = ("info", "warning", "critical")
 
@@ -25,12 +26,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="directory given to gw.watch(run_dir=...)")
-    p.add_argument(
-        "--format",
-        choices=("human", "json"),
-        default="human",
-        help="human-readable report (default) or JSON for machines",
-    )
+    add_format(p)
     p.add_argument(
         "--fail-on",
         choices=("warning", "critical"),
@@ -78,55 +74,11 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(body, indent=2, allow_nan=False))
     else:
-        _print_human(trace, findings)
+        from gradwatch.report.console import print_findings
+
+        print_findings(findings, about=f"{len(trace.layers)} layers, {len(trace.steps)} steps")
     if args.fail_on is not None:
         bar = SEVERITY_RANK[args.fail_on]
         if any(SEVERITY_RANK[f.severity] >= bar for f in findings):
             return 1
     return 0
-
-
-def _print_human(trace: Any, findings: list[Any]) -> None:
-    """A short report: with rich when installed (colour, panels), plain text otherwise."""
-    head = f"{len(trace.layers)} layers, {len(trace.steps)} steps"
-    try:
-        from rich.console import Console
-    except ImportError:
-        _print_plain(head, findings)
-        return
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-    if not findings:
-        console.print(f"[green]No findings[/green] ({head}): the gradients look healthy.")
-        return
-    colour = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-    console.print(f"[bold]{len(findings)} finding(s)[/bold] ({head}), most severe first:\n")
-    for f in findings:
-        where = ", ".join(f.layers[:4]) + (" ..." if len(f.layers) > 4 else "")
-        steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
-        console.print(
-            f"[{colour[f.severity]}]{f.severity.upper()}[/] [bold]{f.rule}[/bold]"
-            f"  ({steps}{'; ' + where if where else ''})"
-        )
-        console.print(f"  {f.message}")
-        if f.remedies:
-            console.print("  Try:")
-            for i, r in enumerate(f.remedies[:3], 1):
-                console.print(f"    {i}. [bold]{r.id}[/bold]: {r.reason}")
-        console.print()
-
-
-def _print_plain(head: str, findings: list[Any]) -> None:
-    if not findings:
-        print(f"No findings ({head}): the gradients look healthy.")
-        return
-    print(f"{len(findings)} finding(s) ({head}), most severe first:\n")
-    for f in findings:
-        where = ", ".join(f.layers[:4]) + (" ..." if len(f.layers) > 4 else "")
-        steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
-        print(f"{f.severity.upper()} {f.rule}  ({steps}{'; ' + where if where else ''})")
-        print(f"  {f.message}")
-        if f.remedies:
-            print("  Try:")
-            for i, r in enumerate(f.remedies[:3], 1):
-                print(f"    {i}. {r.id}: {r.reason}")
-        print()

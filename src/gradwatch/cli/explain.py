@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from ._options import add_format
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -29,7 +31,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="profile to walk (default: out_grad_norm if recorded, else grad_rms)",
     )
-    p.add_argument("--format", choices=("human", "json"), default="human", help="output format")
+    add_format(p)
     p.set_defaults(func=run)
 
 

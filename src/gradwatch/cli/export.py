@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from ._options import add_format
 
 
 def register(subparsers: Any) -> None:
@@ -27,6 +30,7 @@ def register(subparsers: Any) -> None:
     tb.add_argument(
         "--no-histograms", action="store_true", help="write scalars only (faster, smaller)"
     )
+    add_format(tb)
     tb.set_defaults(func=run)
 
 
@@ -34,5 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from gradwatch.report.tensorboard import export_tensorboard
 
     out = export_tensorboard(args.run_dir, args.logdir, histograms=not args.no_histograms)
+    if args.format == "json":
+        print(json.dumps({"run_dir": str(args.run_dir), "logdir": str(out)}, indent=2))
+        return 0
     print(f"wrote TensorBoard events to {out}; view them with: tensorboard --logdir {out}")
     return 0

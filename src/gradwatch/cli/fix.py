@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from ._options import TEXT_ALIAS_EPILOG, add_format
 
 
 def register(sub: Any) -> None:
@@ -17,26 +18,16 @@ def register(sub: Any) -> None:
             "for each and the call that applies it. Without the model at hand, remedies are "
             "checked only against the recorded layer table."
         ),
+        epilog=TEXT_ALIAS_EPILOG,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by gw.watch")
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text for people, json for machines (default: %(default)s)",
-    )
+    add_format(p, text_alias=True)
     p.add_argument(
         "--all",
         action="store_true",
         help="also list the remedies the recorded model rules out, with why",
     )
     p.set_defaults(func=run)
-
-
-def _diagnose() -> Any:
-    import importlib
-
-    return getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
 
 
 def _call(remedy: str, options: dict[str, Any]) -> str:
@@ -47,18 +38,12 @@ def _call(remedy: str, options: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gradwatch.diagnosis import diagnose
     from gradwatch.remedies import prescribe
+    from gradwatch.report.console import print_findings
     from gradwatch.trace import load
 
     trace = load(args.run_dir)
-    diagnose = _diagnose()
-    if diagnose is None:
-        print(
-            "gradwatch fix: error: this version of gradwatch has no gradwatch.diagnosis."
-            "diagnose(); update gradwatch to get prescriptions.",
-            file=sys.stderr,
-        )
-        return 2
     findings = list(diagnose(trace))
     prescriptions = prescribe(findings, trace=trace, include_inapplicable=args.all)
     if args.format == "json":
@@ -79,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print("No problem found: nothing to prescribe.")
         return 0
     print(f"\nFindings ({len(findings)}):")
-    for f in findings:
-        print(f"  [{f.severity}] {f.rule}: {f.message}")
+    print_findings(findings, brief=True, indent=2)
     usable = [p for p in prescriptions if p.applicable]
     print(f"\nRemedies, best first ({len(usable)}):")
     for i, p in enumerate(usable, start=1):

@@ -1,9 +1,11 @@
 """``gradwatch lab``: run one experiment, a sweep, or a published study.
 
-gradwatch lab run CONFIG.toml [--out DIR] [--overwrite] [--format json]
+gradwatch lab run CONFIG.toml [--out DIR] [--overwrite]
 gradwatch lab sweep CONFIG.toml [--out DIR] [--workers N]
 gradwatch lab study NAME [--size test|full] | --list | --all [--markdown FILE]
 gradwatch lab configs            # the example configs shipped with gradwatch
+
+Each takes ``--format human|json``; progress bars show only on a terminal, never for JSON.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
+
+from ._options import TEXT_ALIAS_EPILOG, add_format, dump_json
 
 
 def register(subparsers: Any) -> None:
@@ -24,42 +27,36 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
 
-    p_run = sub.add_parser("run", help="train one config, recorded by gradwatch")
+    p_run = sub.add_parser(
+        "run", help="train one config, recorded by gradwatch", epilog=TEXT_ALIAS_EPILOG
+    )
     p_run.add_argument("config", help="a lab config TOML file (see `gradwatch lab configs`)")
     p_run.add_argument("--out", help="run directory (default: runs/<config name>)")
     p_run.add_argument("--overwrite", action="store_true", help="replace a run already there")
-    p_run.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(p_run, text_alias=True)
     p_run.set_defaults(func=run_one)
 
     p_sweep = sub.add_parser("sweep", help="train a grid of configs ([sweep] table)")
     p_sweep.add_argument("config", help="a lab config TOML file with a [sweep] table")
     p_sweep.add_argument("--out", help="sweep directory (default: runs/<config file stem>)")
     p_sweep.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    add_format(p_sweep)
     p_sweep.set_defaults(func=run_sweep)
 
-    p_study = sub.add_parser("study", help="reproduce a published result (see --list)")
+    p_study = sub.add_parser(
+        "study", help="reproduce a published result (see --list)", epilog=TEXT_ALIAS_EPILOG
+    )
     p_study.add_argument("name", nargs="?", help="study id, e.g. glorot2010")
     p_study.add_argument("--list", action="store_true", help="list the studies and exit")
     p_study.add_argument("--all", action="store_true", help="run every study")
     p_study.add_argument("--size", choices=("test", "full"), default="full")
     p_study.add_argument("--markdown", help="write the claim-vs-measured table to this file")
-    p_study.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(p_study, text_alias=True)
     p_study.set_defaults(func=run_study)
 
     p_cfg = sub.add_parser("configs", help="list the example configs shipped with gradwatch")
+    add_format(p_cfg)
     p_cfg.set_defaults(func=list_configs)
-
-
-def _progress_bar(total: int, label: str) -> Any:
-    """A rich progress bar on a terminal, else None (no bars in logs and pipes)."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from rich.progress import Progress
-    except ImportError:
-        return None
-    progress = Progress(transient=True)
-    return progress, progress.add_task(label, total=total)
 
 
 def _fmt(value: float) -> str:
@@ -79,20 +76,14 @@ def _one_thread() -> None:
 def run_one(args: argparse.Namespace) -> int:
     from gradwatch.lab.config import load_config
     from gradwatch.lab.runner import run
+    from gradwatch.report.console import progress
 
     config = load_config(args.config)
     _one_thread()
     out = Path(args.out) if args.out else Path("runs") / (config.name or Path(args.config).stem)
-    bar = _progress_bar(config.steps, config.name or "training")
-    if bar is None:
-        result = run(config, out, overwrite=args.overwrite)
-    else:
-        progress, task_id = bar
-        with progress:
-            result = run(
-                config, out, overwrite=args.overwrite,
-                progress=lambda step, _n: progress.update(task_id, completed=step),
-            )  # fmt: skip
+    with progress(config.name or "training", config.steps, output_format=args.format) as bar:
+        on_step = (lambda step, _n: bar.update(completed=step)) if bar.active else None
+        result = run(config, out, overwrite=args.overwrite, progress=on_step)
     if args.format == "json":
         data = result.to_json()
         data.pop("losses")
@@ -112,27 +103,46 @@ def run_one(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from gradwatch.lab.sweep import sweep
+    from gradwatch.lab.config import load_sweep
+    from gradwatch.lab.sweep import expand, sweep
+    from gradwatch.report.console import progress, progress_enabled
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    human = args.format == "human"
+    # Someone is watching: expand (and validate) the grid once more, only to size the bar.
+    total = len(expand(*load_sweep(args.config))) if progress_enabled(args.format) else None
+    with progress("sweep", total, output_format=args.format) as bar:
 
-    def on_done(point: Any, result: Any, skipped: bool) -> None:
-        state = "skipped (finished before)" if skipped else f"{result.seconds:.1f} s"
-        print(
-            f"{point.name}: {result.metric} {_fmt(result.test_metric)}, "
-            f"grad ratio {_fmt(result.grad_ratio)}  [{state}]",
-            flush=True,
-        )
+        def on_done(point: Any, result: Any, skipped: bool) -> None:
+            bar.advance()
+            if not human:
+                return
+            state = "skipped (finished before)" if skipped else f"{result.seconds:.1f} s"
+            bar.print(
+                f"{point.name}: {result.metric} {_fmt(result.test_metric)}, "
+                f"grad ratio {_fmt(result.grad_ratio)}  [{state}]"
+            )
 
-    frame = sweep(args.config, out, workers=args.workers, on_done=on_done)
-    print(f"{len(frame)} runs; table in {out / 'results.parquet'} and {out / 'results.csv'}")
+        frame = sweep(args.config, out, workers=args.workers, on_done=on_done)
+    tables = (out / "results.parquet", out / "results.csv")
+    if not human:
+        body = {"out": out, "tables": tables, "runs": frame.to_dict(orient="records")}
+        print(dump_json(body))
+        return 0
+    print(f"{len(frame)} runs; table in {tables[0]} and {tables[1]}")
     return 0
 
 
 def run_study(args: argparse.Namespace) -> int:
     from gradwatch.lab import studies
+    from gradwatch.report.console import progress
 
+    human = args.format == "human"
     if args.list:
+        if not human:
+            cited = [{"name": n, "citation": s.CITATION} for n, s in studies.STUDIES.items()]
+            print(dump_json(cited))
+            return 0
         for name, study in studies.STUDIES.items():
             print(f"{name:<16} {study.CITATION}")
         return 0
@@ -141,16 +151,20 @@ def run_study(args: argparse.Namespace) -> int:
     names = list(studies.STUDIES) if args.all else [args.name]
     _one_thread()
     outcomes = []
-    for name in names:
-        outcome = studies.run_study(name, size=args.size)
-        outcomes.append(outcome)
-        if args.format == "text":
-            print(outcome.render(), flush=True)
-    if args.format == "json":
+    with progress("studies", len(names), output_format=args.format) as bar:
+        for name in names:
+            bar.update(description=f"study {name}")
+            outcome = studies.run_study(name, size=args.size)
+            outcomes.append(outcome)
+            bar.advance()
+            if human:
+                bar.print(outcome.render())
+    if not human:
         print(json.dumps([o.to_json() for o in outcomes], indent=2))
     if args.markdown:
         Path(args.markdown).write_text(studies.studies_page(outcomes))
-        print(f"wrote {args.markdown}")
+        if human:
+            print(f"wrote {args.markdown}")
     return 0 if all(o.held for o in outcomes) else 1
 
 
@@ -158,8 +172,14 @@ def list_configs(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
     folder = files("gradwatch.lab") / "configs"
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".toml"):
-            first = entry.read_text().splitlines()[0].lstrip("# ")
-            print(f"{entry}\n    {first}")
+    found = [
+        (str(entry), entry.read_text().splitlines()[0].lstrip("# "))
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name)
+        if entry.name.endswith(".toml")
+    ]
+    if args.format == "json":
+        print(dump_json([{"path": path, "description": first} for path, first in found]))
+        return 0
+    for path, first in found:
+        print(f"{path}\n    {first}")
     return 0

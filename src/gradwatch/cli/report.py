@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._options import TEXT_ALIAS_EPILOG, add_format
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +20,7 @@ def register(subparsers: Any) -> None:
             "and the runs' configuration. Several runs get a comparison section. The file "
             "loads nothing from the network."
         ),
+        epilog=TEXT_ALIAS_EPILOG,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to report")
     parser.add_argument(
@@ -41,12 +44,7 @@ def register(subparsers: Any) -> None:
             "gradient flow (e.g. from gradwatch.theory.chi_1(activation, sigma_w, sigma_b))"
         ),
     )
-    parser.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="what to print once written: a summary table (text) or a JSON object",
-    )
+    add_format(parser, text_alias=True)
     parser.set_defaults(func=run)
 
 

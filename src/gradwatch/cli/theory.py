@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from ._options import add_format
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--sigma-b", type=float, default=0.0, help="bias standard deviation (default 0)")
     p.add_argument("--depth", type=int, default=50, help="number of layers to predict over")
-    p.add_argument("--format", choices=("human", "json"), default="human", help="output format")
+    add_format(p)
     p.set_defaults(func=run)
 
 

@@ -1,8 +1,10 @@
-"""Console views: rich tables of findings and run comparisons, and a progress helper.
+"""Console views: the one findings printer, run comparisons, and the one progress helper.
 
-User data (layer names, messages) goes into tables as :class:`rich.text.Text`, never as
-markup, so a layer named ``[bold]x[/bold]`` prints as written. Progress bars draw only when
-a person is watching: stdout is a terminal and the output format is not JSON.
+Every command that shows findings prints them with :func:`print_findings`: a rich table on a
+terminal, plain text in pipes and logs (and without rich). User data (layer names, messages)
+goes out as :class:`rich.text.Text`, never as markup, so a layer named ``[bold]x[/bold]``
+prints as written. Progress bars (:func:`progress`, :func:`track`) draw only when a person is
+watching: stdout is a terminal and the output format is not JSON.
 
 Example:
     >>> from gradwatch.report.console import print_findings, track
@@ -41,6 +43,9 @@ T = TypeVar("T")
 
 #: Severity styles: colour plus a word, so the table also reads without colour.
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "blue"}
+
+#: The all-clear, after "No findings" and what was diagnosed.
+_ALL_CLEAR = ": the diagnosis rules all stayed quiet."
 
 
 def _rich() -> None:
@@ -142,13 +147,87 @@ def _console(console: Console | None) -> Console:
     return console if console is not None else Console()
 
 
-def print_findings(findings: Sequence[Finding], console: Console | None = None) -> None:
-    """Print a findings table (or a one-line all-clear) to ``console`` (stdout by default)."""
-    con = _console(console)
-    if not findings:
-        con.print("[green]No problem found:[/green] the diagnosis rules all stayed quiet.")
+def _console_if_rich(console: Console | None) -> Console | None:
+    """``console``, else a stdout console when rich is installed, else None (plain print)."""
+    if console is not None:
+        return console
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(highlight=False)
+
+
+def _line(console: Console | None, *parts: tuple[str, str]) -> None:
+    """One line of ``(text, style)`` parts; user text stays literal (a Text, never markup)."""
+    if console is None:
+        print("".join(text for text, _ in parts), flush=True)
         return
-    con.print(findings_table(findings))
+    from rich.text import Text
+
+    console.print(Text.assemble(*parts), soft_wrap=True)
+
+
+def print_findings(
+    findings: Sequence[Finding],
+    console: Console | None = None,
+    *,
+    about: str | None = None,
+    brief: bool = False,
+    indent: int = 0,
+) -> None:
+    """Print findings for a person, most severe first, or a one-line all-clear.
+
+    On a terminal the full form is the findings table; anywhere else (a pipe, a log, a
+    console that is not a terminal, or no rich installed) it is plain text, one block per
+    finding: severity and rule with its steps and layers, the message, the first remedies
+    with their reasons. ``brief`` prints one ``[severity] rule: message`` line per finding,
+    for callers that list remedies themselves. Layer names and messages print as written.
+
+    Args:
+        findings: What ``gw.diagnose`` returned.
+        console: The rich console to print on; stdout by default.
+        about: What was diagnosed, e.g. ``"6 layers, 30 steps"``, for the heading.
+        brief: One line per finding instead of the table or blocks.
+        indent: Spaces before every line (to nest under a caller's heading).
+
+    Example:
+        >>> print_findings(gw.diagnose(trace), about="6 layers, 30 steps")  # doctest: +SKIP
+        1 finding(s) (6 layers, 30 steps), most severe first:
+        ...
+    """
+    con = _console_if_rich(console)
+    pad = " " * indent
+    ordered = sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
+    if not ordered:
+        context = f" ({about})" if about else ""
+        _line(con, (pad, ""), ("No findings", "green"), (context, ""), (_ALL_CLEAR, ""))
+        return
+    if brief:
+        for f in ordered:
+            style = _SEVERITY_STYLE.get(f.severity, "")
+            _line(con, (pad, ""), (f"[{f.severity}]", style), (f" {f.rule}: {f.message}", ""))
+        return
+    if about:
+        _line(con, (pad, ""), (f"{len(ordered)} finding(s)", "bold"), (f" ({about})", ""),
+              (", most severe first:", ""))  # fmt: skip
+    if con is not None and con.is_terminal:
+        con.print(findings_table(ordered, title=None if about else "Findings"))
+        return
+    if about:
+        _line(con)
+    for f in ordered:
+        where = ", ".join(f.layers[:4]) + (" ..." if len(f.layers) > 4 else "")
+        steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
+        style = _SEVERITY_STYLE.get(f.severity, "")
+        _line(con, (pad, ""), (f.severity.upper(), style), (" ", ""), (f.rule, "bold"),
+              (f"  ({steps}{'; ' + where if where else ''})", ""))  # fmt: skip
+        _line(con, (f"{pad}  {f.message}", ""))
+        if f.remedies:
+            _line(con, (f"{pad}  Try:", ""))
+            for i, r in enumerate(f.remedies[:3], 1):
+                _line(con, (f"{pad}    {i}. ", ""), (r.id, "bold"), (f": {r.reason}", ""))
+        _line(con)
 
 
 def print_comparison(summaries: Sequence[RunSummary], console: Console | None = None) -> None:
@@ -157,7 +236,7 @@ def print_comparison(summaries: Sequence[RunSummary], console: Console | None = 
 
 
 # ---------------------------------------------------------------------- progress
-def progress_enabled(output_format: str = "text", stream: IO[str] | None = None) -> bool:
+def progress_enabled(output_format: str = "human", stream: IO[str] | None = None) -> bool:
     """Whether to draw progress bars: only for a person at a terminal, never for JSON output."""
     if output_format == "json":
         return False
@@ -167,7 +246,7 @@ def progress_enabled(output_format: str = "text", stream: IO[str] | None = None)
 
 
 class ProgressHandle:
-    """Advance a progress bar; a no-op when progress is switched off."""
+    """One bar of a progress display; every method is a no-op when progress is switched off."""
 
     def __init__(self, progress: Any = None, task: Any = None) -> None:
         self._progress = progress
@@ -175,31 +254,63 @@ class ProgressHandle:
 
     @property
     def active(self) -> bool:
-        """Whether a bar is being drawn."""
+        """Whether bars are being drawn."""
         return self._progress is not None
 
+    @property
+    def console(self) -> Console | None:
+        """The console the bars draw on (print there to print above them), or None when off."""
+        return None if self._progress is None else self._progress.console
+
     def advance(self, n: float = 1) -> None:
-        if self._progress is not None:
+        """Move this bar ``n`` units on."""
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
-    def update(self, *, description: str | None = None, total: float | None = None) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=description, total=total)
+    def update(
+        self,
+        *,
+        completed: float | None = None,
+        description: str | None = None,
+        total: float | None = None,
+    ) -> None:
+        """Set this bar's position, description or total (those given)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, completed=completed, description=description, total=total
+            )
+
+    def bar(self, description: str, total: float | None = None) -> ProgressHandle:
+        """Another bar on the same display, e.g. one per training run of a demo."""
+        if self._progress is None:
+            return ProgressHandle()
+        return ProgressHandle(self._progress, self._progress.add_task(description, total=total))
+
+    def print(self, text: str) -> None:
+        """Print a line of plain text above the bars (or to stdout when progress is off)."""
+        if self._progress is None:
+            print(text, flush=True)
+            return
+        from rich.text import Text
+
+        self._progress.console.print(Text(text), soft_wrap=True)
 
 
 @contextmanager
 def progress(
-    description: str,
+    description: str | None,
     total: float | None = None,
     *,
-    output_format: str = "text",
+    output_format: str = "human",
     enabled: bool | None = None,
     console: Console | None = None,
 ) -> Iterator[ProgressHandle]:
-    """A progress bar for long work (lab sweeps, demos, studies), off when nobody watches.
+    """A progress display for long work (lab runs, sweeps, studies, demos), off when nobody
+    watches: drawn only when stdout is a terminal and the output format is not JSON.
 
     Args:
-        description: What is progressing, e.g. ``"training runs"``.
+        description: What is progressing, e.g. ``"training runs"``; None starts the display
+            with no bar (add bars with :meth:`ProgressHandle.bar`).
         total: Number of units of work, or ``None`` when unknown.
         output_format: ``"json"`` switches progress off (machine output).
         enabled: Force on or off; by default on only when stdout is a terminal.
@@ -235,7 +346,8 @@ def progress(
         transient=False,
     )
     with bar:
-        yield ProgressHandle(bar, bar.add_task(description, total=total))
+        task = bar.add_task(description, total=total) if description is not None else None
+        yield ProgressHandle(bar, task)
 
 
 def track(
@@ -243,7 +355,7 @@ def track(
     description: str,
     *,
     total: float | None = None,
-    output_format: str = "text",
+    output_format: str = "human",
     enabled: bool | None = None,
     console: Console | None = None,
 ) -> Iterator[T]:
