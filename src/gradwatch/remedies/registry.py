@@ -19,6 +19,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import torch
@@ -98,6 +99,10 @@ class Remedy:
     transform: Transform = field(repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple[Need, ...] = ()
+
+    def __post_init__(self) -> None:
+        # read-only: the registry is shared by every caller in the process
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     @property
     def required(self) -> tuple[str, ...]:
