@@ -31,3 +31,29 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> bool:
     now = model.state_dict()
     return now.keys() == saved.keys() and all(torch.equal(now[k], saved[k]) for k in now)
+
+
+class _RNNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(5, 8, batch_first=True, nonlinearity="relu")
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def remedy_case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor]:
+    """A model fitting ``remedy``, the options it needs, and a batch for it."""
+    x = torch.randn(16, 5)
+    if remedy in ("lstm", "gru", "init_identity"):
+        return _RNNNet(), {}, torch.randn(4, 6, 5)
+    opts: dict[str, object] = {
+        "init_lsuv": {"inputs": x},
+        "layerwise_pretraining": {"data": [x], "epochs": 1},
+        "clip_norm": {"max_norm": 1.0},
+        "clip_value": {"clip_value": 0.5},
+    }.get(remedy, {})
+    act = nn.Tanh if remedy == "sigmoid" else nn.Sigmoid
+    return make_mlp(depth=5, width=8, d_in=5, act=act), opts, x

@@ -7,6 +7,7 @@ import torch
 from remedies_helpers import make_mlp, same_state, snapshot
 from torch import nn
 
+from gradwatch.diagnosis import ACTIVATION_REMEDY_IDS
 from gradwatch.remedies import (
     ACTIVATION_NAMES,
     UnsupportedModelError,
@@ -14,6 +15,7 @@ from gradwatch.remedies import (
     make_activation,
     swap_activations,
 )
+from gradwatch.remedies._common import activation_types
 
 EXPECTED = {
     "sigmoid": nn.Sigmoid,
@@ -157,3 +159,29 @@ def test_failed_rewrite_leaves_the_users_model_as_it_was() -> None:
     with pytest.raises(UnsupportedModelError, match="PReLU"):
         swap_activations(model, "prelu", rewrite_functional=True)
     assert same_state(model, before) and isinstance(model.act, nn.Sigmoid)
+
+
+def test_swap_targets_are_the_remedy_ids_and_their_torch_classes() -> None:
+    """The swappable names are exactly the activation remedy ids, each making its torch class;
+    aliases of the activation table ("silu", "identity") are not swap targets."""
+    assert set(ACTIVATION_NAMES) == set(EXPECTED) == set(ACTIVATION_REMEDY_IDS)
+    for name, cls in EXPECTED.items():
+        assert type(make_activation(name)) is cls
+    for alias in ("silu", "identity", "linear", "SiLU"):
+        with pytest.raises(ValueError, match="expected one of"):
+            make_activation(alias)
+
+
+def test_recognised_activation_modules_are_the_elementwise_ones_without_shrinkage() -> None:
+    """The remedies act on these 20 activation classes (Softshrink/Hardshrink are left alone)."""
+    names = {t.__name__ for t in activation_types()}
+    assert names == {
+        *("Sigmoid", "Tanh", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU"),
+        *("SELU", "SiLU", "GELU", "Mish", "Hardtanh", "Hardsigmoid", "Hardswish", "Softplus"),
+        *("Softsign", "LogSigmoid", "Tanhshrink"),
+    }
+    model = nn.Sequential(
+        nn.Linear(3, 3), nn.Softshrink(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)
+    )
+    swapped = swap_activations(model, "relu").model
+    assert isinstance(swapped[1], nn.Softshrink) and isinstance(swapped[3], nn.ReLU)

@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from remedies_helpers import make_mlp, same_state, snapshot
+from remedies_helpers import make_mlp, remedy_case, same_state, snapshot
 from torch import nn
 
 from gradwatch.diagnosis import REMEDY_IDS
 from gradwatch.remedies import GradientClipper, apply
 
 
-class _RNNNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rnn = nn.RNN(5, 8, batch_first=True, nonlinearity="relu")
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1])
-
-
-def _case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor]:
-    x = torch.randn(16, 5)
-    if remedy in ("lstm", "gru", "init_identity"):
-        return _RNNNet(), {}, torch.randn(4, 6, 5)
-    opts: dict[str, object] = {
-        "init_lsuv": {"inputs": x},
-        "layerwise_pretraining": {"data": [x], "epochs": 1},
-        "clip_norm": {"max_norm": 1.0},
-        "clip_value": {"clip_value": 0.5},
-    }.get(remedy, {})
-    act = nn.Tanh if remedy == "sigmoid" else nn.Sigmoid
-    return make_mlp(depth=5, width=8, d_in=5, act=act), opts, x
-
-
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
 def test_every_remedy_id_applies_and_leaves_the_model_untouched(remedy: str) -> None:
     """apply(model, id) works for each id; the input model is bit-identical afterwards."""
-    model, opts, x = _case(remedy)
+    model, opts, x = remedy_case(remedy)
     before = snapshot(model)
     if remedy == "faster_hardware" and not torch.cuda.is_available():
         with pytest.warns(UserWarning, match="no accelerator"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,11 +12,13 @@ from remedies_helpers import make_mlp, same_state, snapshot
 from torch import nn
 
 from gradwatch.remedies import (
+    INIT_SCHEMES,
     UnsupportedModelError,
     activation_gain,
     following_activations,
     init_he_,
     init_identity_,
+    init_layer_,
     init_lecun_,
     init_lsuv_,
     init_orthogonal_,
@@ -233,3 +236,73 @@ def test_failure_half_way_restores_every_layer(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(RuntimeError, match="simulated"):
         init_orthogonal_(model)
     assert calls["n"] == 3 and same_state(model, before)
+
+
+# --- init_layer_: the per-layer schemes the lab builds its models with.
+
+
+def _reference_init_(layer: nn.Module, scheme: str, activation: str) -> None:
+    """The lab's recipe (lab/models/common.py before issue 11), in plain torch.nn.init calls."""
+    if scheme == "default":
+        return
+    weight = layer.weight
+    fan_in = weight[0].numel()
+    with torch.no_grad():
+        if scheme == "standard":
+            nn.init.uniform_(weight, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+        elif scheme == "xavier":
+            nn.init.xavier_uniform_(weight)
+        elif scheme == "he":
+            nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        elif scheme == "lecun":
+            nn.init.normal_(weight, 0.0, 1.0 / math.sqrt(fan_in))
+        else:
+            nn.init.orthogonal_(weight)
+        layer.bias.zero_()
+
+
+@pytest.mark.parametrize("scheme", list(INIT_SCHEMES))
+@pytest.mark.parametrize("make", [lambda: nn.Linear(30, 20), lambda: nn.Conv2d(3, 8, 3)])
+@pytest.mark.parametrize("activation", ["tanh", "leaky_relu"])
+def test_init_layer_draws_the_same_numbers_as_torch_init(
+    scheme: str, make: Callable[[], nn.Module], activation: str
+) -> None:
+    """init_layer_ gives bit for bit what the torch.nn.init recipe gives from the same seed
+    (He with the default ReLU gain, whatever the layer's activation, as the lab's models did)."""
+    torch.manual_seed(3)
+    got, want = make(), make()
+    want.load_state_dict(got.state_dict())
+    torch.manual_seed(7)
+    init_layer_(got, scheme)
+    torch.manual_seed(7)
+    _reference_init_(want, scheme, activation)
+    assert same_state(got, snapshot(want))
+
+
+def test_init_layer_variances_match_their_theory() -> None:
+    """standard: U[-1/sqrt(n), 1/sqrt(n)] (Var 1/(3n)); he: 2/n, and gain^2/n with a forced
+    nonlinearity; lecun 1/n; default keeps torch's weights and bias."""
+    layer = nn.Linear(FAN_IN, FAN_OUT)
+    w = init_layer_(layer, "standard").weight
+    assert _var(w) == pytest.approx(1.0 / (3 * FAN_IN), rel=0.03)
+    assert float(w.detach().abs().max()) <= 1.0 / math.sqrt(FAN_IN)
+    assert torch.count_nonzero(layer.bias) == 0
+    assert _var(init_layer_(layer, "he").weight) == pytest.approx(2.0 / FAN_IN, rel=0.03)
+    tanh = init_layer_(layer, "he", nonlinearity="tanh").weight
+    assert _var(tanh) == pytest.approx(25.0 / 9.0 / FAN_IN, rel=0.03)
+    assert _var(init_layer_(layer, "lecun").weight) == pytest.approx(1.0 / FAN_IN, rel=0.03)
+    fresh = nn.Linear(4, 3)
+    before = snapshot(fresh)
+    init_layer_(fresh, "default")
+    assert same_state(fresh, before)
+
+
+def test_init_layer_bad_arguments_name_the_argument() -> None:
+    """An unknown scheme or nonlinearity, or a layer without a weight matrix, is refused."""
+    with pytest.raises(ValueError, match=r"`scheme`.*'kaiming'"):
+        init_layer_(nn.Linear(2, 2), "kaiming")
+    with pytest.raises(ValueError, match="nonlinearity"):
+        init_layer_(nn.Linear(2, 2), "he", nonlinearity="swishy")
+    with pytest.raises(TypeError, match=r"`layer`.*LayerNorm"):
+        init_layer_(nn.LayerNorm(2), "xavier")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._activations import ACTIVATION_IDS
+
 Severity = Literal["info", "warning", "critical"]
 
 #: Order used to sort findings, most severe first.
@@ -25,18 +27,9 @@ RULE_IDS: tuple[str, ...] = (
     "unstable_updates",
 )
 
-#: Activation remedies: one remedy id per activation gradwatch can swap in.
-ACTIVATION_REMEDY_IDS: tuple[str, ...] = (
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "prelu",
-    "elu",
-    "selu",
-    "swish",
-    "gelu",
-)
+#: Activation remedies: one remedy id per activation gradwatch can swap in (the swappable
+#: ids of the one activation table, :mod:`gradwatch._activations`).
+ACTIVATION_REMEDY_IDS: tuple[str, ...] = ACTIVATION_IDS
 
 #: Stable remedy ids (DESIGN.md), understood by ``gradwatch.remedies.apply``.
 REMEDY_IDS: tuple[str, ...] = (

@@ -8,12 +8,15 @@ it fails, so a failure never leaves a model half-modified.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 from torch import nn
+
+from .._activations import KINDS
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -66,30 +69,21 @@ def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+#: Activation classes of the one table that the remedies leave alone. The shrinkage functions
+#: (sparse-coding thresholds, zero on a band around 0) are recognised by the recorder, but no
+#: remedy has ever swapped, normalised after or wrapped them; counting them as activations
+#: would change which modules swap_activations replaces and where blocks end.
+_NOT_REMEDIED: frozenset[str] = frozenset({"Softshrink", "Hardshrink"})
+
+
+@functools.cache  # called once per module in model walks; the table never changes
 def activation_types() -> tuple[type[nn.Module], ...]:
-    """Element-wise hidden-layer activation modules gradwatch recognises (not Softmax)."""
-    return (
-        nn.Sigmoid,
-        nn.Tanh,
-        nn.ReLU,
-        nn.ReLU6,
-        nn.LeakyReLU,
-        nn.PReLU,
-        nn.RReLU,
-        nn.ELU,
-        nn.CELU,
-        nn.SELU,
-        nn.SiLU,
-        nn.GELU,
-        nn.Mish,
-        nn.Hardtanh,
-        nn.Hardsigmoid,
-        nn.Hardswish,
-        nn.Softplus,
-        nn.Softsign,
-        nn.LogSigmoid,
-        nn.Tanhshrink,
-    )
+    """Element-wise hidden-layer activation modules the remedies recognise (not Softmax).
+
+    The activation classes of :data:`gradwatch._activations.KINDS`, in its order, without
+    the shrinkage functions.
+    """
+    return tuple(getattr(nn, name) for name in KINDS if name not in _NOT_REMEDIED)
 
 
 def norm_types() -> tuple[type[nn.Module], ...]:

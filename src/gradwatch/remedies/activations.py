@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._activations import ACTIVATION_IDS, module_class
 from ._common import (
     UnsupportedModelError,
     activation_types,
@@ -27,37 +28,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ACTIVATION_NAMES", "ActivationSwap", "make_activation", "swap_activations"]
 
-#: Activations gradwatch can swap in, by remedy id (DESIGN.md).
-ACTIVATION_NAMES: tuple[str, ...] = (
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "prelu",
-    "elu",
-    "selu",
-    "swish",
-    "gelu",
-)
+#: Activations gradwatch can swap in, by remedy id (the swappable ids of the one activation
+#: table, :mod:`gradwatch._activations`).
+ACTIVATION_NAMES: tuple[str, ...] = ACTIVATION_IDS
 
 
 def _module_class(name: str) -> type[nn.Module]:
-    from torch import nn
-
-    classes: dict[str, type[nn.Module]] = {
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-        "relu": nn.ReLU,
-        "leaky_relu": nn.LeakyReLU,
-        "prelu": nn.PReLU,
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-        "swish": nn.SiLU,
-        "gelu": nn.GELU,
-    }
-    if name not in classes:
+    """The torch class of a swappable activation id. Only the ids themselves are accepted
+    (not aliases or ``"linear"``): each is a remedy id, and a remedy swaps in an activation."""
+    if name not in ACTIVATION_NAMES:
         raise ValueError(f"unknown activation {name!r}; expected one of {list(ACTIVATION_NAMES)}")
-    return classes[name]
+    return module_class(name)
 
 
 def make_activation(name: str, **kwargs: Any) -> nn.Module:

@@ -1,8 +1,13 @@
 """Initialisation remedies, all in place (names end in ``_``, as ``torch.nn.init``).
 
-Each sets the weights of the dense, convolutional (and, where it is defined, recurrent)
-layers of a model and zeroes their biases; other modules (norms, embeddings ...) keep
-their parameters. On any error the model is restored exactly (no half-initialised model).
+The one place gradwatch defines initialisation schemes and activation gains: the model-wide
+remedies (``init_xavier_`` ...), the per-layer :func:`init_layer_` the lab builds its models
+with (:data:`INIT_SCHEMES`), and :func:`activation_gain`.
+
+The model-wide remedies set the weights of the dense, convolutional (and, where it is
+defined, recurrent) layers of a model and zero their biases; other modules (norms,
+embeddings ...) keep their parameters. On any error the model is restored exactly (no
+half-initialised model).
 
 References: Glorot & Bengio 2010 (Xavier), He et al. 2015 (He/Kaiming), LeCun et al. 1998
 and Klambauer et al. 2017 (LeCun normal for SELU), Saxe et al. 2014 (orthogonal),
@@ -29,10 +34,13 @@ from ._common import (
 )
 
 __all__ = [
+    "INIT_SCHEMES",
+    "InitScheme",
     "activation_gain",
     "following_activations",
     "init_he_",
     "init_identity_",
+    "init_layer_",
     "init_lecun_",
     "init_lsuv_",
     "init_orthogonal_",
@@ -153,13 +161,18 @@ def _second_moment_gain(act: nn.Module) -> float:
 
 
 def activation_gain(act: nn.Module | str | None) -> float:
-    """The init gain for a layer followed by ``act``.
+    """The init gain for a layer followed by ``act``: gradwatch's one activation -> gain table.
+
+    Every initialisation here (:func:`init_he_`, ``init_orthogonal_(gain="auto")``,
+    :func:`init_layer_`) takes its gain from this function.
 
     torch's ``calculate_gain`` where it defines one (sigmoid 1, tanh 5/3, relu sqrt(2),
-    leaky_relu sqrt(2 / (1 + slope^2)); SELU 1, as torch advises for self-normalising
-    nets), otherwise (ELU, GELU, SiLU, Mish, Softplus ...) the second-moment gain
-    ``1 / sqrt(E[f(z)^2])``, z ~ N(0, 1), computed by quadrature. ``None`` means no
-    activation (linear, gain 1). A string is a torch nonlinearity name.
+    leaky_relu sqrt(2 / (1 + slope^2))), otherwise (ELU, GELU, SiLU, Mish, Softplus ...) the
+    second-moment gain ``1 / sqrt(E[f(z)^2])``, z ~ N(0, 1), computed by quadrature. SELU
+    gets 1, the LeCun-normal init its self-normalisation assumes (Klambauer et al. 2017;
+    torch's ``kaiming_normal_`` docs advise ``nonlinearity="linear"`` for SELU), not the 3/4
+    ``calculate_gain("selu")`` returns. ``None`` means no activation (linear, gain 1). A
+    string is a torch nonlinearity name.
 
     Example:
         >>> round(activation_gain("relu"), 4)
@@ -371,6 +384,82 @@ def init_identity_(
 
 def torch_eye_like(p: torch.Tensor) -> torch.Tensor:
     return torch.eye(p.shape[0], p.shape[1], dtype=p.dtype, device=p.device)
+
+
+InitScheme = Literal["default", "standard", "xavier", "he", "lecun", "orthogonal"]
+
+#: Per-layer schemes of :func:`init_layer_` -> what each sets (the lab's model configs name
+#: them; ``init_<scheme>`` is also a model-wide remedy for xavier, he, lecun, orthogonal).
+INIT_SCHEMES: dict[str, str] = {
+    "default": "PyTorch's own initialisation, left as it is (biases too)",
+    "standard": (
+        "U[-1/sqrt(fan_in), 1/sqrt(fan_in)], variance 1/(3 fan_in): the heuristic Glorot & "
+        "Bengio (2010) call standard"
+    ),
+    "xavier": "Xavier/Glorot uniform, variance 2/(fan_in + fan_out) (Glorot & Bengio 2010)",
+    "he": (
+        "He/Kaiming normal, variance gain^2/fan_in with the gain of `nonlinearity` "
+        "(2/fan_in for ReLU; He et al. 2015)"
+    ),
+    "lecun": "LeCun normal, variance 1/fan_in (LeCun et al. 1998; Klambauer et al. 2017)",
+    "orthogonal": "a (semi-)orthogonal weight matrix, gain 1 (Saxe et al. 2014)",
+}
+
+
+def init_layer_(layer: nn.Module, scheme: str, *, nonlinearity: str = "relu") -> nn.Module:
+    """Initialise one Linear or Conv layer in place by scheme name; its bias becomes 0.
+
+    The schemes are those of :data:`INIT_SCHEMES`. ``"default"`` leaves the layer exactly
+    as PyTorch initialised it, bias included. ``"he"`` draws N(0, gain^2 / fan_in) with
+    ``gain = activation_gain(nonlinearity)``: by default the ReLU gain sqrt(2), as torch's
+    ``kaiming_normal_(nonlinearity="relu")`` (and with it the same random numbers).
+    The other schemes take no gain (gain 1).
+
+    Args:
+        layer: A Linear, Conv or ConvTranspose layer; modified in place and returned.
+        scheme: One of :data:`INIT_SCHEMES`.
+        nonlinearity: The activation whose gain ``"he"`` uses (a name
+            :func:`activation_gain` accepts); ignored by the other schemes.
+
+    Raises:
+        ValueError: Unknown ``scheme`` or ``nonlinearity``.
+        TypeError: ``layer`` is not a Linear, Conv or ConvTranspose layer.
+
+    Example:
+        >>> from torch import nn
+        >>> layer = init_layer_(nn.Linear(256, 64), "standard")
+        >>> bool(layer.weight.abs().max() <= 1 / 16), bool((layer.bias == 0).all())
+        (True, True)
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"expected `scheme` to be one of {list(INIT_SCHEMES)} but got {scheme!r}")
+    if not isinstance(layer, weight_layer_types()):
+        raise TypeError(
+            f"expected `layer` to be one of {type_names(weight_layer_types())} but got "
+            f"{type(layer).__name__}; for a whole model use init_xavier_, init_he_ ..."
+        )
+    gain = activation_gain(nonlinearity) if scheme == "he" else 1.0  # validates the name
+    if scheme == "default":
+        return layer
+    weight, bias = _tensor(layer, "weight"), _tensor(layer, "bias")
+    assert weight is not None
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
+    with torch.no_grad():
+        if scheme == "standard":
+            bound = 1.0 / math.sqrt(fan_in)
+            weight.uniform_(-bound, bound)
+        elif scheme == "xavier":
+            nn.init.xavier_uniform_(weight)
+        elif scheme == "he":
+            weight.normal_(0.0, gain / math.sqrt(fan_in))
+        elif scheme == "lecun":
+            weight.normal_(0.0, 1.0 / math.sqrt(fan_in))
+        else:
+            assert scheme == "orthogonal", scheme
+            nn.init.orthogonal_(weight)
+        if bias is not None:
+            bias.zero_()
+    return layer
 
 
 class _StopForwardError(Exception):

@@ -9,6 +9,7 @@ the model already uses that activation, and so on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from gradwatch.diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
-
+from .._activations import SWAPPABLE
+from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
 from ._blocks import find_stacks
 from ._common import activation_types, weight_layer_types
 
@@ -160,19 +161,6 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
     return True, None
 
 
-_ACTIVATION_CLASS_NAMES = {
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "relu": "ReLU",
-    "leaky_relu": "LeakyReLU",
-    "prelu": "PReLU",
-    "elu": "ELU",
-    "selu": "SELU",
-    "swish": "SiLU",
-    "gelu": "GELU",
-}
-
-
 def _applicability_from_layers(trace: Trace, remedy: str) -> tuple[bool, str | None]:
     """What the recorded layer table alone rules out (no model at hand, e.g. the CLI).
 
@@ -192,27 +180,27 @@ def _applicability_from_layers(trace: Trace, remedy: str) -> tuple[bool, str | N
         )
         if not square:
             return False, "no recorded Linear(d, d) or Conv(c, c) layer to make a residual block"
-    elif remedy in _ACTIVATION_CLASS_NAMES:
+    elif remedy in SWAPPABLE:
+        # LayerInfo.activation holds the torch class name, as the table's SWAPPABLE values do
         acts = {layer.activation for layer in layers if layer.activation is not None}
-        if acts == {_ACTIVATION_CLASS_NAMES[remedy]}:
+        if acts == {SWAPPABLE[remedy]}:
             return False, f"the recorded model already uses {remedy} everywhere"
     return True, None
 
 
 def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
+    """The options the caller must pass (marked ``"<required>"``, from the registry), with
+    ``max_norm`` of ``clip_norm`` suggested from the trace where it can be."""
+    from .registry import REMEDIES, REQUIRED
+
+    options: dict[str, Any] = dict.fromkeys(REMEDIES[remedy].required, REQUIRED)
     if remedy == "clip_norm" and trace is not None and trace.has_scalar("global_grad_norm"):
         from .clipping import suggest_max_norm
 
-        try:
-            return {"max_norm": float(suggest_max_norm(trace))}
-        except ValueError:
-            return {"max_norm": "<required>"}
-    return {
-        "clip_norm": {"max_norm": "<required>"},
-        "clip_value": {"clip_value": "<required>"},
-        "init_lsuv": {"inputs": "<required>"},
-        "layerwise_pretraining": {"data": "<required>"},
-    }.get(remedy, {})
+        # too few steps to suggest one: the caller still has to choose
+        with contextlib.suppress(ValueError):
+            options["max_norm"] = float(suggest_max_norm(trace))
+    return options
 
 
 def prescribe(

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .._activations import canonical
+
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 #: torch's defaults, so a prediction matches ``nn.LeakyReLU()``, ``nn.ELU()`` and ``nn.SELU()``.
@@ -115,14 +117,6 @@ _NAMED: dict[str, tuple[ArrayFn, ArrayFn]] = {
     "linear": (_identity, _done),
 }
 
-# Spellings users (and LayerInfo.activation, which holds torch class names) may pass.
-_ALIASES: dict[str, str] = {
-    "leakyrelu": "leaky_relu",
-    "silu": "swish",
-    "identity": "linear",
-    "logistic": "sigmoid",
-}
-
 #: Activation names :func:`resolve_activation` accepts.
 ACTIVATIONS: tuple[str, ...] = tuple(_NAMED)
 
@@ -149,8 +143,9 @@ def resolve_activation(activation: str | Callable[..., Any] | Activation) -> Act
     """Turn a name or a callable into float64 ``phi`` and ``phi'``.
 
     Args:
-        activation: One of :data:`ACTIVATIONS` (case and ``_`` ignored; torch class names
-            such as ``"LeakyReLU"``, ``"SiLU"`` work too), or any elementwise callable: a
+        activation: One of :data:`ACTIVATIONS` (case and ``_`` ignored; the aliases and
+            torch class names of :mod:`gradwatch._activations` such as ``"LeakyReLU"``,
+            ``"SiLU"``, ``"identity"`` work too), or any elementwise callable: a
             torch function or module (``torch.tanh``, ``nn.LeakyReLU(0.2)``; derivative by
             autograd) or a numpy function (derivative by central finite differences).
 
@@ -167,9 +162,13 @@ def resolve_activation(activation: str | Callable[..., Any] | Activation) -> Act
     if isinstance(activation, Activation):
         return activation
     if isinstance(activation, str):
-        key = activation.strip().lower()
-        key = _ALIASES.get(key.replace("_", ""), key)
-        if key not in _NAMED:
+        # Spellings (aliases, torch class names as LayerInfo.activation holds them) resolve
+        # through the one activation table; theory integrates the ids it has closed forms for.
+        try:
+            key: str | None = canonical(activation)
+        except ValueError:
+            key = None
+        if key is None or key not in _NAMED:
             raise ValueError(
                 f"unknown activation {activation!r}; use one of {list(_NAMED)} or pass a "
                 "callable such as torch.tanh"
