@@ -86,11 +86,11 @@ def test_run_meta_layout_and_one_format_version(tmp_path: Path) -> None:
         config={"every": 1},
         steps_recorded=0,
         frameworks={"torch": "x"},
-        extra={"status": "mine", "note": 1},
+        extra={"note": 1},
     )
     assert next(iter(meta)) == "format_version" and meta["format_version"] == FORMAT_VERSION
     assert [d["name"] for d in meta["layers"]] == ["a", "b"]
-    assert meta["status"] == "mine" and list(meta)[-1] == "note"
+    assert meta["status"] == "running" and list(meta)[-1] == "note"
     assert list(meta["versions"])[:2] == ["gradwatch", "torch"]
     writer = RunWriter(tmp_path / "run")
     writer.write_meta({"layers": []})  # a meta without a version is stamped

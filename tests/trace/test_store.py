@@ -89,7 +89,7 @@ def test_newer_format_and_empty_meta_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="format_version"):
         gw.load(run)
     (run / "meta.json").write_text("{not json")
-    with pytest.raises(TraceError, match="cannot read"):
+    with pytest.raises(TraceError, match="not valid UTF-8 JSON"):
         gw.load(run)
 
 

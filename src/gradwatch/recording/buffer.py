@@ -8,7 +8,10 @@ profiles) to the host in one transfer and turns them into the trace's chunk tabl
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +30,7 @@ from ..trace import (
     scalar_table,
     trace_from_tables,
 )
+from ..trace.schema import tag_flush
 
 #: Row of each metric in the buffer (LAYER_METRICS order).
 METRIC_ROW = {name: i for i, name in enumerate(LAYER_METRICS)}
@@ -194,7 +198,9 @@ class StepBuffer:
         self.late_scalars.clear()
         self.recurrent = []
         self.window_start = next_start
-        return tables
+        # Every chunk says what its flush wrote, so a reader of the live run directory can
+        # tell a flush whose chunks are not all written yet and leave it out.
+        return tag_flush(tables, next_start)
 
     def _derive_grad_metrics(self, block: np.ndarray, rows: np.ndarray) -> None:
         """Turn the per-step sums of squares into grad_norm, grad_rms and nonfinite, in place.
@@ -221,29 +227,102 @@ class StepBuffer:
         block[:, nf, :] = np.where(has, np.where(np.isnan(counted), flag, counted), np.nan)
 
 
+_WHY = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+def _describe(exc: OSError) -> str:
+    """``"disk full ([Errno 28] cannot write '/run/layers-000003.parquet': ...)"``."""
+    why = _WHY.get(exc.errno or 0, "write error")
+    return f"{why} ({exc})"
+
+
 class Sink:
     """Where flushed chunks go: a run directory (rank 0 with a ``run_dir``) or memory.
+
+    Recording never stops training: when writing the run directory fails (a full disk, a
+    permission taken away), the sink stops writing, warns once naming the run directory,
+    and marks ``meta.json`` ``"stopped"`` with the reason when it still can; the steps
+    written before stay loadable. With ``strict`` the error is raised instead (from the
+    ``optimizer.step()`` that flushed), after the same marking.
 
     Args:
         writer: The run directory's writer, or None to keep the chunks in memory.
         meta: The run's metadata for a status (``"running"``, ``"complete"``, ``"failed"``);
             called only when it is written or a trace kept in memory is built.
+        strict: Raise write errors instead of stopping with a warning.
+
+    Attributes:
+        stopped: Why writing stopped (``"disk full (...)"``), or None while it goes on.
     """
 
-    def __init__(self, writer: RunWriter | None, meta: Callable[[str], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        writer: RunWriter | None,
+        meta: Callable[[str], dict[str, Any]],
+        *,
+        strict: bool = False,
+    ) -> None:
         self.writer = writer
         self._meta = meta
+        self.strict = strict
+        self.stopped: str | None = None
         self._tables: dict[str, list[pa.Table]] = {"layers": [], "scalars": [], "recurrent": []}
 
-    def emit(self, kind: str, table: pa.Table) -> None:
+    def start(self) -> None:
+        """Write the first ``meta.json`` ("running").
+
+        Raises:
+            OSError: When the run directory cannot be written (at ``gw.watch``, before
+                training starts, so the caller hears about it at once).
+        """
         if self.writer is not None:
-            self.writer.write_chunk(kind, table)
-        else:
+            self.writer.write_meta(self._meta("running"))
+
+    def emit(self, kind: str, table: pa.Table) -> None:
+        if self.stopped is not None:
+            return
+        if self.writer is None:
             self._tables[kind].append(table)
+            return
+        try:
+            self.writer.write_chunk(kind, table)
+        except OSError as exc:
+            self._stop(exc)
 
     def write_meta(self, status: str) -> None:
-        if self.writer is not None:
-            self.writer.write_meta(self._meta(status))
+        if self.writer is None:
+            return
+        meta = self._meta(status)
+        if self.stopped is not None:
+            meta = _with_stop(meta, self.stopped)
+        try:
+            self.writer.write_meta(meta)
+        except OSError as exc:
+            if self.stopped is None:
+                self._stop(exc)
+            # else: already warned; the meta.json on disk says "stopped" if it could.
+
+    def _stop(self, exc: OSError) -> None:
+        assert self.writer is not None
+        self.stopped = _describe(exc)
+        # A failed chunk removed its temporary file, so a small meta.json may still fit.
+        with contextlib.suppress(OSError):
+            self.writer.write_meta(_with_stop(self._meta("running"), self.stopped))
+        if self.strict:
+            raise exc
+        warnings.warn(
+            f"gradwatch stopped recording to {str(self.writer.path)!r}: {self.stopped}. "
+            "Training goes on; the steps written before stay readable with gw.load. Free "
+            "space or fix the directory, or pass `strict=True` to gw.watch to fail instead.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def trace(self, status: str) -> Trace:
         """The trace of everything emitted (read back from the run directory if written)."""
@@ -255,3 +334,15 @@ class Sink:
             self._tables["scalars"],
             self._tables["recurrent"],
         )
+
+
+def _with_stop(meta: dict[str, Any], reason: str) -> dict[str, Any]:
+    """``meta`` with status ``"stopped"`` and the reason right after it."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if key == "reason":
+            continue
+        out[key] = "stopped" if key == "status" else value
+        if key == "status":
+            out["reason"] = reason
+    return out

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..trace import RunWriter, Trace, run_meta
+from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .buffer import SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
@@ -58,6 +59,32 @@ def _check_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None
             f"Argument `optimizer` updates {len(foreign)} parameter(s) that are not in "
             f"`model` ({type(model).__name__}), with shapes {shapes}. Pass the optimizer "
             "built from this model's parameters, e.g. `torch.optim.SGD(model.parameters())`."
+        )
+
+
+def _check_scaler(scaler: Any, optimizer: torch.optim.Optimizer | None) -> None:
+    """Refuse anything but a GradScaler instance, before the recorder wraps its ``step``."""
+    if scaler is None:
+        return
+    if isinstance(scaler, type):
+        # Wrapping `step` on a class would patch it for every scaler in the process.
+        raise TypeError(
+            f"Expected argument `scaler` to be a GradScaler instance but got the class "
+            f"{scaler.__module__}.{scaler.__qualname__} itself. Pass the instance you call "
+            "`scaler.step(optimizer)` on, e.g. `scaler = torch.amp.GradScaler()` then "
+            "`gw.watch(model, opt, scaler=scaler)`."
+        )
+    if not all(callable(getattr(scaler, name, None)) for name in ("scale", "step", "update")):
+        raise TypeError(
+            f"Expected argument `scaler` to be a torch.amp.GradScaler (with `scale`, `step` "
+            f"and `update` methods) but got {type(scaler).__name__}. Pass the GradScaler you "
+            "train with, or leave `scaler` out."
+        )
+    if optimizer is None:
+        raise ValueError(
+            "Argument `scaler` needs the `optimizer` it steps (skipped steps are the "
+            "optimizer steps the scaler did not take). Pass both: "
+            "`gw.watch(model, opt, scaler=scaler)`."
         )
 
 
@@ -100,6 +127,7 @@ class Watch:
         scaler: Any | None = None,
         activations: bool = True,
         meta: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -114,10 +142,12 @@ class Watch:
                 f"Expected argument `optimizer` to be a torch.optim.Optimizer or None but got "
                 f"{type(optimizer).__name__}."
             )
+        # Every argument is checked here, before a directory is made or a hook attached.
+        _check_scaler(scaler, optimizer)
+        self._user_meta = check_user_meta(meta)
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
-        self._user_meta = dict(meta or {})
 
         specs, frozen = find_layers(model)
         if not specs and frozen == 0:
@@ -151,12 +181,21 @@ class Watch:
             and torch.distributed.get_rank() != 0
         )
         writer = RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank0 else None
-        self._sink = Sink(writer, self._meta)
+        self._sink = Sink(writer, self._meta, strict=bool(strict))
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._sink.write_meta("running")
-
-        if specs:
-            self._attach()
+        try:
+            self._sink.start()
+            if specs:
+                self._attach()
+        except BaseException:
+            # Nothing half-built stays behind: no hook, no meta.json, no empty directory.
+            for h in self._hooks.handles:
+                h.remove()
+            self._unwrap_scaler()
+            self._sampler.disarm()
+            if writer is not None:
+                writer.discard()
+            raise
 
     # ------------------------------------------------------------------ hooks
     def _attach(self) -> None:
@@ -220,8 +259,8 @@ class Watch:
 
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
-        if progress.closed or not self._layers.n:
-            return
+        if progress.closed or not self._layers.n or self._sink.stopped is not None:
+            return  # (stopped: the run directory cannot be written; training goes on)
         step = progress.step
         if buf.is_full(step):
             self._flush()
@@ -360,6 +399,7 @@ def watch(
     scaler: Any | None = None,
     activations: bool = True,
     meta: dict[str, Any] | None = None,
+    strict: bool = False,
 ) -> Watch:
     """Start recording per-layer statistics of ``model`` while it trains.
 
@@ -378,7 +418,17 @@ def watch(
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
         activations: Set False to skip forward hooks entirely (gradients only).
-        meta: Extra JSON-serialisable metadata to store with the run.
+        meta: Extra JSON-serialisable metadata to store with the run; its keys may not be
+            ones gradwatch writes itself (``status``, ``model``, ``config`` ...).
+        strict: Raise when the run directory cannot be written during training (a full
+            disk) instead of stopping the recording with a warning; training never stops
+            for gradwatch unless you ask for it.
+
+    Raises:
+        TypeError: When an argument has the wrong type (``scaler`` that is not a
+            GradScaler instance, ...).
+        ValueError: When an argument has a wrong value (a reserved ``meta`` key, ...).
+        OSError: When ``run_dir`` cannot be written at the start.
 
     Returns:
         A :class:`Watch`; use it as a context manager, or call ``close()``.
@@ -407,4 +457,5 @@ def watch(
         scaler=scaler,
         activations=activations,
         meta=meta,
+        strict=strict,
     )

@@ -10,13 +10,18 @@ through :func:`trace_from_tables`. Chunks of each kind hold::
 
 ``meta.json`` holds ``format_version`` first, then (as the recorder writes it) ``status``,
 ``created``, ``model``, ``layers`` (the layer table), ``config``, ``steps_recorded``,
-``versions`` and the user's own keys.
+``versions`` (the :data:`RESERVED_META` keys), then the user's own keys, which may not reuse a
+reserved name. Every chunk of one flush carries a :data:`FLUSH_KEY` tag in its Parquet
+metadata (the step the flush covers up to, and how many chunks of each kind it wrote), so a
+reader of a run still being written keeps only whole flushes.
 """
 
 from __future__ import annotations
 
+import json
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._version import __version__
+from ._index import LayerIndex
 from .errors import TraceError
 from .layers import LayerInfo
 from .trace import RecurrentProfile, Trace, _readonly
@@ -60,7 +66,78 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: ``meta.json`` keys gradwatch writes itself, with the JSON type each must have; a user's
+#: ``meta`` may not use them (``gw.watch`` refuses them before attaching anything).
+RESERVED_META: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "status": (str,),
+    "reason": (str,),
+    "created": (int, float),
+    "model": (dict,),
+    "layers": (list,),
+    "config": (dict,),
+    "steps_recorded": (int,),
+    "versions": (dict,),
+}
+
+#: Parquet schema-metadata key of the flush tag every chunk carries.
+FLUSH_KEY = b"gradwatch.flush"
+
+
 # ---------------------------------------------------------------------- metadata
+def check_user_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user's ``meta`` for ``gw.watch``, checked: a mapping of string keys, none reserved.
+
+    Raises:
+        TypeError: When ``meta`` is not a mapping or a key is not a string.
+        ValueError: When a key is one gradwatch writes itself (it would overwrite it).
+    """
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise TypeError(
+            f"Expected argument `meta` to be a dict of JSON values but got "
+            f"{type(meta).__name__}. Pass e.g. `meta={{'model_name': 'resnet50'}}`."
+        )
+    for key in meta:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"Expected the keys of argument `meta` to be strings but got {key!r}; "
+                "meta.json is JSON, whose keys are strings."
+            )
+        if key in RESERVED_META:
+            raise ValueError(
+                f"Argument `meta` uses the key {key!r}, which gradwatch writes itself "
+                f"(reserved: {sorted(RESERVED_META)}). Rename it, e.g. "
+                f"`meta={{'user_{key}': ...}}`."
+            )
+    return dict(meta)
+
+
+def normalize_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with every reserved field of the type readers expect.
+
+    Runs written before user keys were kept apart may hold a user's value under a reserved
+    name (``meta={"model": "resnet50"}`` replaced the model summary). Such a value is moved
+    under ``"user"`` (``meta["user"]["model"] == "resnet50"``) and the field is left out,
+    so no reader meets a string where it expects a dict. ``format_version`` and ``layers``
+    are checked by the store, which cannot read a run without them.
+    """
+    out = dict(meta)
+    moved: dict[str, Any] = {}
+    for key, types in RESERVED_META.items():
+        if key in ("format_version", "layers") or key not in out:
+            continue
+        value = out[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            moved[key] = out.pop(key)
+    if moved:
+        user = out.get("user")
+        merged = dict(user) if isinstance(user, dict) else ({} if user is None else {"user": user})
+        out["user"] = {**merged, **moved}
+    return out
+
+
 def stamp_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``meta`` with ``format_version`` first; a version already in ``meta`` is kept."""
     return {"format_version": FORMAT_VERSION, **meta}
@@ -76,23 +153,31 @@ def run_meta(
     steps_recorded: int,
     frameworks: Mapping[str, str],
     extra: Mapping[str, Any],
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The ``meta.json`` of a recorded run.
 
     Args:
-        status: ``"running"``, ``"complete"`` or ``"failed"``.
+        status: ``"running"``, ``"complete"``, ``"failed"`` (training raised) or
+            ``"stopped"`` (recording stopped early, e.g. the disk filled up; see ``reason``).
         created: When recording started (seconds since the epoch).
         model: Model summary (class, parameter counts).
         layers: The layer table; written in depth order.
         config: The recorder's settings.
         steps_recorded: Optimizer steps recorded so far.
         frameworks: Versions of the libraries that trained the model, e.g. ``{"torch": ...}``.
-        extra: The user's own keys; they come last and win over the keys above.
+        extra: The user's own keys; they come last.
+        reason: Why recording stopped early, in words; written only when given.
+
+    Raises:
+        ValueError: When ``extra`` uses a reserved key (see :func:`check_user_meta`).
     """
+    extra = check_user_meta(extra)
     ordered = sorted(layers, key=lambda info: info.depth)
     return stamp_meta(
         {
             "status": status,
+            **({"reason": reason} if reason is not None else {}),
             "created": created,
             "model": dict(model),
             "layers": [info.to_json() for info in ordered],
@@ -156,7 +241,76 @@ def recurrent_table(profiles: Iterable[tuple[int, int, np.ndarray]]) -> pa.Table
     )
 
 
+def tag_flush(tables: Sequence[tuple[str, pa.Table]], until: int) -> list[tuple[str, pa.Table]]:
+    """The chunk tables of one flush, each tagged with what the whole flush wrote.
+
+    Args:
+        tables: ``(kind, table)`` pairs of one flush, in the order they are written.
+        until: First step after the flush's window.
+    """
+    parts = Counter(kind for kind, _ in tables)
+    tag = json.dumps({"format": FORMAT_VERSION, "until": until, "parts": dict(parts)}).encode()
+    return [
+        (kind, table.replace_schema_metadata({**(table.schema.metadata or {}), FLUSH_KEY: tag}))
+        for kind, table in tables
+    ]
+
+
+def flush_tag(
+    metadata: Mapping[bytes, bytes] | None, file: Path
+) -> tuple[int, dict[str, int]] | None:
+    """``(until, chunks per kind)`` of the flush a chunk belongs to; None for untagged chunks.
+
+    Raises:
+        TraceError: When the tag is malformed or from a newer format.
+    """
+    raw = (metadata or {}).get(FLUSH_KEY)
+    if raw is None:
+        return None
+    try:
+        tag = json.loads(raw)
+        version, until = int(tag["format"]), int(tag["until"])
+        parts = {str(k): int(v) for k, v in dict(tag["parts"]).items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TraceError(
+            f"chunk {str(file)!r} has a malformed gradwatch flush tag ({exc}); it was not "
+            "written by gradwatch's recorder. Remove it from the run directory."
+        ) from exc
+    if version > FORMAT_VERSION:
+        raise TraceError(
+            f"chunk {str(file)!r} was written in trace format {version}, newer than this "
+            f"gradwatch reads (format {FORMAT_VERSION}). Upgrade gradwatch: "
+            "`pip install -U gradwatch`."
+        )
+    return until, parts
+
+
 # ---------------------------------------------------------------------- tables -> Trace
+def _layer_columns_in_memory(
+    tables: Sequence[pa.Table], n_layers: int
+) -> tuple[LayerIndex, dict[str, Callable[[], np.ndarray]]]:
+    """The row index of in-memory ``layers`` chunks and a loader for each metric column."""
+    index = LayerIndex(
+        [t.column("step").to_numpy() for t in tables],
+        [t.column("layer").to_numpy() for t in tables],
+        n_layers,
+    )
+    names = dict.fromkeys(n for t in tables for n in t.column_names if n not in ("step", "layer"))
+
+    def loader(name: str) -> Callable[[], np.ndarray]:
+        return lambda: index.matrix(
+            _float_column(t, name) if name in t.column_names else None for t in tables
+        )
+
+    return index, {name: loader(name) for name in names}
+
+
+def _float_column(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column as float64 (nulls as NaN)."""
+    column = table.column(name)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
 def check_chunk(kind: str, table: pa.Table, file: Path) -> None:
     """Refuse a chunk whose index columns are missing or null (its rows cannot be placed).
 
@@ -179,30 +333,29 @@ def trace_from_tables(
     scalar_tables: Sequence[pa.Table],
     recurrent_tables: Sequence[pa.Table],
     run_dir: Path | None = None,
+    *,
+    layer_columns: tuple[LayerIndex, Mapping[str, Callable[[], np.ndarray]]] | None = None,
 ) -> Trace:
-    """Assemble a Trace from the chunk tables the recorder writes (vectorised, no step loop)."""
+    """Assemble a Trace from the chunk tables the recorder writes (vectorised, no step loop).
+
+    Args:
+        meta: The run's metadata (its ``layers`` table names the matrix columns).
+        layer_tables: ``layers`` chunks in memory, in the order written.
+        scalar_tables: ``scalars`` chunks, in the order written.
+        recurrent_tables: ``recurrent`` chunks, in the order written.
+        run_dir: The run directory the tables came from, if any.
+        layer_columns: Instead of ``layer_tables``: the row index of chunks on disk and one
+            loader per metric (the store reads a metric's column only when it is asked for).
+    """
     layers = [LayerInfo.from_json(d) for d in meta.get("layers", [])]
     n_layers = len(layers)
 
-    # Per-layer metrics: rows (step, layer, metric...) -> (steps, layers) matrices.
-    metrics: dict[str, np.ndarray] = {}
-    if layer_tables:
-        table = pa.concat_tables(layer_tables, promote_options="default")
-        step_col = table.column("step").to_numpy().astype(np.int64)
-        layer_col = table.column("layer").to_numpy().astype(np.int64)
-        steps, row = np.unique(step_col, return_inverse=True)
-        valid = (layer_col >= 0) & (layer_col < n_layers)
-        for name in table.column_names:
-            if name in ("step", "layer"):
-                continue
-            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            mat = np.full((len(steps), n_layers), np.nan)
-            # Missing values never overwrite measured ones (a step can span two chunks).
-            keep = valid & ~np.isnan(values)
-            mat[row[keep], layer_col[keep]] = values[keep]
-            metrics[name] = mat
-    else:
-        steps = np.zeros(0, dtype=np.int64)
+    # Per-layer metrics: rows (step, layer, metric...) -> (steps, layers) matrices, each built
+    # on first use by Trace.matrix.
+    if layer_columns is None:
+        layer_columns = _layer_columns_in_memory(layer_tables, n_layers)
+    index, metrics = layer_columns
+    steps = index.steps
 
     scalars: dict[str, np.ndarray] = {}
     if scalar_tables:

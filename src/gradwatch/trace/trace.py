@@ -8,7 +8,7 @@ scalars in 1-D arrays, recurrent input-gradient profiles in ``(steps, time)`` ma
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -93,7 +93,7 @@ class Trace:
         *,
         layers: Sequence[LayerInfo],
         steps: np.ndarray,
-        metrics: Mapping[str, np.ndarray],
+        metrics: Mapping[str, np.ndarray | Callable[[], np.ndarray]],
         scalar_steps: np.ndarray,
         scalars: Mapping[str, np.ndarray],
         recurrent: Mapping[str, RecurrentProfile],
@@ -102,7 +102,12 @@ class Trace:
     ) -> None:
         self._layers = tuple(layers)
         self._steps = _readonly(np.asarray(steps, dtype=np.int64))
-        self._metrics = {k: _readonly(np.asarray(v, dtype=np.float64)) for k, v in metrics.items()}
+        # A metric is an array, or a loader called on first use (a trace read from disk reads
+        # a metric's column only when asked for it; see trace.store).
+        self._metrics: dict[str, np.ndarray | Callable[[], np.ndarray]] = {
+            k: v if callable(v) else _readonly(np.asarray(v, dtype=np.float64))
+            for k, v in metrics.items()
+        }
         self._scalar_steps = _readonly(np.asarray(scalar_steps, dtype=np.int64))
         self._scalars = {k: _readonly(np.asarray(v, dtype=np.float64)) for k, v in scalars.items()}
         self._recurrent = dict(recurrent)
@@ -174,10 +179,10 @@ class Trace:
                 )
             rec[name] = RecurrentProfile(_readonly(r), _readonly(v))
         # The schema builds Traces from tables, so it imports this module: import it here.
-        from .schema import stamp_meta
+        from .schema import normalize_meta, stamp_meta
 
         full_meta = stamp_meta({"layers": [i.to_json() for i in infos]})
-        full_meta.update(meta or {})
+        full_meta = normalize_meta({**full_meta, **(meta or {})})
         return cls(
             layers=infos,
             steps=step_arr,
@@ -234,9 +239,13 @@ class Trace:
             KeyError: When the trace holds no such metric; the message lists those it holds.
         """
         try:
-            return self._metrics[metric]
+            value = self._metrics[metric]
         except KeyError:
             raise KeyError(f"this trace has no metric {metric!r}; it has {self.metrics}") from None
+        if callable(value):
+            value = _readonly(np.asarray(value(), dtype=np.float64))
+            self._metrics[metric] = value
+        return value
 
     def measured(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """The steps where ``metric`` was measured for at least one layer, and those rows.
@@ -272,7 +281,7 @@ class Trace:
         names = self.layer_names
         if len(names) < 2 or "grad_rms" not in self._metrics:
             return GradRatio(math.nan, "", "", None, "median" if at == "median" else "step")
-        rms = self._metrics["grad_rms"]
+        rms = self.matrix("grad_rms")
         lo, hi = rms[:, first], rms[:, last]
         pair = (names[first], names[last])
         if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
@@ -353,7 +362,7 @@ class Trace:
             "depth": np.tile(np.arange(n_layers), n_steps),
         }
         for name in self.metrics:
-            layer_cols[name] = self._metrics[name].reshape(-1)
+            layer_cols[name] = self.matrix(name).reshape(-1)
         layers = pd.DataFrame(layer_cols)
         rec_parts = []
         for name, prof in self._recurrent.items():

@@ -1,0 +1,80 @@
+"""Where each row of a run's ``layers`` chunks lands in the ``(steps, layers)`` matrices.
+
+The index is built once from the chunks' ``step`` and ``layer`` columns; a metric's matrix is
+then filled chunk by chunk from that metric's column alone, so a reader pays memory and time
+only for the metrics it asks for (column projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers, in O(n) when they are dense.
+
+    Training steps are dense integers, so a presence table over their span replaces the
+    O(n log n) sort of ``np.unique`` (10 million rows: 0.1 s instead of 1 s).
+    """
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo, hi = int(values.min()), int(values.max())
+    span = hi - lo + 1
+    if span > 4 * len(values) + 1024:  # sparse: a presence table would be mostly empty
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    offset = values - lo
+    present = np.zeros(span, dtype=bool)
+    present[offset] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64) + lo, rank[offset]
+
+
+class LayerIndex:
+    """The row layout of a run's layer chunks, in the order they were written.
+
+    Args:
+        steps: The ``step`` column of each chunk.
+        layers: The ``layer`` (depth) column of each chunk.
+        n_layers: Number of layers in the layer table; rows naming another depth are ignored.
+    """
+
+    def __init__(
+        self, steps: Sequence[np.ndarray], layers: Sequence[np.ndarray], n_layers: int
+    ) -> None:
+        self.n_layers = n_layers
+        self._bounds = np.concatenate([[0], np.cumsum([len(s) for s in steps])]).astype(np.int64)
+        step = np.concatenate(steps).astype(np.int64) if steps else np.zeros(0, np.int64)
+        layer = np.concatenate(layers).astype(np.int64) if layers else np.zeros(0, np.int64)
+        self.steps, row = unique_inverse(step)
+        flat = row * n_layers + layer
+        flat[(layer < 0) | (layer >= n_layers)] = -1
+        self._flat = flat
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self._bounds) - 1
+
+    def chunk_rows(self, i: int) -> int:
+        """Number of rows of chunk ``i``."""
+        return int(self._bounds[i + 1] - self._bounds[i])
+
+    def matrix(self, chunks: Iterable[np.ndarray | None]) -> np.ndarray:
+        """A ``(steps, layers)`` float64 matrix from one metric's column of each chunk.
+
+        Args:
+            chunks: That column for each chunk in order; None for a chunk without it.
+                Missing values (NaN) never overwrite measured ones, since a step's rows can
+                span two chunks; among measured ones the later chunk wins.
+        """
+        out = np.full(len(self.steps) * self.n_layers, np.nan)
+        for i, values in enumerate(chunks):
+            if values is None:
+                continue
+            flat = self._flat[self._bounds[i] : self._bounds[i + 1]]
+            vals = np.asarray(values, dtype=np.float64)
+            keep = (flat >= 0) & ~np.isnan(vals)
+            out[flat[keep]] = vals[keep]
+        return out.reshape(len(self.steps), self.n_layers)
