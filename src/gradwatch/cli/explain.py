@@ -43,11 +43,41 @@ def _num(x: float | None) -> str:
     return f"{x:.2e}"
 
 
+def _check_step(trace: Any, step: int, metric: str | None) -> None:
+    """Refuse a ``--step`` the profile was not measured at, naming the nearest that were.
+
+    The walk would otherwise quietly use the nearest measured step, and a reader of its
+    first line could take it for the step they asked for.
+    """
+    import numpy as np
+
+    candidates = [metric] if metric else ["out_grad_norm", "grad_rms"]
+    for name in candidates:
+        if not trace.has_metric(name):
+            continue
+        steps = trace.measured(name)[0]
+        if len(steps) == 0:
+            continue
+        if step in steps:
+            return
+        order = np.argsort(np.abs(steps - step), kind="stable")[:3]
+        nearest = ", ".join(str(int(s)) for s in sorted(steps[order]))
+        raise ValueError(
+            f"--step {step} was not recorded for {name} (measured at {len(steps)} steps, "
+            f"{int(steps[0])}..{int(steps[-1])}). Nearest recorded: {nearest}; pass one of "
+            "them, or leave --step out for the first."
+        )
+    # No profile at all: explain_trace says so itself.
+
+
 def run(args: argparse.Namespace) -> int:
     from gradwatch.theory import explain_trace
     from gradwatch.trace import load
 
-    walk = explain_trace(load(args.run_dir), step=args.step, metric=args.metric)
+    trace = load(args.run_dir)
+    if args.step is not None:
+        _check_step(trace, args.step, args.metric)
+    walk = explain_trace(trace, step=args.step, metric=args.metric)
     if args.format == "json":
         print(json.dumps(walk.to_dict(), indent=2))
         return 0

@@ -36,8 +36,17 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gradwatch.report.tensorboard import export_tensorboard
+    from gradwatch.trace import load
 
-    out = export_tensorboard(args.run_dir, args.logdir, histograms=not args.no_histograms)
+    trace = load(args.run_dir)  # a damaged run is its own error, not a write error
+    try:
+        out = export_tensorboard(trace, args.logdir, histograms=not args.no_histograms)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot write TensorBoard events to {str(args.logdir)!r}: {exc.strerror or exc}. "
+            "Pass a writable LOGDIR.",
+        ) from exc
     if args.format == "json":
         print(json.dumps({"run_dir": str(args.run_dir), "logdir": str(out)}, indent=2))
         return 0

@@ -65,6 +65,32 @@ def _fmt(value: float) -> str:
     return f"{value:.2e}" if isinstance(value, float) else str(value)
 
 
+def _resolve_config(config: str) -> str:
+    """A config path as given, or a shipped config by name (``deep_sigmoid.toml``).
+
+    ``gradwatch lab configs`` lists the shipped configs by file name, and their comments
+    say ``gradwatch lab run deep_sigmoid.toml``: a bare name that is not a file here is
+    looked up among them (with or without ``.toml``).
+
+    Raises:
+        FileNotFoundError: When it is neither a file nor a shipped config; lists those.
+    """
+    if Path(config).exists() or Path(config).name != config:
+        return config  # a path: load_config reports a missing one itself
+    from importlib.resources import as_file, files
+
+    folder = files("gradwatch.lab") / "configs"
+    shipped = sorted(e.name for e in folder.iterdir() if e.name.endswith(".toml"))
+    name = config if config.endswith(".toml") else f"{config}.toml"
+    if name in shipped:
+        with as_file(folder / name) as path:  # a real file for a zipped install, too
+            return str(path)
+    raise FileNotFoundError(
+        f"config {config!r} is neither a file nor a shipped config. Shipped configs: "
+        f"{', '.join(shipped)} (see `gradwatch lab configs`)."
+    )
+
+
 def _one_thread() -> None:
     """Lab models are tiny: one torch thread is as fast, avoids thread-pool stalls on a busy
     machine, and makes results independent of the core count (see runner's determinism)."""
@@ -78,6 +104,7 @@ def run_one(args: argparse.Namespace) -> int:
     from gradwatch.lab.runner import run
     from gradwatch.report.console import progress
 
+    args.config = _resolve_config(args.config)
     config = load_config(args.config)
     _one_thread()
     out = Path(args.out) if args.out else Path("runs") / (config.name or Path(args.config).stem)
@@ -107,6 +134,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from gradwatch.lab.sweep import expand, sweep
     from gradwatch.report.console import progress, progress_enabled
 
+    args.config = _resolve_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     human = args.format == "human"
     # Someone is watching: expand (and validate) the grid once more, only to size the bar.

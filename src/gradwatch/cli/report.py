@@ -68,7 +68,16 @@ def run(args: argparse.Namespace) -> int:
     predicted: float | list[float | None] | None = args.chi1
     if args.chi1 is not None and len(traces) > 1:
         predicted = [args.chi1] * len(traces)
-    out = write_report(traces, args.out, per_run, args.title, labels=labels, predicted=predicted)
+    try:
+        out = write_report(
+            traces, args.out, per_run, args.title, labels=labels, predicted=predicted
+        )
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot write the report to {str(args.out)!r}: {exc.strerror or exc}. Pass a "
+            "writable --out.",
+        ) from exc
     summaries = [summarize(t, f, lab) for t, f, lab in zip(traces, per_run, labels, strict=True)]
     if args.format == "json":
         body = {

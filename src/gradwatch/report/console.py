@@ -337,7 +337,7 @@ def progress(
     )
 
     bar = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # names are user text, not markup
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
