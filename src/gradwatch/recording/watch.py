@@ -264,6 +264,8 @@ class Watch:
         step = progress.step
         if buf.is_full(step):
             self._flush()
+            if self._sink.stopped is not None:
+                return
         if not self._layers.ordered:
             self._finalize_order()
         slot = step - buf.window_start
