@@ -74,6 +74,13 @@ def _quiet_broken_pipe() -> int:
     return 0
 
 
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gradwatch`` command; its exit status.
 
@@ -98,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except SystemExit as exc:
+        # rich meets a closed pipe itself: it points stdout at /dev/null and exits 1. The
+        # same quiet end as ours, with the same status.
+        if exc.code == 1 and _stdout_is_devnull():
+            return 0
+        raise
     except (TraceError, OSError, ValueError, TypeError, KeyError) as exc:
         if args.debug:
             raise
