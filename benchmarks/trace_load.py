@@ -75,8 +75,8 @@ def write_trace(run_dir: Path, n_layers: int, n_steps: int, flush: int = 100) ->
 
 _LOAD = """
 import json, resource, sys, time
-t0 = time.perf_counter()
 import gradwatch as gw
+t0 = time.perf_counter()
 t = gw.load(sys.argv[1])
 t1 = time.perf_counter()
 t.matrix("grad_rms")
