@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # Sub-command modules, in the order ``gradwatch --help`` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -76,7 +77,7 @@ def _quiet_broken_pipe() -> int:
 
 def _stdout_is_devnull() -> bool:
     try:
-        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), Path(os.devnull).stat())
     except (OSError, ValueError):
         return False
 

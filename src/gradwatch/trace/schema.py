@@ -32,7 +32,7 @@ from .._version import __version__
 from ._index import LayerIndex
 from .errors import TraceError
 from .layers import LayerInfo
-from .trace import RecurrentProfile, Trace, _readonly
+from .trace import MeasuredRows, RecurrentProfile, Trace, _readonly
 
 #: Version of the run-directory format; a reader refuses a newer one.
 FORMAT_VERSION = 1
@@ -288,7 +288,7 @@ def flush_tag(
 # ---------------------------------------------------------------------- tables -> Trace
 def _layer_columns_in_memory(
     tables: Sequence[pa.Table], n_layers: int
-) -> tuple[LayerIndex, dict[str, Callable[[], np.ndarray]]]:
+) -> tuple[LayerIndex, dict[str, Callable[[], MeasuredRows]]]:
     """The row index of in-memory ``layers`` chunks and a loader for each metric column."""
     index = LayerIndex(
         [t.column("step").to_numpy() for t in tables],
@@ -297,7 +297,7 @@ def _layer_columns_in_memory(
     )
     names = dict.fromkeys(n for t in tables for n in t.column_names if n not in ("step", "layer"))
 
-    def loader(name: str) -> Callable[[], np.ndarray]:
+    def loader(name: str) -> Callable[[], MeasuredRows]:
         return lambda: index.matrix(
             _float_column(t, name) if name in t.column_names else None for t in tables
         )
@@ -306,9 +306,9 @@ def _layer_columns_in_memory(
 
 
 def _float_column(table: pa.Table, name: str) -> np.ndarray:
-    """A numeric column as float64 (nulls as NaN)."""
-    column = table.column(name)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    """A numeric column as floats (nulls as NaN)."""
+    values = table.column(name).to_numpy(zero_copy_only=False)
+    return values if values.dtype.kind == "f" else values.astype(np.float64)
 
 
 def check_chunk(kind: str, table: pa.Table, file: Path) -> None:
@@ -334,7 +334,7 @@ def trace_from_tables(
     recurrent_tables: Sequence[pa.Table],
     run_dir: Path | None = None,
     *,
-    layer_columns: tuple[LayerIndex, Mapping[str, Callable[[], np.ndarray]]] | None = None,
+    layer_columns: tuple[LayerIndex, Mapping[str, Callable[[], MeasuredRows]]] | None = None,
 ) -> Trace:
     """Assemble a Trace from the chunk tables the recorder writes (vectorised, no step loop).
 

@@ -49,7 +49,7 @@ from .schema import (
     stamp_meta,
     trace_from_tables,
 )
-from .trace import Trace
+from .trace import MeasuredRows, Trace
 
 META_FILE = "meta.json"
 _KINDS = "|".join(CHUNK_KINDS)
@@ -363,13 +363,21 @@ def _whole_flushes(chunks: dict[str, list[_Chunk]], status: Any) -> dict[str, li
     }
 
 
-def _metric_loader(index: LayerIndex, chunks: list[_Chunk], name: str) -> Callable[[], np.ndarray]:
-    def load_matrix() -> np.ndarray:
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """Floats as stored (float32 from the recorder: half the memory in transit); integers
+    and booleans as float64 (so NaN can mark missing)."""
+    return values if values.dtype.kind == "f" else values.astype(np.float64)
+
+
+def _metric_loader(
+    index: LayerIndex, chunks: list[_Chunk], name: str
+) -> Callable[[], MeasuredRows]:
+    def load_matrix() -> MeasuredRows:
         def column(c: _Chunk) -> np.ndarray | None:
             if name not in c.columns:
                 return None
             col = c.read([name]).column(name)
-            return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            return _numbers(col.to_numpy(zero_copy_only=False))
 
         return index.matrix(column(c) for c in chunks)
 

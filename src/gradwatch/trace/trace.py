@@ -58,6 +58,14 @@ class GradRatio:
         return f"median over steps {self.steps[0]}-{self.steps[1]}"
 
 
+class MeasuredRows(NamedTuple):
+    """The rows of a ``(steps, layers)`` matrix where anything was measured (a loader's
+    compact answer for a sampled metric; see :meth:`Trace.matrix`)."""
+
+    rows: np.ndarray  # row indices into Trace.steps, sorted
+    values: np.ndarray  # (len(rows), layers) float64, NaN where not measured
+
+
 @dataclass(frozen=True)
 class RecurrentProfile:
     """Gradient norm reaching each input time step of one recurrent layer.
@@ -93,7 +101,7 @@ class Trace:
         *,
         layers: Sequence[LayerInfo],
         steps: np.ndarray,
-        metrics: Mapping[str, np.ndarray | Callable[[], np.ndarray]],
+        metrics: Mapping[str, np.ndarray | Callable[[], np.ndarray | MeasuredRows]],
         scalar_steps: np.ndarray,
         scalars: Mapping[str, np.ndarray],
         recurrent: Mapping[str, RecurrentProfile],
@@ -104,7 +112,7 @@ class Trace:
         self._steps = _readonly(np.asarray(steps, dtype=np.int64))
         # A metric is an array, or a loader called on first use (a trace read from disk reads
         # a metric's column only when asked for it; see trace.store).
-        self._metrics: dict[str, np.ndarray | Callable[[], np.ndarray]] = {
+        self._metrics: dict[str, np.ndarray | MeasuredRows | Callable[[], Any]] = {
             k: v if callable(v) else _readonly(np.asarray(v, dtype=np.float64))
             for k, v in metrics.items()
         }
@@ -232,19 +240,36 @@ class Trace:
     def has_metric(self, metric: str) -> bool:
         return metric in self._metrics
 
+    def _resolve(self, metric: str) -> np.ndarray | MeasuredRows:
+        try:
+            value = self._metrics[metric]
+        except KeyError:
+            raise KeyError(f"this trace has no metric {metric!r}; it has {self.metrics}") from None
+        if callable(value):
+            loaded = value()
+            if isinstance(loaded, MeasuredRows):
+                if len(loaded.rows) == len(self._steps):  # measured at every step: keep whole
+                    value = _readonly(np.asarray(loaded.values, dtype=np.float64))
+                else:
+                    value = MeasuredRows(_readonly(loaded.rows), _readonly(loaded.values))
+            else:
+                value = _readonly(np.asarray(loaded, dtype=np.float64))
+            self._metrics[metric] = value
+        return value
+
     def matrix(self, metric: str) -> np.ndarray:
         """A ``(steps, layers)`` float64 array of one metric; NaN where not measured.
 
         Raises:
             KeyError: When the trace holds no such metric; the message lists those it holds.
         """
-        try:
-            value = self._metrics[metric]
-        except KeyError:
-            raise KeyError(f"this trace has no metric {metric!r}; it has {self.metrics}") from None
-        if callable(value):
-            value = _readonly(np.asarray(value(), dtype=np.float64))
-            self._metrics[metric] = value
+        value = self._resolve(metric)
+        if isinstance(value, MeasuredRows):
+            # A sampled metric of a loaded trace is kept as its measured rows only (a tenth
+            # of the memory with sample_every=10); the full matrix is built for each caller.
+            full = np.full((len(self._steps), len(self._layers)), np.nan)
+            full[value.rows] = value.values
+            return _readonly(full)
         return value
 
     def measured(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +278,10 @@ class Trace:
         Sampled metrics (activations, update ratios) exist only on every
         ``sample_every``-th step; this drops the all-missing rows.
         """
-        mat = self.matrix(metric)
+        value = self._resolve(metric)
+        if isinstance(value, MeasuredRows):
+            return self._steps[value.rows], value.values
+        mat = value
         keep = ~np.all(np.isnan(mat), axis=1) if mat.size else np.zeros(len(mat), bool)
         return self._steps[keep], mat[keep]
 
