@@ -15,7 +15,6 @@ import pytest
 
 import gradwatch as gw
 from gradwatch.cli.main import main
-from gradwatch.trace.schema import FLUSH_KEY
 
 
 def _meta(run: Path) -> dict[str, object]:
@@ -29,6 +28,8 @@ def _set_meta(run: Path, **changes: object) -> None:
 
 
 def _retag(file: Path, tag: bytes) -> None:
+    from gradwatch.trace.schema import FLUSH_KEY
+
     table = pq.read_table(file)
     pq.write_table(table.replace_schema_metadata({FLUSH_KEY: tag}), file)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import gradwatch as gw
-from gradwatch.cli.lab import _resolve_config
 from gradwatch.cli.main import main
 
 
@@ -42,6 +41,8 @@ def test_explain_recorded_step_walks_that_step(
 def test_lab_config_by_shipped_name(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gradwatch.cli.lab import _resolve_config
+
     monkeypatch.chdir(tmp_path)  # no such file here
     resolved = Path(_resolve_config(name))
     assert resolved.name == "deep_sigmoid.toml" and resolved.is_file()
@@ -51,6 +52,8 @@ def test_lab_config_by_shipped_name(
 def test_lab_config_local_file_wins_and_unknown_lists_shipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from gradwatch.cli.lab import _resolve_config
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "deep_sigmoid.toml").write_text("# mine\n")
     assert _resolve_config("deep_sigmoid.toml") == "deep_sigmoid.toml"
