@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -89,7 +88,7 @@ print(json.dumps({"load_s": t1 - t0, "first_matrix_s": t2 - t1,
 def _child(argv: list[str]) -> tuple[float, float, str]:
     """Wall time, peak RSS (MB) and stdout of one child process (its own rusage, by wait4)."""
     t0 = time.perf_counter()
-    with open(os.devnull, "w") as err:
+    with Path(os.devnull).open("w") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
         assert proc.stdout is not None
         out = proc.stdout.read()

@@ -125,3 +125,22 @@ def test_lazy_columns_equal_the_whole_tables(tmp_path: Path) -> None:
         np.testing.assert_array_equal(trace.matrix(metric), ref.to_numpy(np.float64))
     assert isinstance(trace.matrix("grad_rms"), np.ndarray)
     assert pd is not None
+
+
+def test_in_memory_trace_taken_mid_run_is_a_snapshot() -> None:
+    """``w.trace`` without a run_dir, taken mid-run, keeps its steps while training goes on
+    (its metrics are built on first use, from the chunks of that moment)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(8, 4)
+    with gw.watch(model, opt, flush_every=4) as w:
+        for step in range(20):
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step == 9:
+                early = w.trace
+    assert early.matrix("grad_rms").shape == (10, 2)
+    np.testing.assert_array_equal(early.matrix("grad_rms"), w.trace.matrix("grad_rms")[:10])

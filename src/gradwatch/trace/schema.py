@@ -290,6 +290,7 @@ def _layer_columns_in_memory(
     tables: Sequence[pa.Table], n_layers: int
 ) -> tuple[LayerIndex, dict[str, Callable[[], MeasuredRows]]]:
     """The row index of in-memory ``layers`` chunks and a loader for each metric column."""
+    tables = list(tables)  # a snapshot: the recorder's list goes on growing
     index = LayerIndex(
         [t.column("step").to_numpy() for t in tables],
         [t.column("layer").to_numpy() for t in tables],
