@@ -51,8 +51,8 @@ def test_load_reads_only_the_index_then_each_asked_column(
 
 
 def test_memory_of_load_is_the_index_not_the_matrices(tmp_path: Path) -> None:
-    """200 layers x 2000 steps: eleven float64 matrices would be 35 MB; load allocates (in
-    numpy) about the row index, and one matrix() call about one matrix."""
+    """200 layers x 2000 steps: eleven float64 matrices would be 35 MB (11 x 3.2 MB); load
+    allocates (in numpy) about the row index, and one matrix() call about one matrix."""
     run = tmp_path / "big"
     _bench_writer()(run, 200, 2000)
     one_matrix = 200 * 2000 * 8
@@ -63,7 +63,8 @@ def test_memory_of_load_is_the_index_not_the_matrices(tmp_path: Path) -> None:
     mat = trace.matrix("grad_rms")
     matrix_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert load_peak < 3 * one_matrix, load_peak / 1e6
+    # The row index: int64 step, layer and row-position arrays, one matrix's size each.
+    assert load_peak < 4 * one_matrix, load_peak / 1e6
     assert matrix_peak < 4 * one_matrix, matrix_peak / 1e6
     assert mat.shape == (2000, 200) and np.isfinite(mat).all()
     # Against the writer's own formula: the profile exp(linspace(-12, 0)) times noise * 2.

@@ -40,24 +40,33 @@ class LayerIndex:
     """The row layout of a run's layer chunks, in the order they were written.
 
     Args:
-        steps: The ``step`` column of each chunk.
-        layers: The ``layer`` (depth) column of each chunk.
+        step: The ``step`` column of all chunks, one after the other (int64; used as scratch
+            space: the index takes it over).
+        layer: The ``layer`` (depth) column of all chunks, likewise.
+        lengths: Number of rows of each chunk.
         n_layers: Number of layers in the layer table; rows naming another depth are ignored.
     """
 
     def __init__(
-        self, steps: Sequence[np.ndarray], layers: Sequence[np.ndarray], n_layers: int
+        self, step: np.ndarray, layer: np.ndarray, lengths: Sequence[int], n_layers: int
     ) -> None:
         self.n_layers = n_layers
-        self._bounds = np.concatenate([[0], np.cumsum([len(s) for s in steps])]).astype(np.int64)
-        step = np.concatenate(steps).astype(np.int64) if steps else np.zeros(0, np.int64)
-        layer = np.concatenate(layers) if layers else np.zeros(0, np.int64)
+        self._bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         # The flat position row * n_layers + layer of each row, built in place in `step`.
         self.steps, flat = unique_inverse(step)
         flat *= n_layers
         flat += layer
         flat[(layer < 0) | (layer >= n_layers)] = -1
         self._flat = flat
+
+    @classmethod
+    def from_chunks(
+        cls, steps: Sequence[np.ndarray], layers: Sequence[np.ndarray], n_layers: int
+    ) -> LayerIndex:
+        """The index of chunks given as their ``step`` and ``layer`` columns."""
+        step = np.concatenate(steps).astype(np.int64) if steps else np.zeros(0, np.int64)
+        layer = np.concatenate(layers) if layers else np.zeros(0, np.int64)
+        return cls(step, layer, [len(s) for s in steps], n_layers)
 
     @property
     def n_chunks(self) -> int:

@@ -291,7 +291,7 @@ def _layer_columns_in_memory(
 ) -> tuple[LayerIndex, dict[str, Callable[[], MeasuredRows]]]:
     """The row index of in-memory ``layers`` chunks and a loader for each metric column."""
     tables = list(tables)  # a snapshot: the recorder's list goes on growing
-    index = LayerIndex(
+    index = LayerIndex.from_chunks(
         [t.column("step").to_numpy() for t in tables],
         [t.column("layer").to_numpy() for t in tables],
         n_layers,

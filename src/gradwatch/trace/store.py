@@ -384,6 +384,26 @@ def _metric_loader(
     return load_matrix
 
 
+def _layer_index(chunks: list[_Chunk], n_layers: int) -> LayerIndex:
+    """The row index of the layer chunks, from their ``step`` and ``layer`` columns only.
+
+    The columns are copied chunk by chunk into arrays sized from the footers, so each
+    chunk's Arrow table is let go before the next is read (10 million rows: 120 MB less).
+    """
+    total = sum(c.rows for c in chunks)
+    step = np.empty(total, dtype=np.int64)
+    layer = np.empty(total, dtype=np.int64)
+    pos = 0
+    for c in chunks:
+        table = c.read(["step", "layer"])
+        check_chunk("layers", table, c.file)
+        n = table.num_rows
+        step[pos : pos + n] = table.column("step").to_numpy()
+        layer[pos : pos + n] = table.column("layer").to_numpy()
+        pos += n
+    return LayerIndex(step, layer, [c.rows for c in chunks], n_layers)
+
+
 def load(run_dir: str | os.PathLike[str]) -> Trace:
     """Read a run directory into a :class:`Trace`, including from a run that was killed.
 
@@ -411,21 +431,12 @@ def load(run_dir: str | os.PathLike[str]) -> Trace:
     meta = read_meta(path)
     chunks = _whole_flushes(_list_chunks(path), meta.get("status"))
     try:
-        keys = [c.read(["step", "layer"]) for c in chunks["layers"]]
-        for c, table in zip(chunks["layers"], keys, strict=True):
-            check_chunk("layers", table, c.file)
+        index = _layer_index(chunks["layers"], len(meta.get("layers", [])))
         scalars = [c.read() for c in chunks["scalars"]]
         recurrent = [c.read() for c in chunks["recurrent"]]
         for kind, tables in (("scalars", scalars), ("recurrent", recurrent)):
             for c, table in zip(chunks[kind], tables, strict=True):
                 check_chunk(kind, table, c.file)
-        n_layers = len(meta.get("layers", []))
-        index = LayerIndex(
-            [t.column("step").to_numpy() for t in keys],
-            [t.column("layer").to_numpy() for t in keys],
-            n_layers,
-        )
-        del keys
         names = dict.fromkeys(
             n for c in chunks["layers"] for n in c.columns if n not in ("step", "layer")
         )
