@@ -3,7 +3,8 @@
 Functions whose name ends in ``_`` change their argument in place (as in torch); the others
 return a new model and leave the user's model untouched. :func:`apply` dispatches every
 remedy id of :data:`gradwatch.diagnosis.REMEDY_IDS`; :func:`prescribe` picks the remedies
-that fit a model from the findings; :func:`verify` measures what a remedy changes.
+that fit a model from the findings; ``gradwatch.verify`` (in the lab, which trains)
+measures what a remedy changes.
 
 Example:
     >>> import torch
@@ -56,12 +57,10 @@ from .normalization import insert_batchnorm, insert_layernorm, insert_norm
 from .prescribe import Prescription, applicability, prescribe
 from .pretraining import Pretrained, pretrain_layerwise
 from .residual import Residual, add_residual
-from .verify import ArmResult, Verification, verify
 
 __all__ = [
     "ACTIVATION_NAMES",
     "ActivationSwap",
-    "ArmResult",
     "ClipResult",
     "ClipStats",
     "GradientClipper",
@@ -73,7 +72,6 @@ __all__ = [
     "Pretrained",
     "Residual",
     "UnsupportedModelError",
-    "Verification",
     "activation_gain",
     "add_residual",
     "applicability",
@@ -101,7 +99,6 @@ __all__ = [
     "replace_rnn",
     "suggest_max_norm",
     "swap_activations",
-    "verify",
 ]
 
 _INITS: dict[str, Callable[..., nn.Module]] = {
