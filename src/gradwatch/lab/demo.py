@@ -181,7 +181,7 @@ def run_demo(
 
     Example:
         >>> outcome = run_demo("gradwatch-demo", DemoConfig(steps=50))  # doctest: +SKIP
-        >>> outcome.rows[0].label
+        >>> outcome.rows[0].label  # doctest: +SKIP
         'ReLU + He init'
     """
     cfg = config or DemoConfig()

@@ -154,9 +154,7 @@ def train_recorded(
                 opt.step()
                 w.log(loss=loss)
                 loss_t[step] = loss.detach()
-                check = (
-                    stop_if_diverged and step % DIVERGENCE_CHECK_EVERY == DIVERGENCE_CHECK_EVERY - 1
-                )
+                check = stop_if_diverged and (step + 1) % DIVERGENCE_CHECK_EVERY == 0
                 if check and not bool(torch.isfinite(loss_t[step])):
                     stopped = True
                     break

@@ -59,6 +59,14 @@ def init_linear_(layer: nn.Linear | nn.Conv2d, init: str, activation: str) -> No
 
     ``standard`` is the heuristic Glorot & Bengio (2010) call standard: U[-1/sqrt(n), 1/sqrt(n)]
     with n = fan-in (weight variance 1/(3 n)). ``default`` leaves PyTorch's own initialisation.
+    The gains are ``gradwatch.remedies.init.activation_gain``'s.
+
+    Args:
+        layer: Initialised in place.
+        init: One of :data:`INITS`.
+        activation: The activation after the layer. No lab scheme depends on it today
+            (``"he"`` is the ReLU scale for every activation, as the lab has always used it);
+            it is the argument a per-layer library entry point takes.
     """
     if init == "default":
         return
