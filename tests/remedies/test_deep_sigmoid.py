@@ -11,13 +11,13 @@ import torch
 from remedies_helpers import make_mlp
 from torch import nn
 
+from gradwatch.lab.verify import verify
 from gradwatch.remedies import (
     add_residual,
     init_he_,
     init_lsuv_,
     insert_batchnorm,
     swap_activations,
-    verify,
 )
 
 DEPTH, WIDTH, D_IN, CLASSES = 20, 64, 16, 4

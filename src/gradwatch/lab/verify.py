@@ -9,7 +9,8 @@ layer at full strength; 1e-6 = it has vanished), the loss, and the findings of
 ``gradwatch.diagnose`` that disappeared or appeared.
 
 It lives with the experiment runner, above ``remedies``: it trains, records and diagnoses,
-which a remedy does not.
+which a remedy does not. It copies models and classifies layers with the remedies' own
+helpers (``remedies._common``, not yet public), so both agree on what a weight layer is.
 """
 
 from __future__ import annotations
