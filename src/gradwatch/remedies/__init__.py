@@ -4,7 +4,8 @@ Functions whose name ends in ``_`` change their argument in place (as in torch);
 return a new model and leave the user's model untouched. :data:`REMEDIES` is the registry
 of every remedy id of :data:`gradwatch.diagnosis.REMEDY_IDS` (what it does, its options,
 what it needs and returns); :func:`apply` applies one by id; :func:`prescribe` picks the
-remedies that fit a model from the findings.
+remedies that fit a model from the findings; ``gradwatch.verify`` (in the lab, which
+trains) measures what a remedy changes.
 
 Example:
     >>> import torch
@@ -54,16 +55,12 @@ from .pretraining import Pretrained, pretrain_layerwise
 from .registry import REMEDIES, REQUIRED, Need, Remedy, apply
 from .residual import Residual, add_residual
 
-# verify moves to gradwatch.lab (issue 11); gw.verify still resolves it here until then.
-from .verify import ArmResult, Verification, verify
-
 __all__ = [
     "ACTIVATION_NAMES",
     "INIT_SCHEMES",
     "REMEDIES",
     "REQUIRED",
     "ActivationSwap",
-    "ArmResult",
     "ClipResult",
     "ClipStats",
     "GradientClipper",
@@ -78,7 +75,6 @@ __all__ = [
     "Remedy",
     "Residual",
     "UnsupportedModelError",
-    "Verification",
     "activation_gain",
     "add_residual",
     "applicability",
@@ -107,5 +103,4 @@ __all__ = [
     "replace_rnn",
     "suggest_max_norm",
     "swap_activations",
-    "verify",
 ]

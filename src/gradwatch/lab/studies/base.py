@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gradwatch.trace import Trace
+
 from ..config import RunConfig
 from ..runner import RunResult, run, with_seed
 from ..tasks import make_task
@@ -78,6 +80,13 @@ def run_seeds(config: RunConfig, seeds: Sequence[int]) -> list[RunResult]:
     """
     task = make_task(config.task, config.task_config)
     return [run(with_seed(config, s), task=task) for s in seeds]
+
+
+def trace_of(result: RunResult) -> Trace:
+    """The trace a run recorded (every in-memory run keeps it; a loaded result.json does not)."""
+    if result.trace is None:
+        raise ValueError(f"run {result.name!r} holds no trace; run it, or gw.load its run dir")
+    return result.trace
 
 
 def variant(config: RunConfig, **changes: Any) -> RunConfig:
