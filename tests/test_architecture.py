@@ -51,6 +51,9 @@ def _modules() -> Iterator[tuple[str, Path]]:
         yield ".".join(["gradwatch", *parts]), path
 
 
+MODULES = frozenset(m for m, _ in _modules())
+
+
 def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
 
@@ -73,12 +76,10 @@ def _imports(module: str, path: Path) -> Iterator[tuple[str, int, bool]]:
                 target = node.module or ""
             if target.split(".")[0] != "gradwatch":
                 continue
-            if node.module is None:
-                # ``from . import x``: each name is a sub-module (or an attribute of base)
-                for alias in node.names:
-                    yield f"{target}.{alias.name}", node.lineno, id(node) in top_level
-            else:
-                yield target, node.lineno, id(node) in top_level
+            # ``from pkg import name`` imports the sub-module pkg.name when there is one
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                yield (sub if sub in MODULES else target), node.lineno, id(node) in top_level
 
 
 def _package(module: str) -> str:
