@@ -146,6 +146,19 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert _find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+def test_private_modules_stay_in_their_package() -> None:
+    """A package's private modules (``remedies._common``) are not imported by other packages."""
+    bad = []
+    for module, path in _modules():
+        src = _package(module)
+        for target, line, _ in _imports(module, path):
+            parts = target.split(".")
+            private = any(p.startswith("_") for p in parts[2:])
+            if private and _package(target) != src and _package(target) not in LEAVES:
+                bad.append(f"{path.relative_to(SRC)}:{line} imports {target}")
+    assert not bad, "\n".join(bad)
+
+
 def test_no_import_cycles() -> None:
     """Module-level imports between gradwatch's modules form no cycle."""
     modules = dict(_modules())

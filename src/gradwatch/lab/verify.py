@@ -10,7 +10,8 @@ layer at full strength; 1e-6 = it has vanished), the loss, and the findings of
 
 It lives with the experiment runner, above ``remedies``: it trains, records and diagnoses,
 which a remedy does not. It copies models and classifies layers with the remedies' own
-helpers (``remedies._common``, not yet public), so both agree on what a weight layer is.
+helpers (``copy_model``, ``norm_types``, ``activation_types``), so both agree on what a
+weight layer is.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from torch import nn
 
 from gradwatch.diagnosis import Finding
 from gradwatch.diagnosis import diagnose as diagnose_trace
-from gradwatch.remedies import apply
-from gradwatch.remedies._common import activation_types, copy_model, norm_types
+from gradwatch.remedies import activation_types, apply, copy_model, norm_types
 from gradwatch.remedies.prescribe import Prescription
 from gradwatch.trace import Trace
 

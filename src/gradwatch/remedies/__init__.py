@@ -20,7 +20,13 @@ Example:
 
 from __future__ import annotations
 
-from ._common import UnsupportedModelError
+from ._common import (
+    UnsupportedModelError,
+    activation_types,
+    copy_model,
+    norm_types,
+    weight_layer_types,
+)
 from .activations import ACTIVATION_NAMES, ActivationSwap, make_activation, swap_activations
 from .clipping import (
     ClipResult,
@@ -76,12 +82,14 @@ __all__ = [
     "Residual",
     "UnsupportedModelError",
     "activation_gain",
+    "activation_types",
     "add_residual",
     "applicability",
     "apply",
     "clip_grad_adaptive_",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "copy_model",
     "fastest_device",
     "following_activations",
     "init_he_",
@@ -97,10 +105,12 @@ __all__ = [
     "make_activation",
     "measure_speedup",
     "move_to_device_",
+    "norm_types",
     "prescribe",
     "pretrain_layerwise",
     "reduce_depth",
     "replace_rnn",
     "suggest_max_norm",
     "swap_activations",
+    "weight_layer_types",
 ]
