@@ -138,6 +138,50 @@ def adding_race(models: dict[str, Any], size: Size, remedies: tuple[str, ...] = 
     )
 
 
+def adding_race_study(
+    study: tuple[str, str, str, str],
+    winner: tuple[str, str, Any],
+    size: Size,
+    remedies: tuple[str, ...] = (),
+) -> StudyOutcome:
+    """The adding-problem race of hochreiter1997 and le2015: ``winner`` (key, label, model
+    config) against a tanh RNN trained alike. Holds when the winner's mean test MSE is at
+    most half the trivial error and the tanh RNN's at least 0.8 of it.
+
+    Args:
+        study: (name, citation, claim, criterion) of the study.
+        winner: (result key, label in the measured text, RecurrentConfig).
+        size: ``"test"`` or ``"full"``.
+        remedies: Remedy ids applied to both models (le2015 clips both).
+    """
+    from ..models import RecurrentConfig
+
+    name, citation, claim, criterion = study
+    key, label, config = winner
+
+    def build() -> StudyOutcome:
+        race = adding_race(
+            {key: config, "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
+            size,
+            remedies=remedies,
+        )
+        trivial, mse = race.trivial, race.mse
+        held = mse[key] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
+        return StudyOutcome(
+            name, citation, claim, criterion,
+            measured=(
+                f"T={race.seq_len}: test MSE {label} {mse[key]:.4f}, "
+                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
+            ),
+            held=held,
+            numbers={"trivial": trivial, **race.per_seed},
+            size=size,
+            seeds=race.seeds,
+        )  # fmt: skip
+
+    return timed(build)
+
+
 def timed(build: Callable[[], StudyOutcome]) -> StudyOutcome:
     """Run ``build`` and stamp the wall time into its outcome."""
     started = time.perf_counter()
