@@ -5,7 +5,7 @@ hundred steps on one CPU thread with ``gw.watch`` (in memory), and runs ``gw.dia
 tests (``tests/diagnosis/test_corpus.py``) assert the expected findings; this script prints
 the confusion table (which rules fired, at which severity, on which model) and rewrites the
 generated part of ``docs/diagnosis.md``. It does the same for the real-architecture corpus
-(``real_corpus.py``: Hugging Face GPT-2/BERT/ViT/ResNet, word-language-model RNNs), whose
+(``real_corpus/``: Hugging Face GPT-2/BERT/ViT/ResNet, word-language-model RNNs), whose
 table goes to its own generated section.
 
 Run: ``PYTHONPATH=src python benchmarks/diagnosis_corpus.py [--corpus toy|real|both]
@@ -430,11 +430,7 @@ _MARK = {"critical": "**C**", "warning": "W", "info": "i"}
 
 
 def confusion_table(results: dict[str, list[Finding]], cases: Mapping[str, Any] = CORPUS) -> str:
-    """Markdown table: one row per corpus model, one column per rule, the severity fired.
-
-    ``cases`` maps each model to its case (anything with ``healthy`` and ``expect``): the toy
-    corpus by default, or ``real_corpus.REAL_CORPUS``.
-    """
+    """Markdown table: one row per model (of ``cases``), one column per rule, the severity."""
     short = [r.replace("_", " ") for r in RULE_IDS]
     lines = [
         "| model | expected | " + " | ".join(short) + " |",
@@ -488,7 +484,7 @@ def thresholds_table() -> str:
 
 
 _BEGIN = "<!-- BEGIN GENERATED: benchmarks/diagnosis_corpus.py -->"
-_BEGIN_REAL = "<!-- BEGIN GENERATED: benchmarks/real_corpus.py -->"
+_BEGIN_REAL = "<!-- BEGIN GENERATED: benchmarks/real_corpus/ -->"
 _END = "<!-- END GENERATED -->"
 
 
@@ -533,8 +529,8 @@ def toy_section(names: list[str], seed: int) -> str:
 
 
 def real_section(names: list[str], seed: int) -> str:
-    """Run the real-architecture corpus (``real_corpus.py``), print its tables; docs section."""
-    import real_corpus  # beside this file: on sys.path when run as a script
+    """Run the real-architecture corpus (``real_corpus/``), print its tables; docs section."""
+    import real_corpus
 
     cases = real_corpus.REAL_CORPUS
     results: dict[str, list[Finding]] = {}
@@ -575,7 +571,7 @@ def main() -> None:
         "--corpus",
         choices=("toy", "real", "both"),
         default="both",
-        help="the toy corpus (this file), the real architectures (real_corpus.py), or both",
+        help="the toy corpus (this file), the real architectures (real_corpus/), or both",
     )
     parser.add_argument("--only", action="append", help="run only these models (either corpus)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
@@ -583,24 +579,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     docs = Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md"
-    if args.corpus in ("toy", "both"):
-        names = [n for n in CORPUS if not args.only or n in args.only]
-        if names:
-            print("## Toy corpus\n")
-            body = toy_section(names, args.seed)
-            if args.write_docs:
-                write_docs(docs, body)
-                print("\nupdated the toy section of docs/diagnosis.md")
-    if args.corpus in ("real", "both"):
-        import real_corpus
+    for corpus in ("toy", "real") if args.corpus == "both" else (args.corpus,):
+        if corpus == "toy":
+            known, section, begin = list(CORPUS), toy_section, _BEGIN
+        else:
+            import real_corpus  # a package beside this file: on sys.path when run as a script
 
-        names = [n for n in real_corpus.REAL_CORPUS if not args.only or n in args.only]
+            known, section, begin = list(real_corpus.REAL_CORPUS), real_section, _BEGIN_REAL
+        names = [n for n in known if not args.only or n in args.only]
         if names:
-            print("\n## Real-architecture corpus\n")
-            body = real_section(names, args.seed)
+            print(f"\n## {corpus} corpus\n")
+            body = section(names, args.seed)
             if args.write_docs:
-                write_docs(docs, body, _BEGIN_REAL)
-                print("\nupdated the real-architecture section of docs/diagnosis.md")
+                write_docs(docs, body, begin)
+                print(f"\nupdated the {corpus} section of docs/diagnosis.md")
 
 
 if __name__ == "__main__":

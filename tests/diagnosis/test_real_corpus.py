@@ -1,6 +1,6 @@
 """The real-architecture corpus: models people train are diagnosed truthfully.
 
-Each case (benchmarks/real_corpus.py) is a Hugging Face GPT-2/BERT/ViT/ResNet built from its
+Each case (benchmarks/real_corpus/) is a Hugging Face GPT-2/BERT/ViT/ResNet built from its
 config, a word-language-model LSTM/tanh-RNN, or a default-init MLP, trained for 60-200 CPU
 steps under ``gw.watch``. Every test first asserts the case's independent check, computed from
 the training loop's own losses, gradients and probes: a healthy case really learns, a broken
@@ -27,8 +27,11 @@ from gradwatch.diagnosis import SEVERITY_RANK, Finding
 
 
 def _load(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    """Import the package ``benchmarks/<name>/`` without putting ``benchmarks`` on sys.path."""
+    init = Path(__file__).resolve().parents[2] / "benchmarks" / name / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(init.parent)]
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
