@@ -138,6 +138,12 @@ class RunConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed} must be >= 0")
+        # The name becomes a directory under runs/: a path in it would write elsewhere.
+        if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
+            raise ConfigError(
+                f"name={self.name!r} must be a plain label (it names the run's directory); "
+                "drop the path separators, or pass the directory as `--out`"
+            )
         if not self.lr > 0:
             raise ConfigError(f"lr={self.lr} must be > 0")
         if not 0 <= self.momentum < 1:
