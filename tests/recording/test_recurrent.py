@@ -146,3 +146,24 @@ def test_profiles_only_on_sampled_steps_and_not_for_packed_sequences() -> None:
         out.data.sum().backward()
         w2.step()
     assert w2.trace.recurrent_layers == []
+
+
+def test_the_probe_runs_densely_first_then_every_few_sampled_steps() -> None:
+    """The last-position probe (one extra backward) runs on the first PROBE_DENSE sampled
+    steps, then on every PROBE_EVERY-th; the whole-loss profile on every sampled step."""
+    from gradwatch.recording.recurrent import PROBE_DENSE, PROBE_EVERY
+
+    torch.manual_seed(4)
+    model = _SeqModel(nn.RNN, batch_first=False)
+    n = PROBE_DENSE + 2 * PROBE_EVERY + 1
+    with gw.watch(model, sample_every=1) as w:
+        for _ in range(n):
+            tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
+            logits, _ = model(tokens)
+            _losses(logits, targets, False).sum().backward()
+            w.step()
+    expected = [k for k in range(n) if k < PROBE_DENSE or k % PROBE_EVERY == 0]
+    np.testing.assert_array_equal(
+        w.trace.input_grad_profile("rnn", kind="last_position").steps, expected
+    )
+    np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, np.arange(n))

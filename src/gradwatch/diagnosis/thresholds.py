@@ -216,13 +216,14 @@ class ShortMemoryThresholds:
     # is extrapolated to it).
     lookback: int = 50
     # Decades the last position's gradient falls over `lookback` steps. Near context carries
-    # most of a next-token loss, so gated cells lose several decades too: measured on byte LMs
-    # (64 units, 200-byte windows of stdlib sources, Adam 3e-3, steps 0-300) LSTM and GRU 4-8,
-    # the tanh RNN 27-34 (float32 underflows ~30 steps back). 12 = 1.5x the gated cells' worst,
+    # most of a next-token loss, so gated cells lose several decades too. Measured on byte LMs
+    # (64 units, 200-byte windows of stdlib sources, Adam 3e-3): LSTM and GRU 9.3-9.5 at
+    # initialisation, 4-8 over steps 20-300; the tanh RNN 15.6 at initialisation, 27-34 once
+    # trained (float32 underflows ~30 steps back). 12 sits above the gated cells' worst and
     # beyond float32's 7.2-decade resolution (our choice, measured).
     lookback_warn_decades: float = 12.0
     # 20 decades in 50 steps: no float32 weight gradient can carry that signal (our choice;
-    # the tanh RNN LMs above all cross it).
+    # the trained tanh RNN LMs above all cross it).
     lookback_critical_decades: float = 20.0
 
 
