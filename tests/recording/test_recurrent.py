@@ -167,3 +167,22 @@ def test_the_probe_runs_densely_first_then_every_few_sampled_steps() -> None:
         w.trace.input_grad_profile("rnn", kind="last_position").steps, expected
     )
     np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, np.arange(n))
+
+
+def test_the_probe_reuses_the_steps_dropout_masks() -> None:
+    """A 2-layer nn.RNN with dropout in training mode: the probe walks the step's own graph, so
+    it matches autograd on the last position's output under the same random masks."""
+    rnn = nn.RNN(3, 5, num_layers=2, dropout=0.4)
+    head = nn.Linear(5, 1)
+    x = torch.randn(8, 4, 3)
+    torch.manual_seed(5)
+    with gw.watch(rnn) as w:
+        out, _ = rnn(x)
+        head(out).square().sum().backward()
+        w.step()
+    torch.manual_seed(5)  # the same dropout masks
+    xr = x.clone().requires_grad_(True)
+    out, _ = rnn(xr)
+    (g,) = torch.autograd.grad(head(out[-1]).square().sum(), xr)
+    got = w.trace.input_grad_profile("", kind="last_position").values[0]
+    np.testing.assert_allclose(got, _norm_per_t(g, False), rtol=1e-4)
