@@ -4,9 +4,12 @@ Each entry builds a model whose pathology is known from how it is made, trains i
 hundred steps on one CPU thread with ``gw.watch`` (in memory), and runs ``gw.diagnose``. The
 tests (``tests/diagnosis/test_corpus.py``) assert the expected findings; this script prints
 the confusion table (which rules fired, at which severity, on which model) and rewrites the
-generated part of ``docs/diagnosis.md``.
+generated part of ``docs/diagnosis.md``. It does the same for the real-architecture corpus
+(``real_corpus/``: Hugging Face GPT-2/BERT/ViT/ResNet, word-language-model RNNs), whose
+table goes to its own generated section.
 
-Run: ``PYTHONPATH=src python benchmarks/diagnosis_corpus.py [--write-docs] [--only NAME]``
+Run: ``PYTHONPATH=src python benchmarks/diagnosis_corpus.py [--corpus toy|real|both]
+[--write-docs] [--only NAME]``
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import itertools
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -425,15 +429,15 @@ def margins_table(stats: dict[str, dict[str, float | None]]) -> str:
 _MARK = {"critical": "**C**", "warning": "W", "info": "i"}
 
 
-def confusion_table(results: dict[str, list[Finding]]) -> str:
-    """Markdown table: one row per corpus model, one column per rule, the severity fired."""
+def confusion_table(results: dict[str, list[Finding]], cases: Mapping[str, Any] = CORPUS) -> str:
+    """Markdown table: one row per model (of ``cases``), one column per rule, the severity."""
     short = [r.replace("_", " ") for r in RULE_IDS]
     lines = [
         "| model | expected | " + " | ".join(short) + " |",
         "| --- | --- | " + " | ".join("---" for _ in RULE_IDS) + " |",
     ]
     for name, findings in results.items():
-        case = CORPUS[name]
+        case = cases[name]
         fired = {f.rule: f.severity for f in findings}
         expected = "healthy" if case.healthy else ", ".join(case.expect)
         cells = [_MARK.get(fired.get(r, ""), "") for r in RULE_IDS]
@@ -441,11 +445,11 @@ def confusion_table(results: dict[str, list[Finding]]) -> str:
     return "\n".join(lines)
 
 
-def evidence_table(results: dict[str, list[Finding]]) -> str:
+def evidence_table(results: dict[str, list[Finding]], cases: Mapping[str, Any] = CORPUS) -> str:
     """Markdown list of each model's findings: rule, severity, layers, message."""
     out = []
     for name, findings in results.items():
-        out.append(f"- **{name}** ({CORPUS[name].description}):")
+        out.append(f"- **{name}** ({cases[name].description}):")
         if not findings:
             out.append("  no finding.")
         for f in findings:
@@ -480,31 +484,27 @@ def thresholds_table() -> str:
 
 
 _BEGIN = "<!-- BEGIN GENERATED: benchmarks/diagnosis_corpus.py -->"
+_BEGIN_REAL = "<!-- BEGIN GENERATED: benchmarks/real_corpus/ -->"
 _END = "<!-- END GENERATED -->"
 
 
-def write_docs(path: Path, body: str) -> None:
-    """Replace the generated section of ``docs/diagnosis.md`` (between the markers)."""
+def write_docs(path: Path, body: str, begin: str = _BEGIN) -> None:
+    """Replace one generated section of ``docs/diagnosis.md`` (from ``begin`` to the end marker)."""
     text = path.read_text()
-    block = f"{_BEGIN}\n{body}\n{_END}"
-    pattern = re.compile(re.escape(_BEGIN) + r".*?" + re.escape(_END), re.S)
+    block = f"{begin}\n{body}\n{_END}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(_END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"{path} has no generated-section markers {_BEGIN!r} ... {_END!r}")
+        raise SystemExit(f"{path} has no generated-section markers {begin!r} ... {_END!r}")
     path.write_text(pattern.sub(lambda _: block, text))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", help="run only these corpus models")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+def toy_section(names: list[str], seed: int) -> str:
+    """Run the toy corpus, print its rows and tables; return the docs section."""
     results: dict[str, list[Finding]] = {}
     times: dict[str, float] = {}
     stats: dict[str, dict[str, float | None]] = {}
-    for name in args.only or list(CORPUS):
-        trace, findings, secs = run_case(CORPUS[name], args.seed)
+    for name in names:
+        trace, findings, secs = run_case(CORPUS[name], seed)
         results[name], times[name] = findings, secs
         stats[name] = margins(trace)
         print(f"{name:24s} {secs:5.1f} s  " + ", ".join(f"{f.rule}:{f.severity}" for f in findings))
@@ -513,22 +513,86 @@ def main() -> None:
     print(table)
     print()
     print(margins_table(stats))
-    if args.write_docs:
-        body = (
-            "### Thresholds\n\nEvery default, with the source comment it carries in "
-            "`src/gradwatch/diagnosis/thresholds.py`:\n\n"
-            f"{thresholds_table()}\n\n### Confusion table\n\n"
-            f"Generated by `PYTHONPATH=src python benchmarks/diagnosis_corpus.py --write-docs` "
-            f"(seed {args.seed}, torch {torch.__version__}, one CPU thread; record + diagnose "
-            f"took {min(times.values()):.1f}-{max(times.values()):.1f} s per model). "
-            "**C** = critical, W = warning, i = info.\n\n"
-            f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
-            "in; '-' = not computable or no evidence in that direction):\n\n"
-            f"{margins_table(stats)}\n\n"
-            f"What each model's findings say:\n\n{evidence_table(results)}"
-        )
-        write_docs(Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md", body)
-        print("\nupdated docs/diagnosis.md")
+    return (
+        "### Thresholds\n\nEvery default, with the source comment it carries in "
+        "`src/gradwatch/diagnosis/thresholds.py`:\n\n"
+        f"{thresholds_table()}\n\n### Confusion table\n\n"
+        f"Generated by `PYTHONPATH=src python benchmarks/diagnosis_corpus.py --write-docs` "
+        f"(seed {seed}, torch {torch.__version__}, one CPU thread; record + diagnose "
+        f"took {min(times.values()):.1f}-{max(times.values()):.1f} s per model). "
+        "**C** = critical, W = warning, i = info.\n\n"
+        f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
+        "in; '-' = not computable or no evidence in that direction):\n\n"
+        f"{margins_table(stats)}\n\n"
+        f"What each model's findings say:\n\n{evidence_table(results)}"
+    )
+
+
+def real_section(names: list[str], seed: int) -> str:
+    """Run the real-architecture corpus (``real_corpus/``), print its tables; docs section."""
+    import real_corpus
+
+    cases = real_corpus.REAL_CORPUS
+    results: dict[str, list[Finding]] = {}
+    stats: dict[str, dict[str, float | None]] = {}
+    rows = ["| model | kind | independent check | s |", "| --- | --- | --- | --- |"]
+    for name in names:
+        case = cases[name]
+        run = real_corpus.record(case, seed)
+        ok, detail = case.check(run)
+        results[name], stats[name] = run.findings, margins(run.trace)
+        kind = "healthy" if case.healthy else "broken"
+        verdict = ("learns" if case.healthy else "broken") if ok else "CHECK FAILED"
+        cell = f"{verdict}: {detail}".replace("|", "\\|")  # a norm's bars are not columns
+        rows.append(f"| {name} | {kind} | {cell} | {run.seconds:.1f} |")
+        fired = ", ".join(f"{f.rule}:{f.severity}" for f in run.findings)
+        print(f"{name:30s} {run.seconds:5.1f} s  {verdict} ({detail})\n{'':32s}{fired}")
+    table = confusion_table(results, cases)
+    checks = "\n".join(rows)
+    print()
+    print(table)
+    print()
+    print(checks)
+    return (
+        "Generated by `PYTHONPATH=src python benchmarks/diagnosis_corpus.py --corpus real "
+        f"--write-docs` (seed {seed}, torch {torch.__version__}, one CPU thread; seconds are "
+        "record + diagnose). **C** = critical, W = warning, i = info.\n\n"
+        f"{table}\n\nEach case's independent check (the training loop's own losses, "
+        "gradients and probes, not gradwatch):\n\n"
+        f"{checks}\n\nEach rule's statistic on each model ('-' = not computable or no "
+        f"evidence in that direction):\n\n{margins_table(stats)}\n\n"
+        f"What each model's findings say:\n\n{evidence_table(results, cases)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--corpus",
+        choices=("toy", "real", "both"),
+        default="both",
+        help="the toy corpus (this file), the real architectures (real_corpus/), or both",
+    )
+    parser.add_argument("--only", action="append", help="run only these models (either corpus)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    docs = Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md"
+    for corpus in ("toy", "real") if args.corpus == "both" else (args.corpus,):
+        if corpus == "toy":
+            known, section, begin = list(CORPUS), toy_section, _BEGIN
+        else:
+            import real_corpus  # a package beside this file: on sys.path when run as a script
+
+            known, section, begin = list(real_corpus.REAL_CORPUS), real_section, _BEGIN_REAL
+        names = [n for n in known if not args.only or n in args.only]
+        if names:
+            print(f"\n## {corpus} corpus\n")
+            body = section(names, args.seed)
+            if args.write_docs:
+                write_docs(docs, body, begin)
+                print(f"\nupdated the {corpus} section of docs/diagnosis.md")
 
 
 if __name__ == "__main__":

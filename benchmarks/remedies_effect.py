@@ -17,6 +17,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+import gradwatch as gw
 from gradwatch import remedies as R
 
 
@@ -79,7 +80,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, remedy, opts in cases:
         t0 = time.perf_counter()
-        v = R.verify(
+        v = gw.verify(
             model,
             remedy,
             batches,

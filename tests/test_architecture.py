@@ -51,6 +51,9 @@ def _modules() -> Iterator[tuple[str, Path]]:
         yield ".".join(["gradwatch", *parts]), path
 
 
+MODULES = frozenset(m for m, _ in _modules())
+
+
 def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
 
@@ -73,12 +76,10 @@ def _imports(module: str, path: Path) -> Iterator[tuple[str, int, bool]]:
                 target = node.module or ""
             if target.split(".")[0] != "gradwatch":
                 continue
-            if node.module is None:
-                # ``from . import x``: each name is a sub-module (or an attribute of base)
-                for alias in node.names:
-                    yield f"{target}.{alias.name}", node.lineno, id(node) in top_level
-            else:
-                yield target, node.lineno, id(node) in top_level
+            # ``from pkg import name`` imports the sub-module pkg.name when there is one
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                yield (sub if sub in MODULES else target), node.lineno, id(node) in top_level
 
 
 def _package(module: str) -> str:
@@ -143,6 +144,19 @@ def test_cycle_finder_finds_a_cycle() -> None:
     """The cycle check itself sees a cycle (so its silence on the package means something)."""
     assert _find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]
     assert _find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_private_modules_stay_in_their_package() -> None:
+    """A package's private modules (``remedies._common``) are not imported by other packages."""
+    bad = []
+    for module, path in _modules():
+        src = _package(module)
+        for target, line, _ in _imports(module, path):
+            parts = target.split(".")
+            private = any(p.startswith("_") for p in parts[2:])
+            if private and _package(target) != src and _package(target) not in LEAVES:
+                bad.append(f"{path.relative_to(SRC)}:{line} imports {target}")
+    assert not bad, "\n".join(bad)
 
 
 def test_no_import_cycles() -> None:

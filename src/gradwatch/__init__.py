@@ -33,7 +33,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Thresholds": ("gradwatch.diagnosis", "Thresholds"),
     "theory": ("gradwatch.theory", ""),
     "prescribe": ("gradwatch.remedies", "prescribe"),
-    "verify": ("gradwatch.remedies", "verify"),
+    "verify": ("gradwatch.lab.verify", "verify"),
     "Prescription": ("gradwatch.remedies", "Prescription"),
     "remedies": ("gradwatch.remedies", ""),
     "write_report": ("gradwatch.report", "write_report"),
@@ -66,9 +66,9 @@ __all__ = [
 if TYPE_CHECKING:
     from . import lab, remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
+    from .lab.verify import verify
     from .recording import Watch, watch
     from .remedies.prescribe import Prescription, prescribe
-    from .remedies.verify import verify
     from .report import export_tensorboard, write_report
     from .trace import LayerInfo, Trace, TraceError, load
 

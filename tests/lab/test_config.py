@@ -72,6 +72,9 @@ def test_round_trips_through_dict() -> None:
         ),
         (_with(steps=0), r"steps=0 must be >= 1"),
         (_with(lr=-1), r"lr=-1.0 must be > 0"),
+        (_with(name="../escaped"), r"name='../escaped' must be a plain label.*--out"),
+        (_with(name="/tmp/abs"), r"name='/tmp/abs' must be a plain label"),
+        (_with(name=".."), r"name='..' must be a plain label"),
         ({"task": "digits"}, r"missing \[model\]"),
     ],
 )  # fmt: skip
@@ -149,3 +152,16 @@ def test_every_example_config_trains_a_few_steps() -> None:
             config = load_config(path)
         result = run(dataclasses.replace(config, steps=3, batch_size=8))
         assert result.steps == 3, entry.name
+
+
+def test_lab_run_never_writes_outside_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config whose name is a path is refused before anything is written (issue 15)."""
+    from gradwatch.cli.main import main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        'name = "../escaped"\nsteps = 2\n[model]\nkind = "mlp"\ndepth = 2\n[task]\nname = "spirals"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["lab", "run", str(cfg)]) == 2
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "runs").exists()

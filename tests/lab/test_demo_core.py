@@ -44,12 +44,16 @@ def test_reduced_demo_end_to_end(tmp_path: Path) -> None:
 
 
 def test_explain_vanishing_measures_where_and_why(tmp_path: Path) -> None:
-    """The explanation's ratio equals the trace's, its per-layer factor compounds to it, and the
-    sigmoid slope it estimates is at most 0.25."""
+    """The explanation's ratio is the trace's median first/last ratio (the number the table
+    prints), its per-layer factor compounds to it, and the sigmoid slope it estimates is at
+    most 0.25."""
     outcome = run_demo(tmp_path, SMALL, remedies=())
     d = explain_vanishing(outcome.baseline)
-    rms = np.nanmedian(outcome.baseline.trace.matrix("grad_rms"), axis=0)
-    assert d["ratio"] == rms[0] / rms[-1]
+    matrix = outcome.baseline.trace.matrix("grad_rms")
+    rms = np.nanmedian(matrix, axis=0)
+    assert d["ratio"] == np.median(matrix[:, 0] / matrix[:, -1])
+    assert d["ratio"] == outcome.baseline.grad_ratio
+    assert np.allclose(d["relative_rms"], rms / rms[-1])
     assert np.isclose(d["per_layer"] ** (len(rms) - 1), d["ratio"])
     assert 0 < d["sigmoid_slope"] <= 0.25
     assert set(d["below"]) <= set(d["layers"])

@@ -59,7 +59,7 @@ def test_residual_mlp_adds_identity_path() -> None:
     assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 4
     assert _count(net) == _count(plain)
     x = torch.randn(5, 6)
-    act, lin = blocks[0].body[0], blocks[0].body[1]
+    act, lin = blocks[0].block[0], blocks[0].block[1]
     assert torch.allclose(blocks[0](x), x + act(x) @ lin.weight.T + lin.bias)
     assert net(torch.randn(5, 3)).shape == (5, 2)
 

@@ -13,7 +13,7 @@ from torch import nn
 import gradwatch as gw
 from gradwatch.lab.config import RunConfig
 from gradwatch.lab.models import MLP, MLPConfig, RecurrentConfig
-from gradwatch.lab.remedies import lsuv_, pretrain_layerwise_, remedied_model_config
+from gradwatch.lab.remedies import apply_to_built, remedied_model_config
 from gradwatch.lab.runner import grad_rms_ratio, load_result, run
 from gradwatch.lab.tasks import AddingConfig, SpiralsConfig
 
@@ -112,10 +112,14 @@ def test_remedies_rewrite_the_model_config() -> None:
 
 
 def test_lsuv_gives_unit_output_variance() -> None:
-    """After LSUV every hidden Linear's output has variance ~1 on the batch."""
+    """After the lab's LSUV (gradwatch.remedies) every hidden Linear's output has variance ~1
+    on the batch it was scaled on."""
     net = MLP(MLPConfig(depth=5, width=32, activation="tanh"), 10, 3)
     x = torch.randn(256, 10) * 5
-    lsuv_(net, x)
+    gen = torch.Generator().manual_seed(0)
+    net = apply_to_built(
+        net, remedies=("init_lsuv",), options={}, x_train=x, gen=gen, batch_size=256
+    )
     h = x
     with torch.no_grad():
         for module in net:
@@ -125,15 +129,32 @@ def test_lsuv_gives_unit_output_variance() -> None:
 
 
 def test_layerwise_pretraining_trains_hidden_layers_only() -> None:
-    """Pretraining changes every hidden Linear, leaves the head untouched, and lowers the
-    first layer's reconstruction error."""
+    """The lab's pretraining (gradwatch.remedies) changes every hidden Linear and leaves the
+    head untouched."""
     net = MLP(MLPConfig(depth=4, width=8, activation="sigmoid"), 6, 2)
     before = [m.weight.clone() for m in net if isinstance(m, nn.Linear)]
     x = torch.randn(128, 6)
-    pretrain_layerwise_(net, x, torch.Generator().manual_seed(0), steps_per_layer=30)
-    after = [m.weight for m in net if isinstance(m, nn.Linear)]
+    out = apply_to_built(
+        net,
+        remedies=("layerwise_pretraining",),
+        options={"layerwise_pretraining": {"steps_per_layer": 30}},
+        x_train=x,
+        gen=torch.Generator().manual_seed(0),
+        batch_size=64,
+    )
+    after = [m.weight for m in out.modules() if isinstance(m, nn.Linear)]
     assert all(not torch.equal(b, a) for b, a in zip(before[:-1], after[:-1], strict=True))
     assert torch.equal(before[-1], after[-1])
+
+
+def test_clip_remedies_become_library_clippers(tmp_path: Path) -> None:
+    """A clip remedy is a gradwatch.remedies GradientClipper: its clip coefficient is logged
+    every step (below 1: it clipped), and the recorder sees the clipped gradients."""
+    cfg = _cfg(remedies=("clip_norm",), remedy_options={"clip_norm": {"max_norm": 0.01}})
+    trace = gw.load(run(cfg, tmp_path / "c").run_dir)  # type: ignore[arg-type]
+    coef = trace.scalar("clip_coef")
+    assert len(coef) == cfg.steps and np.all(coef < 1.0)
+    assert np.nanmax(trace.scalar("global_grad_norm")) <= 0.01 * (1 + 1e-5)
 
 
 def test_recurrent_run_on_adding() -> None:

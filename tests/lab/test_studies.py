@@ -109,30 +109,25 @@ def test_schoenholz2017_direction() -> None:
     assert all(abs(m / p - 1) < 0.2 for m, p in zip(measured, predicted, strict=True))
 
 
-def test_own_chi_1_quadrature_matches_closed_forms() -> None:
-    """The lab's Gauss-Hermite chi_1 gives sigma_w^2 at sigma_b=0 for tiny sigma_w (linear
-    regime, tanh'(0) = 1) and matches a Monte Carlo estimate at sigma_w = 2."""
-    from gradwatch.lab.studies.schoenholz2017 import _chi_1_gauss_hermite
+def test_chi_1_the_study_uses_matches_closed_forms() -> None:
+    """The study's chi_1 (gradwatch.theory) gives sigma_w^2 at sigma_b=0 for tiny sigma_w
+    (linear regime, tanh'(0) = 1) and matches a Monte Carlo estimate at sigma_w = 2."""
+    from gradwatch.lab.studies.schoenholz2017 import chi_1_tanh
 
-    assert _chi_1_gauss_hermite(0.5, 0.0) == pytest.approx(0.25, rel=1e-6)
+    assert chi_1_tanh(0.5, 0.0) == pytest.approx(0.25, rel=1e-6)
     rng = np.random.default_rng(0)
     q = 1.0
     z = rng.standard_normal(200_000)
     for _ in range(50):  # q* by Monte Carlo (converges in a few iterations at sigma_w = 2)
         q = 4 * np.mean(np.tanh(np.sqrt(q) * z) ** 2) + 0.05**2
     mc = 4 * np.mean((1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2)
-    assert _chi_1_gauss_hermite(2.0, 0.05) == pytest.approx(mc, rel=0.01)
+    assert chi_1_tanh(2.0, 0.05) == pytest.approx(mc, rel=0.01)
 
 
-def test_own_chi_1_agrees_with_theory_package() -> None:
-    """When gradwatch.theory is present, its chi_1 and the lab's quadrature agree to 1e-3."""
-    from gradwatch.lab._optional import optional
-    from gradwatch.lab.studies.schoenholz2017 import _chi_1_gauss_hermite
+def test_study_predictions_are_the_theory_package() -> None:
+    """The study's predicted chi_1 is gradwatch.theory.chi_1 at the study's sigma_b."""
+    from gradwatch.lab.studies.schoenholz2017 import SIGMA_B, chi_1_tanh
+    from gradwatch.theory import chi_1
 
-    chi_1 = optional("gradwatch.theory", "chi_1")
-    if chi_1 is None:
-        pytest.skip("gradwatch.theory is not in this build")
     for sigma_w in (0.8, 1.0, 1.5, 2.5):
-        assert chi_1("tanh", sigma_w, 0.05) == pytest.approx(
-            _chi_1_gauss_hermite(sigma_w, 0.05), rel=1e-3
-        )
+        assert chi_1_tanh(sigma_w) == chi_1("tanh", sigma_w, SIGMA_B)

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         print("Writing the HTML report (baseline, best single remedy, combined) ...", flush=True)
         path = write_demo_report(outcome, args.out)
-        print(f"Report: {path}" if path else "HTML report: not available in this build.")
+        print(f"Report: {path}")
     print(f"Total time {time.perf_counter() - started:.0f} s.")
     return 0
 
@@ -149,7 +149,7 @@ def _say_diagnosis(bars: ProgressHandle, payload: Any) -> None:
     )
     source = {
         "gw.prescribe": "as gw.prescribe ranks them for this model",
-        "standard list": "the standard fixes; no prescription in this build",
+        "standard list": "the standard fixes: the baseline gave nothing to prescribe from",
         "caller": "as given",
     }.get(payload.prescribed_by, payload.prescribed_by)
     bars.print(f"\n3. Training the same network with each remedy ({source}), then combined:")

@@ -210,6 +210,22 @@ class ShortMemoryThresholds:
     window: int = 10
     # Shorter sequences cannot show a trend (our choice).
     min_length: int = 4
+    # With a loss at every position (a language model) the whole-loss profile is flat; the
+    # recorder's last-position profile (d loss_T / dx_t) is read instead, over this many steps
+    # back from the last input (the 50-step window; a shorter sequence's fitted decay
+    # is extrapolated to it).
+    lookback: int = 50
+    # Decades the last position's gradient falls over `lookback` steps. Near context carries
+    # most of a next-token loss, so gated cells lose several decades too. Measured on byte LMs
+    # (64 units, 200-byte windows of stdlib sources, Adam 3e-3): LSTM and GRU 9.3-9.5 at
+    # initialisation, 4-8 over steps 20-300; the tanh RNN 15.6 at initialisation, 34 at step
+    # 20, then 25, 23, 18, 16, 13, 10 at steps 50-300 as it learns to carry the gradient
+    # further. 12 sits above the gated cells' worst and beyond float32's 7.2-decade resolution
+    # (our choice, measured).
+    lookback_warn_decades: float = 12.0
+    # 20 decades in 50 steps: no float32 weight gradient can carry that signal (our choice;
+    # the tanh RNN LMs above cross it over their first ~100 steps).
+    lookback_critical_decades: float = 20.0
 
 
 @dataclass(frozen=True)

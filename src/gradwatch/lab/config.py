@@ -34,11 +34,13 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from gradwatch.diagnosis.finding import ACTIVATION_REMEDY_IDS, REMEDY_IDS
+from gradwatch.diagnosis import REMEDY_IDS
 
 from .models import MODEL_CONFIGS, ModelConfig, model_kind
+from .models.common import OneOf
+from .remedies import MODEL_REMEDIES, options_for
 from .tasks import TASK_INPUTS, TASKS
 
 Optimizer = Literal["sgd", "momentum", "adam"]
@@ -50,36 +52,6 @@ MODEL_INPUTS: dict[str, tuple[str, ...]] = {
     "cnn": ("image",),
     "recurrent": ("sequence",),
     "transformer": ("sequence",),
-}
-
-_STRUCTURAL = ("batchnorm", "layernorm", "residual", "reduce_depth")
-_TRAINING = ("clip_norm", "clip_value", "clip_adaptive")
-#: The remedies that make sense for each model kind in the lab.
-MODEL_REMEDIES: dict[str, tuple[str, ...]] = {
-    "mlp": (
-        *ACTIVATION_REMEDY_IDS,
-        *_STRUCTURAL,
-        "init_xavier",
-        "init_he",
-        "init_lecun",
-        "init_orthogonal",
-        "init_lsuv",
-        "layerwise_pretraining",
-        *_TRAINING,
-    ),
-    "cnn": (
-        *ACTIVATION_REMEDY_IDS,
-        "batchnorm",
-        "residual",
-        "init_xavier",
-        "init_he",
-        "init_lecun",
-        "init_orthogonal",
-        "init_lsuv",
-        *_TRAINING,
-    ),
-    "recurrent": ("lstm", "gru", "init_orthogonal", "init_identity", *_TRAINING),
-    "transformer": (*_TRAINING,),
 }
 
 
@@ -150,8 +122,6 @@ class RunConfig:
                 )
         if len(set(self.remedies)) != len(self.remedies):
             raise ConfigError(f"remedies={list(self.remedies)} lists a remedy twice")
-        from .remedies import options_for
-
         for rid in self.remedies:
             try:
                 options_for(rid, self.remedy_options)
@@ -168,6 +138,12 @@ class RunConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed} must be >= 0")
+        # The name becomes a directory under runs/: a path in it would write elsewhere.
+        if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
+            raise ConfigError(
+                f"name={self.name!r} must be a plain label (it names the run's directory); "
+                "drop the path separators, or pass the directory as `--out`"
+            )
         if not self.lr > 0:
             raise ConfigError(f"lr={self.lr} must be > 0")
         if not 0 <= self.momentum < 1:
@@ -236,6 +212,14 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 def _check(value: Any, hint: Any, where: str) -> Any:
     """``value`` converted to the type ``hint`` allows, or a ConfigError naming ``where``."""
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        choices = [m for m in hint.__metadata__ if isinstance(m, OneOf)]
+        value = _check(value, hint.__origin__, where)
+        if choices and value not in choices[0].choices:
+            raise ConfigError(
+                f"{where}={value!r} is not allowed; allowed: {list(choices[0].choices)}"
+            )
+        return value
     if origin is Literal:
         if value not in hint.__args__:
             raise ConfigError(f"{where}={value!r} is not allowed; allowed: {list(hint.__args__)}")
@@ -275,7 +259,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
 
 
 def _build(cls: type[Any], table: Mapping[str, Any], where: str, skip: set[str] = set()) -> Any:  # noqa: B006
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
     prefix = f"{where}." if where else ""
     unknown = sorted(set(table) - set(names))

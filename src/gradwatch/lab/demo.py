@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import optional
-from .config import MODEL_REMEDIES, RunConfig
-from .models import MLPConfig
-from .remedies import DEFAULT_OPTIONS
+from gradwatch.diagnosis import Finding, diagnose
+from gradwatch.remedies.prescribe import prescribe
+from gradwatch.report import write_report
+from gradwatch.trace import Trace
+
+from .config import RunConfig
+from .models import MLPConfig, build_model
+from .remedies import DEFAULT_OPTIONS, MODEL_REMEDIES
 from .runner import RunResult, run
 from .tasks import make_task
 
-#: The remedies for a vanishing gradient, used when no diagnosis/prescription is available;
-#: an activation swap always travels with the init that suits it (ReLU + He).
+#: The classic remedies for a vanishing gradient, tried when the baseline gives the
+#: prescription nothing to work from (no finding, or no prescribed remedy the lab can apply
+#: to an MLP), so the demo still shows each fix; an activation swap always travels with the
+#: init that suits it (ReLU + He).
 STANDARD_REMEDIES: tuple[tuple[str, ...], ...] = (
     ("relu", "init_he"),
     ("batchnorm",),
@@ -70,7 +76,7 @@ class DemoOutcome:
 
     baseline: RunResult
     rows: list[DemoRow] = field(default_factory=list)
-    findings: list[Any] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     prescribed_by: str = "standard list"
     diagnosis: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
@@ -99,16 +105,22 @@ def _label(remedies: tuple[str, ...]) -> str:
 def explain_vanishing(result: RunResult) -> dict[str, Any]:
     """Where, how much and why the gradient vanishes, measured from the baseline's trace.
 
-    Returns a dict with ``ratio`` (first/last layer gradient RMS), ``per_layer`` (geometric
-    mean factor per layer), ``below`` (the layers getting < 1e-3 of the last layer's gradient
-    RMS), ``sigmoid_slope`` (mean sigmoid derivative s(1-s) estimated from the sampled
-    activation means; at most 0.25) and ``layers`` (names, input side first).
+    Returns a dict with ``ratio`` (first/last layer gradient RMS, the median over steps of
+    ``Trace.grad_ratio``: the run's ``grad_ratio``), ``per_layer`` (geometric mean factor
+    per layer), ``below`` (the layers whose median gradient RMS is < 1e-3 of the last
+    layer's), ``relative_rms`` (that per-layer profile), ``sigmoid_slope`` (mean sigmoid
+    derivative s(1-s) estimated from the sampled activation means; at most 0.25) and
+    ``layers`` (names, input side first).
     """
     trace = result.trace
+    if trace is None:
+        raise ValueError("explain_vanishing needs a result that holds its trace")
     rms = np.nanmedian(trace.matrix("grad_rms"), axis=0)  # (layers,)
     names = [info.name for info in trace.layers]
     rel = rms / rms[-1]
-    ratio = float(rel[0])
+    # The one first/last ratio (Trace.grad_ratio, the median over steps): the number the
+    # comparison table prints for this run.
+    ratio = trace.grad_ratio("median").value
     per_layer = float(ratio ** (1 / max(1, len(rms) - 1))) if ratio > 0 else 0.0
     act = trace.matrix("act_mean")[:, :-1] if trace.has_metric("act_mean") else np.empty((0, 0))
     slope = float("nan")
@@ -126,14 +138,11 @@ def explain_vanishing(result: RunResult) -> dict[str, Any]:
 
 
 def _prescribed(
-    findings: list[Any], config: RunConfig, trace: Any
+    findings: list[Finding], config: RunConfig, trace: Trace
 ) -> tuple[list[tuple[tuple[str, ...], str, dict[str, Any]]], str]:
     """(remedy group, reason, options) per demo arm, and where the list came from."""
-    prescribe = optional("gradwatch.remedies", "prescribe")
-    if prescribe is None or not findings:
+    if not findings:
         return [(g, "", {}) for g in STANDARD_REMEDIES], "standard list"
-    from .models import build_model
-
     task_shape = (64, 10)
     model = build_model(config.model, *task_shape)
     groups: list[tuple[tuple[str, ...], str, dict[str, Any]]] = []
@@ -172,7 +181,7 @@ def run_demo(
 
     Example:
         >>> outcome = run_demo("gradwatch-demo", DemoConfig(steps=50))  # doctest: +SKIP
-        >>> outcome.rows[0].label
+        >>> outcome.rows[0].label  # doctest: +SKIP
         'ReLU + He init'
     """
     cfg = config or DemoConfig()
@@ -198,8 +207,8 @@ def run_demo(
 
     baseline = train(base, f"{cfg.depth}-layer sigmoid MLP")
     emit("baseline", baseline)
-    diagnose = optional("gradwatch.diagnosis", "diagnose")
-    findings = list(diagnose(baseline.trace)) if diagnose is not None else []
+    assert baseline.trace is not None  # run() returns the trace it recorded
+    findings = diagnose(baseline.trace)
     outcome = DemoOutcome(baseline=baseline, findings=findings)
     outcome.diagnosis = explain_vanishing(baseline)
     arms: list[tuple[tuple[str, ...], str, dict[str, Any]]]
@@ -226,21 +235,24 @@ def run_demo(
     return outcome
 
 
-def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path | None:
+def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path:
     """Write ``out/report.html`` for the baseline, the best single remedy and the combined
-    fix (the report takes ~4 s per run on 2 cores, so not all arms), or None when this build
-    has no report package. Every arm's run dir stays in ``out`` for ``gradwatch report``.
+    fix (the report takes ~4 s per run on 2 cores, so not all arms). Every arm's run dir
+    stays in ``out`` for ``gradwatch report``.
     """
-    write_report = optional("gradwatch.report", "write_report")
-    if write_report is None:
-        return None
     singles = [r for r in outcome.rows if r.remedies != COMBINED]
     chosen = [max(singles, key=lambda r: r.result.test_metric)] if singles else []
     chosen += [r for r in outcome.rows if r.remedies == COMBINED]
-    runs = [outcome.baseline.run_dir] + [r.result.run_dir for r in chosen]
+    runs = [_run_dir(outcome.baseline)] + [_run_dir(r.result) for r in chosen]
     labels = ["baseline (sigmoid)"] + [r.label for r in chosen]
     outcome.report = Path(write_report(runs, Path(out) / "report.html", labels=labels))
     return outcome.report
+
+
+def _run_dir(result: RunResult) -> str:
+    if result.run_dir is None:
+        raise ValueError(f"run {result.name!r} was kept in memory; the report reads run dirs")
+    return result.run_dir
 
 
 def comparison_rows(outcome: DemoOutcome) -> list[dict[str, Any]]:

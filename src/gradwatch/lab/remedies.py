@@ -1,32 +1,74 @@
-"""How a lab run applies its remedy ids.
+"""How a lab run applies its remedy ids: the library does the work, the lab builds the model.
 
-Structural remedies (an activation, an initialisation, a normalisation, skip connections,
-less depth, a gated cell) are applied by *rewriting the model config*: the lab then builds
-the remedied network from scratch with the run's seed, and the saved config shows exactly
-what was trained. Data-dependent and training-time remedies (LSUV, layer-wise pretraining,
-gradient clipping) act on the built model or on each step, see :func:`prepare_model` and
-:func:`clipper`.
+Three kinds of remedy, each applied where it belongs:
+
+* **Structural** remedies (an activation, an initialisation, a normalisation, skip
+  connections, less depth, a gated cell) *rewrite the model config*
+  (:func:`remedied_model_config`), and the lab builds the remedied network from scratch
+  with the run's seed. This is the lab's own model-building concern, not a second remedy
+  implementation: a lab model is defined by its config, so the saved ``lab_config.json``
+  shows exactly what was trained, the remedied net draws its initial weights from the same
+  seed as the baseline, and the MLP's residual blocks are the pre-activation form
+  (He et al., 2016) that ``gradwatch.remedies.add_residual`` cannot produce from a flat
+  stack. The building blocks themselves (activation table, ``Residual``, init gains) are
+  the library's.
+* **Data-dependent** remedies (LSUV, layer-wise pretraining) are applied to the built model
+  by ``gradwatch.remedies.apply`` (:func:`apply_to_built`).
+* **Training-time** remedies (gradient clipping) become ``GradientClipper``\\ s made by
+  ``gradwatch.remedies.apply`` inside the training loop (:func:`clip_specs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradwatch.diagnosis.finding import ACTIVATION_REMEDY_IDS
+from gradwatch.diagnosis import ACTIVATION_REMEDY_IDS
+from gradwatch.remedies import apply
 
 from .models import CNNConfig, MLPConfig, ModelConfig, RecurrentConfig
+from .training import ClipSpec, index_batches
 
 _INIT_REMEDIES = {
     "init_xavier": "xavier",
     "init_he": "he",
     "init_lecun": "lecun",
     "init_orthogonal": "orthogonal",
+}
+_STRUCTURAL = ("batchnorm", "layernorm", "residual", "reduce_depth")
+_TRAINING = ("clip_norm", "clip_value", "clip_adaptive")
+
+#: The remedies the lab can apply to each model kind: the structural ones its model configs
+#: can express, plus the library-applied ones that fit the model.
+MODEL_REMEDIES: dict[str, tuple[str, ...]] = {
+    "mlp": (
+        *ACTIVATION_REMEDY_IDS,
+        *_STRUCTURAL,
+        "init_xavier",
+        "init_he",
+        "init_lecun",
+        "init_orthogonal",
+        "init_lsuv",
+        "layerwise_pretraining",
+        *_TRAINING,
+    ),
+    "cnn": (
+        *ACTIVATION_REMEDY_IDS,
+        "batchnorm",
+        "residual",
+        "init_xavier",
+        "init_he",
+        "init_lecun",
+        "init_orthogonal",
+        "init_lsuv",
+        *_TRAINING,
+    ),
+    "recurrent": ("lstm", "gru", "init_orthogonal", "init_identity", *_TRAINING),
+    "transformer": (*_TRAINING,),
 }
 
 #: Default options per remedy, each with its reason.
@@ -43,9 +85,18 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "layerwise_pretraining": {"steps_per_layer": 100, "lr": 0.01, "batch_size": 64},
 }
 
+#: Lab option names that ``gradwatch.remedies.apply`` spells differently (the lab's config
+#: files keep their names).
+_LIBRARY_NAMES: dict[str, dict[str, str]] = {"clip_adaptive": {"clipping": "clip_factor"}}
+
 
 def options_for(remedy: str, given: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The remedy's defaults overridden by the config's ``remedy_options``; unknown keys fail."""
+    """The remedy's defaults overridden by the config's ``remedy_options``; unknown keys fail.
+
+    Example:
+        >>> options_for("clip_norm", {"clip_norm": {"max_norm": 0.5}})
+        {'max_norm': 0.5}
+    """
     defaults = DEFAULT_OPTIONS.get(remedy, {})
     user = dict(given.get(remedy, {}))
     unknown = sorted(set(user) - set(defaults))
@@ -89,114 +140,60 @@ def remedied_model_config(
     return model
 
 
-@torch.no_grad()
-def lsuv_(model: nn.Module, x: torch.Tensor, tol: float = 0.05, max_iter: int = 10) -> nn.Module:
-    """LSUV in place (Mishkin & Matas, 2016): orthogonal weights, then rescale each layer in
-    forward order until its output has unit variance on the batch ``x``.
+def apply_to_built(
+    model: nn.Module,
+    *,
+    remedies: tuple[str, ...],
+    options: Mapping[str, Mapping[str, Any]],
+    x_train: torch.Tensor,
+    gen: torch.Generator,
+    batch_size: int,
+) -> nn.Module:
+    """The built model after the data-dependent remedies, applied by ``remedies.apply``.
 
-    Example:
-        >>> from gradwatch.lab.models import MLP
-        >>> net = lsuv_(MLP(MLPConfig(depth=3), 4, 2), torch.randn(64, 4))
+    ``init_lsuv`` scales the layers on one batch of ``max(batch_size, 64)`` training inputs;
+    ``layerwise_pretraining`` trains each hidden layer for ``steps_per_layer`` Adam steps on
+    batches of ``x_train``. Both batches are drawn from ``gen``, in that order.
     """
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    for layer in layers:
-        nn.init.orthogonal_(layer.weight)
-        if layer.bias is not None:
-            layer.bias.zero_()
-    for layer in layers[:-1]:  # the head's output scale is the loss's business
-        captured: list[torch.Tensor] = []
-
-        def keep(
-            _m: nn.Module, _i: Any, out: torch.Tensor, into: list[torch.Tensor] = captured
-        ) -> None:
-            into.append(out)
-
-        handle = layer.register_forward_hook(keep)
-        try:
-            for _ in range(max_iter):
-                captured.clear()
-                model(x)
-                std = float(captured[0].std())
-                if not math.isfinite(std) or std == 0.0 or abs(std - 1.0) < tol:
-                    break
-                layer.weight.div_(std)
-        finally:
-            handle.remove()
+    if "init_lsuv" in remedies:
+        idx = torch.randperm(len(x_train), generator=gen)[: max(batch_size, 64)]
+        model = _as_module(apply(model, "init_lsuv", inputs=x_train[idx]))
+    if "layerwise_pretraining" in remedies:
+        if not isinstance(model, nn.Sequential):
+            raise ValueError(
+                f"layerwise_pretraining needs the lab's MLP, got a {type(model).__name__}"
+            )
+        opts = options_for("layerwise_pretraining", options)
+        # One epoch over steps_per_layer batches = steps_per_layer Adam steps per layer.
+        batches = index_batches(len(x_train), opts["batch_size"], gen)
+        data = [x_train[next(batches)] for _ in range(opts["steps_per_layer"])]
+        # A plain nn.Sequential over the same modules: remedies slices the stack, and
+        # slicing a Sequential subclass (MLP) calls the subclass's own constructor.
+        plain = nn.Sequential(*model)
+        model = _as_module(
+            apply(plain, "layerwise_pretraining", data=data, epochs=1, lr=opts["lr"])
+        )
     return model
 
 
-def pretrain_layerwise_(
-    model: nn.Sequential, x: torch.Tensor, generator: torch.Generator, **options: Any
-) -> nn.Sequential:
-    """Greedy layer-wise autoencoder pretraining in place (Bengio et al., 2007), MLPs only.
-
-    Each hidden ``Linear -> [norm] -> act`` block in turn learns to reconstruct its own input
-    (the frozen output of the blocks below) through a throwaway linear decoder; the head
-    stays as initialised, for the supervised fine-tuning that follows.
-    """
-    opts = {**DEFAULT_OPTIONS["layerwise_pretraining"], **options}
-    blocks: list[nn.Sequential] = []
-    current: list[nn.Module] = []
-    for module in list(model)[:-1]:  # all but the head
-        current.append(module)
-        if not isinstance(module, (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
-            blocks.append(nn.Sequential(*current))
-            current = []
-    h = x.detach()
-    for block in blocks:
-        linear = next(m for m in block.modules() if isinstance(m, nn.Linear))
-        decoder = nn.Linear(linear.out_features, h.shape[1])
-        params = [*block.parameters(), *decoder.parameters()]
-        optimizer = torch.optim.Adam(params, lr=opts["lr"], foreach=True)
-        for _ in range(opts["steps_per_layer"]):
-            idx = torch.randint(0, len(h), (opts["batch_size"],), generator=generator)
-            loss = ((decoder(block(h[idx])) - h[idx]) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            block.eval()
-            h = block(h)
-            block.train()
-    return model
+def _as_module(out: object) -> nn.Module:
+    assert isinstance(out, nn.Module)  # apply returns a model for every non-clip remedy
+    return out
 
 
-def clipper(
+def clip_specs(
     remedies: tuple[str, ...], options: Mapping[str, Mapping[str, Any]]
-) -> Callable[[nn.Module], None] | None:
-    """A function clipping a model's gradients in place as the clip remedies ask, or None.
+) -> list[ClipSpec]:
+    """The clip remedies of a run with their ``remedies.apply`` options, in order.
 
     Example:
-        >>> clipper(("relu",), {}) is None
-        True
+        >>> clip_specs(("relu", "clip_adaptive"), {})
+        [('clip_adaptive', {'clip_factor': 0.1, 'eps': 0.001})]
     """
-    chosen = [(rid, options_for(rid, options)) for rid in remedies if rid.startswith("clip_")]
-    if not chosen:
-        return None
-
-    def clip(model: nn.Module) -> None:
-        for rid, opts in chosen:
-            if rid == "clip_norm":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opts["max_norm"])
-            elif rid == "clip_value":
-                torch.nn.utils.clip_grad_value_(model.parameters(), opts["clip_value"])
-            else:
-                _agc_(model, opts["clipping"], opts["eps"])
-
-    return clip
-
-
-@torch.no_grad()
-def _agc_(model: nn.Module, clipping: float, eps: float) -> None:
-    """Adaptive gradient clipping (Brock et al., 2021): per output unit, scale the gradient
-    down to ``clipping * max(||w||, eps) / ||g||`` when it is larger."""
-    for p in model.parameters():
-        if p.grad is None:
-            continue
-        dims = tuple(range(1, p.ndim)) if p.ndim > 1 else ()
-        w_norm = p.norm(dim=dims, keepdim=True) if dims else p.abs()
-        g_norm = p.grad.norm(dim=dims, keepdim=True) if dims else p.grad.abs()
-        max_norm = clipping * w_norm.clamp(min=eps)
-        # torch.where rather than a Python branch: no host sync per parameter.
-        scale = torch.where(g_norm > max_norm, max_norm / g_norm.clamp(min=1e-6), 1.0)
-        p.grad.mul_(scale)
+    specs: list[ClipSpec] = []
+    for rid in remedies:
+        if rid in _TRAINING:
+            names = _LIBRARY_NAMES.get(rid, {})
+            opts = {names.get(k, k): v for k, v in options_for(rid, options).items()}
+            specs.append((rid, opts))
+    return specs

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._optional import optional
+from gradwatch.diagnosis import diagnose
+from gradwatch.trace import Trace
+
 from .config import RunConfig
-from .models import MLPConfig, build_model
-from .remedies import clipper, lsuv_, options_for, pretrain_layerwise_, remedied_model_config
+from .models import build_model
+from .remedies import apply_to_built, clip_specs, remedied_model_config
 from .tasks import Task, make_task
+from .training import Batch, index_batches, train_recorded
 
 #: Written last and atomically: a run dir with this file is a finished run.
 RESULT_FILE = "result.json"
@@ -70,7 +74,7 @@ class RunResult:
     seed: int = 0
     losses: list[float] = field(default_factory=list, repr=False)
     # The recorded trace itself (not saved in result.json; gw.load(run_dir) reads it back).
-    trace: Any = field(default=None, repr=False, compare=False)
+    trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data, without the trace."""
@@ -82,8 +86,7 @@ class RunResult:
         return cls(**data)
 
 
-def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+def _optimizer(config: RunConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     # foreach=True: one multi-tensor kernel per update instead of a Python loop over
     # parameters (PyTorch picks it only on GPUs): 300 Adam steps of the 20-layer demo MLP
     # took 2.4 s instead of 4.3 s on the 2-core CI machine, with the same arithmetic.
@@ -95,40 +98,29 @@ def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build(config: RunConfig, task: Task) -> tuple[nn.Module, torch.Generator]:
-    """The remedied model for ``config`` (seeded) and the run's data-order generator."""
+    """The remedied model for ``config`` (seeded) and the run's data-order generator.
+
+    Structural remedies rewrite the model config; LSUV and layer-wise pretraining are then
+    applied to the built model by ``gradwatch.remedies`` (see :mod:`gradwatch.lab.remedies`).
+    """
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     model_config = remedied_model_config(config.model, config.remedies, config.remedy_options)
     model = build_model(model_config, task.in_features, task.out_features)
-    # LSUV and pretraining come from gradwatch.remedies when this build has it (the
-    # implementation users call); the lab's own small versions are the fallback.
-    if "init_lsuv" in config.remedies:
-        idx = torch.randperm(len(task.x_train), generator=gen)[: max(config.batch_size, 64)]
-        lsuv = optional("gradwatch.remedies", "init_lsuv_") or lsuv_
-        lsuv(model, task.x_train[idx])
-    if "layerwise_pretraining" in config.remedies:
-        assert isinstance(model, nn.Sequential) and isinstance(model_config, MLPConfig)
-        opts = options_for("layerwise_pretraining", config.remedy_options)
-        pretrain = optional("gradwatch.remedies", "pretrain_layerwise")
-        if pretrain is None:
-            pretrain_layerwise_(model, task.x_train, gen, **opts)
-        else:
-            # One epoch over steps_per_layer batches = steps_per_layer Adam steps per layer.
-            batches = _batches(len(task.x_train), opts["batch_size"], gen)
-            data = [task.x_train[next(batches)] for _ in range(opts["steps_per_layer"])]
-            # A plain nn.Sequential over the same modules: remedies slices the stack, and
-            # slicing a Sequential subclass (MLP) calls the subclass's own constructor.
-            plain = nn.Sequential(*model)
-            model = pretrain(plain, data, epochs=1, lr=opts["lr"]).model
+    model = apply_to_built(
+        model,
+        remedies=config.remedies,
+        options=config.remedy_options,
+        x_train=task.x_train,
+        gen=gen,
+        batch_size=config.batch_size,
+    )
     return model, gen
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> Any:
-    """Index batches forever: a fresh permutation per epoch, from ``gen`` only."""
-    while True:
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n - batch_size + 1, batch_size):  # drop the ragged tail
-            yield order[start : start + batch_size]
+def _train_batches(task: Task, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    for idx in index_batches(len(task.x_train), batch_size, gen):
+        yield task.x_train[idx], task.y_train[idx]
 
 
 @torch.no_grad()
@@ -145,21 +137,15 @@ def evaluate(model: nn.Module, task: Task, batch_size: int = 512) -> float:
         model.train(was_training)
 
 
-def grad_rms_ratio(trace: Any) -> float:
-    """Median over steps of grad_rms(first layer) / grad_rms(last layer); NaN if unmeasured."""
-    rms = trace.matrix("grad_rms")  # (steps, layers)
-    if rms.shape[0] == 0 or rms.shape[1] < 2:
-        return math.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = rms[:, 0] / rms[:, -1]
-    ratio = ratio[np.isfinite(ratio)]
-    return float(np.median(ratio)) if ratio.size else math.nan
+def grad_rms_ratio(trace: Trace) -> float:
+    """Median over steps of grad_rms(first layer) / grad_rms(last layer); NaN if unmeasured.
+
+    The one definition, ``Trace.grad_ratio("median")``; the demo and the CLI print it.
+    """
+    return trace.grad_ratio("median").value
 
 
-def _findings(trace: Any) -> list[dict[str, str]]:
-    diagnose = optional("gradwatch.diagnosis", "diagnose")
-    if diagnose is None:  # diagnosis rules not in this build
-        return []
+def _findings(trace: Trace) -> list[dict[str, str]]:
     return [{"rule": f.rule, "severity": f.severity} for f in diagnose(trace)]
 
 
@@ -175,7 +161,7 @@ def run(
     *,
     task: Task | None = None,
     overwrite: bool = False,
-    progress: Any = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Train ``config`` recorded by ``gw.watch`` into ``run_dir`` and return its result.
 
@@ -193,52 +179,42 @@ def run(
         >>> run(cfg).steps
         20
     """
-    import gradwatch as gw
-
     config = config.validate()
     started = time.perf_counter()
     task = task if task is not None else make_task(config.task, config.task_config)
     if task.name != config.task:
         raise ValueError(f"task={task.name!r} was passed for a config of task {config.task!r}")
     model, gen = build(config, task)
-    optimizer = _optimizer(config, model)
-    clip = clipper(config.remedies, config.remedy_options)
     name = config.name or (Path(run_dir).name if run_dir is not None else "run")
     path = Path(run_dir) if run_dir is not None else None
     if path is not None and overwrite and (path / RESULT_FILE).exists():
         (path / RESULT_FILE).unlink()
-    losses: list[float] = []
-    diverged = False
-    loss_t = torch.zeros(config.steps)
-    batches = _batches(len(task.x_train), min(config.batch_size, len(task.x_train)), gen)
-    meta = {"lab": config.to_dict()}
-    with gw.watch(
-        model, optimizer, path, every=config.every, sample_every=config.sample_every,
-        overwrite=overwrite, meta=meta,
-    ) as w:  # fmt: skip
+
+    def write_config() -> None:  # once the watch has accepted the run dir
         if path is not None:
             _write_json_atomic(path / CONFIG_FILE, config.to_dict())
-        model.train()
-        for step in range(config.steps):
-            idx = next(batches)
-            loss = task.loss(model(task.x_train[idx]), task.y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                clip(model)
-            optimizer.step()
-            w.log(loss=loss)
-            loss_t[step] = loss.detach()
-            # One host sync every 50 steps to stop a diverged run early.
-            if step % 50 == 49 and not bool(torch.isfinite(loss_t[step])):
-                diverged = True
-                break
-            if progress is not None:
-                progress(step + 1, config.steps)
-        steps_taken = w.num_steps
-    trace = gw.load(path) if path is not None else w.trace
-    losses = loss_t[:steps_taken].tolist()
-    diverged = diverged or not all(math.isfinite(v) for v in losses)
+
+    trained = train_recorded(
+        model,
+        _train_batches(task, min(config.batch_size, len(task.x_train)), gen),
+        steps=config.steps,
+        optimizer=lambda params: _optimizer(config, params),
+        loss_fn=task.loss,
+        seed=config.seed,
+        clip=clip_specs(config.remedies, config.remedy_options),
+        run_dir=path,
+        watch_options={
+            "every": config.every,
+            "sample_every": config.sample_every,
+            "overwrite": overwrite,
+            "meta": {"lab": config.to_dict()},
+        },
+        stop_if_diverged=True,
+        on_start=write_config,
+        progress=progress,
+    )
+    trace, losses, steps_taken = trained.trace, trained.losses, trained.steps
+    diverged = trained.stopped or not all(math.isfinite(v) for v in losses)
     tail = losses[-max(1, steps_taken // 10) :]
     result = RunResult(
         name=name,

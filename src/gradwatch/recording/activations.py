@@ -2,9 +2,10 @@
 
 On a sampled step forward hooks see each layer's output, the output of the activation that
 follows it and (through a tensor hook) the gradient reaching that output; recurrent layers also
-get the gradient reaching each input time step. The hooks are attached for sampled steps only
-(``arm``/``disarm``), so other steps pay nothing. Outputs are kept by reference until the step
-and reduced there in batches (``record``); beyond a byte budget each is reduced in its hook.
+get the gradient reaching each input time step (``recurrent.py``). The hooks are attached for
+sampled steps only (``arm``/``disarm``), so other steps pay nothing. Outputs are kept by
+reference until the step and reduced there in batches (``record``); beyond a byte budget each
+is reduced in its hook.
 The first forward's pre-hooks also discover the order of the layers (their depth).
 """
 
@@ -20,6 +21,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .buffer import METRIC_ROW, StepBuffer
 from .layers import RECURRENT_TYPES, LayerSet, activation_kind
+from .recurrent import RecurrentProfiles
 from .sampled import ACT, RAW, LayerIndex, StepSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
 
@@ -56,7 +58,6 @@ class StepOutputs:
     stashed_bytes: int = 0
     raw: dict[int, ActivationAccumulator] = field(default_factory=dict)  # reduced in a hook
     act: dict[int, ActivationAccumulator] = field(default_factory=dict)
-    rec: dict[int, torch.Tensor] = field(default_factory=dict)  # sum (dL/dx_t)^2 per t
     last_layer: int | None = None  # the layer whose output the next activation follows
     claimable: bool = False  # whether an activation may still claim last_layer
 
@@ -93,6 +94,7 @@ class ActivationSampler:
         self._unit_dim = [-1] * layers.n  # dimension of a unit in each layer's output
         self._handles: list[RemovableHandle] = []
         self.step = StepOutputs()
+        self.recurrent = RecurrentProfiles()
 
     # ------------------------------------------------------------------ hooks
     def arm(self) -> None:
@@ -131,38 +133,19 @@ class ActivationSampler:
         step.pending.clear()
         step.pending_og.clear()
         step.stashed_bytes = 0
+        self.recurrent.clear()
 
     def _make_pre_hook(self, i: int) -> Callable[..., Any]:
         layers = self._layers
         spec = layers.specs[i]
         recurrent = isinstance(spec.module, RECURRENT_TYPES)
-        batch_first = bool(getattr(spec.module, "batch_first", False))
 
         def hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
             if not layers.ordered and i not in layers.order:
                 layers.order.append(i)
             if not (recurrent and self.enabled and torch.is_grad_enabled()):
                 return None
-            if not args or not isinstance(args[0], torch.Tensor):
-                return None  # PackedSequence inputs: no per-time-step profile
-            x = args[0]
-            time_dim = 1 if (batch_first and x.dim() == 3) else 0
-            replaced = False
-            if not x.requires_grad:
-                # Nothing upstream needs this gradient, so a detached copy changes no
-                # parameter gradient; it only lets us see dL/dx_t.
-                x = x.detach().requires_grad_(True)
-                replaced = True
-
-            def on_grad(g: torch.Tensor) -> None:
-                dims = [d for d in range(g.dim()) if d != time_dim]
-                prof = g.detach().float().square().sum(dim=dims) if dims else g.detach().square()
-                rec = self.step.rec
-                prev = rec.get(i)
-                rec[i] = prof if prev is None or prev.shape != prof.shape else prev + prof
-
-            x.register_hook(on_grad)
-            return (x, *args[1:]) if replaced else None
+            return self.recurrent.before_forward(i, module, args)
 
         return hook
 
@@ -171,8 +154,11 @@ class ActivationSampler:
         spec = layers.specs[i]
         is_activation = activation_kind(spec.module) is not None
         conv_like = type(spec.module).__name__.startswith(_CONV_LIKE)
+        recurrent = isinstance(spec.module, RECURRENT_TYPES)
 
         def og_hook(g: torch.Tensor) -> None:
+            if self.recurrent.probing:
+                return  # the recurrent probe's extra backward, not the step's gradient
             g = g.detach()
             if self._stash(g):
                 self.step.pending_og.append((i, g, g._version))
@@ -196,6 +182,9 @@ class ActivationSampler:
                 self._add_output(RAW, i, out, None, None)
             if out.requires_grad:
                 out.register_hook(og_hook)
+            if recurrent:
+                # After og_hook, so the output-gradient statistics see g before the probe runs.
+                self.recurrent.after_forward(i, module, args, output)
 
         return hook
 
@@ -252,7 +241,7 @@ class ActivationSampler:
         per-layer formula would launch ~10 tiny kernels per layer (measured ~2 ms on W1).
         """
         step = self.step
-        if not (step.pending or step.pending_og or step.raw or step.act or step.rec):
+        if not (step.pending or step.pending_og or step.raw or step.act or self.recurrent):
             return
         buf = self._buffer
         sums = StepSums(self._layers.n, self._layers.device, buf.sdtype, self._layer_index)
@@ -264,8 +253,8 @@ class ActivationSampler:
         # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
         buf.values[slot, first : first + len(SAMPLED_METRICS)] = sums.metrics()
         at = buf.window_start + slot
-        for i, prof in step.rec.items():
-            buf.recurrent.append((at, i, prof.sqrt()))
+        for i, kind, prof in self.recurrent.take():
+            buf.recurrent.append((at, i, prof, kind))
         self.step = StepOutputs()
 
     def _reduce_stashed(self, sums: StepSums) -> None:

@@ -22,6 +22,7 @@ import torch
 from ..trace import (
     LAYER_METRICS,
     STEP_SCALARS,
+    ProfileKind,
     RunWriter,
     Trace,
     layer_table,
@@ -73,7 +74,8 @@ class StepBuffer:
         self.scalars = torch.full((flush_every, 8), math.nan, device=device, dtype=self.sdtype)
         self.srow_used = np.zeros(flush_every, dtype=bool)
         self.late_scalars: list[tuple[int, dict[str, float]]] = []  # logged before the window
-        self.recurrent: list[tuple[int, int, torch.Tensor]] = []  # (step, layer, profile)
+        # (step, layer, profile, kind): kind is a trace PROFILE_KINDS name.
+        self.recurrent: list[tuple[int, int, torch.Tensor, ProfileKind]] = []
         self.window_start = 0
 
     def is_full(self, step: int) -> bool:
@@ -149,7 +151,7 @@ class StepBuffer:
         """
         rec = self.recurrent
         parts = [self.values.reshape(-1).to(self.sdtype), self.scalars.reshape(-1)]
-        parts += [p.reshape(-1).to(self.sdtype).to(self.device) for _, _, p in rec]
+        parts += [p.reshape(-1).to(self.sdtype).to(self.device) for _, _, p, _ in rec]
         host = torch.cat(parts).cpu().numpy()
         n_layer_vals = self.values.numel()
         layer_data = host[:n_layer_vals].reshape(self.values.shape)
@@ -183,12 +185,15 @@ class StepBuffer:
             tables.append(("scalars", scalar_table(srows + self.window_start, cols)))
 
         if rec:
-            profiles = []
-            for step, i, prof in rec:
+            by_kind: dict[ProfileKind, list[tuple[int, int, np.ndarray]]] = {}
+            for step, i, prof, kind in rec:
                 k = prof.numel()
-                profiles.append((step, int(depth_arr[i]), host[offset : offset + k]))
+                by_kind.setdefault(kind, []).append(
+                    (step, int(depth_arr[i]), host[offset : offset + k])
+                )
                 offset += k
-            tables.append(("recurrent", recurrent_table(profiles)))
+            for kind, profiles in by_kind.items():
+                tables.append(("recurrent", recurrent_table(profiles, kind)))
 
         self.values.fill_(math.nan)
         self.scalars.fill_(math.nan)

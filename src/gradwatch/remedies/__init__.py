@@ -4,7 +4,8 @@ Functions whose name ends in ``_`` change their argument in place (as in torch);
 return a new model and leave the user's model untouched. :data:`REMEDIES` is the registry
 of every remedy id of :data:`gradwatch.diagnosis.REMEDY_IDS` (what it does, its options,
 what it needs and returns); :func:`apply` applies one by id; :func:`prescribe` picks the
-remedies that fit a model from the findings.
+remedies that fit a model from the findings; ``gradwatch.verify`` (in the lab, which
+trains) measures what a remedy changes.
 
 Example:
     >>> import torch
@@ -19,7 +20,13 @@ Example:
 
 from __future__ import annotations
 
-from ._common import UnsupportedModelError
+from ._common import (
+    UnsupportedModelError,
+    activation_types,
+    copy_model,
+    norm_types,
+    weight_layer_types,
+)
 from .activations import ACTIVATION_NAMES, ActivationSwap, make_activation, swap_activations
 from .clipping import (
     ClipResult,
@@ -54,16 +61,12 @@ from .pretraining import Pretrained, pretrain_layerwise
 from .registry import REMEDIES, REQUIRED, Need, Remedy, apply
 from .residual import Residual, add_residual
 
-# verify moves to gradwatch.lab (issue 11); gw.verify still resolves it here until then.
-from .verify import ArmResult, Verification, verify
-
 __all__ = [
     "ACTIVATION_NAMES",
     "INIT_SCHEMES",
     "REMEDIES",
     "REQUIRED",
     "ActivationSwap",
-    "ArmResult",
     "ClipResult",
     "ClipStats",
     "GradientClipper",
@@ -78,14 +81,15 @@ __all__ = [
     "Remedy",
     "Residual",
     "UnsupportedModelError",
-    "Verification",
     "activation_gain",
+    "activation_types",
     "add_residual",
     "applicability",
     "apply",
     "clip_grad_adaptive_",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "copy_model",
     "fastest_device",
     "following_activations",
     "init_he_",
@@ -101,11 +105,12 @@ __all__ = [
     "make_activation",
     "measure_speedup",
     "move_to_device_",
+    "norm_types",
     "prescribe",
     "pretrain_layerwise",
     "reduce_depth",
     "replace_rnn",
     "suggest_max_norm",
     "swap_activations",
-    "verify",
+    "weight_layer_types",
 ]

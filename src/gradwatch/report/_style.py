@@ -119,3 +119,23 @@ def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
+
+
+def plot_step_rows(
+    ax: Any, x: Any, steps: Any, rows: Any
+) -> list[tuple[float, float, float, float]]:
+    """One line per recorded step along ``x`` (the depth axis), coloured from early to late
+    and told apart by marker and dash too (readable in grey and by colour-blind readers).
+    Returns the colour of each step's line."""
+    colours = moment_colours(len(steps))
+    for i, (step, row) in enumerate(zip(steps, rows, strict=True)):
+        ax.plot(
+            x,
+            row,
+            color=colours[i],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=4,
+            linestyle=DASHES[i % len(DASHES)],
+            label=f"step {int(step)}",
+        )
+    return colours

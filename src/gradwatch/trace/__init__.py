@@ -19,15 +19,17 @@ from .schema import (
     trace_from_tables,
 )
 from .store import RunWriter, load
-from .trace import GradRatio, RecurrentProfile, Trace, TraceFrames
+from .trace import PROFILE_KINDS, GradRatio, ProfileKind, RecurrentProfile, Trace, TraceFrames
 
 __all__ = [
     "CHUNK_KINDS",
     "FORMAT_VERSION",
     "LAYER_METRICS",
+    "PROFILE_KINDS",
     "STEP_SCALARS",
     "GradRatio",
     "LayerInfo",
+    "ProfileKind",
     "RecurrentProfile",
     "RunWriter",
     "Trace",

@@ -6,7 +6,8 @@ through :func:`trace_from_tables`. Chunks of each kind hold::
 
     layers      step (int64), layer (int32 depth), <LAYER_METRICS> (float32)
     scalars     step (int64), <STEP_SCALARS and the user's scalars> (float64)
-    recurrent   step (int64), layer (int32 depth), t (int32), input_grad_norm (float32)
+    recurrent   step (int64), layer (int32 depth), t (int32), input_grad_norm (float32),
+                profile (string: "whole" | "last_position"; absent in older traces = "whole")
 
 ``meta.json`` holds ``format_version`` first, then (as the recorder writes it) ``status``,
 ``created``, ``model``, ``layers`` (the layer table), ``config``, ``steps_recorded``,
@@ -27,12 +28,20 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._version import __version__
 from ._index import LayerIndex
 from .errors import TraceError
 from .layers import LayerInfo
-from .trace import MeasuredRows, RecurrentProfile, Trace, _readonly
+from .trace import (
+    PROFILE_KINDS,
+    MeasuredRows,
+    ProfileKind,
+    RecurrentProfile,
+    Trace,
+    _readonly,
+)
 
 #: Version of the run-directory format; a reader refuses a newer one.
 FORMAT_VERSION = 1
@@ -222,8 +231,23 @@ def scalar_table(steps: np.ndarray, columns: Mapping[str, np.ndarray]) -> pa.Tab
     return pa.table(cols)
 
 
-def recurrent_table(profiles: Iterable[tuple[int, int, np.ndarray]]) -> pa.Table:
-    """A ``recurrent`` chunk from ``(step, layer depth, ||dL/dx_t|| per time step)`` triples."""
+def recurrent_table(
+    profiles: Iterable[tuple[int, int, np.ndarray]], profile: ProfileKind = "whole"
+) -> pa.Table:
+    """A ``recurrent`` chunk from ``(step, layer depth, ||dL/dx_t|| per time step)`` triples.
+
+    Args:
+        profiles: The triples, all of one kind.
+        profile: Their kind (:data:`~gradwatch.trace.trace.PROFILE_KINDS`): ``"whole"`` for
+            the whole loss's gradient, ``"last_position"`` for the last time step's loss only.
+
+    Raises:
+        ValueError: For an unknown ``profile``.
+    """
+    if profile not in PROFILE_KINDS:
+        raise ValueError(
+            f"Expected argument `profile` to be one of {list(PROFILE_KINDS)} but got {profile!r}."
+        )
     steps, layer, t, vals = [], [], [], []
     for step, depth, values in profiles:
         k = len(values)
@@ -237,6 +261,8 @@ def recurrent_table(profiles: Iterable[tuple[int, int, np.ndarray]]) -> pa.Table
             "layer": np.concatenate(layer),
             "t": np.concatenate(t),
             "input_grad_norm": np.concatenate(vals).astype(np.float32),
+            # One short string per row; Parquet dictionary-encodes it, so it costs ~nothing.
+            "profile": pa.array([profile] * sum(len(v) for v in vals), type=pa.string()),
         }
     )
 
@@ -376,21 +402,28 @@ def trace_from_tables(
     else:
         scalar_steps = np.zeros(0, dtype=np.int64)
 
-    recurrent: dict[str, RecurrentProfile] = {}
+    profiles: dict[str, dict[str, RecurrentProfile]] = {k: {} for k in PROFILE_KINDS}
     if recurrent_tables:
         table = pa.concat_tables(recurrent_tables, promote_options="default")
         r_step = table.column("step").to_numpy().astype(np.int64)
         r_layer = table.column("layer").to_numpy().astype(np.int64)
         r_t = table.column("t").to_numpy().astype(np.int64)
         r_val = table.column("input_grad_norm").to_numpy(zero_copy_only=False).astype(np.float64)
-        for li in np.unique(r_layer):
-            sel = r_layer == li
-            p_steps, p_row = np.unique(r_step[sel], return_inverse=True)
-            width = int(r_t[sel].max()) + 1 if sel.any() else 0
-            vals = np.full((len(p_steps), width), np.nan)
-            vals[p_row, r_t[sel]] = r_val[sel]
-            name = layers[li].name if 0 <= li < n_layers else str(li)
-            recurrent[name] = RecurrentProfile(_readonly(p_steps), _readonly(vals))
+        r_kind = _profile_kinds(table)
+        for code, kind in enumerate(PROFILE_KINDS):
+            of_kind = r_kind == code
+            for li in np.unique(r_layer[of_kind]):
+                sel = of_kind & (r_layer == li)
+                p_steps, p_row = np.unique(r_step[sel], return_inverse=True)
+                width = int(r_t[sel].max()) + 1
+                vals = np.full((len(p_steps), width), np.nan)
+                vals[p_row, r_t[sel]] = r_val[sel]
+                name = layers[li].name if 0 <= li < n_layers else str(li)
+                profiles[kind][name] = RecurrentProfile(
+                    _readonly(p_steps),
+                    _readonly(vals),
+                    kind,  # type: ignore[arg-type]
+                )
 
     return Trace(
         layers=layers,
@@ -398,7 +431,34 @@ def trace_from_tables(
         metrics=metrics,
         scalar_steps=scalar_steps,
         scalars=scalars,
-        recurrent=recurrent,
+        recurrent=profiles["whole"],
+        last_position=profiles["last_position"],
         meta=meta,
         run_dir=run_dir,
     )
+
+
+def _profile_kinds(table: pa.Table) -> np.ndarray:
+    """The profile kind of each row of a ``recurrent`` table, as an index into PROFILE_KINDS.
+
+    Chunks written before the ``profile`` column existed (and their rows after concatenation
+    with newer chunks, as nulls) hold the whole loss's profile. Vectorised: a trace can hold
+    hundreds of thousands of profile rows.
+
+    Raises:
+        TraceError: For a kind this version does not know (a trace from a newer gradwatch).
+    """
+    codes = np.zeros(table.num_rows, dtype=np.int64)
+    if "profile" not in table.column_names:
+        return codes
+    col = table.column("profile")
+    unknown = set(pc.unique(col.drop_null()).to_pylist()) - set(PROFILE_KINDS)
+    if unknown:
+        raise TraceError(
+            f"recurrent chunks hold profile kinds {sorted(unknown)} that this gradwatch does not "
+            f"know (it reads {list(PROFILE_KINDS)}); upgrade gradwatch to read this trace."
+        )
+    for code, kind in enumerate(PROFILE_KINDS[1:], start=1):
+        hit = pc.fill_null(pc.equal(col, kind), False).to_numpy(zero_copy_only=False)
+        codes[hit] = code
+    return codes

@@ -2,7 +2,9 @@
 
 A Trace is read-only. Rules, plots and users read it; only the recorder and the store make
 one. Layer statistics live in ``(steps, layers)`` float64 matrices (missing = NaN), per-step
-scalars in 1-D arrays, recurrent input-gradient profiles in ``(steps, time)`` matrices.
+scalars in 1-D arrays, recurrent input-gradient profiles in ``(steps, time)`` matrices (two
+kinds: ``"whole"``, the gradient of the whole loss, and ``"last_position"``, the gradient of the
+part of the loss at the last time step; see :data:`PROFILE_KINDS`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,21 @@ import numpy as np
 
 from .layers import LayerInfo
 
+#: The kinds of recurrent input-gradient profile. ``"whole"``: ``||dL/dx_t||`` of the whole loss
+#: (every trace with recurrent layers has it). ``"last_position"``: ``||dl_T/dx_t||``, the part of
+#: the loss that flows through the layer's output at the last time step T (for a language model,
+#: the loss of the last position), so a loss with a term at every position does not hide how far
+#: back one prediction's gradient reaches.
+PROFILE_KINDS: tuple[str, ...] = ("whole", "last_position")
+ProfileKind = Literal["whole", "last_position"]
+
 
 class TraceFrames(NamedTuple):
     """Tidy pandas frames of a trace (see :meth:`Trace.to_pandas`)."""
 
     scalars: Any  # pandas.DataFrame: step, <scalar columns>
     layers: Any  # pandas.DataFrame: step, layer, depth, <metric columns>
-    recurrent: Any  # pandas.DataFrame: step, layer, t, input_grad_norm
+    recurrent: Any  # pandas.DataFrame: step, layer, t, input_grad_norm, profile
 
 
 @dataclass(frozen=True)
@@ -74,10 +84,13 @@ class RecurrentProfile:
         steps: Training steps where the profile was measured, shape ``(S,)``.
         values: ``(S, T)`` matrix of ``||dL/dx_t||``; ``t = T - 1`` is the last input,
             the closest to a loss on the final output. NaN where not measured.
+        kind: ``"whole"`` (gradient of the whole loss) or ``"last_position"`` (gradient of the
+            loss at the last time step only); see :data:`PROFILE_KINDS`.
     """
 
     steps: np.ndarray
     values: np.ndarray
+    kind: ProfileKind = "whole"
 
 
 class Trace:
@@ -107,6 +120,7 @@ class Trace:
         recurrent: Mapping[str, RecurrentProfile],
         meta: Mapping[str, Any],
         run_dir: Path | None = None,
+        last_position: Mapping[str, RecurrentProfile] | None = None,
     ) -> None:
         self._layers = tuple(layers)
         self._steps = _readonly(np.asarray(steps, dtype=np.int64))
@@ -118,7 +132,10 @@ class Trace:
         }
         self._scalar_steps = _readonly(np.asarray(scalar_steps, dtype=np.int64))
         self._scalars = {k: _readonly(np.asarray(v, dtype=np.float64)) for k, v in scalars.items()}
-        self._recurrent = dict(recurrent)
+        self._profiles: dict[str, dict[str, RecurrentProfile]] = {
+            "whole": dict(recurrent),
+            "last_position": dict(last_position or {}),
+        }
         self.meta: dict[str, Any] = dict(meta)
         self.run_dir = run_dir
 
@@ -133,6 +150,7 @@ class Trace:
         scalars: Mapping[str, np.ndarray | Sequence[float]] | None = None,
         scalar_steps: Sequence[int] | np.ndarray | None = None,
         recurrent: Mapping[str, tuple[Sequence[int], np.ndarray]] | None = None,
+        last_position: Mapping[str, tuple[Sequence[int], np.ndarray]] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> Trace:
         """Build a trace from arrays, e.g. to test a rule on a hand-made case.
@@ -143,7 +161,10 @@ class Trace:
             metrics: metric name -> ``(len(steps), len(layers))`` array (NaN = missing).
             scalars: scalar name -> array aligned with ``scalar_steps``.
             scalar_steps: Steps of the scalar arrays; defaults to ``steps``.
-            recurrent: layer name -> (steps, ``(S, T)`` input-gradient-norm matrix).
+            recurrent: layer name -> (steps, ``(S, T)`` input-gradient-norm matrix) of the
+                whole loss.
+            last_position: layer name -> (steps, ``(S, T)`` matrix) of the last position's
+                loss only (the ``"last_position"`` profile kind).
             meta: Extra metadata (``config``, ``model`` ...).
 
         Raises:
@@ -176,16 +197,8 @@ class Trace:
                     "scalar steps; pass `scalar_steps` or one value per step."
                 )
             scal[name] = arr
-        rec: dict[str, RecurrentProfile] = {}
-        for name, (r_steps, values) in (recurrent or {}).items():
-            r = np.asarray(r_steps, dtype=np.int64).reshape(-1)
-            v = np.asarray(values, dtype=np.float64)
-            if v.ndim != 2 or v.shape[0] != len(r):
-                raise ValueError(
-                    f"recurrent profile of {name!r} has shape {v.shape}; expected "
-                    f"({len(r)}, T): one row per step."
-                )
-            rec[name] = RecurrentProfile(_readonly(r), _readonly(v))
+        rec = _profiles_from_arrays(recurrent, "whole")
+        last = _profiles_from_arrays(last_position, "last_position")
         # The schema builds Traces from tables, so it imports this module: import it here.
         from .schema import normalize_meta, stamp_meta
 
@@ -198,6 +211,7 @@ class Trace:
             scalar_steps=s_steps,
             scalars=scal,
             recurrent=rec,
+            last_position=last,
             meta=full_meta,
         )
 
@@ -364,17 +378,40 @@ class Trace:
     # ------------------------------------------------------------------ recurrent
     @property
     def recurrent_layers(self) -> list[str]:
-        """Names of the layers with an input-gradient profile over time steps."""
-        return list(self._recurrent)
+        """Names of the layers with an input-gradient profile (of any kind) over time steps."""
+        names = [*self._profiles["whole"], *self._profiles["last_position"]]
+        return list(dict.fromkeys(names))
 
-    def input_grad_profile(self, layer: str) -> RecurrentProfile:
-        """``||dL/dx_t||`` for each input time step of a recurrent layer, per sampled step."""
+    def profile_kinds(self, layer: str) -> tuple[ProfileKind, ...]:
+        """The kinds of profile recorded for ``layer`` (``()`` if none), in PROFILE_KINDS order."""
+        kinds: tuple[ProfileKind, ...] = ("whole", "last_position")
+        return tuple(k for k in kinds if layer in self._profiles[k])
+
+    def input_grad_profile(self, layer: str, kind: ProfileKind = "whole") -> RecurrentProfile:
+        """``||dL/dx_t||`` for each input time step of a recurrent layer, per sampled step.
+
+        Args:
+            layer: The recurrent layer's name.
+            kind: ``"whole"`` (default): the gradient of the whole loss. ``"last_position"``:
+                the gradient of the loss at the last time step only (how far back one
+                prediction's gradient reaches; traces written before it was recorded have
+                only ``"whole"``; see ``docs/recording.md``).
+
+        Raises:
+            ValueError: For an unknown ``kind``.
+            KeyError: When the trace has no such profile for ``layer``.
+        """
+        if kind not in PROFILE_KINDS:
+            raise ValueError(
+                f"Expected argument `kind` to be one of {list(PROFILE_KINDS)} but got {kind!r}."
+            )
         try:
-            return self._recurrent[layer]
+            return self._profiles[kind][layer]
         except KeyError:
+            have = [n for n in self.recurrent_layers if n in self._profiles[kind]]
             raise KeyError(
-                f"no input-gradient profile for layer {layer!r}; this trace has profiles for "
-                f"{self.recurrent_layers}"
+                f"no {kind!r} input-gradient profile for layer {layer!r}; this trace has "
+                f"{kind!r} profiles for {have}"
             ) from None
 
     # ------------------------------------------------------------------ export
@@ -393,18 +430,20 @@ class Trace:
             layer_cols[name] = self.matrix(name).reshape(-1)
         layers = pd.DataFrame(layer_cols)
         rec_parts = []
-        for name, prof in self._recurrent.items():
-            s, t = prof.values.shape
-            rec_parts.append(
-                pd.DataFrame(
-                    {
-                        "step": np.repeat(prof.steps, t),
-                        "layer": name,
-                        "t": np.tile(np.arange(t), s),
-                        "input_grad_norm": prof.values.reshape(-1),
-                    }
+        for kind, profiles in self._profiles.items():
+            for name, prof in profiles.items():
+                s, t = prof.values.shape
+                rec_parts.append(
+                    pd.DataFrame(
+                        {
+                            "step": np.repeat(prof.steps, t),
+                            "layer": name,
+                            "t": np.tile(np.arange(t), s),
+                            "input_grad_norm": prof.values.reshape(-1),
+                            "profile": kind,
+                        }
+                    )
                 )
-            )
         recurrent = (
             pd.concat(rec_parts, ignore_index=True)
             if rec_parts
@@ -414,10 +453,29 @@ class Trace:
                     "layer": pd.Series(dtype=object),
                     "t": pd.Series(dtype="int64"),
                     "input_grad_norm": pd.Series(dtype="float64"),
+                    "profile": pd.Series(dtype=object),
                 }
             )
         )
         return TraceFrames(scalars=scalars, layers=layers, recurrent=recurrent)
+
+
+def _profiles_from_arrays(
+    profiles: Mapping[str, tuple[Sequence[int], np.ndarray]] | None, kind: ProfileKind
+) -> dict[str, RecurrentProfile]:
+    """Checked :class:`RecurrentProfile` objects of one kind from ``name -> (steps, (S, T))``."""
+    out: dict[str, RecurrentProfile] = {}
+    for name, (r_steps, values) in (profiles or {}).items():
+        r = np.asarray(r_steps, dtype=np.int64).reshape(-1)
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 2 or v.shape[0] != len(r):
+            arg = "recurrent" if kind == "whole" else kind
+            raise ValueError(
+                f"{arg} profile of {name!r} has shape {v.shape}; expected "
+                f"({len(r)}, T): one row per step."
+            )
+        out[name] = RecurrentProfile(_readonly(r), _readonly(v), kind)
+    return out
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:

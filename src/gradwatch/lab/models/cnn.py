@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .common import Activation, Init, Residual, init_linear_, make_activation
+from ...remedies.init import init_layer_
+from .common import Activation, Init, Residual, make_activation
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class CNN(nn.Module):
         self.head = nn.Linear(config.channels, out_features)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                init_linear_(module, config.init, config.activation)
+                init_layer_(module, config.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         h = self.features(x)  # (B, channels, H, W)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .common import Activation, Init, Norm, Residual, init_linear_, make_activation, make_norm
+from ...remedies.init import init_layer_
+from .common import Activation, Init, Norm, Residual, make_activation, make_norm
 
 
 @dataclass(frozen=True)
@@ -72,4 +73,4 @@ class MLP(nn.Sequential):
         self.config = config
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                init_linear_(module, config.init, config.activation)
+                init_layer_(module, config.init)

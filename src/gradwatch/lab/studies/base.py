@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gradwatch.trace import Trace
+
 from ..config import RunConfig
 from ..runner import RunResult, run, with_seed
 from ..tasks import make_task
@@ -80,6 +82,13 @@ def run_seeds(config: RunConfig, seeds: Sequence[int]) -> list[RunResult]:
     return [run(with_seed(config, s), task=task) for s in seeds]
 
 
+def trace_of(result: RunResult) -> Trace:
+    """The trace a run recorded (every in-memory run keeps it; a loaded result.json does not)."""
+    if result.trace is None:
+        raise ValueError(f"run {result.name!r} holds no trace; run it, or gw.load its run dir")
+    return result.trace
+
+
 def variant(config: RunConfig, **changes: Any) -> RunConfig:
     """``config`` with some fields changed (the model's own fields via ``model=``)."""
     return replace(config, **changes)
@@ -127,6 +136,50 @@ def adding_race(models: dict[str, Any], size: Size, remedies: tuple[str, ...] = 
         per_seed={k: [r.test_metric for r in v] for k, v in results.items()},
         seeds=len(seeds),
     )
+
+
+def adding_race_study(
+    study: tuple[str, str, str, str],
+    winner: tuple[str, str, Any],
+    size: Size,
+    remedies: tuple[str, ...] = (),
+) -> StudyOutcome:
+    """The adding-problem race of hochreiter1997 and le2015: ``winner`` (key, label, model
+    config) against a tanh RNN trained alike. Holds when the winner's mean test MSE is at
+    most half the trivial error and the tanh RNN's at least 0.8 of it.
+
+    Args:
+        study: (name, citation, claim, criterion) of the study.
+        winner: (result key, label in the measured text, RecurrentConfig).
+        size: ``"test"`` or ``"full"``.
+        remedies: Remedy ids applied to both models (le2015 clips both).
+    """
+    from ..models import RecurrentConfig
+
+    name, citation, claim, criterion = study
+    key, label, config = winner
+
+    def build() -> StudyOutcome:
+        race = adding_race(
+            {key: config, "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
+            size,
+            remedies=remedies,
+        )
+        trivial, mse = race.trivial, race.mse
+        held = mse[key] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
+        return StudyOutcome(
+            name, citation, claim, criterion,
+            measured=(
+                f"T={race.seq_len}: test MSE {label} {mse[key]:.4f}, "
+                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
+            ),
+            held=held,
+            numbers={"trivial": trivial, **race.per_seed},
+            size=size,
+            seeds=race.seeds,
+        )  # fmt: skip
+
+    return timed(build)
 
 
 def timed(build: Callable[[], StudyOutcome]) -> StudyOutcome:

@@ -8,8 +8,8 @@ import numpy as np
 from .. import runner
 from ..config import RunConfig
 from ..models import MLPConfig
-from ..tasks import make_task
-from .base import Size, StudyOutcome, seeds_for, timed
+from ..tasks import Task, make_task
+from .base import Size, StudyOutcome, seeds_for, timed, trace_of
 
 NAME = "glorot2010"
 CITATION = "Glorot & Bengio, AISTATS 2010"
@@ -31,7 +31,7 @@ NOTES = (
 )
 
 
-def _profile(init: str, width: int, seed: int, task: object) -> np.ndarray:
+def _profile(init: str, width: int, seed: int, task: Task) -> np.ndarray:
     """Mean over the first steps of ||dL/dh|| per Linear layer, input side first."""
     config = RunConfig(
         model=MLPConfig(depth=6, width=width, activation="tanh", init=init),  # type: ignore[arg-type]
@@ -41,7 +41,7 @@ def _profile(init: str, width: int, seed: int, task: object) -> np.ndarray:
         sample_every=1,
         seed=seed,
     )
-    trace = runner.run(config, task=task).trace  # type: ignore[arg-type]
+    trace = trace_of(runner.run(config, task=task))
     grads = trace.matrix("out_grad_norm")  # (steps, layers)
     return np.asarray(np.nanmean(grads, axis=0))
 

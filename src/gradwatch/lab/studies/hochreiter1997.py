@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..models import RecurrentConfig
-from .base import Size, StudyOutcome, adding_race, timed
+from .base import Size, StudyOutcome, adding_race_study
 
 NAME = "hochreiter1997"
 CITATION = "Hochreiter & Schmidhuber, Neural Computation 9(8), 1997"
@@ -25,25 +25,8 @@ NOTES = (
 
 def run(size: Size = "full") -> StudyOutcome:
     """Train an LSTM and a tanh RNN on the adding problem over several seeds."""
-
-    def build() -> StudyOutcome:
-        race = adding_race(
-            {"lstm": RecurrentConfig(cell="lstm", hidden=32),
-             "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
-            size,
-        )  # fmt: skip
-        trivial, mse = race.trivial, race.mse
-        held = mse["lstm"] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
-        return StudyOutcome(
-            NAME, CITATION, CLAIM, CRITERION,
-            measured=(
-                f"T={race.seq_len}: test MSE LSTM {mse['lstm']:.4f}, "
-                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
-            ),
-            held=held,
-            numbers={"trivial": trivial, **race.per_seed},
-            size=size,
-            seeds=race.seeds,
-        )  # fmt: skip
-
-    return timed(build)
+    return adding_race_study(
+        (NAME, CITATION, CLAIM, CRITERION),
+        ("lstm", "LSTM", RecurrentConfig(cell="lstm", hidden=32)),
+        size,
+    )

@@ -8,8 +8,8 @@ import numpy as np
 from .. import runner
 from ..config import RunConfig
 from ..models import MLPConfig
-from ..tasks import make_task
-from .base import Size, StudyOutcome, seeds_for, timed
+from ..tasks import Task, make_task
+from .base import Size, StudyOutcome, seeds_for, timed, trace_of
 
 NAME = "klambauer2017"
 CITATION = "Klambauer, Unterthiner, Mayr & Hochreiter, NeurIPS 2017, arXiv:1706.02515"
@@ -23,10 +23,10 @@ CRITERION = (
 )
 
 
-def _stats(activation: str, depth: int, width: int, seed: int, task: object) -> np.ndarray:
+def _stats(activation: str, depth: int, width: int, seed: int, task: Task) -> np.ndarray:
     """(layers, 2) activation mean and std per hidden layer at step 0."""
     config = RunConfig(
-        model=MLPConfig(depth=depth, width=width, activation=activation, init="lecun"),  # type: ignore[arg-type]
+        model=MLPConfig(depth=depth, width=width, activation=activation, init="lecun"),
         task="digits",
         steps=1,
         lr=1e-6,  # one tiny step: the statistics are those of the initialised net
@@ -34,7 +34,7 @@ def _stats(activation: str, depth: int, width: int, seed: int, task: object) -> 
         sample_every=1,
         seed=seed,
     )
-    trace = runner.run(config, task=task).trace  # type: ignore[arg-type]
+    trace = trace_of(runner.run(config, task=task))
     mean, std = trace.matrix("act_mean")[0, :-1], trace.matrix("act_std")[0, :-1]
     return np.stack([mean, std], axis=1)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..models import RecurrentConfig
-from .base import Size, StudyOutcome, adding_race, timed
+from .base import Size, StudyOutcome, adding_race_study
 
 NAME = "le2015"
 CITATION = "Le, Jaitly & Hinton, arXiv:1504.00941, 2015"
@@ -28,26 +28,9 @@ NOTES = (
 
 def run(size: Size = "full") -> StudyOutcome:
     """Train an IRNN and a tanh RNN on the adding problem over several seeds."""
-
-    def build() -> StudyOutcome:
-        race = adding_race(
-            {"irnn": RecurrentConfig(cell="rnn_relu", hidden=32, init="identity"),
-             "rnn_tanh": RecurrentConfig(cell="rnn_tanh", hidden=32)},
-            size,
-            remedies=("clip_norm",),
-        )  # fmt: skip
-        trivial, mse = race.trivial, race.mse
-        held = mse["irnn"] <= 0.5 * trivial and mse["rnn_tanh"] >= 0.8 * trivial
-        return StudyOutcome(
-            NAME, CITATION, CLAIM, CRITERION,
-            measured=(
-                f"T={race.seq_len}: test MSE IRNN {mse['irnn']:.4f}, "
-                f"tanh RNN {mse['rnn_tanh']:.4f} (trivial {trivial:.3f})"
-            ),
-            held=held,
-            numbers={"trivial": trivial, **race.per_seed},
-            size=size,
-            seeds=race.seeds,
-        )  # fmt: skip
-
-    return timed(build)
+    return adding_race_study(
+        (NAME, CITATION, CLAIM, CRITERION),
+        ("irnn", "IRNN", RecurrentConfig(cell="rnn_relu", hidden=32, init="identity")),
+        size,
+        remedies=("clip_norm",),
+    )

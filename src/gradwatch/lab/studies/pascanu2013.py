@@ -9,7 +9,7 @@ from ..config import RunConfig
 from ..models import RecurrentConfig
 from ..runner import RunResult
 from ..tasks import AddingConfig
-from .base import Size, StudyOutcome, run_seeds, seeds_for, timed, variant
+from .base import Size, StudyOutcome, run_seeds, seeds_for, timed, trace_of, variant
 
 NAME = "pascanu2013"
 CITATION = "Pascanu, Mikolov & Bengio, ICML 2013, arXiv:1211.5063"
@@ -59,7 +59,7 @@ def run(size: Size = "full") -> StudyOutcome:
         n_plain = sum(_unstable(r) for r in plain)
         n_clip = sum(_unstable(r) for r in clipped)
         held = n_plain >= math.ceil(2 * len(seeds) / 3) and n_clip == 0
-        peak = max(max(r.trace.scalar("global_grad_norm"), default=0.0) for r in plain)
+        peak = max(max(trace_of(r).scalar("global_grad_norm"), default=0.0) for r in plain)
         return StudyOutcome(
             NAME, CITATION, CLAIM, CRITERION,
             measured=(

@@ -11,13 +11,11 @@ import numpy as np
 from gradwatch.trace import Trace
 
 from .._style import (
-    DASHES,
-    MARKERS,
     OKABE_ITO,
     attach,
     layer_ticks,
-    moment_colours,
     new_figure,
+    plot_step_rows,
     set_title,
 )
 from ._common import METRIC_LABELS, geomean_rows, positive, require_rows, select_steps
@@ -103,17 +101,7 @@ def plot_backward_gain(
     data = backward_gain_data(trace, steps=steps, moments=moments)
     fig, ax = new_figure()
     x = np.arange(len(data.layers))
-    colours = moment_colours(len(data.steps))
-    for i, (step, row) in enumerate(zip(data.steps, data.values, strict=True)):
-        ax.plot(
-            x,
-            positive(row),
-            color=colours[i],
-            marker=MARKERS[i % len(MARKERS)],
-            markersize=4,
-            linestyle=DASHES[i % len(DASHES)],
-            label=f"step {int(step)}",
-        )
+    plot_step_rows(ax, x, data.steps, [positive(row) for row in data.values])
     ax.plot(x, data.profile, color="#000000", linewidth=1.0, alpha=0.6, label="geometric mean")
     if data.drop_layer is not None and data.drop_factor is not None:
         lo = data.drop_layer

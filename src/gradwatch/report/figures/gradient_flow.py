@@ -10,7 +10,7 @@ import numpy as np
 
 from gradwatch.trace import Trace
 
-from .._style import DASHES, MARKERS, attach, layer_ticks, moment_colours, new_figure, set_title
+from .._style import attach, layer_ticks, new_figure, plot_step_rows, set_title
 from ._common import METRIC_LABELS, positive, require_rows, select_steps
 
 if TYPE_CHECKING:
@@ -81,17 +81,8 @@ def plot_gradient_flow(
     data = gradient_flow_data(trace, metric=metric, steps=steps, moments=moments)
     fig, ax = new_figure()
     x = np.arange(len(data.layers))
-    colours = moment_colours(len(data.steps))
-    for i, (step, row) in enumerate(zip(data.steps, data.values, strict=True)):
-        ax.plot(
-            x,
-            positive(row),
-            color=colours[i],
-            marker=MARKERS[i % len(MARKERS)],
-            markersize=4,
-            linestyle=DASHES[i % len(DASHES)],
-            label=f"step {int(step)}",
-        )
+    colours = plot_step_rows(ax, x, data.steps, [positive(row) for row in data.values])
+    for i, row in enumerate(data.values):
         # Values a log axis cannot show still matter most: mark them on the frame.
         for where, edge, marker in ((row == 0, 0.0, "v"), (np.isposinf(row), 1.0, "^")):
             hits = np.flatnonzero(where)

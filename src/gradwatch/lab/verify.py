@@ -2,36 +2,43 @@
 
 Both runs start from the same weights (copies of the user's model), see the same batches
 in the same order and the same random stream (``torch.manual_seed(seed)`` before each),
-and are recorded with ``gradwatch.watch``. The comparison reads the traces: the ratio of
-the first to the last layer's gradient RMS (1 = the gradient reaches the input layer at
-full strength; 1e-6 = it has vanished), the loss, and, when a ``diagnose`` function is
-available, the findings that disappeared or appeared.
+and are trained by the lab's one recorded training loop (:func:`~.training.train_recorded`,
+the loop of every lab run). The comparison reads the traces: the ratio of the first to the
+last weight layer's gradient RMS (``Trace.grad_ratio``; 1 = the gradient reaches the input
+layer at full strength; 1e-6 = it has vanished), the loss, and the findings of
+``gradwatch.diagnose`` that disappeared or appeared.
+
+It lives with the experiment runner, above ``remedies``: it trains, records and diagnoses,
+which a remedy does not. It copies models and classifies layers with the remedies' own
+helpers (``copy_model``, ``norm_types``, ``activation_types``), so both agree on what a
+weight layer is.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._common import activation_types, copy_model, norm_types
-from .prescribe import Prescription
+from gradwatch.diagnosis import Finding
+from gradwatch.diagnosis import diagnose as diagnose_trace
+from gradwatch.remedies import activation_types, apply, copy_model, norm_types
+from gradwatch.remedies.prescribe import Prescription
+from gradwatch.trace import Trace
 
-if TYPE_CHECKING:
-    from gradwatch.diagnosis import Finding
-    from gradwatch.trace import Trace
+from .training import Batch, ClipSpec, OptimizerFactory, model_device, train_recorded
 
 __all__ = ["ArmResult", "Verification", "verify"]
 
 RemedyFn = str | Callable[[nn.Module], nn.Module]
 Remedy = RemedyFn | Prescription
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-Diagnose = Callable[["Trace"], Sequence["Finding"]]
+Diagnose = Callable[[Trace], Sequence[Finding]]
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class ArmResult:
         grad_ratio_last: The same at the last step.
         loss_first: Loss at the first step.
         loss_last: Mean loss over the last 10% of the steps (at least one).
-        findings: Rule ids diagnosed on the trace, or None when no diagnosis ran.
+        findings: Rule ids diagnosed on the trace.
         trace: The recorded trace.
     """
 
@@ -57,7 +64,7 @@ class ArmResult:
     grad_ratio_last: float
     loss_first: float
     loss_last: float
-    findings: tuple[str, ...] | None
+    findings: tuple[str, ...]
     trace: Trace
 
 
@@ -77,17 +84,13 @@ class Verification:
         return self.after.grad_ratio_first / self.before.grad_ratio_first
 
     @property
-    def disappeared(self) -> tuple[str, ...] | None:
-        """Findings of the baseline that the remedy made go away (None: not diagnosed)."""
-        if self.before.findings is None or self.after.findings is None:
-            return None
+    def disappeared(self) -> tuple[str, ...]:
+        """Findings of the baseline that the remedy made go away."""
         return tuple(r for r in self.before.findings if r not in self.after.findings)
 
     @property
-    def appeared(self) -> tuple[str, ...] | None:
-        """Findings that only the remedied run has (None: not diagnosed)."""
-        if self.before.findings is None or self.after.findings is None:
-            return None
+    def appeared(self) -> tuple[str, ...]:
+        """Findings that only the remedied run has."""
         return tuple(r for r in self.after.findings if r not in self.before.findings)
 
     def summary(self) -> str:
@@ -102,13 +105,10 @@ class Verification:
             f"{'loss, first step':28}{b.loss_first:>12.4g}{a.loss_first:>14.4g}",
             f"{'loss, last steps':28}{b.loss_last:>12.4g}{a.loss_last:>14.4g}",
         ]
-        if self.disappeared is None:
-            lines.append("findings: not diagnosed (no diagnose function available)")
-        else:
-            lines.append(
-                f"findings gone: {list(self.disappeared) or 'none'}; "
-                f"new: {list(self.appeared or ()) or 'none'}"
-            )
+        lines.append(
+            f"findings gone: {list(self.disappeared) or 'none'}; "
+            f"new: {list(self.appeared) or 'none'}"
+        )
         return "\n".join(lines)
 
 
@@ -118,26 +118,10 @@ def _default_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(out, y)
 
 
-def _default_diagnose() -> Diagnose | None:
-    # looked up by name: diagnose() lands in gradwatch.diagnosis separately from remedies
-    import importlib
-
-    found = getattr(importlib.import_module("gradwatch.diagnosis"), "diagnose", None)
-    return found if callable(found) else None
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _remedied(
     model: nn.Module, remedy: RemedyFn, options: dict[str, Any], batches: Sequence[Any]
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """The remedied copy, and the clipper options when the remedy is a clipper."""
-    from . import apply
-
     if callable(remedy):
         out = remedy(copy_model(model))
         if not isinstance(out, nn.Module):
@@ -168,6 +152,12 @@ def _weight_columns(trace: Trace) -> tuple[int, int]:
     return order[0], order[-1]
 
 
+def _cycled(batches: Sequence[Any], device: torch.device) -> Iterator[Batch]:
+    """The batches in order, cycled, moved to the model's device."""
+    for x, y in itertools.cycle(batches):
+        yield x.to(device), y.to(device)
+
+
 def _run(
     label: str,
     model: nn.Module,
@@ -179,49 +169,31 @@ def _run(
     seed: int,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     optimizer: OptimizerFactory,
-    diagnose: Diagnose | None,
+    diagnose: Diagnose,
 ) -> ArmResult:
-    from gradwatch.recording import watch
-
-    from .clipping import GradientClipper
-
-    torch.manual_seed(seed)
-    device = _model_device(model)
-    opt = optimizer(model.parameters())
-    model.train()
-    with watch(model, opt) as w:
-        clipper = None
-        if clip is not None:
-            mode = {"clip_norm": "norm", "clip_value": "value", "clip_adaptive": "adaptive"}[remedy]
-            clipper = GradientClipper(model, mode=mode, watch=w, **clip).attach(opt)  # type: ignore[arg-type]
-        try:
-            for step in range(steps):
-                x, y = batches[step % len(batches)]
-                loss = loss_fn(model(x.to(device)), y.to(device))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                w.log(loss=loss)
-        finally:
-            if clipper is not None:
-                clipper.remove()
-    trace = w.trace
+    clips: list[ClipSpec] = [(remedy, clip)] if clip is not None else []
+    trace = train_recorded(
+        model,
+        _cycled(batches, model_device(model)),
+        steps=steps,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        seed=seed,
+        clip=clips,
+    ).trace
     first, last = _weight_columns(trace)
-    rms = trace.matrix("grad_rms")
+    at_first, at_last = int(trace.steps[0]), int(trace.steps[-1])
     losses = trace.scalar("loss")
     tail = max(1, steps // 10)
-    findings = None
-    if diagnose is not None:
-        findings = tuple(dict.fromkeys(f.rule for f in diagnose(trace)))
     return ArmResult(
         label=label,
         first_layer=trace.layers[first].name,
         last_layer=trace.layers[last].name,
-        grad_ratio_first=_ratio(rms[0, first], rms[0, last]),
-        grad_ratio_last=_ratio(rms[-1, first], rms[-1, last]),
+        grad_ratio_first=trace.grad_ratio(at_first, first=first, last=last).value,
+        grad_ratio_last=trace.grad_ratio(at_last, first=first, last=last).value,
         loss_first=float(losses[0]),
         loss_last=_mean_or_nan(losses[-tail:]),
-        findings=findings,
+        findings=tuple(dict.fromkeys(f.rule for f in diagnose(trace))),
         trace=trace,
     )
 
@@ -230,10 +202,6 @@ def _mean_or_nan(values: np.ndarray) -> float:
     """Mean of the measured (non-NaN) values; NaN when there is none (e.g. a diverged run)."""
     measured = values[~np.isnan(values)]
     return float(measured.mean()) if len(measured) else math.nan
-
-
-def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b > 0 and math.isfinite(b) else math.nan
 
 
 def verify(
@@ -265,8 +233,7 @@ def verify(
         optimizer: A factory ``params -> Optimizer``; default ``SGD(lr=0.01)``.
         options: Options of the remedy (``remedies.apply``); they override a
             prescription's.
-        diagnose: ``trace -> findings``; default ``gradwatch.diagnosis.diagnose`` when it
-            exists, else findings are not compared.
+        diagnose: ``trace -> findings``; default ``gradwatch.diagnose``.
 
     Example:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -297,7 +264,7 @@ def verify(
     name = chosen if isinstance(chosen, str) else getattr(chosen, "__name__", "remedy")
     loss = loss_fn or _default_loss
     make_opt = optimizer or (lambda params: torch.optim.SGD(params, lr=0.01))
-    diag = diagnose if diagnose is not None else _default_diagnose()
+    diag = diagnose if diagnose is not None else diagnose_trace
 
     torch.manual_seed(seed)
     treated, clip = _remedied(model, chosen, opts, batches)

@@ -5,12 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from remedies_helpers import make_mlp, same_state, snapshot
 from torch import nn
 
+import gradwatch as gw
 from gradwatch.diagnosis import Finding
-from gradwatch.remedies import init_he_, swap_activations, verify
+from gradwatch.lab.verify import verify
+from gradwatch.remedies import init_he_, swap_activations
 from gradwatch.trace import Trace
+
+
+def make_mlp(depth: int = 6, width: int = 16, d_in: int = 5, d_out: int = 3) -> nn.Sequential:
+    """``depth`` Linear layers: d_in -> width -> ... -> width -> d_out, sigmoid between."""
+    layers: list[nn.Module] = [nn.Linear(d_in, width), nn.Sigmoid()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(width, width), nn.Sigmoid()]
+    return nn.Sequential(*layers, nn.Linear(width, d_out))
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> bool:
+    now = model.state_dict()
+    return now.keys() == saved.keys() and all(torch.equal(now[k], saved[k]) for k in now)
 
 
 def _batches(
@@ -176,3 +194,8 @@ def test_a_prescription_can_be_verified_with_its_suggested_options() -> None:
     lsuv = Prescription("init_lsuv", "scale", True, None, options={"inputs": "<required>"})
     v = verify(make_mlp(depth=3, width=8), lsuv, _batches(), steps=1, seed=0, diagnose=lambda t: [])
     assert v.remedy == "init_lsuv"  # inputs defaulted to the first batch
+
+
+def test_gw_verify_is_the_lab_verify() -> None:
+    """The public ``gw.verify`` is the lab's verify (it trains through the lab's loop)."""
+    assert gw.verify is verify

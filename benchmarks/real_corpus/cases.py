@@ -1,0 +1,213 @@
+"""The corpus: each case's recipe, expected diagnosis and check; training under ``gw.watch``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+import gradwatch as gw
+
+from .checks import (
+    Check,
+    Run,
+    at_chance,
+    both,
+    dead_relu_probe,
+    goes_nonfinite,
+    learns,
+    memory_probe,
+    no_context_learned,
+)
+from .models import (
+    Setup,
+    bert,
+    dead_relu,
+    fp16,
+    gpt2,
+    lstm_lm,
+    relu_mlp,
+    residual_mlp,
+    resnet,
+    resnet_no_norm,
+    rnn_lm,
+    sigmoid_cnn,
+    transformer_lm,
+    vit,
+)
+
+
+# ---------------------------------------------------------------------- the corpus
+@dataclass
+class Case:
+    """One real-architecture model: its recipe, what the diagnosis must say, how it is checked."""
+
+    name: str
+    description: str
+    build: Callable[[int], Setup]  # seed -> set-up
+    check: Check  # healthy: it learns; broken: it is broken (independently of gradwatch)
+    steps: int = 200
+    expect: tuple[str, ...] = ()  # rules that must fire (warning or critical)
+    healthy: bool = False  # no warning/critical finding allowed
+    slow: bool = False  # over ~10 s on one thread: not in CI
+
+
+CASES: tuple[Case, ...] = (
+    # -- healthy: each really learns (the check) and must draw no warning.
+    Case(
+        "gpt2_lm",
+        "HF GPT-2, 2 layers, width 64, byte LM on stdlib source (64-byte windows), AdamW 1e-3",
+        lambda seed: gpt2(1e-3, seed),
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "bert_classifier",
+        "HF BERT, 2 layers, width 64: which stdlib file a 48-byte window is from; converges",
+        bert,
+        learns(0.3),
+        healthy=True,
+    ),
+    Case(
+        "vit_digits",
+        "HF ViT, 2 layers, width 64, 4x4 patches of 16x16 digits, AdamW 1e-3",
+        vit,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "resnet_digits",
+        "HF ResNet (basic blocks, BatchNorm), 2 stages, 32x32 digits, SGD 0.05 + momentum",
+        resnet,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "lstm_lm",
+        "word_language_model recipe: 2-layer LSTM 64, bptt 35, SGD lr 20, clip_grad_norm_ 0.25",
+        lstm_lm,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "residual_mlp_default_init",
+        "12 pre-LN residual MLP blocks, PyTorch default init, digits, Adam 1e-3",
+        residual_mlp,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "relu_mlp_default_init",
+        "3-layer ReLU MLP (128 wide), PyTorch default init, digits, SGD 0.05 + momentum",
+        relu_mlp,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "preln_transformer_same_lr",
+        "the post-LN case's twin with pre-LN (norm_first=True): same Adam 1e-2, no warm-up",
+        lambda seed: transformer_lm(seed, 1e-2, norm_first=True, layers=4, length=32),
+        learns(),
+        steps=150,
+        healthy=True,
+        slow=True,
+    ),
+    # -- broken by a realistic cause: the check confirms it without gradwatch.
+    Case(
+        "deep_sigmoid_cnn",
+        "12 conv3x3 + sigmoid layers (16 channels), default init, 8x8 digits, SGD 0.1 + mom.",
+        sigmoid_cnn,
+        at_chance(10),
+        steps=120,
+        expect=("vanishing_gradient",),
+    ),
+    Case(
+        "resnet_no_norm_large_init",
+        "HF ResNet, 3 stages, BatchNorm -> Identity, convs 2x He init, SGD 0.01 + momentum",
+        lambda seed: resnet_no_norm(seed, 2.0),
+        goes_nonfinite(),
+        steps=60,
+        expect=("exploding_gradient",),
+    ),
+    Case(
+        "gpt2_lr_too_high",
+        "HF GPT-2 as gpt2_lm but AdamW lr 0.1 (no warm-up): loss spikes, stays at unigram",
+        lambda seed: gpt2(0.1, seed),
+        no_context_learned(),
+        expect=("unstable_updates",),
+        slow=True,
+    ),
+    Case(
+        "layernorm_shift_dead_relu",
+        "Linear -> LayerNorm(bias -3) -> ReLU x3 on digits: the shift keeps units below 0",
+        lambda seed: dead_relu(seed, -3.0),
+        both(dead_relu_probe(), at_chance(10)),
+        expect=("dead_units",),
+    ),
+    Case(
+        "tanh_rnn_lm_long_window",
+        "word_language_model RNN_TANH 64, bptt 200, SGD lr 5, clip 0.25 (learns local bytes)",
+        lambda seed: rnn_lm(seed, 200),
+        memory_probe(),
+        steps=150,
+        expect=("short_memory",),
+    ),
+    Case(
+        "postln_transformer_no_warmup",
+        "4-layer post-LN nn.TransformerEncoder byte LM, width 64, Adam 1e-2, no warm-up",
+        lambda seed: transformer_lm(seed, 1e-2, norm_first=False, layers=4, length=32),
+        no_context_learned(),
+        steps=150,
+        expect=("vanishing_gradient",),
+        slow=True,
+    ),
+    Case(
+        "fp16_static_loss_scale",
+        "ReLU MLP in float16, static loss scale 2**18 (no overflow check), SGD 0.05 + mom.",
+        lambda seed: fp16(seed, 2.0**18),
+        goes_nonfinite(),
+        expect=("nonfinite_gradient",),
+    ),
+)
+REAL_CORPUS: dict[str, Case] = {c.name: c for c in CASES}
+
+
+def record(case: Case, seed: int = 0) -> Run:
+    """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
+
+    Runs on one CPU thread (restored afterwards), so results and timings match across hosts.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _record(case, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _record(case: Case, seed: int) -> Run:
+    torch.manual_seed(seed)
+    setup = case.build(seed)
+    params = [p for p in setup.model.parameters() if p.requires_grad]
+    losses: list[float] = []
+    finite: list[bool] = []
+    t0 = time.perf_counter()
+    with gw.watch(setup.model, setup.optimizer) as w:
+        for step in range(case.steps):
+            loss = setup.loss(setup.model, setup.batches(step))
+            setup.optimizer.zero_grad()
+            (loss * setup.loss_scale).backward()
+            grads = [p.grad for p in params if p.grad is not None]
+            if setup.loss_scale != 1.0:
+                torch._foreach_div_(grads, setup.loss_scale)  # unscale by hand, no check
+            finite.append(bool(torch.stack([g.isfinite().all() for g in grads]).all()))
+            if setup.clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, setup.clip)
+            setup.optimizer.step()
+            w.log(loss=loss)
+            losses.append(float(loss.detach()))
+    trace = w.trace
+    findings = gw.diagnose(trace)
+    return Run(setup, losses, finite, trace, findings, time.perf_counter() - t0)

@@ -1,0 +1,151 @@
+"""Independent checks: is a case really healthy or really broken, judged without gradwatch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradwatch.diagnosis import Finding
+from gradwatch.trace import Trace
+
+from .data import digit_vectors, stdlib_bytes
+from .models import RNNModel, Setup
+
+
+# ---------------------------------------------------------------------- independent checks
+@dataclass
+class Run:
+    """One recorded training run: the loop's own losses and gradient checks, and gradwatch's."""
+
+    setup: Setup
+    losses: list[float]  # the loop's loss.item() per step
+    grads_finite: list[bool]  # the loop's own check: every gradient entry finite at the step
+    trace: Trace
+    findings: list[Finding]
+    seconds: float
+
+
+#: (verdict, what was measured): computed from the loop and probes, never from gradwatch.
+Check = Callable[[Run], tuple[bool, str]]
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def learns(factor: float = 0.7, window: int = 20) -> Check:
+    """The last ``window`` steps' mean loss is below ``factor`` x the first 5 steps' mean."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        first, last = _mean(run.losses[:5]), _mean(run.losses[-window:])
+        ok = math.isfinite(last) and last < factor * first
+        return ok, f"loss {first:.3g} -> {last:.3g} (learns if < {factor} x start)"
+
+    return check
+
+
+@cache
+def unigram_entropy() -> float:
+    """Entropy (nats) of the stdlib bytes' frequencies: the loss of a context-blind LM."""
+    counts = torch.bincount(stdlib_bytes(), minlength=256).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def no_context_learned(window: int = 20) -> Check:
+    """A byte LM's final loss stays at (>= 0.95 x) the unigram entropy, or is not finite."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        last, floor = _mean(run.losses[-window:]), 0.95 * unigram_entropy()
+        ok = not math.isfinite(last) or last >= floor
+        return ok, f"final loss {last:.3g} vs 0.95 x unigram entropy {floor:.3g}"
+
+    return check
+
+
+def at_chance(classes: int, window: int = 20) -> Check:
+    """A classifier's final loss stays at (>= 0.95 x) ln(classes), or is not finite."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        last, chance = _mean(run.losses[-window:]), math.log(classes)
+        ok = not math.isfinite(last) or last >= 0.95 * chance
+        return ok, f"final loss {last:.3g} vs chance ln({classes}) = {chance:.3g}"
+
+    return check
+
+
+def goes_nonfinite() -> Check:
+    """Some step's gradient has a NaN/inf entry (the loop's own ``isfinite`` check)."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        bad = [i for i, ok in enumerate(run.grads_finite) if not ok]
+        first = bad[0] if bad else None
+        return bool(bad), f"non-finite gradients at {len(bad)} steps (first: {first})"
+
+    return check
+
+
+def both(a: Check, b: Check) -> Check:
+    """Both checks hold; the detail lists both."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        (ok_a, da), (ok_b, db) = a(run), b(run)
+        return ok_a and ok_b, f"{da}; {db}"
+
+    return check
+
+
+def dead_relu_probe(threshold: float = 0.9, samples: int = 512) -> Check:
+    """Fraction of ReLU units never positive over ``samples`` digits (own forward hooks)."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        x, _ = digit_vectors(seed=1234, batch=samples)(0)
+        seen: list[torch.Tensor] = []
+        relus = [m for m in run.setup.model.modules() if isinstance(m, nn.ReLU)]
+        handles = [
+            m.register_forward_hook(lambda _m, _i, out: seen.append((out > 0).any(0)))
+            for m in relus
+        ]
+        try:
+            with torch.no_grad():
+                run.setup.model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        dead = float(torch.cat([~alive for alive in seen]).float().mean())
+        return dead >= threshold, f"{dead:.1%} of ReLU units never fire on {samples} digits"
+
+    return check
+
+
+def memory_probe(distance: int = 50, decades: float = 4.0) -> Check:
+    """Gradient of the LAST position's loss w.r.t. the input ``distance`` steps back.
+
+    Autograd on a fresh (T, B) window: ``||dL_T/de_t||`` for the embedded inputs e_t; broken
+    when the gradient at ``distance`` steps back is ``decades`` below the last input's.
+    """
+
+    def check(run: Run) -> tuple[bool, str]:
+        model = run.setup.model
+        assert isinstance(model, RNNModel)
+        x, y = run.setup.batches(10_000)  # (T, B)
+        emb = model.encoder(x).detach().requires_grad_(True)
+        out, _ = model.rnn(emb)
+        F.cross_entropy(model.decoder(out[-1]), y[-1]).backward()
+        assert emb.grad is not None
+        norms = emb.grad.norm(dim=(1, 2)).double()  # (T,)
+        t = len(norms) - 1
+        near, far = float(norms[t]), float(norms[t - distance])
+        fall = math.inf if far == 0.0 else math.log10(near / far)  # 0: underflowed to zero
+        return fall >= decades, (
+            f"||dL_last/dx_t|| {near:.2g} at the last input, {far:.2g} {distance} steps back "
+            f"({fall:.3g} decades; window {t + 1})"
+        )
+
+    return check

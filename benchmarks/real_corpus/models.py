@@ -1,0 +1,295 @@
+"""The models and their training set-ups: Hugging Face from configs, PyTorch recipes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Batch, bptt_batches, byte_windows, digit_images, digit_vectors, which_file_windows
+
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+# ---------------------------------------------------------------------- losses
+def ce_logits(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of a model returning logits (a tensor or an HF output with ``.logits``)."""
+    x, y = batch
+    out = model(x)
+    logits = out if isinstance(out, torch.Tensor) else out.logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def ce_pixels(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of an HF image classifier called with ``pixel_values``."""
+    x, y = batch
+    return F.cross_entropy(model(pixel_values=x).logits, y)
+
+
+# ---------------------------------------------------------------------- models
+class RNNModel(nn.Module):
+    """pytorch/examples word_language_model: Embedding -> LSTM/tanh-RNN -> Linear decoder.
+
+    Same layout and init as the example (encoder/decoder uniform(-0.1, 0.1), decoder bias 0,
+    recurrent layer at PyTorch's default); dropout off so runs are deterministic.
+    """
+
+    def __init__(self, kind: str, ntoken: int, ninp: int, nhid: int, nlayers: int) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn: nn.Module
+        if kind == "LSTM":
+            self.rnn = nn.LSTM(ninp, nhid, nlayers)
+        else:
+            self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity="tanh")
+        self.decoder = nn.Linear(nhid, ntoken)
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def forward(self, x: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        emb = self.encoder(x)  # (T, B, ninp)
+        out, hidden = self.rnn(emb, hidden)  # (T, B, nhid)
+        return self.decoder(out), hidden  # (T, B, ntoken)
+
+
+def _detach(hidden: Any) -> Any:
+    """word_language_model's ``repackage_hidden``: cut the graph between batches."""
+    if isinstance(hidden, torch.Tensor):
+        return hidden.detach()
+    return tuple(_detach(h) for h in hidden)
+
+
+def _carried_hidden_loss() -> LossFn:
+    """Next-token loss of an :class:`RNNModel`, carrying the hidden state across batches."""
+    state: dict[str, Any] = {"hidden": None}
+
+    def loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        out, hidden = model(x, state["hidden"])
+        state["hidden"] = _detach(hidden)
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+    return loss
+
+
+class PreLNBlock(nn.Module):
+    """x + Linear(ReLU(Linear(LayerNorm(x)))): a pre-LN residual MLP block, default init."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class CausalTransformerLM(nn.Module):
+    """Byte LM from ``nn.TransformerEncoderLayer`` with a causal mask (post- or pre-LN)."""
+
+    def __init__(self, layers: int, width: int, heads: int, length: int, norm_first: bool) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(256, width)
+        self.pos = nn.Embedding(length, width)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=norm_first
+        )
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(width, 256)
+        self.mask: torch.Tensor
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(length))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        h = self.tok(x) + self.pos(torch.arange(t))  # (B, T, C)
+        h = self.blocks(h, mask=self.mask[:t, :t], is_causal=True)
+        return self.head(h)  # (B, T, 256)
+
+
+# ---------------------------------------------------------------------- set-ups
+@dataclass
+class Setup:
+    """What one case trains: model, optimizer, batches, loss, and the user's own clipping."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: Callable[[int], Batch]
+    loss: LossFn = ce_logits
+    clip: float | None = None  # torch.nn.utils.clip_grad_norm_ max_norm, done by the user
+    loss_scale: float = 1.0  # static loss scale (unscaled by hand before the step)
+
+
+def gpt2(lr: float, seed: int, layers: int = 2) -> Setup:
+    """HF GPT-2 byte LM (2 layers, width 64) on 64-byte stdlib windows, AdamW at ``lr``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=256, n_positions=64, n_embd=64, n_layer=layers, n_head=4,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    model = GPT2LMHeadModel(cfg)
+    return Setup(model, torch.optim.AdamW(model.parameters(), lr=lr), byte_windows(64, seed))
+
+
+def bert(seed: int) -> Setup:
+    """HF BERT classifier (2 layers, width 64): which of two stdlib files a window is from."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(
+        vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    cfg.num_labels = 2  # a property of PretrainedConfig (it sizes id2label)
+    model = BertForSequenceClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, which_file_windows(48, seed))
+
+
+def vit(seed: int) -> Setup:
+    """HF ViT (2 layers, width 64, 4x4 patches) on 16x16 three-channel digits, AdamW 1e-3."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=64, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=128,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    cfg.num_labels = 10
+    model = ViTForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
+
+
+def _resnet_model(hidden: list[int]) -> nn.Module:
+    """HF ResNet with basic blocks, one block per stage of width ``hidden[i]``, 10 classes."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    cfg = ResNetConfig(
+        num_channels=3, embedding_size=16, hidden_sizes=hidden, depths=[1] * len(hidden),
+        layer_type="basic",
+    )  # fmt: skip
+    cfg.num_labels = 10
+    return ResNetForImageClassification(cfg)
+
+
+def resnet(seed: int) -> Setup:
+    """HF ResNet (BatchNorm, 2 stages) on 32x32 digits, SGD 0.05 + momentum."""
+    model = _resnet_model([16, 32])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def lstm_lm(seed: int) -> Setup:
+    """word_language_model's defaults (SGD lr 20, clip 0.25, bptt 35, batch 20), byte vocab."""
+    model = RNNModel("LSTM", 256, 64, 64, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=20.0)
+    return Setup(model, opt, bptt_batches(35, 20), loss=_carried_hidden_loss(), clip=0.25)
+
+
+def residual_mlp(seed: int) -> Setup:
+    """12 pre-LN residual MLP blocks at PyTorch's default init on digits, Adam 1e-3."""
+    model = nn.Sequential(
+        nn.Linear(64, 64), *[PreLNBlock(64, 128) for _ in range(12)], nn.LayerNorm(64),
+        nn.Linear(64, 10),
+    )  # fmt: skip
+    return Setup(model, torch.optim.Adam(model.parameters(), lr=1e-3), digit_vectors(seed))
+
+
+def relu_mlp(seed: int) -> Setup:
+    """A 3-layer ReLU MLP at PyTorch's default init on digits, SGD 0.05 + momentum."""
+    model = nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return Setup(model, opt, digit_vectors(seed))
+
+
+def sigmoid_cnn(seed: int) -> Setup:
+    """12 conv3x3 + sigmoid layers at default init: each sigmoid passes at most 1/4 back."""
+    layers: list[nn.Module] = []
+    for i in range(12):
+        layers += [nn.Conv2d(3 if i == 0 else 16, 16, 3, padding=1), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return Setup(model, opt, digit_images(8, seed))
+
+
+def resnet_no_norm(seed: int, scale: float) -> Setup:
+    """HF ResNet with every BatchNorm removed and convs at ``scale`` x He init.
+
+    No norm rescales the residual sums, so the forward signal and the gradient grow
+    with depth."""
+    model = _resnet_model([16, 32, 64])
+    for mod in list(model.modules()):
+        for child, sub in list(mod.named_children()):
+            if isinstance(sub, nn.BatchNorm2d):
+                setattr(mod, child, nn.Identity())
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                mod.weight.mul_(scale)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def dead_relu(seed: int, shift: float) -> Setup:
+    """Linear -> LayerNorm -> ReLU blocks whose LayerNorm shift (beta) starts at ``shift``.
+
+    Normalised pre-activations ~N(shift, 1) are almost never positive."""
+    mods: list[nn.Module] = [nn.Linear(64, 128)]
+    for _ in range(3):
+        norm = nn.LayerNorm(128)
+        nn.init.constant_(norm.bias, shift)
+        mods += [norm, nn.ReLU(), nn.Linear(128, 128)]
+    mods[-1] = nn.Linear(128, 10)
+    model = nn.Sequential(*mods)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return Setup(model, opt, digit_vectors(seed))
+
+
+def rnn_lm(seed: int, bptt: int) -> Setup:
+    """word_language_model with ``RNN_TANH`` over ``bptt``-byte windows, clip 0.25.
+
+    lr 5, not the recipe's 20: at 20 this tanh RNN diverges (loss ~12 > ln 256), and the
+    case is meant to learn local bytes while forgetting distant ones.
+    """
+    model = RNNModel("RNN_TANH", 256, 64, 64, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    return Setup(model, opt, bptt_batches(bptt, 10), loss=_carried_hidden_loss(), clip=0.25)
+
+
+def transformer_lm(seed: int, lr: float, norm_first: bool, layers: int, length: int) -> Setup:
+    """Causal ``nn.TransformerEncoder`` byte LM (width 64), Adam at ``lr`` without warm-up."""
+    model = CausalTransformerLM(layers, 64, 4, length, norm_first=norm_first)
+    return Setup(model, torch.optim.Adam(model.parameters(), lr=lr), byte_windows(length, seed))
+
+
+def fp16(seed: int, scale: float) -> Setup:
+    """A ReLU MLP in float16 with a static loss scale ``scale`` and no overflow check.
+
+    That is what a fixed ``loss_scale`` does: the scaled gradients overflow float16's
+    65504 once the logits grow."""
+    model = nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
+    ).half()
+    get = digit_vectors(seed)
+
+    def batches(i: int) -> Batch:
+        x, y = get(i)
+        return x.half(), y
+
+    def loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x).float(), y)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return Setup(model, opt, batches, loss=loss, loss_scale=scale)

@@ -1,0 +1,168 @@
+"""The one recorded training loop of the lab: ``lab.run`` and ``verify`` both train through it.
+
+Seed, optimizer, ``watch``, the clip remedies, the step loop and the loss logging live here
+once, so a lab run and a verification arm train a model the same way and record the same
+trace layout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradwatch.recording import Watch, watch
+from gradwatch.remedies import apply
+from gradwatch.remedies.clipping import GradientClipper
+from gradwatch.trace import Trace, load
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
+#: A clip remedy id (``"clip_norm"`` ...) and its ``gradwatch.remedies.apply`` options.
+ClipSpec = tuple[str, Mapping[str, Any]]
+
+#: Steps between two host reads of the loss when stopping diverged runs: one sync per 50
+#: steps costs nothing measurable, one per step would.
+DIVERGENCE_CHECK_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What :func:`train_recorded` measured.
+
+    Attributes:
+        trace: The recorded trace (read back from ``run_dir`` when there is one).
+        losses: Training loss of every step taken, on the host.
+        steps: Optimizer steps taken (fewer than asked when a diverged run stopped).
+        stopped: True when the loss became non-finite and the loop stopped early.
+    """
+
+    trace: Trace
+    losses: list[float]
+    steps: int
+    stopped: bool
+
+
+def index_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches forever: a fresh permutation per epoch, drawn from ``gen`` only.
+
+    Example:
+        >>> it = index_batches(5, 2, torch.Generator().manual_seed(0))
+        >>> [len(next(it)) for _ in range(3)]
+        [2, 2, 2]
+    """
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n - batch_size + 1, batch_size):  # drop the ragged tail
+            yield order[start : start + batch_size]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _clippers(model: nn.Module, clip: Sequence[ClipSpec], w: Watch) -> list[GradientClipper]:
+    """One ``GradientClipper`` per clip remedy, made by ``gradwatch.remedies.apply``.
+
+    A single clipper logs ``clip_coef`` and ``clipped`` into the watch each step; with
+    several, their scalars would share those names, so none logs.
+    """
+    out = []
+    log_into = w if len(clip) == 1 else None
+    for rid, options in clip:
+        clipper = apply(model, rid, watch=log_into, **options)
+        if not isinstance(clipper, GradientClipper):
+            raise ValueError(f"remedy {rid!r} is not a clip remedy (clip_norm, clip_value ...)")
+        out.append(clipper)
+    return out
+
+
+def train_recorded(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    *,
+    steps: int,
+    optimizer: OptimizerFactory,
+    loss_fn: LossFn,
+    seed: int | None = None,
+    clip: Sequence[ClipSpec] = (),
+    run_dir: str | os.PathLike[str] | None = None,
+    watch_options: Mapping[str, Any] | None = None,
+    stop_if_diverged: bool = False,
+    on_start: Callable[[], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Trained:
+    """Train ``model`` in place for ``steps`` optimizer steps, recorded by ``watch``.
+
+    Each step: forward on the next ``(x, y)`` of ``batches``, ``loss_fn(output, y)``,
+    backward, the clippers (in order), ``optimizer.step()``, ``w.log(loss=loss)``. The
+    clippers run before the step, so the recorder sees the gradients the optimizer applies.
+
+    Args:
+        model: Trained in place (``model.train()`` first).
+        batches: ``(inputs, targets)`` pairs already on the model's device.
+        steps: Optimizer steps to take.
+        optimizer: A factory ``params -> Optimizer``.
+        loss_fn: ``loss_fn(output, targets)`` -> a scalar tensor.
+        seed: ``torch.manual_seed(seed)`` before the optimizer is made (same dropout masks
+            for two models trained alike); None leaves the global generator as it is.
+        clip: Clip remedies, each made into a ``GradientClipper`` by ``remedies.apply``.
+        run_dir: Where ``watch`` writes the run (None keeps it in memory).
+        watch_options: Keyword arguments of ``watch`` (``every``, ``sample_every``, ``meta``,
+            ``overwrite`` ...).
+        stop_if_diverged: Stop once the loss is non-finite (checked every
+            :data:`DIVERGENCE_CHECK_EVERY` steps, one host sync each).
+        on_start: Called once the watch has accepted ``run_dir`` (to write files beside it).
+        progress: Called as ``progress(step, steps)`` after each step.
+
+    Example:
+        >>> net = nn.Linear(3, 1)
+        >>> data = iter([(torch.randn(4, 3), torch.randn(4, 1))] * 5)
+        >>> done = train_recorded(net, data, steps=5, loss_fn=nn.functional.mse_loss,
+        ...                       optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+        >>> done.steps, len(done.losses)
+        (5, 5)
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    opt = optimizer(model.parameters())
+    # Losses stay on the model's device until the end: one transfer, no sync per step.
+    loss_t = torch.zeros(steps, device=model_device(model))
+    stopped = False
+    model.train()
+    with watch(model, opt, run_dir, **dict(watch_options or {})) as w:
+        if on_start is not None:
+            on_start()
+        clippers = _clippers(model, clip, w)
+        try:
+            for step in range(steps):
+                x, y = next(batches)
+                loss = loss_fn(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for clipper in clippers:
+                    clipper.clip_()
+                opt.step()
+                w.log(loss=loss)
+                loss_t[step] = loss.detach()
+                check = stop_if_diverged and (step + 1) % DIVERGENCE_CHECK_EVERY == 0
+                if check and not bool(torch.isfinite(loss_t[step])):
+                    stopped = True
+                    break
+                if progress is not None:
+                    progress(step + 1, steps)
+        finally:
+            for clipper in clippers:  # logs the last step's clip statistics into the watch
+                clipper.remove()
+        taken = w.num_steps
+    trace = load(Path(run_dir)) if run_dir is not None else w.trace
+    return Trained(trace=trace, losses=loss_t[:taken].tolist(), steps=taken, stopped=stopped)
