@@ -7,6 +7,16 @@ median profile over the last ``window`` sampled rows, fits ``log10 ||dL/dx_t|| =
 and the fit explains the profile (R^2 >= ``min_r2``): an exponential decay, as Bengio et al.
 (1994) and Pascanu et al. (2013) derive for products of Jacobians with norm below 1. It
 reports the horizon: the distance at which the gradient has fallen by ``horizon_factor``.
+
+Which loss the profile is of matters. For a classifier read at the last step it is the loss
+itself. For a language model the loss has a term at every position, so ``||dL/dx_t||`` of the
+whole loss is flat however short the memory (issue 12: a tanh RNN LM whose last position's
+gradient falls ~5 decades within 50 steps). The gradient of a *late position's* loss is the
+profile to judge; a trace gives it as the recurrent entry ``"<layer>:last_position"``
+(:data:`LAST_POSITION_SUFFIX`), or marks its entry for ``<layer>`` as one with
+``meta["recurrent_profiles"] = {"<layer>": "last_position"}``. When a layer has both, the
+late-position profile is read; the evidence says which (``profile``: ``"last_position"`` or
+``"whole_loss"``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,24 @@ from ..finding import Finding
 from ..thresholds import ShortMemoryThresholds
 
 RULE = "short_memory"
+
+#: Suffix of the recurrent-table entry holding the gradient of a late position's loss.
+LAST_POSITION_SUFFIX = ":last_position"
+
+
+def profiles_to_judge(trace: Trace) -> list[tuple[str, str, str]]:
+    """``(layer, recurrent-table key, profile kind)`` per recurrent layer, preferring the
+    late-position profile when the trace has one."""
+    kinds = trace.meta.get("recurrent_profiles")
+    kinds = kinds if isinstance(kinds, dict) else {}
+    chosen: dict[str, tuple[str, str]] = {}
+    for key in trace.recurrent_layers:
+        if key.endswith(LAST_POSITION_SUFFIX):
+            chosen[key[: -len(LAST_POSITION_SUFFIX)]] = (key, "last_position")
+        elif key not in chosen:
+            kind = "last_position" if kinds.get(key) == "last_position" else "whole_loss"
+            chosen[key] = (key, kind)
+    return [(layer, key, kind) for layer, (key, kind) in chosen.items()]
 
 
 def fit_decay(profile: np.ndarray) -> tuple[float, float, int] | None:
@@ -49,8 +77,8 @@ def fit_decay(profile: np.ndarray) -> tuple[float, float, int] | None:
 def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
     """Return the short-memory finding of ``trace`` (its worst recurrent layer), or None."""
     best: tuple[float, str, dict[str, object], tuple[int, int], float] | None = None
-    for name in trace.recurrent_layers:  # one pass per recurrent layer, never per step
-        prof = trace.input_grad_profile(name)
+    for name, key, kind in profiles_to_judge(trace):  # one pass per layer, never per step
+        prof = trace.input_grad_profile(key)
         if prof.values.ndim != 2 or prof.values.shape[1] < th.min_length:
             continue
         rows = ~np.all(np.isnan(prof.values), axis=1)
@@ -72,6 +100,7 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         horizon = math.log10(th.horizon_factor) / -slope
         evidence: dict[str, object] = {
             "layer": name,
+            "profile": kind,
             "sequence_length": length,
             "decay_decades_over_sequence": fl(fall),
             "decay_per_step": fl(pow10(slope)),

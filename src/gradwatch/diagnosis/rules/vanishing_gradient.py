@@ -7,6 +7,11 @@ from the first to the last layer, in decades. The rule takes the median of ``c``
 (``out_grad_norm``, the gradient reaching each layer's output) when it was recorded, else from
 ``grad_rms`` between consecutive layers. Independently, any layer whose grad_rms stays below
 SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical.
+
+Both are judged while the model learns: when a ``loss`` was logged, rows in loss windows whose
+median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
+model's errors, and so all its gradients, are small; its depth contrast says nothing about
+whether the gradient reaches the first layers), and "the last window" is the last one before.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .._common import (
     fl,
     fmt_factor,
     hints,
+    learning_rows,
     metric_rows,
     nanmedian,
     pow10,
@@ -43,6 +49,13 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     cols = core_layers(trace)
     if len(steps) == 0 or len(cols) == 0:
         return None
+    # Judged while the model learns: rows where the loss has fallen to a small fraction of
+    # its start belong to a confident model, whose every gradient is small (issue 12).
+    learning, finished_at = learning_rows(trace, steps, th.window, th.finished_loss_fraction)
+    if not learning.all():
+        steps, grad = steps[learning], grad[learning]
+        if len(steps) == 0:
+            return None
     names = [trace.layers[i].name for i in cols]
     g = take_cols(grad, cols)  # (S, L) core layers only
     logg = safe_log10(g)
@@ -75,6 +88,11 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         "abs_floor": th.abs_floor,
         "window_rows": th.window,
     }
+    if finished_at is not None:
+        # Say which rows were left out, so the user can check the judgement.
+        evidence["finished_at_step"] = finished_at
+        evidence["finished_loss_fraction"] = th.finished_loss_fraction
+        evidence["learning_rows"] = len(steps)
     layers: list[str] = []
     span: tuple[int, int] | None = step_span(steps)
     severe = False
