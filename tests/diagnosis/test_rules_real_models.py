@@ -76,6 +76,22 @@ def test_vanishing_judges_a_relapse_after_finishing() -> None:
     assert f.steps is not None and f.steps[0] >= 70
 
 
+def test_vanishing_that_resolved_is_info() -> None:
+    """A 3-decade contrast in the first 30 steps (a fresh transformer's head-heavy gradient)
+    that the model grows out of is reported as history (info), naming when it resolved."""
+    g = np.tile(depth_profile(6, 0.3), (100, 1))
+    g[:30] = depth_profile(6, 3.0)
+    f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": g}))
+    assert f is not None and f.severity == "info"
+    assert f.evidence["resolved_by_step"] == 30
+    assert f.steps == (0, 29)
+    assert "since resolved" in f.message
+    g = g.copy()  # the trace made its array read-only
+    g[-10:] = depth_profile(6, 3.0)  # back at the end: current again
+    f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": g}))
+    assert f is not None and f.severity == "warning"
+
+
 def test_exploding_depth_is_judged_while_learning() -> None:
     """A reversed contrast that appears only after the loss collapsed is not exploding."""
     n = 60

@@ -12,6 +12,9 @@ Both are judged while the model learns: when a ``loss`` was logged, rows in loss
 median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
 model's errors, and so all its gradients, are small; its depth contrast says nothing about
 whether the gradient reaches the first layers), and "the last window" is the last one before.
+A contrast whose last learning window is back under ``warn_decades`` has resolved (the model
+grew out of it, as freshly initialised transformers do in their first tens of steps): without
+a floor hit it is only ``info``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .._common import (
     take_cols,
     window_medians,
 )
-from ..finding import Finding, RemedyHint
+from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import VanishingGradientThresholds
 
 RULE = "vanishing_gradient"
@@ -62,6 +65,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
 
     # --- relative evidence: depth contrast, window medians.
     contrast_hit = False
+    resolved = False
     worst = float("nan")
     win_meds = np.zeros(0)
     starts = np.zeros(0, np.int64)
@@ -109,6 +113,14 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             windows=len(win_meds),
         )
         severe = worst >= th.critical_decades
+        # A contrast that the model has since grown out of (its last learning window is
+        # back under warn_decades) is history, not a gradient that fails to arrive now:
+        # freshly initialised transformers start with a small gradient below the head and
+        # lose it within tens of steps while the loss begins to fall.
+        resolved = bool(np.isfinite(win_meds[-1]) and win_meds[-1] < th.warn_decades)
+        if resolved:
+            evidence["resolved_by_step"] = int(steps[starts[int(hit[-1]) + 1]])
+            evidence["last_window_contrast_decades"] = fl(win_meds[-1])
         w_end = int(starts[worst_w + 1]) if worst_w + 1 < len(starts) else len(steps)
         drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
         if drop is not None:
@@ -157,9 +169,18 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             "small to change the weights"
         )
     message = f"Vanishing gradient: {cause}."
+    severity: Severity = "critical" if severe else "warning"
+    if resolved and not floor_hit.any() and span is not None:
+        severity = "info"
+        message = (
+            f"Vanishing gradient early on, since resolved: {cause} in steps {span[0]}-{span[1]}"
+            f" (window medians), but from step {evidence['resolved_by_step']} it stays under "
+            f"the {fmt_factor(th.warn_decades)} threshold ({fmt_factor(float(win_meds[-1]))} "
+            "in the last window)."
+        )
     return Finding(
         rule=RULE,
-        severity="critical" if severe else "warning",
+        severity=severity,
         layers=tuple(layers),
         steps=span,
         evidence=evidence,
