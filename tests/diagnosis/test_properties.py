@@ -52,14 +52,16 @@ def traces(draw: st.DrawFn) -> Trace:
         metrics[name] = draw(arrays(np.float64, (n_steps, n_layers), elements=_values))
     scalars = {}
     for name in draw(
-        st.lists(st.sampled_from(["loss", "global_grad_norm", "skipped"]), unique=True)
+        st.lists(st.sampled_from(["loss", "global_grad_norm", "skipped", "clip_coef"]), unique=True)
     ):
         scalars[name] = draw(arrays(np.float64, (n_steps,), elements=_values))
     recurrent = {}
     if n_layers and draw(st.booleans()):
         r_steps = draw(st.integers(0, 6))
         length = draw(st.integers(0, 12))
-        recurrent[infos[0].name] = (
+        # The whole-loss profile or a late-position one (short_memory reads either).
+        key = infos[0].name + draw(st.sampled_from(["", ":last_position"]))
+        recurrent[key] = (
             np.arange(r_steps),
             draw(arrays(np.float64, (r_steps, length), elements=_values)),
         )
