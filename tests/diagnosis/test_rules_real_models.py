@@ -208,8 +208,31 @@ def test_early_blowup_is_named_by_unstable_updates() -> None:
 
 
 def test_early_large_ratio_without_a_loss_spike_is_one_odd_sample() -> None:
-    """The same step-0 ratio with a loss that just falls stays one odd sample: quiet."""
-    assert run("unstable_updates", _gpt2_blowup(spike=9.0)) is None
+    """A step-0 ratio above 0.1 but under the weights' own norm (the LSTM LM recipe's decoder
+    shows 0.64) with a loss that just falls stays one odd sample: quiet."""
+    assert run("unstable_updates", _gpt2_blowup(update0=0.64, spike=9.0)) is None
+
+
+def test_a_step_larger_than_the_weights_fires_whatever_the_loss() -> None:
+    """GPT-2 under AdamW lr 0.1: ratios 5-10 at step 0 only, then ~0.05, and a loss that
+    falls 5.4 -> 3.2 (to the unigram level, no spike): the first step erased the init."""
+    n = 200
+    ur = np.full((n, 4), np.nan)
+    ur[::10] = 0.05
+    ur[0] = [5.0, 5.1, 10.04, 9.9]
+    loss = 3.2 + 2.2 * np.exp(-np.arange(n) / 8.0)
+    f = run("unstable_updates", trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss}))
+    assert f is not None and f.severity == "critical"  # 10.04 > SageMaker's 10
+    assert list(f.evidence["erased_at_start"]) == ["fc2", "fc3", "fc1", "fc0"]
+    assert f.evidence["blocks_over_warn_ratio"] == 0
+    assert "in the first steps, one step changed" in f.message
+    assert f.steps == (0, 10)
+    ur = ur.copy()  # the trace made its array read-only
+    ur[0] = [0.9, 0.9, 0.9, 0.9]  # under the weights' norm: one odd sample
+    assert (
+        run("unstable_updates", trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss}))
+        is None
+    )
 
 
 def test_early_blowup_is_named_by_exploding_gradient() -> None:
@@ -376,4 +399,6 @@ def test_new_thresholds_are_validated() -> None:
         Thresholds.from_overrides({"unstable_updates.early_rows": 0})
     with pytest.raises(ValueError, match="loss_window"):
         Thresholds.from_overrides({"unstable_updates.loss_window": 0})
+    with pytest.raises(ValueError, match="erase_ratio"):
+        Thresholds.from_overrides({"unstable_updates.erase_ratio": -1.0})
     assert layers(1)[0].activation == "ReLU"

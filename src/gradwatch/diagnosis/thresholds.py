@@ -269,6 +269,12 @@ class UnstableUpdatesThresholds:
     loss_spike_factor: float = 1.5
     # Logged losses read value by value at the start (our choice: 20, the dense start).
     early_rows: int = 20
+    # One sampled step in the first early_rows that moves a layer by more than its own norm
+    # erases what the initialisation built, whatever the loss does next. Measured on the
+    # real corpus: GPT-2 under AdamW lr 0.1 (no warm-up) moves its weights 5-10x their norm
+    # at step 0 and ends at the unigram loss; the healthy cases stay at or below 0.64 (the
+    # LSTM LM recipe's decoder at SGD lr 20). 1 = the step is as large as the weights.
+    erase_ratio: float = 1.0
     # Logged losses per window for progress and relapse (as loss_plateau.window).
     loss_window: int = 10
 

@@ -17,8 +17,10 @@ loss's answer, not the ratio's (issue 12: PyTorch's LSTM language-model recipe t
 * above ``critical_ratio`` (SageMaker Debugger's large_threshold, 10) it is critical, whatever
   the loss does.
 
-A blow-up between sampled steps (an early loss spike) makes one sampled row above
-``warn_ratio`` among the first ``early_rows`` steps enough. Separately, a last block below
+The first ``early_rows`` steps are read row by row (blow-ups happen between sampled steps):
+one sampled row above ``warn_ratio`` there counts when the loss spiked, and one above
+``erase_ratio`` (a step larger than the weights themselves: the initialisation is gone)
+counts whatever the loss did next. Separately, a last block below
 SageMaker's small_threshold (1e-8: the layer no longer moves) is a warning.
 """
 
@@ -96,22 +98,30 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         end_row = int(starts[b1 + 1]) - 1 if b1 + 1 < len(starts) else len(steps) - 1
         span = (int(steps[starts[int(hot_rows[0])]]), int(steps[end_row]))
 
-    # --- a blow-up in the first steps: single sampled rows count when the loss spiked.
+    # --- the first steps, read row by row: blow-ups happen between sampled steps.
+    # A sampled row above warn_ratio counts when the loss spiked; one above erase_ratio
+    # (the step outweighs the weights themselves) counts whatever the loss did.
     early_rows = np.flatnonzero(steps < _early_step(trace, th.early_rows))
-    early_resp = None
+    erased = np.zeros(0, np.int64)
     if len(early_rows):
         with quiet_nan():
             early_max = np.nanmax(ur[early_rows], axis=0)
-        early_high = np.flatnonzero(np.isfinite(early_max) & (early_max > th.warn_ratio))
-        if len(early_high):
+        finite = np.isfinite(early_max)
+        early_high = np.flatnonzero(finite & (early_max > th.warn_ratio))
+        erased = np.flatnonzero(finite & (early_max > th.erase_ratio))
+        spiked = False
+        if len(early_high) > len(erased):
             early_resp = loss_response(
                 trace, int(steps[early_rows[-1]]), th.loss_window, th.min_progress, th.early_rows
             )
-            if early_resp is not None and early_resp.spike >= th.loss_spike_factor:
-                med = np.where(np.isfinite(med), np.fmax(med, early_max), early_max)
-                high = np.union1d(high, early_high)
-                first = int(steps[early_rows[0]])
-                span = (first, span[1] if span else int(steps[early_rows[-1]]))
+            spiked = early_resp is not None and early_resp.spike >= th.loss_spike_factor
+        counted = early_high if spiked else erased
+        if len(counted):
+            med = med.copy()
+            med[counted] = np.fmax(med[counted], early_max[counted])
+            high = np.union1d(high, counted)
+            first = int(steps[early_rows[0]])
+            span = (first, span[1] if span else int(steps[early_rows[-1]]))
 
     evidence: dict[str, object] = {
         "metric": "update_ratio",
@@ -130,6 +140,17 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         clipped = clipping_active(trace, *span)
         resp = loss_response(trace, span[1], th.loss_window, th.min_progress, th.early_rows)
         why = _overshoots(resp, th, clipped) if resp is not None else []
+        if len(erased):
+            order = erased[np.argsort(-med[erased], kind="stable")]
+            why.insert(
+                0,
+                f"{len(erased)} layer(s) moved by more than their own norm in one step at the "
+                "start, which erases what the initialisation built",
+            )
+            evidence["erased_at_start"] = by_layer(
+                [trace.layers[i].name for i in order], med[order]
+            )
+            evidence["erase_ratio"] = th.erase_ratio
         if worst <= th.critical_ratio and resp is not None and not why:
             high = high[:0]  # the loss thrives on these steps: productive, not unstable
         else:
@@ -144,9 +165,13 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
                 if why
                 else ("no loss was logged to judge it by" if resp is None else "")
             )
+            sustained = bool(np.isfinite(blocks[:, high[0]]).any()) and bool(
+                np.nanmax(blocks[:, high[0]]) > th.warn_ratio
+            )
+            lead = "each step changes" if sustained else "in the first steps, one step changed"
             message = (
-                f"Unstable updates: each step changes the weights of layer {names_hi[0]!r} by "
-                f"{worst:.2g} of their norm (healthy training is near 0.001)"
+                f"Unstable updates: {lead} the weights of layer {names_hi[0]!r} by "
+                f"{worst:.2g}x their norm (healthy training is near 0.001)"
                 + (" with clipping on" if clipped else "")
                 + (f", and {judged}" if judged else "")
                 + ", so the learning rate is too high for this layer and the steps overshoot."
