@@ -52,19 +52,27 @@ def traces(draw: st.DrawFn) -> Trace:
         metrics[name] = draw(arrays(np.float64, (n_steps, n_layers), elements=_values))
     scalars = {}
     for name in draw(
-        st.lists(st.sampled_from(["loss", "global_grad_norm", "skipped"]), unique=True)
+        st.lists(st.sampled_from(["loss", "global_grad_norm", "skipped", "clip_coef"]), unique=True)
     ):
         scalars[name] = draw(arrays(np.float64, (n_steps,), elements=_values))
-    recurrent = {}
+    recurrent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    last_position: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if n_layers and draw(st.booleans()):
         r_steps = draw(st.integers(0, 6))
         length = draw(st.integers(0, 12))
-        recurrent[infos[0].name] = (
-            np.arange(r_steps),
-            draw(arrays(np.float64, (r_steps, length), elements=_values)),
-        )
+        # The whole-loss profile, and sometimes a late-position one (short_memory reads both).
+        for profiles in (recurrent, last_position) if draw(st.booleans()) else (recurrent,):
+            profiles[infos[0].name] = (
+                np.arange(r_steps),
+                draw(arrays(np.float64, (r_steps, length), elements=_values)),
+            )
     return Trace.from_arrays(
-        infos, np.arange(n_steps), metrics, scalars=scalars, recurrent=recurrent
+        infos,
+        np.arange(n_steps),
+        metrics,
+        scalars=scalars,
+        recurrent=recurrent,
+        last_position=last_position,
     )
 
 

@@ -65,24 +65,6 @@ def _require_check(name: str) -> Any:
 
 #: What today's rules get wrong, per case (issue 12): exactly what fires or is missed.
 KNOWN_WRONG: dict[str, str] = {
-    "bert_classifier": (
-        "issue 12: converged BERT draws vanishing_gradient warning (tanh pooler, 14 layers, "
-        "4e2x) and poor_initialization warning (bert.pooler.dense 0.095x at init std 0.02)"
-    ),
-    "lstm_lm": (
-        "issue 12: word_language_model LSTM recipe (SGD lr 20, clip 0.25) draws "
-        "unstable_updates warning (decoder update ratio 0.35) though it learns"
-    ),
-    "residual_mlp_default_init": (
-        "issue 12: PyTorch default init of 12 pre-LN residual blocks draws "
-        "poor_initialization warning (0.41x per layer, 2.3e-5x 'compounded' over residual "
-        "branches that are not in series)"
-    ),
-    "gpt2_lr_too_high": (
-        "issue 12: unstable_updates silent: AdamW lr 0.1 moves GPT-2's weights by 5-10x "
-        "their norm in the first steps, then the grown weights bring the block median to "
-        "0.09 < 0.1; only collapsing_weights (ln_f) and loss_plateau warn"
-    ),
     "tanh_rnn_lm_long_window": (
         "issue 12: short_memory silent on a language model: the recorded profile is the "
         "gradient of the loss summed over all 200 positions, so each input has a loss next "
@@ -139,21 +121,7 @@ def test_broken_model_is_broken_and_diagnosed(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "fp16_static_loss_scale",
-        pytest.param(
-            "resnet_no_norm_large_init",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason=(
-                    "nonfinite_gradient reports first_bad_step 18 with nonfinite counts 0: at "
-                    "step 18 every gradient entry is finite (max |g| 8.6e19) but the float32 "
-                    "norm overflows; the first NaN gradient is at step 19"
-                ),
-            ),
-        ),
-    ],
+    ["fp16_static_loss_scale", "resnet_no_norm_large_init"],
 )
 def test_nonfinite_step_matches_the_loops_own_check(name: str) -> None:
     """The first non-finite step reported is the first the training loop itself saw."""

@@ -237,13 +237,55 @@ def fmt_factor(decades: float) -> str:
     return f"{pow10(decades):.2g}x"
 
 
-def tail_fraction(trace: Trace, metric: str, window: int) -> tuple[np.ndarray, np.ndarray] | None:
+def finite_output_mask(trace: Trace, steps: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``(len(steps), L)``: False where a layer's values were not finite at that step.
+
+    ``measured`` marks where the caller's sampled statistic exists. There, a layer's output
+    was non-finite when its ``act_mean`` is NaN/inf or its ``act_std`` is inf (the mean of
+    the outputs is finite only when every output is; a NaN output counts as "not positive"
+    and would read as a dead unit). Anywhere, its gradient had non-finite entries
+    (``nonfinite`` > 0) or the logged loss was infinite. Fractions measured there describe a
+    blow-up, which is the ``nonfinite_gradient`` rule's to report, not dead units.
+    """
+    steps = np.asarray(steps)
+    ok = np.ones((len(steps), len(trace.layers)), dtype=bool)
+    if len(steps) == 0:
+        return ok
+    rows = np.clip(np.searchsorted(trace.steps, steps), 0, max(len(trace.steps) - 1, 0))
+    if trace.has_metric("act_mean"):
+        ok &= ~(measured & ~np.isfinite(trace.matrix("act_mean")[rows]))
+    if trace.has_metric("act_std"):
+        ok &= ~(measured & np.isinf(trace.matrix("act_std")[rows]))
+    if trace.has_metric("nonfinite"):
+        ok &= ~(np.nan_to_num(trace.matrix("nonfinite")[rows], nan=0.0) > 0)
+    if trace.has_scalar("loss") and len(trace.scalar_steps):
+        # Only an infinite loss: a NaN may just be a step where the loss was not logged.
+        pos = np.clip(np.searchsorted(trace.scalar_steps, steps), 0, len(trace.scalar_steps) - 1)
+        same = trace.scalar_steps[pos] == steps
+        ok &= ~(same & np.isinf(trace.scalar("loss")[pos]))[:, None]
+    return ok
+
+
+def tail_fraction(
+    trace: Trace, metric: str, window: int, columns: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-layer median of a fraction metric over its last ``window`` measured rows.
 
-    Returns ``(steps of those rows, (L,) medians)`` or None when it was never measured.
+    Values at non-finite outputs (:func:`finite_output_mask`) are dropped first, so the window
+    is the last ``window`` rows with some finite evidence. Layers outside ``columns`` (when
+    given) are NaN. Returns ``(steps of those rows, (L,) medians)`` or None when never measured.
     """
     steps, mat = metric_rows(trace, metric)
     if len(steps) == 0 or mat.shape[1] == 0:
+        return None
+    mat = np.where(finite_output_mask(trace, steps, np.isfinite(mat)), mat, np.nan)
+    if columns is not None:
+        keep = np.zeros(mat.shape[1], dtype=bool)
+        keep[np.asarray(columns, dtype=np.int64)] = True
+        mat = np.where(keep[None, :], mat, np.nan)
+    alive = ~np.all(np.isnan(mat), axis=1)
+    steps, mat = steps[alive], mat[alive]
+    if len(steps) == 0:
         return None
     tail = mat[-min(window, len(mat)) :]
     return steps[-len(tail) :], nanmedian(tail, axis=0)
@@ -258,13 +300,19 @@ class FractionHits(NamedTuple):
     values: np.ndarray  # (K,) their median fractions, same order
 
 
-def fractions_over(trace: Trace, metric: str, window: int, threshold: float) -> FractionHits | None:
+def fractions_over(
+    trace: Trace,
+    metric: str,
+    window: int,
+    threshold: float,
+    columns: np.ndarray | None = None,
+) -> FractionHits | None:
     """Layers whose median ``metric`` over the last ``window`` rows exceeds ``threshold``.
 
-    Shared by the per-layer fraction rules (saturated and dead units); None when the metric
-    was never measured or no layer crosses.
+    Shared by the per-layer fraction rules (saturated and dead units); only layers in
+    ``columns`` when given. None when the metric was never measured or no layer crosses.
     """
-    got = tail_fraction(trace, metric, window)
+    got = tail_fraction(trace, metric, window, columns)
     if got is None:
         return None
     steps, frac = got
@@ -278,3 +326,134 @@ def fractions_over(trace: Trace, metric: str, window: int, threshold: float) -> 
 def by_layer(names: Sequence[str], values: np.ndarray, limit: int = 20) -> dict[str, float | None]:
     """``{name: value}`` for evidence, the first ``limit`` pairs (names and values aligned)."""
     return {n: fl(v) for n, v in zip(names[:limit], np.asarray(values)[:limit], strict=False)}
+
+
+# ---------------------------------------------------------------------- the loss's response
+#: Logged loss values whose median is the starting loss: the loss before the updates took
+#: effect (the first value alone could be one odd batch; by the third an lr far too high has
+#: already changed the weights, so later ones would hide a blow-up in the first steps).
+LOSS_START_ROWS = 3
+
+
+class LossCurve(NamedTuple):
+    """The logged loss reduced to what the rules compare: its start and window medians."""
+
+    steps: np.ndarray  # (N,) steps of the finite logged values
+    values: np.ndarray  # (N,) those values
+    start: float  # median of the first LOSS_START_ROWS values (> 0)
+    medians: np.ndarray  # (W,) medians of consecutive windows of logged values
+    first_step: np.ndarray  # (W,) first step of each window
+    last_step: np.ndarray  # (W,) last step of each window
+
+
+def loss_curve(trace: Trace, window: int) -> LossCurve | None:
+    """The ``loss`` scalar as a :class:`LossCurve`, or None when it cannot serve as a reference.
+
+    None when the trace logged no loss, fewer than ``LOSS_START_ROWS`` finite values, or a
+    start <= 0 (a loss that is not positive has no "fraction of its start").
+    """
+    steps, values = scalar_rows(trace, "loss")
+    if len(values) < LOSS_START_ROWS:
+        return None
+    start = float(np.median(values[:LOSS_START_ROWS]))
+    if not start > 0.0:
+        return None
+    meds, first = window_medians(values, window)
+    last_row = np.append(first[1:], len(values)) - 1
+    return LossCurve(steps, values, start, meds, steps[first], steps[last_row])
+
+
+def window_of(curve: LossCurve, steps: np.ndarray) -> np.ndarray:
+    """Index of the loss window holding each of ``steps`` (clipped to the first/last window)."""
+    idx = np.searchsorted(curve.first_step, np.asarray(steps), side="right") - 1
+    return np.clip(idx, 0, len(curve.medians) - 1)
+
+
+def learning_rows(
+    trace: Trace, steps: np.ndarray, window: int, finished_fraction: float
+) -> tuple[np.ndarray, int | None]:
+    """Which of ``steps`` fall where the model is still learning, and where it first finished.
+
+    A model has *finished* in a loss window whose median is at most ``finished_fraction`` of
+    the starting loss: it is confident, so its errors, and with them every gradient, are
+    small. Depth contrasts and absolute floors measured there describe a model that has
+    learned, not a gradient that fails to arrive. Windows where the loss climbs back above
+    the fraction count as learning again (a later divergence is judged). All rows learn when
+    no loss was logged or ``finished_fraction`` is 0.
+
+    Returns:
+        ``(mask, first finished step or None)``.
+    """
+    steps = np.asarray(steps)
+    curve = loss_curve(trace, window) if finished_fraction > 0 else None
+    if curve is None or len(steps) == 0:
+        return np.ones(len(steps), dtype=bool), None
+    done = curve.medians <= finished_fraction * curve.start
+    if not done.any():
+        return np.ones(len(steps), dtype=bool), None
+    first_done = int(curve.first_step[int(np.argmax(done))])
+    return ~done[window_of(curve, steps)], first_done
+
+
+class LossResponse(NamedTuple):
+    """How the loss responded over a span of steps (see :func:`loss_response`)."""
+
+    start: float  # starting loss
+    end: float  # median of the last loss window of the span
+    progress: float  # (start - end) / start: the fraction of the start the loss has lost
+    relapse: float  # the largest share of the progress so far that a window gave back
+    relapse_step: int | None  # first step of that window
+    spike: float  # largest single early loss over the start (1 = none)
+    spike_step: int | None  # its step
+    nonfinite: bool  # an infinite loss or a non-finite gradient within the span
+
+
+def loss_response(
+    trace: Trace, last_step: int, window: int, min_progress: float, early_rows: int
+) -> LossResponse | None:
+    """The loss's response up to ``last_step``: progress, relapses and early spikes.
+
+    * ``progress``: how far the last window's median (of the windows up to ``last_step``) sits
+      below the starting loss, as a fraction of the start.
+    * ``relapse``: for each window, its rise over the lowest median before it, divided by the
+      progress made until then (at least ``min_progress`` of the start, so the noise of a loss
+      that has not moved yet is not divided by ~0). 1 means a window gave back all the
+      progress: the updates overshoot. A steadily falling loss stays near 0.
+    * ``spike``: the largest single value among the first ``early_rows`` logged losses, over
+      the start: blow-ups in the first steps happen between sampled steps and recover within
+      a window, so they are read value by value.
+
+    None when the loss cannot serve as a reference (:func:`loss_curve`).
+    """
+    curve = loss_curve(trace, window)
+    if curve is None:
+        return None
+    keep = curve.first_step <= last_step
+    keep[0] = True
+    meds, first = curve.medians[keep], curve.first_step[keep]
+    # Lowest median before each window, the start included.
+    before = np.minimum.accumulate(np.concatenate(([curve.start], meds[:-1])))
+    gained = np.maximum(curve.start - before, min_progress * curve.start)
+    with quiet_nan():
+        relapse_w = (meds - before) / gained
+    worst = int(np.nanargmax(relapse_w)) if np.isfinite(relapse_w).any() else 0
+    early = curve.values[: max(1, early_rows)]
+    k = int(np.argmax(early))
+    # A NaN loss may just be a step where it was not logged; an infinite one, or a
+    # non-finite gradient count, is a blow-up.
+    raw = trace.scalar("loss")[trace.scalar_steps <= last_step]
+    bad = bool(np.isinf(raw).any())
+    nf_steps, nf = metric_rows(trace, "nonfinite")
+    with quiet_nan():
+        bad |= bool((nf[nf_steps <= last_step] > 0).any())
+    end = float(meds[-1])
+    return LossResponse(
+        start=curve.start,
+        end=end,
+        progress=(curve.start - end) / curve.start,
+        relapse=float(relapse_w[worst]) if np.isfinite(relapse_w[worst]) else 0.0,
+        relapse_step=int(first[worst]),
+        spike=float(early[k] / curve.start),
+        spike_step=int(curve.steps[k]),
+        nonfinite=bad,
+    )

@@ -43,6 +43,14 @@ class VanishingGradientThresholds:
     window: int = 10
     # Fewer weight layers than this have no depth to vanish along (our choice).
     min_layers: int = 3
+    # Judged while the model learns: loss windows whose median is at most this fraction of
+    # the starting loss are left out (0 = judge every window). A confident model's errors,
+    # and so all its gradients, are tiny: issue 12's tiny BERT classifier (loss 0.69 ->
+    # 0.001) passed 2 decades of depth contrast and the 1e-7 floor only after its loss
+    # collapsed. A tenth of the start is cross-entropy 2.3 -> 0.23 on 10 classes, ~93% of a
+    # batch right (our choice: far below where a stuck net sits, e.g. the corpus sigmoid MLP
+    # at 2.31 from 2.85).
+    finished_loss_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,16 @@ class ExplodingGradientThresholds:
     rising_windows: int = 3
     # Rows per window for the growth test (as vanishing_gradient.window).
     window: int = 10
+    # The depth evidence is judged while the model learns (as
+    # vanishing_gradient.finished_loss_fraction).
+    finished_loss_fraction: float = 0.1
+    # Early blow-ups (the first `trailing` rows, where no trailing median exists yet): a
+    # global-norm jump of spike_ratio over the median of the rows before it counts as a spike
+    # (info alone) and as a warning when a logged loss among those rows also reaches this
+    # multiple of the starting loss. Issue 12: GPT-2 at lr 0.05 went from loss 10.8 to 24 by
+    # step 4; healthy corpus runs never exceed their start (our choice: 1.5x, well above the
+    # batch-to-batch spread of a freshly initialised net, whose outputs are near uniform).
+    loss_spike_factor: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -180,8 +198,12 @@ class PoorInitializationThresholds:
     # A layer whose parameter scale is 2x off what its activation needs (PyTorch's
     # calculate_gain convention; He et al. 2015; Glorot & Bengio 2010) is mis-scaled ...
     weight_scale_factor: float = 2.0
-    # ... and fires once the mis-scaled layers compound to 10x. Measured: healthy corpus
-    # models compound to 1.01, the models built with mis-scaled layers to 190 or more.
+    # ... and counts once the mis-scaled layers compound to 10x. Measured: healthy corpus
+    # models compound to 1.01, the models built with mis-scaled layers to 190 or more. The
+    # weight scales only name culprits of a measured collapse (or are "info" with no profile
+    # recorded): PyTorch's default, 0.41x the He scale, compounds past 10x in any plain or
+    # residual net of 3+ layers, most of which train well (issue 12). The measured backward
+    # gain compounding through the hidden layers past the same 10x is a collapse.
     compound_decades: float = 1.0
     # Backward gain per hidden layer (RMS of dL/dh) 2x from 1. Measured: healthy corpus
     # models 0.96-1.2; the sigmoid MLP 0.58, the large-init tanh MLP 1.5 (both also fire on
@@ -243,6 +265,34 @@ class UnstableUpdatesThresholds:
     # Sampled rows per block (our choice: 3 samples = 30 steps at sample_every=10; a median of
     # 3 needs 2 high, so one odd step is not enough, yet a quick blow-up is still caught).
     window: int = 3
+    # A ratio above warn_ratio (not above critical_ratio) is productive, not a finding, when
+    # the loss thrives on it (issue 12: PyTorch's LSTM LM recipe, SGD lr 20 and clip 0.25,
+    # shows 0.22 and reaches the best loss of an lr sweep; a tanh RNN diverging under the same
+    # recipe shows 0.28: the ratio cannot tell them apart, the loss can). Thriving: by the end
+    # of the high-ratio span the loss's window median is at least this fraction below its
+    # start (our choice: 10%, twice the loss_plateau noise allowance) ...
+    min_progress: float = 0.1
+    # ... no loss window gives back more than this share of the progress made before it
+    # (overshooting: the loss rises or oscillates after large steps; the corpus SGD-lr-10 net
+    # gives back many times its progress, healthy ones under 0.25; our choice: half). Where
+    # the user clips (a `clip_coef` scalar below 1, or meta "clipping"), each step is bounded
+    # and only the progress is asked for ...
+    max_relapse: float = 0.5
+    # ... and no logged loss among the first early_rows reaches this multiple of the start (a
+    # blow-up between sampled steps: GPT-2 at lr 0.05 went 10.8 -> 24 by step 4, with an
+    # update ratio of 7 at step 0). Same as exploding_gradient.loss_spike_factor. With such an
+    # early spike, one sampled row above warn_ratio in those steps is enough to fire.
+    loss_spike_factor: float = 1.5
+    # Logged losses read value by value at the start (our choice: 20, the dense start).
+    early_rows: int = 20
+    # One sampled step in the first early_rows that moves a layer by more than its own norm
+    # erases what the initialisation built, whatever the loss does next. Measured on the
+    # real corpus: GPT-2 under AdamW lr 0.1 (no warm-up) moves its weights 5-10x their norm
+    # at step 0 and ends at the unigram loss; the healthy cases stay at or below 0.64 (the
+    # LSTM LM recipe's decoder at SGD lr 20). 1 = the step is as large as the weights.
+    erase_ratio: float = 1.0
+    # Logged losses per window for progress and relapse (as loss_plateau.window).
+    loss_window: int = 10
 
 
 @dataclass(frozen=True)
@@ -356,7 +406,16 @@ def _check_rule(rule: str) -> str:
 
 
 # Counts of rows or windows: zero would leave a rule nothing to read.
-_AT_LEAST_ONE = ("window", "windows", "trailing", "first_rows", "min_windows", "rising_windows")
+_AT_LEAST_ONE = (
+    "window",
+    "windows",
+    "trailing",
+    "first_rows",
+    "min_windows",
+    "rising_windows",
+    "early_rows",
+    "loss_window",
+)
 
 
 def _validate_group(rule: str, group: Any) -> None:
@@ -367,14 +426,7 @@ def _validate_group(rule: str, group: Any) -> None:
             raise ValueError(f"threshold {rule}.{f.name} must be finite, got {value!r}")
         if value < 0:
             raise ValueError(f"threshold {rule}.{f.name} must be >= 0, got {value!r}")
-        if f.name in (
-            "window",
-            "trailing",
-            "first_rows",
-            "min_windows",
-            "rising_windows",
-            "windows",
-        ) and (value < 1):
+        if f.name in _AT_LEAST_ONE and value < 1:
             raise ValueError(f"threshold {rule}.{f.name} must be >= 1, got {value!r}")
 
 

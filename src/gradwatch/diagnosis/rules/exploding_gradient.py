@@ -12,6 +12,12 @@ Three kinds of evidence, any of which fires the rule:
   rising through each of the last ``rising_windows`` windows (exponential growth).
 
 The global norm is the ``global_grad_norm`` scalar, or sqrt(sum grad_norm^2) over layers.
+
+Blow-ups in the first steps happen before a trailing window exists: among the first
+``trailing`` rows, a global norm ``spike_ratio`` over the median of the rows before it is an
+early spike, a warning when a logged loss in those steps also reaches ``loss_spike_factor``
+times its start (otherwise counted like the other spikes). The depth evidence is judged while
+the model learns, as in ``vanishing_gradient`` (``finished_loss_fraction``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from .._common import (
     dominant_activation,
     fl,
     hints,
+    learning_rows,
+    loss_response,
     metric_rows,
     nanmedian,
     pow10,
@@ -67,6 +75,10 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     # --- depth: first layers larger than the last.
     steps, grad = metric_rows(trace, "grad_rms")
     cols = core_layers(trace)
+    # Judged while the model learns (as vanishing_gradient): a confident model's gradients
+    # are all small, and their ratio along depth says nothing about a blow-up.
+    learning, _ = learning_rows(trace, steps, th.window, th.finished_loss_fraction)
+    steps, grad = steps[learning], grad[learning]
     if len(steps) and len(cols) >= th.min_layers:
         c = -depth_span(safe_log10(take_cols(grad, cols)))  # first over last
         meds, starts = window_medians(c, th.window)
@@ -128,6 +140,22 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
                 f"the global gradient norm jumps up to {pow10(biggest):.2g}x above its recent "
                 f"median ({len(idx)} spike{'s' if len(idx) > 1 else ''})"
             )
+    got = _early_spikes(trace, th, g_steps, logn)
+    if got is not None:
+        early, what = got
+        evidence["early_spikes"] = early
+        kinds.append(what)
+        steps_hit = early["steps"]
+        assert isinstance(steps_hit, list)
+        spans += [steps_hit[0], steps_hit[-1]]
+        early_culprit = early.get("layer_at_first_spike")
+        if isinstance(early_culprit, str) and early_culprit not in layers:
+            layers.append(early_culprit)
+        ratio = early["max_ratio_to_earlier_median"]
+        severe |= isinstance(ratio, float) and ratio >= th.critical_spike_ratio
+        # An early jump the loss did not feel is one hard batch; with a loss spike it is a
+        # blow-up, whatever the later spikes say.
+        isolated = (isolated or "spikes" not in evidence) and not early["loss_spiked"]
     meds, starts = window_medians(logn, th.window)
     ok = np.isfinite(meds)
     if ok.sum() > th.rising_windows:
@@ -178,7 +206,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
             ("layernorm", "normalisation keeps activations, and so gradients, in range"),
         ]
     pairs.append(("clip_value", "a cruder cap on each gradient entry"))
-    only_spikes = list(evidence) == ["spikes"]
+    only_spikes = set(evidence) <= {"spikes", "early_spikes"}
     severity: Severity = "critical" if severe else "warning"
     if only_spikes and isolated:
         severity = "info"
@@ -192,6 +220,54 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
         message=f"Exploding gradient: {cause}; {why}.",
         remedies=hints(*pairs),
     )
+
+
+def _early_spikes(
+    trace: Trace, th: ExplodingGradientThresholds, g_steps: np.ndarray, logn: np.ndarray
+) -> tuple[dict[str, object], str] | None:
+    """Spikes among the first ``trailing`` rows, where the trailing test has no median yet.
+
+    Row i (i >= 1) spikes when the global norm is ``spike_ratio`` over the median of rows
+    0..i-1. Returns the evidence (with ``loss_spiked``: a logged loss in those steps reached
+    ``loss_spike_factor`` times its start) and a clause for the message, or None.
+    """
+    head = logn[: min(len(logn), th.trailing)]
+    if len(head) < 2:
+        return None
+    with quiet_nan():
+        # Median of the rows before each row: a small loop over at most `trailing` rows.
+        before = np.array([np.nanmedian(head[:i]) for i in range(1, len(head))])
+    excess = head[1:] - before
+    hit = np.flatnonzero(np.isfinite(excess) & (excess >= np.log10(th.spike_ratio)))
+    if len(hit) == 0:
+        return None
+    sp = g_steps[1:][hit]
+    biggest = float(np.nanmax(excess[hit]))
+    last_step = int(g_steps[len(head) - 1])
+    resp = loss_response(trace, last_step, th.window, 0.0, th.trailing)
+    loss_spiked = resp is not None and resp.spike >= th.loss_spike_factor
+    early: dict[str, object] = {
+        "count": len(hit),
+        "steps": [int(s) for s in sp],
+        "max_ratio_to_earlier_median": fl(pow10(biggest)),
+        "spike_ratio": th.spike_ratio,
+        "loss_spiked": loss_spiked,
+        "loss_spike_factor": th.loss_spike_factor,
+    }
+    if resp is not None:
+        early["loss_start"] = fl(resp.start)
+        early["max_early_loss_over_start"] = fl(resp.spike)
+        early["max_early_loss_step"] = resp.spike_step
+    culprit = _spike_layer(trace, int(sp[0]), th.trailing)
+    if culprit is not None:
+        early["layer_at_first_spike"] = culprit
+    what = (
+        f"in the first steps the global gradient norm jumps {pow10(biggest):.2g}x above its "
+        "earlier median"
+    )
+    if loss_spiked and resp is not None:
+        what += f" and the loss reaches {resp.spike:.2g}x its start (step {resp.spike_step})"
+    return early, what
 
 
 def _spike_layer(trace: Trace, step: int, trailing: int) -> str | None:

@@ -7,13 +7,21 @@ fires on any of three kinds of evidence:
   fitted trend of that variance along depth spans more than ``max_variance_ratio``
   (SageMaker Debugger's PoorWeightInitialization compares max and min variance with 10);
 * backward gain: the geometric-mean per-layer gain of ``||dL/dh||`` per unit (RMS), from the
-  last hidden layer to the first, is farther than ``gain_factor`` from 1;
+  last hidden layer to the first, is farther than ``gain_factor`` from 1, or compounds through
+  those layers past ``compound_decades``;
 * weight scale (first measured row only): a layer's parameter scale
   (``weight_norm / sqrt(numel(weight))``; the norm includes the bias, so a large bias shows
   too) compared with what the activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's
   ``calculate_gain``: 1 for sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al.
-  2015, Glorot & Bengio 2010); layers off by ``weight_scale_factor`` fire when together they
-  compound past ``compound_decades``.
+  2015, Glorot & Bengio 2010); layers off by ``weight_scale_factor`` compounding past
+  ``compound_decades`` name the culprits.
+
+The measured signal decides (issue 12: PyTorch's default initialisation, 0.41x the He scale,
+compounded over a 12-block residual MLP to 2.3e-5 "as if in series", and warned on a 3-layer
+ReLU MLP that trains normally): the weight scales add to a finding whose activations or
+backward gain collapse or explode, are dropped when a measured profile (``act_std`` or
+``out_grad_norm`` over at least ``min_layers`` hidden layers) keeps its scale, and alone,
+with no profile recorded, they are only ``info``.
 """
 
 from __future__ import annotations
@@ -84,9 +92,13 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         [bool(trace.layers[i].activation) and not trace.layers[i].recurrent for i in cols]
     )
     seen: list[int] = []
+    # Whether a measured profile (forward or backward) covered enough hidden layers to say
+    # the signal keeps its scale through depth.
+    measured = False
     log_std = _first_profile(trace, "act_std", cols, th.first_rows, seen)
     if log_std is not None:
         ok = np.flatnonzero(np.isfinite(log_std) & hidden)
+        measured |= len(ok) >= max(2, th.min_layers)
         far = ok[np.abs(log_std[ok]) >= th.std_decades]
         drift = float("nan")
         if len(ok) >= max(2, th.min_layers):
@@ -120,11 +132,17 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         # a wide hidden layer to few outputs changes the per-unit RMS by sqrt(fan ratio).
         ok = np.flatnonzero(np.isfinite(per_unit) & hidden)
         if len(ok) >= max(2, th.min_layers):
+            measured = True
             span = ok[-1] - ok[0]
             gain = (per_unit[ok[0]] - per_unit[ok[-1]]) / span  # log10 gain per layer
-            if abs(gain) >= math.log10(th.gain_factor):
+            # Per layer beyond gain_factor, or compounding through the hidden layers past
+            # compound_decades: the measured counterpart of the weight scales' product.
+            total = gain * span
+            if abs(gain) >= math.log10(th.gain_factor) or abs(total) >= th.compound_decades:
                 evidence["backward_gain_per_layer"] = fl(pow10(gain))
+                evidence["backward_gain_through_depth"] = fl(pow10(total))
                 evidence["gain_factor"] = th.gain_factor
+                evidence["compound_decades"] = th.compound_decades
                 causes.append(
                     f"each layer multiplies the backward gradient by about {pow10(gain):.2g} "
                     f"at the start ({pow10(gain * span):.2g}x over {span} layers)"
@@ -146,7 +164,13 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             ratios[names[j]] = math.log10(std / need[0])
         off = {n: r for n, r in ratios.items() if abs(r) >= math.log10(th.weight_scale_factor)}
         compound = sum(off.values())
-        if off and abs(compound) >= th.compound_decades:
+        # The product of per-layer scales is the signal's gain only for layers in series; in a
+        # residual net the branches are summed onto an identity path, and PyTorch's default
+        # (1/sqrt(3 fan_in), 0.41x the He scale) is fine in shallow plain nets. So a measured
+        # profile that keeps its scale overrules the compounded weights (issue 12), and with
+        # no measured profile the weights alone are only a hint.
+        weights_only = not causes
+        if off and abs(compound) >= th.compound_decades and not (measured and weights_only):
             evidence["param_scale_over_needed"] = {
                 n: fl(pow10(r)) for n, r in list(off.items())[:20]
             }
@@ -162,9 +186,12 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             )
     if not causes:
         return None
+    unconfirmed = "compound_factor" in evidence and len(causes) == 1
+    if unconfirmed:
+        evidence["measured_profile"] = False  # act_std / out_grad_norm were not recorded
     return Finding(
         rule=RULE,
-        severity="warning",
+        severity="info" if unconfirmed else "warning",
         layers=tuple(culprits),
         steps=(min(seen), max(seen)) if seen else None,
         evidence=evidence,

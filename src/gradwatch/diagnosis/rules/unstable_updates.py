@@ -2,10 +2,26 @@
 
 The update ratio ``||theta_after - theta_before|| / ||theta_before||`` is the real step the
 optimizer took (Adam included). Per layer, its median over consecutive blocks of ``window``
-sampled rows (so one odd step is not enough); the rule fires when a block's median exceeds
-``warn_ratio`` (100x CS231n's ~1e-3 rule of thumb; critical above SageMaker Debugger's
-large_threshold, 10), or when the last block's median falls below SageMaker's
-small_threshold (1e-8: the layer no longer moves at all).
+sampled rows (so one odd step is not enough); a block median above ``warn_ratio`` (100x
+CS231n's ~1e-3 rule of thumb) is a *high* ratio. Whether a high ratio is a problem is the
+loss's answer, not the ratio's (issue 12: PyTorch's LSTM language-model recipe thrives at
+0.22; a tanh RNN diverging under the same recipe shows 0.28):
+
+* **productive** (no finding): by the end of the high-ratio span the loss's window median is
+  ``min_progress`` below its start, no window gave back more than ``max_relapse`` of the
+  progress made before it, no logged loss in the first ``early_rows`` reached
+  ``loss_spike_factor`` times the start, and nothing went non-finite. Where the user clips
+  (a ``clip_coef`` scalar below 1 in the span, or ``meta["clipping"]``), each step is bounded
+  by the clip, so only the progress, the spike and the finiteness are asked for;
+* **overshooting** (warning): anything else, or no logged loss to judge by;
+* above ``critical_ratio`` (SageMaker Debugger's large_threshold, 10) it is critical, whatever
+  the loss does.
+
+The first ``early_rows`` steps are read row by row (blow-ups happen between sampled steps):
+one sampled row above ``warn_ratio`` there counts when the loss spiked, and one above
+``erase_ratio`` (a step larger than the weights themselves: the initialisation is gone)
+counts whatever the loss did next. Separately, a last block below
+SageMaker's small_threshold (1e-8: the layer no longer moves) is a warning.
 """
 
 from __future__ import annotations
@@ -13,11 +29,55 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import block_medians, by_layer, hints, metric_rows, quiet_nan
+from .._common import (
+    LossResponse,
+    block_medians,
+    by_layer,
+    fl,
+    hints,
+    loss_response,
+    metric_rows,
+    quiet_nan,
+    scalar_rows,
+)
 from ..finding import Finding, Severity
 from ..thresholds import UnstableUpdatesThresholds
 
 RULE = "unstable_updates"
+
+
+def clipping_active(trace: Trace, first: int, last: int) -> bool:
+    """Whether the user clipped gradients between steps ``first`` and ``last``.
+
+    A ``clip_coef`` scalar (the factor the clipper scaled the gradient by, as
+    ``torch.nn.utils.clip_grad_norm_`` computes it) below 1 at some step there, or a truthy
+    ``meta["clipping"]`` (e.g. ``{"max_norm": 0.25}``) for the whole run.
+    """
+    if trace.meta.get("clipping"):
+        return True
+    steps, coef = scalar_rows(trace, "clip_coef")
+    inside = (steps >= first) & (steps <= last)
+    return bool((coef[inside] < 1.0).any())
+
+
+def _overshoots(resp: LossResponse, th: UnstableUpdatesThresholds, clipped: bool) -> list[str]:
+    """The ways the loss failed to thrive (empty when the high ratio is productive)."""
+    why = []
+    if resp.nonfinite:
+        why.append("the loss or the gradient went non-finite")
+    if resp.spike >= th.loss_spike_factor:
+        why.append(f"the loss jumped to {resp.spike:.2g}x its start at step {resp.spike_step}")
+    if resp.progress < th.min_progress:
+        why.append(
+            f"the loss went from {resp.start:.3g} to {resp.end:.3g} "
+            f"({-resp.progress:+.0%} of its start)"
+        )
+    if not clipped and resp.relapse > th.max_relapse:
+        why.append(
+            f"the loss gave back {resp.relapse:.2g}x the progress made before step "
+            f"{resp.relapse_step}"
+        )
+    return why
 
 
 def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
@@ -29,15 +89,40 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     with quiet_nan():
         med = np.nanmax(blocks, axis=0)  # worst sustained ratio of each layer
     last = blocks[-1]
+    hot_rows = np.flatnonzero((blocks > th.warn_ratio).any(axis=1))
     high = np.flatnonzero(np.isfinite(med) & (med > th.warn_ratio))
     low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
-    if len(high) == 0 and len(low) == 0:
-        return None
-    hot_blocks = np.flatnonzero((blocks[:, high] > th.warn_ratio).any(axis=1))
-    high = high[np.argsort(-med[high])]
-    names_hi = [trace.layers[i].name for i in high]
-    names_lo = [trace.layers[i].name for i in low]
-    severity: Severity
+    span: tuple[int, int] | None = None
+    if len(hot_rows):
+        b1 = int(hot_rows[-1])
+        end_row = int(starts[b1 + 1]) - 1 if b1 + 1 < len(starts) else len(steps) - 1
+        span = (int(steps[starts[int(hot_rows[0])]]), int(steps[end_row]))
+
+    # --- the first steps, read row by row: blow-ups happen between sampled steps.
+    # A sampled row above warn_ratio counts when the loss spiked; one above erase_ratio
+    # (the step outweighs the weights themselves) counts whatever the loss did.
+    early_rows = np.flatnonzero(steps < _early_step(trace, th.early_rows))
+    erased = np.zeros(0, np.int64)
+    if len(early_rows):
+        with quiet_nan():
+            early_max = np.nanmax(ur[early_rows], axis=0)
+        finite = np.isfinite(early_max)
+        early_high = np.flatnonzero(finite & (early_max > th.warn_ratio))
+        erased = np.flatnonzero(finite & (early_max > th.erase_ratio))
+        spiked = False
+        if len(early_high) > len(erased):
+            early_resp = loss_response(
+                trace, int(steps[early_rows[-1]]), th.loss_window, th.min_progress, th.early_rows
+            )
+            spiked = early_resp is not None and early_resp.spike >= th.loss_spike_factor
+        counted = early_high if spiked else erased
+        if len(counted):
+            med = med.copy()
+            med[counted] = np.fmax(med[counted], early_max[counted])
+            high = np.union1d(high, counted)
+            first = int(steps[early_rows[0]])
+            span = (first, span[1] if span else int(steps[early_rows[-1]]))
+
     evidence: dict[str, object] = {
         "metric": "update_ratio",
         "warn_ratio": th.warn_ratio,
@@ -45,15 +130,72 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         "small_ratio": th.small_ratio,
         "window_rows": th.window,
     }
+    message = ""
+    clipped = False
+    worst = float("nan")
     if len(high):
-        evidence["high_update_ratio"] = by_layer(names_hi, med[high])
+        assert span is not None
+        high = high[np.argsort(-med[high], kind="stable")]
         worst = float(med[high[0]])
+        clipped = clipping_active(trace, *span)
+        resp = loss_response(trace, span[1], th.loss_window, th.min_progress, th.early_rows)
+        why = _overshoots(resp, th, clipped) if resp is not None else []
+        if len(erased):
+            order = erased[np.argsort(-med[erased], kind="stable")]
+            why.insert(
+                0,
+                f"{len(erased)} layer(s) moved by more than their own norm in one step at the "
+                "start, which erases what the initialisation built",
+            )
+            evidence["erased_at_start"] = by_layer(
+                [trace.layers[i].name for i in order], med[order]
+            )
+            evidence["erase_ratio"] = th.erase_ratio
+        if worst <= th.critical_ratio and resp is not None and not why:
+            high = high[:0]  # the loss thrives on these steps: productive, not unstable
+        else:
+            names_hi = [trace.layers[i].name for i in high]
+            evidence["high_update_ratio"] = by_layer(names_hi, med[high])
+            evidence["blocks_over_warn_ratio"] = len(hot_rows)
+            evidence["clipping"] = clipped
+            if resp is not None:
+                evidence["loss_response"] = _response_evidence(resp, th)
+            judged = (
+                "; ".join(why)
+                if why
+                else ("no loss was logged to judge it by" if resp is None else "")
+            )
+            sustained = bool(np.isfinite(blocks[:, high[0]]).any()) and bool(
+                np.nanmax(blocks[:, high[0]]) > th.warn_ratio
+            )
+            lead = "each step changes" if sustained else "in the first steps, one step changed"
+            message = (
+                f"Unstable updates: {lead} the weights of layer {names_hi[0]!r} by "
+                f"{worst:.2g}x their norm (healthy training is near 0.001)"
+                + (" with clipping on" if clipped else "")
+                + (f", and {judged}" if judged else "")
+                + ", so the learning rate is too high for this layer and the steps overshoot."
+            )
+    if len(high) == 0 and len(low) == 0:
+        return None
+    names_lo = [trace.layers[i].name for i in low]
+    severity: Severity
+    if len(high):
         severity = "critical" if worst > th.critical_ratio else "warning"
-        message = (
-            f"Unstable updates: each step changes the weights of layer {names_hi[0]!r} by "
-            f"{worst:.2g} of their norm (healthy training is near 0.001), so the learning "
-            "rate is far too high for this layer and every step overshoots."
-        )
+        pairs = []
+        if not clipped:
+            pairs.append(
+                (
+                    "clip_norm",
+                    "bounds the step size whatever the gradient (and lower the learning rate)",
+                )
+            )
+        pairs += [
+            ("clip_adaptive", "clips each update relative to its parameter's norm"),
+            ("layernorm", "makes each layer less sensitive to the size of its weights' steps"),
+        ]
+        remedies = hints(*pairs)
+        names = [trace.layers[i].name for i in high] + names_lo
     else:
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
@@ -61,16 +203,6 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             f"Unstable updates: the weights of layer {names_lo[0]!r} change by less than "
             f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
         )
-    if len(high):
-        remedies = hints(
-            (
-                "clip_norm",
-                "bounds the step size whatever the gradient (and lower the learning rate)",
-            ),
-            ("clip_adaptive", "clips each update relative to its parameter's norm"),
-            ("layernorm", "makes each layer less sensitive to the size of its weights' steps"),
-        )
-    else:
         # Updates too small to train: clipping would shrink them further; the layer needs
         # a gradient (it usually sits below a vanishing one).
         remedies = hints(
@@ -78,19 +210,38 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             ("batchnorm", "re-scales each layer so its gradient is not lost on the way"),
             ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
         )
-    if len(hot_blocks):
-        b0, b1 = int(hot_blocks[0]), int(hot_blocks[-1])
-        end_row = int(starts[b1 + 1]) - 1 if b1 + 1 < len(starts) else len(steps) - 1
-        span = (int(steps[starts[b0]]), int(steps[end_row]))
-        evidence["blocks_over_warn_ratio"] = len(hot_blocks)
-    else:
+        names = names_lo
         span = (int(steps[starts[-1]]), int(steps[-1]))
+    if len(low) and len(high):
+        evidence["low_update_ratio"] = by_layer(names_lo, last[low])
     return Finding(
         rule=RULE,
         severity=severity,
-        layers=tuple(names_hi + names_lo),
+        layers=tuple(names),
         steps=span,
         evidence=evidence,
         message=message,
         remedies=remedies,
     )
+
+
+def _early_step(trace: Trace, early_rows: int) -> int:
+    """The step after the first ``early_rows`` logged losses (or training steps)."""
+    steps, _ = scalar_rows(trace, "loss")
+    if len(steps) >= early_rows:
+        return int(steps[early_rows - 1]) + 1
+    return int(steps[-1]) + 1 if len(steps) else early_rows
+
+
+def _response_evidence(resp: LossResponse, th: UnstableUpdatesThresholds) -> dict[str, object]:
+    return {
+        "start": fl(resp.start),
+        "end": fl(resp.end),
+        "progress": fl(resp.progress),
+        "min_progress": th.min_progress,
+        "max_relapse_seen": fl(resp.relapse),
+        "max_relapse": th.max_relapse,
+        "early_spike_over_start": fl(resp.spike),
+        "loss_spike_factor": th.loss_spike_factor,
+        "nonfinite": resp.nonfinite,
+    }

@@ -7,6 +7,14 @@ from the first to the last layer, in decades. The rule takes the median of ``c``
 (``out_grad_norm``, the gradient reaching each layer's output) when it was recorded, else from
 ``grad_rms`` between consecutive layers. Independently, any layer whose grad_rms stays below
 SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical.
+
+Both are judged while the model learns: when a ``loss`` was logged, rows in loss windows whose
+median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
+model's errors, and so all its gradients, are small; its depth contrast says nothing about
+whether the gradient reaches the first layers), and "the last window" is the last one before.
+A contrast whose last learning window is back under ``warn_decades`` has resolved (the model
+grew out of it, as freshly initialised transformers do in their first tens of steps): without
+a floor hit it is only ``info``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from .._common import (
     fl,
     fmt_factor,
     hints,
+    learning_rows,
     metric_rows,
     nanmedian,
     pow10,
@@ -31,7 +40,7 @@ from .._common import (
     take_cols,
     window_medians,
 )
-from ..finding import Finding, RemedyHint
+from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import VanishingGradientThresholds
 
 RULE = "vanishing_gradient"
@@ -43,12 +52,20 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     cols = core_layers(trace)
     if len(steps) == 0 or len(cols) == 0:
         return None
+    # Judged while the model learns: rows where the loss has fallen to a small fraction of
+    # its start belong to a confident model, whose every gradient is small (issue 12).
+    learning, finished_at = learning_rows(trace, steps, th.window, th.finished_loss_fraction)
+    if not learning.all():
+        steps, grad = steps[learning], grad[learning]
+        if len(steps) == 0:
+            return None
     names = [trace.layers[i].name for i in cols]
     g = take_cols(grad, cols)  # (S, L) core layers only
     logg = safe_log10(g)
 
     # --- relative evidence: depth contrast, window medians.
     contrast_hit = False
+    resolved = False
     worst = float("nan")
     win_meds = np.zeros(0)
     starts = np.zeros(0, np.int64)
@@ -75,6 +92,11 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         "abs_floor": th.abs_floor,
         "window_rows": th.window,
     }
+    if finished_at is not None:
+        # Say which rows were left out, so the user can check the judgement.
+        evidence["finished_at_step"] = finished_at
+        evidence["finished_loss_fraction"] = th.finished_loss_fraction
+        evidence["learning_rows"] = len(steps)
     layers: list[str] = []
     span: tuple[int, int] | None = step_span(steps)
     severe = False
@@ -91,6 +113,14 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             windows=len(win_meds),
         )
         severe = worst >= th.critical_decades
+        # A contrast that the model has since grown out of (its last learning window is
+        # back under warn_decades) is history, not a gradient that fails to arrive now:
+        # freshly initialised transformers start with a small gradient below the head and
+        # lose it within tens of steps while the loss begins to fall.
+        resolved = bool(np.isfinite(win_meds[-1]) and win_meds[-1] < th.warn_decades)
+        if resolved:
+            evidence["resolved_by_step"] = int(steps[starts[int(hit[-1]) + 1]])
+            evidence["last_window_contrast_decades"] = fl(win_meds[-1])
         w_end = int(starts[worst_w + 1]) if worst_w + 1 < len(starts) else len(steps)
         drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
         if drop is not None:
@@ -139,9 +169,18 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             "small to change the weights"
         )
     message = f"Vanishing gradient: {cause}."
+    severity: Severity = "critical" if severe else "warning"
+    if resolved and not floor_hit.any() and span is not None:
+        severity = "info"
+        message = (
+            f"Vanishing gradient early on, since resolved: {cause} in steps {span[0]}-{span[1]}"
+            f" (window medians), but from step {evidence['resolved_by_step']} it stays under "
+            f"the {fmt_factor(th.warn_decades)} threshold ({fmt_factor(float(win_meds[-1]))} "
+            "in the last window)."
+        )
     return Finding(
         rule=RULE,
-        severity="critical" if severe else "warning",
+        severity=severity,
         layers=tuple(layers),
         steps=span,
         evidence=evidence,

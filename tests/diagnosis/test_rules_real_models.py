@@ -1,0 +1,368 @@
+"""The rules on hand-built traces whose numbers mirror the real runs of issue 12.
+
+Four false alarms (a converged BERT classifier, PyTorch's LSTM LM recipe, PyTorch's default
+initialisation of a residual and a plain MLP, non-ReLU units called dead) and one miss (a
+blow-up in the first steps of GPT-2 at lr 0.05) stay fixed, and each broken counterpart
+still fires.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from diag_helpers import depth_profile, layers, trace_of
+
+from gradwatch.diagnosis import RULES, Thresholds
+from gradwatch.diagnosis.finding import Finding
+from gradwatch.trace import LayerInfo, Trace
+
+TH = Thresholds()
+
+
+def run(rule: str, trace: Trace, **overrides: float) -> Finding | None:
+    th = Thresholds.from_overrides({rule: overrides}) if overrides else TH
+    return RULES[rule](trace, getattr(th, rule))
+
+
+# ---------------------------------------------------------------- vanishing: a finished model
+def _converging_classifier(contrast_while_learning: float, n: int = 100) -> Trace:
+    """Loss 0.69 -> 0.001 by step 40 (tiny BERT); after that the depth contrast reaches 3
+    decades and the first layer sits below 1e-7, as a confident model's gradients do."""
+    steps = np.arange(n)
+    loss = np.maximum(0.69 * np.exp(-steps / 6.0), 1e-3)  # 0.069 (a tenth) at step ~14
+    g = np.empty((n, 6))
+    g[:40] = depth_profile(6, contrast_while_learning, base=1e-3)
+    g[40:] = depth_profile(6, 3.0, base=1e-8)  # first layer 1e-8 < 1e-7
+    return trace_of(6, n, {"grad_rms": g}, scalars={"loss": loss})
+
+
+def test_vanishing_quiet_on_a_model_that_finished_learning() -> None:
+    """A contrast and floor reached only after the loss fell to a tenth of its start are not
+    vanishing: the model is confident, so every gradient is small."""
+    assert run("vanishing_gradient", _converging_classifier(0.5)) is None
+
+
+def test_vanishing_still_fires_while_learning() -> None:
+    """The same run with a 3-decade contrast while the loss was still falling fires, and the
+    evidence says where the model finished."""
+    f = run("vanishing_gradient", _converging_classifier(3.0))
+    assert f is not None and f.severity == "warning"
+    assert f.evidence["max_contrast_decades"] == pytest.approx(3.0, abs=1e-4)
+    # start = median of the first 3 losses = 0.69 e^(-1/6) = 0.584; the window of steps
+    # 10-19 has median 0.69 e^(-14.5/6) = 0.061 > 0.0584, the next one 0.0114.
+    assert f.evidence["finished_at_step"] == 20
+    assert "below_floor" not in f.evidence
+
+
+def test_vanishing_judges_every_row_without_a_loss() -> None:
+    """With no logged loss (or finished_loss_fraction 0) the old judgement holds: critical."""
+    t = _converging_classifier(0.5)
+    bare = trace_of(6, 100, {"grad_rms": t.matrix("grad_rms")})
+    assert (f := run("vanishing_gradient", bare)) is not None and f.severity == "critical"
+    f = run("vanishing_gradient", t, finished_loss_fraction=0.0)
+    assert f is not None and f.severity == "critical"
+
+
+def test_vanishing_judges_a_relapse_after_finishing() -> None:
+    """Windows where the loss climbed back above a tenth of its start count again."""
+    t = _converging_classifier(0.5)
+    loss = t.scalar("loss").copy()
+    loss[70:] = 0.69  # diverged back to chance
+    relapsed = trace_of(6, 100, {"grad_rms": t.matrix("grad_rms")}, scalars={"loss": loss})
+    f = run("vanishing_gradient", relapsed)
+    assert f is not None and f.severity == "critical"
+    assert f.steps is not None and f.steps[0] >= 70
+
+
+def test_vanishing_that_resolved_is_info() -> None:
+    """A 3-decade contrast in the first 30 steps (a fresh transformer's head-heavy gradient)
+    that the model grows out of is reported as history (info), naming when it resolved."""
+    g = np.tile(depth_profile(6, 0.3), (100, 1))
+    g[:30] = depth_profile(6, 3.0)
+    f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": g}))
+    assert f is not None and f.severity == "info"
+    assert f.evidence["resolved_by_step"] == 30
+    assert f.steps == (0, 29)
+    assert "since resolved" in f.message
+    g = g.copy()  # the trace made its array read-only
+    g[-10:] = depth_profile(6, 3.0)  # back at the end: current again
+    f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": g}))
+    assert f is not None and f.severity == "warning"
+
+
+def test_exploding_depth_is_judged_while_learning() -> None:
+    """A reversed contrast that appears only after the loss collapsed is not exploding."""
+    n = 60
+    loss = np.maximum(2.3 * np.exp(-np.arange(n) / 4.0), 1e-3)
+    g = np.tile(depth_profile(6, 0.0), (n, 1))
+    g[30:] = depth_profile(6, -3.0)
+    assert (
+        run("exploding_gradient", trace_of(6, n, {"grad_rms": g}, scalars={"loss": loss})) is None
+    )
+    assert run("exploding_gradient", trace_of(6, n, {"grad_rms": g})) is not None
+
+
+# ---------------------------------------------------------------- unstable_updates: the loss
+_LM = [
+    LayerInfo("encoder", "Embedding", 0, 100),
+    LayerInfo("rnn", "LSTM", 1, 100, recurrent=True),
+    LayerInfo("decoder", "Linear", 2, 100),
+]
+
+
+def _lm_trace(ratio: float, loss: np.ndarray, **kw: object) -> Trace:
+    n = len(loss)
+    ur = np.full((n, 3), np.nan)
+    ur[::10] = [0.02, 0.05, ratio]  # sampled every 10 steps
+    return Trace.from_arrays(
+        _LM,
+        np.arange(n),
+        {"update_ratio": ur},
+        scalars={"loss": loss, **kw.pop("scalars", {})},
+        **kw,
+    )
+
+
+def _steady_lm_loss(n: int = 300, seed: int = 0) -> np.ndarray:
+    """Word-LM cross-entropy falling 6.9 -> ~5.0 with batch noise (PyTorch's recipe)."""
+    rng = np.random.default_rng(seed)
+    return 5.0 + 1.9 * np.exp(-np.arange(n) / 60.0) + rng.normal(0, 0.05, n)
+
+
+def _diverging_lm_loss(n: int = 300, seed: int = 0) -> np.ndarray:
+    """The tanh RNN under the same recipe: a brief fall, then the loss climbs and swings."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return (
+        6.9
+        - 0.6 * np.exp(-((t - 30) ** 2) / 400.0)
+        + 0.004 * t
+        + 0.4 * np.sin(t / 7.0) ** 2
+        + (rng.normal(0, 0.05, n))
+    )
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [{"meta": {"clipping": {"max_norm": 0.25}}}, {"scalars": {"clip_coef": np.full(300, 0.3)}}, {}],
+)
+def test_unstable_quiet_when_the_loss_thrives_on_large_updates(clip: dict[str, object]) -> None:
+    """Decoder update ratio 0.22 under a steadily falling loss is productive, clipped or not."""
+    assert run("unstable_updates", _lm_trace(0.22, _steady_lm_loss(), **clip)) is None
+
+
+@pytest.mark.parametrize("clip", [{"meta": {"clipping": {"max_norm": 0.25}}}, {}])
+def test_unstable_fires_when_the_loss_does_not_respond(clip: dict[str, object]) -> None:
+    """Ratio 0.28 with the loss not falling (the diverging tanh RNN) fires, clipping or not."""
+    f = run("unstable_updates", _lm_trace(0.28, _diverging_lm_loss(), **clip))
+    assert f is not None and f.severity == "warning"
+    assert f.layers == ("decoder",)
+    assert f.evidence["loss_response"]["progress"] < TH.unstable_updates.min_progress
+    assert f.evidence["clipping"] == bool(clip)
+    assert ("clip_norm" in [r.id for r in f.remedies]) != bool(clip)
+
+
+def test_unstable_oscillation_is_overshooting_unless_clipped() -> None:
+    """A loss that falls but gives back most of its progress in swings overshoots; with
+    clipping each step is bounded, so the progress is enough."""
+    t = np.arange(300)
+    loss = 2.3 - 1.2 * (1 - np.exp(-t / 50.0)) + 0.9 * (np.sin(t / 15.0) > 0.7)
+    f = run("unstable_updates", _lm_trace(0.3, loss))
+    assert f is not None
+    assert f.evidence["loss_response"]["max_relapse_seen"] > TH.unstable_updates.max_relapse
+    clipped = _lm_trace(0.3, loss, scalars={"clip_coef": np.full(300, 0.5)})
+    assert run("unstable_updates", clipped) is None
+
+
+def test_unstable_critical_ratio_fires_whatever_the_loss() -> None:
+    """Above SageMaker's large_threshold (10) the loss's response does not matter."""
+    f = run("unstable_updates", _lm_trace(11.0, _steady_lm_loss()))
+    assert f is not None and f.severity == "critical"
+
+
+# ---------------------------------------------------------------- early blow-up (GPT-2, lr 0.05)
+def _gpt2_blowup(update0: float = 7.0, spike: float = 24.0, jump: float = 50.0) -> Trace:
+    """Update ratio `update0` at step 0 (then 0.01), loss 10.8 -> `spike` at step 4, then
+    back to ~7; global grad norm 1 -> `jump` at steps 2-4. Sampled every 10 steps."""
+    n = 100
+    ur = np.full((n, 4), np.nan)
+    ur[::10] = 0.01
+    ur[0, 2] = update0
+    loss = 7.0 + 3.8 * np.exp(-np.arange(n) / 30.0)
+    loss[2:6] = np.array([14.0, 20.0, 24.0, 15.0]) * spike / 24.0
+    gnorm = np.ones(n)
+    gnorm[2:5] = jump
+    return trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss, "global_grad_norm": gnorm})
+
+
+def test_early_blowup_is_named_by_unstable_updates() -> None:
+    """One huge update ratio at step 0 followed by a loss spike to 2.2x its start fires."""
+    f = run("unstable_updates", _gpt2_blowup())
+    assert f is not None and f.severity == "warning"
+    assert f.layers == ("fc2",)
+    assert f.evidence["high_update_ratio"] == {"fc2": 7.0}
+    assert f.evidence["loss_response"]["early_spike_over_start"] == pytest.approx(24.0 / 10.8)
+    assert f.steps == (0, 10)  # the sampled rows within the first 20 steps
+
+
+def test_early_large_ratio_without_a_loss_spike_is_one_odd_sample() -> None:
+    """A step-0 ratio above 0.1 but under the weights' own norm (the LSTM LM recipe's decoder
+    shows 0.64) with a loss that just falls stays one odd sample: quiet."""
+    assert run("unstable_updates", _gpt2_blowup(update0=0.64, spike=9.0)) is None
+
+
+def test_a_step_larger_than_the_weights_fires_whatever_the_loss() -> None:
+    """GPT-2 under AdamW lr 0.1: ratios 5-10 at step 0 only, then ~0.05, and a loss that
+    falls 5.4 -> 3.2 (to the unigram level, no spike): the first step erased the init."""
+    n = 200
+    ur = np.full((n, 4), np.nan)
+    ur[::10] = 0.05
+    ur[0] = [5.0, 5.1, 10.04, 9.9]
+    loss = 3.2 + 2.2 * np.exp(-np.arange(n) / 8.0)
+    f = run("unstable_updates", trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss}))
+    assert f is not None and f.severity == "critical"  # 10.04 > SageMaker's 10
+    assert list(f.evidence["erased_at_start"]) == ["fc2", "fc3", "fc1", "fc0"]
+    assert f.evidence["blocks_over_warn_ratio"] == 0
+    assert "in the first steps, one step changed" in f.message
+    assert f.steps == (0, 10)
+    ur = ur.copy()  # the trace made its array read-only
+    ur[0] = [0.9, 0.9, 0.9, 0.9]  # under the weights' norm: one odd sample
+    assert (
+        run("unstable_updates", trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss}))
+        is None
+    )
+
+
+def test_early_blowup_is_named_by_exploding_gradient() -> None:
+    """A 50x global-norm jump in the first steps with the loss spike is a warning; without
+    the loss spike it is one hard batch (info)."""
+    f = run("exploding_gradient", _gpt2_blowup())
+    assert f is not None and f.severity == "warning"
+    early = f.evidence["early_spikes"]
+    # step 4: 50 over the median of (1, 1, 50, 50) is only 7x
+    assert early["steps"] == [2, 3] and early["loss_spiked"] is True
+    assert early["max_ratio_to_earlier_median"] == pytest.approx(50.0)
+    quiet = run("exploding_gradient", _gpt2_blowup(spike=9.0))
+    assert quiet is not None and quiet.severity == "info"
+    assert run("exploding_gradient", _gpt2_blowup(jump=5.0)) is None
+
+
+# ---------------------------------------------------------------- poor_initialization: defaults
+_DEFAULT_OVER_HE = 1.0 / math.sqrt(6.0)  # kaiming_uniform(a=sqrt(5)) std / He std = 0.41
+
+
+def _default_weight_norm(width: int, n: int) -> np.ndarray:
+    """weight_norm of ``n`` width x width Linear layers at PyTorch's default init."""
+    std = _DEFAULT_OVER_HE * math.sqrt(2.0 / width)
+    return np.full(n, std * width)
+
+
+def _residual_mlp(blocks: int = 12, width: int = 16) -> list[LayerInfo]:
+    """A pre-LN residual MLP: per block a LayerNorm and a Linear followed by ReLU."""
+    infos = []
+    for b in range(blocks):
+        infos.append(LayerInfo(f"b{b}.norm", "LayerNorm", 2 * b, 2 * width, {"weight": [width]}))
+        infos.append(
+            LayerInfo(
+                f"b{b}.fc", "Linear", 2 * b + 1, width * width, {"weight": [width, width]}, "ReLU"
+            )
+        )
+    return infos
+
+
+def test_poor_init_quiet_on_a_default_residual_mlp() -> None:
+    """12 default-init residual blocks compound 0.41^12 in weights, but the measured
+    activations and backward gradient keep their scale through depth: no finding."""
+    infos = _residual_mlp()
+    n = len(infos)
+    wn = np.tile(_default_weight_norm(16, 1), n)
+    metrics = {
+        "weight_norm": wn,
+        "act_std": np.full(n, 0.4),  # every branch sees LayerNorm'd input
+        "out_grad_norm": np.full(n, 1e-2),  # the residual stream carries the gradient
+    }
+    assert run("poor_initialization", trace_of(n, 5, metrics, layer_infos=infos)) is None
+
+
+def test_poor_init_quiet_on_a_default_plain_mlp() -> None:
+    """A 3-layer ReLU MLP at the default init whose activations keep a usable scale: no
+    warning (only an info finding when no profile was recorded to check the weights by)."""
+    wn = _default_weight_norm(16, 3)
+    measured = {"weight_norm": wn, "act_std": np.array([0.55, 0.32, 1.0])}
+    f = run("poor_initialization", trace_of(3, 5, measured))
+    assert f is None or f.severity == "info"
+    f = run("poor_initialization", trace_of(3, 5, {"weight_norm": wn}))
+    assert f is not None and f.severity == "info"
+    assert f.evidence["measured_profile"] is False
+
+
+def test_poor_init_fires_when_the_measured_signal_collapses() -> None:
+    """A deep plain net at the default init whose activation std falls 0.58x per layer and
+    whose backward gradient falls with it is a warning, naming the mis-scaled layers."""
+    n = 12
+    metrics = {
+        "weight_norm": _default_weight_norm(16, n),
+        "act_std": 0.58 ** np.arange(1, n + 1),
+        "out_grad_norm": 0.58 ** (n - 1 - np.arange(n)),
+    }
+    f = run("poor_initialization", trace_of(n, 5, metrics))
+    assert f is not None and f.severity == "warning"
+    assert f.evidence["backward_gain_through_depth"] == pytest.approx(0.58 ** (n - 1), rel=1e-3)
+    assert f.evidence["compound_factor"] == pytest.approx(_DEFAULT_OVER_HE**n, rel=1e-3)
+
+
+# ---------------------------------------------------------------- dead_units: only ReLU
+@pytest.mark.parametrize("act", ["LeakyReLU", "ELU", "SELU", "GELU", "SiLU", "Hardtanh", None])
+def test_dead_units_quiet_for_units_with_a_gradient(act: str | None) -> None:
+    """Units whose derivative is not 0 where they output <= 0 (or unknown ones) are not dead."""
+    t = trace_of(3, 20, {"act_dead": np.array([0.1, 0.95, 0.1])}, activation=act)
+    assert run("dead_units", t) is None
+
+
+@pytest.mark.parametrize("act", ["ReLU", "ReLU6", "relu"])
+def test_dead_units_fire_for_relu_and_relu6(act: str) -> None:
+    """ReLU and ReLU6 units that never fire are dead, and the message names the activation."""
+    f = run("dead_units", trace_of(3, 20, {"act_dead": np.array([0.1, 0.95, 0.1])}, activation=act))
+    assert f is not None and f.layers == ("fc1",)
+    assert act in f.message and f.evidence["activation"] == act
+
+
+@pytest.mark.parametrize("how", ["act_mean", "nonfinite", "inf_loss"])
+def test_dead_units_leave_nonfinite_steps_to_the_nonfinite_rule(how: str) -> None:
+    """After a blow-up the NaN outputs read as 'not positive' (act_dead 1): not dead units."""
+    n = 40
+    dead = np.full((n, 3), 0.05)
+    dead[20:] = 1.0  # NaN outputs from step 20
+    mean = np.full((n, 3), 0.3)
+    std = np.full((n, 3), 0.5)
+    metrics = {"act_dead": dead, "act_mean": mean, "act_std": std}
+    scalars = None
+    if how == "act_mean":
+        mean[20:] = np.nan
+        std[20:] = np.nan
+    elif how == "nonfinite":
+        nf = np.zeros((n, 3))
+        nf[20:] = 5
+        metrics["nonfinite"] = nf
+    else:
+        loss = np.full(n, 1.0)
+        loss[20:] = np.inf
+        scalars = {"loss": loss}
+    t = trace_of(3, n, metrics, scalars=scalars)
+    assert run("dead_units", t) is None
+    # The same act_dead with finite outputs is dead ReLUs.
+    assert run("dead_units", trace_of(3, n, {"act_dead": dead, "act_mean": np.full((n, 3), 0.0)}))
+
+
+# ---------------------------------------------------------------- thresholds
+def test_new_thresholds_are_validated() -> None:
+    """Row counts of the new thresholds must be >= 1."""
+    with pytest.raises(ValueError, match="early_rows"):
+        Thresholds.from_overrides({"unstable_updates.early_rows": 0})
+    with pytest.raises(ValueError, match="loss_window"):
+        Thresholds.from_overrides({"unstable_updates.loss_window": 0})
+    with pytest.raises(ValueError, match="erase_ratio"):
+        Thresholds.from_overrides({"unstable_updates.erase_ratio": -1.0})
+    assert layers(1)[0].activation == "ReLU"
