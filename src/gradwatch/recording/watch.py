@@ -33,6 +33,7 @@ from torch.utils.hooks import RemovableHandle
 from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
+from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
@@ -122,6 +123,7 @@ class Watch:
         *,
         every: int = 1,
         sample_every: int = 10,
+        dense_steps: int = 20,
         flush_every: int = 100,
         overwrite: bool = False,
         scaler: Any | None = None,
@@ -136,6 +138,7 @@ class Watch:
             )
         self.every = _check_int("every", every)
         self.sample_every = _check_int("sample_every", sample_every)
+        self.dense_steps = _check_int("dense_steps", dense_steps, minimum=0)
         self.flush_every = _check_int("flush_every", flush_every)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -172,6 +175,7 @@ class Watch:
         self._sampler = ActivationSampler(
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
+        self._anatomy = Anatomy(model, self._layers)
         self._progress = _Progress()
         self._hooks = _Hooks()
 
@@ -204,6 +208,7 @@ class Watch:
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
+        self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
 
     def _wrap_scaler(self) -> None:
@@ -237,7 +242,8 @@ class Watch:
         self._end_step()
 
     def _is_sampled(self, step: int) -> bool:
-        return step % self.sample_every == 0
+        # Every step at first, where blow-ups happen, then every sample_every-th.
+        return step < self.dense_steps or step % self.sample_every == 0
 
     # ------------------------------------------------------------------ a step
     def step(self) -> None:
@@ -273,7 +279,8 @@ class Watch:
         record = sampled or step % self.every == 0
         with torch.no_grad():
             if record:
-                self._grads.record_grads(slot, detailed=sampled)
+                clip = self._anatomy.take_clip()
+                self._grads.record_grads(slot, detailed=sampled, clip=clip)
             if sampled:
                 snapshot = self.optimizer is not None and not skipped
                 self._grads.record_weights(slot, snapshot=snapshot)
@@ -298,6 +305,7 @@ class Watch:
 
     def _finalize_order(self) -> None:
         self._layers.finalize_order()
+        self._anatomy.finish(self._sampler)
         self._sink.write_meta("running")
 
     # ------------------------------------------------------------------ scalars
@@ -335,6 +343,7 @@ class Watch:
             config={
                 "every": self.every,
                 "sample_every": self.sample_every,
+                "dense_steps": self.dense_steps,
                 "flush_every": self.flush_every,
                 "activations": self._sampler.enabled,
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
@@ -343,7 +352,7 @@ class Watch:
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},
-            extra=self._user_meta,
+            extra={**self._anatomy.meta(), **self._user_meta},
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -360,6 +369,7 @@ class Watch:
             h.remove()
         self._hooks.handles.clear()
         self._unwrap_scaler()
+        self._anatomy.disarm()
         self._sampler.disarm()
         # Outputs kept for a sampled step that never reached the optimizer: let them go.
         self._sampler.release()
@@ -396,6 +406,7 @@ def watch(
     *,
     every: int = 1,
     sample_every: int = 10,
+    dense_steps: int = 20,
     flush_every: int = 100,
     overwrite: bool = False,
     scaler: Any | None = None,
@@ -416,6 +427,8 @@ def watch(
         every: Record gradient and weight statistics every ``every`` steps.
         sample_every: Measure activations, output gradients, recurrent input-gradient
             profiles and update ratios every ``sample_every`` steps.
+        dense_steps: Also measure them on every one of the first ``dense_steps`` steps,
+            where early blow-ups happen (0: only every ``sample_every`` steps).
         flush_every: Steps kept in the device buffer between two writes.
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
@@ -454,6 +467,7 @@ def watch(
         run_dir,
         every=every,
         sample_every=sample_every,
+        dense_steps=dense_steps,
         flush_every=flush_every,
         overwrite=overwrite,
         scaler=scaler,

@@ -225,6 +225,47 @@ class Trace:
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self._layers]
 
+    def path_columns(self, *, main_path_only: bool = False) -> list[int]:
+        """Columns of the layers that depth comparisons should use, in depth order.
+
+        These are the layers with weights the gradient passes through (role ``"weight"`` or
+        ``"attention"``); norms, embeddings, PReLU slopes and parameters owned by the model
+        itself (``role`` ``"norm"``, ``"embedding"``, ``"activation"``, ``"root"``) are left
+        out: they are layers, but not depth. A first/last or depth-trend comparison reads
+        ``matrix(metric)[:, trace.path_columns()]``.
+
+        Args:
+            main_path_only: Keep only layers outside every residual branch
+                (``LayerInfo.branch is None``): the layers the gradient must pass in series.
+                Branches are parallel to the main path; see :meth:`branch_columns`.
+
+        Example:
+            >>> from gradwatch.trace import LayerInfo
+            >>> t = Trace.from_arrays(
+            ...     [LayerInfo("emb", "Embedding", 0, 8, role="embedding"),
+            ...      LayerInfo("h.0.fc", "Linear", 1, 8, branch="h.0"),
+            ...      LayerInfo("ln", "LayerNorm", 2, 8, role="norm"),
+            ...      LayerInfo("head", "Linear", 3, 8)], [0], {})
+            >>> t.path_columns(), t.path_columns(main_path_only=True)
+            ([1, 3], [3])
+        """
+        return [
+            col
+            for col, layer in enumerate(self._layers)
+            if layer.on_path and not (main_path_only and layer.branch is not None)
+        ]
+
+    def branch_columns(self) -> dict[str, list[int]]:
+        """Residual branch name -> columns of its depth-counting layers, in depth order.
+
+        Each layer counts in its innermost branch only (``LayerInfo.branch``).
+        """
+        out: dict[str, list[int]] = {}
+        for col, layer in enumerate(self._layers):
+            if layer.branch is not None and layer.on_path:
+                out.setdefault(layer.branch, []).append(col)
+        return out
+
     @property
     def steps(self) -> np.ndarray:
         """Step index of each row of :meth:`matrix` (sorted, int64)."""
