@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,22 @@ class Watch:
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
         self._buffer.log(max(self._progress.step - 1, 0), scalars)
+
+    def observe_clip(
+        self,
+        parameters: torch.Tensor | Iterable[torch.Tensor],
+        total_norm: torch.Tensor,
+        max_norm: float,
+    ) -> None:
+        """Tell the watch that ``parameters``' gradients were just norm-clipped in place.
+
+        ``torch.nn.utils.clip_grad_norm_`` is observed by itself; a clipper of another kind
+        (gradwatch's ``GradientClipper``, a framework's) calls this with the total norm it
+        measured (a tensor, not read on the host) and ``max_norm``, so the step's gradient
+        statistics are the pre-clip ones. Call it after clipping, before the optimizer step.
+        """
+        params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        self._anatomy.clips.observe(params, torch.as_tensor(total_norm), max_norm)
 
     # ------------------------------------------------------------------ output
     def _flush(self) -> None:

@@ -142,3 +142,20 @@ def test_gradwatch_clipper_and_clip_grad_norm_record_the_same_quantities() -> No
         user.scalar("global_grad_norm"), clip.scalar("global_grad_norm"), rtol=1e-5
     )
     np.testing.assert_allclose(user.scalar("clip_coef"), clip.scalar("clip_coef"), rtol=1e-5)
+
+
+def test_another_clipper_reports_its_clip_through_observe_clip() -> None:
+    """gradwatch's own clip_grad_norm_ (not torch's) reported with w.observe_clip gives the
+    same pre-clip statistics as torch's observed one."""
+    from gradwatch.remedies import clip_grad_norm_
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt) as w:
+        model(torch.randn(8, 4) * 5).pow(2).mean().backward()
+        pre = [_norms(m)[0] for m in _linears(model)]
+        res = clip_grad_norm_(list(model.parameters()), 0.01)
+        w.observe_clip(model.parameters(), res.total_norm, 0.01)
+        opt.step()
+    np.testing.assert_allclose(w.trace.matrix("grad_norm")[0], pre, rtol=1e-5)
+    assert w.trace.scalar("global_grad_norm_clipped")[0] == pytest.approx(0.01, rel=1e-4)
