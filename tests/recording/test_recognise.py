@@ -125,8 +125,24 @@ def test_a_probed_tanh_gets_saturation_statistics_like_torch_tanh() -> None:
 
 def test_functional_activations_are_found_with_fx() -> None:
     """F.relu(fc1(x)) and torch.tanh(fc2(x).view(...)) are found by torch.fx; the head, with
-    no activation after it, is listed as unrecognised."""
-    trace = _record(Functional(), torch.randn(8, 4))
+    no activation after it, is listed as unrecognised; the functional activations get the
+    statistics of their outputs, dead and saturated fractions included."""
+    model = Functional()
+    with torch.no_grad():
+        model.fc2.weight.mul_(8.0)
+        model.fc1.weight.mul_(4.0)
+    x = torch.randn(32, 4)
+    with torch.no_grad():  # the reference, with the weights the first forward uses
+        h1 = torch.relu(model.fc1(x))
+        h2 = torch.tanh(model.fc2(h1))
+    trace = _record(model, x, steps=1)
+    np.testing.assert_allclose(
+        trace.matrix("act_mean")[0, :2], [h1.mean().item(), h2.mean().item()], rtol=1e-5
+    )
+    dead = (h1.amax(dim=0) <= 0).float().mean().item()
+    assert trace.matrix("act_dead")[0, 0] == pytest.approx(dead, abs=1e-7)
+    sat = (h2.abs() > 0.97).float().mean().item()
+    assert sat > 0 and trace.matrix("act_saturated")[0, 1] == pytest.approx(sat, rel=1e-6)
     layers = {layer.name: layer for layer in trace.layers}
     assert (layers["fc1"].activation, layers["fc1"].activation_like) == ("relu", "ReLU")
     assert (layers["fc2"].activation, layers["fc2"].activation_source) == ("tanh", "functional")

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .._activations import kind_of
 from .buffer import METRIC_ROW, StepBuffer
 from .layers import RECURRENT_TYPES, LayerSet, activation_kind
-from .recognise import Recognised
+from .recognise import FUNCTIONS, Recognised
 from .recurrent import RecurrentProfiles
 from .sampled import ACT, RAW, LayerIndex, StepSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
@@ -164,6 +165,12 @@ class ActivationSampler:
         is_activation = activation_kind(spec.module) is not None
         conv_like = type(spec.module).__name__.startswith(_CONV_LIKE)
         recurrent = isinstance(spec.module, RECURRENT_TYPES)
+        # A functional activation after the layer (found by torch.fx): applied to a copy of
+        # the output on sampled steps, so its units get the saturation / dead checks too.
+        fn_name = layers.functional.get(i)
+        func = getattr(torch.nn.functional, fn_name) if fn_name else None
+        fn_like = FUNCTIONS[fn_name] if fn_name else None
+        fn_kind = kind_of(fn_like) if fn_like else None
 
         def og_hook(g: torch.Tensor) -> None:
             if self.recurrent.probing:
@@ -187,7 +194,10 @@ class ActivationSampler:
             if not is_activation and i not in layers.no_claim:
                 self.step.last_layer = i
                 self.step.claimable = True
-            if not layers.ordered or i not in layers.activation_of:
+            if func is not None and i not in layers.activation_of:
+                with torch.no_grad():
+                    self._add_output(ACT, i, func(out.detach()), fn_like, fn_kind)
+            elif not layers.ordered or i not in layers.activation_of:
                 self._add_output(RAW, i, out, None, None)
             if out.requires_grad:
                 out.register_hook(og_hook)
