@@ -159,3 +159,23 @@ def test_another_clipper_reports_its_clip_through_observe_clip() -> None:
         opt.step()
     np.testing.assert_allclose(w.trace.matrix("grad_norm")[0], pre, rtol=1e-5)
     assert w.trace.scalar("global_grad_norm_clipped")[0] == pytest.approx(0.01, rel=1e-4)
+
+
+def test_watching_changes_neither_the_clipped_gradients_nor_the_returned_norm() -> None:
+    """The wrapped clip_grad_norm_ returns the same norm and leaves the same gradients as
+    torch's own, watched or not."""
+    results = []
+    for watched in (False, True):
+        torch.manual_seed(0)
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        w = gw.watch(model, opt) if watched else None
+        model(torch.randn(8, 4) * 5).pow(2).mean().backward()
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        results.append((total.clone(), [p.grad.clone() for p in model.parameters()]))
+        opt.step()
+        if w is not None:
+            w.close()
+    (t0, g0), (t1, g1) = results
+    assert torch.equal(t0, t1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1, strict=True))

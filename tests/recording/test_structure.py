@@ -278,3 +278,34 @@ def test_structure_costs_little_and_runs_once() -> None:
         n_layers = len(w.trace.layers)
     assert hooked <= 2 * n_layers + 10  # the sampler's hooks only, not one per module
     assert w.trace.meta["structure"]["cost_ms"] < 100
+
+
+def test_hf_vit_tokens_are_embeddings_and_blocks_are_branches() -> None:
+    """HF ViT: the module owning cls_token and position_embeddings is an embedding, the patch
+    projection a weight layer, and each block's attention and MLP are residual branches."""
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+    )
+    batch = {"pixel_values": torch.randn(2, 3, 16, 16), "labels": torch.tensor([0, 2])}
+    trace = _record(transformers.ViTForImageClassification(cfg), batch)
+    layers = _by_name(trace)
+    assert layers["vit.embeddings"].role == "embedding"
+    assert layers["vit.embeddings.patch_embeddings.projection"].role == "weight"
+    blk = "vit.layers.0" if "vit.layers.0.mlp.fc1" in layers else "vit.encoder.layer.0"
+    fc1 = f"{blk}.mlp.fc1" if f"{blk}.mlp.fc1" in layers else f"{blk}.intermediate.dense"
+    query = next(n for n in layers if n.startswith(blk) and ("q_proj" in n or "query" in n))
+    assert layers[query].branch is not None and layers[fc1].branch is not None
+    assert layers[query].branch != layers[fc1].branch
+    assert layers[query].attention is not None
+    assert layers[fc1].activation_like == "GELU"
+    main = [trace.layer_names[c] for c in trace.path_columns(main_path_only=True)]
+    assert main == ["vit.embeddings.patch_embeddings.projection", "classifier"]
+    for branch in trace.meta["structure"]["residual_branches"]:
+        depths = [layers[n].depth for n in branch["layers"]]
+        assert depths == sorted(depths)

@@ -67,7 +67,9 @@ class Anatomy:
         layers = self._layers
         names = [spec.name for spec in layers.specs]
         index = {name: i for i, name in enumerate(names)}
-        structure = self._probe.analyse(names)
+        # In depth order: a branch lists its layers, and picks its last one, along the forward.
+        by_depth = sorted(names, key=lambda n: layers.depth[index[n]])
+        structure = self._probe.analyse(by_depth)
         self.structure = structure
         layers.branch_of = {index[n]: b for n, b in structure.branch_of.items()}
         layers.no_claim = {index[n] for n in structure.shortcut_layers}
