@@ -309,3 +309,28 @@ def test_hf_vit_tokens_are_embeddings_and_blocks_are_branches() -> None:
     for branch in trace.meta["structure"]["residual_branches"]:
         depths = [layers[n].depth for n in branch["layers"]]
         assert depths == sorted(depths)
+
+
+def test_two_branches_under_one_module_keep_distinct_names() -> None:
+    """Two residual additions inside one module whose branches have no module of their own
+    get distinct names (the module's name, then with a #2 suffix)."""
+
+    class TwoResiduals(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+            self.c = nn.Linear(4, 4)
+            self.d = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x + self.b(torch.relu(self.a(x)))
+            return x + self.d(torch.relu(self.c(x)))
+
+    model = nn.Sequential(nn.Linear(3, 4), TwoResiduals(), nn.Linear(4, 1))
+    trace = _record(model, torch.randn(8, 3))
+    layers = _by_name(trace)
+    first, second = layers["1.a"].branch, layers["1.c"].branch
+    assert first is not None and second is not None and first != second
+    assert layers["1.b"].branch == first and layers["1.d"].branch == second
+    assert {first, second} == {"1", "1#2"}

@@ -197,6 +197,13 @@ class StructureProbe:
                     continue
                 seen_sides.add(key)
                 name = self._branch_name(chain, members[k], layer_set)
+                taken = {b.name for b in structure.branches}
+                if name in taken:  # two branches under one module: keep them apart
+                    name = next(
+                        f"{name}#{j}"
+                        for j in range(2, len(taken) + 3)
+                        if f"{name}#{j}" not in taken
+                    )
                 structure.branches.append(Branch(name, members[k], k == short, ends))
             if projection:
                 main = 1 - short
