@@ -139,7 +139,13 @@ class Watch:
             )
         self.every = _check_int("every", every)
         self.sample_every = _check_int("sample_every", sample_every)
-        self.dense_steps = _check_int("dense_steps", dense_steps, minimum=0)
+        if isinstance(dense_steps, bool) or not isinstance(dense_steps, int) or dense_steps < 0:
+            raise ValueError(
+                f"Expected argument `dense_steps` to be an integer >= 0 but got {dense_steps!r}."
+                " Pass e.g. `dense_steps=20` to sample each of the first 20 steps, or 0 to "
+                "sample only every `sample_every` steps."
+            )
+        self.dense_steps = dense_steps
         self.flush_every = _check_int("flush_every", flush_every)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
