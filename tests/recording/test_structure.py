@@ -334,3 +334,16 @@ def test_two_branches_under_one_module_keep_distinct_names() -> None:
     assert first is not None and second is not None and first != second
     assert layers["1.b"].branch == first and layers["1.d"].branch == second
     assert {first, second} == {"1", "1#2"}
+
+
+def test_a_model_without_a_visible_graph_says_so() -> None:
+    """When no module output carries a grad_fn (here: a first step whose forward ran without
+    gradients reaching any module output), graph_seen is false and no branch is claimed."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    with gw.watch(model) as w:
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        w.step()
+    assert w.trace.meta["structure"]["graph_seen"] is False
+    assert w.trace.meta["structure"]["residual_branches"] == []
+    assert all(layer.branch is None for layer in w.trace.layers)

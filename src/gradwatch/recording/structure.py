@@ -94,9 +94,11 @@ class Structure:
     shortcut_layers: set[str] = field(default_factory=set)  # layers of projection shortcuts
     main_end_of: dict[str, str] = field(default_factory=dict)  # shortcut layer -> main end
     cost_ms: float = 0.0
+    graph_seen: bool = True  # False when no module output carried a grad_fn (torch.compile)
 
     def to_meta(self) -> dict[str, Any]:
         return {
+            "graph_seen": self.graph_seen,
             "residual_branches": [
                 {"name": b.name, "layers": b.layers, "shortcut": b.shortcut} for b in self.branches
             ],
@@ -117,7 +119,6 @@ class StructureProbe:
         self._seen: set[str] = set()
         self._out: dict[Any, list[str]] = {}  # output grad_fn -> modules that returned it
         self._leaf_free: set[str] = set()  # modules without children or parameters
-        self._hook_s = 0.0
         self.structure: Structure | None = None
 
     def arm(self) -> None:
@@ -136,9 +137,9 @@ class StructureProbe:
 
     def _make_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            # No timer in here: under torch.compile a clock call would break the graph.
             if name in self._seen or not torch.is_grad_enabled():
                 return
-            t0 = time.perf_counter()
             self._seen.add(name)
             out = output
             if isinstance(out, (tuple, list)):
@@ -148,7 +149,6 @@ class StructureProbe:
             node = out.grad_fn if isinstance(out, torch.Tensor) else None
             if node is not None:
                 self._out.setdefault(node, []).append(name)
-            self._hook_s += time.perf_counter() - t0
 
         return hook
 
@@ -167,7 +167,7 @@ class StructureProbe:
             found = [n for n in names if n in layer_set]
             if found:
                 layer_nodes[node] = found
-        structure = Structure()
+        structure = Structure(graph_seen=bool(self._out))
         seen_sides: set[tuple[str, ...]] = set()
         for add in _additions(list(self._out)):
             operands = [n for n, _ in add.next_functions if n is not None and _is_op(n)]
@@ -216,7 +216,7 @@ class StructureProbe:
             for layer in branch.layers:
                 structure.branch_of[layer] = branch.name
         self._out.clear()  # the graph's nodes are no longer needed
-        structure.cost_ms = (time.perf_counter() - t0 + self._hook_s) * 1e3
+        structure.cost_ms = (time.perf_counter() - t0) * 1e3
         self.structure = structure
         return structure
 
