@@ -191,3 +191,23 @@ def test_short_memory_is_quiet_on_an_lstm_language_model() -> None:
     recorded = np.nanmedian(trace.input_grad_profile("rnn", kind="last_position").values, axis=0)
     assert 1.0 < math.log10(recorded[-1] / recorded[-1 - LOOKBACK]) < TH.lookback_warn_decades
     assert _run(trace) is None
+
+
+def test_the_dense_start_does_not_fill_the_window() -> None:
+    """Rows of the recorder's dense start (every step of the first ``dense_steps``) count at
+    the ``sample_every`` spacing only: a decaying profile measured on each of the first 20
+    steps and healthy ones at steps 20-50 is judged mostly on the healthy ones (rows 0, 10,
+    20 ... 50), as without a dense start; counting every row, the 10-row window would hold
+    six of the untrained start."""
+    length = 12
+    steps = np.array([*range(20), *range(20, 60, 10)])
+    bad, good = _decay(length, 1.0), _decay(length, 0.0)
+    values = np.array([bad if s < 20 else good for s in steps])
+    infos = [LayerInfo("rnn", "RNN", 0, 100, recurrent=True), LayerInfo("head", "Linear", 1, 10)]
+    config = {"config": {"sample_every": 10, "dense_steps": 20}}
+    trace = Trace.from_arrays(infos, steps, {}, recurrent={"rnn": (steps, values)}, meta=config)
+    assert _run(trace) is None
+    dense_only = Trace.from_arrays(
+        infos, steps, {}, recurrent={"rnn": (steps, values)}, meta={"config": {}}
+    )
+    assert _run(dense_only) is not None  # without the config every row counts

@@ -127,7 +127,7 @@ def test_profiles_only_on_sampled_steps_and_not_for_packed_sequences() -> None:
     torch.manual_seed(3)
     model = _SeqModel(nn.RNN, batch_first=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt, sample_every=3) as w:
+    with gw.watch(model, opt, sample_every=3, dense_steps=0) as w:
         for _ in range(7):
             tokens, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
             opt.zero_grad()

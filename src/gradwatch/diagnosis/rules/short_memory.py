@@ -66,6 +66,11 @@ def _median_profile(
     if prof.values.ndim != 2 or prof.values.shape[1] < th.min_length:
         return None
     rows = ~np.all(np.isnan(prof.values), axis=1)
+    # The recorder's dense start samples each of the first `dense_steps` steps; keep only the
+    # `sample_every` spacing there, so the window is not filled with the untrained start.
+    every = max(int(trace.config.get("sample_every", 1) or 1), 1)
+    dense = int(trace.config.get("dense_steps", 0) or 0)
+    rows &= (prof.steps >= dense) | (prof.steps % every == 0)
     vals, steps = prof.values[rows], prof.steps[rows]
     if len(vals) == 0:
         return None
