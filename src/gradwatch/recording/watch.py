@@ -203,6 +203,7 @@ class Watch:
             for h in self._hooks.handles:
                 h.remove()
             self._unwrap_scaler()
+            self._anatomy.disarm()
             self._sampler.disarm()
             if writer is not None:
                 writer.discard()
