@@ -151,6 +151,9 @@ def module_class(name: str) -> type[nn.Module]:
     return cls
 
 
+_KINDS_LOWER = {k.lower(): k for k in KINDS}
+
+
 def torch_equivalent(class_name: str) -> str | None:
     """The torch class an activation class computes (itself for torch's own), or None.
 
@@ -162,7 +165,10 @@ def torch_equivalent(class_name: str) -> str | None:
     """
     if class_name in KINDS:
         return class_name
-    return EQUIVALENT.get(class_name)
+    if class_name in EQUIVALENT:
+        return EQUIVALENT[class_name]
+    # A hand-written spelling ("relu", "leakyrelu"): the class whose name matches, any case.
+    return _KINDS_LOWER.get(class_name.lower())
 
 
 def kind_of(class_name: str) -> ActivationKind | None:

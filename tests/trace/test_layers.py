@@ -97,3 +97,25 @@ def test_a_recorded_run_dir_keeps_the_structure(tmp_path: Path) -> None:
     assert by_name["1.fc"].activation == "relu"
     assert by_name["1.fc"].activation_source == "functional"
     assert loaded.path_columns(main_path_only=True) == [0, 3]
+
+
+def test_hand_built_layer_gets_the_recorded_role_and_activation_class() -> None:
+    """A LayerInfo built without role/activation_like gets them from its class names."""
+    bn = LayerInfo("bn", "BatchNorm1d", 1, 8)
+    fc = LayerInfo("fc", "Linear", 0, 8, activation="NewGELUActivation")
+    assert bn.role == "norm" and not bn.on_path
+    assert fc.role == "weight" and fc.activation_like == "GELU"
+    assert LayerInfo("x", "Linear", 0, 1, role="attention").role == "attention"
+
+
+def test_grad_ratio_ends_are_path_layers() -> None:
+    """The first/last gradient ratio never compares a norm or embedding layer."""
+    infos = [
+        LayerInfo("emb", "Embedding", 0, 8),
+        LayerInfo("fc0", "Linear", 1, 8),
+        LayerInfo("fc1", "Linear", 2, 8),
+        LayerInfo("ln", "LayerNorm", 3, 8),
+    ]
+    t = Trace.from_arrays(infos, [0], {"grad_rms": [[1e-9, 1e-3, 1e-1, 1e5]]})
+    r = t.grad_ratio("last")
+    assert (r.first, r.last) == ("fc0", "fc1") and abs(r.value - 1e-2) < 1e-12

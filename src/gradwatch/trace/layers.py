@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .._activations import torch_equivalent
 
@@ -93,11 +93,19 @@ class LayerInfo:
     shapes: dict[str, list[int]] = field(default_factory=dict)
     activation: str | None = None
     recurrent: bool = False
-    role: Role = "weight"
+    # "" = not given: __post_init__ derives it from the class name (role_of), so a layer
+    # built by hand (a test, Trace.from_arrays) gets the role a recorded one would.
+    role: Role = field(default=cast(Role, ""))
     attention: str | None = None
     branch: str | None = None
     activation_like: str | None = None
     activation_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            object.__setattr__(self, "role", role_of(self.type, self.name))
+        if self.activation_like is None and self.activation is not None:
+            object.__setattr__(self, "activation_like", torch_equivalent(self.activation))
 
     @property
     def display_name(self) -> str:

@@ -344,8 +344,8 @@ class Trace:
         self,
         at: Literal["median", "last"] | int = "median",
         *,
-        first: int = 0,
-        last: int = -1,
+        first: int | None = None,
+        last: int | None = None,
     ) -> GradRatio:
         """``grad_rms`` of layer column ``first`` over that of column ``last``, labelled.
 
@@ -353,8 +353,9 @@ class Trace:
             at: ``"median"``: the median of the per-step ratio over every step where both
                 were measured; ``"last"``: the ratio at the last such step; an int: the
                 ratio at that training step (NaN if it was not measured there).
-            first: Column of the input-side layer (default: the first layer).
-            last: Column of the output-side layer (default: the last layer).
+            first: Column of the input-side layer (default: the first of
+                :meth:`path_columns`, so a norm or an embedding table is never one end).
+            last: Column of the output-side layer (default: the last of :meth:`path_columns`).
 
         Example:
             >>> t = Trace.from_arrays(["in", "out"], [0, 1], {"grad_rms": [[1e-3, 1], [1e-4, 1]]})
@@ -362,8 +363,11 @@ class Trace:
             (0.0001, 'at step 1')
         """
         names = self.layer_names
-        if len(names) < 2 or "grad_rms" not in self._metrics:
+        path = self.path_columns() or list(range(len(names)))
+        if len(path) < 2 or "grad_rms" not in self._metrics:
             return GradRatio(math.nan, "", "", None, "median" if at == "median" else "step")
+        first = path[0] if first is None else first
+        last = path[-1] if last is None else last
         rms = self.matrix("grad_rms")
         lo, hi = rms[:, first], rms[:, last]
         pair = (names[first], names[last])
