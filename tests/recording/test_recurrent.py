@@ -169,6 +169,24 @@ def test_the_probe_runs_densely_first_then_every_few_sampled_steps() -> None:
     np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, np.arange(n))
 
 
+def test_the_probe_skips_the_dense_starts_extra_samples() -> None:
+    """Steps sampled only because of the dense start get the whole-loss profile, not the
+    probe: it runs on the sample_every spacing (where short_memory reads it)."""
+    torch.manual_seed(5)
+    model = _SeqModel(nn.RNN, batch_first=False)
+    with gw.watch(model, sample_every=5, dense_steps=8) as w:
+        for _ in range(16):
+            tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
+            logits, _ = model(tokens)
+            _losses(logits, targets, False).sum().backward()
+            w.step()
+    np.testing.assert_array_equal(
+        w.trace.input_grad_profile("rnn", kind="last_position").steps, [0, 5, 10, 15]
+    )
+    whole = [*range(8), 10, 15]
+    np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, whole)
+
+
 def test_the_probe_reuses_the_steps_dropout_masks() -> None:
     """A 2-layer nn.RNN with dropout in training mode: the probe walks the step's own graph, so
     it matches autograd on the last position's output under the same random masks."""

@@ -309,6 +309,7 @@ class Watch:
         self._grads.record_update(progress.step - self._buffer.window_start)
         progress.step += 1
         if self._is_sampled(progress.step):
+            self._sampler.recurrent.regular = progress.step % self.sample_every == 0
             self._sampler.arm()
 
     def _finalize_order(self) -> None:
