@@ -78,12 +78,19 @@ def test_test_metric_is_accuracy_of_returned_model_on_test_set() -> None:
 
 
 def test_clip_norm_bounds_recorded_gradient_norm(tmp_path: Path) -> None:
-    """With clip_norm, the recorder's (post-clip) global gradient norm never exceeds max_norm,
-    while the unclipped run's does."""
+    """With clip_norm, the clipped global gradient norm never exceeds max_norm, while the
+    recorded (pre-clip) one is the unclipped gradient's, as in the run without clipping."""
     clipped = _cfg(remedies=("clip_norm",), remedy_options={"clip_norm": {"max_norm": 0.01}})
     run(clipped, tmp_path / "c")
     run(_cfg(), tmp_path / "u")
-    assert np.nanmax(gw.load(tmp_path / "c").scalar("global_grad_norm")) <= 0.01 * (1 + 1e-5)
+    c = gw.load(tmp_path / "c")
+    assert np.nanmax(c.scalar("global_grad_norm_clipped")) <= 0.01 * (1 + 1e-5)
+    pre = c.scalar("global_grad_norm")
+    assert np.nanmax(pre) > 0.01
+    # pre-clip x coefficient = post-clip
+    np.testing.assert_allclose(
+        pre * c.scalar("clip_coef"), c.scalar("global_grad_norm_clipped"), rtol=1e-4
+    )
     assert np.nanmax(gw.load(tmp_path / "u").scalar("global_grad_norm")) > 0.01
 
 
@@ -154,7 +161,7 @@ def test_clip_remedies_become_library_clippers(tmp_path: Path) -> None:
     trace = gw.load(run(cfg, tmp_path / "c").run_dir)  # type: ignore[arg-type]
     coef = trace.scalar("clip_coef")
     assert len(coef) == cfg.steps and np.all(coef < 1.0)
-    assert np.nanmax(trace.scalar("global_grad_norm")) <= 0.01 * (1 + 1e-5)
+    assert np.nanmax(trace.scalar("global_grad_norm_clipped")) <= 0.01 * (1 + 1e-5)
 
 
 def test_recurrent_run_on_adding() -> None:

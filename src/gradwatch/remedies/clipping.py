@@ -297,8 +297,9 @@ class GradientClipper:
         watch: A gradwatch ``Watch``; ``clip_coef`` and ``clipped`` are logged into it with
             ``watch.log`` for every step (device tensors, no sync). Create the watch before
             attaching the clipper so each step's values are logged in the same step.
-            The watch's own statistics (``global_grad_norm``) are those of the gradients
-            its pre-hook sees: unclipped when the watch was attached first.
+            In ``"norm"`` mode the clipper also tells the watch the coefficient it applied
+            (``Watch.observe_clip``), so the watch's gradient statistics are the pre-clip
+            ones whichever of the two reads the gradients first.
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -391,6 +392,13 @@ class GradientClipper:
         self._n += 1
         if self.watch is not None:
             self._pending = (self.watch.num_steps, res)
+            # Norm clipping scales every gradient by one coefficient: a watch that has not
+            # yet read this step's gradients undoes it, so it records the pre-clip norms
+            # (a watch that already read them finds the note stale and ignores it).
+            observe = getattr(self.watch, "observe_clip", None)
+            if self.mode == "norm" and observe is not None:
+                assert self.max_norm is not None
+                observe(self.params, res.total_norm, self.max_norm)
         return res
 
     def _log_pending(self) -> None:
