@@ -5,6 +5,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: Prefixes wrappers put before every module name: ``torch.compile`` (``_orig_mod.``) and
+#: DistributedDataParallel / DataParallel (``module.``). Names shown to people drop them.
+WRAPPER_PREFIXES: tuple[str, ...] = ("_orig_mod.", "module.")
+
+
+def layer_label(depth: int, name: str) -> str:
+    """The one name of a layer shown to people: ``L<depth> <module name>``.
+
+    Wrapper prefixes (``_orig_mod.``, ``module.``) are dropped and the root module (name
+    ``""``) reads ``(root)``, so the same layer reads the same wrapped or not.
+
+    Example:
+        >>> layer_label(3, "_orig_mod.encoder.layer.1.attention.self.query")
+        'L3 encoder.layer.1.attention.self.query'
+    """
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                name, stripped = name[len(prefix) :], True
+    if name in ("_orig_mod", "module"):
+        name = ""  # the wrapped model itself
+    return f"L{depth} {name or '(root)'}"
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -29,6 +54,11 @@ class LayerInfo:
     shapes: dict[str, list[int]] = field(default_factory=dict)
     activation: str | None = None
     recurrent: bool = False
+
+    @property
+    def label(self) -> str:
+        """``L<depth> <name>``: how every view names this layer (see :func:`layer_label`)."""
+        return layer_label(self.depth, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
