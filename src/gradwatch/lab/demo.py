@@ -360,12 +360,13 @@ def comparison_rows(outcome: DemoOutcome) -> list[dict[str, Any]]:
         return ", ".join(sorted({f["rule"] for f in result.findings})) or "none"
 
     rows = []
-    for label, result in [("baseline: sigmoid", outcome.baseline)] + [
-        (r.label, r.result) for r in outcome.rows
+    for label, remedies, result in [("baseline: sigmoid", (), outcome.baseline)] + [
+        (r.label, r.remedies, r.result) for r in outcome.rows
     ]:
         rows.append(
             {
                 "run": label,
+                "remedies": list(remedies),
                 "test_accuracy": result.test_metric,
                 "grad_ratio": result.grad_ratio,
                 "grad_ratio_label": (
