@@ -44,10 +44,8 @@ def test_demo_json_verdict_agrees_with_its_table(
     remedy is the best single arm, and the ratio it quotes is the table's, labelled."""
     import json
 
-    rc = main(
-        ["demo", "--out", str(tmp_path), "--steps", "20", "--depth", "5", "--no-report"]
-        + ["--format", "json"]
-    )
+    args = ["--out", str(tmp_path), "--steps", "20", "--depth", "5", "--no-report"]
+    rc = main(["demo", *args, "--format", "json"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     runs, lines = data["runs"], data["verdict"]
