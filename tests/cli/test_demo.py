@@ -52,7 +52,7 @@ def test_demo_json_verdict_agrees_with_its_table(
     singles = [r for r in runs[1:] if not r["run"].startswith("combined")]
     best = max(r["test_accuracy"] for r in singles)
     first = [line for line in lines if line.startswith("First thing to try: ")]
-    failing = next((line for line in lines if line.startswith("Measured as failing")), "")
+    failing = next((line for line in lines if line.startswith("Not first, as measured")), "")
     for r in singles:
         remedy = r["remedies"][0]
         if r["test_accuracy"] < best:  # measured as failing: named so, never first

@@ -117,7 +117,7 @@ def test_first_remedy_is_the_prescribe_ranking_without_what_failed() -> None:
     lines = verdict(s, [f], failed={"relu": "vanishing_gradient still critical"})
     assert lines[1] == "First thing to try: residual (skips)."
     assert lines[2] == (
-        "Measured as failing in these runs, so not first: relu: vanishing_gradient still critical."
+        "Not first, as measured in the compared runs: relu: vanishing_gradient still critical."
     )
     given = prescribe([f], trace=t)[1:]
     assert verdict(s, [f], remedies=given)[1] == "First thing to try: residual (skips)."

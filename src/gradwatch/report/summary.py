@@ -205,7 +205,7 @@ def verdict(
             lines.append(f"First thing to try: {first.remedy} ({first.reason}).")
         if failed:
             measured = "; ".join(f"{r}: {why}" for r, why in failed.items())
-            lines.append(f"Measured as failing in these runs, so not first: {measured}.")
+            lines.append(f"Not first, as measured in the compared runs: {measured}.")
     for sentence in (_trend_sentence(summary), _span_sentence(summary)):
         if sentence:
             lines.append(sentence)

@@ -125,7 +125,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         w_end = int(starts[worst_w + 1]) if worst_w + 1 < len(starts) else len(steps)
         evidence["max_contrast_steps"] = [int(steps[starts[worst_w]]), int(steps[w_end - 1])]
         worst_steps = (
-            f" (depth trend over the weight layers, median over steps "
+            f" (depth trend over the weight layers, worst window: median over steps "
             f"{int(steps[starts[worst_w]])}-{int(steps[w_end - 1])})"
         )
         drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
@@ -174,7 +174,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             f"{th.abs_floor:g} (RMS), too "
             "small to change the weights"
         )
-    message = f"Vanishing gradient: {cause}."
+    message = f"Vanishing gradient: {cause}{worst_steps if contrast_hit else ''}."
     severity: Severity = "critical" if severe else "warning"
     if resolved and not floor_hit.any() and span is not None:
         severity = "info"
