@@ -10,7 +10,12 @@ the remedies (which activation to swap in), the theory (which phi to integrate) 
   ``LayerInfo.activation``.
 * The **kind** says how units of that activation fail: ``"saturating"`` units sit where the
   derivative is near 0 (sigmoid, tanh), ``"relu_like"`` units can output nothing over a whole
-  batch, ``"other"`` are recognised as activations with neither check.
+  batch, ``"other"`` are recognised as activations with neither check. ``"relu_like"`` is a
+  family: only ReLU, ReLU6 and ReLU² have an exactly zero derivative below 0; GELU, SiLU,
+  Mish, ELU, LeakyReLU ... keep a small one (:data:`ZERO_GRADIENT` says which are which).
+* Third-party classes (Hugging Face ``transformers``, ``timm``, ``open_clip``) are known by
+  class **name** (nothing is imported) through :data:`EQUIVALENT`: the torch class each one
+  computes, whose kind and saturation bounds it shares.
 """
 
 from __future__ import annotations
@@ -47,6 +52,40 @@ KINDS: dict[str, ActivationKind] = {
     "Softshrink": "other",
     "Hardshrink": "other",
 }
+#: Third-party activation class name -> the torch class it computes (same kind, same bounds).
+#: Hugging Face ``transformers.activations`` and ``timm.layers.activations`` names; an
+#: unknown parameter-free module is also recognised by its response (recording's probe).
+EQUIVALENT: dict[str, str] = {
+    # Hugging Face transformers.activations
+    "GELUActivation": "GELU",
+    "NewGELUActivation": "GELU",  # the tanh approximation (GPT-2)
+    "FastGELUActivation": "GELU",
+    "QuickGELUActivation": "GELU",  # x * sigmoid(1.702 x) (CLIP)
+    "GELUTanh": "GELU",
+    "PytorchGELUTanh": "GELU",
+    "ClippedGELUActivation": "GELU",
+    "AccurateGELUActivation": "GELU",
+    "SiLUActivation": "SiLU",
+    "MishActivation": "Mish",
+    "LinearActivation": "Identity",
+    "ReLUSquaredActivation": "ReLU",  # relu(x)**2: zero below 0, dead like a ReLU
+    # timm.layers.activations (and its memory-efficient "Me" variants), open_clip
+    "GELUTanhApprox": "GELU",
+    "QuickGELU": "GELU",
+    "Swish": "SiLU",
+    "SwishMe": "SiLU",
+    "MishMe": "Mish",
+    "HardMish": "Mish",
+    "HardMishMe": "Mish",
+    "HardSwish": "Hardswish",
+    "HardSwishMe": "Hardswish",
+    "HardSigmoid": "Hardsigmoid",
+    "HardSigmoidMe": "Hardsigmoid",
+}
+
+#: Torch classes whose derivative is exactly 0 on a half-line: the units that can truly die.
+ZERO_GRADIENT = frozenset({"ReLU", "ReLU6"})
+
 SATURATING = frozenset(k for k, v in KINDS.items() if v == "saturating")
 RELU_LIKE = frozenset(k for k, v in KINDS.items() if v == "relu_like")
 OTHER = frozenset(k for k, v in KINDS.items() if v == "other")
@@ -112,6 +151,30 @@ def module_class(name: str) -> type[nn.Module]:
     return cls
 
 
+_KINDS_LOWER = {k.lower(): k for k in KINDS}
+
+
+def torch_equivalent(class_name: str) -> str | None:
+    """The torch class an activation class computes (itself for torch's own), or None.
+
+    ``"Identity"`` for Hugging Face's ``LinearActivation``: recognised, but no activation.
+
+    Example:
+        >>> [torch_equivalent(c) for c in ("NewGELUActivation", "Tanh", "Linear")]
+        ['GELU', 'Tanh', None]
+    """
+    if class_name in KINDS:
+        return class_name
+    if class_name in EQUIVALENT:
+        return EQUIVALENT[class_name]
+    # A hand-written spelling ("relu", "leakyrelu"): the class whose name matches, any case.
+    return _KINDS_LOWER.get(class_name.lower())
+
+
 def kind_of(class_name: str) -> ActivationKind | None:
-    """The kind of a torch activation class name, or None when it is not an activation."""
-    return KINDS.get(class_name)
+    """The kind of an activation class name (torch or a known third-party one), or None when
+    it is not a known activation (``"other"`` for an identity such as ``LinearActivation``)."""
+    like = torch_equivalent(class_name)
+    if like == "Identity":
+        return "other"
+    return KINDS.get(like) if like is not None else None

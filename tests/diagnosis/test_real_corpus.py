@@ -64,13 +64,7 @@ def _require_check(name: str) -> Any:
 
 
 #: What today's rules get wrong, per case (issue 12): exactly what fires or is missed.
-KNOWN_WRONG: dict[str, str] = {
-    "tanh_rnn_lm_long_window": (
-        "issue 12: short_memory silent on a language model: the recorded profile is the "
-        "gradient of the loss summed over all 200 positions, so each input has a loss next "
-        "to it; the last position's gradient falls >4 decades in 50 steps"
-    ),
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 def _params(healthy: bool) -> list[Any]:

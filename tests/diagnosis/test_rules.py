@@ -489,3 +489,26 @@ def test_unstable_updates_remedies_depend_on_the_direction() -> None:
     assert big is not None and small is not None
     assert big.remedies[0].id == "clip_norm"
     assert not any(r.id.startswith("clip") for r in small.remedies)
+
+
+@pytest.mark.parametrize(("branch", "fires"), [(None, True), ("block", False)])
+def test_poor_init_activation_std_skips_layers_inside_residual_branches(
+    branch: str | None, fires: bool
+) -> None:
+    """A small activation std inside a residual branch (LayerInfo.branch) is not a poor init:
+    the branch's output is added to the main path (GPT-2 and ViT start branches small)."""
+    infos = [
+        LayerInfo(
+            f"fc{i}",
+            "Linear",
+            i,
+            272,
+            shapes={"weight": [16, 16], "bias": [16]},
+            activation="GELUActivation",
+            activation_like="GELU",
+            branch=branch if i in (1, 2) else None,
+        )
+        for i in range(4)
+    ]
+    trace = trace_of(4, 5, {"act_std": np.array([1.0, 0.05, 0.05, 1.0])}, layer_infos=infos)
+    assert (run("poor_initialization", trace) is not None) == fires

@@ -366,3 +366,23 @@ def test_new_thresholds_are_validated() -> None:
     with pytest.raises(ValueError, match="erase_ratio"):
         Thresholds.from_overrides({"unstable_updates.erase_ratio": -1.0})
     assert layers(1)[0].activation == "ReLU"
+
+
+def test_depth_comparisons_skip_norm_layers() -> None:
+    """Norm layers are layers but not depth: their small gradients make no vanishing trend."""
+    infos, rms = [], []
+    for i in range(12):
+        infos.append(LayerInfo(f"fc{i}", "Linear", 2 * i, 64, activation="ReLU"))
+        infos.append(LayerInfo(f"bn{i}", "BatchNorm1d", 2 * i + 1, 64))
+        rms += [1e-2, 1e-2 * 10.0 ** (-4 + 4 * i / 11)]  # norms: 4 decades across depth
+    n = 30
+    t = Trace.from_arrays(
+        infos, np.arange(n), {"grad_rms": np.tile(rms, (n, 1))}, scalars={"loss": np.full(n, 2.3)}
+    )
+    assert run("vanishing_gradient", t) is None
+    # The same decades on the weight layers do fire.
+    rms_w = [v for i in range(12) for v in (1e-2 * 10.0 ** (-4 + 4 * i / 11), 1e-2)]
+    t2 = Trace.from_arrays(
+        infos, np.arange(n), {"grad_rms": np.tile(rms_w, (n, 1))}, scalars={"loss": np.full(n, 2.3)}
+    )
+    assert run("vanishing_gradient", t2) is not None

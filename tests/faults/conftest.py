@@ -14,13 +14,14 @@ from ._helpers import train
 @pytest.fixture(scope="session")
 def _recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("recorded") / "run"
-    train(run, flush_every=10)
+    train(run, flush_every=10, dense_steps=0)  # sampled steps 0, 10, 20 only
     return run
 
 
 @pytest.fixture
 def fresh_run(_recorded: Path, tmp_path: Path) -> Callable[[], Path]:
-    """A new copy of a recorded 30-step run (3 chunks of each kind) for each call."""
+    """A new copy of a recorded 30-step run (3 chunks of each kind, sampled every 10th step)
+    for each call."""
     count = [0]
 
     def copy() -> Path:

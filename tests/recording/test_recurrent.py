@@ -127,7 +127,7 @@ def test_profiles_only_on_sampled_steps_and_not_for_packed_sequences() -> None:
     torch.manual_seed(3)
     model = _SeqModel(nn.RNN, batch_first=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt, sample_every=3) as w:
+    with gw.watch(model, opt, sample_every=3, dense_steps=0) as w:
         for _ in range(7):
             tokens, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
             opt.zero_grad()
@@ -167,6 +167,24 @@ def test_the_probe_runs_densely_first_then_every_few_sampled_steps() -> None:
         w.trace.input_grad_profile("rnn", kind="last_position").steps, expected
     )
     np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, np.arange(n))
+
+
+def test_the_probe_skips_the_dense_starts_extra_samples() -> None:
+    """Steps sampled only because of the dense start get the whole-loss profile, not the
+    probe: it runs on the sample_every spacing (where short_memory reads it)."""
+    torch.manual_seed(5)
+    model = _SeqModel(nn.RNN, batch_first=False)
+    with gw.watch(model, sample_every=5, dense_steps=8) as w:
+        for _ in range(16):
+            tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
+            logits, _ = model(tokens)
+            _losses(logits, targets, False).sum().backward()
+            w.step()
+    np.testing.assert_array_equal(
+        w.trace.input_grad_profile("rnn", kind="last_position").steps, [0, 5, 10, 15]
+    )
+    whole = [*range(8), 10, 15]
+    np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, whole)
 
 
 def test_the_probe_reuses_the_steps_dropout_masks() -> None:

@@ -20,7 +20,6 @@ from .finding import REMEDY_IDS, RemedyHint
 
 # Layer types whose statistics are not comparable along depth with those of weight layers:
 # normalisation layers hold scale/shift vectors near 1 and 0, embeddings get sparse gradients.
-_NON_CORE_MARKERS = ("norm", "embedding")
 
 
 @contextmanager
@@ -63,13 +62,9 @@ def take_cols(mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def core_layers(trace: Trace) -> np.ndarray:
-    """Column indices of weight layers (not normalisation, not embeddings), in depth order."""
-    keep = [
-        i
-        for i, layer in enumerate(trace.layers)
-        if not any(m in layer.type.lower() for m in _NON_CORE_MARKERS)
-    ]
-    return np.asarray(keep, dtype=np.int64)
+    """Column indices of the layers depth comparisons use (``Trace.path_columns``: weights and
+    attention; not norms, embeddings, PReLU slopes or the model's own parameters)."""
+    return np.asarray(trace.path_columns(), dtype=np.int64)
 
 
 def metric_rows(trace: Trace, metric: str) -> tuple[np.ndarray, np.ndarray]:

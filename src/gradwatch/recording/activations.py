@@ -19,8 +19,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .._activations import kind_of
 from .buffer import METRIC_ROW, StepBuffer
 from .layers import RECURRENT_TYPES, LayerSet, activation_kind
+from .recognise import FUNCTIONS, Recognised
 from .recurrent import RecurrentProfiles
 from .sampled import ACT, RAW, LayerIndex, StepSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
@@ -114,18 +116,26 @@ class ActivationSampler:
             if self.enabled:
                 self._handles.append(mod.register_forward_hook(self._make_post_hook(i)))
         if self.enabled:
+            # Activation modules recognised by class or by probe (recording.recognise).
             for mod in self._model.modules():
-                kind = activation_kind(mod)
-                if kind is not None:
-                    self._handles.append(
-                        mod.register_forward_hook(self._make_act_hook(type(mod).__name__, kind))
-                    )
+                found = layers.recognised.get(id(mod))
+                if found is not None:
+                    self._handles.append(mod.register_forward_hook(self._make_act_hook(found)))
 
     def disarm(self) -> None:
         """Remove the sampled-step hooks."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+    def reassign(self, old: int, new: int) -> None:
+        """Credit the activation outputs gathered for layer ``old`` to layer ``new``."""
+        step = self.step
+        for item in step.pending:
+            if item.source == ACT and item.layer == old:
+                item.layer = new
+        if old in step.act:
+            step.act[new] = step.act.pop(old)
 
     def release(self) -> None:
         """Drop the outputs kept for a sampled step that never reached its end."""
@@ -155,6 +165,12 @@ class ActivationSampler:
         is_activation = activation_kind(spec.module) is not None
         conv_like = type(spec.module).__name__.startswith(_CONV_LIKE)
         recurrent = isinstance(spec.module, RECURRENT_TYPES)
+        # A functional activation after the layer (found by torch.fx): applied to a copy of
+        # the output on sampled steps, so its units get the saturation / dead checks too.
+        fn_name = layers.functional.get(i)
+        func = getattr(torch.nn.functional, fn_name) if fn_name else None
+        fn_like = FUNCTIONS[fn_name] if fn_name else None
+        fn_kind = kind_of(fn_like) if fn_like else None
 
         def og_hook(g: torch.Tensor) -> None:
             if self.recurrent.probing:
@@ -175,10 +191,13 @@ class ActivationSampler:
                 return
             if conv_like and out.dim() >= 3:
                 self._unit_dim[i] = 1
-            if not is_activation:
+            if not is_activation and i not in layers.no_claim:
                 self.step.last_layer = i
                 self.step.claimable = True
-            if not layers.ordered or i not in layers.activation_of:
+            if func is not None and i not in layers.activation_of:
+                with torch.no_grad():
+                    self._add_output(ACT, i, func(out.detach()), fn_like, fn_kind)
+            elif not layers.ordered or i not in layers.activation_of:
                 self._add_output(RAW, i, out, None, None)
             if out.requires_grad:
                 out.register_hook(og_hook)
@@ -188,8 +207,10 @@ class ActivationSampler:
 
         return hook
 
-    def _make_act_hook(self, act_type: str, kind: str) -> Callable[..., Any]:
+    def _make_act_hook(self, found: Recognised) -> Callable[..., Any]:
         layers = self._layers
+        # Statistics use the torch class it computes (its saturation bounds, its kind).
+        act_type, kind = found.like, found.kind
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             step = self.step
@@ -200,7 +221,7 @@ class ActivationSampler:
             i = step.last_layer
             step.claimable = False
             if not layers.ordered:
-                layers.activation_of.setdefault(i, act_type)
+                layers.activation_of.setdefault(i, found)
             self._add_output(ACT, i, output, act_type, kind)
 
         return hook

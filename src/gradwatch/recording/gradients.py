@@ -17,6 +17,7 @@ from torch import nn
 
 from .._ops import stack_float32
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW, StepBuffer
+from .clip_observer import ClipSeen
 from .layers import LayerSet, LayerSpec
 from .stats import (
     SMALL_NUMEL,
@@ -139,7 +140,7 @@ class GradientStats:
             self._layouts[present] = cached
         return cached
 
-    def record_grads(self, slot: int, *, detailed: bool) -> None:
+    def record_grads(self, slot: int, *, detailed: bool, clip: ClipSeen | None = None) -> None:
         """Gradient statistics of every layer, and the global gradient norm.
 
         A plain step writes only each layer's sum of squares (in the grad_norm row; norm,
@@ -147,7 +148,8 @@ class GradientStats:
         window): inside a training step every kernel costs ~10-30 us on CPU however small
         its tensor (the dispatcher's code is cold after the model's large matmuls), so a
         step makes one reduction per large gradient and about 8 more kernels in all.
-        ``detailed`` steps (the sampled ones) add max |g|.
+        ``detailed`` steps (the sampled ones) add max |g|. With ``clip`` (the user's
+        ``clip_grad_norm_`` of these gradients) the statistics are the pre-clip ones.
         """
         buf = self._buffer
         lay = self._layout()
@@ -168,9 +170,12 @@ class GradientStats:
         row = buf.values[slot, METRIC_ROW["grad_norm"]]  # sum of squares until flush
         row.index_fill_(0, lay.layers, 0.0)
         row.index_add_(0, vec_layer, vec)
+        total_sq = vec.sum()
+        if clip is not None:
+            total_sq = self._unclip(slot, clip, lay.layers, total_sq, detailed=detailed)
         if buf.exact_nonfinite:
             # CPU tensors: reading one value is a memory load, not a device sync.
-            total = float(vec.sum())
+            total = float(total_sq)
             buf.scalars[slot, GLOBAL_GRAD_NORM] = math.sqrt(total)
             if not math.isfinite(total):
                 counts = torch.zeros(self._layers.n).index_add_(
@@ -183,7 +188,32 @@ class GradientStats:
             # On an accelerator an exact count would need a host sync to decide; the 0/1
             # flag per layer is derived from the sums of squares at flush instead
             # (meta: nonfinite_exact = false).
-            buf.scalars[slot, GLOBAL_GRAD_NORM] = vec.sum().sqrt().to(self._layers.device)
+            buf.scalars[slot, GLOBAL_GRAD_NORM] = total_sq.sqrt().to(self._layers.device)
+
+    def _unclip(
+        self,
+        slot: int,
+        clip: ClipSeen,
+        with_grad: torch.Tensor,
+        clipped_sq: torch.Tensor,
+        *,
+        detailed: bool,
+    ) -> torch.Tensor:
+        """Turn the step's clipped statistics into pre-clip ones; the pre-clip global sum of
+        squares. Norm clipping multiplied every clipped gradient by one coefficient, so
+        dividing by it is exact. ``clip_coef`` and ``global_grad_norm_clipped`` (what the
+        optimizer used) are written as scalars; all on the device, no sync."""
+        buf = self._buffer
+        coef = clip.coef.to(buf.values.dtype)
+        row = buf.values[slot, METRIC_ROW["grad_norm"]]
+        row.div_(coef.square())
+        if detailed:
+            buf.values[slot, METRIC_ROW["grad_max"]].div_(coef)
+        cols = buf._scalar_col("clip_coef"), buf._scalar_col("global_grad_norm_clipped")
+        clipped = torch.where(clip.clipped, clip.coef, torch.ones_like(clip.coef))
+        buf.scalars[slot, cols[0]] = clipped.amin().to(buf.sdtype)
+        buf.scalars[slot, cols[1]] = clipped_sq.sqrt().to(buf.device, buf.sdtype)
+        return row.index_select(0, with_grad).sum()
 
     def record_weights(self, slot: int, *, snapshot: bool) -> None:
         """weight_norm of every layer, and (before an update) a copy of the weights.

@@ -15,6 +15,9 @@ from torch import nn
 # The one activation table says which classes saturate or die.
 from .._activations import kind_of
 from ..trace import LayerInfo
+from ..trace.layers import Role
+from .recognise import FUNCTIONS, Recognised
+from .structure import attention_of, layer_role
 
 RECURRENT_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
 
@@ -35,6 +38,8 @@ class LayerSpec:
     module: nn.Module
     params: list[nn.Parameter]  # trainable, owned directly, deduplicated
     param_names: list[str]
+    role: Role = "weight"
+    attention: str | None = None
 
     @property
     def numel(self) -> int:
@@ -44,6 +49,7 @@ class LayerSpec:
 def find_layers(model: nn.Module) -> tuple[list[LayerSpec], int]:
     """Layers of ``model`` in ``named_modules()`` order, and the count of frozen parameters."""
     seen: set[int] = set()
+    modules = dict(model.named_modules())
     layers: list[LayerSpec] = []
     frozen = 0
     for name, module in model.named_modules():
@@ -59,7 +65,16 @@ def find_layers(model: nn.Module) -> tuple[list[LayerSpec], int]:
             params.append(p)
             names.append(pname)
         if params:
-            layers.append(LayerSpec(name=name, module=module, params=params, param_names=names))
+            layers.append(
+                LayerSpec(
+                    name=name,
+                    module=module,
+                    params=params,
+                    param_names=names,
+                    role=layer_role(name, module, names),
+                    attention=attention_of(name, modules),
+                )
+            )
     return layers, frozen
 
 
@@ -85,7 +100,14 @@ class LayerSet:
         self.order: list[int] = []  # layer indices in order of first use
         self.ordered = False
         self.depth = list(range(self.n))  # index -> depth, final once ordered
-        self.activation_of: dict[int, str] = {}  # index -> class of the activation after it
+        # index -> the activation module that follows the layer (claimed at the first step)
+        self.activation_of: dict[int, Recognised] = {}
+        self.recognised: dict[int, Recognised] = {}  # id(module) -> activation it computes
+        self.functional: dict[int, str] = {}  # index -> functional activation (torch.fx)
+        self.branch_of: dict[int, str] = {}  # index -> innermost residual branch
+        # Layers that end a projection shortcut: the activation after the residual addition
+        # belongs to the main branch's last layer, not to them (ResNet's downsample).
+        self.no_claim: set[int] = set()
 
     @property
     def numel(self) -> int:
@@ -101,17 +123,34 @@ class LayerSet:
 
     def infos(self) -> list[LayerInfo]:
         """The layer table of the trace, one entry per layer (in index order)."""
-        return [
-            LayerInfo(
-                name=spec.name,
-                type=type(spec.module).__name__,
-                depth=self.depth[i],
-                num_params=spec.numel,
-                shapes={
-                    n: list(p.shape) for n, p in zip(spec.param_names, spec.params, strict=True)
-                },
-                activation=self.activation_of.get(i),
-                recurrent=isinstance(spec.module, RECURRENT_TYPES),
-            )
+        return [self._info(i, spec) for i, spec in enumerate(self.specs)]
+
+    def _info(self, i: int, spec: LayerSpec) -> LayerInfo:
+        act = self.activation_of.get(i)
+        name, like, source = (act.cls, act.like, act.source) if act else (None, None, None)
+        if act is None and i in self.functional:
+            name = self.functional[i]
+            like, source = FUNCTIONS[name], "functional"
+        return LayerInfo(
+            name=spec.name,
+            type=type(spec.module).__name__,
+            depth=self.depth[i],
+            num_params=spec.numel,
+            shapes={n: list(p.shape) for n, p in zip(spec.param_names, spec.params, strict=True)},
+            activation=name,
+            recurrent=isinstance(spec.module, RECURRENT_TYPES),
+            role=spec.role,
+            attention=spec.attention,
+            branch=self.branch_of.get(i),
+            activation_like=like,
+            activation_source=source,
+        )
+
+    def unrecognised(self) -> list[str]:
+        """Weight layers with no activation recognised after them, in depth order."""
+        missing = [
+            i
             for i, spec in enumerate(self.specs)
+            if spec.role == "weight" and i not in self.activation_of and i not in self.functional
         ]
+        return [self.specs[i].name for i in sorted(missing, key=lambda i: self.depth[i])]

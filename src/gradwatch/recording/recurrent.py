@@ -65,7 +65,11 @@ class RecurrentProfiles:
         # when the gradient arrives, so they live no longer than autograd keeps them anyway.
         self._pending: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._calls = 0
-        self._sampled = 0  # sampled steps recorded so far: decides which ones are probed
+        self._sampled = 0  # regular sampled steps recorded so far: decides which are probed
+        #: Whether the step in progress is on the ``sample_every`` spacing. The dense start's
+        #: extra samples are not probed: the probe would spend its budget on the untrained
+        #: first steps, and short_memory keeps only the regular spacing anyway.
+        self.regular = True
         #: True while the extra backward runs: every recorder hook it could reach must skip.
         self.probing = False
 
@@ -73,7 +77,7 @@ class RecurrentProfiles:
     def probe_now(self) -> bool:
         """Whether the sampled step in progress measures the last-position profile."""
         n = self._sampled
-        return self.last_position and (n < PROBE_DENSE or n % PROBE_EVERY == 0)
+        return self.last_position and self.regular and (n < PROBE_DENSE or n % PROBE_EVERY == 0)
 
     # ------------------------------------------------------------------ hooks
     def before_forward(self, i: int, module: nn.Module, args: tuple[Any, ...]) -> Any:
@@ -161,7 +165,7 @@ class RecurrentProfiles:
         """``(layer index, kind, ||.|| per t)`` of the step, on the device; starts a new step."""
         out = [(i, kind, s.sqrt()) for kind, sums in self.sums.items() for i, s in sums.items()]
         self.clear()
-        self._sampled += 1
+        self._sampled += self.regular
         return out
 
     def clear(self) -> None:

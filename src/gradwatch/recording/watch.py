@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torch.utils.hooks import RemovableHandle
 from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
+from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
@@ -122,6 +124,7 @@ class Watch:
         *,
         every: int = 1,
         sample_every: int = 10,
+        dense_steps: int = 20,
         flush_every: int = 100,
         overwrite: bool = False,
         scaler: Any | None = None,
@@ -136,6 +139,13 @@ class Watch:
             )
         self.every = _check_int("every", every)
         self.sample_every = _check_int("sample_every", sample_every)
+        if isinstance(dense_steps, bool) or not isinstance(dense_steps, int) or dense_steps < 0:
+            raise ValueError(
+                f"Expected argument `dense_steps` to be an integer >= 0 but got {dense_steps!r}."
+                " Pass e.g. `dense_steps=20` to sample each of the first 20 steps, or 0 to "
+                "sample only every `sample_every` steps."
+            )
+        self.dense_steps = dense_steps
         self.flush_every = _check_int("flush_every", flush_every)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -172,6 +182,7 @@ class Watch:
         self._sampler = ActivationSampler(
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
+        self._anatomy = Anatomy(model, self._layers)
         self._progress = _Progress()
         self._hooks = _Hooks()
 
@@ -192,6 +203,7 @@ class Watch:
             for h in self._hooks.handles:
                 h.remove()
             self._unwrap_scaler()
+            self._anatomy.disarm()
             self._sampler.disarm()
             if writer is not None:
                 writer.discard()
@@ -204,6 +216,7 @@ class Watch:
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
+        self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
 
     def _wrap_scaler(self) -> None:
@@ -237,7 +250,8 @@ class Watch:
         self._end_step()
 
     def _is_sampled(self, step: int) -> bool:
-        return step % self.sample_every == 0
+        # Every step at first, where blow-ups happen, then every sample_every-th.
+        return step < self.dense_steps or step % self.sample_every == 0
 
     # ------------------------------------------------------------------ a step
     def step(self) -> None:
@@ -273,7 +287,8 @@ class Watch:
         record = sampled or step % self.every == 0
         with torch.no_grad():
             if record:
-                self._grads.record_grads(slot, detailed=sampled)
+                clip = self._anatomy.take_clip()
+                self._grads.record_grads(slot, detailed=sampled, clip=clip)
             if sampled:
                 snapshot = self.optimizer is not None and not skipped
                 self._grads.record_weights(slot, snapshot=snapshot)
@@ -294,10 +309,12 @@ class Watch:
         self._grads.record_update(progress.step - self._buffer.window_start)
         progress.step += 1
         if self._is_sampled(progress.step):
+            self._sampler.recurrent.regular = progress.step % self.sample_every == 0
             self._sampler.arm()
 
     def _finalize_order(self) -> None:
         self._layers.finalize_order()
+        self._anatomy.finish(self._sampler)
         self._sink.write_meta("running")
 
     # ------------------------------------------------------------------ scalars
@@ -314,6 +331,22 @@ class Watch:
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
         self._buffer.log(max(self._progress.step - 1, 0), scalars)
+
+    def observe_clip(
+        self,
+        parameters: torch.Tensor | Iterable[torch.Tensor],
+        total_norm: torch.Tensor,
+        max_norm: float,
+    ) -> None:
+        """Tell the watch that ``parameters``' gradients were just norm-clipped in place.
+
+        ``torch.nn.utils.clip_grad_norm_`` is observed by itself; a clipper of another kind
+        (gradwatch's ``GradientClipper``, a framework's) calls this with the total norm it
+        measured (a tensor, not read on the host) and ``max_norm``, so the step's gradient
+        statistics are the pre-clip ones. Call it after clipping, before the optimizer step.
+        """
+        params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        self._anatomy.clips.observe(params, torch.as_tensor(total_norm), max_norm)
 
     # ------------------------------------------------------------------ output
     def _flush(self) -> None:
@@ -335,6 +368,7 @@ class Watch:
             config={
                 "every": self.every,
                 "sample_every": self.sample_every,
+                "dense_steps": self.dense_steps,
                 "flush_every": self.flush_every,
                 "activations": self._sampler.enabled,
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
@@ -343,7 +377,7 @@ class Watch:
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},
-            extra=self._user_meta,
+            extra={**self._anatomy.meta(), **self._user_meta},
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -360,6 +394,7 @@ class Watch:
             h.remove()
         self._hooks.handles.clear()
         self._unwrap_scaler()
+        self._anatomy.disarm()
         self._sampler.disarm()
         # Outputs kept for a sampled step that never reached the optimizer: let them go.
         self._sampler.release()
@@ -396,6 +431,7 @@ def watch(
     *,
     every: int = 1,
     sample_every: int = 10,
+    dense_steps: int = 20,
     flush_every: int = 100,
     overwrite: bool = False,
     scaler: Any | None = None,
@@ -416,6 +452,8 @@ def watch(
         every: Record gradient and weight statistics every ``every`` steps.
         sample_every: Measure activations, output gradients, recurrent input-gradient
             profiles and update ratios every ``sample_every`` steps.
+        dense_steps: Also measure them on every one of the first ``dense_steps`` steps,
+            where early blow-ups happen (0: only every ``sample_every`` steps).
         flush_every: Steps kept in the device buffer between two writes.
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
@@ -454,6 +492,7 @@ def watch(
         run_dir,
         every=every,
         sample_every=sample_every,
+        dense_steps=dense_steps,
         flush_every=flush_every,
         overwrite=overwrite,
         scaler=scaler,

@@ -225,6 +225,47 @@ class Trace:
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self._layers]
 
+    def path_columns(self, *, main_path_only: bool = False) -> list[int]:
+        """Columns of the layers that depth comparisons should use, in depth order.
+
+        These are the layers with weights the gradient passes through (role ``"weight"`` or
+        ``"attention"``); norms, embeddings, PReLU slopes and parameters owned by the model
+        itself (``role`` ``"norm"``, ``"embedding"``, ``"activation"``, ``"root"``) are left
+        out: they are layers, but not depth. A first/last or depth-trend comparison reads
+        ``matrix(metric)[:, trace.path_columns()]``.
+
+        Args:
+            main_path_only: Keep only layers outside every residual branch
+                (``LayerInfo.branch is None``): the layers the gradient must pass in series.
+                Branches are parallel to the main path; see :meth:`branch_columns`.
+
+        Example:
+            >>> from gradwatch.trace import LayerInfo
+            >>> t = Trace.from_arrays(
+            ...     [LayerInfo("emb", "Embedding", 0, 8, role="embedding"),
+            ...      LayerInfo("h.0.fc", "Linear", 1, 8, branch="h.0"),
+            ...      LayerInfo("ln", "LayerNorm", 2, 8, role="norm"),
+            ...      LayerInfo("head", "Linear", 3, 8)], [0], {})
+            >>> t.path_columns(), t.path_columns(main_path_only=True)
+            ([1, 3], [3])
+        """
+        return [
+            col
+            for col, layer in enumerate(self._layers)
+            if layer.on_path and not (main_path_only and layer.branch is not None)
+        ]
+
+    def branch_columns(self) -> dict[str, list[int]]:
+        """Residual branch name -> columns of its depth-counting layers, in depth order.
+
+        Each layer counts in its innermost branch only (``LayerInfo.branch``).
+        """
+        out: dict[str, list[int]] = {}
+        for col, layer in enumerate(self._layers):
+            if layer.branch is not None and layer.on_path:
+                out.setdefault(layer.branch, []).append(col)
+        return out
+
     @property
     def layer_labels(self) -> list[str]:
         """Each layer's label ``L<depth> <name>`` (:attr:`LayerInfo.label`), in depth order."""
@@ -325,8 +366,8 @@ class Trace:
         self,
         at: Literal["median", "last"] | int = "median",
         *,
-        first: int = 0,
-        last: int = -1,
+        first: int | None = None,
+        last: int | None = None,
     ) -> GradRatio:
         """``grad_rms`` of layer column ``first`` over that of column ``last``, labelled.
 
@@ -334,8 +375,9 @@ class Trace:
             at: ``"median"``: the median of the per-step ratio over every step where both
                 were measured; ``"last"``: the ratio at the last such step; an int: the
                 ratio at that training step (NaN if it was not measured there).
-            first: Column of the input-side layer (default: the first layer).
-            last: Column of the output-side layer (default: the last layer).
+            first: Column of the input-side layer (default: the first of
+                :meth:`path_columns`, so a norm or an embedding table is never one end).
+            last: Column of the output-side layer (default: the last of :meth:`path_columns`).
 
         Example:
             >>> t = Trace.from_arrays(["in", "out"], [0, 1], {"grad_rms": [[1e-3, 1], [1e-4, 1]]})
@@ -343,8 +385,11 @@ class Trace:
             (0.0001, 'at step 1')
         """
         names = self.layer_names
-        if len(names) < 2 or "grad_rms" not in self._metrics:
+        path = self.path_columns() or list(range(len(names)))
+        if len(path) < 2 or "grad_rms" not in self._metrics:
             return GradRatio(math.nan, "", "", None, "median" if at == "median" else "step")
+        first = path[0] if first is None else first
+        last = path[-1] if last is None else last
         rms = self.matrix("grad_rms")
         lo, hi = rms[:, first], rms[:, last]
         pair = (names[first], names[last])

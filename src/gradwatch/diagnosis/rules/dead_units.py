@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._activations import ZERO_GRADIENT
 from ...trace import Trace
 from .._common import by_layer, fractions_over, hints
 from ..finding import Finding
@@ -26,18 +27,13 @@ from ..thresholds import DeadUnitsThresholds
 
 RULE = "dead_units"
 
-#: Activation class names (lower-case) whose derivative is 0 wherever their output is 0.
-ZERO_GRADIENT_WHEN_OFF = frozenset({"relu", "relu6"})
-
 
 def dead_capable(trace: Trace) -> np.ndarray:
-    """Column indices of layers followed by a zero-gradient-when-off activation (ReLU, ReLU6)."""
+    """Column indices of layers followed by an activation whose derivative is 0 wherever its
+    output is off (``_activations.ZERO_GRADIENT``: ReLU, ReLU6, and classes that compute
+    them, by ``LayerInfo.activation_like``)."""
     return np.asarray(
-        [
-            i
-            for i, la in enumerate(trace.layers)
-            if la.activation and la.activation.lower() in ZERO_GRADIENT_WHEN_OFF
-        ],
+        [i for i, la in enumerate(trace.layers) if la.activation_like in ZERO_GRADIENT],
         dtype=np.int64,
     )
 

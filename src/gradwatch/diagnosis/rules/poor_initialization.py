@@ -88,8 +88,16 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # --- forward: activation std far from 1, or drifting along depth.
     # Only hidden layers followed by a known activation are held to unit variance: logits and
     # recurrent states (an LSTM's h starts near 0) have no such target.
+    # Layers inside a residual branch (LayerInfo.branch) are left out too: a branch's output
+    # is added to the main path, not passed on in series, and real residual nets (GPT-2, ViT)
+    # start their branches small on purpose.
     hidden = np.array(
-        [bool(trace.layers[i].activation) and not trace.layers[i].recurrent for i in cols]
+        [
+            bool(trace.layers[i].activation)
+            and not trace.layers[i].recurrent
+            and trace.layers[i].branch is None
+            for i in cols
+        ]
     )
     seen: list[int] = []
     # Whether a measured profile (forward or backward) covered enough hidden layers to say

@@ -1,0 +1,121 @@
+"""The layer table: new fields round-trip, old tables still load, depth columns skip norms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.trace import LayerInfo, Trace
+from gradwatch.trace.layers import role_of
+
+
+def test_layer_info_round_trips_every_field() -> None:
+    """to_json / from_json keep role, attention, branch and the activation's source."""
+    info = LayerInfo(
+        name="h.0.attn.c_attn",
+        type="Conv1D",
+        depth=3,
+        num_params=10,
+        shapes={"weight": [2, 5]},
+        activation="NewGELUActivation",
+        role="weight",
+        attention="h.0.attn",
+        branch="h.0.attn",
+        activation_like="GELU",
+        activation_source="class",
+    )
+    assert LayerInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+
+
+def test_a_layer_table_written_before_roles_loads_with_inferred_ones() -> None:
+    """An old meta.json entry (no role, branch, activation_like) gets roles from the class
+    name and the activation's torch class from the table; branch stays None."""
+    old = [
+        {"name": "", "type": "ViTForImageClassification", "depth": 0, "num_params": 8},
+        {"name": "ln", "type": "LlamaRMSNorm", "depth": 1, "num_params": 8},
+        {"name": "emb", "type": "Embedding", "depth": 2, "num_params": 8},
+        {"name": "bn", "type": "BatchNorm2d", "depth": 3, "num_params": 8},
+        {"name": "fc", "type": "Linear", "depth": 4, "num_params": 8, "activation": "GELU"},
+    ]
+    infos = [LayerInfo.from_json(d) for d in old]
+    assert [i.role for i in infos] == ["root", "norm", "embedding", "norm", "weight"]
+    assert infos[4].activation_like == "GELU" and infos[4].activation_source == "class"
+    assert all(i.branch is None and i.attention is None for i in infos)
+
+
+def test_role_of_recognises_third_party_norms_by_name() -> None:
+    """T5LayerNorm, LlamaRMSNorm, timm's LayerNorm2d and GroupNorm are norms; Linear is not."""
+    for cls in ("T5LayerNorm", "LlamaRMSNorm", "LayerNorm2d", "GroupNorm", "InstanceNorm3d"):
+        assert role_of(cls, "x") == "norm", cls
+    assert role_of("Linear", "x") == "weight"
+    assert role_of("ViTEmbeddings", "vit.embeddings") == "embedding"
+
+
+def test_path_columns_skip_norms_embeddings_and_the_root() -> None:
+    """path_columns keeps weight and attention layers; main_path_only drops branch members;
+    branch_columns groups the branch members by branch."""
+    layers = [
+        LayerInfo("", "Net", 0, 4, role="root"),
+        LayerInfo("emb", "Embedding", 1, 4, role="embedding"),
+        LayerInfo("b0.ln", "LayerNorm", 2, 4, role="norm", branch="b0"),
+        LayerInfo("b0.attn", "MultiheadAttention", 3, 4, role="attention", branch="b0"),
+        LayerInfo("b0.fc", "Linear", 4, 4, branch="b0"),
+        LayerInfo("act", "PReLU", 5, 1, role="activation"),
+        LayerInfo("head", "Linear", 6, 4),
+    ]
+    t = Trace.from_arrays(layers, [0], {})
+    assert t.path_columns() == [3, 4, 6]
+    assert t.path_columns(main_path_only=True) == [6]
+    assert t.branch_columns() == {"b0": [3, 4]}
+
+
+def test_a_recorded_run_dir_keeps_the_structure(tmp_path: Path) -> None:
+    """Roles, branches and the activation's source survive meta.json and gw.load."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(4)
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.relu(self.fc(self.norm(x)))
+
+    model = nn.Sequential(nn.Linear(3, 4), Block(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, run_dir=tmp_path / "run") as w:
+        model(torch.randn(5, 3)).pow(2).mean().backward()
+        opt.step()
+    loaded = gw.load(tmp_path / "run")
+    assert loaded.layers == w.trace.layers
+    by_name = {layer.name: layer for layer in loaded.layers}
+    assert by_name["1.norm"].role == "norm" and by_name["1.norm"].branch == "1"
+    assert by_name["1.fc"].activation == "relu"
+    assert by_name["1.fc"].activation_source == "functional"
+    assert loaded.path_columns(main_path_only=True) == [0, 3]
+
+
+def test_hand_built_layer_gets_the_recorded_role_and_activation_class() -> None:
+    """A LayerInfo built without role/activation_like gets them from its class names."""
+    bn = LayerInfo("bn", "BatchNorm1d", 1, 8)
+    fc = LayerInfo("fc", "Linear", 0, 8, activation="NewGELUActivation")
+    assert bn.role == "norm" and not bn.on_path
+    assert fc.role == "weight" and fc.activation_like == "GELU"
+    assert LayerInfo("x", "Linear", 0, 1, role="attention").role == "attention"
+
+
+def test_grad_ratio_ends_are_path_layers() -> None:
+    """The first/last gradient ratio never compares a norm or embedding layer."""
+    infos = [
+        LayerInfo("emb", "Embedding", 0, 8),
+        LayerInfo("fc0", "Linear", 1, 8),
+        LayerInfo("fc1", "Linear", 2, 8),
+        LayerInfo("ln", "LayerNorm", 3, 8),
+    ]
+    t = Trace.from_arrays(infos, [0], {"grad_rms": [[1e-9, 1e-3, 1e-1, 1e5]]})
+    r = t.grad_ratio("last")
+    assert (r.first, r.last) == ("fc0", "fc1") and abs(r.value - 1e-2) < 1e-12
