@@ -44,6 +44,7 @@ def role_of(type_name: str, name: str) -> Role:
         return "activation"
     return "weight"
 
+
 #: Prefixes wrappers put before every module name: ``torch.compile`` (``_orig_mod.``) and
 #: DistributedDataParallel / DataParallel (``module.``). Names shown to people drop them.
 WRAPPER_PREFIXES: tuple[str, ...] = ("_orig_mod.", "module.")
