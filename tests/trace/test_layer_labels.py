@@ -19,7 +19,7 @@ from gradwatch.trace import LayerInfo, Trace, layer_label
         (2, "_orig_mod.fc", "L2 fc"),  # torch.compile's wrapper
         (2, "module.fc", "L2 fc"),  # DistributedDataParallel's wrapper
         (5, "_orig_mod.module.blocks.0", "L5 blocks.0"),  # both
-        (1, "_orig_mod", "L1 (root)"),
+        (1, "module", "L1 module"),  # a bare name is the module's own, not a prefix
         (4, "net.module.fc", "L4 net.module.fc"),  # only a leading prefix is a wrapper's
     ],
 )

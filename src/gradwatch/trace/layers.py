@@ -53,8 +53,9 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("_orig_mod.", "module.")
 def layer_label(depth: int, name: str) -> str:
     """The one name of a layer shown to people: ``L<depth> <module name>``.
 
-    Wrapper prefixes (``_orig_mod.``, ``module.``) are dropped and the root module (name
-    ``""``) reads ``(root)``, so the same layer reads the same wrapped or not.
+    Leading wrapper prefixes (``_orig_mod.``, ``module.``) are dropped, so the same layer
+    reads the same wrapped or not (a user's own top-level module named ``module`` with
+    children loses the prefix too); the root module (name ``""``) reads ``(root)``.
 
     Example:
         >>> layer_label(3, "_orig_mod.encoder.layer.1.attention.self.query")
@@ -66,8 +67,6 @@ def layer_label(depth: int, name: str) -> str:
         for prefix in WRAPPER_PREFIXES:
             if name.startswith(prefix) and len(name) > len(prefix):
                 name, stripped = name[len(prefix) :], True
-    if name in ("_orig_mod", "module"):
-        name = ""  # the wrapped model itself
     return f"L{depth} {name or '(root)'}"
 
 
