@@ -87,3 +87,55 @@ def test_demo_report_shows_baseline_best_single_and_combined(tmp_path: Path) -> 
     html = path.read_text()
     best = max(outcome.rows[:2], key=lambda r: r.result.test_metric).label
     assert "baseline (sigmoid)" in html and best in html
+
+
+def test_demo_verdict_table_and_report_agree(tmp_path: Path) -> None:
+    """Issue 12: the verdict's first remedy is gw.prescribe's first among the arms the demo
+    did not measure as failing: the best single arm of the table with no critical finding
+    left. The console verdict, the table and the HTML report say the same, with the
+    first/last ratio labelled by its window."""
+    from gradwatch.lab.demo import (
+        BASELINE_LABEL,
+        demo_verdict,
+        measured_ranking,
+        write_demo_report,
+    )
+
+    arms = (("relu", "init_he"), ("batchnorm",), ("init_xavier",))
+    outcome = run_demo(tmp_path, SMALL, remedies=arms)
+    rows = comparison_rows(outcome)[1:]  # the single-remedy arms, in run order
+    ok = [
+        (row, arm)
+        for row, arm, r in zip(rows, arms, outcome.rows, strict=True)
+        if not any(f["severity"] == "critical" for f in r.result.findings)
+    ]
+    best = max(row["test_accuracy"] for row in rows)
+    # reference: the arms neither critical nor below another arm's accuracy, in the order
+    # gw.prescribe ranks them for the baseline's findings and the demo's model
+    order = [p.remedy for p in outcome.prescriptions]
+    winners = sorted(
+        (arm[0] for row, arm in ok if row["test_accuracy"] >= best),
+        key=lambda r: order.index(r) if r in order else len(order),
+    )
+    ranked, failed = measured_ranking(outcome)
+    assert [c.remedy for c in ranked if c.remedy not in failed] == winners
+    assert set(failed) == {arm[0] for arm in arms} - set(winners)
+    lines = demo_verdict(outcome)
+    first = next(line for line in lines if line.startswith("First thing to try: "))
+    if winners:
+        assert first.startswith(f"First thing to try: {winners[0]} (")
+    for remedy in failed:
+        assert not first.startswith(f"First thing to try: {remedy} ")
+    # the labelled ratio: the table's number and window, the baseline's median over steps
+    base = comparison_rows(outcome)[0]
+    assert base["grad_ratio_label"] == "median over steps 0-39"
+    ratio_line = next(line for line in lines if line.startswith("First/last layer"))
+    assert f"{base['grad_ratio']:.2g} (median over steps 0-39" in ratio_line
+
+    report = write_demo_report(outcome, tmp_path).read_text(encoding="utf-8")
+    start = report.index(f'aria-label="verdict for {BASELINE_LABEL}"')
+    import html as html_lib
+
+    head = html_lib.unescape(report[start : report.index("</section>", start)])
+    assert f"<p>{first}</p>" in head and f"<p>{ratio_line}</p>" in head
+    assert BASELINE_LABEL in report

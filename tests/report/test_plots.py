@@ -464,3 +464,14 @@ def test_plots_keeps_every_public_name_and_defines_none_itself() -> None:
     for name in plots.__all__:
         home = getattr(getattr(plots, name), "__module__", None) or "gradwatch.report.figures."
         assert home.startswith(("gradwatch.report.figures.", "gradwatch.report._style")), name
+
+
+def test_depth_axis_ticks_are_layer_labels() -> None:
+    """The depth axis names each layer L<depth> <name>, as the findings and tables do."""
+    t = Trace.from_arrays(
+        ["_orig_mod.fc0", "fc1", "fc2"], [0, 1], {"grad_rms": [[1e-3, 1e-2, 1.0]] * 2}
+    )
+    fig = plots.plot_gradient_flow(t)
+    ticks = [x.get_text() for x in fig.axes[0].get_xticklabels()]
+    assert ticks == ["L0 fc0", "L1 fc1", "L2 fc2"]
+    assert fig.gradwatch_data.layers == t.layer_names  # the data keep the module names

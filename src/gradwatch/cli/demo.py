@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from gradwatch.lab.demo import (
         DemoConfig,
         comparison_rows,
+        demo_verdict,
         format_ratio,
         run_demo,
         write_demo_report,
@@ -82,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
             elif kind == "row":
                 r = payload.result
                 bars.print(
-                    f"   {payload.label:<52} accuracy {r.test_metric:.3f}, grad ratio "
-                    f"{format_ratio(r.grad_ratio)}"
+                    f"   {payload.label:<52} accuracy {r.test_metric:.3f}, first/last grad "
+                    f"RMS {format_ratio(r.grad_ratio)}"
                 )
 
         return on_event
@@ -101,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
             progress=bar_for if bars.active else None,
         )
     rows = comparison_rows(outcome)
+    lines = demo_verdict(outcome)
     if not human:
         report = None if args.no_report else write_demo_report(outcome, args.out)
-        print(dump_json({"out": str(args.out), "runs": rows, "report": report}))
+        print(dump_json({"out": str(args.out), "runs": rows, "verdict": lines, "report": report}))
         return 0
     print("\n4. Comparison (same data, same seed; numbers from the runs above)\n")
     header = f"{'run':<50} {'test acc':>8} {'first/last grad RMS':>20} {'s':>5}  findings"
@@ -114,6 +116,14 @@ def run(args: argparse.Namespace) -> int:
             f"{row['run'][:50]:<50} {row['test_accuracy']:>8.3f} "
             f"{format_ratio(row['grad_ratio']):>20} {row['seconds']:>5.1f}  {row['findings']}"
         )
+    windows = sorted({row["grad_ratio_label"] for row in rows})
+    print(
+        "\nfirst/last grad RMS: the first layer's gradient RMS over the last layer's, "
+        f"{' / '.join(windows)} (Trace.grad_ratio)."
+    )
+    print("\n5. Verdict on the baseline (gw.prescribe's ranking, checked by the runs above)\n")
+    for line in lines:
+        print(f"   {line}")
     print(f"\nEvery run is in {args.out}/ (gw.load reads each; `gradwatch report` renders any).")
     if not args.no_report:
         print("Writing the HTML report (baseline, best single remedy, combined) ...", flush=True)
@@ -139,8 +149,8 @@ def _say_diagnosis(bars: ProgressHandle, payload: Any) -> None:
     )
     bars.print(f"   where:    {where}")
     bars.print(
-        f"   how much: first/last layer gradient RMS = {d['ratio']:.1e}, a factor "
-        f"{d['per_layer']:.2f} per layer"
+        f"   how much: first/last layer gradient RMS = {d['ratio']:.1e} ({d['ratio_label']}), "
+        f"a factor {d['per_layer']:.2f} per layer"
     )
     bars.print(
         f"   why:      backprop multiplies one sigmoid slope s(1-s) per layer; its "

@@ -81,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(walk.to_dict(), indent=2))
         return 0
-    width = max(5, *(len(r.name) for r in walk.rows))
+    # layers read L<depth> <name>, as in the findings, the report and the plots
+    labels = [trace.layer_label(r.name) for r in walk.rows]
+    width = max(5, *(len(s) for s in labels))
     lines = [
         f"Chain-rule walk of {args.run_dir} at step {walk.step} ({walk.metric} per layer)",
-        f"  {'#':>3}  {'layer':<{width}}  {'gradient':>10}  {'factor':>8}  {'vs last':>10}",
+        f"  {'layer':<{width}}  {'gradient':>10}  {'factor':>8}  {'vs last':>10}",
     ]
-    for r in walk.rows:
+    for r, label in zip(walk.rows, labels, strict=True):
         mark = "  <- collapsed" if walk.collapse_layer == r.index else ""
         lines.append(
-            f"  {r.index + 1:>3}  {r.name:<{width}}  {_num(r.grad_norm):>10}  "
+            f"  {label:<{width}}  {_num(r.grad_norm):>10}  "
             f"{_num(r.measured_gain):>8}  {_num(r.measured_ratio):>10}{mark}"
         )
     lines.append("  (factor: gradient at this layer / at the next one; vs last: / at the last)")

@@ -10,6 +10,8 @@ from .finding import (
     RemedyHint,
     Severity,
 )
+from .flow import DepthTrend, depth_trend
+from .ranking import RankedRemedy, rank_remedies
 from .rules import RULES
 from .thresholds import Thresholds
 
@@ -19,9 +21,13 @@ __all__ = [
     "RULES",
     "RULE_IDS",
     "SEVERITY_RANK",
+    "DepthTrend",
     "Finding",
+    "RankedRemedy",
     "RemedyHint",
     "Severity",
     "Thresholds",
+    "depth_trend",
     "diagnose",
+    "rank_remedies",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..trace import Trace
@@ -56,7 +57,9 @@ def diagnose(
     for rule_id in selected:
         found = RULES[rule_id](trace, getattr(th, rule_id))
         if found is not None:
-            findings.append(found)
+            # Rules name layers by module name; people read them as L<depth> <name>.
+            labels = tuple(trace.layer_label(name) for name in found.layers)
+            findings.append(replace(found, layer_labels=labels))
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     return findings

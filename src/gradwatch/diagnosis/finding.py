@@ -69,11 +69,15 @@ class Finding:
     Attributes:
         rule: Stable rule id, one of :data:`RULE_IDS`.
         severity: ``"info"``, ``"warning"`` or ``"critical"``.
-        layers: Names of the layers concerned, most relevant first.
+        layers: Module names of the layers concerned, most relevant first (the
+            machine-readable form: ``Trace.layer_names`` entries).
         steps: First and last step of the evidence, or ``None`` for a run-wide finding.
         evidence: Observed values and the thresholds they crossed (JSON-serialisable).
         message: One plain sentence that says what is wrong and why.
         remedies: Ranked remedies, best first.
+        layer_labels: The same layers as people read them, ``L<depth> <name>``
+            (``Trace.layer_label``); filled in by :func:`~gradwatch.diagnosis.diagnose`,
+            empty for a finding built by hand. Not part of equality.
     """
 
     rule: str
@@ -83,12 +87,21 @@ class Finding:
     evidence: dict[str, Any] = field(hash=False, compare=True)
     message: str
     remedies: tuple[RemedyHint, ...] = ()
+    layer_labels: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def shown_layers(self) -> tuple[str, ...]:
+        """The layers as every view shows them: the labels when known, else the names."""
+        if len(self.layer_labels) == len(self.layers):
+            return self.layer_labels
+        return tuple(s or "(root)" for s in self.layers)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "severity": self.severity,
             "layers": list(self.layers),
+            "layer_labels": list(self.shown_layers),
             "steps": list(self.steps) if self.steps is not None else None,
             "evidence": self.evidence,
             "message": self.message,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from gradwatch.diagnosis import Finding, diagnose
-from gradwatch.remedies.prescribe import prescribe
-from gradwatch.report import write_report
+from gradwatch.remedies.prescribe import Prescription, prescribe
+from gradwatch.report import summarize, verdict, write_report
 from gradwatch.trace import Trace
 
 from .config import RunConfig
@@ -80,6 +80,19 @@ class DemoOutcome:
     prescribed_by: str = "standard list"
     diagnosis: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
+    #: gw.prescribe's ranking for the baseline's findings, checked against the demo's model.
+    prescriptions: list[Prescription] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MeasuredChoice:
+    """A remedy as the demo's verdict ranks it: ``gw.prescribe``'s id and reason, plus what
+    the demo's own run of it measured."""
+
+    remedy: str
+    reason: str
+    accuracy: float
+    critical: tuple[str, ...]
 
 
 def _label(remedies: tuple[str, ...]) -> str:
@@ -106,21 +119,23 @@ def explain_vanishing(result: RunResult) -> dict[str, Any]:
     """Where, how much and why the gradient vanishes, measured from the baseline's trace.
 
     Returns a dict with ``ratio`` (first/last layer gradient RMS, the median over steps of
-    ``Trace.grad_ratio``: the run's ``grad_ratio``), ``per_layer`` (geometric mean factor
-    per layer), ``below`` (the layers whose median gradient RMS is < 1e-3 of the last
-    layer's), ``relative_rms`` (that per-layer profile), ``sigmoid_slope`` (mean sigmoid
-    derivative s(1-s) estimated from the sampled activation means; at most 0.25) and
-    ``layers`` (names, input side first).
+    ``Trace.grad_ratio``: the run's ``grad_ratio``), ``ratio_label`` (its window, e.g.
+    ``"median over steps 0-299"``), ``per_layer`` (geometric mean factor per layer),
+    ``below`` (the layers whose median gradient RMS is < 1e-3 of the last layer's),
+    ``relative_rms`` (that per-layer profile), ``sigmoid_slope`` (mean sigmoid derivative
+    s(1-s) estimated from the sampled activation means; at most 0.25) and ``layers``
+    (labels ``L<depth> <name>``, input side first).
     """
     trace = result.trace
     if trace is None:
         raise ValueError("explain_vanishing needs a result that holds its trace")
     rms = np.nanmedian(trace.matrix("grad_rms"), axis=0)  # (layers,)
-    names = [info.name for info in trace.layers]
+    names = trace.layer_labels
     rel = rms / rms[-1]
     # The one first/last ratio (Trace.grad_ratio, the median over steps): the number the
     # comparison table prints for this run.
-    ratio = trace.grad_ratio("median").value
+    grad_ratio = trace.grad_ratio("median")
+    ratio = grad_ratio.value
     per_layer = float(ratio ** (1 / max(1, len(rms) - 1))) if ratio > 0 else 0.0
     act = trace.matrix("act_mean")[:, :-1] if trace.has_metric("act_mean") else np.empty((0, 0))
     slope = float("nan")
@@ -129,6 +144,7 @@ def explain_vanishing(result: RunResult) -> dict[str, Any]:
         slope = float(np.nanmean(s * (1 - s)))
     return {
         "ratio": ratio,
+        "ratio_label": grad_ratio.label,
         "per_layer": per_layer,
         "below": [n for n, r in zip(names, rel, strict=True) if r < 1e-3],
         "sigmoid_slope": slope,
@@ -137,17 +153,23 @@ def explain_vanishing(result: RunResult) -> dict[str, Any]:
     }
 
 
+def _prescriptions(findings: list[Finding], config: RunConfig, trace: Trace) -> list[Prescription]:
+    """gw.prescribe's ranking of the findings' remedies that fit the demo's model."""
+    if not findings:
+        return []
+    task_shape = (64, 10)
+    return prescribe(findings, build_model(config.model, *task_shape), trace=trace)
+
+
 def _prescribed(
-    findings: list[Finding], config: RunConfig, trace: Trace
+    prescriptions: list[Prescription],
 ) -> tuple[list[tuple[tuple[str, ...], str, dict[str, Any]]], str]:
     """(remedy group, reason, options) per demo arm, and where the list came from."""
-    if not findings:
+    if not prescriptions:
         return [(g, "", {}) for g in STANDARD_REMEDIES], "standard list"
-    task_shape = (64, 10)
-    model = build_model(config.model, *task_shape)
     groups: list[tuple[tuple[str, ...], str, dict[str, Any]]] = []
     allowed = set(MODEL_REMEDIES["mlp"])
-    for p in prescribe(findings, model, trace=trace):
+    for p in prescriptions:
         if not p.applicable or p.remedy not in allowed:
             continue
         known = DEFAULT_OPTIONS.get(p.remedy, {})
@@ -211,12 +233,13 @@ def run_demo(
     findings = diagnose(baseline.trace)
     outcome = DemoOutcome(baseline=baseline, findings=findings)
     outcome.diagnosis = explain_vanishing(baseline)
+    outcome.prescriptions = _prescriptions(findings, base, baseline.trace)
     arms: list[tuple[tuple[str, ...], str, dict[str, Any]]]
     if remedies is not None:
         arms = [(g, "", {}) for g in remedies]
         outcome.prescribed_by = "caller"
     else:
-        arms, outcome.prescribed_by = _prescribed(findings, base, baseline.trace)
+        arms, outcome.prescribed_by = _prescribed(outcome.prescriptions)
         arms.append((COMBINED, "combined fix", {}))
     emit("diagnosis", outcome)
     for i, (group, reason, options) in enumerate(arms, start=1):
@@ -244,9 +267,83 @@ def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path:
     chosen = [max(singles, key=lambda r: r.result.test_metric)] if singles else []
     chosen += [r for r in outcome.rows if r.remedies == COMBINED]
     runs = [_run_dir(outcome.baseline)] + [_run_dir(r.result) for r in chosen]
-    labels = ["baseline (sigmoid)"] + [r.label for r in chosen]
-    outcome.report = Path(write_report(runs, Path(out) / "report.html", labels=labels))
+    labels = [BASELINE_LABEL] + [r.label for r in chosen]
+    ranked, failed = measured_ranking(outcome)
+    outcome.report = Path(
+        write_report(
+            runs,
+            Path(out) / "report.html",
+            labels=labels,
+            # the baseline's verdict: gw.prescribe's ranking, what this demo measured failing
+            # never first (the same lines demo_verdict prints)
+            remedies={BASELINE_LABEL: ranked},
+            failed={BASELINE_LABEL: failed},
+        )
+    )
     return outcome.report
+
+
+#: The baseline's name in the demo's HTML report.
+BASELINE_LABEL = "baseline (sigmoid)"
+
+
+def _critical(result: RunResult) -> tuple[str, ...]:
+    return tuple(sorted({f["rule"] for f in result.findings if f.get("severity") == "critical"}))
+
+
+def measured_ranking(outcome: DemoOutcome) -> tuple[list[MeasuredChoice], dict[str, str]]:
+    """The remedies the demo tried alone, in ``gw.prescribe``'s order, and those its own runs
+    measured as failing (remedy id -> what was measured).
+
+    An arm fails when a critical finding remains after it, or when its test accuracy is below
+    that of another single-remedy arm; so the first remedy not failing, the verdict's "first
+    thing to try", is the best single arm of the comparison table. An arm is named by its
+    first remedy (``ReLU + He init`` is ``relu``: He init travels with it); the combined fix
+    is several remedies and is not ranked. Remedies the caller chose that ``gw.prescribe``
+    does not rank come after, in the order they ran.
+    """
+    order = {p.remedy: i for i, p in enumerate(outcome.prescriptions)}
+    reasons = {p.remedy: p.reason for p in outcome.prescriptions}
+    singles = [r for r in outcome.rows if r.remedies != COMBINED and r.remedies]
+    choices = [
+        MeasuredChoice(
+            remedy=r.remedies[0],
+            reason=(
+                f"{reasons.get(r.remedies[0]) or r.reason or 'tried by the demo'}; measured in "
+                f"this demo: test accuracy {r.result.test_metric:.3f}, "
+                + (
+                    f"{', '.join(_critical(r.result))} still critical"
+                    if _critical(r.result)
+                    else "no critical finding left"
+                )
+            ),
+            accuracy=r.result.test_metric,
+            critical=_critical(r.result),
+        )
+        for r in singles
+    ]
+    choices.sort(key=lambda c: order.get(c.remedy, len(order)))  # stable: run order after
+    best = max((c.accuracy for c in choices if math.isfinite(c.accuracy)), default=math.nan)
+    failed: dict[str, str] = {}
+    for c in choices:
+        if c.critical:
+            failed[c.remedy] = (
+                f"{', '.join(c.critical)} still critical (test accuracy {c.accuracy:.3f})"
+            )
+        elif not c.accuracy >= best:
+            failed[c.remedy] = f"test accuracy {c.accuracy:.3f}, below the best arm's {best:.3f}"
+    return choices, failed
+
+
+def demo_verdict(outcome: DemoOutcome) -> list[str]:
+    """The baseline's verdict as the demo prints it and its HTML report shows it: the worst
+    finding, the first remedy (:func:`measured_ranking`), the gradient flow, labelled."""
+    trace = outcome.baseline.trace
+    if trace is None:
+        raise ValueError("demo_verdict needs the baseline's trace (run_demo keeps it)")
+    ranked, failed = measured_ranking(outcome)
+    summary = summarize(trace, outcome.findings, BASELINE_LABEL)
+    return verdict(summary, outcome.findings, remedies=ranked, failed=failed)
 
 
 def _run_dir(result: RunResult) -> str:
@@ -256,20 +353,27 @@ def _run_dir(result: RunResult) -> str:
 
 
 def comparison_rows(outcome: DemoOutcome) -> list[dict[str, Any]]:
-    """The final table as plain rows: label, accuracy, grad ratio, findings, time."""
+    """The final table as plain rows: label, accuracy, grad ratio (the median over steps of
+    ``Trace.grad_ratio``, with its window in ``grad_ratio_label``), findings, time."""
 
     def rules(result: RunResult) -> str:
         return ", ".join(sorted({f["rule"] for f in result.findings})) or "none"
 
     rows = []
-    for label, result in [("baseline: sigmoid", outcome.baseline)] + [
-        (r.label, r.result) for r in outcome.rows
+    for label, remedies, result in [("baseline: sigmoid", (), outcome.baseline)] + [
+        (r.label, r.remedies, r.result) for r in outcome.rows
     ]:
         rows.append(
             {
                 "run": label,
+                "remedies": list(remedies),
                 "test_accuracy": result.test_metric,
                 "grad_ratio": result.grad_ratio,
+                "grad_ratio_label": (
+                    result.trace.grad_ratio("median").label
+                    if result.trace is not None
+                    else "median over the run's steps"
+                ),
                 "findings": rules(result),
                 "seconds": result.seconds,
                 "diverged": result.diverged,

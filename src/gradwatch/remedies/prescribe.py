@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .._activations import SWAPPABLE
 from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
+from ..diagnosis.ranking import rank_remedies
 from ._blocks import find_stacks
 from ._common import activation_types, weight_layer_types
 
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from gradwatch.trace import Trace
 
 __all__ = ["Prescription", "applicability", "prescribe"]
-
-#: Weight of a finding's severity when pooling its remedies.
-_SEVERITY_WEIGHT = {"critical": 3.0, "warning": 2.0, "info": 1.0}
 
 #: Layers a norm can follow (see gradwatch.remedies.normalization).
 _NORMABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -161,33 +158,6 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
     return True, None
 
 
-def _applicability_from_layers(trace: Trace, remedy: str) -> tuple[bool, str | None]:
-    """What the recorded layer table alone rules out (no model at hand, e.g. the CLI).
-
-    Only clear cases are ruled out: no recurrent layer for lstm/gru/init_identity, no square
-    Linear/Conv weight for residual/reduce_depth, the same activation after every layer.
-    """
-    layers = trace.layers
-    if remedy in ("lstm", "gru", "init_identity"):
-        if not any(layer.type == "RNN" for layer in layers):
-            return False, "the recorded model has no RNN layer"
-    elif remedy in ("residual", "reduce_depth"):
-        square = any(
-            layer.type in ("Linear", "Conv1d", "Conv2d", "Conv3d")
-            and len(layer.shapes.get("weight", [])) >= 2
-            and layer.shapes["weight"][0] == layer.shapes["weight"][1]
-            for layer in layers
-        )
-        if not square:
-            return False, "no recorded Linear(d, d) or Conv(c, c) layer to make a residual block"
-    elif remedy in SWAPPABLE:
-        # LayerInfo.activation holds the torch class name, as the table's SWAPPABLE values do
-        acts = {layer.activation for layer in layers if layer.activation is not None}
-        if acts == {SWAPPABLE[remedy]}:
-            return False, f"the recorded model already uses {remedy} everywhere"
-    return True, None
-
-
 def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     """The options the caller must pass (marked ``"<required>"``, from the registry), with
     ``max_norm`` of ``clip_norm`` suggested from the trace where it can be."""
@@ -234,39 +204,20 @@ def prescribe(
         >>> [p.remedy for p in prescribe([f], mlp)]
         ['relu']
     """
-    pooled: dict[str, dict[str, Any]] = {}
-    for f in findings:
-        if not isinstance(f, Finding):
-            raise TypeError(
-                f"expected `findings` to hold gradwatch Finding objects but got {type(f).__name__}"
-            )
-        weight = _SEVERITY_WEIGHT.get(f.severity, 1.0)
-        for rank, hint in enumerate(f.remedies, start=1):
-            entry = pooled.setdefault(hint.id, {"score": 0.0, "reasons": [], "rules": []})
-            entry["score"] += weight / rank
-            if hint.reason not in entry["reasons"]:
-                entry["reasons"].append(hint.reason)
-            if f.rule not in entry["rules"]:
-                entry["rules"].append(f.rule)
     out: list[Prescription] = []
-    for remedy, entry in pooled.items():
-        if remedy not in REMEDY_IDS:
-            continue  # a rule newer than this version of the remedies
-        if model is not None:
-            ok, why = applicability(model, remedy)
-        elif trace is not None:
-            ok, why = _applicability_from_layers(trace, remedy)
-        else:
-            ok, why = True, None
+    # The one ranking (gradwatch.diagnosis.ranking), also behind the report's verdict; with a
+    # model, each remedy is checked against it instead of against the layer table.
+    for r in rank_remedies(findings, trace=trace if model is None else None):
+        ok, why = applicability(model, r.remedy) if model is not None else (r.applicable, r.why_not)
         out.append(
             Prescription(
-                remedy=remedy,
-                reason="; ".join(entry["reasons"]),
+                remedy=r.remedy,
+                reason=r.reason,
                 applicable=ok,
                 why_not=why,
-                options=_options(remedy, trace),
-                rules=tuple(entry["rules"]),
-                score=round(entry["score"], 6),
+                options=_options(r.remedy, trace),
+                rules=r.rules,
+                score=r.score,
                 checked=model is not None,
             )
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gradwatch.trace.layers import layer_label
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -84,22 +86,26 @@ def text(s: object) -> str:
 
 
 def layer_ticks(ax: Any, names: list[str], axis: str = "x") -> None:
-    """Label the depth axis with layer names when few and short, else with indices."""
+    """Label the depth axis with each layer's ``L<depth> <name>`` when few and short, else
+    with ``L<depth>`` alone (the depth axis is the trace's column index, which is the depth).
+    """
     n = len(names)
     if n == 0:
         return
-    if n <= 16 and max(len(s) for s in names) <= 16:
+    labels = [text(layer_label(i, s)) for i, s in enumerate(names)]
+    if n <= 16 and max(len(s) for s in labels) <= 28:
         ticks = list(range(n))
-        labels = [text(s) if s else "(root)" for s in names]
         if axis == "x":
             ax.set_xticks(ticks, labels, rotation=35, ha="right", fontsize=8)
         else:
             ax.set_yticks(ticks, labels, fontsize=8)
     else:
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
 
         locator = MaxNLocator(integer=True, nbins=12)
-        (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(locator)
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        target.set_major_locator(locator)
+        target.set_major_formatter(FuncFormatter(lambda v, _pos: f"L{round(v)}"))
 
 
 def attach(fig: Figure, data: Any) -> Figure:

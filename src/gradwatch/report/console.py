@@ -77,7 +77,7 @@ def findings_table(findings: Sequence[Finding], *, title: str | None = "Findings
     table.add_column("steps", no_wrap=True)
     table.add_column("try first")
     for f in sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, 0)):
-        layers = ", ".join(s or "(root)" for s in f.layers[:4])
+        layers = ", ".join(f.shown_layers[:4])
         if len(f.layers) > 4:
             layers += f" (+{len(f.layers) - 4} more)"
         steps = f"{f.steps[0]}–{f.steps[1]}" if f.steps is not None else "all"
@@ -115,7 +115,7 @@ def comparison_table(summaries: Sequence[RunSummary], *, title: str | None = "Ru
     table.add_column("steps", justify="right")
     table.add_column("loss (final)", justify="right")
     table.add_column("loss (best)", justify="right")
-    table.add_column("grad RMS first/last", justify="right")
+    table.add_column("grad RMS first/last (median over steps)", justify="right")
     table.add_column("findings")
     for s in summaries:
         if not s.diagnosed:
@@ -217,7 +217,7 @@ def print_findings(
     if about:
         _line(con)
     for f in ordered:
-        where = ", ".join(f.layers[:4]) + (" ..." if len(f.layers) > 4 else "")
+        where = ", ".join(f.shown_layers[:4]) + (" ..." if len(f.layers) > 4 else "")
         steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
         style = _SEVERITY_STYLE.get(f.severity, "")
         _line(con, (pad, ""), (f.severity.upper(), style), (" ", ""), (f.rule, "bold"),

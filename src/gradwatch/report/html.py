@@ -25,7 +25,7 @@ from gradwatch.trace import Trace
 from . import plots
 from ._style import INSTALL_HINT, figure_to_png
 from .figures._common import has_data
-from .summary import RunSummary, run_diagnosis, summarize, verdict
+from .summary import RemedyChoice, RunSummary, run_diagnosis, summarize, verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -326,12 +326,14 @@ def _pairs(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), _fmt(v)) for k, v in d.items()]
 
 
-def _finding_view(f: Finding) -> dict[str, Any]:
+def _finding_view(f: Finding, trace: Trace) -> dict[str, Any]:
     return {
         "rule": f.rule,
         "severity": f.severity,
         "message": f.message,
-        "layers": ", ".join(s or "(root)" for s in f.layers),
+        "layers": ", ".join(
+            f.shown_layers if f.layer_labels else [trace.layer_label(s) for s in f.layers]
+        ),
         "steps": f"{f.steps[0]} – {f.steps[1]}" if f.steps is not None else "whole run",
         "evidence": _pairs(f.evidence),
         "remedies": [(r.id, r.reason) for r in f.remedies],
@@ -339,7 +341,13 @@ def _finding_view(f: Finding) -> dict[str, Any]:
 
 
 def _run_view(
-    i: int, trace: Trace, label: str, findings: list[Finding] | None, predicted: Predicted | None
+    i: int,
+    trace: Trace,
+    label: str,
+    findings: list[Finding] | None,
+    predicted: Predicted | None,
+    *,
+    advice: tuple[Sequence[RemedyChoice] | None, Mapping[str, str] | None] = (None, None),
 ) -> _RunView:
     summary = summarize(trace, findings, label)
     ranked = (
@@ -365,13 +373,12 @@ def _run_view(
         label=label,
         anchor=anchor,
         summary=summary,
-        verdict=verdict(summary, ranked),
-        findings=[_finding_view(f) for f in ranked] if ranked is not None else None,
+        verdict=verdict(summary, ranked, remedies=advice[0], failed=advice[1]),
+        findings=[_finding_view(f, trace) for f in ranked] if ranked is not None else None,
         plots=run_plots,
         layers=[
             {
-                "depth": layer.depth,
-                "name": layer.name or "(root)",
+                "label": layer.label,
                 "type": layer.type,
                 "params": f"{layer.num_params:,}",
                 "activation": layer.activation or "",
@@ -430,6 +437,8 @@ def render_report(
     *,
     labels: Sequence[str] | None = None,
     predicted: Predicted | Sequence[Predicted | None] | None = None,
+    remedies: Mapping[str, Sequence[RemedyChoice]] | None = None,
+    failed: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_report` for the arguments).
 
@@ -451,8 +460,15 @@ def render_report(
     names = _unique_labels(traces, labels)
     per_run = _findings_per_run(traces, names, findings)
     preds = _predicted_per_run(len(traces), predicted)
+    for arg, given in (("remedies", remedies), ("failed", failed)):
+        unknown = sorted(set(given or {}) - set(names))
+        if unknown:
+            raise ValueError(
+                f"`{arg}` names run(s) {unknown} that are not in the report; its keys must be "
+                f"run labels, one of {names}."
+            )
     views = [
-        _run_view(i, t, lab, f, p)
+        _run_view(i, t, lab, f, p, advice=((remedies or {}).get(lab), (failed or {}).get(lab)))
         for i, (t, lab, f, p) in enumerate(zip(traces, names, per_run, preds, strict=True))
     ]
     env = jinja2.Environment(
@@ -505,6 +521,8 @@ def write_report(
     *,
     labels: Sequence[str] | None = None,
     predicted: Predicted | Sequence[Predicted | None] | None = None,
+    remedies: Mapping[str, Sequence[RemedyChoice]] | None = None,
+    failed: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of one or several runs.
 
@@ -521,6 +539,12 @@ def write_report(
         predicted: A theory prediction to overlay on the measured depth profile: one value
             per layer, or a single ``chi_1`` (see :func:`gradwatch.report.plots.chi1_profile`);
             for several runs, a list with one entry (or None) per run.
+        remedies: Run label -> remedies ranked by the caller, who knows what the report
+            cannot: ``gw.prescribe(findings, model)`` keeps only those that fit the model.
+            The verdict's "first thing to try" is the first of them. By default the one
+            ranking checked against the recorded layer table.
+        failed: Run label -> {remedy id: what was measured}, for remedies the caller's own
+            runs measured as failing: never recommended first, and the verdict says why.
 
     Returns:
         The path written.
@@ -546,6 +570,8 @@ def write_report(
             f"the directory of `out_path` {str(path.parent)!r} does not exist; create it first "
             "(gradwatch writes only the report file itself)."
         )
-    html = render_report(runs, findings, title, labels=labels, predicted=predicted)
+    html = render_report(
+        runs, findings, title, labels=labels, predicted=predicted, remedies=remedies, failed=failed
+    )
     _atomic_write_text(path, html)
     return path

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from gradwatch import diagnosis
-from gradwatch.diagnosis import SEVERITY_RANK, Finding
+from gradwatch.diagnosis import SEVERITY_RANK, DepthTrend, Finding, depth_trend, rank_remedies
 from gradwatch.trace import Trace
 
-__all__ = ["RunSummary", "run_diagnosis", "summarize", "verdict"]
+__all__ = ["RemedyChoice", "RunSummary", "run_diagnosis", "summarize", "verdict"]
+
+
+class RemedyChoice(Protocol):
+    """A ranked remedy as the verdict reads it: ``gw.prescribe``'s ``Prescription`` or the
+    ranking's ``RankedRemedy`` (anything with a ``remedy`` id and a ``reason``)."""
+
+    @property
+    def remedy(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 def run_diagnosis(trace: Trace) -> list[Finding]:
@@ -36,11 +48,17 @@ class RunSummary:
         last_step: The last such step (``None`` for an empty trace).
         final_loss: Last finite ``loss`` value, or ``None`` when no loss was logged.
         best_loss: Lowest finite ``loss`` value, or ``None``.
-        grad_span: ``grad_rms`` of the first layer divided by that of the last layer at the
-            last step where both were measured (1 = even flow; 1e-6 = six orders of magnitude
-            lost on the way back), or ``None`` when not measurable: the value of
-            ``trace.grad_ratio("last")``, the one first/last ratio every view quotes.
-        span_step: The step ``grad_span`` was taken at.
+        grad_span: ``grad_rms`` of the first layer divided by that of the last layer, the
+            median over the steps where both were measured (1 = even flow; 1e-6 = six orders
+            of magnitude lost on the way back), or ``None`` when not measurable: the value of
+            ``trace.grad_ratio("median")``, the one first/last ratio the demo, the lab and
+            the report quote.
+        span_step: The last step of the window ``grad_span`` covers.
+        span_label: Where ``grad_span`` comes from, e.g. ``"median over steps 0-299"``.
+        trend: The depth trend of the gradient over the hidden layers (the verdict's flow
+            sentence), or ``None`` when not measurable.
+        remedies: The findings' remedies in the one ranking (``gw.prescribe``'s, checked
+            against the layer table), those that fit first.
         counts: Number of findings per severity (empty when the diagnosis did not run).
         top: The most severe finding's message, or ``None``.
         diagnosed: Whether findings were available for this run.
@@ -54,6 +72,9 @@ class RunSummary:
     best_loss: float | None
     grad_span: float | None
     span_step: int | None
+    span_label: str | None
+    trend: DepthTrend | None
+    remedies: tuple[diagnosis.RankedRemedy, ...]
     counts: dict[str, int]
     top: str | None
     diagnosed: bool
@@ -64,7 +85,7 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
 
     Example:
         >>> s = summarize(trace, findings, "baseline")  # doctest: +SKIP
-        >>> s.grad_span  # first layer's gradient RMS / last layer's, at the last step
+        >>> s.grad_span, s.span_label  # first/last layer's gradient RMS, its window named
     """
     final = best = None
     if trace.has_scalar("loss"):
@@ -72,9 +93,10 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
         finite = loss[np.isfinite(loss)]
         if len(finite):
             final, best = float(finite[-1]), float(finite.min())
-    ratio = trace.grad_ratio("last")  # the one first/last ratio, at its last measured step
-    span = None if ratio.steps is None else ratio.value
-    span_step = None if ratio.steps is None else ratio.steps[0]
+    # the one first/last ratio, the median over the run (as the demo's and the lab's tables)
+    ratio = trace.grad_ratio("median")
+    span = None if ratio.steps is None or not math.isfinite(ratio.value) else ratio.value
+    span_step = None if span is None or ratio.steps is None else ratio.steps[1]
     counts: dict[str, int] = {}
     top = None
     if findings is not None:
@@ -91,36 +113,73 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
         best_loss=best,
         grad_span=span,
         span_step=span_step,
+        span_label=ratio.label if span is not None else None,
+        trend=depth_trend(trace),
+        remedies=tuple(rank_remedies(findings, trace=trace)) if findings else (),
         counts=counts,
         top=top,
         diagnosed=findings is not None,
     )
 
 
-def _span_sentence(s: RunSummary) -> str | None:
-    if s.grad_span is None or s.grad_span <= 0 or s.n_layers < 2:
+def _trend_sentence(s: RunSummary) -> str | None:
+    """The gradient flow through depth in words: the fitted trend over the hidden layers."""
+    t = s.trend
+    if t is None or not math.isfinite(t.decades):
         return None
-    decades = math.log10(s.grad_span)
-    if abs(decades) < 1:
-        shape = "within a factor of 10 of each other: gradients flow evenly through depth"
-    elif decades < 0:
-        shape = f"a fall of {-decades:.1f} orders of magnitude on the way back to the input"
-    else:
-        shape = f"a rise of {decades:.1f} orders of magnitude on the way back to the input"
+    over = (
+        f"over the {t.n_layers} hidden weight layers ({t.first} … {t.last})"
+        if t.hidden
+        else f"over the {t.n_layers} weight layers ({t.first} … {t.last})"
+    )
+    fit = f"least-squares trend of log gradient RMS along depth, {t.label}"
+    if abs(t.decades) < 1:
+        return (
+            f"Gradients flow evenly through depth: {over}, gradient RMS changes by "
+            f"{1 / t.factor:.2g}× from the last back to the first ({fit})."
+        )
+    if t.decades > 0:
+        return (
+            f"The gradient vanishes toward the input: {over}, gradient RMS falls "
+            f"{t.factor:.2g}× ({t.decades:.1f} orders of magnitude) from the last back to the "
+            f"first ({fit})."
+        )
     return (
-        f"At step {s.span_step}, the first layer's gradient RMS is {s.grad_span:.2g} × the "
-        f"last layer's ({shape}, over {s.n_layers} layers)."
+        f"The gradient grows toward the input: {over}, gradient RMS rises {1 / t.factor:.2g}× "
+        f"({-t.decades:.1f} orders of magnitude) from the last back to the first ({fit})."
     )
 
 
-def verdict(summary: RunSummary, findings: Sequence[Finding] | None) -> list[str]:
-    """A plain-words verdict: the worst finding first, then the measured gradient span.
+def _span_sentence(s: RunSummary) -> str | None:
+    if s.grad_span is None or s.grad_span <= 0 or s.n_layers < 2:
+        return None
+    return (
+        f"First/last layer gradient RMS ratio: {s.grad_span:.2g} ({s.span_label}, "
+        f"{s.n_layers} layers)."
+    )
+
+
+def verdict(
+    summary: RunSummary,
+    findings: Sequence[Finding] | None,
+    *,
+    remedies: Sequence[RemedyChoice] | None = None,
+    failed: Mapping[str, str] | None = None,
+) -> list[str]:
+    """A plain-words verdict: the worst finding, the first remedy, the gradient flow.
+
+    The first remedy is the first of the one ranking (``gw.prescribe``'s): by default
+    ``summary.remedies`` (checked against the recorded layer table); a caller that has the
+    model passes ``remedies=gw.prescribe(findings, model)``, which only keeps what fits it.
+    A remedy the caller measured as failing (``failed``: remedy id -> what was measured,
+    e.g. ``"vanishing_gradient still critical"``) is never first; the verdict says why.
 
     Example:
         >>> verdict(summarize(trace, [], "run"), [])  # doctest: +SKIP
-        ['No problem found: the diagnosis rules all stayed quiet.', 'At step 99, ...']
+        ['No problem found: the diagnosis rules all stayed quiet.', 'Gradients flow evenly ...']
     """
     lines: list[str] = []
+    failed = dict(failed or {})
     if findings is None:
         lines.append(
             "The diagnosis did not run (no findings were given for this run), so "
@@ -138,11 +197,16 @@ def verdict(summary: RunSummary, findings: Sequence[Finding] | None) -> list[str
         tail = f" ({more} more finding{'s' if more != 1 else ''} below.)" if more else ""
         # An em dash, not a colon: rule messages often open with their own "Title: ".
         lines.append(f"{word} — {worst.message}{tail}")
-        if worst.remedies:
-            lines.append(
-                f"First thing to try: {worst.remedies[0].id} ({worst.remedies[0].reason})."
-            )
-    span = _span_sentence(summary)
-    if span:
-        lines.append(span)
+        choices: Sequence[RemedyChoice] = (
+            remedies if remedies is not None else [r for r in summary.remedies if r.applicable]
+        )
+        first = next((c for c in choices if c.remedy not in failed), None)
+        if first is not None:
+            lines.append(f"First thing to try: {first.remedy} ({first.reason}).")
+        if failed:
+            measured = "; ".join(f"{r}: {why}" for r, why in failed.items())
+            lines.append(f"Not first, as measured in the compared runs: {measured}.")
+    for sentence in (_trend_sentence(summary), _span_sentence(summary)):
+        if sentence:
+            lines.append(sentence)
     return lines

@@ -6,7 +6,7 @@ so the format is defined in one module (``schema``) and nowhere else.
 """
 
 from .errors import TraceError
-from .layers import LayerInfo
+from .layers import LayerInfo, layer_label
 from .schema import (
     CHUNK_KINDS,
     FORMAT_VERSION,
@@ -35,6 +35,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceFrames",
+    "layer_label",
     "layer_table",
     "load",
     "recurrent_table",

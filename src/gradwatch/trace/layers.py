@@ -45,6 +45,31 @@ def role_of(type_name: str, name: str) -> Role:
     return "weight"
 
 
+#: Prefixes wrappers put before every module name: ``torch.compile`` (``_orig_mod.``) and
+#: DistributedDataParallel / DataParallel (``module.``). Names shown to people drop them.
+WRAPPER_PREFIXES: tuple[str, ...] = ("_orig_mod.", "module.")
+
+
+def layer_label(depth: int, name: str) -> str:
+    """The one name of a layer shown to people: ``L<depth> <module name>``.
+
+    Leading wrapper prefixes (``_orig_mod.``, ``module.``) are dropped, so the same layer
+    reads the same wrapped or not (a user's own top-level module named ``module`` with
+    children loses the prefix too); the root module (name ``""``) reads ``(root)``.
+
+    Example:
+        >>> layer_label(3, "_orig_mod.encoder.layer.1.attention.self.query")
+        'L3 encoder.layer.1.attention.self.query'
+    """
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                name, stripped = name[len(prefix) :], True
+    return f"L{depth} {name or '(root)'}"
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One recorded layer: a module that owns trainable parameters.
@@ -116,6 +141,11 @@ class LayerInfo:
     def on_path(self) -> bool:
         """Whether the layer counts as depth in depth comparisons (weights, attention)."""
         return self.role in PATH_ROLES
+
+    @property
+    def label(self) -> str:
+        """``L<depth> <name>``: how every view names this layer (see :func:`layer_label`)."""
+        return layer_label(self.depth, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -63,7 +63,7 @@ class GradRatio:
         """Where the value comes from, in words: ``"median over steps 0-299"``."""
         if self.steps is None:
             return "not measured"
-        if self.how == "step":
+        if self.how == "step" or self.steps[0] == self.steps[1]:  # a one-step window
             return f"at step {self.steps[0]}"
         return f"median over steps {self.steps[0]}-{self.steps[1]}"
 
@@ -265,6 +265,28 @@ class Trace:
             if layer.branch is not None and layer.on_path:
                 out.setdefault(layer.branch, []).append(col)
         return out
+
+    @property
+    def layer_labels(self) -> list[str]:
+        """Each layer's label ``L<depth> <name>`` (:attr:`LayerInfo.label`), in depth order."""
+        return [layer.label for layer in self._layers]
+
+    def layer_label(self, layer: int | str) -> str:
+        """The label ``L<depth> <name>`` of a layer given by column index or module name.
+
+        A name the trace does not hold is returned unchanged (a finding may name a module
+        the trace of another run recorded), so a view never fails on it.
+
+        Example:
+            >>> Trace.from_arrays(["fc0", "fc1"], [0], {"grad_rms": [[1, 1]]}).layer_label("fc1")
+            'L1 fc1'
+        """
+        if isinstance(layer, str):
+            for info in self._layers:
+                if info.name == layer:
+                    return info.label
+            return layer
+        return self._layers[layer].label
 
     @property
     def steps(self) -> np.ndarray:

@@ -67,6 +67,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     contrast_hit = False
     resolved = False
     worst = float("nan")
+    worst_steps = ""  # the window the quoted factor is the median of, named in the message
     win_meds = np.zeros(0)
     starts = np.zeros(0, np.int64)
     if len(cols) >= th.min_layers:
@@ -122,6 +123,11 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             evidence["resolved_by_step"] = int(steps[starts[int(hit[-1]) + 1]])
             evidence["last_window_contrast_decades"] = fl(win_meds[-1])
         w_end = int(starts[worst_w + 1]) if worst_w + 1 < len(starts) else len(steps)
+        evidence["max_contrast_steps"] = [int(steps[starts[worst_w]]), int(steps[w_end - 1])]
+        worst_steps = (
+            f" (depth trend over the weight layers, worst window: median over steps "
+            f"{int(steps[starts[worst_w]])}-{int(steps[w_end - 1])})"
+        )
         drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
         if drop is not None:
             lo, hi, decades, source = drop
@@ -142,7 +148,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
 
     n = len(cols)
     act = dominant_activation([trace.layers[i] for i in cols])
-    factor = fmt_factor(worst) if np.isfinite(worst) else "many orders of magnitude"
+    factor = fmt_factor(worst) + worst_steps if np.isfinite(worst) else "many orders of magnitude"
     if act == "sigmoid":
         bound = 0.25 ** (n - 1)
         cause = (
@@ -168,7 +174,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             f"{th.abs_floor:g} (RMS), too "
             "small to change the weights"
         )
-    message = f"Vanishing gradient: {cause}."
+    message = f"Vanishing gradient: {cause}{worst_steps if contrast_hit else ''}."
     severity: Severity = "critical" if severe else "warning"
     if resolved and not floor_hit.any() and span is not None:
         severity = "info"
