@@ -35,6 +35,8 @@ def test_vanishing_fires_past_the_depth_trend(decades: float, expected: str | No
     if f:
         assert f.evidence["max_contrast_decades"] == pytest.approx(decades, abs=1e-4)
         assert f.steps == (0, 29)
+        # the number is quoted once, with the window it comes from
+        assert f.message.count("worst window: median over steps") == 1
 
 
 def test_vanishing_ignores_one_noisy_step() -> None:

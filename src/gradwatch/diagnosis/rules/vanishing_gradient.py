@@ -148,7 +148,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
 
     n = len(cols)
     act = dominant_activation([trace.layers[i] for i in cols])
-    factor = fmt_factor(worst) + worst_steps if np.isfinite(worst) else "many orders of magnitude"
+    factor = fmt_factor(worst) if np.isfinite(worst) else "many orders of magnitude"
     if act == "sigmoid":
         bound = 0.25 ** (n - 1)
         cause = (
