@@ -334,3 +334,26 @@ def test_recorded_trace_report(tmp_path: Path) -> None:
         else "The gradient grows toward the input"
     )
     assert f"{sentence}: over the 4 hidden weight layers (L0 0 … L3 6)" in text
+
+
+def test_report_says_which_layers_have_no_activation_recognised() -> None:
+    """Weight layers the recorder found no activation after are listed by label (issue 12)."""
+    import torch
+    from torch import nn
+
+    import gradwatch as gw
+
+    class Odd(nn.Module):  # a parameter-free module that is no activation
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flip(-1)
+
+    model = nn.Sequential(nn.Linear(4, 8), Odd(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(16, 4)).pow(2).mean().backward()
+            opt.step()
+    assert w.trace.meta["activations"]["unrecognised"] == ["0", "4"]
+    html = render_report(w.trace)
+    assert "No activation was recognised after 2 weight layer(s): L0 0, L2 4." in html

@@ -340,6 +340,24 @@ def _finding_view(f: Finding, trace: Trace) -> dict[str, Any]:
     }
 
 
+def _activation_notes(trace: Trace) -> list[str]:
+    """What the recorder could not recognise: the weight layers followed by no activation it
+    knows (by class, probe or torch.fx), so their units get no saturation or dead-unit check."""
+    info = trace.meta.get("activations")
+    missing = info.get("unrecognised") if isinstance(info, dict) else None
+    if not missing:
+        return []
+    known = set(trace.layer_names)
+    shown = [trace.layer_label(n) for n in missing[:8] if n in known]
+    more = f" and {len(missing) - len(shown)} more" if len(missing) > len(shown) else ""
+    return [
+        f"No activation was recognised after {len(missing)} weight layer(s): "
+        f"{', '.join(shown)}{more}. Output heads, attention projections and layers added into "
+        "a residual stream have none; any other layer's units get no saturation or dead-unit "
+        "statistics (see docs/recording.md, activations)."
+    ]
+
+
 def _run_view(
     i: int,
     trace: Trace,
@@ -368,6 +386,7 @@ def _run_view(
             f"{len(trace.recurrent_layers)} recurrent layers; plot the others with "
             "gradwatch.report.plots.plot_recurrent_memory(trace, layer)."
         )
+    notes.extend(_activation_notes(trace))
     worst = ranked[0].severity if ranked else ("ok" if ranked is not None else "unknown")
     return _RunView(
         label=label,
