@@ -327,6 +327,7 @@ def test_dead_units_fire_for_relu_and_relu6(act: str) -> None:
     f = run("dead_units", trace_of(3, 20, {"act_dead": np.array([0.1, 0.95, 0.1])}, activation=act))
     assert f is not None and f.layers == ("fc1",)
     assert act in f.message and f.evidence["activation"] == act
+    assert "layer 'L1 fc1'" in f.message  # people read the label, machines f.layers
 
 
 @pytest.mark.parametrize("how", ["act_mean", "nonfinite", "inf_loss"])

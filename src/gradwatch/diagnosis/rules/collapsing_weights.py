@@ -60,7 +60,8 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
             "windows": n_win,
         },
         message=(
-            f"Collapsing weights: the weights of layer {names[0]!r} shrank steadily to "
+            "Collapsing weights: the weights of layer "
+            f"{trace.layer_label(names[0])!r} shrank steadily to "
             f"{worst:.2g} of their initial norm; weight decay (or a penalty) pulls harder than "
             "the loss pushes, and shrinking weights shrink both the signal and its gradient."
         ),

@@ -64,7 +64,8 @@ def check(trace: Trace, th: DeadUnitsThresholds) -> Finding | None:
             "window_rows": th.window,
         },
         message=(
-            f"Dead units: {worst:.0%} of the units of layer {names[0]!r} output 0 for every "
+            f"Dead units: {worst:.0%} of the units of layer "
+            f"{trace.layer_label(names[0])!r} output 0 for every "
             f"input; {act}'s derivative is 0 there, so no gradient reaches their weights and "
             "they cannot recover."
         ),

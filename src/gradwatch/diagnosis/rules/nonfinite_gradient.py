@@ -108,7 +108,7 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     span = (int(all_steps.min()), int(all_steps.max()))
 
     if len(unskipped):
-        where = f"in layer {layers[0]!r}" if layers else ""
+        where = f"in layer {trace.layer_label(layers[0])!r}" if layers else ""
         msg = (
             f"Non-finite gradient: a NaN/Inf first reached the weights at step {first_step} "
             f"{where}, the first layer the backward pass visits that holds one, so it arose in "

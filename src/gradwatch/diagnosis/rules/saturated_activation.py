@@ -37,7 +37,8 @@ def check(trace: Trace, th: SaturatedActivationThresholds) -> Finding | None:
             "window_rows": th.window,
         },
         message=(
-            f"Saturated activations: {worst:.0%} of the units of layer {names[0]!r} ({act}) sit "
+            f"Saturated activations: {worst:.0%} of the units of layer "
+            f"{trace.layer_label(names[0])!r} ({act}) sit "
             "at the flat ends of the curve, where the derivative is almost 0, so almost no "
             "gradient passes back through them."
         ),

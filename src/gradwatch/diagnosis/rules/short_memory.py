@@ -208,7 +208,8 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         steps=span,
         evidence=evidence,
         message=(
-            f"Short memory: in layer {name!r} ({kind}) the gradient {whose} reaching an input is "
+            f"Short memory: in layer "
+            f"{trace.layer_label(name)!r} ({kind}) the gradient {whose} reaching an input is "
             f"multiplied by {pow10(slope):.2g} per time step of distance from the loss{beyond}: "
             f"each step multiplies it by the recurrent Jacobian, so inputs more than "
             f"~{horizon:.0f} steps "

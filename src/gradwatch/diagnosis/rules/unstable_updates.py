@@ -170,7 +170,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             )
             lead = "each step changes" if sustained else "in the first steps, one step changed"
             message = (
-                f"Unstable updates: {lead} the weights of layer {names_hi[0]!r} by "
+                f"Unstable updates: {lead} the weights of layer "
+                f"{trace.layer_label(names_hi[0])!r} by "
                 f"{worst:.2g}x their norm (healthy training is near 0.001)"
                 + (" with clipping on" if clipped else "")
                 + (f", and {judged}" if judged else "")
@@ -200,7 +201,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
         message = (
-            f"Unstable updates: the weights of layer {names_lo[0]!r} change by less than "
+            f"Unstable updates: the weights of layer "
+            f"{trace.layer_label(names_lo[0])!r} change by less than "
             f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
         )
         # Updates too small to train: clipping would shrink them further; the layer needs

@@ -170,7 +170,8 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         )
     if not contrast_hit:
         cause = (
-            f"the gradient of layer(s) {', '.join(map(repr, layers[:3]))} is below "
+            "the gradient of layer(s) "
+            f"{', '.join(repr(trace.layer_label(n)) for n in layers[:3])} is below "
             f"{th.abs_floor:g} (RMS), too "
             "small to change the weights"
         )
