@@ -205,6 +205,25 @@ def test_recurrent_memory_orders_by_distance_and_finds_the_horizon() -> None:
     assert vlines[0].get_xdata()[0] == expected
 
 
+def test_recurrent_memory_draws_the_last_positions_profile_when_recorded() -> None:
+    """A language model's whole-loss profile is flat; the plot then shows the last position's
+    profile (issue 12), and either can be asked for by name."""
+    flat = np.ones((1, 20))
+    dying = np.array([[0.5 ** (19 - t) for t in range(20)]])
+    tr = Trace.from_arrays(
+        ["rnn"],
+        [0],
+        {"grad_rms": [[1.0]]},
+        recurrent={"rnn": ([0], flat)},
+        last_position={"rnn": ([0], dying)},
+    )
+    data = plots.recurrent_memory_data(tr)
+    assert data.kind == "last_position" and data.horizons == [10]  # 0.5**10 < 1e-3
+    assert plots.recurrent_memory_data(tr, kind="whole").horizons == [None]
+    fig = plots.plot_recurrent_memory(tr)
+    assert "last position's loss" in fig.axes[0].get_title(loc="left")
+
+
 def test_recurrent_memory_horizon_is_none_when_memory_outlasts_the_sequence() -> None:
     """A gradient that never falls below the threshold has no horizon within the sequence."""
     tr = Trace.from_arrays(

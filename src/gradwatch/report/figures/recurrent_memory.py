@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradwatch.trace import Trace
+from gradwatch.trace import ProfileKind, Trace
 
 from .._style import DASHES, MARKERS, OKABE_ITO, attach, moment_colours, new_figure, set_title, text
 from ._common import positive, select_steps
@@ -38,6 +38,8 @@ class RecurrentMemoryData:
         horizons: Per drawn step, the first distance where the gradient is below
             ``threshold`` times the gradient at distance 0, or ``None`` when it never is
             within the sequence.
+        kind: The profile drawn: ``"last_position"`` (the gradient of the last position's
+            loss alone) or ``"whole"`` (of the whole loss).
     """
 
     layer: str
@@ -46,6 +48,7 @@ class RecurrentMemoryData:
     values: np.ndarray
     threshold: float
     horizons: list[int | None]
+    kind: ProfileKind = "whole"
 
 
 def memory_horizon(row: np.ndarray, threshold: float) -> int | None:
@@ -72,6 +75,7 @@ def recurrent_memory_data(
     threshold: float = 1e-3,
     steps: Sequence[int] | None = None,
     moments: int = 3,
+    kind: ProfileKind | None = None,
 ) -> RecurrentMemoryData:
     """The data of :func:`plot_recurrent_memory`.
 
@@ -83,6 +87,10 @@ def recurrent_memory_data(
             orders of magnitude, beyond which an input's influence on learning is negligible).
         steps: Training steps to draw; by default ``moments`` spread over the measured ones.
         moments: How many steps to pick when ``steps`` is not given.
+        kind: Which profile: by default the last position's when the trace has it (a
+            language model's whole-loss profile is flat: every input has a loss term next to
+            it, so only one position's loss shows how far back its gradient reaches; for a
+            loss on the last output the two agree), else the whole loss's.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"Expected argument `threshold` in (0, 1) but got {threshold}.")
@@ -93,7 +101,9 @@ def recurrent_memory_data(
                 "nn.RNN/LSTM/GRU layers on sampled steps."
             )
         layer = trace.recurrent_layers[0]
-    prof = trace.input_grad_profile(layer)
+    if kind is None:
+        kind = "last_position" if "last_position" in trace.profile_kinds(layer) else "whole"
+    prof = trace.input_grad_profile(layer, kind)
     keep = np.any(np.isfinite(prof.values), axis=1)
     if not np.any(keep):
         raise ValueError(f"the input-gradient profile of {layer!r} holds no measured value.")
@@ -107,6 +117,7 @@ def recurrent_memory_data(
         np.ascontiguousarray(sel_rows),
         threshold,
         horizons,
+        kind,
     )
 
 
@@ -117,6 +128,7 @@ def plot_recurrent_memory(
     threshold: float = 1e-3,
     steps: Sequence[int] | None = None,
     moments: int = 3,
+    kind: ProfileKind | None = None,
 ) -> Figure:
     """Gradient reaching each input step vs its distance to the loss (log scale).
 
@@ -126,7 +138,9 @@ def plot_recurrent_memory(
     Example:
         >>> fig = plot_recurrent_memory(trace, "rnn")  # doctest: +SKIP
     """
-    data = recurrent_memory_data(trace, layer, threshold=threshold, steps=steps, moments=moments)
+    data = recurrent_memory_data(
+        trace, layer, threshold=threshold, steps=steps, moments=moments, kind=kind
+    )
     fig, ax = new_figure()
     colours = moment_colours(len(data.steps))
     for i, (step, row) in enumerate(zip(data.steps, data.values, strict=True)):
@@ -158,11 +172,14 @@ def plot_recurrent_memory(
         )
     ax.set_yscale("log")
     ax.set_xlabel("distance to the loss  (input time steps back from the last)")
-    ax.set_ylabel("‖∂L/∂x_t‖  (loss units per input unit)", fontsize=9)
+    whose = "ℓ_T" if data.kind == "last_position" else "L"
+    ax.set_ylabel(f"‖∂{whose}/∂x_t‖  (loss units per input unit)", fontsize=9)
     ax.legend(fontsize=8)
     set_title(
         ax,
-        f"Recurrent memory of {text(data.layer) or '(root)'}: gradient reaching each input",
+        f"Recurrent memory of {text(data.layer) or '(root)'}: gradient "
+        + ("of the last position's loss " if data.kind == "last_position" else "")
+        + "reaching each input",
         "Look for: a straight fall here = exponential forgetting; the horizon = usable memory",
     )
     return attach(fig, data)
