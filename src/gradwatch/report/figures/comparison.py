@@ -12,7 +12,7 @@ from gradwatch.trace import Trace
 
 from .._style import DASHES, MARKERS, OKABE_ITO, attach, new_figure, set_title, text
 from ._common import METRIC_LABELS, positive, require_rows
-from .loss import loss_data, wants_log_scale
+from .loss import finish_loss_axes, loss_data, wants_log_scale
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -166,11 +166,7 @@ def plot_compare_loss(
             linewidth=1.4,
             label=text(label),
         )
-    if data.log_scale:
-        ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"{text(name)}  (loss units)")
-    ax.legend(fontsize=8)
+    finish_loss_axes(ax, name, log_scale=data.log_scale)
     set_title(
         ax,
         f"Training curves compared: {text(name)}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .._style import OKABE_ITO, attach, new_figure, set_title, text
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LossData", "loss_data", "plot_loss", "wants_log_scale"]
+__all__ = ["LossData", "finish_loss_axes", "loss_data", "plot_loss", "wants_log_scale"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,16 @@ class LossData:
     window: int
     nonfinite_steps: np.ndarray
     log_scale: bool
+
+
+def finish_loss_axes(ax: Any, name: str, *, log_scale: bool) -> None:
+    """The axes every loss curve shares: steps across, the scalar (log when it spans decades)
+    up, and a legend."""
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{text(name)}  (loss units)")
+    ax.legend(fontsize=8)
 
 
 def wants_log_scale(values: np.ndarray) -> bool:
@@ -117,11 +127,7 @@ def plot_loss(trace: Trace, name: str = "loss") -> Figure:
             clip_on=False,
             label="non-finite value",
         )
-    if data.log_scale:
-        ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"{text(name)}  (loss units)")
-    ax.legend(fontsize=8)
+    finish_loss_axes(ax, name, log_scale=data.log_scale)
     set_title(
         ax,
         f"Training curve: {text(name)}",
