@@ -112,6 +112,23 @@ def test_memory_horizon_written_when_reached(tmp_path: Path) -> None:
     assert acc.Tags()["histograms"] == []
 
 
+def test_last_position_memory_horizon_has_its_own_tag(tmp_path: Path) -> None:
+    """A language model's last-position profile gets its own horizon tag beside the (flat)
+    whole-loss one, which reaches no horizon."""
+    dying = np.array([[0.1 ** (9 - t) for t in range(10)]])
+    trace = Trace.from_arrays(
+        ["rnn"],
+        [0],
+        {"grad_rms": [[1.0]]},
+        recurrent={"rnn": ([0], np.ones((1, 10)))},
+        last_position={"rnn": ([0], dying)},
+    )
+    acc = _accumulator(export_tensorboard(trace, tmp_path / "tb", histograms=False))
+    events = acc.Scalars("memory_horizon_last_position/rnn")
+    assert [(e.step, e.value) for e in events] == [(0, 4)]  # 0.1**4 < 1e-3
+    assert "memory_horizon/rnn" not in acc.Tags()["scalars"]
+
+
 def test_export_from_run_directory(tmp_path: Path) -> None:
     """A run directory is loaded and exported (float32 storage precision)."""
     trace = make_trace(n_layers=3, n_steps=12, recurrent=False)

@@ -122,14 +122,19 @@ def export_tensorboard(
                 by_step.setdefault(int(trace.scalar_steps[r]), []).append(
                     Summary.Value(tag=name, simple_value=float(vec[r]))
                 )
+        # The whole loss's horizon, and the last position's where it was recorded (a language
+        # model's whole-loss profile is flat: only one position's loss shows its memory).
+        tags = {"whole": "memory_horizon", "last_position": "memory_horizon_last_position"}
         for layer in trace.recurrent_layers:
-            prof = trace.input_grad_profile(layer)
-            for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
-                h = memory_horizon(row[::-1], horizon_threshold)
-                if h is not None:
-                    by_step.setdefault(int(step), []).append(
-                        Summary.Value(tag=f"memory_horizon/{_layer_tag(layer)}", simple_value=h)
-                    )
+            for kind in trace.profile_kinds(layer):
+                prof = trace.input_grad_profile(layer, kind)
+                tag = f"{tags[kind]}/{_layer_tag(layer)}"
+                for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
+                    h = memory_horizon(row[::-1], horizon_threshold)
+                    if h is not None:
+                        by_step.setdefault(int(step), []).append(
+                            Summary.Value(tag=tag, simple_value=h)
+                        )
         for step in sorted(by_step):
             writer.file_writer.add_summary(Summary(value=by_step[step]), step)
         if histograms:
