@@ -4,6 +4,6 @@
 statistics of a step into the step ``buffer``, which flushes them to the trace schema.
 """
 
-from .watch import Watch, watch
+from .watch import Flush, FlushListener, Watch, watch
 
-__all__ = ["Watch", "watch"]
+__all__ = ["Flush", "FlushListener", "Watch", "watch"]

@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -99,6 +100,25 @@ class _Progress:
     closed: bool = False
     failed: bool = False  # left by an exception: the run's status says so
     started: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What one flush sent out, as handed to each flush listener.
+
+    Attributes:
+        tables: ``(chunk kind, table)`` pairs, exactly as written to the run directory.
+        end_step: Steps recorded so far (the first step not in this or any earlier flush).
+        final: True for the flush made by ``close()``: no flush follows.
+    """
+
+    tables: list[tuple[str, pa.Table]]
+    end_step: int
+    final: bool
+
+
+#: A flush listener: called on the host after each flush (see ``Watch.add_flush_listener``).
+FlushListener = Callable[["Watch", Flush], None]
 
 
 @dataclass
@@ -185,6 +205,10 @@ class Watch:
         self._anatomy = Anatomy(model, self._layers)
         self._progress = _Progress()
         self._hooks = _Hooks()
+        self._flush_listeners: list[FlushListener] = []
+        #: Set by a listener (or by you) to ask the training loop to end cleanly; the
+        #: framework callbacks stop their trainer when it becomes true.
+        self.should_stop = False
 
         rank0 = not (
             torch.distributed.is_available()
@@ -349,10 +373,33 @@ class Watch:
         self._anatomy.clips.observe(params, torch.as_tensor(total_norm), max_norm)
 
     # ------------------------------------------------------------------ output
-    def _flush(self) -> None:
+    def add_flush_listener(self, listener: FlushListener) -> None:
+        """Call ``listener(watch, flush)`` on the host after each flush, in the order added.
+
+        A flush happens every ``flush_every`` steps (inside the optimizer's step pre-hook), on
+        ``w.trace`` and on ``close()``; the listener sees the tables just written, so it adds no
+        device sync. An exception it raises propagates to the caller of the step (or of
+        ``close``), after the data is written: this is how ``on_finding="raise"`` stops a run
+        with its run directory complete.
+        """
+        if not callable(listener):
+            raise TypeError(
+                f"Expected argument `listener` to be callable as listener(watch, flush) but "
+                f"got {type(listener).__name__}."
+            )
+        self._flush_listeners.append(listener)
+
+    def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
-        for kind, table in self._buffer.flush(self._layers.depth, self._progress.step):
+        tables = self._buffer.flush(self._layers.depth, self._progress.step)
+        for kind, table in tables:
             self._sink.emit(kind, table)
+        if final:
+            # The run's status is written before a listener can raise.
+            self._sink.write_meta("failed" if self._progress.failed else "complete")
+        event = Flush(tables=tables, end_step=self._progress.step, final=final)
+        for listener in self._flush_listeners:
+            listener(self, event)
 
     def _meta(self, status: str) -> dict[str, Any]:
         layers = self._layers
@@ -401,8 +448,9 @@ class Watch:
         if not self._layers.ordered and self._layers.n:
             self._finalize_order()
         if self._layers.n:
-            self._flush()
-        self._sink.write_meta("failed" if progress.failed else "complete")
+            self._flush(final=True)
+        else:
+            self._sink.write_meta("failed" if progress.failed else "complete")
 
     def __enter__(self) -> Watch:
         return self
