@@ -300,7 +300,8 @@ def record(case: Case, seed: int = 0) -> Trace:
     torch.manual_seed(seed)
     model, opt, batches = case.build()
     loss_fn = nn.CrossEntropyLoss()
-    with gw.watch(model, opt) as w:
+    # The fixed spacing: a corpus case's trace must not depend on the machine's speed.
+    with gw.watch(model, opt, overhead=None) as w:
         for step in range(case.steps):
             if case.before_step is not None:
                 case.before_step(model, step)

@@ -194,7 +194,8 @@ def _record(case: Case, seed: int) -> Run:
     losses: list[float] = []
     finite: list[bool] = []
     t0 = time.perf_counter()
-    with gw.watch(setup.model, setup.optimizer) as w:
+    # The fixed spacing: a corpus case's trace must not depend on the machine's speed.
+    with gw.watch(setup.model, setup.optimizer, overhead=None) as w:
         for step in range(case.steps):
             loss = setup.loss(setup.model, setup.batches(step))
             setup.optimizer.zero_grad()

@@ -175,7 +175,7 @@ def _train(cell: type[nn.RNNBase], steps: int) -> tuple[_ByteLM, Trace, torch.Te
         starts = torch.randint(0, len(data) - _WINDOW - 1, (8,), generator=gen)
         return torch.stack([data[s : s + _WINDOW + 1] for s in starts.tolist()])
 
-    with gw.watch(model, opt, sample_every=4) as w:
+    with gw.watch(model, opt, sample_every=4, overhead=None) as w:
         for _ in range(steps):
             win = batch()
             logits, _ = model(win[:, :-1])

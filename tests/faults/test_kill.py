@@ -20,7 +20,8 @@ torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 x = torch.randn(8, 4)
-with gw.watch(model, opt, sys.argv[1], flush_every=4, sample_every=3) as w:
+# overhead=None: every step recorded however far the run gets before the kill
+with gw.watch(model, opt, sys.argv[1], flush_every=4, sample_every=3, overhead=None) as w:
     for step in range(100000):
         loss = model(x).pow(2).mean()
         opt.zero_grad(); loss.backward(); opt.step(); w.log(loss=loss)

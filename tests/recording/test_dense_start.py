@@ -1,4 +1,8 @@
-"""Every step is sampled for the first ``dense_steps`` steps, then every ``sample_every``."""
+"""Every step is sampled for the first ``dense_steps`` steps, then every ``sample_every``.
+
+These are the fixed spacing's exact steps (``overhead=None``); under the overhead budget the
+dense start is the same and the later spacing is tested in test_schedule.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import gradwatch as gw
 def _run(steps: int, **kwargs: int) -> gw.Trace:
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt, **kwargs) as w:
+    with gw.watch(model, opt, overhead=None, **kwargs) as w:
         for _ in range(steps):
             opt.zero_grad()
             model(torch.randn(8, 4)).pow(2).mean().backward()

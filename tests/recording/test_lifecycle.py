@@ -85,7 +85,7 @@ def test_recording_never_changes_a_gradient(
     ref = _model(seed, act, depth)
     ref(x).pow(2).sum().backward()
     model = _model(seed, act, depth)
-    with gw.watch(model, sample_every=sample_every, every=every) as w:
+    with gw.watch(model, sample_every=sample_every, every=every, overhead=None) as w:
         model(x).pow(2).sum().backward()
         w.step()
     for a, b in zip(ref.parameters(), model.parameters(), strict=True):
@@ -125,7 +125,9 @@ def test_every_and_sample_every_choose_the_recorded_steps() -> None:
     """every=3 records steps 0,3,6,9 and sampled steps; sampled metrics only on sampled steps."""
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt, every=3, sample_every=4, flush_every=5, dense_steps=0) as w:
+    with gw.watch(
+        model, opt, every=3, sample_every=4, flush_every=5, dense_steps=0, overhead=None
+    ) as w:
         _train(model, opt, 10, 1, w)
     t = w.trace
     assert t.steps.tolist() == [0, 3, 4, 6, 8, 9]

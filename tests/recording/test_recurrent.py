@@ -127,7 +127,7 @@ def test_profiles_only_on_sampled_steps_and_not_for_packed_sequences() -> None:
     torch.manual_seed(3)
     model = _SeqModel(nn.RNN, batch_first=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt, sample_every=3, dense_steps=0) as w:
+    with gw.watch(model, opt, sample_every=3, dense_steps=0, overhead=None) as w:
         for _ in range(7):
             tokens, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
             opt.zero_grad()
@@ -174,7 +174,7 @@ def test_the_probe_skips_the_dense_starts_extra_samples() -> None:
     probe: it runs on the sample_every spacing (where short_memory reads it)."""
     torch.manual_seed(5)
     model = _SeqModel(nn.RNN, batch_first=False)
-    with gw.watch(model, sample_every=5, dense_steps=8) as w:
+    with gw.watch(model, sample_every=5, dense_steps=8, overhead=None) as w:
         for _ in range(16):
             tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
             logits, _ = model(tokens)

@@ -60,7 +60,7 @@ def test_gradient_and_weight_statistics_match_float64_reference_on_hand_set_grad
 def test_max_and_weight_norm_are_measured_on_sampled_steps_only() -> None:
     """With sample_every=3, grad_max/weight_norm exist on steps 0, 3, 6; grad_norm on all."""
     model = _mlp()
-    with gw.watch(model, activations=False, sample_every=3, dense_steps=0) as w:
+    with gw.watch(model, activations=False, sample_every=3, dense_steps=0, overhead=None) as w:
         for _ in range(7):
             for p in model.parameters():
                 p.grad = torch.ones_like(p)
@@ -121,7 +121,7 @@ def test_update_ratio_is_the_real_adam_update() -> None:
     layers = _linears(model)
     x = torch.randn(8, 4)
     expected = []
-    with gw.watch(model, opt, sample_every=2, dense_steps=0) as w:
+    with gw.watch(model, opt, sample_every=2, dense_steps=0, overhead=None) as w:
         for step in range(4):
             before = [
                 torch.cat([p.detach().double().flatten() for p in m.parameters(recurse=False)])

@@ -420,7 +420,7 @@ def test_recorded_rnn_memory_profile() -> None:
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x, y = torch.randn(8, 30, 3), torch.randn(8, 1)
-    with gw.watch(model, opt, sample_every=5, dense_steps=0) as w:
+    with gw.watch(model, opt, sample_every=5, dense_steps=0, overhead=None) as w:
         for _ in range(10):
             loss = torch.nn.functional.mse_loss(model(x), y)
             opt.zero_grad()

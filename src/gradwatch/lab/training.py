@@ -118,7 +118,7 @@ def train_recorded(
         clip: Clip remedies, each made into a ``GradientClipper`` by ``remedies.apply``.
         run_dir: Where ``watch`` writes the run (None keeps it in memory).
         watch_options: Keyword arguments of ``watch`` (``every``, ``sample_every``, ``meta``,
-            ``overwrite`` ...).
+            ``overwrite`` ...); ``overhead`` is None (fixed spacing) unless given here.
         stop_if_diverged: Stop once the loss is non-finite (checked every
             :data:`DIVERGENCE_CHECK_EVERY` steps, one host sync each).
         on_start: Called once the watch has accepted ``run_dir`` (to write files beside it).
@@ -139,7 +139,10 @@ def train_recorded(
     loss_t = torch.zeros(steps, device=model_device(model))
     stopped = False
     model.train()
-    with watch(model, opt, run_dir, **dict(watch_options or {})) as w:
+    # The lab records with a fixed spacing (no overhead budget): which steps are sampled must
+    # not depend on how fast the machine is, so an experiment's trace is reproducible.
+    options = {"overhead": None, **dict(watch_options or {})}
+    with watch(model, opt, run_dir, **options) as w:
         if on_start is not None:
             on_start()
         clippers = _clippers(model, clip, w)

@@ -8,9 +8,10 @@ How a step is recorded (DESIGN.md, "Recording"):
   kernels, reduced per layer on the device and written into a preallocated device buffer
   (``gradients``, ``buffer``).
 * Activation statistics, ``||dL/d output||`` per layer, recurrent input-gradient profiles and
-  real update ratios are measured on sampled steps only (every ``sample_every``): the hooks that
-  measure them are attached for those steps and removed after, so other steps pay nothing
-  (``activations``).
+  real update ratios are measured on sampled steps only: the hooks that measure them are
+  attached for those steps and removed after, so other steps pay nothing (``activations``).
+  Which steps are sampled is the ``schedule``'s: a fixed spacing, or the one that keeps the
+  recorder's measured cost under the ``overhead`` budget.
 * The buffer goes to the host once per flush (one transfer), then to Parquet (or memory).
 
 This module is the life cycle: arguments, hooks on the optimizer, a step's begin and end,
@@ -19,6 +20,7 @@ This module is the life cycle: arguments, hooks on the optimizer, a step's begin
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -36,9 +38,10 @@ from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
-from .buffer import SKIPPED, Sink, StepBuffer
+from .buffer import GLOBAL_GRAD_NORM, SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
+from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 
 
@@ -151,6 +154,7 @@ class Watch:
         activations: bool = True,
         meta: dict[str, Any] | None = None,
         strict: bool = False,
+        overhead: float | None = DEFAULT_OVERHEAD,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -167,6 +171,7 @@ class Watch:
             )
         self.dense_steps = dense_steps
         self.flush_every = _check_int("flush_every", flush_every)
+        self.overhead = check_overhead(overhead)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"Expected argument `optimizer` to be a torch.optim.Optimizer or None but got "
@@ -203,6 +208,11 @@ class Watch:
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
         self._anatomy = Anatomy(model, self._layers)
+        self._schedule = Schedule.for_device(
+            self._layers.device, every, sample_every, dense_steps, self.overhead
+        )
+        if self.overhead is not None:
+            self._sampler.timer = self._schedule  # its hooks charge their host time to it
         self._progress = _Progress()
         self._hooks = _Hooks()
         self._flush_listeners: list[FlushListener] = []
@@ -274,8 +284,8 @@ class Watch:
         self._end_step()
 
     def _is_sampled(self, step: int) -> bool:
-        # Every step at first, where blow-ups happen, then every sample_every-th.
-        return step < self.dense_steps or step % self.sample_every == 0
+        # Every step at first, where blow-ups happen, then as the schedule spaces them.
+        return self._schedule.sampled(step)
 
     # ------------------------------------------------------------------ a step
     def step(self) -> None:
@@ -299,20 +309,26 @@ class Watch:
         progress, buf = self._progress, self._buffer
         if progress.closed or not self._layers.n or self._sink.stopped is not None:
             return  # (stopped: the run directory cannot be written; training goes on)
-        step = progress.step
+        step, schedule = progress.step, self._schedule
         if buf.is_full(step):
+            start = schedule.clock()
             self._flush()
+            schedule.charge_flush(schedule.clock() - start)
             if self._sink.stopped is not None:
                 return
+        start = schedule.clock()
         if not self._layers.ordered:
             self._finalize_order()
         slot = step - buf.window_start
-        sampled = self._is_sampled(step)
-        record = sampled or step % self.every == 0
+        record, sampled = schedule.begin(step)
         with torch.no_grad():
             if record:
                 clip = self._anatomy.take_clip()
                 self._grads.record_grads(slot, detailed=sampled, clip=clip)
+                # On CPU this norm is host memory: reading it is no sync.
+                norm = buf.scalars[slot, GLOBAL_GRAD_NORM]
+                if skipped or (buf.exact_nonfinite and not math.isfinite(float(norm))):
+                    schedule.nonfinite(step)
             if sampled:
                 snapshot = self.optimizer is not None and not skipped
                 self._grads.record_weights(slot, snapshot=snapshot)
@@ -324,17 +340,22 @@ class Watch:
         if not self._is_sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
         progress.began = True
+        schedule.charge(schedule.clock() - start)
 
     def _end_step(self) -> None:
         progress = self._progress
         if progress.closed or not self._layers.n or not progress.began:
             return
         progress.began = False
+        schedule = self._schedule
+        start = schedule.clock()
         self._grads.record_update(progress.step - self._buffer.window_start)
         progress.step += 1
         if self._is_sampled(progress.step):
-            self._sampler.recurrent.regular = progress.step % self.sample_every == 0
+            self._sampler.recurrent.regular = schedule.regular(progress.step)
             self._sampler.arm()
+        schedule.charge(schedule.clock() - start)
+        schedule.end()
 
     def _finalize_order(self) -> None:
         self._layers.finalize_order()
@@ -421,6 +442,8 @@ class Watch:
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
                 "device": str(layers.device),
                 "nonfinite_exact": self._buffer.exact_nonfinite,
+                "overhead": self.overhead,
+                **({"schedule": self._schedule.meta()} if self.overhead is not None else {}),
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},
@@ -486,6 +509,7 @@ def watch(
     activations: bool = True,
     meta: dict[str, Any] | None = None,
     strict: bool = False,
+    overhead: float | None = DEFAULT_OVERHEAD,
 ) -> Watch:
     """Start recording per-layer statistics of ``model`` while it trains.
 
@@ -497,11 +521,14 @@ def watch(
             ``w.step()`` after each ``backward()``.
         run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
             keeps the trace in memory.
-        every: Record gradient and weight statistics every ``every`` steps.
-        sample_every: Measure activations, output gradients, recurrent input-gradient
-            profiles and update ratios every ``sample_every`` steps.
+        every: Record gradient statistics every ``every`` steps (with ``overhead``, the
+            densest spacing of these plain-step statistics).
+        sample_every: Measure activations, output gradients, weight norms, recurrent
+            input-gradient profiles and update ratios every ``sample_every`` steps; with
+            ``overhead``, the densest spacing the budget may use (sampled steps stay on
+            multiples of it).
         dense_steps: Also measure them on every one of the first ``dense_steps`` steps,
-            where early blow-ups happen (0: only every ``sample_every`` steps).
+            where early blow-ups happen (0: only every ``sample_every`` steps). Never thinned.
         flush_every: Steps kept in the device buffer between two writes.
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
@@ -511,6 +538,11 @@ def watch(
         strict: Raise when the run directory cannot be written during training (a full
             disk) instead of stopping the recording with a warning; training never stops
             for gradwatch unless you ask for it.
+        overhead: The recorder's budget, a share of the step time (0.03: 3%). It measures
+            its own cost and spaces the sampled steps (then, if still needed, the plain ones)
+            to stay under it; the step after a non-finite gradient is always sampled. The
+            chosen spacing and the measured share go to ``trace.config["schedule"]``.
+            ``None``: the fixed ``every``/``sample_every`` spacing (reproducible runs).
 
     Raises:
         TypeError: When an argument has the wrong type (``scaler`` that is not a
@@ -547,4 +579,5 @@ def watch(
         activations=activations,
         meta=meta,
         strict=strict,
+        overhead=overhead,
     )

@@ -1,0 +1,356 @@
+"""Which steps are recorded and sampled: a fixed spacing, or one kept under an overhead budget.
+
+Without a budget (``overhead=None``) the spacing is fixed: every one of the first
+``dense_steps`` steps is sampled, then every ``sample_every``-th; plain gradient statistics
+every ``every``-th step.
+
+With a budget (``overhead=0.03``, the default) the recorder measures its own cost while it
+runs and spaces its sampled steps so that its share of the step time stays under the budget:
+
+* **Cost**: the host time of the recorder's hooks and step work (``time.perf_counter``), and
+  on accelerators the device time of its kernels (CUDA events, read only once they have
+  completed: never a blocking sync), whichever is larger. A step's cost is everything charged
+  from the end of the previous optimizer step to the end of this one; flushes are charged
+  apart and spread over the steps.
+* **Step time**: the time between the ends of consecutive optimizer steps, less the
+  recorder's cost in it (the user's own step). The share is ``cost / (step time + cost)``.
+* **Spacing**: at each regular sampled step the next one is placed ``N`` steps later, the
+  smallest multiple of ``sample_every`` (so ``sample_every`` is the densest spacing) whose
+  expected share, from the medians of the measured costs, fits the budget, and at most
+  ``max_spacing``. When even that does not fit, and the previous interval already used
+  ``max_spacing``, the plain-step statistics are thinned too (every ``M``-th step, ``M`` a
+  multiple of ``every``, at most ``max_spacing``); they come back to ``every`` as soon as the
+  costs allow. Sampled steps stay on multiples of ``sample_every``.
+* **Never thinned**: the dense start (each of the first ``dense_steps`` steps), and the step
+  after one whose gradient was not finite (it is always sampled).
+
+The clock and the device timer are injectable, so the policy is tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: The default budget: the recorder's share of the step time.
+DEFAULT_OVERHEAD = 0.03
+
+# The sparsest spacing the budget may choose: 100 x sample_every, and at least 1000 steps,
+# so that a run of thousands of steps still gets sampled steps, and plain-step statistics are
+# thinned only after a whole interval this long (tests and short runs keep every step).
+_MAX_SPACING_FACTOR = 100
+_MIN_MAX_SPACING = 1000
+
+# Measurements kept per kind of step; medians over them make one slow step (a page fault, the
+# machine's other work, the first step's ordering pass) move nothing. Sampled steps are rare
+# after the dense start, so fewer of them are kept: a change of cost shows within 5 of them.
+_WINDOW = 64
+_WINDOW_SAMPLED = 9
+
+# Kinds of step, for the costs.
+PLAIN, SAMPLED, IDLE = "plain", "sampled", "idle"
+
+
+def check_overhead(value: Any) -> float | None:
+    """``overhead`` for ``gw.watch``, checked: None (off) or a fraction in (0, 1)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value < 1
+    ):
+        raise ValueError(
+            f"Expected argument `overhead` to be a fraction of the step time in (0, 1), or "
+            f"None, but got {value!r}. Pass e.g. `overhead=0.03` (recording may cost 3% of a "
+            "step), or `overhead=None` for the fixed `every`/`sample_every` spacing."
+        )
+    return float(value)
+
+
+class DeviceTimer(Protocol):
+    """Times the recorder's kernels on an accelerator without blocking the host."""
+
+    def start(self) -> None:
+        """Mark where the recorder's work for a step begins in the device's stream."""
+
+    def stop(self, kind: str, counted: bool) -> None:
+        """Mark where it ends; the time in between belongs to a step of ``kind``
+        (``counted``: in the budgeted part of the run, after the dense start)."""
+
+    def poll(self) -> list[tuple[str, bool, float]]:
+        """``(kind, counted, seconds)`` of the sections that completed since the last poll."""
+
+
+class CudaTimer:
+    """Device time of the recorder's work from pairs of CUDA events, read when completed.
+
+    ``Event.query()`` never blocks: a pair whose end has not run yet stays pending until a
+    later poll (at the next regular sampled step, or when the share is read at a flush).
+    Events are reused once read.
+    """
+
+    def __init__(self) -> None:
+        import torch
+
+        self._event_type = torch.cuda.Event
+        self._free: list[Any] = []
+        self._pending: deque[tuple[str, bool, Any, Any]] = deque()
+        self._open: Any = None
+
+    def _event(self) -> Any:
+        return self._free.pop() if self._free else self._event_type(enable_timing=True)
+
+    def start(self) -> None:
+        self._open = self._event()
+        self._open.record()
+
+    def stop(self, kind: str, counted: bool) -> None:
+        if self._open is None:
+            return
+        end = self._event()
+        end.record()
+        self._pending.append((kind, counted, self._open, end))
+        self._open = None
+
+    def poll(self) -> list[tuple[str, bool, float]]:
+        done: list[tuple[str, bool, float]] = []
+        # Events complete in stream order: stop at the first that has not.
+        while self._pending and self._pending[0][3].query():
+            kind, counted, start, end = self._pending.popleft()
+            done.append((kind, counted, start.elapsed_time(end) / 1000.0))
+            self._free += [start, end]
+        return done
+
+
+@dataclass
+class _Costs:
+    """Recent costs per kind of step (seconds), and running totals for the measured share."""
+
+    by_kind: dict[str, deque[float]] = field(
+        default_factory=lambda: {
+            PLAIN: deque(maxlen=_WINDOW),
+            SAMPLED: deque(maxlen=_WINDOW_SAMPLED),
+            IDLE: deque(maxlen=_WINDOW),
+        }
+    )
+    total: float = 0.0  # recorder time in the budgeted part of the run
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.by_kind[kind].append(seconds)
+
+    def median(self, kind: str) -> float | None:
+        values = self.by_kind[kind]
+        return statistics.median(values) if values else None
+
+
+class Schedule:
+    """Decides which steps are recorded and sampled, and keeps the measured cost.
+
+    Args:
+        every: Plain-step statistics every ``every`` steps (the densest spacing for them).
+        sample_every: The densest spacing of sampled steps after the dense start.
+        dense_steps: Each of the first ``dense_steps`` steps is sampled.
+        budget: The recorder's allowed share of the step time, or None for fixed spacing.
+        clock: Seconds, monotonic (``time.perf_counter``; a fake one in tests).
+        device_timer: Times the recorder's kernels on an accelerator, or None on CPU.
+    """
+
+    def __init__(
+        self,
+        *,
+        every: int,
+        sample_every: int,
+        dense_steps: int,
+        budget: float | None,
+        clock: Callable[[], float] = time.perf_counter,
+        device_timer: DeviceTimer | None = None,
+    ) -> None:
+        self.every = every
+        self.sample_every = sample_every
+        self.dense_steps = dense_steps
+        self.budget = budget
+        self.clock = clock
+        self._device = device_timer if budget is not None else None
+        self.max_spacing = _spacing(
+            max(_MAX_SPACING_FACTOR * sample_every, _MIN_MAX_SPACING), sample_every
+        )
+        #: Steps between two regular sampled steps, and between two plain recorded steps.
+        self.sample_spacing = sample_every
+        self.record_spacing = every
+        # The first regular sampled step: the first multiple of sample_every after the start.
+        self._next_sample = _spacing(dense_steps, sample_every) if dense_steps else 0
+        self._forced: int | None = None  # the step after a non-finite gradient
+        self._host = _Costs()
+        self._dev = _Costs()
+        self._charged = 0.0  # host time charged since the last step ended
+        self._flushed = 0.0  # flush time since the last step ended (not the user's)
+        self._flush = [0.0, 0.0]  # host time of flushes: in all, in the budgeted part
+        self._kind = IDLE  # of the step in progress
+        self._counted = False  # the step in progress is after the dense start
+        self._last_end: float | None = None
+        self._user: deque[float] = deque(maxlen=_WINDOW)  # the user's own step times
+        self._steps = 0  # steps whose accounting was closed
+        self._wall = 0.0  # wall time of the budgeted steps (for the measured share)
+        self._steps_measured = 0
+
+    @classmethod
+    def for_device(
+        cls, device: Any, every: int, sample_every: int, dense_steps: int, budget: float | None
+    ) -> Schedule:
+        """The schedule of a recorder on ``device`` (timed with CUDA events on a GPU)."""
+        import torch
+
+        gpu = budget is not None and device.type == "cuda" and torch.cuda.is_available()
+        return cls(
+            every=every,
+            sample_every=sample_every,
+            dense_steps=dense_steps,
+            budget=budget,
+            device_timer=CudaTimer() if gpu else None,
+        )
+
+    # ------------------------------------------------------------------ which steps
+    def sampled(self, step: int) -> bool:
+        """Whether ``step`` is a sampled step (activations, update ratios, ...)."""
+        if step < self.dense_steps:
+            return True
+        if self.budget is None:
+            return step % self.sample_every == 0
+        return step in (self._next_sample, self._forced)
+
+    def recorded(self, step: int) -> bool:
+        """Whether ``step`` records its gradient statistics (every sampled step does)."""
+        return self.sampled(step) or step % self.record_spacing == 0
+
+    def regular(self, step: int) -> bool:
+        """Whether ``step`` is on the regular spacing, not sampled for the dense start."""
+        return step >= self.dense_steps or step % self.sample_every == 0
+
+    def begin(self, step: int) -> tuple[bool, bool]:
+        """``(recorded, sampled)`` for the step whose statistics are taken now.
+
+        A regular sampled step places the next one, from the costs measured so far.
+        """
+        sampled = self.sampled(step)
+        recorded = sampled or step % self.record_spacing == 0
+        self._kind = SAMPLED if sampled else PLAIN if recorded else IDLE
+        self._counted = step >= self.dense_steps
+        if self.budget is not None and sampled and step == self._next_sample:
+            self._plan()
+            self._next_sample = step + self.sample_spacing
+        if self._device is not None:
+            self._device.start()
+        return recorded, sampled
+
+    def nonfinite(self, step: int) -> None:
+        """``step``'s gradient was not finite: sample the next step whatever the spacing."""
+        if self.budget is not None:
+            self._forced = step + 1
+
+    # ------------------------------------------------------------------ cost
+    def charge(self, seconds: float) -> None:
+        """Add host time the recorder spent (its hooks, its step work)."""
+        self._charged += seconds
+
+    def charge_flush(self, seconds: float) -> None:
+        """Add the host time of a flush (spread over all steps)."""
+        self._flush[0] += seconds
+        self._flushed += seconds
+        if self._counted:
+            self._flush[1] += seconds
+
+    def end(self) -> None:
+        """The optimizer step begun last is over: close its accounting."""
+        now = self.clock()
+        cost, self._charged = self._charged, 0.0
+        flushed, self._flushed = self._flushed, 0.0
+        if self._device is not None:
+            self._device.stop(self._kind, self._counted)
+        if self._last_end is not None:
+            interval = now - self._last_end
+            self._user.append(max(interval - cost - flushed, 0.0))
+            self._host.add(self._kind, cost)
+            if self._counted:
+                self._wall += interval
+                self._host.total += cost
+                self._steps_measured += 1
+        self._steps += 1
+        self._last_end = now
+
+    def _poll_device(self) -> None:
+        if self._device is None:
+            return
+        for kind, counted, seconds in self._device.poll():
+            self._dev.add(kind, seconds)
+            if counted:
+                self._dev.total += seconds
+
+    def _cost(self, kind: str) -> float | None:
+        host, dev = self._host.median(kind), self._dev.median(kind)
+        if host is None or dev is None:
+            return host if dev is None else dev
+        return max(host, dev)
+
+    def _plan(self) -> None:
+        """Choose the next sampled spacing (and the plain one) from the measured costs.
+
+        Per step the recorder costs ``fixed + plain / M + sampled / N``: ``fixed`` the flushes
+        spread over the steps and what a step that records nothing costs (the optimizer
+        hooks' Python), ``plain`` what recording a plain step adds to that and ``sampled``
+        what a sampled step adds to a plain one. That must stay within ``allowed``, the time
+        for which ``cost / (step time + cost)`` equals the budget.
+        """
+        self._poll_device()
+        sampled, plain = self._cost(SAMPLED), self._cost(PLAIN)
+        if self.budget is None or sampled is None or plain is None or len(self._user) < 2:
+            return  # nothing to go by yet (no plain step measured): keep the spacing
+        allowed = self.budget * statistics.median(self._user) / (1.0 - self.budget)
+        idle = self._cost(IDLE) or 0.0
+        fixed = self._flush[0] / max(self._steps, 1) + idle
+        plain_extra = max(plain - idle, 0.0)
+        sampled_extra = max(sampled - idle - plain_extra, 0.0)
+        left = allowed - fixed - plain_extra / self.every
+        need = math.inf if left <= 0 else sampled_extra / left
+        at_max = self.sample_spacing >= self.max_spacing
+        self.record_spacing = self.every
+        if need <= self.max_spacing:
+            self.sample_spacing = _spacing(need, self.sample_every)
+            return
+        self.sample_spacing = self.max_spacing
+        if at_max:
+            # A whole interval at the sparsest sampled spacing was still over the budget:
+            # the plain steps are what is left to thin.
+            left = allowed - fixed - sampled_extra / self.max_spacing
+            need = math.inf if left <= 0 else plain_extra / left
+            top = _spacing(self.max_spacing, self.every)
+            self.record_spacing = min(_spacing(need, self.every), top)
+
+    # ------------------------------------------------------------------ report
+    def share(self) -> float | None:
+        """The measured share of the step time after the dense start (None before)."""
+        self._poll_device()
+        if self._wall <= 0:
+            return None
+        return (max(self._host.total, self._dev.total) + self._flush[1]) / self._wall
+
+    def meta(self) -> dict[str, Any]:
+        """What the trace's config keeps of the schedule (its state at the last write)."""
+        share = self.share()
+        return {
+            "sample_spacing": self.sample_spacing,
+            "record_spacing": self.record_spacing,
+            "measured_share": None if share is None else round(share, 5),
+            "steps_measured": self._steps_measured,
+        }
+
+
+def _spacing(steps: float, unit: int) -> int:
+    """The smallest multiple of ``unit`` (at least ``unit``) that is at least ``steps``."""
+    return max(unit, unit * math.ceil(steps / unit))

@@ -1,0 +1,235 @@
+"""The overhead budget spaces sampled steps from measured costs: tested with a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.recording.schedule import Schedule, check_overhead
+
+
+@dataclass
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Costs:
+    """Seconds per step: the user's own work, and what the recorder costs per kind of step."""
+
+    user: float = 1.0
+    idle: float = 0.0
+    plain: float = 0.01
+    sampled: float = 0.5
+
+
+@dataclass
+class Run:
+    """A simulated training run: which steps were recorded and sampled, and the time spent."""
+
+    sampled: list[int] = field(default_factory=list)
+    recorded: list[int] = field(default_factory=list)
+    cost: float = 0.0
+    wall: float = 0.0
+
+
+def simulate(
+    schedule: Schedule, clock: FakeClock, steps: range, costs: Costs, run: Run | None = None
+) -> Run:
+    """Drive ``schedule`` as the recorder does, the fake clock advancing by ``costs``."""
+    run = run or Run()
+    for step in steps:
+        start = clock.now
+        clock.now += costs.user  # forward and backward
+        recorded, sampled = schedule.begin(step)
+        cost = costs.sampled if sampled else costs.plain if recorded else costs.idle
+        clock.now += cost
+        schedule.charge(cost)
+        schedule.end()
+        if sampled:
+            run.sampled.append(step)
+        if recorded:
+            run.recorded.append(step)
+        if step >= schedule.dense_steps:
+            run.cost += cost
+            run.wall += clock.now - start
+    return run
+
+
+def make(budget: float | None = 0.03, **kwargs: int) -> tuple[Schedule, FakeClock]:
+    clock = FakeClock()
+    options = {"every": 1, "sample_every": 10, "dense_steps": 20, **kwargs}
+    return Schedule(budget=budget, clock=clock, **options), clock
+
+
+def test_share_above_budget_spaces_sampled_steps_out_until_it_fits() -> None:
+    """A sampled step costing half a step under a 3% budget: sampled every 30 steps, in budget."""
+    schedule, clock = make()
+    run = simulate(schedule, clock, range(3000), Costs())
+    # extra of a sampled step 0.49 s; per step left after plain recording 0.0309 - 0.01 s.
+    assert schedule.sample_spacing == 30
+    later = [s for s in run.sampled if s >= 100]
+    assert all(b - a == 30 for a, b in itertools.pairwise(later))
+    assert all(s % 10 == 0 for s in run.sampled if s >= 20)  # on multiples of sample_every
+    assert run.recorded == list(range(3000))  # plain statistics are not thinned
+    assert run.cost / run.wall <= 0.03
+    assert schedule.share() == pytest.approx(run.cost / run.wall)
+
+
+def test_share_below_budget_shrinks_back_to_sample_every() -> None:
+    """When sampled steps become cheap, the spacing comes back to sample_every."""
+    schedule, clock = make()
+    run = simulate(schedule, clock, range(1000), Costs())
+    assert schedule.sample_spacing == 30
+    simulate(schedule, clock, range(1000, 1400), Costs(sampled=0.02), run)
+    assert schedule.sample_spacing == 10
+    assert [s for s in run.sampled if s >= 1300] == list(range(1300, 1400, 10))
+
+
+def test_cheap_recording_keeps_the_fixed_spacing() -> None:
+    """Within budget the sampled steps are exactly those of the fixed spacing."""
+    fixed, clock_f = make(budget=None)
+    budgeted, clock_b = make()
+    cheap = Costs(plain=0.001, sampled=0.02)
+    a = simulate(fixed, clock_f, range(500), cheap)
+    b = simulate(budgeted, clock_b, range(500), cheap)
+    assert a.sampled == b.sampled == [*range(20), *range(20, 500, 10)]
+
+
+def test_dense_start_is_never_thinned() -> None:
+    """Even at 10x the step time per sampled step, each of the first dense_steps is sampled."""
+    schedule, clock = make(dense_steps=50)
+    run = simulate(schedule, clock, range(200), Costs(sampled=10.0))
+    assert run.sampled[:50] == list(range(50))
+    assert 50 in run.sampled  # the first regular one, planned from the dense start's costs
+
+
+def test_nonfinite_gradient_samples_the_next_step() -> None:
+    """The step after a non-finite gradient is sampled although the spacing is wide."""
+    schedule, clock = make()
+    simulate(schedule, clock, range(300), Costs(sampled=5.0))
+    assert schedule.sample_spacing >= 100
+    assert not schedule.sampled(301)
+    schedule.nonfinite(300)
+    assert schedule.sampled(301)
+    run = simulate(schedule, clock, range(300, 310), Costs(sampled=5.0))
+    assert 301 in run.sampled and 302 not in run.sampled
+
+
+def test_plain_steps_are_thinned_only_after_an_interval_at_the_widest_spacing() -> None:
+    """Plain statistics over budget by themselves: thinned after max_spacing, back later."""
+    schedule, clock = make()
+    costs = Costs(plain=0.1, sampled=0.2)  # plain recording alone is 10% of a step
+    # Planned at step 30 (the first with plain steps measured): next sampled step 1030.
+    run = simulate(schedule, clock, range(1030), costs)
+    assert schedule.sample_spacing == schedule.max_spacing == 1000
+    assert run.recorded == list(range(1030))  # not yet: one whole interval at the widest
+    simulate(schedule, clock, range(1030, 3030), costs, run)
+    assert schedule.record_spacing > 1
+    late = [s for s in run.recorded if s > 1030]
+    assert late and all(s % schedule.record_spacing == 0 or s % 1000 == 30 for s in late)
+    assert 1030 + schedule.record_spacing - 1 not in run.recorded
+    assert run.cost / run.wall > 0.03  # the start was over budget ...
+    tail = Run()
+    simulate(schedule, clock, range(3030, 5030), costs, tail)
+    assert tail.cost / tail.wall <= 0.03  # ... thinned, it is within it
+    # The costs fall: at the next regular sampled step plain statistics come back.
+    simulate(schedule, clock, range(5030, 6100), Costs(plain=0.001, sampled=0.02), run)
+    assert schedule.record_spacing == 1
+
+
+def test_fixed_spacing_without_a_budget() -> None:
+    """overhead=None: every sample_every-th step after the dense start, whatever it costs."""
+    schedule, clock = make(budget=None, dense_steps=3, sample_every=5)
+    run = simulate(schedule, clock, range(40), Costs(sampled=100.0))
+    assert run.sampled == [0, 1, 2, 5, 10, 15, 20, 25, 30, 35]
+    schedule.nonfinite(40)
+    assert not schedule.sampled(41)
+
+
+def test_device_time_counts_when_larger_than_host_time() -> None:
+    """On an accelerator the kernels' time, read without blocking, sets the cost."""
+
+    class FakeDevice:
+        def __init__(self) -> None:
+            self.done: list[tuple[str, bool, float]] = []
+            self.open = False
+
+        def start(self) -> None:
+            self.open = True
+
+        def stop(self, kind: str, counted: bool) -> None:
+            self.done.append((kind, counted, 0.5 if kind == "sampled" else 0.01))
+
+        def poll(self) -> list[tuple[str, bool, float]]:
+            done, self.done = self.done, []
+            return done
+
+    clock = FakeClock()
+    schedule = Schedule(
+        every=1,
+        sample_every=10,
+        dense_steps=20,
+        budget=0.03,
+        clock=clock,
+        device_timer=FakeDevice(),
+    )
+    simulate(schedule, clock, range(2000), Costs(plain=0.0, sampled=0.0))
+    assert schedule.sample_spacing == 30
+    share = schedule.share()
+    assert share is not None and share < 0.03
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, 1.5, math.nan, True, "3%"])
+def test_bad_overhead_is_refused_with_the_argument_named(bad: object) -> None:
+    """overhead outside (0, 1), non-finite, boolean or a string: a ValueError naming it."""
+    with pytest.raises(ValueError, match="overhead"):
+        check_overhead(bad)
+    with pytest.raises(ValueError, match="overhead"):
+        gw.watch(nn.Linear(2, 2), overhead=bad)  # type: ignore[arg-type]
+
+
+def _train(steps: int, nan_at: int | None = None, **kwargs: object) -> gw.Trace:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gw.watch(model, opt, **kwargs) as w:  # type: ignore[arg-type]
+        for step in range(steps):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            if step == nan_at:
+                # The last layer's bias: the first layer's activations stay finite after it.
+                model[2].bias.grad[0] = math.nan
+            opt.step()
+    return w.trace
+
+
+def test_watch_samples_the_step_after_a_nonfinite_gradient() -> None:
+    """On CPU a NaN gradient at step 5 makes step 6 sampled, off the regular spacing."""
+    trace = _train(12, nan_at=5, sample_every=1000, dense_steps=0)
+    steps, _ = trace.measured("act_mean")
+    assert steps.tolist() == [0, 6]
+    fixed = _train(12, nan_at=5, sample_every=1000, dense_steps=0, overhead=None)
+    assert fixed.measured("act_mean")[0].tolist() == [0]
+
+
+def test_watch_writes_the_budget_and_the_schedule_into_the_config() -> None:
+    """config has the budget, the chosen spacings and the measured share; None has none."""
+    config = _train(40).config
+    assert config["overhead"] == 0.03
+    schedule = config["schedule"]
+    assert schedule["sample_spacing"] % 10 == 0 and schedule["record_spacing"] >= 1
+    assert schedule["steps_measured"] == 20 and schedule["measured_share"] > 0
+    fixed = _train(5, overhead=None).config
+    assert fixed["overhead"] is None and "schedule" not in fixed
