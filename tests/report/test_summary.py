@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from gradwatch.diagnosis import Finding, RemedyHint
 from gradwatch.remedies import prescribe
-from gradwatch.report.summary import summarize, verdict
+from gradwatch.report.summary import recording_cost, summarize, verdict
 from gradwatch.trace import LayerInfo, Trace
 
 from .conftest import make_trace
@@ -140,3 +141,55 @@ def test_summary_span_is_none_when_not_measurable() -> None:
     for t in (one, holes):
         s = summarize(t, None, "r")
         assert (s.grad_span, s.span_step, s.span_label) == (None, None, None)
+
+
+def _with_config(config: dict[str, object]) -> Trace:
+    return Trace.from_arrays(["a"], [0], {"grad_rms": [[1.0]]}, meta={"config": config})
+
+
+def test_recording_cost_line_quotes_the_measured_share_budget_and_spacing() -> None:
+    """The report's cost line: measured share, budget, sampled and (if thinned) plain spacing."""
+    schedule = {"sample_spacing": 40, "record_spacing": 1, "measured_share": 0.0213}
+    line = recording_cost(_with_config({"overhead": 0.03, "schedule": schedule}))
+    assert line == "recording cost 2.1% of step time (budget 3%), sampled every 40 steps"
+    thinned = {**schedule, "record_spacing": 4, "measured_share": 0.2}
+    line = recording_cost(_with_config({"overhead": 0.03, "schedule": thinned}))
+    assert line is not None and line.endswith(
+        "sampled every 40 steps, gradient statistics every 4 steps"
+    )
+    assert "20%" in line
+
+
+def test_recording_cost_is_silent_for_fixed_spacing_and_says_when_not_measured() -> None:
+    """overhead=None (or an old run): no line; a run inside its dense start: not measured."""
+    assert recording_cost(_with_config({"overhead": None})) is None
+    assert recording_cost(_with_config({})) is None
+    early = {"sample_spacing": 10, "record_spacing": 1, "measured_share": None}
+    line = recording_cost(_with_config({"overhead": 0.05, "dense_steps": 20, "schedule": early}))
+    assert line is not None and "not measured" in line and "budget 5%" in line
+
+
+def test_recording_cost_of_a_recorded_run_matches_its_config(tmp_path: Path) -> None:
+    """A real run under the default budget: the line quotes its own config's numbers, and the
+    HTML report shows it."""
+    import torch
+    from torch import nn
+
+    import gradwatch as gw
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gw.watch(model, opt) as w:
+        for _ in range(30):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+    trace = w.trace
+    share = trace.config["schedule"]["measured_share"]
+    line = recording_cost(trace)
+    assert line is not None and f"{100 * share:.2g}% of step time (budget 3%)" in line
+    assert f"sampled every {trace.config['schedule']['sample_spacing']} steps" in line
+    from gradwatch.report import write_report
+
+    out = write_report(trace, tmp_path / "r.html", findings=[])
+    assert "Recording cost " in out.read_text()

@@ -25,7 +25,7 @@ from gradwatch.trace import Trace
 from . import plots
 from ._style import INSTALL_HINT, figure_to_png
 from .figures._common import has_data
-from .summary import RemedyChoice, RunSummary, run_diagnosis, summarize, verdict
+from .summary import RemedyChoice, RunSummary, recording_cost, run_diagnosis, summarize, verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -387,6 +387,8 @@ def _run_view(
             "gradwatch.report.plots.plot_recurrent_memory(trace, layer)."
         )
     notes.extend(_activation_notes(trace))
+    if (cost := recording_cost(trace)) is not None:
+        notes.append(cost[0].upper() + cost[1:] + ".")
     worst = ranked[0].severity if ranked else ("ok" if ranked is not None else "unknown")
     return _RunView(
         label=label,

@@ -13,7 +13,7 @@ from gradwatch import diagnosis
 from gradwatch.diagnosis import SEVERITY_RANK, DepthTrend, Finding, depth_trend, rank_remedies
 from gradwatch.trace import Trace
 
-__all__ = ["RemedyChoice", "RunSummary", "run_diagnosis", "summarize", "verdict"]
+__all__ = ["RemedyChoice", "RunSummary", "recording_cost", "run_diagnosis", "summarize", "verdict"]
 
 
 class RemedyChoice(Protocol):
@@ -120,6 +120,38 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
         top=top,
         diagnosed=findings is not None,
     )
+
+
+def recording_cost(trace: Trace) -> str | None:
+    """What recording cost the run, as measured by its overhead budget, in one line.
+
+    None for a run recorded with the fixed spacing (``overhead=None``) or before the budget
+    existed.
+
+    Example:
+        >>> recording_cost(trace)  # doctest: +SKIP
+        'recording cost 2.4% of step time (budget 3%), sampled every 40 steps'
+    """
+    config = trace.config
+    budget, schedule = config.get("overhead"), config.get("schedule")
+    if not isinstance(budget, (int, float)) or not isinstance(schedule, Mapping):
+        return None
+    share = schedule.get("measured_share")
+    spacing = schedule.get("sample_spacing")
+    plain = schedule.get("record_spacing", 1)
+    if not isinstance(share, (int, float)) or not isinstance(spacing, int):
+        dense = config.get("dense_steps", 0)
+        return (
+            f"recording cost not measured (the run ended within its dense start of {dense} "
+            f"sampled steps; budget {100 * budget:.3g}%)"
+        )
+    line = (
+        f"recording cost {100 * share:.2g}% of step time (budget {100 * budget:.3g}%), "
+        f"sampled every {spacing} steps"
+    )
+    if isinstance(plain, int) and plain > 1:
+        line += f", gradient statistics every {plain} steps"
+    return line
 
 
 def _trend_sentence(s: RunSummary) -> str | None:
