@@ -218,7 +218,7 @@ class ActivationSampler:
         def og_hook(g: torch.Tensor) -> None:  # timed below, with the forward hook
             if self.recurrent.probing:
                 return  # the recurrent probe's extra backward, not the step's gradient
-            g = g.detach()
+            g = g.detach() if g.requires_grad else g  # (only with create_graph=True)
             if self._stash(g):
                 self.step.pending_og.append((i, g, g._version))
             else:
@@ -289,7 +289,7 @@ class ActivationSampler:
         kind: str | None,
     ) -> None:
         """Keep a layer's (or its activation's) output for the step, or reduce it now."""
-        y = y.detach()
+        y = y.detach() if y.requires_grad else y  # a detach is one more dispatcher call
         if self._stash(y):
             item = _Stashed(source, i, y, y._version, act_type, kind, self._unit_dim[i])
             self.step.pending.append(item)

@@ -21,6 +21,7 @@ from .clip_observer import ClipSeen
 from .layers import LayerSet, LayerSpec
 from .stats import (
     SMALL_NUMEL,
+    FlatViews,
     Scratch,
     count_nonfinite,
     sum_squares,
@@ -110,6 +111,7 @@ class _Snapshot:
     """The weights before a sampled update, kept until the step's end measures the update."""
 
     buffers: list[torch.Tensor] | None = None  # reused from one sampled step to the next
+    flat: list[torch.Tensor] | None = None  # 1-D views of the buffers (CPU)
     taken: list[torch.Tensor] | None = None  # the buffers, while they hold this step's weights
     weight_sq: torch.Tensor | None = None  # per-layer sum of squares of those weights
 
@@ -129,6 +131,9 @@ class GradientStats:
         self._scratch = scratch
         self._layouts: dict[tuple[bool, ...], GradLayout] = {}
         self._snapshot = _Snapshot()
+        self._flat = FlatViews()  # of the parameters, for the CPU passes of sampled steps
+        #: Whether the last recorded gradients were all finite (known on CPU only: no sync).
+        self.finite = True
 
     def _layout(self) -> GradLayout:
         params = self._layers.params
@@ -154,6 +159,7 @@ class GradientStats:
         buf = self._buffer
         lay = self._layout()
         buf.row_grads[slot] = lay
+        self.finite = True
         if not lay.idx:
             return
         params = self._layers.params
@@ -176,6 +182,7 @@ class GradientStats:
         if buf.exact_nonfinite:
             # CPU tensors: reading one value is a memory load, not a device sync.
             total = float(total_sq)
+            self.finite = math.isfinite(total)
             buf.scalars[slot, GLOBAL_GRAD_NORM] = math.sqrt(total)
             if not math.isfinite(total):
                 counts = torch.zeros(self._layers.n).index_add_(
@@ -234,10 +241,14 @@ class GradientStats:
             snap = state.buffers
         if lay.device.type == "cpu":
             sq_list = []
-            for k, w in enumerate(params):
+            flat = self._flat(params)
+            if snap is not None and state.flat is None:
+                state.flat = [b.view(-1) if b.is_contiguous() else b for b in snap]
+            for k, w in enumerate(flat):
                 sq_list.append(sum_squares(w))
-                if snap is not None:
-                    snap[k].copy_(w)  # right after its norm, while w is in cache
+                if snap is not None and state.flat is not None:
+                    # Right after its norm, while w is in cache (flat when w could be made so).
+                    (state.flat[k] if w.dim() == 1 else snap[k]).copy_(w)
             sq = stack_float32(sq_list)
         else:
             sq = sums_of_squares(params)
@@ -256,9 +267,10 @@ class GradientStats:
             with torch.no_grad():
                 snap = state.taken
                 params: list[torch.Tensor] = list(lay.params)
-                if lay.device.type == "cpu":
+                if lay.device.type == "cpu" and state.flat is not None:
+                    flat = self._flat(params)
                     sq = stack_float32(
-                        [self._update_sq(d, p) for d, p in zip(snap, params, strict=True)]
+                        [self._update_sq(d, p) for d, p in zip(state.flat, flat, strict=True)]
                     )
                 else:
                     torch._foreach_sub_(snap, params)
@@ -276,8 +288,10 @@ class GradientStats:
         both tensors once and writes nothing back to main memory. Large tensors are
         subtracted in place (the snapshot is stale after an update anyway).
         """
-        if after.numel() > SMALL_NUMEL or not (before.is_contiguous() and after.is_contiguous()):
+        if after.dim() != 1:  # not contiguous, so not flattened
+            return sum_squares(before.view(after.shape).sub_(after))
+        if after.numel() > SMALL_NUMEL:
             return sum_squares(before.sub_(after))  # large: in place, no fresh allocation
         diff = self._scratch.like(after)
-        torch.sub(after.view(-1), before.view(-1), out=diff)
+        torch.sub(after, before, out=diff)
         return sum_squares(diff)

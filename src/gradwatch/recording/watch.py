@@ -20,7 +20,6 @@ This module is the life cycle: arguments, hooks on the optimizer, a step's begin
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -38,7 +37,7 @@ from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
-from .buffer import GLOBAL_GRAD_NORM, SKIPPED, Sink, StepBuffer
+from .buffer import SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
@@ -325,10 +324,8 @@ class Watch:
             if record:
                 clip = self._anatomy.take_clip()
                 self._grads.record_grads(slot, detailed=sampled, clip=clip)
-                # On CPU this norm is host memory: reading it is no sync.
-                norm = buf.scalars[slot, GLOBAL_GRAD_NORM]
-                if skipped or (buf.exact_nonfinite and not math.isfinite(float(norm))):
-                    schedule.nonfinite(step)
+                if skipped or not self._grads.finite:
+                    schedule.nonfinite(step)  # the step after it is always sampled
             if sampled:
                 snapshot = self.optimizer is not None and not skipped
                 self._grads.record_weights(slot, snapshot=snapshot)
