@@ -1,18 +1,28 @@
 """Step-time overhead of recording, measured side by side in one process.
 
-Each workload trains one copy of its model per configuration (no recording, gradwatch at
-several settings, the naive per-parameter ``p.grad.norm().item()`` loop other tools use), all
-built from the same seed. The copies take turns, a block of ``--block`` steps each (one whole
-sampling cycle: 10 steps), A B C D E then E D C B A, for several rounds, so that the slow
-phases of a shared machine hit every configuration alike. The table reports, per workload and
+Each workload trains one copy of its model per configuration (no recording twice, gradwatch
+at several settings), all built from the same seed. The copies take turns, a block of
+``--block`` steps each, A B C D E then E D C B A, for several rounds, so that the slow phases
+of a shared machine hit every configuration alike. The table reports, per workload and
 configuration, the median step time, the median of the per-round ratios to "none" with their
-spread (min-max over rounds), and the ratio of total times.
+spread (min-max over rounds), the ratio of total times, and for the budgeted rows the spacing
+the budget chose and the share it measured.
+
+Before timing, every copy trains ``--warmup`` steps: the dense start (20 sampled steps) and
+the budget's first decisions are behind it, as in a run of thousands of steps.
+
+Workloads: W1-W4 (small models, the many-small-layers worst case first), GPT2 (a
+GPT-2-small-shaped transformer, 12 x 768, Hugging Face ``GPT2Config``, random init) and
+RESNET50 (Hugging Face ``ResNetConfig``'s ResNet-50, random init). Append ``+compile`` to a
+name for the ``torch.compile``d model (slow to warm up on CPU). ``--batch gpu`` (the default
+with ``--device cuda``) uses GPU-size batches.
 
 Usage::
 
-    python benchmarks/overhead.py                 # all workloads, 2 threads
-    python benchmarks/overhead.py --workloads W1 --rounds 30
-    python benchmarks/overhead.py --markdown docs/performance.md  # also write the table
+    python benchmarks/overhead.py                            # W1-W4, GPT2, RESNET50 on CPU
+    python benchmarks/overhead.py --workloads W1 GPT2+compile --rounds 10
+    python benchmarks/overhead.py --device cuda              # GPU-size batches
+    python benchmarks/overhead.py --markdown docs/performance.md  # rewrite the generated block
 """
 
 from __future__ import annotations
@@ -21,23 +31,28 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 import gradwatch as gw
 
+Built = tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]
+
 
 @dataclass
 class Workload:
     name: str
     description: str
-    build: Callable[[str], tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]]
+    build: Callable[[str, bool], Built]  # (device, GPU-size batch) -> model, optimizer, loss
     rounds: int  # default rounds: ~1-4 minutes per workload on a 2-core CPU
 
 
@@ -48,14 +63,15 @@ def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def w1(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+# W1-W4 keep their sizes whatever the batch option: their tables compare across runs.
+def w1(device: str, big: bool) -> Built:
     model = _mlp(50, 256, nn.Tanh).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x, y = torch.randn(128, 256, device=device), torch.randn(128, 256, device=device)
     return model, opt, lambda: (model(x) - y).pow(2).mean()
 
 
-def w2(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+def w2(device: str, big: bool) -> Built:
     model = _mlp(8, 2048, nn.ReLU).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x, y = torch.randn(256, 2048, device=device), torch.randn(256, 2048, device=device)
@@ -73,14 +89,14 @@ class _LSTMNet(nn.Module):
         return self.head(out[:, -1])
 
 
-def w3(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+def w3(device: str, big: bool) -> Built:
     model = _LSTMNet().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.randn(32, 100, 32, device=device), torch.randn(32, 1, device=device)
     return model, opt, lambda: (model(x) - y).pow(2).mean()
 
 
-def w4(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]:
+def w4(device: str, big: bool) -> Built:
     layer = nn.TransformerEncoderLayer(256, 4, dim_feedforward=1024, batch_first=True)
     model = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -88,46 +104,87 @@ def w4(device: str) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], torc
     return model, opt, lambda: model(x).pow(2).mean()
 
 
+def gpt2(device: str, big: bool) -> Built:
+    """GPT-2 small's shape (12 blocks x 768, 12 heads), random init, dropout off (identical
+    copies). On CPU a small vocabulary and SGD keep five copies within a few GB and a step
+    under a second; GPU-size: the real 50257-token vocabulary, AdamW, 8 x 512 tokens."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab = 50257 if big else 8192
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_positions=1024,
+        n_embd=768,
+        n_layer=12,
+        n_head=12,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    model = GPT2LMHeadModel(config).to(device)
+    opt: torch.optim.Optimizer = (
+        torch.optim.AdamW(model.parameters(), lr=1e-4)
+        if big
+        else torch.optim.SGD(model.parameters(), lr=1e-4)
+    )
+    batch, seq = (8, 512) if big else (2, 64)
+    ids = torch.randint(0, vocab, (batch, seq), device=device)
+    return model, opt, lambda: model(input_ids=ids, labels=ids).loss
+
+
+def resnet50(device: str, big: bool) -> Built:
+    """ResNet-50 (``ResNetConfig``'s defaults: bottleneck blocks 3-4-6-3), random init, SGD
+    with momentum. CPU: 4 images of 64 x 64; GPU-size: 64 images of 224 x 224."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    model = ResNetForImageClassification(ResNetConfig(num_labels=1000)).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    batch, side = (64, 224) if big else (4, 64)
+    x = torch.randn(batch, 3, side, side, device=device)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    return model, opt, lambda: model(pixel_values=x, labels=y).loss
+
+
 WORKLOADS = {
     "W1": Workload("W1", "50-layer width-256 tanh MLP, batch 128, SGD", w1, 25),
     "W2": Workload("W2", "8-layer width-2048 ReLU MLP, batch 256, Adam", w2, 5),
     "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3, 12),
     "W4": Workload("W4", "6-layer TransformerEncoder d256 h4, seq 128, batch 16, Adam", w4, 4),
+    "GPT2": Workload(
+        "GPT2", "GPT-2 small shape 12x768 (CPU: vocab 8192, 2x64 tokens, SGD)", gpt2, 4
+    ),
+    "RESNET50": Workload("RESNET50", "ResNet-50 (CPU: 4 images 64x64, SGD momentum)", resnet50, 4),
 }
+COMPILE = "+compile"
 
 # name -> watch() keyword arguments (None = no gradwatch)
 CONFIGS: dict[str, dict[str, object] | None] = {
     "none": None,
     # A second, identical copy without gradwatch: its ratio to "none" is the noise floor of
     # the run (placement in memory, a slow phase of the machine), so read others against it.
-    "none, 2nd copy": None,
-    "naive .item() loop": None,
-    # One fused norm pass over the gradients and nothing else: the least that any exact
-    # per-layer gradient statistic must cost, measured in the same run.
-    "floor: one norm pass": None,
-    "grads every step": {"every": 1, "sample_every": 10**9, "activations": False},
-    "all, sample_every=10": {"every": 1, "sample_every": 10},
-    "all, every step": {"every": 1, "sample_every": 1},
+    "none, 2nd copy (A/A)": None,
+    "default (budget 3%)": {},
+    "budget off, defaults": {"overhead": None},
+    "everything every step": {"sample_every": 1, "overhead": None},
 }
-
-
-def _naive_norms(model: nn.Module) -> list[float]:
-    # What many tools do: one host sync per parameter.
-    return [p.grad.norm().item() for p in model.parameters() if p.grad is not None]
 
 
 class Runner:
     """One configuration of one workload: its own copy of the model (same seed, same init),
     optimizer and, for gradwatch configurations, a watch that stays open across blocks."""
 
-    def __init__(self, workload: Workload, config: str, device: str = "cpu") -> None:
+    def __init__(self, key: str, config: str, device: str, big: bool) -> None:
         torch.manual_seed(0)
         self.device = device
-        self.model, self.opt, self.loss_fn = workload.build(device)
-        self.config = config
+        name, compiled = key.removesuffix(COMPILE), key.endswith(COMPILE)
+        model, self.opt, loss_fn = WORKLOADS[name].build(device, big)
+        if compiled:
+            # The watch sees the compiled module, as a user's would.
+            model = torch.compile(model)  # type: ignore[assignment]
+        self.model, self.loss_fn = model, loss_fn
         kwargs = CONFIGS[config]
         self.watch = (
-            gw.watch(self.model, self.opt, flush_every=100, **kwargs)
+            gw.watch(self.model, self.opt, flush_every=100, **kwargs)  # type: ignore[arg-type]
             if kwargs is not None
             else None
         )
@@ -136,10 +193,6 @@ class Runner:
         self.opt.zero_grad(set_to_none=True)
         loss = self.loss_fn()
         loss.backward()
-        if self.config == "naive .item() loop":
-            _naive_norms(self.model)
-        elif self.config == "floor: one norm pass":
-            torch._foreach_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.opt.step()
         if self.watch is not None:
             self.watch.log(loss=loss)
@@ -154,91 +207,175 @@ class Runner:
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / steps
 
+    def schedule(self) -> dict[str, Any] | None:
+        """The budget's state: its spacing and measured share (budgeted rows only)."""
+        if self.watch is None:
+            return None
+        return self.watch._schedule.meta() if self.watch.overhead is not None else None
+
     def close(self) -> None:
         if self.watch is not None:
             self.watch.close()
 
 
 def run(
-    workloads: list[str], rounds: int | None, block: int, device: str = "cpu"
-) -> list[dict[str, object]]:
-    """Time blocks of ``block`` steps (one whole sampling cycle), rotating through the
-    configurations every block so that slow phases of a shared machine hit all of them."""
+    workloads: list[str],
+    rounds: int | None,
+    block: int,
+    *,
+    warmup: int,
+    device: str = "cpu",
+    big: bool = False,
+) -> list[dict[str, Any]]:
+    """Time blocks of ``block`` steps, rotating through the configurations every block so
+    that slow phases of a shared machine hit all of them."""
     rows = []
     for key in workloads:
-        wl = WORKLOADS[key]
-        runners = {c: Runner(wl, c, device) for c in CONFIGS}
+        wl = WORKLOADS[key.removesuffix(COMPILE)]
+        runners = {c: Runner(key, c, device, big) for c in CONFIGS}
         try:
-            for r in runners.values():  # warm-up: allocator, caches, the sampled step 0
-                r.block(block)
+            for r in runners.values():  # dense start, allocator, caches, compilation
+                r.block(warmup)
             times: dict[str, list[float]] = {c: [] for c in CONFIGS}
             for i in range(rounds or wl.rounds):
                 order = list(CONFIGS) if i % 2 == 0 else list(reversed(CONFIGS))
                 for config in order:
                     times[config].append(runners[config].block(block))
+            schedules = {c: r.schedule() for c, r in runners.items()}
         finally:
             for r in runners.values():
                 r.close()
         for config in CONFIGS:
             ratios = [t / b for t, b in zip(times[config], times["none"], strict=True)]
-            rows.append(
-                {
-                    "workload": key,
-                    "config": config,
-                    "step_ms": 1000 * statistics.median(times[config]),
-                    "ratio": statistics.median(ratios),
-                    "total": sum(times[config]) / sum(times["none"]),
-                    "lo": min(ratios),
-                    "hi": max(ratios),
-                }
-            )
+            row: dict[str, Any] = {
+                "workload": key,
+                "config": config,
+                "step_ms": 1000 * statistics.median(times[config]),
+                "ratio": statistics.median(ratios),
+                "total": sum(times[config]) / sum(times["none"]),
+                "lo": min(ratios),
+                "hi": max(ratios),
+                "schedule": schedules[config],
+            }
+            rows.append(row)
             print(
-                f"{key}  {config:22s} {rows[-1]['step_ms']:9.2f} ms  ratio {rows[-1]['ratio']:.3f}"
-                f"  total {rows[-1]['total']:.3f}  [{rows[-1]['lo']:.3f}, {rows[-1]['hi']:.3f}]",
+                f"{key:16s} {config:24s} {row['step_ms']:9.2f} ms  ratio {row['ratio']:.3f}  "
+                f"total {row['total']:.3f}  [{row['lo']:.3f}, {row['hi']:.3f}]  {_budget(row)}",
                 flush=True,
             )
     return rows
 
 
-def markdown(rows: list[dict[str, object]], threads: int, block: int, device: str) -> str:
+def _budget(row: dict[str, Any]) -> str:
+    sched = row.get("schedule")
+    if not sched:
+        return ""
+    share = sched.get("measured_share")
+    text = f"sampled every {sched['sample_spacing']}"
+    if sched.get("record_spacing", 1) > 1:
+        text += f", gradients every {sched['record_spacing']}"
+    if share is not None:
+        text += f"; measured {100 * share:.1f}%"
+    return text
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"commit {sha}{' + uncommitted changes' if dirty else ''}"
+
+
+def markdown(
+    rows: list[dict[str, Any]], threads: int, block: int, *, warmup: int, device: str, big: bool
+) -> str:
     where = torch.cuda.get_device_name() if device != "cpu" else f"{platform.machine()} CPU"
     lines = [
         f"Measured {dt.date.today().isoformat()} on {where} ({os.cpu_count()} cores), "
-        f"torch {torch.__version__}, {threads} threads, "
+        f"torch {torch.__version__}, {threads} threads, {_commit()}; "
+        f"{'GPU-size' if big else 'CPU-size'} batches, {warmup} warm-up steps per copy, "
         f"blocks of {block} steps rotating through the configurations.",
         "",
         "| workload | configuration | median step (ms) | ratio to none (median) | spread (min-max) "
-        "| ratio of totals |",
-        "| --- | --- | ---: | ---: | --- | ---: |",
+        "| ratio of totals | budget's choice |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['workload']} | {r['config']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | "
-            f"{r['lo']:.3f}-{r['hi']:.3f} | {r['total']:.3f} |"
+            f"{r['lo']:.3f}-{r['hi']:.3f} | {r['total']:.3f} | {_budget(r)} |"
         )
     return "\n".join(lines)
 
 
+_BEGIN = "<!-- BEGIN GENERATED: benchmarks/overhead.py -->"
+_END = "<!-- END GENERATED -->"
+
+
+def write_docs(path: Path, body: str) -> None:
+    """Replace the generated block of ``path`` (or append one) with ``body``."""
+    text = path.read_text() if path.exists() else ""
+    block = f"{_BEGIN}\n{body}\n{_END}"
+    pattern = re.compile(re.escape(_BEGIN) + r".*?" + re.escape(_END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def _workload(name: str) -> str:
+    if name.removesuffix(COMPILE) not in WORKLOADS:
+        choices = ", ".join(WORKLOADS)
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {name!r}: choose from {choices}, each optionally +compile"
+        )
+    return name
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        type=_workload,
+        default=list(WORKLOADS),
+        help="W1 W2 W3 W4 GPT2 RESNET50, each optionally with +compile (e.g. GPT2+compile)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds of blocks (default: per workload)"
     )
     parser.add_argument("--block", type=int, default=10, help="steps per timed block")
+    parser.add_argument("--warmup", type=int, default=60, help="untimed steps per copy first")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu (the budgets' device) or cuda")
-    parser.add_argument("--markdown", help="print the markdown table to this file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--batch",
+        choices=["cpu", "gpu"],
+        default=None,
+        help="batch sizes: cpu (small, the default on CPU) or gpu (the default on cuda)",
+    )
+    parser.add_argument("--markdown", help="write the table into this file's generated block")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    big = (args.batch or ("gpu" if args.device != "cpu" else "cpu")) == "gpu"
     for key in args.workloads:
-        print(f"{key}: {WORKLOADS[key].description}")
-    rows = run(args.workloads, args.rounds, args.block, args.device)
-    table = markdown(rows, args.threads, args.block, args.device)
+        print(f"{key}: {WORKLOADS[key.removesuffix(COMPILE)].description}")
+    rows = run(
+        args.workloads, args.rounds, args.block, warmup=args.warmup, device=args.device, big=big
+    )
+    table = markdown(
+        rows, args.threads, args.block, warmup=args.warmup, device=args.device, big=big
+    )
     print()
     print(table)
     if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+        write_docs(Path(args.markdown), table)
 
 
 if __name__ == "__main__":

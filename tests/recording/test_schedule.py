@@ -158,6 +158,18 @@ def test_fixed_spacing_without_a_budget() -> None:
     assert not schedule.sampled(41)
 
 
+def test_a_pause_between_steps_does_not_dilute_the_share() -> None:
+    """An evaluation of 1000 steps' time between two steps barely moves the measured share."""
+    schedule, clock = make()
+    simulate(schedule, clock, range(500), Costs())
+    before = schedule.share()
+    clock.now += 1000.0
+    simulate(schedule, clock, range(500, 510), Costs())
+    after = schedule.share()
+    assert before is not None and after == pytest.approx(before, rel=0.05)
+    assert schedule.sample_spacing == 30  # the plan goes by medians: unmoved
+
+
 def test_device_time_counts_when_larger_than_host_time() -> None:
     """On an accelerator the kernels' time, read without blocking, sets the cost."""
 

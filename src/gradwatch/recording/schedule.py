@@ -51,6 +51,7 @@ _MIN_MAX_SPACING = 1000
 # after the dense start, so fewer of them are kept: a change of cost shows within 5 of them.
 _WINDOW = 64
 _WINDOW_SAMPLED = 9
+_PAUSE = 4.0
 
 # Kinds of step, for the costs.
 PLAIN, SAMPLED, IDLE = "plain", "sampled", "idle"
@@ -197,6 +198,7 @@ class Schedule:
         self._last_end: float | None = None
         self._user: deque[float] = deque(maxlen=_WINDOW)  # the user's own step times
         self._steps = 0  # steps whose accounting was closed
+        self._typical = math.inf  # the median user step time, refreshed every 16 steps
         self._wall = 0.0  # wall time of the budgeted steps (for the measured share)
         self._steps_measured = 0
 
@@ -274,11 +276,15 @@ class Schedule:
         if self._device is not None:
             self._device.stop(self._kind, self._counted)
         if self._last_end is not None:
-            interval = now - self._last_end
-            self._user.append(max(interval - cost - flushed, 0.0))
+            user = max(now - self._last_end - cost - flushed, 0.0)
+            self._user.append(user)
             self._host.add(self._kind, cost)
+            if self._steps % 16 == 0:  # (a median of 64 values takes a few microseconds)
+                self._typical = statistics.median(self._user)
             if self._counted:
-                self._wall += interval
+                # A pause between steps (an evaluation, a checkpoint) is not step time: the
+                # share is of training steps, so a step counts at most _PAUSE typical ones.
+                self._wall += min(user, _PAUSE * self._typical) + cost + flushed
                 self._host.total += cost
                 self._steps_measured += 1
         self._steps += 1
