@@ -225,7 +225,8 @@ class Schedule:
             return True
         if self.budget is None:
             return step % self.sample_every == 0
-        return step in (self._next_sample, self._forced)
+        # (>=: a step the recorder did not see cannot leave the schedule behind for good.)
+        return step >= self._next_sample or step == self._forced
 
     def recorded(self, step: int) -> bool:
         """Whether ``step`` records its gradient statistics (every sampled step does)."""
@@ -244,7 +245,7 @@ class Schedule:
         recorded = sampled or step % self.record_spacing == 0
         self._kind = SAMPLED if sampled else PLAIN if recorded else IDLE
         self._counted = step >= self.dense_steps
-        if self.budget is not None and sampled and step == self._next_sample:
+        if self.budget is not None and sampled and step >= self._next_sample:
             self._plan()
             self._next_sample = step + self.sample_spacing
         if self._device is not None:
