@@ -526,16 +526,16 @@ def toy_section(names: list[str], seed: int) -> str:
     print(table)
     print()
     print(margins_table(stats))
+    head = _docs_helper().header(
+        f"PYTHONPATH=src python {SCRIPT} --corpus toy --write-docs --seed {seed}",
+        f"One CPU thread; record + diagnose took {min(times.values()):.1f}-"
+        f"{max(times.values()):.1f} s per model.",
+    )
     return (
-        "### Thresholds\n\nEvery default, with the source comment it carries in "
+        f"{head}\n\n### Thresholds\n\nEvery default, with the source comment it carries in "
         "`src/gradwatch/diagnosis/thresholds.py`:\n\n"
         f"{thresholds_table()}\n\n### Confusion table\n\n"
-        + _docs_helper().header(
-            f"PYTHONPATH=src python {SCRIPT} --corpus toy --write-docs --seed {seed}",
-            f"One CPU thread; record + diagnose took {min(times.values()):.1f}-"
-            f"{max(times.values()):.1f} s per model. **C** = critical, W = warning, i = info.",
-        )
-        + "\n\n"
+        "**C** = critical, W = warning, i = info.\n\n"
         f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
         "in; '-' = not computable or no evidence in that direction):\n\n"
         f"{margins_table(stats)}\n\n"
