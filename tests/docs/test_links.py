@@ -99,3 +99,30 @@ def test_api_name_check_catches_a_wrong_module() -> None:
     assert api_names("see `gw.diagnose(trace)` and\n```\n`gw.nothing`\n```\n") == {
         "gradwatch.diagnose"
     }
+
+
+_PATH = re.compile(r"`(?P<path>(?:src|tests|benchmarks|docs|\.ci)/[\w./-]*\w/?|[\w-]+\.md)`")
+
+
+def missing_paths(text: str) -> set[str]:
+    """Repository paths a page names in code spans (``benchmarks/x.py``, ``DESIGN.md``) that
+    the repository does not hold."""
+    found = set()
+    for _, line in outside_code(text):
+        for m in _PATH.finditer(line):
+            path = m.group("path")
+            if not (ROOT / path).exists() and not (ROOT / "docs" / path).exists():
+                found.add(path)
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_named_repository_paths_exist(page: Path) -> None:
+    """Every repository path a page names in backticks exists (no DESIGN.md that is not there)."""
+    assert not missing_paths(page.read_text())
+
+
+def test_path_check_catches_a_missing_file() -> None:
+    """A path to a file the repository lacks is reported; an existing one is not."""
+    text = "see `DESIGN.md`, `benchmarks/overhead.py` and `tests/docs/nothing.py`"
+    assert missing_paths(text) == {"DESIGN.md", "tests/docs/nothing.py"}
