@@ -44,14 +44,18 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """
     seen = [type(optimizer).__name__]
     current = optimizer
+    # Innermost first: LightningOptimizer is itself an instance of the optimizer's class
+    # (sharing its hook dicts), yet the optimizer that steps is the one it holds.
     for _ in range(_MAX_DEPTH):
-        if _has_step_hooks(current):
-            return current
         inner = getattr(current, "optimizer", None)
         if inner is None or inner is current:
             break
+        if not (isinstance(inner, torch.optim.Optimizer) or hasattr(inner, "optimizer")):
+            break  # an attribute that happens to be called `optimizer`
         current = inner
         seen.append(type(current).__name__)
+    if _has_step_hooks(current):
+        return current
     chain = " -> ".join(seen)
     raise TypeError(
         f"Expected argument `optimizer` to be a torch.optim.Optimizer, or a wrapper that keeps "
