@@ -409,9 +409,9 @@ class Watch:
     def add_flush_listener(self, listener: FlushListener) -> None:
         """Call ``listener(watch, flush)`` on the host after each flush, in the order added.
 
-        A flush happens every ``flush_every`` steps (inside the optimizer's step pre-hook), on
-        ``w.trace`` and on ``close()``; the listener sees the tables just written, so it adds no
-        device sync. An exception it raises propagates to the caller of the step (or of
+        A flush happens every ``flush_every`` steps (in the optimizer's step pre-hook, or in
+        ``begin_step``), on ``w.trace`` and on ``close()``; the listener sees the tables just
+        written, so it adds no device sync. An exception it raises propagates to the caller of the step (or of
         ``close``), after the data is written: this is how ``on_finding="raise"`` stops a run
         with its run directory complete.
         """
