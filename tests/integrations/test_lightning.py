@@ -143,6 +143,26 @@ def test_default_run_dir_is_under_the_trainer_log_dir(tmp_path: Path) -> None:
     assert meta["trainer"] == {"framework": "lightning", "global_step_at_start": 0}
 
 
+def test_default_run_dir_follows_the_logger_version_dir(tmp_path: Path) -> None:
+    """With a logger, the run goes to the logger's version directory (trainer.log_dir)."""
+    logger = pl.loggers.CSVLogger(tmp_path / "logs")
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        callbacks=[GradwatchCallback()],
+    )
+    trainer.fit(Net(), _loader())
+    assert trainer.log_dir is not None
+    assert len(gw.load(Path(trainer.log_dir) / "gradwatch")) == 2
+    assert Path(trainer.log_dir).parent.parent == tmp_path / "logs"
+
+
 def test_exception_mid_fit_closes_the_watch(tmp_path: Path, clip_restored: None) -> None:
     """A training_step that raises at batch 4: no hook stays attached and the run is marked
     failed with the steps taken before it."""

@@ -5,6 +5,7 @@ and cleans up when asked."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,29 @@ def test_exception_inside_train_leaves_no_hook_when_used_as_context(
     assert gradwatch_hooks(model, trainer.optimizer.optimizer) == 0
     assert json.loads((tmp_path / "run" / "meta.json").read_text())["status"] == "failed"
     assert len(gw.load(tmp_path / "run")) == 4
+
+
+def test_critical_findings_are_warned_at_the_end(tmp_path: Path) -> None:
+    """Non-finite gradients from step 2 on end in a warning that names the rule."""
+
+    class Exploding(Regressor):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x, labels)
+            if len(self.losses) > 2:
+                out["loss"] = out["loss"] * float("inf")
+            return out
+
+    trainer = transformers.Trainer(
+        model=Exploding(),
+        args=_args(tmp_path, max_steps=5, max_grad_norm=0.0),
+        train_dataset=_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run")],
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    messages = [str(w.message) for w in caught]
+    assert any("gradwatch found nonfinite_gradient" in m for m in messages), messages
 
 
 def test_unknown_watch_option_is_refused_at_construction() -> None:
