@@ -411,9 +411,9 @@ class Watch:
 
         A flush happens every ``flush_every`` steps (in the optimizer's step pre-hook, or in
         ``begin_step``), on ``w.trace`` and on ``close()``; the listener sees the tables just
-        written, so it adds no device sync. An exception it raises propagates to the caller of the step (or of
-        ``close``), after the data is written: this is how ``on_finding="raise"`` stops a run
-        with its run directory complete.
+        written, so it adds no device sync. An exception it raises propagates to the caller of
+        the step (or of ``close``), after the data is written: this is how
+        ``on_finding="raise"`` stops a run with its run directory complete.
         """
         if not callable(listener):
             raise TypeError(
