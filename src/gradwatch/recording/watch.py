@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import torch
@@ -39,6 +39,7 @@ from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
+from .optimizers import unwrap_optimizer
 from .stats import Scratch
 
 
@@ -151,6 +152,7 @@ class Watch:
         activations: bool = True,
         meta: dict[str, Any] | None = None,
         strict: bool = False,
+        step_begin: Literal["optimizer", "caller"] = "optimizer",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -167,11 +169,17 @@ class Watch:
             )
         self.dense_steps = dense_steps
         self.flush_every = _check_int("flush_every", flush_every)
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"Expected argument `optimizer` to be a torch.optim.Optimizer or None but got "
-                f"{type(optimizer).__name__}."
+        if optimizer is not None:
+            optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
+        if step_begin not in ("optimizer", "caller") or (
+            step_begin == "caller" and optimizer is None
+        ):
+            raise ValueError(
+                f"Expected argument `step_begin` to be 'optimizer' or 'caller' (with an "
+                f"optimizer) but got {step_begin!r} with optimizer={optimizer!r}. Leave it out "
+                "unless a framework callback calls `w.begin_step()` itself."
             )
+        self.step_begin = step_begin
         # Every argument is checked here, before a directory is made or a hook attached.
         _check_scaler(scaler, optimizer)
         self._user_meta = check_user_meta(meta)
@@ -236,7 +244,9 @@ class Watch:
     # ------------------------------------------------------------------ hooks
     def _attach(self) -> None:
         if self.optimizer is not None:
-            self._hooks.handles.append(self.optimizer.register_step_pre_hook(self._opt_pre_hook))
+            if self.step_begin == "optimizer":
+                pre = self.optimizer.register_step_pre_hook(self._opt_pre_hook)
+                self._hooks.handles.append(pre)
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
@@ -253,8 +263,9 @@ class Watch:
             out = original(optimizer, *args, **kwargs)
             if optimizer is self.optimizer and self._progress.step == before:
                 # GradScaler found inf/nan and did not call optimizer.step(): a skipped step.
-                self._begin_step(skipped=True)
-                self._end_step()
+                if not self._progress.began:  # (begun already with step_begin="caller")
+                    self._begin_step(skipped=True)
+                self._end_step(skipped=True)
             return out
 
         scaler.step = step
@@ -295,6 +306,26 @@ class Watch:
         self._begin_step(skipped=False)
         self._end_step()
 
+    def begin_step(self) -> None:
+        """Take the statistics of the optimizer step about to be applied (``step_begin="caller"``).
+
+        For a framework whose optimizer step runs forward and backward inside it (Lightning's
+        ``optimizer.step(closure)``), the step pre-hook comes before the gradients exist; its
+        callback calls this once they are final (``on_before_optimizer_step``) and the
+        optimizer's post-hook ends the step. A step begun whose optimizer never stepped (a
+        GradScaler skip) is recorded as skipped when the next one begins.
+        """
+        if self.step_begin != "caller":
+            raise RuntimeError(
+                "`w.begin_step()` drives a Watch made with `step_begin='caller'`; this one "
+                "takes its statistics in the optimizer's step pre-hook already."
+            )
+        if self._progress.closed:
+            raise RuntimeError("this Watch is closed; start a new one with `gw.watch(...)`.")
+        if self._progress.began:
+            self._end_step(skipped=True)
+        self._begin_step(skipped=False)
+
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
         if progress.closed or not self._layers.n or self._sink.stopped is not None:
@@ -325,11 +356,13 @@ class Watch:
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
         progress.began = True
 
-    def _end_step(self) -> None:
+    def _end_step(self, *, skipped: bool = False) -> None:
         progress = self._progress
         if progress.closed or not self._layers.n or not progress.began:
             return
         progress.began = False
+        if skipped:
+            self._buffer.scalars[progress.step - self._buffer.window_start, SKIPPED] = 1.0
         self._grads.record_update(progress.step - self._buffer.window_start)
         progress.step += 1
         if self._is_sampled(progress.step):
@@ -376,11 +409,11 @@ class Watch:
     def add_flush_listener(self, listener: FlushListener) -> None:
         """Call ``listener(watch, flush)`` on the host after each flush, in the order added.
 
-        A flush happens every ``flush_every`` steps (inside the optimizer's step pre-hook), on
-        ``w.trace`` and on ``close()``; the listener sees the tables just written, so it adds no
-        device sync. An exception it raises propagates to the caller of the step (or of
-        ``close``), after the data is written: this is how ``on_finding="raise"`` stops a run
-        with its run directory complete.
+        A flush happens every ``flush_every`` steps (in the optimizer's step pre-hook, or in
+        ``begin_step``), on ``w.trace`` and on ``close()``; the listener sees the tables just
+        written, so it adds no device sync. An exception it raises propagates to the caller of
+        the step (or of ``close``), after the data is written: this is how
+        ``on_finding="raise"`` stops a run with its run directory complete.
         """
         if not callable(listener):
             raise TypeError(
@@ -486,15 +519,17 @@ def watch(
     activations: bool = True,
     meta: dict[str, Any] | None = None,
     strict: bool = False,
+    step_begin: Literal["optimizer", "caller"] = "optimizer",
 ) -> Watch:
     """Start recording per-layer statistics of ``model`` while it trains.
 
     Args:
         model: The module to watch. Its layers are the modules that own trainable
             parameters, ordered by first use in the forward pass.
-        optimizer: The optimizer that updates ``model``; steps are recorded through its step
-            hooks (so gradient accumulation counts optimizer steps). Without one, call
-            ``w.step()`` after each ``backward()``.
+        optimizer: The optimizer that updates ``model``, or a wrapper of it (accelerate's
+            ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``); steps are recorded
+            through its step hooks (so gradient accumulation counts optimizer steps). Without
+            one, call ``w.step()`` after each ``backward()``.
         run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
             keeps the trace in memory.
         every: Record gradient and weight statistics every ``every`` steps.
@@ -511,6 +546,9 @@ def watch(
         strict: Raise when the run directory cannot be written during training (a full
             disk) instead of stopping the recording with a warning; training never stops
             for gradwatch unless you ask for it.
+        step_begin: ``"caller"`` leaves out the optimizer's step pre-hook: the caller calls
+            ``w.begin_step()`` once the step's gradients are final (the Lightning callback
+            does); the post-hook still ends each step.
 
     Raises:
         TypeError: When an argument has the wrong type (``scaler`` that is not a
@@ -547,4 +585,5 @@ def watch(
         activations=activations,
         meta=meta,
         strict=strict,
+        step_begin=step_begin,
     )
