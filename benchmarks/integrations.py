@@ -21,12 +21,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -40,8 +37,6 @@ from torch import nn
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 CONFIGS = ("none", "gradwatch", "none (A/A)")
-_BEGIN = "<!-- BEGIN GENERATED: benchmarks/integrations.py -->"
-_END = "<!-- END GENERATED -->"
 _DENSE = 20  # gw.watch's default dense_steps: every one of these steps is sampled
 
 
@@ -211,39 +206,50 @@ def run(frameworks: list[str], rounds: int, steps: int, depth: int, width: int) 
     return rows
 
 
+#: Columns of the generated table (tests/docs/test_generated.py checks docs against them).
+COLUMNS = (
+    "framework",
+    "configuration",
+    "median step, wall (ms)",
+    "median step, CPU (ms)",
+    "CPU ratio to none (median)",
+    "spread (min-max)",
+    "wall ratio to none (median)",
+)
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _docs
+
+    return _docs
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    lines = [
-        f"Measured {dt.date.today().isoformat()} on {platform.machine()} CPU "
-        f"({os.cpu_count()} cores, shared), torch {torch.__version__}, {args.threads} threads, "
-        f"commit {commit}: a {args.depth}x{args.width} tanh MLP, batch 64, Adam, "
-        f"{args.steps} steps per fit (timed after the first {_DENSE}), {args.rounds} rounds.",
-        "",
-        "| framework | configuration | median step, wall (ms) | median step, CPU (ms) "
-        "| CPU ratio to none (median) | spread (min-max) | wall ratio to none (median) |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+    docs = _docs_helper()
+    head = docs.header(
+        f"python benchmarks/integrations.py --rounds {args.rounds} --markdown FILE",
+        f"A {args.depth}x{args.width} tanh MLP, batch 64, Adam, {args.steps} steps per fit "
+        f"(timed after the first {_DENSE}), {args.rounds} rounds, {args.threads} thread(s), "
+        f"torch {torch.__version__}.",
+    )
+    body = [
+        [
+            r["framework"],
+            r["config"],
+            f"{r['step_ms']:.2f}",
+            f"{r['cpu_ms']:.2f}",
+            f"{r['ratio']:.3f}",
+            f"{r['lo']:.3f}-{r['hi']:.3f}",
+            f"{r['wall_ratio']:.3f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['framework']} | {r['config']} | {r['step_ms']:.2f} | {r['cpu_ms']:.2f} "
-            f"| {r['ratio']:.3f} | {r['lo']:.3f}-{r['hi']:.3f} | {r['wall_ratio']:.3f} |"
-        )
-    return "\n".join(lines)
-
-
-def write_block(path: Path, table: str) -> None:
-    """Replace the generated block of ``path`` (its markers must be there) with ``table``."""
-    text = path.read_text()
-    if _BEGIN not in text or _END not in text[text.index(_BEGIN) :]:
-        raise SystemExit(f"{path} has no `{_BEGIN}` ... `{_END}` block to fill in")
-    head, rest = text.split(_BEGIN, 1)
-    tail = rest.split(_END, 1)[1]
-    path.write_text(f"{head}{_BEGIN}\n{table}\n{_END}{tail}")
+    return head + "\n\n" + docs.table(COLUMNS, body)
 
 
 def main() -> None:
@@ -267,7 +273,7 @@ def main() -> None:
     print()
     print(table)
     if args.markdown:
-        write_block(Path(args.markdown), table)
+        _docs_helper().replace_block(args.markdown, "benchmarks/integrations.py", table)
 
 
 if __name__ == "__main__":
