@@ -49,11 +49,14 @@ def require_matplotlib() -> None:
 
 
 def new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1) -> tuple[Figure, Any]:
-    """A pyplot-free Figure (no global state) with ``ncols`` axes and gradwatch's rc style."""
-    require_matplotlib()
-    from matplotlib.figure import Figure
+    """A pyplot-free Figure (no global state) with ``ncols`` axes and gradwatch's rc style.
 
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    The figure shows itself inline in Jupyter when a cell returns it (see ``_figure``).
+    """
+    require_matplotlib()
+    from ._figure import GradwatchFigure
+
+    fig = GradwatchFigure(figsize=figsize, dpi=DPI, layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=True)
     for ax in [axes] if ncols == 1 else list(axes):
         ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
