@@ -111,6 +111,35 @@ def layer_ticks(ax: Any, names: list[str], axis: str = "x") -> None:
         target.set_major_formatter(FuncFormatter(lambda v, _pos: f"L{round(v)}"))
 
 
+#: Colour of the band behind a norm layer's column in depth plots.
+NORM_SHADE = "#9e9e9e"
+NORM_LABEL = "norm layer (grey band)"
+
+
+def norm_columns(layers: Any) -> tuple[int, ...]:
+    """Columns (depth positions) of the norm layers among ``layers`` (``LayerInfo`` s)."""
+    return tuple(i for i, layer in enumerate(layers) if layer.role == "norm")
+
+
+def mark_norm_layers(ax: Any, columns: tuple[int, ...] | list[int]) -> None:
+    """Shade each norm layer's column of a depth plot and label the shade once for the legend.
+
+    Norm layers are layers (they have parameters and gradients) but not depth: the rules
+    skip them in depth comparisons, so a reader should see which points they are. Call it
+    before ``ax.legend()``.
+    """
+    for k, col in enumerate(columns):
+        ax.axvspan(
+            col - 0.4,
+            col + 0.4,
+            color=NORM_SHADE,
+            alpha=0.22,
+            linewidth=0,
+            zorder=0,
+            label=NORM_LABEL if k == 0 else "_nolegend_",
+        )
+
+
 def attach(fig: Figure, data: Any) -> Figure:
     """Keep the plotted data on the figure (``fig.gradwatch_data``) so tests can check it."""
     fig.gradwatch_data = data  # type: ignore[attr-defined]
