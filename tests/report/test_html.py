@@ -103,14 +103,16 @@ def test_report_references_nothing_outside_itself(reports: dict[str, Path]) -> N
 
 
 def test_images_are_valid_pngs_of_the_figure_size(reports: dict[str, Path]) -> None:
-    """Each inlined image decodes as a PNG of 750 x 420 px (7.5 x 4.2 in at 100 dpi)."""
+    """Each inlined image decodes as a PNG of 1125 x 630 px (7.5 x 4.2 in at 150 dpi, so it
+    stays sharp when the page scales it to its width), and the <img> says that size."""
     parsed = _parse(reports["single"])
     imgs = [a for t, a in parsed.tags if t == "img"]
     # loss, flow, grad heatmap, update heatmap, gain, health, stats, memory, theory
     assert len(imgs) == 9
     for attrs in imgs:
         data = base64.b64decode((attrs["src"] or "").split(",", 1)[1], validate=True)
-        assert _png_size(data) == (750, 420)
+        assert _png_size(data) == (1125, 630)
+        assert (attrs.get("width"), attrs.get("height")) == ("1125", "630")
         assert attrs.get("alt")
 
 

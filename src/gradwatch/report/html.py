@@ -20,8 +20,10 @@ from gradwatch.trace import Trace
 from ._style import INSTALL_HINT
 from .html_sections import (
     HOW_TO_READ,
+    IMAGE_SIZE,
     MAX_RECURRENT_PLOTS,
     Predicted,
+    RunView,
     comparison,
     run_view,
 )
@@ -30,6 +32,9 @@ from .summary import RemedyChoice, run_diagnosis
 __all__ = ["HOW_TO_READ", "MAX_RECURRENT_PLOTS", "render_report", "write_report"]
 
 RunLike = Trace | str | os.PathLike[str]
+#: Above this many runs the page opens with one table row per run instead of a verdict card
+#: each (ten cards would push the comparison off the first screen).
+COMPACT_AFTER = 4
 #: One run's findings; several runs' (None = that run was not diagnosed); or label -> findings.
 FindingsArg = (
     Sequence[Finding] | Sequence[Sequence[Finding] | None] | Mapping[str, Sequence[Finding]]
@@ -151,6 +156,7 @@ def render_report(
     predicted: Predicted | Sequence[Predicted | None] | None = None,
     remedies: Mapping[str, Sequence[RemedyChoice]] | None = None,
     failed: Mapping[str, Mapping[str, str]] | None = None,
+    progress: bool | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_report` for the arguments).
 
@@ -179,10 +185,18 @@ def render_report(
                 f"`{arg}` names run(s) {unknown} that are not in the report; its keys must be "
                 f"run labels, one of {names}."
             )
-    views = [
-        run_view(i, t, lab, f, p, advice=((remedies or {}).get(lab), (failed or {}).get(lab)))
-        for i, (t, lab, f, p) in enumerate(zip(traces, names, per_run, preds, strict=True))
-    ]
+    from .console import progress as progress_bar
+
+    # Several runs take seconds each (their plots); show N/M and the time left to a person.
+    show = progress if progress is not None else (None if len(traces) > 1 else False)
+    views: list[RunView] = []
+    with progress_bar("report", len(traces), enabled=show, transient=True) as bar:
+        for i, (t, lab, f, p) in enumerate(zip(traces, names, per_run, preds, strict=True)):
+            bar.update(description=f"report: {lab}")
+            advice = ((remedies or {}).get(lab), (failed or {}).get(lab))
+            views.append(run_view(i, t, lab, f, p, advice=advice))
+            bar.advance()
+        compared = comparison(traces, names) if len(traces) > 1 else []
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("gradwatch.report", "templates"),
         autoescape=True,  # every {{ }} is HTML-escaped: names and messages are user data
@@ -200,8 +214,10 @@ def render_report(
     return template.render(
         title=title,
         runs=views,
-        comparison=comparison(traces, names) if len(traces) > 1 else [],
+        comparison=compared,
         version=__version__,
+        img_size=IMAGE_SIZE,
+        compact_after=COMPACT_AFTER,
     )
 
 
@@ -235,6 +251,7 @@ def write_report(
     predicted: Predicted | Sequence[Predicted | None] | None = None,
     remedies: Mapping[str, Sequence[RemedyChoice]] | None = None,
     failed: Mapping[str, Mapping[str, str]] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Write a self-contained HTML report of one or several runs.
 
@@ -257,6 +274,8 @@ def write_report(
             ranking checked against the recorded layer table.
         failed: Run label -> {remedy id: what was measured}, for remedies the caller's own
             runs measured as failing: never recommended first, and the verdict says why.
+        progress: Show a progress bar (runs done of all, time left) while the runs are
+            drawn. ``None``: for several runs, when stdout is a terminal.
 
     Returns:
         The path written.
@@ -283,7 +302,14 @@ def write_report(
             "(gradwatch writes only the report file itself)."
         )
     html = render_report(
-        runs, findings, title, labels=labels, predicted=predicted, remedies=remedies, failed=failed
+        runs,
+        findings,
+        title,
+        labels=labels,
+        predicted=predicted,
+        remedies=remedies,
+        failed=failed,
+        progress=progress,
     )
     _atomic_write_text(path, html)
     return path

@@ -20,14 +20,22 @@ from gradwatch.diagnosis import SEVERITY_RANK, Finding
 from gradwatch.trace import Trace
 
 from . import plots
-from ._style import figure_to_png
+from ._style import FIGSIZE, figure_to_png
 from .figures._common import has_data
 from .summary import RemedyChoice, RunSummary, summarize, verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["HOW_TO_READ", "MAX_RECURRENT_PLOTS", "Predicted", "RunView", "comparison", "run_view"]
+__all__ = [
+    "HOW_TO_READ",
+    "IMAGE_SIZE",
+    "MAX_RECURRENT_PLOTS",
+    "Predicted",
+    "RunView",
+    "comparison",
+    "run_view",
+]
 
 Predicted = float | Sequence[float] | np.ndarray
 
@@ -126,8 +134,17 @@ class RunView:
 
 
 # ---------------------------------------------------------------------- plots
+#: Plots are drawn at 1.5x the figures' 100 dpi, so they stay sharp when the page scales
+#: them to its width (up to 1125 px); the page's <img> sizes come from here.
+REPORT_DPI = 150
+IMAGE_SIZE: tuple[int, int] = (
+    round(FIGSIZE[0] * REPORT_DPI),
+    round(FIGSIZE[1] * REPORT_DPI),
+)
+
+
 def _png(fig: Figure) -> str:
-    return base64.b64encode(figure_to_png(fig)).decode("ascii")
+    return base64.b64encode(figure_to_png(fig, dpi=REPORT_DPI)).decode("ascii")
 
 
 def _has_loss(trace: Trace) -> bool:
@@ -289,6 +306,7 @@ def run_view(
                 "params": f"{layer.num_params:,}",
                 "activation": layer.activation or "",
                 "recurrent": "yes" if layer.recurrent else "",
+                "role": layer.role,
             }
             for layer in trace.layers
         ],
