@@ -236,6 +236,8 @@ def test_json_output_never_joins_a_display() -> None:
     """output_format='json' stays silent even inside a drawing display."""
     buf = _Tty()
     con = Console(file=buf, force_terminal=True, width=120, color_system=None)
-    with progress("outer", 1, enabled=True, console=con):
-        with progress("inner", 1, output_format="json") as inner:
-            assert not inner.active
+    with (
+        progress("outer", 1, enabled=True, console=con),
+        progress("inner", 1, output_format="json") as inner,
+    ):
+        assert not inner.active
