@@ -91,3 +91,18 @@ def test_trace_card_says_size_loss_ratio_and_draws_depth() -> None:
     assert root.find(f".//{SVG}svg") is not None
     assert "hollow dots: norm layers" in text
     assert re.search(r"\(in memory\)", text)
+
+
+def test_a_long_run_profile_reads_evenly_spaced_steps() -> None:
+    """Beyond PROFILE_MAX_ROWS steps the medians are over that many evenly spaced steps,
+    first and last included, and the window says so."""
+    from gradwatch.trace.cards import PROFILE_MAX_ROWS
+
+    n = 3 * PROFILE_MAX_ROWS + 7
+    rng = np.random.default_rng(0)
+    g = np.exp(rng.normal(size=(n, 3)))
+    p = depth_profile(Trace.from_arrays(["a", "b", "c"], range(n), {"grad_rms": g}))
+    assert p is not None
+    keep = np.unique(np.linspace(0, n - 1, PROFILE_MAX_ROWS).round().astype(int))
+    assert np.allclose(p.values, np.median(g[keep], axis=0))
+    assert p.window == f"{PROFILE_MAX_ROWS} of the {n} steps 0-{n - 1}"

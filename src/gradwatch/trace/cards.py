@@ -101,9 +101,17 @@ class DepthProfile:
     window: str
 
 
+#: Most rows a profile's medians read: evenly spaced over the measured steps, so the cost
+#: stays bounded when ``diagnose`` runs at every flush of a long run.
+PROFILE_MAX_ROWS = 512
+
+
 def depth_profile(trace: Trace, metric: str = "grad_rms") -> DepthProfile | None:
     """The median of ``metric`` per layer over the steps it was measured, or None when the
     trace holds no positive finite value of it (a card then draws no sparkline).
+
+    Beyond :data:`PROFILE_MAX_ROWS` measured steps, the median is over that many steps
+    spread evenly from the first to the last (the window says so).
 
     Example:
         >>> from gradwatch.trace import Trace
@@ -114,6 +122,10 @@ def depth_profile(trace: Trace, metric: str = "grad_rms") -> DepthProfile | None
     if not trace.has_metric(metric) or not trace.layers:
         return None
     steps, rows = trace.measured(metric)
+    window_steps = steps
+    if len(steps) > PROFILE_MAX_ROWS:
+        keep = np.unique(np.linspace(0, len(steps) - 1, PROFILE_MAX_ROWS).round().astype(int))
+        steps, rows = steps[keep], rows[keep]
     good = np.where(np.isfinite(rows) & (rows > 0), rows, np.nan)
     if len(steps) == 0 or not np.any(np.isfinite(good)):
         return None
@@ -122,6 +134,8 @@ def depth_profile(trace: Trace, metric: str = "grad_rms") -> DepthProfile | None
         warnings.simplefilter("ignore", RuntimeWarning)
         medians = np.nanmedian(good, axis=0)
     window = f"step {steps[0]}" if steps[0] == steps[-1] else f"steps {steps[0]}-{steps[-1]}"
+    if len(steps) < len(window_steps):
+        window = f"{len(steps)} of the {len(window_steps)} {window}"
     return DepthProfile(
         names=tuple(layer.name for layer in trace.layers),
         labels=tuple(layer.label for layer in trace.layers),
