@@ -6,6 +6,7 @@ import copy
 import json
 import pickle
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import numpy as np
 
@@ -57,6 +58,9 @@ def test_summary_and_verdict_name_the_most_severe_finding() -> None:
     assert d.worst == "critical"
     assert d.verdict == "Critical — exploding_gradient here"
     assert d.counts() == {"critical": 1, "warning": 1}
+    assert d.headline == "Critical — exploding gradient, and 1 more finding."
+    titled = Diagnosis([replace(d[1], message="Exploding gradient: it grows.")])
+    assert titled.headline == "Critical — Exploding gradient."
     lines = d.summary().splitlines()
     assert lines[0].startswith("Diagnosis of r1: Critical — exploding_gradient here (2 findings")
     assert "dead_units" in lines[1] and "exploding_gradient" in lines[2]

@@ -201,6 +201,25 @@ class Diagnosis(list[Finding]):
         )
         return f"{word} — {first.message}"
 
+    @property
+    def headline(self) -> str:
+        """The verdict in a few words: the worst finding's title and how many follow.
+
+        Rule messages open with their title (``"Vanishing gradient: ..."``); the card shows
+        this above the findings so the worst message is not printed twice.
+        """
+        if not self:
+            return self.verdict
+        first = max(self, key=lambda f: SEVERITY_RANK.get(f.severity, -1))
+        word = {"critical": "Critical", "warning": "Warning", "info": "Note"}.get(
+            first.severity, first.severity
+        )
+        head, sep, _ = first.message.partition(":")
+        title = head if sep and len(head) <= 60 else first.rule.replace("_", " ")
+        more = len(self) - 1
+        tail = f", and {more} more finding{'s' if more != 1 else ''}" if more else ""
+        return f"{word} — {title}{tail}."
+
     def counts(self) -> dict[str, int]:
         """Number of findings per severity, most severe first (only those present)."""
         out: dict[str, int] = {}
@@ -254,7 +273,7 @@ class Diagnosis(list[Finding]):
         about = f" of {esc(self.run)}" if self.run else ""
         counts = " ".join(badge(f"{n} {sev}", sev) for sev, n in self.counts().items())
         title = (counts or badge("ok", "ok")) + f"gradwatch diagnosis{about}"
-        body = [f'<div style="font-weight:600">{esc(self.verdict)}</div>']
+        body = [f'<div style="font-weight:600">{esc(self.headline)}</div>']
         body.append(sparkline_block(self.profile, self._highlight(), worst))
         limit = 12
         for f in self[:limit]:

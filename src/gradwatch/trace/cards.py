@@ -69,7 +69,8 @@ def card(title_html: str, body_html: str, accent: str = "unknown") -> str:
     return (
         f'<div class="gradwatch-card" style="border:1px solid {_LINE};border-left:5px solid '
         f"{colour};border-radius:4px;padding:6px 10px;margin:4px 0;max-width:760px;"
-        f'font:13px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:{_INK}">'
+        f"font:13px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:{_INK};"
+        f'overflow-wrap:anywhere">'
         f'<div style="font-weight:600;margin-bottom:2px">{title_html}</div>{body_html}</div>'
     )
 
