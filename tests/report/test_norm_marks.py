@@ -85,3 +85,18 @@ def test_figures_display_in_ipython_as_png() -> None:
     png = fig._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert png == plots.figure_to_png(fig)
+
+
+def test_heatmap_marks_norm_rows_at_its_edge() -> None:
+    """The heatmap keeps its cells visible: norm rows get a ◀ just right of the axes."""
+    from gradwatch.report.figures.heatmap import NORM_ROW_LABEL
+
+    fig = plots.plot_heatmap(_with_norms())
+    assert fig.gradwatch_data.norm_layers == NORMS
+    ax = fig.axes[0]
+    [marks] = [line for line in ax.lines if line.get_label() == NORM_ROW_LABEL]
+    assert list(marks.get_ydata()) == list(NORMS)
+    assert all(1.0 < x < 1.05 for x in marks.get_xdata())  # axes fraction: just outside
+    assert NORM_ROW_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+    plain = plots.plot_heatmap(make_trace(recurrent=False))
+    assert not any(line.get_label() == NORM_ROW_LABEL for line in plain.axes[0].lines)
