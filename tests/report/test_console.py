@@ -241,3 +241,20 @@ def test_json_output_never_joins_a_display() -> None:
         progress("inner", 1, output_format="json") as inner,
     ):
         assert not inner.active
+
+
+def test_work_inside_a_switched_off_display_stays_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a JSON command's (switched-off) progress, a library bar stays off even on a
+    terminal; outside any display it would draw."""
+    from gradwatch.report import console
+
+    monkeypatch.setattr(console, "progress_enabled", lambda *a, **k: True)  # "a terminal"
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    with progress("studies", 1, output_format="json") as outer:
+        assert not outer.active
+        with progress("seeds", 3, console=con) as inner:
+            assert not inner.active
+    with progress("seeds", 3, console=con) as alone:
+        assert alone.active
+    assert console._ACTIVE.get() is None

@@ -48,8 +48,10 @@ T = TypeVar("T")
 #: Severity styles: colour plus a word, so the table also reads without colour.
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "blue"}
 
-#: The progress display being drawn in this context, if any (nested bars join it).
+#: The progress display being drawn in this context, if any (nested bars join it), or
+#: :data:`_OFF` inside a switched-off one (nested bars stay off: e.g. a JSON command).
 _ACTIVE: ContextVar[Any] = ContextVar("gradwatch_progress", default=None)
+_OFF = object()
 
 #: The all-clear, after "No findings" and what was diagnosed.
 _ALL_CLEAR = ": the diagnosis rules all stayed quiet."
@@ -336,7 +338,8 @@ def progress(
     format is not JSON. It shows ``N/M`` units done, the time elapsed and the time left.
 
     Inside another display (a CLI command's bar around a library call that has its own), the
-    bar is added to that display instead of starting a second one.
+    bar is added to that display instead of starting a second one; inside a switched-off
+    one (a command writing JSON), it stays off unless ``enabled=True``.
 
     Args:
         description: What is progressing, e.g. ``"training runs"``; None starts the display
@@ -357,13 +360,22 @@ def progress(
     """
     active = _ACTIVE.get()
     if enabled is None:
-        on = output_format != "json" and (active is not None or progress_enabled(output_format))
+        on = (
+            output_format != "json"
+            and active is not _OFF
+            and (active is not None or progress_enabled(output_format))
+        )
     else:
         on = enabled
     if not on:
-        yield ProgressHandle()
+        # Work inside stays silent too: a library call's bar under a JSON command.
+        off = _ACTIVE.set(_OFF)
+        try:
+            yield ProgressHandle()
+        finally:
+            _ACTIVE.reset(off)
         return
-    if active is not None:
+    if active is not None and active is not _OFF:
         task = active.add_task(description or "", total=total)
         try:
             yield ProgressHandle(active, task)
