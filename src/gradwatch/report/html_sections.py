@@ -117,6 +117,8 @@ class _Plot:
 
 @dataclass
 class RunView:
+    """Everything the template shows of one run (strings escaped by the template)."""
+
     label: str
     anchor: str
     summary: RunSummary
@@ -271,6 +273,9 @@ def run_view(
     *,
     advice: tuple[Sequence[RemedyChoice] | None, Mapping[str, str] | None] = (None, None),
 ) -> RunView:
+    """The view of run number ``i`` (0-based; its anchor is ``run-<i+1>``): verdict,
+    findings, drawn plots and details. ``advice`` is the caller's ranked remedies and the
+    remedies it measured as failing (see ``write_report``)."""
     summary = summarize(trace, findings, label)
     ranked = (
         sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
