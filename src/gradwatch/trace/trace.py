@@ -313,6 +313,12 @@ class Trace:
             f"scalar_steps={len(self._scalar_steps)}{where})"
         )
 
+    def _repr_html_(self) -> str:
+        """A compact card for Jupyter: size, loss, first/last ratio, the gradient along depth."""
+        from .cards import trace_card
+
+        return trace_card(self)
+
     # ------------------------------------------------------------------ per-layer metrics
     def has_metric(self, metric: str) -> bool:
         return metric in self._metrics
