@@ -47,6 +47,7 @@ REDUCE_MODES: tuple[str, ...] = ("mean", "sum")
 # Per-layer rows that hold sums of squares or counts until the flush, so they add over the
 # shards of FSDP2 parameters (the derived norms and fractions are computed after).
 _SHARD_ROWS = ("grad_norm", "weight_norm", "update_ratio", "grad_underflow")
+_OUT_GRAD_SQ = 6  # the output-gradient row of StepSums.raw
 
 
 def world() -> tuple[int, int]:
@@ -197,6 +198,10 @@ class WindowReducer:
 
         pos = self._act.numel()
         act = flat[:pos].view(self._act.shape)
+        # DDP and FSDP2 average the ranks' gradients: the step follows the gradient of the
+        # mean of the ranks' losses, whose gradient at a layer's output (or a recurrent
+        # input) is each rank's own divided by the world size. Sums of squares: by its square.
+        act[:, _OUT_GRAD_SQ] /= self.world_size**2
         if self.sharded:
             n = buf.values[:, shard_rows].numel()
             block = flat[pos : pos + n].view(buf.values.shape[0], len(shard_rows), -1)
@@ -219,7 +224,8 @@ class WindowReducer:
         if agreed["recurrent"]:
             out = []
             for (step, i, p, kind), sq in zip(buf.recurrent, recurrent, strict=True):
-                out.append((step, i, flat[pos : pos + sq.numel()].view(p.shape).sqrt(), kind))
+                total = flat[pos : pos + sq.numel()].view(p.shape) / self.world_size**2
+                out.append((step, i, total.sqrt(), kind))
                 pos += sq.numel()
             buf.recurrent = out
         self._reset()
