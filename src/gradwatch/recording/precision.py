@@ -82,6 +82,7 @@ class Precision:
             return None
         out: list[torch.Tensor | float] = []
         scale = getattr(self.scaler, "_scale", None) if self._scaler_on() else None
+        scaled: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # one kernel each
         any_measured = False
         for g in grads:
             dtype = self.dtype(g.dtype)
@@ -91,7 +92,10 @@ class Precision:
             any_measured = True
             tiny = torch.finfo(dtype).tiny
             if scale is not None and g.dtype not in _HALF:
-                out.append(tiny / scale.to(g.device, torch.float32))
+                key = (dtype, g.device)
+                if key not in scaled:
+                    scaled[key] = tiny / scale.to(g.device, torch.float32)
+                out.append(scaled[key])
             else:
                 out.append(tiny)
         return out if any_measured else None
