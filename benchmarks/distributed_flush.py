@@ -1,8 +1,8 @@
 """Cost of gradwatch's per-flush collectives under DDP and FSDP2 (gloo, 2 processes, CPU).
 
 Workload: the 50 x 256 tanh MLP of benchmark W1 (DESIGN.md's many-small-layers worst case),
-batch 64 split over 2 ranks, SGD, ``flush_every=100``, ``sample_every=10``: 300 steps, so
-three flushes (the last at close). Prints, per wrapping, the median wall time of one flush's
+batch 64 split over 2 ranks, SGD, ``flush_every=100``, ``sample_every=10``: 200 steps, so
+two flushes (the second at close; the first window holds the 20 dense steps too). Prints, per wrapping, the median wall time of one flush's
 reduction (both collectives and the derivations around them) on rank 0, the values it adds,
 and the mean step time, so the reduction's share of training time can be read off.
 
@@ -33,7 +33,7 @@ from torch import nn
 
 import gradwatch as gw
 
-STEPS = 300
+STEPS = 200
 DOC = Path(__file__).resolve().parents[1] / "docs" / "recording.md"
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/distributed_flush.py -->"
 END = "<!-- END GENERATED -->"

@@ -161,12 +161,17 @@ class WindowReducer:
             [v for n, c in layouts.values() for v in (n, -n, c, -c)], dtype=dtype
         ).to(device)
         gmax = buf.values[:, METRIC_ROW["grad_max"]]
-        parts = [header]
+        # Which slots hold activation sums on some rank: only those travel in the sum.
+        parts = [header, torch.tensor(self._kept, dtype=dtype).to(device)]
         if self.sharded:
             parts.append(torch.nan_to_num(gmax, nan=-1.0).to(dtype).reshape(-1))
         maxed = torch.cat(parts)
         dist.all_reduce(maxed, op=dist.ReduceOp.MAX)
-        h = maxed[: header.numel()].cpu().numpy().reshape(-1, 4)
+        n_head, window = header.numel(), len(self._kept)
+        host = maxed[: n_head + window].cpu().numpy()  # the flush's one read of the result
+        h = host[:n_head].reshape(-1, 4)
+        slots = np.flatnonzero(host[n_head:] > 0)
+        slot_idx = torch.as_tensor(slots, device=device)
         agreed = {
             name: bool(row[0] == -row[1] and row[2] == -row[3])
             for name, row in zip(layouts, h, strict=True)
@@ -183,7 +188,7 @@ class WindowReducer:
                     stacklevel=4,
                 )
 
-        summed = [self._act.reshape(-1)]
+        summed = [self._act[slot_idx].reshape(-1)]
         shard_rows = [METRIC_ROW[m] for m in _SHARD_ROWS]
         if self.exact_nonfinite:
             shard_rows.append(METRIC_ROW["nonfinite"])
@@ -203,8 +208,8 @@ class WindowReducer:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         self.collectives += 2
 
-        pos = self._act.numel()
-        act = flat[:pos].view(self._act.shape)
+        pos = len(slots) * RAW_ROWS * self._act.shape[-1]
+        act = flat[:pos].view(len(slots), RAW_ROWS, -1)
         # DDP and FSDP2 average the ranks' gradients: the step follows the gradient of the
         # mean of the ranks' losses, whose gradient at a layer's output (or a recurrent
         # input) is each rank's own divided by the world size. Sums of squares: by its square.
@@ -214,7 +219,7 @@ class WindowReducer:
             block = flat[pos : pos + n].view(buf.values.shape[0], len(shard_rows), -1)
             buf.values[:, shard_rows] = block.to(buf.values.dtype)
             pos += n
-            g = maxed[header.numel() :].view(gmax.shape)
+            g = maxed[n_head + window :].view(gmax.shape)
             buf.values[:, METRIC_ROW["grad_max"]] = torch.where(g < 0, math.nan, g).to(gmax.dtype)
             self._global_norms(buf)
         alive_red: list[torch.Tensor] = alive
@@ -223,7 +228,7 @@ class WindowReducer:
             for a in alive:
                 alive_red.append(flat[pos : pos + a.numel()])
                 pos += a.numel()
-        self._write_activations(buf, act, alive_red)
+        self._write_activations(buf, slots, act, alive_red)
         if agreed["scalars"] and scalar_names:
             k = scalars.numel()
             self._write_scalars(buf, scalar_names, flat[pos : pos + k], flat[pos + k : pos + 2 * k])
@@ -264,21 +269,21 @@ class WindowReducer:
             buf.srow_used |= (count[:, j] > 0).cpu().numpy()
 
     def _write_activations(
-        self, buf: StepBuffer, act: torch.Tensor, alive: list[torch.Tensor]
+        self, buf: StepBuffer, slots: np.ndarray, act: torch.Tensor, alive: list[torch.Tensor]
     ) -> None:
-        slots = np.flatnonzero(self._kept)
+        """The sampled metrics of ``slots`` from their added sums ``act`` (slots, rows, L)."""
         if not len(slots):
             return
-        n = act.shape[-1]
-        alive_sum = torch.zeros(act.shape[0], n, dtype=act.dtype, device=act.device)
+        row_of = {int(slot): j for j, slot in enumerate(slots)}
+        alive_sum = torch.zeros(act.shape[0], act.shape[-1], dtype=act.dtype, device=act.device)
         units = torch.full_like(alive_sum, math.nan)
         for (slot, i, _), a in zip(self._alive, alive, strict=True):
             # A unit is alive if it was positive on any rank: a sum of 0/1 flags above 0.
-            alive_sum[slot, i] = (a > 0).sum()
-            units[slot, i] = a.numel()
-        idx = torch.as_tensor(slots, device=act.device)
-        metrics = combine(act[idx], alive_sum[idx], units[idx])
+            alive_sum[row_of[slot], i] = (a > 0).sum()
+            units[row_of[slot], i] = a.numel()
+        metrics = combine(act, alive_sum, units)
         first = METRIC_ROW["act_mean"]
+        idx = torch.as_tensor(slots, device=act.device)
         buf.values[idx, first : first + metrics.shape[-2]] = metrics.to(buf.values.dtype)
 
     def _global_norms(self, buf: StepBuffer) -> None:
