@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,24 @@ def _worker(rank: int, port: int, out: str) -> None:
         rnn = nn.parallel.DistributedDataParallel(_Rnn())
         _train(rnn, _rnn_batches(), f"{out}/rnn", half)
 
+        # Rank 0 alone logs a reduce= scalar: the ranks' layouts of reduce= scalars differ,
+        # so they stay rank 0's own (with a warning); activations are still added; no hang.
+        model = nn.parallel.DistributedDataParallel(_mlp())
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)  # as _reference steps
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with gw.watch(model, opt, run_dir=f"{out}/uneven", **SETTINGS) as w:
+                for x in _mlp_batches()[:3]:
+                    opt.zero_grad()
+                    loss = _loss(model(half(x)))
+                    loss.backward()
+                    opt.step()
+                    w.log(loss=loss, reduce="mean")
+                    w.log(local_loss=loss)
+                    if rank == 0:
+                        w.log(only_rank0=1.0, reduce="sum")
+        info["layout_warnings"] = sum("different scalars layouts" in str(c.message) for c in caught)
+
         from torch.distributed.fsdp import fully_shard
 
         model = _mlp()
@@ -184,6 +203,19 @@ def test_ddp_statistics_are_those_of_the_global_batch(runs: Path) -> None:
     assert trace.config["world_size"] == 2 and trace.config["sharded"] is False
     # Two collectives per flush, three flushes; no collective on plain steps.
     assert json.loads((runs / "info.json").read_text())["collectives"] == 6
+
+
+def test_scalars_logged_on_one_rank_stay_its_own(runs: Path) -> None:
+    """When the ranks log different reduce= scalars these stay rank 0's own: no hang, a
+    warning, and the activation statistics are still the global batch's."""
+    trace = gw.load(runs / "uneven")
+    np.testing.assert_array_equal(trace.scalar("only_rank0"), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(trace.scalar("loss"), trace.scalar("local_loss"))
+    ref = _reference(_mlp(), _mlp_batches()[:3])
+    for metric in ("act_std", "out_grad_norm"):
+        np.testing.assert_allclose(trace.matrix(metric), ref.matrix(metric), rtol=2e-5)
+    # Warned once per run, on rank 0 (rank 1 warns too, not checked here).
+    assert json.loads((runs / "info.json").read_text())["layout_warnings"] == 1
 
 
 def test_ddp_recurrent_profiles_are_global(runs: Path) -> None:
