@@ -224,7 +224,9 @@ class Watch:
         self.should_stop = False
 
         # Only rank 0 writes the run directory; the others keep their trace in memory.
-        writer = RunWriter(run_dir, overwrite=overwrite) if run_dir and rank == 0 else None
+        writer = (
+            RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank == 0 else None
+        )
         self._sink = Sink(writer, self._meta, strict=bool(strict))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         try:
