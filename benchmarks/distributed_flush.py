@@ -3,8 +3,10 @@
 Workload: the 50 x 256 tanh MLP of benchmark W1 (DESIGN.md's many-small-layers worst case),
 batch 64 split over 2 ranks, SGD, ``flush_every=100``, ``sample_every=10``: 200 steps, so
 two flushes (the second at close; the first window holds the 20 dense steps too). Prints, per wrapping, the median wall time of one flush's
-reduction (both collectives and the derivations around them) on rank 0, the values it adds,
-and the mean step time, so the reduction's share of training time can be read off.
+reduction (both collectives and the derivations around them) on rank 0, timed after a
+barrier so that the other rank's lag is not counted, and the mean step time (its barriers
+included), so the reduction's share of training time can be read off. On a shared machine
+the absolute times vary with its load; the header line gives the load average.
 
 Run: ``PYTHONPATH=src python benchmarks/distributed_flush.py [--write-docs]``; with
 ``--write-docs`` the table replaces the generated block in docs/recording.md.
@@ -80,6 +82,8 @@ def _worker(rank: int, port: int, out: str) -> None:
                 times: list[float] = times,
                 sizes: list[int] = sizes,
             ) -> None:
+                # Wait for the other rank first: its lag behind this one is not the flush's.
+                dist.barrier()
                 start = time.perf_counter()
                 original(buf)
                 times.append(time.perf_counter() - start)
@@ -121,7 +125,8 @@ def _table(results: dict[str, Any]) -> str:
     ).stdout.strip()
     lines = [
         f"Measured {datetime.date.today()} on {platform.machine()} "
-        f"({os.cpu_count()} cores, shared), torch {torch.__version__}, commit {commit}: "
+        f"({os.cpu_count()} cores, shared, load average {os.getloadavg()[0]:.1f}), "
+        f"torch {torch.__version__}, commit {commit}: "
         "W1 (50 x 256 tanh MLP), 2 ranks x 32 samples, gloo, one thread per rank, "
         f"{STEPS} steps, `flush_every=100`, `sample_every=10`.",
         "",
