@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 STEPS = 5
+CLIP = 0.05  # below the gradient norms of _mlp: every step is clipped
 # Steps 0, 2 and 4 are sampled; windows of 2 steps: three flushes (the last one at close).
 SETTINGS: dict[str, Any] = {"sample_every": 2, "dense_steps": 0, "flush_every": 2}
 METRICS = (
@@ -89,7 +90,12 @@ def _loss(out: torch.Tensor) -> torch.Tensor:
 
 
 def _train(
-    model: nn.Module, batches: list[torch.Tensor], run_dir: str, part: Callable[[Any], Any]
+    model: nn.Module,
+    batches: list[torch.Tensor],
+    run_dir: str,
+    part: Callable[[Any], Any],
+    *,
+    clip: float | None = None,
 ) -> gw.Watch:
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     with gw.watch(model, opt, run_dir=run_dir, **SETTINGS) as w:
@@ -97,6 +103,8 @@ def _train(
             opt.zero_grad()
             loss = _loss(model(part(x)))
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             w.log(loss=loss, reduce="mean")
             w.log(seen=part(x).shape[0], reduce="sum")
@@ -150,7 +158,8 @@ def _worker(rank: int, port: int, out: str) -> None:
             if isinstance(layer, nn.Linear):
                 fully_shard(layer)
         fully_shard(model)
-        _train(model, _mlp_batches(), f"{out}/fsdp", half)
+        # With clip_grad_norm_, whose total norm is a DTensor under FSDP2.
+        _train(model, _mlp_batches(), f"{out}/fsdp", half, clip=CLIP)
         if rank == 0:
             Path(f"{out}/info.json").write_text(json.dumps(info))
     finally:
@@ -164,7 +173,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _reference(model: nn.Module, batches: list[torch.Tensor]) -> gw.Trace:
+def _reference(
+    model: nn.Module, batches: list[torch.Tensor], *, clip: float | None = None
+) -> gw.Trace:
     """One process, the full batch, the mean of the two half-batch losses (what DDP steps)."""
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     with gw.watch(model, opt, **SETTINGS) as w:
@@ -172,6 +183,8 @@ def _reference(model: nn.Module, batches: list[torch.Tensor]) -> gw.Trace:
             opt.zero_grad()
             loss = (_loss(model(x[:4])) + _loss(model(x[4:]))) / 2
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             w.log(loss=loss, seen=8)
     return w.trace
@@ -233,8 +246,12 @@ def test_ddp_recurrent_profiles_are_global(runs: Path) -> None:
 def test_fsdp2_statistics_are_of_the_full_parameters(runs: Path) -> None:
     """Under FSDP2 (DTensor shards) norms are of the full parameters and gradients."""
     trace = gw.load(runs / "fsdp")
-    ref = _reference(_mlp(), _mlp_batches())
+    ref = _reference(_mlp(), _mlp_batches(), clip=CLIP)
     # fully_shard keeps the user's module names and classes' order.
     assert trace.layer_names == ref.layer_names == ["0", "2", "4"]
     assert trace.config["sharded"] is True
     _compare(trace, ref)
+    # Pre-clip statistics, and the clipped norm the optimizer used, of the full gradient.
+    assert (trace.scalar("clip_coef") < 1).all()
+    for name in ("clip_coef", "global_grad_norm_clipped"):
+        np.testing.assert_allclose(trace.scalar(name), ref.scalar(name), rtol=1e-5, err_msg=name)

@@ -76,6 +76,22 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return part if isinstance(part, torch.Tensor) else t.to_local()  # type: ignore[attr-defined]
 
 
+def whole(t: torch.Tensor) -> torch.Tensor:
+    """The full value of a DTensor as a plain tensor (``clip_grad_norm_``'s total norm of
+    FSDP2 gradients); a plain tensor as it is.
+
+    A replicated DTensor (what ``clip_grad_norm_`` returns, tested) holds its full value on
+    every rank: read without a collective. Any other placement needs ``full_tensor()``, a
+    collective, which is safe only because every rank clips at the same point.
+    """
+    placements = getattr(t, "placements", None)
+    if placements is None:
+        return t
+    if all(pl.is_replicate() for pl in placements):
+        return local(t)
+    return t.full_tensor()  # type: ignore[attr-defined]
+
+
 def check_reduce(reduce: object) -> Reduce | None:
     """``reduce`` for ``Watch.log``, checked.
 
@@ -262,7 +278,10 @@ class WindowReducer:
         total = total.view(-1, len(names))
         count = count.view(-1, len(names))
         for j, name in enumerate(names):
-            value = total[:, j] / count[:, j] if buf.scalar_reduce[name] == "mean" else total[:, j]
+            mode = buf.scalar_reduce[name]
+            value = total[:, j] / count[:, j] if mode == "mean" else total[:, j]
+            if mode == "sum_sqrt":  # a norm from the ranks' sums of squares (FSDP2)
+                value = value.sqrt()
             col = buf.scalar_cols[name]
             buf.scalars[:, col] = torch.where(count[:, j] > 0, value, math.nan).to(buf.sdtype)
             # A step some other rank logged gets a row here too.

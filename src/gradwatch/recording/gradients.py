@@ -270,7 +270,15 @@ class GradientStats:
         cols = buf._scalar_col("clip_coef"), buf._scalar_col("global_grad_norm_clipped")
         clipped = torch.where(clip.clipped, clip.coef, torch.ones_like(clip.coef))
         buf.scalars[slot, cols[0]] = clipped.amin().to(buf.sdtype)
-        buf.scalars[slot, cols[1]] = clipped_sq.sqrt().to(buf.device, buf.sdtype)
+        if self.sharded:
+            # This rank's shards only: the flush adds the squares over ranks, then roots.
+            buf.scalars[slot, cols[1]] = clipped_sq.to(buf.device, buf.sdtype)
+            buf.scalar_reduce["global_grad_norm_clipped"] = "sum_sqrt"
+            buf.logged.setdefault(
+                "global_grad_norm_clipped", np.zeros(buf.flush_every, dtype=bool)
+            )[slot] = True
+        else:
+            buf.scalars[slot, cols[1]] = clipped_sq.sqrt().to(buf.device, buf.sdtype)
         return row.index_select(0, with_grad).sum()
 
     def record_weights(self, slot: int, *, snapshot: bool) -> None:
