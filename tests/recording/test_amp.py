@@ -93,6 +93,22 @@ def test_bf16_autocast_underflow_uses_bf16_range() -> None:
     assert np.isfinite(got).all() and (got > 0).any()
 
 
+def test_half_weights_count_in_their_own_dtype() -> None:
+    """A model cast to float16 (fp16 gradients, no scaler) counts |g| < 2**-14 as is."""
+    model = _model().half()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    seen: list[list[torch.Tensor]] = []
+    with gw.watch(model, opt, sample_every=1) as w:
+        _capture(opt, model, seen)
+        for x in _batches(2):
+            opt.zero_grad()
+            (1e-3 * model(x.half()).float().pow(2).mean()).backward()
+            opt.step()
+    want = np.stack([_naive_fraction(g, FP16_TINY) for g in seen])
+    np.testing.assert_allclose(w.trace.matrix("grad_underflow"), want, rtol=1e-6)
+    assert (want > 0).any()
+
+
 def test_fp32_training_leaves_underflow_unmeasured() -> None:
     """Without autocast, half-precision weights or a GradScaler the metric is missing (NaN)."""
     model = _model()
