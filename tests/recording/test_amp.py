@@ -182,3 +182,15 @@ def test_run_dir_without_underflow_column_still_loads(tmp_path: Path) -> None:
     trace = gw.load(tmp_path / "run")
     assert "grad_underflow" not in trace.metrics
     np.testing.assert_allclose(trace.matrix("grad_norm"), w.trace.matrix("grad_norm"))
+
+
+def test_skipped_steps_of_traces_without_counts() -> None:
+    """skipped_steps() is empty without a skipped column and lists no layer without counts."""
+    from gradwatch.trace import Trace
+
+    plain = Trace.from_arrays(["fc0"], [0, 1], {"grad_norm": [[1.0], [1.0]]})
+    assert plain.skipped_steps() == {}
+    no_counts = Trace.from_arrays(
+        ["fc0"], [0, 1], {"grad_norm": [[1.0], [1.0]]}, scalars={"skipped": [0, 1]}
+    )
+    assert no_counts.skipped_steps() == {1: []}
