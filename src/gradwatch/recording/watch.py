@@ -37,6 +37,7 @@ from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
+from .distributed import Reduce, WindowReducer, check_reduce, world
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
@@ -207,6 +208,18 @@ class Watch:
         self._buffer = StepBuffer(self._layers.n, self.flush_every, self._layers.device)
         scratch = Scratch()  # one reused buffer for the small temporaries of both
         self._grads = GradientStats(self._layers, self._buffer, scratch)
+        self._grads.precision.scaler = scaler
+        rank, self._world_size = world()
+        if self._world_size > 1:
+            # Activation sums, logged scalars (and FSDP2 shards) add over ranks at each flush.
+            self._buffer.reducer = WindowReducer(
+                self._layers.n,
+                self.flush_every,
+                self._layers.device,
+                self._buffer.sdtype,
+                sharded=self._grads.sharded,
+                exact_nonfinite=self._buffer.exact_nonfinite,
+            )
         self._sampler = ActivationSampler(
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
@@ -218,12 +231,10 @@ class Watch:
         #: framework callbacks stop their trainer when it becomes true.
         self.should_stop = False
 
-        rank0 = not (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-            and torch.distributed.get_rank() != 0
+        # Only rank 0 writes the run directory; the others keep their trace in memory.
+        writer = (
+            RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank == 0 else None
         )
-        writer = RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank0 else None
         self._sink = Sink(writer, self._meta, strict=bool(strict))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         try:
@@ -250,6 +261,7 @@ class Watch:
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
+        self._hooks.handles.append(self._grads.precision.attach(self.model, self._layers.device))
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
 
@@ -328,12 +340,15 @@ class Watch:
 
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
-        if progress.closed or not self._layers.n or self._sink.stopped is not None:
+        # Under torch.distributed a rank whose run directory stopped keeps flushing: every
+        # rank must take part in each flush's collective.
+        distributed = buf.reducer is not None
+        if progress.closed or not self._layers.n or (self._sink.stopped and not distributed):
             return  # (stopped: the run directory cannot be written; training goes on)
         step = progress.step
         if buf.is_full(step):
             self._flush()
-            if self._sink.stopped is not None:
+            if self._sink.stopped is not None and not distributed:
                 return
         if not self._layers.ordered:
             self._finalize_order()
@@ -375,19 +390,32 @@ class Watch:
         self._sink.write_meta("running")
 
     # ------------------------------------------------------------------ scalars
-    def log(self, **scalars: float | int | bool | torch.Tensor) -> None:
+    def log(
+        self, *, reduce: Reduce | None = None, **scalars: float | int | bool | torch.Tensor
+    ) -> None:
         """Record scalars (e.g. ``loss=loss``) for the last optimizer step taken.
 
         Tensors are fine and are not synchronised: no ``.item()`` needed. Call it after
         ``optimizer.step()``; a value logged before the first step belongs to step 0, and a
         name logged twice in one step keeps the last value.
 
+        Args:
+            reduce: Under ``torch.distributed``, how the ranks' values combine in the trace:
+                ``"mean"`` (e.g. the loss of the global batch), ``"sum"``, or None for rank
+                0's own value. Added in the flush's collective, so it costs nothing per
+                step; every rank must log the same names with the same ``reduce``. Without
+                ``torch.distributed`` a value is its own mean and sum.
+            **scalars: The values, by name (``reduce`` cannot be one).
+
         Raises:
             TypeError: When a value is not a number or a one-element tensor.
+            ValueError: When ``reduce`` is not "mean", "sum" or None, or differs from the
+                ``reduce`` the name was logged with before.
         """
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
-        self._buffer.log(max(self._progress.step - 1, 0), scalars)
+        mode = check_reduce(reduce)
+        self._buffer.log(max(self._progress.step - 1, 0), scalars, mode)
 
     def observe_clip(
         self,
@@ -454,6 +482,8 @@ class Watch:
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
                 "device": str(layers.device),
                 "nonfinite_exact": self._buffer.exact_nonfinite,
+                "world_size": self._world_size,
+                "sharded": self._grads.sharded,
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},
@@ -480,6 +510,10 @@ class Watch:
         self._sampler.release()
         if not self._layers.ordered and self._layers.n:
             self._finalize_order()
+        if progress.failed and self._buffer.reducer is not None:
+            # The other ranks may not be closing (they may still train, or be gone): a
+            # collective now could hang. The last window stays this rank's own.
+            self._buffer.reducer.enabled = False
         if self._layers.n:
             self._flush(final=True)
         else:
@@ -499,8 +533,14 @@ class Watch:
 
     @property
     def trace(self) -> Trace:
-        """Everything recorded so far (flushes the current window first)."""
-        if not self._progress.closed and self._layers.n:
+        """Everything recorded so far (flushes the current window first).
+
+        Under ``torch.distributed`` (more than one rank) a flush is a collective every rank
+        must join, so while recording ``trace`` does not flush: it holds the windows flushed
+        so far (every ``flush_every`` steps), and any rank may read it alone. After
+        ``close()`` (on every rank) it holds every step.
+        """
+        if not self._progress.closed and self._layers.n and self._buffer.reducer is None:
             self._flush()
         return self._sink.trace("complete" if self._progress.closed else "running")
 
