@@ -15,14 +15,10 @@ Run: ``PYTHONPATH=src python benchmarks/distributed_flush.py [--write-docs]``; w
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
 import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -119,28 +115,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Columns of the generated table (tests/docs/test_generated.py checks docs against them).
+COLUMNS = (
+    "wrapping",
+    "one flush's reduction (median)",
+    "collectives",
+    "step time",
+    "reduction per step, amortised",
+)
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _docs
+
+    return _docs
+
+
 def _table(results: dict[str, Any]) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    lines = [
-        f"Measured {datetime.date.today()} on {platform.machine()} "
-        f"({os.cpu_count()} cores, shared, load average {os.getloadavg()[0]:.1f}), "
-        f"torch {torch.__version__}, commit {commit}: "
+    docs = _docs_helper()
+    head = docs.header(
+        "python benchmarks/distributed_flush.py --write-docs",
         "W1 (50 x 256 tanh MLP), 2 ranks x 32 samples, gloo, one thread per rank, "
         f"{STEPS} steps, `flush_every=100`, `sample_every=10`.",
-        "",
-        "| wrapping | one flush's reduction (median) | collectives | step time | "
-        "reduction per step, amortised |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    )
+    rows = []
     for name, r in results.items():
         share = r["flush_ms"] / 100 / r["step_ms"]
-        lines.append(
-            f"| {name} | {r['flush_ms']:.2f} ms | {r['collectives']} in {r['flushes']} flushes "
-            f"| {r['step_ms']:.2f} ms | {100 * share:.2f}% |"
+        rows.append(
+            [
+                name,
+                f"{r['flush_ms']:.2f} ms",
+                f"{r['collectives']} in {r['flushes']} flushes",
+                f"{r['step_ms']:.2f} ms",
+                f"{100 * share:.2f}%",
+            ]
         )
-    return "\n".join(lines)
+    return head + "\n\n" + docs.table(COLUMNS, rows)
 
 
 def main() -> None:
@@ -154,12 +171,7 @@ def main() -> None:
     table = _table(results)
     print(table)
     if args.write_docs:
-        text = DOC.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        pattern = re.escape(BEGIN) + r".*?" + re.escape(END)
-        if not re.search(pattern, text, flags=re.S):
-            raise SystemExit(f"no generated block {BEGIN!r} in {DOC}; add the two markers first")
-        DOC.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+        _docs_helper().replace_block(DOC, "benchmarks/distributed_flush.py", table)
 
 
 if __name__ == "__main__":
