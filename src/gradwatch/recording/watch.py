@@ -37,6 +37,7 @@ from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
+from .compiled import EagerWindow, user_module
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .stats import Scratch
@@ -176,6 +177,10 @@ class Watch:
         _check_scaler(scaler, optimizer)
         self._user_meta = check_user_meta(meta)
         self.model = model
+        # Under torch.compile the layers, their names and the hooks are those of the module
+        # the user wrote, not of the OptimizedModule around it (no `_orig_mod.` prefix).
+        model = user_module(model)
+        self._module = model
         self.optimizer = optimizer
         self.scaler = scaler
 
@@ -205,6 +210,8 @@ class Watch:
         self._anatomy = Anatomy(model, self._layers)
         self._progress = _Progress()
         self._hooks = _Hooks()
+        # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
+        self._eager = EagerWindow()
         self._flush_listeners: list[FlushListener] = []
         #: Set by a listener (or by you) to ask the training loop to end cleanly; the
         #: framework callbacks stop their trainer when it becomes true.
@@ -229,6 +236,7 @@ class Watch:
             self._unwrap_scaler()
             self._anatomy.disarm()
             self._sampler.disarm()
+            self._eager.hold(False)
             if writer is not None:
                 writer.discard()
             raise
@@ -242,6 +250,7 @@ class Watch:
             self._wrap_scaler()
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
+        self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
 
     def _wrap_scaler(self) -> None:
         scaler = self.scaler
@@ -297,13 +306,18 @@ class Watch:
 
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
-        if progress.closed or not self._layers.n or self._sink.stopped is not None:
-            return  # (stopped: the run directory cannot be written; training goes on)
-        step = progress.step
-        if buf.is_full(step):
+        if progress.closed or not self._layers.n:
+            return
+        if self._sink.stopped is None and buf.is_full(progress.step):
             self._flush()
-            if self._sink.stopped is not None:
-                return
+        if self._sink.stopped is not None:
+            # The run directory cannot be written; training goes on, with no hook left and
+            # compiled functions compiled again.
+            self._sampler.disarm()
+            self._sampler.release()
+            self._eager.hold(False)
+            return
+        step = progress.step
         if not self._layers.ordered:
             self._finalize_order()
         slot = step - buf.window_start
@@ -323,6 +337,7 @@ class Watch:
         buf.srow_used[slot] = True
         if not self._is_sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
+            self._eager.hold(False)
         progress.began = True
 
     def _end_step(self) -> None:
@@ -335,6 +350,7 @@ class Watch:
         if self._is_sampled(progress.step):
             self._sampler.recurrent.regular = progress.step % self.sample_every == 0
             self._sampler.arm()
+            self._eager.hold(self._sampler.armed)
 
     def _finalize_order(self) -> None:
         self._layers.finalize_order()
@@ -407,8 +423,8 @@ class Watch:
             status=status,
             created=self._progress.started,
             model={
-                "class": type(self.model).__name__,
-                "num_params": sum(p.numel() for p in self.model.parameters()),
+                "class": type(self._module).__name__,
+                "num_params": sum(p.numel() for p in self._module.parameters()),
                 "num_trainable": layers.numel,
             },
             layers=layers.infos(),
@@ -443,6 +459,7 @@ class Watch:
         self._unwrap_scaler()
         self._anatomy.disarm()
         self._sampler.disarm()
+        self._eager.hold(False)
         # Outputs kept for a sampled step that never reached the optimizer: let them go.
         self._sampler.release()
         if not self._layers.ordered and self._layers.n:
