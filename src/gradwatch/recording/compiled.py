@@ -91,7 +91,8 @@ class EagerWindow:
             return
         if not on:
             ctx, self._ctx = self._ctx, None
-            ctx.__exit__(None, None, None)
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
             return
         set_stance = getattr(torch.compiler, "set_stance", None)
         if set_stance is None:
