@@ -1,0 +1,312 @@
+"""Under torch.compile gradwatch records what eager mode records, and the compiled graph stays
+free of gradwatch: no graph break, no recompilation after warm-up, the user's layer names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch._dynamo.utils import counters
+
+import gradwatch as gw
+from gradwatch.trace import Trace
+from gradwatch.trace.schema import LAYER_METRICS
+
+Order = Literal["eager", "compile_then_watch", "watch_then_compile", "compile_in_place"]
+COMPILED_ORDERS: tuple[Order, ...] = (
+    "compile_then_watch",
+    "watch_then_compile",
+    "compile_in_place",
+)
+SAMPLE_EVERY, DENSE = 5, 2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo() -> Iterator[None]:
+    """Each test starts with no compiled code and zeroed counters (both are process-global)."""
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+    counters.clear()
+
+
+class MLP(nn.Module):
+    """A user-defined class: ``model.compile()`` on torch's own containers (``nn.Sequential``)
+    compiles nothing in torch 2.13, as dynamo skips torch.nn's frames at the top level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return MLP()
+
+
+class Block(nn.Module):
+    """x + fc2(relu(fc1(ln(x)))): a pre-LN residual block."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(self.act(self.fc1(self.ln(x))))
+
+
+class ResidualNet(nn.Module):
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.inp = nn.Linear(8, d)
+        self.blocks = nn.Sequential(Block(d), Block(d))
+        self.head = nn.Linear(d, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(torch.tanh(self.inp(x))))
+
+
+def residual_net() -> nn.Module:
+    torch.manual_seed(0)
+    return ResidualNet()
+
+
+class GRUNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)  # (B, T, 8)
+        return self.head(out[:, -1])
+
+
+def gru_net() -> nn.Module:
+    torch.manual_seed(0)
+    return GRUNet()
+
+
+class CountingBackend:
+    """A dynamo backend that counts the graphs it compiles and the calls of compiled code."""
+
+    def __init__(self) -> None:
+        self.compiles = 0
+        self.calls = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+        self.compiles += 1
+
+        def run(*args: Any) -> Any:
+            self.calls += 1
+            return gm.forward(*args)
+
+        return run
+
+
+def train(
+    make: Callable[[], nn.Module],
+    order: Order,
+    *,
+    steps: int = 12,
+    backend: Any = "aot_eager",
+    x_shape: tuple[int, ...] = (32, 8),
+    on_step: Callable[[int], None] | None = None,
+    outputs: list[torch.Tensor] | None = None,
+) -> tuple[Trace, nn.Module]:
+    """Train with gw.watch in the given order; the same seed and data in every order."""
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    fwd: nn.Module = model
+    if order == "compile_then_watch":
+        fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
+        w = gw.watch(fwd, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+    elif order == "watch_then_compile":
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
+    elif order == "compile_in_place":
+        model.compile(backend=backend)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+    else:
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+    gen = torch.Generator().manual_seed(1)
+    with w:
+        for step in range(steps):
+            if on_step is not None:
+                on_step(step)
+            x = torch.randn(*x_shape, generator=gen)
+            out = fwd(x)
+            if outputs is not None:
+                outputs.append(out.detach().clone())
+            loss = out.pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    if order != "eager":  # the compiled run did run compiled code
+        assert counters["stats"]["unique_graphs"] >= 1
+    return w.trace, model
+
+
+def assert_same_statistics(eager: Trace, compiled: Trace, rtol: float, atol: float) -> None:
+    assert compiled.layer_names == eager.layer_names
+    assert compiled.metrics == eager.metrics
+    assert np.array_equal(compiled.steps, eager.steps)
+    for metric in eager.metrics:
+        a, b = eager.matrix(metric), compiled.matrix(metric)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=metric)
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, equal_nan=True, err_msg=metric)
+    assert compiled.scalar_names == eager.scalar_names
+    for name in eager.scalar_names:
+        np.testing.assert_allclose(
+            compiled.scalar(name), eager.scalar(name), rtol=rtol, atol=atol, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("order", COMPILED_ORDERS)
+def test_compiled_statistics_equal_eager(order: Order) -> None:
+    """Every per-layer matrix of a compiled run equals the eager run's (aot_eager backend)."""
+    eager, _ = train(mlp, "eager")
+    compiled, _ = train(mlp, order)
+    assert set(eager.metrics) == set(LAYER_METRICS)  # every statistic is compared
+    assert_same_statistics(eager, compiled, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("order", ["compile_then_watch", "watch_then_compile"])
+def test_layer_names_are_the_users(order: Order) -> None:
+    """Layers are named as in the user's module (no ``_orig_mod.``), in both orders."""
+    trace, model = train(mlp, order, steps=3, backend="eager")
+    assert trace.layer_names == ["net.0", "net.2", "net.4"]
+    assert trace.meta["model"]["class"] == "MLP"
+    assert trace.meta["model"]["num_params"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("order", ["eager", "compile_then_watch"])
+def test_output_layer_statistics_match_an_independent_reference(order: Order) -> None:
+    """The output layer's act_mean / act_std / out_grad_norm at each sampled step equal those
+    of the model's output (loss = mean(out^2), so dL/dout = 2 out / N)."""
+    outputs: list[torch.Tensor] = []
+    trace, _ = train(mlp, order, steps=11, outputs=outputs)
+    rows, _ = trace.measured("act_mean")
+    assert list(rows) == [0, 1, 5, 10]
+    for name, ref in (
+        ("act_mean", lambda y: y.mean()),
+        ("act_std", lambda y: y.std(unbiased=False)),
+        ("out_grad_norm", lambda y: (2 * y / y.numel()).norm()),
+    ):
+        got = trace.matrix(name)[rows, -1]
+        want = np.array([float(ref(outputs[int(s)].double())) for s in rows])
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("order", ["compile_then_watch", "watch_then_compile"])
+def test_no_graph_break_and_no_recompile_after_warm_up(order: Order) -> None:
+    """Over 30 steps (sampled every 5, 2 dense) the compiled model is compiled once, at its
+    first plain step, with no graph break; every plain step runs that graph and no sampled
+    step calls compiled code. After warm-up a recompile would raise (fail_on_recompile)."""
+    backend = CountingBackend()
+    compiles: list[int] = []
+    calls: list[int] = []
+
+    def on_step(step: int) -> None:
+        compiles.append(backend.compiles)
+        calls.append(backend.calls)
+        if step == DENSE + 1:
+            torch.compiler.set_stance("fail_on_recompile")
+
+    try:
+        train(mlp, order, steps=30, backend=backend, on_step=on_step)
+    finally:
+        torch.compiler.set_stance("default")
+    assert backend.compiles == 1
+    assert compiles[: DENSE + 1] == [0] * (DENSE + 1)  # sampled steps ran eagerly
+    assert compiles[DENSE + 1 :] == [1] * (30 - DENSE - 1)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert dict(counters["graph_break"]) == {}
+    plain = [s for s in range(30) if not (s < DENSE or s % SAMPLE_EVERY == 0)]
+    ran = np.diff([*calls, backend.calls])  # compiled calls made during each step
+    assert [s for s in range(30) if ran[s]] == plain
+
+
+def test_same_graph_count_as_without_gradwatch() -> None:
+    """gradwatch adds no graph: the compiled model without it also makes exactly one."""
+    model = mlp()
+    backend = CountingBackend()
+    cm = torch.compile(model, backend=backend)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(6):
+        opt.zero_grad()
+        cm(torch.randn(32, 8)).pow(2).mean().backward()
+        opt.step()
+    assert backend.compiles == 1
+    assert dict(counters["graph_break"]) == {}
+
+
+@pytest.mark.parametrize("order", ["compile_then_watch", "watch_then_compile"])
+def test_residual_branches_found_under_compile(order: Order) -> None:
+    """The residual branches of a compiled residual net are those found in eager mode."""
+    eager, _ = train(residual_net, "eager", steps=3)
+    compiled, _ = train(residual_net, order, steps=3)
+    branches = {layer.name: layer.branch for layer in eager.layers}
+    assert branches["blocks.0.fc1"] is not None
+    assert {layer.name: layer.branch for layer in compiled.layers} == branches
+    assert compiled.meta["structure"]["graph_seen"] is True
+    assert (
+        compiled.meta["structure"]["residual_branches"]
+        == (eager.meta["structure"]["residual_branches"])
+    )
+
+
+def test_recurrent_profiles_equal_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled GRU net records the same input-gradient profiles as in eager mode."""
+    # Without allow_rnn dynamo skips a frame that calls an RNN module: nothing is compiled.
+    monkeypatch.setattr(torch._dynamo.config, "allow_rnn", True)
+    eager, _ = train(gru_net, "eager", steps=11, x_shape=(4, 6, 4))
+    compiled, _ = train(gru_net, "compile_then_watch", steps=11, x_shape=(4, 6, 4))
+    assert compiled.recurrent_layers == eager.recurrent_layers == ["rnn"]
+    for kind in eager.profile_kinds("rnn"):
+        a = eager.input_grad_profile("rnn", kind)
+        b = compiled.input_grad_profile("rnn", kind)
+        np.testing.assert_array_equal(a.steps, b.steps)
+        np.testing.assert_allclose(b.values, a.values, rtol=1e-5, equal_nan=True)
+    assert_same_statistics(eager, compiled, rtol=1e-5, atol=1e-7)
+
+
+def test_stance_is_restored_on_close() -> None:
+    """Closing the watch in the middle of a sampled window lets compiled code compile again,
+    and a stance the user set before is the one in force after."""
+    model = mlp()
+    backend = CountingBackend()
+    cm = torch.compile(model, backend=backend)
+    with gw.watch(cm, sample_every=1):  # every step sampled: the window never closes itself
+        cm(torch.randn(2, 8))
+    assert backend.compiles == 0
+    cm(torch.randn(2, 8))
+    assert backend.compiles == 1
+    with torch.compiler.set_stance("eager_on_recompile"):
+        w = gw.watch(cm, sample_every=1)
+        w.close()
+        cm(torch.randn(3, 8))  # a new shape: a recompile, run eagerly under this stance
+    assert backend.compiles == 1
+
+
+def test_inductor_statistics_equal_eager_and_output_layer_present() -> None:
+    """With the default (inductor) backend, statistics equal eager's within float tolerance and
+    the output layer's activation statistics are measured at every sampled step."""
+    eager, _ = train(mlp, "eager", steps=11)
+    compiled, _ = train(mlp, "watch_then_compile", steps=11, backend="inductor")
+    assert_same_statistics(eager, compiled, rtol=1e-4, atol=1e-6)
+    rows, values = compiled.measured("act_mean")
+    assert np.isfinite(values[:, -1]).all() and len(rows) == 4
