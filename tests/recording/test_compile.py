@@ -285,21 +285,39 @@ def test_recurrent_profiles_equal_eager(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_stance_is_restored_on_close() -> None:
-    """Closing the watch in the middle of a sampled window lets compiled code compile again,
-    and a stance the user set before is the one in force after."""
+    """Watching the plain module, a sampled window runs compiled code eagerly process-wide;
+    closing the watch inside that window lets it compile again, and a stance the user set
+    before is the one in force after."""
     model = mlp()
     backend = CountingBackend()
     cm = torch.compile(model, backend=backend)
-    with gw.watch(cm, sample_every=1):  # every step sampled: the window never closes itself
+    with gw.watch(model, sample_every=1):  # every step sampled: the window never closes itself
         cm(torch.randn(2, 8))
     assert backend.compiles == 0
     cm(torch.randn(2, 8))
     assert backend.compiles == 1
     with torch.compiler.set_stance("eager_on_recompile"):
-        w = gw.watch(cm, sample_every=1)
+        w = gw.watch(model, sample_every=1)
         w.close()
         cm(torch.randn(3, 8))  # a new shape: a recompile, run eagerly under this stance
     assert backend.compiles == 1
+
+
+def test_a_compiled_module_passed_to_watch_runs_eagerly_alone() -> None:
+    """Given the compiled module, only it runs eagerly in a sampled window: another compiled
+    function still compiles, and the module's compiled entry is back after close."""
+    cm = torch.compile(mlp(), backend="eager")
+    entry = cm.forward
+    other = CountingBackend()
+    double = torch.compile(lambda t: t * 2, backend=other)
+    w = gw.watch(cm, sample_every=1)
+    assert cm.forward != entry  # the window is open for step 0
+    double(torch.randn(2))
+    cm(torch.randn(2, 8))
+    assert other.compiles == 1
+    assert counters["stats"]["unique_graphs"] == 1  # the lambda's graph, not the model's
+    w.close()
+    assert cm.forward is entry
 
 
 def test_inductor_statistics_equal_eager_and_output_layer_present() -> None:

@@ -13,11 +13,22 @@ activation statistics (NaN).
 
 The design: the hooks never meet the compiler. For as long as they are attached (from the end
 of the step before a sampled step to the start of that step's optimizer step, where the
-statistics are taken) the process runs under ``torch.compiler.set_stance("force_eager")``:
-every compiled function calls its original Python, so the sampled step's forward and backward
-are exactly what eager mode runs, with the hooks working as they do there. Every other step
-runs the compiled graph with no gradwatch hook in it, so the graph dynamo traced on the first
-plain step is the one it keeps: no graph break and no recompilation caused by gradwatch.
+statistics are taken) the watched model runs its original Python:
+
+* Given the compiled module (``gw.watch(torch.compile(model))``), its ``forward`` (dynamo's
+  compiled entry) is pointed at the wrapped module's ``__call__`` for that window and put back
+  after: only this model runs eagerly, and dynamo never sees the swap (it guards the wrapped
+  module's state, not the wrapper's attribute).
+* Given the plain module, gradwatch cannot see a ``torch.compile(model)`` made after
+  ``gw.watch`` (or a ``model.compile()``), so for that window the process runs under
+  ``torch.compiler.set_stance("force_eager")``: every compiled function calls its original
+  Python. A compiled function the user calls in that window (a compiled loss, an evaluation
+  between steps, a second compiled model) also runs eagerly, on sampled steps only.
+
+Either way the sampled step's forward and backward are exactly what eager mode runs, with the
+hooks working as they do there, and every other step runs the compiled graph with no gradwatch
+hook in it: the graph dynamo traced on the first plain step is the one it keeps, with no graph
+break and no recompilation caused by gradwatch. ``Watch.close()`` puts everything back.
 
 Why not the alternatives:
 
@@ -32,10 +43,6 @@ Why not the alternatives:
 * Eager sampled steps cost, per sampled step, the difference between an eager and a compiled
   step (benchmarks/compile_overhead.py measures it), and they measure eager's activations,
   which equal the compiled ones within float rounding.
-
-The stance is global to the process while it is held: a compiled function the user calls in
-that window (a compiled loss, an evaluation between steps) also runs eagerly, on sampled steps
-only. ``Watch.close()`` restores the stance that was set before.
 """
 
 from __future__ import annotations
@@ -54,12 +61,8 @@ def user_module(model: nn.Module) -> nn.Module:
     submodules are the hooks the compiled module runs. A module compiled in place
     (``model.compile()``) is its own user module.
     """
-    while _is_optimized_module(model):
-        inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            break
-        model = inner
-    return model
+    wrappers = _wrappers(model)
+    return _inner(wrappers[-1]) if wrappers else model
 
 
 def _is_optimized_module(model: nn.Module) -> bool:
@@ -68,35 +71,61 @@ def _is_optimized_module(model: nn.Module) -> bool:
     return cls.__name__ == "OptimizedModule" and cls.__module__.startswith("torch._dynamo")
 
 
-class EagerWindow:
-    """Holds ``torch.compiler.set_stance("force_eager")`` while the sampled-step hooks exist.
+def _inner(wrapper: nn.Module) -> nn.Module:
+    inner = getattr(wrapper, "_orig_mod", None)
+    assert isinstance(inner, nn.Module)  # _wrappers() checked it
+    return inner
 
-    ``hold(True)`` sets the stance (once), ``hold(False)`` puts back the one that was set
-    before. Without ``set_stance`` (torch < 2.6) it does nothing: the hooks are then traced
-    by dynamo as before this class existed.
+
+def _wrappers(model: nn.Module) -> list[nn.Module]:
+    """The ``OptimizedModule`` wrappers around the user's module, outermost first."""
+    found = []
+    while _is_optimized_module(model) and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        found.append(model)
+        model = _inner(model)
+    return found
+
+
+class EagerWindow:
+    """Runs the watched model eagerly while the sampled-step hooks exist (see module docs).
+
+    Args:
+        model: The module passed to ``gw.watch``: a compiled wrapper is switched to its
+            original module; any other module gets the process-wide ``force_eager`` stance.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: nn.Module) -> None:
+        self._wrappers = _wrappers(model)
+        self._saved: list[tuple[nn.Module, Any]] = []  # (wrapper, its compiled forward)
         self._ctx: Any | None = None  # the set_stance object, whose exit restores the prior
         self._warned = False
-
-    @property
-    def held(self) -> bool:
-        """Whether the window is open (compiled functions currently run eagerly)."""
-        return self._ctx is not None
+        self.held = False  #: Whether the window is open (the model runs eagerly).
 
     def hold(self, on: bool) -> None:
         """Open the window (``on``) or close it; either is a no-op when already so."""
         if on == self.held:
             return
-        if not on:
-            ctx, self._ctx = self._ctx, None
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+        self.held = on
+        if on:
+            self._open()
+            return
+        for wrapper, forward in reversed(self._saved):
+            wrapper.__dict__["forward"] = forward
+        self._saved.clear()
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+
+    def _open(self) -> None:
+        if self._wrappers:
+            for wrapper in self._wrappers:
+                # An instance attribute set by OptimizedModule._initialize: dynamo's entry.
+                self._saved.append((wrapper, wrapper.__dict__["forward"]))
+                wrapper.__dict__["forward"] = _inner(wrapper).__call__
             return
         set_stance = getattr(torch.compiler, "set_stance", None)
         if set_stance is None:
-            return
+            return  # torch < 2.6: the hooks are traced by dynamo, as they were before
         try:
             self._ctx = set_stance("force_eager")
         except RuntimeError as err:

@@ -211,7 +211,7 @@ class Watch:
         self._progress = _Progress()
         self._hooks = _Hooks()
         # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
-        self._eager = EagerWindow()
+        self._eager = EagerWindow(self.model)
         self._flush_listeners: list[FlushListener] = []
         #: Set by a listener (or by you) to ask the training loop to end cleanly; the
         #: framework callbacks stop their trainer when it becomes true.
