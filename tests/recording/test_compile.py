@@ -126,10 +126,12 @@ def train(
     x_shape: tuple[int, ...] = (32, 8),
     on_step: Callable[[int], None] | None = None,
     outputs: list[torch.Tensor] | None = None,
+    compile_step: bool = False,
 ) -> tuple[Trace, nn.Module]:
     """Train with gw.watch in the given order; the same seed and data in every order."""
     model = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt_step = torch.compile(opt.step, backend=backend) if compile_step else opt.step
     fwd: nn.Module = model
     if order == "compile_then_watch":
         fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
@@ -154,8 +156,8 @@ def train(
             loss = out.pow(2).mean()
             opt.zero_grad()
             loss.backward()
-            opt.step()
-    if order != "eager":  # the compiled run did run compiled code
+            opt_step()
+    if order != "eager" or compile_step:  # the compiled run did run compiled code
         assert counters["stats"]["unique_graphs"] >= 1
     return w.trace, model
 
@@ -238,6 +240,27 @@ def test_no_graph_break_and_no_recompile_after_warm_up(order: Order) -> None:
     plain = [s for s in range(30) if not (s < DENSE or s % SAMPLE_EVERY == 0)]
     ran = np.diff([*calls, backend.calls])  # compiled calls made during each step
     assert [s for s in range(30) if ran[s]] == plain
+
+
+def test_a_compiled_optimizer_step_runs_the_recording_eagerly() -> None:
+    """With the optimizer step compiled (and the model), the step hooks run eagerly behind one
+    graph break each: statistics equal eager, and nothing recompiles after warm-up."""
+    backend = CountingBackend()
+    compiles: list[int] = []
+    eager, _ = train(mlp, "eager", steps=12)
+    compiled, _ = train(
+        mlp,
+        "compile_then_watch",
+        steps=12,
+        backend=backend,
+        compile_step=True,
+        on_step=lambda _: compiles.append(backend.compiles),
+    )
+    assert_same_statistics(eager, compiled, rtol=1e-5, atol=1e-7)
+    warm = compiles[DENSE + 2]  # the model and the step, compiled on the first plain step
+    assert warm >= 2 and compiles[DENSE + 2 :] == [warm] * (12 - DENSE - 2)
+    breaks = " ".join(counters["graph_break"])
+    assert "disable" in breaks and "Tensor.item" not in breaks  # no traced host read
 
 
 def test_same_graph_count_as_without_gradwatch() -> None:

@@ -103,7 +103,10 @@ class EagerWindow:
 
     def hold(self, on: bool) -> None:
         """Open the window (``on``) or close it; either is a no-op when already so."""
-        if on == self.held:
+        if on == self.held or torch.compiler.is_compiling():
+            # (Traced by dynamo: the user compiled the optimizer step, whose hooks call this.
+            # The stance cannot change inside a compiled region, and the swap would be baked
+            # into the graph as a constant: leave both alone.)
             return
         self.held = on
         if on:
@@ -129,14 +132,16 @@ class EagerWindow:
         try:
             self._ctx = set_stance("force_eager")
         except RuntimeError as err:
-            # Called from inside a compiled region (an optimizer step compiled by the user):
-            # dynamo forbids changing the stance there, so these hooks will be traced.
+            # Called at run time from inside a compiled region that dynamo did not trace
+            # through (``torch.compiler.disable`` puts the optimizer-step hooks outside one):
+            # the stance cannot change there, so the sampled step's hooks may be traced.
             if not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"gradwatch could not run the sampled step eagerly ({err}): its hooks are "
-                    "called from inside a torch.compile region, so they will be traced and "
-                    "may cause recompiles. Compile the model, not the optimizer step.",
+                    f"gradwatch could not run the sampled step eagerly ({err}): its hooks "
+                    "were called from inside a torch.compile region, so they may be traced "
+                    "and cause recompiles. Call the optimizer step outside compiled code, or "
+                    "pass the compiled model to gw.watch.",
                     UserWarning,
                     stacklevel=2,
                 )

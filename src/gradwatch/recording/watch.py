@@ -277,9 +277,17 @@ class Watch:
         self._hooks.scaler_wrapped = False
 
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if torch.compiler.is_compiling():
+            # The user compiled the optimizer step: the recording runs eagerly (one graph
+            # break) instead of being traced (host reads, hooks: dozens of graphs).
+            torch.compiler.disable(self._begin_step)(skipped=False)
+            return
         self._begin_step(skipped=False)
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if torch.compiler.is_compiling():
+            torch.compiler.disable(self._end_step)()
+            return
         self._end_step()
 
     def _is_sampled(self, step: int) -> bool:
