@@ -4,7 +4,9 @@ What dynamo does with gradwatch's hooks. A module's forward hooks (and its submo
 inlined into the compiled graph, and the graph is guarded on the hook dictionaries: attaching
 the sampled-step hooks and removing them after (``activations.ActivationSampler.arm`` /
 ``disarm``) changes what the guards check, so every sampled step recompiled (torch 2.13: ~13
-graphs over the first sampled steps). Inside the graph the hooks' Python is traced once, not
+graphs over the first sampled steps; PyTorch's "NNModule Support" page,
+docs.pytorch.org/docs/stable/torch.compiler_nn_module.html: hooks are supported when installed
+before compiling and never removed). Inside the graph the hooks' Python is traced once, not
 run: the structure probe's read of ``grad_fn`` broke the graph ("Tensor with grad_fn"), no
 output carried an autograd node (no residual branch was found), and ``y._version`` was a
 trace-time constant (0) while inductor wrote the compiled graph's output into its buffer
