@@ -3,17 +3,21 @@ free of gradwatch: no graph break, no recompilation after warm-up, the user's la
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
 from torch._dynamo.utils import counters
 
 import gradwatch as gw
-from gradwatch.trace import Trace
+from gradwatch.trace import Trace, store
 from gradwatch.trace.schema import LAYER_METRICS
 
 Order = Literal["eager", "compile_then_watch", "watch_then_compile", "compile_in_place"]
@@ -351,3 +355,40 @@ def test_inductor_statistics_equal_eager_and_output_layer_present() -> None:
     assert_same_statistics(eager, compiled, rtol=1e-4, atol=1e-6)
     rows, values = compiled.measured("act_mean")
     assert np.isfinite(values[:, -1]).all() and len(rows) == 4
+
+
+def test_a_stopped_recording_leaves_the_compiled_graph_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk fills and recording stops, no hook is left and the eager window is
+    closed: every later step, sampled or not, runs the compiled graph."""
+    real = pq.write_table
+    writes = [0]
+
+    def write(table: Any, where: Any, **kwargs: Any) -> None:
+        writes[0] += 1
+        if writes[0] > 2:  # the first flush (layers, scalars) is written, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(table, where, **kwargs)
+
+    monkeypatch.setattr(store.pq, "write_table", write)
+    backend = CountingBackend()
+    model = mlp()
+    cm = torch.compile(model, backend=backend)
+    entry = cm.forward
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls: list[int] = []
+    with pytest.warns(RuntimeWarning, match="stopped recording"):
+        w = gw.watch(cm, opt, tmp_path / "run", sample_every=5, dense_steps=2, flush_every=10)
+        for _ in range(30):
+            calls.append(backend.calls)
+            loss = cm(torch.randn(32, 8)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert cm.forward is entry  # before close: the stop put the compiled entry back
+    ran = np.diff([*calls, backend.calls])
+    # Step 20's flush failed in its optimizer step, after its (sampled, eager) forward; from
+    # step 21 on every step is compiled, the sampled step 25 too.
+    assert list(ran[20:]) == [0] + [1] * 9
+    w.close()
