@@ -314,18 +314,13 @@ class Watch:
 
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
-        if progress.closed or not self._layers.n:
-            return
-        if self._sink.stopped is None and buf.is_full(progress.step):
-            self._flush()
-        if self._sink.stopped is not None:
-            # The run directory cannot be written; training goes on, with no hook left and
-            # compiled functions compiled again.
-            self._sampler.disarm()
-            self._sampler.release()
-            self._eager.hold(False)
-            return
+        if progress.closed or not self._layers.n or self._sink.stopped is not None:
+            return  # (stopped: the run directory cannot be written; training goes on)
         step = progress.step
+        if buf.is_full(step):
+            self._flush()
+            if self._sink.stopped is not None:
+                return
         if not self._layers.ordered:
             self._finalize_order()
         slot = step - buf.window_start
@@ -418,6 +413,12 @@ class Watch:
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
         for kind, table in tables:
             self._sink.emit(kind, table)
+        if self._sink.stopped is not None:
+            # Recording stopped (the run directory cannot be written) and training goes on:
+            # no hook stays attached, and compiled code runs compiled again (compiled.py).
+            self._sampler.disarm()
+            self._sampler.release()
+            self._eager.hold(False)
         if final:
             # The run's status is written before a listener can raise.
             self._sink.write_meta("failed" if self._progress.failed else "complete")
