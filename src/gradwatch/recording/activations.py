@@ -122,16 +122,16 @@ class ActivationSampler:
                 if found is not None:
                     self._handles.append(mod.register_forward_hook(self._make_act_hook(found)))
 
-    @property
-    def armed(self) -> bool:
-        """Whether sampled-step hooks are attached (``compiled.EagerWindow`` follows it)."""
-        return bool(self._handles)
-
     def disarm(self) -> None:
         """Remove the sampled-step hooks."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+    @property
+    def armed(self) -> bool:
+        """Whether sampled-step hooks are attached (``compiled.EagerWindow`` follows it)."""
+        return bool(self._handles)
 
     def reassign(self, old: int, new: int) -> None:
         """Credit the activation outputs gathered for layer ``old`` to layer ``new``."""
