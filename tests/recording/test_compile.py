@@ -353,6 +353,28 @@ def test_a_compiled_module_passed_to_watch_runs_eagerly_alone() -> None:
     assert cm.forward is entry
 
 
+def test_windows_closing_in_any_order_put_back_what_was_there() -> None:
+    """Two watches whose sampled windows close out of order (two models trained in turn)
+    leave the default stance and each compiled module's own compiled entry."""
+    backend = CountingBackend()
+    a, b = mlp(), mlp()
+    wa, wb = gw.watch(a, sample_every=1), gw.watch(b, sample_every=1)  # both windows open
+    wa.close()  # the first opened closes first: b's window still holds the stance
+    ca = torch.compile(a, backend=backend)
+    ca(torch.randn(2, 8))
+    assert backend.compiles == 0
+    wb.close()
+    ca(torch.randn(2, 8))
+    assert backend.compiles == 1
+    cm = torch.compile(mlp(), backend=backend)
+    entry = cm.forward
+    w1, w2 = gw.watch(cm, sample_every=1), gw.watch(cm, sample_every=1)
+    w1.close()
+    assert cm.forward is not entry  # w2's window is still open
+    w2.close()
+    assert cm.forward is entry
+
+
 def test_inductor_statistics_equal_eager_and_output_layer_present() -> None:
     """With the default (inductor) backend, statistics equal eager's within float tolerance and
     the output layer's activation statistics are measured at every sampled step."""

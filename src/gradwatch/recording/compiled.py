@@ -88,6 +88,47 @@ def _wrappers(model: nn.Module) -> list[nn.Module]:
     return found
 
 
+class _Shared:
+    """What open watches share: the stance and the swapped wrappers, counted, so that windows
+    closing in any order (two watched models trained in turn) put back what was there before
+    the first one opened, not what another window had set."""
+
+    def __init__(self) -> None:
+        self.stance_holders = 0
+        self.stance_ctx: Any | None = None  # the set_stance object, whose exit restores
+        self.swapped: dict[int, tuple[Any, int]] = {}  # id(wrapper) -> (compiled entry, holders)
+
+    def swap(self, wrapper: nn.Module) -> None:
+        compiled, holders = self.swapped.get(id(wrapper), (None, 0))
+        if not holders:
+            # An instance attribute set by OptimizedModule._initialize: dynamo's entry.
+            compiled = wrapper.__dict__["forward"]
+            wrapper.__dict__["forward"] = _inner(wrapper).__call__
+        self.swapped[id(wrapper)] = (compiled, holders + 1)
+
+    def unswap(self, wrapper: nn.Module) -> None:
+        compiled, holders = self.swapped.pop(id(wrapper))
+        if holders > 1:
+            self.swapped[id(wrapper)] = (compiled, holders - 1)
+        else:
+            wrapper.__dict__["forward"] = compiled
+
+    def acquire_stance(self) -> None:
+        """Hold ``force_eager`` (RuntimeError inside a compiled region, as set_stance)."""
+        if not self.stance_holders:
+            self.stance_ctx = torch.compiler.set_stance("force_eager")
+        self.stance_holders += 1
+
+    def release_stance(self) -> None:
+        self.stance_holders -= 1
+        if not self.stance_holders and self.stance_ctx is not None:
+            ctx, self.stance_ctx = self.stance_ctx, None
+            ctx.__exit__(None, None, None)
+
+
+_SHARED = _Shared()
+
+
 class EagerWindow:
     """Runs the watched model eagerly while the sampled-step hooks exist (see module docs).
 
@@ -98,8 +139,7 @@ class EagerWindow:
 
     def __init__(self, model: nn.Module) -> None:
         self._wrappers = _wrappers(model)
-        self._saved: list[tuple[nn.Module, Any]] = []  # (wrapper, its compiled forward)
-        self._ctx: Any | None = None  # the set_stance object, whose exit restores the prior
+        self._stance = False  # whether this window holds the shared stance
         self._warned = False
         self.held = False  #: Whether the window is open (the model runs eagerly).
 
@@ -114,25 +154,22 @@ class EagerWindow:
         if on:
             self._open()
             return
-        for wrapper, forward in reversed(self._saved):
-            wrapper.__dict__["forward"] = forward
-        self._saved.clear()
-        ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
+        for wrapper in reversed(self._wrappers):
+            _SHARED.unswap(wrapper)
+        if self._stance:
+            self._stance = False
+            _SHARED.release_stance()
 
     def _open(self) -> None:
         if self._wrappers:
             for wrapper in self._wrappers:
-                # An instance attribute set by OptimizedModule._initialize: dynamo's entry.
-                self._saved.append((wrapper, wrapper.__dict__["forward"]))
-                wrapper.__dict__["forward"] = _inner(wrapper).__call__
+                _SHARED.swap(wrapper)
             return
-        set_stance = getattr(torch.compiler, "set_stance", None)
-        if set_stance is None:
+        if getattr(torch.compiler, "set_stance", None) is None:
             return  # torch < 2.6: the hooks are traced by dynamo, as they were before
         try:
-            self._ctx = set_stance("force_eager")
+            _SHARED.acquire_stance()
+            self._stance = True
         except RuntimeError as err:
             # Called at run time from inside a compiled region that dynamo did not trace
             # through (``torch.compiler.disable`` puts the optimizer-step hooks outside one):
