@@ -37,7 +37,7 @@ from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
-from .compiled import EagerWindow, user_module
+from .compiled import EagerWindow, untraced, user_module
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .stats import Scratch
@@ -277,18 +277,10 @@ class Watch:
         self._hooks.scaler_wrapped = False
 
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if torch.compiler.is_compiling():
-            # The user compiled the optimizer step: the recording runs eagerly (one graph
-            # break) instead of being traced (host reads, hooks: dozens of graphs).
-            torch.compiler.disable(self._begin_step)(skipped=False)
-            return
-        self._begin_step(skipped=False)
+        untraced(self._begin_step, skipped=False)  # (a compiled optimizer step calls it too)
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if torch.compiler.is_compiling():
-            torch.compiler.disable(self._end_step)()
-            return
-        self._end_step()
+        untraced(self._end_step)
 
     def _is_sampled(self, step: int) -> bool:
         # Every step at first, where blow-ups happen, then every sample_every-th.
