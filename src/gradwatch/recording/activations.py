@@ -128,6 +128,11 @@ class ActivationSampler:
             h.remove()
         self._handles.clear()
 
+    @property
+    def armed(self) -> bool:
+        """Whether sampled-step hooks are attached (``compiled.EagerWindow`` follows it)."""
+        return bool(self._handles)
+
     def reassign(self, old: int, new: int) -> None:
         """Credit the activation outputs gathered for layer ``old`` to layer ``new``."""
         step = self.step

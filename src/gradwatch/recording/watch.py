@@ -38,6 +38,7 @@ from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
 from .distributed import Reduce, WindowReducer, check_reduce, world
+from .compiled import EagerWindow, untraced, user_module
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
@@ -185,6 +186,10 @@ class Watch:
         _check_scaler(scaler, optimizer)
         self._user_meta = check_user_meta(meta)
         self.model = model
+        # Under torch.compile the layers, their names and the hooks are those of the module
+        # the user wrote, not of the OptimizedModule around it (no `_orig_mod.` prefix).
+        model = user_module(model)
+        self._module = model
         self.optimizer = optimizer
         self.scaler = scaler
 
@@ -226,6 +231,8 @@ class Watch:
         self._anatomy = Anatomy(model, self._layers)
         self._progress = _Progress()
         self._hooks = _Hooks()
+        # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
+        self._eager = EagerWindow(self.model)
         self._flush_listeners: list[FlushListener] = []
         #: Set by a listener (or by you) to ask the training loop to end cleanly; the
         #: framework callbacks stop their trainer when it becomes true.
@@ -248,6 +255,7 @@ class Watch:
             self._unwrap_scaler()
             self._anatomy.disarm()
             self._sampler.disarm()
+            self._eager.hold(False)
             if writer is not None:
                 writer.discard()
             raise
@@ -264,6 +272,7 @@ class Watch:
         self._hooks.handles.append(self._grads.precision.attach(self.model, self._layers.device))
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
+        self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
 
     def _wrap_scaler(self) -> None:
         scaler = self.scaler
@@ -291,10 +300,10 @@ class Watch:
         self._hooks.scaler_wrapped = False
 
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._begin_step(skipped=False)
+        untraced(self._begin_step, skipped=False)  # (a compiled optimizer step calls it too)
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._end_step()
+        untraced(self._end_step)
 
     def _is_sampled(self, step: int) -> bool:
         # Every step at first, where blow-ups happen, then every sample_every-th.
@@ -369,6 +378,7 @@ class Watch:
         buf.srow_used[slot] = True
         if not self._is_sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
+            self._eager.hold(False)
         progress.began = True
 
     def _end_step(self, *, skipped: bool = False) -> None:
@@ -383,6 +393,7 @@ class Watch:
         if self._is_sampled(progress.step):
             self._sampler.recurrent.regular = progress.step % self.sample_every == 0
             self._sampler.arm()
+            self._eager.hold(self._sampler.armed)
 
     def _finalize_order(self) -> None:
         self._layers.finalize_order()
@@ -455,6 +466,12 @@ class Watch:
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
         for kind, table in tables:
             self._sink.emit(kind, table)
+        if self._sink.stopped is not None:
+            # Recording stopped (the run directory cannot be written) and training goes on:
+            # no hook stays attached, and compiled code runs compiled again (compiled.py).
+            self._sampler.disarm()
+            self._sampler.release()
+            self._eager.hold(False)
         if final:
             # The run's status is written before a listener can raise.
             self._sink.write_meta("failed" if self._progress.failed else "complete")
@@ -468,8 +485,8 @@ class Watch:
             status=status,
             created=self._progress.started,
             model={
-                "class": type(self.model).__name__,
-                "num_params": sum(p.numel() for p in self.model.parameters()),
+                "class": type(self._module).__name__,
+                "num_params": sum(p.numel() for p in self._module.parameters()),
                 "num_trainable": layers.numel,
             },
             layers=layers.infos(),
@@ -506,6 +523,7 @@ class Watch:
         self._unwrap_scaler()
         self._anatomy.disarm()
         self._sampler.disarm()
+        self._eager.hold(False)
         # Outputs kept for a sampled step that never reached the optimizer: let them go.
         self._sampler.release()
         if not self._layers.ordered and self._layers.n:
