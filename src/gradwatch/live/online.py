@@ -230,7 +230,7 @@ class LiveDiagnosis:
             for c in due:
                 action(c.finding)
             return
-        if _is_rank0():
+        if action in ("warn", "stop") and _is_rank0():
             for c in due:
                 print_finding(c)
         if action == "stop":
