@@ -1,9 +1,10 @@
 """The flushed chunks of a run, kept on the host so a Trace of "every step so far" is cheap.
 
 Each flush hands the live layer the tables it just wrote (``recording.Flush``). Re-reading
-every chunk at every flush would cost time growing with the run; instead the per-layer
-metrics are kept as growing ``(steps, layers)`` float64 matrices, filled in place from each
-new ``layers`` chunk, and a Trace is built over views of them. The values are those of the
+every chunk at every flush would cost time growing with the run; instead each per-layer
+metric is kept as growing float64 rows (only the steps where it was measured, as the loader
+keeps them), filled in place from each new ``layers`` chunk, and a Trace is built over views
+of them. The values are those of the
 chunks (float32, widened to float64), placed as ``gw.load`` places them (a missing value
 never overwrites a measured one; among measured ones the later chunk wins), so the rules
 see what they would see reading the run directory. Scalars and recurrent profiles are
@@ -12,7 +13,7 @@ small and go through the trace schema's own assembly (``trace_from_tables``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +21,81 @@ import numpy as np
 import pyarrow as pa
 
 from ..trace import LayerInfo, Trace, trace_from_tables
+from ..trace.trace import MeasuredRows
+
+
+class _Rows:
+    """Sorted steps, each with one row of per-layer values; capacity doubles as it grows.
+
+    One per metric, holding only the steps where the metric was measured (a sampled metric
+    keeps a tenth of the rows with ``sample_every=10``), as the loader's ``MeasuredRows`` do.
+    """
+
+    def __init__(self, n_layers: int, *, values: bool = True) -> None:
+        self.n = 0
+        self._steps = np.zeros(0, dtype=np.int64)
+        self._vals = np.full((0, n_layers), np.nan) if values else None
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[: self.n]
+
+    @property
+    def values(self) -> np.ndarray:
+        assert self._vals is not None
+        return self._vals[: self.n]
+
+    def widen(self, n_layers: int) -> None:
+        if self._vals is not None and self._vals.shape[1] != n_layers:
+            wide = np.full((len(self._vals), n_layers), np.nan)
+            keep = min(n_layers, self._vals.shape[1])
+            wide[:, :keep] = self._vals[:, :keep]
+            self._vals = wide
+
+    def place(self, new_steps: np.ndarray) -> np.ndarray:
+        """Row of each of ``new_steps`` (sorted, unique), adding rows for steps not seen yet."""
+        old = self.steps
+        merged = np.union1d(old, new_steps)
+        if len(merged) > self.n:
+            self._reserve(len(merged))
+            if self.n and merged[self.n - 1] != old[-1] and self._vals is not None:
+                # A step older than the newest one arrived: move the rows to their sorted
+                # places (the recorder's windows only move forward; kept correct anyway).
+                moved = np.full_like(self._vals, np.nan)
+                moved[np.searchsorted(merged, old)] = self._vals[: self.n]
+                self._vals = moved
+            self._steps[: len(merged)] = merged
+            self.n = len(merged)
+        return np.searchsorted(self.steps, new_steps)
+
+    def _reserve(self, rows: int) -> None:
+        cap = len(self._steps)
+        if rows <= cap:
+            return
+        cap = max(rows, 2 * cap, 64)
+        steps = np.zeros(cap, dtype=np.int64)
+        steps[: self.n] = self._steps[: self.n]
+        self._steps = steps
+        if self._vals is not None:
+            grown = np.full((cap, self._vals.shape[1]), np.nan)
+            grown[: self.n] = self._vals[: self.n]
+            self._vals = grown
 
 
 class HostTables:
     """Every chunk flushed so far, as matrices a Trace can view without copying."""
 
     def __init__(self) -> None:
-        self._steps = np.zeros(0, dtype=np.int64)  # capacity-sized; the first _n are used
-        self._n = 0
         self._n_layers = 0
-        self._mats: dict[str, np.ndarray] = {}  # metric -> (capacity, layers)
+        self._index = _Rows(0, values=False)  # every step with a layers row
+        self._metrics: dict[str, _Rows] = {}  # metric -> the steps it was measured at
         self._scalars: list[pa.Table] = []
         self._recurrent: list[pa.Table] = []
 
     @property
     def steps(self) -> np.ndarray:
         """Steps with a ``layers`` row so far (sorted)."""
-        return self._steps[: self._n]
+        return self._index.steps
 
     def add(self, tables: Iterable[tuple[str, pa.Table]], n_layers: int) -> None:
         """Take in one flush's ``(kind, table)`` pairs.
@@ -49,11 +108,8 @@ class HostTables:
         if n_layers != self._n_layers:
             # The layer table is fixed once the first forward has ordered it; before that
             # nothing was flushed. Widen the matrices if it ever grows.
-            for name, mat in self._mats.items():
-                wide = np.full((mat.shape[0], n_layers), np.nan)
-                keep = min(n_layers, mat.shape[1])
-                wide[:, :keep] = mat[:, :keep]
-                self._mats[name] = wide
+            for rows in self._metrics.values():
+                rows.widen(n_layers)
             self._n_layers = n_layers
         for kind, table in tables:
             if kind == "layers":
@@ -68,52 +124,28 @@ class HostTables:
             return
         step = table.column("step").to_numpy().astype(np.int64)
         layer = table.column("layer").to_numpy().astype(np.int64)
-        new_steps, inverse = np.unique(step, return_inverse=True)
-        rows = self._rows_for(new_steps)[inverse.reshape(-1)]
+        self._index.place(np.unique(step))
         valid = (layer >= 0) & (layer < self._n_layers)
         for name in table.column_names:
             if name in ("step", "layer"):
                 continue
             values = table.column(name).to_numpy(zero_copy_only=False)
             values = np.asarray(values, dtype=np.float64)
-            mat = self._mats.get(name)
-            if mat is None:
-                mat = np.full((len(self._steps), self._n_layers), np.nan)
-                self._mats[name] = mat
             keep = valid & ~np.isnan(values)
-            mat[rows[keep], layer[keep]] = values[keep]
+            rows = self._metrics.get(name)
+            if rows is None:
+                rows = self._metrics[name] = _Rows(self._n_layers)
+            if not keep.any():
+                continue
+            at, inverse = np.unique(step[keep], return_inverse=True)
+            where = rows.place(at)[inverse.reshape(-1)]
+            rows.values[where, layer[keep]] = values[keep]
 
-    def _rows_for(self, new_steps: np.ndarray) -> np.ndarray:
-        """Row of each of ``new_steps`` (sorted), adding rows for the steps not seen yet."""
-        old = self._steps[: self._n]
-        merged = np.union1d(old, new_steps)
-        if len(merged) > self._n:
-            if self._n and merged[self._n - 1] != old[-1]:
-                # A step older than the newest one arrived: re-sort (not done by the
-                # recorder, whose windows only move forward; kept correct anyway).
-                where = np.searchsorted(merged, old)
-                for name, mat in self._mats.items():
-                    fresh = np.full((max(len(merged), mat.shape[0]), self._n_layers), np.nan)
-                    fresh[where] = mat[: self._n]
-                    self._mats[name] = fresh
-            self._reserve(len(merged))
-            self._steps[: len(merged)] = merged
-            self._n = len(merged)
-        return np.searchsorted(self._steps[: self._n], new_steps)
-
-    def _reserve(self, rows: int) -> None:
-        """Grow the matrices (doubling) to hold ``rows`` steps."""
-        cap = len(self._steps)
-        if rows <= cap:
-            return
-        cap = max(rows, 2 * cap, 64)
-        steps = np.zeros(cap, dtype=np.int64)
-        steps[: self._n] = self._steps[: self._n]
-        self._steps = steps
-        for name, mat in self._mats.items():
-            grown = np.full((cap, self._n_layers), np.nan)
-            grown[: min(len(mat), cap)] = mat[:cap]
-            self._mats[name] = grown
+    def _loader(self, rows: _Rows) -> Callable[[], MeasuredRows]:
+        # Row indices into the trace's steps; views of the kept values (no copy).
+        index = np.searchsorted(self._index.steps, rows.steps)
+        values = rows.values
+        return lambda: MeasuredRows(index, values)
 
     def trace(self, meta: Mapping[str, Any], run_dir: Path | None = None) -> Trace:
         """The Trace of every step flushed so far, under ``meta`` (the run's metadata).
@@ -127,11 +159,10 @@ class HostTables:
         if len(self._recurrent) > 1:
             self._recurrent = [pa.concat_tables(self._recurrent, promote_options="default")]
         layers: list[LayerInfo] = list(rest.layers)
-        n = self._n
         return Trace(
             layers=layers,
-            steps=self._steps[:n],
-            metrics={name: mat[:n] for name, mat in self._mats.items()},
+            steps=self._index.steps,
+            metrics={name: self._loader(rows) for name, rows in self._metrics.items()},
             scalar_steps=rest.scalar_steps,
             scalars={name: rest.scalar(name) for name in rest.scalar_names},
             recurrent={
