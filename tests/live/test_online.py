@@ -212,3 +212,42 @@ def test_the_cost_budget_spaces_checks_but_never_delays_a_nan(tmp_path: Path) ->
     assert [step for step, _ in live.checks] == [10, 50, 60, 70, 75]
     assert [c.finding.rule for c in live.changes] == ["nonfinite_gradient"]
     assert live.changes[0].step == 50
+
+
+def test_a_failing_rule_turns_live_checks_off_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the rules warns once and leaves training and recording running."""
+
+    def broken(trace: object) -> list[object]:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(online_mod, "diagnose", broken)
+    model, opt = small_model()
+    with pytest.warns(RuntimeWarning, match="live diagnosis failed.*ZeroDivisionError") as rec:
+        with gw.watch(model, opt, tmp_path / "run", flush_every=10) as w:
+            assert train(w, model, opt, 35) == 35
+    assert len([r for r in rec if "live diagnosis" in str(r.message)]) == 1
+    assert gw.load(tmp_path / "run").steps.tolist() == list(range(35))
+
+
+def test_warn_is_styled_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the line is rich-styled (ANSI colours) and still one line."""
+    import io
+
+    from gradwatch.diagnosis import Finding
+    from gradwatch.live import Change
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    monkeypatch.setattr("sys.stderr", out)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    f = Finding("nonfinite_gradient", "critical", ("0",), (3, 3), {}, "NaN [here].", (), ("L0 0",))
+    online_mod.print_finding(Change(f, 10, "new"))
+    text = out.getvalue()
+    assert "\x1b[" in text and text.count("\n") == 1
+    assert "NaN [here]." in text and "nonfinite_gradient" in text

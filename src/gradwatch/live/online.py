@@ -29,7 +29,6 @@ import pyarrow as pa
 
 from ..diagnosis import SEVERITY_RANK, Finding, diagnose
 from ..recording import Flush, Watch
-from ..trace import Trace
 from .findings_log import FINDINGS_FILE, FindingsLog
 from .tables import HostTables
 
@@ -168,12 +167,12 @@ class LiveDiagnosis:
 
     # ------------------------------------------------------------------ the listener
     def __call__(self, watch: Watch, flush: Flush) -> None:
+        if self._broken:
+            return
         meta = _meta(watch, flush)
         self._tables.add(flush.tables, len(meta.get("layers", [])))
         urgent = _has_nonfinite(flush.tables)
         if not (flush.final or urgent or time.perf_counter() >= self._ready_at):
-            return
-        if self._broken:
             return
         started = time.perf_counter()
         trace = self._tables.trace(meta, watch.run_dir)
@@ -197,10 +196,6 @@ class LiveDiagnosis:
         for sink in self.sinks:
             sink.write_findings(flush.end_step, findings)
         self._report(watch, flush, self._changes(findings, flush.end_step))
-
-    def trace(self, watch: Watch) -> Trace:
-        """The trace of every step flushed so far, as the rules see it (for tests and views)."""
-        return self._tables.trace(watch._meta("running"), watch.run_dir)
 
     # ------------------------------------------------------------------ what changed
     def _changes(self, findings: list[Finding], step: int) -> list[Change]:
