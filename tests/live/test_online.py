@@ -224,9 +224,11 @@ def test_a_failing_rule_turns_live_checks_off_with_one_warning(
 
     monkeypatch.setattr(online_mod, "diagnose", broken)
     model, opt = small_model()
-    with pytest.warns(RuntimeWarning, match="live diagnosis failed.*ZeroDivisionError") as rec:
-        with gw.watch(model, opt, tmp_path / "run", flush_every=10) as w:
-            assert train(w, model, opt, 35) == 35
+    with (
+        pytest.warns(RuntimeWarning, match="live diagnosis failed.*ZeroDivisionError") as rec,
+        gw.watch(model, opt, tmp_path / "run", flush_every=10) as w,
+    ):
+        assert train(w, model, opt, 35) == 35
     assert len([r for r in rec if "live diagnosis" in str(r.message)]) == 1
     assert gw.load(tmp_path / "run").steps.tolist() == list(range(35))
 
