@@ -198,7 +198,8 @@ def test_gw_watch_is_the_live_watch_and_the_recorder_stays_quiet(tmp_path: Path)
     assert [p.default for p in list(ours.values())[: len(rec)]] == [p.default for p in rec.values()]
     assert list(ours)[len(rec) :] == ["on_finding", "min_severity", "tensorboard", "wandb"]
     model, opt = small_model()
-    assert not record(model, opt)._flush_listeners
+    with record(model, opt) as w:
+        assert not w._flush_listeners
 
 
 def test_the_cost_budget_spaces_checks_but_never_delays_a_nan(tmp_path: Path) -> None:
