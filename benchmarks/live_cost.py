@@ -12,7 +12,9 @@ Three measurements:
 3. **Step time at the defaults.** The 50-layer MLP (W1 of benchmarks/overhead.py) with
    ``gradwatch.recording.watch`` vs ``gw.watch`` (live, defaults), in alternating blocks.
 
-Run: ``PYTHONPATH=src python benchmarks/live_cost.py [--quick] [--write-docs]``
+``--stream-only`` times the TensorBoard stream per flush instead (synthetic flushes).
+
+Run: ``PYTHONPATH=src python benchmarks/live_cost.py [--quick] [--write-docs] [--stream-only]``
 (``--write-docs`` rewrites the generated block of docs/performance.md).
 """
 
@@ -140,6 +142,26 @@ def per_flush_growth(layers: int, at: tuple[int, ...]) -> dict[int, float]:
     return out
 
 
+def stream_cost(layers: int, flushes: int = 5) -> float:
+    """Median ms per flush of the TensorBoard stream (synthetic flushes of 100 steps)."""
+    import tempfile
+
+    from gradwatch.live import TensorBoardStream
+
+    rng = np.random.default_rng(0)
+    stub = _StubWatch(layers)
+    with tempfile.TemporaryDirectory() as logdir:
+        stream = TensorBoardStream(logdir)
+        times = []
+        for start in range(0, flushes * FLUSH, FLUSH):
+            flush = _synthetic_flush(layers, start, rng)
+            t0 = time.perf_counter()
+            stream(stub, flush)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - t0)
+        stream.close()
+    return statistics.median(times) * 1e3
+
+
 def defaults_step_time(rounds: int, block: int = 20) -> tuple[float, float]:
     """Median per-round ratio (live / recorder) of W1's step time, and the spread's width."""
     x = torch.randn(128, 256)
@@ -164,8 +186,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--stream-only", action="store_true", help="only the TensorBoard stream's cost"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.stream_only:
+        for n in (50, 1000):
+            print(f"TensorBoard stream, {n} layers: {stream_cost(n):.0f} ms per flush", flush=True)
+        return
     lines = []
     real = {
         50: per_flush_real(50, 256, 128, 300 if args.quick else 500),

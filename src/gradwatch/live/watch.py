@@ -80,9 +80,10 @@ def watch(
         min_severity: Findings below it (``"info"`` < ``"warning"`` < ``"critical"``) are
             logged to ``findings.jsonl`` but not handed to ``on_finding``.
         tensorboard: A log directory or a ``SummaryWriter``: each flush writes
-            ``grad_rms``, ``update_ratio``, ``act_dead`` and ``act_saturated`` per layer
-            (tags ``grad_rms/L03 <layer>``, in depth order, as ``gradwatch export`` names
-            them) and the findings as text.
+            ``grad_rms``, ``update_ratio``, ``act_dead`` and ``act_saturated`` per layer at
+            its sampled steps (tags ``grad_rms/L03 <layer>``, in depth order, as
+            ``gradwatch export`` names them), ``global_grad_norm`` at every step, and the
+            findings as text.
         wandb: A wandb run (``wandb.init(...)``): the same values through ``run.log``, on
             their own step axis ``gradwatch/step``.
 

@@ -46,6 +46,7 @@ def step_rows(
     *,
     scalars: Iterable[str] | None = None,
     since: int | None = None,
+    layer_steps: np.ndarray | None = None,
 ) -> dict[int, list[tuple[str, float]]]:
     """Every measured value of a trace as ``step -> [(tag, value), ...]``, steps ascending.
 
@@ -55,6 +56,8 @@ def step_rows(
             ``<metric>/<layer tag>`` (:func:`layer_tags`). Metrics the trace lacks are skipped.
         scalars: Per-step scalars to include (default: all), tagged with their own name.
         since: Keep only steps ``>= since`` (the live stream's new window).
+        layer_steps: Write the per-layer metrics only at these steps (the live stream's
+            sampled steps); the scalars are written at every step.
 
     Returns:
         Within a step: the metrics in the order given, layers in depth order, then the
@@ -66,9 +69,13 @@ def step_rows(
     by_step: dict[int, list[tuple[str, float]]] = {}
     first_row = int(np.searchsorted(trace.steps, lo, side="left"))
     steps = trace.steps[first_row:]
+    keep_rows = None if layer_steps is None else np.isin(steps, layer_steps)
     for m in names:
         mat = trace.matrix(m)[first_row:]
-        rows, cols = np.nonzero(~np.isnan(mat))
+        present = ~np.isnan(mat)
+        if keep_rows is not None:
+            present &= keep_rows[:, None]
+        rows, cols = np.nonzero(present)
         vals = mat[rows, cols]
         for r, j, v in zip(rows.tolist(), cols.tolist(), vals.tolist(), strict=True):
             by_step.setdefault(int(steps[r]), []).append((f"{m}/{tags[j]}", v))
