@@ -218,3 +218,20 @@ def test_unknown_watch_option_is_refused_at_construction() -> None:
         GradwatchCallback(sample_evry=5)
     with pytest.raises(TypeError, match="optimizer"):
         GradwatchCallback(optimizer=None)
+
+
+def test_live_stop_on_a_nonfinite_gradient_ends_the_fit_early(tmp_path: Path) -> None:
+    """on_finding="stop": gradients go non-finite at step 2, the live check at the next flush
+    (every 4 steps) asks to stop, and Lightning ends the fit there, the run dir complete."""
+    cb = GradwatchCallback(tmp_path / "run", flush_every=4, on_finding="stop")
+    trainer = _trainer(tmp_path, [cb], max_steps=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_Exploding(), _loader(n=400))
+    assert trainer.global_step <= 8, trainer.global_step  # stopped within one flush
+    trace = gw.load(tmp_path / "run")
+    assert trace.meta["status"] == "complete" and len(trace) == trainer.global_step
+    live = [
+        json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()
+    ]
+    assert any(f["rule"] == "nonfinite_gradient" for f in live)

@@ -264,3 +264,32 @@ def test_unknown_watch_option_is_refused_at_construction() -> None:
     """A misspelt gw.watch option fails when the callback is built, naming it."""
     with pytest.raises(TypeError, match="every_n"):
         GradwatchCallback(every_n=2)
+
+
+def test_live_stop_on_a_nonfinite_gradient_ends_training_early(tmp_path: Path) -> None:
+    """on_finding="stop": the loss goes non-finite after step 2, the live check at the next
+    flush (every 4 steps) asks to stop, and the Trainer's stop flag ends training there."""
+
+    class Exploding(Regressor):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x, labels)
+            if len(self.losses) > 2:
+                out["loss"] = out["loss"] * float("inf")
+            return out
+
+    trainer = transformers.Trainer(
+        model=Exploding(),
+        args=_args(tmp_path, max_steps=40, max_grad_norm=0.0),
+        train_dataset=_data(n=400),
+        callbacks=[GradwatchCallback(tmp_path / "run", flush_every=4, on_finding="stop")],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    assert trainer.state.global_step <= 8, trainer.state.global_step
+    trace = gw.load(tmp_path / "run")
+    assert trace.meta["status"] == "complete" and len(trace) == trainer.state.global_step
+    live = [
+        json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()
+    ]
+    assert any(f["rule"] == "nonfinite_gradient" for f in live)

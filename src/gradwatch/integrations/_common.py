@@ -6,7 +6,8 @@ import inspect
 from typing import Any
 
 from ..diagnosis import Finding, diagnose
-from ..recording import Watch, watch
+from ..live import watch
+from ..recording import Watch
 
 # Arguments a callback fills in itself: the framework knows the model, the optimizer and
 # where a step begins.

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..recording import Watch, watch
+from ..live import watch
+from ..recording import Watch
 from ..recording.optimizers import unwrap_optimizer
 from ._common import check_watch_options, critical_findings, describe
 

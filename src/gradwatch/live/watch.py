@@ -10,7 +10,7 @@ its own output stays free of live warnings.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ def watch(
     activations: bool = True,
     meta: dict[str, Any] | None = None,
     strict: bool = False,
+    step_begin: Literal["optimizer", "caller"] = "optimizer",
     on_finding: OnFinding = "warn",
     min_severity: Severity = "warning",
     tensorboard: str | os.PathLike[str] | Any | None = None,
@@ -52,9 +53,10 @@ def watch(
     Args:
         model: The module to watch. Its layers are the modules that own trainable
             parameters, ordered by first use in the forward pass.
-        optimizer: The optimizer that updates ``model``; steps are recorded through its step
-            hooks (so gradient accumulation counts optimizer steps). Without one, call
-            ``w.step()`` after each ``backward()``.
+        optimizer: The optimizer that updates ``model``, or a wrapper of it (accelerate's
+            ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``); steps are recorded
+            through its step hooks (so gradient accumulation counts optimizer steps). Without
+            one, call ``w.step()`` after each ``backward()``.
         run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
             keeps the trace in memory.
         every: Record gradient and weight statistics every ``every`` steps.
@@ -71,6 +73,9 @@ def watch(
         strict: Raise when the run directory cannot be written during training (a full
             disk) instead of stopping the recording with a warning; training never stops
             for gradwatch unless you ask for it.
+        step_begin: ``"caller"`` leaves out the optimizer's step pre-hook: the caller calls
+            ``w.begin_step()`` once the step's gradients are final (the Lightning callback
+            does); the post-hook still ends each step.
         on_finding: What to do with a new (or worsened) finding: ``"warn"`` prints one line
             on stderr, once; ``"raise"`` raises :class:`GradientProblem` from the next
             optimizer step after the flush that showed it (the run directory holds every
@@ -134,6 +139,7 @@ def watch(
         activations=activations,
         meta=meta,
         strict=strict,
+        step_begin=step_begin,
     )
     for sink in sinks:
         w.add_flush_listener(sink)

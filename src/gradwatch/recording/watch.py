@@ -37,8 +37,8 @@ from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
-from .distributed import Reduce, WindowReducer, check_reduce, world
 from .compiled import EagerWindow, untraced, user_module
+from .distributed import Reduce, WindowReducer, check_reduce, world
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
