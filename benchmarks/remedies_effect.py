@@ -2,15 +2,18 @@
 
 For each remedy, ``gw.verify`` trains a copy with and without it (same batches, same seed,
 recorded with ``gw.watch``) and reports the first/last layer gradient-RMS ratio at step 0
-and the loss. Run: ``PYTHONPATH=src python benchmarks/remedies_effect.py [--steps 300]``.
-The numbers in docs/remedies.md come from this script.
+and the loss. Run: ``PYTHONPATH=src python benchmarks/remedies_effect.py [--steps 300]
+[--write-docs]``. The table in docs/remedies.md comes from this script: ``--write-docs``
+writes it into the page's generated block (benchmarks/_docs.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +22,31 @@ from torch import nn
 
 import gradwatch as gw
 from gradwatch import remedies as R
+
+SCRIPT = "benchmarks/remedies_effect.py"
+COLUMNS = (
+    "remedy",
+    "ratio before",
+    "ratio after",
+    "gain",
+    "loss before",
+    "loss after",
+    "findings gone",
+    "findings new",
+    "s",
+)
+#: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _docs
+
+    return _docs
 
 
 def _mlp(depth: int = 20, width: int = 64) -> nn.Sequential:
@@ -33,6 +61,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-docs", action="store_true", help="update docs/remedies.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -69,15 +98,15 @@ def main() -> None:
         ("clip_norm (max_norm 1)", "clip_norm", {"max_norm": 1.0}),
     ]
     make_opt: Callable[..., torch.optim.Optimizer] = lambda p: torch.optim.SGD(p, lr=args.lr)  # noqa: E731
-    print(
+    docs = _docs_helper()
+    setting = (
         f"20-layer sigmoid MLP (width 64) on digits, SGD lr={args.lr}, {args.steps} steps, "
-        f"batch 64, seed {args.seed}; ratio = first/last layer grad RMS at step 0"
+        f"batch 64, seed {args.seed}; ratio = first/last layer grad RMS at step 0; loss = mean "
+        "of the last 30 steps; s = both runs of the gw.verify call"
     )
-    print(
-        "| remedy | ratio before | ratio after | gain | loss before (end) | loss after (end) "
-        "| findings gone | findings new | s |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(setting)
+    rows: list[list[str]] = []
+    baseline_findings: tuple[str, ...] = ()
     for label, remedy, opts in cases:
         t0 = time.perf_counter()
         v = gw.verify(
@@ -90,13 +119,34 @@ def main() -> None:
             optimizer=make_opt,
         )  # findings from gw.diagnose
         dt = time.perf_counter() - t0
-        print(
-            f"| {label} | {v.before.grad_ratio_first:.2e} | {v.after.grad_ratio_first:.2e} | "
-            f"{v.gradient_gain:.1e} | {v.before.loss_last:.3f} | {v.after.loss_last:.3f} | "
-            f"{', '.join(v.disappeared or ()) or '-'} | {', '.join(v.appeared or ()) or '-'} | "
-            f"{dt:.1f} |",
-            flush=True,
+        baseline_findings = v.before.findings
+        rows.append(
+            [
+                label,
+                f"{v.before.grad_ratio_first:.2e}",
+                f"{v.after.grad_ratio_first:.2e}",
+                f"{v.gradient_gain:.1e}",
+                f"{v.before.loss_last:.3f}",
+                f"{v.after.loss_last:.3f}",
+                ", ".join(v.disappeared or ()) or "-",
+                ", ".join(v.appeared or ()) or "-",
+                f"{dt:.1f}",
+            ]
         )
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    table = docs.table(COLUMNS, rows)
+    if args.write_docs:
+        head = docs.header(
+            f"PYTHONPATH=src python {SCRIPT} --steps {args.steps} --write-docs", setting + "."
+        )
+        found = (
+            f" The baseline's findings: {', '.join(baseline_findings)}."
+            if baseline_findings
+            else ""
+        )
+        root = Path(__file__).resolve().parents[1]
+        docs.replace_block(root / "docs" / "remedies.md", SCRIPT, f"{head}{found}\n\n{table}")
+        print("updated docs/remedies.md")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from ._version import __version__
 # sub-module, imported on first use). Keep in sync with __all__ and the TYPE_CHECKING block
 # (tests/test_public_api.py checks that they agree).
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "watch": ("gradwatch.recording", "watch"),
+    "watch": ("gradwatch.live", "watch"),
+    "GradientProblem": ("gradwatch.live", "GradientProblem"),
     "Watch": ("gradwatch.recording", "Watch"),
     "load": ("gradwatch.trace", "load"),
     "Trace": ("gradwatch.trace", "Trace"),
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 
 __all__ = [
     "Finding",
+    "GradientProblem",
     "LayerInfo",
     "Prescription",
     "RemedyHint",
@@ -67,7 +69,8 @@ if TYPE_CHECKING:
     from . import lab, remedies, theory
     from .diagnosis import Finding, RemedyHint, Thresholds, diagnose
     from .lab.verify import verify
-    from .recording import Watch, watch
+    from .live import GradientProblem, watch
+    from .recording import Watch
     from .remedies.prescribe import Prescription, prescribe
     from .report import export_tensorboard, write_report
     from .trace import LayerInfo, Trace, TraceError, load

@@ -20,6 +20,7 @@ the remedies (which activation to swap in), the theory (which phi to integrate) 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -178,3 +179,43 @@ def kind_of(class_name: str) -> ActivationKind | None:
     if like == "Identity":
         return "other"
     return KINDS.get(like) if like is not None else None
+
+
+#: The init gain a layer needs when this activation follows it (torch class name -> gain):
+#: weights ~ gain / sqrt(fan_in) keep the signal's scale through depth. The one gain table:
+#: the ``poor_initialization`` rule judges a layer's starting scale against it and
+#: ``gradwatch.remedies.activation_gain`` (He, orthogonal and per-layer inits) initialises
+#: with it, so a freshly remedied net is never flagged by the rule for its init.
+#: Sigmoid, Tanh, ReLU and LeakyReLU (slope 0.01) are torch's ``calculate_gain``. SELU is 1,
+#: not ``calculate_gain("selu")``'s 3/4: SELU's self-normalisation (Klambauer et al. 2017)
+#: holds at LeCun-normal init, Var(W) = 1/fan_in, where the mean-field variance fixed point
+#: is q* = 1 (``gradwatch.theory.mean_field("selu", 1.0)``; the klambauer2017 study measures
+#: std 1.00 after 31 layers); at 3/4 the fixed point falls to q* = 0.023, so activations
+#: shrink to std ~0.15 with depth, which the rule's own activation-std check would flag.
+#: (torch picked 3/4 for a steadier gradient: chi_1 = 1.004 per layer against 1.07 at 1.)
+INIT_GAINS: dict[str, float] = {
+    "Identity": 1.0,
+    "Sigmoid": 1.0,
+    "Tanh": 5.0 / 3.0,
+    "ReLU": math.sqrt(2.0),
+    "LeakyReLU": math.sqrt(2.0 / (1.0 + 0.01**2)),
+    "SELU": 1.0,
+}
+_GAINS_LOWER = {k.lower(): v for k, v in INIT_GAINS.items()}
+
+
+def init_gain(name: str) -> float | None:
+    """The init gain of :data:`INIT_GAINS` for an activation class name or id, or None.
+
+    Case and underscores are ignored (``"LeakyReLU"``, ``"leaky_relu"``); ``"linear"`` is the
+    identity. None for an activation with no entry (GELU, ELU ...: its gain is not a table
+    value but computed by the remedies from its second moment).
+
+    Example:
+        >>> init_gain("SELU"), init_gain("relu") == math.sqrt(2.0), init_gain("GELU")
+        (1.0, True, None)
+    """
+    key = str(name).strip().lower().replace("_", "")
+    if key in ("linear", "none"):
+        key = "identity"
+    return _GAINS_LOWER.get(key)

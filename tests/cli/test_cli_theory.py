@@ -55,6 +55,42 @@ def test_theory_bad_activation_is_a_value_error() -> None:
         _run(["theory", "--activation", "nope", "--sigma-w", "1"])
 
 
+def test_theory_variance_flags_equal_their_square_roots(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--sigma-w2/--sigma-b2 are variances: they give what --sigma-w/--sigma-b give for their
+    square roots, and the two spellings of one example (docs/theory.md) differ in phase."""
+    outs = []
+    for argv in (
+        ["--sigma-w2", "1.5", "--sigma-b2", "0.05"],
+        ["--sigma-w", str(math.sqrt(1.5)), "--sigma-b", str(math.sqrt(0.05))],
+        ["--sigma-w", "1.5", "--sigma-b", "0.05"],
+    ):
+        assert _run(["theory", "--activation", "tanh", *argv, "--format", "json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["chi_1"] == pytest.approx(outs[1]["chi_1"], rel=1e-12)
+    assert outs[0]["sigma_w2"] == pytest.approx(1.5) and outs[0]["sigma_b2"] == pytest.approx(0.05)
+    # an independent number: Schoenholz et al.'s tanh at sigma_w^2 = 1.5, sigma_b^2 = 0.05 is
+    # ordered, chi_1 = 0.9386 (docs/theory.md); read as standard deviations it is chaotic
+    assert (outs[0]["phase"], round(outs[0]["chi_1"], 4)) == ("ordered", 0.9386)
+    assert (outs[2]["phase"], round(outs[2]["chi_1"], 3)) == ("chaotic", 1.137)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--sigma-w", "1", "--sigma-w2", "1.5"], "--sigma-w 1.0 .* and --sigma-w2 1.5 .* both"),
+        (["--sigma-w", "1", "--sigma-b", "0", "--sigma-b2", "0.1"], "--sigma-b2 0.1 .* both"),
+        ([], "give --sigma-w \\(standard deviation\\) or --sigma-w2 \\(variance\\)"),
+        (["--sigma-w2", "-1"], "--sigma-w2 is a variance and must be >= 0, got -1.0"),
+    ],
+)
+def test_theory_sigma_flag_errors_name_the_flags(argv: list[str], match: str) -> None:
+    """Both spellings of one sigma, or neither for sigma_w, is an error naming the flags."""
+    with pytest.raises(ValueError, match=match):
+        _run(["theory", "--activation", "tanh", *argv])
+
+
 def _record(run_dir: Path) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     mods: list[torch.nn.Module] = []

@@ -77,6 +77,7 @@ ARGV: dict[tuple[str, ...], Callable[[Path, Path], list[str]]] = {
     ("theory",): lambda w, out: ["--activation", "tanh", "--sigma-w", "1.2"],
     ("report",): lambda w, out: [str(w / "run"), "--out", f"{out}.html"],
     ("export", "tensorboard"): lambda w, out: [str(w / "run"), str(out), "--no-histograms"],
+    ("watch",): lambda w, out: [str(w / "run"), "--once"],
     ("lab", "run"): lambda w, out: [str(w / "tiny.toml"), "--out", str(out)],
     ("lab", "sweep"): lambda w, out: [str(w / "sweep.toml"), "--out", str(out)],
     ("lab", "study"): lambda w, out: ["--list"],

@@ -98,3 +98,23 @@ def test_demo_severity_tags_survive_a_terminal() -> None:
     buf = io.StringIO()
     print_findings([f], Console(file=buf, force_terminal=True, color_system=None), brief=True)
     assert "[critical] vanishing_gradient: [/x] gone" in buf.getvalue()
+
+
+def test_notebook_cards_escape_names(hostile_run: Path) -> None:
+    """The Jupyter cards of a trace, a diagnosis and a finding show hostile names as text."""
+    import xml.etree.ElementTree as ET
+
+    trace = gw.load(hostile_run)
+    findings = gw.diagnose(trace)
+    named = next(f for f in findings if any(n in f.layers for n in HOSTILE))
+    for obj in (trace, findings, named):
+        html = obj._repr_html_()
+        assert "<script>" not in html
+        # Well-formed markup: a name cannot open or close an element of the card.
+        root = ET.fromstring(html)
+        assert root.get("class") == "gradwatch-card"
+        text = "".join(root.itertext())
+        shown = [name for name in HOSTILE if name in text]
+        # The trace's sparkline names every layer; a finding names at least one of them.
+        assert shown == HOSTILE if obj is trace else shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in trace._repr_html_()

@@ -1,10 +1,21 @@
-"""Under DistributedDataParallel (gloo, 2 processes), rank 0 writes the global statistics."""
+"""Under torch.distributed (gloo, 2 processes on CPU) rank 0 writes the statistics of the job.
+
+One spawn runs every scenario (DDP, FSDP2, a recurrent net under DDP); each test compares what
+rank 0 wrote with one process that trains the same model on the full batch. DDP and FSDP2
+average the ranks' gradients, so the one-process loss is the mean of the two half-batch
+losses, and every statistic (activation moments, saturated and dead fractions, output
+gradients, gradient, weight and update norms, the logged loss) must match.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +26,29 @@ from torch import nn
 
 import gradwatch as gw
 
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(),
+    reason="torch.distributed with gloo is not available in this build",
+)
+
+STEPS = 5
+CLIP = 0.05  # below the gradient norms of _mlp: every step is clipped
+# Steps 0, 2 and 4 are sampled; windows of 2 steps: three flushes (the last one at close).
+SETTINGS: dict[str, Any] = {"sample_every": 2, "dense_steps": 0, "flush_every": 2}
+METRICS = (
+    "grad_norm",
+    "grad_rms",
+    "grad_max",
+    "weight_norm",
+    "update_ratio",
+    "nonfinite",
+    "act_mean",
+    "act_std",
+    "act_saturated",
+    "act_dead",
+    "out_grad_norm",
+)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -22,56 +56,202 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _model() -> nn.Module:
+def _mlp() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    # Tanh (saturation), ReLU (dead units), and 3 outputs: FSDP2 shards them unevenly (2 + 1).
+    return nn.Sequential(
+        nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
 
 
-def _batches() -> list[torch.Tensor]:
+def _mlp_batches() -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
-    return [torch.randn(8, 4, generator=gen) for _ in range(3)]
+    return [3 * torch.randn(8, 4, generator=gen) for _ in range(STEPS)]
 
 
-def _worker(rank: int, port: int, run_dir: str) -> None:
+class _Rnn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.RNN(3, 6, batch_first=True)
+        self.head = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def _rnn_batches() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(2)
+    return [torch.randn(8, 7, 3, generator=gen) for _ in range(STEPS)]
+
+
+def _loss(out: torch.Tensor) -> torch.Tensor:
+    return out.pow(2).mean()
+
+
+def _train(
+    model: nn.Module,
+    batches: list[torch.Tensor],
+    run_dir: str,
+    part: Callable[[Any], Any],
+    *,
+    clip: float | None = None,
+) -> gw.Watch:
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    with gw.watch(model, opt, run_dir=run_dir, **SETTINGS) as w:
+        for step, x in enumerate(batches):
+            opt.zero_grad()
+            loss = _loss(model(part(x)))
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            w.log(loss=loss, reduce="mean")
+            w.log(seen=part(x).shape[0], reduce="sum")
+            w.log(local_loss=loss)
+            if step == 2 and dist.get_rank() == 0:
+                # Only rank 0 reads the trace mid-run: no collective, so no deadlock.
+                assert list(w.trace.steps) == [0, 1]
+    return w
+
+
+def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        model = nn.parallel.DistributedDataParallel(_model())
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        with gw.watch(model, opt, run_dir=run_dir) as w:
-            for x in _batches():
-                opt.zero_grad()
-                loss = model(x[rank * 4 : rank * 4 + 4]).pow(2).mean()
-                loss.backward()
-                opt.step()
-                w.log(loss=loss)
+
+        def half(x: torch.Tensor) -> torch.Tensor:
+            return x[rank * 4 : rank * 4 + 4]
+
+        ddp = nn.parallel.DistributedDataParallel(_mlp())
+        w = _train(ddp, _mlp_batches(), f"{out}/ddp", half)
+        reducer = w._buffer.reducer
+        assert reducer is not None
+        info = {"collectives": reducer.collectives}
+
+        rnn = nn.parallel.DistributedDataParallel(_Rnn())
+        _train(rnn, _rnn_batches(), f"{out}/rnn", half)
+
+        # Rank 0 alone logs a reduce= scalar: the ranks' layouts of reduce= scalars differ,
+        # so they stay rank 0's own (with a warning); activations are still added; no hang.
+        model = nn.parallel.DistributedDataParallel(_mlp())
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)  # as _reference steps
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with gw.watch(model, opt, run_dir=f"{out}/uneven", **SETTINGS) as w:
+                for x in _mlp_batches()[:3]:
+                    opt.zero_grad()
+                    loss = _loss(model(half(x)))
+                    loss.backward()
+                    opt.step()
+                    w.log(loss=loss, reduce="mean")
+                    w.log(local_loss=loss)
+                    if rank == 0:
+                        w.log(only_rank0=1.0, reduce="sum")
+        info["layout_warnings"] = sum("different scalars layouts" in str(c.message) for c in caught)
+
+        from torch.distributed.fsdp import fully_shard
+
+        model = _mlp()
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                fully_shard(layer)
+        fully_shard(model)
+        # With clip_grad_norm_, whose total norm is a DTensor under FSDP2.
+        _train(model, _mlp_batches(), f"{out}/fsdp", half, clip=CLIP)
+        if rank == 0:
+            Path(f"{out}/info.json").write_text(json.dumps(info))
     finally:
         dist.destroy_process_group()
 
 
-def test_ddp_rank0_writes_statistics_of_the_global_gradient(tmp_path: Path) -> None:
-    """Two DDP ranks on half batches record what one process on the full batch records."""
-    run = tmp_path / "ddp"
-    mp.start_processes(_worker, args=(_free_port(), str(run)), nprocs=2, start_method="spawn")
-    trace = gw.load(run)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=2, start_method="spawn")
+    return out
 
-    model = _model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gw.watch(model, opt) as w:
-        for x in _batches():
+
+def _reference(
+    model: nn.Module, batches: list[torch.Tensor], *, clip: float | None = None
+) -> gw.Trace:
+    """One process, the full batch, the mean of the two half-batch losses (what DDP steps)."""
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    with gw.watch(model, opt, **SETTINGS) as w:
+        for x in batches:
             opt.zero_grad()
-            # DDP averages the ranks' gradients: the mean of the two half-batch losses.
-            loss = (model(x[:4]).pow(2).mean() + model(x[4:]).pow(2).mean()) / 2
+            loss = (_loss(model(x[:4])) + _loss(model(x[4:]))) / 2
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
-    ref = w.trace
-    assert trace.layer_names == ["module.0", "module.2"]
-    np.testing.assert_allclose(trace.matrix("grad_norm"), ref.matrix("grad_norm"), rtol=1e-5)
-    assert trace.meta["status"] == "complete"
+            w.log(loss=loss, seen=8)
+    return w.trace
 
 
-@pytest.fixture(autouse=True)
-def _skip_without_gloo() -> None:
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available in this build")
+def _compare(trace: gw.Trace, ref: gw.Trace) -> None:
+    assert list(trace.steps) == list(ref.steps) == list(range(STEPS))
+    for metric in METRICS:
+        got, want = trace.matrix(metric), ref.matrix(metric)
+        # Measured where the reference measured it, and equal there.
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=metric)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7, err_msg=metric)
+    for name in ("loss", "seen", "global_grad_norm"):
+        np.testing.assert_allclose(trace.scalar(name), ref.scalar(name), rtol=1e-6, err_msg=name)
+
+
+def test_ddp_statistics_are_those_of_the_global_batch(runs: Path) -> None:
+    """Under DDP every per-layer statistic and the mean-reduced loss equal one process's."""
+    trace = gw.load(runs / "ddp")
+    ref = _reference(_mlp(), _mlp_batches())
+    # The sampled activation metrics are there, not all missing.
+    for metric in ("act_saturated", "act_dead", "out_grad_norm", "update_ratio"):
+        assert np.isfinite(trace.matrix(metric)).any(), metric
+    _compare(trace, ref)
+    # A scalar logged without reduce= is rank 0's own: the first half's loss.
+    with torch.no_grad():
+        first_half = float(_loss(_mlp()(_mlp_batches()[0][:4])))
+    np.testing.assert_allclose(trace.scalar("local_loss")[0], first_half, rtol=1e-6)
+    assert trace.config["world_size"] == 2 and trace.config["sharded"] is False
+    # Two collectives per flush, three flushes; no collective on plain steps.
+    assert json.loads((runs / "info.json").read_text())["collectives"] == 6
+
+
+def test_scalars_logged_on_one_rank_stay_its_own(runs: Path) -> None:
+    """When the ranks log different reduce= scalars these stay rank 0's own: no hang, a
+    warning, and the activation statistics are still the global batch's."""
+    trace = gw.load(runs / "uneven")
+    np.testing.assert_array_equal(trace.scalar("only_rank0"), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(trace.scalar("loss"), trace.scalar("local_loss"))
+    ref = _reference(_mlp(), _mlp_batches()[:3])
+    for metric in ("act_std", "out_grad_norm"):
+        np.testing.assert_allclose(trace.matrix(metric), ref.matrix(metric), rtol=2e-5)
+    # Warned once per run, on rank 0 (rank 1 warns too, not checked here).
+    assert json.loads((runs / "info.json").read_text())["layout_warnings"] == 1
+
+
+def test_ddp_recurrent_profiles_are_global(runs: Path) -> None:
+    """Recurrent input-gradient profiles under DDP are those of the full batch."""
+    trace = gw.load(runs / "rnn")
+    ref = _reference(_Rnn(), _rnn_batches())
+    _compare(trace, ref)
+    for kind in ("whole", "last_position"):
+        got = trace.input_grad_profile("module.rnn", kind)
+        want = ref.input_grad_profile("rnn", kind)
+        np.testing.assert_array_equal(got.steps, want.steps)
+        np.testing.assert_allclose(got.values, want.values, rtol=2e-5, err_msg=kind)
+
+
+def test_fsdp2_statistics_are_of_the_full_parameters(runs: Path) -> None:
+    """Under FSDP2 (DTensor shards) norms are of the full parameters and gradients."""
+    trace = gw.load(runs / "fsdp")
+    ref = _reference(_mlp(), _mlp_batches(), clip=CLIP)
+    # fully_shard keeps the user's module names and classes' order.
+    assert trace.layer_names == ref.layer_names == ["0", "2", "4"]
+    assert trace.config["sharded"] is True
+    _compare(trace, ref)
+    # Pre-clip statistics, and the clipped norm the optimizer used, of the full gradient.
+    assert (trace.scalar("clip_coef") < 1).all()
+    for name in ("clip_coef", "global_grad_norm_clipped"):
+        np.testing.assert_allclose(trace.scalar(name), ref.scalar(name), rtol=1e-5, err_msg=name)

@@ -46,12 +46,12 @@ def _assert_clean(log: PageLog) -> None:
 def test_report_loads_without_errors_and_every_image_decodes(
     browser: Browser, reports: dict[str, Path], which: str
 ) -> None:
-    """No console error or exception, no network request, every image decodes at 750x420."""
+    """No console error or exception, no network request, every image decodes at 1125x630."""
     session, log = browser.open(reports[which])
     _assert_clean(log)
     sizes = browser.evaluate(session, IMAGES_JS)
     assert len(sizes) >= 8
-    assert all(s == [750, 420] for s in sizes), sizes
+    assert all(s == [1125, 630] for s in sizes), sizes
 
 
 @pytest.mark.parametrize("which", ["single", "double"])

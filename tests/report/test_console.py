@@ -188,3 +188,73 @@ def test_progress_bars_share_one_display_and_print_above() -> None:
     assert "[bold]literal[/bold]" in out
     with progress(None, enabled=False) as off:
         assert off.console is None and not off.bar("x", 1).active
+
+
+def test_a_nested_progress_joins_the_drawing_display() -> None:
+    """A library call's bar inside a command's bar joins that display (rich allows one live
+    display at a time) without being asked, and a transient one leaves when done."""
+    from gradwatch.report.console import _ACTIVE
+
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    with progress("studies", 2, enabled=True, console=con) as outer:
+        display = _ACTIVE.get()
+        assert display is not None
+        with progress("seeds", 3, transient=True) as inner:  # enabled=None: joins
+            assert inner.active and inner.console is con
+            for _ in range(3):
+                inner.advance()
+            assert len(display.tasks) == 2
+        assert len(display.tasks) == 1  # the transient bar left
+        with progress("kept", 1) as kept:
+            kept.advance()
+        assert len(display.tasks) == 2
+        outer.advance(2)
+    assert _ACTIVE.get() is None
+    out = buf.getvalue()
+    assert "studies" in out and "2/2" in out and "kept" in out and "1/1" in out
+
+
+def test_progress_shows_count_and_time_left() -> None:
+    """Each bar shows N/M done, the elapsed time and the estimated time left (h:mm:ss)."""
+    import re
+
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    with progress("verify relu", 10, enabled=True, console=con) as bar:
+        on_step = bar.step_callback(offset=5, label="verify relu: with the remedy")
+        on_step(3, 5)
+        con.file.flush()
+        bar._progress.refresh()  # type: ignore[union-attr]
+        snapshot = buf.getvalue()
+    assert "8/10" in snapshot and "verify relu: with the remedy" in snapshot
+    # elapsed and remaining columns: two h:mm:ss clocks (or -:--:-- before an estimate)
+    assert len(re.findall(r"\d:\d\d:\d\d|-:--:--", snapshot)) >= 2
+
+
+def test_json_output_never_joins_a_display() -> None:
+    """output_format='json' stays silent even inside a drawing display."""
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    with (
+        progress("outer", 1, enabled=True, console=con),
+        progress("inner", 1, output_format="json") as inner,
+    ):
+        assert not inner.active
+
+
+def test_work_inside_a_switched_off_display_stays_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a JSON command's (switched-off) progress, a library bar stays off even on a
+    terminal; outside any display it would draw."""
+    from gradwatch.report import console
+
+    monkeypatch.setattr(console, "progress_enabled", lambda *a, **k: True)  # "a terminal"
+    buf = _Tty()
+    con = Console(file=buf, force_terminal=True, width=120, color_system=None)
+    with progress("studies", 1, output_format="json") as outer:
+        assert not outer.active
+        with progress("seeds", 3, console=con) as inner:
+            assert not inner.active
+    with progress("seeds", 3, console=con) as alone:
+        assert alone.active
+    assert console._ACTIVE.get() is None

@@ -103,14 +103,16 @@ def test_report_references_nothing_outside_itself(reports: dict[str, Path]) -> N
 
 
 def test_images_are_valid_pngs_of_the_figure_size(reports: dict[str, Path]) -> None:
-    """Each inlined image decodes as a PNG of 750 x 420 px (7.5 x 4.2 in at 100 dpi)."""
+    """Each inlined image decodes as a PNG of 1125 x 630 px (7.5 x 4.2 in at 150 dpi, so it
+    stays sharp when the page scales it to its width), and the <img> says that size."""
     parsed = _parse(reports["single"])
     imgs = [a for t, a in parsed.tags if t == "img"]
     # loss, flow, grad heatmap, update heatmap, gain, health, stats, memory, theory
     assert len(imgs) == 9
     for attrs in imgs:
         data = base64.b64decode((attrs["src"] or "").split(",", 1)[1], validate=True)
-        assert _png_size(data) == (750, 420)
+        assert _png_size(data) == (1125, 630)
+        assert (attrs.get("width"), attrs.get("height")) == ("1125", "630")
         assert attrs.get("alt")
 
 
@@ -357,3 +359,69 @@ def test_report_says_which_layers_have_no_activation_recognised() -> None:
     assert w.trace.meta["activations"]["unrecognised"] == ["0", "4"]
     html = render_report(w.trace)
     assert "No activation was recognised after 2 weight layer(s): L0 0, L2 4." in html
+
+
+# ---------------------------------------------------------------------- many runs
+def _verdict_sections(html: str) -> list[int]:
+    """Positions of the verdict sections in the page."""
+    import re
+
+    return [m.start() for m in re.finditer(r'<section class="verdict', html)]
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_more_than_four_runs_get_one_row_each_instead_of_cards(n: int) -> None:
+    """Up to 4 runs: a verdict card each above the comparison. Beyond: none there; the
+    comparison table has one row per run with its verdict, and each run's section opens
+    with its card."""
+    runs = [_tiny(meta={"name": f"run{k}"}) for k in range(n)]
+    html = render_report(runs, [[] for _ in runs])
+    top = html.index('<section id="comparison">')
+    cards = _verdict_sections(html)
+    assert len(cards) == n
+    table = html[html.index('<table class="runs">') : html.index("</table>", top)]
+    assert table.count("<tr>") == n + 1
+    if n <= 4:
+        assert all(c < top for c in cards)
+        assert "<th>most severe</th>" in table
+    else:
+        assert all(c > top for c in cards)
+        assert "<th>verdict</th>" in table and table.count("No problem found") == n
+        for k in range(n):  # each card sits in its run's own section
+            section = html.index(f'<section id="run-{k + 1}">')
+            assert any(c > section for c in cards)
+
+
+def test_report_of_several_runs_counts_them_on_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering several runs advances one bar per run, labelled with the run."""
+    from contextlib import contextmanager
+    from typing import Any
+
+    from gradwatch.report import console
+
+    calls: list[tuple[str, Any]] = []
+
+    class _Handle(console.ProgressHandle):
+        def advance(self, n: float = 1) -> None:
+            calls.append(("advance", n))
+
+        def update(self, **kw: Any) -> None:
+            calls.append(("update", kw.get("description")))
+
+    @contextmanager
+    def fake(description: str | None, total: float | None = None, **kw: Any) -> Any:
+        calls.append(("open", (description, total, kw.get("enabled"))))
+        yield _Handle()
+
+    monkeypatch.setattr(console, "progress", fake)
+    render_report([_tiny(meta={"name": "a"}), _tiny(meta={"name": "b"})], [[], []])
+    assert calls == [
+        ("open", ("report", 2, None)),
+        ("update", "report: a"),
+        ("advance", 1),
+        ("update", "report: b"),
+        ("advance", 1),
+    ]
+    calls.clear()
+    render_report(_tiny(meta={"name": "one"}), [])
+    assert calls[0] == ("open", ("report", 1, False))  # one run: no bar unless asked

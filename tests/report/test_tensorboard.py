@@ -33,13 +33,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trace, object]:
 
 
 def test_every_measured_layer_value_is_a_scalar_event(exported: tuple[Trace, object]) -> None:
-    """Tag <metric>/<layer> holds exactly the trace's non-missing values at their steps."""
+    """Tag <metric>/L<depth> <layer> holds exactly the trace's non-missing values at their steps."""
     trace, acc = exported
     tags = set(acc.Tags()["scalars"])  # type: ignore[attr-defined]
     for metric in trace.metrics:
         mat = trace.matrix(metric)
         for j, layer in enumerate(trace.layer_names):
-            events = acc.Scalars(f"{metric}/{layer}")  # type: ignore[attr-defined]
+            tag = f"{metric}/L{j:02d} {layer}"  # depth zero-padded: text order = depth order
+            events = acc.Scalars(tag)  # type: ignore[attr-defined]
             want = [
                 (int(s), float(v))
                 for s, v in zip(trace.steps, mat[:, j], strict=True)
@@ -47,7 +48,7 @@ def test_every_measured_layer_value_is_a_scalar_event(exported: tuple[Trace, obj
             ]
             assert [e.step for e in events] == [s for s, _ in want]
             np.testing.assert_allclose([e.value for e in events], [v for _, v in want], rtol=1e-6)
-            tags.discard(f"{metric}/{layer}")
+            tags.discard(tag)
     # What is left: the per-step scalars (the recurrent horizon is never reached here).
     assert tags == {"loss", "global_grad_norm"}
 
@@ -55,7 +56,7 @@ def test_every_measured_layer_value_is_a_scalar_event(exported: tuple[Trace, obj
 def test_missing_values_are_not_written_as_zero(exported: tuple[Trace, object]) -> None:
     """A sampled metric has events only at its sampled steps (every 10th)."""
     _, acc = exported
-    steps = [e.step for e in acc.Scalars("update_ratio/net.0")]  # type: ignore[attr-defined]
+    steps = [e.step for e in acc.Scalars("update_ratio/L00 net.0")]  # type: ignore[attr-defined]
     assert steps == [0, 10, 20]
 
 
@@ -96,7 +97,8 @@ def test_no_horizon_tag_when_memory_outlasts_the_sequence(exported: tuple[Trace,
     layer = trace.recurrent_layers[0]
     t_len = trace.input_grad_profile(layer).values.shape[1]
     assert all(0.7**d >= 1e-3 for d in range(t_len))
-    assert f"memory_horizon/{layer}" not in acc.Tags()["scalars"]  # type: ignore[attr-defined]
+    scalars = acc.Tags()["scalars"]  # type: ignore[attr-defined]
+    assert not [t for t in scalars if t.startswith("memory_horizon") and t.endswith(f" {layer}")]
 
 
 def test_memory_horizon_written_when_reached(tmp_path: Path) -> None:
@@ -107,7 +109,7 @@ def test_memory_horizon_written_when_reached(tmp_path: Path) -> None:
     )
     acc = _accumulator(export_tensorboard(trace, tmp_path / "tb", histograms=False))
     expected = next(d for d in range(10) if 0.1**d < 1e-3)
-    events = acc.Scalars("memory_horizon/rnn")
+    events = acc.Scalars("memory_horizon/L00 rnn")
     assert [(e.step, e.value) for e in events] == [(0, expected), (5, expected)]
     assert acc.Tags()["histograms"] == []
 
@@ -124,9 +126,9 @@ def test_last_position_memory_horizon_has_its_own_tag(tmp_path: Path) -> None:
         last_position={"rnn": ([0], dying)},
     )
     acc = _accumulator(export_tensorboard(trace, tmp_path / "tb", histograms=False))
-    events = acc.Scalars("memory_horizon_last_position/rnn")
+    events = acc.Scalars("memory_horizon_last_position/L00 rnn")
     assert [(e.step, e.value) for e in events] == [(0, 4)]  # 0.1**4 < 1e-3
-    assert "memory_horizon/rnn" not in acc.Tags()["scalars"]
+    assert "memory_horizon/L00 rnn" not in acc.Tags()["scalars"]
 
 
 def test_export_from_run_directory(tmp_path: Path) -> None:
@@ -134,7 +136,7 @@ def test_export_from_run_directory(tmp_path: Path) -> None:
     trace = make_trace(n_layers=3, n_steps=12, recurrent=False)
     run = write_run(trace, tmp_path / "run")
     acc = _accumulator(export_tensorboard(str(run), tmp_path / "tb", histograms=False))
-    events = acc.Scalars("grad_rms/net.2")
+    events = acc.Scalars("grad_rms/L02 net.2")
     np.testing.assert_allclose([e.value for e in events], trace.matrix("grad_rms")[:, 2], rtol=1e-6)
 
 

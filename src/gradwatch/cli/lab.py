@@ -151,7 +151,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                 f"grad ratio {_fmt(result.grad_ratio)}  [{state}]"
             )
 
-        frame = sweep(args.config, out, workers=args.workers, on_done=on_done)
+        # this command draws the sweep's bar itself, with a line per finished run
+        frame = sweep(args.config, out, workers=args.workers, on_done=on_done, progress=False)
     tables = (out / "results.parquet", out / "results.csv")
     if not human:
         body = {"out": out, "tables": tables, "runs": frame.to_dict(orient="records")}

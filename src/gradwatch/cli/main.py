@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "fix",
     "theory",
     "report",
+    "watch",
     "export",
     "lab",
 )

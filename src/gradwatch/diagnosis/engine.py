@@ -7,7 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..trace import Trace
-from .finding import RULE_IDS, SEVERITY_RANK, Finding
+from ..trace.cards import depth_profile, run_name
+from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .rules import RULES
 from .thresholds import Thresholds, resolve_thresholds
 
@@ -17,7 +18,7 @@ def diagnose(
     thresholds: Thresholds | Mapping[str, Any] | None = None,
     *,
     rules: tuple[str, ...] | list[str] | None = None,
-) -> list[Finding]:
+) -> Diagnosis:
     """Run the diagnosis rules on a trace.
 
     Args:
@@ -28,7 +29,9 @@ def diagnose(
         rules: Rule ids to run (default: all of :data:`RULE_IDS`).
 
     Returns:
-        Findings, most severe first, then in :data:`RULE_IDS` order. Empty when healthy.
+        A :class:`Diagnosis`: a ``list`` of findings, most severe first, then in
+        :data:`RULE_IDS` order (empty when healthy), with a verdict, a text ``summary()``
+        and a card with the gradient along depth when shown in Jupyter.
 
     Raises:
         TypeError: When ``trace`` is not a Trace or ``thresholds`` has the wrong type.
@@ -53,7 +56,7 @@ def diagnose(
     unknown = [r for r in selected if r not in RULES]
     if unknown:
         raise ValueError(f"unknown rule id(s) {unknown} in `rules`; valid ids are {list(RULE_IDS)}")
-    findings = []
+    findings: list[Finding] = []
     for rule_id in selected:
         found = RULES[rule_id](trace, getattr(th, rule_id))
         if found is not None:
@@ -62,4 +65,5 @@ def diagnose(
             findings.append(replace(found, layer_labels=labels))
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
-    return findings
+    # The card's sparkline: a few floats per layer, so the result pickles small.
+    return Diagnosis(findings, profile=depth_profile(trace), run=run_name(trace))

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._activations import ACTIVATION_IDS
+from ..trace.cards import (
+    DepthProfile,
+    badge,
+    card,
+    esc,
+    layer_list,
+    muted,
+    sparkline_block,
+)
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -107,3 +117,170 @@ class Finding:
             "message": self.message,
             "remedies": [{"id": r.id, "reason": r.reason} for r in self.remedies],
         }
+
+    def _html_body(self) -> str:
+        """The finding's lines (message, layers, steps, remedies, evidence) as HTML."""
+        steps = f"steps {self.steps[0]}–{self.steps[1]}" if self.steps else "whole run"
+        where = f"{layer_list(self.shown_layers)} · " if self.layers else ""
+        parts = [f"<div>{esc(self.message)}</div>", muted(f"{where}{esc(steps)}")]
+        if self.remedies:
+            items = "".join(
+                f"<li><code>{esc(r.id)}</code>: {esc(r.reason)}</li>" for r in self.remedies[:3]
+            )
+            parts.append(
+                f'<div style="font-size:12px">Remedies, best first:'
+                f'<ol style="margin:0 0 0 18px;padding:0">{items}</ol></div>'
+            )
+        if self.evidence:
+            cell = '<td style="padding:0 8px 0 0">'
+            rows = "".join(
+                f"<tr>{cell}{esc(k)}</td><td><code>{esc(v)}</code></td></tr>"
+                for k, v in self.evidence.items()
+            )
+            parts.append(
+                f'<details style="font-size:12px"><summary>evidence</summary>'
+                f"<table>{rows}</table></details>"
+            )
+        return "".join(parts)
+
+    def _repr_html_(self) -> str:
+        """A compact card for Jupyter; every name and message is HTML-escaped."""
+        title = badge(self.severity, self.severity) + f"<code>{esc(self.rule)}</code>"
+        return card(title, self._html_body(), self.severity)
+
+
+class Diagnosis(list[Finding]):
+    """What :func:`~gradwatch.diagnosis.diagnose` returns: the findings, most severe first.
+
+    A plain ``list`` of :class:`Finding` in every way that matters to existing code (it
+    compares equal to a list with the same findings, iterates, indexes, pickles and copies
+    like one, and ``repr`` is the list's), plus a verdict, a text :meth:`summary` (what
+    ``print`` and the IPython shell show) and a card in Jupyter (``_repr_html_``) with the
+    gradient along depth drawn as a sparkline.
+
+    Attributes:
+        profile: The run's gradient RMS per layer (median over its steps), drawn by the
+            card; None for a trace without gradients or a diagnosis built by hand.
+        run: The run's name (its directory's name), or None.
+
+    Example:
+        >>> d = Diagnosis([])
+        >>> d == [], d.verdict
+        (True, 'No problem found: no rule fired.')
+    """
+
+    profile: DepthProfile | None
+    run: str | None
+
+    def __init__(
+        self,
+        findings: Iterable[Finding] = (),
+        *,
+        profile: DepthProfile | None = None,
+        run: str | None = None,
+    ) -> None:
+        super().__init__(findings)
+        self.profile = profile
+        self.run = run
+
+    @property
+    def worst(self) -> str:
+        """The highest severity among the findings, or ``"ok"`` when there is none."""
+        if not self:
+            return "ok"
+        return max((f.severity for f in self), key=lambda s: SEVERITY_RANK.get(s, -1))
+
+    @property
+    def verdict(self) -> str:
+        """One sentence: the most severe finding, or that no rule fired."""
+        if not self:
+            return "No problem found: no rule fired."
+        first = max(self, key=lambda f: SEVERITY_RANK.get(f.severity, -1))
+        word = {"critical": "Critical", "warning": "Warning", "info": "Note"}.get(
+            first.severity, first.severity
+        )
+        return f"{word} — {first.message}"
+
+    @property
+    def headline(self) -> str:
+        """The verdict in a few words: the worst finding's title and how many follow.
+
+        Rule messages open with their title (``"Vanishing gradient: ..."``); the card shows
+        this above the findings so the worst message is not printed twice.
+        """
+        if not self:
+            return self.verdict
+        first = max(self, key=lambda f: SEVERITY_RANK.get(f.severity, -1))
+        word = {"critical": "Critical", "warning": "Warning", "info": "Note"}.get(
+            first.severity, first.severity
+        )
+        head, sep, _ = first.message.partition(":")
+        title = head if sep and len(head) <= 60 else first.rule.replace("_", " ")
+        more = len(self) - 1
+        tail = f", and {more} more finding{'s' if more != 1 else ''}" if more else ""
+        return f"{word} — {title}{tail}."
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings per severity, most severe first (only those present)."""
+        out: dict[str, int] = {}
+        for sev in sorted(SEVERITY_RANK, key=lambda s: -SEVERITY_RANK[s]):
+            n = sum(1 for f in self if f.severity == sev)
+            if n:
+                out[sev] = n
+        return out
+
+    def summary(self) -> str:
+        """A plain-text summary: the verdict, then one line per finding.
+
+        Example:
+            >>> print(Diagnosis([]).summary())
+            Diagnosis: No problem found: no rule fired.
+        """
+        about = f" of {self.run}" if self.run else ""
+        counts = ", ".join(f"{n} {sev}" for sev, n in self.counts().items())
+        head = f"Diagnosis{about}: {self.verdict}"
+        if self:
+            head += f" ({len(self)} finding{'s' if len(self) != 1 else ''}: {counts})"
+        lines = [head]
+        for f in self:
+            layers = ", ".join(f.shown_layers[:4]) + (" …" if len(f.layers) > 4 else "")
+            steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
+            lines.append(f"  {f.severity:<8} {f.rule:<22} {layers or '-'} ({steps})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's text view (terminal, and Jupyter's text/plain): the summary."""
+        p.text("Diagnosis(...)" if cycle else self.summary())
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The findings as JSON-ready dicts (``Finding.to_json``), most severe first."""
+        return [f.to_json() for f in self]
+
+    def _highlight(self) -> list[int]:
+        """Profile columns of the layers the most severe finding names."""
+        if self.profile is None or not self:
+            return []
+        first = max(self, key=lambda f: SEVERITY_RANK.get(f.severity, -1))
+        where = {name: i for i, name in enumerate(self.profile.names)}
+        return [where[name] for name in first.layers if name in where]
+
+    def _repr_html_(self) -> str:
+        """A compact card for Jupyter: verdict, gradient sparkline, findings with severity."""
+        worst = self.worst
+        about = f" of {esc(self.run)}" if self.run else ""
+        counts = " ".join(badge(f"{n} {sev}", sev) for sev, n in self.counts().items())
+        title = (counts or badge("ok", "ok")) + f"gradwatch diagnosis{about}"
+        body = [f'<div style="font-weight:600">{esc(self.headline)}</div>']
+        body.append(sparkline_block(self.profile, self._highlight(), worst))
+        limit = 12
+        for f in self[:limit]:
+            body.append(
+                '<div style="border-top:1px solid #e4e4e4;margin-top:4px;padding-top:3px">'
+                f"{badge(f.severity, f.severity)}<code>{esc(f.rule)}</code>{f._html_body()}</div>"
+            )
+        if len(self) > limit:
+            body.append(muted(f"and {len(self) - limit} more findings (print the diagnosis)"))
+        return card(title, "".join(body), worst)

@@ -211,17 +211,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda _kind, _payload: None)
     task = make_task("digits")
-    base = RunConfig(
-        model=MLPConfig(depth=cfg.depth, width=cfg.width, activation="sigmoid"),
-        task="digits",
-        optimizer=cfg.optimizer,  # type: ignore[arg-type]
-        lr=cfg.lr,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        sample_every=cfg.sample_every,
-        name="baseline",
-    ).validate()
+    base = _base_config(cfg)
 
     def train(config: RunConfig, label: str) -> RunResult:
         callback = progress(label, config.steps) if progress is not None else None
@@ -250,7 +240,7 @@ def run_demo(
             remedy_options={r: options for r in group if options and r in DEFAULT_OPTIONS},
             name=name,
         ).validate()
-        label = _label(group) if group != COMBINED else f"combined ({_label(group)})"
+        label = arm_label(group)
         row = DemoRow(label, group, train(arm, label), reason)
         outcome.rows.append(row)
         emit("row", row)
@@ -258,14 +248,46 @@ def run_demo(
     return outcome
 
 
+def _base_config(cfg: DemoConfig) -> RunConfig:
+    """The baseline's lab config: a sigmoid MLP on digits with the demo's settings."""
+    return RunConfig(
+        model=MLPConfig(depth=cfg.depth, width=cfg.width, activation="sigmoid"),
+        task="digits",
+        optimizer=cfg.optimizer,  # type: ignore[arg-type]
+        lr=cfg.lr,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        sample_every=cfg.sample_every,
+        name="baseline",
+    ).validate()
+
+
+def arm_label(group: tuple[str, ...]) -> str:
+    """The label of the demo arm that applies ``group`` (the comparison table's run name)."""
+    return _label(group) if group != COMBINED else f"combined ({_label(group)})"
+
+
+def planned_arms(config: DemoConfig | None = None) -> list[str]:
+    """The comparison table's run names as :func:`run_demo` would train them now, baseline
+    first: trains only the baseline, in memory (~5 s at the defaults), and asks
+    ``gw.prescribe``. Lets a check tell whether saved demo output (a docs table, a
+    screenshot) still matches the demo without running every arm.
+    """
+    base = _base_config(config or DemoConfig())
+    baseline = run(base, None, task=make_task("digits"))
+    assert baseline.trace is not None  # an in-memory run keeps its trace
+    prescriptions = _prescriptions(diagnose(baseline.trace), base, baseline.trace)
+    arms, _ = _prescribed(prescriptions)
+    return [BASELINE_ROW] + [arm_label(g) for g, _, _ in arms] + [arm_label(COMBINED)]
+
+
 def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path:
     """Write ``out/report.html`` for the baseline, the best single remedy and the combined
     fix (the report takes ~4 s per run on 2 cores, so not all arms). Every arm's run dir
     stays in ``out`` for ``gradwatch report``.
     """
-    singles = [r for r in outcome.rows if r.remedies != COMBINED]
-    chosen = [max(singles, key=lambda r: r.result.test_metric)] if singles else []
-    chosen += [r for r in outcome.rows if r.remedies == COMBINED]
+    chosen = report_rows(outcome)
     runs = [_run_dir(outcome.baseline)] + [_run_dir(r.result) for r in chosen]
     labels = [BASELINE_LABEL] + [r.label for r in chosen]
     ranked, failed = measured_ranking(outcome)
@@ -283,8 +305,18 @@ def write_demo_report(outcome: DemoOutcome, out: str | Path) -> Path:
     return outcome.report
 
 
+def report_rows(outcome: DemoOutcome) -> list[DemoRow]:
+    """The arms the HTML report shows after the baseline: the most accurate single remedy,
+    then the combined fix."""
+    singles = [r for r in outcome.rows if r.remedies != COMBINED]
+    chosen = [max(singles, key=lambda r: r.result.test_metric)] if singles else []
+    return chosen + [r for r in outcome.rows if r.remedies == COMBINED]
+
+
 #: The baseline's name in the demo's HTML report.
 BASELINE_LABEL = "baseline (sigmoid)"
+#: The baseline's name in the comparison table.
+BASELINE_ROW = "baseline: sigmoid"
 
 
 def _critical(result: RunResult) -> tuple[str, ...]:
@@ -360,7 +392,7 @@ def comparison_rows(outcome: DemoOutcome) -> list[dict[str, Any]]:
         return ", ".join(sorted({f["rule"] for f in result.findings})) or "none"
 
     rows = []
-    for label, remedies, result in [("baseline: sigmoid", (), outcome.baseline)] + [
+    for label, remedies, result in [(BASELINE_ROW, (), outcome.baseline)] + [
         (r.label, r.remedies, r.result) for r in outcome.rows
     ]:
         rows.append(

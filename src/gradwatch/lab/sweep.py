@@ -17,6 +17,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from gradwatch.report.console import ProgressHandle
+from gradwatch.report.console import progress as progress_bar
+
 from .config import ConfigError, RunConfig, load_sweep, with_override
 from .runner import RunResult, load_result, run
 
@@ -118,6 +121,7 @@ def sweep(
     *,
     workers: int = 1,
     on_done: Callable[[SweepRun, RunResult, bool], None] | None = None,
+    progress: bool | None = None,
 ) -> Any:
     """Run every grid point into ``out_dir/<run name>/`` and return the results DataFrame.
 
@@ -127,6 +131,8 @@ def sweep(
             ``sweep.json`` (the base config and grid).
         workers: Worker processes (spawn context). 1 runs in this process.
         on_done: Called with (point, result, skipped) as each run finishes or is skipped.
+        progress: Show a progress bar (runs done of all, time left). ``None``: only when
+            stdout is a terminal, or inside a caller's progress display (as a second bar).
 
     Example:
         >>> grid = {"seed": [0, 1]}
@@ -141,12 +147,26 @@ def sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps({"base": base, "grid": grid}, indent=2))
+    with progress_bar("sweep", len(points), enabled=progress, transient=True) as bar:
+        rows = _run_points(points, out, workers, on_done, bar)
+    return write_table([rows[p.name] for p in points if p.name in rows], out)
+
+
+def _run_points(
+    points: list[SweepRun],
+    out: Path,
+    workers: int,
+    on_done: Callable[[SweepRun, RunResult, bool], None] | None,
+    bar: ProgressHandle,
+) -> dict[str, dict[str, Any]]:
+    """Run the points not finished before (in ``workers`` processes); the table rows."""
     rows: dict[str, dict[str, Any]] = {}
     todo: list[SweepRun] = []
     for point in points:
         done = load_result(out / point.name)
         if done is not None:
             rows[point.name] = _row(point, done)
+            bar.advance()
             if on_done is not None:
                 on_done(point, done, True)
         else:
@@ -155,6 +175,8 @@ def sweep(
     def finish(point: SweepRun, result: RunResult) -> None:
         rows[point.name] = _row(point, result)
         write_table([rows[p.name] for p in points if p.name in rows], out)
+        bar.update(description=f"sweep: {point.name} done")
+        bar.advance()
         if on_done is not None:
             on_done(point, result, False)
 
@@ -176,4 +198,4 @@ def sweep(
                 # Interrupted or a run failed: finished runs keep their result.json; drop the rest.
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-    return write_table([rows[p.name] for p in points if p.name in rows], out)
+    return rows

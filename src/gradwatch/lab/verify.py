@@ -30,6 +30,7 @@ from gradwatch.diagnosis import Finding
 from gradwatch.diagnosis import diagnose as diagnose_trace
 from gradwatch.remedies import activation_types, apply, copy_model, norm_types
 from gradwatch.remedies.prescribe import Prescription
+from gradwatch.report.console import progress as progress_bar
 from gradwatch.trace import Trace
 
 from .training import Batch, ClipSpec, OptimizerFactory, model_device, train_recorded
@@ -170,6 +171,7 @@ def _run(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     optimizer: OptimizerFactory,
     diagnose: Diagnose,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArmResult:
     clips: list[ClipSpec] = [(remedy, clip)] if clip is not None else []
     trace = train_recorded(
@@ -180,6 +182,7 @@ def _run(
         loss_fn=loss_fn,
         seed=seed,
         clip=clips,
+        progress=progress,
     ).trace
     first, last = _weight_columns(trace)
     at_first, at_last = int(trace.steps[0]), int(trace.steps[-1])
@@ -215,6 +218,7 @@ def verify(
     optimizer: OptimizerFactory | None = None,
     options: dict[str, Any] | None = None,
     diagnose: Diagnose | None = None,
+    progress: bool | None = None,
 ) -> Verification:
     """Train a copy of ``model`` with and without ``remedy`` and compare the recordings.
 
@@ -234,6 +238,8 @@ def verify(
         options: Options of the remedy (``remedies.apply``); they override a
             prescription's.
         diagnose: ``trace -> findings``; default ``gradwatch.diagnose``.
+        progress: Show a progress bar over both runs' steps (``N/M``, time left).
+            ``None``: only when stdout is a terminal (never in a pipe or a log).
 
     Example:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -277,6 +283,19 @@ def verify(
         "optimizer": make_opt,
         "diagnose": diag,
     }
-    before = _run("baseline", copy_model(model), None, **common)
-    after = _run(name, treated, clip, **common)
+    with progress_bar(f"verify {name}", 2 * steps, enabled=progress, transient=True) as bar:
+        before = _run(
+            "baseline",
+            copy_model(model),
+            None,
+            **common,
+            progress=bar.step_callback(0, f"verify {name}: baseline") if bar.active else None,
+        )
+        after = _run(
+            name,
+            treated,
+            clip,
+            **common,
+            progress=bar.step_callback(steps, f"verify {name}: with it") if bar.active else None,
+        )
     return Verification(remedy=name, steps=steps, seed=seed, before=before, after=after)

@@ -171,6 +171,11 @@ class ActivationSampler:
             h.remove()
         self._handles.clear()
 
+    @property
+    def armed(self) -> bool:
+        """Whether sampled-step hooks are attached (``compiled.EagerWindow`` follows it)."""
+        return bool(self._handles)
+
     def reassign(self, old: int, new: int) -> None:
         """Credit the activation outputs gathered for layer ``old`` to layer ``new``."""
         step = self.step
@@ -318,6 +323,8 @@ class ActivationSampler:
         first = METRIC_ROW[SAMPLED_METRICS[0]]
         # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
         buf.values[slot, first : first + len(SAMPLED_METRICS)] = sums.metrics()
+        if buf.reducer is not None:
+            buf.reducer.keep(slot, sums)  # its sums, added over ranks at the flush
         at = buf.window_start + slot
         for i, kind, prof in self.recurrent.take():
             buf.recurrent.append((at, i, prof, kind))

@@ -13,7 +13,7 @@ import errno
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,9 @@ from ..trace import (
 )
 from ..trace.schema import tag_flush
 
+if TYPE_CHECKING:
+    from .sampled import StepSums
+
 #: Row of each metric in the buffer (LAYER_METRICS order).
 METRIC_ROW = {name: i for i, name in enumerate(LAYER_METRICS)}
 # Columns of the scalars the recorder writes itself (STEP_SCALARS order).
@@ -46,13 +49,25 @@ class GradCoverage(Protocol):
     numel: np.ndarray  # gradient elements per layer
 
 
+class WindowReduce(Protocol):
+    """What adds a window's statistics over ranks before it leaves the device (distributed)."""
+
+    enabled: bool  # False: the next flush makes no collective (a final flush after a failure)
+
+    def keep(self, slot: int, sums: StepSums) -> None: ...
+
+    def reduce_(self, buf: StepBuffer) -> None: ...
+
+
 class StepBuffer:
     """Device buffers for one flush window of ``flush_every`` steps, and their bookkeeping.
 
     Attributes:
-        values: ``(flush_every, len(LAYER_METRICS), layers)`` device tensor; a plain step
-            writes each layer's gradient sum of squares in the ``grad_norm`` row, turned into
-            norms at flush.
+        values: ``(flush_every, len(LAYER_METRICS), layers)`` device tensor. Until the flush
+            the ``grad_norm``, ``weight_norm`` and ``update_ratio`` rows hold sums of squares
+            (of the gradient, the weights, the update) and ``grad_underflow`` a count: sums
+            that add over the shards of a parameter split across ranks. The flush turns them
+            into norms, ratios and fractions.
         scalars: ``(flush_every, columns)`` device tensor of per-step scalars, float64 where
             the device has it (losses keep their precision).
         window_start: Step of the first row.
@@ -77,27 +92,47 @@ class StepBuffer:
         # (step, layer, profile, kind): kind is a trace PROFILE_KINDS name.
         self.recurrent: list[tuple[int, int, torch.Tensor, ProfileKind]] = []
         self.window_start = 0
+        #: How each scalar logged with ``reduce=`` combines across ranks, and where it was
+        #: logged in the window (a step a rank did not log does not count in its mean).
+        self.scalar_reduce: dict[str, str] = {}
+        self.logged: dict[str, np.ndarray] = {}
+        #: Set under torch.distributed: adds the window over ranks at each flush.
+        self.reducer: WindowReduce | None = None
 
     def is_full(self, step: int) -> bool:
         """Whether ``step`` falls past the window (flush first)."""
         return step - self.window_start >= self.flush_every
 
     # ------------------------------------------------------------------ scalars
-    def log(self, step: int, scalars: dict[str, float | int | bool | torch.Tensor]) -> None:
+    def log(
+        self,
+        step: int,
+        scalars: dict[str, float | int | bool | torch.Tensor],
+        reduce: str | None = None,
+    ) -> None:
         """Write the user's scalars for ``step`` (see ``Watch.log``), without a host sync.
 
         Raises:
-            ValueError: When a name is one the recorder writes itself.
+            ValueError: When a name is one the recorder writes itself, or was logged before
+                with another ``reduce``.
             TypeError: When a value is not a number or a one-element tensor.
         """
         slot = step - self.window_start
         late: dict[str, float] = {}
-        for name, value in scalars.items():
+        for name in scalars:
             if name in STEP_SCALARS:
                 raise ValueError(
                     f"scalar name {name!r} is recorded by gradwatch itself; log it under "
                     "another name."
                 )
+            before = self.scalar_reduce.get(name)
+            if name in self.scalar_cols and before != reduce:
+                raise ValueError(
+                    f"scalar {name!r} was logged with reduce={before!r} and now with "
+                    f"reduce={reduce!r}; one name combines across ranks one way. Pass "
+                    f"`reduce={before!r}` every time, or log it under another name."
+                )
+        for name, value in scalars.items():
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
                     raise TypeError(
@@ -117,6 +152,9 @@ class StepBuffer:
                 late[name] = float(tensor_value) if tensor_value is not None else float(number)  # type: ignore[arg-type]
                 continue
             col = self._scalar_col(name)
+            if reduce is not None:
+                self.scalar_reduce[name] = reduce
+                self.logged.setdefault(name, np.zeros(self.flush_every, dtype=bool))[slot] = True
             if tensor_value is not None:
                 self.scalars[slot, col].copy_(tensor_value, non_blocking=True)
             else:
@@ -149,6 +187,8 @@ class StepBuffer:
             depth: Depth of each layer index (the trace names layers by depth).
             next_start: Step of the first row of the next window.
         """
+        if self.reducer is not None:
+            self.reducer.reduce_(self)
         rec = self.recurrent
         parts = [self.values.reshape(-1).to(self.sdtype), self.scalars.reshape(-1)]
         parts += [p.reshape(-1).to(self.sdtype).to(self.device) for _, _, p, _ in rec]
@@ -201,6 +241,8 @@ class StepBuffer:
         self.row_grads = [None] * self.flush_every
         self.srow_used[:] = False
         self.late_scalars.clear()
+        for mask in self.logged.values():
+            mask[:] = False
         self.recurrent = []
         self.window_start = next_start
         # Every chunk says what its flush wrote, so a reader of the live run directory can
@@ -208,11 +250,16 @@ class StepBuffer:
         return tag_flush(tables, next_start)
 
     def _derive_grad_metrics(self, block: np.ndarray, rows: np.ndarray) -> None:
-        """Turn the per-step sums of squares into grad_norm, grad_rms and nonfinite, in place.
+        """Turn the per-step sums into grad_norm, grad_rms, nonfinite, weight_norm,
+        update_ratio and grad_underflow, in place.
 
         ``block`` is (rows, metrics, layers) on the host; a layer without a gradient at a
-        step is missing (NaN) in all three.
+        step is missing (NaN) in the gradient metrics.
         """
+        w, u = METRIC_ROW["weight_norm"], METRIC_ROW["update_ratio"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            block[:, u, :] = np.sqrt(block[:, u, :] / block[:, w, :])
+        block[:, w, :] = np.sqrt(block[:, w, :])
         gn, gr, nf = METRIC_ROW["grad_norm"], METRIC_ROW["grad_rms"], METRIC_ROW["nonfinite"]
         sq = block[:, gn, :].copy()
         has = np.zeros(sq.shape, dtype=bool)
@@ -223,6 +270,8 @@ class StepBuffer:
                 has[j] = cover.has_grad
                 numel[j] = np.maximum(cover.numel, 1)
         norm = np.sqrt(sq)
+        uf = METRIC_ROW["grad_underflow"]
+        block[:, uf, :] = np.where(has, block[:, uf, :] / numel, np.nan)
         block[:, gn, :] = np.where(has, norm, np.nan)
         block[:, gr, :] = np.where(has, norm / np.sqrt(numel), np.nan)
         counted = block[:, nf, :]

@@ -27,6 +27,8 @@ import torch
 import torch.nn.utils
 import torch.nn.utils.clip_grad
 
+from .distributed import whole
+
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s: coefficient = max_norm / (total + 1e-6)
 
 
@@ -82,7 +84,8 @@ class ClipObserver:
             mask[list(layers)] = True
             mask = mask.to(self._device)
             self._masks[layers] = mask
-        total = total.detach().to(self._device, torch.float32)
+        # Under FSDP2 the total is a DTensor, which cannot mix with the mask below.
+        total = whole(total.detach()).to(self._device, torch.float32)
         coef = (float(max_norm) / (total + _EPS)).clamp(max=1.0)
         # A non-finite total leaves the gradients non-finite whatever the coefficient: keep
         # them as seen (coefficient 1) so the non-finite checks still count them.

@@ -3,7 +3,14 @@
 Every step that is recorded writes each layer's gradient sum of squares (norm, RMS and the
 non-finite flag are derived from it at flush) and the global gradient norm; sampled steps add
 max |g|, each layer's weight norm and, with an optimizer, a copy of the weights that the step's
-end compares with the updated ones (the real update ratio of any optimizer).
+end compares with the updated ones (the real update ratio of any optimizer). Under mixed
+precision sampled steps also count the gradient entries that underflow the training dtype
+(``precision.py``).
+
+Parameters sharded by FSDP2 (DTensor) are reduced on their local shards (``to_local()``: a
+reduction of the DTensor itself would be a collective per tensor); the sums of squares and
+counts add over ranks at the flush (``distributed.py``). A parameter that is not sharded is
+counted on rank 0 only, so the sum over ranks counts it once.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from torch import nn
 from .._ops import stack_float32
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW, StepBuffer
 from .clip_observer import ClipSeen
+from .distributed import is_sharded, local, world
 from .layers import LayerSet, LayerSpec
+from .precision import Precision
 from .stats import (
     SMALL_NUMEL,
     FlatViews,
     Scratch,
+    count_below,
     count_nonfinite,
     sum_squares,
     sums_of_squares,
@@ -44,6 +54,7 @@ class GradLayout:
     """
 
     idx: list[int]  # parameters that have a gradient, in layer order
+    idx_t: torch.Tensor  # the same on the device (long)
     layer_idx: torch.Tensor  # the layer of each of them (device, long)
     layers: torch.Tensor  # the layers that have any gradient (device, long)
     has_grad: np.ndarray  # per layer (host)
@@ -60,6 +71,8 @@ class GradLayout:
         layers: list[LayerSpec],
         present: tuple[bool, ...],
         device: torch.device,
+        *,
+        batch_small: bool = True,
     ) -> GradLayout:
         owner = [i for i, spec in enumerate(layers) for _ in spec.params]
         idx = [k for k, has in enumerate(present) if has]
@@ -67,7 +80,7 @@ class GradLayout:
         for k in idx:
             numel[owner[k]] += params[k].numel()
         small: list[int] = []
-        if device.type == "cpu":
+        if device.type == "cpu" and batch_small:
             budget = _SMALL_GRAD_TOTAL
             for pos, k in enumerate(idx):
                 n = params[k].numel()
@@ -84,6 +97,7 @@ class GradLayout:
         has_grad = numel > 0
         return cls(
             idx=idx,
+            idx_t=torch.tensor(idx, dtype=torch.long, device=device),
             layer_idx=torch.tensor([owner[k] for k in idx], dtype=torch.long, device=device),
             layers=torch.tensor(np.flatnonzero(has_grad), dtype=torch.long, device=device),
             has_grad=has_grad,
@@ -134,6 +148,22 @@ class GradientStats:
         self._flat = FlatViews()  # of the parameters, for the CPU passes of sampled steps
         #: Whether the last recorded gradients were all finite (known on CPU only: no sync).
         self.finite = True
+        #: The training dtype, for the underflow count (set up by the watch).
+        self.precision = Precision()
+        #: FSDP2: some parameters are DTensor shards, whose statistics add over ranks.
+        self.sharded = any(is_sharded(p) for p in layers.params)
+        self._dtensors = any(hasattr(p, "placements") for p in layers.params)
+        # Under FSDP2 a parameter that is not sharded (every rank holds all of it) counts on
+        # rank 0 only, so the flush's sum over ranks counts it once.
+        self._weight: torch.Tensor | None = None
+        if self.sharded:
+            rank0 = float(world()[0] == 0)
+            self._weight = torch.tensor(
+                [1.0 if is_sharded(p) else rank0 for p in layers.params], device=layers.device
+            )
+
+    def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [local(t) for t in tensors] if self._dtensors else tensors
 
     def _layout(self) -> GradLayout:
         params = self._layers.params
@@ -141,7 +171,10 @@ class GradientStats:
         cached = self._layouts.get(present)
         if cached is None:
             lay = self._layers
-            cached = GradLayout.build(params, lay.specs, present, lay.device)
+            # Sharded statistics are weighted per parameter: no element-wise batching then.
+            cached = GradLayout.build(
+                params, lay.specs, present, lay.device, batch_small=not self.sharded
+            )
             self._layouts[present] = cached
         return cached
 
@@ -164,15 +197,21 @@ class GradientStats:
             return
         params = self._layers.params
         grads = [params[k].grad for k in lay.idx]
-        g = [t for t in grads if t is not None]
+        g = self._local([t for t in grads if t is not None])
+        weight = None if self._weight is None else self._weight.index_select(0, lay.idx_t)
         if detailed:
             per_tensor_sq, per_tensor_max = sums_of_squares_and_max_abs(g)
+            if weight is not None:
+                per_tensor_sq = per_tensor_sq * weight
             buf.values[slot, METRIC_ROW["grad_max"]].scatter_reduce_(
                 0, lay.layer_idx, per_tensor_max, "amax", include_self=False
             )
             vec, vec_layer = per_tensor_sq, lay.layer_idx
+            self._record_underflow(slot, g, lay, weight)
         else:
             vec, vec_layer = lay.reduce(g)
+            if weight is not None:
+                vec = vec * weight
         row = buf.values[slot, METRIC_ROW["grad_norm"]]  # sum of squares until flush
         row.index_fill_(0, lay.layers, 0.0)
         row.index_add_(0, vec_layer, vec)
@@ -185,9 +224,10 @@ class GradientStats:
             self.finite = math.isfinite(total)
             buf.scalars[slot, GLOBAL_GRAD_NORM] = math.sqrt(total)
             if not math.isfinite(total):
-                counts = torch.zeros(self._layers.n).index_add_(
-                    0, lay.layer_idx, count_nonfinite(g)
-                )
+                per_tensor = count_nonfinite(g)
+                if weight is not None:
+                    per_tensor = per_tensor * weight
+                counts = torch.zeros(self._layers.n).index_add_(0, lay.layer_idx, per_tensor)
                 buf.values[slot, METRIC_ROW["nonfinite"]] = torch.where(
                     lay.has_grad_t, counts, math.nan
                 )
@@ -196,6 +236,24 @@ class GradientStats:
             # flag per layer is derived from the sums of squares at flush instead
             # (meta: nonfinite_exact = false).
             buf.scalars[slot, GLOBAL_GRAD_NORM] = total_sq.sqrt().to(self._layers.device)
+
+    def _record_underflow(
+        self, slot: int, g: list[torch.Tensor], lay: GradLayout, weight: torch.Tensor | None
+    ) -> None:
+        """Count per layer the gradient entries below the training dtype's normal range.
+
+        The fraction (count / elements) is taken at flush. Nothing is written where the
+        training dtype is float32: the metric stays missing there.
+        """
+        thresholds = self.precision.thresholds(g)
+        if thresholds is None:
+            return
+        counts = count_below(g, thresholds, self._scratch)
+        if weight is not None:
+            counts = counts * weight
+        row = self._buffer.values[slot, METRIC_ROW["grad_underflow"]]
+        row.index_fill_(0, lay.layers, 0.0)
+        row.index_add_(0, lay.layer_idx, counts)
 
     def _unclip(
         self,
@@ -219,7 +277,15 @@ class GradientStats:
         cols = buf._scalar_col("clip_coef"), buf._scalar_col("global_grad_norm_clipped")
         clipped = torch.where(clip.clipped, clip.coef, torch.ones_like(clip.coef))
         buf.scalars[slot, cols[0]] = clipped.amin().to(buf.sdtype)
-        buf.scalars[slot, cols[1]] = clipped_sq.sqrt().to(buf.device, buf.sdtype)
+        if self.sharded:
+            # This rank's shards only: the flush adds the squares over ranks, then roots.
+            buf.scalars[slot, cols[1]] = clipped_sq.to(buf.device, buf.sdtype)
+            buf.scalar_reduce["global_grad_norm_clipped"] = "sum_sqrt"
+            buf.logged.setdefault(
+                "global_grad_norm_clipped", np.zeros(buf.flush_every, dtype=bool)
+            )[slot] = True
+        else:
+            buf.scalars[slot, cols[1]] = clipped_sq.sqrt().to(buf.device, buf.sdtype)
         return row.index_select(0, with_grad).sum()
 
     def record_weights(self, slot: int, *, snapshot: bool) -> None:
@@ -232,12 +298,12 @@ class GradientStats:
         """
         lay = self._layers
         # Under no_grad no detach() is needed (one dispatcher call per tensor saved).
-        params: list[torch.Tensor] = list(lay.params)
+        params: list[torch.Tensor] = self._local(list(lay.params))
         state = self._snapshot
         snap = None
         if snapshot:
             if state.buffers is None:
-                state.buffers = [torch.empty_like(p.detach()) for p in lay.params]
+                state.buffers = [torch.empty_like(p.detach()) for p in params]
             snap = state.buffers
         if lay.device.type == "cpu":
             sq_list = []
@@ -254,10 +320,13 @@ class GradientStats:
             sq = sums_of_squares(params)
             if snap is not None:
                 torch._foreach_copy_(snap, params)
+        if self._weight is not None:
+            sq = sq * self._weight
         w_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, lay.param_layer, sq)
         state.weight_sq = w_sq
         state.taken = snap
-        self._buffer.values[slot, METRIC_ROW["weight_norm"]] = w_sq.sqrt()
+        # A sum of squares until the flush (weight_norm = its root; it adds over shards).
+        self._buffer.values[slot, METRIC_ROW["weight_norm"]] = w_sq
 
     def record_update(self, slot: int) -> None:
         """update_ratio ||after - before|| / ||before|| per layer, if weights were copied."""
@@ -266,7 +335,7 @@ class GradientStats:
             lay = self._layers
             with torch.no_grad():
                 snap = state.taken
-                params: list[torch.Tensor] = list(lay.params)
+                params: list[torch.Tensor] = self._local(list(lay.params))
                 if lay.device.type == "cpu" and state.flat is not None:
                     flat = self._flat(params)
                     sq = stack_float32(
@@ -275,10 +344,11 @@ class GradientStats:
                 else:
                     torch._foreach_sub_(snap, params)
                     sq = sums_of_squares(snap)
+                if self._weight is not None:
+                    sq = sq * self._weight
                 diff_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, lay.param_layer, sq)
-                self._buffer.values[slot, METRIC_ROW["update_ratio"]] = (
-                    diff_sq.sqrt() / state.weight_sq.sqrt()
-                )
+                # ||after - before||^2 until the flush divides it by the weights' and roots it.
+                self._buffer.values[slot, METRIC_ROW["update_ratio"]] = diff_sq
         state.taken = None
 
     def _update_sq(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

@@ -184,9 +184,23 @@ def probe(module: nn.Module) -> str | None:
     return best if best_err <= _PROBE_TOL else None
 
 
+def _fully_sharded(model: nn.Module) -> bool:
+    """Whether ``model`` holds a module wrapped by FSDP2's ``fully_shard``."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a build without torch.distributed
+        return False
+    return any(isinstance(m, FSDPModule) for m in model.modules())
+
+
 def functional_activations(model: nn.Module, layer_names: set[str]) -> tuple[dict[str, str], str]:
     """Layer -> function name of the functional activation applied to its output, found by
     ``torch.fx``; and ``"ok"`` or why tracing failed."""
+    if _fully_sharded(model):
+        # Tracing calls the submodules, whose FSDP2 pre-forward hooks would then take the
+        # first one for the root ("FSDP requires running forward through the root module
+        # first" at the first real step).
+        return {}, "skipped: FSDP2 (fully_shard) modules"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

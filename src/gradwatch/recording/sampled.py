@@ -106,37 +106,84 @@ class StepSums:
         same = prev is not None and prev.shape == alive.shape
         self.alive[(src, i)] = prev | alive if same else alive  # type: ignore[operator]
 
+    def raw(self) -> torch.Tensor:
+        """(RAW_ROWS, layers): the step's sums and counts, which add up across processes.
+
+        Rows: total, total of squares, saturated count for RAW then ACT, out-grad sum of
+        squares, then the element counts (RAW, ACT) and the flags has_sat (RAW, ACT) and
+        has_og as 0/1. The host-side bookkeeping goes to the device in one non-blocking copy.
+        """
+        host = torch.tensor(
+            np.concatenate([self.count, self.has_sat, self.has_og[None]]), dtype=self._dtype
+        )
+        return torch.cat([self._sums, host.to(self._sums.device, non_blocking=True)])
+
+    def alive_units(self) -> dict[int, torch.Tensor]:
+        """Per layer, its "positive at least once" units from the source its metrics use."""
+        use_act = self.count[ACT] > 0
+        out = {}
+        for i in range(self.n):
+            a = self.alive.get((int(use_act[i]), i))
+            if a is not None:
+                out[i] = a
+        return out
+
     def metrics(self) -> torch.Tensor:
         """(5, layers): act_mean, act_std, act_saturated, act_dead, out_grad_norm (NaN where
         not measured), from the activation's outputs where a layer has one."""
-        n = self.n
-        use_act = self.count[ACT] > 0
-        src = use_act.astype(int)
-        count = np.where(use_act, self.count[ACT], self.count[RAW])
-        has_sat = np.where(use_act, self.has_sat[ACT], self.has_sat[RAW])
-        alive_sums: list[torch.Tensor] = []
-        units = np.full(n, math.nan)
-        if self.alive:
-            zero = self._sums.new_zeros(())
-            for i in range(n):
-                a = self.alive.get((int(src[i]), i))
-                alive_sums.append(zero if a is None else a.sum().to(self._dtype))
-                if a is not None:
-                    units[i] = a.numel()
-        # The host-side bookkeeping goes to the device in one non-blocking copy.
-        host = torch.tensor(
-            np.stack([np.where(count > 0, count, math.nan), has_sat, units, self.has_og, use_act]),
-            dtype=self._dtype,
-        )
-        cnt, has_sat_t, units_t, has_og_t, use_act_t = host.to(self._sums.device, non_blocking=True)
-        act_rows = use_act_t > 0
-        total = torch.where(act_rows, self._row(ACT, 0), self._row(RAW, 0))
-        total_sq = torch.where(act_rows, self._row(ACT, 1), self._row(RAW, 1))
-        sat = torch.where(act_rows, self._row(ACT, 2), self._row(RAW, 2))
-        mean = total / cnt
-        std = (total_sq / cnt - mean.square()).clamp_min(0).sqrt()
-        nan = torch.full_like(mean, math.nan)
-        saturated = torch.where(has_sat_t > 0, sat / cnt, nan)
-        dead = 1.0 - torch.stack(alive_sums) / units_t if alive_sums else nan
-        out_grad = torch.where(has_og_t > 0, self._sums[6].sqrt(), nan)
-        return torch.stack([mean, std, saturated, dead, out_grad])
+        alive = self.alive_units()
+        alive_sum, units = alive_counts(alive, self.n, self._sums)
+        return combine(self.raw(), alive_sum, units)
+
+
+#: Rows of :meth:`StepSums.raw`.
+RAW_ROWS = 12
+_COUNT, _HAS_SAT, _HAS_OG = 7, 9, 11
+
+
+def alive_counts(
+    alive: dict[int, torch.Tensor], n: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(units alive, units) per layer from per-unit flags; units is NaN where none were seen."""
+    units = np.full(n, math.nan)
+    zero = like.new_zeros(())
+    sums = []
+    for i in range(n):
+        a = alive.get(i)
+        sums.append(zero if a is None else (a > 0).sum().to(like.dtype))
+        if a is not None:
+            units[i] = a.numel()
+    host = torch.tensor(units, dtype=like.dtype).to(like.device, non_blocking=True)
+    return torch.stack(sums), host
+
+
+def combine(raw: torch.Tensor, alive: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """The five sampled metrics from :meth:`StepSums.raw` sums, per layer.
+
+    Args:
+        raw: ``(..., RAW_ROWS, layers)`` sums (of one process, or added over processes).
+        alive: ``(..., layers)`` units positive at least once.
+        units: ``(..., layers)`` units per layer, NaN where not measured.
+
+    Returns:
+        ``(..., 5, layers)``: act_mean, act_std, act_saturated, act_dead, out_grad_norm.
+    """
+
+    def row(k: int) -> torch.Tensor:
+        return raw[..., k, :]
+
+    act_rows = row(_COUNT + ACT) > 0
+    # A layer's metrics describe its activation's outputs where it has one, else its own.
+    count = torch.where(act_rows, row(_COUNT + ACT), row(_COUNT + RAW))
+    nan = torch.full_like(count, math.nan)
+    cnt = torch.where(count > 0, count, nan)
+    total = torch.where(act_rows, row(3), row(0))
+    total_sq = torch.where(act_rows, row(4), row(1))
+    sat = torch.where(act_rows, row(5), row(2))
+    has_sat = torch.where(act_rows, row(_HAS_SAT + ACT), row(_HAS_SAT + RAW)) > 0
+    mean = total / cnt
+    std = (total_sq / cnt - mean.square()).clamp_min(0).sqrt()
+    saturated = torch.where(has_sat, sat / cnt, nan)
+    dead = 1.0 - alive / units
+    out_grad = torch.where(row(_HAS_OG) > 0, row(6).sqrt(), nan)
+    return torch.stack([mean, std, saturated, dead, out_grad], dim=-2)

@@ -94,7 +94,9 @@ class Structure:
     shortcut_layers: set[str] = field(default_factory=set)  # layers of projection shortcuts
     main_end_of: dict[str, str] = field(default_factory=dict)  # shortcut layer -> main end
     cost_ms: float = 0.0
-    graph_seen: bool = True  # False when no module output carried a grad_fn (torch.compile)
+    # False when no module output carried a grad_fn (a first forward under no_grad; with
+    # torch < 2.6 a model compiled after gw.watch). Step 0 runs eagerly under torch.compile.
+    graph_seen: bool = True
 
     def to_meta(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import torch
@@ -38,8 +38,11 @@ from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .buffer import SKIPPED, Sink, StepBuffer
+from .compiled import EagerWindow, untraced, user_module
+from .distributed import Reduce, WindowReducer, check_reduce, world
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
+from .optimizers import unwrap_optimizer
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 
@@ -153,6 +156,7 @@ class Watch:
         activations: bool = True,
         meta: dict[str, Any] | None = None,
         strict: bool = False,
+        step_begin: Literal["optimizer", "caller"] = "optimizer",
         overhead: float | None = DEFAULT_OVERHEAD,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -171,15 +175,25 @@ class Watch:
         self.dense_steps = dense_steps
         self.flush_every = _check_int("flush_every", flush_every)
         self.overhead = check_overhead(overhead)
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"Expected argument `optimizer` to be a torch.optim.Optimizer or None but got "
-                f"{type(optimizer).__name__}."
+        if optimizer is not None:
+            optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
+        if step_begin not in ("optimizer", "caller") or (
+            step_begin == "caller" and optimizer is None
+        ):
+            raise ValueError(
+                f"Expected argument `step_begin` to be 'optimizer' or 'caller' (with an "
+                f"optimizer) but got {step_begin!r} with optimizer={optimizer!r}. Leave it out "
+                "unless a framework callback calls `w.begin_step()` itself."
             )
+        self.step_begin = step_begin
         # Every argument is checked here, before a directory is made or a hook attached.
         _check_scaler(scaler, optimizer)
         self._user_meta = check_user_meta(meta)
         self.model = model
+        # Under torch.compile the layers, their names and the hooks are those of the module
+        # the user wrote, not of the OptimizedModule around it (no `_orig_mod.` prefix).
+        model = user_module(model)
+        self._module = model
         self.optimizer = optimizer
         self.scaler = scaler
 
@@ -203,6 +217,18 @@ class Watch:
         self._buffer = StepBuffer(self._layers.n, self.flush_every, self._layers.device)
         scratch = Scratch()  # one reused buffer for the small temporaries of both
         self._grads = GradientStats(self._layers, self._buffer, scratch)
+        self._grads.precision.scaler = scaler
+        rank, self._world_size = world()
+        if self._world_size > 1:
+            # Activation sums, logged scalars (and FSDP2 shards) add over ranks at each flush.
+            self._buffer.reducer = WindowReducer(
+                self._layers.n,
+                self.flush_every,
+                self._layers.device,
+                self._buffer.sdtype,
+                sharded=self._grads.sharded,
+                exact_nonfinite=self._buffer.exact_nonfinite,
+            )
         self._sampler = ActivationSampler(
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
@@ -214,17 +240,17 @@ class Watch:
             self._sampler.timer = self._schedule  # its hooks charge their host time to it
         self._progress = _Progress()
         self._hooks = _Hooks()
+        # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
+        self._eager = EagerWindow(self.model)
         self._flush_listeners: list[FlushListener] = []
         #: Set by a listener (or by you) to ask the training loop to end cleanly; the
         #: framework callbacks stop their trainer when it becomes true.
         self.should_stop = False
 
-        rank0 = not (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-            and torch.distributed.get_rank() != 0
+        # Only rank 0 writes the run directory; the others keep their trace in memory.
+        writer = (
+            RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank == 0 else None
         )
-        writer = RunWriter(run_dir, overwrite=overwrite) if run_dir is not None and rank0 else None
         self._sink = Sink(writer, self._meta, strict=bool(strict))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         try:
@@ -238,6 +264,7 @@ class Watch:
             self._unwrap_scaler()
             self._anatomy.disarm()
             self._sampler.disarm()
+            self._eager.hold(False)
             if writer is not None:
                 writer.discard()
             raise
@@ -245,12 +272,16 @@ class Watch:
     # ------------------------------------------------------------------ hooks
     def _attach(self) -> None:
         if self.optimizer is not None:
-            self._hooks.handles.append(self.optimizer.register_step_pre_hook(self._opt_pre_hook))
+            if self.step_begin == "optimizer":
+                pre = self.optimizer.register_step_pre_hook(self._opt_pre_hook)
+                self._hooks.handles.append(pre)
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
+        self._hooks.handles.append(self._grads.precision.attach(self.model, self._layers.device))
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
+        self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
 
     def _wrap_scaler(self) -> None:
         scaler = self.scaler
@@ -262,8 +293,9 @@ class Watch:
             out = original(optimizer, *args, **kwargs)
             if optimizer is self.optimizer and self._progress.step == before:
                 # GradScaler found inf/nan and did not call optimizer.step(): a skipped step.
-                self._begin_step(skipped=True)
-                self._end_step()
+                if not self._progress.began:  # (begun already with step_begin="caller")
+                    self._begin_step(skipped=True)
+                self._end_step(skipped=True)
             return out
 
         scaler.step = step
@@ -277,10 +309,10 @@ class Watch:
         self._hooks.scaler_wrapped = False
 
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._begin_step(skipped=False)
+        untraced(self._begin_step, skipped=False)  # (a compiled optimizer step calls it too)
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._end_step()
+        untraced(self._end_step)
 
     def _is_sampled(self, step: int) -> bool:
         # Every step at first, where blow-ups happen, then as the schedule spaces them.
@@ -304,16 +336,39 @@ class Watch:
         self._begin_step(skipped=False)
         self._end_step()
 
+    def begin_step(self) -> None:
+        """Take the statistics of the optimizer step about to be applied (``step_begin="caller"``).
+
+        For a framework whose optimizer step runs forward and backward inside it (Lightning's
+        ``optimizer.step(closure)``), the step pre-hook comes before the gradients exist; its
+        callback calls this once they are final (``on_before_optimizer_step``) and the
+        optimizer's post-hook ends the step. A step begun whose optimizer never stepped (a
+        GradScaler skip) is recorded as skipped when the next one begins.
+        """
+        if self.step_begin != "caller":
+            raise RuntimeError(
+                "`w.begin_step()` drives a Watch made with `step_begin='caller'`; this one "
+                "takes its statistics in the optimizer's step pre-hook already."
+            )
+        if self._progress.closed:
+            raise RuntimeError("this Watch is closed; start a new one with `gw.watch(...)`.")
+        if self._progress.began:
+            self._end_step(skipped=True)
+        self._begin_step(skipped=False)
+
     def _begin_step(self, *, skipped: bool) -> None:
         progress, buf = self._progress, self._buffer
-        if progress.closed or not self._layers.n or self._sink.stopped is not None:
+        # Under torch.distributed a rank whose run directory stopped keeps flushing: every
+        # rank must take part in each flush's collective.
+        distributed = buf.reducer is not None
+        if progress.closed or not self._layers.n or (self._sink.stopped and not distributed):
             return  # (stopped: the run directory cannot be written; training goes on)
         step, schedule = progress.step, self._schedule
         if buf.is_full(step):
             start = schedule.clock()
             self._flush()
             schedule.charge_flush(schedule.clock() - start)
-            if self._sink.stopped is not None:
+            if self._sink.stopped is not None and not distributed:
                 return
         start = schedule.clock()
         if not self._layers.ordered:
@@ -336,21 +391,26 @@ class Watch:
         buf.srow_used[slot] = True
         if not self._is_sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
+            self._eager.hold(False)
         progress.began = True
         schedule.charge(schedule.clock() - start)
 
-    def _end_step(self) -> None:
+    def _end_step(self, *, skipped: bool = False) -> None:
         progress = self._progress
         if progress.closed or not self._layers.n or not progress.began:
             return
         progress.began = False
         schedule = self._schedule
         start = schedule.clock()
+        if skipped:
+            self._buffer.scalars[progress.step - self._buffer.window_start, SKIPPED] = 1.0
+            schedule.nonfinite(progress.step)  # the step after it is always sampled
         self._grads.record_update(progress.step - self._buffer.window_start)
         progress.step += 1
         if self._is_sampled(progress.step):
             self._sampler.recurrent.regular = schedule.regular(progress.step)
             self._sampler.arm()
+            self._eager.hold(self._sampler.armed)
         schedule.charge(schedule.clock() - start)
         schedule.end()
 
@@ -360,19 +420,32 @@ class Watch:
         self._sink.write_meta("running")
 
     # ------------------------------------------------------------------ scalars
-    def log(self, **scalars: float | int | bool | torch.Tensor) -> None:
+    def log(
+        self, *, reduce: Reduce | None = None, **scalars: float | int | bool | torch.Tensor
+    ) -> None:
         """Record scalars (e.g. ``loss=loss``) for the last optimizer step taken.
 
         Tensors are fine and are not synchronised: no ``.item()`` needed. Call it after
         ``optimizer.step()``; a value logged before the first step belongs to step 0, and a
         name logged twice in one step keeps the last value.
 
+        Args:
+            reduce: Under ``torch.distributed``, how the ranks' values combine in the trace:
+                ``"mean"`` (e.g. the loss of the global batch), ``"sum"``, or None for rank
+                0's own value. Added in the flush's collective, so it costs nothing per
+                step; every rank must log the same names with the same ``reduce``. Without
+                ``torch.distributed`` a value is its own mean and sum.
+            **scalars: The values, by name (``reduce`` cannot be one).
+
         Raises:
             TypeError: When a value is not a number or a one-element tensor.
+            ValueError: When ``reduce`` is not "mean", "sum" or None, or differs from the
+                ``reduce`` the name was logged with before.
         """
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
-        self._buffer.log(max(self._progress.step - 1, 0), scalars)
+        mode = check_reduce(reduce)
+        self._buffer.log(max(self._progress.step - 1, 0), scalars, mode)
 
     def observe_clip(
         self,
@@ -394,11 +467,11 @@ class Watch:
     def add_flush_listener(self, listener: FlushListener) -> None:
         """Call ``listener(watch, flush)`` on the host after each flush, in the order added.
 
-        A flush happens every ``flush_every`` steps (inside the optimizer's step pre-hook), on
-        ``w.trace`` and on ``close()``; the listener sees the tables just written, so it adds no
-        device sync. An exception it raises propagates to the caller of the step (or of
-        ``close``), after the data is written: this is how ``on_finding="raise"`` stops a run
-        with its run directory complete.
+        A flush happens every ``flush_every`` steps (in the optimizer's step pre-hook, or in
+        ``begin_step``), on ``w.trace`` and on ``close()``; the listener sees the tables just
+        written, so it adds no device sync. An exception it raises propagates to the caller of
+        the step (or of ``close``), after the data is written: this is how
+        ``on_finding="raise"`` stops a run with its run directory complete.
         """
         if not callable(listener):
             raise TypeError(
@@ -412,6 +485,12 @@ class Watch:
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
         for kind, table in tables:
             self._sink.emit(kind, table)
+        if self._sink.stopped is not None:
+            # Recording stopped (the run directory cannot be written) and training goes on:
+            # no hook stays attached, and compiled code runs compiled again (compiled.py).
+            self._sampler.disarm()
+            self._sampler.release()
+            self._eager.hold(False)
         if final:
             # The run's status is written before a listener can raise.
             self._sink.write_meta("failed" if self._progress.failed else "complete")
@@ -425,8 +504,8 @@ class Watch:
             status=status,
             created=self._progress.started,
             model={
-                "class": type(self.model).__name__,
-                "num_params": sum(p.numel() for p in self.model.parameters()),
+                "class": type(self._module).__name__,
+                "num_params": sum(p.numel() for p in self._module.parameters()),
                 "num_trainable": layers.numel,
             },
             layers=layers.infos(),
@@ -439,6 +518,8 @@ class Watch:
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
                 "device": str(layers.device),
                 "nonfinite_exact": self._buffer.exact_nonfinite,
+                "world_size": self._world_size,
+                "sharded": self._grads.sharded,
                 "overhead": self.overhead,
                 **({"schedule": self._schedule.meta()} if self.overhead is not None else {}),
             },
@@ -463,10 +544,15 @@ class Watch:
         self._unwrap_scaler()
         self._anatomy.disarm()
         self._sampler.disarm()
+        self._eager.hold(False)
         # Outputs kept for a sampled step that never reached the optimizer: let them go.
         self._sampler.release()
         if not self._layers.ordered and self._layers.n:
             self._finalize_order()
+        if progress.failed and self._buffer.reducer is not None:
+            # The other ranks may not be closing (they may still train, or be gone): a
+            # collective now could hang. The last window stays this rank's own.
+            self._buffer.reducer.enabled = False
         if self._layers.n:
             self._flush(final=True)
         else:
@@ -486,8 +572,14 @@ class Watch:
 
     @property
     def trace(self) -> Trace:
-        """Everything recorded so far (flushes the current window first)."""
-        if not self._progress.closed and self._layers.n:
+        """Everything recorded so far (flushes the current window first).
+
+        Under ``torch.distributed`` (more than one rank) a flush is a collective every rank
+        must join, so while recording ``trace`` does not flush: it holds the windows flushed
+        so far (every ``flush_every`` steps), and any rank may read it alone. After
+        ``close()`` (on every rank) it holds every step.
+        """
+        if not self._progress.closed and self._layers.n and self._buffer.reducer is None:
             self._flush()
         return self._sink.trace("complete" if self._progress.closed else "running")
 
@@ -506,6 +598,7 @@ def watch(
     activations: bool = True,
     meta: dict[str, Any] | None = None,
     strict: bool = False,
+    step_begin: Literal["optimizer", "caller"] = "optimizer",
     overhead: float | None = DEFAULT_OVERHEAD,
 ) -> Watch:
     """Start recording per-layer statistics of ``model`` while it trains.
@@ -513,9 +606,10 @@ def watch(
     Args:
         model: The module to watch. Its layers are the modules that own trainable
             parameters, ordered by first use in the forward pass.
-        optimizer: The optimizer that updates ``model``; steps are recorded through its step
-            hooks (so gradient accumulation counts optimizer steps). Without one, call
-            ``w.step()`` after each ``backward()``.
+        optimizer: The optimizer that updates ``model``, or a wrapper of it (accelerate's
+            ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``); steps are recorded
+            through its step hooks (so gradient accumulation counts optimizer steps). Without
+            one, call ``w.step()`` after each ``backward()``.
         run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
             keeps the trace in memory.
         every: Record gradient statistics every ``every`` steps (with ``overhead``, the
@@ -535,6 +629,9 @@ def watch(
         strict: Raise when the run directory cannot be written during training (a full
             disk) instead of stopping the recording with a warning; training never stops
             for gradwatch unless you ask for it.
+        step_begin: ``"caller"`` leaves out the optimizer's step pre-hook: the caller calls
+            ``w.begin_step()`` once the step's gradients are final (the Lightning callback
+            does); the post-hook still ends each step.
         overhead: The recorder's budget, a share of the step time (0.03: 3%). It measures
             its own cost and spaces the sampled steps (then, if still needed, the plain ones)
             to stay under it; the step after a non-finite gradient is always sampled. The
@@ -576,5 +673,6 @@ def watch(
         activations=activations,
         meta=meta,
         strict=strict,
+        step_begin=step_begin,
         overhead=overhead,
     )

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .._activations import init_gain
 from ._common import (
     UnsupportedModelError,
     activation_types,
@@ -166,43 +167,42 @@ def activation_gain(act: nn.Module | str | None) -> float:
     Every initialisation here (:func:`init_he_`, ``init_orthogonal_(gain="auto")``,
     :func:`init_layer_`) takes its gain from this function.
 
-    torch's ``calculate_gain`` where it defines one (sigmoid 1, tanh 5/3, relu sqrt(2),
-    leaky_relu sqrt(2 / (1 + slope^2))), otherwise (ELU, GELU, SiLU, Mish, Softplus ...) the
-    second-moment gain ``1 / sqrt(E[f(z)^2])``, z ~ N(0, 1), computed by quadrature. SELU
-    gets 1, the LeCun-normal init its self-normalisation assumes (Klambauer et al. 2017;
-    torch's ``kaiming_normal_`` docs advise ``nonlinearity="linear"`` for SELU), not the 3/4
-    ``calculate_gain("selu")`` returns. ``None`` means no activation (linear, gain 1). A
-    string is a torch nonlinearity name.
+    The table :data:`gradwatch._activations.INIT_GAINS` where it has the activation (sigmoid
+    and linear 1, tanh 5/3, relu sqrt(2), leaky_relu sqrt(2 / (1 + 0.01^2)), SELU 1: the
+    LeCun-normal init its self-normalisation assumes, Klambauer et al. 2017, not the 3/4
+    torch's ``calculate_gain("selu")`` returns; the table says why), the same table the
+    ``poor_initialization`` rule judges a starting scale by; a LeakyReLU or PReLU module's own
+    slope gives sqrt(2 / (1 + slope^2)); otherwise (ELU, GELU, SiLU, Mish, Softplus ...) the
+    second-moment gain ``1 / sqrt(E[f(z)^2])``, z ~ N(0, 1), computed by quadrature. ``None``
+    means no activation (linear, gain 1). A string is a torch nonlinearity name.
 
     Example:
-        >>> round(activation_gain("relu"), 4)
-        1.4142
+        >>> round(activation_gain("relu"), 4), activation_gain("selu")
+        (1.4142, 1.0)
     """
     if act is None:
         return 1.0
     if isinstance(act, str):
-        if act == "selu":
-            return 1.0
-        if act in ("relu", "tanh", "sigmoid", "linear", "leaky_relu"):
-            return float(nn.init.calculate_gain(act))  # type: ignore[arg-type]
-        raise ValueError(
-            f"unknown nonlinearity {act!r}; pass one of 'linear', 'sigmoid', 'tanh', "
-            "'relu', 'leaky_relu', 'selu' or an activation module"
+        gain = init_gain(act) if act in _NONLINEARITIES else None
+        if gain is None:
+            raise ValueError(
+                f"unknown nonlinearity {act!r}; pass one of {list(_NONLINEARITIES)} or an "
+                "activation module"
+            )
+        return gain
+    if isinstance(act, (nn.LeakyReLU, nn.PReLU)):
+        slope = (
+            act.negative_slope
+            if isinstance(act, nn.LeakyReLU)
+            else float(act.weight.detach().mean())
         )
-    if isinstance(act, nn.Sigmoid):
-        return 1.0
-    if isinstance(act, nn.Tanh):
-        return 5.0 / 3.0
-    if isinstance(act, nn.ReLU):
-        return math.sqrt(2.0)
-    if isinstance(act, nn.LeakyReLU):
-        return math.sqrt(2.0 / (1.0 + act.negative_slope**2))
-    if isinstance(act, nn.PReLU):
-        slope = float(act.weight.detach().mean())
         return math.sqrt(2.0 / (1.0 + slope**2))
-    if isinstance(act, nn.SELU):
-        return 1.0
-    return _second_moment_gain(act)
+    gain = init_gain(type(act).__name__)
+    return gain if gain is not None else _second_moment_gain(act)
+
+
+#: The torch nonlinearity names ``activation_gain`` accepts as strings.
+_NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 
 
 def _gain_for(t: _Target, acts: dict[str, nn.Module | None], nonlinearity: str | None) -> float:

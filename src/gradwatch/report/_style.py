@@ -49,11 +49,14 @@ def require_matplotlib() -> None:
 
 
 def new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1) -> tuple[Figure, Any]:
-    """A pyplot-free Figure (no global state) with ``ncols`` axes and gradwatch's rc style."""
-    require_matplotlib()
-    from matplotlib.figure import Figure
+    """A pyplot-free Figure (no global state) with ``ncols`` axes and gradwatch's rc style.
 
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    The figure shows itself inline in Jupyter when a cell returns it (see ``_figure``).
+    """
+    require_matplotlib()
+    from ._figure import GradwatchFigure
+
+    fig = GradwatchFigure(figsize=figsize, dpi=DPI, layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=True)
     for ax in [axes] if ncols == 1 else list(axes):
         ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
@@ -106,6 +109,35 @@ def layer_ticks(ax: Any, names: list[str], axis: str = "x") -> None:
         target = ax.xaxis if axis == "x" else ax.yaxis
         target.set_major_locator(locator)
         target.set_major_formatter(FuncFormatter(lambda v, _pos: f"L{round(v)}"))
+
+
+#: Colour of the band behind a norm layer's column in depth plots.
+NORM_SHADE = "#9e9e9e"
+NORM_LABEL = "norm layer (grey band)"
+
+
+def norm_columns(layers: Any) -> tuple[int, ...]:
+    """Columns (depth positions) of the norm layers among ``layers`` (``LayerInfo`` s)."""
+    return tuple(i for i, layer in enumerate(layers) if layer.role == "norm")
+
+
+def mark_norm_layers(ax: Any, columns: tuple[int, ...] | list[int]) -> None:
+    """Shade each norm layer's column of a depth plot and label the shade once for the legend.
+
+    Norm layers are layers (they have parameters and gradients) but not depth: the rules
+    skip them in depth comparisons, so a reader should see which points they are. Call it
+    before ``ax.legend()``.
+    """
+    for k, col in enumerate(columns):
+        ax.axvspan(
+            col - 0.4,
+            col + 0.4,
+            color=NORM_SHADE,
+            alpha=0.22,
+            linewidth=0,
+            zorder=0,
+            label=NORM_LABEL if k == 0 else "_nolegend_",
+        )
 
 
 def attach(fig: Figure, data: Any) -> Figure:

@@ -4,7 +4,10 @@ Every command that shows findings prints them with :func:`print_findings`: a ric
 terminal, plain text in pipes and logs (and without rich). User data (layer names, messages)
 goes out as :class:`rich.text.Text`, never as markup, so a layer named ``[bold]x[/bold]``
 prints as written. Progress bars (:func:`progress`, :func:`track`) draw only when a person is
-watching: stdout is a terminal and the output format is not JSON.
+watching: stdout is a terminal and the output format is not JSON. Each shows what it counts,
+``N/M`` done, the time so far and the estimated time left. A bar opened while another
+display is drawing (a library call inside a CLI command's bar) joins that display as one
+more line: rich draws one live display at a time.
 
 Example:
     >>> from gradwatch.report.console import print_findings, track
@@ -16,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
@@ -43,6 +47,11 @@ T = TypeVar("T")
 
 #: Severity styles: colour plus a word, so the table also reads without colour.
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "blue"}
+
+#: The progress display being drawn in this context, if any (nested bars join it), or
+#: :data:`_OFF` inside a switched-off one (nested bars stay off: e.g. a JSON command).
+_ACTIVE: ContextVar[Any] = ContextVar("gradwatch_progress", default=None)
+_OFF = object()
 
 #: The all-clear, after "No findings" and what was diagnosed.
 _ALL_CLEAR = ": the diagnosis rules all stayed quiet."
@@ -280,6 +289,24 @@ class ProgressHandle:
                 self._task, completed=completed, description=description, total=total
             )
 
+    def step_callback(
+        self, offset: float = 0, label: str | None = None
+    ) -> Callable[[int, int], None]:
+        """A ``progress(step, steps)`` callback (the lab's training loops call one) that
+        moves this bar to ``offset + step``; ``label`` replaces the description on the way.
+
+        Example:
+            >>> with progress("verify", total=200) as bar:  # doctest: +SKIP
+            ...     train(..., progress=bar.step_callback(100, "with the remedy"))
+        """
+        if label is not None:
+            self.update(description=label)
+
+        def on_step(step: int, steps: int) -> None:
+            self.update(completed=offset + step)
+
+        return on_step
+
     def bar(self, description: str, total: float | None = None) -> ProgressHandle:
         """Another bar on the same display, e.g. one per training run of a demo."""
         if self._progress is None:
@@ -304,17 +331,26 @@ def progress(
     output_format: str = "human",
     enabled: bool | None = None,
     console: Console | None = None,
+    transient: bool = False,
 ) -> Iterator[ProgressHandle]:
-    """A progress display for long work (lab runs, sweeps, studies, demos), off when nobody
-    watches: drawn only when stdout is a terminal and the output format is not JSON.
+    """A progress display for long work (lab runs, sweeps, studies, demos, reports of several
+    runs), off when nobody watches: drawn only when stdout is a terminal and the output
+    format is not JSON. It shows ``N/M`` units done, the time elapsed and the time left.
+
+    Inside another display (a CLI command's bar around a library call that has its own), the
+    bar is added to that display instead of starting a second one; inside a switched-off
+    one (a command writing JSON), it stays off unless ``enabled=True``.
 
     Args:
         description: What is progressing, e.g. ``"training runs"``; None starts the display
             with no bar (add bars with :meth:`ProgressHandle.bar`).
         total: Number of units of work, or ``None`` when unknown.
         output_format: ``"json"`` switches progress off (machine output).
-        enabled: Force on or off; by default on only when stdout is a terminal.
+        enabled: Force on or off; by default on only when stdout is a terminal (or, inside
+            another display, when that display is drawing).
         console: The rich console to draw on; stdout by default.
+        transient: Remove the bar when the work is done (a library call's bar inside a
+            command's output), instead of leaving it on the screen.
 
     Example:
         >>> with progress("runs", total=len(runs)) as bar:  # doctest: +SKIP
@@ -322,9 +358,30 @@ def progress(
         ...         train(run)
         ...         bar.advance()
     """
-    on = progress_enabled(output_format) if enabled is None else enabled
+    active = _ACTIVE.get()
+    if enabled is None:
+        on = (
+            output_format != "json"
+            and active is not _OFF
+            and (active is not None or progress_enabled(output_format))
+        )
+    else:
+        on = enabled
     if not on:
-        yield ProgressHandle()
+        # Work inside stays silent too: a library call's bar under a JSON command.
+        off = _ACTIVE.set(_OFF)
+        try:
+            yield ProgressHandle()
+        finally:
+            _ACTIVE.reset(off)
+        return
+    if active is not None and active is not _OFF:
+        task = active.add_task(description or "", total=total)
+        try:
+            yield ProgressHandle(active, task)
+        finally:
+            if transient:
+                active.remove_task(task)
         return
     _rich()
     from rich.progress import (
@@ -343,11 +400,15 @@ def progress(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        transient=transient,
     )
-    with bar:
-        task = bar.add_task(description, total=total) if description is not None else None
-        yield ProgressHandle(bar, task)
+    token = _ACTIVE.set(bar)
+    try:
+        with bar:
+            task = bar.add_task(description, total=total) if description is not None else None
+            yield ProgressHandle(bar, task)
+    finally:
+        _ACTIVE.reset(token)
 
 
 def track(
@@ -358,6 +419,7 @@ def track(
     output_format: str = "human",
     enabled: bool | None = None,
     console: Console | None = None,
+    transient: bool = False,
 ) -> Iterator[T]:
     """Iterate ``items`` with a progress bar (see :func:`progress`); yields the items as-is.
 
@@ -368,7 +430,12 @@ def track(
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with progress(
-        description, total, output_format=output_format, enabled=enabled, console=console
+        description,
+        total,
+        output_format=output_format,
+        enabled=enabled,
+        console=console,
+        transient=transient,
     ) as bar:
         for item in items:
             yield item

@@ -3,12 +3,14 @@
 Written with TensorBoard's own writer (``torch.utils.tensorboard.SummaryWriter``; needs the
 ``tensorboard`` package: ``pip install "gradwatch[tensorboard]"``). Tags:
 
-- ``<metric>/<layer>``: every per-layer metric as a scalar, at the steps it was measured
-  (``grad_rms/net.0`` ...). Missing values are not written (never as 0).
+- ``<metric>/L<depth> <layer>``: every per-layer metric as a scalar, at the steps it was
+  measured (``grad_rms/L00 net.0`` ...; the depth zero-padded so tags sort in depth order,
+  :func:`gradwatch.trace.tags.layer_tags`, the same tags ``gw.watch(..., tensorboard=...)``
+  streams). Missing values are not written (never as 0).
 - ``<scalar>``: the per-step scalars (``loss``, ``global_grad_norm``, ``skipped`` ...).
 - ``across_layers/<metric>``: a histogram per step of the metric over the layers, of
   ``log10`` of the value for the norm-like metrics (their spread spans decades).
-- ``memory_horizon/<layer>``: for recurrent layers, the memory horizon in input steps at
+- ``memory_horizon/L<depth> <layer>``: for recurrent layers, the memory horizon in input steps at
   each sampled step (:func:`gradwatch.report.figures.recurrent_memory.memory_horizon`, as the
   memory plot draws it); not written when the gradient never falls below the threshold
   within the sequence.
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gradwatch.trace import Trace
+from gradwatch.trace.tags import layer_tags, step_rows, write_summaries
 
 from .figures.recurrent_memory import memory_horizon
 
@@ -49,10 +52,6 @@ def _summary_writer(logdir: Path) -> Any:
         ) from exc
     # A deep queue: the default (10) makes every add block on the writer thread.
     return SummaryWriter(log_dir=str(logdir), max_queue=4096, flush_secs=60)
-
-
-def _layer_tag(name: str) -> str:
-    return name if name else "(root)"
 
 
 def export_tensorboard(
@@ -86,8 +85,6 @@ def export_tensorboard(
         >>> export_tensorboard("runs/exp1", "tb/exp1")  # doctest: +SKIP
         PosixPath('tb/exp1')
     """
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
     if not isinstance(trace, Trace):
         from gradwatch.trace import load
 
@@ -105,38 +102,23 @@ def export_tensorboard(
         )
     writer = _summary_writer(out)
     try:
-        names = [_layer_tag(n) for n in trace.layer_names]
+        names = layer_tags(trace)
         metrics = {m: trace.matrix(m) for m in trace.metrics}
-        # One event per step holding every value of that step (all layers, all scalars):
-        # ~100x fewer events, calls and queue hand-offs than one add_scalar per value.
-        by_step: dict[int, list[Any]] = {}
-        for m, mat in metrics.items():
-            rows, cols = np.nonzero(~np.isnan(mat))
-            for r, j in zip(rows.tolist(), cols.tolist(), strict=True):
-                by_step.setdefault(int(trace.steps[r]), []).append(
-                    Summary.Value(tag=f"{m}/{names[j]}", simple_value=float(mat[r, j]))
-                )
-        for name in trace.scalar_names:
-            vec = trace.scalar(name)
-            for r in np.flatnonzero(~np.isnan(vec)).tolist():
-                by_step.setdefault(int(trace.scalar_steps[r]), []).append(
-                    Summary.Value(tag=name, simple_value=float(vec[r]))
-                )
+        # The same rows, tags and order as the live stream (gradwatch.trace.tags).
+        by_step = step_rows(trace)
         # The whole loss's horizon, and the last position's where it was recorded (a language
         # model's whole-loss profile is flat: only one position's loss shows its memory).
         tags = {"whole": "memory_horizon", "last_position": "memory_horizon_last_position"}
+        column = {name: j for j, name in enumerate(trace.layer_names)}
         for layer in trace.recurrent_layers:
             for kind in trace.profile_kinds(layer):
                 prof = trace.input_grad_profile(layer, kind)
-                tag = f"{tags[kind]}/{_layer_tag(layer)}"
+                tag = f"{tags[kind]}/{names[column[layer]] if layer in column else layer}"
                 for step, row in zip(prof.steps.tolist(), prof.values, strict=True):
                     h = memory_horizon(row[::-1], horizon_threshold)
                     if h is not None:
-                        by_step.setdefault(int(step), []).append(
-                            Summary.Value(tag=tag, simple_value=h)
-                        )
-        for step in sorted(by_step):
-            writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+                        by_step.setdefault(int(step), []).append((tag, h))
+        write_summaries(writer.file_writer, dict(sorted(by_step.items())))
         if histograms:
             for m, mat in metrics.items():
                 rows = np.flatnonzero(np.any(np.isfinite(mat), axis=1))

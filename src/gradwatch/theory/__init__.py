@@ -9,13 +9,18 @@
 - :func:`explain`: the chain rule walked layer by layer on a model and a batch, or through
   a recorded trace, with the sentence a user reads.
 
-``sigma_w`` is always the standard-deviation multiplier: ``W ~ N(0, sigma_w^2 / fan_in)``.
+``sigma_w`` is always the standard-deviation multiplier: ``W ~ N(0, sigma_w^2 / fan_in)``;
+``sigma_b`` the bias standard deviation, ``b ~ N(0, sigma_b^2)``. Papers often quote the
+variances ``sigma_w^2`` and ``sigma_b^2``: pass their square roots (the CLI takes either,
+``--sigma-w`` / ``--sigma-w2``).
 
 Example:
     >>> from gradwatch import theory
-    >>> r = theory.mean_field("tanh", sigma_w=1.5, sigma_b=0.05)
+    >>> r = theory.mean_field("tanh", sigma_w=1.5, sigma_b=0.05)  # standard deviations
     >>> r.phase
     'chaotic'
+    >>> theory.mean_field("tanh", sigma_w=1.5**0.5, sigma_b=0.05**0.5).phase  # variances 1.5, 0.05
+    'ordered'
 """
 
 from .activations import ACTIVATIONS, Activation, resolve_activation

@@ -59,6 +59,9 @@ LAYER_METRICS: tuple[str, ...] = (
     "act_saturated",
     "act_dead",
     "out_grad_norm",
+    # Added after format 1 was fixed: older run directories lack the column and read it as
+    # missing (NaN), like any metric that was not measured.
+    "grad_underflow",
 )
 
 #: Per-step scalars the recorder writes itself; users add their own through ``Watch.log``.

@@ -313,6 +313,12 @@ class Trace:
             f"scalar_steps={len(self._scalar_steps)}{where})"
         )
 
+    def _repr_html_(self) -> str:
+        """A compact card for Jupyter: size, loss, first/last ratio, the gradient along depth."""
+        from .cards import trace_card
+
+        return trace_card(self)
+
     # ------------------------------------------------------------------ per-layer metrics
     def has_metric(self, metric: str) -> bool:
         return metric in self._metrics
@@ -441,6 +447,33 @@ class Trace:
             raise KeyError(
                 f"this trace has no scalar {name!r}; it has {self.scalar_names}"
             ) from None
+
+    def skipped_steps(self) -> dict[int, list[str]]:
+        """Steps the optimizer skipped (``GradScaler`` found inf/NaN), each with the labels of
+        the layers whose gradients held a non-finite entry, deepest first (backward order:
+        where the overflow was first met).
+
+        A layer list is empty where the step's ``nonfinite`` counts were not recorded.
+
+        Example:
+            >>> t = Trace.from_arrays(["fc0", "fc1"], [0, 1], {"nonfinite": [[0, 0], [0, 3]]},
+            ...                       scalars={"skipped": [0, 1]})
+            >>> t.skipped_steps()
+            {1: ['L1 fc1']}
+        """
+        if "skipped" not in self._scalars:
+            return {}
+        flags = np.nan_to_num(self._scalars["skipped"], nan=0.0) > 0.5
+        out: dict[int, list[str]] = {}
+        counts = self.matrix("nonfinite") if self.has_metric("nonfinite") else None
+        for step in self._scalar_steps[flags]:
+            row = int(np.searchsorted(self._steps, step))
+            labels: list[str] = []
+            if counts is not None and row < len(self._steps) and self._steps[row] == step:
+                bad = np.flatnonzero(np.nan_to_num(counts[row], nan=0.0) > 0)[::-1]
+                labels = [self._layers[i].label for i in bad]
+            out[int(step)] = labels
+        return out
 
     # ------------------------------------------------------------------ recurrent
     @property

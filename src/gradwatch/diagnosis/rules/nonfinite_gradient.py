@@ -53,6 +53,18 @@ def _longest_run(flags: np.ndarray) -> int:
     return int((edges[1::2] - edges[::2]).max())
 
 
+def _where_skipped(trace: Trace, step: int | None, layers: tuple[str, ...]) -> str:
+    """ " The first, step 3, overflowed in 'L2 fc2' (backward order)."" or ""."""
+    if step is None or not layers:
+        return ""
+    named = ", ".join(repr(trace.layer_label(name)) for name in layers[:3])
+    more = f" and {len(layers) - 3} more" if len(layers) > 3 else ""
+    return (
+        f" The first, step {step}, had non-finite gradients in {named}{more} (backward "
+        "order: the first is where the backward pass met the overflow)."
+    )
+
+
 def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     """Return the non-finite-gradient finding of ``trace``, or None."""
     steps, bad = _bad_matrix(trace)
@@ -121,13 +133,14 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
             f"Non-finite gradient: the optimizer skipped {len(skip_steps)} steps "
             f"({frac:.0%}, up to {longest} in a row) for overflowing gradients, more than "
             "mixed-precision scaling needs to calibrate, so the model is not training on them."
+            + _where_skipped(trace, first_step, layers)
         )
         severity = "warning"
     else:
         msg = (
             f"Skipped steps: the gradient scaler skipped {len(skip_steps)} step(s) with "
             "overflowing fp16 gradients; this is how mixed precision calibrates its scale, "
-            "not a model failure."
+            "not a model failure." + _where_skipped(trace, first_step, layers)
         )
         severity = "info"
     return Finding(

@@ -11,9 +11,10 @@ fires on any of three kinds of evidence:
   those layers past ``compound_decades``;
 * weight scale (first measured row only): a layer's parameter scale
   (``weight_norm / sqrt(numel(weight))``; the norm includes the bias, so a large bias shows
-  too) compared with what the activation after it needs, ``gain / sqrt(fan_in)`` (PyTorch's
-  ``calculate_gain``: 1 for sigmoid and linear, 5/3 for tanh, sqrt(2) for ReLU; He et al.
-  2015, Glorot & Bengio 2010); layers off by ``weight_scale_factor`` compounding past
+  too) compared with what the activation after it needs, ``gain / sqrt(fan_in)``
+  (``gradwatch._activations.INIT_GAINS``, the table the remedies initialise with: 1 for
+  sigmoid, linear and SELU, 5/3 for tanh, sqrt(2) for ReLU; He et al. 2015, Glorot &
+  Bengio 2010, Klambauer et al. 2017); layers off by ``weight_scale_factor`` compounding past
   ``compound_decades`` name the culprits.
 
 The measured signal decides (issue 12: PyTorch's default initialisation, 0.41x the He scale,
@@ -30,22 +31,13 @@ import math
 
 import numpy as np
 
+from ..._activations import init_gain
 from ...trace import LayerInfo, Trace
 from .._common import core_layers, fl, hints, metric_rows, nanmedian, pow10, quiet_nan, safe_log10
 from ..finding import Finding
 from ..thresholds import PoorInitializationThresholds
 
 RULE = "poor_initialization"
-
-# torch.nn.init.calculate_gain, by lower-case activation class name.
-_GAINS: dict[str, float] = {
-    "identity": 1.0,
-    "sigmoid": 1.0,
-    "tanh": 5.0 / 3.0,
-    "relu": math.sqrt(2.0),
-    "leakyrelu": math.sqrt(2.0 / (1.0 + 0.01**2)),
-    "selu": 0.75,
-}
 
 
 def _first_profile(
@@ -66,13 +58,14 @@ def _first_profile(
 def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
     """(std the following activation needs, number of weight entries), when known."""
     shape = layer.shapes.get("weight")
-    act = (layer.activation or "").lower()
-    if layer.recurrent or not shape or len(shape) < 2 or act not in _GAINS:
+    # The one gain table, shared with the remedies' inits (gradwatch._activations).
+    gain = init_gain(layer.activation) if layer.activation else None
+    if layer.recurrent or not shape or len(shape) < 2 or gain is None:
         return None
     fan_in, numel = int(np.prod(shape[1:])), int(np.prod(shape))
     if fan_in <= 0 or numel <= 0:
         return None
-    return _GAINS[act] / math.sqrt(fan_in), numel
+    return gain / math.sqrt(fan_in), numel
 
 
 def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gradwatch.report.console import progress
 from gradwatch.trace import Trace
 
 from ..config import RunConfig
@@ -79,7 +80,14 @@ def run_seeds(config: RunConfig, seeds: Sequence[int]) -> list[RunResult]:
     The task data is built once: its own seed fixes it, the run seed varies the model.
     """
     task = make_task(config.task, config.task_config)
-    return [run(with_seed(config, s), task=task) for s in seeds]
+    results = []
+    # A bar over every step of every seed (N/M steps, time left), when a person watches.
+    total = len(seeds) * config.steps
+    with progress(f"{config.name or 'study'}: {len(seeds)} seeds", total, transient=True) as bar:
+        for k, seed in enumerate(seeds):
+            on_step = bar.step_callback(k * config.steps) if bar.active else None
+            results.append(run(with_seed(config, seed), task=task, progress=on_step))
+    return results
 
 
 def trace_of(result: RunResult) -> Trace:

@@ -9,7 +9,15 @@ import numpy as np
 
 from gradwatch.trace import Trace
 
-from .._style import OKABE_ITO, attach, layer_ticks, new_figure, set_title
+from .._style import (
+    OKABE_ITO,
+    attach,
+    layer_ticks,
+    mark_norm_layers,
+    new_figure,
+    norm_columns,
+    set_title,
+)
 from ._common import first_last, rows_at
 
 if TYPE_CHECKING:
@@ -27,12 +35,15 @@ class ActivationHealthData:
         steps: ``(first, last)`` measured steps (the same step twice when only one exists).
         saturated: ``(2, layers)`` ``act_saturated`` at those steps (NaN if not recorded).
         dead: ``(2, layers)`` ``act_dead`` at those steps (NaN if not recorded).
+        norm_layers: Columns of the norm layers (``LayerInfo.role == "norm"``), shaded in
+            the plot: layers, but not depth.
     """
 
     layers: list[str]
     steps: np.ndarray
     saturated: np.ndarray
     dead: np.ndarray
+    norm_layers: tuple[int, ...] = ()
 
 
 def activation_health_data(trace: Trace, *, step: int | None = None) -> ActivationHealthData:
@@ -43,6 +54,7 @@ def activation_health_data(trace: Trace, *, step: int | None = None) -> Activati
         steps,
         rows_at(trace, "act_saturated", steps),
         rows_at(trace, "act_dead", steps),
+        norm_columns(trace.layers),
     )
 
 
@@ -80,6 +92,7 @@ def plot_activation_health(trace: Trace, *, step: int | None = None) -> Figure:
     ax.set_xlabel("layer (forward order; 0 = input side)")
     ax.set_ylabel("fraction of units  (0 to 1)")
     layer_ticks(ax, data.layers)
+    mark_norm_layers(ax, data.norm_layers)
     ax.legend(fontsize=8)
     set_title(
         ax,

@@ -9,7 +9,17 @@ import numpy as np
 
 from gradwatch.trace import Trace
 
-from .._style import DASHES, MARKERS, OKABE_ITO, attach, layer_ticks, new_figure, set_title
+from .._style import (
+    DASHES,
+    MARKERS,
+    OKABE_ITO,
+    attach,
+    layer_ticks,
+    mark_norm_layers,
+    new_figure,
+    norm_columns,
+    set_title,
+)
 from ._common import first_last, rows_at
 
 if TYPE_CHECKING:
@@ -27,12 +37,15 @@ class ActivationStatsData:
         steps: ``(first, last)`` measured steps.
         mean: ``(2, layers)`` ``act_mean``.
         std: ``(2, layers)`` ``act_std``.
+        norm_layers: Columns of the norm layers (``LayerInfo.role == "norm"``), shaded in
+            the plot: layers, but not depth.
     """
 
     layers: list[str]
     steps: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    norm_layers: tuple[int, ...] = ()
 
 
 def activation_stats_data(trace: Trace, *, step: int | None = None) -> ActivationStatsData:
@@ -43,6 +56,7 @@ def activation_stats_data(trace: Trace, *, step: int | None = None) -> Activatio
         steps,
         rows_at(trace, "act_mean", steps),
         rows_at(trace, "act_std", steps),
+        norm_columns(trace.layers),
     )
 
 
@@ -79,6 +93,7 @@ def plot_activation_stats(trace: Trace, *, step: int | None = None) -> Figure:
     ax.set_xlabel("layer (forward order; 0 = input side)")
     ax.set_ylabel("activation value  (layer output units)")
     layer_ticks(ax, data.layers)
+    mark_norm_layers(ax, data.norm_layers)
     ax.legend(fontsize=8)
     set_title(
         ax,

@@ -14,7 +14,9 @@ from .._style import (
     OKABE_ITO,
     attach,
     layer_ticks,
+    mark_norm_layers,
     new_figure,
+    norm_columns,
     plot_step_rows,
     set_title,
 )
@@ -44,6 +46,8 @@ class BackwardGainData:
         stands_out: Whether the largest drop is at least 3x steeper than the median gain.
             When it is not, the gradient fades steadily (every layer shrinks it about
             equally) and no single layer is to blame.
+        norm_layers: Columns of the norm layers (``LayerInfo.role == "norm"``), shaded in
+            the plot: layers, but not depth.
     """
 
     layers: list[str]
@@ -54,6 +58,7 @@ class BackwardGainData:
     drop_factor: float | None
     median_gain: float
     stands_out: bool
+    norm_layers: tuple[int, ...] = ()
 
 
 def backward_gain_data(
@@ -84,6 +89,7 @@ def backward_gain_data(
         drop_factor,
         median_gain,
         stands_out,
+        norm_columns(trace.layers),
     )
 
 
@@ -125,6 +131,7 @@ def plot_backward_gain(
     ax.set_xlabel("layer (forward order; gradient flows right → left)")
     ax.set_ylabel(METRIC_LABELS["out_grad_norm"])
     layer_ticks(ax, data.layers)
+    mark_norm_layers(ax, data.norm_layers)
     ax.legend(fontsize=8)
     set_title(
         ax,

@@ -10,7 +10,15 @@ import numpy as np
 
 from gradwatch.trace import Trace
 
-from .._style import attach, layer_ticks, new_figure, plot_step_rows, set_title
+from .._style import (
+    attach,
+    layer_ticks,
+    mark_norm_layers,
+    new_figure,
+    norm_columns,
+    plot_step_rows,
+    set_title,
+)
 from ._common import METRIC_LABELS, positive, require_rows, select_steps
 
 if TYPE_CHECKING:
@@ -28,12 +36,15 @@ class GradientFlowData:
         layers: Layer names in depth order (x axis).
         steps: The steps drawn, shape ``(k,)``.
         values: ``(k, layers)`` raw values from the trace at those steps.
+        norm_layers: Columns of the norm layers (``LayerInfo.role == "norm"``), shaded in
+            the plot: layers, but not depth.
     """
 
     metric: str
     layers: list[str]
     steps: np.ndarray
     values: np.ndarray
+    norm_layers: tuple[int, ...] = ()
 
 
 def gradient_flow_data(
@@ -57,7 +68,9 @@ def gradient_flow_data(
     """
     all_steps, rows = require_rows(trace, metric)
     sel_steps, sel_rows = select_steps(all_steps, rows, steps, moments, metric)
-    return GradientFlowData(metric, trace.layer_names, sel_steps, sel_rows)
+    return GradientFlowData(
+        metric, trace.layer_names, sel_steps, sel_rows, norm_columns(trace.layers)
+    )
 
 
 def plot_gradient_flow(
@@ -100,6 +113,7 @@ def plot_gradient_flow(
     ax.set_xlabel("layer (forward order; 0 = input side)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     layer_ticks(ax, data.layers)
+    mark_norm_layers(ax, data.norm_layers)
     ax.legend(fontsize=8, title="training step", title_fontsize=8)
     set_title(
         ax,

@@ -9,8 +9,12 @@ import numpy as np
 
 from gradwatch.trace import Trace
 
-from .._style import OKABE_ITO, attach, layer_ticks, new_figure, set_title
+from .._style import OKABE_ITO, attach, layer_ticks, new_figure, norm_columns, set_title
 from ._common import METRIC_LABELS, pick, require_rows
+
+#: The heatmap marks norm rows with a dark grey ◀ just outside its right edge.
+NORM_MARK = "#555555"
+NORM_ROW_LABEL = "norm layer (◀ at the right edge)"
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,12 +31,15 @@ class HeatmapData:
         layers: Layer names (rows, depth order).
         steps: Steps drawn (columns): the measured ones, thinned evenly to ``max_steps``.
         values: ``(layers, steps)`` raw values (NaN = not measured).
+        norm_layers: Rows of the norm layers (``LayerInfo.role == "norm"``), marked with a
+            ◀ on the right edge: layers, but not depth.
     """
 
     metric: str
     layers: list[str]
     steps: np.ndarray
     values: np.ndarray
+    norm_layers: tuple[int, ...] = ()
 
 
 def heatmap_data(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600) -> HeatmapData:
@@ -46,7 +53,9 @@ def heatmap_data(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
         raise ValueError(f"Expected argument `max_steps` to be at least 2 but got {max_steps}.")
     steps, rows = require_rows(trace, metric)
     idx = pick(len(steps), max_steps)
-    return HeatmapData(metric, trace.layer_names, steps[idx], rows[idx].T.copy())
+    return HeatmapData(
+        metric, trace.layer_names, steps[idx], rows[idx].T.copy(), norm_columns(trace.layers)
+    )
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -113,6 +122,20 @@ def plot_heatmap(trace: Trace, metric: str = "grad_rms", *, max_steps: int = 600
         handles.append(Patch(facecolor="black", label="exactly 0"))
     if has_inf:
         handles.append(Patch(facecolor=OKABE_ITO[1], label="infinite"))
+    if data.norm_layers:
+        # A colour band would hide the cells: a marker just outside the right edge instead.
+        (marks,) = ax.plot(
+            np.full(len(data.norm_layers), 1.015),  # axes fraction: just outside
+            list(data.norm_layers),
+            linestyle="none",
+            marker="<",
+            markersize=6,
+            color=NORM_MARK,
+            clip_on=False,
+            transform=ax.get_yaxis_transform(),
+            label=NORM_ROW_LABEL,
+        )
+        handles.append(marks)
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.9)
     look = {

@@ -11,7 +11,16 @@ import numpy as np
 from gradwatch.theory import norm_profile
 from gradwatch.trace import Trace
 
-from .._style import OKABE_ITO, attach, layer_ticks, new_figure, set_title, text
+from .._style import (
+    OKABE_ITO,
+    attach,
+    layer_ticks,
+    mark_norm_layers,
+    new_figure,
+    norm_columns,
+    set_title,
+    text,
+)
 from ._common import positive, require_rows, select_steps
 
 if TYPE_CHECKING:
@@ -52,6 +61,8 @@ class TheoryOverlayData:
         measured: ``metric`` at ``step`` divided by its value at ``ref_layer``.
         predicted: The prediction divided by its value at ``ref_layer``.
         ref_layer: The deepest layer where both are finite and positive.
+        norm_layers: Columns of the norm layers (``LayerInfo.role == "norm"``), shaded in
+            the plot: layers, but not depth.
     """
 
     metric: str
@@ -60,6 +71,7 @@ class TheoryOverlayData:
     measured: np.ndarray
     predicted: np.ndarray
     ref_layer: int
+    norm_layers: tuple[int, ...] = ()
 
 
 def theory_overlay_data(
@@ -101,7 +113,13 @@ def theory_overlay_data(
         )
     ref = int(ok[-1])
     return TheoryOverlayData(
-        metric, trace.layer_names, int(sel_steps[0]), meas / meas[ref], pred / pred[ref], ref
+        metric,
+        trace.layer_names,
+        int(sel_steps[0]),
+        meas / meas[ref],
+        pred / pred[ref],
+        ref,
+        norm_columns(trace.layers),
     )
 
 
@@ -145,6 +163,7 @@ def plot_theory_overlay(
     ax.set_xlabel("layer (forward order; 0 = input side)")
     ax.set_ylabel(f"{metric} relative to layer {data.ref_layer}  (ratio)")
     layer_ticks(ax, data.layers)
+    mark_norm_layers(ax, data.norm_layers)
     ax.legend(fontsize=8)
     set_title(
         ax,

@@ -1,0 +1,180 @@
+"""``GradwatchCallback`` for PyTorch Lightning: record a ``Trainer.fit`` with gradwatch.
+
+Lightning's automatic optimisation runs forward and backward *inside*
+``optimizer.step(closure)``, after the optimizer's step pre-hook has fired, so the pre-hook
+would read the previous step's gradients. This callback therefore takes a step's statistics in
+``on_before_optimizer_step`` (after the closure's backward, gradient accumulation and AMP
+unscaling, before Lightning's clipping) through ``Watch.begin_step``; the optimizer's post-hook
+ends the step. The same hook runs under manual optimisation, when ``opt.step()`` is called.
+
+Example:
+    >>> import pytorch_lightning as pl  # doctest: +SKIP
+    >>> from gradwatch.integrations.lightning import GradwatchCallback  # doctest: +SKIP
+    >>> trainer = pl.Trainer(max_steps=100, callbacks=[GradwatchCallback()])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..live import watch
+from ..recording import Watch
+from ..recording.optimizers import unwrap_optimizer
+from ._common import check_watch_options, critical_findings, describe
+
+try:
+    import pytorch_lightning as pl
+except ImportError:  # the unified `lightning` package
+    try:
+        import lightning.pytorch as pl  # type: ignore[no-redef]
+    except ImportError as exc:
+        raise ImportError(
+            "gradwatch.integrations.lightning needs PyTorch Lightning. Install it by running "
+            "`pip install -U pytorch-lightning`."
+        ) from exc
+
+rank_zero_warn = pl.utilities.rank_zero_warn
+
+
+def _loss_of(outputs: Any) -> torch.Tensor | None:
+    """The loss a ``training_step`` returned (a tensor, or a mapping's ``"loss"``), detached."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss.detach().reshape(())
+    return None
+
+
+class GradwatchCallback(pl.Callback):
+    """Record per-layer gradient and activation statistics of a Lightning training run.
+
+    The recording starts at ``on_train_start`` (after the sanity check) and ends at
+    ``on_train_end``, or at ``on_exception`` with the run marked failed: no hook outlives the
+    fit. The training loss is logged for each optimizer step (the mean of the
+    ``training_step`` losses that contributed to it, kept on the device), the trainer stops
+    when the watch's ``should_stop`` becomes true, and critical findings are reported with
+    ``rank_zero_warn`` when training ends.
+
+    Args:
+        run_dir: Where to write the run; by default ``<trainer.log_dir>/gradwatch`` (the
+            logger's version directory, else ``default_root_dir``).
+        report: Diagnose the run when training ends and warn about critical findings.
+        **watch_options: Passed on to ``gw.watch`` (``sample_every``, ``overwrite`` ...).
+
+    Attributes:
+        watch: The recording in progress, or the last one after training ended.
+
+    Raises:
+        TypeError: When a watch option is not one ``gw.watch`` takes.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        report: bool = True,
+        **watch_options: Any,
+    ) -> None:
+        self.run_dir = run_dir
+        self.report = report
+        self.watch_options = check_watch_options("GradwatchCallback", watch_options)
+        self.watch: Watch | None = None
+        self._open = False
+        self._steps_logged = 0  # optimizer steps whose loss has been logged
+        self._loss_sum: torch.Tensor | None = None  # losses since the last optimizer step
+        self._loss_count = 0
+
+    def _run_dir(self, trainer: pl.Trainer) -> Path:
+        if self.run_dir is not None:
+            return Path(self.run_dir)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
+
+    # ------------------------------------------------------------------ start
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the watch on the module and its (first) optimizer."""
+        optimizers = trainer.optimizers
+        if not optimizers:
+            rank_zero_warn("GradwatchCallback: the trainer has no optimizer; nothing recorded.")
+            return
+        if len(optimizers) > 1:
+            rank_zero_warn(
+                f"GradwatchCallback: the trainer has {len(optimizers)} optimizers; gradwatch "
+                "records the steps of the first one (`configure_optimizers`' first)."
+            )
+        options = dict(self.watch_options)
+        # The trainer's step count at the start: watch step 0 is this global step (resumes).
+        meta = {"trainer": {"framework": "lightning", "global_step_at_start": trainer.global_step}}
+        options["meta"] = {**meta, **(options.get("meta") or {})}
+        self.watch = watch(
+            pl_module, optimizers[0], self._run_dir(trainer), step_begin="caller", **options
+        )
+        self._open = True
+        self._steps_logged = 0
+        self._loss_sum, self._loss_count = None, 0
+
+    # ------------------------------------------------------------------ a step
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        """Take the step's statistics: its gradients are final here (and not yet clipped)."""
+        w = self.watch
+        if self._open and w is not None and unwrap_optimizer(optimizer) is w.optimizer:
+            w.begin_step()
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Log the loss of each optimizer step taken, and pass on the watch's stop request."""
+        w = self.watch
+        if not self._open or w is None:
+            return
+        loss = _loss_of(outputs)
+        if loss is not None:
+            if pl_module.automatic_optimization:
+                # Lightning divides the returned loss by accumulate_grad_batches (for backward).
+                loss = loss * trainer.accumulate_grad_batches
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+            self._loss_count += 1
+        if w.num_steps > self._steps_logged:  # the optimizer stepped during this batch
+            if self._loss_sum is not None:
+                # A device tensor: w.log reads nothing on the host.
+                w.log(loss=self._loss_sum / self._loss_count)
+            self._loss_sum, self._loss_count = None, 0
+            self._steps_logged = w.num_steps
+        if w.should_stop:
+            trainer.should_stop = True
+
+    # ------------------------------------------------------------------ end
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Close the watch and report critical findings."""
+        w = self.watch
+        if not self._open or w is None:
+            return
+        self._open = False
+        w.close()
+        if self.report and trainer.is_global_zero:
+            for finding in critical_findings(w):
+                rank_zero_warn(describe(finding))
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Close the watch with the run marked failed, so no hook stays attached."""
+        w = self.watch
+        if self._open and w is not None:
+            self._open = False
+            w.__exit__(type(exception), exception, exception.__traceback__)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Close a watch still open (a fit interrupted between the hooks above)."""
+        if self._open and self.watch is not None:
+            self._open = False
+            self.watch.close()

@@ -1,0 +1,101 @@
+"""The training dtype under mixed precision, and the gradient magnitude that underflows it.
+
+``grad_underflow`` is the fraction of a layer's gradient entries whose magnitude, *as the
+backward pass held it*, is below the smallest normal number of the training dtype: zero or
+subnormal (fp16: ``2**-14``; bf16: ``2**-126``, the range of float32). Such an entry lost its
+value (flushed to zero) or most of its precision (a subnormal keeps fewer bits).
+
+Which dtype, in this order:
+
+1. The gradients' own dtype when it is float16 or bfloat16 (a model cast with ``.half()``).
+2. Else the autocast dtype of the model's forward (``torch.autocast``), read by a forward
+   pre-hook on the model: fp32 parameters then get fp32 gradients, but the matmuls of the
+   backward ran in the autocast dtype, where small values underflowed.
+3. Else float16 when a ``GradScaler`` was passed (it exists for fp16).
+4. Else float32 training: the metric is not measured (NaN).
+
+Under ``GradScaler`` the backward held ``S * g`` (the loss was scaled by ``S``) and the
+optimizer's step sees the unscaled ``g``: so an entry counts when ``|g| * S < tiny``. That is
+the meaningful question ("did the loss scale keep this layer's gradient representable?"): the
+unscaled fp32 ``g`` alone would count entries that the scale in fact rescued. The entries are
+counted on the gradient the optimizer receives (an exact zero, e.g. a dead unit's, counts: after
+the fact it cannot be told from an underflow), on sampled steps only: one more pass over the
+gradients, like ``grad_max``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class Precision:
+    """What the recorder knows of the training dtype (see the module docstring).
+
+    Attributes:
+        scaler: The ``GradScaler`` passed to ``gw.watch``, if any.
+        autocast: The autocast dtype of the last forward, None outside autocast.
+    """
+
+    def __init__(self) -> None:
+        self.scaler: Any | None = None
+        self.autocast: torch.dtype | None = None
+        self._device_type = "cpu"
+
+    def attach(self, model: nn.Module, device: torch.device) -> RemovableHandle:
+        """Watch the model's forward for autocast (a forward pre-hook; ~1 us a forward)."""
+        self._device_type = device.type
+
+        def hook(module: nn.Module, args: Any) -> None:
+            dev = self._device_type
+            on = torch.is_autocast_enabled(dev)
+            self.autocast = torch.get_autocast_dtype(dev) if on else None
+
+        return model.register_forward_pre_hook(hook)
+
+    def _scaler_on(self) -> bool:
+        scaler = self.scaler
+        return scaler is not None and bool(getattr(scaler, "is_enabled", lambda: True)())
+
+    def dtype(self, grad_dtype: torch.dtype) -> torch.dtype | None:
+        """The training dtype for gradients of ``grad_dtype``; None for float32 training."""
+        if grad_dtype in _HALF:
+            return grad_dtype
+        if self.autocast in _HALF:
+            return self.autocast
+        if self._scaler_on():
+            return torch.float16
+        return None
+
+    def thresholds(self, grads: list[torch.Tensor]) -> list[torch.Tensor | float] | None:
+        """Per gradient, the magnitude below which an entry underflowed; None: not measured.
+
+        A threshold is a device tensor (``tiny / scale``, no host sync) where a GradScaler
+        scaled the loss, else a number.
+        """
+        if not grads:
+            return None
+        out: list[torch.Tensor | float] = []
+        scale = getattr(self.scaler, "_scale", None) if self._scaler_on() else None
+        scaled: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # one kernel each
+        any_measured = False
+        for g in grads:
+            dtype = self.dtype(g.dtype)
+            if dtype is None:
+                out.append(0.0)  # nothing is below 0: counts 0 (a float32 parameter)
+                continue
+            any_measured = True
+            tiny = torch.finfo(dtype).tiny
+            if scale is not None and g.dtype not in _HALF:
+                key = (dtype, g.device)
+                if key not in scaled:
+                    scaled[key] = tiny / scale.to(g.device, torch.float32)
+                out.append(scaled[key])
+            else:
+                out.append(tiny)
+        return out if any_measured else None

@@ -1,0 +1,66 @@
+"""An independent reference for per-layer gradient norms and activation means, and the check
+that no gradwatch hook outlives a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def layer_norms(model: nn.Module) -> dict[str, float]:
+    """||grad|| of each module's own parameters, in float64: a plain per-parameter loop."""
+    out: dict[str, float] = {}
+    for name, mod in model.named_modules():
+        grads = [p.grad for p in mod.parameters(recurse=False) if p.grad is not None]
+        if grads:
+            out[name] = float(sum(g.double().pow(2).sum() for g in grads) ** 0.5)
+    return out
+
+
+class ActivationReference:
+    """Means of the outputs of ``modules`` in training forwards, per optimizer step.
+
+    ``step`` is advanced by the test when the step's gradients are final, so the forwards of
+    an accumulated step (and none of a validation pass, run without grad) are pooled.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.step = 0
+        self.outputs: dict[tuple[int, str], list[torch.Tensor]] = {}
+        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in modules.items()]
+
+    def _hook(self, name: str):  # type: ignore[no-untyped-def]
+        def hook(mod: nn.Module, args: object, out: torch.Tensor) -> None:
+            if torch.is_grad_enabled() and mod.training:
+                self.outputs.setdefault((self.step, name), []).append(out.detach().double())
+
+        return hook
+
+    def mean(self, step: int, name: str) -> float:
+        return float(torch.cat(self.outputs[(step, name)]).mean())
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def assert_norms_match(trace, reference: list[dict[str, float]]) -> None:  # type: ignore[no-untyped-def]
+    """Recorded grad_norm equals the reference at every step, layer by layer."""
+    g = trace.matrix("grad_norm")
+    assert g.shape[0] == len(reference), (g.shape, len(reference))
+    for k, norms in enumerate(reference):
+        for name, value in norms.items():
+            col = trace.layer_names.index(name)
+            np.testing.assert_allclose(g[k, col], value, rtol=1e-5, err_msg=f"step {k} {name}")
+
+
+def gradwatch_hooks(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Hooks attached to the model's modules and parameters, and to the optimizer's step."""
+    n = len(optimizer._optimizer_step_pre_hooks) + len(optimizer._optimizer_step_post_hooks)
+    for mod in model.modules():
+        n += len(mod._forward_hooks) + len(mod._forward_pre_hooks)
+        n += len(mod._backward_hooks) + len(mod._backward_pre_hooks)
+    for p in model.parameters():
+        n += len(getattr(p, "_post_accumulate_grad_hooks", None) or {})
+    return n

@@ -1,0 +1,217 @@
+"""gw.watch takes wrapped optimizers (accelerate, Lightning, any `.optimizer` chain), refuses
+what it cannot unwrap, and can be driven from outside the optimizer step
+(``step_begin="caller"``), as the Lightning callback does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.recording.optimizers import unwrap_optimizer
+
+from ._reference import gradwatch_hooks, layer_norms
+
+
+def _mlp() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+class _Wrapper:
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
+class _StepNorms:
+    """Reference: per-layer gradient norms in a step pre-hook of the real optimizer."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.norms: list[dict[str, float]] = []
+        self.handle = optimizer.register_step_pre_hook(
+            lambda *a: self.norms.append(layer_norms(model))
+        )
+
+
+def _assert_rows(trace: gw.Trace, norms: list[dict[str, float]]) -> None:
+    g = trace.matrix("grad_norm")
+    assert g.shape[0] == len(norms)
+    for k, row in enumerate(norms):
+        for name, value in row.items():
+            np.testing.assert_allclose(g[k, trace.layer_names.index(name)], value, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- unwrapping
+def test_a_chain_of_wrappers_is_followed_to_the_torch_optimizer() -> None:
+    """Two nested `.optimizer` wrappers: gw.watch records through the inner optimizer."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    wrapped = _Wrapper(_Wrapper(opt))
+    assert unwrap_optimizer(wrapped) is opt
+    with gw.watch(model, wrapped) as w:  # type: ignore[arg-type]
+        assert w.optimizer is opt
+        for _ in range(3):
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            wrapped.step()
+            opt.zero_grad()
+    assert w.num_steps == 3
+    assert gradwatch_hooks(model, opt) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [_Wrapper(None), _Wrapper("sgd"), object(), nn.Linear(2, 2)],
+    ids=["none-inside", "string-inside", "object", "module"],
+)
+def test_what_cannot_be_unwrapped_is_refused_naming_its_type(bad: Any) -> None:
+    """A wrapper with no torch optimizer inside fails with a TypeError naming the type."""
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        gw.watch(_mlp(), bad)
+
+
+def test_a_wrapper_cycle_is_refused() -> None:
+    """A wrapper whose `.optimizer` leads back to itself does not loop forever."""
+    a, b = _Wrapper(None), _Wrapper(None)
+    a.optimizer, b.optimizer = b, a
+    with pytest.raises(TypeError, match="_Wrapper -> _Wrapper"):
+        unwrap_optimizer(a)
+
+
+def test_lightning_optimizer_is_unwrapped() -> None:
+    """Lightning's LightningOptimizer unwraps to the optimizer it holds."""
+    pl = pytest.importorskip("pytorch_lightning")
+    opt = torch.optim.Adam(_mlp().parameters())
+    assert unwrap_optimizer(pl.core.optimizer.LightningOptimizer(opt)) is opt
+
+
+@pytest.fixture
+def accelerator() -> Iterator[Any]:
+    """A CPU Accelerator, its process-wide state reset afterwards."""
+    accelerate = pytest.importorskip("accelerate")
+    yield accelerate.Accelerator(cpu=True)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_accelerate_prepared_training_with_accumulation() -> None:
+    """Accelerator.prepare-d model and optimizer, accumulating 3 batches per step: one row per
+    optimizer step, each equal to the norms the real optimizer's pre-hook sees."""
+    accelerate = pytest.importorskip("accelerate")
+    acc = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=3)
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    data = torch.utils.data.DataLoader(torch.randn(36, 4), batch_size=4)
+    pmodel, popt, pdata = acc.prepare(model, opt, data)
+    assert type(popt).__name__ == "AcceleratedOptimizer"
+    ref = _StepNorms(model, opt)  # before gw.watch: it sees the same gradients first
+    with gw.watch(pmodel, popt) as w:
+        for x in pdata:
+            with acc.accumulate(pmodel):
+                acc.backward(pmodel(x).pow(2).mean())
+                popt.step()
+                popt.zero_grad()
+    ref.handle.remove()
+    assert len(ref.norms) == 3 and w.num_steps == 3
+    _assert_rows(w.trace, ref.norms)
+    assert gradwatch_hooks(model, opt) == 0
+
+
+def test_accelerated_optimizer_under_its_grad_scaler(accelerator: Any) -> None:
+    """accelerate's own GradScaler skips step 2 (inf loss): without `scaler` the skipped step
+    is not counted (the inner optimizer never stepped); with `scaler=` it is recorded as
+    skipped. The other rows hold unscaled gradients, as the inner optimizer sees them."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    for pass_scaler in (False, True):
+        torch.manual_seed(0)
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=64.0)
+        acc_opt = AcceleratedOptimizer(opt, device_placement=False, scaler=scaler)
+        ref = _StepNorms(model, opt)
+        with gw.watch(model, acc_opt, scaler=scaler if pass_scaler else None) as w:
+            for i in range(4):
+                loss = model(torch.randn(8, 4)).pow(2).mean()
+                acc_opt.zero_grad()
+                scaler.scale(loss * float("inf") if i == 2 else loss).backward()
+                acc_opt.step()
+        ref.handle.remove()
+        assert len(ref.norms) == 3
+        t = w.trace
+        if pass_scaler:
+            assert w.num_steps == 4 and t.scalar("skipped").tolist() == [0, 0, 1, 0]
+            g = t.matrix("grad_norm")[[0, 1, 3]]
+        else:
+            assert w.num_steps == 3
+            g = t.matrix("grad_norm")
+        for k, row in enumerate(ref.norms):
+            for name, value in row.items():
+                np.testing.assert_allclose(g[k, t.layer_names.index(name)], value, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- step_begin="caller"
+def test_caller_driven_steps_record_the_gradients_made_inside_a_closure() -> None:
+    """optimizer.step(closure) with forward and backward inside the closure (Lightning's
+    automatic optimisation): begin_step() after the backward records that step's gradients,
+    activations on sampled steps, and update ratios through the post-hook."""
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    norms: list[dict[str, float]] = []
+    with gw.watch(model, opt, step_begin="caller", sample_every=2, dense_steps=0) as w:
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            norms.append(layer_norms(model))
+            w.begin_step()
+            return loss
+
+        for _ in range(5):
+            opt.step(closure)
+    t = w.trace
+    _assert_rows(t, norms)
+    sampled = ~np.isnan(t.matrix("act_mean")[:, 0])
+    assert sampled.tolist() == [True, False, True, False, True]
+    assert (~np.isnan(t.matrix("update_ratio")[:, 0])).tolist() == sampled.tolist()
+    assert gradwatch_hooks(model, opt) == 0
+
+
+def test_a_begun_step_the_optimizer_never_took_is_recorded_as_skipped() -> None:
+    """begin_step() twice without an optimizer step between (a GradScaler skip): the first is
+    a skipped step, and counting goes on."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, step_begin="caller") as w:
+        for i in range(3):
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            w.begin_step()
+            if i != 1:
+                opt.step()
+            opt.zero_grad()
+    assert w.num_steps == 3
+    assert w.trace.scalar("skipped").tolist() == [0, 1, 0]
+
+
+def test_step_begin_is_checked() -> None:
+    """A wrong step_begin, a caller mode with no optimizer, and begin_step() on a watch the
+    optimizer drives are refused with the fix."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="step_begin"):
+        gw.watch(model, opt, step_begin="hook")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="step_begin"):
+        gw.watch(model, None, step_begin="caller")
+    with gw.watch(model, opt) as w, pytest.raises(RuntimeError, match="begin_step"):
+        w.begin_step()

@@ -1,0 +1,295 @@
+"""The Hugging Face callback records each optimizer step's gradients (with gradient
+accumulation and clipping), its activations, HF's logged loss and learning rate, and stops
+and cleans up when asked."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+
+from ._reference import ActivationReference, assert_norms_match, gradwatch_hooks, layer_norms
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+from gradwatch.integrations.transformers import GradwatchCallback  # noqa: E402
+
+
+class Regressor(nn.Module):
+    """A tanh MLP with the Trainer's calling convention: keyword inputs, a dict with the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)
+        )
+        self.losses: list[float] = []
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        loss = nn.functional.mse_loss(out, labels)
+        # (gradwatch traces the model once with torch.fx: that call's loss is not a tensor)
+        if self.training and torch.is_grad_enabled() and isinstance(loss, torch.Tensor):
+            self.losses.append(loss.item())
+        return {"loss": loss, "logits": out}
+
+
+def _data(n: int = 48, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    y = x[:, :1] * 2 + 0.1 * torch.randn(n, 1, generator=g)
+    return [{"x": x[i], "labels": y[i]} for i in range(n)]
+
+
+class Reference(transformers.TrainerCallback):  # type: ignore[misc]
+    """Per-layer norms of the gradients the optimizer is about to apply, and HF's logs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.norms: list[dict[str, float]] = []
+        self.logs: list[tuple[int, dict[str, Any]]] = []
+        tanhs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Tanh)}
+        self.acts = ActivationReference(tanhs)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.norms.append(layer_norms(kw["model"]))
+        self.acts.step += 1
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        self.logs.append((state.global_step, dict(logs or {})))
+
+
+def _args(tmp_path: Path, **kwargs: Any) -> Any:
+    base: dict[str, Any] = {
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 8,
+        "learning_rate": 0.05,
+        "lr_scheduler_type": "linear",
+        "logging_steps": 1,
+        "report_to": [],
+        "use_cpu": True,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "seed": 0,
+    }
+    base.update(kwargs)
+    return transformers.TrainingArguments(**base)
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_each_step_records_the_gradients_the_optimizer_applies(
+    tmp_path: Path, accumulate: int, clip_restored: None
+) -> None:
+    """Row k holds the gradient norms HF's on_pre_optimizer_step sees at step k (accumulated
+    over the cycle), step k's activation means on sampled steps (evaluation forwards left
+    out), and the loss and learning rate HF logged at step k."""
+    torch.manual_seed(0)
+    model = Regressor()
+    ref = Reference(model)
+    cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2)
+    args = _args(
+        tmp_path,
+        max_steps=7,
+        max_grad_norm=0.0,
+        gradient_accumulation_steps=accumulate,
+        eval_strategy="steps",
+        eval_steps=3,
+    )
+    trainer = transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=_data(),
+        eval_dataset=_data(16, seed=1),
+        callbacks=[cb, ref],
+    )
+    trainer.train()
+    ref.acts.remove()
+
+    trace = gw.load(tmp_path / "run")
+    assert len(ref.norms) == 7 and trace.steps.tolist() == list(range(7))
+    assert_norms_match(trace, ref.norms)
+    act = trace.matrix("act_mean")
+    for k in range(7):
+        for name, layer in (("net.1", "net.0"), ("net.3", "net.2")):
+            col = trace.layer_names.index(layer)
+            if k in (0, 1, 3, 6):
+                assert act[k, col] == pytest.approx(ref.acts.mean(k, name), rel=1e-5, abs=1e-7)
+            else:
+                assert np.isnan(act[k, col])
+    logged = [(s, logs) for s, logs in ref.logs if "loss" in logs]
+    assert [s for s, _ in logged] == list(range(1, 8))
+    np.testing.assert_allclose(trace.scalar("loss"), [lg["loss"] for _, lg in logged])
+    np.testing.assert_allclose(
+        trace.scalar("learning_rate"), [lg["learning_rate"] for _, lg in logged]
+    )
+    # HF rounds its logged loss; the model's own losses, pooled per step, agree to that.
+    per_step = np.asarray(model.losses).reshape(7, accumulate).mean(axis=1)
+    np.testing.assert_allclose(trace.scalar("loss"), per_step, atol=2e-4)
+    assert gradwatch_hooks(model, trainer.optimizer.optimizer) == 0
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["config"]["optimizer"] == (
+        "AdamW"
+    )
+    gw.diagnose(trace)
+
+
+def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:
+    """A tiny BERT classifier built from its config: every layer's recorded norms equal the
+    reference at each step, and the run diagnoses."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
+    model = transformers.BertForSequenceClassification(config)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (32, 12), generator=g)
+    data = [{"input_ids": ids[i], "labels": ids[i, 0] % 2} for i in range(32)]
+    ref = Reference(model)
+    trainer = transformers.Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=4, max_grad_norm=0.0, learning_rate=1e-3),
+        train_dataset=data,
+        callbacks=[GradwatchCallback(tmp_path / "run"), ref],
+    )
+    trainer.train()
+    ref.acts.remove()
+    trace = gw.load(tmp_path / "run")
+    assert len(trace.layer_names) == len(ref.norms[0]) > 10
+    assert_norms_match(trace, ref.norms)
+    gw.diagnose(trace)
+
+
+def test_clipped_steps_record_the_pre_clip_norm_hf_logs(tmp_path: Path) -> None:
+    """With max_grad_norm clipping every step, the recorded global gradient norm is the
+    pre-clip norm HF itself logs as grad_norm."""
+    model = Regressor()
+    ref = Reference(model)
+    trainer = transformers.Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=6, max_grad_norm=1e-3),
+        train_dataset=_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run"), ref],
+    )
+    trainer.train()
+    hf = [logs["grad_norm"] for _, logs in ref.logs if "grad_norm" in logs]
+    assert len(hf) == 6
+    np.testing.assert_allclose(gw.load(tmp_path / "run").scalar("global_grad_norm"), hf, rtol=1e-4)
+
+
+def test_default_run_dir_is_under_output_dir_and_should_stop_stops(tmp_path: Path) -> None:
+    """Without run_dir the run goes to <output_dir>/gradwatch; a watch asking to stop ends
+    training after that step."""
+    cb = GradwatchCallback()
+
+    class StopAt(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == 2 and cb.watch is not None:
+                cb.watch.should_stop = True  # what a live on_finding="stop" sets
+
+    trainer = transformers.Trainer(
+        model=Regressor(),
+        args=_args(tmp_path, max_steps=20),
+        train_dataset=_data(),
+        callbacks=[cb, StopAt()],
+    )
+    trainer.train()
+    assert trainer.state.global_step == 3
+    meta = json.loads((tmp_path / "out" / "gradwatch" / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["steps_recorded"] == 3
+    assert meta["trainer"] == {"framework": "transformers", "global_step_at_start": 0}
+
+
+def test_exception_inside_train_leaves_no_hook_when_used_as_context(
+    tmp_path: Path, clip_restored: None
+) -> None:
+    """train() raising inside `with GradwatchCallback() as cb`: hooks removed, run failed."""
+
+    class Failing(Regressor):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            if len(self.losses) == 4:
+                raise RuntimeError("boom")
+            return super().forward(x, labels)
+
+    model = Failing()
+    with pytest.raises(RuntimeError, match="boom"), GradwatchCallback(tmp_path / "run") as cb:
+        trainer = transformers.Trainer(
+            model=model,
+            args=_args(tmp_path, max_steps=10),
+            train_dataset=_data(),
+            callbacks=[cb],
+        )
+        trainer.train()
+    assert gradwatch_hooks(model, trainer.optimizer.optimizer) == 0
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["status"] == "failed"
+    assert len(gw.load(tmp_path / "run")) == 4
+
+
+def test_critical_findings_are_warned_at_the_end(tmp_path: Path) -> None:
+    """Non-finite gradients from step 2 on end in a warning that names the rule."""
+
+    class Exploding(Regressor):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x, labels)
+            if len(self.losses) > 2:
+                out["loss"] = out["loss"] * float("inf")
+            return out
+
+    trainer = transformers.Trainer(
+        model=Exploding(),
+        args=_args(tmp_path, max_steps=5, max_grad_norm=0.0),
+        train_dataset=_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run")],
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    messages = [str(w.message) for w in caught]
+    assert any("gradwatch found nonfinite_gradient" in m for m in messages), messages
+
+
+def test_unknown_watch_option_is_refused_at_construction() -> None:
+    """A misspelt gw.watch option fails when the callback is built, naming it."""
+    with pytest.raises(TypeError, match="every_n"):
+        GradwatchCallback(every_n=2)
+
+
+def test_live_stop_on_a_nonfinite_gradient_ends_training_early(tmp_path: Path) -> None:
+    """on_finding="stop": the loss goes non-finite after step 2, the live check at the next
+    flush (every 4 steps) asks to stop, and the Trainer's stop flag ends training there."""
+
+    class Exploding(Regressor):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x, labels)
+            if len(self.losses) > 2:
+                out["loss"] = out["loss"] * float("inf")
+            return out
+
+    trainer = transformers.Trainer(
+        model=Exploding(),
+        args=_args(tmp_path, max_steps=40, max_grad_norm=0.0),
+        train_dataset=_data(n=400),
+        callbacks=[GradwatchCallback(tmp_path / "run", flush_every=4, on_finding="stop")],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    assert trainer.state.global_step <= 8, trainer.state.global_step
+    trace = gw.load(tmp_path / "run")
+    assert trace.meta["status"] == "complete" and len(trace) == trainer.state.global_step
+    live = [
+        json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()
+    ]
+    assert any(f["rule"] == "nonfinite_gradient" for f in live)
