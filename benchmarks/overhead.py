@@ -28,12 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,30 +274,44 @@ def _budget(row: dict[str, Any]) -> str:
     return text
 
 
-def _commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown commit"
-    return f"commit {sha}{' + uncommitted changes' if dirty else ''}"
+COLUMNS = (
+    "workload",
+    "configuration",
+    "median step (ms)",
+    "ratio to none (median)",
+    "spread (min-max)",
+    "ratio of totals",
+    "budget's choice",
+)
+#: The tables this script writes into docs/performance.md (checked by tests/docs).
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _docs
+
+    return _docs
 
 
 def markdown(
-    rows: list[dict[str, Any]], threads: int, block: int, *, warmup: int, device: str, big: bool
+    rows: list[dict[str, Any]], command: str, block: int, *, warmup: int, device: str, big: bool
 ) -> str:
-    where = torch.cuda.get_device_name() if device != "cpu" else f"{platform.machine()} CPU"
+    where = torch.cuda.get_device_name() if device != "cpu" else "CPU"
+    note = (
+        f"{where}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{'GPU-size' if big else 'CPU-size'} batches, {warmup} warm-up steps per copy, blocks "
+        f"of {block} steps rotating through the configurations."
+    )
     lines = [
-        f"Measured {dt.date.today().isoformat()} on {where} ({os.cpu_count()} cores), "
-        f"torch {torch.__version__}, {threads} threads, {_commit()}; "
-        f"{'GPU-size' if big else 'CPU-size'} batches, {warmup} warm-up steps per copy, "
-        f"blocks of {block} steps rotating through the configurations.",
+        _docs_helper().header(command, note),
         "",
-        "| workload | configuration | median step (ms) | ratio to none (median) | spread (min-max) "
-        "| ratio of totals | budget's choice |",
+        "| " + " | ".join(COLUMNS) + " |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
@@ -311,22 +320,6 @@ def markdown(
             f"{r['lo']:.3f}-{r['hi']:.3f} | {r['total']:.3f} | {_budget(r)} |"
         )
     return "\n".join(lines)
-
-
-_BEGIN = "<!-- BEGIN GENERATED: benchmarks/overhead.py -->"
-_END = "<!-- END GENERATED -->"
-
-
-def write_docs(path: Path, body: str) -> None:
-    """Replace the generated block of ``path`` (or append one) with ``body``."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{_BEGIN}\n{body}\n{_END}"
-    pattern = re.compile(re.escape(_BEGIN) + r".*?" + re.escape(_END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def _workload(name: str) -> str:
@@ -369,13 +362,16 @@ def main() -> None:
     rows = run(
         args.workloads, args.rounds, args.block, warmup=args.warmup, device=args.device, big=big
     )
+    import sys
+
+    command = "python benchmarks/overhead.py " + " ".join(sys.argv[1:])
     table = markdown(
-        rows, args.threads, args.block, warmup=args.warmup, device=args.device, big=big
+        rows, command.strip(), args.block, warmup=args.warmup, device=args.device, big=big
     )
     print()
     print(table)
     if args.markdown:
-        write_docs(Path(args.markdown), table)
+        _docs_helper().replace_block(args.markdown, "benchmarks/overhead.py", table)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def test_gradients_activations_and_loss_are_those_of_the_same_step(
     torch.manual_seed(0)
     model = Net(manual=manual, accumulate=accumulate)
     ref = Reference(model)
-    cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2)
+    cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2, overhead=None)
     kwargs: dict[str, Any] = {"max_steps": 8, "val_check_interval": 3, "limit_val_batches": 1}
     if not manual:
         kwargs.update(accumulate_grad_batches=accumulate, gradient_clip_val=clip)

@@ -168,7 +168,9 @@ def test_caller_driven_steps_record_the_gradients_made_inside_a_closure() -> Non
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     norms: list[dict[str, float]] = []
-    with gw.watch(model, opt, step_begin="caller", sample_every=2, dense_steps=0) as w:
+    with gw.watch(
+        model, opt, step_begin="caller", sample_every=2, dense_steps=0, overhead=None
+    ) as w:
 
         def closure() -> torch.Tensor:
             opt.zero_grad()

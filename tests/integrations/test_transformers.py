@@ -94,7 +94,7 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
     torch.manual_seed(0)
     model = Regressor()
     ref = Reference(model)
-    cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2)
+    cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2, overhead=None)
     args = _args(
         tmp_path,
         max_steps=7,

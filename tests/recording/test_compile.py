@@ -142,18 +142,18 @@ def train(
     fwd: nn.Module = model
     if order == "compile_then_watch":
         fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
-        w = gw.watch(fwd, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        w = gw.watch(fwd, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
     elif order == "watch_then_compile":
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
         fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
     elif order == "compile_in_place":
         model.compile(backend=backend)
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
     elif order == "compile_forward":
         model.forward = torch.compile(model.forward, backend=backend)  # type: ignore[method-assign]
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
     else:
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
     gen = torch.Generator().manual_seed(1)
     with w:
         for step in range(steps):
@@ -407,7 +407,9 @@ def test_a_stopped_recording_leaves_the_compiled_graph_running(
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     calls: list[int] = []
     with pytest.warns(RuntimeWarning, match="stopped recording"):
-        w = gw.watch(cm, opt, tmp_path / "run", sample_every=5, dense_steps=2, flush_every=10)
+        w = gw.watch(
+            cm, opt, tmp_path / "run", sample_every=5, dense_steps=2, flush_every=10, overhead=None
+        )
         for _ in range(30):
             calls.append(backend.calls)
             loss = cm(torch.randn(32, 8)).pow(2).mean()
