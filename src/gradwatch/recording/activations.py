@@ -107,6 +107,7 @@ class ActivationSampler:
         self.recurrent = RecurrentProfiles()
         #: Charged with the host time of every hook call, when set (the overhead budget).
         self.timer: HookTimer | None = None
+        self.recurrent.timed = self._timed  # its tensor hooks (the probe's backward) too
         self._plan: list[tuple[nn.Module, bool, Callable[..., Any]]] | None = None
 
     # ------------------------------------------------------------------ hooks

@@ -31,6 +31,7 @@ statistics') skips while it runs (:attr:`RecurrentProfiles.probing`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -72,6 +73,9 @@ class RecurrentProfiles:
         self.regular = True
         #: True while the extra backward runs: every recorder hook it could reach must skip.
         self.probing = False
+        #: Wraps the tensor hooks so their host time is charged to the overhead budget (the
+        #: probe's extra backward runs in one); set by the sampler, identity otherwise.
+        self.timed: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda hook: hook
 
     @property
     def probe_now(self) -> bool:
@@ -101,7 +105,7 @@ class RecurrentProfiles:
             if not self.probing:
                 self._add("whole", i, g, dims)
 
-        x.register_hook(on_grad)
+        x.register_hook(self.timed(on_grad))
         return (x, *args[1:]) if replaced else None
 
     def after_forward(self, i: int, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -146,7 +150,7 @@ class RecurrentProfiles:
             if dx is not None:
                 self._add("last_position", i, dx, dims)
 
-        y.register_hook(on_out_grad)
+        y.register_hook(self.timed(on_out_grad))
 
     def _add(self, kind: ProfileKind, i: int, g: torch.Tensor, dims: list[int]) -> None:
         """Add ``sum (g)^2`` over ``dims`` per time step to layer ``i``'s profile of ``kind``."""
