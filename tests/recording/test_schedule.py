@@ -245,3 +245,30 @@ def test_watch_writes_the_budget_and_the_schedule_into_the_config() -> None:
     assert schedule["steps_measured"] == 20 and schedule["measured_share"] > 0
     fixed = _train(5, overhead=None).config
     assert fixed["overhead"] is None and "schedule" not in fixed
+
+
+def test_every_hook_call_of_a_sampled_step_is_charged_to_the_budget() -> None:
+    """Forward pre-hooks, forward hooks, the activation's hook and the output-gradient tensor
+    hooks each charge their host time: 2 + 2 + 1 + 2 calls for one step of a 2-layer MLP."""
+
+    class Timer:
+        def __init__(self) -> None:
+            self.charged: list[float] = []
+
+        def clock(self) -> float:
+            return float(len(self.charged))  # each call then lasts exactly 0 or more "seconds"
+
+        def charge(self, seconds: float) -> None:
+            self.charged.append(seconds)
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    timer = Timer()
+    with gw.watch(model, opt, overhead=None) as w:
+        w._sampler.timer = timer  # the seam the budget uses; hooks rebuilt with it
+        w._sampler.disarm()
+        w._sampler.arm()
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+    assert len(timer.charged) == 7
