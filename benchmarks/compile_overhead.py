@@ -25,15 +25,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -160,53 +156,56 @@ def run(rounds: int, block: int) -> list[dict[str, object]]:
     return rows
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+#: Columns of the generated table (tests/docs/test_generated.py checks docs against them).
+COLUMNS = (
+    "configuration",
+    "median step (ms)",
+    "ratio to compiled (median)",
+    "spread (min-max)",
+    "ratio of totals",
+    "plain steps (ms)",
+    "sampled steps (ms)",
+)
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _docs
+
+    return _docs
 
 
 def markdown(rows: list[dict[str, object]], threads: int, rounds: int, block: int) -> str:
-    lines = [
-        f"Measured {dt.date.today().isoformat()} on {platform.machine()} CPU "
-        f"({os.cpu_count()} cores, shared), torch {torch.__version__} (inductor), {threads} "
-        f"threads, commit {_commit()}; {DEPTH}-layer width-{WIDTH} tanh MLP, batch {BATCH}, "
+    docs = _docs_helper()
+    head = docs.header(
+        f"python benchmarks/compile_overhead.py --rounds {rounds} --write-docs FILE",
+        f"Inductor, {threads} thread(s); {DEPTH}-layer width-{WIDTH} tanh MLP, batch {BATCH}, "
         f"SGD; {rounds} rounds of {block}-step blocks rotating through the copies.",
-        "",
-        "| configuration | median step (ms) | ratio to compiled (median) | spread (min-max) "
-        "| ratio of totals | plain steps (ms) | sampled steps (ms) |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    )
+    body = [
+        [
+            str(r["config"]),
+            f"{r['step_ms']:.2f}",
+            f"{r['ratio']:.3f}",
+            f"{r['lo']:.3f}-{r['hi']:.3f}",
+            f"{r['total']:.3f}",
+            f"{r['plain_ms']:.2f}",
+            f"{r['sampled_ms']:.2f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['config']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | "
-            f"{r['lo']:.3f}-{r['hi']:.3f} | {r['total']:.3f} | {r['plain_ms']:.2f} | "
-            f"{r['sampled_ms']:.2f} |"
-        )
-    lines += [
-        "",
+    note = (
         "Median step: per timed block of 10 steps (nine plain, one sampled). Plain and "
         "sampled steps: the median of single steps of each kind (for unwatched copies, the "
-        "steps gradwatch would sample).",
-    ]
-    return "\n".join(lines)
-
-
-_BEGIN = "<!-- BEGIN GENERATED: benchmarks/compile_overhead.py -->"
-_END = "<!-- END GENERATED -->"
-
-
-def write_docs(path: Path, body: str) -> None:
-    """Replace the generated section of ``path`` (from the begin marker to the end marker)."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(_BEGIN) + r".*?" + re.escape(_END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{path} has no generated-section markers {_BEGIN!r} ... {_END!r}")
-    path.write_text(pattern.sub(lambda _: f"{_BEGIN}\n{body}\n{_END}", text))
+        "steps gradwatch would sample)."
+    )
+    return f"{head}\n\n{docs.table(COLUMNS, body)}\n\n{note}"
 
 
 def main() -> None:
@@ -222,7 +221,7 @@ def main() -> None:
     print()
     print(table)
     if args.write_docs:
-        write_docs(Path(args.write_docs), table)
+        _docs_helper().replace_block(args.write_docs, "benchmarks/compile_overhead.py", table)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ Run: ``PYTHONPATH=src python benchmarks/live_cost.py [--quick] [--write-docs] [-
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -182,6 +179,27 @@ def defaults_step_time(rounds: int, block: int = 20) -> tuple[float, float]:
     return float(np.median(ratios)), float(q[1] - q[0])
 
 
+#: Columns of the generated tables (tests/docs/test_generated.py checks docs against them).
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
+    "": [
+        ("layers", "step (ms)", "check per flush (ms)", "share of a 100-step window"),
+        ("layers", "..."),
+    ]
+}
+
+
+def _docs_helper() -> Any:
+    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _docs
+
+    return _docs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
@@ -224,22 +242,15 @@ def main() -> None:
     ]
     print(lines[-1], flush=True)
     if args.write_docs:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
-        ).stdout.strip()
-        head = (
-            f"{datetime.date.today()}, {platform.machine()} CPU, {torch.get_num_threads()} "
-            f"threads, torch {torch.__version__}, commit {commit}"
-            f"{' (--quick)' if args.quick else ''}."
+        docs = _docs_helper()
+        head = docs.header(
+            f"python benchmarks/live_cost.py{' --quick' if args.quick else ''} --write-docs",
+            f"{torch.get_num_threads()} thread(s), torch {torch.__version__}.",
         )
-        block = "\n".join([BEGIN, head, "", *lines, END])
         text = DOC.read_text()
-        if BEGIN in text:
-            a, b = text.index(BEGIN), text.index(END, text.index(BEGIN)) + len(END)
-            text = text[:a] + block + text[b:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        DOC.write_text(text)
+        if BEGIN not in text:  # the section is appended the first time
+            DOC.write_text(text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n")
+        docs.replace_block(DOC, "benchmarks/live_cost.py", "\n".join([head, "", *lines]))
 
 
 if __name__ == "__main__":
