@@ -181,6 +181,9 @@ def test_device_time_counts_when_larger_than_host_time() -> None:
         def start(self) -> None:
             self.open = True
 
+        def pause(self) -> None:
+            self.open = False
+
         def stop(self, kind: str, counted: bool) -> None:
             self.done.append((kind, counted, 0.5 if kind == "sampled" else 0.01))
 
@@ -272,3 +275,45 @@ def test_every_hook_call_of_a_sampled_step_is_charged_to_the_budget() -> None:
         model(torch.randn(8, 4)).pow(2).mean().backward()
         opt.step()
     assert len(timer.charged) == 7
+
+
+def test_cuda_timer_sums_a_steps_sections_and_waits_for_unfinished_events() -> None:
+    """The CUDA timer's arithmetic, with fake events: a step's two sections are summed (the
+    optimizer's kernels between them are not), and a step whose last event has not run stays
+    pending without blocking."""
+    from gradwatch.recording.schedule import CudaTimer
+
+    now = [0.0]
+    done = [True]
+
+    class FakeEvent:
+        def __init__(self, enable_timing: bool) -> None:
+            self.at = 0.0
+
+        def record(self) -> None:
+            self.at = now[0]
+
+        def query(self) -> bool:
+            return done[0]
+
+        def elapsed_time(self, end: FakeEvent) -> float:
+            return (end.at - self.at) * 1000.0  # milliseconds, as CUDA's
+
+    timer = CudaTimer.__new__(CudaTimer)
+    timer._event_type = FakeEvent
+    timer._free, timer._open = [], []
+    from collections import deque
+
+    timer._pending = deque()
+    timer.start()  # pre-hook work: 2 s
+    now[0] += 2.0
+    timer.pause()
+    now[0] += 100.0  # the optimizer's own kernels
+    timer.start()  # post-hook work: 3 s
+    now[0] += 3.0
+    timer.stop("sampled", True)
+    done[0] = False
+    assert timer.poll() == []  # not run yet: no wait, nothing read
+    done[0] = True
+    assert timer.poll() == [("sampled", True, 5.0)]
+    assert len(timer._free) == 4  # events reused

@@ -79,22 +79,28 @@ class DeviceTimer(Protocol):
     """Times the recorder's kernels on an accelerator without blocking the host."""
 
     def start(self) -> None:
-        """Mark where the recorder's work for a step begins in the device's stream."""
+        """Open a section of the recorder's work in the device's stream."""
+
+    def pause(self) -> None:
+        """Close the open section (the user's kernels, e.g. the optimizer's, follow)."""
 
     def stop(self, kind: str, counted: bool) -> None:
-        """Mark where it ends; the time in between belongs to a step of ``kind``
-        (``counted``: in the budgeted part of the run, after the dense start)."""
+        """Close the step: its sections' time belongs to a step of ``kind`` (``counted``: in
+        the budgeted part of the run, after the dense start)."""
 
     def poll(self) -> list[tuple[str, bool, float]]:
-        """``(kind, counted, seconds)`` of the sections that completed since the last poll."""
+        """``(kind, counted, seconds)`` of the steps whose sections all completed since the
+        last poll."""
 
 
 class CudaTimer:
     """Device time of the recorder's work from pairs of CUDA events, read when completed.
 
-    ``Event.query()`` never blocks: a pair whose end has not run yet stays pending until a
-    later poll (at the next regular sampled step, or when the share is read at a flush).
-    Events are reused once read.
+    A step has two sections, its statistics in the optimizer's step pre-hook and the update
+    difference in its post-hook; the optimizer's own kernels between them are not counted.
+    ``Event.query()`` never blocks: a step whose last event has not run yet stays pending
+    until a later poll (at the next regular sampled step, or when the share is read at a
+    flush). Events are reused once read.
     """
 
     def __init__(self) -> None:
@@ -102,31 +108,36 @@ class CudaTimer:
 
         self._event_type = torch.cuda.Event
         self._free: list[Any] = []
-        self._pending: deque[tuple[str, bool, Any, Any]] = deque()
-        self._open: Any = None
+        self._open: list[Any] = []  # start, end, start, (end) ... of the step in progress
+        self._pending: deque[tuple[str, bool, list[Any]]] = deque()
 
-    def _event(self) -> Any:
-        return self._free.pop() if self._free else self._event_type(enable_timing=True)
+    def _record(self) -> None:
+        event = self._free.pop() if self._free else self._event_type(enable_timing=True)
+        event.record()
+        self._open.append(event)
 
     def start(self) -> None:
-        self._open = self._event()
-        self._open.record()
+        if len(self._open) % 2 == 0:
+            self._record()
+
+    def pause(self) -> None:
+        if len(self._open) % 2 == 1:
+            self._record()
 
     def stop(self, kind: str, counted: bool) -> None:
-        if self._open is None:
-            return
-        end = self._event()
-        end.record()
-        self._pending.append((kind, counted, self._open, end))
-        self._open = None
+        self.pause()
+        if self._open:
+            self._pending.append((kind, counted, self._open))
+            self._open = []
 
     def poll(self) -> list[tuple[str, bool, float]]:
         done: list[tuple[str, bool, float]] = []
-        # Events complete in stream order: stop at the first that has not.
-        while self._pending and self._pending[0][3].query():
-            kind, counted, start, end = self._pending.popleft()
-            done.append((kind, counted, start.elapsed_time(end) / 1000.0))
-            self._free += [start, end]
+        # Events complete in stream order: stop at the first step that has not.
+        while self._pending and self._pending[0][2][-1].query():
+            kind, counted, events = self._pending.popleft()
+            ms = sum(a.elapsed_time(b) for a, b in zip(events[::2], events[1::2], strict=True))
+            done.append((kind, counted, ms / 1000.0))
+            self._free += events
         return done
 
 
@@ -251,6 +262,16 @@ class Schedule:
         if self._device is not None:
             self._device.start()
         return recorded, sampled
+
+    def pause(self) -> None:
+        """The recorder's work in the optimizer's step pre-hook is done (device timing)."""
+        if self._device is not None:
+            self._device.pause()
+
+    def resume(self) -> None:
+        """The recorder's work in the optimizer's step post-hook begins (device timing)."""
+        if self._device is not None:
+            self._device.start()
 
     def nonfinite(self, step: int) -> None:
         """``step``'s gradient was not finite: sample the next step whatever the spacing."""

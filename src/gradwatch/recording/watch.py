@@ -393,6 +393,7 @@ class Watch:
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
             self._eager.hold(False)
         progress.began = True
+        schedule.pause()
         schedule.charge(schedule.clock() - start)
 
     def _end_step(self, *, skipped: bool = False) -> None:
@@ -402,6 +403,7 @@ class Watch:
         progress.began = False
         schedule = self._schedule
         start = schedule.clock()
+        schedule.resume()
         if skipped:
             self._buffer.scalars[progress.step - self._buffer.window_start, SKIPPED] = 1.0
             schedule.nonfinite(progress.step)  # the step after it is always sampled
