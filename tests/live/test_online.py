@@ -192,7 +192,8 @@ def test_gw_watch_is_the_live_watch_and_the_recorder_stays_quiet(tmp_path: Path)
     from gradwatch import live, recording
 
     assert gw.watch is live.watch
-    rec = inspect.signature(recording.watch).parameters
+    rec = dict(inspect.signature(recording.Watch.__init__).parameters)
+    del rec["self"]
     ours = inspect.signature(live.watch).parameters
     assert list(ours)[: len(rec)] == list(rec)
     assert [p.default for p in list(ours.values())[: len(rec)]] == [p.default for p in rec.values()]

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..diagnosis import Severity
 from ..recording import Flush, Watch
-from ..recording import watch as record
+from ..recording.schedule import DEFAULT_OVERHEAD
 from .online import LiveDiagnosis, OnFinding, check_min_severity, check_on_finding
 from .stream import TensorBoardStream, WandbStream
 
@@ -37,7 +37,7 @@ def watch(
     meta: dict[str, Any] | None = None,
     strict: bool = False,
     step_begin: Literal["optimizer", "caller"] = "optimizer",
-    overhead: float | None = 0.03,
+    overhead: float | None = DEFAULT_OVERHEAD,
     on_finding: OnFinding = "warn",
     min_severity: Severity = "warning",
     tensorboard: str | os.PathLike[str] | Any | None = None,
@@ -45,7 +45,7 @@ def watch(
 ) -> Watch:
     """Start recording per-layer statistics of ``model`` while it trains, and watch them.
 
-    The recording (``gradwatch.recording.watch``, same arguments) plus what happens live: at
+    The recording (``gradwatch.recording.Watch``, same arguments) plus what happens live: at
     each flush the diagnosis rules run on the steps so far (on the host, on data already
     there), and each new or worsened finding goes to ``on_finding`` and to
     ``findings.jsonl`` in the run directory; per-layer scalars stream to TensorBoard or
@@ -130,7 +130,7 @@ def watch(
         sinks.append(WandbStream(wandb))
     if tensorboard is not None:
         sinks.append(TensorBoardStream(tensorboard))
-    w = record(
+    w = Watch(
         model,
         optimizer,
         run_dir,

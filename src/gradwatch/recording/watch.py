@@ -37,6 +37,14 @@ from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
+from .arguments import (
+    check_dense_steps,
+    check_int,
+    check_model,
+    check_optimizer,
+    check_scaler,
+    check_step_begin,
+)
 from .buffer import SKIPPED, Sink, StepBuffer
 from .compiled import EagerWindow, untraced, user_module
 from .distributed import Reduce, WindowReducer, check_reduce, world
@@ -45,55 +53,6 @@ from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Expected argument `{name}` to be an integer >= {minimum} but got {value!r}. "
-            f"Pass e.g. `{name}=1` to record every step."
-        )
-    return value
-
-
-def _check_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-    model_ids = {id(p) for p in model.parameters()}
-    foreign = [
-        p for group in optimizer.param_groups for p in group["params"] if id(p) not in model_ids
-    ]
-    if foreign:
-        shapes = ", ".join(str(tuple(p.shape)) for p in foreign[:3])
-        raise ValueError(
-            f"Argument `optimizer` updates {len(foreign)} parameter(s) that are not in "
-            f"`model` ({type(model).__name__}), with shapes {shapes}. Pass the optimizer "
-            "built from this model's parameters, e.g. `torch.optim.SGD(model.parameters())`."
-        )
-
-
-def _check_scaler(scaler: Any, optimizer: torch.optim.Optimizer | None) -> None:
-    """Refuse anything but a GradScaler instance, before the recorder wraps its ``step``."""
-    if scaler is None:
-        return
-    if isinstance(scaler, type):
-        # Wrapping `step` on a class would patch it for every scaler in the process.
-        raise TypeError(
-            f"Expected argument `scaler` to be a GradScaler instance but got the class "
-            f"{scaler.__module__}.{scaler.__qualname__} itself. Pass the instance you call "
-            "`scaler.step(optimizer)` on, e.g. `scaler = torch.amp.GradScaler()` then "
-            "`gw.watch(model, opt, scaler=scaler)`."
-        )
-    if not all(callable(getattr(scaler, name, None)) for name in ("scale", "step", "update")):
-        raise TypeError(
-            f"Expected argument `scaler` to be a torch.amp.GradScaler (with `scale`, `step` "
-            f"and `update` methods) but got {type(scaler).__name__}. Pass the GradScaler you "
-            "train with, or leave `scaler` out."
-        )
-    if optimizer is None:
-        raise ValueError(
-            "Argument `scaler` needs the `optimizer` it steps (skipped steps are the "
-            "optimizer steps the scaler did not take). Pass both: "
-            "`gw.watch(model, opt, scaler=scaler)`."
-        )
 
 
 @dataclass
@@ -135,7 +94,7 @@ class _Hooks:
 
 
 class Watch:
-    """A recording in progress. Create it with :func:`watch`.
+    """A recording in progress. Create it with ``gw.watch`` (which documents the arguments).
 
     Use it as a context manager, or call :meth:`close` yourself; either way every hook is
     removed. After closing, :attr:`trace` holds everything that was recorded.
@@ -159,35 +118,17 @@ class Watch:
         step_begin: Literal["optimizer", "caller"] = "optimizer",
         overhead: float | None = DEFAULT_OVERHEAD,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(
-                f"Expected argument `model` to be a torch.nn.Module but got "
-                f"{type(model).__name__}. Pass the model you train, e.g. `gw.watch(model, opt)`."
-            )
-        self.every = _check_int("every", every)
-        self.sample_every = _check_int("sample_every", sample_every)
-        if isinstance(dense_steps, bool) or not isinstance(dense_steps, int) or dense_steps < 0:
-            raise ValueError(
-                f"Expected argument `dense_steps` to be an integer >= 0 but got {dense_steps!r}."
-                " Pass e.g. `dense_steps=20` to sample each of the first 20 steps, or 0 to "
-                "sample only every `sample_every` steps."
-            )
-        self.dense_steps = dense_steps
-        self.flush_every = _check_int("flush_every", flush_every)
+        # Every argument is checked here, before a directory is made or a hook attached.
+        check_model(model)
+        self.every = check_int("every", every)
+        self.sample_every = check_int("sample_every", sample_every)
+        self.dense_steps = check_dense_steps(dense_steps)
+        self.flush_every = check_int("flush_every", flush_every)
         self.overhead = check_overhead(overhead)
         if optimizer is not None:
             optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
-        if step_begin not in ("optimizer", "caller") or (
-            step_begin == "caller" and optimizer is None
-        ):
-            raise ValueError(
-                f"Expected argument `step_begin` to be 'optimizer' or 'caller' (with an "
-                f"optimizer) but got {step_begin!r} with optimizer={optimizer!r}. Leave it out "
-                "unless a framework callback calls `w.begin_step()` itself."
-            )
-        self.step_begin = step_begin
-        # Every argument is checked here, before a directory is made or a hook attached.
-        _check_scaler(scaler, optimizer)
+        self.step_begin = check_step_begin(step_begin, optimizer)
+        check_scaler(scaler, optimizer)
         self._user_meta = check_user_meta(meta)
         self.model = model
         # Under torch.compile the layers, their names and the hooks are those of the module
@@ -211,7 +152,7 @@ class Watch:
                 stacklevel=3,
             )
         if optimizer is not None:
-            _check_optimizer(optimizer, model)
+            check_optimizer(optimizer, model)
 
         self._layers = LayerSet(specs)
         self._buffer = StepBuffer(self._layers.n, self.flush_every, self._layers.device)
@@ -590,91 +531,12 @@ def watch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     run_dir: str | os.PathLike[str] | None = None,
-    *,
-    every: int = 1,
-    sample_every: int = 10,
-    dense_steps: int = 20,
-    flush_every: int = 100,
-    overwrite: bool = False,
-    scaler: Any | None = None,
-    activations: bool = True,
-    meta: dict[str, Any] | None = None,
-    strict: bool = False,
-    step_begin: Literal["optimizer", "caller"] = "optimizer",
-    overhead: float | None = DEFAULT_OVERHEAD,
+    **options: Any,
 ) -> Watch:
-    """Start recording per-layer statistics of ``model`` while it trains.
+    """The recorder alone, without the live layer: ``Watch(model, optimizer, run_dir, ...)``.
 
-    Args:
-        model: The module to watch. Its layers are the modules that own trainable
-            parameters, ordered by first use in the forward pass.
-        optimizer: The optimizer that updates ``model``, or a wrapper of it (accelerate's
-            ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``); steps are recorded
-            through its step hooks (so gradient accumulation counts optimizer steps). Without
-            one, call ``w.step()`` after each ``backward()``.
-        run_dir: Directory to write the run to (``meta.json`` + Parquet chunks); ``None``
-            keeps the trace in memory.
-        every: Record gradient statistics every ``every`` steps (with ``overhead``, the
-            densest spacing of these plain-step statistics).
-        sample_every: Measure activations, output gradients, weight norms, recurrent
-            input-gradient profiles and update ratios every ``sample_every`` steps; with
-            ``overhead``, the densest spacing the budget may use (sampled steps stay on
-            multiples of it).
-        dense_steps: Also measure them on every one of the first ``dense_steps`` steps,
-            where early blow-ups happen (0: only every ``sample_every`` steps). Never thinned.
-        flush_every: Steps kept in the device buffer between two writes.
-        overwrite: Replace a run already in ``run_dir``.
-        scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
-        activations: Set False to skip forward hooks entirely (gradients only).
-        meta: Extra JSON-serialisable metadata to store with the run; its keys may not be
-            ones gradwatch writes itself (``status``, ``model``, ``config`` ...).
-        strict: Raise when the run directory cannot be written during training (a full
-            disk) instead of stopping the recording with a warning; training never stops
-            for gradwatch unless you ask for it.
-        step_begin: ``"caller"`` leaves out the optimizer's step pre-hook: the caller calls
-            ``w.begin_step()`` once the step's gradients are final (the Lightning callback
-            does); the post-hook still ends each step.
-        overhead: The recorder's budget, a share of the step time (0.03: 3%). It measures
-            its own cost and spaces the sampled steps (then, if still needed, the plain ones)
-            to stay under it; the step after a non-finite gradient is always sampled. The
-            chosen spacing and the measured share go to ``trace.config["schedule"]``.
-            ``None``: the fixed ``every``/``sample_every`` spacing (reproducible runs).
-
-    Raises:
-        TypeError: When an argument has the wrong type (``scaler`` that is not a
-            GradScaler instance, ...).
-        ValueError: When an argument has a wrong value (a reserved ``meta`` key, ...).
-        OSError: When ``run_dir`` cannot be written at the start.
-
-    Returns:
-        A :class:`Watch`; use it as a context manager, or call ``close()``.
-
-    Example:
-        >>> import torch, gradwatch as gw
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
-        ...                             torch.nn.Linear(8, 1))
-        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        >>> with gw.watch(model, opt) as w:
-        ...     for _ in range(3):
-        ...         loss = model(torch.randn(16, 4)).pow(2).mean()
-        ...         opt.zero_grad(); loss.backward(); opt.step()
-        ...         w.log(loss=loss)
-        >>> w.trace.matrix("grad_rms").shape
-        (3, 2)
+    ``gw.watch`` (``gradwatch.live.watch``) takes the same arguments, documented there, plus
+    the live ones (``on_finding``, ``tensorboard`` ...); the lab records through this one so
+    its output stays free of live warnings.
     """
-    return Watch(
-        model,
-        optimizer,
-        run_dir,
-        every=every,
-        sample_every=sample_every,
-        dense_steps=dense_steps,
-        flush_every=flush_every,
-        overwrite=overwrite,
-        scaler=scaler,
-        activations=activations,
-        meta=meta,
-        strict=strict,
-        step_begin=step_begin,
-        overhead=overhead,
-    )
+    return Watch(model, optimizer, run_dir, **options)

@@ -1,0 +1,93 @@
+"""The recorder's argument checks: each names the argument, the value and the fix.
+
+``Watch`` runs all of them before it makes a directory or attaches a hook, so a bad argument
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"Expected argument `{name}` to be an integer >= {minimum} but got {value!r}. "
+            f"Pass e.g. `{name}=1` to record every step."
+        )
+    return value
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    model_ids = {id(p) for p in model.parameters()}
+    foreign = [
+        p for group in optimizer.param_groups for p in group["params"] if id(p) not in model_ids
+    ]
+    if foreign:
+        shapes = ", ".join(str(tuple(p.shape)) for p in foreign[:3])
+        raise ValueError(
+            f"Argument `optimizer` updates {len(foreign)} parameter(s) that are not in "
+            f"`model` ({type(model).__name__}), with shapes {shapes}. Pass the optimizer "
+            "built from this model's parameters, e.g. `torch.optim.SGD(model.parameters())`."
+        )
+
+
+def check_scaler(scaler: Any, optimizer: torch.optim.Optimizer | None) -> None:
+    """Refuse anything but a GradScaler instance, before the recorder wraps its ``step``."""
+    if scaler is None:
+        return
+    if isinstance(scaler, type):
+        # Wrapping `step` on a class would patch it for every scaler in the process.
+        raise TypeError(
+            f"Expected argument `scaler` to be a GradScaler instance but got the class "
+            f"{scaler.__module__}.{scaler.__qualname__} itself. Pass the instance you call "
+            "`scaler.step(optimizer)` on, e.g. `scaler = torch.amp.GradScaler()` then "
+            "`gw.watch(model, opt, scaler=scaler)`."
+        )
+    if not all(callable(getattr(scaler, name, None)) for name in ("scale", "step", "update")):
+        raise TypeError(
+            f"Expected argument `scaler` to be a torch.amp.GradScaler (with `scale`, `step` "
+            f"and `update` methods) but got {type(scaler).__name__}. Pass the GradScaler you "
+            "train with, or leave `scaler` out."
+        )
+    if optimizer is None:
+        raise ValueError(
+            "Argument `scaler` needs the `optimizer` it steps (skipped steps are the "
+            "optimizer steps the scaler did not take). Pass both: "
+            "`gw.watch(model, opt, scaler=scaler)`."
+        )
+
+
+def check_model(model: Any) -> nn.Module:
+    """``model`` must be an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"Expected argument `model` to be a torch.nn.Module but got "
+            f"{type(model).__name__}. Pass the model you train, e.g. `gw.watch(model, opt)`."
+        )
+    return model
+
+
+def check_dense_steps(dense_steps: Any) -> int:
+    """``dense_steps`` must be an integer >= 0."""
+    if isinstance(dense_steps, bool) or not isinstance(dense_steps, int) or dense_steps < 0:
+        raise ValueError(
+            f"Expected argument `dense_steps` to be an integer >= 0 but got {dense_steps!r}."
+            " Pass e.g. `dense_steps=20` to sample each of the first 20 steps, or 0 to "
+            "sample only every `sample_every` steps."
+        )
+    return dense_steps
+
+
+def check_step_begin(step_begin: Any, optimizer: torch.optim.Optimizer | None) -> str:
+    """``step_begin`` is "optimizer", or "caller" when there is an optimizer to end the step."""
+    if step_begin not in ("optimizer", "caller") or (step_begin == "caller" and optimizer is None):
+        raise ValueError(
+            f"Expected argument `step_begin` to be 'optimizer' or 'caller' (with an "
+            f"optimizer) but got {step_begin!r} with optimizer={optimizer!r}. Leave it out "
+            "unless a framework callback calls `w.begin_step()` itself."
+        )
+    return str(step_begin)
