@@ -134,6 +134,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
     outputs: list[torch.Tensor] | None = None,
     compile_step: bool = False,
+    overhead: float | None = None,
 ) -> tuple[Trace, nn.Module]:
     """Train with gw.watch in the given order; the same seed and data in every order."""
     model = make()
@@ -142,18 +143,18 @@ def train(
     fwd: nn.Module = model
     if order == "compile_then_watch":
         fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
-        w = gw.watch(fwd, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
+        w = gw.watch(fwd, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=overhead)
     elif order == "watch_then_compile":
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=overhead)
         fwd = torch.compile(model, backend=backend)  # type: ignore[assignment]
     elif order == "compile_in_place":
         model.compile(backend=backend)
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=overhead)
     elif order == "compile_forward":
         model.forward = torch.compile(model.forward, backend=backend)  # type: ignore[method-assign]
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=overhead)
     else:
-        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=None)
+        w = gw.watch(model, opt, sample_every=SAMPLE_EVERY, dense_steps=DENSE, overhead=overhead)
     gen = torch.Generator().manual_seed(1)
     with w:
         for step in range(steps):
@@ -250,6 +251,26 @@ def test_no_graph_break_and_no_recompile_after_warm_up(order: Order) -> None:
     plain = [s for s in range(30) if not (s < DENSE or s % SAMPLE_EVERY == 0)]
     ran = np.diff([*calls, backend.calls])  # compiled calls made during each step
     assert [s for s in range(30) if ran[s]] == plain
+
+
+@pytest.mark.parametrize("order", COMPILED_ORDERS)
+def test_the_default_overhead_budget_adds_no_graph_break_or_recompile(order: Order) -> None:
+    """With the budget on (gw.watch's default), its timers in the hooks stay out of the
+    graph: one compile, no graph break, and a recompile after warm-up would raise."""
+    backend = CountingBackend()
+
+    def on_step(step: int) -> None:
+        if step == DENSE + 1:
+            torch.compiler.set_stance("fail_on_recompile")
+
+    try:
+        trace, _ = train(mlp, order, steps=30, backend=backend, on_step=on_step, overhead=0.03)
+    finally:
+        torch.compiler.set_stance("default")
+    assert backend.compiles == 1
+    assert counters["stats"]["unique_graphs"] == 1
+    assert dict(counters["graph_break"]) == {}
+    assert trace.config["overhead"] == 0.03 and "schedule" in trace.config
 
 
 def test_a_compiled_optimizer_step_runs_the_recording_eagerly() -> None:
