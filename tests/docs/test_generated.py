@@ -24,13 +24,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Measured tables not yet written by their script: (page, first header cell) -> why. Each
 #: entry must still match a table (test_pending_entries_are_current), so one wired up at
 #: merge fails here until its entry is removed.
-PENDING: dict[tuple[str, str], str] = {
-    ("docs/performance.md", "workload"): (
-        "benchmarks/overhead.py is being given --markdown/generated-block output by the "
-        "performance work; wired at merge"
-    ),
-    ("docs/performance.md", "part"): "a one-off profile of W1's sampled step (no script yet)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 _HAND = re.compile(r"^<!-- not-generated: (?P<reason>\S.*?) -->$")
 
 
