@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 import gradwatch as gw
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 DEPTH, WIDTH, BATCH = 8, 256, 128
 DENSE, SAMPLE_EVERY = 20, 10  # gw.watch's defaults
@@ -169,20 +173,8 @@ COLUMNS = (
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
-
-
 def markdown(rows: list[dict[str, object]], threads: int, rounds: int, block: int) -> str:
-    docs = _docs_helper()
+    docs = _docs
     head = docs.header(
         f"python benchmarks/compile_overhead.py --rounds {rounds} --write-docs FILE",
         f"Inductor, {threads} thread(s); {DEPTH}-layer width-{WIDTH} tanh MLP, batch {BATCH}, "
@@ -221,7 +213,7 @@ def main() -> None:
     print()
     print(table)
     if args.write_docs:
-        _docs_helper().replace_block(args.write_docs, "benchmarks/compile_overhead.py", table)
+        _docs.replace_block(args.write_docs, "benchmarks/compile_overhead.py", table)
 
 
 if __name__ == "__main__":

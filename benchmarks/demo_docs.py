@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
+
 SCRIPT = "benchmarks/demo_docs.py"
 COLUMNS = ("run", "test acc", "first/last grad RMS", "s", "findings after")
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
@@ -34,16 +38,6 @@ PNG = ROOT / "docs" / "report.png"
 PNG_JSON = ROOT / "docs" / "report.png.json"
 #: The browser window: wide enough for the report's two-column layout (>= ~1450 px).
 WINDOW = (1600, 2330)
-
-
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -110,7 +104,7 @@ def main() -> None:
     from gradwatch.lab.demo import DemoConfig, comparison_rows, run_demo, write_demo_report
 
     torch.set_num_threads(1)  # as the demo's CLI: one thread
-    docs = _docs_helper()
+    docs = _docs
     config = DemoConfig()
     out = Path(args.out or tempfile.mkdtemp(prefix="gw-demo-"))
     started = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from torch import nn
 import gradwatch as gw
 from gradwatch.diagnosis import RULE_IDS, Finding
 from gradwatch.trace import Trace
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -500,18 +505,6 @@ DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
 }
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
-
-
 def toy_section(names: list[str], seed: int) -> str:
     """Run the toy corpus, print its rows and tables; return the docs section."""
     results: dict[str, list[Finding]] = {}
@@ -527,7 +520,7 @@ def toy_section(names: list[str], seed: int) -> str:
     print(table)
     print()
     print(margins_table(stats))
-    head = _docs_helper().header(
+    head = _docs.header(
         f"PYTHONPATH=src python {SCRIPT} --corpus toy --write-docs --seed {seed}",
         f"One CPU thread; record + diagnose took {min(times.values()):.1f}-"
         f"{max(times.values()):.1f} s per model.",
@@ -570,7 +563,7 @@ def real_section(names: list[str], seed: int) -> str:
     print()
     print(checks)
     return (
-        _docs_helper().header(
+        _docs.header(
             f"PYTHONPATH=src python {SCRIPT} --corpus real --write-docs --seed {seed}",
             "One CPU thread; seconds are record + diagnose. **C** = critical, W = warning, "
             "i = info.",
@@ -609,7 +602,7 @@ def main() -> None:
             print(f"\n## {corpus} corpus\n")
             body = section(names, args.seed)
             if args.write_docs:
-                _docs_helper().replace_block(docs, SCRIPT, body, name=corpus)
+                _docs.replace_block(docs, SCRIPT, body, name=corpus)
                 print(f"\nupdated the {corpus} section of docs/diagnosis.md")
 
 

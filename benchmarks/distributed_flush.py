@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,10 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import gradwatch as gw
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 STEPS = 200
 DOC = Path(__file__).resolve().parents[1] / "docs" / "recording.md"
@@ -126,20 +131,8 @@ COLUMNS = (
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
-
-
 def _table(results: dict[str, Any]) -> str:
-    docs = _docs_helper()
+    docs = _docs
     head = docs.header(
         "python benchmarks/distributed_flush.py --write-docs",
         "W1 (50 x 256 tanh MLP), 2 ranks x 32 samples, gloo, one thread per rank, "
@@ -171,7 +164,7 @@ def main() -> None:
     table = _table(results)
     print(table)
     if args.write_docs:
-        _docs_helper().replace_block(DOC, "benchmarks/distributed_flush.py", table)
+        _docs.replace_block(DOC, "benchmarks/distributed_flush.py", table)
 
 
 if __name__ == "__main__":

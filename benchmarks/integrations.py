@@ -24,6 +24,7 @@ import argparse
 import itertools
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +34,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -219,18 +224,8 @@ COLUMNS = (
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _docs
-
-    return _docs
-
-
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    docs = _docs_helper()
+    docs = _docs
     head = docs.header(
         f"python benchmarks/integrations.py --rounds {args.rounds} --markdown FILE",
         f"A {args.depth}x{args.width} tanh MLP, batch 64, Adam, {args.steps} steps per fit "
@@ -273,7 +268,7 @@ def main() -> None:
     print()
     print(table)
     if args.markdown:
-        _docs_helper().replace_block(args.markdown, "benchmarks/integrations.py", table)
+        _docs.replace_block(args.markdown, "benchmarks/integrations.py", table)
 
 
 if __name__ == "__main__":

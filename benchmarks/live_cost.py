@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ from gradwatch.recording import Flush
 from gradwatch.recording import watch as record
 from gradwatch.trace import LAYER_METRICS, LayerInfo, layer_table, run_meta, scalar_table
 from gradwatch.trace.schema import tag_flush
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 FLUSH = 100
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -188,18 +193,6 @@ DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
 }
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
@@ -242,7 +235,7 @@ def main() -> None:
     ]
     print(lines[-1], flush=True)
     if args.write_docs:
-        docs = _docs_helper()
+        docs = _docs
         head = docs.header(
             f"python benchmarks/live_cost.py{' --quick' if args.quick else ''} --write-docs",
             f"{torch.get_num_threads()} thread(s), torch {torch.__version__}.",

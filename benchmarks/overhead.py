@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ import torch
 from torch import nn
 
 import gradwatch as gw
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 Built = tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]
 
@@ -287,18 +292,6 @@ COLUMNS = (
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
 
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
-
-
 def markdown(
     rows: list[dict[str, Any]], command: str, block: int, *, warmup: int, device: str, big: bool
 ) -> str:
@@ -309,7 +302,7 @@ def markdown(
         f"of {block} steps rotating through the configurations."
     )
     lines = [
-        _docs_helper().header(command, note),
+        _docs.header(command, note),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
@@ -371,7 +364,7 @@ def main() -> None:
     print()
     print(table)
     if args.markdown:
-        _docs_helper().replace_block(args.markdown, "benchmarks/overhead.py", table)
+        _docs.replace_block(args.markdown, "benchmarks/overhead.py", table)
 
 
 if __name__ == "__main__":

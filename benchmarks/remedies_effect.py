@@ -35,18 +35,13 @@ COLUMNS = (
     "findings new",
     "s",
 )
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs  # noqa: E402
+
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
-
-
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
 
 
 def _mlp(depth: int = 20, width: int = 64) -> nn.Sequential:
@@ -98,7 +93,7 @@ def main() -> None:
         ("clip_norm (max_norm 1)", "clip_norm", {"max_norm": 1.0}),
     ]
     make_opt: Callable[..., torch.optim.Optimizer] = lambda p: torch.optim.SGD(p, lr=args.lr)  # noqa: E731
-    docs = _docs_helper()
+    docs = _docs
     setting = (
         f"20-layer sigmoid MLP (width 64) on digits, SGD lr={args.lr}, {args.steps} steps, "
         f"batch 64, seed {args.seed}; ratio = first/last layer grad RMS at step 0; loss = mean "

@@ -16,25 +16,18 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from gradwatch.lab import studies
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs
 
 SCRIPT = "benchmarks/studies_docs.py"
 #: The lab table's header cells, read from the lab's own writer.
 COLUMNS = tuple(c.strip() for c in studies.markdown_table([]).splitlines()[0].strip("|").split("|"))
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
-
-
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
 
 
 def main() -> None:
@@ -56,7 +49,7 @@ def main() -> None:
     table = studies.markdown_table(outcomes)
     print(table)
     if args.write_docs:
-        docs = _docs_helper()
+        docs = _docs
         notes = []
         for o in outcomes:
             note = getattr(studies.STUDIES[o.name], "NOTES", "")

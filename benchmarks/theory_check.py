@@ -14,7 +14,6 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,20 +45,15 @@ CHAIN_COLUMNS = (
     "chain-rule product",
     "\\|Δlog10\\| / \\|log10 measured\\|",
 )
+
+# The shared writer of generated doc blocks, beside this file (also when imported by tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _docs  # noqa: E402
+
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
     "": [CHI_COLUMNS, SPECTRUM_COLUMNS, ESTIMATE_COLUMNS, CHAIN_COLUMNS]
 }
-
-
-def _docs_helper() -> Any:
-    """benchmarks/_docs.py, the shared writer of generated doc blocks (beside this file)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import _docs
-
-    return _docs
 
 
 def measured_chi(sigma_w2: float, sigma_b2: float, seeds: int = 4) -> tuple[float, float]:
@@ -115,7 +109,7 @@ def sections() -> list[str]:
         print(text, flush=True)
         out.append(text)
 
-    docs = _docs_helper()
+    docs = _docs
     chi_rows = []
     for s2 in CHI_SIGMA_W2:
         r = mean_field("tanh", math.sqrt(s2), math.sqrt(0.05))
@@ -224,7 +218,7 @@ def main() -> None:
     took = time.perf_counter() - t0
     print(f"\n(total {took:.0f} s)")
     if args.write_docs:
-        docs = _docs_helper()
+        docs = _docs
         head = docs.header(
             f"PYTHONPATH=src python {SCRIPT} --write-docs", f"Took {took:.0f} s on one thread."
         )
