@@ -127,25 +127,24 @@ def test_nonfinite_gradient_samples_the_next_step() -> None:
     assert 301 in run.sampled and 302 not in run.sampled
 
 
-def test_plain_steps_are_thinned_only_after_an_interval_at_the_widest_spacing() -> None:
-    """Plain statistics over budget by themselves: thinned after max_spacing, back later."""
+def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> None:
+    """Plain statistics over budget by themselves: every step is recorded for the first 200
+    measured steps past the dense start, then they are thinned to fit; back when costs fall."""
     schedule, clock = make()
     costs = Costs(plain=0.1, sampled=0.2)  # plain recording alone is 10% of a step
-    # Planned at step 30 (the first with plain steps measured): next sampled step 1030.
-    run = simulate(schedule, clock, range(1030), costs)
-    assert schedule.sample_spacing == schedule.max_spacing == 1000
-    assert run.recorded == list(range(1030))  # not yet: one whole interval at the widest
-    simulate(schedule, clock, range(1030, 3030), costs, run)
+    run = simulate(schedule, clock, range(220), costs)
+    assert run.recorded == list(range(220))  # not yet: too few steps measured
+    assert schedule.sample_spacing == schedule.max_spacing == 1000  # planned at step 30
+    simulate(schedule, clock, range(220, 3030), costs, run)
     assert schedule.record_spacing > 1
-    late = [s for s in run.recorded if s > 1030]
+    late = [s for s in run.recorded if s >= 300]
     assert late and all(s % schedule.record_spacing == 0 or s % 1000 == 30 for s in late)
-    assert 1030 + schedule.record_spacing - 1 not in run.recorded
-    assert run.cost / run.wall > 0.03  # the start was over budget ...
+    assert 300 + schedule.record_spacing - 1 not in run.recorded
     tail = Run()
     simulate(schedule, clock, range(3030, 5030), costs, tail)
-    assert tail.cost / tail.wall <= 0.03  # ... thinned, it is within it
-    # The costs fall: at the next regular sampled step plain statistics come back.
-    simulate(schedule, clock, range(5030, 6100), Costs(plain=0.001, sampled=0.02), run)
+    assert tail.cost / tail.wall <= 0.03  # thinned, it is within the budget
+    # The costs fall: at the next plan (every 50 steps) plain statistics come back.
+    simulate(schedule, clock, range(5030, 5300), Costs(plain=0.001, sampled=0.02), run)
     assert schedule.record_spacing == 1
 
 
@@ -317,3 +316,12 @@ def test_cuda_timer_sums_a_steps_sections_and_waits_for_unfinished_events() -> N
     done[0] = True
     assert timer.poll() == [("sampled", True, 5.0)]
     assert len(timer._free) == 4  # events reused
+
+
+def test_recording_too_costly_for_any_spacing_thins_plain_steps_to_the_widest() -> None:
+    """When nothing fits the budget (the flushes alone exceed it), plain statistics go to the
+    widest spacing instead of failing on an infinite one."""
+    schedule, clock = make()
+    schedule.charge_flush(1000.0)  # a flush that dwarfs every step
+    simulate(schedule, clock, range(400), Costs(plain=0.5, sampled=1.0))
+    assert schedule.record_spacing == schedule.max_spacing

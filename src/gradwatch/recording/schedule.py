@@ -17,10 +17,12 @@ runs and spaces its sampled steps so that its share of the step time stays under
 * **Spacing**: at each regular sampled step the next one is placed ``N`` steps later, the
   smallest multiple of ``sample_every`` (so ``sample_every`` is the densest spacing) whose
   expected share, from the medians of the measured costs, fits the budget, and at most
-  ``max_spacing``. When even that does not fit, and the previous interval already used
-  ``max_spacing``, the plain-step statistics are thinned too (every ``M``-th step, ``M`` a
-  multiple of ``every``, at most ``max_spacing``); they come back to ``every`` as soon as the
-  costs allow. Sampled steps stay on multiples of ``sample_every``.
+  ``max_spacing``. When even that does not fit, and at least ``_EVIDENCE`` steps past the
+  dense start have been measured, the plain-step statistics are thinned too (every ``M``-th
+  step, ``M`` a multiple of ``every``, at most ``max_spacing``); they come back to ``every``
+  as soon as the costs allow. The plan is remade at each regular sampled step and every
+  ``_REPLAN`` steps between them, so a wide sampled spacing does not freeze it. Sampled steps
+  stay on multiples of ``sample_every``.
 * **Never thinned**: the dense start (each of the first ``dense_steps`` steps), and the step
   after one whose gradient was not finite (it is always sampled).
 
@@ -41,10 +43,14 @@ from typing import Any, Protocol
 DEFAULT_OVERHEAD = 0.03
 
 # The sparsest spacing the budget may choose: 100 x sample_every, and at least 1000 steps,
-# so that a run of thousands of steps still gets sampled steps, and plain-step statistics are
-# thinned only after a whole interval this long (tests and short runs keep every step).
+# so that a run of thousands of steps still gets sampled steps.
 _MAX_SPACING_FACTOR = 100
 _MIN_MAX_SPACING = 1000
+# Plain-step statistics are thinned only on this many measured steps past the dense start
+# (short runs keep every step; 200 medians-worth of evidence moves no decision on one slow
+# step), and the plan is remade every _REPLAN steps besides the regular sampled steps.
+_EVIDENCE = 200
+_REPLAN = 50
 
 # Measurements kept per kind of step; medians over them make one slow step (a page fault, the
 # machine's other work, the first step's ordering pass) move nothing. Sampled steps are rare
@@ -259,6 +265,8 @@ class Schedule:
         if self.budget is not None and sampled and step >= self._next_sample:
             self._plan()
             self._next_sample = step + self.sample_spacing
+        elif self.budget is not None and step >= self.dense_steps and step % _REPLAN == 0:
+            self._plan()  # (the next sampled step stays where it was placed)
         if self._device is not None:
             self._device.start()
         return recorded, sampled
@@ -346,19 +354,18 @@ class Schedule:
         sampled_extra = max(sampled - idle - plain_extra, 0.0)
         left = allowed - fixed - plain_extra / self.every
         need = math.inf if left <= 0 else sampled_extra / left
-        at_max = self.sample_spacing >= self.max_spacing
         self.record_spacing = self.every
         if need <= self.max_spacing:
             self.sample_spacing = _spacing(need, self.sample_every)
             return
         self.sample_spacing = self.max_spacing
-        if at_max:
-            # A whole interval at the sparsest sampled spacing was still over the budget:
-            # the plain steps are what is left to thin.
+        if self._steps_measured >= _EVIDENCE:
+            # Over the budget even at the sparsest sampled spacing, on enough steps to be
+            # sure: the plain steps are what is left to thin.
             left = allowed - fixed - sampled_extra / self.max_spacing
             need = math.inf if left <= 0 else plain_extra / left
             top = _spacing(self.max_spacing, self.every)
-            self.record_spacing = min(_spacing(need, self.every), top)
+            self.record_spacing = _spacing(min(need, top), self.every)  # (need may be inf)
 
     # ------------------------------------------------------------------ report
     def share(self) -> float | None:
