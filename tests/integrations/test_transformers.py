@@ -42,6 +42,16 @@ class Regressor(nn.Module):
         return {"loss": loss, "logits": out}
 
 
+class Exploding(Regressor):
+    """Its loss, hence every gradient, is non-finite from the fourth forward on."""
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().forward(x, labels)
+        if len(self.losses) > 2:
+            out["loss"] = out["loss"] * float("inf")
+        return out
+
+
 def _data(n: int = 48, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 6, generator=g)
@@ -240,13 +250,6 @@ def test_exception_inside_train_leaves_no_hook_when_used_as_context(
 def test_critical_findings_are_warned_at_the_end(tmp_path: Path) -> None:
     """Non-finite gradients from step 2 on end in a warning that names the rule."""
 
-    class Exploding(Regressor):
-        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = super().forward(x, labels)
-            if len(self.losses) > 2:
-                out["loss"] = out["loss"] * float("inf")
-            return out
-
     trainer = transformers.Trainer(
         model=Exploding(),
         args=_args(tmp_path, max_steps=5, max_grad_norm=0.0),
@@ -269,13 +272,6 @@ def test_unknown_watch_option_is_refused_at_construction() -> None:
 def test_live_stop_on_a_nonfinite_gradient_ends_training_early(tmp_path: Path) -> None:
     """on_finding="stop": the loss goes non-finite after step 2, the live check at the next
     flush (every 4 steps) asks to stop, and the Trainer's stop flag ends training there."""
-
-    class Exploding(Regressor):
-        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = super().forward(x, labels)
-            if len(self.losses) > 2:
-                out["loss"] = out["loss"] * float("inf")
-            return out
 
     trainer = transformers.Trainer(
         model=Exploding(),
