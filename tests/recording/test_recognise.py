@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from recording_helpers import record_sgd
 from torch import nn
 
 import gradwatch as gw
 from gradwatch._activations import EQUIVALENT, KINDS, kind_of, torch_equivalent
 from gradwatch.recording.recognise import probe, recognise
-from gradwatch.trace import Trace
 
 
 class ScaledTanh(nn.Module):
@@ -47,17 +47,6 @@ class Functional(nn.Module):
         h = F.relu(self.fc1(x))
         h = torch.tanh(self.fc2(h).view(-1, 8))
         return self.head(h)
-
-
-def _record(model: nn.Module, x: torch.Tensor, steps: int = 2) -> Trace:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with gw.watch(model, opt) as w:
-        for _ in range(steps):
-            loss = model(x).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return w.trace
 
 
 def test_third_party_classes_map_to_torch_classes_with_their_kind() -> None:
@@ -112,7 +101,7 @@ def test_a_probed_tanh_gets_saturation_statistics_like_torch_tanh() -> None:
     with torch.no_grad():  # the reference, with the weights the first forward uses
         expected = (torch.tanh(model[0](x)).abs() > 0.97).float().mean().item()
     assert 0.1 < expected < 0.9
-    trace = _record(model, x, steps=1)
+    trace = record_sgd(model, x, steps=1)
     first = trace.layers[0]
     assert (first.activation, first.activation_like, first.activation_source) == (
         "ScaledTanh",
@@ -135,7 +124,7 @@ def test_functional_activations_are_found_with_fx() -> None:
     with torch.no_grad():  # the reference, with the weights the first forward uses
         h1 = torch.relu(model.fc1(x))
         h2 = torch.tanh(model.fc2(h1))
-    trace = _record(model, x, steps=1)
+    trace = record_sgd(model, x, steps=1)
     np.testing.assert_allclose(
         trace.matrix("act_mean")[0, :2], [h1.mean().item(), h2.mean().item()], rtol=1e-5
     )

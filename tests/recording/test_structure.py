@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
+from recording_helpers import record_sgd
 from torch import nn
 
 import gradwatch as gw
@@ -90,23 +88,6 @@ class TinyResNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def _record(model: nn.Module, batch: Any, steps: int = 2) -> Trace:
-    """Train a few SGD steps under a watch; ``batch`` is a tensor (MSE to 0) or HF kwargs."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gw.watch(model, opt) as w:
-            for _ in range(steps):
-                if isinstance(batch, dict):
-                    loss = model(**batch).loss
-                else:
-                    loss = model(batch).float().pow(2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return w.trace
-
-
 def _by_name(trace: Trace) -> dict[str, LayerInfo]:
     return {layer.name: layer for layer in trace.layers}
 
@@ -141,7 +122,7 @@ def _hf_resnet() -> tuple[nn.Module, dict[str, torch.Tensor]]:
 def test_pre_ln_residual_mlp_branches_roles_and_root_parameter() -> None:
     """Each block's layers sit in that block's branch; the trunk layers in none; the root's
     own parameter is role "root" and norms are "norm", both out of the depth columns."""
-    trace = _record(PreLNMLP(), torch.randn(16, 4))
+    trace = record_sgd(PreLNMLP(), torch.randn(16, 4))
     layers = _by_name(trace)
     for b in range(3):
         for part in ("ln", "fc1", "fc2"):
@@ -166,7 +147,7 @@ def test_pre_ln_residual_mlp_branches_roles_and_root_parameter() -> None:
 def test_plain_mlp_has_no_residual_branch() -> None:
     """A plain MLP has no residual branch: every weight layer is on the main path."""
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-    trace = _record(model, torch.randn(16, 4))
+    trace = record_sgd(model, torch.randn(16, 4))
     assert all(layer.branch is None for layer in trace.layers)
     assert trace.meta["structure"]["residual_branches"] == []
     assert trace.path_columns(main_path_only=True) == [0, 1, 2]
@@ -175,7 +156,7 @@ def test_plain_mlp_has_no_residual_branch() -> None:
 def test_gpt2_attention_and_mlp_are_residual_branches() -> None:
     """GPT-2 (pre-LN): ln_1 + attention and ln_2 + MLP of each block are branches named by
     the module whose output is added; embeddings and the final norm are on the trunk."""
-    trace = _record(*_gpt2())
+    trace = record_sgd(*_gpt2())
     layers = _by_name(trace)
     for b in range(2):
         h = f"transformer.h.{b}"
@@ -195,7 +176,7 @@ def test_gpt2_attention_and_mlp_are_residual_branches() -> None:
 def test_bert_attention_and_feed_forward_are_residual_branches() -> None:
     """BERT (post-LN): q/k/v/out are one branch per layer, the feed-forward another; the
     LayerNorms after each addition are on the trunk."""
-    trace = _record(*_bert())
+    trace = record_sgd(*_bert())
     layers = _by_name(trace)
     enc = "bert.encoder.layer.0"
     for part in ("self.query", "self.key", "self.value", "output.dense"):
@@ -213,7 +194,7 @@ def test_bert_attention_and_feed_forward_are_residual_branches() -> None:
 def test_hf_resnet_projection_shortcut_is_its_own_branch() -> None:
     """HF ResNet: the main branch of a block with a projection shortcut and the shortcut are
     two branches; the ReLU after the addition is credited to the main branch's last layer."""
-    trace = _record(*_hf_resnet())
+    trace = record_sgd(*_hf_resnet())
     layers = _by_name(trace)
     blk = "resnet.encoder.stages.1.layers.0"
     assert layers[f"{blk}.layer.0.convolution"].branch == f"{blk}.layer"
@@ -231,7 +212,7 @@ def test_torchvision_style_resnet_credits_the_final_relu_to_the_main_branch() ->
     """torchvision's block runs the shortcut after the main branch and adds in place: the
     ReLU after the addition belongs to bn2, not downsample.1, and bn2 (whose own output the
     in-place addition overwrites) still gets activation statistics."""
-    trace = _record(TinyResNet(), torch.randn(4, 3, 8, 8), steps=3)
+    trace = record_sgd(TinyResNet(), torch.randn(4, 3, 8, 8), steps=3)
     layers = _by_name(trace)
     assert layers["layer2.bn2"].activation == "ReLU"
     assert layers["layer2.downsample.1"].activation is None
@@ -257,7 +238,7 @@ def test_two_heads_added_on_one_trunk_are_parallel_branches() -> None:
             h = self.trunk(x)
             return self.a(h) + self.b(h)
 
-    trace = _record(TwoHeads(), torch.randn(8, 4))
+    trace = record_sgd(TwoHeads(), torch.randn(8, 4))
     layers = _by_name(trace)
     assert layers["trunk"].branch is None
     assert {layers["a"].branch, layers["b"].branch} == {"a", "b"}
@@ -293,7 +274,7 @@ def test_hf_vit_tokens_are_embeddings_and_blocks_are_branches() -> None:
         num_labels=3,
     )
     batch = {"pixel_values": torch.randn(2, 3, 16, 16), "labels": torch.tensor([0, 2])}
-    trace = _record(transformers.ViTForImageClassification(cfg), batch)
+    trace = record_sgd(transformers.ViTForImageClassification(cfg), batch)
     layers = _by_name(trace)
     assert layers["vit.embeddings"].role == "embedding"
     assert layers["vit.embeddings.patch_embeddings.projection"].role == "weight"
@@ -328,7 +309,7 @@ def test_two_branches_under_one_module_keep_distinct_names() -> None:
             return x + self.d(torch.relu(self.c(x)))
 
     model = nn.Sequential(nn.Linear(3, 4), TwoResiduals(), nn.Linear(4, 1))
-    trace = _record(model, torch.randn(8, 3))
+    trace = record_sgd(model, torch.randn(8, 3))
     layers = _by_name(trace)
     first, second = layers["1.a"].branch, layers["1.c"].branch
     assert first is not None and second is not None and first != second
