@@ -308,7 +308,8 @@ class Watch:
         if buf.is_full(step):
             start = schedule.clock()
             self._flush()
-            schedule.charge_flush(schedule.clock() - start)
+            # (less the wait for the user's kernels still queued on the device)
+            schedule.charge_flush(max(schedule.clock() - start - self._buffer.last_wait, 0.0))
             if self._sink.stopped is not None and not distributed:
                 return
         start = schedule.clock()
@@ -425,6 +426,7 @@ class Watch:
 
     def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
+        self._sampler.write_window()
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
         for kind, table in tables:
             self._sink.emit(kind, table)
@@ -507,6 +509,11 @@ class Watch:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._progress.failed = exc_type is not None
         self.close()
+
+    @property
+    def num_layers(self) -> int:
+        """Layers watched (the rows of the trace's layer table)."""
+        return self._layers.n
 
     @property
     def num_steps(self) -> int:

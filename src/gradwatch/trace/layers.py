@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from .._activations import torch_equivalent
@@ -148,7 +148,11 @@ class LayerInfo:
         return layer_label(self.depth, self.name)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict: its recursive deep copy cost ~80 us per layer,
+        # and the live check writes the layer table at each check.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["shapes"] = {k: list(v) for k, v in self.shapes.items()}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerInfo:
