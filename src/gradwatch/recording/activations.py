@@ -24,7 +24,7 @@ from .buffer import METRIC_ROW, StepBuffer
 from .layers import RECURRENT_TYPES, LayerSet, activation_kind
 from .recognise import FUNCTIONS, Recognised
 from .recurrent import RecurrentProfiles
-from .sampled import ACT, RAW, LayerIndex, StepSums
+from .sampled import ACT, RAW, DeviceConstants, StepSums, WindowSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
 
 #: The sampled activation metrics, in their (contiguous) order in LAYER_METRICS.
@@ -100,7 +100,8 @@ class ActivationSampler:
         # Chunking keeps each stack within STACK_BYTES bytes, so these stay that small.
         self._stack = Scratch(STACK_BYTES)
         self._stack_tmp = Scratch(STACK_BYTES)
-        self._layer_index = LayerIndex(layers.device)
+        self._consts = DeviceConstants(layers.device)
+        self._window = WindowSums(buffer.flush_every, layers.n, layers.device, buffer.sdtype)
         self._unit_dim = [-1] * layers.n  # dimension of a unit in each layer's output
         self._handles: list[RemovableHandle] = []
         self.step = StepOutputs()
@@ -316,20 +317,31 @@ class ActivationSampler:
         if not (step.pending or step.pending_og or step.raw or step.act or self.recurrent):
             return
         buf = self._buffer
-        sums = StepSums(self._layers.n, self._layers.device, buf.sdtype, self._layer_index)
+        sums = StepSums(self._layers.n, self._layers.device, buf.sdtype, self._consts)
         self._reduce_stashed(sums)
         for source, accs in ((RAW, step.raw), (ACT, step.act)):
             for i, acc in accs.items():
                 sums.add_accumulator(source, i, acc)
-        first = METRIC_ROW[SAMPLED_METRICS[0]]
-        # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
-        buf.values[slot, first : first + len(SAMPLED_METRICS)] = sums.metrics()
         if buf.reducer is not None:
-            buf.reducer.keep(slot, sums)  # its sums, added over ranks at the flush
+            buf.reducer.keep(slot, sums)  # its sums, added over ranks and combined at the flush
+        else:
+            self._window.keep(slot, sums)  # combined with the window's others at the flush
         at = buf.window_start + slot
         for i, kind, prof in self.recurrent.take():
             buf.recurrent.append((at, i, prof, kind))
         self.step = StepOutputs()
+
+    def write_window(self) -> None:
+        """Write the sampled metrics of the window's sampled steps into the buffer (before
+        the flush moves it to the host)."""
+        slots, metrics = self._window.take()
+        if metrics is None:
+            return
+        buf = self._buffer
+        first = METRIC_ROW[SAMPLED_METRICS[0]]
+        idx = torch.tensor(slots, dtype=torch.long).to(buf.device)
+        # LAYER_METRICS lists the sampled activation metrics contiguously, in this order.
+        buf.values[idx, first : first + len(SAMPLED_METRICS)] = metrics.to(buf.values.dtype)
 
     def _reduce_stashed(self, sums: StepSums) -> None:
         """Reduce the outputs and output gradients kept during the step.
