@@ -1,22 +1,28 @@
-"""What one sampled step of recording costs: aten ops (kernel launches) and CPU time.
+"""What one sampled step of recording costs: aten ops, kernel launches and time.
 
 Counts the aten operators a training step dispatches (``TorchDispatchMode``), with and without
-``gw.watch``, on a sampled step and on a plain one: the difference is the recorder's ops (on a
-GPU, each is at least one kernel launch). Times the recorder's part of a sampled step as the
-median of (watched step - unwatched step) over interleaved steps.
+``gw.watch``, on a sampled step and on a plain one: the difference is the recorder's ops. On a
+CUDA device it also counts the kernels the step launches (``torch.profiler``), the number that
+bounds a small model's step on a GPU. Times the recorder's part of a sampled and of a plain
+step as the median of (watched step - unwatched step) over interleaved steps (synchronised
+with the device on a GPU).
 
 Usage::
 
     python benchmarks/sampled_step.py               # W1 (50-layer tanh MLP) on CPU
     python benchmarks/sampled_step.py --steps 200 --threads 2  # longer, steadier timing
+    python benchmarks/sampled_step.py --width 16   # host-bound, as W1 is on a GPU
+    python benchmarks/sampled_step.py --device cuda --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +30,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradwatch as gw
+
+Setup = tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]
 
 
 class CountOps(TorchDispatchMode):
@@ -38,14 +46,18 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _model() -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+WIDTH = 256  # W1's; --width 16 makes the step host-bound on CPU, as W1 is on a GPU
+
+
+def _model(device: str, width: int) -> Setup:
     torch.manual_seed(0)
     layers: list[nn.Module] = []
     for _ in range(50):
-        layers += [nn.Linear(256, 256), nn.Tanh()]
-    model = nn.Sequential(*layers[:-1])
+        layers += [nn.Linear(width, width), nn.Tanh()]
+    model = nn.Sequential(*layers[:-1]).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    return model, opt, torch.randn(128, 256), torch.randn(128, 256)
+    x, y = torch.randn(128, width, device=device), torch.randn(128, width, device=device)
+    return model, opt, x, y
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -54,66 +66,127 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     opt.step()
 
 
-def count(sample_every: int) -> Counter[str]:
-    """aten ops of one step at index 30 (sampled when 30 % sample_every == 0), watched."""
-    model, opt, x, y = _model()
-    with gw.watch(model, opt, sample_every=sample_every, dense_steps=0, overhead=None):
+def _sync(device: str) -> None:
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
+def _kernels(setup: Setup) -> int:
+    """CUDA kernels (and memcpy/memset) one step launches, from the profiler's device events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _sync("cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        _step(*setup)
+        _sync("cuda")
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def measure(device: str, width: int, sample_every: int | None) -> tuple[Counter[str], int | None]:
+    """aten ops (and CUDA kernels) of one step at index 30, watched (sampled when 30 %
+    sample_every == 0), or unwatched when ``sample_every`` is None."""
+    setup = _model(device, width)
+    watch = (
+        gw.watch(setup[0], setup[1], sample_every=sample_every, dense_steps=0, overhead=None)
+        if sample_every is not None
+        else None
+    )
+    try:
         for _ in range(30):
-            _step(model, opt, x, y)
+            _step(*setup)
+        if device != "cpu":
+            # The same step twice: its kernels once, its ops once (the dispatch mode would
+            # also be profiled). Step 30 and step 30 + sample_every are alike.
+            kernels = _kernels(setup)
+            for _ in range((sample_every or 1) - 1):
+                _step(*setup)
+        else:
+            kernels = None
+        _sync(device)
         with CountOps() as mode:
-            _step(model, opt, x, y)
-    return mode.ops
+            _step(*setup)
+        _sync(device)
+    finally:
+        if watch is not None:
+            watch.close()
+    return mode.ops, kernels
 
 
-def baseline() -> Counter[str]:
-    model, opt, x, y = _model()
-    for _ in range(3):
-        _step(model, opt, x, y)
-    with CountOps() as mode:
-        _step(model, opt, x, y)
-    return mode.ops
-
-
-def timing(steps: int) -> tuple[float, float]:
-    """Median ms of the recorder's part of a sampled and of a plain step (watched - bare)."""
-    (
-        bare,
-        w_model,
-    ) = _model(), _model()
+def timing(device: str, width: int, steps: int) -> tuple[float, float, float]:
+    """Median ms of a bare step, and of the recorder's part of a sampled and of a plain step
+    (watched - bare), from interleaved steps."""
+    bare, w_model = _model(device, width), _model(device, width)
     watched = gw.watch(w_model[0], w_model[1], sample_every=2, dense_steps=0, overhead=None)
-    sampled, plain = [], []
+    base, sampled, plain = [], [], []
     try:
         for i in range(steps + 4):
+            _sync(device)
             t0 = time.perf_counter()
             _step(*bare)
+            _sync(device)
             t1 = time.perf_counter()
             _step(*w_model)  # step i of the watch: sampled when i is even
+            _sync(device)
             t2 = time.perf_counter()
             if i >= 4:
+                base.append(t1 - t0)
                 (sampled if i % 2 == 0 else plain).append((t2 - t1) - (t1 - t0))
     finally:
         watched.close()
-    return 1000 * statistics.median(sampled), 1000 * statistics.median(plain)
+    return (
+        1000 * statistics.median(base),
+        1000 * statistics.median(sampled),
+        1000 * statistics.median(plain),
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", help="also write the counts and times to this file")
+    parser.add_argument("--width", type=int, default=WIDTH, help="layer width (W1: 256)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = baseline()
-    sampled = count(1)
-    plain = count(1000)
+    device = args.device
+    width = args.width
+    base, base_k = measure(device, width, None)
+    sampled, sampled_k = measure(device, width, 1)
+    plain, plain_k = measure(device, width, 1000)
     extra_s = sampled - base
     extra_p = plain - base
-    print(f"aten ops per step, W1: unwatched {sum(base.values())}")
+    print(f"W1 (width {width}) on {device}, torch {torch.__version__}")
+    print(f"aten ops per step: unwatched {sum(base.values())}")
     print(f"  recorder, sampled step: {sum(extra_s.values())}  plain step: {sum(extra_p.values())}")
     print("  sampled step's ops:", ", ".join(f"{k} {v}" for k, v in extra_s.most_common()))
-    s_ms, p_ms = timing(args.steps)
+    if base_k is not None and sampled_k is not None and plain_k is not None:
+        print(
+            f"CUDA kernels per step: unwatched {base_k}; recorder, sampled step "
+            f"{sampled_k - base_k}, plain step {plain_k - base_k}"
+        )
+    bare_ms, s_ms, p_ms = timing(device, width, args.steps)
     print(
-        f"recorder time per step (median watched - bare): sampled {s_ms:.2f} ms, plain {p_ms:.2f} ms"
+        f"bare step {bare_ms:.2f} ms; recorder time per step (median watched - bare): "
+        f"sampled {s_ms:.2f} ms, plain {p_ms:.2f} ms"
     )
+    if args.json:
+        result = {
+            "device": device,
+            "width": width,
+            "torch": torch.__version__,
+            "ops": {
+                "unwatched": sum(base.values()),
+                "sampled": sum(extra_s.values()),
+                "plain": sum(extra_p.values()),
+                "sampled_by_op": dict(extra_s.most_common()),
+            },
+            "kernels": None
+            if base_k is None
+            else {"unwatched": base_k, "sampled": sampled_k - base_k, "plain": plain_k - base_k},  # type: ignore[operator]
+            "ms": {"bare": bare_ms, "sampled": s_ms, "plain": p_ms},
+        }
+        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -129,3 +129,120 @@ def test_cuda_grad_scaler_skipped_step() -> None:
             scaler.step(opt)
             scaler.update()
     np.testing.assert_array_equal(w.trace.scalar("skipped"), [0, 1, 0])
+
+
+def test_cuda_activation_statistics_match_a_float64_reference() -> None:
+    """act_mean, act_std, act_saturated (tanh) and act_dead (ReLU) on CUDA equal float64
+    statistics of the activations' outputs (the batched reductions' device path)."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    acts = [m for m in model if isinstance(m, (nn.Tanh, nn.ReLU))]
+    x = 3.0 * torch.randn(64, 64, device="cuda")  # saturates part of the tanh units
+    outs: list[torch.Tensor] = []
+    hs = [m.register_forward_hook(lambda _m, _a, o: outs.append(o.detach().double())) for m in acts]
+    with gw.watch(model, opt, sample_every=1, overhead=None) as w:
+        for _ in range(2):
+            outs.clear()
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for h in hs:
+        h.remove()
+    t = w.trace
+    tanh_out, relu_out = outs  # the last step's
+    np.testing.assert_allclose(
+        t.matrix("act_mean")[-1, :2],
+        [tanh_out.mean().item(), relu_out.mean().item()],
+        rtol=1e-4,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        t.matrix("act_std")[-1, :2],
+        [tanh_out.std(unbiased=False).item(), relu_out.std(unbiased=False).item()],
+        rtol=1e-4,
+    )
+    assert t.matrix("act_saturated")[-1, 0] == pytest.approx(
+        (tanh_out.abs() > 0.97).double().mean().item()
+    )
+    dead = ((relu_out > 0).sum(0) == 0).double().mean().item()
+    assert t.matrix("act_dead")[-1, 1] == pytest.approx(dead)
+
+
+def test_cuda_overhead_budget_times_with_cuda_events_without_a_sync() -> None:
+    """At the default budget the CUDA timer reads its events without blocking: past the dense
+    start no step synchronises with the host, and the schedule reports a measured share."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x = torch.randn(32, 64, device="cuda")
+    with gw.watch(model, opt, dense_steps=5, flush_every=1000) as w:
+        for i in range(160):
+            if i == 10:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                opt.zero_grad()
+                model(x).pow(2).mean().backward()
+                opt.step()
+            except Exception:
+                torch.cuda.set_sync_debug_mode("default")
+                raise
+        torch.cuda.set_sync_debug_mode("default")
+    sched = w.trace.config["schedule"]
+    assert sched["steps_measured"] > 100
+    share = sched["measured_share"]
+    assert share is not None and 0.0 < share < 1.0
+    assert sched["sample_spacing"] >= 10
+
+
+def test_cuda_fp16_underflow_matches_a_float64_count() -> None:
+    """Under CUDA fp16 autocast + GradScaler, grad_underflow is the float64 share of entries
+    with |g| * scale < 2**-14."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**3)
+    x = torch.randn(16, 64, device="cuda")
+    seen: list[list[torch.Tensor]] = []
+
+    with gw.watch(model, opt, scaler=scaler, sample_every=1, overhead=None) as w:
+        opt.register_step_pre_hook(
+            lambda *_: seen.append([p.grad.detach().double().clone() for p in model.parameters()])  # type: ignore[union-attr]
+        )
+        for _ in range(2):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = 1e-3 * model(x).float().pow(2).mean()
+            scaler.scale(loss).backward()
+            scale = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+    grads = seen[-1]
+    want = []
+    for g_w, g_b in zip(grads[::2], grads[1::2], strict=True):
+        below = int((g_w.abs() * scale < 2.0**-14).sum()) + int(
+            (g_b.abs() * scale < 2.0**-14).sum()
+        )
+        want.append(below / (g_w.numel() + g_b.numel()))
+    np.testing.assert_allclose(w.trace.matrix("grad_underflow")[-1], want, rtol=1e-6)
+
+
+def test_cuda_compiled_model_records_what_the_eager_one_does() -> None:
+    """torch.compile (inductor, CUDA): the recorded gradient and activation statistics equal
+    those of the same model trained eagerly."""
+    x = torch.randn(32, 64, device="cuda")
+
+    def run(compiled: bool) -> gw.Trace:
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        net = torch.compile(model) if compiled else model
+        with gw.watch(net, opt, sample_every=2, overhead=None) as w:
+            for _ in range(4):
+                opt.zero_grad()
+                net(x).pow(2).mean().backward()
+                opt.step()
+        return w.trace
+
+    eager, compiled = run(False), run(True)
+    for metric in ("grad_norm", "weight_norm", "update_ratio", "act_mean", "act_std"):
+        np.testing.assert_allclose(
+            compiled.matrix(metric), eager.matrix(metric), rtol=2e-3, err_msg=metric
+        )

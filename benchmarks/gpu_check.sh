@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The checks we run on a lent GPU machine, in one go (device time is scarce):
+#   1. the CUDA tests (tests/recording/test_cuda.py),
+#   2. benchmarks/sampled_step.py on CUDA (ops, kernel launches, ms), for this tree and, when
+#      .before/src holds an older recorder (git archive OLD src | tar -x -C .before), for it,
+#   3. benchmarks/overhead.py --device cuda (GPU-size batches) into docs/performance.md's
+#      GPU block, and for W1-W4 the older recorder's rows beside it.
+# Every stage has its own time limit and goes on when one fails. Logs, JSON and the rewritten
+# docs/performance.md go to $OUT (default ./gpu-out). Usage:
+#   GRADWATCH_COMMIT=<hash> bash benchmarks/gpu_check.sh [quick|full]
+set -u
+mode=${1:-full}
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+py=${PYTHON:-python3}
+here=src
+run() {  # run LIMIT_S NAME COMMAND...: one stage, its output in $OUT/NAME.txt
+    local limit=$1 name=$2
+    shift 2
+    echo "== $name ($(date +%T))"
+    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    echo "   exit $? ($(date +%T))"
+    tail -n 25 "$OUT/$name.txt"
+}
+{ nvidia-smi -L; $py -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/env.txt"
+run 240 cuda_tests env PYTHONPATH=$here $py -m pytest -q -p no:cacheprovider tests/recording/test_cuda.py
+run 120 sampled_after env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_after.json"
+if [ -d .before/src ]; then
+    run 120 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
+fi
+if [ "$mode" = quick ]; then
+    run 150 overhead_quick env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 --rounds 6
+    exit 0
+fi
+cp docs/performance.md "$OUT/performance.before-run.md"
+run 420 overhead env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
+    --workloads W1 W2 W3 W4 GPT2 RESNET50 W1+compile --markdown docs/performance.md
+cp docs/performance.md "$OUT/performance.md"
+if [ -d .before/src ]; then
+    run 150 overhead_before env PYTHONPATH=.before/src $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 W3 W4
+fi

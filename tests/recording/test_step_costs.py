@@ -1,0 +1,143 @@
+"""What the recorder does to keep a step cheap keeps the values exact: logged tensors written
+at the flush, host constants sent to the device once, sampled steps combined per window, the
+layer table written by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.recording.sampled import DeviceConstants
+from gradwatch.trace import LayerInfo
+
+
+def _train(w: gw.Watch, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+        losses.append(loss.item())
+    return losses
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+
+
+def test_a_logged_tensor_changed_in_place_afterwards_keeps_its_logged_value() -> None:
+    """Tensor scalars are written into the buffer at the flush, from a copy taken at log()."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    running = torch.zeros(())
+    seen = []
+    with gw.watch(model, opt, flush_every=4) as w:
+        for step in range(6):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+            running += step  # the same tensor, changed after each log
+            w.log(running=running)
+            seen.append(running.item())
+    np.testing.assert_array_equal(w.trace.scalar("running"), seen)
+
+
+def test_a_name_logged_twice_in_a_step_keeps_the_last_value() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt) as w:
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+            w.log(x=torch.tensor(1.0))
+            w.log(x=torch.tensor([2.0]))  # one-element tensors of any shape
+    np.testing.assert_array_equal(w.trace.scalar("x"), [2.0, 2.0])
+
+
+def test_many_scalar_names_grow_the_buffer_without_losing_pending_values() -> None:
+    """More names than the buffer's first width: values logged before it grew stay put."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, flush_every=5) as w:
+        for step in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+            for k in range(12):
+                w.log(**{f"s{k}": torch.tensor(float(100 * step + k))})
+    for k in range(12):
+        np.testing.assert_array_equal(w.trace.scalar(f"s{k}"), [k, 100 + k, 200 + k])
+
+
+def test_logged_loss_is_exact_across_windows_and_with_trace_reads_mid_run() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, flush_every=3) as w:
+        losses = _train(w, model, opt, 4)
+        mid = w.trace.scalar("loss")  # a flush in the middle of a window
+        losses += _train(w, model, opt, 4)
+    np.testing.assert_allclose(mid, losses[:4], rtol=1e-7)
+    np.testing.assert_allclose(w.trace.scalar("loss"), losses, rtol=1e-7)
+
+
+def test_device_constants_are_sent_once_per_distinct_value() -> None:
+    consts = DeviceConstants(torch.device("cpu"))
+    a = consts.array(np.array([1.0, 2.0]), torch.float64)
+    assert consts.array(np.array([1.0, 2.0]), torch.float64) is a
+    assert consts.array(np.array([1.0, 3.0]), torch.float64) is not a
+    assert consts.array(np.array([1.0, 2.0]), torch.float32).dtype == torch.float32
+    idx = consts.index((0, 2))
+    assert consts.index((0, 2)) is idx and idx.dtype == torch.long
+    for k in range(DeviceConstants._MAX_ENTRIES + 5):  # bounded: starts over when full
+        consts.index((k,))
+    assert len(consts._cache) <= DeviceConstants._MAX_ENTRIES
+
+
+def test_sampled_metrics_combined_per_window_equal_a_reference_in_every_window() -> None:
+    """Sampled steps in several windows (and a mid-window trace read) each get their own
+    activation statistics, equal to the tanh outputs' float64 mean and std."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    outs: list[torch.Tensor] = []
+    model[1].register_forward_hook(lambda _m, _a, o: outs.append(o.detach().double()))
+    with gw.watch(model, opt, sample_every=2, dense_steps=0, overhead=None, flush_every=3) as w:
+        for step in range(7):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+            if step == 4:
+                _ = w.trace
+    t = w.trace
+    mean = t.matrix("act_mean")[:, 0]
+    for step, out in enumerate(outs):
+        if step % 2 == 0:
+            assert np.isclose(mean[step], out.mean().item(), rtol=1e-5, atol=1e-8)
+            assert np.isclose(t.matrix("act_std")[step, 0], out.std(unbiased=False).item())
+        else:
+            assert np.isnan(mean[step])
+
+
+def test_layer_table_entries_equal_dataclass_asdict() -> None:
+    info = LayerInfo(
+        name="h.0.mlp.c_fc",
+        type="Conv1D",
+        depth=3,
+        num_params=10,
+        shapes={"weight": [2, 4], "bias": [2]},
+        activation="NewGELUActivation",
+        branch="h.0.mlp",
+        activation_source="class",
+    )
+    assert info.to_json() == dataclasses.asdict(info)
+    assert LayerInfo.from_json(info.to_json()) == info
+    out = info.to_json()
+    out["shapes"]["weight"].append(9)  # a copy: the layer's own shapes are unchanged
+    assert info.shapes["weight"] == [2, 4]
