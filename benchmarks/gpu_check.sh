@@ -2,9 +2,10 @@
 # The checks we run on a lent GPU machine, in one go (device time is scarce):
 #   1. the CUDA tests (tests/recording/test_cuda.py),
 #   2. benchmarks/sampled_step.py on CUDA (ops, kernel launches, ms), for this tree and, when
-#      .before/src holds an older recorder (git archive OLD src | tar -x -C .before), for it,
+#      .before/src holds an older recorder (git archive OLD src | tar -x -C .before), for it;
+#      benchmarks/step_profile.py for W2 and W1 (the budget's cost breakdown, a host profile),
 #   3. benchmarks/overhead.py --device cuda (GPU-size batches) into docs/performance.md's
-#      GPU block, and for W1-W4 the older recorder's rows beside it.
+#      GPU blocks (W1-W4, GPT2, RESNET50; then W1+compile, whose compilation takes longest).
 # Every stage has its own time limit and goes on when one fails. Logs, JSON and the rewritten
 # docs/performance.md go to $OUT (default ./gpu-out). Usage:
 #   GRADWATCH_COMMIT=<hash> bash benchmarks/gpu_check.sh [quick|full]
@@ -24,19 +25,19 @@ run() {  # run LIMIT_S NAME COMMAND...: one stage, its output in $OUT/NAME.txt
     tail -n 25 "$OUT/$name.txt"
 }
 { nvidia-smi -L; $py -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/env.txt"
-run 240 cuda_tests env PYTHONPATH=$here $py -m pytest -q -p no:cacheprovider tests/recording/test_cuda.py
-run 120 sampled_after env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_after.json"
+run 60 cuda_tests env PYTHONPATH=$here $py -m pytest -q -p no:cacheprovider tests/recording/test_cuda.py
+run 60 sampled_after env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_after.json"
 if [ -d .before/src ]; then
-    run 120 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
+    run 60 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
 fi
+run 45 profile_w2 env PYTHONPATH=$here $py benchmarks/step_profile.py W2 --device cuda --threads 4 --steps 800
 if [ "$mode" = quick ]; then
     run 150 overhead_quick env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 --rounds 6
     exit 0
 fi
-cp docs/performance.md "$OUT/performance.before-run.md"
-run 420 overhead env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
-    --workloads W1 W2 W3 W4 GPT2 RESNET50 W1+compile --markdown docs/performance.md
+run 260 overhead env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
+    --workloads W1 W2 W3 W4 GPT2 RESNET50 --markdown docs/performance.md
 cp docs/performance.md "$OUT/performance.md"
-if [ -d .before/src ]; then
-    run 150 overhead_before env PYTHONPATH=.before/src $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 W3 W4
-fi
+run 100 overhead_compile env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
+    --workloads W1+compile --markdown docs/performance.md --docs-block gpu-compile
+cp docs/performance.md "$OUT/performance.md"

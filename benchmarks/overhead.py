@@ -8,7 +8,8 @@ configuration, the median step time, the median of the per-round ratios to "none
 spread (min-max over rounds), the ratio of total times, and for the budgeted rows the spacing
 the budget chose and the share it measured.
 
-Before timing, every copy trains ``--warmup`` steps (60; W1 300): the dense start (20 sampled steps) and
+Before timing, every copy trains ``--warmup`` steps (60, W1 300; on a GPU 300, GPT2 and RESNET50
+60): the dense start (20 sampled steps) and
 the budget's first decisions are behind it, as in a run of thousands of steps.
 
 Workloads: W1-W4 (small models, the many-small-layers worst case first), GPT2 (a
@@ -58,6 +59,10 @@ class Workload:
     # needs 300: its plain steps alone exceed 3%, and the budget thins them only once 200
     # steps past the dense start were measured (recording/schedule.py).
     warmup: int = 60
+    # On a GPU steps take milliseconds, so W1-W4 warm up 300 steps each, the budget's
+    # plain-step decision (200 measured steps) behind the timing; GPT2 and RESNET50 at
+    # GPU-size batches take tens of ms a step and are never thinned that way.
+    gpu_warmup: int = 300
 
 
 def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
@@ -155,12 +160,17 @@ WORKLOADS = {
     "W3": Workload("W3", "2-layer LSTM hidden 256, seq 100, batch 32, Adam", w3, 12),
     "W4": Workload("W4", "6-layer TransformerEncoder d256 h4, seq 128, batch 16, Adam", w4, 4),
     "GPT2": Workload(
-        "GPT2", "GPT-2 small shape 12x768 (CPU: vocab 8192, 2x64 tokens, SGD)", gpt2, 4
+        "GPT2",
+        "GPT-2 small shape 12x768 (CPU: vocab 8192, 2x64 tokens, SGD)",
+        gpt2,
+        4,
+        gpu_warmup=60,
     ),
-    "RESNET50": Workload("RESNET50", "ResNet-50 (CPU: 4 images 64x64, SGD momentum)", resnet50, 4),
+    "RESNET50": Workload(
+        "RESNET50", "ResNet-50 (CPU: 4 images 64x64, SGD momentum)", resnet50, 4, gpu_warmup=60
+    ),
 }
 COMPILE = "+compile"
-GPU_WARMUP = 300
 
 # name -> watch() keyword arguments (None = no gradwatch)
 CONFIGS: dict[str, dict[str, object] | None] = {
@@ -238,12 +248,8 @@ def run(
     for key in workloads:
         wl = WORKLOADS[key.removesuffix(COMPILE)]
         runners = {c: Runner(key, c, device, big) for c in CONFIGS}
-        if warmup is None:
-            # On a GPU steps take milliseconds: every workload gets W1's 300, so that the
-            # budget's plain-step decision (200 measured steps) lies behind the timing.
-            warm = wl.warmup if device == "cpu" else max(wl.warmup, GPU_WARMUP)
-        else:
-            warm = warmup
+        default_warmup = wl.warmup if device == "cpu" else wl.gpu_warmup
+        warm = default_warmup if warmup is None else warmup
         try:
             for r in runners.values():  # dense start, allocator, caches, compilation
                 r.block(warm)
@@ -287,6 +293,12 @@ def _budget(row: dict[str, Any]) -> str:
         text += f", gradients every {sched['record_spacing']}"
     if share is not None:
         text += f"; measured {100 * share:.1f}%"
+    cost = sched.get("cost_ms") or {}
+    if cost.get("sampled") is not None:
+        # What the share is made of (ms per step of each kind; flushes spread over steps).
+        parts = [f"{k} {cost[k]:.2f}" for k in ("idle", "plain", "sampled") if cost.get(k)]
+        parts.append(f"flush {cost['flush_per_step']:.2f}")
+        text += " (ms: " + ", ".join(parts) + ")"
     return text
 
 
@@ -300,7 +312,11 @@ COLUMNS = (
     "budget's choice",
 )
 #: The tables this script writes into docs/performance.md (checked by tests/docs).
-DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS], "gpu": [COLUMNS]}
+DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
+    "": [COLUMNS],
+    "gpu": [COLUMNS],
+    "gpu-compile": [COLUMNS],
+}
 
 
 def markdown(
@@ -319,7 +335,7 @@ def markdown(
         + (
             f"{warmup}"
             if warmup is not None
-            else ("60 (W1: 300)" if device == "cpu" else f"{GPU_WARMUP}")
+            else ("60 (W1: 300)" if device == "cpu" else "300 (GPT2, RESNET50: 60)")
         )
         + " warm-up steps per copy, blocks "
         f"of {block} steps rotating through the configurations."
@@ -375,6 +391,12 @@ def main() -> None:
         help="batch sizes: cpu (small, the default on CPU) or gpu (the default on cuda)",
     )
     parser.add_argument("--markdown", help="write the table into this file's generated block")
+    parser.add_argument(
+        "--docs-block",
+        default=None,
+        help='the generated block to write: "" (CPU, the default there), "gpu" (the default '
+        'on cuda) or "gpu-compile"',
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     big = (args.batch or ("gpu" if args.device != "cpu" else "cpu")) == "gpu"
@@ -393,8 +415,10 @@ def main() -> None:
     print(table)
     if args.markdown:
         # CPU and GPU tables are separate blocks of the same page.
-        block = "gpu" if args.device != "cpu" else ""
-        _docs.replace_block(args.markdown, "benchmarks/overhead.py", table, block)
+        name = args.docs_block
+        if name is None:
+            name = "gpu" if args.device != "cpu" else ""
+        _docs.replace_block(args.markdown, "benchmarks/overhead.py", table, name)
 
 
 if __name__ == "__main__":

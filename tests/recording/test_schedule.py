@@ -325,3 +325,38 @@ def test_recording_too_costly_for_any_spacing_thins_plain_steps_to_the_widest() 
     schedule.charge_flush(1000.0)  # a flush that dwarfs every step
     simulate(schedule, clock, range(400), Costs(plain=0.5, sampled=1.0))
     assert schedule.record_spacing == schedule.max_spacing
+
+
+def test_steps_that_record_nothing_are_not_timed_on_the_device() -> None:
+    """Only steps that launch the recorder's kernels get device events (an idle step's cost
+    is its host time; four event records would dominate it on a short GPU step); the cost
+    breakdown is in the schedule's metadata."""
+
+    class CountingTimer:
+        def __init__(self) -> None:
+            self.stopped: list[str] = []
+            self.open = 0
+
+        def start(self) -> None:
+            self.open += 1
+
+        def pause(self) -> None:
+            pass
+
+        def stop(self, kind: str, counted: bool) -> None:
+            self.stopped.append(kind)
+
+        def poll(self) -> list[tuple[str, bool, float]]:
+            return []
+
+    timer = CountingTimer()
+    clock = FakeClock()
+    schedule = Schedule(
+        every=4, sample_every=8, dense_steps=0, budget=0.03, clock=clock, device_timer=timer
+    )
+    simulate(schedule, clock, range(16), Costs())
+    assert timer.stopped.count("idle") == 0
+    assert len(timer.stopped) == sum(1 for s in range(16) if s % 4 == 0)
+    meta = schedule.meta()
+    assert set(meta["cost_ms"]) == {"idle", "plain", "sampled", "flush_per_step", "user_step"}
+    assert meta["cost_ms"]["user_step"] == pytest.approx(1000.0)

@@ -43,7 +43,7 @@ class DeviceConstants:
         if t is None:
             if len(self._cache) >= self._MAX_ENTRIES:
                 self._cache.clear()
-            t = self._cache[key] = make().to(self._device)
+            t = self._cache[key] = _to_device(make(), self._device)
         return t
 
     def index(self, layers: tuple[int, ...]) -> torch.Tensor:
@@ -54,6 +54,14 @@ class DeviceConstants:
         """``values`` (a host array) as a tensor of ``dtype`` on the device."""
         key = ("array", values.shape, values.dtype.str, values.tobytes(), dtype)
         return self._get(key, lambda: torch.tensor(values, dtype=dtype))
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; to a CUDA device from pinned memory, so that the copy neither
+    blocks the host nor makes the stream wait (once per distinct value: pinning is slow)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 class StepSums:

@@ -218,6 +218,7 @@ class Schedule:
         self._typical = math.inf  # the median user step time, refreshed every 16 steps
         self._wall = 0.0  # wall time of the budgeted steps (for the measured share)
         self._steps_measured = 0
+        self._timed: DeviceTimer | None = None  # the device timer of the step in progress
 
     @classmethod
     def for_device(
@@ -267,19 +268,22 @@ class Schedule:
             self._next_sample = step + self.sample_spacing
         elif self.budget is not None and step >= self.dense_steps and step % _REPLAN == 0:
             self._plan()  # (the next sampled step stays where it was placed)
-        if self._device is not None:
-            self._device.start()
+        # A step that records nothing launches no kernel: its host time is its cost, and
+        # four event records would be most of it on a short GPU step.
+        self._timed = self._device if self._kind != IDLE else None
+        if self._timed is not None:
+            self._timed.start()
         return recorded, sampled
 
     def pause(self) -> None:
         """The recorder's work in the optimizer's step pre-hook is done (device timing)."""
-        if self._device is not None:
-            self._device.pause()
+        if self._timed is not None:
+            self._timed.pause()
 
     def resume(self) -> None:
         """The recorder's work in the optimizer's step post-hook begins (device timing)."""
-        if self._device is not None:
-            self._device.start()
+        if self._timed is not None:
+            self._timed.start()
 
     def nonfinite(self, step: int) -> None:
         """``step``'s gradient was not finite: sample the next step whatever the spacing."""
@@ -303,8 +307,9 @@ class Schedule:
         now = self.clock()
         cost, self._charged = self._charged, 0.0
         flushed, self._flushed = self._flushed, 0.0
-        if self._device is not None:
-            self._device.stop(self._kind, self._counted)
+        if self._timed is not None:
+            self._timed.stop(self._kind, self._counted)
+        self._timed = None
         if self._last_end is not None:
             user = max(now - self._last_end - cost - flushed, 0.0)
             self._user.append(user)
@@ -378,11 +383,24 @@ class Schedule:
     def meta(self) -> dict[str, Any]:
         """What the trace's config keeps of the schedule (its state at the last write)."""
         share = self.share()
+
+        def ms(seconds: float | None) -> float | None:
+            return None if seconds is None else round(1000.0 * seconds, 4)
+
         return {
             "sample_spacing": self.sample_spacing,
             "record_spacing": self.record_spacing,
             "measured_share": None if share is None else round(share, 5),
             "steps_measured": self._steps_measured,
+            # What the share is made of: the recent median cost of a step of each kind, the
+            # flushes spread over the steps, and the user's own median step.
+            "cost_ms": {
+                IDLE: ms(self._cost(IDLE)),
+                PLAIN: ms(self._cost(PLAIN)),
+                SAMPLED: ms(self._cost(SAMPLED)),
+                "flush_per_step": ms(self._flush[0] / max(self._steps, 1)),
+                "user_step": ms(statistics.median(self._user) if self._user else None),
+            },
         }
 
 
