@@ -241,28 +241,30 @@ def run(
     warmup: int | None,
     device: str = "cpu",
     big: bool = False,
+    configs: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Time blocks of ``block`` steps, rotating through the configurations every block so
     that slow phases of a shared machine hit all of them."""
+    names = configs or list(CONFIGS)
     rows = []
     for key in workloads:
         wl = WORKLOADS[key.removesuffix(COMPILE)]
-        runners = {c: Runner(key, c, device, big) for c in CONFIGS}
+        runners = {c: Runner(key, c, device, big) for c in names}
         default_warmup = wl.warmup if device == "cpu" else wl.gpu_warmup
         warm = default_warmup if warmup is None else warmup
         try:
             for r in runners.values():  # dense start, allocator, caches, compilation
                 r.block(warm)
-            times: dict[str, list[float]] = {c: [] for c in CONFIGS}
+            times: dict[str, list[float]] = {c: [] for c in names}
             for i in range(rounds or wl.rounds):
-                order = list(CONFIGS) if i % 2 == 0 else list(reversed(CONFIGS))
+                order = names if i % 2 == 0 else list(reversed(names))
                 for config in order:
                     times[config].append(runners[config].block(block))
             schedules = {c: r.schedule() for c, r in runners.items()}
         finally:
             for r in runners.values():
                 r.close()
-        for config in CONFIGS:
+        for config in names:
             ratios = [t / b for t, b in zip(times[config], times["none"], strict=True)]
             row: dict[str, Any] = {
                 "workload": key,
@@ -390,6 +392,13 @@ def main() -> None:
         default=None,
         help="batch sizes: cpu (small, the default on CPU) or gpu (the default on cuda)",
     )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=None,
+        help='configurations to time (default: all; "none" is always included)',
+    )
     parser.add_argument("--markdown", help="write the table into this file's generated block")
     parser.add_argument(
         "--docs-block",
@@ -402,8 +411,17 @@ def main() -> None:
     big = (args.batch or ("gpu" if args.device != "cpu" else "cpu")) == "gpu"
     for key in args.workloads:
         print(f"{key}: {WORKLOADS[key.removesuffix(COMPILE)].description}")
+    configs = None
+    if args.configs:
+        configs = ["none"] + [c for c in args.configs if c != "none"]
     rows = run(
-        args.workloads, args.rounds, args.block, warmup=args.warmup, device=args.device, big=big
+        args.workloads,
+        args.rounds,
+        args.block,
+        warmup=args.warmup,
+        device=args.device,
+        big=big,
+        configs=configs,
     )
     import sys
 

@@ -128,14 +128,18 @@ def test_nonfinite_gradient_samples_the_next_step() -> None:
 
 
 def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> None:
-    """Plain statistics over budget by themselves: every step is recorded for the first 200
-    measured steps past the dense start, then they are thinned to fit; back when costs fall."""
+    """Plain statistics over budget by themselves: every step is recorded until 64 steps past
+    the dense start were measured (the plan at step 100), then they are thinned to fit; back
+    when costs fall."""
+    from gradwatch.recording.schedule import _EVIDENCE
+
     schedule, clock = make()
     costs = Costs(plain=0.1, sampled=0.2)  # plain recording alone is 10% of a step
-    run = simulate(schedule, clock, range(220), costs)
-    assert run.recorded == list(range(220))  # not yet: too few steps measured
+    run = simulate(schedule, clock, range(100), costs)
+    assert run.recorded == list(range(100))  # not yet: too few steps measured
+    assert 20 + _EVIDENCE <= 100 < 20 + _EVIDENCE + 50  # the first plan with enough evidence
     assert schedule.sample_spacing == schedule.max_spacing == 1000  # planned at step 30
-    simulate(schedule, clock, range(220, 3030), costs, run)
+    simulate(schedule, clock, range(100, 3030), costs, run)
     assert schedule.record_spacing > 1
     late = [s for s in run.recorded if s >= 300]
     assert late and all(s % schedule.record_spacing == 0 or s % 1000 == 30 for s in late)
