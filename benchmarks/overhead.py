@@ -60,7 +60,7 @@ class Workload:
     # steps past the dense start were measured (recording/schedule.py).
     warmup: int = 60
     # On a GPU steps take milliseconds, so W1-W4 warm up 300 steps each, the budget's
-    # plain-step decision (200 measured steps) behind the timing; GPT2 and RESNET50 at
+    # plain-step decision (64 measured steps) behind the timing; GPT2 and RESNET50 at
     # GPU-size batches take tens of ms a step and are never thinned that way.
     gpu_warmup: int = 300
 

@@ -68,7 +68,7 @@ def test_live_findings_equal_diagnose_on_the_same_steps(tmp_path: Path) -> None:
         # Independent of the live tables: read the run directory back from disk.
         seen.append((flush.end_step, as_json(live.findings), as_json(gw.diagnose(gw.load(run)))))
 
-    with record(model, opt, run, flush_every=25) as w:
+    with record(model, opt, run, flush_every=25, overhead=None) as w:  # exact steps
         w.add_flush_listener(live)
         w.add_flush_listener(reference)
         train(w, model, opt, 130, nan_at=110)

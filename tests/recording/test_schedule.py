@@ -327,8 +327,13 @@ def test_recording_too_costly_for_any_spacing_thins_plain_steps_to_the_widest() 
     widest spacing instead of failing on an infinite one."""
     schedule, clock = make()
     schedule.charge_flush(1000.0)  # a flush that dwarfs every step
-    simulate(schedule, clock, range(400), Costs(plain=0.5, sampled=1.0))
-    assert schedule.record_spacing == schedule.max_spacing
+    run = simulate(schedule, clock, range(1000), Costs(plain=0.5, sampled=1.0))
+    from gradwatch.recording.schedule import _MAX_RECORD_SPACING
+
+    # The widest plain spacing: a non-finite gradient is still seen within 100 steps.
+    assert schedule.record_spacing == _MAX_RECORD_SPACING == 100
+    gaps = [b - a for a, b in itertools.pairwise(run.recorded)]
+    assert max(gaps) <= 100 and 300 in run.recorded
 
 
 def test_steps_that_record_nothing_are_not_timed_on_the_device() -> None:

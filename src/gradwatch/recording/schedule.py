@@ -19,7 +19,8 @@ runs and spaces its sampled steps so that its share of the step time stays under
   expected share, from the medians of the measured costs, fits the budget, and at most
   ``max_spacing``. When even that does not fit, and at least ``_EVIDENCE`` steps past the
   dense start have been measured, the plain-step statistics are thinned too (every ``M``-th
-  step, ``M`` a multiple of ``every``, at most ``max_spacing``); they come back to ``every``
+  step, ``M`` a multiple of ``every``, at most ``_MAX_RECORD_SPACING``: a gradient that turns
+  non-finite is seen within that many steps); they come back to ``every``
   as soon as the costs allow. The plan is remade at each regular sampled step and every
   ``_REPLAN`` steps between them, so a wide sampled spacing does not freeze it. Sampled steps
   stay on multiples of ``sample_every``.
@@ -51,6 +52,10 @@ _MIN_MAX_SPACING = 1000
 # plan is remade every _REPLAN steps besides the regular sampled steps. (It was 200: on an
 # H200, W2's 2.4 ms steps cost ~20% for those 200 steps, the measured share 17%.)
 _EVIDENCE = 64
+# Thinned plain-step statistics are still taken every this many steps at least: a gradient
+# that turns non-finite is seen (and the next step sampled) within one default flush window.
+# Recording one step in 100 costs 1% of what recording all of them does.
+_MAX_RECORD_SPACING = 100
 _REPLAN = 50
 
 # Measurements kept per kind of step; medians over them make one slow step (a page fault, the
@@ -370,7 +375,7 @@ class Schedule:
             # sure: the plain steps are what is left to thin.
             left = allowed - fixed - sampled_extra / self.max_spacing
             need = math.inf if left <= 0 else plain_extra / left
-            top = _spacing(self.max_spacing, self.every)
+            top = _spacing(_MAX_RECORD_SPACING, self.every)
             self.record_spacing = _spacing(min(need, top), self.every)  # (need may be inf)
 
     # ------------------------------------------------------------------ report
