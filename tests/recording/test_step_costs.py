@@ -5,6 +5,7 @@ layer table written by hand."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,14 +16,21 @@ from gradwatch.recording.sampled import DeviceConstants
 from gradwatch.trace import LayerInfo
 
 
-def _train(w: gw.Watch, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> list[float]:
+def _train(
+    w: gw.Watch,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    steps: int,
+    log: Callable[[int, torch.Tensor], dict[str, torch.Tensor]] = lambda _, loss: {"loss": loss},
+) -> list[float]:
+    """Train ``steps`` steps, logging ``log(step, loss)`` after each; the losses."""
     losses = []
-    for _ in range(steps):
+    for step in range(steps):
         opt.zero_grad()
         loss = model(torch.randn(8, 4)).pow(2).mean()
         loss.backward()
         opt.step()
-        w.log(loss=loss)
+        w.log(**log(step, loss))
         losses.append(loss.item())
     return losses
 
@@ -38,14 +46,14 @@ def test_a_logged_tensor_changed_in_place_afterwards_keeps_its_logged_value() ->
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     running = torch.zeros(())
     seen = []
+
+    def log(step: int, _loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        running.add_(step)  # the same tensor, changed after each log
+        seen.append(running.item())
+        return {"running": running}
+
     with gw.watch(model, opt, flush_every=4) as w:
-        for step in range(6):
-            opt.zero_grad()
-            model(torch.randn(8, 4)).pow(2).mean().backward()
-            opt.step()
-            running += step  # the same tensor, changed after each log
-            w.log(running=running)
-            seen.append(running.item())
+        _train(w, model, opt, 6, log)
     np.testing.assert_array_equal(w.trace.scalar("running"), seen)
 
 
@@ -53,12 +61,12 @@ def test_a_name_logged_twice_in_a_step_keeps_the_last_value() -> None:
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with gw.watch(model, opt) as w:
-        for _ in range(2):
-            opt.zero_grad()
-            model(torch.randn(8, 4)).pow(2).mean().backward()
-            opt.step()
+
+        def log(_step: int, _loss: torch.Tensor) -> dict[str, torch.Tensor]:
             w.log(x=torch.tensor(1.0))
-            w.log(x=torch.tensor([2.0]))  # one-element tensors of any shape
+            return {"x": torch.tensor([2.0])}  # one-element tensors of any shape
+
+        _train(w, model, opt, 2, log)
     np.testing.assert_array_equal(w.trace.scalar("x"), [2.0, 2.0])
 
 
@@ -67,12 +75,13 @@ def test_many_scalar_names_grow_the_buffer_without_losing_pending_values() -> No
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with gw.watch(model, opt, flush_every=5) as w:
-        for step in range(3):
-            opt.zero_grad()
-            model(torch.randn(8, 4)).pow(2).mean().backward()
-            opt.step()
-            for k in range(12):
-                w.log(**{f"s{k}": torch.tensor(float(100 * step + k))})
+        _train(
+            w,
+            model,
+            opt,
+            3,
+            lambda step, _: {f"s{k}": torch.tensor(float(100 * step + k)) for k in range(12)},
+        )
     for k in range(12):
         np.testing.assert_array_equal(w.trace.scalar(f"s{k}"), [k, 100 + k, 200 + k])
 
