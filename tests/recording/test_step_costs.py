@@ -150,3 +150,28 @@ def test_layer_table_entries_equal_dataclass_asdict() -> None:
     out = info.to_json()
     out["shapes"]["weight"].append(9)  # a copy: the layer's own shapes are unchanged
     assert info.shapes["weight"] == [2, 4]
+
+
+def test_tensor_scalars_of_any_dtype_and_one_element_shape_are_written_exactly() -> None:
+    """A window mixing dtypes (stacked together) and then shapes (written one by one)."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def log(step: int, _loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {
+            "i": torch.tensor(step, dtype=torch.int64),
+            "b": torch.tensor(step % 2 == 0),
+            "h": torch.tensor(0.5 + step, dtype=torch.float16),
+        }
+        if step >= 3:
+            out["v"] = torch.tensor([[step * 1.5]])  # a (1, 1) tensor: the other path
+        return out
+
+    with gw.watch(model, opt, flush_every=3) as w:
+        _train(w, model, opt, 6, log)
+    t = w.trace
+    np.testing.assert_array_equal(t.scalar("i"), range(6))
+    np.testing.assert_array_equal(t.scalar("b"), [1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(t.scalar("h"), [0.5 + s for s in range(6)])
+    np.testing.assert_array_equal(t.scalar("v")[3:], [4.5, 6.0, 7.5])
+    assert np.isnan(t.scalar("v")[:3]).all()
