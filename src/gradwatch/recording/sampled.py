@@ -166,13 +166,16 @@ class WindowSums:
     are combined together, in those same ~25 operations, once per flush.
     """
 
-    def __init__(self, window: int, n_layers: int, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, window: int, n_layers: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self._shape = (window, WINDOW_ROWS, n_layers)
         self._device, self._dtype = device, dtype
         self._sums: torch.Tensor | None = None  # allocated at the first sampled step
         self.slots: list[int] = []
 
     def keep(self, slot: int, sums: StepSums) -> None:
+        """Keep the sampled step at ``slot`` of the window (one copy on the device)."""
         if self._sums is None:
             self._sums = torch.zeros(self._shape, dtype=self._dtype, device=self._device)
         self._sums[slot] = sums.all_sums()
