@@ -176,6 +176,20 @@ class StepBuffer:
         if late:
             self.late_scalars.append((step, late))
 
+    def wait_for_device(self) -> None:
+        """Wait, at the start of a flush, until the work queued on the buffer's CUDA stream
+        has run; ``last_wait`` says how long.
+
+        The flush's copies to and from the host would wait for it anyway; waiting first
+        separates that time, the user's queued kernels, from the flush's own work, which is
+        what the budget charges. Nothing to wait for on the CPU.
+        """
+        self.last_wait = 0.0
+        if self.device.type == "cuda":
+            start = time.perf_counter()
+            torch.cuda.current_stream(self.device).synchronize()
+            self.last_wait = time.perf_counter() - start
+
     def write_pending(self) -> None:
         """Write the tensor scalars logged since the last call into the buffer (a few
         kernels for the whole window; no host sync)."""
@@ -225,9 +239,7 @@ class StepBuffer:
         rec = self.recurrent
         parts = [self.values.reshape(-1).to(self.sdtype), self.scalars.reshape(-1)]
         parts += [p.reshape(-1).to(self.sdtype).to(self.device) for _, _, p, _ in rec]
-        window = torch.cat(parts)
-        self.last_wait = _wait_for_device(window)
-        host = window.cpu().numpy()
+        host = torch.cat(parts).cpu().numpy()
         n_layer_vals = self.values.numel()
         layer_data = host[:n_layer_vals].reshape(self.values.shape)
         s_vals = host[n_layer_vals : n_layer_vals + self.scalars.numel()].reshape(
@@ -435,17 +447,3 @@ def _with_stop(meta: dict[str, Any], reason: str) -> dict[str, Any]:
         if key == "status":
             out["reason"] = reason
     return out
-
-
-def _wait_for_device(t: torch.Tensor) -> float:
-    """Wait until the work queued on ``t``'s CUDA stream has run; the seconds waited.
-
-    The flush's copy to the host would wait for it anyway; waiting first separates that
-    time, the user's queued kernels, from the copy and the writing (the budget charges the
-    flush without it). Nothing to wait for on the CPU.
-    """
-    if t.device.type != "cuda":
-        return 0.0
-    start = time.perf_counter()
-    torch.cuda.current_stream(t.device).synchronize()
-    return time.perf_counter() - start

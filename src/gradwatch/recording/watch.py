@@ -426,6 +426,7 @@ class Watch:
 
     def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
+        self._buffer.wait_for_device()  # (the user's queued kernels: not the flush's cost)
         self._sampler.write_window()
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
         for kind, table in tables:
