@@ -130,7 +130,8 @@ def recording_cost(trace: Trace) -> str | None:
 
     Example:
         >>> recording_cost(trace)  # doctest: +SKIP
-        'recording cost 2.4% of step time (budget 3%), sampled every 40 steps'
+        'recording cost 2.4% of step time (budget 3%), sampled every 40 steps; a sampled step
+        adds 9.6 ms to a 35 ms step'
     """
     config = trace.config
     budget, schedule = config.get("overhead"), config.get("schedule")
@@ -151,6 +152,12 @@ def recording_cost(trace: Trace) -> str | None:
     )
     if isinstance(plain, int) and plain > 1:
         line += f", gradient statistics every {plain} steps"
+    cost = schedule.get("cost_ms")
+    if isinstance(cost, Mapping):
+        sampled, user = cost.get("sampled"), cost.get("user_step")
+        if isinstance(sampled, (int, float)) and isinstance(user, (int, float)) and user > 0:
+            # What sampling every step would cost: the number behind the spacing.
+            line += f"; a sampled step adds {sampled:.3g} ms to a {user:.3g} ms step"
     return line
 
 
