@@ -1,8 +1,11 @@
-"""What the framework callbacks share: checking watch options, and the end-of-run findings."""
+"""What the framework callbacks share: their options, the watch they open and close, and
+the end-of-run findings."""
 
 from __future__ import annotations
 
 import inspect
+import os
+from collections.abc import Callable
 from typing import Any
 
 from ..diagnosis import Finding, diagnose
@@ -40,3 +43,69 @@ def describe(finding: Finding) -> str:
     """One line for a trainer's log: the rule, the message and the first remedy to try."""
     first = f" First thing to try: {finding.remedies[0].id}." if finding.remedies else ""
     return f"gradwatch found {finding.rule}: {finding.message}{first}"
+
+
+class WatchingCallback:
+    """The part of a framework callback that does not depend on the framework: its options,
+    and the one watch it opens when training starts and closes when training ends or fails.
+
+    Subclasses turn the framework's hooks into :meth:`_start`, :meth:`_recording`,
+    :meth:`_close` and :meth:`_finish`.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        report: bool = True,
+        **watch_options: Any,
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.report = report
+        self.watch_options = check_watch_options(type(self).__name__, watch_options)
+        self.watch: Watch | None = None
+        self._open = False
+
+    def _start(
+        self,
+        model: Any,
+        optimizer: Any,
+        run_dir: str | os.PathLike[str],
+        *,
+        framework: str,
+        global_step: int,
+        **extra: Any,
+    ) -> Watch:
+        """Open the watch; watch step 0 is the trainer's ``global_step`` (a resumed run
+        starts past 0), kept in the run's metadata beside the user's own."""
+        options = dict(self.watch_options)
+        meta = {"trainer": {"framework": framework, "global_step_at_start": global_step}}
+        options["meta"] = {**meta, **(options.get("meta") or {})}
+        self.watch = watch(model, optimizer, run_dir, **extra, **options)
+        self._open = True
+        return self.watch
+
+    def _recording(self) -> Watch | None:
+        """The watch while it records, else None."""
+        return self.watch if self._open else None
+
+    def _close(self, exc: BaseException | None = None) -> Watch | None:
+        """Close the open watch, the run marked failed when ``exc`` is given; the watch
+        closed, or None when none was open (so calling it again is safe)."""
+        w = self._recording()
+        if w is None:
+            return None
+        self._open = False
+        if exc is None:
+            w.close()
+        else:
+            w.__exit__(type(exc), exc, exc.__traceback__)
+        return w
+
+    def _finish(self, is_rank0: bool, warn: Callable[[str], object]) -> None:
+        """Close the watch at the end of training and ``warn`` about critical findings."""
+        w = self._close()
+        if w is not None and self.report and is_rank0:
+            for finding in critical_findings(w):
+                warn(describe(finding))

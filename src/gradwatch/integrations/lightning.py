@@ -21,10 +21,8 @@ from typing import Any
 
 import torch
 
-from ..live import watch
-from ..recording import Watch
 from ..recording.optimizers import unwrap_optimizer
-from ._common import check_watch_options, critical_findings, describe
+from ._common import WatchingCallback
 
 try:
     import pytorch_lightning as pl
@@ -48,7 +46,7 @@ def _loss_of(outputs: Any) -> torch.Tensor | None:
     return None
 
 
-class GradwatchCallback(pl.Callback):
+class GradwatchCallback(WatchingCallback, pl.Callback):
     """Record per-layer gradient and activation statistics of a Lightning training run.
 
     The recording starts at ``on_train_start`` (after the sanity check) and ends at
@@ -78,11 +76,7 @@ class GradwatchCallback(pl.Callback):
         report: bool = True,
         **watch_options: Any,
     ) -> None:
-        self.run_dir = run_dir
-        self.report = report
-        self.watch_options = check_watch_options("GradwatchCallback", watch_options)
-        self.watch: Watch | None = None
-        self._open = False
+        super().__init__(run_dir, report=report, **watch_options)
         self._steps_logged = 0  # optimizer steps whose loss has been logged
         self._loss_sum: torch.Tensor | None = None  # losses since the last optimizer step
         self._loss_count = 0
@@ -104,14 +98,14 @@ class GradwatchCallback(pl.Callback):
                 f"GradwatchCallback: the trainer has {len(optimizers)} optimizers; gradwatch "
                 "records the steps of the first one (`configure_optimizers`' first)."
             )
-        options = dict(self.watch_options)
-        # The trainer's step count at the start: watch step 0 is this global step (resumes).
-        meta = {"trainer": {"framework": "lightning", "global_step_at_start": trainer.global_step}}
-        options["meta"] = {**meta, **(options.get("meta") or {})}
-        self.watch = watch(
-            pl_module, optimizers[0], self._run_dir(trainer), step_begin="caller", **options
+        self._start(
+            pl_module,
+            optimizers[0],
+            self._run_dir(trainer),
+            framework="lightning",
+            global_step=trainer.global_step,
+            step_begin="caller",
         )
-        self._open = True
         self._steps_logged = 0
         self._loss_sum, self._loss_count = None, 0
 
@@ -120,8 +114,8 @@ class GradwatchCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
         """Take the step's statistics: its gradients are final here (and not yet clipped)."""
-        w = self.watch
-        if self._open and w is not None and unwrap_optimizer(optimizer) is w.optimizer:
+        w = self._recording()
+        if w is not None and unwrap_optimizer(optimizer) is w.optimizer:
             w.begin_step()
 
     def on_train_batch_end(
@@ -133,8 +127,8 @@ class GradwatchCallback(pl.Callback):
         batch_idx: int,
     ) -> None:
         """Log the loss of each optimizer step taken, and pass on the watch's stop request."""
-        w = self.watch
-        if not self._open or w is None:
+        w = self._recording()
+        if w is None:
             return
         loss = _loss_of(outputs)
         if loss is not None:
@@ -155,26 +149,14 @@ class GradwatchCallback(pl.Callback):
     # ------------------------------------------------------------------ end
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Close the watch and report critical findings."""
-        w = self.watch
-        if not self._open or w is None:
-            return
-        self._open = False
-        w.close()
-        if self.report and trainer.is_global_zero:
-            for finding in critical_findings(w):
-                rank_zero_warn(describe(finding))
+        self._finish(trainer.is_global_zero, rank_zero_warn)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         """Close the watch with the run marked failed, so no hook stays attached."""
-        w = self.watch
-        if self._open and w is not None:
-            self._open = False
-            w.__exit__(type(exception), exception, exception.__traceback__)
+        self._close(exception)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Close a watch still open (a fit interrupted between the hooks above)."""
-        if self._open and self.watch is not None:
-            self._open = False
-            self.watch.close()
+        self._close()

@@ -14,16 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..live import watch
-from ..recording import Watch
-from ._common import check_watch_options, critical_findings, describe
+from ._common import WatchingCallback
 
 try:
     import transformers
@@ -37,7 +34,7 @@ except ImportError as exc:
 _LOGGED = {"loss": "loss", "learning_rate": "learning_rate"}
 
 
-class GradwatchCallback(transformers.TrainerCallback):
+class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
     """Record per-layer gradient and activation statistics of a Hugging Face training run.
 
     The watch starts in ``on_train_begin`` on the model and the optimizer the Trainer hands
@@ -59,19 +56,6 @@ class GradwatchCallback(transformers.TrainerCallback):
         TypeError: When a watch option is not one ``gw.watch`` takes.
     """
 
-    def __init__(
-        self,
-        run_dir: str | os.PathLike[str] | None = None,
-        *,
-        report: bool = True,
-        **watch_options: Any,
-    ) -> None:
-        self.run_dir = run_dir
-        self.report = report
-        self.watch_options = check_watch_options("GradwatchCallback", watch_options)
-        self.watch: Watch | None = None
-        self._open = False
-
     def on_train_begin(
         self, args: Any, state: Any, control: Any, *, model: Any = None, **kwargs: Any
     ) -> None:
@@ -87,19 +71,16 @@ class GradwatchCallback(transformers.TrainerCallback):
         run_dir = self.run_dir
         if run_dir is None:
             run_dir = Path(args.output_dir or ".") / "gradwatch"
-        options = dict(self.watch_options)
-        # Watch step 0 is this global step (a resumed run starts past 0).
-        meta = {"trainer": {"framework": "transformers", "global_step_at_start": state.global_step}}
-        options["meta"] = {**meta, **(options.get("meta") or {})}
-        self.watch = watch(model, optimizer, run_dir, **options)
-        self._open = True
+        self._start(
+            model, optimizer, run_dir, framework="transformers", global_step=state.global_step
+        )
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         """Record the logged loss and learning rate at the step just taken."""
-        w = self.watch
-        if not self._open or w is None or not logs or w.num_steps == 0:
+        w = self._recording()
+        if w is None or not logs or w.num_steps == 0:
             return  # (an evaluation before the first step has no step to belong to)
         scalars = {
             ours: logs[theirs]
@@ -111,18 +92,17 @@ class GradwatchCallback(transformers.TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Pass on the watch's stop request."""
-        if self._open and self.watch is not None and self.watch.should_stop:
+        w = self._recording()
+        if w is not None and w.should_stop:
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close the watch and warn about critical findings."""
-        w = self.watch
-        if not self._open or w is None:
-            return
-        self.close()
-        if self.report and state.is_world_process_zero:
-            for finding in critical_findings(w):
-                warnings.warn(describe(finding), UserWarning, stacklevel=2)
+        self._finish(
+            state.is_world_process_zero,
+            # (stacklevel: the lambda, _finish, this hook, then the Trainer that called it)
+            lambda line: warnings.warn(line, UserWarning, stacklevel=4),
+        )
 
     def close(self) -> None:
         """Close the watch (every hook removed, the run finished); safe to call again.
@@ -130,15 +110,11 @@ class GradwatchCallback(transformers.TrainerCallback):
         The Trainer has no exception hook for callbacks: if ``train()`` may raise, use the
         callback as a context manager (the run is then marked failed), or call this.
         """
-        if self._open and self.watch is not None:
-            self._open = False
-            self.watch.close()
+        self._close()
 
     def __enter__(self) -> GradwatchCallback:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """Close the watch, marking the run failed when ``train()`` raised."""
-        if self._open and self.watch is not None:
-            self._open = False
-            self.watch.__exit__(exc_type, exc, tb)
+        self._close(exc)
