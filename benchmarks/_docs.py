@@ -44,23 +44,18 @@ def commit() -> str:
     if os.environ.get("GRADWATCH_COMMIT"):
         return os.environ["GRADWATCH_COMMIT"]
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short=10", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown commit (not a git checkout)"
     return head + ("+dirty" if dirty else "")
+
+
+def _git(*args: str) -> str:
+    """What ``git ARGS`` prints in the checkout, stripped."""
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def _cpu_model() -> str:
