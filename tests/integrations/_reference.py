@@ -4,6 +4,7 @@ that no gradwatch hook outlives a run."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -53,6 +54,22 @@ def assert_norms_match(trace, reference: list[dict[str, float]]) -> None:  # typ
         for name, value in norms.items():
             col = trace.layer_names.index(name)
             np.testing.assert_allclose(g[k, col], value, rtol=1e-5, err_msg=f"step {k} {name}")
+
+
+def assert_sampled_act_means_match(  # type: ignore[no-untyped-def]
+    trace, acts: ActivationReference, steps: int, sampled: tuple[int, ...]
+) -> None:
+    """act_mean of the two hidden layers of the test MLP (``net.0``/``net.2``, their
+    activations ``net.1``/``net.3``) equals the reference on the sampled steps and is
+    missing on the others."""
+    act = trace.matrix("act_mean")
+    for k in range(steps):
+        for name, layer in (("net.1", "net.0"), ("net.3", "net.2")):
+            col = trace.layer_names.index(layer)
+            if k in sampled:
+                assert act[k, col] == pytest.approx(acts.mean(k, name), rel=1e-5, abs=1e-7)
+            else:
+                assert np.isnan(act[k, col])
 
 
 def gradwatch_hooks(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:

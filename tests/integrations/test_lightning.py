@@ -16,7 +16,13 @@ from torch import nn
 
 import gradwatch as gw
 
-from ._reference import ActivationReference, assert_norms_match, gradwatch_hooks, layer_norms
+from ._reference import (
+    ActivationReference,
+    assert_norms_match,
+    assert_sampled_act_means_match,
+    gradwatch_hooks,
+    layer_norms,
+)
 
 pl = pytest.importorskip("pytorch_lightning")
 from gradwatch.integrations.lightning import GradwatchCallback  # noqa: E402
@@ -117,14 +123,7 @@ def test_gradients_activations_and_loss_are_those_of_the_same_step(
     assert_norms_match(trace, ref.norms)
     assert not np.isnan(trace.matrix("grad_norm")).any()
     # Activations: sampled steps 0, 1, 3, 6 hold step k's means; the others are missing.
-    act = trace.matrix("act_mean")
-    for k in range(8):
-        for name, layer in (("net.1", "net.0"), ("net.3", "net.2")):
-            col = trace.layer_names.index(layer)
-            if k in (0, 1, 3, 6):
-                assert act[k, col] == pytest.approx(ref.acts.mean(k, name), rel=1e-5, abs=1e-7)
-            else:
-                assert np.isnan(act[k, col])
+    assert_sampled_act_means_match(trace, ref.acts, 8, sampled=(0, 1, 3, 6))
     assert not np.isnan(trace.matrix("update_ratio")[[0, 1, 3, 6]]).any()
     # Loss: the mean of the training_step losses of each step's batches.
     per_step = np.asarray(model.losses).reshape(8, accumulate).mean(axis=1)
