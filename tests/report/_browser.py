@@ -30,6 +30,20 @@ def find_chromium() -> str | None:
     return None
 
 
+def browser_marks(chromium: str | None) -> list[Any]:
+    """The ``pytestmark`` of a module of browser tests: marked ``browser``, skipped (saying
+    how to install it) where no Chromium was found."""
+    import pytest
+
+    return [
+        pytest.mark.browser,
+        pytest.mark.skipif(
+            chromium is None,
+            reason="headless Chromium not installed (apt-get install -y chromium; .ci/run does it)",
+        ),
+    ]
+
+
 def chromium_flags(user_data_dir: str) -> list[str]:
     """Flags for a quiet, offline, sandbox-free headless run (as in CI containers)."""
     return [

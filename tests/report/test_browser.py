@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ._browser import Browser, PageLog, find_chromium
+from ._browser import Browser, PageLog, browser_marks, find_chromium
 from .conftest import XSS_IMG, XSS_NAME
 
 CHROMIUM = find_chromium()
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="headless Chromium not installed (apt-get install -y chromium; .ci/run does it)",
-    ),
-]
+pytestmark = browser_marks(CHROMIUM)
 
 IMAGES_JS = """
 Promise.all(Array.from(document.images).map(img =>

@@ -16,18 +16,12 @@ from typing import Any
 
 import pytest
 
-from ._browser import Browser, find_chromium
+from ._browser import Browser, browser_marks, find_chromium
 from .conftest import XSS_NAME, _lean, make_trace, xss_finding
 
 CHROMIUM = find_chromium()
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="headless Chromium not installed (apt-get install -y chromium; .ci/run does it)",
-    ),
-]
+pytestmark = browser_marks(CHROMIUM)
 
 WIDTHS = (600, 1600)
 LONG = "encoder.layer.11.attention.self.query_key_value_projection_with_a_long_name"
