@@ -39,10 +39,72 @@ from .stats import (
     sums_of_squares_and_max_abs,
 )
 
-# Gradients up to this many elements are concatenated and reduced together on CPU: one
-# kernel per tiny bias would cost more than the whole concatenation.
+# Tensors up to this many elements (CPU, float32) are concatenated and reduced together: one
+# kernel per tiny bias would cost more than the whole concatenation. Inside a training step a
+# CPU kernel costs ~5-30 us however small its tensor; W1's 50 biases took ~300 of the ~870
+# operations of a sampled step (gradient, weight and update passes) before they were batched.
 _SMALL_GRAD = 4096
 _SMALL_GRAD_TOTAL = 1 << 18
+
+
+@dataclass
+class SmallSplit:
+    """A list of tensors split into large ones, reduced one kernel each, and small ones,
+    concatenated and reduced together (CPU only).
+
+    Reductions over the split return one value per large tensor, then one per element of the
+    small ones; ``vec_layer`` is the layer of each value, so one ``index_add`` (or
+    ``scatter_reduce``) gives the per-layer sums.
+    """
+
+    big: list[int]  # positions reduced with one kernel each
+    small: list[int]  # positions concatenated and reduced together
+    small_numel: int  # elements of the small ones together
+    vec_layer: torch.Tensor  # layer of each value of a reduction over the split (device)
+
+    @classmethod
+    def build(
+        cls,
+        tensors: list[torch.Tensor],
+        owner: list[int],
+        device: torch.device,
+        *,
+        batch_small: bool,
+    ) -> SmallSplit:
+        """``owner[k]``: the layer of ``tensors[k]``."""
+        small: list[int] = []
+        if device.type == "cpu" and batch_small:
+            budget = _SMALL_GRAD_TOTAL
+            for pos, t in enumerate(tensors):
+                n = t.numel()
+                if n <= _SMALL_GRAD and t.dtype == torch.float32 and n <= budget:
+                    small.append(pos)
+                    budget -= n
+        if len(small) < 2:
+            small = []
+        small_set = set(small)
+        big = [pos for pos in range(len(tensors)) if pos not in small_set]
+        vec_layer = [owner[pos] for pos in big]
+        for pos in small:
+            vec_layer += [owner[pos]] * tensors[pos].numel()
+        return cls(
+            big=big,
+            small=small,
+            small_numel=sum(tensors[pos].numel() for pos in small),
+            vec_layer=torch.tensor(vec_layer, dtype=torch.long, device=device),
+        )
+
+    def concat_small(
+        self, tensors: list[torch.Tensor], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The small tensors, flattened and concatenated (into ``out`` when given)."""
+        parts = [_flat(tensors[pos]) for pos in self.small]
+        return torch.cat(parts) if out is None else torch.cat(parts, out=out)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    # A 1-D tensor as it is: reshape(-1) would still be a dispatcher call (~1 us on CPU).
+    return t if t.dim() == 1 else t.reshape(-1)
 
 
 @dataclass
@@ -60,9 +122,7 @@ class GradLayout:
     has_grad: np.ndarray  # per layer (host)
     has_grad_t: torch.Tensor  # per layer (device)
     numel: np.ndarray  # gradient elements per layer (host)
-    big: list[int]  # positions in idx reduced with one kernel each
-    small: list[int]  # positions in idx concatenated and reduced together (CPU only)
-    vec_layer: torch.Tensor  # layer of each value that reduce() returns
+    split: SmallSplit  # positions in idx reduced alone or concatenated
 
     @classmethod
     def build(
@@ -79,22 +139,10 @@ class GradLayout:
         numel = np.zeros(len(layers))
         for k in idx:
             numel[owner[k]] += params[k].numel()
-        small: list[int] = []
-        if device.type == "cpu" and batch_small:
-            budget = _SMALL_GRAD_TOTAL
-            for pos, k in enumerate(idx):
-                n = params[k].numel()
-                if n <= _SMALL_GRAD and params[k].dtype == torch.float32 and n <= budget:
-                    small.append(pos)
-                    budget -= n
-        if len(small) < 2:
-            small = []
-        small_set = set(small)
-        big = [pos for pos in range(len(idx)) if pos not in small_set]
-        vec_layer = [owner[idx[pos]] for pos in big]
-        for pos in small:
-            vec_layer += [owner[idx[pos]]] * params[idx[pos]].numel()
         has_grad = numel > 0
+        split = SmallSplit.build(
+            [params[k] for k in idx], [owner[k] for k in idx], device, batch_small=batch_small
+        )
         return cls(
             idx=idx,
             idx_t=torch.tensor(idx, dtype=torch.long, device=device),
@@ -103,30 +151,48 @@ class GradLayout:
             has_grad=has_grad,
             has_grad_t=torch.tensor(has_grad, device=device),
             numel=numel,
-            big=big,
-            small=small,
-            vec_layer=torch.tensor(vec_layer, dtype=torch.long, device=device),
+            split=split,
         )
 
     def reduce(self, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Values whose sums per layer (``index_add`` by the second result) are the layers'
         gradient sums of squares: one per large tensor, one per element of the small ones."""
-        if not self.small:
+        split = self.split
+        if not split.small:
             return sums_of_squares(grads), self.layer_idx
         parts = []
-        if self.big:
-            parts.append(sums_of_squares([grads[pos] for pos in self.big]))
-        parts.append(torch.cat([grads[pos].reshape(-1) for pos in self.small]).square_())
-        return (torch.cat(parts) if len(parts) > 1 else parts[0]), self.vec_layer
+        if split.big:
+            parts.append(sums_of_squares([grads[pos] for pos in split.big]))
+        parts.append(split.concat_small(grads).square_())
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
+
+    def reduce_detailed(
+        self, grads: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(squares, absolute maxima, layer of each value): as :meth:`reduce`, with values
+        whose per-layer maxima (``scatter_reduce`` "amax") are the layers' max |g|."""
+        split = self.split
+        if not split.small:
+            sq, mx = sums_of_squares_and_max_abs(grads)
+            return sq, mx, self.layer_idx
+        big_sq, big_max = sums_of_squares_and_max_abs([grads[pos] for pos in split.big])
+        flat = split.concat_small(grads)
+        sq = torch.cat([big_sq, flat.square()])
+        return sq, torch.cat([big_max, flat.abs_()]), split.vec_layer
 
 
 @dataclass
 class _Snapshot:
-    """The weights before a sampled update, kept until the step's end measures the update."""
+    """The weights before a sampled update, kept until the step's end measures the update.
+
+    On CPU the large parameters get one buffer each and the small ones (``SmallSplit``) one
+    buffer together; elsewhere every parameter gets its own, for ``torch._foreach_*``.
+    """
 
     buffers: list[torch.Tensor] | None = None  # reused from one sampled step to the next
-    flat: list[torch.Tensor] | None = None  # 1-D views of the buffers (CPU)
-    taken: list[torch.Tensor] | None = None  # the buffers, while they hold this step's weights
+    flat: list[torch.Tensor] | None = None  # 1-D views of the large ones' buffers (CPU)
+    small: torch.Tensor | None = None  # the small parameters, concatenated (CPU)
+    taken: bool = False  # whether the buffers hold this step's weights
     weight_sq: torch.Tensor | None = None  # per-layer sum of squares of those weights
 
 
@@ -152,6 +218,12 @@ class GradientStats:
         self.precision = Precision()
         #: FSDP2: some parameters are DTensor shards, whose statistics add over ranks.
         self.sharded = any(is_sharded(p) for p in layers.params)
+        owner = [i for i, spec in enumerate(layers.specs) for _ in spec.params]
+        # The weight and update passes' batching of small parameters (CPU; per tensor when
+        # sharded, where each tensor's sum is weighted).
+        self._split = SmallSplit.build(
+            list(layers.params), owner, layers.device, batch_small=not self.sharded
+        )
         self._dtensors = any(hasattr(p, "placements") for p in layers.params)
         # Under FSDP2 a parameter that is not sharded (every rank holds all of it) counts on
         # rank 0 only, so the flush's sum over ranks counts it once.
@@ -200,18 +272,15 @@ class GradientStats:
         g = self._local([t for t in grads if t is not None])
         weight = None if self._weight is None else self._weight.index_select(0, lay.idx_t)
         if detailed:
-            per_tensor_sq, per_tensor_max = sums_of_squares_and_max_abs(g)
-            if weight is not None:
-                per_tensor_sq = per_tensor_sq * weight
+            vec, vec_max, vec_layer = lay.reduce_detailed(g)
             buf.values[slot, METRIC_ROW["grad_max"]].scatter_reduce_(
-                0, lay.layer_idx, per_tensor_max, "amax", include_self=False
+                0, vec_layer, vec_max, "amax", include_self=False
             )
-            vec, vec_layer = per_tensor_sq, lay.layer_idx
             self._record_underflow(slot, g, lay, weight)
         else:
             vec, vec_layer = lay.reduce(g)
-            if weight is not None:
-                vec = vec * weight
+        if weight is not None:  # (sharded: one value per tensor, nothing concatenated)
+            vec = vec * weight
         row = buf.values[slot, METRIC_ROW["grad_norm"]]  # sum of squares until flush
         row.index_fill_(0, lay.layers, 0.0)
         row.index_add_(0, vec_layer, vec)
@@ -293,63 +362,96 @@ class GradientStats:
 
         The copy is what makes ``update_ratio`` the real update of any optimizer. Its buffers
         are reused: a fresh 13 MB allocation per sampled step cost ~35x the copy on CPU (page
-        faults), measured on benchmark W1. On CPU each weight is copied right after its norm
-        is taken, while it is still in cache.
+        faults), measured on benchmark W1. On CPU each large weight is copied right after its
+        norm is taken, while it is still in cache, and the small ones in one concatenation.
         """
         lay = self._layers
         # Under no_grad no detach() is needed (one dispatcher call per tensor saved).
         params: list[torch.Tensor] = self._local(list(lay.params))
         state = self._snapshot
-        snap = None
-        if snapshot:
-            if state.buffers is None:
-                state.buffers = [torch.empty_like(p.detach()) for p in params]
-            snap = state.buffers
         if lay.device.type == "cpu":
-            sq_list = []
-            flat = self._flat(params)
-            if snap is not None and state.flat is None:
-                state.flat = [b.view(-1) if b.is_contiguous() else b for b in snap]
-            for k, w in enumerate(flat):
-                sq_list.append(sum_squares(w))
-                if snap is not None and state.flat is not None:
-                    # Right after its norm, while w is in cache (flat when w could be made so).
-                    (state.flat[k] if w.dim() == 1 else snap[k]).copy_(w)
-            sq = stack_float32(sq_list)
+            sq, sq_layer = self._weights_cpu(params, snapshot=snapshot)
         else:
-            sq = sums_of_squares(params)
-            if snap is not None:
-                torch._foreach_copy_(snap, params)
+            sq, sq_layer = sums_of_squares(params), lay.param_layer
+            if snapshot:
+                if state.buffers is None:
+                    state.buffers = [torch.empty_like(p.detach()) for p in params]
+                torch._foreach_copy_(state.buffers, params)
         if self._weight is not None:
             sq = sq * self._weight
-        w_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, lay.param_layer, sq)
+        w_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
         state.weight_sq = w_sq
-        state.taken = snap
+        state.taken = snapshot
         # A sum of squares until the flush (weight_norm = its root; it adds over shards).
         self._buffer.values[slot, METRIC_ROW["weight_norm"]] = w_sq
+
+    def _weights_cpu(
+        self, params: list[torch.Tensor], *, snapshot: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CPU weight pass: (squares, layer of each) over ``self._split``, and the copy."""
+        split, state = self._split, self._snapshot
+        flat = self._flat(params)
+        if snapshot and state.flat is None:
+            state.buffers = [torch.empty_like(params[k].detach()) for k in split.big]
+            state.flat = [b.view(-1) if b.is_contiguous() else b for b in state.buffers]
+            if split.small:
+                state.small = torch.empty(split.small_numel, dtype=torch.float32)
+        parts = []
+        if split.big:
+            sq_list = []
+            for j, k in enumerate(split.big):
+                w = flat[k]
+                sq_list.append(sum_squares(w))
+                if snapshot and state.flat is not None and state.buffers is not None:
+                    # Right after its norm, while w is in cache (flat when w could be made so).
+                    (state.flat[j] if w.dim() == 1 else state.buffers[j]).copy_(w)
+            parts.append(stack_float32(sq_list))
+        if split.small:
+            out = state.small if snapshot else None
+            parts.append(split.concat_small(flat, out).square())
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
 
     def record_update(self, slot: int) -> None:
         """update_ratio ||after - before|| / ||before|| per layer, if weights were copied."""
         state = self._snapshot
-        if state.taken is not None and state.weight_sq is not None:
+        if state.taken and state.weight_sq is not None:
             lay = self._layers
             with torch.no_grad():
-                snap = state.taken
                 params: list[torch.Tensor] = self._local(list(lay.params))
-                if lay.device.type == "cpu" and state.flat is not None:
-                    flat = self._flat(params)
-                    sq = stack_float32(
-                        [self._update_sq(d, p) for d, p in zip(state.flat, flat, strict=True)]
-                    )
+                if lay.device.type == "cpu":
+                    sq, sq_layer = self._update_cpu(params)
                 else:
+                    snap = state.buffers
+                    assert snap is not None
                     torch._foreach_sub_(snap, params)
-                    sq = sums_of_squares(snap)
+                    sq, sq_layer = sums_of_squares(snap), lay.param_layer
                 if self._weight is not None:
                     sq = sq * self._weight
-                diff_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, lay.param_layer, sq)
+                diff_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
                 # ||after - before||^2 until the flush divides it by the weights' and roots it.
                 self._buffer.values[slot, METRIC_ROW["update_ratio"]] = diff_sq
-        state.taken = None
+        state.taken = False
+
+    def _update_cpu(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CPU update pass: (squares of after - before, layer of each) over the split."""
+        split, state = self._split, self._snapshot
+        flat = self._flat(params)
+        parts = []
+        if split.big:
+            assert state.flat is not None
+            before = state.flat
+            parts.append(
+                stack_float32(
+                    [self._update_sq(before[j], flat[k]) for j, k in enumerate(split.big)]
+                )
+            )
+        if split.small:
+            assert state.small is not None
+            diff = split.concat_small(
+                flat, self._scratch.get(split.small_numel, torch.float32, state.small.device)
+            )
+            parts.append(diff.sub_(state.small).square())
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
 
     def _update_sq(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         """sum((after - before)**2) of one parameter, on CPU.
