@@ -70,6 +70,9 @@ class StepOutputs:
     act: dict[int, ActivationAccumulator] = field(default_factory=dict)
     last_layer: int | None = None  # the layer whose output the next activation follows
     claimable: bool = False  # whether an activation may still claim last_layer
+    # The ordering step only: last_layer's output and its version when returned.
+    last_output: torch.Tensor | None = None
+    last_version: int = -1
 
 
 class ActivationSampler:
@@ -110,12 +113,22 @@ class ActivationSampler:
         self.timer: HookTimer | None = None
         self.recurrent.timed = self._timed  # its tensor hooks (the probe's backward) too
         self._plan: list[tuple[nn.Module, bool, Callable[..., Any]]] | None = None
+        # What the ordering step saw: the calls of each layer, and per activation module the
+        # layers it claimed, each with whether its input was that layer's output (``_fusable``).
+        self._calls = [0] * layers.n
+        self._armed_unordered = False  # whether the attached hooks are the ordering step's
+        self._claims: dict[int, list[tuple[int, bool]]] = {}
 
     # ------------------------------------------------------------------ hooks
     def arm(self) -> None:
         """Attach the forward hooks that measure a sampled step (and order layers at step 0)."""
         layers = self._layers
-        if self._handles or not layers.n:
+        if self._handles and not (layers.ordered and self._armed_unordered):
+            return
+        # The ordering step's hooks (a pre-hook on every layer, no fused pairs) stay attached
+        # when the next step is sampled too: they give way to the ordered plan.
+        self.disarm()
+        if not layers.n:
             return
         need_forward = self.enabled or not layers.ordered
         if not need_forward:
@@ -125,6 +138,7 @@ class ActivationSampler:
         plan = self._plan if layers.ordered and self._plan is not None else self._build_plan()
         if layers.ordered:
             self._plan = plan
+        self._armed_unordered = not layers.ordered
         for mod, pre, hook in plan:
             if pre:
                 self._handles.append(mod.register_forward_pre_hook(hook))
@@ -135,21 +149,60 @@ class ActivationSampler:
         """(module, is a pre-hook, hook) for every hook a sampled step attaches."""
         layers = self._layers
         plan: list[tuple[nn.Module, bool, Callable[..., Any]]] = []
+        fused = self._fusable() if layers.ordered and self.enabled else {}
+        fused_layers = set(fused.values())
         for i, spec in enumerate(layers.specs):
             mod = spec.module
             # Once the forward order is known, only recurrent layers need a pre-hook (for the
             # per-time-step input gradient): each Python hook call costs a few microseconds.
             if not layers.ordered or isinstance(mod, RECURRENT_TYPES):
                 plan.append((mod, True, self._timed(self._make_pre_hook(i))))
-            if self.enabled:
+            if self.enabled and i not in fused_layers:
                 plan.append((mod, False, self._timed(self._make_post_hook(i))))
         if self.enabled:
             # Activation modules recognised by class or by probe (recording.recognise).
             for mod in self._model.modules():
                 found = layers.recognised.get(id(mod))
-                if found is not None:
-                    plan.append((mod, False, self._timed(self._make_act_hook(found))))
+                if found is None:
+                    continue
+                layer = fused.get(id(mod))
+                hook = (
+                    self._make_act_hook(found)
+                    if layer is None
+                    else self._make_fused_hook(layer, found)
+                )
+                plan.append((mod, False, self._timed(hook)))
         return plan
+
+    def _fusable(self) -> dict[int, int]:
+        """id(activation module) -> the layer whose output is its input, on every call.
+
+        Such a pair needs one forward hook, the activation's: its input is the layer's output
+        (the output-gradient hook goes there) and its output the activation statistics. A
+        pair qualifies when, in the ordering step, the module claimed that layer on every
+        call, each time with the layer's output itself as its input, unchanged in place, and
+        the layer ran as many times; the layer keeps its own hook when its activation is
+        functional, is credited past a shortcut, or the layer is recurrent. A shared
+        activation module (one ``nn.ReLU()`` after every layer) keeps the general hooks.
+        """
+        layers = self._layers
+        fused: dict[int, int] = {}
+        for key, claims in self._claims.items():
+            targets = {i for i, _ in claims}
+            if len(targets) != 1 or not all(same for _, same in claims):
+                continue
+            (i,) = targets
+            spec = layers.specs[i]
+            if (
+                self._calls[i] == len(claims)
+                and i in layers.activation_of
+                and i not in layers.no_claim
+                and i not in layers.functional
+                and not isinstance(spec.module, RECURRENT_TYPES)
+            ):
+                fused[key] = i
+        self._claims.clear()
+        return fused
 
     def _timed(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook``, charging the host time of each call to ``timer`` when one is set."""
@@ -221,17 +274,7 @@ class ActivationSampler:
         func = getattr(torch.nn.functional, fn_name) if fn_name else None
         fn_like = FUNCTIONS[fn_name] if fn_name else None
         fn_kind = kind_of(fn_like) if fn_like else None
-
-        def og_hook(g: torch.Tensor) -> None:  # timed below, with the forward hook
-            if self.recurrent.probing:
-                return  # the recurrent probe's extra backward, not the step's gradient
-            g = g.detach() if g.requires_grad else g  # (only with create_graph=True)
-            if self._stash(g):
-                self.step.pending_og.append((i, g, g._version))
-            else:
-                self.step.raw.setdefault(i, ActivationAccumulator()).add_out_grad(g)
-
-        og_timed = self._timed(og_hook)
+        og_timed = self._make_og_hook(i)
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if not torch.is_grad_enabled():
@@ -246,6 +289,9 @@ class ActivationSampler:
             if not is_activation and i not in layers.no_claim:
                 self.step.last_layer = i
                 self.step.claimable = True
+            if not layers.ordered:
+                self._calls[i] += 1
+                self.step.last_output, self.step.last_version = out, out._version
             if func is not None and i not in layers.activation_of:
                 with torch.no_grad():
                     self._add_output(ACT, i, func(out.detach()), fn_like, fn_kind)
@@ -259,6 +305,20 @@ class ActivationSampler:
 
         return hook
 
+    def _make_og_hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        """The tensor hook that takes the gradient reaching layer ``i``'s output (timed)."""
+
+        def og_hook(g: torch.Tensor) -> None:
+            if self.recurrent.probing:
+                return  # the recurrent probe's extra backward, not the step's gradient
+            g = g.detach() if g.requires_grad else g  # (only with create_graph=True)
+            if self._stash(g):
+                self.step.pending_og.append((i, g, g._version))
+            else:
+                self.step.raw.setdefault(i, ActivationAccumulator()).add_out_grad(g)
+
+        return self._timed(og_hook)
+
     def _make_act_hook(self, found: Recognised) -> Callable[..., Any]:
         layers = self._layers
         # Statistics use the torch class it computes (its saturation bounds, its kind).
@@ -266,14 +326,40 @@ class ActivationSampler:
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             step = self.step
-            if not torch.is_grad_enabled() or not step.claimable or step.last_layer is None:
+            if not torch.is_grad_enabled():
+                return
+            claims = None if layers.ordered else self._claims.setdefault(id(module), [])
+            if not step.claimable or step.last_layer is None:
+                if claims is not None:
+                    claims.append((-1, False))  # a call that claims nothing: not fusable
                 return
             if not isinstance(output, torch.Tensor):
                 return
             i = step.last_layer
             step.claimable = False
-            if not layers.ordered:
+            if claims is not None:
                 layers.activation_of.setdefault(i, found)
+                x = args[0] if args else None
+                same = x is step.last_output and x is not None and x._version == step.last_version
+                claims.append((i, same))
+            self._add_output(ACT, i, output, act_type, kind)
+
+        return hook
+
+    def _make_fused_hook(self, i: int, found: Recognised) -> Callable[..., Any]:
+        """The one hook of layer ``i`` and the activation module that follows it (``_fusable``):
+        the output-gradient hook on its input, the activation statistics of its output."""
+        act_type, kind = found.like, found.kind
+        og_timed = self._make_og_hook(i)
+
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor):
+                return
+            step = self.step
+            step.last_layer, step.claimable = i, False  # as if the layer's hook had run
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.requires_grad:
+                x.register_hook(og_timed)
             self._add_output(ACT, i, output, act_type, kind)
 
         return hook
