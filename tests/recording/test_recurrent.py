@@ -150,23 +150,38 @@ def test_profiles_only_on_sampled_steps_and_not_for_packed_sequences() -> None:
 
 def test_the_probe_runs_densely_first_then_every_few_sampled_steps() -> None:
     """The last-position probe (one extra backward) runs on the first PROBE_DENSE sampled
-    steps, then on every PROBE_EVERY-th; the whole-loss profile on every sampled step."""
-    from gradwatch.recording.recurrent import PROBE_DENSE, PROBE_EVERY
+    steps, then on every PROBE_EVERY-th at least PROBE_MIN_STEPS steps after the last such;
+    the whole-loss profile on every sampled step. At sample_every=10 the spacing is every
+    PROBE_EVERY-th sampled step; at sample_every=1 it is PROBE_MIN_STEPS steps, not 4."""
+    from gradwatch.recording.recurrent import PROBE_DENSE, PROBE_EVERY, PROBE_MIN_STEPS
 
-    torch.manual_seed(4)
-    model = _SeqModel(nn.RNN, batch_first=False)
-    n = PROBE_DENSE + 2 * PROBE_EVERY + 1
-    with gw.watch(model, sample_every=1) as w:
-        for _ in range(n):
-            tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
-            logits, _ = model(tokens)
-            _losses(logits, targets, False).sum().backward()
-            w.step()
-    expected = [k for k in range(n) if k < PROBE_DENSE or k % PROBE_EVERY == 0]
-    np.testing.assert_array_equal(
-        w.trace.input_grad_profile("rnn", kind="last_position").steps, expected
-    )
-    np.testing.assert_array_equal(w.trace.input_grad_profile("rnn").steps, np.arange(n))
+    for every, n in ((1, 2 * PROBE_MIN_STEPS + 10), (10, 10 * (PROBE_DENSE + 2 * PROBE_EVERY))):
+        torch.manual_seed(4)
+        model = _SeqModel(nn.RNN, batch_first=False)
+        with gw.watch(model, sample_every=every, dense_steps=0, overhead=None) as w:
+            for _ in range(n):
+                tokens, targets = torch.randint(0, 11, (5, 2)), torch.randint(0, 11, (5, 2))
+                logits, _ = model(tokens)
+                _losses(logits, targets, False).sum().backward()
+                w.step()
+        expected, last = [], None
+        for k, step in enumerate(range(0, n, every)):
+            spaced = last is None or step - last >= PROBE_MIN_STEPS
+            if k < PROBE_DENSE:
+                expected.append(step)
+            elif k % PROBE_EVERY == 0 and spaced:
+                expected.append(step)
+                last = step
+        if every == 1:  # the dense first four, then every PROBE_MIN_STEPS (rounded to 4)
+            assert expected == [0, 1, 2, 3, 4, 20, 36]
+        else:  # every PROBE_EVERY-th sampled step, as without the minimum spacing
+            assert expected == [0, 10, 20, 30, 40, 80]
+        np.testing.assert_array_equal(
+            w.trace.input_grad_profile("rnn", kind="last_position").steps, expected
+        )
+        np.testing.assert_array_equal(
+            w.trace.input_grad_profile("rnn").steps, np.arange(0, n, every)
+        )
 
 
 def test_the_probe_skips_the_dense_starts_extra_samples() -> None:

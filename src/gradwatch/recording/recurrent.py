@@ -23,8 +23,9 @@ Both are kept on the device (sums of squares, no host sync) until the step recor
 hooks exist on sampled steps only. The extra backward costs about one backward pass of the
 recurrent layers (measured on 64-unit byte LMs, 16 windows of 200 bytes, one CPU thread: tanh
 RNN ~32 ms, 66% of an unwatched step; LSTM ~14 ms, 31%), so it runs on the first
-``PROBE_DENSE`` sampled steps and then on every ``PROBE_EVERY``-th: ~1.7% of the training
-time of the tanh RNN at the default ``sample_every=10``. It re-enters autograd from inside a
+``PROBE_DENSE`` sampled steps and then on every ``PROBE_EVERY``-th, at most once per
+``PROBE_MIN_STEPS`` steps: ~1.7% of the training time of the tanh RNN at the default
+``sample_every=10``, and no more at ``sample_every=1``. It re-enters autograd from inside a
 hook, so every hook of this recorder that could see it (the input's, the output-gradient
 statistics') skips while it runs (:attr:`RecurrentProfiles.probing`).
 """
@@ -40,9 +41,15 @@ from torch import nn
 from ..trace import ProfileKind
 
 #: The last-position probe runs on the first PROBE_DENSE sampled steps (early training, where
-#: memory changes fastest), then on every PROBE_EVERY-th sampled step (its cost, amortised).
+#: memory changes fastest), then on every PROBE_EVERY-th sampled step (its cost, amortised)
+#: that is at least PROBE_MIN_STEPS training steps after the last such probe. From
+#: ``sample_every=4`` up the spacing is PROBE_EVERY's alone; below, every 4th step would add a
+#: quarter of a recurrent backward to every step (benchmark W3, a 2-layer LSTM, at
+#: ``sample_every=1``: +14% of its training time). Not sparser: ``short_memory`` takes the
+#: median of the last few probes, and a run of 100 steps at ``sample_every=4`` needs its 10.
 PROBE_DENSE = 4
 PROBE_EVERY = 4
+PROBE_MIN_STEPS = 16
 
 
 def time_dim(module: nn.Module, x: torch.Tensor) -> int:
@@ -71,6 +78,9 @@ class RecurrentProfiles:
         #: extra samples are not probed: the probe would spend its budget on the untrained
         #: first steps, and short_memory keeps only the regular spacing anyway.
         self.regular = True
+        #: The training step in progress (set with ``regular``), and the last one probed.
+        self.step = 0
+        self._last_probe: int | None = None
         #: True while the extra backward runs: every recorder hook it could reach must skip.
         self.probing = False
         #: Wraps the tensor hooks so their host time is charged to the overhead budget (the
@@ -80,8 +90,11 @@ class RecurrentProfiles:
     @property
     def probe_now(self) -> bool:
         """Whether the sampled step in progress measures the last-position profile."""
-        n = self._sampled
-        return self.last_position and self.regular and (n < PROBE_DENSE or n % PROBE_EVERY == 0)
+        n, last = self._sampled, self._last_probe
+        if not (self.last_position and self.regular):
+            return False
+        spaced = last is None or self.step - last >= PROBE_MIN_STEPS
+        return n < PROBE_DENSE or (n % PROBE_EVERY == 0 and spaced)
 
     # ------------------------------------------------------------------ hooks
     def before_forward(self, i: int, module: nn.Module, args: tuple[Any, ...]) -> Any:
@@ -168,6 +181,8 @@ class RecurrentProfiles:
     def take(self) -> list[tuple[int, ProfileKind, torch.Tensor]]:
         """``(layer index, kind, ||.|| per t)`` of the step, on the device; starts a new step."""
         out = [(i, kind, s.sqrt()) for kind, sums in self.sums.items() for i, s in sums.items()]
+        if self.sums["last_position"] and self._sampled >= PROBE_DENSE:
+            self._last_probe = self.step  # (the dense first probes set no spacing)
         self.clear()
         self._sampled += self.regular
         return out

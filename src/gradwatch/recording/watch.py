@@ -353,6 +353,7 @@ class Watch:
         progress.step += 1
         if self._is_sampled(progress.step):
             self._sampler.recurrent.regular = schedule.regular(progress.step)
+            self._sampler.recurrent.step = progress.step
             self._sampler.arm()
             self._eager.hold(self._sampler.armed)
         schedule.charge(schedule.clock() - start)
