@@ -1,7 +1,10 @@
-"""What one sampled step of recording costs: aten ops, kernel launches and time.
+"""What one sampled step of recording costs: aten ops, hook calls, kernel launches and time.
 
 Counts the aten operators a training step dispatches (``TorchDispatchMode``), with and without
-``gw.watch``, on a sampled step and on a plain one: the difference is the recorder's ops. On a
+``gw.watch``, on a sampled step and on a plain one: the difference is the recorder's ops. It
+also counts the Python hook calls of the step (module forward and pre-hooks, by a global
+forward pre-hook that reads each called module's hooks, and tensor hooks registered), each a
+few microseconds of host time, the part of a sampled step that only fewer hooks cut. On a
 CUDA device it also counts the kernels the step launches (``torch.profiler``), the number that
 bounds a small model's step on a GPU. Times the recorder's part of a sampled and of a plain
 step as the median of (watched step - unwatched step) over interleaved steps (synchronised
@@ -46,6 +49,34 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class CountHooks:
+    """Counts the module forward (and pre-) hooks run and the tensor hooks registered while
+    active: each registered tensor hook runs once in the backward pass."""
+
+    def __init__(self) -> None:
+        self.forward = 0
+        self.tensor = 0
+
+    def __enter__(self) -> CountHooks:
+        def on_call(module: nn.Module, args: Any) -> None:
+            self.forward += len(module._forward_hooks) + len(module._forward_pre_hooks)
+
+        original = torch.Tensor.register_hook
+
+        def register_hook(tensor: torch.Tensor, hook: Any) -> Any:
+            self.tensor += 1
+            return original(tensor, hook)
+
+        self._original = original
+        self._handle = torch.nn.modules.module.register_module_forward_pre_hook(on_call)
+        torch.Tensor.register_hook = register_hook  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+        torch.Tensor.register_hook = self._original  # type: ignore[method-assign]
+
+
 WIDTH = 256  # W1's; --width 16 makes the step host-bound on CPU, as W1 is on a GPU
 
 
@@ -82,9 +113,11 @@ def _kernels(setup: Setup) -> int:
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
-def measure(device: str, width: int, sample_every: int | None) -> tuple[Counter[str], int | None]:
-    """aten ops (and CUDA kernels) of one step at index 30, watched (sampled when 30 %
-    sample_every == 0), or unwatched when ``sample_every`` is None."""
+def measure(
+    device: str, width: int, sample_every: int | None
+) -> tuple[Counter[str], int | None, CountHooks]:
+    """aten ops (and CUDA kernels) and hook calls of one step at index 30, watched (sampled
+    when 30 % sample_every == 0), or unwatched when ``sample_every`` is None."""
     setup = _model(device, width)
     watch = (
         gw.watch(setup[0], setup[1], sample_every=sample_every, dense_steps=0, overhead=None)
@@ -103,13 +136,13 @@ def measure(device: str, width: int, sample_every: int | None) -> tuple[Counter[
         else:
             kernels = None
         _sync(device)
-        with CountOps() as mode:
+        with CountOps() as mode, CountHooks() as hooks:
             _step(*setup)
         _sync(device)
     finally:
         if watch is not None:
             watch.close()
-    return mode.ops, kernels
+    return mode.ops, kernels, hooks
 
 
 def timing(device: str, width: int, steps: int) -> tuple[float, float, float]:
@@ -117,7 +150,9 @@ def timing(device: str, width: int, steps: int) -> tuple[float, float, float]:
     (watched - bare), from interleaved steps."""
     bare, w_model = _model(device, width), _model(device, width)
     watched = gw.watch(w_model[0], w_model[1], sample_every=2, dense_steps=0, overhead=None)
-    base, sampled, plain = [], [], []
+    base: list[float] = []
+    sampled: list[float] = []
+    plain: list[float] = []
     try:
         for i in range(steps + 4):
             _sync(device)
@@ -151,15 +186,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = args.device
     width = args.width
-    base, base_k = measure(device, width, None)
-    sampled, sampled_k = measure(device, width, 1)
-    plain, plain_k = measure(device, width, 1000)
+    base, base_k, _ = measure(device, width, None)
+    sampled, sampled_k, sampled_h = measure(device, width, 1)
+    plain, plain_k, plain_h = measure(device, width, 1000)
     extra_s = sampled - base
     extra_p = plain - base
     print(f"W1 (width {width}) on {device}, torch {torch.__version__}")
     print(f"aten ops per step: unwatched {sum(base.values())}")
     print(f"  recorder, sampled step: {sum(extra_s.values())}  plain step: {sum(extra_p.values())}")
     print("  sampled step's ops:", ", ".join(f"{k} {v}" for k, v in extra_s.most_common()))
+    print(
+        f"Python hook calls per step: sampled {sampled_h.forward + sampled_h.tensor} "
+        f"({sampled_h.forward} module, {sampled_h.tensor} tensor), "
+        f"plain {plain_h.forward + plain_h.tensor}"
+    )
     if base_k is not None and sampled_k is not None and plain_k is not None:
         print(
             f"CUDA kernels per step: unwatched {base_k}; recorder, sampled step "
@@ -180,6 +220,11 @@ def main() -> None:
                 "sampled": sum(extra_s.values()),
                 "plain": sum(extra_p.values()),
                 "sampled_by_op": dict(extra_s.most_common()),
+            },
+            "hook_calls": {
+                "sampled_module": sampled_h.forward,
+                "sampled_tensor": sampled_h.tensor,
+                "plain": plain_h.forward + plain_h.tensor,
             },
             "kernels": None
             if base_k is None

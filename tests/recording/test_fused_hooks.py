@@ -28,6 +28,7 @@ class _Mixed(nn.Module):
         self.fc5, self.act5 = nn.Linear(16, 16), nn.ReLU()  # input changed in place first
         self.twice, self.act6a, self.act6b = nn.Linear(16, 16), nn.Tanh(), nn.Tanh()
         self.fc7 = nn.Linear(16, 16)  # a functional activation
+        self.fc8, self.act8 = nn.Linear(16, 16), nn.ReLU(inplace=True)  # changes its input
         self.head = nn.Linear(16, 2)  # no activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,7 @@ class _Mixed(nn.Module):
         x = self.act6a(self.twice(x))  # one layer, called twice, two activation modules
         x = self.act6b(self.twice(x))
         x = F.relu(self.fc7(x))
+        x = self.act8(self.fc8(x))  # (fused, the gradient hooked would be act8 output's)
         return self.head(x)
 
 
@@ -83,7 +85,7 @@ def test_fused_pairs_measure_what_the_separate_hooks_measure() -> None:
     assert np.isfinite(fused.matrix("act_saturated")[:, fused.layer_names.index("fc1")]).all()
     assert hooks["fc1"] == 0 and hooks_separate["fc1"] == 1  # fused into act1's hook
     assert hooks["act1"] == hooks_separate["act1"] == 1
-    unfused = ("fc2", "fc3", "fc4", "fc5", "twice", "fc7", "head")
+    unfused = ("fc2", "fc3", "fc4", "fc5", "twice", "fc7", "fc8", "head")
     assert all(hooks[n] == hooks_separate[n] == 1 for n in unfused), hooks
 
 
