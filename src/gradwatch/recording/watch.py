@@ -317,21 +317,25 @@ class Watch:
             self._finalize_order()
         slot = step - buf.window_start
         record, sampled = schedule.begin(step)
-        with torch.no_grad():
+        # An idle step (most steps, under the budget) only marks its row: on a 2 ms GPU step
+        # every microsecond of this path is 0.05% of the budget.
+        if record or skipped:
+            with torch.no_grad():
+                if record:
+                    clip = self._anatomy.take_clip()
+                    self._grads.record_grads(slot, detailed=sampled, clip=clip)
+                    if skipped or not self._grads.finite:
+                        schedule.nonfinite(step)  # the step after it is always sampled
+                if sampled:
+                    snapshot = self.optimizer is not None and not skipped
+                    self._grads.record_weights(slot, snapshot=snapshot)
+                    self._sampler.record(slot)
+                if skipped:
+                    buf.scalars[slot, SKIPPED] = 1.0  # 0 is filled in at flush: one kernel less
             if record:
-                clip = self._anatomy.take_clip()
-                self._grads.record_grads(slot, detailed=sampled, clip=clip)
-                if skipped or not self._grads.finite:
-                    schedule.nonfinite(step)  # the step after it is always sampled
-            if sampled:
-                snapshot = self.optimizer is not None and not skipped
-                self._grads.record_weights(slot, snapshot=snapshot)
-                self._sampler.record(slot)
-            if skipped:
-                buf.scalars[slot, SKIPPED] = 1.0  # 0 is filled in at flush: one kernel less
-        buf.row_used[slot] |= record
+                buf.row_used[slot] = True  # (a plain assignment: `|=` is a numpy ufunc call)
         buf.srow_used[slot] = True
-        if not self._is_sampled(step + 1):
+        if (self._sampler.armed or self._eager.held) and not self._is_sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
             self._eager.hold(False)
         progress.began = True
