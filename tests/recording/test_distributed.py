@@ -115,6 +115,50 @@ def _train(
     return w
 
 
+def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str, Any]:
+    """DDP under the overhead budget, with rank 1's recorder measured 1e6x costlier than
+    rank 0's: left alone, rank 0 would sample every 2nd step, rank 1 hardly any. Returns what
+    each rank did."""
+    from gradwatch.recording.schedule import Schedule
+
+    sampled: list[int] = []
+    begin, charge, charge_flush = Schedule.begin, Schedule.charge, Schedule.charge_flush
+    factor = 1e3 if rank == 1 else 1e-3
+
+    def logged_begin(self: Schedule, step: int) -> tuple[bool, bool]:
+        recorded, is_sampled = begin(self, step)
+        if is_sampled:
+            sampled.append(step)
+        return recorded, is_sampled
+
+    def scaled(self: Schedule, seconds: float) -> None:
+        charge(self, factor * seconds)
+
+    def scaled_flush(self: Schedule, seconds: float) -> None:
+        charge_flush(self, factor * seconds)
+
+    model = nn.parallel.DistributedDataParallel(_mlp())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    batches = [x for _ in range(8) for x in _mlp_batches()]  # 40 steps
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setattr(Schedule, "begin", logged_begin)
+        mp_.setattr(Schedule, "charge", scaled)
+        mp_.setattr(Schedule, "charge_flush", scaled_flush)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            settings = {"sample_every": 2, "dense_steps": 4, "flush_every": 4}
+            with gw.watch(model, opt, run_dir=run_dir, overhead=0.03, **settings) as w:
+                for x in batches:
+                    opt.zero_grad()
+                    _loss(model(half(x))).backward()
+                    opt.step()
+    return {
+        f"sampled_{rank}": sampled,
+        "spacing": w._schedule.sample_spacing,
+        "warnings": [str(c.message) for c in caught if "gradwatch" in str(c.message)],
+    }
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -151,6 +195,8 @@ def _worker(rank: int, port: int, out: str) -> None:
                         w.log(only_rank0=1.0, reduce="sum")
         info["layout_warnings"] = sum("different scalars layouts" in str(c.message) for c in caught)
 
+        info["budget"] = _budget_run(rank, half, f"{out}/budget")
+
         from torch.distributed.fsdp import fully_shard
 
         model = _mlp()
@@ -160,8 +206,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         fully_shard(model)
         # With clip_grad_norm_, whose total norm is a DTensor under FSDP2.
         _train(model, _mlp_batches(), f"{out}/fsdp", half, clip=CLIP)
-        if rank == 0:
-            Path(f"{out}/info.json").write_text(json.dumps(info))
+        Path(f"{out}/info{rank}.json").write_text(json.dumps(info))
     finally:
         dist.destroy_process_group()
 
@@ -215,7 +260,7 @@ def test_ddp_statistics_are_those_of_the_global_batch(runs: Path) -> None:
     np.testing.assert_allclose(trace.scalar("local_loss")[0], first_half, rtol=1e-6)
     assert trace.config["world_size"] == 2 and trace.config["sharded"] is False
     # Two collectives per flush, three flushes; no collective on plain steps.
-    assert json.loads((runs / "info.json").read_text())["collectives"] == 6
+    assert json.loads((runs / "info0.json").read_text())["collectives"] == 6
 
 
 def test_scalars_logged_on_one_rank_stay_its_own(runs: Path) -> None:
@@ -228,7 +273,7 @@ def test_scalars_logged_on_one_rank_stay_its_own(runs: Path) -> None:
     for metric in ("act_std", "out_grad_norm"):
         np.testing.assert_allclose(trace.matrix(metric), ref.matrix(metric), rtol=2e-5)
     # Warned once per run, on rank 0 (rank 1 warns too, not checked here).
-    assert json.loads((runs / "info.json").read_text())["layout_warnings"] == 1
+    assert json.loads((runs / "info0.json").read_text())["layout_warnings"] == 1
 
 
 def test_ddp_recurrent_profiles_are_global(runs: Path) -> None:
@@ -255,3 +300,20 @@ def test_fsdp2_statistics_are_of_the_full_parameters(runs: Path) -> None:
     assert (trace.scalar("clip_coef") < 1).all()
     for name in ("clip_coef", "global_grad_norm_clipped"):
         np.testing.assert_allclose(trace.scalar(name), ref.scalar(name), rtol=1e-5, err_msg=name)
+
+
+def test_ranks_sample_the_same_steps_under_the_budget(runs: Path) -> None:
+    """Under the overhead budget each rank measures its own cost, yet the ranks must sample
+    the same steps (their sums add up at each flush): the spacing changes only at a flush, to
+    the widest any rank proposed. Rank 1 measured 1e6x the cost of rank 0: both sampled the
+    same steps, past the dense start sparser than every step, with windows holding no
+    sampled step at all, and no layout warning."""
+    info = [json.loads((runs / f"info{r}.json").read_text())["budget"] for r in (0, 1)]
+    s0, s1 = info[0]["sampled_0"], info[1]["sampled_1"]
+    assert s0 == s1, info
+    assert s0[:4] == [0, 1, 2, 3]  # the dense start
+    late = [s for s in s0 if s >= 4]  # every 2nd step at most (sample_every=2)
+    assert len(late) < 18 and info[0]["spacing"] == info[1]["spacing"] > 4, info
+    assert info[0]["warnings"] == info[1]["warnings"] == []
+    trace = gw.load(runs / "budget")
+    assert list(trace.steps) == list(range(40))

@@ -369,3 +369,22 @@ def test_steps_that_record_nothing_are_not_timed_on_the_device() -> None:
     meta = schedule.meta()
     assert set(meta["cost_ms"]) == {"idle", "plain", "sampled", "flush_per_step", "user_step"}
     assert meta["cost_ms"]["user_step"] == pytest.approx(1000.0)
+
+
+def test_distributed_spacings_change_only_when_the_ranks_agree() -> None:
+    """Under torch.distributed a sampled step places the next one with the spacing in force
+    and plans nothing: ``proposal`` says what this rank's costs call for without adopting it,
+    and ``adopt`` (at a flush, the maximum over ranks) changes it."""
+    alone, clock = make()
+    assert simulate(alone, clock, range(300), Costs()).sampled[-3:] == [210, 240, 270]
+    schedule, clock = make()
+    schedule.distributed = True
+    run = simulate(schedule, clock, range(300), Costs())
+    assert run.sampled[20:] == list(range(20, 300, 10))  # never replanned alone
+    assert schedule.proposal() == (30, 1) and schedule.sample_spacing == 10  # not adopted
+    schedule.adopt(45.0, 1.0)  # another rank's wider spacing: rounded up to sample_every
+    run = simulate(schedule, clock, range(300, 500), Costs())
+    assert schedule.sample_spacing == 50 and run.sampled == [300, 350, 400, 450]
+    schedule.force_on_nonfinite = False  # (sharded gradients: seen by one rank only)
+    schedule.nonfinite(460)
+    assert not schedule.sampled(461)

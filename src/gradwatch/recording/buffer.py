@@ -54,6 +54,8 @@ class WindowReduce(Protocol):
     """What adds a window's statistics over ranks before it leaves the device (distributed)."""
 
     enabled: bool  # False: the next flush makes no collective (a final flush after a failure)
+    propose: tuple[float, ...]  # values the ranks agree on in the flush (their maximum) ...
+    agreed: tuple[float, ...] | None  # ... once it is over (None without a collective)
 
     def keep(self, slot: int, sums: StepSums) -> None: ...
 

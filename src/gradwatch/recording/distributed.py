@@ -138,6 +138,11 @@ class WindowReducer:
         self.sharded = sharded
         self.exact_nonfinite = exact_nonfinite
         self.enabled = True  # False for a final flush after a failure: no collective then
+        #: Values every rank proposes for the flush to agree on (the overhead budget's two
+        #: spacings; zeros without a budget: every rank sends as many), set before a flush;
+        #: ``agreed`` holds their maximum over ranks after it.
+        self.propose: tuple[float, ...] = (0.0, 0.0)
+        self.agreed: tuple[float, ...] | None = None
         self._act = torch.zeros(window, RAW_ROWS, n_layers, dtype=dtype, device=device)
         self._kept = np.zeros(window, dtype=bool)
         self._alive: list[tuple[int, int, torch.Tensor]] = []  # (slot, layer, flags)
@@ -179,14 +184,18 @@ class WindowReducer:
         gmax = buf.values[:, METRIC_ROW["grad_max"]]
         # Which slots hold activation sums on some rank: only those travel in the sum.
         parts = [header, torch.tensor(self._kept, dtype=dtype).to(device)]
+        proposed = torch.tensor(self.propose, dtype=dtype).to(device)  # (all ranks: as many)
+        parts.append(proposed)
         if self.sharded:
             parts.append(torch.nan_to_num(gmax, nan=-1.0).to(dtype).reshape(-1))
         maxed = torch.cat(parts)
         dist.all_reduce(maxed, op=dist.ReduceOp.MAX)
         n_head, window = header.numel(), len(self._kept)
-        host = maxed[: n_head + window].cpu().numpy()  # the flush's one read of the result
+        n_small = n_head + window + proposed.numel()
+        host = maxed[:n_small].cpu().numpy()  # the flush's one read of the result
         h = host[:n_head].reshape(-1, 4)
-        slots = np.flatnonzero(host[n_head:] > 0)
+        slots = np.flatnonzero(host[n_head : n_head + window] > 0)
+        self.agreed = tuple(float(v) for v in host[n_head + window :])
         slot_idx = torch.as_tensor(slots, device=device)
         agreed = {
             name: bool(row[0] == -row[1] and row[2] == -row[3])
@@ -225,7 +234,7 @@ class WindowReducer:
         self.collectives += 2
 
         pos = len(slots) * RAW_ROWS * self._act.shape[-1]
-        act = flat[:pos].view(len(slots), RAW_ROWS, -1)
+        act = flat[:pos].view(len(slots), RAW_ROWS, self._act.shape[-1])  # (0 slots: empty)
         # DDP and FSDP2 average the ranks' gradients: the step follows the gradient of the
         # mean of the ranks' losses, whose gradient at a layer's output (or a recurrent
         # input) is each rank's own divided by the world size. Sums of squares: by its square.
@@ -235,7 +244,7 @@ class WindowReducer:
             block = flat[pos : pos + n].view(buf.values.shape[0], len(shard_rows), -1)
             buf.values[:, shard_rows] = block.to(buf.values.dtype)
             pos += n
-            g = maxed[n_head + window :].view(gmax.shape)
+            g = maxed[n_small:].view(gmax.shape)
             buf.values[:, METRIC_ROW["grad_max"]] = torch.where(g < 0, math.nan, g).to(gmax.dtype)
             self._global_norms(buf)
         alive_red: list[torch.Tensor] = alive

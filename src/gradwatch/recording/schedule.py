@@ -225,6 +225,12 @@ class Schedule:
         self._wall = 0.0  # wall time of the budgeted steps (for the measured share)
         self._steps_measured = 0
         self._timed: DeviceTimer | None = None  # the device timer of the step in progress
+        #: Under torch.distributed the ranks must sample and record the same steps (their
+        #: statistics add up at each flush): the spacings then change only at a flush, to
+        #: the widest any rank proposes (``proposal``/``adopt``), and a non-finite gradient
+        #: forces the next sample only where every rank sees it (``force_on_nonfinite``).
+        self.distributed = False
+        self.force_on_nonfinite = True
 
     @classmethod
     def for_device(
@@ -270,9 +276,15 @@ class Schedule:
         self._kind = SAMPLED if sampled else PLAIN if recorded else IDLE
         self._counted = step >= self.dense_steps
         if self.budget is not None and sampled and step >= self._next_sample:
-            self._plan()
+            if not self.distributed:
+                self._plan()
             self._next_sample = step + self.sample_spacing
-        elif self.budget is not None and step >= self.dense_steps and step % _REPLAN == 0:
+        elif (
+            self.budget is not None
+            and not self.distributed
+            and step >= self.dense_steps
+            and step % _REPLAN == 0
+        ):
             self._plan()  # (the next sampled step stays where it was placed)
         # A step that records nothing launches no kernel: its host time is its cost, and
         # four event records would be most of it on a short GPU step.
@@ -293,8 +305,22 @@ class Schedule:
 
     def nonfinite(self, step: int) -> None:
         """``step``'s gradient was not finite: sample the next step whatever the spacing."""
-        if self.budget is not None:
+        if self.budget is not None and self.force_on_nonfinite:
             self._forced = step + 1
+
+    def proposal(self) -> tuple[int, int]:
+        """``(sample_spacing, record_spacing)`` the measured costs call for now, without
+        adopting them (under torch.distributed every rank proposes at a flush)."""
+        kept = self.sample_spacing, self.record_spacing
+        self._plan()
+        proposed = self.sample_spacing, self.record_spacing
+        self.sample_spacing, self.record_spacing = kept
+        return proposed
+
+    def adopt(self, sample_spacing: float, record_spacing: float) -> None:
+        """Use the spacings the ranks agreed on (the widest proposed) from now on."""
+        self.sample_spacing = _spacing(sample_spacing, self.sample_every)
+        self.record_spacing = _spacing(record_spacing, self.every)
 
     # ------------------------------------------------------------------ cost
     def charge(self, seconds: float) -> None:

@@ -179,6 +179,11 @@ class Watch:
         )
         if self.overhead is not None:
             self._sampler.timer = self._schedule  # its hooks charge their host time to it
+        if self._buffer.reducer is not None:
+            # The ranks agree on which steps are sampled and recorded at each flush. A
+            # sharded gradient's non-finite entries are seen by the rank holding them only.
+            self._schedule.distributed = True
+            self._schedule.force_on_nonfinite = not self._grads.sharded
         self._progress = _Progress()
         self._hooks = _Hooks()
         # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
@@ -433,7 +438,15 @@ class Watch:
         """Move the window's buffers to the host in one transfer and write them out."""
         self._buffer.wait_for_device()  # (the user's queued kernels: not the flush's cost)
         self._sampler.write_window()
+        reducer, schedule = self._buffer.reducer, self._schedule
+        budget = schedule.budget is not None
+        if reducer is not None and budget:
+            reducer.propose = schedule.proposal()  # agreed on in the flush's collective
         tables = self._buffer.flush(self._layers.depth, self._progress.step)
+        if reducer is not None and reducer.agreed is not None:
+            if budget:
+                schedule.adopt(*reducer.agreed)
+            reducer.agreed = None
         for kind, table in tables:
             self._sink.emit(kind, table)
         if self._sink.stopped is not None:
