@@ -3,7 +3,9 @@
 #   1. the CUDA tests (tests/recording/test_cuda.py),
 #   2. benchmarks/sampled_step.py on CUDA (ops, kernel launches, ms), for this tree and, when
 #      .before/src holds an older recorder (git archive OLD src | tar -x -C .before), for it;
-#      benchmarks/step_profile.py for W2 and W1 (the budget's cost breakdown, a host profile),
+#      benchmarks/step_profile.py for W2 and RESNET50 (the budget's cost breakdown, a host
+#      profile: ResNet-50's sampled step is the one not yet explained on a GPU), and
+#      benchmarks/hook_fusion.py (one hook per layer and activation, against separate ones),
 #   3. benchmarks/overhead.py --device cuda (GPU-size batches) into docs/performance.md's
 #      GPU blocks (W1-W4, GPT2, RESNET50; then W1+compile, whose compilation takes longest).
 # Every stage has its own time limit and goes on when one fails. Logs, JSON and the rewritten
@@ -31,6 +33,10 @@ if [ -d .before/src ]; then
     run 60 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
 fi
 run 45 profile_w2 env PYTHONPATH=$here $py benchmarks/step_profile.py W2 --device cuda --threads 4 --steps 800
+run 60 hook_fusion env PYTHONPATH=$here $py benchmarks/hook_fusion.py --device cuda --threads 4 --workloads W1 --steps 300
+if [ "$mode" = full ]; then
+    run 90 profile_resnet50 env PYTHONPATH=$here $py benchmarks/step_profile.py RESNET50 --device cuda --threads 4 --steps 40 --everything
+fi
 if [ "$mode" = quick ]; then
     run 150 overhead_quick env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 --rounds 6
     exit 0
