@@ -329,11 +329,11 @@ class ActivationSampler:
             if not torch.is_grad_enabled():
                 return
             claims = None if layers.ordered else self._claims.setdefault(id(module), [])
-            if not step.claimable or step.last_layer is None:
+            if not (step.claimable and step.last_layer is not None) or not isinstance(
+                output, torch.Tensor
+            ):
                 if claims is not None:
                     claims.append((-1, False))  # a call that claims nothing: not fusable
-                return
-            if not isinstance(output, torch.Tensor):
                 return
             i = step.last_layer
             step.claimable = False
