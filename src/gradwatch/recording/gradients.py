@@ -101,6 +101,14 @@ class SmallSplit:
         parts = [_flat(tensors[pos]) for pos in self.small]
         return torch.cat(parts) if out is None else torch.cat(parts, out=out)
 
+    def join(
+        self, big: torch.Tensor | None, small: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, layer of each): the large tensors' values, then the small ones' elements
+        (either None where the split has none of that kind)."""
+        parts = [p for p in (big, small) if p is not None]
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]), self.vec_layer
+
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
     # A 1-D tensor as it is: reshape(-1) would still be a dispatcher call (~1 us on CPU).
@@ -160,11 +168,8 @@ class GradLayout:
         split = self.split
         if not split.small:
             return sums_of_squares(grads), self.layer_idx
-        parts = []
-        if split.big:
-            parts.append(sums_of_squares([grads[pos] for pos in split.big]))
-        parts.append(split.concat_small(grads).square_())
-        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
+        big = sums_of_squares([grads[pos] for pos in split.big]) if split.big else None
+        return split.join(big, split.concat_small(grads).square_())
 
     def reduce_detailed(
         self, grads: list[torch.Tensor]
@@ -177,8 +182,8 @@ class GradLayout:
             return sq, mx, self.layer_idx
         big_sq, big_max = sums_of_squares_and_max_abs([grads[pos] for pos in split.big])
         flat = split.concat_small(grads)
-        sq = torch.cat([big_sq, flat.square()])
-        return sq, torch.cat([big_max, flat.abs_()]), split.vec_layer
+        sq, layer = split.join(big_sq, flat.square())
+        return sq, split.join(big_max, flat.abs_())[0], layer
 
 
 @dataclass
@@ -193,7 +198,6 @@ class _Snapshot:
     flat: list[torch.Tensor] | None = None  # 1-D views of the large ones' buffers (CPU)
     small: torch.Tensor | None = None  # the small parameters, concatenated (CPU)
     taken: bool = False  # whether the buffers hold this step's weights
-    weight_sq: torch.Tensor | None = None  # per-layer sum of squares of those weights
 
 
 class GradientStats:
@@ -380,7 +384,6 @@ class GradientStats:
         if self._weight is not None:
             sq = sq * self._weight
         w_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
-        state.weight_sq = w_sq
         state.taken = snapshot
         # A sum of squares until the flush (weight_norm = its root; it adds over shards).
         self._buffer.values[slot, METRIC_ROW["weight_norm"]] = w_sq
@@ -396,7 +399,7 @@ class GradientStats:
             state.flat = [b.view(-1) if b.is_contiguous() else b for b in state.buffers]
             if split.small:
                 state.small = torch.empty(split.small_numel, dtype=torch.float32)
-        parts = []
+        big = small = None
         if split.big:
             sq_list = []
             for j, k in enumerate(split.big):
@@ -405,16 +408,16 @@ class GradientStats:
                 if snapshot and state.flat is not None and state.buffers is not None:
                     # Right after its norm, while w is in cache (flat when w could be made so).
                     (state.flat[j] if w.dim() == 1 else state.buffers[j]).copy_(w)
-            parts.append(stack_float32(sq_list))
+            big = stack_float32(sq_list)
         if split.small:
             out = state.small if snapshot else None
-            parts.append(split.concat_small(flat, out).square())
-        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
+            small = split.concat_small(flat, out).square()
+        return split.join(big, small)
 
     def record_update(self, slot: int) -> None:
         """update_ratio ||after - before|| / ||before|| per layer, if weights were copied."""
         state = self._snapshot
-        if state.taken and state.weight_sq is not None:
+        if state.taken:
             lay = self._layers
             with torch.no_grad():
                 params: list[torch.Tensor] = self._local(list(lay.params))
@@ -436,22 +439,20 @@ class GradientStats:
         """The CPU update pass: (squares of after - before, layer of each) over the split."""
         split, state = self._split, self._snapshot
         flat = self._flat(params)
-        parts = []
+        big = small = None
         if split.big:
             assert state.flat is not None
             before = state.flat
-            parts.append(
-                stack_float32(
-                    [self._update_sq(before[j], flat[k]) for j, k in enumerate(split.big)]
-                )
+            big = stack_float32(
+                [self._update_sq(before[j], flat[k]) for j, k in enumerate(split.big)]
             )
         if split.small:
             assert state.small is not None
             diff = split.concat_small(
                 flat, self._scratch.get(split.small_numel, torch.float32, state.small.device)
             )
-            parts.append(diff.sub_(state.small).square())
-        return (torch.cat(parts) if len(parts) > 1 else parts[0]), split.vec_layer
+            small = diff.sub_(state.small).square()
+        return split.join(big, small)
 
     def _update_sq(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         """sum((after - before)**2) of one parameter, on CPU.
