@@ -145,6 +145,28 @@ def test_update_ratio_is_the_real_adam_update() -> None:
     assert np.all(ratio > 0)
 
 
+def _one_step_keeping(
+    model: nn.Module, x: torch.Tensor, modules: list[nn.Module]
+) -> tuple[gw.Trace, dict[nn.Module, torch.Tensor]]:
+    """One watched step of ``model(x).pow(2).sum()``; its trace and the outputs of ``modules``
+    (gradient retained), taken by forward hooks that are removed again."""
+    outs: dict[nn.Module, torch.Tensor] = {}
+
+    def keep(mod: nn.Module, args: object, out: torch.Tensor) -> None:
+        out.retain_grad()
+        outs[mod] = out
+
+    handles = [m.register_forward_hook(keep) for m in modules]
+    try:
+        with gw.watch(model) as w:
+            model(x).pow(2).sum().backward()
+            w.step()
+    finally:
+        for h in handles:
+            h.remove()
+    return w.trace, outs
+
+
 @pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook"])
 @pytest.mark.parametrize("act", [nn.Sigmoid, nn.Tanh, nn.ReLU])
 def test_activation_statistics_match_reference(
@@ -166,20 +188,7 @@ def test_activation_statistics_match_reference(
         model[0].bias.fill_(-3.0 if act is nn.ReLU else 2.5)  # some dead / saturated units
     linears = [m for m in model if isinstance(m, nn.Linear)]
     acts = [m for m in model if isinstance(m, act)]
-    outs: dict[nn.Module, torch.Tensor] = {}
-
-    def keep(mod: nn.Module, args: object, out: torch.Tensor) -> None:
-        out.retain_grad()
-        outs[mod] = out
-
-    handles = [m.register_forward_hook(keep) for m in linears + acts]
-    x = torch.randn(32, 4) * 2
-    with gw.watch(model) as w:
-        model(x).pow(2).sum().backward()
-        w.step()
-    for h in handles:
-        h.remove()
-    t = w.trace
+    t, outs = _one_step_keeping(model, torch.randn(32, 4) * 2, linears + acts)
     assert [info.activation for info in t.layers] == [act.__name__] * 3 + [None]
     for i, lin in enumerate(linears):
         y = (outs[acts[i]] if i < len(acts) else outs[lin]).detach().double()
@@ -234,20 +243,9 @@ def test_conv_activation_statistics_per_channel_match_reference(
             conv.bias[:3] = -50.0  # channels 0-2: never positive
         convs[1].weight[3].zero_()
         convs[1].bias[3] = 0.0  # channel 3 of layer 1: exactly 0 everywhere (dead too)
-    outs: dict[nn.Module, torch.Tensor] = {}
-
-    def keep(mod: nn.Module, args: object, out: torch.Tensor) -> None:
-        outs[mod] = out
-
-    handles = [m.register_forward_hook(keep) for m in acts]
     x = torch.randn(4, 8, 6, 6)
     x[:, :, 0, 0] = 30.0  # a single large position, so some channels live by one entry
-    with gw.watch(model) as w:
-        model(x).pow(2).sum().backward()
-        w.step()
-    for h in handles:
-        h.remove()
-    t = w.trace
+    t, outs = _one_step_keeping(model, x, acts)
     for i, a in enumerate(acts):
         y = outs[a].detach().double()
         assert t.matrix("act_mean")[0, i] == pytest.approx(y.mean().item(), rel=1e-5, abs=1e-7)
