@@ -30,14 +30,9 @@ import gradwatch as gw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import WORKLOADS
-from sampled_step import CountHooks
+from sampled_step import CountHooks, sync
 
 COPIES = ("none", "none, 2nd copy (A/A)", "fused", "separate")
-
-
-def _sync(device: str) -> None:
-    if device != "cpu":
-        torch.cuda.synchronize()
 
 
 def run(name: str, device: str, steps: int, warmup: int) -> None:
@@ -74,10 +69,10 @@ def run(name: str, device: str, steps: int, warmup: int) -> None:
         for i in range(steps):
             order = COPIES if i % 2 == 0 else COPIES[::-1]
             for key in order:
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 step(key)
-                _sync(device)
+                sync(device)
                 times[key].append(time.perf_counter() - start)
     finally:
         for _, _, watch in copies.values():

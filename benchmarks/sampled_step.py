@@ -97,7 +97,7 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     opt.step()
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device != "cpu":
         torch.cuda.synchronize()
 
@@ -106,10 +106,10 @@ def _kernels(setup: Setup) -> int:
     """CUDA kernels (and memcpy/memset) one step launches, from the profiler's device events."""
     from torch.profiler import ProfilerActivity, profile
 
-    _sync("cuda")
+    sync("cuda")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         _step(*setup)
-        _sync("cuda")
+        sync("cuda")
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
@@ -135,10 +135,10 @@ def measure(
                 _step(*setup)
         else:
             kernels = None
-        _sync(device)
+        sync(device)
         with CountOps() as mode, CountHooks() as hooks:
             _step(*setup)
-        _sync(device)
+        sync(device)
     finally:
         if watch is not None:
             watch.close()
@@ -155,13 +155,13 @@ def timing(device: str, width: int, steps: int) -> tuple[float, float, float]:
     plain: list[float] = []
     try:
         for i in range(steps + 4):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             _step(*bare)
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             _step(*w_model)  # step i of the watch: sampled when i is even
-            _sync(device)
+            sync(device)
             t2 = time.perf_counter()
             if i >= 4:
                 base.append(t1 - t0)
