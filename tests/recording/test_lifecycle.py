@@ -185,6 +185,11 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
             gw.watch(model, **{arg: 0})
     with pytest.raises(ValueError, match="no parameters"):
         gw.watch(nn.ReLU())
+    with torch.device("meta"):
+        deferred = _model()
+    with pytest.raises(ValueError, match="`model`.*'0.weight' is on the meta device.*to_empty"):
+        gw.watch(deferred)
+    assert _hook_count(deferred) == 0
     other = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="`optimizer`.*not in `model`"):
         gw.watch(model, torch.optim.SGD(other.parameters(), lr=0.1))

@@ -62,11 +62,20 @@ def check_scaler(scaler: Any, optimizer: torch.optim.Optimizer | None) -> None:
 
 
 def check_model(model: Any) -> nn.Module:
-    """``model`` must be an ``nn.Module``."""
+    """``model`` must be an ``nn.Module`` whose parameters hold data (not on ``meta``)."""
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"Expected argument `model` to be a torch.nn.Module but got "
             f"{type(model).__name__}. Pass the model you train, e.g. `gw.watch(model, opt)`."
+        )
+    # A model built on the meta device (deferred initialisation) has shapes but no values:
+    # the recorder's buffers would be meta too, and its first forward would fail inside a hook.
+    meta = next((name for name, p in model.named_parameters() if p.device.type == "meta"), None)
+    if meta is not None:
+        raise ValueError(
+            f"Expected argument `model` to hold its parameters' values, but parameter "
+            f"'{meta}' is on the meta device (no data). Materialise the model first, e.g. "
+            f"`model.to_empty(device='cuda')` and initialise it, then call `gw.watch(model, opt)`."
         )
     return model
 
