@@ -5,9 +5,11 @@ layer table written by hand."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -55,6 +57,20 @@ def test_a_logged_tensor_changed_in_place_afterwards_keeps_its_logged_value() ->
     with gw.watch(model, opt, flush_every=4) as w:
         _train(w, model, opt, 6, log)
     np.testing.assert_array_equal(w.trace.scalar("running"), seen)
+
+
+def test_log_time_counts_toward_the_overhead_budget() -> None:
+    """``log()`` is the recorder's work: its host time is charged like its hooks'."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt) as w:
+        _train(w, model, opt, 2)
+        schedule = w._schedule
+        ticks = iter(range(1, 10**6))
+        schedule.clock = lambda: 0.001 * next(ticks)  # each reading 1 ms after the last
+        before = schedule._charged
+        w.log(loss=torch.tensor(1.0))
+        assert schedule._charged - before == pytest.approx(0.001)
 
 
 def test_a_name_logged_twice_in_a_step_keeps_the_last_value() -> None:
@@ -175,3 +191,31 @@ def test_tensor_scalars_of_any_dtype_and_one_element_shape_are_written_exactly()
     np.testing.assert_array_equal(t.scalar("h"), [0.5 + s for s in range(6)])
     np.testing.assert_array_equal(t.scalar("v")[3:], [4.5, 6.0, 7.5])
     assert np.isnan(t.scalar("v")[:3]).all()
+
+
+def test_logged_cpu_tensors_of_any_dtype_are_kept_without_warnings() -> None:
+    """CPU tensors are read at log() (no clone): a loss that requires grad, integer and bool
+    tensors and plain numbers all land at their step, with no warning."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def log(step: int, loss: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        return {
+            "loss": loss,  # requires grad
+            "count": torch.tensor(step, dtype=torch.int64),
+            "flag": torch.tensor(step % 2 == 0),
+            "half": torch.tensor(step / 2, dtype=torch.bfloat16),
+            "number": step * 1.5,
+        }
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gw.watch(model, opt, flush_every=3, on_finding=lambda f: None) as w:
+            losses = _train(w, model, opt, 7, log)  # type: ignore[arg-type]
+    assert [str(c.message) for c in caught] == []
+    t = w.trace
+    np.testing.assert_allclose(t.scalar("loss"), losses, rtol=1e-6)
+    np.testing.assert_array_equal(t.scalar("count"), np.arange(7))
+    np.testing.assert_array_equal(t.scalar("flag"), np.arange(7) % 2 == 0)
+    np.testing.assert_array_equal(t.scalar("half"), np.arange(7) / 2)
+    np.testing.assert_array_equal(t.scalar("number"), np.arange(7) * 1.5)

@@ -96,7 +96,8 @@ class StepBuffer:
         #: it (the user's backward pass, mostly): not the recorder's own cost.
         self.last_wait = 0.0
         # Tensor scalars logged this window, not yet written: (flat position, value).
-        self._pending: list[tuple[int, torch.Tensor]] = []
+        # Logged values not yet in the buffer: (flat position, value), written at the flush.
+        self._pending: list[tuple[int, torch.Tensor | float]] = []
         # (step, layer, profile, kind): kind is a trace PROFILE_KINDS name.
         self.recurrent: list[tuple[int, int, torch.Tensor, ProfileKind]] = []
         self.window_start = 0
@@ -166,14 +167,18 @@ class StepBuffer:
             if reduce is not None:
                 self.scalar_reduce[name] = reduce
                 self.logged.setdefault(name, np.zeros(self.flush_every, dtype=bool))[slot] = True
-            if tensor_value is not None:
-                # Kept until the flush writes them all at once: a copy into the buffer per
-                # step cost ~4 dispatcher calls (~25 us on CPU inside a training loop). A
-                # clone, so that a tensor changed in place after log() keeps its value.
-                with torch.no_grad():
-                    self._pending.append((slot * self.scalars.shape[1] + col, tensor_value.clone()))
+            # Kept until the flush writes them all at once: a copy into the buffer per step
+            # cost ~4 dispatcher calls (~25 us on CPU inside a training loop). A CPU tensor is
+            # read now (a memory load, no sync, no clone); an accelerator tensor is cloned,
+            # so that one changed in place after log() keeps its value.
+            pos = slot * self.scalars.shape[1] + col
+            if tensor_value is None:
+                self._pending.append((pos, number))  # type: ignore[arg-type]
+            elif tensor_value.device.type == "cpu" and not tensor_value.is_complex():
+                self._pending.append((pos, float(tensor_value.item())))
             else:
-                self.scalars[slot, col] = number  # type: ignore[assignment]
+                with torch.no_grad():
+                    self._pending.append((pos, tensor_value.clone()))
             self.srow_used[slot] = True
         if late:
             self.late_scalars.append((step, late))
@@ -193,13 +198,24 @@ class StepBuffer:
             self.last_wait = time.perf_counter() - start
 
     def write_pending(self) -> None:
-        """Write the tensor scalars logged since the last call into the buffer (a few
-        kernels for the whole window; no host sync)."""
+        """Write the scalars logged since the last call into the buffer (a few kernels for
+        the whole window; no host sync)."""
         if not self._pending:
             return
         latest = dict(self._pending)  # a name logged twice in a step: the last value
-        where = torch.tensor(list(latest), dtype=torch.long)
-        vals = list(latest.values())
+        self._pending.clear()
+        flat = self.scalars.view(-1)
+        numbers = {pos: v for pos, v in latest.items() if isinstance(v, float)}
+        if numbers:
+            where = torch.tensor(list(numbers), dtype=torch.long).to(self.device)
+            flat.index_put_(
+                (where,), torch.tensor(list(numbers.values()), dtype=self.sdtype).to(self.device)
+            )
+        tensors = {pos: v for pos, v in latest.items() if isinstance(v, torch.Tensor)}
+        if not tensors:
+            return
+        where = torch.tensor(list(tensors), dtype=torch.long)
+        vals = list(tensors.values())
         first = vals[0]
         if all(v.dim() == 0 and v.device == first.device for v in vals):
             # The usual case (a loss per step): one stack, not two operations per value
@@ -207,8 +223,7 @@ class StepBuffer:
             values = torch.stack(vals).to(self.device, self.sdtype)
         else:
             values = torch.cat([v.reshape(1).to(self.device, self.sdtype) for v in vals])
-        self.scalars.view(-1).index_put_((where.to(self.device),), values)
-        self._pending.clear()
+        flat.index_put_((where.to(self.device),), values)
 
     def _scalar_col(self, name: str) -> int:
         col = self.scalar_cols.get(name)

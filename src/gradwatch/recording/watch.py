@@ -399,7 +399,12 @@ class Watch:
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; log before `close()` or leaving `with`.")
         mode = check_reduce(reduce)
+        # The recorder's work like any other: charged to the budget (~14 us a call on CPU,
+        # 5% of a 0.3 ms step).
+        schedule = self._schedule
+        start = schedule.clock()
         self._buffer.log(max(self._progress.step - 1, 0), scalars, mode)
+        schedule.charge(schedule.clock() - start)
 
     def observe_clip(
         self,
