@@ -93,6 +93,33 @@ def test_bf16_autocast_underflow_uses_bf16_range() -> None:
     assert np.isfinite(got).all() and (got > 0).any()
 
 
+@pytest.mark.parametrize("activations", [True, False])
+def test_autocast_is_read_on_sampled_steps_only(activations: bool) -> None:
+    """The autocast reader is attached with the sampled steps' hooks, so the model's other
+    forwards run without a hook, and the sampled steps still count bf16 underflow; without
+    activation hooks (nothing else is attached per step) it stays on every forward."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    seen: list[list[torch.Tensor]] = []
+    hooked: list[bool] = []
+    options: dict[str, Any] = {"sample_every": 3, "dense_steps": 0, "overhead": None}
+    with gw.watch(model, opt, activations=activations, **options) as w:
+        _capture(opt, model, seen)
+        for x in _batches(7):
+            opt.zero_grad()
+            hooked.append(bool(model._forward_pre_hooks))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(x).float().pow(2).mean()
+            loss.backward()
+            opt.step()
+    sampled = [0, 3, 6]
+    steps, got = w.trace.measured("grad_underflow")
+    assert steps.tolist() == sampled
+    want = np.stack([_naive_fraction(seen[s], BF16_TINY) for s in sampled])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert hooked == ([s in sampled for s in range(7)] if activations else [True] * 7)
+
+
 def test_half_weights_count_in_their_own_dtype() -> None:
     """A model cast to float16 (fp16 gradients, no scaler) counts |g| < 2**-14 as is."""
     model = _model().half()

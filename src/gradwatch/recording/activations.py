@@ -118,6 +118,9 @@ class ActivationSampler:
         self._calls = [0] * layers.n
         self._armed_unordered = False  # whether the attached hooks are the ordering step's
         self._claims: dict[int, list[tuple[int, bool]]] = {}
+        #: (module, forward pre-hook) pairs attached with every sampled step's hooks (the
+        #: precision's autocast reader): set before the first ``arm()``.
+        self.extra_pre_hooks: list[tuple[nn.Module, Callable[..., Any]]] = []
 
     # ------------------------------------------------------------------ hooks
     def arm(self) -> None:
@@ -172,6 +175,7 @@ class ActivationSampler:
                     else self._make_fused_hook(layer, found)
                 )
                 plan.append((mod, False, self._timed(hook)))
+        plan += [(mod, True, self._timed(hook)) for mod, hook in self.extra_pre_hooks]
         return plan
 
     def _fusable(self) -> dict[int, int]:

@@ -224,7 +224,12 @@ class Watch:
             self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
         if self.scaler is not None:
             self._wrap_scaler()
-        self._hooks.handles.append(self._grads.precision.attach(self.model, self._layers.device))
+        precision, device = self._grads.precision, self._layers.device
+        if self._sampler.enabled:
+            # Read on sampled steps only: attached with their hooks, not on every forward.
+            self._sampler.extra_pre_hooks = [(self.model, precision.forward_pre_hook(device))]
+        else:
+            self._hooks.handles.append(precision.attach(self.model, device))
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
         self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
