@@ -6,6 +6,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -389,3 +390,76 @@ def test_distributed_spacings_change_only_when_the_ranks_agree() -> None:
     schedule.force_on_nonfinite = False  # (sharded gradients: seen by one rank only)
     schedule.nonfinite(460)
     assert not schedule.sampled(461)
+
+
+def test_flush_window_doubles_while_flushes_alone_overrun_a_quarter_of_the_budget() -> None:
+    """A flush of 1.5 ms on a 0.3 ms step costs 5% a step at 100 steps a window: the window
+    doubles until a flush spread over it costs under a quarter of the 3% budget (800 steps:
+    1.9 us a step); a cheap flush keeps the window as it is."""
+    schedule, clock = make(dense_steps=0)
+    simulate(schedule, clock, range(100), Costs(user=3e-4, plain=0.0, sampled=0.0))
+    window, seen = 100, []
+    for _ in range(6):
+        schedule.charge_flush(1.5e-3)
+        window = schedule.flush_window(window, 100, n_layers=5)
+        seen.append(window)
+    assert seen == [200, 400, 800, 800, 800, 800]
+    schedule.charge_flush(1e-6)  # a cheap flush: no reason to grow
+    assert schedule.flush_window(100, 100, n_layers=5) == 100
+    schedule.charge_flush(1.0)  # however dear a flush, 1600 steps at most
+    assert schedule.flush_window(1600, 100, n_layers=5) == 1600
+
+
+def test_flush_window_keeps_within_its_time_memory_and_rank_caps() -> None:
+    """At most 5 s of training a window (halved back when steps grow longer), at most
+    400,000 buffered values a metric, and fixed without a budget or under torch.distributed."""
+    schedule, clock = make(dense_steps=0)
+    simulate(schedule, clock, range(100), Costs(user=4e-3, plain=0.0, sampled=0.0))
+    schedule.charge_flush(1.0)  # (a flush cost far over the budget)
+    assert schedule.flush_window(800, 100, n_layers=5) == 800  # 1600 x 4 ms would be 6.4 s
+    assert schedule.flush_window(400, 100, n_layers=1000) == 400  # 800 x 1000 > 400,000
+    slow, slow_clock = make(dense_steps=0)
+    simulate(slow, slow_clock, range(100), Costs(user=0.02, plain=0.0, sampled=0.0))
+    slow.charge_flush(1.0)
+    assert slow.flush_window(1600, 100, n_layers=5) == 200  # 200 x 20 ms = 4 s
+    fixed, fixed_clock = make(budget=None, dense_steps=0)
+    simulate(fixed, fixed_clock, range(100), Costs(user=3e-4))
+    fixed.charge_flush(1.0)
+    assert fixed.flush_window(100, 100, n_layers=5) == 100
+    schedule.distributed = True
+    assert schedule.flush_window(100, 100, n_layers=5) == 100
+
+
+def test_a_window_that_grows_records_what_a_fixed_one_does() -> None:
+    """Windows lengthened between flushes (buffers and activation sums remade) give the
+    trace a fixed 100-step window gives: every metric, scalar and sampled step."""
+
+    def train(grow: bool) -> gw.Trace:
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        with gw.watch(model, opt, sample_every=3, overhead=None, flush_every=100) as w:
+            if grow:
+                w._auto_flush = True
+                w._schedule.flush_window = lambda window, base, n_layers: min(2 * window, 400)
+            for step in range(1000):
+                opt.zero_grad()
+                loss = model(torch.randn(16, 4)).pow(2).mean()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss, step_count=step)
+            assert w._buffer.flush_every == (400 if grow else 100)
+        return w.trace
+
+    fixed, grown = train(False), train(True)
+    assert grown.steps.tolist() == fixed.steps.tolist() == list(range(1000))
+    for metric in ("grad_norm", "weight_norm", "update_ratio", "act_mean", "act_dead"):
+        s_fixed, m_fixed = fixed.measured(metric)
+        s_grown, m_grown = grown.measured(metric)
+        assert s_grown.tolist() == s_fixed.tolist()
+        np.testing.assert_array_equal(m_grown, m_fixed)
+    for name in ("loss", "step_count"):
+        np.testing.assert_array_equal(grown.scalar(name), fixed.scalar(name))
+    assert grown.config["flush_every"] == 400 and fixed.config["flush_every"] == 100

@@ -30,7 +30,7 @@ def watch(
     every: int = 1,
     sample_every: int = 10,
     dense_steps: int = 20,
-    flush_every: int = 100,
+    flush_every: int | None = None,
     overwrite: bool = False,
     scaler: Any | None = None,
     activations: bool = True,
@@ -65,7 +65,11 @@ def watch(
             profiles and update ratios every ``sample_every`` steps.
         dense_steps: Also measure them on every one of the first ``dense_steps`` steps,
             where early blow-ups happen (0: only every ``sample_every`` steps).
-        flush_every: Steps kept in the device buffer between two writes.
+        flush_every: Steps kept in the device buffer between two writes (each a flush: the
+            write, and the live check). None (the default): 100, lengthened by the
+            recorder (doubling, up to 1600 steps and 5 s of training) while flushes alone
+            cost over a quarter of the ``overhead`` budget, as on sub-millisecond steps;
+            100 fixed with ``overhead=None`` or under ``torch.distributed``.
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
         activations: Set False to skip forward hooks entirely (gradients only).

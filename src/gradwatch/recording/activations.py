@@ -421,6 +421,11 @@ class ActivationSampler:
             buf.recurrent.append((at, i, prof, kind))
         self.step = StepOutputs()
 
+    def resize_window(self, window: int) -> None:
+        """Keep sums for a window of ``window`` steps (right after a flush took them)."""
+        assert not self._window.slots, "the window's sums were not taken"
+        self._window = WindowSums(window, self._layers.n, self._layers.device, self._buffer.sdtype)
+
     def write_window(self) -> None:
         """Write the sampled metrics of the window's sampled steps into the buffer (before
         the flush moves it to the host)."""

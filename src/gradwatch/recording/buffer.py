@@ -95,7 +95,6 @@ class StepBuffer:
         #: Seconds the last flush waited for the device to finish the work queued before
         #: it (the user's backward pass, mostly): not the recorder's own cost.
         self.last_wait = 0.0
-        # Tensor scalars logged this window, not yet written: (flat position, value).
         # Logged values not yet in the buffer: (flat position, value), written at the flush.
         self._pending: list[tuple[int, torch.Tensor | float]] = []
         # (step, layer, profile, kind): kind is a trace PROFILE_KINDS name.
@@ -110,6 +109,21 @@ class StepBuffer:
         self.logged: dict[str, np.ndarray] = {}
         #: Set under torch.distributed: adds the window over ranks at each flush.
         self.reducer: WindowReduce | None = None
+
+    def resize(self, flush_every: int) -> None:
+        """Make the window ``flush_every`` steps long: right after a flush (it is empty)."""
+        assert not (self._pending or self.recurrent or self.row_used.any()), "not flushed"
+        n = self.flush_every = flush_every
+        self.values = torch.full(
+            (n, len(LAYER_METRICS), self.n_layers), math.nan, device=self.device
+        )
+        self.scalars = torch.full(
+            (n, self.scalars.shape[1]), math.nan, device=self.device, dtype=self.sdtype
+        )
+        self.row_used = np.zeros(n, dtype=bool)
+        self.row_grads = [None] * n
+        self.srow_used = np.zeros(n, dtype=bool)
+        self.logged = {name: np.zeros(n, dtype=bool) for name in self.logged}
 
     def is_full(self, step: int) -> bool:
         """Whether ``step`` falls past the window (flush first)."""

@@ -54,6 +54,10 @@ from .optimizers import unwrap_optimizer
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 
+#: Steps per flush window: the first window when the recorder chooses (``flush_every=None``
+#: under a budget), every window without a budget.
+FLUSH_EVERY = 100
+
 
 @dataclass
 class _Progress:
@@ -109,7 +113,7 @@ class Watch:
         every: int = 1,
         sample_every: int = 10,
         dense_steps: int = 20,
-        flush_every: int = 100,
+        flush_every: int | None = None,
         overwrite: bool = False,
         scaler: Any | None = None,
         activations: bool = True,
@@ -123,8 +127,12 @@ class Watch:
         self.every = check_int("every", every)
         self.sample_every = check_int("sample_every", sample_every)
         self.dense_steps = check_dense_steps(dense_steps)
-        self.flush_every = check_int("flush_every", flush_every)
+        # None: the recorder chooses, from FLUSH_EVERY up, under the overhead budget.
         self.overhead = check_overhead(overhead)
+        self._auto_flush = flush_every is None and self.overhead is not None
+        self.flush_every = (
+            FLUSH_EVERY if flush_every is None else check_int("flush_every", flush_every)
+        )
         if optimizer is not None:
             optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
         self.step_begin = check_step_begin(step_begin, optimizer)
@@ -322,6 +330,10 @@ class Watch:
             schedule.charge_flush(max(schedule.clock() - start - self._buffer.last_wait, 0.0))
             if self._sink.stopped is not None and not distributed:
                 return
+            if self._auto_flush:
+                self._resize_window(
+                    schedule.flush_window(buf.flush_every, FLUSH_EVERY, buf.n_layers)
+                )
         start = schedule.clock()
         if not self._layers.ordered:
             self._finalize_order()
@@ -444,6 +456,12 @@ class Watch:
             )
         self._flush_listeners.append(listener)
 
+    def _resize_window(self, window: int) -> None:
+        """Flush every ``window`` steps from now on (the window was just flushed)."""
+        if window != self._buffer.flush_every:
+            self._buffer.resize(window)
+            self._sampler.resize_window(window)
+
     def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
         self._buffer.wait_for_device()  # (the user's queued kernels: not the flush's cost)
@@ -487,7 +505,8 @@ class Watch:
                 "every": self.every,
                 "sample_every": self.sample_every,
                 "dense_steps": self.dense_steps,
-                "flush_every": self.flush_every,
+                "flush_every": self._buffer.flush_every,
+                "flush_auto": self._auto_flush,
                 "activations": self._sampler.enabled,
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
                 "device": str(layers.device),
