@@ -127,12 +127,10 @@ class Watch:
         self.every = check_int("every", every)
         self.sample_every = check_int("sample_every", sample_every)
         self.dense_steps = check_dense_steps(dense_steps)
-        # None: the recorder chooses, from FLUSH_EVERY up, under the overhead budget.
         self.overhead = check_overhead(overhead)
+        # None: the recorder chooses, from FLUSH_EVERY up, under the overhead budget.
         self._auto_flush = flush_every is None and self.overhead is not None
-        self.flush_every = (
-            FLUSH_EVERY if flush_every is None else check_int("flush_every", flush_every)
-        )
+        window = FLUSH_EVERY if flush_every is None else check_int("flush_every", flush_every)
         if optimizer is not None:
             optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
         self.step_begin = check_step_begin(step_begin, optimizer)
@@ -163,7 +161,7 @@ class Watch:
             check_optimizer(optimizer, model)
 
         self._layers = LayerSet(specs)
-        self._buffer = StepBuffer(self._layers.n, self.flush_every, self._layers.device)
+        self._buffer = StepBuffer(self._layers.n, window, self._layers.device)
         scratch = Scratch()  # one reused buffer for the small temporaries of both
         self._grads = GradientStats(self._layers, self._buffer, scratch)
         self._grads.precision.scaler = scaler
@@ -172,7 +170,7 @@ class Watch:
             # Activation sums, logged scalars (and FSDP2 shards) add over ranks at each flush.
             self._buffer.reducer = WindowReducer(
                 self._layers.n,
-                self.flush_every,
+                window,
                 self._layers.device,
                 self._buffer.sdtype,
                 sharded=self._grads.sharded,
@@ -455,6 +453,11 @@ class Watch:
                 f"got {type(listener).__name__}."
             )
         self._flush_listeners.append(listener)
+
+    @property
+    def flush_every(self) -> int:
+        """Steps per flush window now (lengthened by the recorder under ``flush_every=None``)."""
+        return self._buffer.flush_every
 
     def _resize_window(self, window: int) -> None:
         """Flush every ``window`` steps from now on (the window was just flushed)."""
