@@ -9,6 +9,7 @@ gradients, gradient, weight and update norms, the logged loss) must match.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -159,6 +160,40 @@ def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str
     }
 
 
+def _window_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str, Any]:
+    """DDP with the flush window left to the recorder (first window 4 steps): rank 1 asks
+    for a window twice as long at each flush (up to 16 steps), rank 0 for the same one."""
+    from gradwatch.recording.schedule import Schedule
+
+    # (the module: the package's ``watch`` attribute is the function)
+    watch_module = importlib.import_module("gradwatch.recording.watch")
+
+    def proposed(self: Schedule, window: int, base: int, n_layers: int) -> int:
+        return min(2 * window, 16) if rank == 1 else window
+
+    model = nn.parallel.DistributedDataParallel(_mlp())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    windows = []
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setattr(watch_module, "FLUSH_EVERY", 4)
+        mp_.setattr(Schedule, "flush_window", proposed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            settings = {"sample_every": 3, "dense_steps": 2, "overhead": 0.03}
+            with gw.watch(model, opt, run_dir=run_dir, **settings) as w:
+                for x in [b for _ in range(8) for b in _mlp_batches()]:
+                    opt.zero_grad()
+                    loss = _loss(model(half(x)))
+                    loss.backward()
+                    opt.step()
+                    w.log(loss=loss, reduce="mean")
+                    windows.append(w.flush_every)
+    return {
+        "windows": windows,
+        "warnings": [str(c.message) for c in caught if "gradwatch" in str(c.message)],
+    }
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -196,6 +231,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         info["layout_warnings"] = sum("different scalars layouts" in str(c.message) for c in caught)
 
         info["budget"] = _budget_run(rank, half, f"{out}/budget")
+        info["window"] = _window_run(rank, half, f"{out}/window")
 
         from torch.distributed.fsdp import fully_shard
 
@@ -317,3 +353,17 @@ def test_ranks_sample_the_same_steps_under_the_budget(runs: Path) -> None:
     assert info[0]["warnings"] == info[1]["warnings"] == []
     trace = gw.load(runs / "budget")
     assert list(trace.steps) == list(range(40))
+
+
+def test_ranks_agree_on_the_flush_window(runs: Path) -> None:
+    """With the flush window left to the recorder, each rank proposes one at a flush and all
+    take the longest: rank 1's doubling (4, 8, 16) is every rank's, both flush at the same
+    steps, and the trace holds every step with the ranks' mean loss."""
+    info = [json.loads((runs / f"info{r}.json").read_text())["window"] for r in (0, 1)]
+    assert info[0]["windows"] == info[1]["windows"], info
+    assert sorted(set(info[0]["windows"])) == [4, 8, 16]
+    assert info[0]["warnings"] == info[1]["warnings"] == []
+    trace = gw.load(runs / "window")
+    assert list(trace.steps) == list(range(40))
+    assert trace.config["flush_auto"] and trace.config["flush_every"] == 16
+    assert np.isfinite(trace.scalar("loss")).all()

@@ -412,7 +412,7 @@ def test_flush_window_doubles_while_flushes_alone_overrun_a_quarter_of_the_budge
 
 def test_flush_window_keeps_within_its_time_memory_and_rank_caps() -> None:
     """At most 5 s of training a window (halved back when steps grow longer), at most
-    400,000 buffered values a metric, and fixed without a budget or under torch.distributed."""
+    400,000 buffered values a metric, and fixed without a budget."""
     schedule, clock = make(dense_steps=0)
     simulate(schedule, clock, range(100), Costs(user=4e-3, plain=0.0, sampled=0.0))
     schedule.charge_flush(1.0)  # (a flush cost far over the budget)
@@ -426,8 +426,6 @@ def test_flush_window_keeps_within_its_time_memory_and_rank_caps() -> None:
     simulate(fixed, fixed_clock, range(100), Costs(user=3e-4))
     fixed.charge_flush(1.0)
     assert fixed.flush_window(100, 100, n_layers=5) == 100
-    schedule.distributed = True
-    assert schedule.flush_window(100, 100, n_layers=5) == 100
 
 
 def test_a_window_that_grows_records_what_a_fixed_one_does() -> None:

@@ -68,8 +68,9 @@ def watch(
         flush_every: Steps kept in the device buffer between two writes (each a flush: the
             write, and the live check). None (the default): 100, lengthened by the
             recorder (doubling, up to 1600 steps and 5 s of training) while flushes alone
-            cost over a quarter of the ``overhead`` budget, as on sub-millisecond steps;
-            100 fixed with ``overhead=None`` or under ``torch.distributed``.
+            cost over a quarter of the ``overhead`` budget, as on sub-millisecond steps
+            (under ``torch.distributed`` the longest any rank proposes); 100 fixed with
+            ``overhead=None``.
         overwrite: Replace a run already in ``run_dir``.
         scaler: A ``torch.amp.GradScaler``: steps it skips are recorded as skipped.
         activations: Set False to skip forward hooks entirely (gradients only).

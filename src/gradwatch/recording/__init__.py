@@ -4,6 +4,7 @@
 statistics of a step into the step ``buffer``, which flushes them to the trace schema.
 """
 
-from .watch import Flush, FlushListener, Watch, watch
+from .flushing import Flush, FlushListener
+from .watch import Watch, watch
 
 __all__ = ["Flush", "FlushListener", "Watch", "watch"]

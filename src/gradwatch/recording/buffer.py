@@ -59,6 +59,8 @@ class WindowReduce(Protocol):
 
     def keep(self, slot: int, sums: StepSums) -> None: ...
 
+    def resize(self, window: int) -> None: ...
+
     def reduce_(self, buf: StepBuffer) -> None: ...
 
 
@@ -124,6 +126,8 @@ class StepBuffer:
         self.row_grads = [None] * n
         self.srow_used = np.zeros(n, dtype=bool)
         self.logged = {name: np.zeros(n, dtype=bool) for name in self.logged}
+        if self.reducer is not None:
+            self.reducer.resize(n)
 
     def is_full(self, step: int) -> bool:
         """Whether ``step`` falls past the window (flush first)."""

@@ -139,9 +139,9 @@ class WindowReducer:
         self.exact_nonfinite = exact_nonfinite
         self.enabled = True  # False for a final flush after a failure: no collective then
         #: Values every rank proposes for the flush to agree on (the overhead budget's two
-        #: spacings; zeros without a budget: every rank sends as many), set before a flush;
-        #: ``agreed`` holds their maximum over ranks after it.
-        self.propose: tuple[float, ...] = (0.0, 0.0)
+        #: spacings, zeros without a budget, and the next flush window: every rank sends as
+        #: many), set before a flush; ``agreed`` holds their maximum over ranks after it.
+        self.propose: tuple[float, ...] = (0.0, 0.0, float(window))
         self.agreed: tuple[float, ...] | None = None
         self._act = torch.zeros(window, RAW_ROWS, n_layers, dtype=dtype, device=device)
         self._kept = np.zeros(window, dtype=bool)
@@ -149,6 +149,12 @@ class WindowReducer:
         self._warned: set[str] = set()
         #: Collectives made so far (two per flush): for tests and for the cost in docs.
         self.collectives = 0
+
+    def resize(self, window: int) -> None:
+        """Keep sums for windows of ``window`` steps (right after a flush reset them)."""
+        assert not self._kept.any(), "the window's sums were not reduced"
+        self._act = self._act.new_zeros((window, *self._act.shape[1:]))
+        self._kept = np.zeros(window, dtype=bool)
 
     def keep(self, slot: int, sums: StepSums) -> None:
         """Keep a sampled step's activation sums until the flush adds them over ranks."""
@@ -161,6 +167,7 @@ class WindowReducer:
     def reduce_(self, buf: StepBuffer) -> None:
         """Replace the window's rank-local statistics in ``buf`` by the job's, in place."""
         if not self.enabled or self.world_size < 2:
+            self.agreed = tuple(self.propose)  # (alone: its own proposal is the widest)
             self._reset()
             return
         dtype, device = self._act.dtype, self._act.device

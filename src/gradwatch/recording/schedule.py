@@ -354,10 +354,11 @@ class Schedule:
         ``window`` is the current one and ``base`` the first (and smallest). Doubled while the
         last flush, spread over its window, costs more than a quarter of the budget, within
         the caps above; halved (to ``base`` at least) when the window's steps take longer
-        than ``_MAX_WINDOW_SECONDS``. Unchanged without a budget, before a step time is known
-        and under torch.distributed (every rank must flush at the same step).
+        than ``_MAX_WINDOW_SECONDS``. Unchanged without a budget and before a step time is
+        known. Under torch.distributed each rank proposes it at a flush and every rank takes
+        the longest proposed (every rank must flush at the same step).
         """
-        if self.budget is None or self.distributed or self._last_flush is None or not self._user:
+        if self.budget is None or self._last_flush is None or not self._user:
             return window
         step = statistics.median(self._user)
         while window > base and window * step > _MAX_WINDOW_SECONDS:

@@ -23,12 +23,11 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -48,15 +47,12 @@ from .arguments import (
 from .buffer import SKIPPED, Sink, StepBuffer
 from .compiled import EagerWindow, untraced, user_module
 from .distributed import Reduce, WindowReducer, check_reduce, world
+from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
-
-#: Steps per flush window: the first window when the recorder chooses (``flush_every=None``
-#: under a budget), every window without a budget.
-FLUSH_EVERY = 100
 
 
 @dataclass
@@ -68,25 +64,6 @@ class _Progress:
     closed: bool = False
     failed: bool = False  # left by an exception: the run's status says so
     started: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class Flush:
-    """What one flush sent out, as handed to each flush listener.
-
-    Attributes:
-        tables: ``(chunk kind, table)`` pairs, exactly as written to the run directory.
-        end_step: Steps recorded so far (the first step not in this or any earlier flush).
-        final: True for the flush made by ``close()``: no flush follows.
-    """
-
-    tables: list[tuple[str, pa.Table]]
-    end_step: int
-    final: bool
-
-
-#: A flush listener: called on the host after each flush (see ``Watch.add_flush_listener``).
-FlushListener = Callable[["Watch", Flush], None]
 
 
 @dataclass
@@ -130,6 +107,7 @@ class Watch:
         self.overhead = check_overhead(overhead)
         # None: the recorder chooses, from FLUSH_EVERY up, under the overhead budget.
         self._auto_flush = flush_every is None and self.overhead is not None
+        self._agreed_window = FLUSH_EVERY  # (torch.distributed: set at each flush)
         window = FLUSH_EVERY if flush_every is None else check_int("flush_every", flush_every)
         if optimizer is not None:
             optimizer = unwrap_optimizer(optimizer)  # AcceleratedOptimizer, LightningOptimizer
@@ -329,8 +307,11 @@ class Watch:
             if self._sink.stopped is not None and not distributed:
                 return
             if self._auto_flush:
+                # Under torch.distributed the window the ranks agreed on in that flush.
                 self._resize_window(
-                    schedule.flush_window(buf.flush_every, FLUSH_EVERY, buf.n_layers)
+                    self._agreed_window
+                    if distributed
+                    else schedule.flush_window(buf.flush_every, FLUSH_EVERY, buf.n_layers)
                 )
         start = schedule.clock()
         if not self._layers.ordered:
@@ -469,14 +450,20 @@ class Watch:
         """Move the window's buffers to the host in one transfer and write them out."""
         self._buffer.wait_for_device()  # (the user's queued kernels: not the flush's cost)
         self._sampler.write_window()
-        reducer, schedule = self._buffer.reducer, self._schedule
+        buf, reducer, schedule = self._buffer, self._buffer.reducer, self._schedule
         budget = schedule.budget is not None
-        if reducer is not None and budget:
-            reducer.propose = schedule.proposal()  # agreed on in the flush's collective
-        tables = self._buffer.flush(self._layers.depth, self._progress.step)
+        if reducer is not None:
+            # Agreed on in the flush's collective: the spacings and the next window.
+            spacings = schedule.proposal() if budget else (0, 0)
+            window = buf.flush_every
+            if self._auto_flush:
+                window = schedule.flush_window(window, FLUSH_EVERY, buf.n_layers)
+            reducer.propose = (*map(float, spacings), float(window))
+        tables = buf.flush(self._layers.depth, self._progress.step)
         if reducer is not None and reducer.agreed is not None:
             if budget:
-                schedule.adopt(*reducer.agreed)
+                schedule.adopt(*reducer.agreed[:2])
+            self._agreed_window = int(reducer.agreed[2])
             reducer.agreed = None
         for kind, table in tables:
             self._sink.emit(kind, table)
