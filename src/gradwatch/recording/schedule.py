@@ -26,6 +26,9 @@ runs and spaces its sampled steps so that its share of the step time stays under
   stay on multiples of ``sample_every``.
 * **Never thinned**: the dense start (each of the first ``dense_steps`` steps), and the step
   after one whose gradient was not finite (it is always sampled).
+* **Flush window** (``flush_every=None``): doubled at a flush while flushes alone cost over a
+  quarter of the budget (``flush_window``; under torch.distributed the longest any rank
+  proposes).
 
 The clock and the device timer are injectable, so the policy is tested with a fake clock.
 """
