@@ -461,3 +461,14 @@ def test_a_window_that_grows_records_what_a_fixed_one_does() -> None:
     for name in ("loss", "step_count"):
         np.testing.assert_array_equal(grown.scalar(name), fixed.scalar(name))
     assert grown.config["flush_every"] == 400 and fixed.config["flush_every"] == 100
+
+
+def test_closing_a_steps_accounting_is_charged_to_the_next_step() -> None:
+    """``end()``'s own time (its medians and sums) is the recorder's cost: the next step's."""
+    ticks = itertools.count()
+    schedule = Schedule(
+        every=1, sample_every=10, dense_steps=0, budget=0.03, clock=lambda: 0.001 * next(ticks)
+    )
+    schedule.begin(0)
+    schedule.end()  # reads the clock on entry and on leaving: 1 ms apart
+    assert schedule._charged == pytest.approx(0.001)
