@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from .._ops import stack_float32
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW, StepBuffer
 from .clip_observer import ClipSeen
 from .distributed import is_sharded, local, world
-from .layers import LayerSet, LayerSpec
+from .layers import LayerSet
 from .precision import Precision
 from .stats import (
     SMALL_NUMEL,
@@ -134,17 +133,11 @@ class GradLayout:
 
     @classmethod
     def build(
-        cls,
-        params: list[nn.Parameter],
-        layers: list[LayerSpec],
-        present: tuple[bool, ...],
-        device: torch.device,
-        *,
-        batch_small: bool = True,
+        cls, layers: LayerSet, present: tuple[bool, ...], *, batch_small: bool = True
     ) -> GradLayout:
-        owner = [i for i, spec in enumerate(layers) for _ in spec.params]
+        params, owner, device = layers.params, layers.param_owner, layers.device
         idx = [k for k, has in enumerate(present) if has]
-        numel = np.zeros(len(layers))
+        numel = np.zeros(layers.n)
         for k in idx:
             numel[owner[k]] += params[k].numel()
         has_grad = numel > 0
@@ -222,11 +215,10 @@ class GradientStats:
         self.precision = Precision()
         #: FSDP2: some parameters are DTensor shards, whose statistics add over ranks.
         self.sharded = any(is_sharded(p) for p in layers.params)
-        owner = [i for i, spec in enumerate(layers.specs) for _ in spec.params]
         # The weight and update passes' batching of small parameters (CPU; per tensor when
         # sharded, where each tensor's sum is weighted).
         self._split = SmallSplit.build(
-            list(layers.params), owner, layers.device, batch_small=not self.sharded
+            list(layers.params), layers.param_owner, layers.device, batch_small=not self.sharded
         )
         self._dtensors = any(hasattr(p, "placements") for p in layers.params)
         # Under FSDP2 a parameter that is not sharded (every rank holds all of it) counts on
@@ -246,11 +238,8 @@ class GradientStats:
         present = tuple(p.grad is not None for p in params)
         cached = self._layouts.get(present)
         if cached is None:
-            lay = self._layers
             # Sharded statistics are weighted per parameter: no element-wise batching then.
-            cached = GradLayout.build(
-                params, lay.specs, present, lay.device, batch_small=not self.sharded
-            )
+            cached = GradLayout.build(self._layers, present, batch_small=not self.sharded)
             self._layouts[present] = cached
         return cached
 

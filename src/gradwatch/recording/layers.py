@@ -91,12 +91,9 @@ class LayerSet:
         self.n = len(specs)
         self.params: list[nn.Parameter] = [p for spec in specs for p in spec.params]
         self.device = self.params[0].device if self.params else torch.device("cpu")
-        # The layer of each parameter, on the device, for per-layer index_add of statistics.
-        self.param_layer = torch.tensor(
-            [i for i, spec in enumerate(specs) for _ in spec.params],
-            dtype=torch.long,
-            device=self.device,
-        )
+        #: The layer of each parameter, and the same on the device (for per-layer index_add).
+        self.param_owner = [i for i, spec in enumerate(specs) for _ in spec.params]
+        self.param_layer = torch.tensor(self.param_owner, dtype=torch.long, device=self.device)
         self.order: list[int] = []  # layer indices in order of first use
         self.ordered = False
         self.depth = list(range(self.n))  # index -> depth, final once ordered
