@@ -80,19 +80,12 @@ class StepBuffer:
 
     def __init__(self, n_layers: int, flush_every: int, device: torch.device) -> None:
         self.n_layers = n_layers
-        self.flush_every = flush_every
         self.device = device
         # CPU counts non-finite entries exactly; accelerators flag them (a count would sync).
         self.exact_nonfinite = device.type == "cpu"
-        self.values = torch.full(
-            (flush_every, len(LAYER_METRICS), n_layers), math.nan, device=device
-        )
-        self.row_used = np.zeros(flush_every, dtype=bool)
-        self.row_grads: list[GradCoverage | None] = [None] * flush_every
         self.scalar_cols: dict[str, int] = {name: i for i, name in enumerate(STEP_SCALARS)}
         self.sdtype = torch.float32 if device.type == "mps" else torch.float64
-        self.scalars = torch.full((flush_every, 8), math.nan, device=device, dtype=self.sdtype)
-        self.srow_used = np.zeros(flush_every, dtype=bool)
+        self._allocate(flush_every, scalar_width=8)
         self.late_scalars: list[tuple[int, dict[str, float]]] = []  # logged before the window
         #: Seconds the last flush waited for the device to finish the work queued before
         #: it (the user's backward pass, mostly): not the recorder's own cost.
@@ -115,19 +108,22 @@ class StepBuffer:
     def resize(self, flush_every: int) -> None:
         """Make the window ``flush_every`` steps long: right after a flush (it is empty)."""
         assert not (self._pending or self.recurrent or self.row_used.any()), "not flushed"
-        n = self.flush_every = flush_every
-        self.values = torch.full(
-            (n, len(LAYER_METRICS), self.n_layers), math.nan, device=self.device
-        )
-        self.scalars = torch.full(
-            (n, self.scalars.shape[1]), math.nan, device=self.device, dtype=self.sdtype
-        )
-        self.row_used = np.zeros(n, dtype=bool)
-        self.row_grads = [None] * n
-        self.srow_used = np.zeros(n, dtype=bool)
-        self.logged = {name: np.zeros(n, dtype=bool) for name in self.logged}
+        self._allocate(flush_every, scalar_width=self.scalars.shape[1])
+        self.logged = {name: np.zeros(flush_every, dtype=bool) for name in self.logged}
         if self.reducer is not None:
-            self.reducer.resize(n)
+            self.reducer.resize(flush_every)
+
+    def _allocate(self, flush_every: int, *, scalar_width: int) -> None:
+        """The window's buffers and row flags, empty (values NaN), ``flush_every`` rows."""
+        self.flush_every = flush_every
+        shape = (flush_every, len(LAYER_METRICS), self.n_layers)
+        self.values = torch.full(shape, math.nan, device=self.device)
+        self.row_used = np.zeros(flush_every, dtype=bool)
+        self.row_grads: list[GradCoverage | None] = [None] * flush_every
+        self.scalars = torch.full(
+            (flush_every, scalar_width), math.nan, device=self.device, dtype=self.sdtype
+        )
+        self.srow_used = np.zeros(flush_every, dtype=bool)
 
     def is_full(self, step: int) -> bool:
         """Whether ``step`` falls past the window (flush first)."""
