@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -472,3 +473,32 @@ def test_closing_a_steps_accounting_is_charged_to_the_next_step() -> None:
     schedule.begin(0)
     schedule.end()  # reads the clock on entry and on leaving: 1 ms apart
     assert schedule._charged == pytest.approx(0.001)
+
+
+def test_the_budget_times_the_optimizer_hooks_from_their_first_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The calls between a hook's entry and the step's work (``untraced``, the prologue) are
+    charged: a call path made to take 5 ms on each hook shows as 10 ms of the step's cost."""
+    import importlib
+
+    watch_module = importlib.import_module("gradwatch.recording.watch")
+    now = [0.0]
+
+    def slow_untraced(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        now[0] += 0.005  # the cold path into the recorder's code
+        return fn(*args, **kwargs)
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gw.watch(model, opt, every=1000, sample_every=1000, dense_steps=1) as w:
+        for _ in range(2):  # step 0 sampled; step 1 records nothing
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            with monkeypatch.context() as patch:
+                if w._progress.step == 1:
+                    patch.setattr(watch_module, "untraced", slow_untraced)
+                    w._schedule.clock = lambda: now[0]  # still otherwise: only the 5 ms count
+                    w._schedule._charged = 0.0  # (step 0's accounting, on the real clock)
+                opt.step()
+        assert w._schedule._host.by_kind["idle"][-1] == pytest.approx(0.010)
