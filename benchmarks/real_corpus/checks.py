@@ -80,6 +80,17 @@ def at_chance(classes: int, window: int = 20) -> Check:
     return check
 
 
+def loss_spikes(factor: float, within: int) -> Check:
+    """Within the first ``within`` steps the loss reaches ``factor`` x its first step's."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        first, peak = run.losses[0], max(run.losses[:within])
+        ok = not math.isfinite(peak) or peak >= factor * first
+        return ok, f"loss {first:.3g} at step 0, up to {peak:.3g} in the first {within} steps"
+
+    return check
+
+
 def goes_nonfinite() -> Check:
     """Some step's gradient has a NaN/inf entry (the loop's own ``isfinite`` check)."""
 

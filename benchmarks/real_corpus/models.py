@@ -187,6 +187,19 @@ def resnet(seed: int) -> Setup:
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
 
 
+def resnet50_small_images(seed: int) -> Setup:
+    """HF ResNet-50 (the ImageNet config: bottlenecks, BatchNorm) on 32x32 digits, batch 16,
+    SGD at the ImageNet rate scaled to the batch (0.1 x 16 / 256) + momentum and weight decay,
+    no warm-up: ImageNet's stem and five stride-2 stages leave 1x1 maps at the last stage."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    cfg = ResNetConfig()
+    cfg.num_labels = 10
+    model = ResNetForImageClassification(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1 * 16 / 256, momentum=0.9, weight_decay=1e-4)
+    return Setup(model, opt, digit_images(32, seed, batch=16), loss=ce_pixels)
+
+
 def lstm_lm(seed: int) -> Setup:
     """word_language_model's defaults (SGD lr 20, clip 0.25, bptt 35, batch 20), byte vocab."""
     model = RNNModel("LSTM", 256, 64, 64, 2)

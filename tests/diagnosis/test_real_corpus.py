@@ -1,7 +1,7 @@
 """The real-architecture corpus: models people train are diagnosed truthfully.
 
 Each case (benchmarks/real_corpus/) is a Hugging Face GPT-2/BERT/ViT/ResNet built from its
-config, a word-language-model LSTM/tanh-RNN, or a default-init MLP, trained for 60-200 CPU
+config, a word-language-model LSTM/tanh-RNN, or a default-init MLP, trained for 60-300 CPU
 steps under ``gw.watch``. Every test first asserts the case's independent check, computed from
 the training loop's own losses, gradients and probes: a healthy case really learns, a broken
 one really is broken. Only then does it assert the diagnosis: no warning on a healthy case,
