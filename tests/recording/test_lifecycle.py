@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import gradwatch as gw
+from gradwatch.recording.arguments import check_flush_window
 from gradwatch.trace import TraceError
 
 
@@ -190,6 +191,14 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`model`.*'0.weight' is on the meta device.*to_empty"):
         gw.watch(deferred)
     assert _hook_count(deferred) == 0
+    # The window's buffer is allocated up front: a huge one is refused, naming the most that
+    # fits (4 layers x 12 statistics x 4 bytes a step: 256 MiB / 192 bytes = 1398101 steps).
+    with pytest.raises(ValueError, match=r"`flush_every`=10000000 .*1\.8 GiB.*<= 1398101.*None"):
+        gw.watch(model, flush_every=10**7, run_dir=tmp_path / "huge")
+    assert _hook_count(model) == 0 and not (tmp_path / "huge").exists()
+    check_flush_window(1_398_101, 4, torch.device("cpu"))  # the most that fits is allowed
+    with pytest.raises(ValueError, match="<= 1398101"):
+        check_flush_window(1_398_102, 4, torch.device("cpu"))
     other = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="`optimizer`.*not in `model`"):
         gw.watch(model, torch.optim.SGD(other.parameters(), lr=0.1))

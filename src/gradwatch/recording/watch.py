@@ -38,6 +38,7 @@ from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .arguments import (
     check_dense_steps,
+    check_flush_window,
     check_int,
     check_model,
     check_optimizer,
@@ -139,6 +140,7 @@ class Watch:
             check_optimizer(optimizer, model)
 
         self._layers = LayerSet(specs)
+        check_flush_window(window, self._layers.n, self._layers.device)
         self._buffer = StepBuffer(self._layers.n, window, self._layers.device)
         scratch = Scratch()  # one reused buffer for the small temporaries of both
         self._grads = GradientStats(self._layers, self._buffer, scratch)
