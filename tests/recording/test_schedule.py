@@ -475,30 +475,52 @@ def test_closing_a_steps_accounting_is_charged_to_the_next_step() -> None:
     assert schedule._charged == pytest.approx(0.001)
 
 
-def test_the_budget_times_the_optimizer_hooks_from_their_first_line(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The calls between a hook's entry and the step's work (``untraced``, the prologue) are
-    charged: a call path made to take 5 ms on each hook shows as 10 ms of the step's cost."""
-    import importlib
-
-    watch_module = importlib.import_module("gradwatch.recording.watch")
+def test_the_budget_times_the_optimizer_hooks_from_their_first_line() -> None:
+    """What runs between a hook's entry and the step's work is charged: a call path made to
+    take 5 ms on each of the two hooks shows as 10 ms of the step's cost."""
     now = [0.0]
-
-    def slow_untraced(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        now[0] += 0.005  # the cold path into the recorder's code
-        return fn(*args, **kwargs)
-
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with gw.watch(model, opt, every=1000, sample_every=1000, dense_steps=1) as w:
-        for _ in range(2):  # step 0 sampled; step 1 records nothing
+        for step in range(2):  # step 0 sampled; step 1 records nothing
             opt.zero_grad()
             model(torch.randn(8, 4)).pow(2).mean().backward()
-            with monkeypatch.context() as patch:
-                if w._progress.step == 1:
-                    patch.setattr(watch_module, "untraced", slow_untraced)
-                    w._schedule.clock = lambda: now[0]  # still otherwise: only the 5 ms count
-                    w._schedule._charged = 0.0  # (step 0's accounting, on the real clock)
-                opt.step()
+            if step == 1:
+                for name in ("_begin_step", "_end_step"):
+                    work = getattr(w, name)
+
+                    def slow(*args: Any, _work: Any = work, **kwargs: Any) -> Any:
+                        now[0] += 0.005  # the cold path into the recorder's code
+                        return _work(*args, **kwargs)
+
+                    setattr(w, name, slow)
+                w._schedule.clock = lambda: now[0]  # still otherwise: only the 5 ms count
+                w._schedule._charged = 0.0  # (step 0's accounting, on the real clock)
+            opt.step()
         assert w._schedule._host.by_kind["idle"][-1] == pytest.approx(0.010)
+
+
+def test_a_compiled_optimizer_step_reads_the_budgets_clock_only_outside_the_trace() -> None:
+    """Under ``torch.compile(opt.step)`` the hooks' work runs eagerly and is timed from inside
+    it: a clock read in the traced hook would charge dynamo's compile to the first steps."""
+    entered: list[float | None] = []
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    compiled_step = torch.compile(opt.step, backend="eager")
+    with gw.watch(model, opt, dense_steps=1, sample_every=1000) as w:
+        work = w._begin_step
+
+        def seen(*args: Any, **kwargs: Any) -> None:
+            entered.append(kwargs.get("entered"))
+            work(*args, **kwargs)
+
+        w._begin_step = seen  # type: ignore[method-assign]
+        for step in range(6):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            (compiled_step if step < 4 else opt.step)()
+        assert w.trace.steps.tolist() == list(range(6))
+    # Step 0 is sampled, and compiled functions run eagerly on sampled steps (compiled.py);
+    # steps 1-3 run the compiled step, timed from inside the work; 4-5 are eager.
+    assert entered[1:4] == [None] * 3
+    assert all(isinstance(entered[k], float) for k in (0, 4, 5))
