@@ -245,12 +245,9 @@ class Watch:
             del scaler.step
         self._hooks.scaler_wrapped = False
 
-    # The budget's clock starts as each hook is entered: the calls leading to the step's work
-    # run with cold caches right after the model's backward and optimizer, and took 4 of the
-    # 10 us the budget sees of an unrecorded step (5-layer MLP, CPU). A compiled optimizer
-    # step calls the hooks too: traced, a clock read there would time dynamo's compile and
-    # graph-break transitions (measured: 153 and 60 ms charged to the first plain steps), so
-    # there the step's work runs eagerly (``untraced``) and is timed from inside.
+    # The budget's clock starts at each hook's entry (cold calls: 4 of the 10 us it sees of an
+    # idle 5-layer MLP step), except in a compiled optimizer step, where a traced clock read
+    # charged dynamo's compile to the first steps: there the work runs eagerly, timed inside.
     def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if torch.compiler.is_compiling():
             untraced(self._begin_step, skipped=False)
