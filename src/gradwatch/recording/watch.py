@@ -14,8 +14,9 @@ How a step is recorded (DESIGN.md, "Recording"):
   recorder's measured cost under the ``overhead`` budget.
 * The buffer goes to the host once per flush (one transfer), then to Parquet (or memory).
 
-This module is the life cycle: arguments, hooks on the optimizer, a step's begin and end,
-``log``, ``close``. The statistics themselves are taken by the classes it composes.
+This module is the life cycle: arguments, a step's begin and end, ``log``, ``close``. The
+hooks on the optimizer and the scaler are ``step_hooks``'; the statistics themselves are taken
+by the classes it composes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from ..trace import RunWriter, Trace, run_meta
 from ..trace.schema import check_user_meta
@@ -54,6 +54,7 @@ from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
+from .step_hooks import OptimizerHooks
 
 
 @dataclass
@@ -65,14 +66,6 @@ class _Progress:
     closed: bool = False
     failed: bool = False  # left by an exception: the run's status says so
     started: float = field(default_factory=time.time)
-
-
-@dataclass
-class _Hooks:
-    """What the recorder attached outside the sampled steps, to undo on close."""
-
-    handles: list[RemovableHandle] = field(default_factory=list)
-    scaler_wrapped: bool = False
 
 
 class Watch:
@@ -171,7 +164,15 @@ class Watch:
             self._schedule.distributed = True
             self._schedule.force_on_nonfinite = not self._grads.sharded
         self._progress = _Progress()
-        self._hooks = _Hooks()
+        # On the optimizer and the scaler: the steps' begin and end (step_hooks.py).
+        self._hooks = OptimizerHooks(
+            optimizer,
+            scaler,
+            pre_hook=self._opt_pre_hook if self.step_begin == "optimizer" else None,
+            post_hook=self._opt_post_hook,
+            on_skip=self._scaler_skipped,
+            steps=lambda: self._progress.step,
+        )
         # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
         self._eager = EagerWindow(self.model)
         self._flush_listeners: list[FlushListener] = []
@@ -191,9 +192,7 @@ class Watch:
                 self._attach()
         except BaseException:
             # Nothing half-built stays behind: no hook, no meta.json, no empty directory.
-            for h in self._hooks.handles:
-                h.remove()
-            self._unwrap_scaler()
+            self._hooks.remove()
             self._anatomy.disarm()
             self._sampler.disarm()
             self._eager.hold(False)
@@ -203,13 +202,7 @@ class Watch:
 
     # ------------------------------------------------------------------ hooks
     def _attach(self) -> None:
-        if self.optimizer is not None:
-            if self.step_begin == "optimizer":
-                pre = self.optimizer.register_step_pre_hook(self._opt_pre_hook)
-                self._hooks.handles.append(pre)
-            self._hooks.handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
-        if self.scaler is not None:
-            self._wrap_scaler()
+        self._hooks.attach()
         precision, device = self._grads.precision, self._layers.device
         if self._sampler.enabled:
             # Read on sampled steps only: attached with their hooks, not on every forward.
@@ -220,30 +213,11 @@ class Watch:
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
         self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
 
-    def _wrap_scaler(self) -> None:
-        scaler = self.scaler
-        assert scaler is not None
-        original = scaler.step
-
-        def step(optimizer: Any, *args: Any, **kwargs: Any) -> Any:
-            before = self._progress.step
-            out = original(optimizer, *args, **kwargs)
-            if optimizer is self.optimizer and self._progress.step == before:
-                # GradScaler found inf/nan and did not call optimizer.step(): a skipped step.
-                if not self._progress.began:  # (begun already with step_begin="caller")
-                    self._begin_step(skipped=True)
-                self._end_step(skipped=True)
-            return out
-
-        scaler.step = step
-        self._hooks.scaler_wrapped = True
-
-    def _unwrap_scaler(self) -> None:
-        # The wrapper is an instance attribute; deleting it restores the class's method.
-        scaler = self.scaler
-        if self._hooks.scaler_wrapped and scaler is not None and "step" in vars(scaler):
-            del scaler.step
-        self._hooks.scaler_wrapped = False
+    def _scaler_skipped(self) -> None:
+        # GradScaler found inf/nan and did not call optimizer.step(): a skipped step.
+        if not self._progress.began:  # (begun already with step_begin="caller")
+            self._begin_step(skipped=True)
+        self._end_step(skipped=True)
 
     # The budget's clock starts at each hook's entry (cold calls: 4 of the 10 us it sees of an
     # idle 5-layer MLP step), except in a compiled optimizer step, where a traced clock read
@@ -534,10 +508,7 @@ class Watch:
         if progress.closed:
             return
         progress.closed = True
-        for h in self._hooks.handles:
-            h.remove()
-        self._hooks.handles.clear()
-        self._unwrap_scaler()
+        self._hooks.remove()
         self._anatomy.disarm()
         self._sampler.disarm()
         self._eager.hold(False)
