@@ -20,6 +20,8 @@ from torch import nn
 
 import gradwatch as gw
 from gradwatch.recording.arguments import check_flush_window
+from gradwatch.recording.buffer import buffer_bytes_per_step
+from gradwatch.recording.sampled import WindowSums
 from gradwatch.trace import TraceError
 
 
@@ -191,14 +193,15 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`model`.*'0.weight' is on the meta device.*to_empty"):
         gw.watch(deferred)
     assert _hook_count(deferred) == 0
-    # The window's buffer is allocated up front: a huge one is refused, naming the most that
-    # fits (4 layers x 12 statistics x 4 bytes a step: 256 MiB / 192 bytes = 1398101 steps).
-    with pytest.raises(ValueError, match=r"`flush_every`=10000000 .*1\.8 GiB.*<= 1398101.*None"):
+    # The window's buffers are allocated up front: a huge one is refused, naming the most that
+    # fits (4 layers: 12 statistics x 4 bytes, 8 scalars x 8 bytes and 14 activation sums x 8
+    # bytes a step, 704 bytes: 256 MiB / 704 = 381300 steps).
+    with pytest.raises(ValueError, match=r"`flush_every`=10000000 .*6\.6 GiB.*<= 381300.*None"):
         gw.watch(model, flush_every=10**7, run_dir=tmp_path / "huge")
     assert _hook_count(model) == 0 and not (tmp_path / "huge").exists()
-    check_flush_window(1_398_101, 4, torch.device("cpu"))  # the most that fits is allowed
-    with pytest.raises(ValueError, match="<= 1398101"):
-        check_flush_window(1_398_102, 4, torch.device("cpu"))
+    check_flush_window(381_300, 4, torch.device("cpu"))  # the most that fits is allowed
+    with pytest.raises(ValueError, match="<= 381300"):
+        check_flush_window(381_301, 4, torch.device("cpu"))
     other = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="`optimizer`.*not in `model`"):
         gw.watch(model, torch.optim.SGD(other.parameters(), lr=0.1))
@@ -208,6 +211,23 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
         gw.watch(model, run_dir=run)
     gw.watch(model, run_dir=run, overwrite=True).close()
     assert _hook_count(model) == 0
+
+
+def test_the_window_check_counts_the_bytes_a_window_really_holds() -> None:
+    """``check_flush_window``'s bytes per step are those of the tensors a window of sampled
+    steps keeps on the device: the step buffer and the activation sums."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    window = 6
+    with gw.watch(model, opt, flush_every=window, sample_every=1) as w:
+        _train(model, opt, window - 1, 1, w)  # a full window less one: nothing flushed yet
+        buf, kept = w._buffer, w._sampler._window._kept
+        assert len(kept) == window - 1
+        held = buf.values.nbytes + buf.scalars.nbytes + sum(t.nbytes for t in kept.values())
+    per_step = buffer_bytes_per_step(4, buf.device)
+    per_step += WindowSums.bytes_per_step(4, buf.sdtype)
+    # (the last step's activation sums are kept at that step's beginning)
+    assert held == window * per_step - WindowSums.bytes_per_step(4, buf.sdtype)
 
 
 def test_all_frozen_model_records_nothing_and_says_so() -> None:

@@ -104,7 +104,7 @@ class ActivationSampler:
         self._stack = Scratch(STACK_BYTES)
         self._stack_tmp = Scratch(STACK_BYTES)
         self._consts = DeviceConstants(layers.device)
-        self._window = WindowSums(buffer.flush_every, layers.n, layers.device, buffer.sdtype)
+        self._window = WindowSums()
         self._unit_dim = [-1] * layers.n  # dimension of a unit in each layer's output
         self._handles: list[RemovableHandle] = []
         self.step = StepOutputs()
@@ -420,11 +420,6 @@ class ActivationSampler:
         for i, kind, prof in self.recurrent.take():
             buf.recurrent.append((at, i, prof, kind))
         self.step = StepOutputs()
-
-    def resize_window(self, window: int) -> None:
-        """Keep sums for a window of ``window`` steps (right after a flush took them)."""
-        assert not self._window.slots, "the window's sums were not taken"
-        self._window = WindowSums(window, self._layers.n, self._layers.device, self._buffer.sdtype)
 
     def write_window(self) -> None:
         """Write the sampled metrics of the window's sampled steps into the buffer (before

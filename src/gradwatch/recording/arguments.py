@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..trace.schema import LAYER_METRICS
+from .buffer import buffer_bytes_per_step, scalar_dtype
+from .sampled import WindowSums
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -23,23 +24,25 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-#: The most memory a flush window's per-layer statistics may take (on the model's device,
-#: so on a GPU it is GPU memory): 256 MiB holds ~120,000 steps of a 50-layer model, far past
-#: any useful window; the automatic window stays under 20 MB.
+#: The most memory a flush window's buffers may take (on the model's device, so on a GPU it
+#: is GPU memory): 256 MiB holds ~33,000 steps of a 50-layer model when every step is
+#: sampled, far past any useful window; the automatic window stays under 64 MB.
 MAX_WINDOW_BYTES = 256 * 2**20
 
 
 def check_flush_window(flush_every: int, n_layers: int, device: torch.device) -> None:
-    """Refuse a window whose buffer (steps x layers x statistics, float32) would be huge: it
-    is allocated up front: ``flush_every=10**6`` on ResNet-50's 107 layers is 4.8 GiB at once."""
-    per_step = len(LAYER_METRICS) * max(n_layers, 1) * 4
+    """Refuse a window whose buffers would be huge: the step buffer is allocated up front
+    (``flush_every=10**6`` on ResNet-50's 107 layers would be 4.8 GiB at once) and the
+    activation sums grow to a window's worth when every step is sampled."""
+    per_step = buffer_bytes_per_step(n_layers, device)
+    per_step += WindowSums.bytes_per_step(n_layers, scalar_dtype(device))
     nbytes = flush_every * per_step
     if nbytes > MAX_WINDOW_BYTES:
         raise ValueError(
-            f"Argument `flush_every`={flush_every} would buffer {flush_every} steps x "
-            f"{n_layers} layers x {len(LAYER_METRICS)} statistics: {nbytes / 2**30:.1f} GiB "
-            f"on {device}. Pass `flush_every` <= {MAX_WINDOW_BYTES // per_step}, or leave it "
-            "None to let gradwatch choose the window."
+            f"Argument `flush_every`={flush_every} would keep the statistics of {flush_every} "
+            f"steps x {n_layers} layers on {device}: up to {nbytes / 2**30:.1f} GiB. Pass "
+            f"`flush_every` <= {MAX_WINDOW_BYTES // per_step}, or leave it None to let "
+            "gradwatch choose the window."
         )
 
 

@@ -41,6 +41,22 @@ if TYPE_CHECKING:
 METRIC_ROW = {name: i for i, name in enumerate(LAYER_METRICS)}
 # Columns of the scalars the recorder writes itself (STEP_SCALARS order).
 GLOBAL_GRAD_NORM, SKIPPED = 0, 1
+#: The dtype of the per-layer values (the window's large buffer).
+VALUE_DTYPE = torch.float32
+#: Columns of the scalars buffer at first (it widens as the user logs more names).
+SCALAR_COLUMNS = 8
+
+
+def scalar_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the per-step scalars (and the activation sums): float64 where the device
+    has it, so that losses and sums keep their precision."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def buffer_bytes_per_step(n_layers: int, device: torch.device) -> int:
+    """Bytes ``StepBuffer`` allocates per step of its window (the values, then the scalars)."""
+    values = len(LAYER_METRICS) * max(n_layers, 1) * VALUE_DTYPE.itemsize
+    return values + SCALAR_COLUMNS * scalar_dtype(device).itemsize
 
 
 class GradCoverage(Protocol):
@@ -84,8 +100,8 @@ class StepBuffer:
         # CPU counts non-finite entries exactly; accelerators flag them (a count would sync).
         self.exact_nonfinite = device.type == "cpu"
         self.scalar_cols: dict[str, int] = {name: i for i, name in enumerate(STEP_SCALARS)}
-        self.sdtype = torch.float32 if device.type == "mps" else torch.float64
-        self._allocate(flush_every, scalar_width=8)
+        self.sdtype = scalar_dtype(device)
+        self._allocate(flush_every, scalar_width=SCALAR_COLUMNS)
         self.late_scalars: list[tuple[int, dict[str, float]]] = []  # logged before the window
         #: Seconds the last flush waited for the device to finish the work queued before
         #: it (the user's backward pass, mostly): not the recorder's own cost.
@@ -117,7 +133,7 @@ class StepBuffer:
         """The window's buffers and row flags, empty (values NaN), ``flush_every`` rows."""
         self.flush_every = flush_every
         shape = (flush_every, len(LAYER_METRICS), self.n_layers)
-        self.values = torch.full(shape, math.nan, device=self.device)
+        self.values = torch.full(shape, math.nan, device=self.device, dtype=VALUE_DTYPE)
         self.row_used = np.zeros(flush_every, dtype=bool)
         self.row_grads: list[GradCoverage | None] = [None] * flush_every
         self.scalars = torch.full(

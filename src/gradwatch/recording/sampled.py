@@ -163,32 +163,31 @@ class WindowSums:
 
     :func:`combine` is ~25 small tensor operations; run per sampled step they were a third of
     its kernel launches on a GPU (W1: ~30 of 94). Kept as sums, the window's sampled steps
-    are combined together, in those same ~25 operations, once per flush.
+    are combined together, in those same ~25 operations, once per flush. Each step's sums
+    are kept as they are (no copy), so the memory follows the sampled steps, not the window.
     """
 
-    def __init__(
-        self, window: int, n_layers: int, device: torch.device, dtype: torch.dtype
-    ) -> None:
-        self._shape = (window, WINDOW_ROWS, n_layers)
-        self._device, self._dtype = device, dtype
-        self._sums: torch.Tensor | None = None  # allocated at the first sampled step
-        self.slots: list[int] = []
+    def __init__(self) -> None:
+        self._kept: dict[int, torch.Tensor] = {}  # slot -> (WINDOW_ROWS, layers)
 
     def keep(self, slot: int, sums: StepSums) -> None:
-        """Keep the sampled step at ``slot`` of the window (one copy on the device)."""
-        if self._sums is None:
-            self._sums = torch.zeros(self._shape, dtype=self._dtype, device=self._device)
-        self._sums[slot] = sums.all_sums()
-        self.slots.append(slot)
+        """Keep the sampled step at ``slot`` of the window."""
+        self._kept[slot] = sums.all_sums()
 
     def take(self) -> tuple[list[int], torch.Tensor | None]:
         """The slots kept since the last call and their ``(slots, 5, layers)`` metrics."""
-        slots, self.slots = self.slots, []
-        if not slots or self._sums is None:
+        kept, self._kept = self._kept, {}
+        if not kept:
             return [], None
-        idx = torch.tensor(slots, dtype=torch.long).to(self._device)  # (at the flush's sync)
-        kept = self._sums.index_select(0, idx)
-        return slots, combine(kept[:, :RAW_ROWS], kept[:, RAW_ROWS], kept[:, RAW_ROWS + 1])
+        stacked = torch.stack(list(kept.values()))
+        return list(kept), combine(
+            stacked[:, :RAW_ROWS], stacked[:, RAW_ROWS], stacked[:, RAW_ROWS + 1]
+        )
+
+    @staticmethod
+    def bytes_per_step(n_layers: int, dtype: torch.dtype) -> int:
+        """Bytes kept per sampled step (a window's worth when every step is sampled)."""
+        return WINDOW_ROWS * max(n_layers, 1) * dtype.itemsize
 
 
 #: Rows of :meth:`StepSums.raw`, and of :meth:`StepSums.all_sums`.

@@ -431,7 +431,6 @@ class Watch:
         """Flush every ``window`` steps from now on (the window was just flushed)."""
         if window != self._buffer.flush_every:
             self._buffer.resize(window)
-            self._sampler.resize_window(window)
 
     def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
