@@ -10,7 +10,10 @@
 #      GPU blocks (W1-W4, GPT2, RESNET50; then W1+compile, whose compilation takes longest).
 # Every stage has its own time limit and goes on when one fails. Logs, JSON and the rewritten
 # docs/performance.md go to $OUT (default ./gpu-out). Usage:
-#   GRADWATCH_COMMIT=<hash> bash benchmarks/gpu_check.sh [quick|full]
+#   GRADWATCH_COMMIT=<hash> bash benchmarks/gpu_check.sh [quick|checks|tables|full]
+# quick: 1-2 and a short W1/W2 table (~6 min); checks: 1-2 (~5.5 min); tables: 3 (~6.5 min);
+# full: all (~12 min): more than one command of the device tool may run (10 min), so on such
+# a machine run checks and tables as two commands, the tables first when time is short.
 set -u
 mode=${1:-full}
 OUT=${OUT:-gpu-out}
@@ -27,21 +30,25 @@ run() {  # run LIMIT_S NAME COMMAND...: one stage, its output in $OUT/NAME.txt
     tail -n 25 "$OUT/$name.txt"
 }
 { nvidia-smi -L; $py -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/env.txt"
-run 60 cuda_tests env PYTHONPATH=$here $py -m pytest -q -p no:cacheprovider tests/recording/test_cuda.py
-run 60 sampled_after env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_after.json"
-if [ -d .before/src ]; then
-    run 60 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
-fi
-run 45 profile_w2 env PYTHONPATH=$here $py benchmarks/step_profile.py W2 --device cuda --threads 4 --steps 800
-run 60 hook_fusion env PYTHONPATH=$here $py benchmarks/hook_fusion.py --device cuda --threads 4 --workloads W1 --steps 300
-if [ "$mode" = full ]; then
-    run 90 profile_resnet50 env PYTHONPATH=$here $py benchmarks/step_profile.py RESNET50 --device cuda --threads 4 --steps 40 --everything
+if [ "$mode" != tables ]; then
+    run 60 cuda_tests env PYTHONPATH=$here $py -m pytest -q -p no:cacheprovider tests/recording/test_cuda.py
+    run 60 sampled_after env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_after.json"
+    if [ -d .before/src ]; then
+        run 60 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
+    fi
+    run 45 profile_w2 env PYTHONPATH=$here $py benchmarks/step_profile.py W2 --device cuda --threads 4 --steps 800
+    run 60 hook_fusion env PYTHONPATH=$here $py benchmarks/hook_fusion.py --device cuda --threads 4 --workloads W1 --steps 300
+    if [ "$mode" = full ] || [ "$mode" = checks ]; then
+        run 90 profile_resnet50 env PYTHONPATH=$here $py benchmarks/step_profile.py RESNET50 --device cuda --threads 4 --steps 40 --everything
+    fi
 fi
 if [ "$mode" = quick ]; then
     run 150 overhead_quick env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 --workloads W1 W2 --rounds 6
     exit 0
 fi
-run 260 overhead env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
+[ "$mode" = checks ] && exit 0
+# (W2 warms up 1600 steps: its automatic flush window grows over the first 1500)
+run 290 overhead env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
     --workloads W1 W2 W3 W4 GPT2 RESNET50 --markdown docs/performance.md
 cp docs/performance.md "$OUT/performance.md"
 run 100 overhead_compile env PYTHONPATH=$here $py benchmarks/overhead.py --device cuda --threads 4 \
