@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW
-from .sampled import RAW_ROWS, combine
+from .sampled import RAW_ROWS, DeviceConstants, alive_counts, combine
 
 if TYPE_CHECKING:
     from .buffer import StepBuffer
@@ -143,7 +143,11 @@ class WindowReducer:
         #: many), set before a flush; ``agreed`` holds their maximum over ranks after it.
         self.propose: tuple[float, ...] = (0.0, 0.0, float(window))
         self.agreed: tuple[float, ...] | None = None
-        self._act = torch.zeros(window, RAW_ROWS, n_layers, dtype=dtype, device=device)
+        self._n_layers, self._dtype, self._device = n_layers, dtype, device
+        self._consts = DeviceConstants(device)
+        # A sampled step's activation sums, kept as they are until the flush (memory follows
+        # the sampled steps), and which slots of the window hold them.
+        self._act: dict[int, torch.Tensor] = {}  # slot -> (RAW_ROWS, layers)
         self._kept = np.zeros(window, dtype=bool)
         self._alive: list[tuple[int, int, torch.Tensor]] = []  # (slot, layer, flags)
         self._warned: set[str] = set()
@@ -153,7 +157,6 @@ class WindowReducer:
     def resize(self, window: int) -> None:
         """Keep sums for windows of ``window`` steps (right after a flush reset them)."""
         assert not self._kept.any(), "the window's sums were not reduced"
-        self._act = self._act.new_zeros((window, *self._act.shape[1:]))
         self._kept = np.zeros(window, dtype=bool)
 
     def keep(self, slot: int, sums: StepSums) -> None:
@@ -161,7 +164,7 @@ class WindowReducer:
         self._act[slot] = sums.raw()
         self._kept[slot] = True
         for i, a in sums.alive_units().items():
-            self._alive.append((slot, i, a.to(self._act.dtype).reshape(-1)))
+            self._alive.append((slot, i, a.to(self._dtype).reshape(-1)))
 
     # ------------------------------------------------------------------ the flush
     def reduce_(self, buf: StepBuffer) -> None:
@@ -170,7 +173,7 @@ class WindowReducer:
             self.agreed = tuple(self.propose)  # (alone: its own proposal is the widest)
             self._reset()
             return
-        dtype, device = self._act.dtype, self._act.device
+        dtype, device = self._dtype, self._device
         scalar_names = sorted(buf.scalar_reduce)
         scalars, logged = self._scalar_part(buf, scalar_names)
         recurrent = [p.to(device, dtype).square() for _, _, p, _ in buf.recurrent]
@@ -203,7 +206,6 @@ class WindowReducer:
         h = host[:n_head].reshape(-1, 4)
         slots = np.flatnonzero(host[n_head : n_head + window] > 0)
         self.agreed = tuple(float(v) for v in host[n_head + window :])
-        slot_idx = torch.as_tensor(slots, device=device)
         agreed = {
             name: bool(row[0] == -row[1] and row[2] == -row[3])
             for name, row in zip(layouts, h, strict=True)
@@ -220,7 +222,10 @@ class WindowReducer:
                     stacklevel=4,
                 )
 
-        summed = [self._act[slot_idx].reshape(-1)]
+        # A slot kept on another rank only adds zeros here.
+        zeros = torch.zeros(RAW_ROWS, self._n_layers, dtype=dtype, device=device)
+        kept = [self._act.get(int(k), zeros) for k in slots]
+        summed = [torch.stack(kept).reshape(-1) if kept else zeros.new_zeros(0)]
         shard_rows = [METRIC_ROW[m] for m in _SHARD_ROWS]
         if self.exact_nonfinite:
             shard_rows.append(METRIC_ROW["nonfinite"])
@@ -240,8 +245,8 @@ class WindowReducer:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         self.collectives += 2
 
-        pos = len(slots) * RAW_ROWS * self._act.shape[-1]
-        act = flat[:pos].view(len(slots), RAW_ROWS, self._act.shape[-1])  # (0 slots: empty)
+        pos = len(slots) * RAW_ROWS * self._n_layers
+        act = flat[:pos].view(len(slots), RAW_ROWS, self._n_layers)  # (0 slots: empty)
         # DDP and FSDP2 average the ranks' gradients: the step follows the gradient of the
         # mean of the ranks' losses, whose gradient at a layer's output (or a recurrent
         # input) is each rank's own divided by the world size. Sums of squares: by its square.
@@ -276,8 +281,8 @@ class WindowReducer:
 
     def _scalar_part(self, buf: StepBuffer, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, 1 where logged) of the scalars logged with ``reduce=``: (window, names)."""
-        dtype, device = self._act.dtype, self._act.device
-        window = self._act.shape[0]
+        dtype, device = self._dtype, self._device
+        window = len(self._kept)
         if not names:
             empty = torch.zeros(window, 0, dtype=dtype, device=device)
             return empty, empty
@@ -309,13 +314,16 @@ class WindowReducer:
         """The sampled metrics of ``slots`` from their added sums ``act`` (slots, rows, L)."""
         if not len(slots):
             return
-        row_of = {int(slot): j for j, slot in enumerate(slots)}
-        alive_sum = torch.zeros(act.shape[0], act.shape[-1], dtype=act.dtype, device=act.device)
-        units = torch.full_like(alive_sum, math.nan)
+        # A unit is alive if it was positive on any rank: a sum of 0/1 flags above 0.
+        by_slot: dict[int, dict[int, torch.Tensor]] = {}
         for (slot, i, _), a in zip(self._alive, alive, strict=True):
-            # A unit is alive if it was positive on any rank: a sum of 0/1 flags above 0.
-            alive_sum[row_of[slot], i] = (a > 0).sum()
-            units[row_of[slot], i] = a.numel()
+            by_slot.setdefault(slot, {})[i] = a
+        counted = [
+            alive_counts(by_slot.get(int(slot), {}), self._n_layers, act, self._consts)
+            for slot in slots
+        ]
+        alive_sum = torch.stack([c[0] for c in counted])
+        units = torch.stack([c[1] for c in counted])
         metrics = combine(act, alive_sum, units)
         first = METRIC_ROW["act_mean"]
         idx = torch.as_tensor(slots, device=act.device)
@@ -335,6 +343,6 @@ class WindowReducer:
         buf.scalars[torch.as_tensor(rows), GLOBAL_GRAD_NORM] = total.to(buf.sdtype)
 
     def _reset(self) -> None:
-        self._act.zero_()
+        self._act.clear()
         self._kept[:] = False
         self._alive.clear()
