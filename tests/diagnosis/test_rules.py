@@ -201,6 +201,29 @@ def test_nonfinite_names_first_step_and_deepest_layer_first() -> None:
     assert f.steps == (5, 6)
 
 
+def test_nonfinite_after_unrecorded_steps_gives_the_steps_it_arose_between() -> None:
+    """Gradients recorded every 4th step (the budget's thinning): the first bad step recorded,
+    12, may come after the NaN arose (at 9, here) and spread to every layer, so the finding
+    gives steps 9-12 and does not claim the layer it names is the origin. With every step
+    recorded the origin is exact."""
+    nf = _nonfinite(16, {k: [0, 1, 2, 3] for k in range(9, 16)})
+    thinned = nf.copy()
+    thinned[[k for k in range(16) if k % 4]] = np.nan
+    f = run("nonfinite_gradient", trace_of(4, 16, {"nonfinite": thinned}))
+    assert f is not None and f.severity == "critical"
+    assert f.evidence["first_bad_step"] == 12 and f.evidence["recorded_before"] == 8
+    assert f.evidence["origin_exact"] is False
+    assert "any of steps 9-12" in f.message and "need not be where it began" in f.message
+    thinned = thinned.copy()
+    thinned[11] = nf[11]
+    f = run("nonfinite_gradient", trace_of(4, 16, {"nonfinite": thinned}))
+    assert f is not None and f.evidence["first_bad_step"] == 11
+    assert f.evidence["recorded_before"] == 8 and f.evidence["origin_exact"] is False
+    f = run("nonfinite_gradient", trace_of(4, 16, {"nonfinite": nf}))
+    assert f is not None and f.evidence["origin_exact"] is True
+    assert f.evidence["recorded_before"] == 8 and "first reached the weights at step 9" in f.message
+
+
 def test_nonfinite_quiet_when_all_finite() -> None:
     """No nonfinite count and no skipped step: no finding."""
     trace = trace_of(4, 10, {"nonfinite": _nonfinite(10, {})}, scalars={"skipped": np.zeros(10)})

@@ -244,6 +244,26 @@ def test_watch_samples_the_step_after_a_nonfinite_gradient() -> None:
     assert fixed.measured("act_mean")[0].tolist() == [0]
 
 
+def test_a_nan_between_recorded_steps_is_reported_with_the_steps_it_arose_between() -> None:
+    """Gradients recorded every 4th step and on the sampled steps (0, 10): a NaN born at step
+    9 (in the last layer) is first recorded at step 10, by when it has spread to every layer.
+    The finding gives steps 9-10 and does not call the layer it meets first the origin;
+    recorded every step it does."""
+
+    def finding(trace: gw.Trace) -> gw.Finding:
+        (f,) = [f for f in gw.diagnose(trace) if f.rule == "nonfinite_gradient"]
+        return f
+
+    thinned = finding(_train(16, nan_at=9, every=4, dense_steps=0, overhead=None))
+    assert thinned.evidence["first_bad_step"] == 10 and thinned.evidence["recorded_before"] == 8
+    assert thinned.evidence["origin_exact"] is False
+    assert len(thinned.evidence["bad_layers_at_first_step"]) == 2  # spread to both layers
+    assert "any of steps 9-10" in thinned.message
+    every = finding(_train(16, nan_at=9, dense_steps=0, overhead=None))
+    assert every.evidence["first_bad_step"] == 9 and every.evidence["origin_exact"] is True
+    assert every.layers == ("2",)
+
+
 def test_watch_writes_the_budget_and_the_schedule_into_the_config() -> None:
     """config has the budget, the chosen spacings and the measured share; None has none."""
     config = _train(40).config

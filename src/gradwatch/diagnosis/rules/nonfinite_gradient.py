@@ -4,6 +4,10 @@ A layer is bad at a step when its ``nonfinite`` count is > 0 (or, where no count
 its grad_norm is inf: with a count of 0 an inf norm is a float32 overflow of finite entries). The
 finding gives the first bad step and, at that step, the bad layers in backward order: the
 deepest first, since backward visits it first, so the NaN was born there or after it.
+Where gradients were not recorded at every step (the overhead budget thins them, or
+``every`` > 1) the first bad step recorded may come after the NaN arose and spread through
+the weights: the finding then gives the steps it arose between, and says that the layer named
+need not be its origin.
 Steps the optimizer skipped (``skipped`` = 1, GradScaler's overflow handling) are reported as
 ``info``: mixed precision calibrating its scale, not a model failure, unless the skips
 persist: a run longer than ``max_consecutive_skipped``, or more than
@@ -42,6 +46,17 @@ def _bad_matrix(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
             keep = all_bad.any(axis=1)
             return trace.steps[keep], all_bad[keep]
     return steps, bad
+
+
+def _recorded_before(trace: Trace, step: int) -> int | None:
+    """The last step before ``step`` whose gradients were recorded (None: none was).
+
+    A recorded step has a ``nonfinite`` count (or flag) or a ``grad_norm``: the norm alone
+    would miss steps where it is NaN in every layer.
+    """
+    steps = np.union1d(metric_rows(trace, "nonfinite")[0], metric_rows(trace, "grad_norm")[0])
+    earlier = steps[steps < step]
+    return int(earlier[-1]) if len(earlier) else None
 
 
 def _longest_run(flags: np.ndarray) -> int:
@@ -100,6 +115,7 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     }
     layers: tuple[str, ...] = ()
     first_step: int | None = None
+    since: int | None = None  # the first step it may have arisen at
     if bad_rows.any():
         # First bad step not skipped if there is one (the failure), else the first bad step.
         focus = unskipped if len(unskipped) else bad_steps
@@ -109,6 +125,12 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
         order = np.flatnonzero(row)[::-1]
         layers = tuple(trace.layers[i].name for i in order)
         evidence["first_bad_step"] = first_step
+        before = _recorded_before(trace, first_step)
+        since = before + 1 if before is not None else int(trace.steps[0])
+        evidence["recorded_before"] = before
+        # Whether the step before it was recorded finite: else the NaN may be older, and
+        # spread through the weights, so the layers at first_step need not hold its origin.
+        evidence["origin_exact"] = since >= first_step
         evidence["first_layer_backward"] = layers[0] if layers else None
         evidence["bad_layers_at_first_step"] = list(layers[:20])
         if trace.has_metric("nonfinite"):
@@ -119,7 +141,20 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     all_steps = np.concatenate([bad_steps, skip_steps])
     span = (int(all_steps.min()), int(all_steps.max()))
 
-    if len(unskipped):
+    if len(unskipped) and since is not None and first_step is not None and since < first_step:
+        where = f"in layer {trace.layer_label(layers[0])!r}" if layers else "in some layer"
+        gap = f"between step {since - 1} and" if since > int(trace.steps[0]) else "before"
+        msg = (
+            f"Non-finite gradient: a NaN/Inf reached the weights at step {first_step}, the "
+            f"first step recorded with one; gradients were not recorded {gap} step "
+            f"{first_step} (the overhead budget thins them, or `every` > 1), so it may have "
+            f"arisen at any of steps {since}-{first_step}. At step {first_step} the backward "
+            f"pass met it first {where}; if it arose earlier it has spread through the weights "
+            "since, so that layer need not be where it began. Record every step "
+            "(`overhead=None`, `every=1`) to find where it began."
+        )
+        severity = "critical"
+    elif len(unskipped):
         where = f"in layer {trace.layer_label(layers[0])!r}" if layers else ""
         msg = (
             f"Non-finite gradient: a NaN/Inf first reached the weights at step {first_step} "
