@@ -204,6 +204,17 @@ def test_a_begun_step_the_optimizer_never_took_is_recorded_as_skipped() -> None:
             opt.zero_grad()
     assert w.num_steps == 3
     assert w.trace.scalar("skipped").tolist() == [0, 1, 0]
+    # The last step begun and never taken: recorded as skipped at close, not lost.
+    with gw.watch(model, opt, step_begin="caller") as w:
+        for i in range(3):
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            w.begin_step()
+            if i != 2:
+                opt.step()
+            opt.zero_grad()
+    assert w.num_steps == 3
+    assert w.trace.scalar("skipped").tolist() == [0, 0, 1]
+    assert np.isfinite(w.trace.matrix("grad_norm")[2]).all()  # its gradients were recorded
 
 
 def test_step_begin_is_checked() -> None:

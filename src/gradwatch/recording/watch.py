@@ -192,15 +192,19 @@ class Watch:
                 self._attach()
         except BaseException:
             # Nothing half-built stays behind: no hook, no meta.json, no empty directory.
-            self._hooks.remove()
-            self._anatomy.disarm()
-            self._sampler.disarm()
-            self._eager.hold(False)
+            self._detach()
             if writer is not None:
                 writer.discard()
             raise
 
     # ------------------------------------------------------------------ hooks
+    def _detach(self) -> None:
+        """Remove every hook the recorder attached; compiled code runs compiled again."""
+        self._hooks.remove()
+        self._anatomy.disarm()
+        self._sampler.disarm()
+        self._eager.hold(False)
+
     def _attach(self) -> None:
         self._hooks.attach()
         precision, device = self._grads.precision, self._layers.device
@@ -263,7 +267,7 @@ class Watch:
         ``optimizer.step(closure)``), the step pre-hook comes before the gradients exist; its
         callback calls this once they are final (``on_before_optimizer_step``) and the
         optimizer's post-hook ends the step. A step begun whose optimizer never stepped (a
-        GradScaler skip) is recorded as skipped when the next one begins.
+        GradScaler skip) is recorded as skipped when the next one begins, or at ``close()``.
         """
         if self.step_begin != "caller":
             raise RuntimeError(
@@ -506,13 +510,16 @@ class Watch:
         progress = self._progress
         if progress.closed:
             return
-        progress.closed = True
-        self._hooks.remove()
-        self._anatomy.disarm()
-        self._sampler.disarm()
-        self._eager.hold(False)
-        # Outputs kept for a sampled step that never reached the optimizer: let them go.
-        self._sampler.release()
+        try:
+            if progress.began and self.step_begin == "caller":
+                # Begun and never taken by the optimizer (a GradScaler skip at the last step):
+                # a skipped step, as it would be when the next one began.
+                self._end_step(skipped=True)
+        finally:
+            progress.closed = True
+            self._detach()
+            # Outputs kept for a sampled step that never reached the optimizer: let them go.
+            self._sampler.release()
         if not self._layers.ordered and self._layers.n:
             self._finalize_order()
         if progress.failed and self._buffer.reducer is not None:
