@@ -93,6 +93,45 @@ def test_bf16_autocast_underflow_uses_bf16_range() -> None:
     assert np.isfinite(got).all() and (got > 0).any()
 
 
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is not available in this build",
+)
+def test_fsdp2_mixed_precision_counts_underflow_in_its_param_dtype(tmp_path: Path) -> None:
+    """Under ``fully_shard(mp_policy=MixedPrecisionPolicy(param_dtype=float16))`` the sharded
+    gradients stay float32, but the backward ran in float16: entries below 2**-14 count, as a
+    float64 count of the gradients the optimizer receives says (one process, gloo)."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from gradwatch.recording.precision import fsdp_param_dtype
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        model = _model()
+        assert fsdp_param_dtype(model) is None
+        fully_shard(model, mp_policy=MixedPrecisionPolicy(param_dtype=torch.float16))
+        assert fsdp_param_dtype(model) is torch.float16
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        seen: list[list[torch.Tensor]] = []
+        with gw.watch(model, opt, sample_every=1) as w:
+            opt.register_step_pre_hook(
+                lambda *_: seen.append(
+                    [p.grad.full_tensor().double() for p in model.parameters()]  # type: ignore[union-attr]
+                )
+            )
+            for x in _batches(3):
+                opt.zero_grad()
+                (1e-3 * model(x).float().pow(2).mean()).backward()
+                opt.step()
+        got = w.trace.matrix("grad_underflow")
+        want = np.stack([_naive_fraction(g, FP16_TINY) for g in seen])
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert (got > 0).any()
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.parametrize("activations", [True, False])
 def test_autocast_is_read_on_sampled_steps_only(activations: bool) -> None:
     """The autocast reader is attached with the sampled steps' hooks, so the model's other

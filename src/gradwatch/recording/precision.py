@@ -11,8 +11,11 @@ Which dtype, in this order:
 2. Else the autocast dtype of the model's forward (``torch.autocast``), read by a forward
    pre-hook on the model: fp32 parameters then get fp32 gradients, but the matmuls of the
    backward ran in the autocast dtype, where small values underflowed.
-3. Else float16 when a ``GradScaler`` was passed (it exists for fp16).
-4. Else float32 training: the metric is not measured (NaN).
+3. Else the ``param_dtype`` of an FSDP2 ``MixedPrecisionPolicy`` on the model
+   (``fully_shard(module, mp_policy=...)``): the sharded parameters and their gradients stay
+   float32, but forward and backward ran on parameters cast to that dtype.
+4. Else float16 when a ``GradScaler`` was passed (it exists for fp16).
+5. Else float32 training: the metric is not measured (NaN).
 
 Under ``GradScaler`` the backward held ``S * g`` (the loss was scaled by ``S``) and the
 optimizer's step sees the unscaled ``g``: so an entry counts when ``|g| * S < tiny``. That is
@@ -46,6 +49,8 @@ class Precision:
     def __init__(self) -> None:
         self.scaler: Any | None = None
         self.autocast: torch.dtype | None = None
+        #: The half-precision param_dtype of an FSDP2 MixedPrecisionPolicy on the model.
+        self.fsdp: torch.dtype | None = None
         self._device_type = "cpu"
 
     def forward_pre_hook(self, device: torch.device) -> Callable[[nn.Module, Any], None]:
@@ -79,6 +84,8 @@ class Precision:
             return grad_dtype
         if self.autocast in _HALF:
             return self.autocast
+        if self.fsdp is not None:
+            return self.fsdp
         if self._scaler_on():
             return torch.float16
         return None
@@ -110,3 +117,24 @@ class Precision:
             else:
                 out.append(tiny)
         return out if any_measured else None
+
+
+def fsdp_param_dtype(model: nn.Module) -> torch.dtype | None:
+    """The half-precision ``param_dtype`` of an FSDP2 ``MixedPrecisionPolicy`` on ``model``.
+
+    The first ``fully_shard``-ed module that has one decides (a policy is usually given once,
+    to every ``fully_shard`` call). FSDP2 keeps the policy in its private state: a torch that
+    moves it makes this None, the float32 answer, never an error.
+    """
+    for module in model.modules():
+        get_state = getattr(module, "_get_fsdp_state", None)
+        if get_state is None:
+            continue
+        try:
+            policy = get_state()._mp_policy
+        except Exception:  # private FSDP2 state: absent means no policy
+            continue
+        dtype = getattr(policy, "param_dtype", None)
+        if dtype in _HALF:
+            return dtype
+    return None

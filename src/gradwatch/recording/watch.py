@@ -52,6 +52,7 @@ from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
+from .precision import fsdp_param_dtype
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 from .step_hooks import OptimizerHooks
@@ -138,6 +139,7 @@ class Watch:
         scratch = Scratch()  # one reused buffer for the small temporaries of both
         self._grads = GradientStats(self._layers, self._buffer, scratch)
         self._grads.precision.scaler = scaler
+        self._grads.precision.fsdp = fsdp_param_dtype(model)
         rank, self._world_size = world()
         if self._world_size > 1:
             # Activation sums, logged scalars (and FSDP2 shards) add over ranks at each flush.
