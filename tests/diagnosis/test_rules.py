@@ -13,6 +13,7 @@ import pytest
 from diag_helpers import depth_profile, layers, trace_of
 
 from gradwatch.diagnosis import RULES, Thresholds
+from gradwatch.diagnosis._common import start_only
 from gradwatch.diagnosis.finding import Finding
 from gradwatch.trace import LayerInfo, Trace
 
@@ -107,6 +108,18 @@ def test_exploding_fires_past_the_reversed_depth_trend(decades: float, fires: bo
     if f:
         assert f.evidence["depth"]["first_over_last_decades"] == pytest.approx(decades, abs=1e-4)
         assert f.layers == ("fc0",)
+
+
+def test_exploding_depth_trend_in_the_first_window_only_says_so() -> None:
+    """A 3-decade reversed depth trend in steps 0-9 and a flat profile for the 90 steps
+    after: the finding names the start, and the later measurements under the threshold."""
+    g = np.tile(depth_profile(6, 0.0), (100, 1))
+    g[:10] = depth_profile(6, -3.0)
+    f = run("exploding_gradient", trace_of(6, 100, {"grad_rms": g}))
+    assert f is not None and f.steps is not None and f.steps[1] < 50
+    seen = f.evidence["start_only"]
+    assert seen["until_step"] == f.steps[1] and seen["last_step"] == 99
+    assert f"Seen in steps {f.steps[0]}-{f.steps[1]} only" in f.message
 
 
 def _norm_with_spikes(height: float, at: list[int], n: int = 80) -> np.ndarray:
@@ -505,6 +518,44 @@ def test_unstable_updates_ignores_one_odd_sample() -> None:
     ur = np.full((40, 2), 1e-3)
     ur[30, 0] = 100.0
     assert run("unstable_updates", trace_of(2, 40, {"update_ratio": ur})) is None
+
+
+def test_unstable_updates_confined_to_the_start_says_so() -> None:
+    """Updates at 0.5x the weights for the first 12 steps, healthy for the 100 after: the
+    finding stands (the start was unstable) and says it is confined to steps 0-11, with the
+    later measurements that stay under the threshold; unstable to the end, it says nothing
+    of the kind."""
+    ur = np.full((112, 3), 1e-3)
+    ur[:12, 1] = 0.5
+    f = run("unstable_updates", trace_of(3, 112, {"update_ratio": ur}))
+    assert f is not None and f.severity == "warning" and f.steps == (0, 11)
+    assert f.evidence["start_only"] == {
+        "until_step": 11,
+        "later_measurements": 100,
+        "last_step": 111,
+    }
+    assert "Seen in steps 0-11 only: the 100 later measurements (to step 111)" in f.message
+    ur = ur.copy()
+    ur[:, 1] = 0.5
+    f = run("unstable_updates", trace_of(3, 112, {"update_ratio": ur}))
+    assert f is not None and "start_only" not in f.evidence and "Seen in" not in f.message
+
+
+def test_start_only_is_evidence_at_the_start_of_a_run_measured_to_its_end() -> None:
+    """The sentence is for evidence that begins in the first 10% of what the rule read and
+    ends in its first half, with at least 3 measurements after it up to the run's end."""
+    steps = np.arange(0, 100, 10)  # 0..90
+    sentence, seen = start_only((0, 40), steps, 90)
+    assert seen == {"until_step": 40, "later_measurements": 5, "last_step": 90}
+    assert sentence == (
+        " Seen in steps 0-40 only: the 5 later measurements (to step 90) stay under the threshold."
+    )
+    assert start_only((0, 0), steps, 90)[0].startswith(" Seen in step 0 only")
+    assert start_only((0, 50), steps, 90) == ("", None)  # past the first half
+    assert start_only((20, 30), steps, 90) == ("", None)  # begins past the first 10%
+    assert start_only((0, 10), steps[:4], 30) == ("", None)  # 2 later measurements only
+    assert start_only((0, 10), steps[:6], 90) == ("", None)  # measured only to step 50 of 90
+    assert start_only(None, steps, 90) == ("", None)
 
 
 def test_unstable_updates_remedies_depend_on_the_direction() -> None:

@@ -202,6 +202,39 @@ def step_span(steps: np.ndarray) -> tuple[int, int] | None:
     return int(np.min(steps)), int(np.max(steps))
 
 
+def start_only(
+    span: tuple[int, int] | None, measured: np.ndarray, run_end: int, min_later: int = 3
+) -> tuple[str, dict[str, int] | None]:
+    """(sentence, evidence) for a finding whose evidence lies at the start of training.
+
+    That is: it begins in the first 10% of the steps its rule read (``measured``), ends in
+    their first half, and at least ``min_later`` measurements follow it up to the end of the
+    run (``run_end``, the trace's last step; a run whose statistics stop early, e.g. once they
+    turn non-finite, gets no sentence). Else ("", None). The sentence states only that the
+    later measurements stay under the rule's threshold: whether the run recovered is for the
+    loss and the other findings to say (ResNet-50 without warm-up fires for its first 10-12
+    steps of 300 and learns; GPT-2 at too high a rate erases its init in 6 and never does).
+    """
+    if span is None or len(measured) == 0:
+        return "", None
+    first, last = int(measured[0]), int(measured[-1])
+    length = max(last - first, 1)
+    later = int((measured > span[1]).sum())
+    if (
+        later < min_later
+        or span[0] > first + 0.1 * length
+        or span[1] > first + 0.5 * length
+        or last < run_end - 0.1 * max(run_end - first, 1)
+    ):
+        return "", None
+    where = f"step {span[0]}" if span[0] == span[1] else f"steps {span[0]}-{span[1]}"
+    sentence = (
+        f" Seen in {where} only: the {later} later measurements (to step {last}) stay under "
+        "the threshold."
+    )
+    return sentence, {"until_step": span[1], "later_measurements": later, "last_step": last}
+
+
 def hints(*pairs: tuple[str, str]) -> tuple[RemedyHint, ...]:
     """Ranked remedy hints; a typo in a remedy id fails loudly here, not in a user's run."""
     out = []

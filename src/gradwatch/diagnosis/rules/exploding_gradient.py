@@ -40,6 +40,7 @@ from .._common import (
     quiet_nan,
     safe_log10,
     scalar_rows,
+    start_only,
     take_cols,
     window_medians,
 )
@@ -211,13 +212,17 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     if only_spikes and isolated:
         severity = "info"
     evidence["metric"] = "grad_rms / global_grad_norm"
+    span = (min(spans), max(spans)) if spans else None
+    transient, seen = start_only(span, metric_rows(trace, "grad_rms")[0], int(trace.steps[-1]))
+    if seen is not None:
+        evidence["start_only"] = seen
     return Finding(
         rule=RULE,
         severity=severity,
         layers=tuple(layers),
-        steps=(min(spans), max(spans)) if spans else None,
+        steps=span,
         evidence=evidence,
-        message=f"Exploding gradient: {cause}; {why}.",
+        message=f"Exploding gradient: {cause}; {why}.{transient}",
         remedies=hints(*pairs),
     )
 

@@ -39,6 +39,7 @@ from .._common import (
     metric_rows,
     quiet_nan,
     scalar_rows,
+    start_only,
 )
 from ..finding import Finding, Severity
 from ..thresholds import UnstableUpdatesThresholds
@@ -177,6 +178,10 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
                 + (f", and {judged}" if judged else "")
                 + ", so the learning rate is too high for this layer and the steps overshoot."
             )
+            transient, seen = start_only(span, steps, int(trace.steps[-1]))
+            if seen is not None:
+                message += transient
+                evidence["start_only"] = seen
     if len(high) == 0 and len(low) == 0:
         return None
     names_lo = [trace.layers[i].name for i in low]
