@@ -146,9 +146,9 @@ class WindowReducer:
         self._n_layers, self._dtype, self._device = n_layers, dtype, device
         self._consts = DeviceConstants(device)
         # A sampled step's activation sums, kept as they are until the flush (memory follows
-        # the sampled steps), and which slots of the window hold them.
+        # the sampled steps); its keys are the slots of the window that hold them.
         self._act: dict[int, torch.Tensor] = {}  # slot -> (RAW_ROWS, layers)
-        self._kept = np.zeros(window, dtype=bool)
+        self._window = window
         self._alive: list[tuple[int, int, torch.Tensor]] = []  # (slot, layer, flags)
         self._warned: set[str] = set()
         #: Collectives made so far (two per flush): for tests and for the cost in docs.
@@ -156,13 +156,12 @@ class WindowReducer:
 
     def resize(self, window: int) -> None:
         """Keep sums for windows of ``window`` steps (right after a flush reset them)."""
-        assert not self._kept.any(), "the window's sums were not reduced"
-        self._kept = np.zeros(window, dtype=bool)
+        assert not self._act, "the window's sums were not reduced"
+        self._window = window
 
     def keep(self, slot: int, sums: StepSums) -> None:
         """Keep a sampled step's activation sums until the flush adds them over ranks."""
         self._act[slot] = sums.raw()
-        self._kept[slot] = True
         for i, a in sums.alive_units().items():
             self._alive.append((slot, i, a.to(self._dtype).reshape(-1)))
 
@@ -193,14 +192,16 @@ class WindowReducer:
         ).to(device)
         gmax = buf.values[:, METRIC_ROW["grad_max"]]
         # Which slots hold activation sums on some rank: only those travel in the sum.
-        parts = [header, torch.tensor(self._kept, dtype=dtype).to(device)]
+        held = np.zeros(self._window)  # 1 at the slots this rank holds sums for
+        held[list(self._act)] = 1.0
+        parts = [header, torch.tensor(held, dtype=dtype).to(device)]
         proposed = torch.tensor(self.propose, dtype=dtype).to(device)  # (all ranks: as many)
         parts.append(proposed)
         if self.sharded:
             parts.append(torch.nan_to_num(gmax, nan=-1.0).to(dtype).reshape(-1))
         maxed = torch.cat(parts)
         dist.all_reduce(maxed, op=dist.ReduceOp.MAX)
-        n_head, window = header.numel(), len(self._kept)
+        n_head, window = header.numel(), self._window
         n_small = n_head + window + proposed.numel()
         host = maxed[:n_small].cpu().numpy()  # the flush's one read of the result
         h = host[:n_head].reshape(-1, 4)
@@ -282,7 +283,7 @@ class WindowReducer:
     def _scalar_part(self, buf: StepBuffer, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, 1 where logged) of the scalars logged with ``reduce=``: (window, names)."""
         dtype, device = self._dtype, self._device
-        window = len(self._kept)
+        window = self._window
         if not names:
             empty = torch.zeros(window, 0, dtype=dtype, device=device)
             return empty, empty
@@ -344,5 +345,4 @@ class WindowReducer:
 
     def _reset(self) -> None:
         self._act.clear()
-        self._kept[:] = False
         self._alive.clear()
