@@ -68,6 +68,10 @@ class Workload:
     # 100 -> 1600 steps over the first 1500: it warms up past that.
     gpu_warmup: int = 300
 
+    def default_warmup(self, device: str) -> int:
+        """Untimed steps per copy on ``device`` (``--warmup`` not given)."""
+        return self.warmup if device == "cpu" else self.gpu_warmup
+
 
 def _mlp(depth: int, width: int, act: type[nn.Module]) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -275,7 +279,7 @@ def run(
     for key in workloads:
         wl = WORKLOADS[key.removesuffix(COMPILE)]
         runners = {c: Runner(key, c, device, big) for c in names}
-        default_warmup = wl.warmup if device == "cpu" else wl.gpu_warmup
+        default_warmup = wl.default_warmup(device)
         warm = default_warmup if warmup is None else warmup
         try:
             for r in runners.values():  # dense start, allocator, caches, compilation
@@ -377,7 +381,7 @@ def _default_warmups(rows: list[dict[str, Any]], device: str) -> str:
     by_steps: dict[int, list[str]] = {}
     for name in dict.fromkeys(row["workload"] for row in rows):
         wl = WORKLOADS[name.removesuffix(COMPILE)]
-        by_steps.setdefault(wl.warmup if device == "cpu" else wl.gpu_warmup, []).append(name)
+        by_steps.setdefault(wl.default_warmup(device), []).append(name)
     if not by_steps:
         return "no"
     common = max(by_steps, key=lambda steps: len(by_steps[steps]))
