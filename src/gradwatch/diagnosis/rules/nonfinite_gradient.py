@@ -116,6 +116,7 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     layers: tuple[str, ...] = ()
     first_step: int | None = None
     since: int | None = None  # the first step it may have arisen at
+    origin_exact = True  # whether the step before first_step was recorded (finite)
     if bad_rows.any():
         # First bad step not skipped if there is one (the failure), else the first bad step.
         focus = unskipped if len(unskipped) else bad_steps
@@ -130,7 +131,8 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
         evidence["recorded_before"] = before
         # Whether the step before it was recorded finite: else the NaN may be older, and
         # spread through the weights, so the layers at first_step need not hold its origin.
-        evidence["origin_exact"] = since >= first_step
+        origin_exact = since >= first_step
+        evidence["origin_exact"] = origin_exact
         evidence["first_layer_backward"] = layers[0] if layers else None
         evidence["bad_layers_at_first_step"] = list(layers[:20])
         if trace.has_metric("nonfinite"):
@@ -141,7 +143,8 @@ def check(trace: Trace, th: NonfiniteGradientThresholds) -> Finding | None:
     all_steps = np.concatenate([bad_steps, skip_steps])
     span = (int(all_steps.min()), int(all_steps.max()))
 
-    if len(unskipped) and since is not None and first_step is not None and since < first_step:
+    if len(unskipped) and not origin_exact:
+        assert since is not None and first_step is not None
         where = f"in layer {trace.layer_label(layers[0])!r}" if layers else "in some layer"
         gap = f"between step {since - 1} and" if since > int(trace.steps[0]) else "before"
         msg = (
