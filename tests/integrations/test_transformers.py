@@ -106,7 +106,7 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
 ) -> None:
     """Row k holds the gradient norms HF's on_pre_optimizer_step sees at step k (accumulated
     over the cycle), step k's activation means on sampled steps (evaluation forwards left
-    out), and the loss and learning rate HF logged at step k."""
+    out), step k's loss as HF logs it and the learning rate HF logged at step k."""
     torch.manual_seed(0)
     model = Regressor()
     ref = Reference(model)
@@ -147,6 +147,138 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
         "AdamW"
     )
     gw.diagnose(trace)
+
+
+def test_every_step_has_its_loss_whatever_logging_steps(tmp_path: Path) -> None:
+    """With HF's default logging_steps (500) HF logs no loss in a 6-step run; the trace still
+    has each step's loss, the mean of its micro-batches' model losses (evaluation forwards
+    in between left out), exactly; no learning rate was logged."""
+    torch.manual_seed(0)
+    model = Regressor()
+    args = _args(
+        tmp_path,
+        max_steps=6,
+        logging_steps=500,
+        gradient_accumulation_steps=2,
+        eval_strategy="steps",
+        eval_steps=2,
+    )
+    trainer = transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=_data(),
+        eval_dataset=_data(16, seed=1),
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
+    )
+    trainer.train()
+    trace = gw.load(tmp_path / "run")
+    assert trace.steps.tolist() == list(range(6))
+    per_step = np.asarray(model.losses).reshape(6, 2).mean(axis=1)
+    np.testing.assert_allclose(trace.scalar("loss"), per_step, rtol=1e-6)
+    assert not trace.has_scalar("learning_rate")
+    assert gradwatch_hooks(model, trainer.optimizer.optimizer) == 0
+
+
+def test_a_skipped_optimizer_step_s_loss_is_not_recorded(tmp_path: Path) -> None:
+    """A step whose optimizer step never ran (as accelerate's GradScaler skips one on
+    overflow) has no row: its loss is dropped, not written over the previous step's."""
+    torch.manual_seed(0)
+    model = Regressor()
+
+    class SkipStep2(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == 2:
+                opt = kw["optimizer"]
+                opt.step = lambda *a, **k: opt.__dict__.pop("step")  # skip once, then restore
+
+    trainer = transformers.Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=5, logging_steps=500),
+        train_dataset=_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None), SkipStep2()],
+    )
+    trainer.train()
+    trace = gw.load(tmp_path / "run")
+    assert len(model.losses) == 5 and trace.steps.tolist() == list(range(4))
+    taken = [model.losses[k] for k in (0, 1, 3, 4)]
+    np.testing.assert_allclose(trace.scalar("loss"), taken, rtol=1e-6)
+
+
+def _tiny_gpt2() -> nn.Module:
+    config = transformers.GPT2Config(
+        vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _lm_data(n: int = 48) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (n, 12), generator=g)
+    # Some label positions ignored (-100), so micro-batches count different numbers of tokens.
+    labels = torch.where(torch.rand(n, 12, generator=g) < 0.3, -100, ids)
+    return [{"input_ids": ids[i], "labels": labels[i]} for i in range(n)]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_language_model_normalised_over_the_accumulated_batch_logs_hf_s_loss(
+    tmp_path: Path, accumulate: int
+) -> None:
+    """GPT-2 takes ``num_items_in_batch``, so each micro-batch's loss is its share of the
+    accumulated batch's token mean: the step's loss is their sum, which equals the loss HF
+    logs at every step (logging_steps=1)."""
+    torch.manual_seed(0)
+    ref = Reference(nn.Sequential())
+    trainer = transformers.Trainer(
+        model=_tiny_gpt2(),
+        args=_args(
+            tmp_path,
+            max_steps=5,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=accumulate,
+            learning_rate=1e-3,
+        ),
+        train_dataset=_lm_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None), ref],
+    )
+    assert trainer.model_accepts_loss_kwargs  # the path this test is about
+    trainer.train()
+    hf = [logs["loss"] for _, logs in ref.logs if "loss" in logs]
+    assert len(hf) == 5
+    np.testing.assert_allclose(gw.load(tmp_path / "run").scalar("loss"), hf, rtol=1e-5)
+
+
+def test_a_loss_computed_outside_the_model_comes_from_hf_s_logs(tmp_path: Path) -> None:
+    """With ``compute_loss_func`` the Trainer keeps the labels from the model, which returns
+    no loss: the trace records HF's logged loss at the steps it is logged at (every 2nd)."""
+
+    class NoLabels(Regressor):
+        def forward(  # type: ignore[override]
+            self, x: torch.Tensor, labels: torch.Tensor | None = None
+        ) -> dict[str, torch.Tensor]:
+            assert labels is None  # the Trainer took them for compute_loss_func
+            return {"logits": self.net(x)}
+
+    def loss_func(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> Any:
+        return nn.functional.mse_loss(outputs["logits"], labels)
+
+    ref = Reference(nn.Sequential())
+    trainer = transformers.Trainer(
+        model=NoLabels(),
+        args=_args(tmp_path, max_steps=6, logging_steps=2),
+        train_dataset=_data(),
+        compute_loss_func=loss_func,
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None), ref],
+    )
+    trainer.train()
+    logged = [(s, logs["loss"]) for s, logs in ref.logs if "loss" in logs]
+    assert [s for s, _ in logged] == [2, 4, 6]
+    trace = gw.load(tmp_path / "run")
+    loss = trace.scalar("loss")
+    logged_at = np.isfinite(loss)
+    # HF's global_step 2 (counted after the step) is the step numbered 1 here.
+    assert trace.scalar_steps[logged_at].tolist() == [1, 3, 5]
+    np.testing.assert_allclose(loss[logged_at], [v for _, v in logged])
 
 
 def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:

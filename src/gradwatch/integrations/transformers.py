@@ -6,6 +6,10 @@ unwraps it and records each step in the inner optimizer's step hooks, so the sta
 those of the final, accumulated gradients (pre-clip: clipping is observed). A step that
 accelerate's GradScaler skips does not reach those hooks and is not counted.
 
+The loss of every step is read off the model's own output (its ``"loss"``), not off HF's
+logs: those come every ``logging_steps`` steps (500 by default), averaged over them, so a
+run of a few hundred steps would leave the loss rules nothing to read.
+
 Example:
     >>> from transformers import Trainer  # doctest: +SKIP
     >>> from gradwatch.integrations.transformers import GradwatchCallback  # doctest: +SKIP
@@ -14,12 +18,15 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
+from ..recording import Watch
 from ._common import WatchingCallback
 
 try:
@@ -31,7 +38,86 @@ except ImportError as exc:
     ) from exc
 
 # Scalars of the Trainer's logs recorded with each step: name in the logs -> name in the trace.
+# (HF's "loss" only while the model's own per-step loss is not recorded: see StepLoss.)
 _LOGGED = {"loss": "loss", "learning_rate": "learning_rate"}
+
+
+def _model_loss(output: Any) -> torch.Tensor | None:
+    """The scalar ``"loss"`` of a model's output mapping (a ``ModelOutput`` is one), detached.
+
+    A tuple output is not read: its first element is the loss only when labels were given,
+    and nothing in the tuple says whether they were.
+    """
+    loss = output.get("loss") if isinstance(output, dict) else None
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss.detach().reshape(())
+    return None
+
+
+class StepLoss:
+    """The training loss of each optimizer step, pooled from the model's forward outputs.
+
+    The Trainer's own loss (``compute_loss``) is the model's output ``"loss"`` unless a label
+    smoother or ``compute_loss_func`` replaces it; then the model gets no labels, returns no
+    loss, and nothing is pooled here. Pooled as the Trainer pools it for its logs: when the
+    model is passed ``num_items_in_batch`` its loss is already a share of the accumulated
+    batch's (the micro-batches' losses add up), otherwise each is a micro-batch mean (they are
+    averaged). With ``average_tokens_across_devices`` over several processes the Trainer
+    multiplies the share by the number of processes, and so does this; the ranks' values are
+    then averaged (``reduce="mean"``) into the global batch's loss.
+
+    Only training forwards count (``model.training`` with gradients enabled): evaluation and
+    prediction run under ``no_grad``.
+    """
+
+    def __init__(self, model: torch.nn.Module, args: Any) -> None:
+        self._processes = (
+            int(getattr(args, "world_size", 1) or 1)
+            if getattr(args, "average_tokens_across_devices", False)
+            else 1
+        )
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+        self._shares = False  # the losses are shares of the accumulated batch (they add)
+        # nn.DataParallel (several GPUs in one process) runs the replicas' forwards, hence
+        # this hook, in threads, each with its own device.
+        self._lock = threading.Lock()
+        #: Whether a step's loss has been taken from the model's outputs in this run.
+        self.seen = False
+        self._handle: RemovableHandle | None = model.register_forward_hook(
+            self._on_forward, with_kwargs=True
+        )
+
+    def _on_forward(
+        self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any
+    ) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        loss = _model_loss(output)
+        if loss is None:
+            return
+        with self._lock:
+            total = self._sum
+            self._sum = loss if total is None else total + loss.to(total.device)
+            self._count += 1
+            self._shares = kwargs.get("num_items_in_batch") is not None
+
+    def take(self) -> torch.Tensor | None:
+        """The loss of the optimizer step just taken (None when no forward returned one), on
+        the device; the pool starts empty for the next step."""
+        with self._lock:
+            total, count = self._sum, self._count
+            self._sum, self._count = None, 0
+        if total is None:
+            return None
+        self.seen = True
+        return total * self._processes if self._shares else total / count
+
+    def remove(self) -> None:
+        """Detach the forward hook (safe to call again)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
 
 class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
@@ -39,10 +125,12 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
 
     The watch starts in ``on_train_begin`` on the model and the optimizer the Trainer hands
     to callbacks and is closed in ``on_train_end``, or by ``Trainer.train`` raising (see
-    :meth:`close`). The Trainer's logged ``loss`` and ``learning_rate`` are recorded at the
-    step they are logged at: HF's ``loss`` is the mean over the ``logging_steps`` steps that
-    end there (set ``logging_steps=1`` for a loss at every step). The Trainer stops when the
-    watch's ``should_stop`` becomes true; critical findings are warned about at the end.
+    :meth:`close`). Each step's training loss is pooled from the model's output ``"loss"``
+    (:class:`StepLoss`); when the model returns none (a label smoother or
+    ``compute_loss_func`` computes the loss outside it), HF's logged ``loss`` is recorded at
+    the step it is logged at instead: the mean over the ``logging_steps`` steps that end there.
+    HF's logged ``learning_rate`` is recorded likewise. The Trainer stops when the watch's
+    ``should_stop`` becomes true; critical findings are warned about at the end.
 
     Args:
         run_dir: Where to write the run; by default ``<args.output_dir>/gradwatch``.
@@ -55,6 +143,9 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
     Raises:
         TypeError: When a watch option is not one ``gw.watch`` takes.
     """
+
+    _step_loss: StepLoss | None = None  # while a watch is open
+    _steps_at_last_end = 0  # the watch's steps at the last on_step_end
 
     def on_train_begin(
         self, args: Any, state: Any, control: Any, *, model: Any = None, **kwargs: Any
@@ -74,6 +165,8 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
         self._start(
             model, optimizer, run_dir, framework="transformers", global_step=state.global_step
         )
+        self._step_loss = StepLoss(model, args)
+        self._steps_at_last_end = 0
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -87,13 +180,24 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
             for theirs, ours in _LOGGED.items()
             if isinstance(logs.get(theirs), (int, float, torch.Tensor))
         }
+        if self._step_loss is not None and self._step_loss.seen:
+            scalars.pop("loss", None)  # each step's own loss is recorded (on_step_end)
         if scalars:
             w.log(**scalars)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Pass on the watch's stop request."""
+        """Record the step's loss and pass on the watch's stop request."""
         w = self._recording()
-        if w is not None and w.should_stop:
+        if w is None:
+            return
+        loss = self._step_loss.take() if self._step_loss is not None else None
+        # A step accelerate's GradScaler skipped never reached the optimizer's hooks, so the
+        # watch has no row for it: its loss would overwrite the previous step's.
+        taken = w.num_steps > self._steps_at_last_end
+        self._steps_at_last_end = w.num_steps
+        if loss is not None and taken:
+            w.log(loss=loss, reduce="mean")
+        if w.should_stop:
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -103,6 +207,12 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
             # (stacklevel: the lambda, _finish, this hook, then the Trainer that called it)
             lambda line: warnings.warn(line, UserWarning, stacklevel=4),
         )
+
+    def _close(self, exc: BaseException | None = None) -> Watch | None:
+        if self._step_loss is not None:
+            self._step_loss.remove()
+            self._step_loss = None
+        return super()._close(exc)
 
     def close(self) -> None:
         """Close the watch (every hook removed, the run finished); safe to call again.
