@@ -100,6 +100,21 @@ def _args(tmp_path: Path, **kwargs: Any) -> Any:
     return transformers.TrainingArguments(**base)
 
 
+def _train_with_evaluation(
+    tmp_path: Path, model: nn.Module, callbacks: list[Any], **args: Any
+) -> Any:
+    """A Trainer run on ``_data()`` with evaluations on other data between its steps."""
+    trainer = transformers.Trainer(
+        model=model,
+        args=_args(tmp_path, eval_strategy="steps", **args),
+        train_dataset=_data(),
+        eval_dataset=_data(16, seed=1),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    return trainer
+
+
 @pytest.mark.parametrize("accumulate", [1, 3])
 def test_each_step_records_the_gradients_the_optimizer_applies(
     tmp_path: Path, accumulate: int, clip_restored: None
@@ -111,22 +126,15 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
     model = Regressor()
     ref = Reference(model)
     cb = GradwatchCallback(tmp_path / "run", sample_every=3, dense_steps=2, overhead=None)
-    args = _args(
+    trainer = _train_with_evaluation(
         tmp_path,
+        model,
+        [cb, ref],
         max_steps=7,
         max_grad_norm=0.0,
         gradient_accumulation_steps=accumulate,
-        eval_strategy="steps",
         eval_steps=3,
     )
-    trainer = transformers.Trainer(
-        model=model,
-        args=args,
-        train_dataset=_data(),
-        eval_dataset=_data(16, seed=1),
-        callbacks=[cb, ref],
-    )
-    trainer.train()
     ref.acts.remove()
 
     trace = gw.load(tmp_path / "run")
@@ -155,22 +163,15 @@ def test_every_step_has_its_loss_whatever_logging_steps(tmp_path: Path) -> None:
     in between left out), exactly; no learning rate was logged."""
     torch.manual_seed(0)
     model = Regressor()
-    args = _args(
+    trainer = _train_with_evaluation(
         tmp_path,
+        model,
+        [GradwatchCallback(tmp_path / "run", overhead=None)],
         max_steps=6,
         logging_steps=500,
         gradient_accumulation_steps=2,
-        eval_strategy="steps",
         eval_steps=2,
     )
-    trainer = transformers.Trainer(
-        model=model,
-        args=args,
-        train_dataset=_data(),
-        eval_dataset=_data(16, seed=1),
-        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
-    )
-    trainer.train()
     trace = gw.load(tmp_path / "run")
     assert trace.steps.tolist() == list(range(6))
     per_step = np.asarray(model.losses).reshape(6, 2).mean(axis=1)
