@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from ..diagnosis import Finding, diagnose
 from ..live import watch
@@ -45,6 +48,42 @@ def describe(finding: Finding) -> str:
     return f"gradwatch found {finding.rule}: {finding.message}{first}"
 
 
+def scalar_loss(value: Any) -> torch.Tensor | None:
+    """``value`` as a detached 0-d tensor when it is a one-element tensor (a loss), else None."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.detach().reshape(())
+    return None
+
+
+class LossPool:
+    """The losses of the forwards since the last optimizer step, pooled into that step's loss.
+
+    Kept on the device (no host sync). Adding is thread-safe and moves a loss to the first
+    one's device: ``nn.DataParallel`` runs its replicas' forwards in threads, one per device.
+    """
+
+    def __init__(self) -> None:
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, loss: torch.Tensor) -> None:
+        with self._lock:
+            total = self._sum
+            self._sum = loss if total is None else total + loss.to(total.device)
+            self._count += 1
+
+    def take(self, *, summed: bool = False) -> torch.Tensor | None:
+        """The pooled loss, the mean (or with ``summed`` the sum) of those added since the
+        last take; None when none was. The pool starts empty again."""
+        with self._lock:
+            total, count = self._sum, self._count
+            self._sum, self._count = None, 0
+        if total is None or summed:
+            return total
+        return total / count
+
+
 class WatchingCallback:
     """The part of a framework callback that does not depend on the framework: its options,
     and the one watch it opens when training starts and closes when training ends or fails.
@@ -66,6 +105,7 @@ class WatchingCallback:
         self.watch_options = check_watch_options(type(self).__name__, watch_options)
         self.watch: Watch | None = None
         self._open = False
+        self._steps_seen = 0  # the watch's steps at the last _stepped()
 
     def _start(
         self,
@@ -84,7 +124,15 @@ class WatchingCallback:
         options["meta"] = {**meta, **(options.get("meta") or {})}
         self.watch = watch(model, optimizer, run_dir, **extra, **options)
         self._open = True
+        self._steps_seen = 0
         return self.watch
+
+    def _stepped(self, w: Watch) -> bool:
+        """Whether the watch recorded an optimizer step since the last call (a step a
+        GradScaler skipped, or a micro-batch of an accumulation, records none)."""
+        stepped = w.num_steps > self._steps_seen
+        self._steps_seen = w.num_steps
+        return stepped
 
     def _recording(self) -> Watch | None:
         """The watch while it records, else None."""

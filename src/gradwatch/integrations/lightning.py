@@ -19,10 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..recording.optimizers import unwrap_optimizer
-from ._common import WatchingCallback
+from ._common import LossPool, WatchingCallback, scalar_loss
 
 try:
     import pytorch_lightning as pl
@@ -36,14 +34,6 @@ except ImportError:  # the unified `lightning` package
         ) from exc
 
 rank_zero_warn = pl.utilities.rank_zero_warn
-
-
-def _loss_of(outputs: Any) -> torch.Tensor | None:
-    """The loss a ``training_step`` returned (a tensor, or a mapping's ``"loss"``), detached."""
-    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-        return loss.detach().reshape(())
-    return None
 
 
 class GradwatchCallback(WatchingCallback, pl.Callback):
@@ -77,9 +67,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         **watch_options: Any,
     ) -> None:
         super().__init__(run_dir, report=report, **watch_options)
-        self._steps_logged = 0  # optimizer steps whose loss has been logged
-        self._loss_sum: torch.Tensor | None = None  # losses since the last optimizer step
-        self._loss_count = 0
+        self._losses = LossPool()  # the training_step losses since the last optimizer step
 
     def _run_dir(self, trainer: pl.Trainer) -> Path:
         if self.run_dir is not None:
@@ -106,8 +94,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
             global_step=trainer.global_step,
             step_begin="caller",
         )
-        self._steps_logged = 0
-        self._loss_sum, self._loss_count = None, 0
+        self._losses = LossPool()
 
     # ------------------------------------------------------------------ a step
     def on_before_optimizer_step(
@@ -130,19 +117,17 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         w = self._recording()
         if w is None:
             return
-        loss = _loss_of(outputs)
+        # A training_step returns a loss tensor or a mapping with one.
+        loss = scalar_loss(outputs.get("loss") if isinstance(outputs, dict) else outputs)
         if loss is not None:
             if pl_module.automatic_optimization:
                 # Lightning divides the returned loss by accumulate_grad_batches (for backward).
                 loss = loss * trainer.accumulate_grad_batches
-            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-            self._loss_count += 1
-        if w.num_steps > self._steps_logged:  # the optimizer stepped during this batch
-            if self._loss_sum is not None:
-                # A device tensor: w.log reads nothing on the host.
-                w.log(loss=self._loss_sum / self._loss_count)
-            self._loss_sum, self._loss_count = None, 0
-            self._steps_logged = w.num_steps
+            self._losses.add(loss)
+        if self._stepped(w):  # the optimizer stepped during this batch
+            step_loss = self._losses.take()
+            if step_loss is not None:
+                w.log(loss=step_loss)  # a device tensor: w.log reads nothing on the host
         if w.should_stop:
             trainer.should_stop = True
 

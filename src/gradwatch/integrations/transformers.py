@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from ..recording import Watch
-from ._common import WatchingCallback
+from ._common import LossPool, WatchingCallback, scalar_loss
 
 try:
     import transformers
@@ -40,18 +39,6 @@ except ImportError as exc:
 # Scalars of the Trainer's logs recorded with each step: name in the logs -> name in the trace.
 # (HF's "loss" only while the model's own per-step loss is not recorded: see StepLoss.)
 _LOGGED = {"loss": "loss", "learning_rate": "learning_rate"}
-
-
-def _model_loss(output: Any) -> torch.Tensor | None:
-    """The scalar ``"loss"`` of a model's output mapping (a ``ModelOutput`` is one), detached.
-
-    A tuple output is not read: its first element is the loss only when labels were given,
-    and nothing in the tuple says whether they were.
-    """
-    loss = output.get("loss") if isinstance(output, dict) else None
-    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-        return loss.detach().reshape(())
-    return None
 
 
 class StepLoss:
@@ -76,12 +63,8 @@ class StepLoss:
             if getattr(args, "average_tokens_across_devices", False)
             else 1
         )
-        self._sum: torch.Tensor | None = None
-        self._count = 0
+        self._pool = LossPool()
         self._shares = False  # the losses are shares of the accumulated batch (they add)
-        # nn.DataParallel (several GPUs in one process) runs the replicas' forwards, hence
-        # this hook, in threads, each with its own device.
-        self._lock = threading.Lock()
         #: Whether a step's loss has been taken from the model's outputs in this run.
         self.seen = False
         self._handle: RemovableHandle | None = model.register_forward_hook(
@@ -93,25 +76,22 @@ class StepLoss:
     ) -> None:
         if not (module.training and torch.is_grad_enabled()):
             return
-        loss = _model_loss(output)
+        # Only a mapping's (a ModelOutput is one) "loss": a tuple's first element is the loss
+        # only when labels were given, and nothing in the tuple says whether they were.
+        loss = scalar_loss(output.get("loss")) if isinstance(output, dict) else None
         if loss is None:
             return
-        with self._lock:
-            total = self._sum
-            self._sum = loss if total is None else total + loss.to(total.device)
-            self._count += 1
-            self._shares = kwargs.get("num_items_in_batch") is not None
+        self._shares = kwargs.get("num_items_in_batch") is not None
+        self._pool.add(loss)
 
     def take(self) -> torch.Tensor | None:
         """The loss of the optimizer step just taken (None when no forward returned one), on
         the device; the pool starts empty for the next step."""
-        with self._lock:
-            total, count = self._sum, self._count
-            self._sum, self._count = None, 0
-        if total is None:
+        loss = self._pool.take(summed=self._shares)
+        if loss is None:
             return None
         self.seen = True
-        return total * self._processes if self._shares else total / count
+        return loss * self._processes if self._shares else loss
 
     def remove(self) -> None:
         """Detach the forward hook (safe to call again)."""
@@ -145,7 +125,6 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
     """
 
     _step_loss: StepLoss | None = None  # while a watch is open
-    _steps_at_last_end = 0  # the watch's steps at the last on_step_end
 
     def on_train_begin(
         self, args: Any, state: Any, control: Any, *, model: Any = None, **kwargs: Any
@@ -166,7 +145,6 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
             model, optimizer, run_dir, framework="transformers", global_step=state.global_step
         )
         self._step_loss = StepLoss(model, args)
-        self._steps_at_last_end = 0
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -193,9 +171,7 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
         loss = self._step_loss.take() if self._step_loss is not None else None
         # A step accelerate's GradScaler skipped never reached the optimizer's hooks, so the
         # watch has no row for it: its loss would overwrite the previous step's.
-        taken = w.num_steps > self._steps_at_last_end
-        self._steps_at_last_end = w.num_steps
-        if loss is not None and taken:
+        if self._stepped(w) and loss is not None:
             w.log(loss=loss, reduce="mean")
         if w.should_stop:
             control.should_training_stop = True
