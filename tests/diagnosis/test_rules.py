@@ -59,6 +59,50 @@ def test_vanishing_absolute_floor(floor_value: float, fires: bool) -> None:
         assert f.evidence["below_floor"] == {"fc2": pytest.approx(floor_value)}
 
 
+@pytest.mark.parametrize(
+    ("fc2_ratio", "others", "counted"),
+    [
+        (1e-3, 1e-3, False),  # moves like the others: Adam rescaled its tiny gradient
+        (1.1e-5, 1e-3, False),  # just within 2 decades of the others, above 1e-5
+        (0.9e-5, 1e-3, True),  # under the absolute 1e-5
+        (0.9e-4, 1e-2, True),  # 1e-4 would be 2 decades under the others: just past it
+        (1e-9, 1e-9, True),  # nothing moves at all: the floor stands
+        (math.nan, 1e-3, True),  # no ratio recorded for the floor layer
+    ],
+)
+def test_vanishing_floor_counts_only_layers_that_do_not_move(
+    fc2_ratio: float, others: float, counted: bool
+) -> None:
+    """A floor layer whose recorded update ratio is >= 1e-5 and within 2 decades of the
+    layers' median is moving (an adaptive optimizer): reported in the evidence, not fired."""
+    g = np.array([1e-3, 1e-3, 0.9e-7, 1e-3, 1e-3])
+    ratio = np.array([others, others, fc2_ratio, others, others])
+    f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g, "update_ratio": ratio}))
+    if counted:
+        assert f is not None and f.severity == "critical"
+        assert "below_floor_moving" not in f.evidence
+    else:
+        assert f is None
+
+
+def test_vanishing_floor_reads_update_ratios_of_the_floor_window_only() -> None:
+    """Update ratios from before the floor's last window say nothing about it; a contrast
+    finding still reports the moving floor layers, and its severity is the contrast's."""
+    g = np.tile(depth_profile(5, 3.0, base=0.9e-7), (20, 1))  # only fc0 under 1e-7
+    ratio = np.full((20, 5), math.nan)
+    ratio[::5] = 1e-3  # sampled every 5th step: steps 0, 5, 10, 15
+    f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g, "update_ratio": ratio}))
+    assert f is not None and f.severity == "warning"  # 3 decades: a warning
+    assert f.evidence["below_floor_moving"] == {
+        "fc0": {"grad_rms": pytest.approx(0.9e-7), "update_ratio": pytest.approx(1e-3)}
+    }
+    ratio = ratio.copy()  # the trace made its arrays read-only
+    ratio[10:] = math.nan  # none sampled in the last window (steps 10-19)
+    f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g, "update_ratio": ratio}))
+    assert f is not None and f.severity == "critical"
+    assert f.evidence["below_floor"] == {"fc0": pytest.approx(0.9e-7)}
+
+
 def test_vanishing_names_the_largest_drop_from_out_grad_norm() -> None:
     """The backward gain profile (out_grad_norm) locates the block where the gradient dies."""
     g = depth_profile(6, 3.0)

@@ -38,6 +38,16 @@ class VanishingGradientThresholds:
     # SageMaker Debugger's VanishingGradient default: mean |g| < 1e-7. grad_rms >= mean |g|,
     # so a grad_rms below it implies SageMaker's test holds too.
     abs_floor: float = 1e-7
+    # The floor means "too small to change the weights": SGD moves a weight by lr x g. An
+    # adaptive optimizer divides the gradient by its own running scale, so a layer under the
+    # floor can move like the others: a width-16 BERT's attention queries and keys start at
+    # grad RMS 7e-8 (near-uniform attention) with AdamW update ratios of 0.02-0.03, as every
+    # other layer. A floor layer whose recorded update ratio over the same steps is at least
+    # moving_ratio, and within moving_decades of the median over the weight layers, is
+    # moving: its floor hit is reported, not counted (a hundredth of healthy training's
+    # ~1e-3, and stalled_early_layers' 2 decades; SGD on that BERT: 2e-9).
+    moving_ratio: float = 1e-5
+    moving_decades: float = 2.0
     # Recorded rows per window: the trend must hold for a window's median, not one step
     # (our choice: 10 steps at every=1, so a 100-step run has 10 windows).
     window: int = 10

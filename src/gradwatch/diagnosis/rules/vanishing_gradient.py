@@ -6,7 +6,9 @@ from the first to the last layer, in decades. The rule takes the median of ``c``
 ``warn_decades``. It names where the largest drop happens from the backward gain profile
 (``out_grad_norm``, the gradient reaching each layer's output) when it was recorded, else from
 ``grad_rms`` between consecutive layers. Independently, any layer whose grad_rms stays below
-SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical.
+SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical, unless
+its recorded update ratio shows the optimizer moving it like the other layers (Adam rescales
+a tiny gradient): then the floor is "too small to change the weights" no longer.
 
 Both are judged while the model learns: when a ``loss`` was logged, rows in loss windows whose
 median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
@@ -82,6 +84,9 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     with quiet_nan():
         last_med = nanmedian(last, axis=0)  # (L,)
     floor_hit = np.isfinite(last_med) & (last_med < th.abs_floor)
+    # A floor layer that its optimizer moves like the others is not "too small to change".
+    moving = _moving(trace, cols, floor_hit, steps[-len(last) :], th)
+    floor_hit[list(moving)] = False
 
     if not contrast_hit and not floor_hit.any():
         return None
@@ -138,6 +143,12 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
                 "source": source,
             }
             layers += [names[hi], names[lo]]
+    if moving:
+        # Below the floor, yet updated like the rest (an adaptive optimizer): reported only.
+        evidence["below_floor_moving"] = {
+            names[j]: {"grad_rms": fl(last_med[j]), "update_ratio": fl(ratio)}
+            for j, ratio in moving.items()
+        }
     if floor_hit.any():
         floor_names = [names[i] for i in np.flatnonzero(floor_hit)]
         evidence["below_floor"] = by_layer(floor_names, last_med[floor_hit])
@@ -194,6 +205,34 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         message=message,
         remedies=_remedies(act, any(trace.layers[i].recurrent for i in cols)),
     )
+
+
+def _moving(
+    trace: Trace,
+    cols: np.ndarray,
+    floor_hit: np.ndarray,
+    span: np.ndarray,
+    th: VanishingGradientThresholds,
+) -> dict[int, float]:
+    """{column: median update ratio} of the floor layers that move like the others.
+
+    Over the sampled rows within ``span`` (the steps of the floor's window): a layer moves
+    when its median update ratio is at least ``moving_ratio`` and within ``moving_decades`` of
+    the median over all weight layers. Without recorded update ratios there, none does.
+    """
+    if not floor_hit.any() or not trace.has_metric("update_ratio"):
+        return {}
+    rows, ratio = metric_rows(trace, "update_ratio")
+    inside = (rows >= span[0]) & (rows <= span[-1])
+    if not inside.any():
+        return {}
+    with quiet_nan():
+        med = nanmedian(take_cols(ratio[inside], cols), axis=0)  # (L,)
+        typical = float(np.nanmedian(med)) if np.isfinite(med).any() else float("nan")
+    if not typical > 0:
+        return {}
+    least = max(th.moving_ratio, typical * 10.0**-th.moving_decades)
+    return {int(j): float(med[j]) for j in np.flatnonzero(floor_hit) if med[j] >= least}
 
 
 def _largest_drop(
