@@ -234,3 +234,61 @@ def test_live_stop_on_a_nonfinite_gradient_ends_the_fit_early(tmp_path: Path) ->
         json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()
     ]
     assert any(f["rule"] == "nonfinite_gradient" for f in live)
+
+
+class FusedNet(Net):
+    """Fused AdamW (it unscales in its own kernel) and an inf gradient at step ``poison_at``."""
+
+    def __init__(self, poison_at: int) -> None:
+        super().__init__()
+        self.seen = 0
+        self.net[2].weight.register_hook(
+            lambda g: g * float("inf") if self.seen == poison_at else g
+        )
+
+    def training_step(self, batch: Any, idx: int) -> torch.Tensor:
+        self.seen = idx
+        return super().training_step(batch, idx)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=1e-2, fused=True)
+
+
+class ScaledReference(Reference):
+    """The gradient norms of each step and the loss scale they carry (Lightning does not
+    unscale for an optimizer that unscales itself)."""
+
+    def __init__(self, model: Net) -> None:
+        super().__init__(model)
+        self.scales: list[float] = []
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+        self.scales.append(trainer.precision_plugin.scaler.get_scale())
+
+
+def test_16_mixed_with_a_fused_optimizer_records_unscaled_gradients_and_skips(
+    tmp_path: Path,
+) -> None:
+    """Under 16-mixed the callback hands the precision plugin's GradScaler to the watch: a
+    fused optimizer's gradients, which still carry the loss scale, are recorded unscaled, and
+    the step the scaler skips (an inf at step 2) is recorded as skipped at that step."""
+    from pytorch_lightning.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    model = FusedNet(poison_at=2)
+    ref = ScaledReference(model)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    cb = GradwatchCallback(tmp_path / "run", overhead=None)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    _trainer(tmp_path, [cb, ref], max_steps=5, plugins=[plugin]).fit(model, _loader())
+    assert cb.watch is not None and cb.watch.scaler is scaler
+    trace = gw.load(tmp_path / "run")
+    assert ref.scales == [1024.0, 1024.0, 1024.0, 512.0, 512.0]  # halved by the skip
+    unscaled = [
+        {k: v / s for k, v in norms.items()} for norms, s in zip(ref.norms, ref.scales, strict=True)
+    ]
+    assert_norms_match(trace, unscaled)  # (step 2: inf in both)
+    assert trace.skipped_steps() == {2: ["L1 net.2"]}
+    finding = next(f for f in gw.diagnose(trace) if f.rule == "nonfinite_gradient")
+    assert finding.severity != "critical"

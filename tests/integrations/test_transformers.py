@@ -421,3 +421,56 @@ def test_live_stop_on_a_nonfinite_gradient_ends_training_early(tmp_path: Path) -
         json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()
     ]
     assert any(f["rule"] == "nonfinite_gradient" for f in live)
+
+
+class ScaledTrainer(transformers.Trainer):  # type: ignore[misc]
+    """A Trainer whose accelerator holds a GradScaler, as accelerate's does under fp16 on a
+    GPU (on CPU accelerate makes none); the optimizer is HF's default, fused AdamW."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        self.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+
+
+def _scaled_run(tmp_path: Path, trainer_type: type, poison_at: int | None = None) -> Any:
+    torch.manual_seed(0)
+    model = Regressor()
+    calls = {"n": 0}
+
+    def poison(g: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return g * float("inf") if calls["n"] - 1 == poison_at else g
+
+    model.net[2].weight.register_hook(poison)
+    cb = GradwatchCallback(tmp_path / "run", overhead=None)
+    trainer = trainer_type(
+        model=model,
+        args=_args(tmp_path, max_steps=5, logging_steps=500, max_grad_norm=0.0),
+        train_dataset=_data(),
+        callbacks=[cb],
+    )
+    trainer.train()
+    return trainer, cb, gw.load(tmp_path / "run")
+
+
+def test_accelerate_s_gradscaler_is_watched_with_the_fused_default_optimizer(
+    tmp_path: Path,
+) -> None:
+    """The callback hands the AcceleratedOptimizer's GradScaler to the watch. HF's default
+    optimizer (fused AdamW) unscales in its own kernel, so the gradients its step hooks see
+    still carry the loss scale: they are recorded unscaled, equal to the same run without a
+    scaler (scaling by a power of two is exact); a step the scaler skips is recorded so."""
+    trainer, cb, trace = _scaled_run(tmp_path / "a", ScaledTrainer)
+    assert trainer.args.optim == "adamw_torch_fused"
+    assert cb.watch.scaler is trainer.optimizer.scaler is not None
+    _, _, plain = _scaled_run(tmp_path / "b", transformers.Trainer)
+    np.testing.assert_allclose(trace.matrix("grad_norm"), plain.matrix("grad_norm"), rtol=1e-6)
+    np.testing.assert_allclose(trace.scalar("loss"), plain.scalar("loss"), rtol=1e-6)
+
+    trainer, _, trace = _scaled_run(tmp_path / "c", ScaledTrainer, poison_at=2)
+    assert trainer.optimizer.scaler.get_scale() == 512.0  # it skipped once
+    # (Every layer is non-finite there: HF's grad-norm, clip_grad_norm_ at max_norm inf,
+    # multiplies every gradient by inf / inf = NaN.)
+    assert trace.steps.tolist() == list(range(5)) and list(trace.skipped_steps()) == [2]
+    finding = next(f for f in gw.diagnose(trace) if f.rule == "nonfinite_gradient")
+    assert finding.severity != "critical"

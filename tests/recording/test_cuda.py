@@ -131,6 +131,40 @@ def test_cuda_grad_scaler_skipped_step() -> None:
     np.testing.assert_array_equal(w.trace.scalar("skipped"), [0, 1, 0])
 
 
+def test_cuda_fused_optimizer_under_grad_scaler_without_a_sync() -> None:
+    """Fused AdamW under GradScaler: gradients recorded unscaled, the step with an inf
+    flagged skipped on the device (no update ratio), and no host sync on any step."""
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)
+    x = torch.randn(16, 64, device="cuda")
+    unscaled = []
+    with gw.watch(model, opt, scaler=scaler, sample_every=1, flush_every=50) as w:
+        for i in range(4):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = model(x).float().pow(2).mean()
+            scaler.scale(loss).backward()
+            if i == 2:
+                with torch.no_grad():
+                    model[0].weight.grad[0, 0] = math.inf  # type: ignore[index,operator]
+            unscaled.append(float(_flat([p.grad for p in model.parameters()]).norm()) / 1024.0)
+            if i == 1:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                scaler.step(opt)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            scaler.update()
+    t = w.trace
+    np.testing.assert_array_equal(t.scalar("skipped"), [0, 0, 1, 0])
+    norms = t.scalar("global_grad_norm")
+    np.testing.assert_allclose(norms[:2], unscaled[:2], rtol=1e-4)
+    assert np.isnan(t.matrix("update_ratio")[2]).all()
+    assert np.isfinite(t.matrix("update_ratio")[[0, 1]]).all()
+
+
 def test_cuda_activation_statistics_match_a_float64_reference() -> None:
     """act_mean, act_std, act_saturated (tanh) and act_dead (ReLU) on CUDA equal float64
     statistics of the activations' outputs (the batched reductions' device path)."""

@@ -115,11 +115,15 @@ class WatchingCallback:
         *,
         framework: str,
         global_step: int,
+        scaler: Any = None,
         **extra: Any,
     ) -> Watch:
         """Open the watch; watch step 0 is the trainer's ``global_step`` (a resumed run
-        starts past 0), kept in the run's metadata beside the user's own."""
+        starts past 0), kept in the run's metadata beside the user's own. ``scaler`` is the
+        framework's GradScaler, if any, passed on unless the user passed their own."""
         options = dict(self.watch_options)
+        if scaler is not None:
+            options.setdefault("scaler", scaler)
         meta = {"trainer": {"framework": framework, "global_step_at_start": global_step}}
         options["meta"] = {**meta, **(options.get("meta") or {})}
         self.watch = watch(model, optimizer, run_dir, **extra, **options)

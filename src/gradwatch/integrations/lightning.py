@@ -93,6 +93,8 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
             framework="lightning",
             global_step=trainer.global_step,
             step_begin="caller",
+            # 16-mixed's GradScaler: a skip is then known at the skipped step itself.
+            scaler=getattr(trainer.precision_plugin, "scaler", None),
         )
         self._losses = LossPool()
 

@@ -3,8 +3,10 @@
 The Trainer calls ``optimizer.step()`` once per gradient-accumulation cycle, after the
 backward passes and after clipping, on an accelerate ``AcceleratedOptimizer``; ``gw.watch``
 unwraps it and records each step in the inner optimizer's step hooks, so the statistics are
-those of the final, accumulated gradients (pre-clip: clipping is observed). A step that
-accelerate's GradScaler skips does not reach those hooks and is not counted.
+those of the final, accumulated gradients (pre-clip: clipping is observed). Under fp16 the
+``AcceleratedOptimizer`` holds accelerate's GradScaler; it is passed on to ``gw.watch``, so a
+step the scaler skips (an inf or NaN gradient) is recorded as skipped, with the layers that
+overflowed, and the step after it is sampled.
 
 The loss of every step is read off the model's own output (its ``"loss"``), not off HF's
 logs: those come every ``logging_steps`` steps (500 by default), averaged over them, so a
@@ -142,7 +144,12 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
         if run_dir is None:
             run_dir = Path(args.output_dir or ".") / "gradwatch"
         self._start(
-            model, optimizer, run_dir, framework="transformers", global_step=state.global_step
+            model,
+            optimizer,
+            run_dir,
+            framework="transformers",
+            global_step=state.global_step,
+            scaler=getattr(optimizer, "scaler", None),  # accelerate's GradScaler (fp16)
         )
         self._step_loss = StepLoss(model, args)
 

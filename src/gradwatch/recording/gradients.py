@@ -243,7 +243,14 @@ class GradientStats:
             self._layouts[present] = cached
         return cached
 
-    def record_grads(self, slot: int, *, detailed: bool, clip: ClipSeen | None = None) -> None:
+    def record_grads(
+        self,
+        slot: int,
+        *,
+        detailed: bool,
+        clip: ClipSeen | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> None:
         """Gradient statistics of every layer, and the global gradient norm.
 
         A plain step writes only each layer's sum of squares (in the grad_norm row; norm,
@@ -252,7 +259,9 @@ class GradientStats:
         its tensor (the dispatcher's code is cold after the model's large matmuls), so a
         step makes one reduction per large gradient and about 8 more kernels in all.
         ``detailed`` steps (the sampled ones) add max |g|. With ``clip`` (the user's
-        ``clip_grad_norm_`` of these gradients) the statistics are the pre-clip ones.
+        ``clip_grad_norm_`` of these gradients) the statistics are the pre-clip ones. With
+        ``scale`` (a GradScaler's loss scale the gradients still carry, which a fused optimizer
+        divides out in its own kernel: ``precision.still_scaled``) they are the unscaled ones.
         """
         buf = self._buffer
         lay = self._layout()
@@ -269,11 +278,15 @@ class GradientStats:
             buf.values[slot, METRIC_ROW["grad_max"]].scatter_reduce_(
                 0, vec_layer, vec_max, "amax", include_self=False
             )
-            self._record_underflow(slot, g, lay, weight)
+            if scale is not None:
+                buf.values[slot, METRIC_ROW["grad_max"]].div_(scale.to(buf.values.dtype))
+            self._record_underflow(slot, g, lay, weight, scaled=scale is not None)
         else:
             vec, vec_layer = lay.reduce(g)
         if weight is not None:  # (sharded: one value per tensor, nothing concatenated)
             vec = vec * weight
+        if scale is not None:  # exact: the scale is a power of two
+            vec = vec / scale.to(vec.device, vec.dtype).square()
         row = buf.values[slot, METRIC_ROW["grad_norm"]]  # sum of squares until flush
         row.index_fill_(0, lay.layers, 0.0)
         row.index_add_(0, vec_layer, vec)
@@ -300,14 +313,21 @@ class GradientStats:
             buf.scalars[slot, GLOBAL_GRAD_NORM] = total_sq.sqrt().to(self._layers.device)
 
     def _record_underflow(
-        self, slot: int, g: list[torch.Tensor], lay: GradLayout, weight: torch.Tensor | None
+        self,
+        slot: int,
+        g: list[torch.Tensor],
+        lay: GradLayout,
+        weight: torch.Tensor | None,
+        *,
+        scaled: bool,
     ) -> None:
         """Count per layer the gradient entries below the training dtype's normal range.
 
         The fraction (count / elements) is taken at flush. Nothing is written where the
-        training dtype is float32: the metric stays missing there.
+        training dtype is float32: the metric stays missing there. ``scaled``: the gradients
+        still carry the loss scale.
         """
-        thresholds = self.precision.thresholds(g)
+        thresholds = self.precision.thresholds(g, scaled=scaled)
         if thresholds is None:
             return
         counts = count_below(g, thresholds, self._scratch)
@@ -403,10 +423,17 @@ class GradientStats:
             small = split.concat_small(flat, out).square()
         return split.join(big, small)
 
-    def record_update(self, slot: int) -> None:
-        """update_ratio ||after - before|| / ||before|| per layer, if weights were copied."""
+    def record_update(
+        self, slot: int, *, skipped: bool = False, found_inf: torch.Tensor | None = None
+    ) -> None:
+        """update_ratio ||after - before|| / ||before|| per layer, if weights were copied.
+
+        A ``skipped`` step made no update: none is recorded. ``found_inf`` (on an
+        accelerator, where reading it would sync) is a fused optimizer's own skip flag: the
+        recorded update is NaN where it is set, on the device.
+        """
         state = self._snapshot
-        if state.taken:
+        if state.taken and not skipped:
             lay = self._layers
             with torch.no_grad():
                 params: list[torch.Tensor] = self._local(list(lay.params))
@@ -420,6 +447,8 @@ class GradientStats:
                 if self._weight is not None:
                     sq = sq * self._weight
                 diff_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
+                if found_inf is not None:
+                    diff_sq = diff_sq.masked_fill(found_inf.to(diff_sq.device) > 0, math.nan)
                 # ||after - before||^2 until the flush divides it by the weights' and roots it.
                 self._buffer.values[slot, METRIC_ROW["update_ratio"]] = diff_sq
         state.taken = False

@@ -90,17 +90,20 @@ class Precision:
             return torch.float16
         return None
 
-    def thresholds(self, grads: list[torch.Tensor]) -> list[torch.Tensor | float] | None:
+    def thresholds(
+        self, grads: list[torch.Tensor], *, scaled: bool = False
+    ) -> list[torch.Tensor | float] | None:
         """Per gradient, the magnitude below which an entry underflowed; None: not measured.
 
         A threshold is a device tensor (``tiny / scale``, no host sync) where a GradScaler
-        scaled the loss, else a number.
+        scaled the loss and the gradients were unscaled since, else a number (``scaled``:
+        they still carry the scale, as the backward held them).
         """
         if not grads:
             return None
         out: list[torch.Tensor | float] = []
-        scale = getattr(self.scaler, "_scale", None) if self._scaler_on() else None
-        scaled: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # one kernel each
+        scale = getattr(self.scaler, "_scale", None) if self._scaler_on() and not scaled else None
+        per_device: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # a kernel each
         any_measured = False
         for g in grads:
             dtype = self.dtype(g.dtype)
@@ -111,9 +114,9 @@ class Precision:
             tiny = torch.finfo(dtype).tiny
             if scale is not None and g.dtype not in _HALF:
                 key = (dtype, g.device)
-                if key not in scaled:
-                    scaled[key] = tiny / scale.to(g.device, torch.float32)
-                out.append(scaled[key])
+                if key not in per_device:
+                    per_device[key] = tiny / scale.to(g.device, torch.float32)
+                out.append(per_device[key])
             else:
                 out.append(tiny)
         return out if any_measured else None
@@ -138,3 +141,45 @@ def fsdp_param_dtype(model: nn.Module) -> torch.dtype | None:
         if dtype in _HALF:
             return dtype
     return None
+
+
+# A fused optimizer under GradScaler (``AdamW(fused=True)``: Hugging Face's default optimizer
+# from torch 2.8, ``adamw_torch_fused``) sets ``_step_supports_amp_scaling``. GradScaler then
+# neither unscales its gradients nor skips its step: it hands the optimizer the loss scale
+# and the inf flag as the attributes ``grad_scale`` and ``found_inf`` for the duration of
+# ``optimizer.step()``, and the fused kernel divides by the one and, when the other is set,
+# leaves the weights as they were. So the step hooks see gradients still multiplied by the
+# loss scale, and a step that GradScaler in effect skipped.
+
+
+def still_scaled(optimizer: Any, scaler: Any | None) -> torch.Tensor | None:
+    """The loss scale the optimizer's gradients still carry as its step begins, or None.
+
+    Inside ``GradScaler.step`` (the optimizer's step pre-hook) the scaler's own attribute says
+    (None once ``unscale_`` ran, e.g. for clipping). Before it (a step begun by its caller,
+    as Lightning's callback does) the scaler's state for this optimizer does: scaled unless
+    ``unscale_`` ran. Only for optimizers that unscale in their own kernel; None otherwise.
+    """
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        return None
+    if hasattr(optimizer, "found_inf"):
+        scale = getattr(optimizer, "grad_scale", None)
+        return scale if isinstance(scale, torch.Tensor) else None
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return None
+    states = getattr(scaler, "_per_optimizer_states", None)  # GradScaler's private state
+    state = states.get(id(optimizer)) if isinstance(states, dict) else None
+    stage = state.get("stage") if isinstance(state, dict) else None
+    if getattr(stage, "name", None) == "UNSCALED":
+        return None
+    scale = getattr(scaler, "_scale", None)
+    return scale if isinstance(scale, torch.Tensor) else None
+
+
+def fused_found_inf(optimizer: Any) -> torch.Tensor | None:
+    """GradScaler's inf flag as the fused optimizer's step in progress got it (nonzero: the
+    step left the weights as they were), read in its step post-hook; None elsewhere."""
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        return None
+    found = getattr(optimizer, "found_inf", None)
+    return found if isinstance(found, torch.Tensor) else None

@@ -52,7 +52,7 @@ from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
-from .precision import fsdp_param_dtype
+from .precision import fsdp_param_dtype, fused_found_inf, still_scaled
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 from .step_hooks import OptimizerHooks
@@ -235,10 +235,11 @@ class Watch:
             self._begin_step(skipped=False, entered=self._schedule.clock())
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        found_inf = fused_found_inf(optimizer)  # a fused optimizer's own GradScaler skip
         if torch.compiler.is_compiling():
-            untraced(self._end_step)
+            untraced(self._end_step, found_inf=found_inf)
         else:
-            self._end_step(entered=self._schedule.clock())
+            self._end_step(entered=self._schedule.clock(), found_inf=found_inf)
 
     def _is_sampled(self, step: int) -> bool:
         # Every step at first, where blow-ups happen, then as the schedule spaces them.
@@ -317,7 +318,8 @@ class Watch:
             with torch.no_grad():
                 if record:
                     clip = self._anatomy.take_clip()
-                    self._grads.record_grads(slot, detailed=sampled, clip=clip)
+                    scale = still_scaled(self.optimizer, self.scaler)  # (fused optimizers)
+                    self._grads.record_grads(slot, detailed=sampled, clip=clip, scale=scale)
                     if skipped or not self._grads.finite:
                         schedule.nonfinite(step)  # the step after it is always sampled
                 if sampled:
@@ -336,7 +338,13 @@ class Watch:
         schedule.pause()
         schedule.charge(schedule.clock() - start)
 
-    def _end_step(self, *, skipped: bool = False, entered: float | None = None) -> None:
+    def _end_step(
+        self,
+        *,
+        skipped: bool = False,
+        entered: float | None = None,
+        found_inf: torch.Tensor | None = None,
+    ) -> None:
         schedule = self._schedule
         start = schedule.clock() if entered is None else entered
         progress = self._progress
@@ -344,10 +352,16 @@ class Watch:
             return
         progress.began = False
         schedule.resume()
+        slot = progress.step - self._buffer.window_start
+        if found_inf is not None and found_inf.device.type == "cpu":
+            skipped = skipped or bool(found_inf)  # (a CPU tensor: a read, not a sync)
+            found_inf = None
         if skipped:
-            self._buffer.scalars[progress.step - self._buffer.window_start, SKIPPED] = 1.0
+            self._buffer.scalars[slot, SKIPPED] = 1.0
             schedule.nonfinite(progress.step)  # the step after it is always sampled
-        self._grads.record_update(progress.step - self._buffer.window_start)
+        elif found_inf is not None:  # known on the device only: flagged there, no sync
+            self._buffer.scalars[slot, SKIPPED] = (found_inf > 0).to(self._buffer.sdtype)
+        self._grads.record_update(slot, skipped=skipped, found_inf=found_inf)
         progress.step += 1
         if self._is_sampled(progress.step):
             self._sampler.recurrent.regular = schedule.regular(progress.step)
