@@ -45,8 +45,10 @@ class VanishingGradientThresholds:
     # other layer. A floor layer whose recorded update ratio over the same steps is at least
     # moving_ratio, and within moving_decades of the median over the weight layers, is
     # moving: its floor hit is reported, not counted (a hundredth of healthy training's
-    # ~1e-3, and stalled_early_layers' 2 decades; SGD on that BERT: 2e-9).
+    # ~1e-3, our choice; SGD on that BERT: 2e-9).
     moving_ratio: float = 1e-5
+    # Same as stalled_early_layers.warn_decades: a layer updated 100x slower than the
+    # others' median does not move like them.
     moving_decades: float = 2.0
     # Recorded rows per window: the trend must hold for a window's median, not one step
     # (our choice: 10 steps at every=1, so a 100-step run has 10 windows).
