@@ -168,6 +168,34 @@ def vit(seed: int) -> Setup:
     return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
 
 
+def llama(seed: int) -> Setup:
+    """HF Llama byte LM (2 layers, width 64: RMSNorm, SwiGLU, rotary positions, grouped-query
+    attention) on 64-byte stdlib windows, AdamW 1e-3."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    model = LlamaForCausalLM(cfg)
+    return Setup(model, torch.optim.AdamW(model.parameters(), lr=1e-3), byte_windows(64, seed))
+
+
+def convnext(seed: int) -> Setup:
+    """HF ConvNeXt (2 stages of width 16, 32; LayerScale at its 1e-6 init) on 16x16 digits,
+    AdamW 1e-3."""
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    cfg = ConvNextConfig(
+        num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, patch_size=2,
+    )  # fmt: skip
+    cfg.num_labels = 10
+    model = ConvNextForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
+
+
 def _resnet_model(hidden: list[int]) -> nn.Module:
     """HF ResNet with basic blocks, one block per stage of width ``hidden[i]``, 10 classes."""
     from transformers import ResNetConfig, ResNetForImageClassification

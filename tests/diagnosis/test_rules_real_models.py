@@ -357,6 +357,36 @@ def test_dead_units_leave_nonfinite_steps_to_the_nonfinite_rule(how: str) -> Non
     assert run("dead_units", trace_of(3, n, {"act_dead": dead, "act_mean": np.full((n, 3), 0.0)}))
 
 
+# ---------------------------------------------------------------- unstable: a LayerScale
+def _layer_scale_trace(init_rms: float, n: int = 200) -> Trace:
+    """A ConvNeXt-like run under Adam: layer 0 is a gain grown from ``init_rms`` by 1e-3 per
+    element a step, to ~0.1 (its ratio 1e-3 / rms: 1000x at step 0 when init_rms is 1e-6,
+    then ~1/k); the other layers move 1e-3 of their norm a step; the loss falls 2.3 -> 0.3."""
+    infos = layers(5)
+    size = infos[0].num_params
+    rms = np.minimum(init_rms + 1e-3 * np.arange(n), 0.1)
+    wn = np.ones((n, 5))
+    wn[:, 0] = rms * np.sqrt(size)
+    ratio = np.full((n, 5), 1e-3)
+    ratio[:, 0] = np.where(np.arange(n) < 100, 1e-3 / rms, 1e-4)
+    loss = 0.3 + 2.0 * np.exp(-np.arange(n) / 40.0)
+    return trace_of(
+        5, n, {"update_ratio": ratio, "weight_norm": wn}, scalars={"loss": loss}, layer_infos=infos
+    )
+
+
+def test_unstable_judges_a_layer_grown_from_zero_by_the_scale_it_reaches() -> None:
+    """ConvNeXt's LayerScale (init 1e-6) under AdamW: a step of 1000x its own norm is growth,
+    judged over the norm the layer grows into, and draws nothing; the same steps on a layer
+    that starts at an RMS of 2e-4 (above the 1e-4 floor) erase its initialisation."""
+    assert run("unstable_updates", _layer_scale_trace(1e-6)) is None
+    assert run("unstable_updates", _layer_scale_trace(0.9e-4)) is None
+    f = run("unstable_updates", _layer_scale_trace(2e-4))
+    assert f is not None and f.layers[0] == "fc0"
+    assert f.evidence["erased_at_start"] == {"fc0": pytest.approx(5.0)}
+    assert "grown_from_zero" not in f.evidence
+
+
 # ---------------------------------------------------------------- thresholds
 def test_new_thresholds_are_validated() -> None:
     """Row counts of the new thresholds must be >= 1."""

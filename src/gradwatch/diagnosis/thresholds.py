@@ -316,6 +316,14 @@ class UnstableUpdatesThresholds:
     erase_ratio: float = 1.0
     # Logged losses per window for progress and relapse (as loss_plateau.window).
     loss_window: int = 10
+    # A layer whose first recorded weights have an RMS below this starts from (near) zero by
+    # design: LayerScale (ConvNeXt, CaiT: 1e-6), ReZero's gain (0), a zero-initialised
+    # residual BatchNorm. Its step over its own tiny norm is growth, not overshoot (a healthy
+    # ConvNeXt under AdamW 1e-3: 1000x at step 0, then ~1/k after k steps), so its ratio is
+    # taken over the scale it grows into: the larger of its norm then and its median norm
+    # over the last third of the sampled rows. No usual init comes near: He's RMS sqrt(2 /
+    # fan_in) is 1e-3 at a fan-in of 2e6, and gains start at 1 (our choice: 10x below that).
+    zero_init_rms: float = 1e-4
 
 
 @dataclass(frozen=True)

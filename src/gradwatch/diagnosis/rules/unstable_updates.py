@@ -37,6 +37,7 @@ from .._common import (
     hints,
     loss_response,
     metric_rows,
+    nanmedian,
     quiet_nan,
     scalar_rows,
     start_only,
@@ -86,6 +87,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     steps, ur = metric_rows(trace, "update_ratio")
     if len(steps) == 0 or ur.shape[1] == 0:
         return None
+    ur, from_zero = _rebased_from_zero(trace, steps, ur, th.zero_init_rms)
     blocks, starts = block_medians(ur, th.window)  # (B, L)
     with quiet_nan():
         med = np.nanmax(blocks, axis=0)  # worst sustained ratio of each layer
@@ -131,6 +133,10 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         "small_ratio": th.small_ratio,
         "window_rows": th.window,
     }
+    if from_zero:
+        # Said so, in case one of these is what fires: ratios over the grown scale.
+        evidence["grown_from_zero"] = from_zero
+        evidence["zero_init_rms"] = th.zero_init_rms
     message = ""
     clipped = False
     worst = float("nan")
@@ -230,6 +236,42 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         message=message,
         remedies=remedies,
     )
+
+
+def _rebased_from_zero(
+    trace: Trace, steps: np.ndarray, ur: np.ndarray, zero_init_rms: float
+) -> tuple[np.ndarray, dict[str, float | None]]:
+    """The update ratios, those of layers that start from (near) zero taken over the scale
+    they grow into; and {layer: first weight RMS} of those layers.
+
+    ``ratio * ||theta_before||`` is the step's size, so the ratio over another norm ``n`` is
+    ``ratio * ||theta_before|| / n``; ``n`` is the larger of ``||theta_before||`` and the
+    layer's median norm over the last third of the sampled rows.
+    """
+    w_steps, wn = metric_rows(trace, "weight_norm")
+    if len(w_steps) == 0:
+        return ur, {}
+    sizes = np.array([max(layer.num_params, 1) for layer in trace.layers], dtype=np.float64)
+    with quiet_nan():
+        first = np.array([_first_finite(wn[:, j]) for j in range(wn.shape[1])])
+        tiny = np.flatnonzero(first / np.sqrt(sizes) < zero_init_rms)
+    if len(tiny) == 0:
+        return ur, {}
+    at = np.searchsorted(w_steps, steps)
+    known = (at < len(w_steps)) & (w_steps[np.minimum(at, len(w_steps) - 1)] == steps)
+    before = np.full_like(ur, np.nan)
+    before[known] = wn[at[known]]
+    with quiet_nan():
+        grown = nanmedian(wn[-max(len(wn) // 3, 1) :, tiny], axis=0)  # (T,)
+        scale = np.fmax(before[:, tiny], grown)
+        out = ur.copy()
+        out[:, tiny] = ur[:, tiny] * before[:, tiny] / scale
+    return out, by_layer([trace.layers[i].name for i in tiny], (first / np.sqrt(sizes))[tiny])
+
+
+def _first_finite(x: np.ndarray) -> float:
+    ok = np.flatnonzero(np.isfinite(x))
+    return float(x[ok[0]]) if len(ok) else float("nan")
 
 
 def _early_step(trace: Trace, early_rows: int) -> int:
