@@ -31,6 +31,7 @@ from .models import (
     gpt2,
     llama,
     lstm_lm,
+    mobilenet_v2,
     relu_mlp,
     residual_mlp,
     resnet,
@@ -100,6 +101,14 @@ CASES: tuple[Case, ...] = (
         "HF ConvNeXt, 2 stages (16, 32), LayerScale init 1e-6, 16x16 digits, AdamW 1e-3",
         convnext,
         learns(),
+        healthy=True,
+    ),
+    Case(
+        "mobilenet_v2_digits",
+        "HF MobileNetV2 (width 0.35, BatchNorm, ReLU6), 32x32 digits down to 1x1, AdamW 1e-3",
+        mobilenet_v2,
+        learns(),
+        steps=100,
         healthy=True,
     ),
     Case(

@@ -196,6 +196,20 @@ def convnext(seed: int) -> Setup:
     return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
 
 
+def mobilenet_v2(seed: int) -> Setup:
+    """HF MobileNetV2 (width 0.35: inverted residuals, depthwise convs, BatchNorm, ReLU6) on
+    32x32 digits, AdamW 1e-3: five stride-2 stages take its maps from 16x16 to 1x1."""
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    cfg = MobileNetV2Config(
+        num_channels=3, image_size=32, depth_multiplier=0.35, classifier_dropout_prob=0.0,
+    )  # fmt: skip
+    cfg.num_labels = 10
+    model = MobileNetV2ForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
 def _resnet_model(hidden: list[int]) -> nn.Module:
     """HF ResNet with basic blocks, one block per stage of width ``hidden[i]``, 10 classes."""
     from transformers import ResNetConfig, ResNetForImageClassification

@@ -6,6 +6,7 @@ statistic each rule computes is known exactly without running the rule's own cod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -152,6 +153,41 @@ def test_exploding_fires_past_the_reversed_depth_trend(decades: float, fires: bo
     if f:
         assert f.evidence["depth"]["first_over_last_decades"] == pytest.approx(decades, abs=1e-4)
         assert f.layers == ("fc0",)
+
+
+@pytest.mark.parametrize(
+    ("backward_decades", "numel", "fires"),
+    [
+        (0.0, True, False),  # flat backward signal: the grad_rms trend is the layers' shapes
+        (1.9, True, False),
+        (2.1, True, True),
+        (0.0, False, True),  # no output sizes (an older trace): grad_rms alone, as before
+    ],
+)
+def test_exploding_depth_needs_the_backward_signal_to_grow(
+    backward_decades: float, numel: bool, fires: bool
+) -> None:
+    """A CNN that downsamples: grad_rms falls 2.5 decades from the first layer to the last
+    (early weights are shared over more positions), while the gradient reaching each
+    layer's output, per element, grows only ``backward_decades`` toward the input."""
+    n = 6
+    sizes = 4.0 ** np.arange(n)[::-1] * 10  # outputs shrink 4x a layer: 10240 ... 10
+    per_element = depth_profile(n, -backward_decades)  # first layers larger
+    infos = [
+        dataclasses.replace(info, out_numel=int(size) if numel else None)
+        for info, size in zip(layers(n), sizes, strict=True)
+    ]
+    metrics = {
+        "grad_rms": depth_profile(n, -2.5),
+        "out_grad_norm": per_element * np.sqrt(sizes),
+    }
+    f = run("exploding_gradient", trace_of(n, 30, metrics, layer_infos=infos))
+    assert (f is not None) == fires
+    if f is not None:
+        assert f.evidence["depth"]["first_over_last_decades"] == pytest.approx(2.5, abs=1e-4)
+        if numel:
+            got = f.evidence["depth"]["backward_signal_first_over_last_decades"]
+            assert got == pytest.approx(backward_decades, abs=1e-4)
 
 
 def test_exploding_depth_trend_in_the_first_window_only_says_so() -> None:

@@ -27,6 +27,7 @@ def test_layer_info_round_trips_every_field() -> None:
         branch="h.0.attn",
         activation_like="GELU",
         activation_source="class",
+        out_numel=4096,
     )
     assert LayerInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
 
@@ -45,6 +46,7 @@ def test_a_layer_table_written_before_roles_loads_with_inferred_ones() -> None:
     assert [i.role for i in infos] == ["root", "norm", "embedding", "norm", "weight"]
     assert infos[4].activation_like == "GELU" and infos[4].activation_source == "class"
     assert all(i.branch is None and i.attention is None for i in infos)
+    assert all(i.out_numel is None for i in infos)
 
 
 def test_role_of_recognises_third_party_norms_by_name() -> None:
@@ -119,3 +121,41 @@ def test_grad_ratio_ends_are_path_layers() -> None:
     t = Trace.from_arrays(infos, [0], {"grad_rms": [[1e-9, 1e-3, 1e-1, 1e5]]})
     r = t.grad_ratio("last")
     assert (r.first, r.last) == ("fc0", "fc1") and abs(r.value - 1e-2) < 1e-12
+
+
+def test_each_layer_s_output_size_is_recorded(tmp_path: Path) -> None:
+    """out_numel is the number of elements of each layer's output in the first forward (the
+    whole batch), as forward hooks see it, and survives the run directory; without
+    activation hooks it is not seen."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10),
+    )  # fmt: skip
+    seen: dict[str, int] = {}
+
+    def keep(name: str) -> object:
+        def hook(module: nn.Module, args: object, out: torch.Tensor) -> None:
+            seen.setdefault(name, out.numel())
+
+        return hook
+
+    handles = [m.register_forward_hook(keep(n)) for n, m in model.named_modules() if n]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(5, 3, 16, 16)
+    with gw.watch(model, opt, tmp_path / "run", overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+    for h in handles:
+        h.remove()
+    want = {"0": 5 * 8 * 8 * 8, "1": 5 * 8 * 8 * 8, "3": 5 * 16 * 4 * 4, "6": 5 * 10}
+    assert {n: seen[n] for n in want} == want
+    assert {layer.name: layer.out_numel for layer in w.trace.layers} == want
+    assert {layer.name: layer.out_numel for layer in gw.load(tmp_path / "run").layers} == want
+    with gw.watch(model, opt, activations=False, overhead=None, on_finding=lambda f: None) as w2:
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    assert all(layer.out_numel is None for layer in w2.trace.layers)

@@ -296,6 +296,7 @@ class ActivationSampler:
             if not layers.ordered:
                 self._calls[i] += 1
                 self.step.last_output, self.step.last_version = out, out._version
+                layers.out_numel.setdefault(i, out.numel())
             if func is not None and i not in layers.activation_of:
                 with torch.no_grad():
                     self._add_output(ACT, i, func(out.detach()), fn_like, fn_kind)

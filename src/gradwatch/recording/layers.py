@@ -105,6 +105,7 @@ class LayerSet:
         # Layers that end a projection shortcut: the activation after the residual addition
         # belongs to the main branch's last layer, not to them (ResNet's downsample).
         self.no_claim: set[int] = set()
+        self.out_numel: dict[int, int] = {}  # index -> its output's elements (first forward)
 
     @property
     def numel(self) -> int:
@@ -141,6 +142,7 @@ class LayerSet:
             branch=self.branch_of.get(i),
             activation_like=like,
             activation_source=source,
+            out_numel=self.out_numel.get(i),
         )
 
     def unrecognised(self) -> list[str]:

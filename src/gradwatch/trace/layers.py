@@ -109,6 +109,10 @@ class LayerInfo:
         activation_source: How the activation was recognised: ``"class"`` (by its class
             name), ``"probe"`` (by its response to a probe input) or ``"functional"`` (a
             ``torch.nn.functional`` call found by ``torch.fx``); ``None`` when none was.
+        out_numel: Elements of the layer's output in the first training forward (the whole
+            batch), or ``None`` when not seen (no activation hooks, traces that predate it).
+            Divides ``out_grad_norm`` into the backward signal per element, whose depth
+            profile does not depend on how many positions a layer's output has.
     """
 
     name: str
@@ -125,6 +129,7 @@ class LayerInfo:
     branch: str | None = None
     activation_like: str | None = None
     activation_source: str | None = None
+    out_numel: int | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -182,4 +187,5 @@ class LayerInfo:
             branch=data.get("branch"),
             activation_like=like,
             activation_source=source,
+            out_numel=None if data.get("out_numel") is None else int(data["out_numel"]),
         )

@@ -48,6 +48,8 @@ from ..finding import Finding, Severity
 from ..thresholds import ExplodingGradientThresholds
 
 RULE = "exploding_gradient"
+#: Weight layers with a recorded backward signal needed to read its depth trend.
+MIN_BACKWARD_LAYERS = 3
 _MAD_TO_SIGMA = 0.6745  # Iglewicz & Hoaglin's modified z-score constant (Phi^-1(0.75)).
 
 
@@ -62,6 +64,33 @@ def global_norm(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     with quiet_nan():
         # Layers missing at a step contribute nothing; an all-missing row was already dropped.
         return steps, np.sqrt(np.nansum(np.square(gn), axis=1))
+
+
+def backward_growth(trace: Trace, cols: np.ndarray, steps: np.ndarray, window: int) -> float | None:
+    """The largest window median of the backward signal's first-over-last depth trend, in
+    decades; None where it was not recorded for ``MIN_BACKWARD_LAYERS`` weight layers.
+
+    The backward signal per element is ``out_grad_norm / sqrt(out_numel)``: the gradient
+    reaching each layer's output, the quantity the chain rule multiplies layer by layer.
+    A parameter's gradient also sums over every position its weight is shared across, so
+    a convolution early in a network that downsamples gets a larger one than a late layer
+    at the same backward signal (a healthy MobileNetV2 or ResNet-50 on 32 x 32 images:
+    2.5 decades of grad_rms, 1.5 of backward signal). Only sampled rows within ``steps``.
+    """
+    if not trace.has_metric("out_grad_norm") or len(cols) == 0:
+        return None
+    numel = np.array([trace.layers[c].out_numel or np.nan for c in cols], dtype=np.float64)
+    if np.isfinite(numel).sum() < MIN_BACKWARD_LAYERS:
+        return None
+    og_steps, og = metric_rows(trace, "out_grad_norm")
+    keep = np.isin(og_steps, steps)
+    if not keep.any():
+        return None
+    with quiet_nan():
+        per_element = take_cols(og[keep], cols) / np.sqrt(numel)
+        c = -depth_span(safe_log10(per_element))
+        meds, _ = window_medians(c, window)
+    return float(np.nanmax(meds)) if np.isfinite(meds).any() else None
 
 
 def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
@@ -83,7 +112,17 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     if len(steps) and len(cols) >= th.min_layers:
         c = -depth_span(safe_log10(take_cols(grad, cols)))  # first over last
         meds, starts = window_medians(c, th.window)
+        backward = None
         if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
+            backward = backward_growth(trace, cols, steps, th.window)
+        if backward is not None and backward < th.warn_decades:
+            # The parameter gradients grow toward the input but the backward signal does
+            # not: a weight shared over more positions (early, larger maps) sums more of it.
+            evidence["depth_not_backward"] = {
+                "grad_rms_first_over_last_decades": fl(np.nanmax(meds)),
+                "backward_signal_first_over_last_decades": fl(backward),
+            }
+        elif np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
             worst = float(np.nanmax(meds))
             hit = np.flatnonzero(meds >= th.warn_decades)
             spans += [
@@ -95,6 +134,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
                 "first_over_last_factor": fl(pow10(worst)),
                 "warn_decades": th.warn_decades,
                 "windows_over_threshold": len(hit),
+                "backward_signal_first_over_last_decades": fl(backward),
             }
             severe |= worst >= th.critical_decades
             layers.append(trace.layers[int(cols[0])].name)
