@@ -360,7 +360,17 @@ STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
     (
         "exploding_gradient",
         "max reversed depth trend (decades)",
-        lambda e: (e.get("depth") or {}).get("first_over_last_decades"),
+        lambda e: (
+            (e.get("depth") or {}).get("first_over_last_decades")
+            or (e.get("depth_not_backward") or {}).get("grad_rms_first_over_last_decades")
+        ),
+    ),
+    (
+        "exploding_gradient",
+        "max reversed backward-signal trend (decades)",
+        lambda e: (e.get("depth") or e.get("depth_not_backward") or {}).get(
+            "backward_signal_first_over_last_decades"
+        ),
     ),
     (
         "exploding_gradient",
