@@ -1,5 +1,5 @@
-"""An independent reference for per-layer gradient norms and activation means, and the check
-that no gradwatch hook outlives a run."""
+"""An independent reference for per-layer gradient norms and activation means, the check
+that no gradwatch hook outlives a run, and the tiny Hugging Face BERT several tests train."""
 
 from __future__ import annotations
 
@@ -81,3 +81,23 @@ def gradwatch_hooks(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     for p in model.parameters():
         n += len(getattr(p, "_post_accumulate_grad_hooks", None) or {})
     return n
+
+
+def tiny_bert() -> nn.Module:
+    """A width-16, 2-layer BERT classifier (2 labels, 64-token vocabulary) from its config.
+
+    Its attention starts near-uniform (BERT's init std 0.02 at head dimension 8), so its
+    query and key weights get gradients of RMS ~7e-8: under the 1e-7 floor.
+    """
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
+    return transformers.BertForSequenceClassification(config)

@@ -22,6 +22,7 @@ from ._reference import (
     assert_sampled_act_means_match,
     gradwatch_hooks,
     layer_norms,
+    tiny_bert,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -286,16 +287,7 @@ def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:
     """A tiny BERT classifier built from its config: every layer's recorded norms equal the
     reference at each step, and the run diagnoses."""
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    model = transformers.BertForSequenceClassification(config)
+    model = tiny_bert()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 64, (32, 12), generator=g)
     data = [{"input_ids": ids[i], "labels": ids[i, 0] % 2} for i in range(32)]
@@ -311,7 +303,9 @@ def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:
     trace = gw.load(tmp_path / "run")
     assert len(trace.layer_names) == len(ref.norms[0]) > 10
     assert_norms_match(trace, ref.norms)
-    gw.diagnose(trace)
+    # Its queries and keys sit under the 1e-7 gradient floor yet AdamW moves them like the
+    # other layers: no critical verdict (tests/integrations/test_floor_adaptive_optimizer.py).
+    assert not [f for f in gw.diagnose(trace) if f.severity == "critical"]
 
 
 def test_clipped_steps_record_the_pre_clip_norm_hf_logs(tmp_path: Path) -> None:

@@ -14,23 +14,16 @@ import torch
 import gradwatch as gw
 from gradwatch.diagnosis import Finding
 
-transformers = pytest.importorskip("transformers")
+from ._reference import tiny_bert
+
+pytest.importorskip("transformers")
 
 ATTENTION = ("attention.self.query", "attention.self.key")
 
 
 def _vanishing(optimizer: type[torch.optim.Optimizer]) -> Finding:
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    model = transformers.BertForSequenceClassification(config)
+    model = tiny_bert()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 64, (32, 12), generator=g)
     labels = ids[:, 0] % 2
