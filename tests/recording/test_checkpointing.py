@@ -1,9 +1,9 @@
 """Activation (gradient) checkpointing records what the plain run records.
 
 Hugging Face's ``gradient_checkpointing_enable()`` checkpoints each decoder layer's
-``forward`` with ``torch.utils.checkpoint`` (``use_reentrant=False`` by default): the blocks
-run again inside the backward pass. Statistics, activations and the residual structure must
-not change.
+``forward`` with ``torch.utils.checkpoint`` (``use_reentrant=False`` by default, ``True`` on
+request): the blocks run again inside the backward pass. Statistics, activations and the
+residual structure must not change.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.utils.checkpoint
 
 import gradwatch as gw
 
@@ -69,10 +70,67 @@ def test_reentrant_checkpointing_records_the_same_statistics() -> None:
         np.testing.assert_array_equal(ckpt.matrix(metric), plain.matrix(metric), err_msg=metric)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reentrant checkpointing builds a block's graph inside the backward pass, from a "
-    "detached copy of its input: the structure probe sees no residual addition in it",
-)
 def test_reentrant_checkpointing_finds_the_residual_branches() -> None:
+    """use_reentrant=True builds a block's graph inside the backward pass, from a detached
+    copy of its input; the recompute's output and that input (the fork of the block's first
+    residual) give the same branches, and torch's CheckpointFunction is left as it was."""
+    own = torch.utils.checkpoint.CheckpointFunction.__dict__.get("apply")
     assert _branches(_run("reentrant")) == _branches(_run("off"))
+    assert torch.utils.checkpoint.CheckpointFunction.__dict__.get("apply") is own
+
+
+class _Block(torch.nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.ln = torch.nn.LayerNorm(d)
+        self.fc1 = torch.nn.Linear(d, 2 * d)
+        self.act = torch.nn.ReLU()
+        self.fc2 = torch.nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(self.act(self.fc1(self.ln(x))))
+
+
+class _ResidualMLP(torch.nn.Module):
+    """Residual blocks the user checkpoints by hand with torch.utils.checkpoint."""
+
+    def __init__(self, reentrant: bool | None) -> None:
+        super().__init__()
+        self.inp = torch.nn.Linear(4, 8)
+        self.blocks = torch.nn.ModuleList([_Block(8) for _ in range(3)])
+        self.head = torch.nn.Linear(8, 2)
+        self.reentrant = reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            if self.reentrant is None:
+                h = block(h)
+            else:
+                h = torch.utils.checkpoint.checkpoint(block, h, use_reentrant=self.reentrant)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_hand_checkpointed_blocks_keep_their_branches(reentrant: bool) -> None:
+    """``checkpoint(block, h)`` in a user's own forward: same branches and statistics."""
+
+    def run(mode: bool | None) -> gw.Trace:
+        torch.manual_seed(0)
+        model = _ResidualMLP(mode)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        x = torch.randn(16, 4)
+        with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+            for _ in range(3):
+                opt.zero_grad()
+                model(x).pow(2).mean().backward()
+                opt.step()
+        return w.trace
+
+    plain, ckpt = run(None), run(reentrant)
+    assert _branches(ckpt) == _branches(plain)
+    assert [b for b in _branches(plain).values() if b] == ["blocks.0"] * 3 + ["blocks.1"] * 3 + [
+        "blocks.2"
+    ] * 3
+    for metric in ("grad_norm", "update_ratio", "act_mean"):
+        np.testing.assert_array_equal(ckpt.matrix(metric), plain.matrix(metric), err_msg=metric)

@@ -13,6 +13,11 @@ embeddings) are not residual.
 Nodes are visited in decreasing ``_sequence_nr`` (the order autograd created them), so the
 first node reached from both operands is the fork, and the walk stops there: a residual
 addition costs the size of its branch, not of the graph.
+
+Reentrant activation checkpointing builds a block's graph only inside the backward pass,
+from a detached copy of its input: that copy's gradient accumulator can be a fork, and the
+recompute's output is handed to the probe by a wrapper on ``CheckpointFunction.apply``
+(first step only; ``_ReentrantRecomputes``).
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ class StructureProbe:
 
     def arm(self) -> None:
         """Attach a forward hook to every module (removed by :meth:`analyse` or ``disarm``)."""
+        _RECOMPUTES.watch(self)
         for name, module in self._model.named_modules():
             if not any(True for _ in module.children()) and not any(
                 True for _ in module.parameters(recurse=False)
@@ -133,9 +139,19 @@ class StructureProbe:
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
     def disarm(self) -> None:
+        _RECOMPUTES.unwatch(self)
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+    def recomputed(self, output: Any) -> None:
+        """A reentrant checkpoint's recompute returned ``output``: the block's graph is only
+        built then, and no module hook sees its last node (Hugging Face checkpoints a
+        layer's ``forward``, not its ``__call__``), so it is kept as a start for the walk."""
+        out = output[0] if isinstance(output, (tuple, list)) and output else output
+        node = out.grad_fn if isinstance(out, torch.Tensor) else None
+        if node is not None:
+            self._out.setdefault(node, [])
 
     def _make_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -245,9 +261,80 @@ class StructureProbe:
         return ".".join(common) or "(root)"
 
 
+class _ReentrantRecomputes:
+    """Wraps ``torch.utils.checkpoint.CheckpointFunction.apply`` while a probe is armed.
+
+    Reentrant checkpointing (``checkpoint(fn, x, use_reentrant=True)``) runs ``fn`` under
+    ``no_grad`` in the forward pass and again, with gradients, inside the backward pass. The
+    wrapper hands the second call's output to every armed probe. Installed for the first
+    step only; the class's own ``apply`` comes back when the last probe is disarmed.
+    """
+
+    def __init__(self) -> None:
+        self._probes: list[StructureProbe] = []
+        self._installed: tuple[Any, Any, Any] | None = None  # (class, own apply, wrapper)
+
+    def watch(self, probe: StructureProbe) -> None:
+        if probe in self._probes:
+            return
+        self._probes.append(probe)
+        if self._installed is None:
+            self._install()
+
+    def unwatch(self, probe: StructureProbe) -> None:
+        if probe in self._probes:
+            self._probes.remove(probe)
+        if not self._probes and self._installed is not None:
+            cls, own, wrapper = self._installed
+            self._installed = None
+            if cls.__dict__.get("apply") is wrapper:  # (else someone wrapped it after us)
+                if own is None:
+                    delattr(cls, "apply")
+                else:
+                    cls.apply = own
+
+    def _install(self) -> None:
+        import torch.utils.checkpoint as ckpt
+
+        cls = getattr(ckpt, "CheckpointFunction", None)
+        if cls is None:  # a torch without it: nothing to wrap
+            return
+        original = cls.apply  # bound to the class
+        probes = self._probes
+
+        def recorded(function: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                out = function(*args, **kwargs)
+                if torch.is_grad_enabled():  # the recompute, inside the backward pass
+                    for probe in list(probes):
+                        probe.recomputed(out)
+                return out
+
+            return run
+
+        def apply(function: Callable[..., Any], *args: Any) -> Any:
+            return original(recorded(function), *args)
+
+        self._installed = (cls, cls.__dict__.get("apply"), apply)
+        cls.apply = apply
+
+
+_RECOMPUTES = _ReentrantRecomputes()
+
+
 def _is_op(node: Any) -> bool:
-    """A node of the graph proper (not a parameter's gradient accumulator)."""
-    return type(node).__name__ != "AccumulateGrad"
+    """A node of the graph proper: not a parameter's gradient accumulator. Another leaf's
+    accumulator counts: a block that reentrant checkpointing recomputes starts from a
+    detached copy of its input, which is then the fork of the block's first residual."""
+    if type(node).__name__ != "AccumulateGrad":
+        return True
+    return not isinstance(getattr(node, "variable", None), nn.Parameter)
+
+
+def _order(node: Any) -> int:
+    """When autograd created ``node``: a leaf's accumulator (``_sequence_nr`` the largest
+    integer) is older than every operation on it."""
+    return -1 if type(node).__name__ == "AccumulateGrad" else int(node._sequence_nr())
 
 
 def _additions(starts: list[Any]) -> list[Any]:
@@ -273,7 +360,7 @@ def _fork_sides(a: Any, b: Any) -> tuple[set[Any], set[Any]] | None:
     mask: dict[Any, int] = {}
     for bit, node in ((1, a), (2, b)):
         if node not in mask:
-            heapq.heappush(heap, (-node._sequence_nr(), id(node), node))
+            heapq.heappush(heap, (-_order(node), id(node), node))
         mask[node] = mask.get(node, 0) | bit
     sides: tuple[set[Any], set[Any]] = (set(), set())
     popped = 0
@@ -290,7 +377,7 @@ def _fork_sides(a: Any, b: Any) -> tuple[set[Any], set[Any]] | None:
             if nxt is None or not _is_op(nxt):
                 continue
             if nxt not in mask:
-                heapq.heappush(heap, (-nxt._sequence_nr(), id(nxt), nxt))
+                heapq.heappush(heap, (-_order(nxt), id(nxt), nxt))
                 mask[nxt] = 0
             mask[nxt] |= m
     return None
