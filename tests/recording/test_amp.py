@@ -260,3 +260,32 @@ def test_skipped_steps_of_traces_without_counts() -> None:
         ["fc0"], [0, 1], {"grad_norm": [[1.0], [1.0]]}, scalars={"skipped": [0, 1]}
     )
     assert no_counts.skipped_steps() == {1: []}
+
+
+@pytest.mark.parametrize("activations", [True, False])
+def test_autocast_entered_inside_forward_is_read(activations: bool) -> None:
+    """accelerate's bf16 ``prepare`` (and so the Hugging Face Trainer) enters autocast inside
+    ``model.forward``, after the model's own pre-hook: the first layer's reading counts,
+    and the underflow is the float64 bf16 count, as under an autocast around the call."""
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.state import AcceleratorState, GradientState
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    # accelerate's state is process-wide: another test's Accelerator may have set it.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        wrapped = accelerate.Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert wrapped is model and "forward" in vars(model)  # the forward itself is wrapped
+    seen: list[list[torch.Tensor]] = []
+    with gw.watch(model, opt, activations=activations, sample_every=1, overhead=None) as w:
+        _capture(opt, model, seen)
+        for x in _batches(3):
+            opt.zero_grad()
+            model(x).float().pow(2).mean().backward()
+            opt.step()
+    want = np.stack([_naive_fraction(g, BF16_TINY) for g in seen])
+    np.testing.assert_allclose(w.trace.matrix("grad_underflow"), want, rtol=1e-6)

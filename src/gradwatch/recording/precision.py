@@ -8,9 +8,10 @@ value (flushed to zero) or most of its precision (a subnormal keeps fewer bits).
 Which dtype, in this order:
 
 1. The gradients' own dtype when it is float16 or bfloat16 (a model cast with ``.half()``).
-2. Else the autocast dtype of the model's forward (``torch.autocast``), read by a forward
-   pre-hook on the model: fp32 parameters then get fp32 gradients, but the matmuls of the
-   backward ran in the autocast dtype, where small values underflowed.
+2. Else the autocast dtype of the model's forward (``torch.autocast``), read by forward
+   pre-hooks on the model and its first layer (:func:`autocast_readers`): fp32 parameters
+   then get fp32 gradients, but the matmuls of the backward ran in the autocast dtype, where
+   small values underflowed.
 3. Else the ``param_dtype`` of an FSDP2 ``MixedPrecisionPolicy`` on the model
    (``fully_shard(module, mp_policy=...)``): the sharded parameters and their gradients stay
    float32, but forward and backward ran on parameters cast to that dtype.
@@ -70,9 +71,11 @@ class Precision:
 
         return hook
 
-    def attach(self, model: nn.Module, device: torch.device) -> RemovableHandle:
-        """Watch every forward of the model for autocast (when no sampled-step hooks are)."""
-        return model.register_forward_pre_hook(self.forward_pre_hook(device))
+    def attach(self, modules: list[nn.Module], device: torch.device) -> list[RemovableHandle]:
+        """Watch every forward of ``modules`` (:func:`autocast_readers`) for autocast (when
+        no sampled-step hooks are)."""
+        hook = self.forward_pre_hook(device)
+        return [m.register_forward_pre_hook(hook) for m in modules]
 
     def _scaler_on(self) -> bool:
         scaler = self.scaler
@@ -120,6 +123,19 @@ class Precision:
             else:
                 out.append(tiny)
         return out if any_measured else None
+
+
+def autocast_readers(model: nn.Module, layers: list[nn.Module]) -> list[nn.Module]:
+    """The modules whose forward pre-hook reads the autocast state: the model, and its first
+    layer that is not the model itself.
+
+    The model's own pre-hook runs before its ``forward``, so it misses an autocast that a
+    wrapper enters inside ``forward`` (accelerate's ``prepare`` and so the Hugging Face
+    Trainer wrap ``model.forward`` in one); a layer's runs inside it, later, and its reading
+    wins. The model's covers a model whose first layer is not called.
+    """
+    first = next((m for m in layers if m is not model), None)
+    return [model] if first is None else [model, first]
 
 
 def fsdp_param_dtype(model: nn.Module) -> torch.dtype | None:

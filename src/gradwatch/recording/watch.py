@@ -52,7 +52,7 @@ from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
 from .optimizers import unwrap_optimizer
-from .precision import fsdp_param_dtype, fused_found_inf, still_scaled
+from .precision import autocast_readers, fsdp_param_dtype, fused_found_inf, still_scaled
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 from .step_hooks import OptimizerHooks
@@ -210,11 +210,13 @@ class Watch:
     def _attach(self) -> None:
         self._hooks.attach()
         precision, device = self._grads.precision, self._layers.device
+        readers = autocast_readers(self.model, [spec.module for spec in self._layers.specs])
         if self._sampler.enabled:
             # Read on sampled steps only: attached with their hooks, not on every forward.
-            self._sampler.extra_pre_hooks = [(self.model, precision.forward_pre_hook(device))]
+            read = precision.forward_pre_hook(device)
+            self._sampler.extra_pre_hooks = [(m, read) for m in readers]
         else:
-            self._hooks.handles.append(precision.attach(self.model, device))
+            self._hooks.handles += precision.attach(readers, device)
         self._anatomy.arm()  # the first forward's graph; the user's clip_grad_norm_
         self._sampler.arm()  # step 0 is always sampled; its forward also orders the layers
         self._eager.hold(self._sampler.armed)  # (the structure probe's window is step 0's)
