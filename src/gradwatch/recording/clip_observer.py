@@ -28,6 +28,7 @@ import torch.nn.utils
 import torch.nn.utils.clip_grad
 
 from .distributed import whole
+from .shared_patch import SharedPatch
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s: coefficient = max_norm / (total + 1e-6)
 
@@ -115,30 +116,17 @@ def _current(
     return seen.grad._version == seen.version and any(p.grad is seen.grad for p in params)
 
 
-class _Patch:
+class _Patch(SharedPatch["ClipObserver"]):
     """The one wrapper around ``clip_grad_norm_``, installed while any watch is open."""
 
     def __init__(self) -> None:
-        self.observers: list[ClipObserver] = []
+        super().__init__()
         self.original: Callable[..., torch.Tensor] | None = None
         self.wrapper: Callable[..., torch.Tensor] | None = None
 
-    def add(self, observer: ClipObserver) -> None:
-        if observer in self.observers:
-            return
-        self.observers.append(observer)
-        if self.wrapper is None:
-            self._install()
-
-    def discard(self, observer: ClipObserver) -> None:
-        if observer in self.observers:
-            self.observers.remove(observer)
-        if not self.observers and self.wrapper is not None:
-            self._uninstall()
-
-    def _install(self) -> None:
+    def _install(self) -> bool:
         original = torch.nn.utils.clip_grad.clip_grad_norm_
-        observers = self.observers
+        observers = self.users
         patch = self
 
         @functools.wraps(original)
@@ -162,6 +150,7 @@ class _Patch:
         self.original, self.wrapper = original, clip_grad_norm_
         torch.nn.utils.clip_grad.clip_grad_norm_ = clip_grad_norm_
         torch.nn.utils.clip_grad_norm_ = clip_grad_norm_
+        return True
 
     def _uninstall(self) -> None:
         for holder in (torch.nn.utils.clip_grad, torch.nn.utils):

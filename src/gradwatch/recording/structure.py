@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..trace.layers import Role, role_of
+from .shared_patch import SharedPatch
 
 _TORCH_NORMS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
@@ -130,7 +131,7 @@ class StructureProbe:
 
     def arm(self) -> None:
         """Attach a forward hook to every module (removed by :meth:`analyse` or ``disarm``)."""
-        _RECOMPUTES.watch(self)
+        _RECOMPUTES.add(self)
         for name, module in self._model.named_modules():
             if not any(True for _ in module.children()) and not any(
                 True for _ in module.parameters(recurse=False)
@@ -139,7 +140,7 @@ class StructureProbe:
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
     def disarm(self) -> None:
-        _RECOMPUTES.unwatch(self)
+        _RECOMPUTES.discard(self)
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -148,8 +149,7 @@ class StructureProbe:
         """A reentrant checkpoint's recompute returned ``output``: the block's graph is only
         built then, and no module hook sees its last node (Hugging Face checkpoints a
         layer's ``forward``, not its ``__call__``), so it is kept as a start for the walk."""
-        out = output[0] if isinstance(output, (tuple, list)) and output else output
-        node = out.grad_fn if isinstance(out, torch.Tensor) else None
+        node = _output_node(output)
         if node is not None:
             self._out.setdefault(node, [])
 
@@ -159,12 +159,7 @@ class StructureProbe:
             if name in self._seen or not torch.is_grad_enabled():
                 return
             self._seen.add(name)
-            out = output
-            if isinstance(out, (tuple, list)):
-                out = next((o for o in out if isinstance(o, torch.Tensor)), None)
-            elif isinstance(out, dict):  # Hugging Face ModelOutput
-                out = next((o for o in out.values() if isinstance(o, torch.Tensor)), None)
-            node = out.grad_fn if isinstance(out, torch.Tensor) else None
+            node = _output_node(output)
             if node is not None:
                 self._out.setdefault(node, []).append(name)
 
@@ -261,7 +256,7 @@ class StructureProbe:
         return ".".join(common) or "(root)"
 
 
-class _ReentrantRecomputes:
+class _ReentrantRecomputes(SharedPatch["StructureProbe"]):
     """Wraps ``torch.utils.checkpoint.CheckpointFunction.apply`` while a probe is armed.
 
     Reentrant checkpointing (``checkpoint(fn, x, use_reentrant=True)``) runs ``fn`` under
@@ -271,36 +266,17 @@ class _ReentrantRecomputes:
     """
 
     def __init__(self) -> None:
-        self._probes: list[StructureProbe] = []
-        self._installed: tuple[Any, Any, Any] | None = None  # (class, own apply, wrapper)
+        super().__init__()
+        self._installed_on: tuple[Any, Any, Any] | None = None  # (class, own apply, wrapper)
 
-    def watch(self, probe: StructureProbe) -> None:
-        if probe in self._probes:
-            return
-        self._probes.append(probe)
-        if self._installed is None:
-            self._install()
-
-    def unwatch(self, probe: StructureProbe) -> None:
-        if probe in self._probes:
-            self._probes.remove(probe)
-        if not self._probes and self._installed is not None:
-            cls, own, wrapper = self._installed
-            self._installed = None
-            if cls.__dict__.get("apply") is wrapper:  # (else someone wrapped it after us)
-                if own is None:
-                    delattr(cls, "apply")
-                else:
-                    cls.apply = own
-
-    def _install(self) -> None:
+    def _install(self) -> bool:
         import torch.utils.checkpoint as ckpt
 
         cls = getattr(ckpt, "CheckpointFunction", None)
         if cls is None:  # a torch without it: nothing to wrap
-            return
+            return False
         original = cls.apply  # bound to the class
-        probes = self._probes
+        probes = self.users
 
         def recorded(function: Callable[..., Any]) -> Callable[..., Any]:
             def run(*args: Any, **kwargs: Any) -> Any:
@@ -315,11 +291,33 @@ class _ReentrantRecomputes:
         def apply(function: Callable[..., Any], *args: Any) -> Any:
             return original(recorded(function), *args)
 
-        self._installed = (cls, cls.__dict__.get("apply"), apply)
+        self._installed_on = (cls, cls.__dict__.get("apply"), apply)
         cls.apply = apply
+        return True
+
+    def _uninstall(self) -> None:
+        assert self._installed_on is not None
+        cls, own, wrapper = self._installed_on
+        self._installed_on = None
+        if cls.__dict__.get("apply") is wrapper:  # (else someone wrapped it after us)
+            if own is None:
+                delattr(cls, "apply")
+            else:
+                cls.apply = own
 
 
 _RECOMPUTES = _ReentrantRecomputes()
+
+
+def _output_node(output: Any) -> Any:
+    """The ``grad_fn`` of a module's (or function's) output: its first tensor, in a tuple,
+    list or Hugging Face ``ModelOutput``; None when there is none or it has no graph."""
+    out = output
+    if isinstance(out, (tuple, list)):
+        out = next((o for o in out if isinstance(o, torch.Tensor)), None)
+    elif isinstance(out, dict):  # Hugging Face ModelOutput
+        out = next((o for o in out.values() if isinstance(o, torch.Tensor)), None)
+    return out.grad_fn if isinstance(out, torch.Tensor) else None
 
 
 def _is_op(node: Any) -> bool:
