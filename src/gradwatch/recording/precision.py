@@ -78,8 +78,7 @@ class Precision:
         return [m.register_forward_pre_hook(hook) for m in modules]
 
     def _scaler_on(self) -> bool:
-        scaler = self.scaler
-        return scaler is not None and bool(getattr(scaler, "is_enabled", lambda: True)())
+        return _scaler_enabled(self.scaler)
 
     def dtype(self, grad_dtype: torch.dtype) -> torch.dtype | None:
         """The training dtype for gradients of ``grad_dtype``; None for float32 training."""
@@ -123,6 +122,11 @@ class Precision:
             else:
                 out.append(tiny)
         return out if any_measured else None
+
+
+def _scaler_enabled(scaler: Any | None) -> bool:
+    """Whether ``scaler`` is a GradScaler that scales (``GradScaler(enabled=False)`` does not)."""
+    return scaler is not None and bool(getattr(scaler, "is_enabled", lambda: True)())
 
 
 def autocast_readers(model: nn.Module, layers: list[nn.Module]) -> list[nn.Module]:
@@ -181,7 +185,7 @@ def still_scaled(optimizer: Any, scaler: Any | None) -> torch.Tensor | None:
     if hasattr(optimizer, "found_inf"):
         scale = getattr(optimizer, "grad_scale", None)
         return scale if isinstance(scale, torch.Tensor) else None
-    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+    if not _scaler_enabled(scaler):
         return None
     states = getattr(scaler, "_per_optimizer_states", None)  # GradScaler's private state
     state = states.get(id(optimizer)) if isinstance(states, dict) else None
