@@ -112,9 +112,8 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     if len(steps) and len(cols) >= th.min_layers:
         c = -depth_span(safe_log10(take_cols(grad, cols)))  # first over last
         meds, starts = window_medians(c, th.window)
-        backward = None
-        if np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
-            backward = backward_growth(trace, cols, steps, th.window)
+        over = bool(np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades)
+        backward = backward_growth(trace, cols, steps, th.window) if over else None
         if backward is not None and backward < th.warn_decades:
             # The parameter gradients grow toward the input but the backward signal does
             # not: a weight shared over more positions (early, larger maps) sums more of it.
@@ -122,7 +121,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
                 "grad_rms_first_over_last_decades": fl(np.nanmax(meds)),
                 "backward_signal_first_over_last_decades": fl(backward),
             }
-        elif np.isfinite(meds).any() and np.nanmax(meds) >= th.warn_decades:
+        elif over:
             worst = float(np.nanmax(meds))
             hit = np.flatnonzero(meds >= th.warn_decades)
             spans += [

@@ -252,8 +252,9 @@ def _rebased_from_zero(
     if len(w_steps) == 0:
         return ur, {}
     sizes = np.array([max(layer.num_params, 1) for layer in trace.layers], dtype=np.float64)
+    # Each layer's first measured weight norm (NaN for a layer never measured).
+    first = wn[np.argmax(np.isfinite(wn), axis=0), np.arange(wn.shape[1])]
     with quiet_nan():
-        first = np.array([_first_finite(wn[:, j]) for j in range(wn.shape[1])])
         tiny = np.flatnonzero(first / np.sqrt(sizes) < zero_init_rms)
     if len(tiny) == 0:
         return ur, {}
@@ -267,11 +268,6 @@ def _rebased_from_zero(
         out = ur.copy()
         out[:, tiny] = ur[:, tiny] * before[:, tiny] / scale
     return out, by_layer([trace.layers[i].name for i in tiny], (first / np.sqrt(sizes))[tiny])
-
-
-def _first_finite(x: np.ndarray) -> float:
-    ok = np.flatnonzero(np.isfinite(x))
-    return float(x[ok[0]]) if len(ok) else float("nan")
 
 
 def _early_step(trace: Trace, early_rows: int) -> int:
