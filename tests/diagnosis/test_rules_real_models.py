@@ -417,3 +417,31 @@ def test_depth_comparisons_skip_norm_layers() -> None:
         infos, np.arange(n), {"grad_rms": np.tile(rms_w, (n, 1))}, scalars={"loss": np.full(n, 2.3)}
     )
     assert run("vanishing_gradient", t2) is not None
+
+
+def _adam_without_warmup(loss_at_19: float) -> Trace:
+    """HF GPT-2 under the Trainer's defaults (AdamW 1e-3, no warm-up, clipping at 1): update
+    ratio 0.11 at the densely sampled steps 0-2, then 0.01 every 10 steps; the loss falls
+    5.4 -> 4.8 over its first window (5% of the 5.06 start) and reaches ``loss_at_19`` at
+    step 19, then 2.6 at step 200."""
+    n = 200
+    ur = np.full((n, 3), np.nan)
+    ur[::10] = 0.01
+    ur[:3] = [0.02, 0.11, 0.11]
+    ur[3:20] = 0.01
+    loss = np.interp(np.arange(n), [0, 1, 9, 19, 199], [5.4, 5.06, 4.8, loss_at_19, 2.6])
+    return trace_of(
+        3, n, {"update_ratio": ur}, scalars={"loss": loss, "clip_coef": np.full(n, 0.5)}
+    )
+
+
+@pytest.mark.parametrize(("loss_at_19", "fires"), [(4.0, False), (4.7, True)])
+def test_start_span_is_judged_by_the_loss_after_it(loss_at_19: float, fires: bool) -> None:
+    """A high-ratio span inside the dense start is judged at the end of the first 20 logged
+    losses, not within the window it began in: the loss needs steps to answer. 21% below the
+    start by step 19 is productive; 7% is not."""
+    f = run("unstable_updates", _adam_without_warmup(loss_at_19))
+    assert (f is not None) == fires
+    if f is not None:
+        assert f.steps == (0, 2)
+        assert f.evidence["loss_response"]["progress"] < TH.unstable_updates.min_progress
