@@ -85,8 +85,13 @@ def test_vanishing_that_resolved_is_info() -> None:
     assert f is not None and f.severity == "info"
     assert f.evidence["resolved_by_step"] == 30
     assert f.steps == (0, 29)
-    assert "since resolved" in f.message
-    g = g.copy()  # the trace made its array read-only
+    assert f.message.startswith("Vanishing gradient early on, since resolved:")
+    late = g.copy()  # the trace made its array read-only
+    late[:80] = depth_profile(6, 3.0)  # over most of the run: not "early on"
+    f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": late}))
+    assert f is not None and f.severity == "info"
+    assert f.message.startswith("Vanishing gradient until step 79, since resolved:")
+    g = g.copy()
     g[-10:] = depth_profile(6, 3.0)  # back at the end: current again
     f = run("vanishing_gradient", trace_of(6, 100, {"grad_rms": g}))
     assert f is not None and f.severity == "warning"
