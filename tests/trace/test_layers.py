@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 import gradwatch as gw
 from gradwatch.trace import LayerInfo, Trace
@@ -159,3 +161,38 @@ def test_each_layer_s_output_size_is_recorded(tmp_path: Path) -> None:
         model(x).sum().backward()
         opt.step()
     assert all(layer.out_numel is None for layer in w2.trace.layers)
+
+
+class _SharedAndCheckpointed(nn.Module):
+    """``shared`` runs twice per forward; ``block`` is checkpointed (its forward hooks run
+    again in the backward pass, for the recompute)."""
+
+    def __init__(self, reentrant: bool | None) -> None:
+        super().__init__()
+        self.first, self.block, self.shared = nn.Linear(8, 8), nn.Linear(8, 6), nn.Linear(6, 6)
+        self.reentrant = reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        if self.reentrant is None:
+            h = torch.tanh(self.block(h))
+        else:
+            h = checkpoint(lambda t: torch.tanh(self.block(t)), h, use_reentrant=self.reentrant)
+        return self.shared(torch.relu(self.shared(h)))
+
+
+@pytest.mark.parametrize("reentrant", [None, False, True])
+def test_output_size_counts_every_call_that_gets_a_gradient(reentrant: bool | None) -> None:
+    """out_numel counts the elements out_grad_norm sums over: both calls of a module run
+    twice per forward, and a checkpointed layer's output once (not again for its recompute),
+    with or without checkpointing alike."""
+    torch.manual_seed(0)
+    model = _SharedAndCheckpointed(reentrant)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(4, 8)).square().sum().backward()
+            opt.step()
+    sizes = {layer.name: layer.out_numel for layer in w.trace.layers}
+    assert sizes == {"first": 4 * 8, "block": 4 * 6, "shared": 2 * 4 * 6}

@@ -296,7 +296,6 @@ class ActivationSampler:
             if not layers.ordered:
                 self._calls[i] += 1
                 self.step.last_output, self.step.last_version = out, out._version
-                layers.out_numel.setdefault(i, out.numel())
             if func is not None and i not in layers.activation_of:
                 with torch.no_grad():
                     self._add_output(ACT, i, func(out.detach()), fn_like, fn_kind)
@@ -312,11 +311,17 @@ class ActivationSampler:
 
     def _make_og_hook(self, i: int) -> Callable[[torch.Tensor], None]:
         """The tensor hook that takes the gradient reaching layer ``i``'s output (timed)."""
+        layers = self._layers
 
         def og_hook(g: torch.Tensor) -> None:
             if self.recurrent.probing:
                 return  # the recurrent probe's extra backward, not the step's gradient
             g = g.detach() if g.requires_grad else g  # (only with create_graph=True)
+            if not layers.ordered:
+                # The elements out_grad_norm sums over: every call's gradient (a module run
+                # twice per forward sums both), counted where the gradient arrives, so a
+                # checkpoint's recompute (its forward hooks run again) is not counted twice.
+                layers.out_numel[i] = layers.out_numel.get(i, 0) + g.numel()
             if self._stash(g):
                 self.step.pending_og.append((i, g, g._version))
             else:

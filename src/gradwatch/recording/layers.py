@@ -105,7 +105,7 @@ class LayerSet:
         # Layers that end a projection shortcut: the activation after the residual addition
         # belongs to the main branch's last layer, not to them (ResNet's downsample).
         self.no_claim: set[int] = set()
-        self.out_numel: dict[int, int] = {}  # index -> its output's elements (first forward)
+        self.out_numel: dict[int, int] = {}  # index -> output-gradient elements (first step)
 
     @property
     def numel(self) -> int:

@@ -109,10 +109,12 @@ class LayerInfo:
         activation_source: How the activation was recognised: ``"class"`` (by its class
             name), ``"probe"`` (by its response to a probe input) or ``"functional"`` (a
             ``torch.nn.functional`` call found by ``torch.fx``); ``None`` when none was.
-        out_numel: Elements of the layer's output in the first training forward (the whole
-            batch), or ``None`` when not seen (no activation hooks, traces that predate it).
-            Divides ``out_grad_norm`` into the backward signal per element, whose depth
-            profile does not depend on how many positions a layer's output has.
+        out_numel: Elements of the gradients that reached the layer's output in the first
+            training step (the whole batch; every call of a module run several times per
+            step), or ``None`` when not seen (no activation hooks, traces that predate it).
+            ``out_grad_norm`` sums over the same elements, so ``out_grad_norm /
+            sqrt(out_numel)`` is the backward signal per element, whose depth profile does
+            not depend on how many positions a layer's output has.
     """
 
     name: str
