@@ -122,7 +122,8 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
 ) -> None:
     """Row k holds the gradient norms HF's on_pre_optimizer_step sees at step k (accumulated
     over the cycle), step k's activation means on sampled steps (evaluation forwards left
-    out), step k's loss as HF logs it and the learning rate HF logged at step k."""
+    out), step k's loss as HF logs it, the learning rate HF logged at step k and the one
+    step k used."""
     torch.manual_seed(0)
     model = Regressor()
     ref = Reference(model)
@@ -148,6 +149,8 @@ def test_each_step_records_the_gradients_the_optimizer_applies(
     np.testing.assert_allclose(
         trace.scalar("learning_rate"), [lg["learning_rate"] for _, lg in logged]
     )
+    # The rate each step used, read from the optimizer: linear decay from 0.05 over 7 steps.
+    np.testing.assert_allclose(trace.scalar("optimizer_lr"), 0.05 * (7 - np.arange(7)) / 7)
     # HF rounds its logged loss; the model's own losses, pooled per step, agree to that.
     per_step = np.asarray(model.losses).reshape(7, accumulate).mean(axis=1)
     np.testing.assert_allclose(trace.scalar("loss"), per_step, atol=2e-4)

@@ -213,6 +213,16 @@ class StepBuffer:
         if late:
             self.late_scalars.append((step, late))
 
+    def put_scalar(self, slot: int, name: str, value: float | torch.Tensor) -> None:
+        """Write a per-step scalar the recorder measures itself (the learning rate), kept until
+        the flush as ``log``'s are; a tensor is cloned, not read."""
+        col = self._scalar_col(name)
+        if isinstance(value, torch.Tensor):
+            with torch.no_grad():
+                value = value.detach().clone()
+        self._pending.append((slot * self.scalars.shape[1] + col, value))
+        self.srow_used[slot] = True
+
     def wait_for_device(self) -> None:
         """Wait, at the start of a flush, until the work queued on the buffer's CUDA stream
         has run; ``last_wait`` says how long.

@@ -4,11 +4,12 @@ Frameworks hand callbacks a wrapper, not the optimizer: accelerate's ``Accelerat
 (which subclasses ``torch.optim.Optimizer`` without running its ``__init__``, so it has no
 step hooks of its own), Lightning's ``LightningOptimizer``. Each keeps the optimizer it wraps
 in ``.optimizer``; the optimizer that really steps is at the end of that chain, and its step
-hooks fire whichever wrapper calls it.
+hooks fire whichever wrapper calls it. Also: the learning rate a step uses.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -63,3 +64,30 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
         f"LightningOptimizer), but got {type(optimizer).__name__} (followed: {chain}). Pass "
         "the torch optimizer that steps the model's parameters."
     )
+
+
+def learning_rate(optimizer: Any) -> float | torch.Tensor | None:
+    """The largest learning rate over ``optimizer``'s parameter groups, as its next step uses it.
+
+    The largest, since groups scheduled together (weight decay or not, layer-wise decay) keep
+    their ratios. A one-element tensor on an accelerator (a ``capturable`` optimizer's) is
+    returned as it is, to be read at the flush: reading it now would sync. ``None`` when no
+    group holds a number (HF's Adafactor with ``relative_step`` computes its own) or there is
+    no optimizer.
+    """
+    best: float | None = None
+    for group in getattr(optimizer, "param_groups", ()):  # (None: a watch stepped by hand)
+        lr = group.get("lr")
+        if type(lr) is not float:  # (the usual case first: ~0.2 us a group)
+            if isinstance(lr, torch.Tensor):
+                if lr.numel() != 1:
+                    continue
+                if lr.device.type != "cpu":
+                    return lr
+                lr = lr.item()
+            if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+                continue
+            lr = float(lr)
+        if math.isfinite(lr) and (best is None or lr > best):
+            best = lr
+    return best

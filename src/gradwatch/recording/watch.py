@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..trace import RunWriter, Trace, run_meta
-from ..trace.schema import check_user_meta
+from ..trace.schema import OPTIMIZER_LR, check_user_meta
 from .activations import ActivationSampler
 from .anatomy import Anatomy
 from .arguments import (
@@ -51,7 +51,7 @@ from .distributed import Reduce, WindowReducer, check_reduce, world
 from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
-from .optimizers import unwrap_optimizer
+from .optimizers import learning_rate, unwrap_optimizer
 from .precision import autocast_readers, fsdp_param_dtype, fused_found_inf, still_scaled
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
@@ -322,6 +322,8 @@ class Watch:
                     clip = self._anatomy.take_clip()
                     scale = still_scaled(self.optimizer, self.scaler)  # (fused optimizers)
                     self._grads.record_grads(slot, detailed=sampled, clip=clip, scale=scale)
+                    if (lr := learning_rate(self.optimizer)) is not None:
+                        buf.put_scalar(slot, OPTIMIZER_LR, lr)
                     if skipped or not self._grads.finite:
                         schedule.nonfinite(step)  # the step after it is always sampled
                 if sampled:

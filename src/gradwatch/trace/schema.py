@@ -67,6 +67,10 @@ LAYER_METRICS: tuple[str, ...] = (
 #: Per-step scalars the recorder writes itself; users add their own through ``Watch.log``.
 STEP_SCALARS: tuple[str, ...] = ("global_grad_norm", "skipped")
 
+#: The learning rate the optimizer's step used (the largest over its parameter groups),
+#: written on recorded steps when the watch has an optimizer.
+OPTIMIZER_LR = "optimizer_lr"
+
 #: The kinds of chunk a run directory holds.
 CHUNK_KINDS: tuple[str, ...] = ("layers", "scalars", "recurrent")
 
