@@ -390,7 +390,8 @@ STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
     (
         "loss_plateau",
         "plateau start (fraction of run)",
-        lambda e: 1.0 - e["plateau_windows"] / e["windows"],
+        # (in summed learning rate where the trace has one, as the rule counts it)
+        lambda e: e.get("lr_spent_before", 1.0 - e["plateau_windows"] / e["windows"]),
     ),
     ("saturated_activation", "max saturated fraction", lambda e: _first(e["saturated_fraction"])),
     ("dead_units", "max dead fraction", lambda e: _first(e["dead_fraction"])),

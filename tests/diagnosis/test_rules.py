@@ -456,6 +456,53 @@ def test_loss_plateau_only_when_it_starts_early(stop: int, fires: bool) -> None:
         assert f.evidence["plateau_from_step"] == stop
 
 
+def _cosine(n: int, warmup: int = 0) -> np.ndarray:
+    """A learning rate rising linearly over ``warmup`` steps, then cosine-decaying to 0."""
+    t = np.arange(n)
+    decay = 0.5 * (1 + np.cos(np.pi * np.clip(t - warmup, 0, None) / (n - warmup)))
+    return 1e-3 * np.where(t < warmup, (t + 1) / max(warmup, 1), decay)
+
+
+@pytest.mark.parametrize("name", ["optimizer_lr", "learning_rate", "lr"])
+def test_loss_plateau_counts_the_run_in_learning_rate(name: str) -> None:
+    """Learning until 40% of the steps, then flat, under a cosine decay: 70% of the summed
+    learning rate was spent by then, so the loss flattened as the rate fell (quiet); the
+    same curve under a constant rate fires, as above. The recorder's ``optimizer_lr`` or a
+    logged ``learning_rate``/``lr`` is read."""
+    t = np.arange(100)
+    loss = 2.3 * 0.97 ** np.minimum(t, 40)
+    assert (
+        run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss, name: _cosine(100)}))
+        is None
+    )
+    f = run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss, name: np.full(100, 1e-3)}))
+    assert f is not None and f.evidence["lr_spent_before"] == pytest.approx(0.4)
+    assert "(4/10 of the way through the logged steps) the" in f.message
+
+
+@pytest.mark.parametrize("warmup", [0, 20])
+def test_loss_plateau_stuck_from_the_start_fires_under_any_schedule(warmup: int) -> None:
+    """A loss flat from step 0 has spent none of the learning rate first, decaying or not,
+    with a warm-up or not: it fires."""
+    loss = 2.3 + 0.001 * np.sin(np.arange(100))
+    lr = _cosine(100, warmup)
+    f = run("loss_plateau", trace_of(1, 100, {}, scalars={"loss": loss, "optimizer_lr": lr}))
+    assert f is not None and f.evidence["plateau_from_step"] == 0
+    assert f.evidence["lr_spent_before"] == 0.0
+
+
+def test_loss_plateau_names_the_learning_rate_share_when_the_schedule_moves_it() -> None:
+    """Flat from 30% of the steps under a cosine decay (55% of the summed rate spent; with
+    early_fraction 0.6): the message gives both shares."""
+    loss = 2.3 * 0.97 ** np.minimum(np.arange(100), 30)
+    trace = trace_of(1, 100, {}, scalars={"loss": loss, "optimizer_lr": _cosine(100)})
+    f = run("loss_plateau", trace, early_fraction=0.6)
+    assert f is not None
+    assert "(3/10 of the way through the logged steps, 55% of the summed learning rate)" in (
+        f.message
+    )
+
+
 def test_loss_plateau_needs_the_loss_scalar() -> None:
     """Without a logged loss the rule says nothing."""
     assert run("loss_plateau", trace_of(2, 100, {"grad_rms": np.ones(2)})) is None

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..trace import LayerInfo, Trace
+from ..trace.schema import OPTIMIZER_LR
 from .finding import REMEDY_IDS, RemedyHint
 
 # Layer types whose statistics are not comparable along depth with those of weight layers:
@@ -81,6 +82,23 @@ def scalar_rows(trace: Trace, name: str) -> tuple[np.ndarray, np.ndarray]:
     values = trace.scalar(name)
     ok = np.isfinite(values)
     return trace.scalar_steps[ok], values[ok]
+
+
+#: Scalars read as the learning rate, the first one present: the recorder's own, then the
+#: names frameworks and users log it under (the HF Trainer's ``learning_rate``).
+LR_SCALARS = (OPTIMIZER_LR, "learning_rate", "lr")
+
+
+def learning_rate_at(trace: Trace, steps: np.ndarray) -> np.ndarray | None:
+    """The learning rate at each of ``steps``, interpolated between the steps it was recorded
+    at (held flat beyond them); None when the trace has none (no optimizer watched, nothing
+    logged) or it is never positive."""
+    for name in LR_SCALARS:
+        at, lr = scalar_rows(trace, name)
+        keep = lr >= 0
+        if keep.any() and (lr[keep] > 0).any():
+            return np.interp(np.asarray(steps, dtype=np.float64), at[keep], lr[keep])
+    return None
 
 
 def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -163,8 +163,10 @@ class LossPlateauThresholds:
     # of its own loss: above window-median noise of batch-64 losses, far below what a learning
     # model gains (our choice).
     min_relative_improvement: float = 0.05
-    # "Early": the plateau starts within this fraction of the run. Measured: healthy corpus
-    # runs plateau (converge) after 0.8 of the run or never; stuck ones by 0.25.
+    # "Early": the plateau starts within this fraction of the run, counted in summed learning
+    # rate where the trace has one (else in logged steps: the same under a constant rate).
+    # Measured: healthy corpus runs plateau (converge) after 0.8 of the run or never; stuck
+    # ones by 0.25.
     early_fraction: float = 0.5
     # Logged steps per window (as vanishing_gradient.window).
     window: int = 10

@@ -6,6 +6,13 @@ fires when it starts within the first ``early_fraction`` of the run and lasts at
 ``min_windows`` windows: the run stopped learning early, the symptom users see first of a
 vanishing gradient, dead units or saturation. A run still improving at the end, or one that
 converged late, is quiet.
+
+"Of the run" is counted in learning rate where the trace has one (the optimizer's, recorded
+by the watch, or a logged ``learning_rate``/``lr``): the share of the run's summed learning
+rate spent before the plateau, which is the share of steps under a constant rate. A decaying
+schedule spends most of its step size early, and the loss flattens as the rate falls: HF
+GPT-2 under AdamW 1e-3 with cosine decay over 250 steps flattened from step 120 (48% of the
+steps, 80% of the summed rate), where the same model at a constant rate is still improving.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, quiet_nan, scalar_rows, window_medians
+from .._common import fl, hints, learning_rate_at, quiet_nan, scalar_rows, window_medians
 from ..finding import Finding
 from ..thresholds import LossPlateauThresholds
 
@@ -41,9 +48,13 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     if not tail_stuck.any():
         return None
     e = int(np.argmax(tail_stuck))
-    if e > th.early_fraction * n or n - e < th.min_windows:
+    spent = _lr_spent(trace, steps, starts)
+    through = e / n if spent is None else float(spent[e])
+    if through > th.early_fraction or n - e < th.min_windows:
         return None
     first_step = int(steps[starts[e]])
+    # Said when the schedule makes it differ from the share of steps (a constant rate: not).
+    lr_note = "" if abs(through - e / n) < 0.05 else f", {through:.0%} of the summed learning rate"
     start_loss, best_after = float(meds[e]), float(later_best[e])
     total = (float(meds[0]) - float(np.min(meds))) / abs(float(meds[0])) if meds[0] else 0.0
     return Finding(
@@ -63,10 +74,11 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             "plateau_windows": n - e,
             "windows": n,
             "window_rows": th.window,
+            **({} if spent is None else {"lr_spent_before": fl(through)}),
         },
         message=(
             f"Loss plateau: from step {first_step} ({e}/{n} of the way through the logged "
-            f"steps) the loss stayed near {start_loss:.4g} and never improved by "
+            f"steps{lr_note}) the loss stayed near {start_loss:.4g} and never improved by "
             f"{th.min_relative_improvement:.0%} again, so the weights stopped receiving a "
             "gradient that reduces it; the other findings say where it is lost."
         ),
@@ -76,3 +88,16 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             ("init_he", "a variance-preserving initialisation starts every layer learning"),
         ),
     )
+
+
+def _lr_spent(trace: Trace, steps: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """For each loss window, the share of the summed learning rate (over the logged loss
+    rows) spent before it; None without a learning rate. Constant: ``window index / n``."""
+    lr = learning_rate_at(trace, steps)
+    if lr is None:
+        return None
+    per_window = np.add.reduceat(lr, starts)
+    total = float(per_window.sum())
+    if not total > 0:
+        return None
+    return np.concatenate(([0.0], np.cumsum(per_window)[:-1])) / total
