@@ -188,9 +188,12 @@ def test_unstable_critical_ratio_fires_whatever_the_loss() -> None:
 
 
 # ---------------------------------------------------------------- early blow-up (GPT-2, lr 0.05)
-def _gpt2_blowup(update0: float = 7.0, spike: float = 24.0, jump: float = 50.0) -> Trace:
+def _gpt2_blowup(
+    update0: float = 7.0, spike: float = 24.0, jump: float = 50.0, lr: np.ndarray | None = None
+) -> Trace:
     """Update ratio `update0` at step 0 (then 0.01), loss 10.8 -> `spike` at step 4, then
-    back to ~7; global grad norm 1 -> `jump` at steps 2-4. Sampled every 10 steps."""
+    back to ~7; global grad norm 1 -> `jump` at steps 2-4. Sampled every 10 steps; the
+    optimizer's learning rate `lr` per step when given."""
     n = 100
     ur = np.full((n, 4), np.nan)
     ur[::10] = 0.01
@@ -199,7 +202,13 @@ def _gpt2_blowup(update0: float = 7.0, spike: float = 24.0, jump: float = 50.0) 
     loss[2:6] = np.array([14.0, 20.0, 24.0, 15.0]) * spike / 24.0
     gnorm = np.ones(n)
     gnorm[2:5] = jump
-    return trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss, "global_grad_norm": gnorm})
+    scalars = {"loss": loss, "global_grad_norm": gnorm}
+    return trace_of(
+        4,
+        n,
+        {"update_ratio": ur},
+        scalars=scalars if lr is None else {**scalars, "optimizer_lr": lr},
+    )
 
 
 def test_early_blowup_is_named_by_unstable_updates() -> None:
@@ -210,6 +219,30 @@ def test_early_blowup_is_named_by_unstable_updates() -> None:
     assert f.evidence["high_update_ratio"] == {"fc2": 7.0}
     assert f.evidence["loss_response"]["early_spike_over_start"] == pytest.approx(24.0 / 10.8)
     assert f.steps == (0, 10)  # the sampled rows within the first 20 steps
+
+
+@pytest.mark.parametrize("warmup", [0, 20])
+def test_an_unstable_start_names_the_learning_rate_and_a_warm_up(warmup: int) -> None:
+    """With the optimizer's rate recorded (5e-3 from step 0, as the blow-up above), the
+    finding quotes it and names a warm-up; a run that warmed up (the rate
+    rising over 20 steps) is told the rate and its share of the peak instead."""
+    lr = np.full(100, 5e-3)
+    lr[:warmup] = 5e-3 * (np.arange(warmup) + 1) / max(warmup, 1)
+    f = run("unstable_updates", _gpt2_blowup(lr=lr))
+    assert f is not None
+    if warmup:
+        assert f.evidence["learning_rate"] == {"at_step": 0, "value": 2.5e-4, "peak": 5e-3}
+        assert f.message.endswith(" The learning rate was 0.00025 at step 0 (5% of its peak).")
+    else:
+        assert f.evidence["learning_rate"] == {
+            "at_step": 0, "value": 5e-3, "peak": 5e-3, "warm_up": False
+        }  # fmt: skip
+        assert f.message.endswith(
+            " The learning rate was 0.005 from step 0, its peak from the start: a warm-up (the "
+            "rate raised over the first steps) keeps the first steps small."
+        )
+    plain = run("unstable_updates", _gpt2_blowup())
+    assert plain is not None and "learning_rate" not in plain.evidence
 
 
 def test_early_large_ratio_without_a_loss_spike_is_one_odd_sample() -> None:

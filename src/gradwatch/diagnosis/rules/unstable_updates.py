@@ -37,6 +37,7 @@ from .._common import (
     by_layer,
     fl,
     hints,
+    learning_rate_at,
     loss_response,
     metric_rows,
     nanmedian,
@@ -195,6 +196,10 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             if seen is not None:
                 message += transient
                 evidence["start_only"] = seen
+            said, rate = _rate_at(trace, span[0], at_start=seen is not None)
+            if rate:
+                message += said
+                evidence["learning_rate"] = rate
     if len(high) == 0 and len(low) == 0:
         return None
     names_lo = [trace.layers[i].name for i in low]
@@ -275,6 +280,31 @@ def _rebased_from_zero(
         out = ur.copy()
         out[:, tiny] = ur[:, tiny] * before[:, tiny] / scale
     return out, by_layer([trace.layers[i].name for i in tiny], (first / np.sqrt(sizes))[tiny])
+
+
+def _rate_at(trace: Trace, step: int, *, at_start: bool) -> tuple[str, dict[str, object]]:
+    """(sentence, evidence) on the learning rate at ``step`` where the trace has one.
+
+    For instability confined to the start under a rate already at its peak there, the
+    sentence names a warm-up (the rate raised over the first steps); a run that warmed up,
+    or instability that lasts, is told the rate (and its share of the peak, if below it).
+    """
+    lr = learning_rate_at(trace, trace.steps)
+    if lr is None:
+        return "", {}
+    peak, first = float(np.max(lr)), int(trace.steps[0])
+    at = float(lr[int(np.searchsorted(trace.steps, step))])
+    cold = at_start and float(lr[0]) >= 0.5 * peak  # no warm-up before the unstable steps
+    evidence: dict[str, object] = {"at_step": step, "value": fl(at), "peak": fl(peak)}
+    if cold:
+        evidence["warm_up"] = False
+        return (
+            f" The learning rate was {at:.2g} from step {first}, its peak from the start: a "
+            "warm-up (the rate raised over the first steps) keeps the first steps small.",
+            evidence,
+        )
+    share = f" ({at / peak:.0%} of its peak)" if at < 0.95 * peak else ""  # (a schedule's)
+    return f" The learning rate was {at:.2g} at step {step}{share}.", evidence
 
 
 def _early_step(trace: Trace, early_rows: int) -> int:
