@@ -16,7 +16,10 @@ from gradwatch.trace import LayerInfo, RunWriter
 def _write_run(path: Path, grad_rms_decades: float, dead: float = 0.0) -> Path:
     """A run dir with 6 layers x 30 steps: grad_rms rising `decades` along depth."""
     n_layers, n_steps = 6, 30
-    layers = [LayerInfo(f"fc{i}", "Linear", i, 10, activation="ReLU") for i in range(n_layers)]
+    layers = [
+        LayerInfo(f"fc{i}", "Linear", i, 12, {"weight": [3, 3], "bias": [3]}, activation="ReLU")
+        for i in range(n_layers)
+    ]
     writer = RunWriter(path)
     writer.write_meta({"layers": [la.to_json() for la in layers], "config": {"every": 1}})
     prof = 1e-3 * 10.0 ** (grad_rms_decades * np.arange(n_layers) / (n_layers - 1))

@@ -54,3 +54,59 @@ def test_prescribe_without_a_model_is_this_ranking() -> None:
 def test_rejects_what_is_not_a_finding() -> None:
     with pytest.raises(TypeError, match="Finding"):
         rank_remedies([{"rule": "x"}])  # type: ignore[list-item]
+
+
+def _blocks_trace(in_branch: int, total: int = 6) -> Trace:
+    """``total`` square Linear layers, the first ``in_branch`` inside residual branches."""
+    infos = [
+        LayerInfo(
+            f"h.{i}.mlp.fc",
+            "Linear",
+            i,
+            16 * 16,
+            shapes={"weight": [16, 16]},
+            branch=f"h.{i}.mlp" if i < in_branch else None,
+        )
+        for i in range(total)
+    ]
+    return Trace.from_arrays(infos, [0], {"grad_rms": np.ones((1, total))})
+
+
+@pytest.mark.parametrize(("in_branch", "fits"), [(4, False), (3, True), (0, True)])
+def test_residual_does_not_fit_a_model_whose_layers_sit_in_residual_branches(
+    in_branch: int, fits: bool
+) -> None:
+    """Most weight layers inside a residual branch (a transformer, a ResNet): the model has
+    residual connections already, so the ranking, the verdict and the findings as shown leave
+    residual out; half or fewer: it still fits."""
+    from gradwatch.diagnosis.ranking import fitting_hints, layer_table_applicability
+
+    trace = _blocks_trace(in_branch)
+    ok, why = layer_table_applicability(trace, "residual")
+    assert ok == fits
+    if not fits:
+        assert why == (
+            "the recorded model has residual connections already: 4 of its 6 weight layers "
+            "sit in a residual branch"
+        )
+    ranked = {r.remedy: r.applicable for r in rank_remedies(FINDINGS, trace=trace)}
+    assert ranked["residual"] == fits
+    hints = [h.id for h in fitting_hints(FINDINGS[0], trace)]  # (no RNN layer: no lstm)
+    assert hints == (["residual", "relu"] if fits else ["relu"])
+    assert [h.id for h in fitting_hints(FINDINGS[0], None)] == ["residual", "relu", "lstm"]
+
+
+def test_printed_findings_leave_out_what_the_layer_table_rules_out() -> None:
+    """print_findings with the trace shows the hints that fit (the CLI passes it)."""
+    import io
+
+    from rich.console import Console
+
+    from gradwatch.report.console import print_findings
+
+    out = io.StringIO()
+    print_findings(FINDINGS[:1], Console(file=out, width=200), trace=_blocks_trace(6))
+    assert "1. relu" in out.getvalue() and "residual" not in out.getvalue()
+    out = io.StringIO()
+    print_findings(FINDINGS[:1], Console(file=out, width=200))
+    assert "1. residual" in out.getvalue()

@@ -132,8 +132,8 @@ def test_verdict_comes_first_with_the_worst_finding_and_first_remedy(
     names = [XSS_NAME, XSS_IMG, *[f"net.{i}" for i in range(2, 6)]]
     first = prescribe([xss_finding()], trace=make_trace(names=names))[0]
     assert f"First thing to try: {first.remedy} ({first.reason})." in head
-    # the ranked remedies keep their order
-    assert html.index("<code>residual</code>") < html.index("<code>init_xavier</code>")
+    # the finding offers the hints that layer table allows: init_xavier, not residual
+    assert "<code>init_xavier</code>" in html and "<code>residual</code>" not in html
 
 
 def test_config_versions_and_layer_table_are_shown(reports: dict[str, Path]) -> None:

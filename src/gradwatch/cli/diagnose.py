@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from gradwatch.report.console import print_findings
 
-        print_findings(findings, about=f"{len(trace.layers)} layers, {len(trace.steps)} steps")
+        about = f"{len(trace.layers)} layers, {len(trace.steps)} steps"
+        print_findings(findings, about=about, trace=trace)
     if args.fail_on is not None:
         bar = SEVERITY_RANK[args.fail_on]
         if any(SEVERITY_RANK[f.severity] >= bar for f in findings):

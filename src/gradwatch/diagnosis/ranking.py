@@ -13,9 +13,15 @@ from dataclasses import dataclass
 
 from .._activations import SWAPPABLE
 from ..trace import Trace
-from .finding import REMEDY_IDS, Finding
+from .finding import REMEDY_IDS, Finding, RemedyHint
 
-__all__ = ["SEVERITY_WEIGHT", "RankedRemedy", "layer_table_applicability", "rank_remedies"]
+__all__ = [
+    "SEVERITY_WEIGHT",
+    "RankedRemedy",
+    "fitting_hints",
+    "layer_table_applicability",
+    "rank_remedies",
+]
 
 #: Weight of a finding's severity when pooling its remedies.
 SEVERITY_WEIGHT: dict[str, float] = {"critical": 3.0, "warning": 2.0, "info": 1.0}
@@ -46,7 +52,8 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
     """What the recorded layer table alone rules out (no model at hand, e.g. the CLI).
 
     Only clear cases are ruled out: no recurrent layer for lstm/gru/init_identity, no square
-    Linear/Conv weight for residual/reduce_depth, the same activation after every layer.
+    Linear/Conv weight for residual/reduce_depth, residual where most weight layers already
+    sit in a residual branch, the same activation after every layer.
 
     Example:
         >>> t = Trace.from_arrays(["fc"], [0], {"grad_rms": [[1.0]]})
@@ -66,12 +73,30 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         )
         if not square:
             return False, "no recorded Linear(d, d) or Conv(c, c) layer to make a residual block"
+        if remedy == "residual":
+            # A transformer or ResNet has them already: its probe found the residual
+            # branches (LayerInfo.branch), which hold most of its weight layers.
+            depth_layers = [layer for layer in layers if layer.on_path]
+            inside = sum(layer.branch is not None for layer in depth_layers)
+            if 2 * inside > len(depth_layers):
+                return False, (
+                    f"the recorded model has residual connections already: {inside} of its "
+                    f"{len(depth_layers)} weight layers sit in a residual branch"
+                )
     elif remedy in SWAPPABLE:
         # LayerInfo.activation holds the torch class name, as the table's SWAPPABLE values do
         acts = {layer.activation for layer in layers if layer.activation is not None}
         if acts == {SWAPPABLE[remedy]}:
             return False, f"the recorded model already uses {remedy} everywhere"
     return True, None
+
+
+def fitting_hints(finding: Finding, trace: Trace | None) -> tuple[RemedyHint, ...]:
+    """``finding``'s remedy hints less those the trace's layer table rules out
+    (:func:`layer_table_applicability`), for showing with the finding; all without a trace."""
+    if trace is None:
+        return finding.remedies
+    return tuple(h for h in finding.remedies if layer_table_applicability(trace, h.id)[0])
 
 
 def rank_remedies(findings: Iterable[Finding], *, trace: Trace | None = None) -> list[RankedRemedy]:

@@ -25,12 +25,15 @@ from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
+from gradwatch.diagnosis.ranking import fitting_hints
 
 from .summary import RunSummary
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+    from gradwatch.trace import Trace
 
 __all__ = [
     "ProgressHandle",
@@ -67,8 +70,11 @@ def _rich() -> None:
         ) from exc
 
 
-def findings_table(findings: Sequence[Finding], *, title: str | None = "Findings") -> Table:
-    """A rich table of findings, most severe first, with the top-ranked remedies.
+def findings_table(
+    findings: Sequence[Finding], *, title: str | None = "Findings", trace: Trace | None = None
+) -> Table:
+    """A rich table of findings, most severe first, with the top-ranked remedies (less those
+    ``trace``'s layer table rules out, e.g. residual for a model that has them).
 
     Example:
         >>> from rich.console import Console
@@ -90,7 +96,8 @@ def findings_table(findings: Sequence[Finding], *, title: str | None = "Findings
         if len(f.layers) > 4:
             layers += f" (+{len(f.layers) - 4} more)"
         steps = f"{f.steps[0]}–{f.steps[1]}" if f.steps is not None else "all"
-        remedies = "\n".join(f"{i + 1}. {r.id}" for i, r in enumerate(f.remedies[:3]))
+        hints = fitting_hints(f, trace)
+        remedies = "\n".join(f"{i + 1}. {r.id}" for i, r in enumerate(hints[:3]))
         table.add_row(
             Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")),
             Text(f.rule),
@@ -184,6 +191,7 @@ def print_findings(
     about: str | None = None,
     brief: bool = False,
     indent: int = 0,
+    trace: Trace | None = None,
 ) -> None:
     """Print findings for a person, most severe first, or a one-line all-clear.
 
@@ -199,6 +207,7 @@ def print_findings(
         about: What was diagnosed, e.g. ``"6 layers, 30 steps"``, for the heading.
         brief: One line per finding instead of the table or blocks.
         indent: Spaces before every line (to nest under a caller's heading).
+        trace: The diagnosed trace: remedies its layer table rules out are not offered.
 
     Example:
         >>> print_findings(gw.diagnose(trace), about="6 layers, 30 steps")  # doctest: +SKIP
@@ -221,7 +230,7 @@ def print_findings(
         _line(con, (pad, ""), (f"{len(ordered)} finding(s)", "bold"), (f" ({about})", ""),
               (", most severe first:", ""))  # fmt: skip
     if con is not None and con.is_terminal:
-        con.print(findings_table(ordered, title=None if about else "Findings"))
+        con.print(findings_table(ordered, title=None if about else "Findings", trace=trace))
         return
     if about:
         _line(con)
@@ -232,9 +241,10 @@ def print_findings(
         _line(con, (pad, ""), (f.severity.upper(), style), (" ", ""), (f.rule, "bold"),
               (f"  ({steps}{'; ' + where if where else ''})", ""))  # fmt: skip
         _line(con, (f"{pad}  {f.message}", ""))
-        if f.remedies:
+        hints = fitting_hints(f, trace)
+        if hints:
             _line(con, (f"{pad}  Try:", ""))
-            for i, r in enumerate(f.remedies[:3], 1):
+            for i, r in enumerate(hints[:3], 1):
                 _line(con, (f"{pad}    {i}. ", ""), (r.id, "bold"), (f": {r.reason}", ""))
         _line(con)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
+from gradwatch.diagnosis.ranking import fitting_hints
 from gradwatch.trace import Trace
 
 from . import plots
@@ -242,7 +243,7 @@ def _finding_view(f: Finding, trace: Trace) -> dict[str, Any]:
         ),
         "steps": f"{f.steps[0]} – {f.steps[1]}" if f.steps is not None else "whole run",
         "evidence": _pairs(f.evidence),
-        "remedies": [(r.id, r.reason) for r in f.remedies],
+        "remedies": [(r.id, r.reason) for r in fitting_hints(f, trace)],
     }
 
 
