@@ -10,6 +10,7 @@ from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .rules import RULES
+from .symptoms import settle_symptoms
 from .thresholds import Thresholds, resolve_thresholds
 
 
@@ -63,6 +64,9 @@ def diagnose(
             # Rules name layers by module name; people read them as L<depth> <name>.
             labels = tuple(trace.layer_label(name) for name in found.layers)
             findings.append(replace(found, layer_labels=labels))
+    if set(RULE_IDS) <= set(selected):
+        # A loss plateau after learning that no gradient finding explains is info.
+        findings = settle_symptoms(findings)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

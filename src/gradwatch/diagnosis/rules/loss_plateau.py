@@ -20,7 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import fl, hints, learning_rate_at, quiet_nan, scalar_rows, window_medians
+from .._common import (
+    LOSS_START_ROWS,
+    fl,
+    hints,
+    learning_rate_at,
+    quiet_nan,
+    scalar_rows,
+    window_medians,
+)
 from ..finding import Finding
 from ..thresholds import LossPlateauThresholds
 
@@ -66,6 +74,7 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             "plateau_from_step": first_step,
             "plateau_loss": fl(start_loss),
             "best_later_loss": fl(best_after),
+            "start_loss": fl(np.median(loss[:LOSS_START_ROWS])),
             "first_window_loss": fl(meds[0]),
             "last_window_loss": fl(meds[-1]),
             "improvement_over_run": fl(total),
