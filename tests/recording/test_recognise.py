@@ -177,3 +177,36 @@ def test_hugging_face_gelu_is_recognised_and_untraceable_models_say_so() -> None
     assert "bert.encoder.layer.0.intermediate.dense" not in acts["unrecognised"]
     assert "classifier" in acts["unrecognised"]
     assert not np.isnan(w.trace.matrix("act_mean")).all()
+
+
+class _AdapterBlock(nn.Module):
+    """A trainable adapter beside a frozen projection, then a frozen gate and its activation
+    module (as LoRA leaves a Llama MLP); and a trainable layer with a dropout before its
+    activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen_proj, self.adapter = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.norm, self.frozen_gate = nn.LayerNorm(8), nn.Linear(8, 8)
+        self.act = nn.SiLU()
+        self.fc, self.drop, self.relu = nn.Linear(8, 8), nn.Dropout(0.1), nn.ReLU()
+        for m in (self.frozen_proj, self.norm, self.frozen_gate):
+            m.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x + self.frozen_proj(x) + 0.5 * self.adapter(x)
+        h = h + self.act(self.frozen_gate(self.norm(torch.tanh(h * 2.0) - 1.0)))
+        return self.relu(self.drop(self.fc(h)))
+
+
+def test_an_activation_after_frozen_modules_is_not_claimed_by_the_last_trainable_layer() -> None:
+    """The SiLU computes on the frozen gate's output, many autograd nodes from the adapter's:
+    it is not the adapter's activation (its statistics would be the gate's), at the ordering
+    step or after; the ReLU behind a dropout is the trainable fc's."""
+    torch.manual_seed(0)
+    model = _AdapterBlock()
+    trace = record_sgd(model, torch.randn(16, 8), steps=3)
+    acts = {layer.name: layer.activation for layer in trace.layers}
+    assert acts == {"adapter": None, "fc": "ReLU"}
+    assert np.isfinite(trace.matrix("act_dead")[:, 1]).all()
+    assert np.isnan(trace.matrix("act_dead")[:, 0]).all()

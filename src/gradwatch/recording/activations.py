@@ -75,6 +75,38 @@ class StepOutputs:
     last_version: int = -1
 
 
+#: Autograd nodes allowed between a layer's output and the input of the activation module
+#: that claims it: a dropout, a reshape, a frozen norm or a bias add each take one; a frozen
+#: base layer's branch under LoRA puts a dozen or more between an adapter and the MLP's
+#: activation.
+CLAIM_HOPS = 4
+
+
+def computed_from(x: Any, out: torch.Tensor | None, hops: int = CLAIM_HOPS) -> bool:
+    """Whether ``x`` is ``out``, or computed from it within ``hops`` autograd nodes.
+
+    Read at the ordering step only (a walk of a few nodes). An input that does not require
+    grad cannot come from a trainable layer's output; without a recorded output, or an
+    output outside autograd, there is nothing to check against.
+    """
+    if out is None or x is out or not isinstance(x, torch.Tensor):
+        return True  # (an input passed by keyword is not seen: claimed as before)
+    target = out.grad_fn
+    if target is None:
+        return True
+    frontier = [getattr(x, "grad_fn", None)]
+    for _ in range(hops + 1):
+        nxt: list[Any] = []
+        for node in frontier:
+            if node is None:
+                continue
+            if node is target:
+                return True
+            nxt.extend(fn for fn, _ in node.next_functions if fn is not None)
+        frontier = nxt
+    return False
+
+
 class ActivationSampler:
     """Attaches the sampled-step hooks and turns what they see into the activation metrics.
 
@@ -346,12 +378,19 @@ class ActivationSampler:
                     claims.append((-1, False))  # a call that claims nothing: not fusable
                 return
             i = step.last_layer
-            step.claimable = False
             if claims is not None:
-                layers.activation_of.setdefault(i, found)
                 x = args[0] if args else None
+                if not computed_from(x, step.last_output):
+                    # A module without trainable parameters ran in between (a frozen base
+                    # layer under LoRA): this activation follows that one, not layer i.
+                    claims.append((-1, False))
+                    return
+                layers.activation_of.setdefault(i, found)
                 same = x is step.last_output and x is not None and x._version == step.last_version
                 claims.append((i, same))
+            elif layers.activation_of.get(i) != found:
+                return  # it did not follow layer i when the order was found
+            step.claimable = False
             self._add_output(ACT, i, output, act_type, kind)
 
         return hook
