@@ -234,6 +234,24 @@ def test_exploding_spikes_over_the_trailing_median(
         )
 
 
+@pytest.mark.parametrize(("final_loss", "fires"), [(0.01, False), (0.5, True)])
+def test_exploding_spikes_are_judged_while_the_model_learns(final_loss: float, fires: bool) -> None:
+    """Three 20x spikes after step 30, where the loss has fallen from 2.3 to ``final_loss``:
+    below a tenth of its start the model has finished (a batch holding one of its few errors
+    is many times the median; the loss does not move), so no spike counts; above, they do."""
+    loss = np.interp(np.arange(80), [0, 25, 79], [2.3, final_loss, final_loss])
+    trace = trace_of(
+        3,
+        80,
+        {"grad_rms": np.ones(3)},
+        scalars={"global_grad_norm": _norm_with_spikes(20.0, [40, 55, 70]), "loss": loss},
+    )
+    f = run("exploding_gradient", trace)
+    assert (f is not None) == fires
+    if f is not None:
+        assert f.evidence["spikes"]["steps"] == [40, 55, 70]
+
+
 def test_exploding_spike_names_the_layer_that_jumped() -> None:
     """The layer whose own grad_norm jumped most at the first spike is named."""
     at = [30, 45, 60]

@@ -97,8 +97,10 @@ class ExplodingGradientThresholds:
     rising_windows: int = 3
     # Rows per window for the growth test (as vanishing_gradient.window).
     window: int = 10
-    # The depth evidence is judged while the model learns (as
-    # vanishing_gradient.finished_loss_fraction).
+    # The depth evidence and the spikes are judged while the model learns (as
+    # vanishing_gradient.finished_loss_fraction): a finished model's gradient comes from its
+    # few remaining errors, and a batch holding one is many times the median (HF ResNet on
+    # digits, SGD 0.1 for 1500 steps: loss 0.004, 3 jumps of up to 28x).
     finished_loss_fraction: float = 0.1
     # Early blow-ups (the first `trailing` rows, where no trailing median exists yet): a
     # global-norm jump of spike_ratio over the median of the rows before it counts as a spike
