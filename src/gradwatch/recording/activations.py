@@ -26,6 +26,7 @@ from .recognise import FUNCTIONS, Recognised
 from .recurrent import RecurrentProfiles
 from .sampled import ACT, RAW, DeviceConstants, StepSums, WindowSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
+from .structure import layer_class
 
 #: The sampled activation metrics, in their (contiguous) order in LAYER_METRICS.
 SAMPLED_METRICS = ("act_mean", "act_std", "act_saturated", "act_dead", "out_grad_norm")
@@ -302,7 +303,7 @@ class ActivationSampler:
         layers = self._layers
         spec = layers.specs[i]
         is_activation = activation_kind(spec.module) is not None
-        conv_like = type(spec.module).__name__.startswith(_CONV_LIKE)
+        conv_like = layer_class(spec.module).startswith(_CONV_LIKE)
         recurrent = isinstance(spec.module, RECURRENT_TYPES)
         # A functional activation after the layer (found by torch.fx): applied to a copy of
         # the output on sampled steps, so its units get the saturation / dead checks too.

@@ -7,17 +7,19 @@ belongs to the first module that owns it in ``named_modules()`` order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 # The one activation table says which classes saturate or die.
 from .._activations import kind_of
 from ..trace import LayerInfo
 from ..trace.layers import Role
 from .recognise import FUNCTIONS, Recognised
-from .structure import attention_of, layer_role
+from .structure import attention_of, layer_class, layer_role
 
 RECURRENT_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
 
@@ -55,7 +57,7 @@ def find_layers(model: nn.Module) -> tuple[list[LayerSpec], int]:
     for name, module in model.named_modules():
         params: list[nn.Parameter] = []
         names: list[str] = []
-        for pname, p in module.named_parameters(recurse=False):
+        for pname, p in _owned_parameters(module):
             if id(p) in seen:
                 continue
             seen.add(id(p))
@@ -76,6 +78,20 @@ def find_layers(model: nn.Module) -> tuple[list[LayerSpec], int]:
                 )
             )
     return layers, frozen
+
+
+def _owned_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters ``module`` owns directly; a parametrized module (``weight_norm``,
+    ``spectral_norm``) also owns its tensors' originals, kept in child modules under
+    ``parametrizations.<tensor>``: its weight is computed from them in its own forward, so
+    they are that layer's, not a layer of their own."""
+    owned = list(module.named_parameters(recurse=False))
+    if parametrize.is_parametrized(module):
+        owned += [
+            (f"parametrizations.{n}", p)
+            for n, p in module.parametrizations.named_parameters()  # type: ignore[union-attr]
+        ]
+    return owned
 
 
 class LayerSet:
@@ -131,10 +147,10 @@ class LayerSet:
             like, source = FUNCTIONS[name], "functional"
         return LayerInfo(
             name=spec.name,
-            type=type(spec.module).__name__,
+            type=layer_class(spec.module),
             depth=self.depth[i],
             num_params=spec.numel,
-            shapes={n: list(p.shape) for n, p in zip(spec.param_names, spec.params, strict=True)},
+            shapes=_shapes(spec),
             activation=name,
             recurrent=isinstance(spec.module, RECURRENT_TYPES),
             role=spec.role,
@@ -153,3 +169,18 @@ class LayerSet:
             if spec.role == "weight" and i not in self.activation_of and i not in self.functional
         ]
         return [self.specs[i].name for i in sorted(missing, key=lambda i: self.depth[i])]
+
+
+def _shapes(spec: LayerSpec) -> dict[str, list[int]]:
+    """Parameter name -> shape; a parametrized tensor is also listed under its own name with
+    the shape of its largest original (the direction ``v`` of ``weight_norm``, the
+    ``original`` of ``spectral_norm``), as computing it could step a power iteration."""
+    shapes = {n: list(p.shape) for n, p in zip(spec.param_names, spec.params, strict=True)}
+    originals: dict[str, list[int]] = {}
+    for n, shape in shapes.items():
+        if n.startswith("parametrizations."):
+            tensor = n.split(".")[1]
+            best = originals.get(tensor)
+            if best is None or math.prod(shape) > math.prod(best):
+                originals[tensor] = shape
+    return {**originals, **shapes}

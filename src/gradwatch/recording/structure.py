@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 
 from ..trace.layers import Role, role_of
@@ -48,6 +49,16 @@ _ADD_NODES = frozenset({"AddBackward0"})
 _MAX_VISITED = 200_000
 
 
+def layer_class(module: nn.Module) -> str:
+    """The module's class name; for a parametrized module (``weight_norm``,
+    ``spectral_norm``), the class it was made from: ``Linear``, not the ``ParametrizedLinear``
+    that torch subclasses it into at run time."""
+    cls = type(module)
+    if parametrize.is_parametrized(module):
+        cls = cls.__bases__[0]
+    return cls.__name__
+
+
 def layer_role(name: str, module: nn.Module, param_names: list[str]) -> Role:
     """The role of a layer (see ``LayerInfo.role``): ``isinstance`` for torch's classes,
     the class name for third-party ones, and the names of position/class-token parameters."""
@@ -59,7 +70,7 @@ def layer_role(name: str, module: nn.Module, param_names: list[str]) -> Role:
         return "embedding"
     if isinstance(module, nn.MultiheadAttention):
         return "attention"
-    role = role_of(type(module).__name__, name)
+    role = role_of(layer_class(module), name)
     if role == "weight" and param_names and all(_is_token(p) for p in param_names):
         return "embedding"
     return role
