@@ -494,3 +494,30 @@ def test_depth_axis_ticks_are_layer_labels() -> None:
     ticks = [x.get_text() for x in fig.axes[0].get_xticklabels()]
     assert ticks == ["L0 fc0", "L1 fc1", "L2 fc2"]
     assert fig.gradwatch_data.layers == t.layer_names  # the data keep the module names
+
+
+def test_loss_plot_draws_the_recorded_learning_rate_on_its_own_axis() -> None:
+    """optimizer_lr, where recorded, is a dashed line on a right-hand axis, in the legend;
+    without it the figure has one axis, as before."""
+    n = 40
+    lr = 1e-3 * np.minimum(1.0, (np.arange(n) + 1) / 10)
+    lr[1::2] = np.nan  # recorded every other step
+    t = Trace.from_arrays(
+        ["a"],
+        np.arange(n),
+        {"grad_rms": np.ones((n, 1))},
+        scalars={"loss": 2.0 * 0.97 ** np.arange(n), "optimizer_lr": lr},
+    )
+    fig = plots.plot_loss(t)
+    data = fig.gradwatch_data
+    np.testing.assert_array_equal(data.lr_steps, np.arange(0, n, 2))
+    np.testing.assert_array_equal(data.lr, lr[::2])
+    assert len(fig.axes) == 2
+    (line,) = fig.axes[1].lines
+    np.testing.assert_array_equal(line.get_ydata(), lr[::2])
+    legend = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["loss", "learning rate (right axis)"]
+    bare = Trace.from_arrays(
+        ["a"], np.arange(n), {"grad_rms": np.ones((n, 1))}, scalars={"loss": np.ones(n)}
+    )
+    assert len(plots.plot_loss(bare).axes) == 1 and len(plots.loss_data(bare).lr) == 0

@@ -45,7 +45,9 @@ HOW_TO_READ: dict[str, str] = {
     "loss": (
         "The training loss per step (thick line: moving average). A long flat stretch at the "
         "start often means the early layers receive too little gradient to learn; spikes and ✕ "
-        "marks (non-finite values) mean unstable updates."
+        "marks (non-finite values) mean unstable updates. The dashed line is the optimizer's "
+        "learning rate (right axis), when the run recorded one: a loss that flattens as the "
+        "rate decays has used up its schedule, not lost its gradient."
     ),
     "flow": (
         "Gradient RMS of each layer's parameters, input side on the left, at a few moments of "

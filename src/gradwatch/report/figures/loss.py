@@ -1,13 +1,15 @@
-"""Loss: a logged scalar per step, its moving average and its non-finite steps."""
+"""Loss: a logged scalar per step, its moving average, its non-finite steps and the
+optimizer's learning rate beside it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradwatch.trace import Trace
+from gradwatch.trace.schema import OPTIMIZER_LR
 
 from .._style import OKABE_ITO, attach, new_figure, set_title, text
 
@@ -31,6 +33,9 @@ class LossData:
         nonfinite_steps: Steps where the value was inf, and the trailing NaN steps when the
             scalar was logged at every step before them (training blew up and stayed NaN).
         log_scale: Whether the y axis is logarithmic (all values > 0 and spanning > 10×).
+        lr_steps: Steps where the optimizer's learning rate was recorded (``optimizer_lr``).
+        lr: That learning rate, drawn on a right-hand axis (empty when not recorded): a
+            loss that flattens as a schedule decays reads differently from a stalled one.
     """
 
     name: str
@@ -41,6 +46,8 @@ class LossData:
     window: int
     nonfinite_steps: np.ndarray
     log_scale: bool
+    lr_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    lr: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def finish_loss_axes(ax: Any, name: str, *, log_scale: bool) -> None:
@@ -93,8 +100,22 @@ def loss_data(trace: Trace, name: str = "loss") -> LossData:
         smooth_steps = steps[window - 1 :]
     else:
         smooth, smooth_steps = np.zeros(0), np.zeros(0, dtype=np.int64)
+    lr_steps, lr = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if trace.has_scalar(OPTIMIZER_LR):
+        rate = trace.scalar(OPTIMIZER_LR)
+        known = np.isfinite(rate)
+        lr_steps, lr = all_steps[known], rate[known]
     return LossData(
-        name, steps, values, smooth_steps, smooth, window, nonfinite_steps, wants_log_scale(values)
+        name,
+        steps,
+        values,
+        smooth_steps,
+        smooth,
+        window,
+        nonfinite_steps,
+        wants_log_scale(values),
+        lr_steps,
+        lr,
     )
 
 
@@ -128,6 +149,15 @@ def plot_loss(trace: Trace, name: str = "loss") -> Figure:
             label="non-finite value",
         )
     finish_loss_axes(ax, name, log_scale=data.log_scale)
+    if len(data.lr):
+        right = ax.twinx()
+        right.plot(data.lr_steps, data.lr, color=OKABE_ITO[2], linestyle="--", linewidth=1.2,
+                   label="learning rate (right axis)")  # fmt: skip
+        right.set_ylabel("learning rate")
+        right.set_ylim(bottom=0)
+        handles, labels = ax.get_legend_handles_labels()
+        more, more_labels = right.get_legend_handles_labels()
+        ax.legend(handles + more, labels + more_labels, fontsize=8)
     set_title(
         ax,
         f"Training curve: {text(name)}",
