@@ -210,3 +210,35 @@ def test_an_activation_after_frozen_modules_is_not_claimed_by_the_last_trainable
     assert acts == {"adapter": None, "fc": "ReLU"}
     assert np.isfinite(trace.matrix("act_dead")[:, 1]).all()
     assert np.isnan(trace.matrix("act_dead")[:, 0]).all()
+
+
+class _LateBranch(nn.Module):
+    """``late`` and its ReLU run only once ``use_late`` is set (an expert that got no token
+    at the first step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.late, self.relu = nn.Linear(8, 8), nn.Linear(8, 8), nn.ReLU()
+        self.use_late = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        return h + self.relu(self.late(h)) if self.use_late else h
+
+
+def test_a_layer_first_run_after_the_ordering_step_still_gets_its_activation() -> None:
+    """Only the pairs refused at the ordering step stay refused: ``late``'s ReLU, first seen
+    at step 1, gives it dead-unit statistics on the sampled steps after."""
+    torch.manual_seed(0)
+    model = _LateBranch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(16, 8)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for step in range(3):
+            model.use_late = step > 0
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    late = [layer.name for layer in w.trace.layers].index("late")
+    dead = w.trace.matrix("act_dead")[:, late]
+    assert np.isnan(dead[0]) and np.isfinite(dead[1:]).all()

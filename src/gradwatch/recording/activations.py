@@ -151,6 +151,9 @@ class ActivationSampler:
         self._calls = [0] * layers.n
         self._armed_unordered = False  # whether the attached hooks are the ordering step's
         self._claims: dict[int, list[tuple[int, bool]]] = {}
+        # (id(activation module), layer) pairs refused at the ordering step: the module ran
+        # after the layer, but on the output of modules without trainable parameters.
+        self._refused: set[tuple[int, int]] = set()
         #: (module, forward pre-hook) pairs attached with every sampled step's hooks (the
         #: precision's autocast reader): set before the first ``arm()``.
         self.extra_pre_hooks: list[tuple[nn.Module, Callable[..., Any]]] = []
@@ -385,12 +388,15 @@ class ActivationSampler:
                     # A module without trainable parameters ran in between (a frozen base
                     # layer under LoRA): this activation follows that one, not layer i.
                     claims.append((-1, False))
+                    self._refused.add((id(module), i))
                     return
                 layers.activation_of.setdefault(i, found)
                 same = x is step.last_output and x is not None and x._version == step.last_version
                 claims.append((i, same))
-            elif layers.activation_of.get(i) != found:
-                return  # it did not follow layer i when the order was found
+            elif (id(module), i) in self._refused:
+                # Refused at the ordering step. A pair not seen there (an expert that got no
+                # token at step 0) is claimed as it comes.
+                return
             step.claimable = False
             self._add_output(ACT, i, output, act_type, kind)
 
