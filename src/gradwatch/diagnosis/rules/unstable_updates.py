@@ -294,7 +294,7 @@ def _rate_at(trace: Trace, step: int, *, at_start: bool) -> tuple[str, dict[str,
         return "", {}
     peak, first = float(np.max(lr)), int(trace.steps[0])
     at = float(lr[int(np.searchsorted(trace.steps, step))])
-    cold = at_start and float(lr[0]) >= 0.5 * peak  # no warm-up before the unstable steps
+    cold = at_start and float(lr[0]) >= 0.95 * peak  # no warm-up before the unstable steps
     evidence: dict[str, object] = {"at_step": step, "value": fl(at), "peak": fl(peak)}
     if cold:
         evidence["warm_up"] = False
