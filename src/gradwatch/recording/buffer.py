@@ -193,34 +193,30 @@ class StepBuffer:
             if slot < 0:
                 late[name] = float(tensor_value) if tensor_value is not None else float(number)  # type: ignore[arg-type]
                 continue
-            col = self._scalar_col(name)
             if reduce is not None:
                 self.scalar_reduce[name] = reduce
                 self.logged.setdefault(name, np.zeros(self.flush_every, dtype=bool))[slot] = True
-            # Kept until the flush writes them all at once: a copy into the buffer per step
-            # cost ~4 dispatcher calls (~25 us on CPU inside a training loop). A CPU tensor is
-            # read now (a memory load, no sync, no clone); an accelerator tensor is cloned,
-            # so that one changed in place after log() keeps its value.
-            pos = slot * self.scalars.shape[1] + col
-            if tensor_value is None:
-                self._pending.append((pos, number))  # type: ignore[arg-type]
-            elif tensor_value.device.type == "cpu" and not tensor_value.is_complex():
-                self._pending.append((pos, float(tensor_value.item())))
-            else:
-                with torch.no_grad():
-                    self._pending.append((pos, tensor_value.clone()))
-            self.srow_used[slot] = True
+            self.put_scalar(slot, name, tensor_value if tensor_value is not None else number)  # type: ignore[arg-type]
         if late:
             self.late_scalars.append((step, late))
 
     def put_scalar(self, slot: int, name: str, value: float | torch.Tensor) -> None:
-        """Write a per-step scalar the recorder measures itself (the learning rate), kept until
-        the flush as ``log``'s are; a tensor is cloned, not read."""
+        """Keep scalar ``name``'s value at ``slot`` (the user's, or one the recorder measures
+        itself: the learning rate) until the flush writes them all at once.
+
+        A copy into the buffer per step cost ~4 dispatcher calls (~25 us on CPU inside a
+        training loop). A CPU tensor is read now (a memory load, no sync, no clone); an
+        accelerator tensor is cloned, so that one changed in place afterwards keeps its value.
+        """
         col = self._scalar_col(name)
-        if isinstance(value, torch.Tensor):
+        pos = slot * self.scalars.shape[1] + col
+        if not isinstance(value, torch.Tensor):
+            self._pending.append((pos, value))
+        elif value.device.type == "cpu" and not value.is_complex():
+            self._pending.append((pos, float(value.item())))
+        else:
             with torch.no_grad():
-                value = value.detach().clone()
-        self._pending.append((slot * self.scalars.shape[1] + col, value))
+                self._pending.append((pos, value.detach().clone()))
         self.srow_used[slot] = True
 
     def wait_for_device(self) -> None:
