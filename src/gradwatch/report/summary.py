@@ -84,8 +84,12 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
     """Headline numbers of ``trace`` (and its findings, when the diagnosis ran).
 
     Example:
-        >>> s = summarize(trace, findings, "baseline")  # doctest: +SKIP
-        >>> s.grad_span, s.span_label  # first/last layer's gradient RMS, its window named
+        >>> from gradwatch.trace import Trace
+        >>> t = Trace.from_arrays(["fc0", "fc1"], [0, 1], {"grad_rms": [[1e-3, 1.0]] * 2},
+        ...                       scalars={"loss": [2.3, 1.9]})
+        >>> s = summarize(t, None, "baseline")
+        >>> s.grad_span, s.span_label, s.final_loss  # first/last layer's gradient RMS
+        (0.001, 'median over steps 0-1', 1.9)
     """
     final = best = None
     if trace.has_scalar("loss"):
