@@ -210,23 +210,26 @@ CASES: tuple[Case, ...] = (
 REAL_CORPUS: dict[str, Case] = {c.name: c for c in CASES}
 
 
-def record(case: Case, seed: int = 0) -> Run:
+def record(case: Case, seed: int = 0, *, warmup: int = 0) -> Run:
     """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
 
-    Runs on one CPU thread (restored afterwards), so results and timings match across hosts.
+    ``warmup`` > 0 adds the ``lr_warmup`` remedy over that many steps (the scheduler steps
+    after the optimizer). Runs on one CPU thread (restored afterwards), so results and
+    timings match across hosts.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _record(case, seed)
+        return _record(case, seed, warmup)
     finally:
         torch.set_num_threads(threads)
 
 
-def _record(case: Case, seed: int) -> Run:
+def _record(case: Case, seed: int, warmup: int) -> Run:
     torch.manual_seed(seed)
     setup = case.build(seed)
     params = [p for p in setup.model.parameters() if p.requires_grad]
+    scheduler = gw.remedies.lr_warmup(setup.optimizer, warmup) if warmup else None
     losses: list[float] = []
     finite: list[bool] = []
     t0 = time.perf_counter()
@@ -243,6 +246,8 @@ def _record(case: Case, seed: int) -> Run:
             if setup.clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, setup.clip)
             setup.optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             w.log(loss=loss)
             losses.append(float(loss.detach()))
     trace = w.trace

@@ -110,3 +110,38 @@ def test_printed_findings_leave_out_what_the_layer_table_rules_out() -> None:
     out = io.StringIO()
     print_findings(FINDINGS[:1], Console(file=out, width=200))
     assert "1. residual" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("first_rate", "fits"), [(1e-3, True), (0.96e-3, True), (0.5e-3, False), (None, True)]
+)
+def test_a_warm_up_does_not_fit_a_run_that_warmed_up(first_rate: float | None, fits: bool) -> None:
+    """lr_warmup is ruled out when the recorded rate rose over the first steps (the first
+    step below 95% of the peak); a run that started at its peak, or recorded no rate, keeps
+    it."""
+    from gradwatch.diagnosis.ranking import layer_table_applicability
+
+    infos = [LayerInfo(f"fc{i}", "Linear", i, 64, {"weight": [8, 8]}) for i in range(2)]
+    scalars = {} if first_rate is None else {"optimizer_lr": np.array([first_rate, 1e-3, 1e-3])}
+    t = Trace.from_arrays(infos, [0, 1, 2], {"grad_rms": np.ones((3, 2))}, scalars=scalars)
+    ok, why = layer_table_applicability(t, "lr_warmup")
+    assert ok == fits
+    if not fits:
+        assert why is not None and "warmed up already" in why
+
+
+def test_a_rate_first_known_late_says_nothing_about_a_warm_up() -> None:
+    """A trainer's own log of the rate that starts at its logging interval (HF: step 500)
+    comes after most warm-ups: whether the run warmed up is unknown, so lr_warmup is not
+    ruled out and no rule calls the start cold."""
+    from gradwatch.diagnosis._common import started_cold
+
+    infos = [LayerInfo("fc", "Linear", 0, 64, {"weight": [8, 8]})]
+    steps = np.arange(0, 1000, 50)
+    for first, cold in ((500, None), (10, True), (11, None)):
+        logged = np.append(first, steps[steps > first])
+        t = Trace.from_arrays(
+            infos, steps, {"grad_rms": np.ones((len(steps), 1))},
+            scalars={"learning_rate": np.full(len(logged), 1e-3)}, scalar_steps=logged,
+        )  # fmt: skip
+        assert started_cold(t) is cold, first

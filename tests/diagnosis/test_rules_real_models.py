@@ -56,6 +56,36 @@ def test_vanishing_still_fires_while_learning() -> None:
     assert "below_floor" not in f.evidence
 
 
+@pytest.mark.parametrize(
+    ("in_branch", "warmup", "offered"), [(4, 0, True), (4, 20, False), (2, 0, False)]
+)
+def test_vanishing_in_a_residual_net_that_started_cold_offers_a_warm_up(
+    in_branch: int, warmup: int, offered: bool
+) -> None:
+    """A post-LN transformer: most layers in a residual branch and the first steps at the
+    peak rate; lr_warmup comes first. Not for a run that warmed up, nor for a net without
+    residual connections (a deep sigmoid MLP keeps the structural remedies)."""
+    n = 100
+    infos = [
+        LayerInfo(
+            f"blocks.{i}.linear", "Linear", i, 272, {"weight": [16, 16], "bias": [16]},
+            branch=f"blocks.{i}" if i < in_branch else None,
+        )
+        for i in range(5)
+    ]  # fmt: skip
+    lr = np.full(n, 1e-2)
+    lr[:warmup] = 1e-2 * (np.arange(warmup) + 1) / max(warmup, 1)
+    g = np.broadcast_to(depth_profile(5, 3.0), (n, 5)).copy()
+    t = trace_of(
+        5, n, {"grad_rms": g}, scalars={"loss": np.full(n, 3.0), "optimizer_lr": lr},
+        layer_infos=infos,
+    )  # fmt: skip
+    f = run("vanishing_gradient", t)
+    assert f is not None
+    ids = [h.id for h in f.remedies]
+    assert (ids[0] == "lr_warmup") if offered else ("lr_warmup" not in ids)
+
+
 def test_vanishing_judges_every_row_without_a_loss() -> None:
     """With no logged loss (or finished_loss_fraction 0) the old judgement holds: critical."""
     t = _converging_classifier(0.5)
@@ -243,6 +273,23 @@ def test_an_unstable_start_names_the_learning_rate_and_a_warm_up(warmup: int) ->
         )
     plain = run("unstable_updates", _gpt2_blowup())
     assert plain is not None and "learning_rate" not in plain.evidence
+
+
+@pytest.mark.parametrize("warmup", [0, 20])
+def test_an_unstable_cold_start_prescribes_a_warm_up_first(warmup: int) -> None:
+    """The start ran at its peak rate: lr_warmup is the first remedy, before clipping; a run
+    that warmed up (or one whose rate was not recorded) is not offered one."""
+    lr = np.full(100, 5e-3)
+    lr[:warmup] = 5e-3 * (np.arange(warmup) + 1) / max(warmup, 1)
+    f = run("unstable_updates", _gpt2_blowup(lr=lr))
+    assert f is not None
+    ids = [h.id for h in f.remedies]
+    if warmup:
+        assert "lr_warmup" not in ids
+    else:
+        assert ids[0] == "lr_warmup" and "clip_norm" in ids
+    plain = run("unstable_updates", _gpt2_blowup())
+    assert plain is not None and "lr_warmup" not in [h.id for h in plain.remedies]
 
 
 def test_early_large_ratio_without_a_loss_spike_is_one_odd_sample() -> None:

@@ -136,6 +136,21 @@ def test_clip_remedy_is_attached_and_logged() -> None:
     assert not v.before.trace.has_scalar("clip_coef")
 
 
+def test_warm_up_remedy_schedules_the_treated_runs_rate() -> None:
+    """verify with lr_warmup makes the scheduler on the treated run's optimizer: its recorded
+    rate rises over the warm-up, the baseline's stays at the optimizer's rate."""
+    torch.manual_seed(0)
+    v = verify(
+        make_mlp(depth=3, width=8), "lr_warmup", _batches(), steps=6, seed=0,
+        options={"steps": 4}, optimizer=lambda p: torch.optim.SGD(p, lr=0.2),
+        diagnose=lambda t: [],
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        v.after.trace.scalar("optimizer_lr"), [0.05, 0.1, 0.15, 0.2, 0.2, 0.2], rtol=1e-6
+    )
+    np.testing.assert_allclose(v.before.trace.scalar("optimizer_lr"), [0.2] * 6)
+
+
 def test_callable_remedy_and_bad_batches() -> None:
     """A function remedy (relu then He) is used as given; malformed batches are refused."""
 

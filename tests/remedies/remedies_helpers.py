@@ -56,4 +56,7 @@ def remedy_case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor
         "clip_value": {"clip_value": 0.5},
     }.get(remedy, {})
     act = nn.Tanh if remedy == "sigmoid" else nn.Sigmoid
-    return make_mlp(depth=5, width=8, d_in=5, act=act), opts, x
+    model = make_mlp(depth=5, width=8, d_in=5, act=act)
+    if remedy == "lr_warmup":  # a scheduler on the optimizer that trains the model
+        opts = {"optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3)}
+    return model, opts, x

@@ -32,7 +32,7 @@ def test_the_registry_lists_every_remedy_id_in_order() -> None:
     for rid, remedy in REMEDIES.items():
         assert remedy.id == rid
         assert remedy.description and "\n" not in remedy.description
-        assert remedy.returns in ("model", "clipper")
+        assert remedy.returns in ("model", "clipper", "scheduler")
 
 
 def test_declared_defaults_match_the_documented_ones() -> None:
@@ -56,6 +56,7 @@ def test_declared_defaults_match_the_documented_ones() -> None:
         "init_lsuv": ("inputs",),
         "clip_norm": ("max_norm",),
         "clip_value": ("clip_value",),
+        "lr_warmup": ("optimizer",),
     }
 
 
@@ -75,10 +76,30 @@ def _clipped(
     return [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
 
 
+def _rates(remedy: str, *, spell: bool, steps: int = 5) -> list[float]:
+    """The first group's learning rate over ``steps`` steps under the scheduler remedy, made on
+    a fresh optimizer (a second scheduler on one optimizer would compound with the first)."""
+    model, opts, _ = remedy_case(remedy)
+    scheduler = apply(model, remedy, **(_explicit(remedy, opts) if spell else opts))
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    opt = opts["optimizer"]
+    assert isinstance(opt, torch.optim.Optimizer)
+    rates = []
+    for _ in range(steps):
+        rates.append(float(opt.param_groups[0]["lr"]))
+        opt.step()
+        scheduler.step()
+    return rates
+
+
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
 def test_passing_the_declared_defaults_changes_nothing(remedy: str) -> None:
     """apply with every declared default spelled out gives exactly what apply without them
     gives (same seed): the registry's defaults are the ones the remedies really use."""
+    if REMEDIES[remedy].returns == "scheduler":
+        plain_rates, spelled_rates = _rates(remedy, spell=False), _rates(remedy, spell=True)
+        assert plain_rates == spelled_rates and plain_rates[0] < plain_rates[-1]
+        return
     model, opts, x = remedy_case(remedy)
     with _quiet():
         torch.manual_seed(0)
@@ -102,21 +123,29 @@ def test_passing_the_declared_defaults_changes_nothing(remedy: str) -> None:
 
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
 def test_returns_says_what_apply_gives_back(remedy: str) -> None:
-    """A remedy declared to return a clipper gives a GradientClipper; the others a new model."""
+    """A remedy declared to return a clipper gives a GradientClipper, a scheduler an
+    LRScheduler; the others a new model."""
     model, opts, _ = remedy_case(remedy)
     with _quiet():
         out = apply(model, remedy, **opts)
-    expected = GradientClipper if REMEDIES[remedy].returns == "clipper" else nn.Module
+    expected = {
+        "clipper": GradientClipper,
+        "scheduler": torch.optim.lr_scheduler.LRScheduler,
+        "model": nn.Module,
+    }[REMEDIES[remedy].returns]
     assert isinstance(out, expected)
     assert out is not model
 
 
 @pytest.mark.parametrize("remedy", [r for r in REMEDY_IDS if REMEDIES[r].needs])
 def test_a_missing_need_is_named_with_what_to_pass(remedy: str) -> None:
-    """apply without a needed batch raises the need's message: option, what, an example."""
+    """apply without a needed batch (or optimizer) raises the need's message: what it is,
+    the option, what to pass, an example."""
     (need,) = REMEDIES[remedy].needs
     assert REMEDIES[remedy].options[need.option] == REQUIRED
     with pytest.raises(
-        ValueError, match=rf"needs data: pass {need.option}=<{re.escape(need.what)}>, e\.g\. apply"
+        ValueError,
+        match=rf"needs {re.escape(need.kind)}: pass {need.option}=<{re.escape(need.what)}>, "
+        r"e\.g\. apply",
     ):
         apply(make_mlp(), remedy)

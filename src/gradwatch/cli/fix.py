@@ -31,10 +31,15 @@ def register(sub: Any) -> None:
 
 
 def _call(remedy: str, options: dict[str, Any]) -> str:
+    from gradwatch.remedies import REMEDIES
+
     args = "".join(
         f", {k}={v:.4g}" if isinstance(v, float) else f", {k}=..." for k, v in options.items()
     )
-    return f'gw.remedies.apply(model, "{remedy}"{args})'
+    call = f'gw.remedies.apply(model, "{remedy}"{args})'
+    if REMEDIES[remedy].returns == "scheduler":  # it acts only if the loop steps it
+        return f"scheduler = {call}; then scheduler.step() after each optimizer.step()"
+    return call
 
 
 def run(args: argparse.Namespace) -> int:

@@ -89,16 +89,56 @@ def scalar_rows(trace: Trace, name: str) -> tuple[np.ndarray, np.ndarray]:
 LR_SCALARS = (OPTIMIZER_LR, "learning_rate", "lr")
 
 
-def learning_rate_at(trace: Trace, steps: np.ndarray) -> np.ndarray | None:
-    """The learning rate at each of ``steps``, interpolated between the steps it was recorded
-    at (held flat beyond them); None when the trace has none (no optimizer watched, nothing
-    logged) or it is never positive."""
+def _rate_records(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, rates) of the first of :data:`LR_SCALARS` the trace has with a positive
+    value; None when it has none (no optimizer watched, nothing logged)."""
     for name in LR_SCALARS:
         at, lr = scalar_rows(trace, name)
         keep = lr >= 0
         if keep.any() and (lr[keep] > 0).any():
-            return np.interp(np.asarray(steps, dtype=np.float64), at[keep], lr[keep])
+            return at[keep], lr[keep]
     return None
+
+
+def learning_rate_at(trace: Trace, steps: np.ndarray) -> np.ndarray | None:
+    """The learning rate at each of ``steps``, interpolated between the steps it was recorded
+    at (held flat beyond them); None when the trace has none (no optimizer watched, nothing
+    logged) or it is never positive."""
+    records = _rate_records(trace)
+    if records is None:
+        return None
+    return np.interp(np.asarray(steps, dtype=np.float64), *records)
+
+
+def residual_branches(trace: Trace) -> tuple[int, int]:
+    """(weight layers on the gradient's path that sit in a residual branch, all of them):
+    the recorder's probe (``LayerInfo.branch``) finds a transformer's or a ResNet's branches;
+    most layers inside one means the model has residual connections already."""
+    on_path = [layer for layer in trace.layers if layer.on_path]
+    return sum(layer.branch is not None for layer in on_path), len(on_path)
+
+
+#: A first learning rate below this share of the run's peak means the run warmed up (the rate
+#: rose over the first steps); at or above it the first steps ran at the peak ("cold").
+WARM_START_SHARE = 0.95
+#: The first known rate must be this close to the run's first step to tell whether it warmed
+#: up: the watch's ``optimizer_lr`` is recorded from the first step, but a trainer's own log
+#: starts at its logging interval (HF's ``learning_rate`` at step ``logging_steps``, 500 by
+#: default, after most warm-ups).
+WARM_START_KNOWN_WITHIN = 10
+
+
+def started_cold(trace: Trace) -> bool | None:
+    """Whether the run's first step already used its peak learning rate (no warm-up, within
+    :data:`WARM_START_SHARE`); None when the trace has no learning rate, or none known within
+    :data:`WARM_START_KNOWN_WITHIN` steps of its first step."""
+    records = _rate_records(trace)
+    if records is None or not len(trace.steps):
+        return None
+    at, lr = records
+    if at[0] > trace.steps[0] + WARM_START_KNOWN_WITHIN:
+        return None
+    return bool(float(lr[0]) >= WARM_START_SHARE * float(np.max(lr)))
 
 
 def window_medians(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

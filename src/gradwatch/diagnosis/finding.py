@@ -59,6 +59,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "clip_norm",
     "clip_value",
     "clip_adaptive",
+    "lr_warmup",
     "reduce_depth",
     "faster_hardware",
 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .._activations import SWAPPABLE
 from ..trace import Trace
+from ._common import residual_branches, started_cold
 from .finding import REMEDY_IDS, Finding, RemedyHint
 
 __all__ = [
@@ -53,7 +54,8 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
 
     Only clear cases are ruled out: no recurrent layer for lstm/gru/init_identity, no square
     Linear/Conv weight for residual/reduce_depth, residual where most weight layers already
-    sit in a residual branch, the same activation after every layer.
+    sit in a residual branch, the same activation after every layer, a warm-up where the
+    recorded learning rate already rose over the first steps.
 
     Example:
         >>> t = Trace.from_arrays(["fc"], [0], {"grad_rms": [[1.0]]})
@@ -76,13 +78,18 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         if remedy == "residual":
             # A transformer or ResNet has them already: its probe found the residual
             # branches (LayerInfo.branch), which hold most of its weight layers.
-            depth_layers = [layer for layer in layers if layer.on_path]
-            inside = sum(layer.branch is not None for layer in depth_layers)
-            if 2 * inside > len(depth_layers):
+            inside, total = residual_branches(trace)
+            if 2 * inside > total:
                 return False, (
                     f"the recorded model has residual connections already: {inside} of its "
-                    f"{len(depth_layers)} weight layers sit in a residual branch"
+                    f"{total} weight layers sit in a residual branch"
                 )
+    elif remedy == "lr_warmup":
+        if started_cold(trace) is False:
+            return (
+                False,
+                "the recorded run warmed up already: its first learning rate was below its peak",
+            )
     elif remedy in SWAPPABLE:
         # LayerInfo.activation holds the torch class name, as the table's SWAPPABLE values do
         acts = {layer.activation for layer in layers if layer.activation is not None}

@@ -111,6 +111,7 @@ def _label(remedies: tuple[str, ...]) -> str:
         "layernorm": "layer norm",
         "clip_value": "clip value",
         "clip_adaptive": "adaptive clipping (AGC)",
+        "lr_warmup": "learning-rate warm-up",
     }
     return " + ".join(names.get(r, r) for r in remedies)
 

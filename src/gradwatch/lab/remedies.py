@@ -14,8 +14,9 @@ Three kinds of remedy, each applied where it belongs:
   the library's.
 * **Data-dependent** remedies (LSUV, layer-wise pretraining) are applied to the built model
   by ``gradwatch.remedies.apply`` (:func:`apply_to_built`).
-* **Training-time** remedies (gradient clipping) become ``GradientClipper``\\ s made by
-  ``gradwatch.remedies.apply`` inside the training loop (:func:`clip_specs`).
+* **Training-time** remedies (gradient clipping, a learning-rate warm-up) become
+  ``GradientClipper``\\ s and schedulers made by ``gradwatch.remedies.apply`` inside the
+  training loop (:func:`training_specs`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from gradwatch.diagnosis import ACTIVATION_REMEDY_IDS
 from gradwatch.remedies import apply
 
 from .models import CNNConfig, MLPConfig, ModelConfig, RecurrentConfig
-from .training import ClipSpec, index_batches
+from .training import RemedySpec, index_batches
 
 _INIT_REMEDIES = {
     "init_xavier": "xavier",
@@ -40,7 +41,7 @@ _INIT_REMEDIES = {
     "init_orthogonal": "orthogonal",
 }
 _STRUCTURAL = ("batchnorm", "layernorm", "residual", "reduce_depth")
-_TRAINING = ("clip_norm", "clip_value", "clip_adaptive")
+_TRAINING = ("clip_norm", "clip_value", "clip_adaptive", "lr_warmup")
 
 #: The remedies the lab can apply to each model kind: the structural ones its model configs
 #: can express, plus the library-applied ones that fit the model.
@@ -79,6 +80,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "clip_value": {"clip_value": 0.5},
     # AGC (Brock et al., 2021): lambda = 0.01 for large batches; small batches tolerate more.
     "clip_adaptive": {"clipping": 0.1, "eps": 1e-3},
+    # steps None: 2 / (1 - beta2) for Adam (Ma & Yarats 2021); an SGD run must set it.
+    "lr_warmup": {"steps": None},
     # depth None: a quarter of the layers, at least 2 (20 sigmoid layers -> 5).
     "reduce_depth": {"depth": None},
     # Greedy autoencoder pretraining (Bengio et al., 2007): a few hundred small steps per layer.
@@ -181,16 +184,17 @@ def _as_module(out: object) -> nn.Module:
     return out
 
 
-def clip_specs(
+def training_specs(
     remedies: tuple[str, ...], options: Mapping[str, Mapping[str, Any]]
-) -> list[ClipSpec]:
-    """The clip remedies of a run with their ``remedies.apply`` options, in order.
+) -> list[RemedySpec]:
+    """The training-time remedies of a run (clippers, a warm-up) with their
+    ``remedies.apply`` options, in order.
 
     Example:
-        >>> clip_specs(("relu", "clip_adaptive"), {})
+        >>> training_specs(("relu", "clip_adaptive"), {})
         [('clip_adaptive', {'clip_factor': 0.1, 'eps': 0.001})]
     """
-    specs: list[ClipSpec] = []
+    specs: list[RemedySpec] = []
     for rid in remedies:
         if rid in _TRAINING:
             names = _LIBRARY_NAMES.get(rid, {})

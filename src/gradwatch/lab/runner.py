@@ -28,7 +28,7 @@ from gradwatch.trace import Trace
 
 from .config import RunConfig
 from .models import build_model
-from .remedies import apply_to_built, clip_specs, remedied_model_config
+from .remedies import apply_to_built, remedied_model_config, training_specs
 from .tasks import Task, make_task
 from .training import Batch, index_batches, train_recorded
 
@@ -201,7 +201,7 @@ def run(
         optimizer=lambda params: _optimizer(config, params),
         loss_fn=task.loss,
         seed=config.seed,
-        clip=clip_specs(config.remedies, config.remedy_options),
+        during=training_specs(config.remedies, config.remedy_options),
         run_dir=path,
         watch_options={
             "every": config.every,

@@ -1,8 +1,8 @@
 """The one recorded training loop of the lab: ``lab.run`` and ``verify`` both train through it.
 
-Seed, optimizer, ``watch``, the clip remedies, the step loop and the loss logging live here
-once, so a lab run and a verification arm train a model the same way and record the same
-trace layout.
+Seed, optimizer, ``watch``, the training-time remedies (clippers, a warm-up), the step loop
+and the loss logging live here once, so a lab run and a verification arm train a model the
+same way and record the same trace layout.
 """
 
 from __future__ import annotations
@@ -15,17 +15,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from gradwatch.recording import Watch, watch
-from gradwatch.remedies import apply
+from gradwatch.remedies import REMEDIES, apply
 from gradwatch.remedies.clipping import GradientClipper
 from gradwatch.trace import Trace, load
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
-#: A clip remedy id (``"clip_norm"`` ...) and its ``gradwatch.remedies.apply`` options.
-ClipSpec = tuple[str, Mapping[str, Any]]
+#: A training-time remedy id (``"clip_norm"``, ``"lr_warmup"`` ...: one that returns a clipper
+#: or a scheduler, not a model) and its ``gradwatch.remedies.apply`` options.
+RemedySpec = tuple[str, Mapping[str, Any]]
 
 #: Steps between two host reads of the loss when stopping diverged runs: one sync per 50
 #: steps costs nothing measurable, one per step would.
@@ -70,18 +72,41 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _clippers(model: nn.Module, clip: Sequence[ClipSpec], w: Watch) -> list[GradientClipper]:
+def _check_training_time(specs: Sequence[RemedySpec]) -> None:
+    for rid, _ in specs:
+        if rid not in REMEDIES or REMEDIES[rid].returns == "model":
+            raise ValueError(
+                f"remedy {rid!r} is not a training-time remedy; expected one of "
+                f"{[r for r, rem in REMEDIES.items() if rem.returns != 'model']} (a model "
+                "remedy is applied to the model before training)"
+            )
+
+
+def _schedulers(
+    model: nn.Module, specs: Sequence[RemedySpec], opt: torch.optim.Optimizer
+) -> list[LRScheduler]:
+    """One scheduler per scheduler remedy (``lr_warmup``), on the run's optimizer."""
+    out = []
+    for rid, options in specs:
+        if REMEDIES[rid].returns == "scheduler":
+            scheduler = apply(model, rid, optimizer=opt, **options)
+            assert isinstance(scheduler, LRScheduler)  # what the registry says it returns
+            out.append(scheduler)
+    return out
+
+
+def _clippers(model: nn.Module, specs: Sequence[RemedySpec], w: Watch) -> list[GradientClipper]:
     """One ``GradientClipper`` per clip remedy, made by ``gradwatch.remedies.apply``.
 
     A single clipper logs ``clip_coef`` and ``clipped`` into the watch each step; with
     several, their scalars would share those names, so none logs.
     """
+    clips = [(rid, options) for rid, options in specs if REMEDIES[rid].returns == "clipper"]
+    log_into = w if len(clips) == 1 else None
     out = []
-    log_into = w if len(clip) == 1 else None
-    for rid, options in clip:
+    for rid, options in clips:
         clipper = apply(model, rid, watch=log_into, **options)
-        if not isinstance(clipper, GradientClipper):
-            raise ValueError(f"remedy {rid!r} is not a clip remedy (clip_norm, clip_value ...)")
+        assert isinstance(clipper, GradientClipper)  # what the registry says it returns
         out.append(clipper)
     return out
 
@@ -94,7 +119,7 @@ def train_recorded(
     optimizer: OptimizerFactory,
     loss_fn: LossFn,
     seed: int | None = None,
-    clip: Sequence[ClipSpec] = (),
+    during: Sequence[RemedySpec] = (),
     run_dir: str | os.PathLike[str] | None = None,
     watch_options: Mapping[str, Any] | None = None,
     stop_if_diverged: bool = False,
@@ -104,8 +129,10 @@ def train_recorded(
     """Train ``model`` in place for ``steps`` optimizer steps, recorded by ``watch``.
 
     Each step: forward on the next ``(x, y)`` of ``batches``, ``loss_fn(output, y)``,
-    backward, the clippers (in order), ``optimizer.step()``, ``w.log(loss=loss)``. The
-    clippers run before the step, so the recorder sees the gradients the optimizer applies.
+    backward, the clippers (in order), ``optimizer.step()``, the schedulers' ``step()``,
+    ``w.log(loss=loss)``. The clippers run before the step, so the recorder sees the
+    gradients the optimizer applies; the schedulers after it, so it records the rate the
+    step used (``optimizer_lr``).
 
     Args:
         model: Trained in place (``model.train()`` first).
@@ -115,7 +142,8 @@ def train_recorded(
         loss_fn: ``loss_fn(output, targets)`` -> a scalar tensor.
         seed: ``torch.manual_seed(seed)`` before the optimizer is made (same dropout masks
             for two models trained alike); None leaves the global generator as it is.
-        clip: Clip remedies, each made into a ``GradientClipper`` by ``remedies.apply``.
+        during: Training-time remedies, made by ``remedies.apply``: each clip remedy a
+            ``GradientClipper``, each ``lr_warmup`` a scheduler on the run's optimizer.
         run_dir: Where ``watch`` writes the run (None keeps it in memory).
         watch_options: Keyword arguments of ``watch`` (``every``, ``sample_every``, ``meta``,
             ``overwrite`` ...); ``overhead`` is None (fixed spacing) unless given here.
@@ -132,9 +160,12 @@ def train_recorded(
         >>> done.steps, len(done.losses)
         (5, 5)
     """
+    _check_training_time(during)
     if seed is not None:
         torch.manual_seed(seed)
     opt = optimizer(model.parameters())
+    # before the watch: a bad option fails before anything is written to run_dir
+    schedulers = _schedulers(model, during, opt)
     # Losses stay on the model's device until the end: one transfer, no sync per step.
     loss_t = torch.zeros(steps, device=model_device(model))
     stopped = False
@@ -145,7 +176,7 @@ def train_recorded(
     with watch(model, opt, run_dir, **options) as w:
         if on_start is not None:
             on_start()
-        clippers = _clippers(model, clip, w)
+        clippers = _clippers(model, during, w)
         try:
             for step in range(steps):
                 x, y = next(batches)
@@ -155,6 +186,8 @@ def train_recorded(
                 for clipper in clippers:
                     clipper.clip_()
                 opt.step()
+                for scheduler in schedulers:
+                    scheduler.step()
                 w.log(loss=loss)
                 loss_t[step] = loss.detach()
                 check = stop_if_diverged and (step + 1) % DIVERGENCE_CHECK_EVERY == 0

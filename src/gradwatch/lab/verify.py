@@ -28,12 +28,12 @@ from torch import nn
 
 from gradwatch.diagnosis import Finding
 from gradwatch.diagnosis import diagnose as diagnose_trace
-from gradwatch.remedies import activation_types, apply, copy_model, norm_types
+from gradwatch.remedies import REMEDIES, activation_types, apply, copy_model, norm_types
 from gradwatch.remedies.prescribe import Prescription
 from gradwatch.report.console import progress as progress_bar
 from gradwatch.trace import Trace
 
-from .training import Batch, ClipSpec, OptimizerFactory, model_device, train_recorded
+from .training import Batch, OptimizerFactory, RemedySpec, model_device, train_recorded
 
 __all__ = ["ArmResult", "Verification", "verify"]
 
@@ -122,7 +122,8 @@ def _default_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _remedied(
     model: nn.Module, remedy: RemedyFn, options: dict[str, Any], batches: Sequence[Any]
 ) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The remedied copy, and the clipper options when the remedy is a clipper."""
+    """The remedied copy, and the remedy's options when it acts during training (a clipper,
+    a warm-up: ``train_recorded`` makes it on the run's optimizer)."""
     if callable(remedy):
         out = remedy(copy_model(model))
         if not isinstance(out, nn.Module):
@@ -130,7 +131,7 @@ def _remedied(
                 f"expected the remedy callable to return an nn.Module but got {type(out).__name__}"
             )
         return out, None
-    if remedy.startswith("clip_"):
+    if remedy in REMEDIES and REMEDIES[remedy].returns != "model":
         return copy_model(model), dict(options)
     opts = dict(options)
     if remedy == "init_lsuv":
@@ -162,7 +163,7 @@ def _cycled(batches: Sequence[Any], device: torch.device) -> Iterator[Batch]:
 def _run(
     label: str,
     model: nn.Module,
-    clip: dict[str, Any] | None,
+    during: dict[str, Any] | None,
     *,
     remedy: str,
     batches: Sequence[Any],
@@ -173,7 +174,7 @@ def _run(
     diagnose: Diagnose,
     progress: Callable[[int, int], None] | None = None,
 ) -> ArmResult:
-    clips: list[ClipSpec] = [(remedy, clip)] if clip is not None else []
+    specs: list[RemedySpec] = [(remedy, during)] if during is not None else []
     trace = train_recorded(
         model,
         _cycled(batches, model_device(model)),
@@ -181,7 +182,7 @@ def _run(
         optimizer=optimizer,
         loss_fn=loss_fn,
         seed=seed,
-        clip=clips,
+        during=specs,
         progress=progress,
     ).trace
     first, last = _weight_columns(trace)
@@ -224,11 +225,11 @@ def verify(
 
     Args:
         model: The model; it is not modified (both runs train copies).
-        remedy: A remedy id (``remedies.apply``; ``clip_*`` clippers are attached to the
-            optimizer, ``init_lsuv`` defaults to the first batch, ``layerwise_pretraining``
-            to the batches' inputs), a function taking a copy of the model and returning
-            the remedied model (e.g. relu then He init), or a :class:`Prescription` (its
-            suggested options are used).
+        remedy: A remedy id (``remedies.apply``; ``clip_*`` clippers and the ``lr_warmup``
+            scheduler act on the run's optimizer, ``init_lsuv`` defaults to the first
+            batch, ``layerwise_pretraining`` to the batches' inputs), a function taking a
+            copy of the model and returning the remedied model (e.g. relu then He init), or
+            a :class:`Prescription` (its suggested options are used).
         batches: ``(inputs, targets)`` pairs, used in order and cycled.
         steps: Optimizer steps per run.
         seed: Seed set before each run (same dropout masks, same init of new layers).
@@ -273,7 +274,7 @@ def verify(
     diag = diagnose if diagnose is not None else diagnose_trace
 
     torch.manual_seed(seed)
-    treated, clip = _remedied(model, chosen, opts, batches)
+    treated, during = _remedied(model, chosen, opts, batches)
     common: dict[str, Any] = {
         "remedy": name,
         "batches": batches,
@@ -294,7 +295,7 @@ def verify(
         after = _run(
             name,
             treated,
-            clip,
+            during,
             **common,
             progress=bar.step_callback(steps, f"verify {name}: with it") if bar.active else None,
         )

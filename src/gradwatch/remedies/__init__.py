@@ -60,6 +60,7 @@ from .prescribe import Prescription, applicability, prescribe
 from .pretraining import Pretrained, pretrain_layerwise
 from .registry import REMEDIES, REQUIRED, Need, Remedy, apply
 from .residual import Residual, add_residual
+from .warmup import lr_warmup, untuned_warmup_steps
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -102,6 +103,7 @@ __all__ = [
     "insert_batchnorm",
     "insert_layernorm",
     "insert_norm",
+    "lr_warmup",
     "make_activation",
     "measure_speedup",
     "move_to_device_",
@@ -112,5 +114,6 @@ __all__ = [
     "replace_rnn",
     "suggest_max_norm",
     "swap_activations",
+    "untuned_warmup_steps",
     "weight_layer_types",
 ]

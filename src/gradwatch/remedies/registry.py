@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from .._activations import SWAPPABLE
 from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS
@@ -44,33 +45,38 @@ from .init import (
 from .normalization import NormKind, insert_norm
 from .pretraining import pretrain_layerwise
 from .residual import add_residual
+from .warmup import lr_warmup, optimizes
 
 __all__ = ["REMEDIES", "REQUIRED", "Need", "Remedy", "apply"]
 
 #: The default of an option the caller must pass (the marker ``Prescription.options`` uses).
 REQUIRED: Final = "<required>"
 
-Transform = Callable[..., "nn.Module | GradientClipper"]
+#: A remedy gives back a model, a gradient clipper or a learning-rate scheduler.
+Transform = Callable[..., "nn.Module | GradientClipper | LRScheduler"]
 
 
 @dataclass(frozen=True)
 class Need:
-    """Data a remedy cannot work without, passed by the caller as the keyword ``option``.
+    """Data (or a training object) a remedy cannot work without, passed by the caller as the
+    keyword ``option``.
 
     Attributes:
         option: The keyword (``"inputs"``).
         what: What to pass (``"one batch of model inputs"``).
         example: A value to show in the error message (``"x_batch"``).
+        kind: What it is, for the message: ``"data"``, ``"the optimizer"``.
     """
 
     option: str
     what: str
     example: str
+    kind: str = "data"
 
     def message(self, remedy_id: str) -> str:
-        """The error :func:`apply` raises when the data is missing."""
+        """The error :func:`apply` raises when the data (or setting) is missing."""
         return (
-            f"remedy {remedy_id!r} needs data: pass {self.option}=<{self.what}>, e.g. "
+            f"remedy {remedy_id!r} needs {self.kind}: pass {self.option}=<{self.what}>, e.g. "
             f"apply(model, {remedy_id!r}, {self.option}={self.example})"
         )
 
@@ -84,7 +90,10 @@ class Remedy:
         description: What it does, in one line.
         returns: ``"model"``: a new model, the user's model untouched; ``"clipper"``: a
             :class:`~gradwatch.remedies.GradientClipper` over the model's parameters,
-            attached to the optimizer given as ``optimizer=`` (none by default).
+            attached to the optimizer given as ``optimizer=`` (none by default);
+            ``"scheduler"``: a learning-rate scheduler on the optimizer given as
+            ``optimizer=``, whose ``step()`` the training loop calls after each
+            ``optimizer.step()``.
         transform: ``transform(model, **options)`` does the work; call it through
             :func:`apply`, which checks the id, the model and the ``needs`` first.
         options: Every keyword option and its default; :data:`REQUIRED` marks those the
@@ -95,7 +104,7 @@ class Remedy:
 
     id: str
     description: str
-    returns: Literal["model", "clipper"]
+    returns: Literal["model", "clipper", "scheduler"]
     transform: Transform = field(repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple[Need, ...] = ()
@@ -172,6 +181,19 @@ def _clipper(mode: ClipMode) -> Transform:
     return transform
 
 
+def _warmed_up(
+    model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None, steps: int | None = None
+) -> LRScheduler:
+    if optimizer is None:
+        raise ValueError(_OPTIMIZER.message("lr_warmup"))
+    if isinstance(optimizer, torch.optim.Optimizer) and not optimizes(optimizer, model):
+        raise ValueError(
+            "lr_warmup: `optimizer` updates none of the model's parameters; pass the "
+            "optimizer that trains this model"
+        )
+    return lr_warmup(optimizer, steps)  # checks the optimizer's type and steps
+
+
 def _on_fastest_device(
     model: nn.Module, *, device: torch.device | str | None = None, **unexpected: Any
 ) -> nn.Module:
@@ -197,6 +219,7 @@ def _clip_options(mode: ClipMode, *names: str) -> dict[str, Any]:
 
 
 _BATCH = Need("inputs", "one batch of model inputs", "x_batch")
+_OPTIMIZER = Need("optimizer", "the optimizer that trains the model", "opt", "the optimizer")
 _BATCHES = Need("data", "batches of inputs or (inputs, targets)", "loader")
 
 _ALL: tuple[Remedy, ...] = (
@@ -315,6 +338,14 @@ _ALL: tuple[Remedy, ...] = (
         _clip_options("adaptive", "clip_factor", "eps"),
     ),
     Remedy(
+        "lr_warmup",
+        "raise the learning rate linearly to its value over the first steps (a scheduler)",
+        "scheduler",
+        _warmed_up,
+        {"optimizer": REQUIRED, **_defaults(lr_warmup, "steps")},
+        (_OPTIMIZER,),
+    ),
+    Remedy(
         "reduce_depth",
         "drop the middle shape-preserving blocks of the deepest nn.Sequential stack",
         "model",
@@ -339,7 +370,9 @@ if (
     raise RuntimeError(f"remedy registry {tuple(REMEDIES)} does not match REMEDY_IDS {REMEDY_IDS}")
 
 
-def apply(model: nn.Module, remedy_id: str, **options: Any) -> nn.Module | GradientClipper:
+def apply(
+    model: nn.Module, remedy_id: str, **options: Any
+) -> nn.Module | GradientClipper | LRScheduler:
     """Apply one remedy by id; the user's model is never modified.
 
     Model remedies return a new model: activations (``"relu"``, ``"tanh"`` ...; options of
@@ -350,8 +383,10 @@ def apply(model: nn.Module, remedy_id: str, **options: Any) -> nn.Module | Gradi
     ``noise_std=``) and ``"faster_hardware"`` (a copy on the fastest device; ``device=``).
     ``"clip_norm"`` (needs ``max_norm=``), ``"clip_value"`` (needs ``clip_value=``) and
     ``"clip_adaptive"`` return a :class:`GradientClipper` over the model's parameters,
-    attached to ``optimizer=`` when given (and logging into ``watch=``). Every remedy's
-    options and defaults are in :data:`REMEDIES`.
+    attached to ``optimizer=`` when given (and logging into ``watch=``). ``"lr_warmup"``
+    (needs ``optimizer=``; ``steps=``) returns a learning-rate scheduler on that optimizer:
+    call its ``step()`` after each ``optimizer.step()``. Every remedy's options and defaults
+    are in :data:`REMEDIES`.
 
     Raises:
         ValueError: Unknown remedy id, or a needed option missing (the message names it).

@@ -32,6 +32,7 @@ import numpy as np
 
 from ...trace import Trace
 from .._common import (
+    WARM_START_SHARE,
     LossResponse,
     block_medians,
     by_layer,
@@ -44,6 +45,7 @@ from .._common import (
     quiet_nan,
     scalar_rows,
     start_only,
+    started_cold,
 )
 from ..finding import Finding, Severity
 from ..thresholds import UnstableUpdatesThresholds
@@ -207,6 +209,16 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     if len(high):
         severity = "critical" if worst > th.critical_ratio else "warning"
         pairs = []
+        rate_seen = evidence.get("learning_rate")
+        if isinstance(rate_seen, dict) and rate_seen.get("warm_up") is False:
+            # confined to a start that ran at the peak rate: the fix the message names
+            pairs.append(
+                (
+                    "lr_warmup",
+                    "raises the rate over the first steps, so they stay small while the "
+                    "weights and the optimizer's statistics settle",
+                )
+            )
         if not clipped:
             pairs.append(
                 (
@@ -294,7 +306,7 @@ def _rate_at(trace: Trace, step: int, *, at_start: bool) -> tuple[str, dict[str,
         return "", {}
     peak, first = float(np.max(lr)), int(trace.steps[0])
     at = float(lr[int(np.searchsorted(trace.steps, step))])
-    cold = at_start and float(lr[0]) >= 0.95 * peak  # no warm-up before the unstable steps
+    cold = at_start and bool(started_cold(trace))  # no warm-up before the unstable steps
     evidence: dict[str, object] = {"at_step": step, "value": fl(at), "peak": fl(peak)}
     if cold:
         evidence["warm_up"] = False
@@ -303,7 +315,7 @@ def _rate_at(trace: Trace, step: int, *, at_start: bool) -> tuple[str, dict[str,
             "warm-up (the rate raised over the first steps) keeps the first steps small.",
             evidence,
         )
-    share = f" ({at / peak:.0%} of its peak)" if at < 0.95 * peak else ""  # (a schedule's)
+    share = f" ({at / peak:.0%} of its peak)" if at < WARM_START_SHARE * peak else ""
     return f" The learning rate was {at:.2g} at step {step}{share}.", evidence
 
 

@@ -1,0 +1,123 @@
+"""lr_warmup: a linear learning-rate warm-up on the user's optimizer, checked against the
+formula, torch's own schedulers and what the recorder sees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from remedies_helpers import make_mlp
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.remedies import apply, lr_warmup, untuned_warmup_steps
+
+
+def _rates(opt: torch.optim.Optimizer, scheduler: object, steps: int) -> list[list[float]]:
+    """Every group's rate at each of ``steps`` optimizer steps, the scheduler stepped after."""
+    out = []
+    for _ in range(steps):
+        out.append([float(g["lr"]) for g in opt.param_groups])
+        opt.step()
+        scheduler.step()  # type: ignore[attr-defined]
+    return out
+
+
+def test_the_rate_rises_linearly_to_each_groups_own_rate() -> None:
+    """Step k runs at (k + 1) / steps of each group's rate, then at the rate (float64 check),
+    for two groups with different rates; nothing else of the optimizer changes."""
+    model = make_mlp(depth=3)
+    groups = [
+        {"params": list(model[0].parameters()), "lr": 0.1},
+        {"params": list(model[2].parameters()), "lr": 0.02, "momentum": 0.5},
+    ]
+    opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
+    before = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
+    scheduler = lr_warmup(opt, steps=10)
+    got = _rates(opt, scheduler, 15)
+    for k, row in enumerate(got):
+        want = [base * min(1.0, (k + 1) / 10) for base in (0.1, 0.02)]
+        assert row == pytest.approx(want, rel=1e-12)
+    after = [
+        {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+        for g in opt.param_groups
+    ]
+    assert after == before
+
+
+def test_one_step_is_no_warm_up() -> None:
+    opt = torch.optim.SGD(make_mlp().parameters(), lr=0.3)
+    assert _rates(opt, lr_warmup(opt, steps=1), 3) == [[0.3]] * 3
+
+
+@pytest.mark.parametrize(("beta2", "steps"), [(0.999, 2000), (0.98, 100), (0.95, 40), (0.0, 2)])
+def test_the_untuned_length_is_two_over_one_minus_beta2(beta2: float, steps: int) -> None:
+    """Ma & Yarats (2021): 2 / (1 - beta2) steps; AdamW's default 0.999 gives 2000."""
+    opt = torch.optim.AdamW(make_mlp().parameters(), betas=(0.9, beta2))
+    assert untuned_warmup_steps(opt) == steps
+    scheduler = lr_warmup(opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 / steps)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LinearLR)
+
+
+def test_it_chains_with_a_decay_as_a_product() -> None:
+    """ChainedScheduler([warm-up, cosine]): the rate is the warm-up factor times the cosine
+    rate alone (both are multiplicative, chainable schedules)."""
+    opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
+    warm = lr_warmup(opt, steps=5)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
+    chained = _rates(opt, torch.optim.lr_scheduler.ChainedScheduler([warm, cosine]), 20)
+    alone_opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
+    alone = _rates(alone_opt, torch.optim.lr_scheduler.CosineAnnealingLR(alone_opt, T_max=20), 20)
+    for k in range(20):
+        assert chained[k][0] == pytest.approx(alone[k][0] * min(1.0, (k + 1) / 5), rel=1e-9)
+
+
+def test_the_watch_records_the_rate_each_step_used() -> None:
+    """The recorder's optimizer_lr is the warmed-up rate of each step (the scheduler steps
+    after optimizer.step(), as torch documents)."""
+    torch.manual_seed(0)
+    model = make_mlp(depth=3, act=nn.ReLU)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = apply(model, "lr_warmup", optimizer=opt, steps=4)
+    with gw.watch(model, opt, overhead=None) as w:
+        for _ in range(6):
+            loss = model(torch.randn(8, 5)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            scheduler.step()  # type: ignore[union-attr]
+            w.log(loss=loss)
+    recorded = w.trace.scalar("optimizer_lr").tolist()
+    assert recorded == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"steps": 0}, ValueError, r"`steps` to be an int >= 1 but got 0"),
+        ({"steps": 2.5}, ValueError, r"`steps` to be an int >= 1 but got 2\.5"),
+        ({"steps": True}, ValueError, r"`steps` to be an int >= 1 but got True"),
+        ({}, ValueError, r"SGD has no betas; pass steps=<warm-up length>"),
+    ],
+)
+def test_bad_input_is_named_and_leaves_the_optimizer_alone(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    model = make_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(error, match=match):
+        apply(model, "lr_warmup", optimizer=opt, **kwargs)
+    assert [g["lr"] for g in opt.param_groups] == [0.1]
+    assert "initial_lr" not in opt.param_groups[0]
+
+
+def test_an_optimizer_of_another_model_or_none_is_refused() -> None:
+    model = make_mlp()
+    other = torch.optim.SGD(make_mlp().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="updates none of the model's parameters"):
+        apply(model, "lr_warmup", optimizer=other, steps=3)
+    assert other.param_groups[0]["lr"] == 0.1
+    with pytest.raises(ValueError, match="needs the optimizer: pass optimizer="):
+        apply(model, "lr_warmup", optimizer=None)
+    with pytest.raises(TypeError, match="expected `optimizer` to be a torch.optim.Optimizer"):
+        lr_warmup("adam")  # type: ignore[arg-type]
