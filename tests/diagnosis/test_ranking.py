@@ -113,35 +113,59 @@ def test_printed_findings_leave_out_what_the_layer_table_rules_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("first_rate", "fits"), [(1e-3, True), (0.96e-3, True), (0.5e-3, False), (None, True)]
+    ("first_logged", "rates", "length"),
+    [
+        (0, [1e-3, 1e-3, 1e-3], 0),
+        (0, [0.96e-3, 1e-3, 1e-3], 0),
+        (0, [0.25e-3, 0.5e-3, 1e-3], 100),
+        (10, [1e-3, 1e-3, 1e-3], 0),
+        (11, [1e-3, 1e-3, 1e-3], None),
+        (500, [1e-3, 1e-3, 1e-3], None),
+    ],
 )
-def test_a_warm_up_does_not_fit_a_run_that_warmed_up(first_rate: float | None, fits: bool) -> None:
-    """lr_warmup is ruled out when the recorded rate rose over the first steps (the first
-    step below 95% of the peak); a run that started at its peak, or recorded no rate, keeps
-    it."""
-    from gradwatch.diagnosis.ranking import layer_table_applicability
-
-    infos = [LayerInfo(f"fc{i}", "Linear", i, 64, {"weight": [8, 8]}) for i in range(2)]
-    scalars = {} if first_rate is None else {"optimizer_lr": np.array([first_rate, 1e-3, 1e-3])}
-    t = Trace.from_arrays(infos, [0, 1, 2], {"grad_rms": np.ones((3, 2))}, scalars=scalars)
-    ok, why = layer_table_applicability(t, "lr_warmup")
-    assert ok == fits
-    if not fits:
-        assert why is not None and "warmed up already" in why
-
-
-def test_a_rate_first_known_late_says_nothing_about_a_warm_up() -> None:
-    """A trainer's own log of the rate that starts at its logging interval (HF: step 500)
-    comes after most warm-ups: whether the run warmed up is unknown, so lr_warmup is not
-    ruled out and no rule calls the start cold."""
-    from gradwatch.diagnosis._common import started_cold
+def test_the_warm_up_length_is_known_only_from_the_start(
+    first_logged: int, rates: list[float], length: int | None
+) -> None:
+    """Steps until the rate reached 95% of its peak (0: none). A trainer's own log of the
+    rate that starts at its logging interval (HF: step 500) comes after most warm-ups, so
+    more than 10 steps in, whether the run warmed up is unknown."""
+    from gradwatch.diagnosis._common import started_cold, warm_up_length
 
     infos = [LayerInfo("fc", "Linear", 0, 64, {"weight": [8, 8]})]
     steps = np.arange(0, 1000, 50)
-    for first, cold in ((500, None), (10, True), (11, None)):
-        logged = np.append(first, steps[steps > first])
-        t = Trace.from_arrays(
-            infos, steps, {"grad_rms": np.ones((len(steps), 1))},
-            scalars={"learning_rate": np.full(len(logged), 1e-3)}, scalar_steps=logged,
-        )  # fmt: skip
-        assert started_cold(t) is cold, first
+    logged = np.array([first_logged, first_logged + 50, first_logged + 100])
+    t = Trace.from_arrays(
+        infos, steps, {"grad_rms": np.ones((len(steps), 1))},
+        scalars={"learning_rate": np.array(rates)}, scalar_steps=logged,
+    )  # fmt: skip
+    assert warm_up_length(t) == length
+    assert started_cold(t) is (None if length is None else length == 0)
+
+
+@pytest.mark.parametrize(
+    ("norms", "in_branch", "fits"), [(2, 4, False), (1, 4, True), (2, 2, True)]
+)
+def test_a_norm_does_not_fit_a_normalised_residual_net(
+    norms: int, in_branch: int, fits: bool
+) -> None:
+    """batchnorm/layernorm are ruled out for a residual net with a norm layer per two
+    branches (every transformer and ResNet block has one); a residual net without norms
+    (a ResNet with BatchNorm removed) or a plain stack keeps them."""
+    from gradwatch.diagnosis.ranking import layer_table_applicability
+
+    infos = [
+        LayerInfo(
+            f"h.{i}.fc", "Linear", i, 16 * 16, {"weight": [16, 16]},
+            branch=f"h.{i}" if i < in_branch else None,
+        )
+        for i in range(6)
+    ] + [LayerInfo(f"h.{i}.ln", "LayerNorm", 6 + i, 32, {"weight": [16]}) for i in range(norms)]  # fmt: skip
+    t = Trace.from_arrays(infos, [0], {"grad_rms": np.ones((1, len(infos)))})
+    for remedy in ("batchnorm", "layernorm"):
+        ok, why = layer_table_applicability(t, remedy)
+        assert ok == fits
+        if not fits:
+            assert why == (
+                "the recorded model is a normalised residual net already: 2 normalisation "
+                "layers beside its 4 residual branches"
+            )

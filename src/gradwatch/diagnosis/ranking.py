@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .._activations import SWAPPABLE
 from ..trace import Trace
-from ._common import residual_branches, started_cold
+from ._common import residual_shape
 from .finding import REMEDY_IDS, Finding, RemedyHint
 
 __all__ = [
@@ -54,8 +54,8 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
 
     Only clear cases are ruled out: no recurrent layer for lstm/gru/init_identity, no square
     Linear/Conv weight for residual/reduce_depth, residual where most weight layers already
-    sit in a residual branch, the same activation after every layer, a warm-up where the
-    recorded learning rate already rose over the first steps.
+    sit in a residual branch, batchnorm/layernorm for a residual net that has norm layers
+    already (a transformer, a ResNet), the same activation after every layer.
 
     Example:
         >>> t = Trace.from_arrays(["fc"], [0], {"grad_rms": [[1.0]]})
@@ -78,17 +78,18 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         if remedy == "residual":
             # A transformer or ResNet has them already: its probe found the residual
             # branches (LayerInfo.branch), which hold most of its weight layers.
-            inside, total = residual_branches(trace)
-            if 2 * inside > total:
+            shape = residual_shape(trace)
+            if shape.residual:
                 return False, (
-                    f"the recorded model has residual connections already: {inside} of its "
-                    f"{total} weight layers sit in a residual branch"
+                    f"the recorded model has residual connections already: {shape.inside} of "
+                    f"its {shape.total} weight layers sit in a residual branch"
                 )
-    elif remedy == "lr_warmup":
-        if started_cold(trace) is False:
-            return (
-                False,
-                "the recorded run warmed up already: its first learning rate was below its peak",
+    elif remedy in ("batchnorm", "layernorm"):
+        shape = residual_shape(trace)
+        if shape.normalised:
+            return False, (
+                f"the recorded model is a normalised residual net already: {shape.norms} "
+                f"normalisation layers beside its {shape.branches} residual branches"
             )
     elif remedy in SWAPPABLE:
         # LayerInfo.activation holds the torch class name, as the table's SWAPPABLE values do

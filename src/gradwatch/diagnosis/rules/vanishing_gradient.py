@@ -37,11 +37,11 @@ from .._common import (
     nanmedian,
     pow10,
     quiet_nan,
-    residual_branches,
+    residual_shape,
     safe_log10,
-    started_cold,
     step_span,
     take_cols,
+    warm_up_length,
     window_medians,
 )
 from ..finding import Finding, RemedyHint, Severity
@@ -209,7 +209,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         steps=span,
         evidence=evidence,
         message=message,
-        remedies=_remedies(act, any(trace.layers[i].recurrent for i in cols), _warm_up_fits(trace)),
+        remedies=_remedies(act, any(trace.layers[i].recurrent for i in cols), _warm_up(trace)),
     )
 
 
@@ -274,25 +274,32 @@ def _largest_drop(
     return int(ok[j]), int(ok[j + 1]), float(gains[j]), source
 
 
-def _warm_up_fits(trace: Trace) -> bool:
-    """A model with residual connections already (most layers in a branch: a transformer)
-    whose first steps ran at the peak learning rate: a post-LN transformer loses its early
-    layers' gradient without a warm-up (Xiong et al. 2020); the real corpus' 4-layer post-LN
-    LM under Adam 1e-2 learns with one over its first 50 of 150 steps (loss 3.25 -> 2.64)."""
-    inside, total = residual_branches(trace)
-    return 2 * inside > total and bool(started_cold(trace))
+def _warm_up(trace: Trace) -> RemedyHint | None:
+    """``lr_warmup`` for a model with residual connections already (most layers in a branch:
+    a transformer): a post-LN transformer loses its early layers' gradient without a warm-up
+    (Xiong et al. 2020); the real corpus' 4-layer post-LN LM under Adam 1e-2 learns with one
+    over its first 50 of 150 steps (loss 3.25 -> 2.64), not with one over 15 (3.14). A run
+    that warmed up is offered a longer one; one whose rate is unknown, none."""
+    length = warm_up_length(trace)
+    if not residual_shape(trace).residual or length is None:
+        return None
+    if length == 0:
+        why = "the first steps ran at the peak rate"
+    else:
+        why = f"this run's rate rose to its peak over its first {length} steps: a longer warm-up"
+    return RemedyHint(
+        "lr_warmup",
+        f"{why}; small first steps let a normalised residual net (a post-LN transformer) "
+        "settle before the rate reaches its peak",
+    )
 
 
-def _remedies(act: str | None, recurrent: bool, warm_up: bool) -> tuple[RemedyHint, ...]:
+def _remedies(
+    act: str | None, recurrent: bool, warm_up: RemedyHint | None
+) -> tuple[RemedyHint, ...]:
     pairs: list[tuple[str, str]] = []
-    if warm_up:
-        pairs.append(
-            (
-                "lr_warmup",
-                "small first steps let a normalised residual net (a post-LN transformer) "
-                "settle before the rate reaches its peak",
-            )
-        )
+    if warm_up is not None:
+        pairs.append((warm_up.id, warm_up.reason))
     if recurrent:
         pairs += [
             ("lstm", "its additive cell state carries the gradient across many steps"),
