@@ -169,3 +169,24 @@ def test_a_norm_does_not_fit_a_normalised_residual_net(
                 "the recorded model is a normalised residual net already: 2 normalisation "
                 "layers beside its 4 residual branches"
             )
+
+
+def test_a_residual_net_without_square_layers_is_told_it_has_residual_connections() -> None:
+    """nn.TransformerEncoder records no square Linear (linear1 is 64 -> 256, attention is a
+    MultiheadAttention layer): residual is ruled out because the model has skip connections,
+    the reason that holds, not for want of a square layer."""
+    from gradwatch.diagnosis.ranking import layer_table_applicability
+
+    infos = [
+        LayerInfo(f"blocks.{i}.linear1", "Linear", i, 64 * 256, {"weight": [256, 64]},
+                  branch=f"blocks.{i}")
+        for i in range(3)
+    ]  # fmt: skip
+    t = Trace.from_arrays(infos, [0], {"grad_rms": np.ones((1, 3))})
+    assert layer_table_applicability(t, "residual") == (
+        False,
+        "the recorded model has residual connections already: 3 of its 3 weight layers sit in "
+        "a residual branch",
+    )
+    ok, why = layer_table_applicability(t, "reduce_depth")
+    assert not ok and why is not None and "Linear(d, d)" in why

@@ -67,6 +67,15 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         if not any(layer.type == "RNN" for layer in layers):
             return False, "the recorded model has no RNN layer"
     elif remedy in ("residual", "reduce_depth"):
+        # A transformer or ResNet has them already: its probe found the residual branches
+        # (LayerInfo.branch), which hold most of its weight layers. Said first: it is the
+        # reason, whatever its layers' shapes (nn.TransformerEncoder has no square Linear).
+        shape = residual_shape(trace)
+        if remedy == "residual" and shape.residual:
+            return False, (
+                f"the recorded model has residual connections already: {shape.inside} of "
+                f"its {shape.total} weight layers sit in a residual branch"
+            )
         square = any(
             layer.type in ("Linear", "Conv1d", "Conv2d", "Conv3d")
             and len(layer.shapes.get("weight", [])) >= 2
@@ -75,15 +84,6 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         )
         if not square:
             return False, "no recorded Linear(d, d) or Conv(c, c) layer to make a residual block"
-        if remedy == "residual":
-            # A transformer or ResNet has them already: its probe found the residual
-            # branches (LayerInfo.branch), which hold most of its weight layers.
-            shape = residual_shape(trace)
-            if shape.residual:
-                return False, (
-                    f"the recorded model has residual connections already: {shape.inside} of "
-                    f"its {shape.total} weight layers sit in a residual branch"
-                )
     elif remedy in ("batchnorm", "layernorm"):
         shape = residual_shape(trace)
         if shape.normalised:
