@@ -16,14 +16,14 @@ from gradwatch.diagnosis import Finding, RemedyHint
 from gradwatch.trace import Trace
 
 
-def _record(run_dir: Path) -> None:
+def _record(run_dir: Path, meta: dict[str, object] | None = None) -> None:
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Linear(4, 16), nn.Sigmoid()]
     for _ in range(6):
         layers += [nn.Linear(16, 16), nn.Sigmoid()]
     model = nn.Sequential(*layers, nn.Linear(16, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gw.watch(model, opt, run_dir=run_dir) as w:
+    with gw.watch(model, opt, run_dir=run_dir, meta=meta) as w:
         for _ in range(12):
             loss = nn.functional.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 2, (8,)))
             opt.zero_grad()
@@ -78,6 +78,33 @@ def test_fix_shows_how_to_use_a_warm_up(
         "scheduler.step() after each optimizer.step()"
     ) in out
     assert "needs: optimizer" in out
+
+
+_OWN_SETTINGS = {
+    "transformers": ("TrainingArguments(..., warmup_steps=...)", "max_grad_norm="),
+    "lightning": ('"interval": "step"', 'gradient_clip_algorithm="norm")'),
+}
+
+
+@pytest.mark.parametrize("framework", sorted(_OWN_SETTINGS))
+def test_fix_names_the_trainers_own_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    framework: str,
+) -> None:  # fmt: skip
+    """A run recorded by the HF Trainer or Lightning (meta["trainer"]["framework"]) is told
+    the trainer's own warm-up and clipping settings: the trainer owns the step, so a
+    scheduler or clipper made beside it would act twice or be replaced."""
+    _record(tmp_path / "run", meta={"trainer": {"framework": framework}})
+
+    def diagnose(trace: Trace) -> list[Finding]:
+        hints = (RemedyHint("lr_warmup", "small first steps"), RemedyHint("clip_norm", "bound"))
+        return [Finding("unstable_updates", "critical", (), (0, 2), {}, "too large", hints)]
+
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
+    assert main(["fix", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert all(setting in out for setting in _OWN_SETTINGS[framework])
+    assert "gw.remedies.apply" not in out and "needs: optimizer" not in out
 
 
 def test_fix_json_is_machine_readable(

@@ -42,6 +42,30 @@ def _call(remedy: str, options: dict[str, Any]) -> str:
     return call
 
 
+def _trainer_setting(remedy: str, options: dict[str, Any], framework: object) -> str | None:
+    """The trainer's own setting for ``remedy`` where the run was recorded by a trainer that
+    owns the step (``meta["trainer"]["framework"]``): the HF Trainer clips and schedules
+    itself, so a clipper or scheduler made beside it would act twice or be replaced."""
+    limit = options.get("max_norm")
+    value = f"{limit:.4g}" if isinstance(limit, float) else "..."
+    if framework == "transformers":
+        if remedy == "lr_warmup":
+            return "TrainingArguments(..., warmup_steps=...) (the Trainer's linear warm-up)"
+        if remedy == "clip_norm":
+            return f"TrainingArguments(..., max_grad_norm={value}) (the Trainer clips)"
+    if framework == "lightning":
+        if remedy == "lr_warmup":
+            return (
+                'configure_optimizers returns {"optimizer": opt, "lr_scheduler": {"scheduler": '
+                'gw.remedies.lr_warmup(opt, steps=...), "interval": "step"}}'
+            )
+        if remedy in ("clip_norm", "clip_value"):
+            algorithm = remedy.removeprefix("clip_")
+            clip = value if remedy == "clip_norm" else "..."
+            return f'Trainer(..., gradient_clip_val={clip}, gradient_clip_algorithm="{algorithm}")'
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from gradwatch.diagnosis import diagnose
     from gradwatch.remedies import prescribe
@@ -64,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    trainer = trace.meta.get("trainer")
+    framework = trainer.get("framework") if isinstance(trainer, dict) else None
     print(f"Run {args.run_dir}: {len(trace)} recorded steps, {len(trace.layers)} layers.")
     if not findings:
         print("No problem found: nothing to prescribe.")
@@ -75,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
     for i, p in enumerate(usable, start=1):
         print(f"  {i}. {p.remedy}  (score {p.score:.2f}; for {', '.join(p.rules)})")
         print(f"     why: {p.reason}")
-        print(f"     how: {_call(p.remedy, p.options)}")
+        own = _trainer_setting(p.remedy, p.options, framework)
+        print(f"     how: {own or _call(p.remedy, p.options)}")
         needed = [k for k, v in p.options.items() if v == "<required>"]
-        if needed:
+        if needed and own is None:
             print(f"     needs: {', '.join(needed)} (your data or setting)")
     ruled_out = [p for p in prescriptions if not p.applicable]
     if ruled_out:
