@@ -70,6 +70,10 @@ def test_round_trips_through_dict() -> None:
             _with(remedies=["clip_norm"], remedy_options={"clip_norm": {"norm": 1}}),
             r"clip_norm.norm.*max_norm",
         ),
+        (
+            _with(remedies=["lr_warmup"], steps=300),
+            r"remedy_options.lr_warmup.steps is needed with optimizer='sgd'.*steps = 30",
+        ),
         (_with(steps=0), r"steps=0 must be >= 1"),
         (_with(lr=-1), r"lr=-1.0 must be > 0"),
         (_with(name="../escaped"), r"name='../escaped' must be a plain label.*--out"),

@@ -97,7 +97,7 @@ def test_clip_norm_bounds_recorded_gradient_norm(tmp_path: Path) -> None:
 def test_warm_up_remedy_in_a_lab_run(tmp_path: Path) -> None:
     """remedies = ["lr_warmup"] under Adam warms up over 2 / (1 - beta2) steps by default
     (0.999 -> 2000, longer than the run) or remedy_options.lr_warmup.steps; under SGD without
-    steps the run fails before anything is written, naming the option."""
+    steps the config is refused before anything is written, naming the option."""
     run(_cfg(optimizer="adam", lr=0.01, remedies=("lr_warmup",)), tmp_path / "a")
     rates = gw.load(tmp_path / "a").scalar("optimizer_lr")
     np.testing.assert_allclose(rates, 0.01 * (np.arange(12) + 1) / 2000, rtol=1e-5)
@@ -105,7 +105,7 @@ def test_warm_up_remedy_in_a_lab_run(tmp_path: Path) -> None:
     run(_cfg(lr=0.1, remedies=("lr_warmup",), remedy_options=short), tmp_path / "s")
     rates = gw.load(tmp_path / "s").scalar("optimizer_lr")
     np.testing.assert_allclose(rates, [0.025, 0.05, 0.075] + [0.1] * 9, rtol=1e-6)
-    with pytest.raises(ValueError, match="SGD has no betas; pass steps="):
+    with pytest.raises(ValueError, match="lr_warmup.steps is needed with optimizer='sgd'"):
         run(_cfg(remedies=("lr_warmup",)), tmp_path / "sgd")
     assert not (tmp_path / "sgd").exists()
 

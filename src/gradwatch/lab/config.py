@@ -127,6 +127,16 @@ class RunConfig:
                 options_for(rid, self.remedy_options)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        warmup = (
+            options_for("lr_warmup", self.remedy_options) if "lr_warmup" in self.remedies else {}
+        )
+        if warmup and warmup["steps"] is None and self.optimizer != "adam":
+            # the untuned length, 2 / (1 - beta2), is Adam's (gradwatch.remedies.lr_warmup)
+            raise ConfigError(
+                f"remedy_options.lr_warmup.steps is needed with optimizer={self.optimizer!r}: "
+                "the default length, 2 / (1 - beta2), exists only for adam; set it, e.g. "
+                f"steps = {max(1, self.steps // 10)} (a tenth of the run)"
+            )
         for rid in self.remedy_options:
             if rid not in self.remedies:
                 raise ConfigError(
