@@ -57,18 +57,20 @@ def test_vanishing_still_fires_while_learning() -> None:
 
 
 @pytest.mark.parametrize(
-    ("in_branch", "warmup", "offered"),
-    [(4, 0, "the first steps ran at the peak rate"),
-     (4, 20, "rose to its peak over its first 18 steps: a longer warm-up"),
-     (2, 0, None)],
+    ("in_branch", "norm", "warmup", "offered"),
+    [(4, "LayerNorm", 0, "the first steps ran at the peak rate"),
+     (4, "LlamaRMSNorm", 20, "rose to its peak over its first 18 steps: a longer warm-up"),
+     (4, "BatchNorm1d", 0, None),
+     (2, "LayerNorm", 0, None)],
 )  # fmt: skip
-def test_vanishing_in_a_residual_net_offers_a_warm_up(
-    in_branch: int, warmup: int, offered: str | None
+def test_vanishing_in_a_transformer_offers_a_warm_up(
+    in_branch: int, norm: str, warmup: int, offered: str | None
 ) -> None:
-    """A post-LN transformer (most layers in a residual branch) whose first steps ran at the
-    peak rate: lr_warmup comes first; one that warmed up is offered a longer warm-up (the
-    real corpus's post-LN LM learns with 50 warm-up steps of 150, not with 15). Not for a net
-    without residual connections (a deep sigmoid MLP keeps the structural remedies)."""
+    """A post-LN transformer (most layers in a residual branch, LayerNorm or RMSNorm layers)
+    whose first steps ran at the peak rate: lr_warmup comes first; one that warmed up is
+    offered a longer warm-up (the real corpus's post-LN LM learns with 50 warm-up steps of
+    150, not with 15). Not for a BatchNorm ResNet, nor a net without residual connections (a
+    deep sigmoid MLP keeps the structural remedies)."""
     n = 100
     infos = [
         LayerInfo(
@@ -76,12 +78,12 @@ def test_vanishing_in_a_residual_net_offers_a_warm_up(
             branch=f"blocks.{i}" if i < in_branch else None,
         )
         for i in range(5)
-    ]  # fmt: skip
+    ] + [LayerInfo("blocks.0.norm", norm, 5, 32, {"weight": [16], "bias": [16]})]  # fmt: skip
     lr = np.full(n, 1e-2)
     lr[:warmup] = 1e-2 * (np.arange(warmup) + 1) / max(warmup, 1)
-    g = np.broadcast_to(depth_profile(5, 3.0), (n, 5)).copy()
+    g = np.broadcast_to(np.append(depth_profile(5, 3.0), 1e-3), (n, 6)).copy()
     t = trace_of(
-        5, n, {"grad_rms": g}, scalars={"loss": np.full(n, 3.0), "optimizer_lr": lr},
+        6, n, {"grad_rms": g}, scalars={"loss": np.full(n, 3.0), "optimizer_lr": lr},
         layer_infos=infos,
     )  # fmt: skip
     f = run("vanishing_gradient", t)

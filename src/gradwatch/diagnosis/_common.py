@@ -8,6 +8,7 @@ helpers return empty arrays or NaN for "no evidence" and never raise on such inp
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -110,6 +111,10 @@ def learning_rate_at(trace: Trace, steps: np.ndarray) -> np.ndarray | None:
     return np.interp(np.asarray(steps, dtype=np.float64), *records)
 
 
+#: Per-token norm classes by name: LayerNorm, RMSNorm and HF's T5LayerNorm, LlamaRMSNorm ...
+_LAYER_NORM_RE = re.compile(r"(Layer|RMS)Norm$")
+
+
 class ResidualShape(NamedTuple):
     """How residual the recorded model is (:func:`residual_shape`)."""
 
@@ -117,6 +122,7 @@ class ResidualShape(NamedTuple):
     total: int  # weight layers on the gradient's path
     branches: int  # distinct residual branches holding them
     norms: int  # normalisation layers (LayerInfo.role == "norm")
+    layer_norms: int  # of them, per-token norms (LayerNorm, RMSNorm): a transformer's
 
     @property
     def residual(self) -> bool:
@@ -140,7 +146,7 @@ def residual_shape(trace: Trace) -> ResidualShape:
         ...           LayerInfo("h.0.ln", "LayerNorm", 1, 2), LayerInfo("head", "Linear", 2, 4)]
         >>> shape = residual_shape(Trace.from_arrays(layers, [0], {"grad_rms": [[1.0] * 3]}))
         >>> shape, shape.residual, shape.normalised
-        (ResidualShape(inside=1, total=2, branches=1, norms=1), False, False)
+        (ResidualShape(inside=1, total=2, branches=1, norms=1, layer_norms=1), False, False)
     """
     on_path = [layer for layer in trace.layers if layer.on_path]
     return ResidualShape(
@@ -148,6 +154,10 @@ def residual_shape(trace: Trace) -> ResidualShape:
         total=len(on_path),
         branches=len({layer.branch for layer in on_path if layer.branch is not None}),
         norms=sum(layer.role == "norm" for layer in trace.layers),
+        layer_norms=sum(
+            layer.role == "norm" and _LAYER_NORM_RE.search(layer.type) is not None
+            for layer in trace.layers
+        ),
     )
 
 

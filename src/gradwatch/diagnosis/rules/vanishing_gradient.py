@@ -275,13 +275,14 @@ def _largest_drop(
 
 
 def _warm_up(trace: Trace) -> RemedyHint | None:
-    """``lr_warmup`` for a model with residual connections already (most layers in a branch:
-    a transformer): a post-LN transformer loses its early layers' gradient without a warm-up
-    (Xiong et al. 2020); the real corpus' 4-layer post-LN LM under Adam 1e-2 learns with one
-    over its first 50 of 150 steps (loss 3.25 -> 2.64), not with one over 15 (3.14). A run
-    that warmed up is offered a longer one; one whose rate is unknown, none."""
-    length = warm_up_length(trace)
-    if not residual_shape(trace).residual or length is None:
+    """``lr_warmup`` for a transformer (most weight layers in a residual branch, and
+    LayerNorm or RMSNorm layers): a post-LN transformer loses its early layers' gradient
+    without a warm-up (Xiong et al. 2020); the real corpus' 4-layer post-LN LM under Adam
+    1e-2 learns with one over its first 50 of 150 steps (loss 3.25 -> 2.64), not with one
+    over 15 (3.14). A run that warmed up is offered a longer one; one whose rate is unknown,
+    none; a BatchNorm ResNet, none (its warm-up answers large-batch instability)."""
+    length, shape = warm_up_length(trace), residual_shape(trace)
+    if not (shape.residual and shape.layer_norms) or length is None:
         return None
     if length == 0:
         why = "the first steps ran at the peak rate"
@@ -289,8 +290,8 @@ def _warm_up(trace: Trace) -> RemedyHint | None:
         why = f"this run's rate rose to its peak over its first {length} steps: a longer warm-up"
     return RemedyHint(
         "lr_warmup",
-        f"{why}; small first steps let a normalised residual net (a post-LN transformer) "
-        "settle before the rate reaches its peak",
+        f"{why}; small first steps let a transformer (post-LN above all) settle before the "
+        "rate reaches its peak",
     )
 
 
