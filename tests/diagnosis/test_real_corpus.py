@@ -124,3 +124,20 @@ def test_nonfinite_step_matches_the_loops_own_check(name: str) -> None:
     f = _alarms(run.findings)["nonfinite_gradient"]
     assert f.severity == "critical"
     assert f.evidence["first_bad_step"] == first
+
+
+@pytest.mark.slow
+def test_the_post_ln_transformer_is_prescribed_a_warm_up_that_fixes_it() -> None:
+    """The broken post-LN transformer LM (Adam 1e-2 from step 0): the diagnosis's first
+    remedy is lr_warmup, and the corpus's own loop with a 50-step warm-up makes the case
+    pass its independent check the other way (it learns past the unigram level) with no
+    warning left (benchmarks/warmup_effect.py measures more lengths)."""
+    import gradwatch as gw
+
+    name = "postln_transformer_no_warmup"
+    run = _require_check(name)
+    assert gw.prescribe(run.findings, trace=run.trace)[0].remedy == "lr_warmup"
+    warmed = rc.record(rc.REAL_CORPUS[name], warmup=50)
+    broken, detail = rc.REAL_CORPUS[name].check(warmed)
+    assert not broken, detail
+    assert not _alarms(warmed.findings)
