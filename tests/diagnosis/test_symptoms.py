@@ -1,8 +1,10 @@
-"""A loss plateau no gradient finding explains, after the model learned, is info."""
+"""A loss plateau no gradient finding explains is told what it is: after learning, info;
+with tiny steps, a learning rate too low; from the start, look at the task."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from diag_helpers import depth_profile, trace_of
 
 import gradwatch as gw
@@ -11,10 +13,15 @@ from gradwatch.trace import Trace
 N = 100
 
 
-def _trace(loss: np.ndarray, grad_decades: float = 0.0) -> Trace:
-    """6 layers whose grad_rms rises ``grad_decades`` along depth, with ``loss`` logged."""
-    g = np.tile(depth_profile(6, grad_decades), (N, 1))
-    return trace_of(6, N, {"grad_rms": g}, scalars={"loss": loss})
+def _trace(loss: np.ndarray, grad_decades: float = 0.0, update_ratio: float | None = None) -> Trace:
+    """6 layers whose grad_rms rises ``grad_decades`` along depth, with ``loss`` logged; with
+    ``update_ratio``, every layer's on every 5th step."""
+    metrics = {"grad_rms": np.tile(depth_profile(6, grad_decades), (N, 1))}
+    if update_ratio is not None:
+        ur = np.full((N, 6), np.nan)
+        ur[::5] = update_ratio
+        metrics["update_ratio"] = ur
+    return trace_of(6, N, metrics, scalars={"loss": loss})
 
 
 def _learns_then_flat(stop: int = 30) -> np.ndarray:
@@ -40,11 +47,48 @@ def test_a_plateau_after_learning_with_healthy_gradients_is_info() -> None:
 
 
 def test_a_plateau_from_the_start_stays_a_warning() -> None:
-    """A loss that never improved by 5% is a warning whatever else was found."""
+    """A loss that never improved by 5% is a warning whatever else was found; with no
+    gradient finding beside it, it says so and points at what the model is asked to learn,
+    without the remedies for a lost gradient."""
     flat = 2.3 + 0.001 * np.sin(np.arange(N))
-    f = _plateau(gw.diagnose(_trace(flat)))
+    f = _plateau(gw.diagnose(_trace(flat, update_ratio=1e-3)))
     assert f.severity == "warning" and "unexplained" not in f.evidence
-    assert f.remedies
+    assert f.evidence["cause"] == "none_found" and f.remedies == ()
+    assert "no rule found a gradient problem" in f.message
+    assert "labels it cannot predict" in f.message
+    beside = _plateau(gw.diagnose(_trace(flat, grad_decades=5.0)))
+    assert "cause" not in beside.evidence and beside.remedies
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_plateau_with_tiny_steps_names_the_learning_rate(learned: bool) -> None:
+    """Over the plateau the weights move a median 1e-5 of their norm per step (healthy is
+    ~1e-3): with no gradient finding, the learning rate is the suspect, a warning without
+    structural remedies, whether or not the loss fell first; at 1e-3 it is not."""
+    loss = _learns_then_flat() if learned else 2.3 + 0.001 * np.sin(np.arange(N))
+    f = _plateau(gw.diagnose(_trace(loss, update_ratio=1e-5)))
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["cause"] == "tiny_steps"
+    assert f.evidence["median_update_ratio"] == 1e-5
+    assert f.evidence["tiny_update_ratio"] == 1e-4
+    assert "each step moves the weights by a median 1e-05 of their norm" in f.message
+    assert "the learning rate is likely too low" in f.message
+    healthy = _plateau(gw.diagnose(_trace(loss, update_ratio=1e-3)))
+    assert healthy.evidence.get("cause") != "tiny_steps"
+
+
+def test_a_decayed_schedules_small_last_steps_are_not_tiny_steps() -> None:
+    """Plateau rows under half the peak learning rate are left out of the step size: a run
+    whose rate decays to 1% keeps its healthy-sized steps of the plateau's start."""
+    from gradwatch.diagnosis.rules.loss_plateau import plateau_step_size
+
+    ur = np.full((N, 6), np.nan)
+    ur[::5] = np.where(np.arange(0, N, 5) < 50, 1e-3, 1e-6)[:, None]
+    lr = np.where(np.arange(N) < 50, 1e-3, 1e-5)
+    t = trace_of(6, N, {"grad_rms": np.ones((N, 6)), "update_ratio": ur},
+                 scalars={"loss": _learns_then_flat(), "optimizer_lr": lr})  # fmt: skip
+    assert plateau_step_size(t, 30) == 1e-3
+    assert plateau_step_size(t, 60) is None  # no row near the peak rate left
 
 
 def test_a_plateau_beside_a_gradient_finding_stays_a_warning() -> None:

@@ -1,4 +1,4 @@
-"""A symptom no cause explains: a loss plateau after learning, with healthy gradients.
+"""A symptom no cause explains: a loss plateau that no other rule accounts for.
 
 ``loss_plateau`` reads only the loss; its message leaves "where the gradient is lost" to the
 other findings. When the model learned first (the plateau does not start at the first loss
@@ -13,6 +13,14 @@ Measured (CPU, one thread): a LoRA fine-tune (peft, r=8 on ``c_attn``) of a pret
 stays there, with no other finding. A plateau from the first window (the loss never
 improved by 5%: a frozen output layer, labels the model cannot read) stays a warning
 whatever else was found; so does one beside a gradient finding (every broken corpus case).
+
+Two more cases have no cause among the rules and are told so, as warnings without the
+structural remedies: steps too small to train (the weights move a median update ratio under
+``loss_plateau.tiny_update_ratio``, 1e-4, over the plateau: HF GPT-2 at AdamW 1e-6 moved a
+median 6e-5 of its norm per step and its loss went 5.38 -> 5.32 in 200 steps, an HF ResNet
+at SGD 1e-5 moved 2.5e-6 and stayed at 2.40), and a plateau from the first window with
+normal steps, where the gradient reaches the layers and moves them, so what is asked of the
+model is the suspect.
 """
 
 from __future__ import annotations
@@ -26,18 +34,58 @@ SYMPTOM = "loss_plateau"
 
 
 def settle_symptoms(findings: list[Finding]) -> list[Finding]:
-    """``findings`` with a loss plateau that learned first and has no cause made ``info``.
+    """``findings`` with a loss plateau that no other rule explains told what it is.
 
-    Only for a diagnosis that ran every rule: with a subset, a missing cause may just not
-    have been looked for.
+    With no warning or critical finding beside it: steps too small to train (the median
+    update ratio under ``tiny_update_ratio``) stay a warning that names the learning rate; a
+    plateau after learning becomes ``info``; one from the start stays a warning that points
+    at what the model is asked to learn. Only for a diagnosis that ran every rule: with a
+    subset, a missing cause may just not have been looked for.
     """
     causes = [f for f in findings if f.rule != SYMPTOM and SEVERITY_RANK[f.severity] >= 1]
     out = []
     for f in findings:
-        if f.rule == SYMPTOM and f.severity == "warning" and not causes and _learned_first(f):
-            f = _unexplained(f)
+        if f.rule == SYMPTOM and f.severity == "warning" and not causes:
+            if _tiny_steps(f):
+                f = _too_small(f)
+            elif _learned_first(f):
+                f = _unexplained(f)
+            else:
+                f = _nothing_lost(f)
         out.append(f)
     return out
+
+
+def _tiny_steps(f: Finding) -> bool:
+    """Whether the weights moved less per step over the plateau than the rule's threshold."""
+    moved, tiny = f.evidence.get("median_update_ratio"), f.evidence.get("tiny_update_ratio")
+    return isinstance(moved, float) and isinstance(tiny, float) and moved < tiny
+
+
+def _too_small(f: Finding) -> Finding:
+    ev = f.evidence
+    message = (
+        f"Loss plateau with tiny steps: from step {ev.get('plateau_from_step')} the loss "
+        f"stayed near {ev.get('plateau_loss'):.4g}, and no rule found a gradient problem, "
+        f"but each step moves the weights by a median {ev.get('median_update_ratio'):.2g} of "
+        "their norm (healthy training is near 1e-3): steps this small barely change the "
+        "loss, so the learning rate is likely too low for this model."
+    )
+    # No remedy of the catalogue raises a rate; residual paths or an activation would not help.
+    return replace(f, message=message, evidence={**ev, "cause": "tiny_steps"}, remedies=())
+
+
+def _nothing_lost(f: Finding) -> Finding:
+    ev = f.evidence
+    message = (
+        f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
+        f"{ev.get('plateau_loss'):.4g} and never improved by "
+        f"{ev.get('min_relative_improvement'):.0%}, and no rule found a gradient problem: the "
+        "gradient reaches the layers and moves them, so look at what the model is asked to "
+        "learn (labels it cannot predict from its inputs, a frozen or mis-wired output "
+        "layer, a loss that does not match its outputs)."
+    )
+    return replace(f, message=message, evidence={**ev, "cause": "none_found"}, remedies=())
 
 
 def _learned_first(f: Finding) -> bool:

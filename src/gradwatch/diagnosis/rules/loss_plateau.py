@@ -22,9 +22,11 @@ import numpy as np
 from ...trace import Trace
 from .._common import (
     LOSS_START_ROWS,
+    core_layers,
     fl,
     hints,
     learning_rate_at,
+    metric_rows,
     quiet_nan,
     scalar_rows,
     window_medians,
@@ -64,6 +66,12 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     # Said when the schedule makes it differ from the share of steps (a constant rate: not).
     lr_note = "" if abs(through - e / n) < 0.05 else f", {through:.0%} of the summed learning rate"
     start_loss, best_after = float(meds[e]), float(later_best[e])
+    moved = plateau_step_size(trace, first_step)
+    step_size = (
+        {}
+        if moved is None
+        else {"median_update_ratio": fl(moved), "tiny_update_ratio": th.tiny_update_ratio}
+    )
     total = (float(meds[0]) - float(np.min(meds))) / abs(float(meds[0])) if meds[0] else 0.0
     return Finding(
         rule=RULE,
@@ -84,6 +92,7 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             "windows": n,
             "window_rows": th.window,
             **({} if spent is None else {"lr_spent_before": fl(through)}),
+            **step_size,
         },
         message=(
             f"Loss plateau: from step {first_step} ({e}/{n} of the way through the logged "
@@ -97,6 +106,28 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             ("init_he", "a variance-preserving initialisation starts every layer learning"),
         ),
     )
+
+
+#: Plateau rows count for the step size only at this share of the peak learning rate or
+#: more: a decayed schedule's last steps are small by design.
+_NEAR_PEAK = 0.5
+
+
+def plateau_step_size(trace: Trace, start_step: int) -> float | None:
+    """The median update ratio of the weight layers over the plateau's sampled rows from
+    ``start_step`` (those at half the peak learning rate or more, where the rate is known):
+    the median over rows of each row's median over the layers. None with fewer than 3 rows."""
+    steps, ratio = metric_rows(trace, "update_ratio")
+    cols = core_layers(trace)
+    keep = steps >= start_step
+    lr = learning_rate_at(trace, steps) if len(steps) else None
+    if lr is not None:
+        keep &= lr >= _NEAR_PEAK * float(np.max(lr))
+    if int(keep.sum()) < 3 or not len(cols):
+        return None
+    with quiet_nan():
+        value = float(np.nanmedian(np.nanmedian(ratio[keep][:, cols], axis=1)))
+    return value if np.isfinite(value) else None
 
 
 def _lr_spent(trace: Trace, steps: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
