@@ -167,6 +167,13 @@ CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "gpt2_lr_too_low",
+        "HF GPT-2 as gpt2_lm but AdamW lr 1e-6: steps a thousandth of healthy, loss barely moves",
+        lambda seed: gpt2(1e-6, seed),
+        no_context_learned(),
+        expect=("loss_plateau",),
+    ),
+    Case(
         "resnet50_small_images",
         "HF ResNet-50 (ImageNet config) on 32x32 digits, batch 16, SGD 0.1x16/256 + mom., no warm-up",
         resnet50_small_images,

@@ -141,3 +141,14 @@ def test_the_post_ln_transformer_is_prescribed_a_warm_up_that_fixes_it() -> None
     broken, detail = rc.REAL_CORPUS[name].check(warmed)
     assert not broken, detail
     assert not _alarms(warmed.findings)
+
+
+def test_steps_too_small_are_named_as_a_learning_rate_too_low() -> None:
+    """GPT-2 at AdamW 1e-6 moves its weights a median ~6e-5 of their norm per step: the
+    plateau, with no gradient finding beside it, names the tiny steps and the rate, and
+    offers none of the remedies for a lost gradient."""
+    run = _require_check("gpt2_lr_too_low")
+    (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
+    assert plateau.severity == "warning" and plateau.evidence["cause"] == "tiny_steps"
+    assert plateau.evidence["median_update_ratio"] < 1e-4 and plateau.remedies == ()
+    assert "the learning rate is likely too low" in plateau.message
