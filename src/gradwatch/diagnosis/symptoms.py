@@ -64,28 +64,38 @@ def _tiny_steps(f: Finding) -> bool:
 
 def _too_small(f: Finding) -> Finding:
     ev = f.evidence
+    level = ev.get("plateau_loss")
+    near = f" stayed near {level:.4g}" if isinstance(level, float) else " stayed flat"
     message = (
-        f"Loss plateau with tiny steps: from step {ev.get('plateau_from_step')} the loss "
-        f"stayed near {ev.get('plateau_loss'):.4g}, and no rule found a gradient problem, "
-        f"but each step moves the weights by a median {ev.get('median_update_ratio'):.2g} of "
-        "their norm (healthy training is near 1e-3): steps this small barely change the "
-        "loss, so the learning rate is likely too low for this model."
+        f"Loss plateau with tiny steps: from step {ev.get('plateau_from_step')} the loss"
+        f"{near}, and no rule found a gradient problem, but each step moves the weights by a "
+        f"median {ev.get('median_update_ratio'):.2g} of their norm (healthy training is near "
+        "1e-3): steps this small barely change the loss, so the learning rate is likely too "
+        "low for this model."
     )
     # No remedy of the catalogue raises a rate; residual paths or an activation would not help.
-    return replace(f, message=message, evidence={**ev, "cause": "tiny_steps"}, remedies=())
+    return _told(f, message, "tiny_steps")
 
 
 def _nothing_lost(f: Finding) -> Finding:
     ev = f.evidence
+    level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
+    if not (isinstance(level, float) and isinstance(by, float)):
+        return _told(f, f.message, "none_found")
     message = (
         f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
-        f"{ev.get('plateau_loss'):.4g} and never improved by "
-        f"{ev.get('min_relative_improvement'):.0%}, and no rule found a gradient problem: the "
-        "gradient reaches the layers and moves them, so look at what the model is asked to "
-        "learn (labels it cannot predict from its inputs, a frozen or mis-wired output "
+        f"{level:.4g} and never improved by {by:.0%}, and no rule found a gradient problem: "
+        "the gradient reaches the layers and moves them, so look at what the model is asked "
+        "to learn (labels it cannot predict from its inputs, a frozen or mis-wired output "
         "layer, a loss that does not match its outputs)."
     )
-    return replace(f, message=message, evidence={**ev, "cause": "none_found"}, remedies=())
+    return _told(f, message, "none_found")
+
+
+def _told(f: Finding, message: str, cause: str) -> Finding:
+    """``f`` with the cause the settling found, said in ``message``, and no remedy: the ones
+    for a lost gradient do not fit a cause that is not one."""
+    return replace(f, message=message, evidence={**f.evidence, "cause": cause}, remedies=())
 
 
 def _learned_first(f: Finding) -> bool:
