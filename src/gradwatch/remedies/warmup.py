@@ -6,8 +6,8 @@ the largest relative to the weights: they can erase what the initialisation buil
 ``unstable_updates`` rule measures this as a step that moves a layer by more than its own
 norm). A warm-up keeps those steps small while the optimizer's statistics settle; it is the
 standard fix for large-batch ResNets (Goyal et al. 2017, "gradual warmup" over 5 epochs) and
-for post-LN transformers, which do not train at all without it (Vaswani et al. 2017, 4000
-steps; Xiong et al. 2020).
+for post-LN transformers, which often fail to train without one at their usual rates
+(Vaswani et al. 2017, 4000 steps; Xiong et al. 2020).
 
 The schedule is torch's own ``LinearLR``: chainable, so it composes with the run's decay
 (``torch.optim.lr_scheduler.ChainedScheduler([warmup, cosine])``), and it keeps no state of
