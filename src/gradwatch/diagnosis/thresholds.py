@@ -174,8 +174,9 @@ class LossPlateauThresholds:
     window: int = 10
     # The plateau must last this many windows (30 steps) to count (our choice).
     min_windows: int = 3
-    # Steps too small to train: over the plateau (at half the peak learning rate or more),
-    # the median update ratio ||dtheta|| / ||theta|| of the weight layers is under this.
+    # Steps too small to train: over a plateau from the first window (at half the peak
+    # learning rate or more), the median update ratio ||dtheta|| / ||theta|| of the weight
+    # layers is under this.
     # Healthy training sits near 1e-3 (CS231n: lower means the rate is likely too low).
     # Measured (whole-run medians): healthy real-corpus runs 0.0047-0.16, fine-tunes of
     # pretrained models (AdamW 5e-5, ResNet 1e-4) 2.7e-4-7.5e-4; over the plateau, HF GPT-2
