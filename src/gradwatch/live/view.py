@@ -101,12 +101,18 @@ def snapshot(run_dir: str | os.PathLike[str], *, groups: int = 16, history: int 
         groups: Most rows of the gradient-flow view; deeper models group consecutive layers.
         history: Recent recorded steps each sparkline covers.
     """
+    # The findings first: the recorder appends them after writing their flush's data, so a
+    # trace loaded afterwards holds every step they speak of. Loaded the other way round, a
+    # flush landing between the two reads showed a NaN finding of step 35 beside a trace
+    # that ended at step 29 (a CI run of tests/cli/test_watch_cmd.py).
+    log = Path(run_dir) / FINDINGS_FILE
+    logged = log.exists()
+    records = read_findings(log)
     trace = load(run_dir)
     status = str(trace.meta.get("status", "running"))
     loss_steps, loss = _loss(trace)
-    records = read_findings(Path(run_dir) / FINDINGS_FILE)
     source = FINDINGS_FILE
-    if not (Path(run_dir) / FINDINGS_FILE).exists():
+    if not logged:
         # Recorded without the live layer: say what the rules say now.
         records = [{"seen_at_step": len(trace.steps), **f.to_json()} for f in diagnose(trace)]
         source = "diagnose"
