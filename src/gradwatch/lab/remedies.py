@@ -30,6 +30,7 @@ from torch import nn
 
 from gradwatch.diagnosis import ACTIVATION_REMEDY_IDS
 from gradwatch.remedies import apply
+from gradwatch.remedies.registry import TRAINING_TIME
 
 from .models import CNNConfig, MLPConfig, ModelConfig, RecurrentConfig
 from .training import RemedySpec, index_batches
@@ -41,7 +42,6 @@ _INIT_REMEDIES = {
     "init_orthogonal": "orthogonal",
 }
 _STRUCTURAL = ("batchnorm", "layernorm", "residual", "reduce_depth")
-_TRAINING = ("clip_norm", "clip_value", "clip_adaptive", "lr_warmup")
 
 #: The remedies the lab can apply to each model kind: the structural ones its model configs
 #: can express, plus the library-applied ones that fit the model.
@@ -55,7 +55,7 @@ MODEL_REMEDIES: dict[str, tuple[str, ...]] = {
         "init_orthogonal",
         "init_lsuv",
         "layerwise_pretraining",
-        *_TRAINING,
+        *TRAINING_TIME,
     ),
     "cnn": (
         *ACTIVATION_REMEDY_IDS,
@@ -66,10 +66,10 @@ MODEL_REMEDIES: dict[str, tuple[str, ...]] = {
         "init_lecun",
         "init_orthogonal",
         "init_lsuv",
-        *_TRAINING,
+        *TRAINING_TIME,
     ),
-    "recurrent": ("lstm", "gru", "init_orthogonal", "init_identity", *_TRAINING),
-    "transformer": (*_TRAINING,),
+    "recurrent": ("lstm", "gru", "init_orthogonal", "init_identity", *TRAINING_TIME),
+    "transformer": (*TRAINING_TIME,),
 }
 
 #: Default options per remedy, each with its reason.
@@ -196,7 +196,7 @@ def training_specs(
     """
     specs: list[RemedySpec] = []
     for rid in remedies:
-        if rid in _TRAINING:
+        if rid in TRAINING_TIME:
             names = _LIBRARY_NAMES.get(rid, {})
             opts = {names.get(k, k): v for k, v in options_for(rid, options).items()}
             specs.append((rid, opts))

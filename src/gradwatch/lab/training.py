@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from gradwatch.recording import Watch, watch
 from gradwatch.remedies import REMEDIES, apply
 from gradwatch.remedies.clipping import GradientClipper
+from gradwatch.remedies.registry import TRAINING_TIME
 from gradwatch.trace import Trace, load
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -74,11 +75,10 @@ def model_device(model: nn.Module) -> torch.device:
 
 def _check_training_time(specs: Sequence[RemedySpec]) -> None:
     for rid, _ in specs:
-        if rid not in REMEDIES or REMEDIES[rid].returns == "model":
+        if rid not in TRAINING_TIME:
             raise ValueError(
                 f"remedy {rid!r} is not a training-time remedy; expected one of "
-                f"{[r for r, rem in REMEDIES.items() if rem.returns != 'model']} (a model "
-                "remedy is applied to the model before training)"
+                f"{list(TRAINING_TIME)} (a model remedy is applied to the model before training)"
             )
 
 

@@ -28,8 +28,9 @@ from torch import nn
 
 from gradwatch.diagnosis import Finding
 from gradwatch.diagnosis import diagnose as diagnose_trace
-from gradwatch.remedies import REMEDIES, activation_types, apply, copy_model, norm_types
+from gradwatch.remedies import activation_types, apply, copy_model, norm_types
 from gradwatch.remedies.prescribe import Prescription
+from gradwatch.remedies.registry import TRAINING_TIME
 from gradwatch.report.console import progress as progress_bar
 from gradwatch.trace import Trace
 
@@ -131,7 +132,7 @@ def _remedied(
                 f"expected the remedy callable to return an nn.Module but got {type(out).__name__}"
             )
         return out, None
-    if remedy in REMEDIES and REMEDIES[remedy].returns != "model":
+    if remedy in TRAINING_TIME:
         return copy_model(model), dict(options)
     opts = dict(options)
     if remedy == "init_lsuv":

@@ -143,7 +143,9 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
         if len(linear_units) < 2:
             return False, "layer-wise pretraining needs an nn.Sequential MLP (two or more Linear)"
         return True, None
-    if remedy.startswith("clip_") or remedy == "lr_warmup":
+    from .registry import TRAINING_TIME
+
+    if remedy in TRAINING_TIME:
         if not any(p.requires_grad for p in model.parameters()):
             return False, "the model has no trainable parameter"
         return True, None

@@ -47,7 +47,7 @@ from .pretraining import pretrain_layerwise
 from .residual import add_residual
 from .warmup import lr_warmup, optimizes
 
-__all__ = ["REMEDIES", "REQUIRED", "Need", "Remedy", "apply"]
+__all__ = ["REMEDIES", "REQUIRED", "TRAINING_TIME", "Need", "Remedy", "apply"]
 
 #: The default of an option the caller must pass (the marker ``Prescription.options`` uses).
 REQUIRED: Final = "<required>"
@@ -363,6 +363,8 @@ _ALL: tuple[Remedy, ...] = (
 
 #: Every remedy by id, in :data:`gradwatch.diagnosis.REMEDY_IDS` order.
 REMEDIES: dict[str, Remedy] = {r.id: r for r in _ALL}
+#: The remedies that act during training (a clipper, a scheduler) rather than on the model.
+TRAINING_TIME: tuple[str, ...] = tuple(r.id for r in _ALL if r.returns != "model")
 
 if (
     tuple(REMEDIES) != REMEDY_IDS
