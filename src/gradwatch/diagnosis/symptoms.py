@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .finding import SEVERITY_RANK, Finding
+from .finding import SEVERITY_RANK, Finding, Severity
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
@@ -77,14 +77,14 @@ def _too_small(f: Finding) -> Finding:
         "low for this model."
     )
     # No remedy of the catalogue raises a rate; residual paths or an activation would not help.
-    return _told(f, message, "tiny_steps")
+    return _told(f, message, cause="tiny_steps")
 
 
 def _nothing_lost(f: Finding) -> Finding:
     ev = f.evidence
     level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
     if not (isinstance(level, float) and isinstance(by, float)):
-        return _told(f, f.message, "none_found")
+        return _told(f, f.message, cause="none_found")
     message = (
         f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
         f"{level:.4g} and never improved by {by:.0%}, and no rule found a gradient problem: "
@@ -92,13 +92,21 @@ def _nothing_lost(f: Finding) -> Finding:
         "to learn (labels it cannot predict from its inputs, a frozen or mis-wired output "
         "layer, a loss that does not match its outputs)."
     )
-    return _told(f, message, "none_found")
+    return _told(f, message, cause="none_found")
 
 
-def _told(f: Finding, message: str, cause: str) -> Finding:
-    """``f`` with the cause the settling found, said in ``message``, and no remedy: the ones
-    for a lost gradient do not fit a cause that is not one."""
-    return replace(f, message=message, evidence={**f.evidence, "cause": cause}, remedies=())
+def _told(
+    f: Finding, message: str, severity: Severity | None = None, **evidence: object
+) -> Finding:
+    """``f`` with what the settling found said in ``message`` (and added to its evidence),
+    and no remedy: the ones for a lost gradient do not fit a plateau that has not lost one."""
+    return replace(
+        f,
+        severity=f.severity if severity is None else severity,
+        message=message,
+        evidence={**f.evidence, **evidence},
+        remedies=(),
+    )
 
 
 def _learned_first(f: Finding) -> bool:
@@ -122,6 +130,4 @@ def _unexplained(f: Finding) -> Finding:
         else f.message
     )
     # No remedy: nothing is broken that residual paths or an activation would mend.
-    return replace(
-        f, severity="info", message=message, evidence={**ev, "unexplained": True}, remedies=()
-    )
+    return _told(f, message, "info", unexplained=True)

@@ -274,7 +274,7 @@ def _largest_drop(
     return int(ok[j]), int(ok[j + 1]), float(gains[j]), source
 
 
-def _warm_up(trace: Trace) -> RemedyHint | None:
+def _warm_up(trace: Trace) -> tuple[str, str] | None:
     """``lr_warmup`` for a transformer (most weight layers in a residual branch, and
     LayerNorm or RMSNorm layers): a post-LN transformer loses its early layers' gradient
     without a warm-up (Xiong et al. 2020); the real corpus' 4-layer post-LN LM under Adam
@@ -288,7 +288,7 @@ def _warm_up(trace: Trace) -> RemedyHint | None:
         why = "the first steps ran at the peak rate"
     else:
         why = f"this run's rate rose to its peak over its first {length} steps: a longer warm-up"
-    return RemedyHint(
+    return (
         "lr_warmup",
         f"{why}; small first steps let a transformer (post-LN above all) settle before the "
         "rate reaches its peak",
@@ -296,11 +296,9 @@ def _warm_up(trace: Trace) -> RemedyHint | None:
 
 
 def _remedies(
-    act: str | None, recurrent: bool, warm_up: RemedyHint | None
+    act: str | None, recurrent: bool, warm_up: tuple[str, str] | None
 ) -> tuple[RemedyHint, ...]:
-    pairs: list[tuple[str, str]] = []
-    if warm_up is not None:
-        pairs.append((warm_up.id, warm_up.reason))
+    pairs: list[tuple[str, str]] = [] if warm_up is None else [warm_up]
     if recurrent:
         pairs += [
             ("lstm", "its additive cell state carries the gradient across many steps"),
