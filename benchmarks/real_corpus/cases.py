@@ -37,6 +37,7 @@ from .models import (
     resnet,
     resnet50_small_images,
     resnet_no_norm,
+    resnet_weight_decay,
     rnn_lm,
     sigmoid_cnn,
     transformer_lm,
@@ -95,6 +96,26 @@ CASES: tuple[Case, ...] = (
         resnet,
         learns(),
         healthy=True,
+    ),
+    Case(
+        "resnet_cifar_recipe",
+        "HF ResNet as resnet_digits under the CIFAR recipe: SGD 0.1 + momentum 0.9, weight "
+        "decay 5e-4, 3000 steps (finished by step ~150; decay then shrinks norms to ~0.3)",
+        resnet_weight_decay,
+        learns(0.1),
+        steps=3000,
+        healthy=True,
+        slow=True,
+    ),
+    Case(
+        "resnet_noisy_labels",
+        "resnet_cifar_recipe on digits whose labels are redrawn at random 40% of the time "
+        "(a loss floor of ~1.44), 3000 steps: weight decay drifts norms down at the floor",
+        lambda seed: resnet_weight_decay(seed, label_noise=0.4),
+        learns(0.75),
+        steps=3000,
+        healthy=True,
+        slow=True,
     ),
     Case(
         "convnext_digits",

@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Batch, bptt_batches, byte_windows, digit_images, digit_vectors, which_file_windows
+from .data import (
+    Batch,
+    bptt_batches,
+    byte_windows,
+    digit_images,
+    digit_vectors,
+    noisy_labels,
+    which_file_windows,
+)
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
@@ -227,6 +235,17 @@ def resnet(seed: int) -> Setup:
     model = _resnet_model([16, 32])
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def resnet_weight_decay(seed: int, label_noise: float = 0.0) -> Setup:
+    """HF ResNet as :func:`resnet` under the CIFAR recipe: SGD 0.1, momentum 0.9, weight decay
+    5e-4; with ``label_noise``, each label is redrawn at random that often."""
+    model = _resnet_model([16, 32])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = digit_images(32, seed)
+    if label_noise:
+        batches = noisy_labels(batches, label_noise, 10, seed)
+    return Setup(model, opt, batches, loss=ce_pixels)
 
 
 def resnet50_small_images(seed: int) -> Setup:

@@ -442,6 +442,60 @@ def test_collapsing_weights_geometric_decay(target: float, fires: bool) -> None:
         assert f.evidence["final_over_initial"]["fc0"] == pytest.approx(target, rel=1e-4)
 
 
+def _decaying_norms(n_layers: int = 3, steps: int = 100, to: float = 0.3) -> np.ndarray:
+    """Weight norms falling geometrically to ``to`` of their start over ``steps`` steps."""
+    w = 3.0 * to ** (np.arange(steps) / (steps - 1))
+    return np.tile(w[:, None], (1, n_layers))
+
+
+@pytest.mark.parametrize(
+    ("loss", "severity"),
+    [
+        (np.full(100, 2.3), "warning"),  # stuck: the drift is the failure
+        (2.3 - 0.8 * np.arange(100) / 99, "info"),  # improving to 1.5: regularisation
+        (np.r_[2.3 - 0.8 * np.arange(50) / 49, np.full(50, 2.3)], "warning"),  # gave it back
+    ],
+)
+def test_collapsing_weights_tells_regularisation_from_collapse(
+    loss: np.ndarray, severity: str
+) -> None:
+    """The same drift is a warning under a stuck or relapsing loss and info under an improving
+    one (weight decay shrinking what the loss does not hold up), with no remedy then."""
+    trace = trace_of(3, 100, {"weight_norm": _decaying_norms()}, scalars={"loss": loss})
+    f = run("collapsing_weights", trace)
+    assert f is not None and f.severity == severity
+    assert f.evidence["loss_improving"] is (severity == "info")
+    assert bool(f.remedies) is (severity == "warning")
+    assert "while the loss went 2." in f.message  # its start, then its end
+
+
+def test_collapsing_weights_quiet_once_the_model_has_finished() -> None:
+    """Weights that shrink only after the loss fell to a tenth of its start (the loss's
+    gradient is tiny, decay acts unopposed) are not judged: the drift before is flat."""
+    t = np.arange(200)
+    loss = np.where(t < 50, 2.3 * 0.01 ** (t / 50), 0.023)
+    w = np.where(t < 60, 3.0, 3.0 * 0.3 ** ((t - 60) / 139))
+    trace = trace_of(2, 200, {"weight_norm": np.tile(w[:, None], (1, 2))}, scalars={"loss": loss})
+    assert run("collapsing_weights", trace) is None
+    # The same drift with the loss never finishing is judged.
+    stuck = trace_of(
+        2, 200, {"weight_norm": np.tile(w[:, None], (1, 2))}, scalars={"loss": 2.3 + 0 * t}
+    )
+    assert run("collapsing_weights", stuck) is not None
+
+
+def test_collapsing_weights_offers_no_norm_layer_to_a_norm_layer() -> None:
+    """A LayerNorm gain drifting to zero is not mended by adding a LayerNorm or He's init."""
+    infos = [
+        LayerInfo(name="ln", type="LayerNorm", depth=0, num_params=32,
+                  shapes={"weight": [16], "bias": [16]}, role="norm"),
+    ]  # fmt: skip
+    trace = trace_of(1, 100, {"weight_norm": _decaying_norms(1)}, layer_infos=infos)
+    f = run("collapsing_weights", trace)
+    assert f is not None and f.severity == "warning" and f.remedies == ()
+    assert "Exclude normalisation gains from weight decay" in f.message
+
+
 def test_collapsing_weights_ignores_one_jump() -> None:
     """A single drop at the end (not a drift) does not fire: the spans do not fall steadily."""
     w = np.full(100, 3.0)

@@ -155,6 +155,25 @@ class CollapsingWeightsThresholds:
     windows: int = 10
     # Fewer recorded rows than this cannot show a drift (our choice).
     min_windows: int = 3
+    # Judged while the model learns (as vanishing_gradient.finished_loss_fraction): once the
+    # loss is at most this fraction of its start, the loss's gradient is tiny and weight
+    # decay shrinks the weights unopposed, which costs nothing while the loss stays there.
+    # Measured: HF ResNet on digits under the CIFAR recipe (SGD 0.1, momentum 0.9, weight
+    # decay 5e-4, 1500 steps) reaches loss 0.003 by step ~150, then its BatchNorm gains and
+    # convolutions shrink to 0.49 of their norm; a loss that climbs back is judged again.
+    finished_loss_fraction: float = 0.1
+    # Logged losses per window for the finished and improving tests (as
+    # vanishing_gradient.window).
+    loss_window: int = 10
+    # A drift while the loss keeps improving is regularisation, told as info: the last
+    # judged loss window at least this fraction below the start (as
+    # unstable_updates.min_progress) ...
+    min_progress: float = 0.1
+    # ... and no window giving back more than this share of the progress before it (as
+    # unstable_updates.max_relapse). Measured: the HF ResNet of finished_loss_fraction on
+    # 40%-noisy labels (loss 2.3 -> 1.5, the noise's floor) drifts its shortcut BatchNorm
+    # gain to 0.37 in 3000 steps.
+    max_relapse: float = 0.5
 
 
 @dataclass(frozen=True)

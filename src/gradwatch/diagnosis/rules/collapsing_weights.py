@@ -3,7 +3,15 @@
 The run is split into ``windows`` equal spans; per layer, the median weight norm of each;
 the rule fires when a layer's last span is below ``warn_fraction`` of its first span *and*
 the spans fall steadily (at least ``min_falling_fraction`` of consecutive pairs decrease):
-a drift, not a jump.
+a drift, not a jump. Only the rows where the model still learns are judged: once its loss
+is a tenth of its start, the loss's gradient is tiny and weight decay shrinks the weights
+unopposed, which costs nothing while the loss stays low (an HF ResNet under the CIFAR recipe
+did so from step ~150 and ended at 0.49 of its norms with loss 0.003). A drift while the loss
+keeps improving (at least ``min_progress`` below its start, never giving back more than
+``max_relapse`` of its progress) is ``info``: weight decay shrinks what the loss does not
+hold up, as regularisation does; the same ResNet on 40%-noisy labels sits at the noise's
+floor (loss 1.5) while its shortcut's BatchNorm gain drifts to 0.37. The failure is weights
+drifting to zero while the loss is stuck or gives its progress back.
 Strong weight decay or an L2 penalty that outweighs the loss does this; small weights pass a
 small signal forward and a small gradient backward.
 """
@@ -15,8 +23,18 @@ import itertools
 import numpy as np
 
 from ...trace import Trace
-from .._common import by_layer, hints, metric_rows, nanmedian, quiet_nan
-from ..finding import Finding
+from .._common import (
+    LossResponse,
+    by_layer,
+    fl,
+    hints,
+    learning_rows,
+    loss_response,
+    metric_rows,
+    nanmedian,
+    quiet_nan,
+)
+from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import CollapsingWeightsThresholds
 
 RULE = "collapsing_weights"
@@ -25,6 +43,8 @@ RULE = "collapsing_weights"
 def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
     """Return the collapsing-weights finding of ``trace``, or None."""
     steps, wn = metric_rows(trace, "weight_norm")
+    learning, finished_at = learning_rows(trace, steps, th.loss_window, th.finished_loss_fraction)
+    steps, wn = steps[learning], wn[learning]
     n = len(steps)
     n_win = min(th.windows, n)
     if n_win < th.min_windows or wn.shape[1] == 0:
@@ -45,9 +65,38 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
     idx = idx[np.argsort(ratio[idx])]  # most collapsed first
     names = [trace.layers[i].name for i in idx]
     worst = float(ratio[idx[0]])
+    resp = loss_response(trace, int(steps[-1]), th.loss_window, th.min_progress, 1)
+    thriving = (
+        resp is not None
+        and not resp.nonfinite
+        and resp.progress >= th.min_progress
+        and resp.relapse <= th.max_relapse
+    )
+    label = trace.layer_label(names[0])
+    loss_words = "" if resp is None else f" while the loss went {resp.start:.3g} -> {resp.end:.3g}"
+    if thriving:
+        severity: Severity = "info"
+        message = (
+            f"Shrinking weights under an improving loss: the weights of layer {label!r} "
+            f"shrank steadily to {worst:.2g} of their initial norm{loss_words}: weight decay "
+            "(or a penalty) shrinks what the loss does not hold up, as regularisation does, "
+            "and it did not keep the loss from improving. If the loss ends higher than the "
+            "task allows, lower the weight decay."
+        )
+    else:
+        severity = "critical" if worst < th.critical_fraction else "warning"
+        message = (
+            f"Collapsing weights: the weights of layer {label!r} shrank steadily to "
+            f"{worst:.2g} of their initial norm{loss_words}; weight decay (or a penalty) "
+            "pulls harder than the loss pushes, and shrinking weights shrink both the signal "
+            "and its gradient."
+        )
+    remedies = () if thriving else _remedies(trace, idx)
+    if not thriving and not remedies:
+        message += " Exclude normalisation gains from weight decay, or lower it."
     return Finding(
         rule=RULE,
-        severity="critical" if worst < th.critical_fraction else "warning",
+        severity=severity,
         layers=tuple(names),
         steps=(int(steps[0]), int(steps[-1])),
         evidence={
@@ -58,16 +107,33 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
             "critical_fraction": th.critical_fraction,
             "min_falling_fraction": th.min_falling_fraction,
             "windows": n_win,
+            **({} if finished_at is None else {"finished_at_step": finished_at}),
+            **({} if resp is None else _loss_evidence(resp, th, thriving)),
         },
-        message=(
-            "Collapsing weights: the weights of layer "
-            f"{trace.layer_label(names[0])!r} shrank steadily to "
-            f"{worst:.2g} of their initial norm; weight decay (or a penalty) pulls harder than "
-            "the loss pushes, and shrinking weights shrink both the signal and its gradient."
-        ),
-        remedies=hints(
-            ("layernorm", "makes the layer's output independent of its weight scale"),
-            ("batchnorm", "also rescales the signal whatever the weight norm"),
-            ("init_he", "restart from a variance-preserving scale (and lower weight decay)"),
-        ),
+        message=message,
+        remedies=remedies,
+    )
+
+
+def _loss_evidence(
+    resp: LossResponse, th: CollapsingWeightsThresholds, thriving: bool
+) -> dict[str, object]:
+    return {
+        "loss_progress": fl(resp.progress),
+        "min_progress": th.min_progress,
+        "max_relapse_seen": fl(resp.relapse),
+        "max_relapse": th.max_relapse,
+        "loss_improving": thriving,
+    }
+
+
+def _remedies(trace: Trace, idx: np.ndarray) -> tuple[RemedyHint, ...]:
+    """The structural remedies, for collapsing weight layers. A normalisation layer's own gain
+    is not mended by adding a normalisation layer or re-initialising with He's scale."""
+    if all(trace.layers[i].role == "norm" for i in idx):
+        return ()
+    return hints(
+        ("layernorm", "makes the layer's output independent of its weight scale"),
+        ("batchnorm", "also rescales the signal whatever the weight norm"),
+        ("init_he", "restart from a variance-preserving scale (and lower weight decay)"),
     )
