@@ -393,6 +393,7 @@ STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
         # (in summed learning rate where the trace has one, as the rule counts it)
         lambda e: e.get("lr_spent_before", 1.0 - e["plateau_windows"] / e["windows"]),
     ),
+    ("loss_plateau", "plateau trend (Mann-Kendall z)", lambda e: e.get("plateau_trend_z")),
     ("saturated_activation", "max saturated fraction", lambda e: _first(e["saturated_fraction"])),
     ("dead_units", "max dead fraction", lambda e: _first(e["dead_fraction"])),
     (

@@ -152,3 +152,19 @@ def test_steps_too_small_are_named_as_a_learning_rate_too_low() -> None:
     assert plateau.severity == "warning" and plateau.evidence["cause"] == "tiny_steps"
     assert plateau.evidence["median_update_ratio"] < 1e-4 and plateau.remedies == ()
     assert "the learning rate is likely too low" in plateau.message
+
+
+def test_a_loss_still_falling_slowly_is_told_it_still_learns() -> None:
+    """GPT-2 at AdamW 1e-5 (gpt2_lm's recipe at a hundredth of its rate) learns a little, then
+    falls ~4% in 130 steps, under loss_plateau's 5%: no warning, and the plateau is told the
+    model is still learning, not that it learned what the data allows."""
+    import dataclasses
+
+    case = dataclasses.replace(
+        rc.REAL_CORPUS["gpt2_lm"], build=lambda seed: rc.models.gpt2(1e-5, seed)
+    )
+    run = rc.record(case)
+    assert not _alarms(run.findings)
+    (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
+    assert plateau.evidence["still_falling"] is True
+    assert plateau.message.startswith("Loss still falling, slowly, after learning")

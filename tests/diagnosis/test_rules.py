@@ -787,3 +787,15 @@ def test_poor_init_activation_std_skips_layers_inside_residual_branches(
     ]
     trace = trace_of(4, 5, {"act_std": np.array([1.0, 0.05, 0.05, 1.0])}, layer_infos=infos)
     assert (run("poor_initialization", trace) is not None) == fires
+
+
+@pytest.mark.parametrize(("floor", "rising"), [(0.9, True), (0.002, False)])
+def test_loss_plateau_rising_only_above_a_finished_loss(floor: float, rising: bool) -> None:
+    """A loss that climbs steadily after its best is rising, unless the best was a finished
+    model's (a tenth of the start or less: weight decay eroding 0.002 -> 0.01 is no harm)."""
+    t = np.arange(200)
+    noise = 1e-3 * floor * np.sin(1.7 * t)
+    loss = np.where(t < 20, 2.3 - (2.3 - floor) * t / 20, floor * (1 + 4 * (t - 20) / 179)) + noise
+    f = run("loss_plateau", trace_of(1, 200, {}, scalars={"loss": loss}))
+    assert f is not None and f.evidence["plateau_trend_z"] > 3
+    assert f.evidence["rising"] is rising

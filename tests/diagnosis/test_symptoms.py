@@ -45,6 +45,22 @@ def test_a_plateau_after_learning_with_healthy_gradients_is_info() -> None:
     )
 
 
+def test_a_loss_still_falling_slowly_is_not_told_it_has_finished() -> None:
+    """Learned fast, then falls steadily by 4% over 70 steps (under the rule's 5%): still
+    info, but told it is still learning, not that stopping loses little. A flat plateau with
+    the same noise keeps the "learned what this data allows" message."""
+    t = np.arange(N)
+    noise = 0.002 * np.sin(1.7 * t)
+    slow = np.where(t < 30, 2.3 * 0.97**t, 2.3 * 0.97**30 * (1 - 0.04 * (t - 30) / 69)) + noise
+    f = _plateau(gw.diagnose(_trace(slow, update_ratio=4e-4)))
+    assert f.severity == "info" and f.remedies == ()
+    assert f.evidence["still_falling"] is True and f.evidence["plateau_trend_z"] < -3
+    assert f.message.startswith("Loss still falling, slowly, after learning: from step 30")
+    assert "a median 0.0004 of their norm" in f.message and "loses little" not in f.message
+    flat = _plateau(gw.diagnose(_trace(_learns_then_flat() + noise)))
+    assert flat.evidence["still_falling"] is False and "loses little" in flat.message
+
+
 def test_a_plateau_from_the_start_stays_a_warning() -> None:
     """A loss that never improved by 5% is a warning whatever else was found; with no
     gradient finding beside it, it says so and points at what the model is asked to learn,
@@ -105,3 +121,21 @@ def test_only_a_diagnosis_that_ran_every_rule_settles_it() -> None:
     """With a subset of the rules a cause may not have been looked for: the rule's warning."""
     (f,) = gw.diagnose(_trace(_learns_then_flat()), rules=["loss_plateau"])
     assert f.severity == "warning"
+
+
+def test_a_loss_rising_after_its_best_stays_a_warning_naming_the_step_size() -> None:
+    """Learned, then rose steadily by 8% with no gradient finding (GPT-2 at AdamW 0.1 after
+    a warm-up ends at the unigram level this way): a warning, not "learned what the data
+    allows", naming steps too large or unshuffled data, without the lost-gradient remedies."""
+    t = np.arange(N)
+    noise = 0.002 * np.sin(1.7 * t)
+    best = 2.3 * 0.97**30
+    rising = np.where(t < 30, 2.3 * 0.97**t, best * (1 + 0.08 * (t - 30) / 69)) + noise
+    f = _plateau(gw.diagnose(_trace(rising, update_ratio=0.02)))
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["rising"] is True and f.evidence["cause"] == "rising"
+    assert f.message.startswith("Loss rising: from step 30 the loss went 0.9")
+    assert "steps too large" in f.message and "a median 0.02 of their norm" in f.message
+    # Beside a gradient finding it is that finding's symptom, as before.
+    beside = _plateau(gw.diagnose(_trace(rising, grad_decades=5.0)))
+    assert "cause" not in beside.evidence and beside.remedies

@@ -22,7 +22,12 @@ HF GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss wen
 normal steps: the gradient reaches the layers and moves them, so what is asked of the model
 is the suspect. After learning, small steps are not told apart from a model near its
 optimum: an HF ResNet fine-tuned under SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per
-step over the run and 2.8e-5 over its second half.
+step over the run and 2.8e-5 over its second half. A plateau after learning whose loss still
+falls steadily (``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its last 130
+steps) is told it is still learning, slowly, not that stopping there loses little. One
+whose loss rises steadily instead (``rising``) stays a warning that names steps too large
+or unshuffled data: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86 -> 3.07 from
+step 80 to 200, ending at the unigram level with no other finding.
 """
 
 from __future__ import annotations
@@ -38,18 +43,22 @@ SYMPTOM = "loss_plateau"
 def settle_symptoms(findings: list[Finding]) -> list[Finding]:
     """``findings`` with a loss plateau that no other rule explains told what it is.
 
-    With no warning or critical finding beside it: a plateau after learning becomes
-    ``info``; one from the start stays a warning that names the learning rate when the steps
-    are too small to train (the median update ratio under ``tiny_update_ratio``), else points
-    at what the model is asked to learn. (After learning, small steps may just be a model
-    near its optimum under SGD, whose steps shrink with the gradient.) Only for a diagnosis
-    that ran every rule: with a subset, a missing cause may just not have been looked for.
+    With no warning or critical finding beside it: a loss that rises steadily over the
+    plateau stays a warning naming steps too large (or unshuffled data); a plateau after
+    learning becomes ``info``; one from the start stays a warning that names the learning
+    rate when the steps are too small to train (the median update ratio under
+    ``tiny_update_ratio``), else points at what the model is asked to learn. (After
+    learning, small steps may just be a model near its optimum under SGD, whose steps shrink
+    with the gradient.) Only for a diagnosis that ran every rule: with a subset, a missing
+    cause may just not have been looked for.
     """
     causes = [f for f in findings if f.rule != SYMPTOM and SEVERITY_RANK[f.severity] >= 1]
     out = []
     for f in findings:
         if f.rule == SYMPTOM and f.severity == "warning" and not causes:
-            if _learned_first(f):
+            if f.evidence.get("rising"):
+                f = _rising(f)
+            elif _learned_first(f):
                 f = _unexplained(f)
             elif _tiny_steps(f):
                 f = _too_small(f)
@@ -57,6 +66,23 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
                 f = _nothing_lost(f)
         out.append(f)
     return out
+
+
+def _rising(f: Finding) -> Finding:
+    ev = f.evidence
+    level, last = ev.get("plateau_loss"), ev.get("last_window_loss")
+    if not (isinstance(level, float) and isinstance(last, float) and level):
+        return _told(f, f.message, cause="rising")
+    message = (
+        f"Loss rising: from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> "
+        f"{last:.4g} ({(last - level) / abs(level):+.1%}), steadily (trend z-score "
+        f"{ev.get('plateau_trend_z', 0.0):.2g}){_moved(ev)}, and no other rule found a "
+        "gradient problem. A training loss that climbs back while the gradient reaches every "
+        "layer usually means steps too large for this stage of training (lower the learning "
+        "rate, or decay it), or later batches harder than earlier ones (data not shuffled)."
+    )
+    # No remedy of the catalogue lowers a rate; residual paths or an activation would not help.
+    return _told(f, message, cause="rising")
 
 
 def _tiny_steps(f: Finding) -> bool:
@@ -95,6 +121,16 @@ def _nothing_lost(f: Finding) -> Finding:
     return _told(f, message, cause="none_found")
 
 
+def _moved(ev: dict[str, object]) -> str:
+    """The step-size clause of a message, where the plateau's step size was measured."""
+    moved = ev.get("median_update_ratio")
+    return (
+        f", each step moving the weights a median {moved:.2g} of their norm"
+        if isinstance(moved, float)
+        else ""
+    )
+
+
 def _told(
     f: Finding, message: str, severity: Severity | None = None, **evidence: object
 ) -> Finding:
@@ -120,6 +156,18 @@ def _unexplained(f: Finding) -> Finding:
     ev = f.evidence
     start, level = ev.get("start_loss"), ev.get("plateau_loss")
     fell = f" (from {start:.4g} at the start)" if isinstance(start, float) else ""
+    last, fall = ev.get("last_window_loss"), ev.get("plateau_fall")
+    if ev.get("still_falling") and all(isinstance(v, float) for v in (level, last, fall)):
+        # Falling steadily, only slower than the rule's 5%: a slow run, not a finished one.
+        message = (
+            f"Loss still falling, slowly, after learning: from step "
+            f"{ev.get('plateau_from_step')} the loss went {level:.4g} -> {last:.4g} "
+            f"({fall:.1%}), under the {ev.get('min_relative_improvement', 0.05):.0%} the rule "
+            f"counts as progress but steadily{_moved(ev)}, and no other rule found a gradient "
+            "problem: the model is still learning, slowly. More steps go further; if the loss "
+            "is far above what the task allows, the learning rate is likely too low."
+        )
+        return _told(f, message, "info", unexplained=True)
     message = (
         f"Loss plateau after learning: from step {ev.get('plateau_from_step')} the loss "
         f"stayed near {level:.4g}{fell}, and no other rule found a gradient problem: the "
