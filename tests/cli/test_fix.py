@@ -142,3 +142,21 @@ def test_fix_with_the_real_diagnosis(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "vanishing_gradient" in [f["rule"] for f in data["findings"]]
     remedies = [p["remedy"] for p in data["prescriptions"]]
     assert remedies[0] == "residual" and "lstm" not in remedies
+
+
+def test_fix_says_when_no_remedy_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Findings that carry no remedy (a loss rising under steps too large) are not followed by
+    an empty ranked list: fix says none of the catalogue's transforms fits."""
+    _record(tmp_path / "run")
+
+    def diagnose(trace: Trace) -> list[Finding]:
+        return [Finding("loss_plateau", "warning", (), (4, 11), {}, "Loss rising: steps too large")]
+
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
+    assert main(["fix", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "Loss rising: steps too large" in out
+    assert "none of the catalogue's transforms fits these findings" in out
+    assert "Remedies, best first" not in out

@@ -97,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nFindings ({len(findings)}):")
     print_findings(findings, brief=True, indent=2)
     usable = [p for p in prescriptions if p.applicable]
+    if not prescriptions:
+        # Findings without remedies: a setting (the learning rate) or the task is the suspect,
+        # and the messages above say which; an empty ranked list would read as an omission.
+        print(
+            "\nRemedies: none of the catalogue's transforms fits these findings; their "
+            "messages above say what to change."
+        )
+        return 0
     print(f"\nRemedies, best first ({len(usable)}):")
     for i, p in enumerate(usable, start=1):
         print(f"  {i}. {p.remedy}  (score {p.score:.2f}; for {', '.join(p.rules)})")

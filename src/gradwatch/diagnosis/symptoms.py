@@ -76,7 +76,7 @@ def _rising(f: Finding) -> Finding:
     message = (
         f"Loss rising: from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> "
         f"{last:.4g} ({(last - level) / abs(level):+.1%}), steadily (trend z-score "
-        f"{ev.get('plateau_trend_z', 0.0):.2g}){_moved(ev)}, and no other rule found a "
+        f"{ev.get('plateau_trend_z', 0.0):.1f}){_moved(ev)}, and no other rule found a "
         "gradient problem. A training loss that climbs back while the gradient reaches every "
         "layer usually means steps too large for this stage of training (lower the learning "
         "rate, or decay it), or later batches harder than earlier ones (data not shuffled)."
