@@ -139,3 +139,15 @@ def test_a_loss_rising_after_its_best_stays_a_warning_naming_the_step_size() -> 
     # Beside a gradient finding it is that finding's symptom, as before.
     beside = _plateau(gw.diagnose(_trace(rising, grad_decades=5.0)))
     assert "cause" not in beside.evidence and beside.remedies
+
+
+def test_a_loss_falling_slowly_from_the_start_is_not_sent_to_the_task() -> None:
+    """Never 5% better than its best, yet steadily lower, with normal steps and nothing else
+    found: the model learns, slowly; the message does not point at labels or the output."""
+    t = np.arange(N)
+    slow = 2.3 * (1 - 0.04 * t / (N - 1)) + 0.002 * np.sin(1.7 * t)
+    f = _plateau(gw.diagnose(_trace(slow, update_ratio=1e-3)))
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["cause"] == "slow" and f.evidence["still_falling"] is True
+    assert f.message.startswith("Loss falling slowly: from step 0 the loss went 2.29")
+    assert "labels it cannot predict" not in f.message

@@ -20,7 +20,7 @@ move a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over 
 HF GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 ->
 5.32 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has
 normal steps: the gradient reaches the layers and moves them, so what is asked of the model
-is the suspect. After learning, small steps are not told apart from a model near its
+is the suspect, unless the loss still falls steadily (it learns, slowly). After learning, small steps are not told apart from a model near its
 optimum: an HF ResNet fine-tuned under SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per
 step over the run and 2.8e-5 over its second half. A plateau after learning whose loss still
 falls steadily (``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its last 130
@@ -111,6 +111,17 @@ def _nothing_lost(f: Finding) -> Finding:
     level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
     if not (isinstance(level, float) and isinstance(by, float)):
         return _told(f, f.message, cause="none_found")
+    last, fall = ev.get("last_window_loss"), ev.get("plateau_fall")
+    if ev.get("still_falling") and isinstance(last, float) and isinstance(fall, float):
+        # Never 5% better, yet steadily lower: it learns, slowly; the task is not the suspect.
+        message = (
+            f"Loss falling slowly: from step {ev.get('plateau_from_step')} the loss went "
+            f"{level:.4g} -> {last:.4g} ({fall:.1%}), never {by:.0%} better than its best but "
+            f"steadily{_moved(ev)}, and no rule found a gradient problem: the model learns, "
+            "slowly. More steps go further; a higher learning rate (or a larger model) likely "
+            "goes faster."
+        )
+        return _told(f, message, cause="slow")
     message = (
         f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
         f"{level:.4g} and never improved by {by:.0%}, and no rule found a gradient problem: "
