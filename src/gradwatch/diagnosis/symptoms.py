@@ -20,9 +20,10 @@ move a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over 
 HF GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 ->
 5.32 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has
 normal steps: the gradient reaches the layers and moves them, so what is asked of the model
-is the suspect, unless the loss still falls steadily (it learns, slowly). After learning, small steps are not told apart from a model near its
-optimum: an HF ResNet fine-tuned under SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per
-step over the run and 2.8e-5 over its second half. A plateau after learning whose loss still
+is the suspect, unless the loss still falls steadily (it learns, slowly). After learning,
+small steps are not told apart from a model near its optimum: an HF ResNet fine-tuned under
+SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and 2.8e-5 over its
+second half. A plateau after learning whose loss still
 falls steadily (``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its last 130
 steps) is told it is still learning, slowly, not that stopping there loses little. One
 whose loss rises steadily instead (``rising``) stays a warning that names steps too large
