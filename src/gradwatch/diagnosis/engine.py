@@ -9,6 +9,7 @@ from typing import Any
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
+from .recovered import settle_recovered
 from .rules import RULES
 from .symptoms import settle_symptoms
 from .thresholds import Thresholds, resolve_thresholds
@@ -65,8 +66,9 @@ def diagnose(
             labels = tuple(trace.layer_label(name) for name in found.layers)
             findings.append(replace(found, layer_labels=labels))
     if set(RULE_IDS) <= set(selected):
-        # A loss plateau after learning that no gradient finding explains is info.
-        findings = settle_symptoms(findings)
+        # A poor start that nothing followed is info; so is a loss plateau after learning
+        # that no gradient finding explains.
+        findings = settle_symptoms(settle_recovered(findings))
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

@@ -23,17 +23,8 @@ import itertools
 import numpy as np
 
 from ...trace import Trace
-from .._common import (
-    LossResponse,
-    by_layer,
-    fl,
-    hints,
-    learning_rows,
-    loss_response,
-    metric_rows,
-    nanmedian,
-    quiet_nan,
-)
+from .._common import by_layer, hints, learning_rows, metric_rows, nanmedian, quiet_nan
+from .._outcome import loss_outcome
 from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import CollapsingWeightsThresholds
 
@@ -65,15 +56,17 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
     idx = idx[np.argsort(ratio[idx])]  # most collapsed first
     names = [trace.layers[i].name for i in idx]
     worst = float(ratio[idx[0]])
-    resp = loss_response(trace, int(steps[-1]), th.loss_window, th.min_progress, 1)
-    thriving = (
-        resp is not None
-        and not resp.nonfinite
-        and resp.progress >= th.min_progress
-        and resp.relapse <= th.max_relapse
+    outcome = loss_outcome(
+        trace, th.loss_window, th.min_progress, th.max_relapse, last_step=int(steps[-1])
     )
+    thriving = outcome.get("loss_improving") is True
     label = trace.layer_label(names[0])
-    loss_words = "" if resp is None else f" while the loss went {resp.start:.3g} -> {resp.end:.3g}"
+    start, end = outcome.get("loss_start"), outcome.get("loss_end")
+    loss_words = (
+        f" while the loss went {start:.3g} -> {end:.3g}"
+        if isinstance(start, float) and isinstance(end, float)
+        else ""
+    )
     if thriving:
         severity: Severity = "info"
         message = (
@@ -108,23 +101,11 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
             "min_falling_fraction": th.min_falling_fraction,
             "windows": n_win,
             **({} if finished_at is None else {"finished_at_step": finished_at}),
-            **({} if resp is None else _loss_evidence(resp, th, thriving)),
+            **outcome,
         },
         message=message,
         remedies=remedies,
     )
-
-
-def _loss_evidence(
-    resp: LossResponse, th: CollapsingWeightsThresholds, thriving: bool
-) -> dict[str, object]:
-    return {
-        "loss_progress": fl(resp.progress),
-        "min_progress": th.min_progress,
-        "max_relapse_seen": fl(resp.relapse),
-        "max_relapse": th.max_relapse,
-        "loss_improving": thriving,
-    }
 
 
 def _remedies(trace: Trace, idx: np.ndarray) -> tuple[RemedyHint, ...]:
