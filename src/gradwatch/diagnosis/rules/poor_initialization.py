@@ -33,16 +33,7 @@ import numpy as np
 
 from ..._activations import init_gain
 from ...trace import LayerInfo, Trace
-from .._common import (
-    core_layers,
-    fl,
-    hints,
-    metric_rows,
-    nanmedian,
-    pow10,
-    quiet_nan,
-    safe_log10,
-)
+from .._common import core_layers, fl, hints, metric_rows, nanmedian, pow10, quiet_nan, safe_log10
 from .._outcome import loss_outcome
 from ..finding import Finding
 from ..thresholds import PoorInitializationThresholds
@@ -200,7 +191,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     unconfirmed = "compound_factor" in evidence and len(causes) == 1
     if unconfirmed:
         evidence["measured_profile"] = False  # act_std / out_grad_norm were not recorded
-    # Whether training recovered from it: read by the settling pass (diagnosis/causes.py),
+    # Whether training recovered from it: read by the settling pass (diagnosis/recovered.py),
     # which alone knows whether any other finding followed.
     evidence.update(loss_outcome(trace, th.loss_window, th.min_progress, th.max_relapse))
     evidence["measured_at_start"] = "; ".join(causes)
