@@ -26,6 +26,7 @@ from .models import (
     Setup,
     bert,
     convnext,
+    ddpm_mlp,
     dead_relu,
     fp16,
     gpt2,
@@ -144,6 +145,15 @@ CASES: tuple[Case, ...] = (
         "12 pre-LN residual MLP blocks, PyTorch default init, digits, Adam 1e-3",
         residual_mlp,
         learns(),
+        healthy=True,
+    ),
+    Case(
+        "ddpm_mlp_default_init",
+        "DDPM noise predictor on digits: 4 SiLU layers of 256, PyTorch's default init (a "
+        "backward gain of ~0.3 a layer at the start), AdamW 1e-3, 1000 steps",
+        ddpm_mlp,
+        learns(0.3),
+        steps=1000,
         healthy=True,
     ),
     Case(

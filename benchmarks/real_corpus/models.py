@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,42 @@ class CausalTransformerLM(nn.Module):
         h = self.tok(x) + self.pos(torch.arange(t))  # (B, T, C)
         h = self.blocks(h, mask=self.mask[:t, :t], is_causal=True)
         return self.head(h)  # (B, T, 256)
+
+
+class NoisePredictor(nn.Module):
+    """A DDPM noise predictor for 64-pixel digits: sinusoidal time features through
+    Linear + SiLU, concatenated with the noisy input, then 4 Linear + SiLU layers of 256
+    (PyTorch's default init throughout)."""
+
+    def __init__(self, width: int = 256, depth: int = 4) -> None:
+        super().__init__()
+        self.time = nn.Linear(16, 128)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(64 + 128 if i == 0 else width, width), nn.SiLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(width, 64))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        freqs = torch.exp(torch.arange(8, dtype=x.dtype) * -math.log(1000.0) / 8)
+        angles = t[:, None] * freqs
+        time = F.silu(self.time(torch.cat([angles.sin(), angles.cos()], 1)))
+        return self.net(torch.cat([x, time], 1))
+
+
+def _denoising_loss(seed: int, steps: int = 1000) -> LossFn:
+    """DDPM's simple loss (Ho et al. 2020): the noise added at a random step of a linear
+    beta schedule (1e-4 to 0.02 over ``steps``), predicted under MSE; seeded draws."""
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, steps), 0)
+    gen = torch.Generator().manual_seed(seed + 2)
+
+    def loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, _ = batch
+        t = torch.randint(0, steps, (x.shape[0],), generator=gen)
+        noise = torch.randn(x.shape, generator=gen)
+        a = abar[t][:, None]
+        return F.mse_loss(model(a.sqrt() * x + (1 - a).sqrt() * noise, t.float()), noise)
+
+    return loss
 
 
 # ---------------------------------------------------------------------- set-ups
@@ -345,6 +382,14 @@ def transformer_lm(seed: int, lr: float, norm_first: bool, layers: int, length: 
     """Causal ``nn.TransformerEncoder`` byte LM (width 64), Adam at ``lr`` without warm-up."""
     model = CausalTransformerLM(layers, 64, 4, length, norm_first=norm_first)
     return Setup(model, torch.optim.Adam(model.parameters(), lr=lr), byte_windows(length, seed))
+
+
+def ddpm_mlp(seed: int) -> Setup:
+    """A DDPM noise predictor (:class:`NoisePredictor`) on standardised digits vectors, batch
+    128, AdamW 1e-3."""
+    model = NoisePredictor()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_vectors(seed, batch=128), loss=_denoising_loss(seed))
 
 
 def fp16(seed: int, scale: float) -> Setup:
