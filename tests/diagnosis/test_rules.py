@@ -469,6 +469,14 @@ def test_collapsing_weights_tells_regularisation_from_collapse(
     assert "while the loss went 2." in f.message  # its start, then its end
 
 
+def test_collapsing_weights_without_a_loss_says_what_it_cannot_tell() -> None:
+    """No loss logged: still a warning (it may be a collapse), saying a logged loss would tell
+    regularisation apart."""
+    f = run("collapsing_weights", trace_of(3, 100, {"weight_norm": _decaying_norms()}))
+    assert f is not None and f.severity == "warning" and "loss_improving" not in f.evidence
+    assert "No loss was logged: with w.log(loss=...)" in f.message
+
+
 def test_collapsing_weights_quiet_once_the_model_has_finished() -> None:
     """Weights that shrink only after the loss fell to a tenth of its start (the loss's
     gradient is tiny, decay acts unopposed) are not judged: the drift before is flat."""

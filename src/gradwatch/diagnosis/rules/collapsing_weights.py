@@ -87,6 +87,12 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
     remedies = () if thriving else _remedies(trace, idx)
     if not thriving and not remedies:
         message += " Exclude normalisation gains from weight decay, or lower it."
+    if not outcome:
+        # Without a loss, regularisation (a drift the loss does not mind) cannot be told apart.
+        message += (
+            " No loss was logged: with w.log(loss=...) a drift under an improving loss is told "
+            "apart as regularisation."
+        )
     return Finding(
         rule=RULE,
         severity=severity,
