@@ -160,3 +160,19 @@ def test_fix_says_when_no_remedy_fits(
     assert "Loss rising: steps too large" in out
     assert "none of the catalogue's transforms fits these findings" in out
     assert "Remedies, best first" not in out
+
+
+def test_fix_with_only_notes_says_there_is_nothing_to_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Info findings only (a poor start training recovered from): nothing to fix."""
+    _record(tmp_path / "run")
+
+    def diagnose(trace: Trace) -> list[Finding]:
+        return [Finding("poor_initialization", "info", (), (0, 2), {}, "recovered from")]
+
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
+    assert main(["fix", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing to fix: the findings above are notes (info), not problems." in out
+    assert "none of the catalogue's transforms" not in out

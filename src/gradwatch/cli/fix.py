@@ -98,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
     print_findings(findings, brief=True, indent=2)
     usable = [p for p in prescriptions if p.applicable]
     if not prescriptions:
-        # Findings without remedies: a setting (the learning rate) or the task is the suspect,
-        # and the messages above say which; an empty ranked list would read as an omission.
-        print(
-            "\nRemedies: none of the catalogue's transforms fits these findings; their "
-            "messages above say what to change."
-        )
+        # Findings without remedies: notes (info), or a setting (the learning rate) or the task
+        # as the suspect, which the messages name; an empty ranked list would read as an
+        # omission.
+        if all(f.severity == "info" for f in findings):
+            print("\nNothing to fix: the findings above are notes (info), not problems.")
+        else:
+            print(
+                "\nRemedies: none of the catalogue's transforms fits these findings; their "
+                "messages above say what to change."
+            )
         return 0
     print(f"\nRemedies, best first ({len(usable)}):")
     for i, p in enumerate(usable, start=1):
