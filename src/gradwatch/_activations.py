@@ -21,6 +21,7 @@ the remedies (which activation to swap in), the theory (which phi to integrate) 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -179,6 +180,19 @@ def kind_of(class_name: str) -> ActivationKind | None:
     if like == "Identity":
         return "other"
     return KINDS.get(like) if like is not None else None
+
+
+def none_saturate(class_names: Iterable[str]) -> bool:
+    """Whether ``class_names`` are all known activations and none saturates (ReLU, GELU,
+    SiLU ...): swapping in a ReLU then passes no more gradient. False for an empty set or an
+    unknown name (what it does is not known).
+
+    Example:
+        >>> none_saturate(["NewGELUActivation", "gelu"]), none_saturate(["GELU", "Tanh"])
+        (True, False)
+    """
+    kinds = [kind_of(name) for name in class_names]
+    return bool(kinds) and all(k is not None and k != "saturating" for k in kinds)
 
 
 #: The init gain a layer needs when this activation follows it (torch class name -> gain):

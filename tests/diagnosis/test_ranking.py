@@ -171,6 +171,28 @@ def test_a_norm_does_not_fit_a_normalised_residual_net(
             )
 
 
+@pytest.mark.parametrize(
+    ("acts", "fits"),
+    [(("NewGELUActivation", "gelu"), False), (("GELU", "Tanh"), True), (("GELU", None), False)],
+)
+def test_relu_is_ruled_out_when_no_recorded_activation_saturates(
+    acts: tuple[str | None, ...], fits: bool
+) -> None:
+    """A GPT-2 (HF's GELU module and a functional gelu) is not offered relu: its activations
+    do not saturate; a tanh among them keeps it. Layers with no activation do not count."""
+    from gradwatch.diagnosis.ranking import layer_table_applicability
+
+    infos = [
+        LayerInfo(f"fc{i}", "Linear", i, 16 * 16, {"weight": [16, 16]}, activation=a)
+        for i, a in enumerate(acts)
+    ]
+    t = Trace.from_arrays(infos, [0], {"grad_rms": np.ones((1, len(infos)))})
+    ok, why = layer_table_applicability(t, "relu")
+    assert ok == fits
+    if not fits:
+        assert why is not None and "do not saturate: a ReLU would pass no more gradient" in why
+
+
 def test_a_residual_net_without_square_layers_is_told_it_has_residual_connections() -> None:
     """nn.TransformerEncoder records no square Linear (linear1 is 64 -> 256, attention is a
     MultiheadAttention layer): residual is ruled out because the model has skip connections,

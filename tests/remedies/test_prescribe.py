@@ -70,6 +70,21 @@ def test_applicability_of_each_family() -> None:
     assert ok is False and why is not None  # CPU-only test machine
 
 
+def test_relu_does_not_fit_a_model_whose_activations_never_saturate() -> None:
+    """GELU and SiLU have no saturated tail: swapping them for ReLU passes no more gradient.
+    One saturating activation among them (a tanh) keeps relu applicable."""
+    gelu_silu = nn.Sequential(
+        nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 4), nn.SiLU(), nn.Linear(4, 2)
+    )
+    assert applicability(gelu_silu, "relu") == (
+        False,
+        "the model's activations (GELU, SiLU) do not saturate: a ReLU would pass no more gradient",
+    )
+    assert applicability(gelu_silu, "leaky_relu") == (True, None)  # only relu is judged so
+    mixed = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+    assert applicability(mixed, "relu") == (True, None)
+
+
 def test_options_come_from_the_trace_and_mark_required_data() -> None:
     """clip_norm carries max_norm from suggest_max_norm(trace); init_lsuv marks inputs as required."""
     norms = np.arange(1.0, 21.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._activations import SWAPPABLE
+from .._activations import SWAPPABLE, none_saturate
 from ..trace import Trace
 from ._common import residual_shape
 from .finding import REMEDY_IDS, Finding, RemedyHint
@@ -96,7 +96,23 @@ def layer_table_applicability(trace: Trace, remedy: str) -> tuple[bool, str | No
         acts = {layer.activation for layer in layers if layer.activation is not None}
         if acts == {SWAPPABLE[remedy]}:
             return False, f"the recorded model already uses {remedy} everywhere"
+        why = relu_misfit(acts) if remedy == "relu" else None
+        if why:
+            return False, why
     return True, None
+
+
+def relu_misfit(acts: Iterable[str]) -> str | None:
+    """Why the ``relu`` remedy does not fit a model with activations ``acts`` (class names),
+    or None: none of them saturates, so a ReLU would pass no more gradient (the layer table's
+    and the model's checks share it)."""
+    acts = set(acts)
+    if not none_saturate(acts):
+        return None
+    return (
+        f"the model's activations ({', '.join(sorted(acts))}) do not saturate: a ReLU would "
+        "pass no more gradient"
+    )
 
 
 def fitting_hints(finding: Finding, trace: Trace | None) -> tuple[RemedyHint, ...]:

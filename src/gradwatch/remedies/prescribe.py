@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
-from ..diagnosis.ranking import rank_remedies
+from ..diagnosis.ranking import rank_remedies, relu_misfit
 from ._blocks import find_stacks
 from ._common import activation_types, weight_layer_types
 
@@ -117,7 +117,8 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
             )
         if hidden == {_module_class(remedy)}:
             return False, f"the model already uses {remedy} everywhere"
-        return True, None
+        why = relu_misfit(t.__name__ for t in hidden) if remedy == "relu" else None
+        return (False, why) if why else (True, None)
     if remedy in ("batchnorm", "layernorm"):
         for s in stacks:
             children = list(s.module.children())
