@@ -144,35 +144,40 @@ def test_fix_with_the_real_diagnosis(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert remedies[0] == "residual" and "lstm" not in remedies
 
 
-def test_fix_says_when_no_remedy_fits(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+#: What fix says instead of a ranked list, one line per case.
+_NO_REMEDY_LINES = (
+    "none of the catalogue's transforms fits these findings",
+    "Nothing to fix: the findings above are notes (info), not problems.",
+)
+
+
+@pytest.mark.parametrize(
+    ("finding", "says"),
+    [
+        # A loss rising under steps too large: a setting to change, no transform.
+        (
+            Finding("loss_plateau", "warning", (), (4, 11), {}, "Loss rising: steps too large"),
+            _NO_REMEDY_LINES[0],
+        ),
+        # Info only (a poor start training recovered from): notes, not problems.
+        (
+            Finding("poor_initialization", "info", (), (0, 2), {}, "recovered from"),
+            _NO_REMEDY_LINES[1],
+        ),
+    ],
+)
+def test_fix_with_findings_that_carry_no_remedy(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    finding: Finding,
+    says: str,
 ) -> None:
-    """Findings that carry no remedy (a loss rising under steps too large) are not followed by
-    an empty ranked list: fix says none of the catalogue's transforms fits."""
+    """Findings without remedies are not followed by an empty ranked list: fix says why."""
     _record(tmp_path / "run")
-
-    def diagnose(trace: Trace) -> list[Finding]:
-        return [Finding("loss_plateau", "warning", (), (4, 11), {}, "Loss rising: steps too large")]
-
-    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
+    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", lambda trace: [finding], raising=False)
     assert main(["fix", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
-    assert "Loss rising: steps too large" in out
-    assert "none of the catalogue's transforms fits these findings" in out
+    assert finding.message in out and says in out
+    assert [line in out for line in _NO_REMEDY_LINES].count(True) == 1
     assert "Remedies, best first" not in out
-
-
-def test_fix_with_only_notes_says_there_is_nothing_to_fix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Info findings only (a poor start training recovered from): nothing to fix."""
-    _record(tmp_path / "run")
-
-    def diagnose(trace: Trace) -> list[Finding]:
-        return [Finding("poor_initialization", "info", (), (0, 2), {}, "recovered from")]
-
-    monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
-    assert main(["fix", str(tmp_path / "run")]) == 0
-    out = capsys.readouterr().out
-    assert "Nothing to fix: the findings above are notes (info), not problems." in out
-    assert "none of the catalogue's transforms" not in out
