@@ -150,6 +150,13 @@ class Finding:
         return card(title, self._html_body(), self.severity)
 
 
+def alarms_besides(findings: Iterable[Finding], rule: str) -> bool:
+    """Whether a finding of a rule other than ``rule`` is a warning or critical: what the
+    settling passes (``symptoms``, ``recovered``) ask before telling a finding it stands
+    alone."""
+    return any(f.rule != rule and SEVERITY_RANK[f.severity] >= 1 for f in findings)
+
+
 class Diagnosis(list[Finding]):
     """What :func:`~gradwatch.diagnosis.diagnose` returns: the findings, most severe first.
 

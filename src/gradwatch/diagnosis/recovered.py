@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .finding import SEVERITY_RANK, Finding
+from .finding import Finding, alarms_besides
 
 #: The cause this pass settles.
 CAUSE = "poor_initialization"
@@ -35,7 +35,7 @@ CAUSE = "poor_initialization"
 def settle_recovered(findings: list[Finding]) -> list[Finding]:
     """``findings`` with a poor initialisation that training recovered from made ``info``:
     no other finding at warning or above, and a loss that improved over the run."""
-    if any(f.rule != CAUSE and SEVERITY_RANK[f.severity] >= 1 for f in findings):
+    if alarms_besides(findings, CAUSE):
         return findings
     return [
         _recovered(f)

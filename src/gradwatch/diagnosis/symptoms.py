@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .finding import SEVERITY_RANK, Finding, Severity
+from .finding import Finding, Severity, alarms_besides
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
@@ -53,10 +53,10 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
     with the gradient.) Only for a diagnosis that ran every rule: with a subset, a missing
     cause may just not have been looked for.
     """
-    causes = [f for f in findings if f.rule != SYMPTOM and SEVERITY_RANK[f.severity] >= 1]
+    alone = not alarms_besides(findings, SYMPTOM)
     out = []
     for f in findings:
-        if f.rule == SYMPTOM and f.severity == "warning" and not causes:
+        if f.rule == SYMPTOM and f.severity == "warning" and alone:
             if f.evidence.get("rising"):
                 f = _rising(f)
             elif _learned_first(f):
