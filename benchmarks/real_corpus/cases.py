@@ -59,6 +59,7 @@ class Case:
     expect: tuple[str, ...] = ()  # rules that must fire (warning or critical)
     healthy: bool = False  # no warning/critical finding allowed
     slow: bool = False  # over ~10 s on one thread: not in CI
+    warmup: int = 0  # steps of lr_warmup the recipe itself uses (0: none)
 
 
 CASES: tuple[Case, ...] = (
@@ -198,6 +199,15 @@ CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "gpt2_warmup_too_short",
+        "HF GPT-2 as gpt2_lm but AdamW lr 0.1 after a 20-step warm-up: stays at unigram, "
+        "its representation collapsed",
+        lambda seed: gpt2(0.1, seed),
+        no_context_learned(),
+        expect=("loss_plateau",),
+        warmup=20,
+    ),
+    Case(
         "gpt2_lr_too_low",
         "HF GPT-2 as gpt2_lm but AdamW lr 1e-6: steps a thousandth of healthy, loss barely moves",
         lambda seed: gpt2(1e-6, seed),
@@ -248,17 +258,17 @@ CASES: tuple[Case, ...] = (
 REAL_CORPUS: dict[str, Case] = {c.name: c for c in CASES}
 
 
-def record(case: Case, seed: int = 0, *, warmup: int = 0) -> Run:
+def record(case: Case, seed: int = 0, *, warmup: int | None = None) -> Run:
     """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
 
     ``warmup`` > 0 adds the ``lr_warmup`` remedy over that many steps (the scheduler steps
-    after the optimizer). Runs on one CPU thread (restored afterwards), so results and
+    after the optimizer); None takes the case's own (``Case.warmup``). Runs on one CPU thread (restored afterwards), so results and
     timings match across hosts.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _record(case, seed, warmup)
+        return _record(case, seed, case.warmup if warmup is None else warmup)
     finally:
         torch.set_num_threads(threads)
 

@@ -154,6 +154,28 @@ def test_steps_too_small_are_named_as_a_learning_rate_too_low() -> None:
     assert "the learning rate is likely too low" in plateau.message
 
 
+def test_a_collapsed_representation_is_named_and_a_healthy_one_is_not() -> None:
+    """GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss with no gradient
+    finding: the plateau names the representation its head reads (the final LayerNorm),
+    under a tenth of whose variance differs between tokens. The healthy recipe's final
+    LayerNorm, measured the same way over the second half of its run, keeps a quarter or
+    more."""
+    import numpy as np
+
+    from gradwatch.diagnosis.rules.loss_plateau import plateau_between_inputs
+
+    run = _require_check("gpt2_warmup_too_short")
+    (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
+    assert plateau.severity == "warning" and plateau.evidence["cause"] == "collapsed"
+    assert plateau.evidence["between_inputs_layer"].endswith("transformer.ln_f")
+    assert plateau.evidence["plateau_between_inputs"] < 0.1 and plateau.remedies == ()
+    healthy = run_of("gpt2_lm").trace
+    measured = plateau_between_inputs(healthy, int(np.max(healthy.steps)) // 2)
+    assert measured is not None
+    col, share = measured
+    assert healthy.layers[col].name == "transformer.ln_f" and share > 0.25
+
+
 def test_a_loss_still_falling_slowly_is_told_it_still_learns() -> None:
     """GPT-2 at AdamW 1e-5 (gpt2_lm's recipe at a hundredth of its rate) learns a little, then
     falls ~4% in 130 steps, under loss_plateau's 5%: no warning, and the plateau is told the

@@ -12,14 +12,21 @@ from gradwatch.trace import Trace
 N = 100
 
 
-def _trace(loss: np.ndarray, grad_decades: float = 0.0, update_ratio: float | None = None) -> Trace:
+def _trace(
+    loss: np.ndarray,
+    grad_decades: float = 0.0,
+    update_ratio: float | None = None,
+    between_inputs: float | None = None,
+) -> Trace:
     """6 layers whose grad_rms rises ``grad_decades`` along depth, with ``loss`` logged; with
-    ``update_ratio``, every layer's on every 5th step."""
+    ``update_ratio`` or ``between_inputs`` (act_between_inputs), every layer's on every 5th
+    step."""
     metrics = {"grad_rms": np.tile(depth_profile(6, grad_decades), (N, 1))}
-    if update_ratio is not None:
-        ur = np.full((N, 6), np.nan)
-        ur[::5] = update_ratio
-        metrics["update_ratio"] = ur
+    for name, value in (("update_ratio", update_ratio), ("act_between_inputs", between_inputs)):
+        if value is not None:
+            sampled = np.full((N, 6), np.nan)
+            sampled[::5] = value
+            metrics[name] = sampled
     return trace_of(6, N, metrics, scalars={"loss": loss})
 
 
@@ -151,3 +158,47 @@ def test_a_loss_falling_slowly_from_the_start_is_not_sent_to_the_task() -> None:
     assert f.evidence["cause"] == "slow" and f.evidence["still_falling"] is True
     assert f.message.startswith("Loss falling slowly: from step 0 the loss went 2.29")
     assert "labels it cannot predict" not in f.message
+
+
+def test_a_plateau_whose_representation_collapsed_says_so() -> None:
+    """The representation the head reads (layer 4 of 6: the last is the head) varies between
+    inputs by a median 3% of its variance over the plateau: the prediction barely depends on
+    the input, a warning that names the layer and the step size, without structural
+    remedies, after learning or from the start. At 40% it is the healthy plateau (info), and
+    beside a gradient finding the other findings explain it."""
+    f = _plateau(gw.diagnose(_trace(_learns_then_flat(), between_inputs=0.03)))
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["cause"] == "collapsed"
+    assert f.evidence["plateau_between_inputs"] == 0.03
+    assert f.evidence["between_inputs_layer"] == "L4 fc4"
+    assert f.message.startswith(
+        "Loss plateau with a collapsed representation: from step 30 the loss stayed near 0.9223"
+    )
+    assert "('L4 fc4') is nearly the same for every input: only 3.0% of its variance" in f.message
+    flat = 2.3 + 0.001 * np.sin(np.arange(N))
+    start = _plateau(gw.diagnose(_trace(flat, between_inputs=0.03)))
+    assert start.evidence["cause"] == "collapsed" and start.severity == "warning"
+    healthy = _plateau(gw.diagnose(_trace(_learns_then_flat(), between_inputs=0.4)))
+    assert healthy.severity == "info" and "cause" not in healthy.evidence
+    beside = _plateau(gw.diagnose(_trace(flat, grad_decades=5.0, between_inputs=0.03)))
+    assert "cause" not in beside.evidence and beside.remedies
+
+
+def test_the_head_reads_the_layer_before_it_or_a_tied_heads_final_norm() -> None:
+    """read_out_layer: the layer before a final weight layer (the head's logits share the
+    label prior), the final norm where the head is tied to the embedding (no layer of its
+    own), passing over layers without a measurement; nothing when none has one."""
+    from diag_helpers import layers
+
+    from gradwatch.diagnosis.rules.loss_plateau import read_out_layer
+    from gradwatch.trace import LayerInfo
+
+    every = np.ones(6, dtype=bool)
+    assert read_out_layer(trace_of(6, 3, {}), every) == 4
+    assert read_out_layer(trace_of(6, 3, {}), np.array([1, 1, 1, 0, 1, 1], bool)) == 4
+    assert read_out_layer(trace_of(6, 3, {}), np.array([1, 1, 1, 1, 0, 1], bool)) == 3
+    tied = [*layers(3), LayerInfo(name="ln_f", type="LayerNorm", depth=3, num_params=8)]
+    assert tied[-1].role == "norm"
+    assert read_out_layer(trace_of(4, 3, {}, layer_infos=tied), np.ones(4, bool)) == 3
+    assert read_out_layer(trace_of(1, 3, {}), np.ones(1, bool)) == 0
+    assert read_out_layer(trace_of(6, 3, {}), np.zeros(6, bool)) is None

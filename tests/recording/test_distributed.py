@@ -48,6 +48,7 @@ METRICS = (
     "act_saturated",
     "act_dead",
     "out_grad_norm",
+    "act_between_inputs",
 )
 
 

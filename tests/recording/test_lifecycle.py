@@ -194,14 +194,14 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
         gw.watch(deferred)
     assert _hook_count(deferred) == 0
     # The window's buffers are allocated up front: a huge one is refused, naming the most that
-    # fits (4 layers: 12 statistics x 4 bytes, 8 scalars x 8 bytes and 14 activation sums x 8
-    # bytes a step, 704 bytes: 256 MiB / 704 = 381300 steps).
-    with pytest.raises(ValueError, match=r"`flush_every`=10000000 .*6\.6 GiB.*<= 381300.*None"):
+    # fits (4 layers: 13 statistics x 4 bytes, 8 scalars x 8 bytes and 18 activation sums x 8
+    # bytes a step, 848 bytes: 256 MiB / 848 = 316551 steps).
+    with pytest.raises(ValueError, match=r"`flush_every`=10000000 .*7\.9 GiB.*<= 316551.*None"):
         gw.watch(model, flush_every=10**7, run_dir=tmp_path / "huge")
     assert _hook_count(model) == 0 and not (tmp_path / "huge").exists()
-    check_flush_window(381_300, 4, torch.device("cpu"))  # the most that fits is allowed
-    with pytest.raises(ValueError, match="<= 381300"):
-        check_flush_window(381_301, 4, torch.device("cpu"))
+    check_flush_window(316_551, 4, torch.device("cpu"))  # the most that fits is allowed
+    with pytest.raises(ValueError, match="<= 316551"):
+        check_flush_window(316_552, 4, torch.device("cpu"))
     other = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="`optimizer`.*not in `model`"):
         gw.watch(model, torch.optim.SGD(other.parameters(), lr=0.1))

@@ -20,6 +20,18 @@ def _mlp(act: type[nn.Module] = nn.Tanh, depth: int = 3, width: int = 6) -> nn.S
     return nn.Sequential(*layers)
 
 
+def _between_share(ys: list[torch.Tensor], unit_dim: int = -1) -> float:
+    """float64 reference of act_between_inputs over the forwards ``ys``: the squared
+    deviations of each unit from its mean over the inputs of its forward, over those from
+    the forward's overall mean."""
+    between = centred = 0.0
+    for y in ys:
+        rows = y.double().movedim(unit_dim, -1).reshape(-1, y.shape[unit_dim])
+        between += (rows - rows.mean(dim=0)).square().sum().item()
+        centred += (rows - rows.mean()).square().sum().item()
+    return between / centred
+
+
 def _linears(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
 
@@ -198,6 +210,10 @@ def test_activation_statistics_match_reference(
         )
         og = outs[lin].grad.double().norm().item()
         assert t.matrix("out_grad_norm")[0, i] == pytest.approx(og, rel=1e-5)
+        # Read off float32 sums: the saturated sigmoid's tiny variance (7e-4 of the variance
+        # share) comes out 3e-6 off, well inside what a rule reading it needs.
+        share = t.matrix("act_between_inputs")[0, i]
+        assert share == pytest.approx(_between_share([y]), rel=1e-4, abs=1e-5)
         if i == len(acts):
             assert math.isnan(t.matrix("act_saturated")[0, i])
             continue
@@ -254,6 +270,9 @@ def test_conv_activation_statistics_per_channel_match_reference(
         )
         dead = (y <= 0).all(dim=(0, 2, 3)).double().mean().item()
         assert t.matrix("act_dead")[0, i] == pytest.approx(dead), (i, dead)
+        # A unit is a channel: the batch and the positions are the inputs.
+        share = t.matrix("act_between_inputs")[0, i]
+        assert share == pytest.approx(_between_share([y], unit_dim=1), rel=1e-4, abs=1e-6)
     assert t.matrix("act_dead")[0, 1] >= 4 / 8
 
 
@@ -457,3 +476,50 @@ def test_activation_statistics_cover_every_forward_of_an_accumulated_step() -> N
     assert t.matrix("act_dead")[0, 0] == pytest.approx(dead)
     og = math.sqrt(sum(g.square().sum().item() for g in lin_grads))
     assert t.matrix("out_grad_norm")[0, 0] == pytest.approx(og, rel=1e-5)
+    # Each forward's inputs against its own means (the micro-batch, as a DDP rank's batch).
+    share = t.matrix("act_between_inputs")[0, 0]
+    assert share == pytest.approx(_between_share(relu_outs), rel=1e-4)
+    assert share != pytest.approx(_between_share([both]), rel=1e-3)
+
+
+def test_between_inputs_share_reads_collapse_and_ignores_a_shared_pattern() -> None:
+    """act_between_inputs is the share of an output's variance that differs between inputs:
+    near 0 when every input (here every token of every sequence) gets the same vector, 1 for
+    independent noise, lowered by a pattern over the units that every input shares, unchanged
+    by an offset common to every unit (a sigmoid's 0.5), and missing for an output with one
+    input per unit."""
+
+    class Fixed(nn.Module):
+        """A layer whose output is ``make(x)`` (times a trainable 1)."""
+
+        def __init__(self, make: object) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+            self.make = make
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.scale * self.make(x)  # type: ignore[operator]
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 50, 3)  # (batch, tokens, units)
+    pattern = torch.tensor([5.0, -2.0, 0.5])
+    wiggle = 1e-3 * torch.randn(4, 50, 3)
+    cases = {
+        "collapsed": (lambda x: pattern + wiggle, 0.0, 1e-5),
+        "noise": (lambda x: torch.randn(4, 50, 3), 1.0, 0.05),
+        "noise + shared pattern": (lambda x: pattern + x, _between_share([x + pattern]), 1e-4),
+        "noise + offset": (lambda x: 0.5 + x, _between_share([x]), 1e-4),
+    }
+    for name, (make, want, tol) in cases.items():
+        model = nn.Sequential(Fixed(make))
+        with gw.watch(model) as w:
+            model(x).sum().backward()
+            w.step()
+        got = w.trace.matrix("act_between_inputs")[0, 0]
+        assert got == pytest.approx(want, abs=tol), name
+    assert _between_share([x + pattern]) < 0.5 * _between_share([x])
+    single = nn.Sequential(Fixed(lambda x: x))
+    with gw.watch(single) as w:
+        single(torch.randn(1, 3)).sum().backward()  # one input: nothing to vary
+        w.step()
+    assert math.isnan(w.trace.matrix("act_between_inputs")[0, 0])

@@ -28,7 +28,12 @@ falls steadily (``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its
 steps) is told it is still learning, slowly, not that stopping there loses little. One
 whose loss rises steadily instead (``rising``) stays a warning that names steps too large
 or unshuffled data: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86 -> 3.07 from
-step 80 to 200, ending at the unigram level with no other finding.
+step 80 to 200, ending at the unigram level with no other finding. One whose head reads a collapsed
+representation (``collapsed``: under ``collapsed_share`` of its variance differs between
+inputs, so the prediction barely depends on the input) stays a warning too, after learning
+or from the start: HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss
+from step 20 with 3.5% at its final LayerNorm, where the update ratio (0.008) could not tell
+it from a healthy ResNet on noisy labels (0.007, with 97% between inputs).
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
     """``findings`` with a loss plateau that no other rule explains told what it is.
 
     With no warning or critical finding beside it: a loss that rises steadily over the
-    plateau stays a warning naming steps too large (or unshuffled data); a plateau after
+    plateau stays a warning naming steps too large (or unshuffled data), and so does one whose
+    head reads a representation that barely varies between inputs; a plateau after
     learning becomes ``info``; one from the start stays a warning that names the learning
     rate when the steps are too small to train (the median update ratio under
     ``tiny_update_ratio``), else points at what the model is asked to learn. (After
@@ -59,6 +65,8 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
         if f.rule == SYMPTOM and f.severity == "warning" and alone:
             if f.evidence.get("rising"):
                 f = _rising(f)
+            elif _collapsed(f):
+                f = _collapsed_representation(f)
             elif _learned_first(f):
                 f = _unexplained(f)
             elif _tiny_steps(f):
@@ -84,6 +92,33 @@ def _rising(f: Finding) -> Finding:
     )
     # No remedy of the catalogue lowers a rate; residual paths or an activation would not help.
     return _told(f, message, cause="rising")
+
+
+def _collapsed(f: Finding) -> bool:
+    """Whether the representation the head reads varied between inputs less than the rule's
+    ``collapsed_share`` over the plateau."""
+    share, limit = f.evidence.get("plateau_between_inputs"), f.evidence.get("collapsed_share")
+    return isinstance(share, float) and isinstance(limit, float) and share < limit
+
+
+def _collapsed_representation(f: Finding) -> Finding:
+    ev = f.evidence
+    level = ev.get("plateau_loss")
+    near = f" stayed near {level:.4g}" if isinstance(level, float) else " stayed flat"
+    message = (
+        f"Loss plateau with a collapsed representation: from step "
+        f"{ev.get('plateau_from_step')} the loss{near} and no other rule found a gradient "
+        f"problem, but the representation the output reads ('{ev.get('between_inputs_layer')}'"
+        f") is nearly the same for every input: only {ev.get('plateau_between_inputs'):.1%} "
+        "of its variance differs between inputs (healthy training keeps a quarter or more), "
+        "so the prediction barely depends on the input (a language model predicts the token "
+        "frequencies; a classifier, the class frequencies). Steps too large collapse a "
+        "representation this way (lower the learning rate, or warm it up for longer), and so "
+        "does depth that pulls every input toward one point (rank collapse)."
+    )
+    # No remedy of the catalogue lowers a rate, and the warm-up length that suffices is not
+    # known from this run (GPT-2 at AdamW 0.1 stayed near its unigram loss after 20 and 60).
+    return _told(f, message, cause="collapsed")
 
 
 def _tiny_steps(f: Finding) -> bool:

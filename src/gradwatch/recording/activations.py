@@ -29,7 +29,14 @@ from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, s
 from .structure import layer_class
 
 #: The sampled activation metrics, in their (contiguous) order in LAYER_METRICS.
-SAMPLED_METRICS = ("act_mean", "act_std", "act_saturated", "act_dead", "out_grad_norm")
+SAMPLED_METRICS = (
+    "act_mean",
+    "act_std",
+    "act_saturated",
+    "act_dead",
+    "out_grad_norm",
+    "act_between_inputs",
+)
 _CONV_LIKE = ("Conv", "ConvTranspose", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "Instance")
 
 # Outputs and output gradients of a sampled step are kept (by reference) until the optimizer
@@ -517,19 +524,9 @@ class ActivationSampler:
                     ys = self._stack.get(n, y0.dtype, y0.device).view(len(part), *y0.shape)
                     tmp = self._stack_tmp.get(n, y0.dtype, y0.device).view(ys.shape)
                     torch.stack([it.y for it in part], out=ys)
-                total, total_sq, sat, alive = batch_moments(
-                    ys, first.act_type, first.kind, first.unit_dim, tmp
-                )
+                moments = batch_moments(ys, first.act_type, first.kind, first.unit_dim, tmp)
                 layers = tuple(it.layer for it in part)
-                sums.add_batch(
-                    first.source,
-                    layers,
-                    total,
-                    total_sq,
-                    count=first.y.numel(),
-                    saturated=sat,
-                    alive=alive,
-                )
+                sums.add_batch(first.source, layers, moments, count=first.y.numel())
         grads = [(i, g) for i, g, version in step.pending_og if g._version == version]
         if grads:
             sums.add_out_grads(tuple(i for i, _ in grads), sums_of_squares([g for _, g in grads]))

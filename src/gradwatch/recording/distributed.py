@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW
-from .sampled import RAW_ROWS, DeviceConstants, alive_counts, combine
+from .sampled import OUT_GRAD_ROW, RAW_ROWS, DeviceConstants, alive_counts, combine
 
 if TYPE_CHECKING:
     from .buffer import StepBuffer
@@ -47,7 +47,6 @@ REDUCE_MODES: tuple[str, ...] = ("mean", "sum")
 # Per-layer rows that hold sums of squares or counts until the flush, so they add over the
 # shards of FSDP2 parameters (the derived norms and fractions are computed after).
 _SHARD_ROWS = ("grad_norm", "weight_norm", "update_ratio", "grad_underflow")
-_OUT_GRAD_SQ = 6  # the output-gradient row of StepSums.raw
 
 
 def world() -> tuple[int, int]:
@@ -251,7 +250,7 @@ class WindowReducer:
         # DDP and FSDP2 average the ranks' gradients: the step follows the gradient of the
         # mean of the ranks' losses, whose gradient at a layer's output (or a recurrent
         # input) is each rank's own divided by the world size. Sums of squares: by its square.
-        act[:, _OUT_GRAD_SQ] /= self.world_size**2
+        act[:, OUT_GRAD_ROW] /= self.world_size**2
         if self.sharded:
             n = buf.values[:, shard_rows].numel()
             block = flat[pos : pos + n].view(buf.values.shape[0], len(shard_rows), -1)

@@ -5,7 +5,7 @@ activation that follows it ("act"); a layer's activation statistics describe the
 when it has one, else its own output. Contributions arrive as vectors over a batch of layers
 (``add_batch``, ``add_out_grads``) or one layer at a time (``add_accumulator``, for outputs
 reduced in their hook), and ``metrics`` turns them into act_mean, act_std, act_saturated,
-act_dead and out_grad_norm for every layer at once.
+act_dead, out_grad_norm and act_between_inputs for every layer at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .stats import ActivationAccumulator
+from .stats import ActivationAccumulator, Moments
 
 RAW, ACT = 0, 1
 
@@ -73,42 +73,43 @@ class StepSums:
         self.n = n_layers
         self._dtype = dtype
         self._consts = consts
-        # rows: total, total of squares, saturated count, for RAW then ACT; then out-grad sq.
-        self._sums = torch.zeros(7, n_layers, dtype=dtype, device=device)
+        # rows: total, total of squares, saturated count, the squared per-unit and overall
+        # means (stats.Moments; _PER_SOURCE rows), for RAW then ACT; then the out-grad sum
+        # of squares.
+        self._sums = torch.zeros(_SUM_ROWS, n_layers, dtype=dtype, device=device)
         self.count = np.zeros((2, n_layers))
         self.has_sat = np.zeros((2, n_layers), dtype=bool)
         self.has_og = np.zeros(n_layers, dtype=bool)
         self.alive: dict[tuple[int, int], torch.Tensor] = {}
 
     def _row(self, src: int, k: int) -> torch.Tensor:
-        return self._sums[3 * src + k]
+        return self._sums[_PER_SOURCE * src + k]
 
     def add_batch(
         self,
         src: int,
         layers: tuple[int, ...],
-        total: torch.Tensor,
-        total_sq: torch.Tensor,
+        m: Moments,
         *,
         count: int,
-        saturated: torch.Tensor | None,
-        alive: torch.Tensor | None,
     ) -> None:
-        """Add the reductions of k outputs of equal size, one per entry of ``layers``."""
+        """Add the reductions of k outputs of ``count`` elements, one per entry of ``layers``."""
         idx = self._consts.index(layers)
-        self._row(src, 0).index_add_(0, idx, total.to(self._dtype))
-        self._row(src, 1).index_add_(0, idx, total_sq.to(self._dtype))
+        self._row(src, 0).index_add_(0, idx, m.total.to(self._dtype))
+        self._row(src, 1).index_add_(0, idx, m.total_sq.to(self._dtype))
         np.add.at(self.count[src], list(layers), count)
-        if saturated is not None:
-            self._row(src, 2).index_add_(0, idx, saturated.to(self._dtype))
+        if m.saturated is not None:
+            self._row(src, 2).index_add_(0, idx, m.saturated.to(self._dtype))
             self.has_sat[src, list(layers)] = True
-        if alive is not None:
+        self._row(src, 3).index_add_(0, idx, m.common.to(self._dtype))
+        self._row(src, 4).index_add_(0, idx, m.offset.to(self._dtype))
+        if m.alive is not None:
             for j, i in enumerate(layers):
-                self._add_alive(src, i, alive[j])
+                self._add_alive(src, i, m.alive[j])
 
     def add_out_grads(self, layers: tuple[int, ...], sq: torch.Tensor) -> None:
         """Add sum((dL/d output)**2) of outputs of ``layers``."""
-        self._sums[6].index_add_(0, self._consts.index(layers), sq.to(self._dtype))
+        self._sums[OUT_GRAD_ROW].index_add_(0, self._consts.index(layers), sq.to(self._dtype))
         self.has_og[list(layers)] = True
 
     def add_accumulator(self, src: int, i: int, acc: ActivationAccumulator) -> None:
@@ -120,10 +121,13 @@ class StepSums:
             if acc.saturated is not None:
                 self._row(src, 2)[i] += acc.saturated.to(self._dtype)
                 self.has_sat[src, i] = True
+            if acc.common is not None and acc.offset is not None:
+                self._row(src, 3)[i] += acc.common.to(self._dtype)
+                self._row(src, 4)[i] += acc.offset.to(self._dtype)
             if acc.alive is not None:
                 self._add_alive(src, i, acc.alive)
         if acc.out_grad_sq is not None:
-            self._sums[6, i] += acc.out_grad_sq.to(self._dtype)
+            self._sums[OUT_GRAD_ROW, i] += acc.out_grad_sq.to(self._dtype)
             self.has_og[i] = True
 
     def _add_alive(self, src: int, i: int, alive: torch.Tensor) -> None:
@@ -134,9 +138,10 @@ class StepSums:
     def raw(self) -> torch.Tensor:
         """(RAW_ROWS, layers): the step's sums and counts, which add up across processes.
 
-        Rows: total, total of squares, saturated count for RAW then ACT, out-grad sum of
-        squares, then the element counts (RAW, ACT) and the flags has_sat (RAW, ACT) and
-        has_og as 0/1. The host-side bookkeeping goes to the device once per distinct value.
+        Rows: total, total of squares, saturated count, the squared per-unit and overall means
+        (``stats.Moments``), for RAW then ACT, out-grad sum of squares, then the
+        element counts (RAW, ACT) and the flags has_sat (RAW, ACT) and has_og as 0/1. The
+        host-side bookkeeping goes to the device once per distinct value.
         """
         host = np.concatenate([self.count, self.has_sat, self.has_og[None]])
         return torch.cat([self._sums, self._consts.array(host, self._dtype)])
@@ -175,7 +180,7 @@ class WindowSums:
         self._kept[slot] = sums.all_sums()
 
     def take(self) -> tuple[list[int], torch.Tensor | None]:
-        """The slots kept since the last call and their ``(slots, 5, layers)`` metrics."""
+        """The slots kept since the last call and their ``(slots, metrics, layers)`` metrics."""
         kept, self._kept = self._kept, {}
         if not kept:
             return [], None
@@ -190,10 +195,14 @@ class WindowSums:
         return WINDOW_ROWS * max(n_layers, 1) * dtype.itemsize
 
 
+#: Sum rows per source (RAW, ACT) in :meth:`StepSums.raw`, then the out-grad row.
+_PER_SOURCE = 5
+OUT_GRAD_ROW = 2 * _PER_SOURCE
+_SUM_ROWS = OUT_GRAD_ROW + 1
 #: Rows of :meth:`StepSums.raw`, and of :meth:`StepSums.all_sums`.
-RAW_ROWS = 12
+RAW_ROWS = _SUM_ROWS + 5
 WINDOW_ROWS = RAW_ROWS + 2
-_COUNT, _HAS_SAT, _HAS_OG = 7, 9, 11
+_COUNT, _HAS_SAT, _HAS_OG = _SUM_ROWS, _SUM_ROWS + 2, _SUM_ROWS + 4
 
 
 def alive_counts(
@@ -212,7 +221,8 @@ def alive_counts(
 
 
 def combine(raw: torch.Tensor, alive: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
-    """The five sampled metrics from :meth:`StepSums.raw` sums, per layer.
+    """The sampled metrics (``activations.SAMPLED_METRICS``) from :meth:`StepSums.raw` sums,
+    per layer.
 
     Args:
         raw: ``(..., RAW_ROWS, layers)`` sums (of one process, or added over processes).
@@ -220,24 +230,32 @@ def combine(raw: torch.Tensor, alive: torch.Tensor, units: torch.Tensor) -> torc
         units: ``(..., layers)`` units per layer, NaN where not measured.
 
     Returns:
-        ``(..., 5, layers)``: act_mean, act_std, act_saturated, act_dead, out_grad_norm.
+        ``(..., 6, layers)``: act_mean, act_std, act_saturated, act_dead, out_grad_norm,
+        act_between_inputs.
     """
 
     def row(k: int) -> torch.Tensor:
         return raw[..., k, :]
 
     act_rows = row(_COUNT + ACT) > 0
-    # A layer's metrics describe its activation's outputs where it has one, else its own.
+
+    def used(k: int) -> torch.Tensor:
+        # A layer's metrics describe its activation's outputs where it has one, else its own.
+        return torch.where(act_rows, row(_PER_SOURCE * ACT + k), row(_PER_SOURCE * RAW + k))
+
     count = torch.where(act_rows, row(_COUNT + ACT), row(_COUNT + RAW))
     nan = torch.full_like(count, math.nan)
     cnt = torch.where(count > 0, count, nan)
-    total = torch.where(act_rows, row(3), row(0))
-    total_sq = torch.where(act_rows, row(4), row(1))
-    sat = torch.where(act_rows, row(5), row(2))
+    total, total_sq, sat, common, offset = (used(k) for k in range(_PER_SOURCE))
     has_sat = torch.where(act_rows, row(_HAS_SAT + ACT), row(_HAS_SAT + RAW)) > 0
     mean = total / cnt
     std = (total_sq / cnt - mean.square()).clamp_min(0).sqrt()
     saturated = torch.where(has_sat, sat / cnt, nan)
     dead = 1.0 - alive / units
-    out_grad = torch.where(row(_HAS_OG) > 0, row(6).sqrt(), nan)
-    return torch.stack([mean, std, saturated, dead, out_grad], dim=-2)
+    out_grad = torch.where(row(_HAS_OG) > 0, row(OUT_GRAD_ROW).sqrt(), nan)
+    # The share of the variance that lies between inputs; NaN where not measured (and for a
+    # constant output, which has no variance to share). Clamped against rounding.
+    between = (total_sq - common).clamp_min(0)
+    centred = (total_sq - offset).clamp_min(0)
+    varied = torch.where(centred > 0, (between / centred).clamp_max(1), nan)
+    return torch.stack([mean, std, saturated, dead, out_grad, varied], dim=-2)

@@ -59,8 +59,9 @@ LAYER_METRICS: tuple[str, ...] = (
     "act_saturated",
     "act_dead",
     "out_grad_norm",
-    # Added after format 1 was fixed: older run directories lack the column and read it as
-    # missing (NaN), like any metric that was not measured.
+    # Added after format 1 was fixed: older run directories lack these columns and read them
+    # as missing (NaN), like any metric that was not measured.
+    "act_between_inputs",
     "grad_underflow",
 )
 

@@ -77,6 +77,16 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
         if moved is None
         else {"median_update_ratio": fl(moved), "tiny_update_ratio": th.tiny_update_ratio}
     )
+    collapse = plateau_between_inputs(trace, first_step)
+    between = (
+        {}
+        if collapse is None
+        else {
+            "between_inputs_layer": trace.layer_label(collapse[0]),
+            "plateau_between_inputs": fl(collapse[1]),
+            "collapsed_share": th.collapsed_share,
+        }
+    )
     total = (float(meds[0]) - float(np.min(meds))) / abs(float(meds[0])) if meds[0] else 0.0
     trend = mann_kendall_z(meds[e:])
     start = float(np.median(loss[:LOSS_START_ROWS]))
@@ -105,6 +115,7 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             "still_falling": bool(trend <= -th.trend_z),
             "rising": bool(trend >= th.trend_z and level > th.finished_loss_fraction * start),
             **step_size,
+            **between,
         },
         message=(
             f"Loss plateau: from step {first_step} ({e}/{n} of the way through the logged "
@@ -166,6 +177,34 @@ def plateau_step_size(trace: Trace, start_step: int) -> float | None:
     with quiet_nan():
         value = float(np.nanmedian(np.nanmedian(ratio[keep][:, cols], axis=1)))
     return value if np.isfinite(value) else None
+
+
+def read_out_layer(trace: Trace, measured: np.ndarray) -> int | None:
+    """The column of the layer whose output the model's head reads, among the ``measured``
+    columns (bool per layer): the last one in forward order, or the one before it when that
+    is a weight layer (the head itself, whose logits carry the label prior every input
+    shares). A head tied to the embedding (GPT-2's) is not a layer of its own, so the last
+    layer is the final norm it reads. Layers never called as modules (``nn.MultiheadAttention``'s
+    ``out_proj``) have no measurement and are passed over."""
+    cols = np.flatnonzero(measured)
+    if not len(cols):
+        return None
+    last = int(cols[-1])
+    return int(cols[-2]) if trace.layers[last].role == "weight" and len(cols) > 1 else last
+
+
+def plateau_between_inputs(trace: Trace, start_step: int) -> tuple[int, float] | None:
+    """``(column, median act_between_inputs)`` of :func:`read_out_layer` over the sampled rows
+    from ``start_step``: the share of that representation's variance that differs between
+    inputs, low where every input gets nearly the same one. A layer counts as measured with 3
+    rows or more there; None when none is."""
+    steps, share = metric_rows(trace, "act_between_inputs")
+    rows = share[steps >= start_step]
+    col = read_out_layer(trace, np.isfinite(rows).sum(axis=0) >= 3)
+    if col is None:
+        return None
+    values = rows[:, col]
+    return col, float(np.median(values[np.isfinite(values)]))
 
 
 def _lr_spent(trace: Trace, steps: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
