@@ -166,8 +166,9 @@ def test_cuda_fused_optimizer_under_grad_scaler_without_a_sync() -> None:
 
 
 def test_cuda_activation_statistics_match_a_float64_reference() -> None:
-    """act_mean, act_std, act_saturated (tanh) and act_dead (ReLU) on CUDA equal float64
-    statistics of the activations' outputs (the batched reductions' device path)."""
+    """act_mean, act_std, act_saturated (tanh), act_dead (ReLU) and act_between_inputs on
+    CUDA equal float64 statistics of the activations' outputs (the batched reductions' device
+    path)."""
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
     acts = [m for m in model if isinstance(m, (nn.Tanh, nn.ReLU))]
@@ -200,6 +201,12 @@ def test_cuda_activation_statistics_match_a_float64_reference() -> None:
     )
     dead = ((relu_out > 0).sum(0) == 0).double().mean().item()
     assert t.matrix("act_dead")[-1, 1] == pytest.approx(dead)
+    # The share of each output's variance that differs between the 64 inputs.
+    shares = [
+        ((y - y.mean(0)).square().sum() / (y - y.mean()).square().sum()).item()
+        for y in (tanh_out, relu_out)
+    ]
+    np.testing.assert_allclose(t.matrix("act_between_inputs")[-1, :2], shares, rtol=1e-4)
 
 
 def test_cuda_overhead_budget_times_with_cuda_events_without_a_sync() -> None:

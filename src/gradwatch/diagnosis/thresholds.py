@@ -219,7 +219,7 @@ class LossPlateauThresholds:
     # representation the head reads (act_between_inputs) that differs between inputs is under
     # this; the rest is one pattern every input shares, so the prediction barely depends on
     # the input. Measured (medians over each run's second half): healthy real-corpus runs
-    # 0.42-1.0, healthy toy runs 0.81-0.97; HF GPT-2 at AdamW 0.1 after a 20-step warm-up,
+    # 0.45-1.0, healthy toy runs 0.81-0.97; HF GPT-2 at AdamW 0.1 after a 20-step warm-up,
     # flat at the unigram loss, 0.035 over its plateau (our choice, between the two).
     collapsed_share: float = 0.1
 
