@@ -394,6 +394,11 @@ STATISTICS: list[tuple[str, str, Callable[[dict], float | None]]] = [
         lambda e: e.get("lr_spent_before", 1.0 - e["plateau_windows"] / e["windows"]),
     ),
     ("loss_plateau", "plateau trend (Mann-Kendall z)", lambda e: e.get("plateau_trend_z")),
+    (
+        "loss_plateau",
+        "share between inputs, read by the head",
+        lambda e: e.get("plateau_between_inputs"),
+    ),
     ("saturated_activation", "max saturated fraction", lambda e: _first(e["saturated_fraction"])),
     ("dead_units", "max dead fraction", lambda e: _first(e["dead_fraction"])),
     (

@@ -218,7 +218,10 @@ CASES: tuple[Case, ...] = (
         "resnet50_small_images",
         "HF ResNet-50 (ImageNet config) on 32x32 digits, batch 16, SGD 0.1x16/256 + mom., no warm-up",
         resnet50_small_images,
-        both(loss_spikes(3.0, 20), at_chance(10)),
+        # The early blow-up, seen as 2x the first loss within 20 steps: 3.4x (10.2) on an AMD
+        # EPYC, 2.3x (6.9, then 15 at step 29 and 28.7 at step 80) on an Intel Xeon, the same
+        # seed; with a 30-step warm-up 1.4x (benchmarks/warmup_effect.py).
+        both(loss_spikes(2.0, 20), at_chance(10)),
         steps=300,
         expect=("unstable_updates",),
         slow=True,
