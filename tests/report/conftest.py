@@ -57,6 +57,7 @@ def make_trace(
         "act_std": sampled_only(np.abs(rng.normal(0.5, 0.1, (n_steps, n_layers)))),
         "act_saturated": sampled_only(rng.uniform(0, 1, (n_steps, n_layers))),
         "act_dead": sampled_only(rng.uniform(0, 0.2, (n_steps, n_layers))),
+        "act_between_inputs": sampled_only(rng.uniform(0.3, 1, (n_steps, n_layers))),
         "out_grad_norm": sampled_only(out_grad),
     }
     loss = 2.0 * np.exp(-steps / 30) + 0.1

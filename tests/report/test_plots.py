@@ -166,13 +166,17 @@ def test_backward_gain_no_drop_when_gradient_grows_towards_input() -> None:
 
 
 def test_activation_health_uses_first_and_last_sampled_steps(trace: Trace) -> None:
-    """Saturated and dead fractions are the trace rows at the first and last sampled steps."""
+    """Saturated and dead fractions and the share between inputs are the trace rows at the
+    first and last sampled steps."""
     data = plots.activation_health_data(trace)
     assert data.steps.tolist() == [0, 50]
     for k, s in enumerate([0, 50]):
         np.testing.assert_array_equal(data.saturated[k], _row(trace, "act_saturated", s))
         np.testing.assert_array_equal(data.dead[k], _row(trace, "act_dead", s))
+        np.testing.assert_array_equal(data.between[k], _row(trace, "act_between_inputs", s))
     fig = plots.plot_activation_health(trace, step=20)
+    drawn = next(ln for ln in fig.axes[0].lines if ln.get_label() == "between inputs, step 20")
+    np.testing.assert_array_equal(drawn.get_ydata(), _row(trace, "act_between_inputs", 20))
     assert fig.gradwatch_data.steps.tolist() == [0, 20]
     solid = next(ln for ln in fig.axes[0].lines if ln.get_label() == "saturated, step 20")
     np.testing.assert_array_equal(solid.get_ydata(), _row(trace, "act_saturated", 20))

@@ -23,6 +23,7 @@ from gradwatch.trace import Trace
 from . import plots
 from ._style import FIGSIZE, figure_to_png
 from .figures._common import has_data
+from .figures.activation_health import HEALTH_METRICS
 from .summary import RemedyChoice, RunSummary, recording_cost, summarize, verdict
 
 if TYPE_CHECKING:
@@ -185,9 +186,13 @@ def _run_plots(trace: Trace, predicted: Predicted | None) -> list[_Plot]:
         )
     if has_data(trace, "out_grad_norm"):
         out.append(_draw("gain", "Backward gain", lambda: plots.plot_backward_gain(trace)))
-    if has_data(trace, "act_saturated") or has_data(trace, "act_dead"):
+    if any(has_data(trace, m) for m in HEALTH_METRICS):
         out.append(
-            _draw("health", "Saturated and dead units", lambda: plots.plot_activation_health(trace))
+            _draw(
+                "health",
+                "Saturated and dead units, variation between inputs",
+                lambda: plots.plot_activation_health(trace),
+            )
         )
     if has_data(trace, "act_mean") and has_data(trace, "act_std"):
         out.append(
