@@ -121,6 +121,9 @@ def test_explain_walks_a_recorded_run(tmp_path: Path, capsys: pytest.CaptureFixt
     assert _run(["explain", str(run_dir)]) == 0
     text = capsys.readouterr().out
     assert "Going back from layer 8 to layer 1" in text and "factor" in text
+    # The forward side beside it: the recorded share between inputs, one column.
+    assert "between inputs" in text.splitlines()[1]
+    assert all(r["between_inputs"] is not None for r in out["rows"])
 
 
 def test_main_registers_both_commands() -> None:

@@ -167,6 +167,23 @@ def test_trace_walk_uses_consecutive_ratios() -> None:
     assert explain(t).rows == walk.rows  # explain() dispatches on a Trace
 
 
+def test_trace_walk_carries_the_share_between_inputs_of_the_nearest_step() -> None:
+    """Where the trace recorded act_between_inputs, each row carries it, from the measured
+    step nearest the walk's (its own NaN rows are not measurements); without it, None."""
+    grads = np.array([[1e-3, 1e-2, 1.0], [1e-3, 1e-2, 1.0], [1e-3, 1e-2, 1.0]])
+    share = np.array([[0.9, 0.1, np.nan], [np.nan] * 3, [0.8, 0.01, 0.001]])
+    metrics = {"out_grad_norm": grads, "act_between_inputs": share}
+    t = Trace.from_arrays(["a", "b", "c"], steps=[0, 5, 10], metrics=metrics)
+    assert [r.between_inputs for r in explain_trace(t, step=0).rows] == [0.9, 0.1, None]
+    assert [r.between_inputs for r in explain_trace(t, step=10).rows] == pytest.approx(
+        [0.8, 0.01, 0.001]
+    )
+    # step 5 has no share measured: the nearest measured step (0, before 10) is used.
+    assert [r.between_inputs for r in explain_trace(t, step=5).rows][:2] == [0.9, 0.1]
+    plain = Trace.from_arrays(["a", "b", "c"], steps=[0], metrics={"out_grad_norm": grads[:1]})
+    assert all(r.between_inputs is None for r in explain_trace(plain).rows)
+
+
 def test_trace_walk_falls_back_to_grad_rms_and_skips_missing_layers() -> None:
     """Without out_grad_norm the walk uses grad_rms; NaN layers are left out."""
     vals = np.array([[0.5, np.nan, 2.0, 4.0]])

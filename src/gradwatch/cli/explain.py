@@ -84,17 +84,26 @@ def run(args: argparse.Namespace) -> int:
     # layers read L<depth> <name>, as in the findings, the report and the plots
     labels = [trace.layer_label(r.name) for r in walk.rows]
     width = max(5, *(len(s) for s in labels))
+    # The forward side beside the backward one, where the trace recorded it.
+    forward = any(r.between_inputs is not None for r in walk.rows)
     lines = [
         f"Chain-rule walk of {args.run_dir} at step {walk.step} ({walk.metric} per layer)",
-        f"  {'layer':<{width}}  {'gradient':>10}  {'factor':>8}  {'vs last':>10}",
+        f"  {'layer':<{width}}  {'gradient':>10}  {'factor':>8}  {'vs last':>10}"
+        + (f"  {'between inputs':>14}" if forward else ""),
     ]
     for r, label in zip(walk.rows, labels, strict=True):
         mark = "  <- collapsed" if walk.collapse_layer == r.index else ""
+        between = f"  {_num(r.between_inputs):>14}" if forward else ""
         lines.append(
             f"  {label:<{width}}  {_num(r.grad_norm):>10}  "
-            f"{_num(r.measured_gain):>8}  {_num(r.measured_ratio):>10}{mark}"
+            f"{_num(r.measured_gain):>8}  {_num(r.measured_ratio):>10}{between}{mark}"
         )
     lines.append("  (factor: gradient at this layer / at the next one; vs last: / at the last)")
+    if forward:
+        lines.append(
+            "  (between inputs: share of the layer's output variance that differs between "
+            "inputs; near 0, every input looks the same to the layers after it)"
+        )
     lines.append("")
     lines.append(walk.sentence)
     print("\n".join(lines))

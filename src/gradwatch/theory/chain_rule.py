@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -56,6 +56,11 @@ class LayerGain:
         predicted_ratio: Product of the predicted gains from the last layer back to this one.
         chain: Whether ``dL/dh_l`` is exactly backprop through layer ``l+1`` alone (False
             for skip connections or branches: the walk's prediction does not apply there).
+        between_inputs: The forward side (trace only, where recorded): the share of the
+            layer's output variance that differs between inputs (``act_between_inputs`` at
+            the measured step nearest the walk's). Near 0, every input reaches the layers
+            after it as the same representation (the ordered phase of mean-field theory,
+            where the gradient vanishes too).
     """
 
     index: int
@@ -69,6 +74,7 @@ class LayerGain:
     predicted_gain: float | None = None
     predicted_ratio: float | None = None
     chain: bool | None = None
+    between_inputs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -539,7 +545,7 @@ def explain_trace(
         )
     names = [trace.layers[i].name for i in keep]
     norms = [float(values[i]) for i in keep]
-    rows = _rows(names, norms)
+    rows = _with_between_inputs(_rows(names, norms), trace, int(steps[row]), keep)
     measured = rows[0].measured_ratio
     collapse = _collapse([r.measured_ratio for r in rows])
     text = sentence([r.measured_gain for r in rows[:-1]], measured, collapse_layer=collapse)
@@ -552,4 +558,20 @@ def explain_trace(
         predicted_ratio=None,
         collapse_layer=collapse,
         sentence=text,
+    )
+
+
+def _with_between_inputs(
+    rows: tuple[LayerGain, ...], trace: Trace, step: int, columns: Sequence[int]
+) -> tuple[LayerGain, ...]:
+    """``rows`` with ``between_inputs`` from the trace's measured step nearest ``step``."""
+    if not trace.has_metric("act_between_inputs"):
+        return rows
+    steps, share = trace.measured("act_between_inputs")
+    if not len(steps):
+        return rows
+    values = share[int(np.argmin(np.abs(steps - step)))]
+    return tuple(
+        replace(r, between_inputs=float(values[c])) if math.isfinite(values[c]) else r
+        for r, c in zip(rows, columns, strict=True)
     )
