@@ -313,3 +313,28 @@ def test_result_serialises_infinities() -> None:
     d = mean_field("relu", math.sqrt(2.0)).to_dict()
     assert d["depth_scale"] == "inf"
     json.dumps(d, allow_nan=False)
+
+
+def test_chi_c_predicts_how_fast_recorded_inputs_collapse() -> None:
+    """In the ordered phase the share of a layer's variance that differs between inputs,
+    as gw.watch records it (act_between_inputs), shrinks by chi_c per layer: tanh at
+    sigma_w^2 = 0.5, sigma_b^2 = 0.05 (chi_c 0.432), width 256, layers 4 to 12 of 16, two
+    seeds, within 10% (benchmarks/theory_check.py measures width 512 and 24 layers)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench))  # theory_check imports its sibling _docs
+    try:
+        spec = importlib.util.spec_from_file_location("theory_check", bench / "theory_check.py")
+        assert spec is not None and spec.loader is not None
+        check = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(check)
+    finally:
+        sys.path.remove(str(bench))
+    predicted = mean_field("tanh", math.sqrt(0.5), math.sqrt(0.05)).chi_c
+    measured, _ = check.measured_chi_c(
+        "tanh", 0.5, 0.05, width=256, depth=16, seeds=2, layers=(4, 12)
+    )
+    assert abs(measured / predicted - 1) <= 0.10, (predicted, measured)
