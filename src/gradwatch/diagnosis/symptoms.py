@@ -155,12 +155,11 @@ def _nothing_lost(f: Finding) -> Finding:
     level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
     if not (isinstance(level, float) and isinstance(by, float)):
         return _told(f, f.message, cause="none_found")
-    last, fall = ev.get("last_window_loss"), ev.get("plateau_fall")
-    if ev.get("still_falling") and isinstance(last, float) and isinstance(fall, float):
+    went = _went(ev)
+    if ev.get("still_falling") and went:
         # Never 5% better, yet steadily lower: it learns, slowly; the task is not the suspect.
         message = (
-            f"Loss falling slowly: from step {ev.get('plateau_from_step')} the loss went "
-            f"{level:.4g} -> {last:.4g} ({fall:.1%}), never {by:.0%} better than its best but "
+            f"Loss falling slowly: {went}, never {by:.0%} better than its best but "
             f"steadily{_moved(ev)}, and no rule found a gradient problem: the model learns, "
             "slowly. More steps go further; a higher learning rate (or a larger model) likely "
             "goes faster."
@@ -174,6 +173,19 @@ def _nothing_lost(f: Finding) -> Finding:
         "layer, a loss that does not match its outputs)."
     )
     return _told(f, message, cause="none_found")
+
+
+def _went(ev: dict[str, object]) -> str | None:
+    """The fall clause of a message, where the plateau's fall was measured: "from step S the
+    loss went A -> B (-x%)"."""
+    level, last = ev.get("plateau_loss"), ev.get("last_window_loss")
+    fall = ev.get("plateau_fall")
+    if not all(isinstance(v, float) for v in (level, last, fall)):
+        return None
+    return (
+        f"from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> {last:.4g} "
+        f"({fall:.1%})"
+    )
 
 
 def _moved(ev: dict[str, object]) -> str:
@@ -211,16 +223,15 @@ def _unexplained(f: Finding) -> Finding:
     ev = f.evidence
     start, level = ev.get("start_loss"), ev.get("plateau_loss")
     fell = f" (from {start:.4g} at the start)" if isinstance(start, float) else ""
-    last, fall = ev.get("last_window_loss"), ev.get("plateau_fall")
-    if ev.get("still_falling") and all(isinstance(v, float) for v in (level, last, fall)):
+    went = _went(ev)
+    if ev.get("still_falling") and went:
         # Falling steadily, only slower than the rule's 5%: a slow run, not a finished one.
         message = (
-            f"Loss still falling, slowly, after learning: from step "
-            f"{ev.get('plateau_from_step')} the loss went {level:.4g} -> {last:.4g} "
-            f"({fall:.1%}), under the {ev.get('min_relative_improvement', 0.05):.0%} the rule "
-            f"counts as progress but steadily{_moved(ev)}, and no other rule found a gradient "
-            "problem: the model is still learning, slowly. More steps go further; if the loss "
-            "is far above what the task allows, the learning rate is likely too low."
+            f"Loss still falling, slowly, after learning: {went}, under the "
+            f"{ev.get('min_relative_improvement', 0.05):.0%} the rule counts as progress but "
+            f"steadily{_moved(ev)}, and no other rule found a gradient problem: the model is "
+            "still learning, slowly. More steps go further; if the loss is far above what the "
+            "task allows, the learning rate is likely too low."
         )
         return _told(f, message, "info", unexplained=True)
     message = (
