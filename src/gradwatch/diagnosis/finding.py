@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .._activations import ACTIVATION_IDS
@@ -155,6 +155,21 @@ def alarms_besides(findings: Iterable[Finding], rule: str) -> bool:
     settling passes (``symptoms``, ``recovered``) ask before telling a finding it stands
     alone."""
     return any(f.rule != rule and SEVERITY_RANK[f.severity] >= 1 for f in findings)
+
+
+def settled(
+    f: Finding, message: str, severity: Severity | None = None, **evidence: object
+) -> Finding:
+    """``f`` as a settling pass (``symptoms``, ``recovered``) tells it: with ``message``, the
+    ``evidence`` added, ``severity`` where given, and no remedy (what the pass found is not a
+    lost gradient that the structural remedies would mend)."""
+    return replace(
+        f,
+        severity=f.severity if severity is None else severity,
+        message=message,
+        evidence={**f.evidence, **evidence},
+        remedies=(),
+    )
 
 
 class Diagnosis(list[Finding]):

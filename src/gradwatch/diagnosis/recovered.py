@@ -24,9 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from .finding import Finding, alarms_besides
+from .finding import Finding, alarms_besides, settled
 
 #: The cause this pass settles.
 CAUSE = "poor_initialization"
@@ -60,10 +58,4 @@ def _recovered(f: Finding) -> Finding:
     )
     # No remedy: nothing needs mending now; the re-initialisations stay the vanishing and
     # stalled findings' remedies when those appear.
-    return replace(
-        f,
-        severity="info",
-        message=message,
-        evidence={**f.evidence, "recovered": True},
-        remedies=(),
-    )
+    return settled(f, message, "info", recovered=True)

@@ -38,9 +38,7 @@ it from a healthy ResNet on noisy labels (0.007, with 97% between inputs).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from .finding import Finding, Severity, alarms_besides
+from .finding import Finding, alarms_besides, settled
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
@@ -81,7 +79,7 @@ def _rising(f: Finding) -> Finding:
     ev = f.evidence
     level, last = ev.get("plateau_loss"), ev.get("last_window_loss")
     if not (isinstance(level, float) and isinstance(last, float) and level):
-        return _told(f, f.message, cause="rising")
+        return settled(f, f.message, cause="rising")
     message = (
         f"Loss rising: from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> "
         f"{last:.4g} ({(last - level) / abs(level):+.1%}), steadily (trend z-score "
@@ -91,7 +89,7 @@ def _rising(f: Finding) -> Finding:
         "rate, or decay it), or later batches harder than earlier ones (data not shuffled)."
     )
     # No remedy of the catalogue lowers a rate; residual paths or an activation would not help.
-    return _told(f, message, cause="rising")
+    return settled(f, message, cause="rising")
 
 
 def _below(f: Finding, measured: str, limit: str) -> bool:
@@ -129,7 +127,7 @@ def _collapsed_representation(f: Finding) -> Finding:
     # No remedy of the catalogue lowers a rate, and the warm-up length that suffices is not
     # known from this run (GPT-2 at AdamW 0.1 ended near its unigram loss after a 60-step
     # warm-up too: 2.95-3.06, by CPU).
-    return _told(f, message, cause="collapsed")
+    return settled(f, message, cause="collapsed")
 
 
 def _tiny_steps(f: Finding) -> bool:
@@ -147,14 +145,14 @@ def _too_small(f: Finding) -> Finding:
         "rate is likely too low for this model."
     )
     # No remedy of the catalogue raises a rate; residual paths or an activation would not help.
-    return _told(f, message, cause="tiny_steps")
+    return settled(f, message, cause="tiny_steps")
 
 
 def _nothing_lost(f: Finding) -> Finding:
     ev = f.evidence
     level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
     if not (isinstance(level, float) and isinstance(by, float)):
-        return _told(f, f.message, cause="none_found")
+        return settled(f, f.message, cause="none_found")
     went = _went(ev)
     if ev.get("still_falling") and went:
         # Never 5% better, yet steadily lower: it learns, slowly; the task is not the suspect.
@@ -164,7 +162,7 @@ def _nothing_lost(f: Finding) -> Finding:
             "slowly. More steps go further; a higher learning rate (or a larger model) likely "
             "goes faster."
         )
-        return _told(f, message, cause="slow")
+        return settled(f, message, cause="slow")
     message = (
         f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
         f"{level:.4g} and never improved by {by:.0%}, and no rule found a gradient problem: "
@@ -172,7 +170,7 @@ def _nothing_lost(f: Finding) -> Finding:
         "to learn (labels it cannot predict from its inputs, a frozen or mis-wired output "
         "layer, a loss that does not match its outputs)."
     )
-    return _told(f, message, cause="none_found")
+    return settled(f, message, cause="none_found")
 
 
 def _went(ev: dict[str, object]) -> str | None:
@@ -198,20 +196,6 @@ def _moved(ev: dict[str, object]) -> str:
     )
 
 
-def _told(
-    f: Finding, message: str, severity: Severity | None = None, **evidence: object
-) -> Finding:
-    """``f`` with what the settling found said in ``message`` (and added to its evidence),
-    and no remedy: the ones for a lost gradient do not fit a plateau that has not lost one."""
-    return replace(
-        f,
-        severity=f.severity if severity is None else severity,
-        message=message,
-        evidence={**f.evidence, **evidence},
-        remedies=(),
-    )
-
-
 def _learned_first(f: Finding) -> bool:
     """Whether the plateau starts after the first loss window (the loss improved first)."""
     ev = f.evidence
@@ -233,7 +217,7 @@ def _unexplained(f: Finding) -> Finding:
             "still learning, slowly. More steps go further; if the loss is far above what the "
             "task allows, the learning rate is likely too low."
         )
-        return _told(f, message, "info", unexplained=True)
+        return settled(f, message, "info", unexplained=True)
     message = (
         f"Loss plateau after learning: from step {ev.get('plateau_from_step')} the loss "
         f"stayed near {level:.4g}{fell}, and no other rule found a gradient problem: the "
@@ -244,4 +228,4 @@ def _unexplained(f: Finding) -> Finding:
         else f.message
     )
     # No remedy: nothing is broken that residual paths or an activation would mend.
-    return _told(f, message, "info", unexplained=True)
+    return settled(f, message, "info", unexplained=True)
