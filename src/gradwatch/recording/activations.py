@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .._activations import kind_of
+from ..trace.schema import SAMPLED_METRICS
 from .buffer import METRIC_ROW, StepBuffer
 from .layers import RECURRENT_TYPES, LayerSet, activation_kind
 from .recognise import FUNCTIONS, Recognised
@@ -28,15 +29,6 @@ from .sampled import ACT, RAW, DeviceConstants, StepSums, WindowSums
 from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
 from .structure import layer_class
 
-#: The sampled activation metrics, in their (contiguous) order in LAYER_METRICS.
-SAMPLED_METRICS = (
-    "act_mean",
-    "act_std",
-    "act_saturated",
-    "act_dead",
-    "out_grad_norm",
-    "act_between_inputs",
-)
 _CONV_LIKE = ("Conv", "ConvTranspose", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "Instance")
 
 # Outputs and output gradients of a sampled step are kept (by reference) until the optimizer

@@ -46,6 +46,19 @@ from .trace import (
 #: Version of the run-directory format; a reader refuses a newer one.
 FORMAT_VERSION = 1
 
+#: The metrics the activation sampler writes together on sampled steps (contiguous in
+#: LAYER_METRICS, in this order: ``recording.activations`` writes them as one block).
+SAMPLED_METRICS: tuple[str, ...] = (
+    "act_mean",
+    "act_std",
+    "act_saturated",
+    "act_dead",
+    "out_grad_norm",
+    # Added after format 1 was fixed (as grad_underflow below): older run directories lack
+    # the column and read it as missing (NaN), like any metric that was not measured.
+    "act_between_inputs",
+)
+
 #: Per-step-per-layer metrics the recorder writes (DESIGN.md, "Metric names").
 LAYER_METRICS: tuple[str, ...] = (
     "grad_norm",
@@ -54,14 +67,9 @@ LAYER_METRICS: tuple[str, ...] = (
     "weight_norm",
     "nonfinite",
     "update_ratio",
-    "act_mean",
-    "act_std",
-    "act_saturated",
-    "act_dead",
-    "out_grad_norm",
-    # Added after format 1 was fixed: older run directories lack these columns and read them
-    # as missing (NaN), like any metric that was not measured.
-    "act_between_inputs",
+    *SAMPLED_METRICS,
+    # Added after format 1 was fixed: older run directories lack the column and read it as
+    # missing (NaN), like any metric that was not measured.
     "grad_underflow",
 )
 
