@@ -53,12 +53,42 @@ def foreach_norms(
     """
     if not tensors:
         return torch.zeros(0, dtype=dtype)
+    return torch.stack(_norm_list(tensors, (ord,), dtype)).to(dtype)
+
+
+def foreach_norm_rows(
+    tensors: Sequence[torch.Tensor],
+    ords: Sequence[float],
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """``(len(ords), len(tensors))``: row ``r`` holds the ``ords[r]``-norm of each tensor, as
+    :func:`foreach_norms` computes it; one stack for every row (a kernel per row fewer).
+
+    Example:
+        >>> rows = foreach_norm_rows([torch.ones(4), torch.full((2,), -3.0)], (2.0, float("inf")))
+        >>> rows.tolist()
+        [[2.0, 4.242640495300293], [1.0, 3.0]]
+    """
+    if not tensors:
+        return torch.zeros(len(ords), 0, dtype=dtype)
+    rows = torch.stack(_norm_list(tensors, ords, dtype)).to(dtype)
+    return rows.view(len(ords), len(tensors))
+
+
+def _norm_list(
+    tensors: Sequence[torch.Tensor], ords: Sequence[float], dtype: torch.dtype
+) -> list[torch.Tensor]:
+    """The 0-d norms of every tensor for each of ``ords`` in turn, on the first tensor's
+    device: in ``dtype`` where the tensors are of several groups, else as the kernel gives
+    them (the caller casts the stacked vector: one kernel, not one per tensor)."""
     first = tensors[0]
     if all(t.dtype == first.dtype and t.device == first.device for t in tensors):
-        return torch.stack(list(_foreach_norm(list(tensors), ord))).to(dtype)
-    out: list[torch.Tensor] = [first] * len(tensors)  # placeholders, all overwritten
+        return [v for o in ords for v in _foreach_norm(list(tensors), o)]  # (cast stacked)
+    n = len(tensors)
+    out: list[torch.Tensor] = [first] * (len(ords) * n)  # placeholders, all overwritten
     for idx in group_by_device_dtype(tensors).values():
-        norms = _foreach_norm([tensors[i] for i in idx], ord)
-        for i, n in zip(idx, norms, strict=True):
-            out[i] = n.to(first.device, dtype)
-    return torch.stack(out)
+        for r, o in enumerate(ords):
+            for i, v in zip(idx, _foreach_norm([tensors[i] for i in idx], o), strict=True):
+                out[r * n + i] = v.to(first.device, dtype)
+    return out

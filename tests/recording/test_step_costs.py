@@ -14,7 +14,16 @@ import torch
 from torch import nn
 
 import gradwatch as gw
-from gradwatch.recording.sampled import DeviceConstants
+from gradwatch.recording.sampled import (
+    _PER_SOURCE,
+    ACT,
+    OUT_GRAD_ROW,
+    RAW,
+    DeviceConstants,
+    StepSums,
+    count_alive,
+)
+from gradwatch.recording.stats import batch_moments
 from gradwatch.trace import LayerInfo
 
 
@@ -124,6 +133,38 @@ def test_device_constants_are_sent_once_per_distinct_value() -> None:
     for k in range(DeviceConstants._MAX_ENTRIES + 5):  # bounded: starts over when full
         consts.index((k,))
     assert len(consts._cache) <= DeviceConstants._MAX_ENTRIES
+
+
+def test_step_sums_add_norms_squared_and_scaled_with_every_other_sum_at_once() -> None:
+    """A step's contributions are added in one go when read: norms (the accelerator path's
+    output-gradient norms, a non-tanh output's norm) squared after their scale, sums as
+    they are, contributions to the same row and layer added, alive units counted across
+    layers; read twice, later contributions add to the first read."""
+    consts = DeviceConstants(torch.device("cpu"))
+    sums = StepSums(4, torch.device("cpu"), torch.float64, consts)
+    g = torch.tensor([3.0, 4.0, 12.0], dtype=torch.float32)  # outputs' gradient norms
+    sums.add_out_grads((0, 2, 3), g, norm=True)
+    sums.add_out_grads((2,), torch.tensor([2.0]))  # a sum of squares: 4 more for layer 2
+    ys = torch.randn(2, 5, 3, dtype=torch.float64)  # two outputs, 5 inputs x 3 units
+    m = batch_moments(ys, "ReLU", "relu_like", -1)
+    assert m.rooted and m.varies  # both squared at the read
+    sums.add_batch(ACT, (1, 3), m, count=15)
+    got = sums.sums()
+    assert got[OUT_GRAD_ROW].tolist() == [9.0, 0.0, 16.0 + 2.0, 144.0]
+    row = _PER_SOURCE * ACT
+    for j, layer in enumerate((1, 3)):
+        y = ys[j]
+        assert got[row, layer].item() == pytest.approx(y.sum().item())
+        assert got[row + 1, layer].item() == pytest.approx(y.square().sum().item())
+        assert got[row + 3, layer].item() == pytest.approx(5 * y.mean(0).square().sum().item())
+        assert got[row + 4, layer].item() == pytest.approx(15 * y.mean().item() ** 2)
+    assert got[_PER_SOURCE * RAW : _PER_SOURCE * (RAW + 1)].abs().sum() == 0
+    sums.add_out_grads((0,), torch.tensor([1.0]))
+    assert sums.sums()[OUT_GRAD_ROW, 0].item() == 10.0
+    alive = {0: torch.tensor([True, False, True]), 2: torch.tensor([0.0, 2.0])}  # 0/1 sums
+    counts, units = count_alive(alive, 4, torch.float64, consts)
+    assert counts.tolist() == [2.0, 0.0, 1.0, 0.0]
+    assert np.isnan(units[[1, 3]]).all() and units[[0, 2]].tolist() == [3.0, 2.0]
 
 
 def test_sampled_metrics_combined_per_window_equal_a_reference_in_every_window() -> None:

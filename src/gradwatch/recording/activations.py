@@ -26,7 +26,7 @@ from .layers import RECURRENT_TYPES, LayerSet, activation_kind
 from .recognise import FUNCTIONS, Recognised
 from .recurrent import RecurrentProfiles
 from .sampled import ACT, RAW, DeviceConstants, StepSums, WindowSums
-from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, sums_of_squares
+from .stats import STACK_BYTES, ActivationAccumulator, Scratch, batch_moments, norms_or_squares
 from .structure import layer_class
 
 _CONV_LIKE = ("Conv", "ConvTranspose", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "Instance")
@@ -521,7 +521,8 @@ class ActivationSampler:
                 sums.add_batch(first.source, layers, moments, count=first.y.numel())
         grads = [(i, g) for i, g, version in step.pending_og if g._version == version]
         if grads:
-            sums.add_out_grads(tuple(i for i, _ in grads), sums_of_squares([g for _, g in grads]))
+            values, rooted = norms_or_squares([g for _, g in grads])
+            sums.add_out_grads(tuple(i for i, _ in grads), values, norm=rooted)
         step.pending.clear()
         step.pending_og.clear()
         step.stashed_bytes = 0

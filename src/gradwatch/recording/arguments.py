@@ -25,14 +25,14 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 #: The most memory a flush window's buffers may take (on the model's device, so on a GPU it
-#: is GPU memory): 256 MiB holds ~33,000 steps of a 50-layer model when every step is
-#: sampled, far past any useful window; the automatic window stays under 64 MB.
+#: is GPU memory): 256 MiB holds ~27,000 steps of a 50-layer model when every step is
+#: sampled, far past any useful window; the automatic window stays under 80 MB.
 MAX_WINDOW_BYTES = 256 * 2**20
 
 
 def check_flush_window(flush_every: int, n_layers: int, device: torch.device) -> None:
     """Refuse a window whose buffers would be huge: the step buffer is allocated up front
-    (``flush_every=10**6`` on ResNet-50's 107 layers would be 4.8 GiB at once) and the
+    (``flush_every=10**6`` on ResNet-50's 107 layers would be 5.2 GiB at once) and the
     activation sums grow to a window's worth when every step is sampled."""
     per_step = buffer_bytes_per_step(n_layers, device)
     per_step += WindowSums.bytes_per_step(n_layers, scalar_dtype(device))

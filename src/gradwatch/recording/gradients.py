@@ -392,10 +392,9 @@ class GradientStats:
                 torch._foreach_copy_(state.buffers, params)
         if self._weight is not None:
             sq = sq * self._weight
-        w_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
         state.taken = snapshot
         # A sum of squares until the flush (weight_norm = its root; it adds over shards).
-        self._buffer.values[slot, METRIC_ROW["weight_norm"]] = w_sq
+        self._per_layer(slot, "weight_norm", sq, sq_layer)
 
     def _weights_cpu(
         self, params: list[torch.Tensor], *, snapshot: bool
@@ -446,12 +445,21 @@ class GradientStats:
                     sq, sq_layer = sums_of_squares(snap), lay.param_layer
                 if self._weight is not None:
                     sq = sq * self._weight
-                diff_sq = torch.zeros(lay.n, device=lay.device).index_add_(0, sq_layer, sq)
-                if found_inf is not None:
-                    diff_sq = diff_sq.masked_fill(found_inf.to(diff_sq.device) > 0, math.nan)
                 # ||after - before||^2 until the flush divides it by the weights' and roots it.
-                self._buffer.values[slot, METRIC_ROW["update_ratio"]] = diff_sq
+                diff_sq = self._per_layer(slot, "update_ratio", sq, sq_layer)
+                if found_inf is not None:
+                    diff_sq.masked_fill_(found_inf.to(diff_sq.device) > 0, math.nan)
         state.taken = False
+
+    def _per_layer(
+        self, slot: int, metric: str, values: torch.Tensor, layer_of: torch.Tensor
+    ) -> torch.Tensor:
+        """Write the per-layer sums of ``values`` (``layer_of`` each) into ``metric``'s row
+        of the buffer at ``slot``, in place: two kernels (a fresh zero vector, the sums and
+        a copy into the row were three)."""
+        row = self._buffer.values[slot, METRIC_ROW[metric]]
+        row.zero_()
+        return row.index_add_(0, layer_of, values.to(row.dtype))
 
     def _update_cpu(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The CPU update pass: (squares of after - before, layer of each) over the split."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 
-from .._ops import foreach_norms, stack_float32
+from .._ops import foreach_norm_rows, foreach_norms, stack_float32
 
 _INF = math.inf
 
@@ -71,6 +71,24 @@ def sums_of_squares(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return foreach_norms(tensors).square()
 
 
+def norm_or_square(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """One tensor's sum of squares on CPU (BLAS ``dot``), its norm elsewhere (one kernel: the
+    square waits, as in :func:`norms_or_squares`); and whether it is the norm."""
+    if t.device.type == "cpu":
+        return sum_squares(t), False
+    return torch.linalg.vector_norm(t, dtype=accumulation_dtype(t)), True
+
+
+def norms_or_squares(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """Per tensor, as one float32 vector: its sum of squares on CPU (BLAS ``dot``, see
+    :func:`sums_of_squares`), its norm elsewhere (one fused ``torch._foreach_norm``: the
+    square waits for a later step that squares many vectors in one kernel); and whether
+    they are norms."""
+    if tensors and tensors[0].device.type != "cpu":
+        return foreach_norms(tensors), True
+    return sums_of_squares(tensors), False
+
+
 def sums_of_squares_and_max_abs(
     tensors: Sequence[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +101,8 @@ def sums_of_squares_and_max_abs(
     if not tensors:
         return torch.zeros(0), torch.zeros(0)
     if tensors[0].device.type != "cpu":
-        return foreach_norms(tensors).square(), foreach_norms(tensors, _INF)
+        norms = foreach_norm_rows(tensors, (2.0, _INF))  # (one stack for both)
+        return norms[0].square(), norms[1]
     sq, lows, highs = [], [], []
     for t in tensors:
         sq.append(sum_squares(t))
@@ -215,20 +234,17 @@ class FlatViews:
 
 @dataclass
 class ActivationAccumulator:
-    """Running sums over every forward of one layer within one sampled step.
-
-    Mean and std come from sum and sum of squares (about 20x cheaper on CPU than
-    ``torch.std_mean``). Small tensors are reduced on one thread (see ``SMALL_NUMEL``).
+    """One layer's outputs reduced in their hooks within one sampled step (those past the
+    stash budget), kept as reduced: the :class:`Moments` of each output (a batch of one)
+    and each output gradient's sum of squares (or norm). ``StepSums`` adds them with the
+    step's other sums, in its one addition: summed here a forward at a time, their squares,
+    divisions and additions were ~12 kernels an output (ResNet-50 at 64 x 224**2, where most
+    outputs pass the budget: ~1300 of a sampled step's kernels). Small tensors are reduced
+    on one thread (see ``SMALL_NUMEL``).
     """
 
-    total: torch.Tensor | None = None
-    total_sq: torch.Tensor | None = None
-    count: int = 0
-    saturated: torch.Tensor | None = None
-    alive: torch.Tensor | None = None  # bool per unit: positive at least once
-    common: torch.Tensor | None = None  # Moments.common, added over forwards
-    offset: torch.Tensor | None = None  # Moments.offset, added over forwards
-    out_grad_sq: torch.Tensor | None = None
+    outputs: list[Moments] = field(default_factory=list)
+    out_grads: list[tuple[torch.Tensor, bool]] = field(default_factory=list)  # (value, norm?)
 
     def add_output(
         self,
@@ -245,67 +261,53 @@ class ActivationAccumulator:
             return
         with OneThread() if n <= SMALL_NUMEL else nullcontext():
             ys = y.unsqueeze(0)  # a batch of one: the same reductions as for stacked outputs
-            tmp = scratch.like(y).view(ys.shape) if scratch is not None else None
-            m = batch_moments(ys, act_type, kind, unit_dim, tmp)
-            self.add_moments(m.first(), n)
-
-    def add_moments(self, m: Moments, count: int) -> None:
-        """Add the reductions of one output (computed alone or in a batch)."""
-        self.total = _add(self.total, m.total)
-        self.total_sq = _add(self.total_sq, m.total_sq)
-        self.count += count
-        self.saturated = _add(self.saturated, m.saturated)
-        self.common = _add(self.common, m.common)
-        self.offset = _add(self.offset, m.offset)
-        if m.alive is not None:
-            if self.alive is None or self.alive.shape != m.alive.shape:
-                self.alive = m.alive
-            else:
-                self.alive = self.alive | m.alive
+            # (only saturating activations need the elementwise temporary)
+            use_tmp = scratch is not None and kind == "saturating"
+            tmp = scratch.like(y).view(ys.shape) if use_tmp else None  # type: ignore[union-attr]
+            self.outputs.append(batch_moments(ys, act_type, kind, unit_dim, tmp))
 
     def add_out_grad(self, g: torch.Tensor) -> None:
         g = g.detach()
         with OneThread() if g.numel() <= SMALL_NUMEL else nullcontext():
-            self.out_grad_sq = _add(self.out_grad_sq, sum_squares(g))
-
-
-def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    """a + b where both are measured, else whichever is."""
-    return b if a is None else a if b is None else a + b
+            value, norm = norm_or_square(g)
+        self.out_grads.append((value.reshape(1), norm))
 
 
 class Moments(NamedTuple):
     """The reductions of k stacked outputs (each a vector over the k outputs).
 
-    ``common`` is ``N * |m|**2`` for the per-unit means ``m`` over the output's N inputs
-    (the positions of every dimension but the unit's: samples, tokens, pixels), ``offset``
-    ``numel * mean**2``. ``total_sq - common`` sums each unit's squared deviations from its
-    mean over the inputs, ``total_sq - offset`` the squared deviations from the output's
-    mean; their ratio is the share of the output's variance that differs from input to
-    input (the rest is a pattern over the units that every input shares): 0 when every
-    input gives the same output. An output with fewer than 2 dimensions or one input per
-    unit has nothing to vary: both are its ``total_sq``, so it adds 0 to either sum. All
-    three are sums over outputs and ranks; the differences are taken once, at the flush
+    The share of an output's variance that differs from input to input (the positions of
+    every dimension but the unit's: samples, tokens, pixels) comes from two more sums:
+    ``common``, ``N * |m|**2`` for the per-unit means ``m`` over the output's N inputs, and
+    ``offset``, ``numel * mean**2``. ``total_sq - common`` sums each unit's squared
+    deviations from its mean over the inputs, ``total_sq - offset`` the squared deviations
+    from the output's mean; their ratio is the share that differs between inputs (the rest is
+    a pattern over the units that every input shares): 0 when every input gives the same
+    output. An output with fewer than 2 dimensions or one input per unit has nothing to vary
+    (``inputs`` 0): both are its ``total_sq``, so it adds 0 to either difference. All are
+    sums over outputs and ranks; the differences are taken once, at the flush
     (``sampled.combine``).
+
+    Squares and divisions are left to the step's one addition of all its sums
+    (``StepSums``), which squares and scales every vector of the step in two kernels: here
+    ``unit_norm`` is ``|S|``, the norm of the per-unit sums (``common = |S|**2 / N``),
+    ``offset`` is ``total**2 / numel``, and ``total_sq`` may be a norm too (``rooted``).
+    Squared one output group at a time, these were a fifth of a sampled step's kernels.
     """
 
     total: torch.Tensor
-    total_sq: torch.Tensor
+    total_sq: torch.Tensor  # the sum of squares, or its root where ``rooted``
     saturated: torch.Tensor | None  # count of saturated entries (saturating activations)
     alive: torch.Tensor | None  # per unit, positive at least once (ReLU-like)
-    common: torch.Tensor
-    offset: torch.Tensor
+    unit_norm: torch.Tensor | None  # |S|: the norm of the per-unit sums (inputs >= 2)
+    inputs: int  # N: positions per unit, or 0 where nothing varies between inputs
+    numel: int  # elements of one output
+    rooted: bool = False  # total_sq holds the root of the sum of squares
 
-    def first(self) -> Moments:
-        """The reductions of the first output alone."""
-        return Moments(
-            self.total[0],
-            self.total_sq[0],
-            None if self.saturated is None else self.saturated[0],
-            None if self.alive is None else self.alive[0],
-            self.common[0],
-            self.offset[0],
-        )
+    @property
+    def varies(self) -> bool:
+        """Whether the output has inputs that can differ (two or more per unit)."""
+        return self.unit_norm is not None and self.inputs >= 2
 
 
 def batch_moments(
@@ -317,10 +319,9 @@ def batch_moments(
 ) -> Moments:
     """Reductions of k same-shaped outputs stacked as ``ys`` (k, ...), in a few kernels.
 
-    Returns per output: sum, sum of squares, saturated count (saturating activations),
-    per-unit "positive at least once" (ReLU-like) and the sums of squares of the per-unit
-    and overall means (:class:`Moments`), as :meth:`ActivationAccumulator.add_output`
-    computes for one.
+    Returns per output: sum, sum of squares (or its root), saturated count (saturating
+    activations), per-unit "positive at least once" (ReLU-like) and the norm of the per-unit
+    sums (:class:`Moments`), as :meth:`ActivationAccumulator.add_output` computes for one.
     ``tmp``, shaped like ``ys``, takes the one elementwise temporary. The sum is read off
     the per-unit sums, which the between-inputs part needs: summing to one value per unit
     costs as much as summing to one value per output (16 x 128 x 256 floats on this CPU:
@@ -334,13 +335,16 @@ def batch_moments(
     total = per_unit.sum(dim=-1) if per_unit is not None else ys.sum(dim=rest, dtype=acc)
     bounds = SATURATION_BOUNDS.get(act_type or "") if kind == "saturating" else None
     sat = alive = None
+    # Symmetric saturation bounds (tanh) take the sum of squares from y**2 (below); every
+    # other output its norm, squared with the step's other sums (StepSums): a kernel fewer.
+    symmetric = bounds is not None and bounds[0] + bounds[1] == 0 and acc is None
     if bounds is not None:
         lo, hi = bounds
         mid, half = (lo + hi) / 2, (hi - lo) / 2
         if tmp is None:
             tmp = torch.empty_like(ys)
         exact = torch.float32 if ys[0].numel() < 2**24 else torch.float64
-        if not mid and acc is None:
+        if symmetric:
             # Symmetric bounds (tanh): y**2 gives the sum of squares and, compared in place
             # with half**2, the saturated units: one pass over the outputs fewer than a norm
             # and |y| (W1's 49 tanh outputs: 1.37 ms against 1.73 ms, cold caches).
@@ -348,13 +352,13 @@ def batch_moments(
             total_sq = sq.sum(dim=rest)
             sat = sq.gt_(half * half).sum(dim=rest, dtype=exact)
         else:
-            total_sq = torch.linalg.vector_norm(ys, dim=rest, dtype=acc).square()
+            total_sq = torch.linalg.vector_norm(ys, dim=rest, dtype=acc)
             src = torch.sub(ys, mid, out=tmp) if mid else ys
             # |y - mid| > half as 0/1 in place, then a float sum (exact below 2^24 per
             # output): count_nonzero along dims measured ~10x slower on CPU.
             sat = torch.abs(src, out=tmp).gt_(half).sum(dim=rest, dtype=exact)
     else:
-        total_sq = torch.linalg.vector_norm(ys, dim=rest, dtype=acc).square()
+        total_sq = torch.linalg.vector_norm(ys, dim=rest, dtype=acc)
         if kind == "relu_like" and per_unit is not None:
             # Outputs >= 0: a unit is positive at least once exactly when its sum is
             # positive (a sum of non-negative floats is 0 only if all are), so the per-unit
@@ -365,11 +369,11 @@ def batch_moments(
             alive = ys > 0
     numel = ys[0].numel()
     inputs = numel // per_unit.shape[-1] if per_unit is not None and per_unit.shape[-1] else 0
+    rooted = not symmetric
     if per_unit is None or inputs < 2:
-        return Moments(total, total_sq, sat, alive, total_sq, total_sq)
-    # Five small ops on k-vectors; the differences wait for the flush (one op for the window).
-    common = per_unit.square().sum(dim=-1).div_(inputs)
-    return Moments(total, total_sq, sat, alive, common, total.square().div_(numel))
+        return Moments(total, total_sq, sat, alive, None, 0, numel, rooted)
+    unit_norm = torch.linalg.vector_norm(per_unit, dim=-1)
+    return Moments(total, total_sq, sat, alive, unit_norm, inputs, numel, rooted)
 
 
 # Same-shaped outputs are stacked in chunks of at most this many bytes.
