@@ -3,6 +3,8 @@
 #   1. the CUDA tests (tests/recording/test_cuda.py),
 #   2. benchmarks/sampled_step.py on CUDA (ops, kernel launches, ms), for this tree and, when
 #      .before/src holds an older recorder (git archive OLD src | tar -x -C .before), for it;
+#      the same counts for ResNet-50 at its GPU-size batch (the kernels that --device meta
+#      counted as operators: 3098 -> 618 at 3f00606 -> 3c5f02f, never measured as kernels);
 #      benchmarks/step_profile.py for W2 and RESNET50 (the budget's cost breakdown, a host
 #      profile: ResNet-50's sampled step is the one not yet explained on a GPU), and
 #      benchmarks/hook_fusion.py (one hook per layer and activation, against separate ones),
@@ -36,6 +38,7 @@ if [ "$mode" != tables ]; then
     if [ -d .before/src ]; then
         run 60 sampled_before env PYTHONPATH=.before/src $py benchmarks/sampled_step.py --device cuda --threads 4 --steps 60 --json "$OUT/sampled_before.json"
     fi
+    run 90 sampled_resnet50 env PYTHONPATH=$here $py benchmarks/sampled_step.py --device cuda --threads 4 --workload RESNET50 --gpu-batch --json "$OUT/sampled_resnet50.json"
     run 45 profile_w2 env PYTHONPATH=$here $py benchmarks/step_profile.py W2 --device cuda --threads 4 --steps 800
     run 60 hook_fusion env PYTHONPATH=$here $py benchmarks/hook_fusion.py --device cuda --threads 4 --workloads W1 --steps 300
     if [ "$mode" = full ] || [ "$mode" = checks ]; then

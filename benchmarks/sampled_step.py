@@ -199,11 +199,10 @@ def measure(
             for _ in range(30):
                 _step(*setup)
             if device == "cuda":
-                # The same step twice: its kernels once, its ops once (the dispatch mode would
-                # also be profiled). Step 30 and step 30 + sample_every are alike.
+                # Two steps alike: the kernels of one, the ops of the next (the dispatch mode
+                # would also be profiled). Steps 30 and 31 are both sampled (sample_every=1)
+                # or both plain (1000).
                 kernels: int | None = _kernels(setup)
-                for _ in range((sample_every or 1) - 1):
-                    _step(*setup)
             else:
                 kernels = None
             sync(device)
