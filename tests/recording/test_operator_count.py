@@ -10,64 +10,38 @@ them by operator).
 from __future__ import annotations
 
 import contextlib
-import importlib
+import importlib.util
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradwatch as gw
 
-_VIEWS = frozenset(
-    {
-        "alias",
-        "as_strided",
-        "detach",
-        "expand",
-        "permute",
-        "reshape",
-        "select",
-        "slice",
-        "squeeze",
-        "t",
-        "transpose",
-        "unsqueeze",
-        "view",
-        "_reshape_alias",
-        "_unsafe_view",
-    }
-)
+
+def _sampled_step_bench() -> Any:
+    """benchmarks/sampled_step.py, which counts operators (``CountOps``), says which are
+    views and lets a meta model in (``on_meta``)."""
+    path = Path(__file__).parents[2] / "benchmarks" / "sampled_step.py"
+    spec = importlib.util.spec_from_file_location("sampled_step", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class _CountKernels(TorchDispatchMode):
-    """Counts the operators dispatched while active that are not views."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func.overloadpacket.__name__ not in _VIEWS:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
+_BENCH = _sampled_step_bench()
 
 
-@pytest.fixture
-def on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let the recorder take a meta model: it refuses one (no values to record), and the
-    meta device has no autocast state to read."""
-    watch_module = importlib.import_module("gradwatch.recording.watch")
-    monkeypatch.setattr(watch_module, "check_model", lambda model: model)
-    autocast = torch.is_autocast_enabled
-    monkeypatch.setattr(
-        torch,
-        "is_autocast_enabled",
-        lambda *args: False if args and args[0] == "meta" else autocast(*args),
-    )
+@pytest.fixture(autouse=True)
+def on_meta() -> Iterator[None]:
+    """Let the recorder take a meta model (it refuses one: no values to record)."""
+    with _BENCH.on_meta("meta"):
+        yield
 
 
 def _mlp(widths: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
@@ -95,7 +69,7 @@ def _kernels(widths: list[int], act: Callable[[], nn.Module], sample_every: int 
     try:
         for _ in range(5):
             step()
-        with _CountKernels() as mode:
+        with _BENCH.CountOps() as mode:
             step()
     finally:
         if watch is not None:
@@ -103,7 +77,7 @@ def _kernels(widths: list[int], act: Callable[[], nn.Module], sample_every: int 
             # state) before its final flush, which cannot copy meta tensors to the host.
             with contextlib.suppress(NotImplementedError):
                 watch.close()
-    return mode.count
+    return sum(n for op, n in mode.ops.items() if op not in _BENCH.VIEW_OPS)
 
 
 def _recorder_kernels(widths: list[int], act: Callable[[], nn.Module], sampled: bool) -> int:
@@ -111,7 +85,6 @@ def _recorder_kernels(widths: list[int], act: Callable[[], nn.Module], sampled: 
     return _kernels(widths, act, 1 if sampled else 1000) - bare
 
 
-@pytest.mark.usefixtures("on_meta")
 def test_a_sampled_step_of_a_50_layer_mlp_stays_within_45_kernels() -> None:
     # W1's shape (50 tanh layers; narrow here, counts do not depend on width): 94 kernels
     # when the target of halving them was set, 43 operators now (every one of the gradient,
@@ -121,7 +94,6 @@ def test_a_sampled_step_of_a_50_layer_mlp_stays_within_45_kernels() -> None:
     assert _recorder_kernels(widths, nn.Tanh, sampled=False) <= 10
 
 
-@pytest.mark.usefixtures("on_meta")
 def test_a_layer_of_its_own_shape_adds_only_its_own_reductions() -> None:
     # Every layer a different width: each output is a group of its own. What a group adds is
     # its reductions (sum per unit, total, norm, alive units, norm of the per-unit sums);
