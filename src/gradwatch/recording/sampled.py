@@ -116,8 +116,10 @@ class StepSums:
     concatenation, one multiply (the scales of :class:`~.stats.Moments`, and the cast to the
     sums' dtype), one in-place square of the vectors that are norms, and one ``index_add``
     into the flattened sums. Added a row at a time these were ten to twenty kernels per group
-    of outputs (W1's sampled step: 75 operators of the accelerator path, now 56 with this
-    and the batched alive counts; ResNet-50's 635, now ~310).
+    of outputs; with the reductions giving norms and the alive units counted at once
+    (:func:`count_alive`), W1's sampled step went from 74 to 41 operators on the accelerator
+    path, ResNet-50's (4 x 64**2) from 635 to 160 (``benchmarks/sampled_step.py --device
+    meta``).
     """
 
     def __init__(
@@ -125,7 +127,6 @@ class StepSums:
     ) -> None:
         self.n = n_layers
         self._dtype = dtype
-        self._device = device
         self._consts = consts
         # Rows (_SUM_ROWS): total, total of squares, saturated count, the squared per-unit
         # and overall means (stats.Moments; _PER_SOURCE rows), for RAW then ACT; then the

@@ -237,10 +237,11 @@ class ActivationAccumulator:
     """One layer's outputs reduced in their hooks within one sampled step (those past the
     stash budget), kept as reduced: the :class:`Moments` of each output (a batch of one)
     and each output gradient's sum of squares (or norm). ``StepSums`` adds them with the
-    step's other sums, in its one addition: summed here a forward at a time, their squares,
-    divisions and additions were ~12 kernels an output (ResNet-50 at 64 x 224**2, where most
-    outputs pass the budget: ~1300 of a sampled step's kernels). Small tensors are reduced
-    on one thread (see ``SMALL_NUMEL``).
+    step's other sums, in its one addition: summed here a forward at a time and added to the
+    step's rows one by one, their squares, divisions and additions were ~20 kernels an
+    output besides its reductions (ResNet-50 at 64 x 224**2, where most outputs pass the
+    budget: 3098 operators of a sampled step, 618 now). Small tensors are reduced on one
+    thread (see ``SMALL_NUMEL``).
     """
 
     outputs: list[Moments] = field(default_factory=list)
@@ -291,8 +292,9 @@ class Moments(NamedTuple):
     Squares and divisions are left to the step's one addition of all its sums
     (``StepSums``), which squares and scales every vector of the step in two kernels: here
     ``unit_norm`` is ``|S|``, the norm of the per-unit sums (``common = |S|**2 / N``),
-    ``offset`` is ``total**2 / numel``, and ``total_sq`` may be a norm too (``rooted``).
-    Squared one output group at a time, these were a fifth of a sampled step's kernels.
+    ``offset`` is ``total**2 / numel``, and ``total_sq`` may be a norm too (``rooted``): a
+    kernel fewer per group for each (squared and divided a group at a time, and added row by
+    row, they took ~12 kernels a group).
     """
 
     total: torch.Tensor
