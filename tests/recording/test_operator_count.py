@@ -87,7 +87,7 @@ def _recorder_kernels(widths: list[int], act: Callable[[], nn.Module], sampled: 
 
 def test_a_sampled_step_of_a_50_layer_mlp_stays_within_45_kernels() -> None:
     # W1's shape (50 tanh layers; narrow here, counts do not depend on width): 94 kernels
-    # when the target of halving them was set, 43 operators now (every one of the gradient,
+    # when the target of halving them was set, 41 operators now (every one of the gradient,
     # weight, update, activation and output-gradient statistics of 50 layers).
     widths = [16] * 51
     assert _recorder_kernels(widths, nn.Tanh, sampled=True) <= 45
