@@ -37,7 +37,6 @@ class DeviceConstants:
     def __init__(self, device: torch.device) -> None:
         self._device = device
         self._cache: dict[tuple[Any, ...], torch.Tensor] = {}
-        self._pairs: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _get(self, key: tuple[Any, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
         t = self._cache.get(key)
@@ -74,25 +73,24 @@ class DeviceConstants:
         the contributions concatenated in that order.
         """
 
-        def make() -> tuple[torch.Tensor, torch.Tensor]:
-            index = [row * n + i for row, layers, _ in keys for i in layers]
-            scale = [
-                math.sqrt(f) if k < norms else f
-                for k, (_, layers, f) in enumerate(keys)
-                for _ in layers
-            ]
-            return (
-                _to_device(torch.tensor(index, dtype=torch.long), self._device),
-                _to_device(torch.tensor(scale, dtype=dtype), self._device),
-            )
-
-        key = ("layout", keys, norms, n, dtype)
-        pair = self._pairs.get(key)
-        if pair is None:
-            if len(self._pairs) >= self._MAX_ENTRIES:
-                self._pairs.clear()
-            pair = self._pairs[key] = make()
-        return pair
+        index = self._get(
+            ("layout", keys, n),
+            lambda: torch.tensor(
+                [row * n + i for row, layers, _ in keys for i in layers], dtype=torch.long
+            ),
+        )
+        scale = self._get(
+            ("scales", keys, norms, dtype),
+            lambda: torch.tensor(
+                [
+                    math.sqrt(f) if k < norms else f
+                    for k, (_, layers, f) in enumerate(keys)
+                    for _ in layers
+                ],
+                dtype=dtype,
+            ),
+        )
+        return index, scale
 
     def array(self, values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         """``values`` (a host array) as a tensor of ``dtype`` on the device."""
@@ -112,7 +110,7 @@ class StepSums:
     """Running sums over every forward of a sampled step, per layer and source.
 
     Contributions are vectors over some layers, each meant for one row of the sums; they are
-    kept as they come and added once, when the sums are read (:meth:`raw`): one
+    kept as they come and added once, when the sums are read (:meth:`sums`): one
     concatenation, one multiply (the scales of :class:`~.stats.Moments`, and the cast to the
     sums' dtype), one in-place square of the vectors that are norms, and one ``index_add``
     into the flattened sums. Added a row at a time these were ten to twenty kernels per group
