@@ -110,6 +110,22 @@ def test_warm_up_remedy_in_a_lab_run(tmp_path: Path) -> None:
     assert not (tmp_path / "sgd").exists()
 
 
+def test_lower_rate_remedy_in_a_lab_run(tmp_path: Path) -> None:
+    """remedies = ["lower_lr"] runs at a tenth of the config's rate by default, or at
+    remedy_options.lower_lr.factor; a factor outside (0, 1) fails before anything is
+    written, naming it."""
+    run(_cfg(lr=0.1, remedies=("lower_lr",)), tmp_path / "d")
+    np.testing.assert_allclose(gw.load(tmp_path / "d").scalar("optimizer_lr"), 0.01, rtol=1e-6)
+    half = {"lower_lr": {"factor": 0.5}}
+    run(_cfg(lr=0.1, remedies=("lower_lr",), remedy_options=half), tmp_path / "h")
+    np.testing.assert_allclose(gw.load(tmp_path / "h").scalar("optimizer_lr"), 0.05, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`factor` to be a number in \(0, 1\) but got 2"):
+        run(
+            _cfg(remedies=("lower_lr",), remedy_options={"lower_lr": {"factor": 2}}), tmp_path / "x"
+        )
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_model_remedy_is_not_a_training_time_one() -> None:
     from gradwatch.lab.training import train_recorded
 

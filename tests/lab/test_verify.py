@@ -151,6 +151,19 @@ def test_warm_up_remedy_schedules_the_treated_runs_rate() -> None:
     np.testing.assert_allclose(v.before.trace.scalar("optimizer_lr"), [0.2] * 6)
 
 
+def test_lower_rate_remedy_scales_the_treated_runs_rate() -> None:
+    """verify with lower_lr makes the scheduler on the treated run's optimizer: its recorded
+    rate is the factor times the baseline's at every step."""
+    torch.manual_seed(0)
+    v = verify(
+        make_mlp(depth=3, width=8), "lower_lr", _batches(), steps=5, seed=0,
+        options={"factor": 0.25}, optimizer=lambda p: torch.optim.SGD(p, lr=0.2),
+        diagnose=lambda t: [],
+    )  # fmt: skip
+    np.testing.assert_allclose(v.after.trace.scalar("optimizer_lr"), [0.05] * 5, rtol=1e-6)
+    np.testing.assert_allclose(v.before.trace.scalar("optimizer_lr"), [0.2] * 5)
+
+
 def test_callable_remedy_and_bad_batches() -> None:
     """A function remedy (relu then He) is used as given; malformed batches are refused."""
 

@@ -8,7 +8,7 @@ from remedies_helpers import make_mlp, remedy_case, same_state, snapshot
 from torch import nn
 
 from gradwatch.diagnosis import REMEDY_IDS
-from gradwatch.remedies import GradientClipper, apply
+from gradwatch.remedies import REMEDIES, GradientClipper, apply
 
 
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
@@ -25,7 +25,7 @@ def test_every_remedy_id_applies_and_leaves_the_model_untouched(remedy: str) -> 
     if remedy.startswith("clip_"):
         assert isinstance(out, GradientClipper)
         return
-    if remedy == "lr_warmup":
+    if REMEDIES[remedy].returns == "scheduler":
         assert isinstance(out, torch.optim.lr_scheduler.LRScheduler)
         return
     assert isinstance(out, nn.Module) and out is not model

@@ -60,6 +60,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "clip_value",
     "clip_adaptive",
     "lr_warmup",
+    "lower_lr",
     "reduce_depth",
     "faster_hardware",
 )
@@ -158,17 +159,23 @@ def alarms_besides(findings: Iterable[Finding], rule: str) -> bool:
 
 
 def settled(
-    f: Finding, message: str, severity: Severity | None = None, **evidence: object
+    f: Finding,
+    message: str,
+    severity: Severity | None = None,
+    *,
+    remedies: tuple[RemedyHint, ...] = (),
+    **evidence: object,
 ) -> Finding:
     """``f`` as a settling pass (``symptoms``, ``recovered``) tells it: with ``message``, the
-    ``evidence`` added, ``severity`` where given, and no remedy (what the pass found is not a
-    lost gradient that the structural remedies would mend)."""
+    ``evidence`` added, ``severity`` where given, and only the ``remedies`` the pass names
+    (none by default: what it found is not a lost gradient that the structural remedies
+    would mend)."""
     return replace(
         f,
         severity=f.severity if severity is None else severity,
         message=message,
         evidence={**f.evidence, **evidence},
-        remedies=(),
+        remedies=remedies,
     )
 
 

@@ -112,6 +112,7 @@ def _label(remedies: tuple[str, ...]) -> str:
         "clip_value": "clip value",
         "clip_adaptive": "adaptive clipping (AGC)",
         "lr_warmup": "learning-rate warm-up",
+        "lower_lr": "lower learning rate",
     }
     return " + ".join(names.get(r, r) for r in remedies)
 

@@ -14,9 +14,9 @@ Three kinds of remedy, each applied where it belongs:
   the library's.
 * **Data-dependent** remedies (LSUV, layer-wise pretraining) are applied to the built model
   by ``gradwatch.remedies.apply`` (:func:`apply_to_built`).
-* **Training-time** remedies (gradient clipping, a learning-rate warm-up) become
-  ``GradientClipper``\\ s and schedulers made by ``gradwatch.remedies.apply`` inside the
-  training loop (:func:`training_specs`).
+* **Training-time** remedies (gradient clipping, a learning-rate warm-up, a lower
+  learning rate) become ``GradientClipper``\\ s and schedulers made by
+  ``gradwatch.remedies.apply`` inside the training loop (:func:`training_specs`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "clip_adaptive": {"clipping": 0.1, "eps": 1e-3},
     # steps None: 2 / (1 - beta2) for Adam (Ma & Yarats 2021); an SGD run must set it.
     "lr_warmup": {"steps": None},
+    # factor 0.1: a decade, the classic first try (gradwatch.remedies.lower_lr).
+    "lower_lr": {"factor": 0.1},
     # depth None: a quarter of the layers, at least 2 (20 sigmoid layers -> 5).
     "reduce_depth": {"depth": None},
     # Greedy autoencoder pretraining (Bengio et al., 2007): a few hundred small steps per layer.

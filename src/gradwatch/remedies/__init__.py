@@ -55,6 +55,7 @@ from .init import (
     init_orthogonal_,
     init_xavier_,
 )
+from .lower_lr import lower_lr
 from .normalization import insert_batchnorm, insert_layernorm, insert_norm
 from .prescribe import Prescription, applicability, prescribe
 from .pretraining import Pretrained, pretrain_layerwise
@@ -103,6 +104,7 @@ __all__ = [
     "insert_batchnorm",
     "insert_layernorm",
     "insert_norm",
+    "lower_lr",
     "lr_warmup",
     "make_activation",
     "measure_speedup",

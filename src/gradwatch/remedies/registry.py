@@ -42,6 +42,7 @@ from .init import (
     init_orthogonal_,
     init_xavier_,
 )
+from .lower_lr import lower_lr
 from .normalization import NormKind, insert_norm
 from .pretraining import pretrain_layerwise
 from .residual import add_residual
@@ -181,17 +182,23 @@ def _clipper(mode: ClipMode) -> Transform:
     return transform
 
 
-def _warmed_up(
-    model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None, steps: int | None = None
-) -> LRScheduler:
-    if optimizer is None:
-        raise ValueError(_OPTIMIZER.message("lr_warmup"))
-    if isinstance(optimizer, torch.optim.Optimizer) and not optimizes(optimizer, model):
-        raise ValueError(
-            "lr_warmup: `optimizer` updates none of the model's parameters; pass the "
-            "optimizer that trains this model"
-        )
-    return lr_warmup(optimizer, steps)  # checks the optimizer's type and steps
+def _scheduler(remedy_id: str, make: Callable[..., LRScheduler]) -> Transform:
+    """A scheduler remedy: ``make(optimizer, **options)`` on the optimizer that trains the
+    model, checked to be one before its rates are touched."""
+
+    def transform(
+        model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None, **options: Any
+    ) -> LRScheduler:
+        if optimizer is None:
+            raise ValueError(_OPTIMIZER.message(remedy_id))
+        if isinstance(optimizer, torch.optim.Optimizer) and not optimizes(optimizer, model):
+            raise ValueError(
+                f"{remedy_id}: `optimizer` updates none of the model's parameters; pass the "
+                "optimizer that trains this model"
+            )
+        return make(optimizer, **options)  # checks the optimizer's type and the options
+
+    return transform
 
 
 def _on_fastest_device(
@@ -341,8 +348,16 @@ _ALL: tuple[Remedy, ...] = (
         "lr_warmup",
         "raise the learning rate linearly to its value over the first steps (a scheduler)",
         "scheduler",
-        _warmed_up,
+        _scheduler("lr_warmup", lr_warmup),
         {"optimizer": REQUIRED, **_defaults(lr_warmup, "steps")},
+        (_OPTIMIZER,),
+    ),
+    Remedy(
+        "lower_lr",
+        "multiply every learning rate by factor from now on (a scheduler)",
+        "scheduler",
+        _scheduler("lower_lr", lower_lr),
+        {"optimizer": REQUIRED, **_defaults(lower_lr, "factor")},
         (_OPTIMIZER,),
     ),
     Remedy(
@@ -386,8 +401,9 @@ def apply(
     ``"clip_norm"`` (needs ``max_norm=``), ``"clip_value"`` (needs ``clip_value=``) and
     ``"clip_adaptive"`` return a :class:`GradientClipper` over the model's parameters,
     attached to ``optimizer=`` when given (and logging into ``watch=``). ``"lr_warmup"``
-    (needs ``optimizer=``; ``steps=``) returns a learning-rate scheduler on that optimizer:
-    call its ``step()`` after each ``optimizer.step()``. Every remedy's options and defaults
+    (needs ``optimizer=``; ``steps=``) and ``"lower_lr"`` (needs ``optimizer=``; ``factor=``)
+    return a learning-rate scheduler on that optimizer: call its ``step()`` after each
+    ``optimizer.step()``. Every remedy's options and defaults
     are in :data:`REMEDIES`.
 
     Raises:
