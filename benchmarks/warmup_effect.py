@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _docs
-from real_corpus.cases import REAL_CORPUS, record
+from real_corpus.cases import REAL_CORPUS, Case, Run, record
 
 import gradwatch as gw
 
@@ -41,23 +41,27 @@ RUNS: dict[str, tuple[int, ...]] = {
 }
 
 
-def row(name: str, warmup: int, seed: int) -> list[str]:
-    case = REAL_CORPUS[name]
-    run = record(case, seed, warmup=warmup)
+def measured(case: Case, run: Run) -> list[str]:
+    """The cells after a row's first two: the loss, the case's own check, the findings, the
+    first remedy prescribed and the seconds (shared with benchmarks/lower_lr_effect.py)."""
     broken, detail = case.check(run)
     tail = max(1, case.steps // 10)
     losses = run.losses
     serious = [f.rule for f in run.findings if f.severity != "info"]
     prescribed = gw.prescribe(run.findings, trace=run.trace)
     return [
-        f"{name} ({case.steps} steps)",
-        str(warmup or "none"),
         f"{losses[0]:.3g}, {max(losses):.3g}, {sum(losses[-tail:]) / tail:.3g}",
         ("yes: " if broken else "no: ") + detail,
         ", ".join(serious) or "none",
         prescribed[0].remedy if prescribed else "-",
         f"{run.seconds:.0f}",
     ]
+
+
+def row(name: str, warmup: int, seed: int) -> list[str]:
+    case = REAL_CORPUS[name]
+    run = record(case, seed, warmup=warmup)
+    return [f"{name} ({case.steps} steps)", str(warmup or "none"), *measured(case, run)]
 
 
 def main() -> None:

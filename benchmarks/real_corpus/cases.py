@@ -261,26 +261,35 @@ CASES: tuple[Case, ...] = (
 REAL_CORPUS: dict[str, Case] = {c.name: c for c in CASES}
 
 
-def record(case: Case, seed: int = 0, *, warmup: int | None = None) -> Run:
+def record(
+    case: Case, seed: int = 0, *, warmup: int | None = None, lr_factor: float | None = None
+) -> Run:
     """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
 
     ``warmup`` > 0 adds the ``lr_warmup`` remedy over that many steps (the scheduler steps
-    after the optimizer); None takes the case's own (``Case.warmup``). Runs on one CPU thread (restored afterwards), so results and
-    timings match across hosts.
+    after the optimizer); None takes the case's own (``Case.warmup``). ``lr_factor`` adds
+    the ``lower_lr`` remedy with that factor. Runs on one CPU thread (restored afterwards),
+    so results and timings match across hosts.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _record(case, seed, case.warmup if warmup is None else warmup)
+        return _record(case, seed, case.warmup if warmup is None else warmup, lr_factor)
     finally:
         torch.set_num_threads(threads)
 
 
-def _record(case: Case, seed: int, warmup: int) -> Run:
+def _record(case: Case, seed: int, warmup: int, lr_factor: float | None) -> Run:
     torch.manual_seed(seed)
     setup = case.build(seed)
     params = [p for p in setup.model.parameters() if p.requires_grad]
-    scheduler = gw.remedies.lr_warmup(setup.optimizer, warmup) if warmup else None
+    schedulers = []
+    if lr_factor is not None:
+        schedulers.append(
+            gw.remedies.apply(setup.model, "lower_lr", optimizer=setup.optimizer, factor=lr_factor)
+        )
+    if warmup:
+        schedulers.append(gw.remedies.lr_warmup(setup.optimizer, warmup))
     losses: list[float] = []
     finite: list[bool] = []
     t0 = time.perf_counter()
@@ -297,8 +306,8 @@ def _record(case: Case, seed: int, warmup: int) -> Run:
             if setup.clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, setup.clip)
             setup.optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            for scheduler in schedulers:
+                scheduler.step()  # type: ignore[union-attr]
             w.log(loss=loss)
             losses.append(float(loss.detach()))
     trace = w.trace

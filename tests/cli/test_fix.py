@@ -81,8 +81,17 @@ def test_fix_shows_how_to_use_a_warm_up(
 
 
 _OWN_SETTINGS = {
-    "transformers": ("TrainingArguments(..., warmup_steps=...)", "max_grad_norm="),
-    "lightning": ('"interval": "step"', 'gradient_clip_algorithm="norm")'),
+    # the recorded run's rate is 0.1: lower_lr's tenth of it is named
+    "transformers": (
+        "TrainingArguments(..., warmup_steps=...)",
+        "max_grad_norm=",
+        "TrainingArguments(..., learning_rate=0.01)",
+    ),
+    "lightning": (
+        '"interval": "step"',
+        'gradient_clip_algorithm="norm")',
+        "the optimizer configure_optimizers returns, at lr=0.01",
+    ),
 }
 
 
@@ -92,12 +101,16 @@ def test_fix_names_the_trainers_own_setting(
     framework: str,
 ) -> None:  # fmt: skip
     """A run recorded by the HF Trainer or Lightning (meta["trainer"]["framework"]) is told
-    the trainer's own warm-up and clipping settings: the trainer owns the step, so a
+    the trainer's own warm-up, rate and clipping settings: the trainer owns the step, so a
     scheduler or clipper made beside it would act twice or be replaced."""
     _record(tmp_path / "run", meta={"trainer": {"framework": framework}})
 
     def diagnose(trace: Trace) -> list[Finding]:
-        hints = (RemedyHint("lr_warmup", "small first steps"), RemedyHint("clip_norm", "bound"))
+        hints = (
+            RemedyHint("lr_warmup", "small first steps"),
+            RemedyHint("lower_lr", "smaller steps"),
+            RemedyHint("clip_norm", "bound"),
+        )
         return [Finding("unstable_updates", "critical", (), (0, 2), {}, "too large", hints)]
 
     monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)

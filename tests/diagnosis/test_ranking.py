@@ -129,7 +129,7 @@ def test_the_warm_up_length_is_known_only_from_the_start(
     """Steps until the rate reached 95% of its peak (0: none). A trainer's own log of the
     rate that starts at its logging interval (HF: step 500) comes after most warm-ups, so
     more than 10 steps in, whether the run warmed up is unknown."""
-    from gradwatch.diagnosis._common import started_cold, warm_up_length
+    from gradwatch.diagnosis.rates import started_cold, warm_up_length
 
     infos = [LayerInfo("fc", "Linear", 0, 64, {"weight": [8, 8]})]
     steps = np.arange(0, 1000, 50)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import gradwatch as gw
 from gradwatch.diagnosis import SEVERITY_RANK, Finding
 
 
@@ -168,12 +169,25 @@ def test_a_collapsed_representation_is_named_and_a_healthy_one_is_not() -> None:
     (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
     assert plateau.severity == "warning" and plateau.evidence["cause"] == "collapsed"
     assert plateau.evidence["between_inputs_layer"].endswith("transformer.ln_f")
-    assert plateau.evidence["plateau_between_inputs"] < 0.1 and plateau.remedies == ()
+    assert plateau.evidence["plateau_between_inputs"] < 0.1
+    assert [r.id for r in plateau.remedies] == ["lower_lr"]
     healthy = run_of("gpt2_lm").trace
     measured = plateau_between_inputs(healthy, int(np.max(healthy.steps)) // 2)
     assert measured is not None
     col, share = measured
     assert healthy.layers[col].name == "transformer.ln_f" and share > 0.25
+
+
+def test_the_collapsed_plateaus_remedy_trains_the_model() -> None:
+    """The remedy the collapsed plateau names, applied as it comes (``lower_lr`` at its
+    default tenth, on the same 20-step warm-up): GPT-2 leaves the unigram loss by the case's
+    own check (3.20 -> 2.75 on an Intel Xeon) and the diagnosis finds no warning."""
+    name = "gpt2_warmup_too_short"
+    case = rc.REAL_CORPUS[name]
+    fixed = rc.record(case, lr_factor=gw.remedies.REMEDIES["lower_lr"].options["factor"])
+    broken, detail = case.check(fixed)
+    assert not broken, detail
+    assert not _alarms(fixed.findings), [f.message for f in fixed.findings]
 
 
 def test_a_loss_still_falling_slowly_is_told_it_still_learns() -> None:

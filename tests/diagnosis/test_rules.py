@@ -153,6 +153,8 @@ def test_exploding_fires_past_the_reversed_depth_trend(decades: float, fires: bo
     if f:
         assert f.evidence["depth"]["first_over_last_decades"] == pytest.approx(decades, abs=1e-4)
         assert f.layers == ("fc0",)
+        # a gain compounding over depth: the init, not the rate
+        assert "lower_lr" not in [r.id for r in f.remedies]
 
 
 @pytest.mark.parametrize(
@@ -282,6 +284,8 @@ def test_exploding_sustained_growth(decades_per_step: float, fires: bool) -> Non
         # Window medians sit at t = 4.5 and 54.5: 50 steps apart.
         assert f.evidence["growth"]["decades"] == pytest.approx(50 * decades_per_step, rel=1e-4)
         assert "spikes" not in f.evidence
+        # growth over steps: updates too large, so a lower rate after the clip
+        assert [r.id for r in f.remedies[:2]] == ["clip_norm", "lower_lr"]
 
 
 def test_exploding_rebuilds_the_global_norm_from_layer_norms() -> None:
@@ -766,12 +770,13 @@ def test_start_only_is_evidence_at_the_start_of_a_run_measured_to_its_end() -> N
 
 
 def test_unstable_updates_remedies_depend_on_the_direction() -> None:
-    """Too-large updates are treated by clipping; too-small ones by giving the layer a gradient."""
+    """Too-large updates are treated by a lower rate, then clipping; too-small ones by giving
+    the layer a gradient (no lower rate, no clipping)."""
     big = run("unstable_updates", trace_of(3, 12, {"update_ratio": np.array([1e-3, 1.0, 1e-3])}))
     small = run("unstable_updates", trace_of(3, 12, {"update_ratio": np.array([1e-3, 1e-9, 1e-3])}))
     assert big is not None and small is not None
-    assert big.remedies[0].id == "clip_norm"
-    assert not any(r.id.startswith("clip") for r in small.remedies)
+    assert [r.id for r in big.remedies[:2]] == ["lower_lr", "clip_norm"]
+    assert not any(r.id.startswith("clip") or r.id == "lower_lr" for r in small.remedies)
 
 
 @pytest.mark.parametrize(("branch", "fires"), [(None, True), ("block", False)])

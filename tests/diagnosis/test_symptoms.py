@@ -133,13 +133,14 @@ def test_only_a_diagnosis_that_ran_every_rule_settles_it() -> None:
 def test_a_loss_rising_after_its_best_stays_a_warning_naming_the_step_size() -> None:
     """Learned, then rose steadily by 8% with no gradient finding (GPT-2 at AdamW 0.1 after
     a warm-up ends at the unigram level this way): a warning, not "learned what the data
-    allows", naming steps too large or unshuffled data, without the lost-gradient remedies."""
+    allows", naming steps too large or unshuffled data, with a lower rate as its one remedy
+    (not the lost-gradient ones)."""
     t = np.arange(N)
     noise = 0.002 * np.sin(1.7 * t)
     best = 2.3 * 0.97**30
     rising = np.where(t < 30, 2.3 * 0.97**t, best * (1 + 0.08 * (t - 30) / 69)) + noise
     f = _plateau(gw.diagnose(_trace(rising, update_ratio=0.02)))
-    assert f.severity == "warning" and f.remedies == ()
+    assert f.severity == "warning" and [r.id for r in f.remedies] == ["lower_lr"]
     assert f.evidence["rising"] is True and f.evidence["cause"] == "rising"
     assert f.message.startswith("Loss rising: from step 30 the loss went 0.9")
     assert "steps too large" in f.message and "a median 0.02 of their norm" in f.message
@@ -163,11 +164,11 @@ def test_a_loss_falling_slowly_from_the_start_is_not_sent_to_the_task() -> None:
 def test_a_plateau_whose_representation_collapsed_says_so() -> None:
     """The representation the head reads (layer 4 of 6: the last is the head) varies between
     inputs by a median 3% of its variance over the plateau: the prediction barely depends on
-    the input, a warning that names the layer and the step size, without structural
-    remedies, after learning or from the start. At 40% it is the healthy plateau (info), and
-    beside a gradient finding the other findings explain it."""
+    the input, a warning that names the layer and the step size, with a lower rate as its
+    one remedy (not the structural ones), after learning or from the start. At 40% it is the
+    healthy plateau (info), and beside a gradient finding the other findings explain it."""
     f = _plateau(gw.diagnose(_trace(_learns_then_flat(), between_inputs=0.03)))
-    assert f.severity == "warning" and f.remedies == ()
+    assert f.severity == "warning" and [r.id for r in f.remedies] == ["lower_lr"]
     assert f.evidence["cause"] == "collapsed"
     assert f.evidence["plateau_between_inputs"] == 0.03
     assert f.evidence["between_inputs_layer"] == "L4 fc4"
@@ -178,6 +179,7 @@ def test_a_plateau_whose_representation_collapsed_says_so() -> None:
     flat = 2.3 + 0.001 * np.sin(np.arange(N))
     start = _plateau(gw.diagnose(_trace(flat, between_inputs=0.03)))
     assert start.evidence["cause"] == "collapsed" and start.severity == "warning"
+    assert [r.id for r in start.remedies] == ["lower_lr"]
     healthy = _plateau(gw.diagnose(_trace(_learns_then_flat(), between_inputs=0.4)))
     assert healthy.severity == "info" and "cause" not in healthy.evidence
     beside = _plateau(gw.diagnose(_trace(flat, grad_decades=5.0, between_inputs=0.03)))

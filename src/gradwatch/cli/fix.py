@@ -42,12 +42,23 @@ def _call(remedy: str, options: dict[str, Any]) -> str:
     return call
 
 
-def _trainer_setting(remedy: str, options: dict[str, Any], framework: object) -> str | None:
+def _trainer_setting(
+    remedy: str, options: dict[str, Any], framework: object, peak_rate: float | None = None
+) -> str | None:
     """The trainer's own setting for ``remedy`` where the run was recorded by a trainer that
     owns the step (``meta["trainer"]["framework"]``): the HF Trainer clips and schedules
-    itself, so a clipper or scheduler made beside it would act twice or be replaced."""
+    itself, so a clipper or scheduler made beside it would act twice or be replaced.
+    ``peak_rate``: the run's peak learning rate, where the trace has it."""
     limit = options.get("max_norm")
     value = f"{limit:.4g}" if isinstance(limit, float) else "..."
+    if remedy == "lower_lr" and framework in ("transformers", "lightning"):
+        from gradwatch.remedies import REMEDIES
+
+        factor = REMEDIES["lower_lr"].options["factor"]
+        rate = f"{peak_rate * factor:.3g}" if peak_rate else f"<your rate x {factor:g}>"
+        if framework == "transformers":
+            return f"TrainingArguments(..., learning_rate={rate}) (the Trainer's own rate)"
+        return f"the optimizer configure_optimizers returns, at lr={rate}"
     if framework == "transformers":
         if remedy == "lr_warmup":
             return "TrainingArguments(..., warmup_steps=...) (the Trainer's linear warm-up)"
@@ -67,7 +78,7 @@ def _trainer_setting(remedy: str, options: dict[str, Any], framework: object) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradwatch.diagnosis import diagnose
+    from gradwatch.diagnosis import diagnose, peak_learning_rate
     from gradwatch.remedies import prescribe
     from gradwatch.report.console import print_findings
     from gradwatch.trace import load
@@ -113,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for i, p in enumerate(usable, start=1):
         print(f"  {i}. {p.remedy}  (score {p.score:.2f}; for {', '.join(p.rules)})")
         print(f"     why: {p.reason}")
-        own = _trainer_setting(p.remedy, p.options, framework)
+        own = _trainer_setting(p.remedy, p.options, framework, peak_learning_rate(trace))
         print(f"     how: {own or _call(p.remedy, p.options)}")
         needed = [k for k, v in p.options.items() if v == "<required>"]
         if needed and own is None:

@@ -13,6 +13,7 @@ from .finding import (
 )
 from .flow import DepthTrend, depth_trend
 from .ranking import RankedRemedy, rank_remedies
+from .rates import peak_learning_rate
 from .rules import RULES
 from .thresholds import Thresholds
 
@@ -31,5 +32,6 @@ __all__ = [
     "Thresholds",
     "depth_trend",
     "diagnose",
+    "peak_learning_rate",
     "rank_remedies",
 ]

@@ -15,47 +15,53 @@ improved by 5%: a frozen output layer, labels the model cannot read) stays a war
 whatever else was found; so does one beside a gradient finding (every broken corpus case).
 
 Two plateaus from the first window have no cause among the rules and are told so, as
-warnings without the structural remedies. One has steps too small to train: the weights
-move a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over the plateau.
-HF GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 ->
-5.32 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has
-normal steps: the gradient reaches the layers and moves them, so what is asked of the model
-is the suspect, unless the loss still falls steadily (it learns, slowly). After learning,
-small steps are not told apart from a model near its optimum: an HF ResNet fine-tuned under
-SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and 2.8e-5 over its
-second half. A plateau after learning whose loss still
-falls steadily (``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its last 130
-steps) is told it is still learning, slowly, not that stopping there loses little. One
-whose loss rises steadily instead (``rising``) stays a warning that names steps too large
-or unshuffled data: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86 -> 3.07 from
-step 80 to 200, ending at the unigram level with no other finding. One whose head reads a collapsed
+warnings without the structural remedies. One has steps too small to train: the weights move
+a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over the plateau. HF
+GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 -> 5.32
+in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has normal
+steps: the gradient reaches the layers and moves them, so what is asked of the model is the
+suspect, unless the loss still falls steadily (it learns, slowly). After learning, small
+steps are not told apart from a model near its optimum: an HF ResNet fine-tuned under SGD
+1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and 2.8e-5 over its second
+half. A plateau after learning whose loss still falls steadily (``still_falling``: HF GPT-2
+at AdamW 1e-5, 5.27 -> 5.04 over its last 130 steps) is told it is still learning, slowly,
+not that stopping there loses little. One whose loss rises steadily instead (``rising``)
+stays a warning that names steps too large or unshuffled data, with ``lower_lr`` as its one
+remedy: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86 -> 3.07 from step 80 to 200,
+ending at the unigram level with no other finding. One whose head reads a collapsed
 representation (``collapsed``: under ``collapsed_share`` of its variance differs between
 inputs, so the prediction barely depends on the input) stays a warning too, after learning
-or from the start: HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss
-from step 20 with 3.5% at its final LayerNorm, where the update ratio (0.008) could not tell
-it from a healthy ResNet on noisy labels (0.007, with 97% between inputs).
+or from the start, with ``lower_lr`` (a tenth of the rate trains the run below, 3.20 ->
+2.75): HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss from step 20
+with 3.5% at its final LayerNorm, where the update ratio (0.008) could not tell it from a
+healthy ResNet on noisy labels (0.007, with 97% between inputs).
 """
 
 from __future__ import annotations
 
-from .finding import Finding, alarms_besides, settled
+from .finding import Finding, RemedyHint, alarms_besides, settled
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
+
+#: The remedy of the plateaus whose steps are too large (a rising loss, a collapse).
+_LOWER_RATE = (
+    RemedyHint("lower_lr", "a lower learning rate takes smaller steps at this stage of training"),
+)
 
 
 def settle_symptoms(findings: list[Finding]) -> list[Finding]:
     """``findings`` with a loss plateau that no other rule explains told what it is.
 
     With no warning or critical finding beside it: a loss that rises steadily over the
-    plateau stays a warning naming steps too large (or unshuffled data), and so does one whose
-    head reads a representation that barely varies between inputs; a plateau after
-    learning becomes ``info``; one from the start stays a warning that names the learning
-    rate when the steps are too small to train (the median update ratio under
-    ``tiny_update_ratio``), else points at what the model is asked to learn. (After
-    learning, small steps may just be a model near its optimum under SGD, whose steps shrink
-    with the gradient.) Only for a diagnosis that ran every rule: with a subset, a missing
-    cause may just not have been looked for.
+    plateau stays a warning naming steps too large (or unshuffled data), and so does one
+    whose head reads a representation that barely varies between inputs (both with
+    ``lower_lr``); a plateau after learning becomes ``info``; one from the start stays a
+    warning that names the learning rate when the steps are too small to train (the median
+    update ratio under ``tiny_update_ratio``), else points at what the model is asked to
+    learn. (After learning, small steps may just be a model near its optimum under SGD,
+    whose steps shrink with the gradient.) Only for a diagnosis that ran every rule: with a
+    subset, a missing cause may just not have been looked for.
     """
     alone = not alarms_besides(findings, SYMPTOM)
     out = []
@@ -88,8 +94,8 @@ def _rising(f: Finding) -> Finding:
         "layer usually means steps too large for this stage of training (lower the learning "
         "rate, or decay it), or later batches harder than earlier ones (data not shuffled)."
     )
-    # No remedy of the catalogue lowers a rate; residual paths or an activation would not help.
-    return settled(f, message, cause="rising")
+    # Residual paths or an activation would not help; a lower rate takes smaller steps.
+    return settled(f, message, cause="rising", remedies=_LOWER_RATE)
 
 
 def _below(f: Finding, measured: str, limit: str) -> bool:
@@ -124,10 +130,10 @@ def _collapsed_representation(f: Finding) -> Finding:
         "learning rate, or warm it up for longer), and so does depth that pulls every input "
         "toward one point (rank collapse)."
     )
-    # No remedy of the catalogue lowers a rate, and the warm-up length that suffices is not
-    # known from this run (GPT-2 at AdamW 0.1 ended near its unigram loss after a 60-step
-    # warm-up too: 2.95-3.06, by CPU).
-    return settled(f, message, cause="collapsed")
+    # Not lr_warmup: the warm-up length that suffices is not known from this run (GPT-2 at
+    # AdamW 0.1 ended near its unigram loss after a 60-step warm-up too: 2.95-3.06, by CPU).
+    # A tenth of the rate trains it (real corpus, gpt2_warmup_too_short: 3.20 -> 2.75).
+    return settled(f, message, cause="collapsed", remedies=_LOWER_RATE)
 
 
 def _tiny_steps(f: Finding) -> bool:

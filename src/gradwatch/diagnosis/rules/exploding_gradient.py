@@ -252,6 +252,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
         ]
     else:
         pairs += [
+            ("lower_lr", "smaller updates do not push the weights where the gradient grows"),
             ("clip_adaptive", "clips relative to each parameter's norm, adapting as it trains"),
             ("layernorm", "normalisation keeps activations, and so gradients, in range"),
         ]

@@ -25,13 +25,13 @@ from .._common import (
     core_layers,
     fl,
     hints,
-    learning_rate_at,
     metric_rows,
     quiet_nan,
     scalar_rows,
     window_medians,
 )
 from ..finding import Finding
+from ..rates import learning_rate_at
 from ..thresholds import LossPlateauThresholds
 
 RULE = "loss_plateau"

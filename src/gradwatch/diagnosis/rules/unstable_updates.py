@@ -32,22 +32,20 @@ import numpy as np
 
 from ...trace import Trace
 from .._common import (
-    WARM_START_SHARE,
     LossResponse,
     block_medians,
     by_layer,
     fl,
     hints,
-    learning_rate_at,
     loss_response,
     metric_rows,
     nanmedian,
     quiet_nan,
     scalar_rows,
     start_only,
-    started_cold,
 )
 from ..finding import Finding, Severity
+from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
 from ..thresholds import UnstableUpdatesThresholds
 
 RULE = "unstable_updates"
@@ -219,13 +217,16 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
                     "weights and the optimizer's statistics settle",
                 )
             )
-        if not clipped:
-            pairs.append(
-                (
-                    "clip_norm",
-                    "bounds the step size whatever the gradient (and lower the learning rate)",
-                )
+        # The message's own cause: steps too large for the rate. Confined to a start that
+        # ran at its peak rate, the warm-up above keeps the rest of the run's rate.
+        pairs.append(
+            (
+                "lower_lr",
+                "a lower learning rate takes smaller steps: the update ratio falls with it",
             )
+        )
+        if not clipped:
+            pairs.append(("clip_norm", "bounds the step size whatever the gradient"))
         pairs += [
             ("clip_adaptive", "clips each update relative to its parameter's norm"),
             ("layernorm", "makes each layer less sensitive to the size of its weights' steps"),

@@ -41,10 +41,10 @@ from .._common import (
     safe_log10,
     step_span,
     take_cols,
-    warm_up_length,
     window_medians,
 )
 from ..finding import Finding, RemedyHint, Severity
+from ..rates import warm_up_length
 from ..thresholds import VanishingGradientThresholds
 
 RULE = "vanishing_gradient"
