@@ -23,8 +23,16 @@ from ..trace import Trace, trace_from_tables
 from ..trace.tags import step_rows, write_summaries
 
 #: The per-layer metrics streamed: the gradient's flow along depth, the real update size,
-#: and the two activation failures (dead units, saturation).
-STREAM_METRICS: tuple[str, ...] = ("grad_rms", "update_ratio", "act_dead", "act_saturated")
+#: the two activation failures (dead units, saturation), and the share of each output that
+#: still differs between inputs (a representation collapsing toward one output for every
+#: input, what ``loss_plateau`` names as a collapse).
+STREAM_METRICS: tuple[str, ...] = (
+    "grad_rms",
+    "update_ratio",
+    "act_dead",
+    "act_saturated",
+    "act_between_inputs",
+)
 #: The per-step scalars streamed (the user's own, like the loss, they log themselves).
 STREAM_SCALARS: tuple[str, ...] = ("global_grad_norm",)
 #: Tag of the findings text.
