@@ -158,6 +158,7 @@ def test_a_loss_falling_slowly_from_the_start_is_not_sent_to_the_task() -> None:
     assert f.severity == "warning" and f.remedies == ()
     assert f.evidence["cause"] == "slow" and f.evidence["still_falling"] is True
     assert f.message.startswith("Loss falling slowly: from step 0 the loss went 2.29")
+    assert "(-" in f.message.split(",")[0]  # the fall is signed, as a rise is (+)
     assert "labels it cannot predict" not in f.message
 
 

@@ -83,12 +83,11 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
 
 def _rising(f: Finding) -> Finding:
     ev = f.evidence
-    level, last = ev.get("plateau_loss"), ev.get("last_window_loss")
-    if not (isinstance(level, float) and isinstance(last, float) and level):
+    went = _went(ev)
+    if went is None:
         return settled(f, f.message, cause="rising")
     message = (
-        f"Loss rising: from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> "
-        f"{last:.4g} ({(last - level) / abs(level):+.1%}), steadily (trend z-score "
+        f"Loss rising: {went}, steadily (trend z-score "
         f"{ev.get('plateau_trend_z', 0.0):.1f}){_moved(ev)}, and no other rule found a "
         "gradient problem. A training loss that climbs back while the gradient reaches every "
         "layer usually means steps too large for this stage of training (lower the learning "
@@ -180,15 +179,14 @@ def _nothing_lost(f: Finding) -> Finding:
 
 
 def _went(ev: dict[str, object]) -> str | None:
-    """The fall clause of a message, where the plateau's fall was measured: "from step S the
-    loss went A -> B (-x%)"."""
+    """The loss clause of a message, where the plateau's level and last window were measured:
+    "from step S the loss went A -> B (-x%)", the change signed (a rise is "+x%")."""
     level, last = ev.get("plateau_loss"), ev.get("last_window_loss")
-    fall = ev.get("plateau_fall")
-    if not all(isinstance(v, float) for v in (level, last, fall)):
+    if not (isinstance(level, float) and isinstance(last, float) and level):
         return None
     return (
         f"from step {ev.get('plateau_from_step')} the loss went {level:.4g} -> {last:.4g} "
-        f"({fall:.1%})"
+        f"({(last - level) / abs(level):+.1%})"
     )
 
 
