@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from gradwatch.diagnosis import REMEDY_IDS
+from gradwatch.remedies.lower_lr import check_factor
 
 from .models import MODEL_CONFIGS, ModelConfig, model_kind
 from .models.common import OneOf
@@ -137,6 +138,12 @@ class RunConfig:
                 "the default length, 2 / (1 - beta2), exists only for adam; set it, e.g. "
                 f"steps = {max(1, self.steps // 10)} (a tenth of the run)"
             )
+        if "lower_lr" in self.remedies:
+            factor = options_for("lower_lr", self.remedy_options)["factor"]
+            try:
+                check_factor(factor, "remedy_options.lower_lr.factor")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         for rid in self.remedy_options:
             if rid not in self.remedies:
                 raise ConfigError(

@@ -22,7 +22,28 @@ import sys
 import torch
 from torch.optim.lr_scheduler import ConstantLR
 
-__all__ = ["lower_lr"]
+__all__ = ["check_factor", "lower_lr"]
+
+
+def check_factor(factor: object, name: str = "`factor`") -> float:
+    """``factor`` as a float when it is a number in (0, 1), else a ValueError that names it
+    as ``name`` (the lab names its config field).
+
+    Example:
+        >>> check_factor(0.1)
+        0.1
+    """
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, (int, float))
+        or not math.isfinite(factor)
+        or not 0.0 < factor < 1.0
+    ):
+        raise ValueError(
+            f"lower_lr: expected {name} to be a number in (0, 1) but got {factor!r}; it "
+            "multiplies every learning rate (0.1 lowers them a decade)"
+        )
+    return float(factor)
 
 
 def lower_lr(optimizer: torch.optim.Optimizer, factor: float = 0.1) -> ConstantLR:
@@ -60,16 +81,7 @@ def lower_lr(optimizer: torch.optim.Optimizer, factor: float = 0.1) -> ConstantL
             f"lower_lr: expected `optimizer` to be a torch.optim.Optimizer but got "
             f"{type(optimizer).__name__}; pass the optimizer that trains the model"
         )
-    if (
-        isinstance(factor, bool)
-        or not isinstance(factor, (int, float))
-        or not math.isfinite(factor)
-        or not 0.0 < factor < 1.0
-    ):
-        raise ValueError(
-            f"lower_lr: expected `factor` to be a number in (0, 1) but got {factor!r}; it "
-            "multiplies every learning rate (0.1 lowers them a decade)"
-        )
+    check_factor(factor)
     # ConstantLR applies its factor at once and lifts it only at step `total_iters`: with no
     # reachable end it is a lasting, chainable multiplier.
     return ConstantLR(optimizer, factor=float(factor), total_iters=sys.maxsize)
