@@ -10,25 +10,15 @@ block (benchmarks/_docs.py).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _docs
 from real_corpus.cases import REAL_CORPUS, record
-from warmup_effect import measured
+from warmup_effect import columns, measured, write_table
 
 SCRIPT = "benchmarks/lower_lr_effect.py"
-COLUMNS = (
-    "case",
-    "rate factor",
-    "loss: first, max, last 10%",
-    "broken, by its own check",
-    "findings (warning, critical)",
-    "first remedy",
-    "s",
-)
+COLUMNS = columns("rate factor")
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
@@ -48,27 +38,19 @@ def row(name: str, factor: float, seed: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--write-docs", action="store_true", help="update docs/remedies.md")
-    args = parser.parse_args()
-    rows = []
-    for name, factors in RUNS.items():
-        for factor in factors:
-            rows.append(row(name, factor, args.seed))
-            print("| " + " | ".join(rows[-1]) + " |", flush=True)
-    if args.write_docs:
-        setting = (
-            f"each real-corpus case trained by its own loop (one thread, seed {args.seed}) at "
-            "its rate and with lower_lr at each factor; 'by its own check' is the corpus's "
-            "test that the case is broken, computed from the loop's losses, never from "
-            "gradwatch; the first remedy is gw.prescribe's (trace's layer table)"
-        )
-        head = _docs.header(f"PYTHONPATH=src python {SCRIPT} --write-docs", setting + ".")
-        root = Path(__file__).resolve().parents[1]
-        body = f"{head}\n\n{_docs.table(COLUMNS, rows)}"
-        _docs.replace_block(root / "docs" / "remedies.md", SCRIPT, body)
-        print("updated docs/remedies.md")
+    write_table(
+        SCRIPT,
+        __doc__,
+        COLUMNS,
+        RUNS,
+        row=row,
+        setting=lambda seed: (
+            f"each real-corpus case trained by its own loop (one thread, seed {seed}) at its "
+            "rate and with lower_lr at each factor; 'by its own check' is the corpus's test "
+            "that the case is broken, computed from the loop's losses, never from gradwatch; "
+            "the first remedy is gw.prescribe's (trace's layer table)"
+        ),
+    )
 
 
 if __name__ == "__main__":

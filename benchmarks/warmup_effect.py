@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _docs
@@ -20,16 +22,26 @@ from real_corpus.cases import REAL_CORPUS, Case, Run, record
 
 import gradwatch as gw
 
+T = TypeVar("T")
+
 SCRIPT = "benchmarks/warmup_effect.py"
-COLUMNS = (
-    "case",
-    "warm-up steps",
-    "loss: first, max, last 10%",
-    "broken, by its own check",
-    "findings (warning, critical)",
-    "first remedy",
-    "s",
-)
+
+
+def columns(setting: str) -> tuple[str, ...]:
+    """A real-corpus effect table's header: the case, ``setting`` (what was varied), then
+    the cells of :func:`measured`."""
+    return (
+        "case",
+        setting,
+        "loss: first, max, last 10%",
+        "broken, by its own check",
+        "findings (warning, critical)",
+        "first remedy",
+        "s",
+    )
+
+
+COLUMNS = columns("warm-up steps")
 #: Block name -> the header cells of the tables it holds (tests/docs/test_generated.py).
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
@@ -64,29 +76,52 @@ def row(name: str, warmup: int, seed: int) -> list[str]:
     return [f"{name} ({case.steps} steps)", str(warmup or "none"), *measured(case, run)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def write_table(
+    script: str,
+    description: str | None,
+    columns: Sequence[str],
+    runs: Mapping[str, Sequence[T]],
+    *,
+    row: Callable[[str, T, int], list[str]],
+    setting: Callable[[int], str],
+) -> None:
+    """The command line of a real-corpus effect table (this script, lower_lr_effect.py): one
+    ``row(case, setting, seed)`` per case and setting of ``runs``, printed as it comes; with
+    ``--write-docs`` the table, under the shared header saying ``setting(seed)``, goes into
+    docs/remedies.md's block of ``script``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-docs", action="store_true", help="update docs/remedies.md")
     args = parser.parse_args()
     rows = []
-    for name, lengths in RUNS.items():
-        for warmup in lengths:
-            rows.append(row(name, warmup, args.seed))
+    for name, settings in runs.items():
+        for value in settings:
+            rows.append(row(name, value, args.seed))
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
     if args.write_docs:
-        setting = (
-            f"each real-corpus case trained by its own loop (one thread, seed {args.seed}) "
+        command = f"PYTHONPATH=src python {script} --write-docs"
+        head = _docs.header(command, setting(args.seed) + ".")
+        root = Path(__file__).resolve().parents[1]
+        body = f"{head}\n\n{_docs.table(columns, rows)}"
+        _docs.replace_block(root / "docs" / "remedies.md", script, body)
+        print("updated docs/remedies.md")
+
+
+def main() -> None:
+    write_table(
+        SCRIPT,
+        __doc__,
+        COLUMNS,
+        RUNS,
+        row=row,
+        setting=lambda seed: (
+            f"each real-corpus case trained by its own loop (one thread, seed {seed}) "
             "without and with lr_warmup; 'by its own check' is the corpus's test that the case "
             "is broken, computed from the loop's losses, never from gradwatch (it tests what "
             "the case was built to show, not that the run is good); the first remedy is "
             "gw.prescribe's (trace's layer table)"
-        )
-        head = _docs.header(f"PYTHONPATH=src python {SCRIPT} --write-docs", setting + ".")
-        root = Path(__file__).resolve().parents[1]
-        body = f"{head}\n\n{_docs.table(COLUMNS, rows)}"
-        _docs.replace_block(root / "docs" / "remedies.md", SCRIPT, body)
-        print("updated docs/remedies.md")
+        ),
+    )
 
 
 if __name__ == "__main__":

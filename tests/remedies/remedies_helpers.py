@@ -60,3 +60,49 @@ def remedy_case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor
     if remedy in ("lr_warmup", "lower_lr"):  # a scheduler on the optimizer of the model
         opts = {"optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3)}
     return model, opts, x
+
+
+def scheduled_rates(opt: torch.optim.Optimizer, scheduler: object, steps: int) -> list[list[float]]:
+    """Every group's rate at each of ``steps`` optimizer steps, the scheduler stepped after
+    each (as torch documents)."""
+    out = []
+    for _ in range(steps):
+        out.append([float(g["lr"]) for g in opt.param_groups])
+        opt.step()
+        scheduler.step()  # type: ignore[attr-defined]
+    return out
+
+
+def chained_with_cosine(
+    make: Callable[[torch.optim.Optimizer], object], steps: int = 20
+) -> tuple[list[float], list[float]]:
+    """The rate over ``steps`` steps (AdamW at 1e-3) under ``ChainedScheduler([make(opt),
+    cosine])``, and under the same cosine (``T_max=steps``) alone."""
+    opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
+    first = make(opt)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    chained = torch.optim.lr_scheduler.ChainedScheduler([first, cosine])  # type: ignore[list-item]
+    alone_opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
+    alone = torch.optim.lr_scheduler.CosineAnnealingLR(alone_opt, T_max=steps)
+    return (
+        [r[0] for r in scheduled_rates(opt, chained, steps)],
+        [r[0] for r in scheduled_rates(alone_opt, alone, steps)],
+    )
+
+
+def recorded_rates(
+    model: nn.Module, opt: torch.optim.Optimizer, scheduler: object, steps: int
+) -> list[float]:
+    """The ``optimizer_lr`` a watch records over ``steps`` steps of ``model`` on random
+    batches, ``scheduler`` stepped after each optimizer step."""
+    import gradwatch as gw
+
+    with gw.watch(model, opt, overhead=None) as w:
+        for _ in range(steps):
+            loss = model(torch.randn(8, 5)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            scheduler.step()  # type: ignore[attr-defined]
+            w.log(loss=loss)
+    return [float(v) for v in w.trace.scalar("optimizer_lr")]

@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from remedies_helpers import make_mlp
+from remedies_helpers import chained_with_cosine, make_mlp, recorded_rates, scheduled_rates
 from torch import nn
 
-import gradwatch as gw
 from gradwatch.remedies import apply, lr_warmup, untuned_warmup_steps
-
-
-def _rates(opt: torch.optim.Optimizer, scheduler: object, steps: int) -> list[list[float]]:
-    """Every group's rate at each of ``steps`` optimizer steps, the scheduler stepped after."""
-    out = []
-    for _ in range(steps):
-        out.append([float(g["lr"]) for g in opt.param_groups])
-        opt.step()
-        scheduler.step()  # type: ignore[attr-defined]
-    return out
 
 
 def test_the_rate_rises_linearly_to_each_groups_own_rate() -> None:
@@ -33,7 +22,7 @@ def test_the_rate_rises_linearly_to_each_groups_own_rate() -> None:
     opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
     before = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
     scheduler = lr_warmup(opt, steps=10)
-    got = _rates(opt, scheduler, 15)
+    got = scheduled_rates(opt, scheduler, 15)
     for k, row in enumerate(got):
         want = [base * min(1.0, (k + 1) / 10) for base in (0.1, 0.02)]
         assert row == pytest.approx(want, rel=1e-12)
@@ -46,7 +35,7 @@ def test_the_rate_rises_linearly_to_each_groups_own_rate() -> None:
 
 def test_one_step_is_no_warm_up() -> None:
     opt = torch.optim.SGD(make_mlp().parameters(), lr=0.3)
-    assert _rates(opt, lr_warmup(opt, steps=1), 3) == [[0.3]] * 3
+    assert scheduled_rates(opt, lr_warmup(opt, steps=1), 3) == [[0.3]] * 3
 
 
 @pytest.mark.parametrize(("beta2", "steps"), [(0.999, 2000), (0.98, 100), (0.95, 40), (0.0, 2)])
@@ -62,14 +51,9 @@ def test_the_untuned_length_is_two_over_one_minus_beta2(beta2: float, steps: int
 def test_it_chains_with_a_decay_as_a_product() -> None:
     """ChainedScheduler([warm-up, cosine]): the rate is the warm-up factor times the cosine
     rate alone (both are multiplicative, chainable schedules)."""
-    opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
-    warm = lr_warmup(opt, steps=5)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
-    chained = _rates(opt, torch.optim.lr_scheduler.ChainedScheduler([warm, cosine]), 20)
-    alone_opt = torch.optim.AdamW(make_mlp().parameters(), lr=1e-3)
-    alone = _rates(alone_opt, torch.optim.lr_scheduler.CosineAnnealingLR(alone_opt, T_max=20), 20)
+    chained, alone = chained_with_cosine(lambda opt: lr_warmup(opt, steps=5))
     for k in range(20):
-        assert chained[k][0] == pytest.approx(alone[k][0] * min(1.0, (k + 1) / 5), rel=1e-9)
+        assert chained[k] == pytest.approx(alone[k] * min(1.0, (k + 1) / 5), rel=1e-9)
 
 
 def test_the_watch_records_the_rate_each_step_used() -> None:
@@ -79,15 +63,7 @@ def test_the_watch_records_the_rate_each_step_used() -> None:
     model = make_mlp(depth=3, act=nn.ReLU)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = apply(model, "lr_warmup", optimizer=opt, steps=4)
-    with gw.watch(model, opt, overhead=None) as w:
-        for _ in range(6):
-            loss = model(torch.randn(8, 5)).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            scheduler.step()  # type: ignore[union-attr]
-            w.log(loss=loss)
-    recorded = w.trace.scalar("optimizer_lr").tolist()
+    recorded = recorded_rates(model, opt, scheduler, 6)
     assert recorded == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2], rel=1e-6)
 
 
