@@ -121,10 +121,11 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     print(f"\nRemedies, best first ({len(usable)}):")
+    peak = peak_learning_rate(trace)
     for i, p in enumerate(usable, start=1):
         print(f"  {i}. {p.remedy}  (score {p.score:.2f}; for {', '.join(p.rules)})")
         print(f"     why: {p.reason}")
-        own = _trainer_setting(p.remedy, p.options, framework, peak_learning_rate(trace))
+        own = _trainer_setting(p.remedy, p.options, framework, peak)
         print(f"     how: {own or _call(p.remedy, p.options)}")
         needed = [k for k, v in p.options.items() if v == "<required>"]
         if needed and own is None:
