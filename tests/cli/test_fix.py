@@ -60,21 +60,26 @@ def test_fix_prints_ranked_remedies_and_rules_out_misfits(
     assert "- lstm: the recorded model has no RNN layer" in out
 
 
-def test_fix_shows_how_to_use_a_warm_up(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """lr_warmup returns a scheduler: fix says to pass the optimizer and to step it."""
+@pytest.mark.parametrize(
+    ("remedy", "args"), [("lr_warmup", "optimizer=..."), ("lower_lr", "optimizer=..., factor=0.1")]
+)
+def test_fix_shows_how_to_use_a_scheduler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    remedy: str, args: str,
+) -> None:  # fmt: skip
+    """lr_warmup and lower_lr return a scheduler: fix says to pass the optimizer and to step
+    it (and, for lower_lr, the factor it lowers by)."""
     _record(tmp_path / "run")  # SGD at a constant rate: no warm-up ran, so one fits
 
     def diagnose(trace: Trace) -> list[Finding]:
-        hint = RemedyHint("lr_warmup", "keeps the first steps small")
+        hint = RemedyHint(remedy, "keeps the steps small")
         return [Finding("unstable_updates", "critical", (), (0, 2), {}, "too large", (hint,))]
 
     monkeypatch.setattr(gradwatch.diagnosis, "diagnose", diagnose, raising=False)
     assert main(["fix", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert (
-        'how: scheduler = gw.remedies.apply(model, "lr_warmup", optimizer=...); then '
+        f'how: scheduler = gw.remedies.apply(model, "{remedy}", {args}); then '
         "scheduler.step() after each optimizer.step()"
     ) in out
     assert "needs: optimizer" in out

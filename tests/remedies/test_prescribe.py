@@ -86,15 +86,17 @@ def test_relu_does_not_fit_a_model_whose_activations_never_saturate() -> None:
 
 
 def test_options_come_from_the_trace_and_mark_required_data() -> None:
-    """clip_norm carries max_norm from suggest_max_norm(trace); init_lsuv marks inputs as required."""
+    """clip_norm carries max_norm from suggest_max_norm(trace); init_lsuv marks inputs as
+    required; lower_lr marks the optimizer and says its factor."""
     norms = np.arange(1.0, 21.0)
     trace = Trace.from_arrays(
         ["l0"], range(20), {"grad_rms": np.ones((20, 1))}, scalars={"global_grad_norm": norms}
     )
-    f = _finding("exploding_gradient", "critical", "clip_norm", "init_lsuv")
+    f = _finding("exploding_gradient", "critical", "clip_norm", "init_lsuv", "lower_lr")
     got = {p.remedy: p for p in prescribe([f], make_mlp(), trace=trace)}
     assert got["clip_norm"].options == {"max_norm": pytest.approx(float(np.quantile(norms, 0.9)))}
     assert got["init_lsuv"].options == {"inputs": "<required>"}
+    assert got["lower_lr"].options == {"optimizer": "<required>", "factor": 0.1}
     assert isinstance(got["clip_norm"], Prescription)
     assert got["clip_norm"].to_json()["options"]["max_norm"] == pytest.approx(18.1)
 

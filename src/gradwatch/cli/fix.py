@@ -52,9 +52,7 @@ def _trainer_setting(
     limit = options.get("max_norm")
     value = f"{limit:.4g}" if isinstance(limit, float) else "..."
     if remedy == "lower_lr" and framework in ("transformers", "lightning"):
-        from gradwatch.remedies import REMEDIES
-
-        factor = REMEDIES["lower_lr"].options["factor"]
+        factor = options["factor"]
         rate = f"{peak_rate * factor:.3g}" if peak_rate else f"<your rate x {factor:g}>"
         if framework == "transformers":
             return f"TrainingArguments(..., learning_rate={rate}) (the Trainer's own rate)"

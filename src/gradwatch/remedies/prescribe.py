@@ -163,10 +163,13 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
 
 def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     """The options the caller must pass (marked ``"<required>"``, from the registry), with
-    ``max_norm`` of ``clip_norm`` suggested from the trace where it can be."""
+    ``max_norm`` of ``clip_norm`` suggested from the trace where it can be, and the factor
+    of ``lower_lr`` (its default: the one setting that says what the remedy does)."""
     from .registry import REMEDIES, REQUIRED
 
     options: dict[str, Any] = dict.fromkeys(REMEDIES[remedy].required, REQUIRED)
+    if remedy == "lower_lr":
+        options["factor"] = REMEDIES[remedy].options["factor"]
     if remedy == "clip_norm" and trace is not None and trace.has_scalar("global_grad_norm"):
         from .clipping import suggest_max_norm
 
