@@ -169,6 +169,7 @@ def test_a_collapsed_representation_is_named_and_a_healthy_one_is_not() -> None:
     (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
     assert plateau.severity == "warning" and plateau.evidence["cause"] == "collapsed"
     assert plateau.evidence["between_inputs_layer"].endswith("transformer.ln_f")
+    assert plateau.layers == ("transformer.ln_f",)
     assert plateau.evidence["plateau_between_inputs"] < 0.1
     assert [r.id for r in plateau.remedies] == ["lower_lr"]
     healthy = run_of("gpt2_lm").trace

@@ -173,6 +173,7 @@ def test_a_plateau_whose_representation_collapsed_says_so() -> None:
     assert f.evidence["cause"] == "collapsed"
     assert f.evidence["plateau_between_inputs"] == 0.03
     assert f.evidence["between_inputs_layer"] == "L4 fc4"
+    assert f.layers == ("fc4",) and f.shown_layers == ("L4 fc4",)  # the layer it is about
     assert f.message.startswith(
         "Loss plateau with a collapsed representation: from step 30 the loss stayed near 0.9223"
     )

@@ -68,7 +68,7 @@ def diagnose(
     if set(RULE_IDS) <= set(selected):
         # A poor start that nothing followed is info; so is a loss plateau after learning
         # that no gradient finding explains.
-        findings = settle_symptoms(settle_recovered(findings))
+        findings = settle_symptoms(settle_recovered(findings), trace)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

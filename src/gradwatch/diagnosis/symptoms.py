@@ -39,7 +39,13 @@ healthy ResNet on noisy labels (0.007, with 97% between inputs).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 from .finding import Finding, RemedyHint, alarms_besides, settled
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
@@ -50,7 +56,7 @@ _LOWER_RATE = (
 )
 
 
-def settle_symptoms(findings: list[Finding]) -> list[Finding]:
+def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list[Finding]:
     """``findings`` with a loss plateau that no other rule explains told what it is.
 
     With no warning or critical finding beside it: a loss that rises steadily over the
@@ -61,7 +67,8 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
     update ratio under ``tiny_update_ratio``), else points at what the model is asked to
     learn. (After learning, small steps may just be a model near its optimum under SGD,
     whose steps shrink with the gradient.) Only for a diagnosis that ran every rule: with a
-    subset, a missing cause may just not have been looked for.
+    subset, a missing cause may just not have been looked for. With the diagnosed ``trace``,
+    a collapse names the layer whose representation collapsed among the finding's layers.
     """
     alone = not alarms_besides(findings, SYMPTOM)
     out = []
@@ -70,7 +77,7 @@ def settle_symptoms(findings: list[Finding]) -> list[Finding]:
             if f.evidence.get("rising"):
                 f = _rising(f)
             elif _collapsed(f):
-                f = _collapsed_representation(f)
+                f = _collapsed_representation(f, trace)
             elif _learned_first(f):
                 f = _unexplained(f)
             elif _tiny_steps(f):
@@ -115,7 +122,7 @@ def _stayed(ev: dict[str, object]) -> str:
     return f" stayed near {level:.4g}" if isinstance(level, float) else " stayed flat"
 
 
-def _collapsed_representation(f: Finding) -> Finding:
+def _collapsed_representation(f: Finding, trace: Trace | None) -> Finding:
     ev = f.evidence
     message = (
         f"Loss plateau with a collapsed representation: from step "
@@ -132,7 +139,13 @@ def _collapsed_representation(f: Finding) -> Finding:
     # Not lr_warmup: the warm-up length that suffices is not known from this run (GPT-2 at
     # AdamW 0.1 ended near its unigram loss after a 60-step warm-up too: 2.95-3.06, by CPU).
     # A tenth of the rate trains it (real corpus, gpt2_warmup_too_short: 3.20 -> 2.75).
-    return settled(f, message, cause="collapsed", remedies=_LOWER_RATE)
+    out = settled(f, message, cause="collapsed", remedies=_LOWER_RATE)
+    # The layer the finding is about (the rule itself names none: it reads only the loss).
+    label = ev.get("between_inputs_layer")
+    found = [] if trace is None else [la for la in trace.layers if la.label == label]
+    if not found:
+        return out
+    return replace(out, layers=(found[0].name,), layer_labels=(found[0].label,))
 
 
 def _tiny_steps(f: Finding) -> bool:
