@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from .buffer import GLOBAL_GRAD_NORM, METRIC_ROW
-from .sampled import OUT_GRAD_ROW, RAW_ROWS, DeviceConstants, alive_counts, combine
+from .sampled import OUT_GRAD_ROW, RAW_ROWS, DeviceConstants, combine, count_alive
 
 if TYPE_CHECKING:
     from .buffer import StepBuffer
@@ -319,11 +319,12 @@ class WindowReducer:
         for (slot, i, _), a in zip(self._alive, alive, strict=True):
             by_slot.setdefault(slot, {})[i] = a
         counted = [
-            alive_counts(by_slot.get(int(slot), {}), self._n_layers, act, self._consts)
+            count_alive(by_slot.get(int(slot), {}), self._n_layers, act.dtype, self._consts)
             for slot in slots
         ]
         alive_sum = torch.stack([c[0] for c in counted])
-        units = torch.stack([c[1] for c in counted])
+        # (the units per layer are host counts: one copy for every slot)
+        units = self._consts.array(np.stack([c[1] for c in counted]), act.dtype)
         metrics = combine(act, alive_sum, units)
         first = METRIC_ROW["act_mean"]
         idx = torch.as_tensor(slots, device=act.device)

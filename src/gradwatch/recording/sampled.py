@@ -314,14 +314,6 @@ def count_alive(
     return counts, units
 
 
-def alive_counts(
-    alive: dict[int, torch.Tensor], n: int, like: torch.Tensor, consts: DeviceConstants
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(units alive, units) per layer, both on the device (:func:`count_alive`)."""
-    counts, units = count_alive(alive, n, like.dtype, consts)
-    return counts, consts.array(units, like.dtype)
-
-
 def combine(raw: torch.Tensor, alive: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """The sampled metrics (``activations.SAMPLED_METRICS``) from :meth:`StepSums.raw` sums,
     per layer.
