@@ -301,15 +301,16 @@ class Moments(NamedTuple):
     total_sq: torch.Tensor  # the sum of squares, or its root where ``rooted``
     saturated: torch.Tensor | None  # count of saturated entries (saturating activations)
     alive: torch.Tensor | None  # per unit, positive at least once (ReLU-like)
-    unit_norm: torch.Tensor | None  # |S|: the norm of the per-unit sums (inputs >= 2)
+    unit_norm: torch.Tensor | None  # |S|: the norm of the per-unit sums; None where inputs < 2
     inputs: int  # N: positions per unit, or 0 where nothing varies between inputs
     numel: int  # elements of one output
     rooted: bool = False  # total_sq holds the root of the sum of squares
 
     @property
     def varies(self) -> bool:
-        """Whether the output has inputs that can differ (two or more per unit)."""
-        return self.unit_norm is not None and self.inputs >= 2
+        """Whether the output has inputs that can differ (two or more per unit): only then
+        does :func:`batch_moments` take the per-unit sums' norm."""
+        return self.unit_norm is not None
 
 
 def batch_moments(
