@@ -136,32 +136,28 @@ def test_clip_remedy_is_attached_and_logged() -> None:
     assert not v.before.trace.has_scalar("clip_coef")
 
 
-def test_warm_up_remedy_schedules_the_treated_runs_rate() -> None:
-    """verify with lr_warmup makes the scheduler on the treated run's optimizer: its recorded
-    rate rises over the warm-up, the baseline's stays at the optimizer's rate."""
+@pytest.mark.parametrize(
+    ("remedy", "options", "after"),
+    [
+        # the warm-up's rate rises over its 4 steps, then stays at the optimizer's
+        ("lr_warmup", {"steps": 4}, [0.05, 0.1, 0.15, 0.2, 0.2, 0.2]),
+        # the lowered rate is the factor times the baseline's at every step
+        ("lower_lr", {"factor": 0.25}, [0.05] * 6),
+    ],
+)
+def test_a_scheduler_remedy_schedules_the_treated_runs_rate(
+    remedy: str, options: dict[str, object], after: list[float]
+) -> None:
+    """verify with lr_warmup or lower_lr makes the scheduler on the treated run's optimizer:
+    its recorded rate follows the schedule, the baseline's stays at the optimizer's rate."""
     torch.manual_seed(0)
     v = verify(
-        make_mlp(depth=3, width=8), "lr_warmup", _batches(), steps=6, seed=0,
-        options={"steps": 4}, optimizer=lambda p: torch.optim.SGD(p, lr=0.2),
+        make_mlp(depth=3, width=8), remedy, _batches(), steps=6, seed=0,
+        options=options, optimizer=lambda p: torch.optim.SGD(p, lr=0.2),
         diagnose=lambda t: [],
     )  # fmt: skip
-    np.testing.assert_allclose(
-        v.after.trace.scalar("optimizer_lr"), [0.05, 0.1, 0.15, 0.2, 0.2, 0.2], rtol=1e-6
-    )
+    np.testing.assert_allclose(v.after.trace.scalar("optimizer_lr"), after, rtol=1e-6)
     np.testing.assert_allclose(v.before.trace.scalar("optimizer_lr"), [0.2] * 6)
-
-
-def test_lower_rate_remedy_scales_the_treated_runs_rate() -> None:
-    """verify with lower_lr makes the scheduler on the treated run's optimizer: its recorded
-    rate is the factor times the baseline's at every step."""
-    torch.manual_seed(0)
-    v = verify(
-        make_mlp(depth=3, width=8), "lower_lr", _batches(), steps=5, seed=0,
-        options={"factor": 0.25}, optimizer=lambda p: torch.optim.SGD(p, lr=0.2),
-        diagnose=lambda t: [],
-    )  # fmt: skip
-    np.testing.assert_allclose(v.after.trace.scalar("optimizer_lr"), [0.05] * 5, rtol=1e-6)
-    np.testing.assert_allclose(v.before.trace.scalar("optimizer_lr"), [0.2] * 5)
 
 
 def test_callable_remedy_and_bad_batches() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from remedies_helpers import make_mlp, remedy_case, same_state, snapshot
 from torch import nn
 
 from gradwatch.diagnosis import REMEDY_IDS
-from gradwatch.remedies import REMEDIES, GradientClipper, apply
+from gradwatch.remedies import REMEDIES, GradientClipper, apply, lower_lr, lr_warmup
 
 
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
@@ -54,3 +56,25 @@ def test_unknown_id_and_missing_data_are_clear_errors() -> None:
         apply(make_mlp(), "layerwise_pretraining")
     with pytest.raises(ValueError, match="max_norm"):
         apply(make_mlp(), "clip_norm")
+
+
+@pytest.mark.parametrize(
+    ("remedy", "make", "options"),
+    [("lr_warmup", lr_warmup, {"steps": 3}), ("lower_lr", lower_lr, {})],
+)
+def test_a_scheduler_remedy_refuses_an_optimizer_of_another_model_or_none(
+    remedy: str, make: Callable[..., object], options: dict[str, object]
+) -> None:
+    """lr_warmup and lower_lr work on the optimizer that trains the model: another model's is
+    refused before its rate is touched, a missing one names the option, and the functions
+    themselves refuse what is not an optimizer."""
+    model = make_mlp()
+    other = torch.optim.SGD(make_mlp().parameters(), lr=0.1)
+    match = f"{remedy}: `optimizer` updates none of the model's parameters"
+    with pytest.raises(ValueError, match=match):
+        apply(model, remedy, optimizer=other, **options)
+    assert other.param_groups[0]["lr"] == 0.1
+    with pytest.raises(ValueError, match="needs the optimizer: pass optimizer="):
+        apply(model, remedy, optimizer=None)
+    with pytest.raises(TypeError, match="expected `optimizer` to be a torch.optim.Optimizer"):
+        make("adam")
