@@ -106,3 +106,21 @@ def recorded_rates(
             scheduler.step()  # type: ignore[attr-defined]
             w.log(loss=loss)
     return [float(v) for v in w.trace.scalar("optimizer_lr")]
+
+
+def two_group_sgd() -> torch.optim.SGD:
+    """SGD over a 3-layer MLP in two groups at rates 0.1 and 0.02, the second with its own
+    momentum (a scheduler must treat each group by its own rate)."""
+    model = make_mlp(depth=3)
+    groups = [
+        {"params": list(model[0].parameters()), "lr": 0.1},
+        {"params": list(model[2].parameters()), "lr": 0.02, "momentum": 0.5},
+    ]
+    return torch.optim.SGD(groups, lr=0.05, momentum=0.9)
+
+
+def group_settings(opt: torch.optim.Optimizer) -> list[dict[str, object]]:
+    """Every group's settings but its parameters and rates (``lr``, and the ``initial_lr`` a
+    scheduler adds): what a learning-rate remedy must leave as it was."""
+    skip = ("params", "lr", "initial_lr")
+    return [{k: v for k, v in g.items() if k not in skip} for g in opt.param_groups]

@@ -7,7 +7,14 @@ import math
 
 import pytest
 import torch
-from remedies_helpers import chained_with_cosine, make_mlp, recorded_rates, scheduled_rates
+from remedies_helpers import (
+    chained_with_cosine,
+    group_settings,
+    make_mlp,
+    recorded_rates,
+    scheduled_rates,
+    two_group_sgd,
+)
 from torch import nn
 
 from gradwatch.remedies import REMEDIES, apply, lower_lr
@@ -16,20 +23,11 @@ from gradwatch.remedies import REMEDIES, apply, lower_lr
 def test_every_groups_rate_is_multiplied_from_the_first_step_on() -> None:
     """Two groups at different rates each run at factor x their rate at every step (float64
     check), from the step after the call; nothing else of the optimizer changes."""
-    model = make_mlp(depth=3)
-    groups = [
-        {"params": list(model[0].parameters()), "lr": 0.1},
-        {"params": list(model[2].parameters()), "lr": 0.02, "momentum": 0.5},
-    ]
-    opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
-    before = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
+    opt = two_group_sgd()
+    before = group_settings(opt)
     got = scheduled_rates(opt, lower_lr(opt, factor=0.25), 12)
     assert got == [pytest.approx([0.025, 0.005], rel=1e-12)] * 12
-    after = [
-        {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
-        for g in opt.param_groups
-    ]
-    assert after == before
+    assert group_settings(opt) == before
 
 
 def test_the_default_is_a_decade_and_the_registry_says_so() -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from remedies_helpers import chained_with_cosine, make_mlp, recorded_rates, scheduled_rates
+from remedies_helpers import (
+    chained_with_cosine,
+    group_settings,
+    make_mlp,
+    recorded_rates,
+    scheduled_rates,
+    two_group_sgd,
+)
 from torch import nn
 
 from gradwatch.remedies import apply, lr_warmup, untuned_warmup_steps
@@ -14,23 +21,14 @@ from gradwatch.remedies import apply, lr_warmup, untuned_warmup_steps
 def test_the_rate_rises_linearly_to_each_groups_own_rate() -> None:
     """Step k runs at (k + 1) / steps of each group's rate, then at the rate (float64 check),
     for two groups with different rates; nothing else of the optimizer changes."""
-    model = make_mlp(depth=3)
-    groups = [
-        {"params": list(model[0].parameters()), "lr": 0.1},
-        {"params": list(model[2].parameters()), "lr": 0.02, "momentum": 0.5},
-    ]
-    opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
-    before = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
+    opt = two_group_sgd()
+    before = group_settings(opt)
     scheduler = lr_warmup(opt, steps=10)
     got = scheduled_rates(opt, scheduler, 15)
     for k, row in enumerate(got):
         want = [base * min(1.0, (k + 1) / 10) for base in (0.1, 0.02)]
         assert row == pytest.approx(want, rel=1e-12)
-    after = [
-        {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
-        for g in opt.param_groups
-    ]
-    assert after == before
+    assert group_settings(opt) == before
 
 
 def test_one_step_is_no_warm_up() -> None:
