@@ -14,7 +14,7 @@ import pytest
 from diag_helpers import depth_profile, layers, trace_of
 
 from gradwatch.diagnosis import RULES, Thresholds
-from gradwatch.diagnosis._common import start_only
+from gradwatch.diagnosis._common import depth_span, start_only
 from gradwatch.diagnosis.finding import Finding
 from gradwatch.trace import LayerInfo, Trace
 
@@ -50,18 +50,60 @@ def test_vanishing_ignores_one_noisy_step() -> None:
 
 @pytest.mark.parametrize(("floor_value", "fires"), [(0.9e-7, True), (1.1e-7, False)])
 def test_vanishing_absolute_floor(floor_value: float, fires: bool) -> None:
-    """A layer whose grad_rms stays below SageMaker's 1e-7 fires critical, naming it."""
-    g = np.array([1e-3, 1e-3, floor_value, 1e-3, 1e-3])  # symmetric: no depth trend
+    """A first layer whose grad_rms stays below SageMaker's 1e-7 fires critical, naming it."""
+    g = np.array([floor_value, 3e-7, 3e-7, 3e-7, 3e-7])  # half a decade: no depth trend
     f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g}))
     assert (f is not None) == fires
     if f:
         assert f.severity == "critical"
-        assert f.layers == ("fc2",)
-        assert f.evidence["below_floor"] == {"fc2": pytest.approx(floor_value)}
+        assert f.layers == ("fc0",)
+        assert f.evidence["below_floor"] == {"fc0": pytest.approx(floor_value)}
 
 
 @pytest.mark.parametrize(
-    ("fc2_ratio", "others", "counted"),
+    ("before", "counted"),
+    [
+        (1e-3, False),  # the layers before it get the gradient: it got past fc2
+        (1e-5, False),  # two decades under the largest: still within reach
+        (0.9e-5, True),  # just over two decades under: the signal faded before fc2 too
+        (0.9e-7, True),  # under the floor themselves: all three count
+    ],
+)
+def test_vanishing_floor_bypassed_by_the_backward_signal(before: float, counted: bool) -> None:
+    """A floor layer after a layer whose gradient is over the floor and within 2 decades of
+    the largest is bypassed (SegFormer's queries and keys attending to one key on small
+    images: 1e-13 while the layers before them get 1e-3): in the evidence, not fired."""
+    g = np.array([before, before, 1e-13, 1e-3, 1e-3])
+    f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g}))
+    if before == 1e-3:
+        assert f is None
+        return
+    # Two decades from fc1 to fc3 are a depth contrast of their own (a warning).
+    assert f is not None and f.severity == ("critical" if counted else "warning")
+    assert ("fc2" in f.evidence.get("below_floor", {})) == counted
+    assert ("fc2" in f.evidence.get("below_floor_bypassed", {})) != counted
+
+
+def test_vanishing_bypassed_layers_leave_the_depth_trend_and_the_severity() -> None:
+    """MobileViT on 32x32 digits (issue-free otherwise): the first layers 4.6e4x under the
+    last for 30 steps, then flat; two late attention layers at 1e-13 throughout. The early
+    contrast has resolved, so the finding is info, the bypassed layers reported only; and
+    the 1e-13 layers do not enter the least-squares trend (counted, they read the flat rows
+    as a 6.7-decade fall toward the output and the early rows as a 4.5-decade fall, hiding
+    the vanishing)."""
+    g = np.tile(np.full(8, 1e-3), (100, 1))
+    g[:30] = depth_profile(8, 4.66)
+    g[:, [5, 6]] = 1e-13
+    f = run("vanishing_gradient", trace_of(8, 100, {"grad_rms": g}))
+    assert f is not None and f.severity == "info"
+    assert set(f.evidence["below_floor_bypassed"]) == {"fc5", "fc6"}
+    kept = np.log10(g[:30][:, [0, 1, 2, 3, 4, 7]])
+    assert f.evidence["max_contrast_decades"] == pytest.approx(depth_span(kept)[0], abs=1e-4)
+    assert f.evidence["last_window_contrast_decades"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("fc0_ratio", "others", "counted"),
     [
         (1e-3, 1e-3, False),  # moves like the others: Adam rescaled its tiny gradient
         (1.1e-5, 1e-3, False),  # just within 2 decades of the others, above 1e-5
@@ -72,12 +114,12 @@ def test_vanishing_absolute_floor(floor_value: float, fires: bool) -> None:
     ],
 )
 def test_vanishing_floor_counts_only_layers_that_do_not_move(
-    fc2_ratio: float, others: float, counted: bool
+    fc0_ratio: float, others: float, counted: bool
 ) -> None:
     """A floor layer whose recorded update ratio is >= 1e-5 and within 2 decades of the
     layers' median is moving (an adaptive optimizer): reported in the evidence, not fired."""
-    g = np.array([1e-3, 1e-3, 0.9e-7, 1e-3, 1e-3])
-    ratio = np.array([others, others, fc2_ratio, others, others])
+    g = np.array([0.9e-7, 3e-7, 3e-7, 3e-7, 3e-7])
+    ratio = np.array([fc0_ratio, others, others, others, others])
     f = run("vanishing_gradient", trace_of(5, 20, {"grad_rms": g, "update_ratio": ratio}))
     if counted:
         assert f is not None and f.severity == "critical"
@@ -234,6 +276,79 @@ def test_exploding_spikes_over_the_trailing_median(
         assert f.evidence["spikes"]["max_ratio_to_trailing_median"] == pytest.approx(
             height / 1.0, rel=0.06
         )
+
+
+@pytest.mark.parametrize(
+    ("at", "episodes", "expected"),
+    [
+        ([30, 31, 32, 60], 2, "info"),  # HF RoBERTa under AdamW 1e-3: one run of three, one more
+        ([30, 45, 60], 3, "warning"),
+        ([30, 31, 45, 60], 3, "warning"),
+    ],
+)
+def test_exploding_spikes_in_consecutive_rows_are_one_episode(
+    at: list[int], episodes: int, expected: str
+) -> None:
+    """Spikes in consecutive rows count once toward the three a warning needs; the message
+    says so when they do."""
+    trace = trace_of(
+        3, 80, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": _norm_with_spikes(15, at)}
+    )
+    f = run("exploding_gradient", trace)
+    assert f is not None and f.severity == expected
+    assert f.evidence["spikes"]["count"] == len(at)
+    assert f.evidence["spikes"]["episodes"] == episodes
+    said = f"{len(at)} spikes" + (f" in {episodes} episodes" if episodes < len(at) else ")")
+    assert said in f.message
+
+
+@pytest.mark.parametrize(
+    ("rise", "felt", "expected"),
+    [
+        (1.0, 0, "info"),  # the loss kept its level after each: hard batches
+        (1.45, 0, "info"),  # just under loss_spike_factor
+        (1.55, 3, "warning"),
+        (math.inf, 3, "warning"),  # a non-finite loss after a spike is felt
+    ],
+)
+def test_exploding_spikes_count_where_the_loss_felt_them(
+    rise: float, felt: int, expected: str
+) -> None:
+    """Three separate 20x spikes; over the 10 logged losses after each, the loss sits at
+    ``rise`` times its level before (1.0 when the model absorbed them, as HF ALBERT did
+    twice in three)."""
+    at = [30, 55, 80]  # 25 apart: a window of 10 each side
+    loss = 2.0 + 0.01 * np.sin(np.arange(100))
+    for step in at:
+        loss[step + 1 : step + 11] *= rise
+    norm = _norm_with_spikes(20.0, at, n=100)
+    f = run(
+        "exploding_gradient",
+        trace_of(3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}),
+    )
+    assert f is not None and f.severity == expected
+    assert f.evidence["spikes"]["felt_by_loss"] == felt
+    assert f"the loss rose after {felt} of them" in f.message
+
+
+def test_exploding_a_lone_spike_stays_info_beside_a_depth_trend_that_did_not_count() -> None:
+    """MobileViT on 32x32 digits: grad_rms 2.6 decades larger at the first layers than the
+    last, the backward signal only 1.9 (weights shared over larger maps), and one 55x spike.
+    The depth test recorded why it did not fire; the lone spike is info, as without it."""
+    n = 6
+    sizes = 4.0 ** np.arange(n)[::-1] * 10
+    infos = [
+        dataclasses.replace(info, out_numel=int(size))
+        for info, size in zip(layers(n), sizes, strict=True)
+    ]
+    metrics = {
+        "grad_rms": depth_profile(n, -2.6),
+        "out_grad_norm": depth_profile(n, -1.9) * np.sqrt(sizes),
+    }
+    norm = {"global_grad_norm": _norm_with_spikes(55.0, [50])}
+    f = run("exploding_gradient", trace_of(n, 80, metrics, layer_infos=infos, scalars=norm))
+    assert f is not None and f.severity == "info"
+    assert set(f.evidence) >= {"depth_not_backward", "spikes"}
 
 
 @pytest.mark.parametrize(("final_loss", "fires"), [(0.01, False), (0.5, True)])

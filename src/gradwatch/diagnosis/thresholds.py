@@ -85,8 +85,12 @@ class ExplodingGradientThresholds:
     spike_ratio: float = 10.0
     # 1000x above the trailing median: an overflow is a few such steps away (our choice).
     critical_spike_ratio: float = 1000.0
-    # Fewer spikes than this (none critical) are only "info": healthy corpus runs show single
-    # jumps of up to 17x over the trailing median (one hard batch); repeated ones are not that.
+    # Fewer spike episodes than this that the loss felt (none critical) are only "info":
+    # healthy corpus runs show single jumps of up to 17x over the trailing median (one hard
+    # batch), HF RoBERTa under AdamW 1e-3 one run of three (17x, 19x, 13x in consecutive
+    # steps: the momentum carries one batch's push), HF ALBERT three of 18-82x after which
+    # the loss rose once; repeated felt episodes are not that. Spikes in consecutive rows are
+    # one episode; felt: see loss_spike_factor.
     min_spikes: int = 3
     # Rows of the trailing window the median/MAD come from (our choice: 2 windows of 10).
     trailing: int = 20
@@ -108,6 +112,8 @@ class ExplodingGradientThresholds:
     # multiple of the starting loss. Issue 12: GPT-2 at lr 0.05 went from loss 10.8 to 24 by
     # step 4; healthy corpus runs never exceed their start (our choice: 1.5x, well above the
     # batch-to-batch spread of a freshly initialised net, whose outputs are near uniform).
+    # Later spikes: an episode is felt by the loss when the median of the `window` logged
+    # losses after it reaches this multiple of the median of the `window` before it.
     loss_spike_factor: float = 1.5
 
 

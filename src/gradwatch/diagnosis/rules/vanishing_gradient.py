@@ -8,7 +8,12 @@ from the first to the last layer, in decades. The rule takes the median of ``c``
 ``grad_rms`` between consecutive layers. Independently, any layer whose grad_rms stays below
 SageMaker Debugger's absolute floor (1e-7) over the last window fires it as critical, unless
 its recorded update ratio shows the optimizer moving it like the other layers (Adam rescales
-a tiny gradient): then the floor is "too small to change the weights" no longer.
+a tiny gradient): then the floor is "too small to change the weights" no longer. Nor does a
+floor layer count when a layer before it (nearer the input) gets a gradient within
+``warn_decades`` of the largest: the backward signal got past it, so it did not vanish with
+depth. Such layers are parameters the loss does not depend on (attention over a single key,
+as SegFormer's, LeViT's and MobileViT's on small images: query, key and attention-bias
+gradients of 1e-13 and exactly 0 while the model learns) and no depth remedy changes them.
 
 Both are judged while the model learns: when a ``loss`` was logged, rows in loss windows whose
 median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
@@ -67,20 +72,6 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     g = take_cols(grad, cols)  # (S, L) core layers only
     logg = safe_log10(g)
 
-    # --- relative evidence: depth contrast, window medians.
-    contrast_hit = False
-    resolved = False
-    worst = float("nan")
-    worst_steps = ""  # the window the quoted factor is the median of, named in the message
-    win_meds = np.zeros(0)
-    starts = np.zeros(0, np.int64)
-    if len(cols) >= th.min_layers:
-        c = depth_span(logg)  # (S,)
-        win_meds, starts = window_medians(c, th.window)
-        with quiet_nan():
-            contrast_hit = bool(np.nanmax(win_meds, initial=-np.inf) >= th.warn_decades)
-            worst = float(np.nanmax(win_meds)) if np.isfinite(win_meds).any() else float("nan")
-
     # --- absolute floor over the last window (SageMaker's mean |g| < 1e-7).
     last = g[-min(th.window, len(g)) :]
     with quiet_nan():
@@ -89,6 +80,24 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
     # A floor layer that its optimizer moves like the others is not "too small to change".
     moving = _moving(trace, cols, floor_hit, steps[-len(last) :], th)
     floor_hit[list(moving)] = False
+    bypassed = _bypassed(last_med, floor_hit, th)
+    floor_hit[bypassed] = False
+
+    # --- relative evidence: depth contrast, window medians, over the layers the backward
+    # signal passes through (a bypassed layer's 1e-13 would pull a least-squares trend).
+    trend = np.flatnonzero(~bypassed)
+    contrast_hit = False
+    resolved = False
+    worst = float("nan")
+    worst_steps = ""  # the window the quoted factor is the median of, named in the message
+    win_meds = np.zeros(0)
+    starts = np.zeros(0, np.int64)
+    if len(trend) >= th.min_layers:
+        c = depth_span(logg[:, trend])  # (S,)
+        win_meds, starts = window_medians(c, th.window)
+        with quiet_nan():
+            contrast_hit = bool(np.nanmax(win_meds, initial=-np.inf) >= th.warn_decades)
+            worst = float(np.nanmax(win_meds)) if np.isfinite(win_meds).any() else float("nan")
 
     if not contrast_hit and not floor_hit.any():
         return None
@@ -135,9 +144,10 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             f" (depth trend over the weight layers, worst window: median over steps "
             f"{int(steps[starts[worst_w]])}-{int(steps[w_end - 1])})"
         )
-        drop = _largest_drop(trace, cols, logg[int(starts[worst_w]) : w_end])
+        drop = _largest_drop(trace, cols[trend], logg[int(starts[worst_w]) : w_end, trend])
         if drop is not None:
             lo, hi, decades, source = drop
+            lo, hi = int(trend[lo]), int(trend[hi])
             evidence["largest_drop"] = {
                 "from_layer": names[hi],
                 "to_layer": names[lo],
@@ -151,6 +161,11 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             names[j]: {"grad_rms": fl(last_med[j]), "update_ratio": fl(ratio)}
             for j, ratio in moving.items()
         }
+    if bypassed.any():
+        # Below the floor, yet the gradient reached the layers before them: reported only.
+        evidence["below_floor_bypassed"] = by_layer(
+            [names[j] for j in np.flatnonzero(bypassed)], last_med[bypassed]
+        )
     if floor_hit.any():
         floor_names = [names[i] for i in np.flatnonzero(floor_hit)]
         evidence["below_floor"] = by_layer(floor_names, last_med[floor_hit])
@@ -239,6 +254,28 @@ def _moving(
         return {}
     least = max(th.moving_ratio, typical * 10.0**-th.moving_decades)
     return {int(j): float(med[j]) for j in np.flatnonzero(floor_hit) if med[j] >= least}
+
+
+def _bypassed(
+    last_med: np.ndarray, floor_hit: np.ndarray, th: VanishingGradientThresholds
+) -> np.ndarray:
+    """Mask of the floor columns the backward signal got past on its way to the input.
+
+    ``last_med``: each core layer's median grad_rms over the last window, in depth order. A
+    floor column is bypassed when an earlier column has a gradient over the floor and within
+    ``warn_decades`` of the largest: the signal reached that layer, so it did not die at this
+    depth. What keeps the column's own gradient under the floor is not the depth (its
+    parameters have no effect on the loss, or its input collapsed), and no depth remedy
+    changes it.
+    """
+    bypassed = np.zeros_like(floor_hit)
+    ok = np.isfinite(last_med) & (last_med >= th.abs_floor)
+    if not floor_hit.any() or not ok.any():
+        return bypassed
+    healthy = ok & (last_med >= np.max(last_med[ok]) * 10.0**-th.warn_decades)
+    first = int(np.argmax(healthy))
+    bypassed[first + 1 :] = floor_hit[first + 1 :]
+    return bypassed
 
 
 def _largest_drop(
