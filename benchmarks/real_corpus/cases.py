@@ -24,12 +24,14 @@ from .checks import (
 )
 from .models import (
     Setup,
+    albert,
     bert,
     convnext,
     ddpm_mlp,
     dead_relu,
     fp16,
     gpt2,
+    levit,
     llama,
     lstm_lm,
     mobilenet_v2,
@@ -40,6 +42,8 @@ from .models import (
     resnet_no_norm,
     resnet_weight_decay,
     rnn_lm,
+    roberta,
+    segformer,
     sigmoid_cnn,
     transformer_lm,
     vit,
@@ -86,6 +90,39 @@ CASES: tuple[Case, ...] = (
         healthy=True,
     ),
     Case(
+        "gpt2_12_layers",
+        "HF GPT-2 as gpt2_lm with GPT-2 small's 12 layers (width 64): depth, AdamW 1e-3",
+        lambda seed: gpt2(1e-3, seed, layers=12),
+        learns(),
+        healthy=True,
+        slow=True,
+    ),
+    Case(
+        "llama_8_layers",
+        "HF Llama as llama_lm with 8 layers: depth, AdamW 1e-3",
+        lambda seed: llama(seed, layers=8),
+        learns(),
+        healthy=True,
+        slow=True,
+    ),
+    Case(
+        "roberta_classifier",
+        "HF RoBERTa, 4 layers, width 64, BERT's which-file task, AdamW 1e-3: converges through "
+        "one burst of gradient spikes (17x, 19x, 13x in consecutive steps)",
+        roberta,
+        learns(0.3),
+        healthy=True,
+    ),
+    Case(
+        "albert_classifier",
+        "HF ALBERT, one layer shared by 6 (width 64), BERT's which-file task, AdamW 1e-3: "
+        "gradient spikes of up to 82x that the loss absorbs (seed 1)",
+        albert,
+        learns(0.3),
+        healthy=True,
+        slow=True,
+    ),
+    Case(
         "vit_digits",
         "HF ViT, 2 layers, width 64, 4x4 patches of 16x16 digits, AdamW 1e-3",
         vit,
@@ -123,6 +160,22 @@ CASES: tuple[Case, ...] = (
         "convnext_digits",
         "HF ConvNeXt, 2 stages (16, 32), LayerScale init 1e-6, 16x16 digits, AdamW 1e-3",
         convnext,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "segformer_digits",
+        "HF SegFormer, 4 stages (16-128), 32x32 digits, AdamW 1e-3: every stage's attention "
+        "sees one key, so queries and keys get no gradient (1e-13) while it learns",
+        segformer,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "levit_digits",
+        "HF LeViT, 3 stages (32, 48, 64), 32x32 digits, AdamW 1e-3: its later attention sees "
+        "one key (attention biases and queries get exactly 0)",
+        levit,
         learns(),
         healthy=True,
     ),

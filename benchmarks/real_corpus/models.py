@@ -198,6 +198,72 @@ def bert(seed: int) -> Setup:
     return Setup(model, opt, which_file_windows(48, seed))
 
 
+def roberta(seed: int) -> Setup:
+    """HF RoBERTa classifier (4 layers, width 64) on BERT's task: which of two stdlib files a
+    48-byte window is from, AdamW 1e-3."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    cfg = RobertaConfig(
+        vocab_size=256, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64 + 2,  # RoBERTa counts from pad + 1
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    cfg.num_labels = 2
+    model = RobertaForSequenceClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, which_file_windows(48, seed))
+
+
+def albert(seed: int) -> Setup:
+    """HF ALBERT classifier (one layer's weights shared by 6, width 64, factorised 32-wide
+    embeddings) on BERT's which-file task, AdamW 1e-3."""
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    cfg = AlbertConfig(
+        vocab_size=256, embedding_size=32, hidden_size=64, num_hidden_layers=6,
+        num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0,
+    )  # fmt: skip
+    cfg.num_labels = 2
+    model = AlbertForSequenceClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, which_file_windows(48, seed))
+
+
+def segformer(seed: int) -> Setup:
+    """HF SegFormer classifier (4 stages of width 16-128, one block each) on 32x32 digits,
+    AdamW 1e-3. Its efficient attention shrinks the keys by 8, 4, 2, 1 per stage: on these
+    maps (8x8 down to 1x1) every stage attends to a single key, so its queries and keys get
+    no gradient (1e-13) while the model learns."""
+    from transformers import SegformerConfig, SegformerForImageClassification
+
+    cfg = SegformerConfig(
+        num_channels=3, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+        decoder_hidden_size=64,
+    )  # fmt: skip
+    cfg.num_labels = 10
+    model = SegformerForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def levit(seed: int) -> Setup:
+    """HF LeViT (3 stages of width 32, 48, 64; BatchNorm, Hardswish, subsampling attention)
+    on 32x32 digits, AdamW 1e-3. Its 16x patch embedding leaves 2x2 tokens and the first
+    subsampling 1x1: the later attention has one key, its biases and queries no gradient."""
+    from transformers import LevitConfig, LevitForImageClassification
+
+    cfg = LevitConfig(
+        image_size=32, num_channels=3, patch_size=16, hidden_sizes=[32, 48, 64],
+        num_attention_heads=[1, 2, 2], depths=[1, 1, 1], key_dim=[8, 8, 8],
+        down_ops=[["Subsample", 8, 32 // 8, 4, 2, 2], ["Subsample", 8, 48 // 8, 4, 2, 2]],
+    )  # fmt: skip
+    cfg.num_labels = 10
+    model = LevitForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
 def vit(seed: int) -> Setup:
     """HF ViT (2 layers, width 64, 4x4 patches) on 16x16 three-channel digits, AdamW 1e-3."""
     from transformers import ViTConfig, ViTForImageClassification
@@ -213,13 +279,13 @@ def vit(seed: int) -> Setup:
     return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
 
 
-def llama(seed: int) -> Setup:
-    """HF Llama byte LM (2 layers, width 64: RMSNorm, SwiGLU, rotary positions, grouped-query
-    attention) on 64-byte stdlib windows, AdamW 1e-3."""
+def llama(seed: int, layers: int = 2) -> Setup:
+    """HF Llama byte LM (``layers`` layers, width 64: RMSNorm, SwiGLU, rotary positions,
+    grouped-query attention) on 64-byte stdlib windows, AdamW 1e-3."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+        vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
         bos_token_id=0, eos_token_id=0, pad_token_id=0,
     )  # fmt: skip
