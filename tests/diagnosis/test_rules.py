@@ -324,7 +324,9 @@ def test_exploding_spikes_count_where_the_loss_felt_them(
     norm = _norm_with_spikes(20.0, at, n=100)
     f = run(
         "exploding_gradient",
-        trace_of(3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}),
+        trace_of(
+            3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}
+        ),
     )
     assert f is not None and f.severity == expected
     assert f.evidence["spikes"]["felt_by_loss"] == felt
