@@ -238,6 +238,80 @@ def test_failure_half_way_restores_every_layer(monkeypatch: pytest.MonkeyPatch) 
     assert calls["n"] == 3 and same_state(model, before)
 
 
+class _OnePlusRMSNorm(nn.Module):
+    """Gemma's RMSNorm: multiplies by 1 + weight, weight starting at 0 (not a torch norm)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (1 + self.weight)
+
+
+def _hf_efficientnet_like() -> nn.Sequential:
+    """Convs and norms whose gains were drawn from N(0, 0.02) and whose BatchNorm has seen
+    batches (HF EfficientNet's init), beside a Gemma-style norm."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.SiLU(), nn.GroupNorm(2, 8),
+        nn.Flatten(), nn.LayerNorm(8 * 4 * 4), nn.Linear(128, 16), nn.RMSNorm(16),
+        _OnePlusRMSNorm(16),
+    )  # fmt: skip
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)):
+                m.weight.normal_(0.0, 0.02)
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+                m.bias.normal_(0.0, 0.02)
+        model[-1].weight.normal_(0.0, 0.02)
+    model.train()
+    model(torch.randn(4, 3, 6, 6))  # BatchNorm's running statistics move
+    return model
+
+
+@pytest.mark.parametrize(
+    "init",
+    [init_he_, init_xavier_, init_lecun_, init_orthogonal_,
+     lambda m: init_lsuv_(m, torch.randn(16, 3, 6, 6))],
+    ids=["he", "xavier", "lecun", "orthogonal", "lsuv"],
+)  # fmt: skip
+def test_inits_put_torchs_norms_back_to_gain_one(init: Callable[[nn.Module], nn.Module]) -> None:
+    """Every model-wide init resets torch's norm layers to their own init (gain 1, shift 0,
+    fresh running statistics); a norm class of another library keeps its parameters (its
+    identity is unknown: Gemma's multiplies by 1 + weight)."""
+    model = _hf_efficientnet_like()
+    other = model[-1].weight.detach().clone()
+    init(model)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)), type(m).__name__
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            assert torch.equal(m.bias, torch.zeros_like(m.bias)), type(m).__name__
+    bn = model[1]
+    assert torch.equal(bn.running_mean, torch.zeros(8)) and torch.equal(
+        bn.running_var, torch.ones(8)
+    )
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(model[-1].weight, other)
+
+
+def test_a_failed_init_leaves_the_norms_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the first norms were reset (the GroupNorm's reset raises, after the
+    weights and the BatchNorm) restores the whole model exactly, norms and statistics too."""
+    model = _hf_efficientnet_like()
+    before = snapshot(model)
+    bn_stats = model[1].running_var.clone()
+
+    def broken(self: nn.GroupNorm) -> None:
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(nn.GroupNorm, "reset_parameters", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        init_he_(model)
+    assert same_state(model, before)
+    assert torch.equal(model[1].running_var, bn_stats)
+
+
 # --- init_layer_: the per-layer schemes the lab builds its models with.
 
 

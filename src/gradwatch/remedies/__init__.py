@@ -51,11 +51,11 @@ from .init import (
     init_identity_,
     init_layer_,
     init_lecun_,
-    init_lsuv_,
     init_orthogonal_,
     init_xavier_,
 )
 from .lower_lr import lower_lr
+from .lsuv import init_lsuv_
 from .normalization import insert_batchnorm, insert_layernorm, insert_norm
 from .prescribe import Prescription, applicability, prescribe
 from .pretraining import Pretrained, pretrain_layerwise

@@ -1,13 +1,15 @@
 """Initialisation remedies, all in place (names end in ``_``, as ``torch.nn.init``).
 
 The one place gradwatch defines initialisation schemes and activation gains: the model-wide
-remedies (``init_xavier_`` ...), the per-layer :func:`init_layer_` the lab builds its models
-with (:data:`INIT_SCHEMES`), and :func:`activation_gain`.
+remedies (``init_xavier_`` ...; LSUV, which needs data, in :mod:`.lsuv`), the per-layer
+:func:`init_layer_` the lab builds its models with (:data:`INIT_SCHEMES`), and
+:func:`activation_gain`.
 
 The model-wide remedies set the weights of the dense, convolutional (and, where it is
-defined, recurrent) layers of a model and zero their biases; other modules (norms,
-embeddings ...) keep their parameters. On any error the model is restored exactly (no
-half-initialised model).
+defined, recurrent) layers of a model, zero their biases, and put torch's norm layers back
+to their own initialisation (gain 1, shift 0, fresh running statistics: a norm's gain scales
+the signal as a weight does); other modules (other norm classes, embeddings ...) keep their
+parameters. On any error the model is restored exactly (no half-initialised model).
 
 References: Glorot & Bengio 2010 (Xavier), He et al. 2015 (He/Kaiming), LeCun et al. 1998
 and Klambauer et al. 2017 (LeCun normal for SELU), Saxe et al. 2014 (orthogonal),
@@ -17,10 +19,9 @@ Le, Jaitly & Hinton 2015 (IRNN identity recurrent init), Mishkin & Matas 2016 (L
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -43,7 +44,6 @@ __all__ = [
     "init_identity_",
     "init_layer_",
     "init_lecun_",
-    "init_lsuv_",
     "init_orthogonal_",
     "init_xavier_",
 ]
@@ -90,19 +90,19 @@ def _targets(model: nn.Module, *, recurrent: bool = True) -> list[_Target]:
         )
         raise UnsupportedModelError(
             f"{type(model).__name__} has no layer this initialisation supports "
-            f"(found: {_found_types(model)}); supported: {type_names(supported)}"
+            f"(found: {found_types(model)}); supported: {type_names(supported)}"
         )
     return out
 
 
-def _found_types(model: nn.Module) -> str:
+def found_types(model: nn.Module) -> str:
     seen = [
         type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))
     ]
     return ", ".join(dict.fromkeys(seen)) or "no module with parameters"
 
 
-def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
+def module_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
     """``module.<name>`` if it is a tensor (e.g. ``bias=False`` makes it None)."""
     value = getattr(module, name, None)
     return value if isinstance(value, torch.Tensor) else None
@@ -110,13 +110,32 @@ def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
 
 def _zero_biases(model: nn.Module) -> None:
     for m in model.modules():
-        bias = _tensor(m, "bias")
+        bias = module_tensor(m, "bias")
         if isinstance(m, weight_layer_types()) and bias is not None:
             bias.zero_()
         elif isinstance(m, nn.RNNBase):
             for pname, p in m.named_parameters(recurse=False):
                 if pname.startswith("bias_"):
                     p.zero_()
+
+
+#: Norm layers whose ``reset_parameters`` is their identity init (BatchNorm, InstanceNorm
+#: with affine, LayerNorm, GroupNorm, RMSNorm).
+_TORCH_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def reset_norms(model: nn.Module) -> None:
+    """Torch's norm layers back to their own init: gain 1, shift 0, fresh running statistics.
+
+    A norm's gain multiplies the signal like a weight: HF EfficientNet draws its BatchNorm
+    gains from N(0, 0.02), and with its BatchNorm eps of 1e-3 the signal shrinks at every
+    block (1e-31 by the last at 32 x 32) whatever the convolutions' init; it learns once the
+    gains are 1 (``real_corpus`` ``efficientnet_hf_init``). Other norm classes keep their
+    parameters: their identity is not known (Gemma's RMSNorm multiplies by 1 + weight).
+    """
+    for m in model.modules():
+        if isinstance(m, _TORCH_NORMS):
+            m.reset_parameters()
 
 
 def _chunks(t: _Target) -> Iterator[torch.Tensor]:
@@ -248,6 +267,7 @@ def init_xavier_(
                 else:
                     nn.init.xavier_normal_(w, gain=gain)
         _zero_biases(model)
+        reset_norms(model)
     return model
 
 
@@ -297,6 +317,7 @@ def init_he_(
                     bound = math.sqrt(3.0) * std
                     w.uniform_(-bound, bound)
         _zero_biases(model)
+        reset_norms(model)
     return model
 
 
@@ -315,6 +336,7 @@ def init_lecun_(model: nn.Module) -> nn.Module:
                 fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)
                 w.normal_(0.0, 1.0 / math.sqrt(fan_in))
         _zero_biases(model)
+        reset_norms(model)
     return model
 
 
@@ -341,6 +363,7 @@ def init_orthogonal_(model: nn.Module, *, gain: float | Literal["auto"] = 1.0) -
             for w in _chunks(t):
                 nn.init.orthogonal_(w, gain=g)
         _zero_biases(model)
+        reset_norms(model)
     return model
 
 
@@ -368,7 +391,7 @@ def init_identity_(
     if not rnns:
         raise UnsupportedModelError(
             f"identity recurrent init needs an nn.RNN; {type(model).__name__} has "
-            f"{_found_types(model)}. Supported: nn.RNN (ideally nonlinearity='relu')."
+            f"{found_types(model)}. Supported: nn.RNN (ideally nonlinearity='relu')."
         )
     with atomic_(model), torch.no_grad():
         for _, rnn in rnns:
@@ -441,7 +464,7 @@ def init_layer_(layer: nn.Module, scheme: str, *, nonlinearity: str = "relu") ->
     gain = activation_gain(nonlinearity) if scheme == "he" else 1.0  # validates the name
     if scheme == "default":
         return layer
-    weight, bias = _tensor(layer, "weight"), _tensor(layer, "bias")
+    weight, bias = module_tensor(layer, "weight"), module_tensor(layer, "bias")
     assert weight is not None
     fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
     with torch.no_grad():
@@ -460,132 +483,3 @@ def init_layer_(layer: nn.Module, scheme: str, *, nonlinearity: str = "relu") ->
         if bias is not None:
             bias.zero_()
     return layer
-
-
-class _StopForwardError(Exception):
-    """Raised by the LSUV hook once the layer being scaled has produced its output."""
-
-
-def init_lsuv_(
-    model: nn.Module,
-    inputs: torch.Tensor | tuple[Any, ...],
-    *,
-    tol: float = 0.1,
-    max_iter: int = 10,
-) -> nn.Module:
-    """Layer-sequential unit-variance init (LSUV, Mishkin & Matas 2016), in place.
-
-    First every Linear/Conv weight is set orthogonal and its bias to 0; then, layer by layer
-    in forward order, the weight is divided by the standard deviation of the layer's output
-    on ``inputs`` until that variance is within ``tol`` of 1 (at most ``max_iter`` passes
-    per layer). The forward passes run in eval mode (dropout off, BatchNorm running
-    statistics untouched) under ``torch.no_grad``.
-
-    Args:
-        model: Modified in place and returned.
-        inputs: One batch of model inputs: a tensor (``model(inputs)``) or a tuple of
-            positional arguments (``model(*inputs)``).
-        tol: Accepted distance of the output variance from 1.
-        max_iter: Most rescaling passes per layer; a warning names the layers that did not
-            converge.
-
-    Raises:
-        ValueError: Bad ``tol``/``max_iter``, or a layer whose output variance is 0 or not
-            finite on the batch (it cannot be rescaled); the model is then restored.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> m = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
-        >>> m = init_lsuv_(m, torch.randn(64, 8))
-    """
-    if not (tol > 0):
-        raise ValueError(f"expected `tol` > 0 but got {tol}")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise ValueError(f"expected `max_iter` to be an int >= 1 but got {max_iter!r}")
-    args = inputs if isinstance(inputs, tuple) else (inputs,)
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, weight_layer_types())]
-    if not layers:
-        raise UnsupportedModelError(
-            f"LSUV needs Linear or Conv layers; {type(model).__name__} has "
-            f"{_found_types(model)}. Supported: {type_names(weight_layer_types())}"
-        )
-    was_training = model.training
-    unconverged: list[str] = []
-    try:
-        with atomic_(model), torch.no_grad():
-            model.eval()
-            for _, m in layers:
-                weight, bias = _tensor(m, "weight"), _tensor(m, "bias")
-                assert weight is not None
-                torch.nn.init.orthogonal_(weight)
-                if bias is not None:
-                    bias.zero_()
-            for name in _forward_order(model, args, [n for n, _ in layers]):
-                layer = model.get_submodule(name)
-                for it in range(max_iter + 1):
-                    var = _output_variance(model, layer, args)
-                    if not math.isfinite(var) or var <= 0.0:
-                        raise ValueError(
-                            f"LSUV: output variance of layer {name!r} "
-                            f"({type(layer).__name__}) is {var} on the batch, so it cannot "
-                            "be rescaled to 1; check the inputs (constant? non-finite?) and "
-                            "the layers before it."
-                        )
-                    if abs(var - 1.0) < tol:
-                        break
-                    if it == max_iter:
-                        unconverged.append(f"{name} (variance {var:.3g})")
-                        break
-                    weight = _tensor(layer, "weight")
-                    assert weight is not None
-                    weight.div_(math.sqrt(var))
-    finally:
-        model.train(was_training)
-    if unconverged:
-        warnings.warn(
-            f"LSUV did not reach unit variance within tol={tol} in max_iter={max_iter} "
-            f"passes for: {', '.join(unconverged)}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return model
-
-
-def _forward_order(model: nn.Module, args: tuple[Any, ...], names: list[str]) -> list[str]:
-    """Layer names in the order the forward pass first calls them (unused layers last)."""
-    order: list[str] = []
-    handles = []
-    for name in names:
-
-        def hook(_m: nn.Module, _i: Any, _o: Any, name: str = name) -> None:
-            if name not in order:
-                order.append(name)
-
-        handles.append(model.get_submodule(name).register_forward_hook(hook))
-    try:
-        model(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    return order + [n for n in names if n not in order]
-
-
-def _output_variance(model: nn.Module, layer: nn.Module, args: tuple[Any, ...]) -> float:
-    """Variance of ``layer``'s output on the batch; the forward stops right after it."""
-    captured: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
-        captured.append(out.detach())
-        raise _StopForwardError
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        model(*args)
-    except _StopForwardError:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError(f"LSUV: layer {type(layer).__name__} was not called by the forward pass")
-    return float(captured[0].double().var())  # one host sync per pass: init, not training

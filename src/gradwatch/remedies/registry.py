@@ -38,11 +38,11 @@ from .init import (
     init_he_,
     init_identity_,
     init_lecun_,
-    init_lsuv_,
     init_orthogonal_,
     init_xavier_,
 )
 from .lower_lr import lower_lr
+from .lsuv import init_lsuv_
 from .normalization import NormKind, insert_norm
 from .pretraining import pretrain_layerwise
 from .residual import add_residual
