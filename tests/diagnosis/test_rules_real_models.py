@@ -538,3 +538,106 @@ def test_start_span_is_judged_by_the_loss_after_it(loss_at_19: float, fires: boo
     if f is not None:
         assert f.steps == (0, 2)
         assert f.evidence["loss_response"]["progress"] < TH.unstable_updates.min_progress
+
+
+# ------------------------------------------- conv -> BatchNorm -> SiLU nets (HF EfficientNet)
+def _conv_bn_net(blocks: int, gate_layers: int = 0, gain: float = 1.0) -> list[LayerInfo]:
+    """``blocks`` x (Conv2d -> BatchNorm2d -> SiLU, the recorder giving the SiLU to the norm),
+    then ``gate_layers`` squeeze-excite gates (Conv2d -> Sigmoid), then a Linear head."""
+    out: list[LayerInfo] = []
+    for i in range(blocks):
+        out.append(LayerInfo(f"c{i}", "Conv2d", len(out), 16 * 16 * 9, {"weight": [16, 16, 3, 3]}))
+        out.append(
+            LayerInfo(
+                f"bn{i}", "BatchNorm2d", len(out), 32, {"weight": [16], "bias": [16]},
+                activation="SiLU",
+            )
+        )  # fmt: skip
+    for i in range(gate_layers):
+        shapes = {"weight": [16, 4, 1, 1], "bias": [16]}
+        out.append(LayerInfo(f"se{i}", "Conv2d", len(out), 80, shapes, activation="Sigmoid"))
+    out.append(LayerInfo("head", "Linear", len(out), 170, {"weight": [10, 16], "bias": [10]}))
+    return out
+
+
+def test_the_activation_after_a_conv_is_the_one_after_its_norm() -> None:
+    """Three conv -> BatchNorm -> SiLU blocks outnumber two sigmoid gates: the activation the
+    depth rules name is SiLU (the gates' sigmoid, when only the layers' own counted)."""
+    from gradwatch.diagnosis._common import activation_after, dominant_activation
+
+    infos = _conv_bn_net(3, gate_layers=2)
+    trace = Trace.from_arrays(infos, [0], {"grad_rms": np.ones((1, len(infos)))})
+    cols = trace.path_columns()
+    assert [activation_after(trace, c) for c in cols] == ["SiLU"] * 3 + ["Sigmoid"] * 2 + [None]
+    assert dominant_activation(trace, cols) == "silu"
+
+
+def _collapsing_conv_bn_trace(gain: float, n_steps: int = 30) -> Trace:
+    """Six conv -> BatchNorm -> SiLU blocks whose gradient falls 5 decades toward the input;
+    the norms' gains start at RMS ``gain`` (weight_norm = gain sqrt(16), shift 0)."""
+    infos = _conv_bn_net(6)
+    cols = [i for i, info in enumerate(infos) if info.role != "norm"]
+    g = np.ones((n_steps, len(infos)))
+    g[:, cols] = depth_profile(len(cols), 5.0, base=1e-6)
+    wn = np.ones((n_steps, len(infos)))
+    wn[:, [i for i, info in enumerate(infos) if info.role == "norm"]] = gain * 4.0
+    return Trace.from_arrays(infos, np.arange(n_steps), {"grad_rms": g, "weight_norm": wn})
+
+
+@pytest.mark.parametrize(
+    ("gain", "first"), [(0.02, "init_he"), (0.5, "init_he"), (0.6, "residual")]
+)
+def test_vanishing_through_norms_of_tiny_gain_offers_a_reinit_first(
+    gain: float, first: str
+) -> None:
+    """HF EfficientNet draws its BatchNorm gains from N(0, 0.02): a vanishing gradient through
+    norms that start 2x or more under their identity is offered a re-initialisation first
+    (which puts torch's norms back to 1), and no added norm; at gain 1, the depth remedies."""
+    f = run("vanishing_gradient", _collapsing_conv_bn_trace(gain))
+    assert f is not None and f.severity == "critical"
+    ids = [h.id for h in f.remedies]
+    assert ids[0] == first
+    assert ("batchnorm" in ids) == (first == "residual")
+    if gain <= 0.5:
+        assert f"gains of RMS {gain:.2g}, not 1" in f.remedies[0].reason
+
+
+def _normed_mlp(n: int) -> list[LayerInfo]:
+    """``n`` x (Linear -> ReLU -> LayerNorm) on the main path, then a head."""
+    out: list[LayerInfo] = []
+    for i in range(n):
+        shapes = {"weight": [16, 16], "bias": [16]}
+        out.append(LayerInfo(f"fc{i}", "Linear", len(out), 272, shapes, activation="ReLU"))
+        out.append(LayerInfo(f"ln{i}", "LayerNorm", len(out), 32, {"weight": [16], "bias": [16]}))
+    out.append(LayerInfo("head", "Linear", len(out), 170, {"weight": [10, 16], "bias": [10]}))
+    return out
+
+
+@pytest.mark.parametrize(("collapse", "gain", "named"), [(0.3, 0.02, True), (0.3, 1.0, False),
+                                                         (1.0, 0.0, False)])  # fmt: skip
+def test_poor_init_names_norm_gains_of_a_measured_collapse(
+    collapse: float, gain: float, named: bool
+) -> None:
+    """Norms on the main path starting far from gain 1 are named culprits of an activation
+    std that collapses (0.3x a layer); with no collapse, a gain of 0 (Gemma's RMSNorm, which
+    multiplies by 1 + weight) says nothing."""
+    infos = _normed_mlp(6)
+    n = len(infos)
+    fc = [i for i, info in enumerate(infos) if info.role != "norm"]
+    norms = [i for i, info in enumerate(infos) if info.role == "norm"]
+    act = np.ones((5, n))
+    act[:, fc] = collapse ** np.arange(1, len(fc) + 1)
+    wn = np.full((5, n), 16 * math.sqrt(2 / 16))  # He-scaled 16 x 16 weights: std sqrt(2/16)
+    wn[:, norms] = gain * 4.0
+    trace = Trace.from_arrays(infos, np.arange(5), {"act_std": act, "weight_norm": wn})
+    f = run("poor_initialization", trace)
+    if collapse == 1.0:
+        assert f is None
+        return
+    assert f is not None and f.severity == "warning"
+    assert ("norm_gain_rms" in f.evidence) == named
+    if named:
+        assert set(f.evidence["norm_gain_rms"]) == {f"ln{i}" for i in range(6)}
+        assert f.evidence["norm_gain_rms"]["ln0"] == pytest.approx(gain)
+        assert "6 norm layer(s) on the main path start with gains of RMS 0.02" in f.message
+        assert set(f.layers) >= {f"ln{i}" for i in range(6)}

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..trace import LayerInfo, Trace
+from ..trace import Trace
 from .finding import REMEDY_IDS, RemedyHint
 
 # Layer types whose statistics are not comparable along depth with those of weight layers:
@@ -296,9 +296,46 @@ def hints(*pairs: tuple[str, str]) -> tuple[RemedyHint, ...]:
     return tuple(out)
 
 
-def dominant_activation(layers: Sequence[LayerInfo]) -> str | None:
-    """The most common activation (lower-case class name) after the given layers, if any."""
-    names = [la.activation.lower() for la in layers if la.activation]
+def activation_after(trace: Trace, col: int) -> str | None:
+    """The activation a layer's output passes through: its own, or for a layer whose output
+    goes straight into a norm (conv -> BatchNorm -> SiLU: the norm is next in depth order),
+    the norm's. The recorder gives the activation to the module right before it, the norm."""
+    layer = trace.layers[col]
+    if layer.activation is None and col + 1 < len(trace.layers):
+        after = trace.layers[col + 1]
+        if after.role == "norm":
+            return after.activation
+    return layer.activation
+
+
+def norm_gains(trace: Trace) -> dict[int, float]:
+    """{column: the RMS of its gain} at the start, for each norm layer on the main path.
+
+    Read from the first measured ``weight_norm`` over ``sqrt(C)``, C the gain's length (a
+    norm's shift starts at 0, so the norm is the gain's). The identity init every torch norm
+    starts from gives 1; HF EfficientNet's draws gains from N(0, 0.02) and gives 0.02. Norms
+    inside a residual branch are left out: a branch may start its last norm at 0 on purpose
+    (zero-init residual BatchNorm). Empty without a recorded ``weight_norm``.
+    """
+    steps, wn = metric_rows(trace, "weight_norm")
+    if len(steps) == 0:
+        return {}
+    gains: dict[int, float] = {}
+    for col, layer in enumerate(trace.layers):
+        shape = layer.shapes.get("weight")
+        if layer.role != "norm" or layer.branch is not None or not shape or len(shape) != 1:
+            continue
+        if np.isfinite(wn[0, col]) and shape[0] > 0:
+            gains[col] = float(wn[0, col]) / math.sqrt(shape[0])
+    return gains
+
+
+def dominant_activation(trace: Trace, cols: Sequence[int] | np.ndarray) -> str | None:
+    """The most common activation (lower-case class name) after the layers ``cols``, if any
+    (:func:`activation_after`): HF EfficientNet's 33 conv -> BatchNorm -> SiLU blocks outnumber
+    its 16 squeeze-excite gates (a conv -> Sigmoid each), whose sigmoid the layers' own
+    activations alone named."""
+    names = [a.lower() for a in (activation_after(trace, int(c)) for c in cols) if a]
     if not names:
         return None
     values, counts = np.unique(np.asarray(names), return_counts=True)

@@ -50,6 +50,13 @@ class VanishingGradientThresholds:
     # Same as stalled_early_layers.warn_decades: a layer updated 100x slower than the
     # others' median does not move like them.
     moving_decades: float = 2.0
+    # A vanishing gradient through norms on the main path whose gains start this many times
+    # under their identity, 1 (median over those norms; as poor_initialization's
+    # weight_scale_factor), is offered a re-initialisation first: each norm scales the signal
+    # down, forward and back, and no skip path or added norm undoes that (HF EfficientNet's
+    # BatchNorm gains, N(0, 0.02): loss at chance; init_he, which resets torch's norms, trains
+    # it).
+    norm_gain_factor: float = 2.0
     # Recorded rows per window: the trend must hold for a window's median, not one step
     # (our choice: 10 steps at every=1, so a 100-step run has 10 windows).
     window: int = 10

@@ -205,7 +205,7 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
 
     if not kinds:
         return None
-    act = dominant_activation([trace.layers[i] for i in cols]) if len(cols) else None
+    act = dominant_activation(trace, cols)
     cause = "; ".join(kinds)
     if "depth" in evidence:
         why = (

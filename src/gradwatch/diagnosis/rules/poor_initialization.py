@@ -9,6 +9,9 @@ fires on any of three kinds of evidence:
 * backward gain: the geometric-mean per-layer gain of ``||dL/dh||`` per unit (RMS), from the
   last hidden layer to the first, is farther than ``gain_factor`` from 1, or compounds through
   those layers past ``compound_decades``;
+* norm gains (first measured row only): the RMS gain of each norm layer on the main path
+  (:func:`~.._common.norm_gains`) ``weight_scale_factor`` or more from its identity, 1,
+  names those norms as culprits of a measured collapse (HF EfficientNet's N(0, 0.02));
 * weight scale (first measured row only): a layer's parameter scale
   (``weight_norm / sqrt(numel(weight))``; the norm includes the bias, so a large bias shows
   too) compared with what the activation after it needs, ``gain / sqrt(fan_in)``
@@ -33,7 +36,18 @@ import numpy as np
 
 from ..._activations import init_gain
 from ...trace import LayerInfo, Trace
-from .._common import core_layers, fl, hints, metric_rows, nanmedian, pow10, quiet_nan, safe_log10
+from .._common import (
+    by_layer,
+    core_layers,
+    fl,
+    hints,
+    metric_rows,
+    nanmedian,
+    norm_gains,
+    pow10,
+    quiet_nan,
+    safe_log10,
+)
 from .._outcome import loss_outcome
 from ..finding import Finding
 from ..thresholds import PoorInitializationThresholds
@@ -185,6 +199,24 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 f"their activation needs ({trace.layers[int(cols[names.index(first)])].activation}"
                 f": weight std gain/sqrt(fan_in); weight_norm counts the bias too), compounding "
                 f"to {pow10(compound):.2g}x"
+            )
+    # --- norms: the gains of the norms on the main path against their identity, 1. Like the
+    # weight scales, they name culprits of a measured collapse only (Gemma's RMSNorm
+    # multiplies by 1 + weight and starts its weight at 0, and trains).
+    if "activation_std" in evidence or "backward_gain_per_layer" in evidence:
+        far = {
+            c: g
+            for c, g in norm_gains(trace).items()
+            if g <= 0 or abs(math.log10(g)) >= math.log10(th.weight_scale_factor)
+        }
+        if far:
+            gain_names = [trace.layers[c].name for c in far]
+            evidence["norm_gain_rms"] = by_layer(gain_names, np.array(list(far.values())))
+            culprits += [n for n in gain_names if n not in culprits]
+            typical = float(np.median(list(far.values())))
+            causes.append(
+                f"{len(far)} norm layer(s) on the main path start with gains of RMS "
+                f"{typical:.2g} (their identity init: 1), each scaling the signal by that"
             )
     if not causes:
         return None

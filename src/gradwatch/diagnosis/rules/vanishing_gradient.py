@@ -40,6 +40,7 @@ from .._common import (
     learning_rows,
     metric_rows,
     nanmedian,
+    norm_gains,
     pow10,
     quiet_nan,
     residual_shape,
@@ -175,7 +176,7 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
             span = step_span(steps[-len(last) :])
 
     n = len(cols)
-    act = dominant_activation([trace.layers[i] for i in cols])
+    act = dominant_activation(trace, cols)
     factor = fmt_factor(worst) if np.isfinite(worst) else "many orders of magnitude"
     if act == "sigmoid":
         bound = 0.25 ** (n - 1)
@@ -224,7 +225,12 @@ def check(trace: Trace, th: VanishingGradientThresholds) -> Finding | None:
         steps=span,
         evidence=evidence,
         message=message,
-        remedies=_remedies(act, any(trace.layers[i].recurrent for i in cols), _warm_up(trace)),
+        remedies=_remedies(
+            act,
+            any(trace.layers[i].recurrent for i in cols),
+            _warm_up(trace),
+            _low_norm_gain(trace, th.norm_gain_factor),
+        ),
     )
 
 
@@ -332,9 +338,33 @@ def _warm_up(trace: Trace) -> tuple[str, str] | None:
     )
 
 
+def _low_norm_gain(trace: Trace, factor: float) -> float | None:
+    """The median starting gain of the norms on the main path when it is ``factor`` or more
+    under their identity, 1 (:func:`norm_gains`); else None."""
+    gains = list(norm_gains(trace).values())
+    if not gains:
+        return None
+    typical = float(np.median(gains))
+    return typical if typical <= 1.0 / factor else None
+
+
 def _remedies(
-    act: str | None, recurrent: bool, warm_up: tuple[str, str] | None
+    act: str | None, recurrent: bool, warm_up: tuple[str, str] | None, low_gain: float | None
 ) -> tuple[RemedyHint, ...]:
+    init = "init_he" if act not in ("sigmoid", "tanh") else "init_xavier"
+    if low_gain is not None:
+        # The norms shrink the signal themselves: re-initialise first, and add no norm.
+        return hints(
+            (
+                init,
+                f"the norms on the main path start with gains of RMS {low_gain:.2g}, not 1, "
+                "each scaling the gradient down; it re-initialises the weights and puts "
+                "torch's norms back to gain 1",
+            ),
+            ("init_lsuv", "rescales each layer on real data, with torch's norms back to gain 1"),
+            ("residual", "skip connections add an identity path the gradient always flows through"),
+            ("reduce_depth", "fewer layers multiply fewer factors below 1"),
+        )
     pairs: list[tuple[str, str]] = [] if warm_up is None else [warm_up]
     if recurrent:
         pairs += [
@@ -349,10 +379,7 @@ def _remedies(
             "batchnorm",
             "normalising each layer's input keeps activations where derivatives are large",
         ),
-        (
-            "init_he" if act not in ("sigmoid", "tanh") else "init_xavier",
-            "a variance-preserving initialisation starts every layer's gain near 1",
-        ),
+        (init, "a variance-preserving initialisation starts every layer's gain near 1"),
         ("layerwise_pretraining", "trains the early layers before the gradient has to reach them"),
         ("reduce_depth", "fewer layers multiply fewer factors below 1"),
     ]
