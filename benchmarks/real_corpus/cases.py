@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from .models import (
     convnext,
     ddpm_mlp,
     dead_relu,
+    efficientnet,
     fp16,
     gpt2,
     levit,
@@ -280,6 +283,15 @@ CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "efficientnet_hf_init",
+        "HF EfficientNet (B0 blocks, width 0.25, depth 0.3) from its config: its init draws "
+        "BatchNorm gains from N(0, 0.02), the signal dies by the head; AdamW 1e-3",
+        efficientnet,
+        at_chance(10),
+        steps=60,
+        expect=("poor_initialization", "vanishing_gradient"),
+    ),
+    Case(
         "layernorm_shift_dead_relu",
         "Linear -> LayerNorm(bias -3) -> ReLU x3 on digits: the shift keeps units below 0",
         lambda seed: dead_relu(seed, -3.0),
@@ -315,26 +327,43 @@ REAL_CORPUS: dict[str, Case] = {c.name: c for c in CASES}
 
 
 def record(
-    case: Case, seed: int = 0, *, warmup: int | None = None, lr_factor: float | None = None
+    case: Case,
+    seed: int = 0,
+    *,
+    warmup: int | None = None,
+    lr_factor: float | None = None,
+    remedy: str | None = None,
 ) -> Run:
     """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
 
     ``warmup`` > 0 adds the ``lr_warmup`` remedy over that many steps (the scheduler steps
     after the optimizer); None takes the case's own (``Case.warmup``). ``lr_factor`` adds
-    the ``lower_lr`` remedy with that factor. Runs on one CPU thread (restored afterwards),
-    so results and timings match across hosts.
+    the ``lower_lr`` remedy with that factor. ``remedy`` applies that model remedy (an id
+    of :data:`gradwatch.remedies.REMEDIES` whose only need is the model) before training,
+    with a fresh optimizer of the case's kind and settings. Runs on one CPU thread
+    (restored afterwards), so results and timings match across hosts.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _record(case, seed, case.warmup if warmup is None else warmup, lr_factor)
+        return _record(case, seed, case.warmup if warmup is None else warmup, lr_factor, remedy)
     finally:
         torch.set_num_threads(threads)
 
 
-def _record(case: Case, seed: int, warmup: int, lr_factor: float | None) -> Run:
+def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy: str | None) -> Run:
     torch.manual_seed(seed)
     setup = case.build(seed)
+    if remedy is not None:
+        model = gw.remedies.apply(setup.model, remedy)
+        assert isinstance(model, torch.nn.Module), f"{remedy} is not a model remedy"
+        opt = setup.optimizer
+        # The optimizer's own settings, less the defaults its constructor does not take.
+        takes = inspect.signature(type(opt)).parameters
+        settings = {k: v for k, v in opt.defaults.items() if k in takes}
+        setup = dataclasses.replace(
+            setup, model=model, optimizer=type(opt)(model.parameters(), **settings)
+        )
     params = [p for p in setup.model.parameters() if p.requires_grad]
     schedulers = []
     if lr_factor is not None:

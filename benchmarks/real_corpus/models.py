@@ -230,6 +230,27 @@ def albert(seed: int) -> Setup:
     return Setup(model, opt, which_file_windows(48, seed))
 
 
+def efficientnet(seed: int) -> Setup:
+    """HF EfficientNet (B0's blocks at width 0.25 and depth 0.3: 7 MBConv blocks, BatchNorm,
+    SiLU, squeeze-excite) from its config, on 32x32 digits, batch 32, AdamW 1e-3.
+
+    Its ``_init_weights`` draws every BatchNorm gain from N(0, 0.02), as it does the
+    convolutions' weights; with the config's BatchNorm eps of 1e-3 no norm can restore the
+    scale, and the signal shrinks block by block (1e-31 at the head of the full B0)."""
+    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+    from transformers.models.efficientnet.modeling_efficientnet import round_filters
+
+    cfg = EfficientNetConfig(
+        image_size=32, num_channels=3, width_coefficient=0.25, depth_coefficient=0.3,
+        dropout_rate=0.0, drop_connect_rate=0.0,
+    )  # fmt: skip
+    cfg.hidden_dim = round_filters(cfg, 1280)  # the head's width at this width coefficient
+    cfg.num_labels = 10
+    model = EfficientNetForImageClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, digit_images(32, seed, batch=32), loss=ce_pixels)
+
+
 def segformer(seed: int) -> Setup:
     """HF SegFormer classifier (4 stages of width 16-128, one block each) on 32x32 digits,
     AdamW 1e-3. Its efficient attention shrinks the keys by 8, 4, 2, 1 per stage: on these
