@@ -9,8 +9,9 @@ Three kinds of evidence, any of which fires the rule:
   ``spike_z`` there, at a step where the model still learns (``finished_loss_fraction``);
   spikes in consecutive rows are one episode, and fewer than ``min_spikes`` episodes that
   the loss felt (it rose ``loss_spike_factor`` times over its level in the ``window`` logged
-  losses after them; every episode counts where no loss was logged), none
-  ``critical_spike_ratio`` high, are only ``info``: hard batches do that in healthy runs;
+  losses after them, or reached that multiple of its start; every episode counts where no
+  loss was logged), none ``critical_spike_ratio`` high, are only ``info``: hard batches do
+  that in healthy runs;
 * growth: window medians of the global norm rise ``growth_decades`` above their minimum,
   rising through each of the last ``rising_windows`` windows (exponential growth).
 
@@ -36,6 +37,7 @@ from .._common import (
     fl,
     hints,
     learning_rows,
+    loss_curve,
     loss_response,
     metric_rows,
     nanmedian,
@@ -329,28 +331,36 @@ def _felt(trace: Trace, episodes: list[tuple[int, int]], window: int, factor: fl
     """How many spike ``episodes`` (first and last step) the loss felt; None without a loss.
 
     Felt: the median of the ``window`` logged losses after the episode is at least ``factor``
-    times the median of the ``window`` before it, or one of those after is not finite. An
-    episode with no logged loss on either side counts as felt (nothing says otherwise).
-    The gradient of a spike comes from the loss at its own step; what the step did shows in
-    the losses after it (HF ALBERT, AdamW 1e-3: spikes of 18x, 82x and 31x over 60 steps, the
-    loss after them 0.82x, 0.98x and 2.1x its level before; the model learned, 0.68 -> 0.12).
+    times the median of the ``window`` before it; or a loss in the episode or those after it
+    reaches ``factor`` times the starting loss (worse than the untrained model: the step
+    wrecked it, as in HF ResNet-50 on small images, which starts at 2.99 and reached 28.7 at
+    step 80, within 10 steps of a spike at 74); or one of them is not finite. An episode
+    with no logged loss on either side counts as felt (nothing says otherwise). A hard batch
+    raises the loss at its own step only, under the start: HF ALBERT, AdamW 1e-3, spikes
+    of 18x, 82x and 31x over 60 steps, the loss after them 0.82x, 0.98x and 2.1x its level
+    before, at its worst 0.66 against a start of 0.68; the model learned, 0.68 -> 0.12.
     """
-    if not trace.has_scalar("loss"):
+    curve = loss_curve(trace, window)
+    if curve is None:
         return None
-    steps, values = trace.scalar_steps, trace.scalar("loss")
-    logged = ~np.isnan(values)  # NaN: not logged at that step; inf: a blow-up
-    if not logged.any():
-        return None
-    steps, values = steps[logged], values[logged]
+    steps, values = curve.steps, curve.values
+    raw_steps, raw = trace.scalar_steps, trace.scalar("loss")
     felt = 0
     for first, last in episodes:
         before = values[steps < first][-window:]
+        after_steps = steps[steps > last][:window]
         after = values[steps > last][:window]
-        if len(before) == 0 or len(after) == 0 or not np.isfinite(after).all():
+        # Every logged value from the episode's first step to the end of the window after
+        # it, an infinite one (a blow-up) included.
+        upto = int(after_steps[-1]) if len(after_steps) else last
+        span = raw[(raw_steps >= first) & (raw_steps <= upto)]
+        if len(before) == 0 or len(after) == 0 or np.isinf(span).any():
             felt += 1
             continue
         with quiet_nan():
-            felt += bool(np.nanmedian(after) >= factor * np.nanmedian(before))
+            rose = np.nanmedian(after) >= factor * np.nanmedian(before)
+            wrecked = np.nanmax(span) >= factor * curve.start
+        felt += bool(rose or wrecked)
     return felt
 
 
