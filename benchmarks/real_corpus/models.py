@@ -171,6 +171,22 @@ class Setup:
     loss_scale: float = 1.0  # static loss scale (unscaled by hand before the step)
 
 
+def _hf_classifier(
+    model_cls: Callable[[Any], nn.Module],
+    cfg: Any,
+    labels: int,
+    batches: Callable[[int], Batch],
+    loss: LossFn = ce_logits,
+) -> Setup:
+    """An HF classifier from ``cfg`` with ``labels`` classes, under AdamW 1e-3.
+
+    ``num_labels`` is set on the config, not passed to it: it is a property of
+    ``PretrainedConfig`` that sizes ``id2label``."""
+    cfg.num_labels = labels
+    model = model_cls(cfg)
+    return Setup(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches, loss=loss)
+
+
 def gpt2(lr: float, seed: int, layers: int = 2) -> Setup:
     """HF GPT-2 byte LM (2 layers, width 64) on 64-byte stdlib windows, AdamW at ``lr``."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -192,10 +208,7 @@ def bert(seed: int) -> Setup:
         intermediate_size=128, max_position_embeddings=64,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    cfg.num_labels = 2  # a property of PretrainedConfig (it sizes id2label)
-    model = BertForSequenceClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, which_file_windows(48, seed))
+    return _hf_classifier(BertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def roberta(seed: int) -> Setup:
@@ -208,10 +221,7 @@ def roberta(seed: int) -> Setup:
         intermediate_size=128, max_position_embeddings=64 + 2,  # RoBERTa counts from pad + 1
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    cfg.num_labels = 2
-    model = RobertaForSequenceClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, which_file_windows(48, seed))
+    return _hf_classifier(RobertaForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def albert(seed: int) -> Setup:
@@ -224,10 +234,7 @@ def albert(seed: int) -> Setup:
         num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0,
     )  # fmt: skip
-    cfg.num_labels = 2
-    model = AlbertForSequenceClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, which_file_windows(48, seed))
+    return _hf_classifier(AlbertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def efficientnet(seed: int) -> Setup:
@@ -245,10 +252,13 @@ def efficientnet(seed: int) -> Setup:
         dropout_rate=0.0, drop_connect_rate=0.0,
     )  # fmt: skip
     cfg.hidden_dim = round_filters(cfg, 1280)  # the head's width at this width coefficient
-    cfg.num_labels = 10
-    model = EfficientNetForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(32, seed, batch=32), loss=ce_pixels)
+    return _hf_classifier(
+        EfficientNetForImageClassification,
+        cfg,
+        10,
+        digit_images(32, seed, batch=32),
+        loss=ce_pixels,
+    )
 
 
 def segformer(seed: int) -> Setup:
@@ -262,10 +272,9 @@ def segformer(seed: int) -> Setup:
         num_channels=3, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
         decoder_hidden_size=64,
     )  # fmt: skip
-    cfg.num_labels = 10
-    model = SegformerForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+    return _hf_classifier(
+        SegformerForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
+    )
 
 
 def levit(seed: int) -> Setup:
@@ -279,10 +288,9 @@ def levit(seed: int) -> Setup:
         num_attention_heads=[1, 2, 2], depths=[1, 1, 1], key_dim=[8, 8, 8],
         down_ops=[["Subsample", 8, 32 // 8, 4, 2, 2], ["Subsample", 8, 48 // 8, 4, 2, 2]],
     )  # fmt: skip
-    cfg.num_labels = 10
-    model = LevitForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+    return _hf_classifier(
+        LevitForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
+    )
 
 
 def vit(seed: int) -> Setup:
@@ -294,10 +302,9 @@ def vit(seed: int) -> Setup:
         num_attention_heads=4, intermediate_size=128,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    cfg.num_labels = 10
-    model = ViTForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
+    return _hf_classifier(
+        ViTForImageClassification, cfg, 10, digit_images(16, seed), loss=ce_pixels
+    )
 
 
 def llama(seed: int, layers: int = 2) -> Setup:
@@ -322,10 +329,9 @@ def convnext(seed: int) -> Setup:
     cfg = ConvNextConfig(
         num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, patch_size=2,
     )  # fmt: skip
-    cfg.num_labels = 10
-    model = ConvNextForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(16, seed), loss=ce_pixels)
+    return _hf_classifier(
+        ConvNextForImageClassification, cfg, 10, digit_images(16, seed), loss=ce_pixels
+    )
 
 
 def mobilenet_v2(seed: int) -> Setup:
@@ -336,10 +342,9 @@ def mobilenet_v2(seed: int) -> Setup:
     cfg = MobileNetV2Config(
         num_channels=3, image_size=32, depth_multiplier=0.35, classifier_dropout_prob=0.0,
     )  # fmt: skip
-    cfg.num_labels = 10
-    model = MobileNetV2ForImageClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+    return _hf_classifier(
+        MobileNetV2ForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
+    )
 
 
 def _resnet_model(hidden: list[int]) -> nn.Module:
