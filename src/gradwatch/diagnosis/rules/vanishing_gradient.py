@@ -14,6 +14,8 @@ floor layer count when a layer before it (nearer the input) gets a gradient with
 depth. Such layers are parameters the loss does not depend on (attention over a single key,
 as SegFormer's, LeViT's and MobileViT's on small images: query, key and attention-bias
 gradients of 1e-13 and exactly 0 while the model learns) and no depth remedy changes them.
+Through norms on the main path whose gains start at most 1/``norm_gain_factor`` of their
+identity (HF EfficientNet's, drawn from N(0, 0.02)), a re-initialisation is the first remedy.
 
 Both are judged while the model learns: when a ``loss`` was logged, rows in loss windows whose
 median has fallen to ``finished_loss_fraction`` of the starting loss are left out (a confident
