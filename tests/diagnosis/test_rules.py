@@ -85,7 +85,7 @@ def test_vanishing_floor_bypassed_by_the_backward_signal(before: float, counted:
 
 
 def test_vanishing_bypassed_layers_leave_the_depth_trend_and_the_severity() -> None:
-    """MobileViT on 32x32 digits (issue-free otherwise): the first layers 4.6e4x under the
+    """Like MobileViT on 32x32 digits: the first layers 4.6e4x under the
     last for 30 steps, then flat; two late attention layers at 1e-13 throughout. The early
     contrast has resolved, so the finding is info, the bypassed layers reported only; and
     the 1e-13 layers do not enter the least-squares trend (counted, they read the flat rows
@@ -337,7 +337,7 @@ def test_exploding_spikes_count_where_the_loss_felt_them(
     )
     assert f is not None and f.severity == expected
     assert f.evidence["spikes"]["felt_by_loss"] == felt
-    assert f"the loss rose after {felt} of them" in f.message
+    assert f"(3 spikes, {felt} felt by the loss)" in f.message
 
 
 def test_exploding_a_lone_spike_stays_info_beside_a_depth_trend_that_did_not_count() -> None:

@@ -265,7 +265,7 @@ def _later_spikes(
     A row spikes when its global norm is ``spike_ratio`` over the median of the ``trailing``
     rows before it with a modified z-score over ``spike_z``, at a step where the model still
     learns. Spikes in consecutive rows are one episode; where a loss was logged, an episode
-    is ``felt_by_loss`` when the loss rose after it (:func:`_felt`).
+    is ``felt_by_loss`` when the loss rose or blew up with it (:func:`_felt`).
     """
     n = len(logn)
     if n <= th.trailing:
@@ -319,7 +319,7 @@ def _later_spikes(
         spikes["layer_at_first_spike"] = culprit
     said = _count_spikes(len(idx), len(episodes))
     if felt is not None:
-        said += f"; the loss rose after {felt} of {'them' if len(episodes) > 1 else 'it'}"
+        said += f", {felt} felt by the loss"
     what = (
         f"the global gradient norm jumps up to {pow10(biggest):.2g}x above its recent median "
         f"({said})"
