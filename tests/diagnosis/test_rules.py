@@ -340,6 +340,18 @@ def test_exploding_spikes_count_where_the_loss_felt_them(
     assert f"(3 spikes, {felt} felt by the loss)" in f.message
 
 
+def test_exploding_spike_span_reaches_the_last_spike_past_the_listed_twenty() -> None:
+    """25 spikes: the evidence lists the first 20 steps, the finding's span ends at the 25th."""
+    at = list(range(25, 200, 7))
+    assert len(at) == 25
+    norm = _norm_with_spikes(20.0, at, n=200)
+    f = run("exploding_gradient", trace_of(3, 200, {"grad_rms": np.ones(3)}, scalars={
+        "global_grad_norm": norm}))  # fmt: skip
+    assert f is not None and f.evidence["spikes"]["count"] == 25
+    assert f.evidence["spikes"]["steps"] == at[:20]
+    assert f.steps == (25, at[-1])
+
+
 def test_exploding_a_lone_spike_stays_info_beside_a_depth_trend_that_did_not_count() -> None:
     """MobileViT on 32x32 digits: grad_rms 2.6 decades larger at the first layers than the
     last, the backward signal only 1.9 (weights shared over larger maps), and one 55x spike.

@@ -151,11 +151,9 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     logn = safe_log10(norm)
     got_later = _later_spikes(trace, th, g_steps, logn)
     if got_later is not None:
-        spikes, what = got_later
+        spikes, what, (first_spike, last_spike) = got_later
         evidence["spikes"] = spikes
-        steps_hit = spikes["steps"]
-        assert isinstance(steps_hit, list)
-        spans += [steps_hit[0], steps_hit[-1]]
+        spans += [first_spike, last_spike]
         culprit = spikes.get("layer_at_first_spike")
         if isinstance(culprit, str):
             layers.append(culprit)
@@ -258,9 +256,9 @@ def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
 
 def _later_spikes(
     trace: Trace, th: ExplodingGradientThresholds, g_steps: np.ndarray, logn: np.ndarray
-) -> tuple[dict[str, object], str] | None:
-    """Spikes over the trailing median (rows past the first ``trailing``): evidence and a
-    clause for the message, or None.
+) -> tuple[dict[str, object], str, tuple[int, int]] | None:
+    """Spikes over the trailing median (rows past the first ``trailing``): evidence, a
+    clause for the message and the first and last spike's steps, or None.
 
     A row spikes when its global norm is ``spike_ratio`` over the median of the ``trailing``
     rows before it with a modified z-score over ``spike_z``, at a step where the model still
@@ -324,7 +322,7 @@ def _later_spikes(
         f"the global gradient norm jumps up to {pow10(biggest):.2g}x above its recent median "
         f"({said})"
     )
-    return spikes, what
+    return spikes, what, (int(sp[0]), int(sp[-1]))
 
 
 def _felt(trace: Trace, episodes: list[tuple[int, int]], window: int, factor: float) -> int | None:
