@@ -1,9 +1,11 @@
-"""The rules on hand-built traces whose numbers mirror the real runs of issue 12.
+"""The rules on hand-built traces whose numbers mirror real runs.
 
-Four false alarms (a converged BERT classifier, PyTorch's LSTM LM recipe, PyTorch's default
-initialisation of a residual and a plain MLP, non-ReLU units called dead) and one miss (a
-blow-up in the first steps of GPT-2 at lr 0.05) stay fixed, and each broken counterpart
-still fires.
+Issue 12's four false alarms (a converged BERT classifier, PyTorch's LSTM LM recipe,
+PyTorch's default initialisation of a residual and a plain MLP, non-ReLU units called dead)
+and one miss (a blow-up in the first steps of GPT-2 at lr 0.05) stay fixed, and each broken
+counterpart still fires. So does the misdiagnosis of Hugging Face EfficientNet (conv ->
+BatchNorm -> SiLU nets, norms starting at gain 0.02) found by the architecture sweep of
+2026-11-30.
 """
 
 from __future__ import annotations
