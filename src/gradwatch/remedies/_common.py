@@ -26,6 +26,16 @@ class UnsupportedModelError(ValueError):
     what the remedy supports."""
 
 
+def check_optimizer(remedy: str, optimizer: object) -> None:
+    """Raise a TypeError naming ``remedy`` unless ``optimizer`` is a torch optimizer (the
+    learning-rate remedies schedule the user's own optimizer)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"{remedy}: expected `optimizer` to be a torch.optim.Optimizer but got "
+            f"{type(optimizer).__name__}; pass the optimizer that trains the model"
+        )
+
+
 def copy_model(model: M) -> M:
     """A deep copy of ``model`` (parameters, buffers, submodules); ``model`` is untouched.
 

@@ -22,6 +22,8 @@ import sys
 import torch
 from torch.optim.lr_scheduler import ConstantLR
 
+from ._common import check_optimizer
+
 __all__ = ["check_factor", "lower_lr"]
 
 
@@ -76,11 +78,7 @@ def lower_lr(optimizer: torch.optim.Optimizer, factor: float = 0.1) -> ConstantL
         >>> rates
         [0.05, 0.05, 0.05]
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"lower_lr: expected `optimizer` to be a torch.optim.Optimizer but got "
-            f"{type(optimizer).__name__}; pass the optimizer that trains the model"
-        )
+    check_optimizer("lower_lr", optimizer)
     check_factor(factor)
     # ConstantLR applies its factor at once and lifts it only at step `total_iters`: with no
     # reachable end it is a lasting, chainable multiplier.

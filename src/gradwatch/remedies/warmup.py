@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LinearLR
 
+from ._common import check_optimizer
+
 __all__ = ["lr_warmup", "optimizes", "untuned_warmup_steps"]
 
 
@@ -84,11 +86,7 @@ def lr_warmup(optimizer: torch.optim.Optimizer, steps: int | None = None) -> Lin
         >>> rates
         [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"lr_warmup: expected `optimizer` to be a torch.optim.Optimizer but got "
-            f"{type(optimizer).__name__}; pass the optimizer that trains the model"
-        )
+    check_optimizer("lr_warmup", optimizer)
     if steps is None:
         steps = untuned_warmup_steps(optimizer)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
