@@ -102,6 +102,7 @@ def norm_types() -> tuple[type[nn.Module], ...]:
         nn.BatchNorm1d,
         nn.BatchNorm2d,
         nn.BatchNorm3d,
+        nn.SyncBatchNorm,
         nn.LayerNorm,
         nn.GroupNorm,
         nn.InstanceNorm1d,

@@ -31,6 +31,7 @@ from ._common import (
     UnsupportedModelError,
     activation_types,
     atomic_,
+    norm_types,
     type_names,
     weight_layer_types,
 )
@@ -119,11 +120,6 @@ def _zero_biases(model: nn.Module) -> None:
                     p.zero_()
 
 
-#: Norm layers whose ``reset_parameters`` is their identity init (BatchNorm, InstanceNorm
-#: with affine, LayerNorm, GroupNorm, RMSNorm).
-_TORCH_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-
-
 def reset_norms(model: nn.Module) -> None:
     """Torch's norm layers back to their own init: gain 1, shift 0, fresh running statistics.
 
@@ -134,8 +130,10 @@ def reset_norms(model: nn.Module) -> None:
     parameters: their identity is not known (Gemma's RMSNorm multiplies by 1 + weight).
     """
     for m in model.modules():
-        if isinstance(m, _TORCH_NORMS):
-            m.reset_parameters()
+        # Each of torch's norm classes defines reset_parameters as its identity init (the
+        # tuple's static type, nn.Module, does not know the method).
+        if isinstance(m, norm_types()):
+            m.reset_parameters()  # type: ignore[operator]
 
 
 def _chunks(t: _Target) -> Iterator[torch.Tensor]:
