@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from gradwatch.diagnosis._common import (
     block_medians,
     depth_span,
+    loss_response,
     pow10,
     safe_log10,
     take_cols,
@@ -83,3 +85,17 @@ def test_pow10_saturates_instead_of_raising() -> None:
     assert pow10(2.0) == 100.0
     assert pow10(400.0) == math.inf
     assert pow10(-400.0) == 0.0
+
+
+def test_a_loss_starting_near_the_smallest_float_gives_an_infinite_spike_not_a_warning() -> None:
+    """A start of 1e-308 and a loss of 1e10 overflow the spike ratio: inf, silently (numpy
+    warned "overflow encountered in scalar divide" from inside ``diagnose``; hypothesis
+    found it in test_properties)."""
+    from gradwatch.trace import Trace
+
+    loss = np.array([1e-308] * 4 + [1e10, 1.0])
+    trace = Trace.from_arrays([], np.arange(6), {}, scalars={"loss": loss})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resp = loss_response(trace, 5, 1, 0.1, 6)
+    assert resp is not None and resp.spike == math.inf and resp.spike_step == 4

@@ -563,13 +563,15 @@ def loss_response(
     with quiet_nan():
         bad |= bool((nf[nf_steps <= last_step] > 0).any())
     end = float(meds[-1])
+    with quiet_nan():  # a start near the smallest float overflows the ratios: inf
+        progress, spike = (curve.start - end) / curve.start, float(early[k] / curve.start)
     return LossResponse(
         start=curve.start,
         end=end,
-        progress=(curve.start - end) / curve.start,
+        progress=progress,
         relapse=float(relapse_w[worst]) if np.isfinite(relapse_w[worst]) else 0.0,
         relapse_step=int(first[worst]),
-        spike=float(early[k] / curve.start),
+        spike=spike,
         spike_step=int(curve.steps[k]),
         nonfinite=bad,
     )
