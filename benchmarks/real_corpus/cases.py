@@ -23,6 +23,8 @@ from .checks import (
     loss_spikes,
     memory_probe,
     no_context_learned,
+    norm_gains_unchanged,
+    stops_learning,
 )
 from .models import (
     Setup,
@@ -34,14 +36,17 @@ from .models import (
     efficientnet,
     fp16,
     gpt2,
+    gpt2_epoch_schedule_per_batch,
     levit,
     llama,
+    llama_bf16,
     lstm_lm,
     mobilenet_v2,
     relu_mlp,
     residual_mlp,
     resnet,
     resnet50_small_images,
+    resnet_lr,
     resnet_no_norm,
     resnet_weight_decay,
     rnn_lm,
@@ -283,6 +288,31 @@ CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "resnet_lr_too_high",
+        "HF ResNet as resnet_digits at SGD 5 + momentum: first steps larger than the weights, "
+        "then dead units and a vanishing gradient",
+        lambda seed: resnet_lr(seed, 5.0),
+        at_chance(10),
+        expect=("unstable_updates", "dead_units"),
+    ),
+    Case(
+        "gpt2_epoch_schedule_per_batch",
+        "HF GPT-2 as gpt2_lm under StepLR(30, 0.1), a schedule in epochs stepped every batch: "
+        "the rate is 1e-9 by step 180",
+        gpt2_epoch_schedule_per_batch,
+        stops_learning(120),
+        expect=("unstable_updates",),
+    ),
+    Case(
+        "llama_bf16_weights",
+        "HF Llama as llama_lm with bfloat16 weights (no float32 copy), AdamW 1e-4: its RMSNorm "
+        "gains (1.0) never move, a step of 1e-4 rounds away",
+        llama_bf16,
+        norm_gains_unchanged(),
+        steps=120,
+        expect=("unstable_updates",),
+    ),
+    Case(
         "efficientnet_hf_init",
         "HF EfficientNet (B0 blocks, width 0.25, depth 0.3) from its config: its init draws "
         "BatchNorm gains from N(0, 0.02), the signal dies by the head; AdamW 1e-3",
@@ -372,6 +402,8 @@ def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy:
         )
     if warmup:
         schedulers.append(gw.remedies.lr_warmup(setup.optimizer, warmup))
+    if setup.scheduler is not None:
+        schedulers.append(setup.scheduler(setup.optimizer))
     losses: list[float] = []
     finite: list[bool] = []
     t0 = time.perf_counter()

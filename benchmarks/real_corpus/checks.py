@@ -102,6 +102,34 @@ def goes_nonfinite() -> Check:
     return check
 
 
+def stops_learning(after: int, window: int = 20, factor: float = 0.98) -> Check:
+    """The last ``window`` steps' mean loss is not ``factor`` x below the mean of the
+    ``window`` steps up to step ``after``: the loss stopped falling after that step."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        then, last = _mean(run.losses[after - window : after]), _mean(run.losses[-window:])
+        ok = not math.isfinite(last) or last >= factor * then
+        return ok, f"loss {then:.3g} by step {after}, {last:.3g} at the end"
+
+    return check
+
+
+def norm_gains_unchanged() -> Check:
+    """Every gain of the model's normalisation layers (classes named ``...Norm``) is still
+    exactly 1, its initial value, after training: those weights never moved."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        gains = [
+            m.weight.detach()
+            for m in run.setup.model.modules()
+            if type(m).__name__.endswith("Norm") and isinstance(m.weight, torch.Tensor)
+        ]
+        moved = sum(bool((g != 1).any()) for g in gains)
+        return bool(gains) and moved == 0, f"{moved} of {len(gains)} norm layers' gains moved"
+
+    return check
+
+
 def both(a: Check, b: Check) -> Check:
     """Both checks hold; the detail lists both."""
 

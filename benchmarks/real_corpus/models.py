@@ -169,6 +169,8 @@ class Setup:
     loss: LossFn = ce_logits
     clip: float | None = None  # torch.nn.utils.clip_grad_norm_ max_norm, done by the user
     loss_scale: float = 1.0  # static loss scale (unscaled by hand before the step)
+    # The user's own learning-rate schedule, stepped after every optimizer step.
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
 
 
 def _hf_classifier(
@@ -307,6 +309,24 @@ def vit(seed: int) -> Setup:
     )
 
 
+def gpt2_epoch_schedule_per_batch(seed: int) -> Setup:
+    """HF GPT-2 as :func:`gpt2` at AdamW 1e-3 under ``StepLR(step_size=30, gamma=0.1)``, a
+    schedule sized in epochs, stepped after every batch: the rate falls tenfold every 30
+    steps (1e-9 by step 180)."""
+    setup = gpt2(1e-3, seed)
+    setup.scheduler = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+    return setup
+
+
+def llama_bf16(seed: int) -> Setup:
+    """HF Llama as :func:`llama` with every weight in bfloat16 (no float32 copy) under AdamW
+    1e-4: steps under 1/256 of a weight round to nothing in bfloat16."""
+    setup = llama(seed)
+    setup.model.to(torch.bfloat16)
+    setup.optimizer = torch.optim.AdamW(setup.model.parameters(), lr=1e-4)
+    return setup
+
+
 def llama(seed: int, layers: int = 2) -> Setup:
     """HF Llama byte LM (``layers`` layers, width 64: RMSNorm, SwiGLU, rotary positions,
     grouped-query attention) on 64-byte stdlib windows, AdamW 1e-3."""
@@ -363,6 +383,13 @@ def resnet(seed: int) -> Setup:
     """HF ResNet (BatchNorm, 2 stages) on 32x32 digits, SGD 0.05 + momentum."""
     model = _resnet_model([16, 32])
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def resnet_lr(seed: int, lr: float) -> Setup:
+    """HF ResNet as :func:`resnet` at SGD ``lr`` + momentum."""
+    model = _resnet_model([16, 32])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
 
 

@@ -224,3 +224,51 @@ def test_a_loss_still_falling_slowly_is_told_it_still_learns() -> None:
     (plateau,) = [f for f in run.findings if f.rule == "loss_plateau"]
     assert plateau.evidence["still_falling"] is True
     assert plateau.message.startswith("Loss still falling, slowly, after learning")
+
+
+def test_steps_larger_than_the_weights_are_prescribed_a_lower_rate_that_trains_them() -> None:
+    """HF ResNet at SGD 5: its first steps outweigh three layers' weights, then units die and
+    the gradient vanishes. Every finding after those steps names a lower rate first, so
+    gw.prescribe leads with lower_lr (init_he led before: it trains to 2.20, still at
+    chance's edge), and lower_lr as it comes (a tenth) trains the case with no warning
+    left (1.31 -> 0.031 on an Intel Xeon)."""
+    name = "resnet_lr_too_high"
+    run = _require_check(name)
+    alarms = _alarms(run.findings)
+    assert alarms["unstable_updates"].evidence["erased_at_start"]
+    assert alarms["dead_units"].evidence["after_erasing_steps"] == 0
+    assert gw.prescribe(run.findings, trace=run.trace)[0].remedy == "lower_lr"
+    fixed = rc.record(
+        rc.REAL_CORPUS[name], lr_factor=gw.remedies.REMEDIES["lower_lr"].options["factor"]
+    )
+    broken, detail = rc.REAL_CORPUS[name].check(fixed)
+    assert not broken, detail
+    assert not _alarms(fixed.findings), [f.message for f in fixed.findings]
+
+
+def test_a_schedule_that_took_the_rate_to_nothing_is_named_with_no_structural_remedy() -> None:
+    """HF GPT-2 under StepLR(30, 0.1) stepped every batch: its LayerNorm gains stop moving
+    once the rate is 1e-9; unstable_updates names the schedule, not a lost gradient, and
+    nothing structural is prescribed."""
+    run = _require_check("gpt2_epoch_schedule_per_batch")
+    f = _alarms(run.findings)["unstable_updates"]
+    assert f.evidence["stalled_by"] == "learning_rate" and f.remedies == ()
+    assert (
+        f.evidence["learning_rate"]["value"] < 1e-8 and f.evidence["learning_rate"]["peak"] == 1e-3
+    )
+    assert "the schedule stopped training" in f.message
+    assert gw.prescribe(run.findings, trace=run.trace) == []
+
+
+def test_bfloat16_weights_whose_steps_round_away_are_named() -> None:
+    """HF Llama with bfloat16 weights under AdamW 1e-4: its RMSNorm gains stay exactly 1 (the
+    check); unstable_updates names those layers and bfloat16's resolution, with the float32
+    weights of mixed precision as the fix, and nothing structural is prescribed."""
+    run = _require_check("llama_bf16_weights")
+    f = _alarms(run.findings)["unstable_updates"]
+    assert f.evidence["stalled_by"] == "precision" and f.evidence["weights_dtype"] == "bfloat16"
+    assert f.layers and all(name.endswith("norm") for name in f.layers)
+    assert run.trace.meta["model"]["param_dtypes"] == {
+        "bfloat16": run.trace.meta["model"]["num_trainable"]
+    }
+    assert gw.prescribe(run.findings, trace=run.trace) == []

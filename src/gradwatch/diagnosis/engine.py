@@ -8,6 +8,7 @@ from typing import Any
 
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
+from .erased import settle_erased
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .recovered import settle_recovered
 from .rules import RULES
@@ -66,9 +67,10 @@ def diagnose(
             labels = tuple(trace.layer_label(name) for name in found.layers)
             findings.append(replace(found, layer_labels=labels))
     if set(RULE_IDS) <= set(selected):
-        # A poor start that nothing followed is info; so is a loss plateau after learning
-        # that no gradient finding explains.
-        findings = settle_symptoms(settle_recovered(findings), trace)
+        # A poor start that nothing followed is info; what followed steps larger than the
+        # weights names the rate first; a loss plateau after learning that no gradient
+        # finding explains is info.
+        findings = settle_symptoms(settle_erased(settle_recovered(findings)), trace)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

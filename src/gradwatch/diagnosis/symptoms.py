@@ -35,6 +35,10 @@ or from the start, with ``lower_lr`` (a tenth of the rate trains the run below, 
 2.75): HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss from step 20
 with 3.5% at its final LayerNorm, where the update ratio (0.008) could not tell it from a
 healthy ResNet on noisy labels (0.007, with 97% between inputs).
+
+A plateau beside weights that a cause outside the model stopped (``unstable_updates``'
+``stalled_by``: a schedule that took the rate to almost nothing, half-precision weights that
+round the steps away) says so and drops the structural remedies: none would move them.
 """
 
 from __future__ import annotations
@@ -42,18 +46,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .finding import Finding, RemedyHint, alarms_besides, settled
+from .finding import Finding, alarms_besides, settled
+from .rules.loss_plateau import LOWER_RATE
 
 if TYPE_CHECKING:
     from ..trace import Trace
 
 #: The symptom rule this pass settles.
 SYMPTOM = "loss_plateau"
-
-#: The remedy of the plateaus whose steps are too large (a rising loss, a collapse).
-_LOWER_RATE = (
-    RemedyHint("lower_lr", "a lower learning rate takes smaller steps at this stage of training"),
-)
 
 
 def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list[Finding]:
@@ -71,9 +71,12 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
     a collapse names the layer whose representation collapsed among the finding's layers.
     """
     alone = not alarms_besides(findings, SYMPTOM)
+    stalled = _weights_stopped(findings)
     out = []
     for f in findings:
-        if f.rule == SYMPTOM and f.severity == "warning" and alone:
+        if f.rule == SYMPTOM and f.severity == "warning" and not alone and stalled:
+            f = _stopped_by(f, stalled)
+        elif f.rule == SYMPTOM and f.severity == "warning" and alone:
             if f.evidence.get("rising"):
                 f = _rising(f)
             elif _collapsed(f):
@@ -86,6 +89,32 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
                 f = _nothing_lost(f)
         out.append(f)
     return out
+
+
+#: What stopped the weights, as ``unstable_updates`` names it (``stalled_by``), in words:
+#: causes outside the model, which no structural remedy mends.
+_STOPPED_BY = {
+    "learning_rate": "a learning rate the schedule took to almost nothing",
+    "precision": "half-precision weights that round the steps away",
+}
+
+
+def _weights_stopped(findings: list[Finding]) -> str | None:
+    """The ``stalled_by`` of an ``unstable_updates`` alarm whose stalled weights a cause
+    outside the model explains (:data:`_STOPPED_BY`), or None."""
+    for f in findings:
+        cause = f.evidence.get("stalled_by") if f.rule == "unstable_updates" else None
+        if f.severity != "info" and isinstance(cause, str) and cause in _STOPPED_BY:
+            return cause
+    return None
+
+
+def _stopped_by(f: Finding, cause: str) -> Finding:
+    message = (
+        f"{f.message} The weights stopped moving because of {_STOPPED_BY[cause]} "
+        "(unstable_updates): no structural remedy mends that."
+    )
+    return settled(f, message, cause=f"stalled_by_{cause}")
 
 
 def _rising(f: Finding) -> Finding:
@@ -101,7 +130,7 @@ def _rising(f: Finding) -> Finding:
         "rate, or decay it), or later batches harder than earlier ones (data not shuffled)."
     )
     # Residual paths or an activation would not help; a lower rate takes smaller steps.
-    return settled(f, message, cause="rising", remedies=_LOWER_RATE)
+    return settled(f, message, cause="rising", remedies=LOWER_RATE)
 
 
 def _below(f: Finding, measured: str, limit: str) -> bool:
@@ -139,7 +168,7 @@ def _collapsed_representation(f: Finding, trace: Trace | None) -> Finding:
     # Not lr_warmup: the warm-up length that suffices is not known from this run (GPT-2 at
     # AdamW 0.1 ended near its unigram loss after a 60-step warm-up too: 2.95-3.06, by CPU).
     # A tenth of the rate trains it (real corpus, gpt2_warmup_too_short: 3.20 -> 2.75).
-    out = settled(f, message, cause="collapsed", remedies=_LOWER_RATE)
+    out = settled(f, message, cause="collapsed", remedies=LOWER_RATE)
     # The layer the finding is about (the rule itself names none: it reads only the loss).
     label = ev.get("between_inputs_layer")
     found = [] if trace is None else [la for la in trace.layers if la.label == label]

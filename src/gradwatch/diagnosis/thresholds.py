@@ -401,6 +401,13 @@ class UnstableUpdatesThresholds:
     # over the last third of the sampled rows. No usual init comes near: He's RMS sqrt(2 /
     # fan_in) is 1e-3 at a fan-in of 2e6, and gains start at 1 (our choice: 10x below that).
     zero_init_rms: float = 1e-4
+    # Weights that no longer move (under small_ratio) under a learning rate at or below this
+    # share of the run's peak were stopped by the schedule, not by a lost gradient: HF GPT-2
+    # under AdamW 1e-3 with StepLR(30, 0.1) stepped every batch (written for epochs) ran at
+    # 1e-9 by step 180, its LayerNorm gains moving ~1e-9 of their norm a step. A schedule that
+    # ends at 0 by design (linear or cosine decay) spends its last steps near 0, so it counts
+    # only where the median over the stalled block is this low (our choice: a thousandth).
+    decayed_rate_share: float = 1e-3
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,14 @@ class LayerSet:
         """Trainable scalar parameters over all layers."""
         return sum(spec.numel for spec in self.specs)
 
+    def dtype_counts(self) -> dict[str, int]:
+        """Trainable scalar parameters per dtype (``{"bfloat16": 1234}``), in first-seen order."""
+        counts: dict[str, int] = {}
+        for p in self.params:
+            name = str(p.dtype).removeprefix("torch.")
+            counts[name] = counts.get(name, 0) + p.numel()
+        return counts
+
     def finalize_order(self) -> None:
         """Fix the depths: layers in order of first use, then those the forward never ran."""
         order = list(self.order) + [i for i in range(self.n) if i not in self.order]

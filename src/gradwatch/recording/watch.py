@@ -499,6 +499,8 @@ class Watch:
                 "class": type(self._module).__name__,
                 "num_params": sum(p.numel() for p in self._module.parameters()),
                 "num_trainable": layers.numel,
+                # A half-precision model's steps can round away (unstable_updates reads it).
+                "param_dtypes": layers.dtype_counts(),
             },
             layers=layers.infos(),
             config={

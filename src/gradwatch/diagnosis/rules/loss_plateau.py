@@ -36,6 +36,11 @@ from ..thresholds import LossPlateauThresholds
 
 RULE = "loss_plateau"
 
+#: The remedy of a plateau whose steps are too large (a rising loss, a collapse).
+LOWER_RATE = hints(
+    ("lower_lr", "a lower learning rate takes smaller steps at this stage of training")
+)
+
 
 def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     """Return the loss-plateau finding of ``trace``, or None."""
@@ -90,6 +95,18 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     total = (float(meds[0]) - float(np.min(meds))) / abs(float(meds[0])) if meds[0] else 0.0
     trend = mann_kendall_z(meds[e:])
     start = float(np.median(loss[:LOSS_START_ROWS]))
+    rising = bool(trend >= th.trend_z and level > th.finished_loss_fraction * start)
+    # Where the loss went from the plateau's level: "stayed near" would hide a loss that
+    # climbed far above it (an HF ResNet whose gradients were never zeroed: 2.28 -> 95).
+    went = (
+        f"rose from {level:.4g} to {float(meds[-1]):.4g} and never improved by "
+        f"{th.min_relative_improvement:.0%} again, so the steps no longer reduce it; the "
+        "other findings say why."
+        if rising
+        else f"stayed near {level:.4g} and never improved by "
+        f"{th.min_relative_improvement:.0%} again, so the weights stopped receiving a "
+        "gradient that reduces it; the other findings say where it is lost."
+    )
     return Finding(
         rule=RULE,
         severity="warning",
@@ -113,17 +130,19 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
             "plateau_trend_z": fl(trend),
             "trend_z": th.trend_z,
             "still_falling": bool(trend <= -th.trend_z),
-            "rising": bool(trend >= th.trend_z and level > th.finished_loss_fraction * start),
+            "rising": rising,
             **step_size,
             **between,
         },
         message=(
             f"Loss plateau: from step {first_step} ({e}/{n} of the way through the logged "
-            f"steps{lr_note}) the loss stayed near {level:.4g} and never improved by "
-            f"{th.min_relative_improvement:.0%} again, so the weights stopped receiving a "
-            "gradient that reduces it; the other findings say where it is lost."
+            f"steps{lr_note}) the loss {went}"
         ),
-        remedies=hints(
+        # A loss that climbs is not a gradient lost on the way: a lower rate takes smaller
+        # steps (as symptoms.py says of a rising plateau with no other finding).
+        remedies=LOWER_RATE
+        if rising
+        else hints(
             ("residual", "gives the gradient a path past layers that block it"),
             ("relu", "a non-saturating activation keeps the gradient flowing"),
             ("init_he", "a variance-preserving initialisation starts every layer learning"),

@@ -22,8 +22,12 @@ loss's answer, not the ratio's (issue 12: PyTorch's LSTM language-model recipe t
 The first ``early_rows`` steps are read row by row (blow-ups happen between sampled steps):
 one sampled row above ``warn_ratio`` there counts when the loss spiked, and one above
 ``erase_ratio`` (a step larger than the weights themselves: the initialisation is gone)
-counts whatever the loss did next. Separately, a last block below
-SageMaker's small_threshold (1e-8: the layer no longer moves) is a warning.
+counts whatever the loss did next (and puts ``lower_lr`` before a warm-up: such steps come
+back at the same peak rate). Separately, a last block below SageMaker's small_threshold
+(1e-8: the layer no longer moves) is a warning that says what stopped it: a learning rate
+the schedule took under ``decayed_rate_share`` of its peak, half-precision weights whose
+steps round away (every trainable parameter bfloat16 or float16), else a gradient lost on
+the way (the structural remedies).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .._common import (
     scalar_rows,
     start_only,
 )
-from ..finding import Finding, Severity
+from ..finding import Finding, RemedyHint, Severity
 from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
 from ..thresholds import UnstableUpdatesThresholds
 
@@ -207,6 +211,18 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     if len(high):
         severity = "critical" if worst > th.critical_ratio else "warning"
         pairs = []
+        if len(erased):
+            # Steps larger than the weights are not a start-up transient a warm-up trims: at
+            # the same peak they come back (HF GPT-2 at AdamW 0.1 stays at the unigram loss
+            # after 20- and 60-step warm-ups, HF ViT at 0.1 after 100; a tenth of the rate
+            # trains both: diagnosis/erased.py).
+            pairs.append(
+                (
+                    "lower_lr",
+                    "steps larger than the weights come back at the same peak rate: a lower "
+                    "rate removes them",
+                )
+            )
         rate_seen = evidence.get("learning_rate")
         if isinstance(rate_seen, dict) and rate_seen.get("warm_up") is False:
             # confined to a start that ran at the peak rate: the fix the message names
@@ -219,12 +235,13 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             )
         # The message's own cause: steps too large for the rate. Confined to a start that
         # ran at its peak rate, the warm-up above keeps the rest of the run's rate.
-        pairs.append(
-            (
-                "lower_lr",
-                "a lower learning rate takes smaller steps: the update ratio falls with it",
+        if not len(erased):
+            pairs.append(
+                (
+                    "lower_lr",
+                    "a lower learning rate takes smaller steps: the update ratio falls with it",
+                )
             )
-        )
         if not clipped:
             pairs.append(("clip_norm", "bounds the step size whatever the gradient"))
         pairs += [
@@ -236,20 +253,9 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     else:
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
-        message = (
-            f"Unstable updates: the weights of layer "
-            f"{trace.layer_label(names_lo[0])!r} change by less than "
-            f"{th.small_ratio:g} of their norm per step, so that layer is no longer training."
-        )
-        # Updates too small to train: clipping would shrink them further; the layer needs
-        # a gradient (it usually sits below a vanishing one).
-        remedies = hints(
-            ("residual", "an identity path delivers the loss gradient to the stalled layer"),
-            ("batchnorm", "re-scales each layer so its gradient is not lost on the way"),
-            ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
-        )
-        names = names_lo
         span = (int(steps[starts[-1]]), int(steps[-1]))
+        message, remedies = _stalled(trace, names_lo[0], span, th, evidence)
+        names = names_lo
     if len(low) and len(high):
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
     return Finding(
@@ -261,6 +267,97 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         message=message,
         remedies=remedies,
     )
+
+
+def _stalled(
+    trace: Trace,
+    name: str,
+    span: tuple[int, int],
+    th: UnstableUpdatesThresholds,
+    evidence: dict[str, object],
+) -> tuple[str, tuple[RemedyHint, ...]]:
+    """(message, remedies) of a layer whose weights no longer move, with the cause the trace
+    shows (written into ``evidence["stalled_by"]``): a learning rate decayed to nothing, steps
+    rounded away by half-precision weights, or (neither seen) a gradient lost on the way."""
+    head = (
+        f"Unstable updates: the weights of layer {trace.layer_label(name)!r} change by less "
+        f"than {th.small_ratio:g} of their norm per step"
+    )
+    decayed = _decayed_rate(trace, span, th.decayed_rate_share)
+    if decayed is not None:
+        # The schedule, not the gradient: a structural remedy would not move the weights.
+        at, peak, fell = decayed
+        evidence["stalled_by"] = "learning_rate"
+        evidence["learning_rate"] = {"value": fl(at), "peak": fl(peak), "below_share_from": fell}
+        evidence["decayed_rate_share"] = th.decayed_rate_share
+        return (
+            f"{head}, because the learning rate fell to {at:.2g} ({at / peak:.1g} of its peak "
+            f"{peak:.2g}; under {th.decayed_rate_share:g} of it from step {fell}): the "
+            "schedule stopped training with steps left. A scheduler sized in epochs but "
+            "stepped every batch decays this fast: step it once per epoch, or size it in "
+            "steps.",
+            (),
+        )
+    dtype = half_precision_weights(trace)
+    if dtype is not None:
+        bits = SIGNIFICANT_BITS[dtype]
+        evidence["stalled_by"] = "precision"
+        evidence["weights_dtype"] = dtype
+        lr = learning_rate_at(trace, np.array([span[1]]))
+        rate = "" if lr is None else f" (at a learning rate of {float(lr[0]):.2g})"
+        return (
+            f"{head}: the model's weights are {dtype}, which keeps {bits} significant bits, "
+            f"so a step smaller than about 1/{2**bits} of a weight rounds to no change at "
+            f"all, and this layer's steps{rate} are that small. Keep the weights and the "
+            f"optimizer in float32 and run the forward under torch.autocast(dtype="
+            f"torch.{dtype}) (mixed precision).",
+            (),
+        )
+    evidence["stalled_by"] = "gradient"
+    # Updates too small to train: clipping would shrink them further; the layer needs a
+    # gradient (it usually sits below a vanishing one).
+    return (
+        f"{head}, so that layer is no longer training.",
+        hints(
+            ("residual", "an identity path delivers the loss gradient to the stalled layer"),
+            ("batchnorm", "re-scales each layer so its gradient is not lost on the way"),
+            ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
+        ),
+    )
+
+
+def _decayed_rate(
+    trace: Trace, span: tuple[int, int], share: float
+) -> tuple[float, float, int] | None:
+    """(median rate over ``span``, peak rate, first step after the peak at or under ``share``
+    of it) when the rate over ``span`` is that low; None otherwise or without a rate."""
+    lr = learning_rate_at(trace, trace.steps)
+    if lr is None:
+        return None
+    peak = float(np.max(lr))
+    inside = (trace.steps >= span[0]) & (trace.steps <= span[1])
+    at = float(np.median(lr[inside])) if inside.any() else float(lr[-1])
+    if at > share * peak:
+        return None
+    low = (np.arange(len(lr)) >= int(np.argmax(lr))) & (lr <= share * peak)
+    return at, peak, int(trace.steps[int(np.argmax(low))])
+
+
+#: Significant bits (the stored mantissa and the implicit leading one) of the half-precision
+#: dtypes: a weight moves only by a step over about ``2**-bits`` of itself (half its spacing).
+SIGNIFICANT_BITS = {"bfloat16": 8, "float16": 11}
+
+
+def half_precision_weights(trace: Trace) -> str | None:
+    """``"bfloat16"`` or ``"float16"`` when every trainable parameter of the recorded model
+    has that dtype (``meta["model"]["param_dtypes"]``, written by the watch); else None
+    (float32 weights, mixed dtypes, or a trace that predates the record)."""
+    model = trace.meta.get("model")
+    counts = model.get("param_dtypes") if isinstance(model, dict) else None
+    if not isinstance(counts, dict) or len(counts) != 1:
+        return None
+    (dtype,) = counts
+    return dtype if dtype in SIGNIFICANT_BITS else None
 
 
 def _rebased_from_zero(
