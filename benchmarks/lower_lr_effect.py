@@ -27,6 +27,7 @@ RUNS: dict[str, tuple[float, ...]] = {
     "gpt2_lr_too_high": (1.0, 0.1, 0.01),
     "gpt2_warmup_too_short": (1.0, 0.1, 0.01),
     "resnet50_small_images": (1.0, 0.1),
+    "resnet_lr_too_high": (1.0, 0.1),
 }
 
 

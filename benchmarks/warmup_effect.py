@@ -50,6 +50,7 @@ RUNS: dict[str, tuple[int, ...]] = {
     "postln_transformer_no_warmup": (0, 15, 50),
     "resnet50_small_images": (0, 30, 100),
     "gpt2_lr_too_high": (0, 20, 60),
+    "resnet_lr_too_high": (0, 20),
 }
 
 

@@ -17,6 +17,7 @@ from .checks import (
     Run,
     at_chance,
     both,
+    climbs_back,
     dead_relu_probe,
     goes_nonfinite,
     learns,
@@ -37,6 +38,7 @@ from .models import (
     fp16,
     gpt2,
     gpt2_epoch_schedule_per_batch,
+    gpt2_never_zeroed,
     levit,
     llama,
     llama_bf16,
@@ -304,6 +306,14 @@ CASES: tuple[Case, ...] = (
         expect=("unstable_updates",),
     ),
     Case(
+        "gpt2_never_zeroed",
+        "HF GPT-2 as gpt2_lm in a loop that never calls zero_grad: each step's gradient is "
+        "the sum of every step's so far, the loss climbs back from its best",
+        gpt2_never_zeroed,
+        climbs_back(),
+        expect=("exploding_gradient",),
+    ),
+    Case(
         "llama_bf16_weights",
         "HF Llama as llama_lm with bfloat16 weights (no float32 copy), AdamW 1e-4: its RMSNorm "
         "gains (1.0) never move, a step of 1e-4 rounds away",
@@ -411,7 +421,8 @@ def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy:
     with gw.watch(setup.model, setup.optimizer, overhead=None) as w:
         for step in range(case.steps):
             loss = setup.loss(setup.model, setup.batches(step))
-            setup.optimizer.zero_grad()
+            if setup.zero_grad:
+                setup.optimizer.zero_grad()
             (loss * setup.loss_scale).backward()
             grads = [p.grad for p in params if p.grad is not None]
             if setup.loss_scale != 1.0:

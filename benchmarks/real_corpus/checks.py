@@ -114,6 +114,19 @@ def stops_learning(after: int, window: int = 20, factor: float = 0.98) -> Check:
     return check
 
 
+def climbs_back(factor: float = 1.1, window: int = 20) -> Check:
+    """The last ``window`` steps' mean loss is ``factor`` x (or more) the lowest mean of any
+    ``window`` consecutive steps before: the loss climbed back from its best."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        means = [_mean(run.losses[i : i + window]) for i in range(len(run.losses) - window + 1)]
+        best, last = min(means), means[-1]
+        ok = not math.isfinite(last) or last >= factor * best
+        return ok, f"best {window}-step mean loss {best:.3g}, {last:.3g} at the end"
+
+    return check
+
+
 def norm_gains_unchanged() -> Check:
     """Every gain of the model's normalisation layers (classes named ``...Norm``) is still
     exactly 1, its initial value, after training: those weights never moved."""

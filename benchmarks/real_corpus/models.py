@@ -171,6 +171,7 @@ class Setup:
     loss_scale: float = 1.0  # static loss scale (unscaled by hand before the step)
     # The user's own learning-rate schedule, stepped after every optimizer step.
     scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
+    zero_grad: bool = True  # False: the loop never zeroes its gradients (a bug)
 
 
 def _hf_classifier(
@@ -315,6 +316,13 @@ def gpt2_epoch_schedule_per_batch(seed: int) -> Setup:
     steps (1e-9 by step 180)."""
     setup = gpt2(1e-3, seed)
     setup.scheduler = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+    return setup
+
+
+def gpt2_never_zeroed(seed: int) -> Setup:
+    """HF GPT-2 as :func:`gpt2` at AdamW 1e-3, in a loop that never zeroes its gradients."""
+    setup = gpt2(1e-3, seed)
+    setup.zero_grad = False
     return setup
 
 

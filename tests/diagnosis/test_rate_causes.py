@@ -8,6 +8,8 @@ climbs says so.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +18,8 @@ from torch import nn
 
 import gradwatch as gw
 from gradwatch.diagnosis import RULES, Thresholds, rank_remedies
-from gradwatch.diagnosis.erased import settle_erased
 from gradwatch.diagnosis.finding import Finding, RemedyHint
+from gradwatch.diagnosis.large_steps import settle_large_steps
 from gradwatch.trace import Trace
 
 TH = Thresholds()
@@ -138,7 +140,7 @@ def _erasing() -> Finding:
         "warning",
         ("a", "b"),
         (0, 14),
-        {"erased_at_start": {"a": 2.4, "b": 1.1}},
+        {"high_update_ratio": {"a": 2.4, "b": 1.1}, "erased_at_start": {"a": 2.4, "b": 1.1}},
         "unstable_updates: measured.",
         (RemedyHint("lower_lr", "smaller steps"), RemedyHint("lr_warmup", "small first steps")),
     )
@@ -148,16 +150,35 @@ def test_what_followed_steps_larger_than_the_weights_names_a_lower_rate_first() 
     """Dead units from step 100 after steps of 2.4x the weights at step 0: lower_lr first,
     its own remedies after, a sentence that says why, and the step in the evidence."""
     dead = _finding("dead_units", "critical", (100, 190))
-    out = settle_erased([_erasing(), dead])
+    out = settle_large_steps([_erasing(), dead])
     assert [h.id for h in out[1].remedies] == ["lower_lr", "init_he"]
-    assert out[1].evidence["after_erasing_steps"] == 0
+    assert out[1].evidence["after_large_steps"] == 0
     assert out[1].message == (
         "dead_units: measured. It began after steps that moved 2 layer(s) by more than their "
-        "own norm from step 0 (unstable_updates), which erases what the initialisation "
-        "built: a lower learning rate is the first thing to try."
+        "own norm, which erases what the initialisation built (unstable_updates, from step "
+        "0): a lower learning rate is the first thing to try."
     )
     assert rank_remedies(out)[0].remedy == "lower_lr"
     assert rank_remedies([_erasing(), dead])[0].remedy == "init_he"  # (without the pass)
+
+
+def test_what_followed_steps_that_overshoot_names_a_lower_rate_first_too() -> None:
+    """Steps under the weights' own norm (0.6x from step 20, after a warm-up) that the loss
+    did not thrive on: dead units from step 100 get lower_lr first as well, told the size of
+    the steps. A stalled-weights finding (no high ratio) is not a cause of anything here."""
+    steps = Finding(
+        "unstable_updates", "warning", ("a",), (20, 60), {"high_update_ratio": {"a": 0.6}},
+        "unstable_updates: measured.", (RemedyHint("lower_lr", "smaller steps"),),
+    )  # fmt: skip
+    dead = _finding("dead_units", "warning", (100, 190))
+    out = settle_large_steps([steps, dead])
+    assert [h.id for h in out[1].remedies] == ["lower_lr", "init_he"]
+    assert "It began after steps of up to 0.6x the weights' norm that overshoot " in out[1].message
+    assert "(unstable_updates, from step 20)" in out[1].message
+    stalled = replace(steps, evidence={"low_update_ratio": {"a": 1e-9}})
+    assert settle_large_steps([stalled, dead])[1] == dead
+    early = _finding("dead_units", "warning", (10, 190))  # began before the large steps
+    assert settle_large_steps([steps, early])[1] == early
 
 
 @pytest.mark.parametrize(
@@ -170,7 +191,7 @@ def test_what_followed_steps_larger_than_the_weights_names_a_lower_rate_first() 
     ids=["from_the_start", "info", "not_a_consequence"],
 )
 def test_findings_that_did_not_follow_the_steps_keep_their_remedies(other: Finding) -> None:
-    assert settle_erased([_erasing(), other])[1] == other
+    assert settle_large_steps([_erasing(), other])[1] == other
 
 
 def test_nothing_is_blamed_on_the_rate_when_the_gradient_itself_blew_up() -> None:
@@ -179,8 +200,8 @@ def test_nothing_is_blamed_on_the_rate_when_the_gradient_itself_blew_up() -> Non
     dead = _finding("dead_units", "critical", (100, 190))
     exploding = _finding("exploding_gradient", "critical", (4, 6))
     findings = [_erasing(), exploding, dead]
-    assert settle_erased(findings) == findings
-    assert settle_erased([_finding("unstable_updates", "warning", (0, 14)), dead])[1] == dead
+    assert settle_large_steps(findings) == findings
+    assert settle_large_steps([_finding("unstable_updates", "warning", (0, 14)), dead])[1] == dead
 
 
 def test_an_erasing_start_puts_lower_lr_before_a_warm_up_in_unstable_updates() -> None:

@@ -236,7 +236,7 @@ def test_steps_larger_than_the_weights_are_prescribed_a_lower_rate_that_trains_t
     run = _require_check(name)
     alarms = _alarms(run.findings)
     assert alarms["unstable_updates"].evidence["erased_at_start"]
-    assert alarms["dead_units"].evidence["after_erasing_steps"] == 0
+    assert alarms["dead_units"].evidence["after_large_steps"] == 0
     assert gw.prescribe(run.findings, trace=run.trace)[0].remedy == "lower_lr"
     fixed = rc.record(
         rc.REAL_CORPUS[name], lr_factor=gw.remedies.REMEDIES["lower_lr"].options["factor"]
@@ -271,4 +271,17 @@ def test_bfloat16_weights_whose_steps_round_away_are_named() -> None:
     assert run.trace.meta["model"]["param_dtypes"] == {
         "bfloat16": run.trace.meta["model"]["num_trainable"]
     }
+    assert gw.prescribe(run.findings, trace=run.trace) == []
+
+
+def test_a_loop_that_never_zeroes_its_gradients_is_named_as_the_cause() -> None:
+    """HF GPT-2 in a loop without zero_grad: its loss climbs back (3.3 -> 4.0); the watch saw
+    every compared pair of steps add into the same .grad tensors, exploding_gradient names
+    the loop (critical), and the climbing plateau is told it may be the loop's consequence,
+    with no remedy to prescribe (the fix is one line of the loop)."""
+    run = _require_check("gpt2_never_zeroed")
+    alarms = _alarms(run.findings)
+    f = alarms["exploding_gradient"]
+    assert f.severity == "critical" and f.evidence["never_zeroed"]["pairs_not_zeroed"] >= 20
+    assert alarms["loss_plateau"].evidence["unzeroed_loop"] is True
     assert gw.prescribe(run.findings, trace=run.trace) == []

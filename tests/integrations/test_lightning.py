@@ -129,7 +129,9 @@ def test_gradients_activations_and_loss_are_those_of_the_same_step(
     per_step = np.asarray(model.losses).reshape(8, accumulate).mean(axis=1)
     np.testing.assert_allclose(trace.scalar("loss"), per_step, rtol=1e-5)
     assert gradwatch_hooks(model, trainer.optimizers[0]) == 0
-    gw.diagnose(trace)
+    # Lightning zeroes the gradients each step: the pair of steps 0-1 compared, none kept.
+    assert trace.meta["config"]["grad_zeroing"] == {"checked": 1, "kept": 0, "first_kept": None}
+    assert not [f for f in gw.diagnose(trace) if f.evidence.get("never_zeroed")]
 
 
 def test_default_run_dir_is_under_the_trainer_log_dir(tmp_path: Path) -> None:

@@ -309,6 +309,8 @@ def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:
     # Its queries and keys sit under the 1e-7 gradient floor yet AdamW moves them like the
     # other layers: no critical verdict (tests/integrations/test_floor_adaptive_optimizer.py).
     assert not [f for f in gw.diagnose(trace) if f.severity == "critical"]
+    # The Trainer zeroes the gradients each step (model.zero_grad()): steps 0-1 compared.
+    assert trace.meta["config"]["grad_zeroing"] == {"checked": 1, "kept": 0, "first_kept": None}
 
 
 def test_clipped_steps_record_the_pre_clip_norm_hf_logs(tmp_path: Path) -> None:

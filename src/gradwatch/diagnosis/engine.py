@@ -8,12 +8,13 @@ from typing import Any
 
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
-from .erased import settle_erased
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
+from .large_steps import settle_large_steps
 from .recovered import settle_recovered
 from .rules import RULES
 from .symptoms import settle_symptoms
 from .thresholds import Thresholds, resolve_thresholds
+from .unzeroed import settle_unzeroed
 
 
 def diagnose(
@@ -67,10 +68,12 @@ def diagnose(
             labels = tuple(trace.layer_label(name) for name in found.layers)
             findings.append(replace(found, layer_labels=labels))
     if set(RULE_IDS) <= set(selected):
-        # A poor start that nothing followed is info; what followed steps larger than the
-        # weights names the rate first; a loss plateau after learning that no gradient
+        # A poor start that nothing followed is info; what followed steps too large
+        # names the rate first; a loss plateau after learning that no gradient
         # finding explains is info.
-        findings = settle_symptoms(settle_erased(settle_recovered(findings)), trace)
+        findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
+        # Last: a loop that never zeroes its gradients is the cause of whatever followed.
+        findings = settle_unzeroed(findings)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

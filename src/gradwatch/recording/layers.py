@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -128,13 +129,21 @@ class LayerSet:
         """Trainable scalar parameters over all layers."""
         return sum(spec.numel for spec in self.specs)
 
-    def dtype_counts(self) -> dict[str, int]:
-        """Trainable scalar parameters per dtype (``{"bfloat16": 1234}``), in first-seen order."""
-        counts: dict[str, int] = {}
+    def model_summary(self, module: nn.Module) -> dict[str, Any]:
+        """``meta.json``'s ``model``: the class of ``module`` (the model the user wrote), its
+        parameter count, the trainable count, and the trainable count per dtype
+        (``{"bfloat16": 1234}``: a half-precision model's steps can round away, which
+        ``unstable_updates`` reads)."""
+        dtypes: dict[str, int] = {}
         for p in self.params:
             name = str(p.dtype).removeprefix("torch.")
-            counts[name] = counts.get(name, 0) + p.numel()
-        return counts
+            dtypes[name] = dtypes.get(name, 0) + p.numel()
+        return {
+            "class": type(module).__name__,
+            "num_params": sum(p.numel() for p in module.parameters()),
+            "num_trainable": self.numel,
+            "param_dtypes": dtypes,
+        }
 
     def finalize_order(self) -> None:
         """Fix the depths: layers in order of first use, then those the forward never ran."""

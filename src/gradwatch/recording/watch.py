@@ -56,6 +56,7 @@ from .precision import autocast_readers, fsdp_param_dtype, fused_found_inf, stil
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 from .step_hooks import OptimizerHooks
+from .zeroing import ZeroingProbe
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Watch:
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
         self._anatomy = Anatomy(model, self._layers)
+        self._zeroing = ZeroingProbe(self._layers.params)
         self._schedule = Schedule.for_device(
             self._layers.device, every, sample_every, dense_steps, self.overhead
         )
@@ -312,6 +314,7 @@ class Watch:
                 )
         if not self._layers.ordered:
             self._finalize_order()
+        self._zeroing.observe(step)  # (two .grad identities and versions: no tensor read)
         slot = step - buf.window_start
         record, sampled = schedule.begin(step)
         # An idle step (most steps, under the budget) only marks its row: on a 2 ms GPU step
@@ -495,13 +498,7 @@ class Watch:
         return run_meta(
             status=status,
             created=self._progress.started,
-            model={
-                "class": type(self._module).__name__,
-                "num_params": sum(p.numel() for p in self._module.parameters()),
-                "num_trainable": layers.numel,
-                # A half-precision model's steps can round away (unstable_updates reads it).
-                "param_dtypes": layers.dtype_counts(),
-            },
+            model=layers.model_summary(self._module),
             layers=layers.infos(),
             config={
                 "every": self.every,
@@ -517,6 +514,7 @@ class Watch:
                 "sharded": self._grads.sharded,
                 "overhead": self.overhead,
                 **({"schedule": self._schedule.meta()} if self.overhead is not None else {}),
+                "grad_zeroing": self._zeroing.meta(),  # (what the watch saw of the loop)
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},

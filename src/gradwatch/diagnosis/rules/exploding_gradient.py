@@ -71,6 +71,49 @@ def global_norm(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
         return steps, np.sqrt(np.nansum(np.square(gn), axis=1))
 
 
+def never_zeroed(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
+    """The critical finding of a loop that never zeroes its gradients, from what the watch
+    saw of them (``meta["config"]["grad_zeroing"]``, recording/zeroing.py); None otherwise.
+
+    Each step's gradient is then added to the sum of every step's before it, so the gradient
+    the optimizer steps on grows with the step count whatever the model: under SGD its steps
+    grow with it, under Adam they follow ever staler directions.
+    """
+    config = trace.meta.get("config")
+    seen = config.get("grad_zeroing") if isinstance(config, dict) else None
+    if not isinstance(seen, dict):
+        return None
+    checked, kept, first = seen.get("checked"), seen.get("kept"), seen.get("first_kept")
+    if not (isinstance(checked, int) and isinstance(kept, int) and isinstance(first, int)):
+        return None
+    if kept < th.min_unzeroed_steps or kept < th.unzeroed_share * checked:
+        return None
+    last = int(trace.steps[-1]) if len(trace.steps) else first
+    return Finding(
+        rule=RULE,
+        severity="critical",
+        layers=(),
+        steps=(first, max(first, last)),
+        evidence={
+            "never_zeroed": {"pairs_compared": checked, "pairs_not_zeroed": kept},
+            "first_not_zeroed_step": first,
+            "unzeroed_share": th.unzeroed_share,
+            "min_unzeroed_steps": th.min_unzeroed_steps,
+        },
+        message=(
+            f"Exploding gradient: the gradients are never zeroed between optimizer steps: in "
+            f"{kept} of {checked} pairs of consecutive steps compared (from step {first}) the "
+            "optimizer got the same .grad tensors as at the step before, only added into "
+            "since, so each step's "
+            "gradient is the sum of every step's so far and grows with the step count. Call "
+            "optimizer.zero_grad() (or model.zero_grad()) once per optimizer step, before "
+            "the backward pass."
+        ),
+        # No remedy of the catalogue: the fix is one line of the training loop.
+        remedies=(),
+    )
+
+
 def backward_growth(trace: Trace, cols: np.ndarray, steps: np.ndarray, window: int) -> float | None:
     """The largest window median of the backward signal's first-over-last depth trend, in
     decades; None where it was not recorded for ``MIN_BACKWARD_LAYERS`` weight layers.
@@ -100,6 +143,9 @@ def backward_growth(trace: Trace, cols: np.ndarray, steps: np.ndarray, window: i
 
 def check(trace: Trace, th: ExplodingGradientThresholds) -> Finding | None:
     """Return the exploding-gradient finding of ``trace``, or None."""
+    never = never_zeroed(trace, th)
+    if never is not None:
+        return never  # the cause is known and is the loop's: the evidence below follows it
     evidence: dict[str, object] = {}
     isolated = False
     layers: list[str] = []

@@ -215,7 +215,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             # Steps larger than the weights are not a start-up transient a warm-up trims: at
             # the same peak they come back (HF GPT-2 at AdamW 0.1 stays at the unigram loss
             # after 20- and 60-step warm-ups, HF ViT at 0.1 after 100; a tenth of the rate
-            # trains both: diagnosis/erased.py).
+            # trains both: diagnosis/large_steps.py).
             pairs.append(
                 (
                     "lower_lr",

@@ -1,0 +1,82 @@
+"""Gradients never zeroed between optimizer steps, seen from two parameters' ``.grad``.
+
+``optimizer.zero_grad()`` (``set_to_none=True``, torch's default since 2.0) leaves ``.grad``
+None, so the next backward pass makes a new tensor; ``set_to_none=False`` zeroes it in place,
+which moves its version counter by one, before the backward adds into it (one more). A
+``.grad`` that is the same tensor at the next optimizer step, its version moved by exactly
+one, was only added into once: nothing zeroed it, so the optimizer steps on the sum of every
+gradient so far. Checked on the first and the last trainable parameter (the output layer is
+used at every step; two, so that a parameter a step left unused, whose in-place zeroing
+alone moves its version by one, does not pass for one never zeroed). Anything else that
+writes into ``.grad`` between steps (clipping, unscaling, several backward passes, DDP's
+reduction) moves the version by more: such a loop is not judged, never misjudged.
+
+No tensor is read: two weak references and two version reads on two consecutive steps of
+every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
+project's CPU), a call that returns at once on the others (0.14 us): 0.4 us a step on
+average, timed in a loop of calls.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Steps ``k * PERIOD`` and ``k * PERIOD + 1`` form the pairs compared (a loop that forgets
+#: to zero its gradients forgets it at every step: a sample of pairs finds it).
+PERIOD = 8
+
+
+class ZeroingProbe:
+    """Counts the pairs of consecutive optimizer steps between which nothing zeroed the
+    gradients. Call :meth:`observe` at every optimizer step.
+
+    Attributes:
+        checked: Pairs whose probed parameters all had a ``.grad`` at both steps.
+        kept: Of those, pairs where every probed ``.grad`` was the same tensor, added into
+            exactly once between the two steps.
+        first_kept: The second step of the first such pair, or None.
+    """
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        probes = [params[0], params[-1]] if params else []
+        self._params = probes[:1] if len(probes) == 2 and probes[0] is probes[1] else probes
+        self._seen: list[tuple[weakref.ref[Any], int] | None] = [None] * len(self._params)
+        self.checked = 0
+        self.kept = 0
+        self.first_kept: int | None = None
+
+    def observe(self, step: int) -> None:
+        """At a pair's first step, note each probed ``.grad``; at its second, compare."""
+        if step % PERIOD > 1 or not self._params:
+            return
+        if step % PERIOD == 0:
+            self._seen = [None if p.grad is None else _note(p.grad) for p in self._params]
+            return
+        comparable, kept = True, True
+        for p, seen in zip(self._params, self._seen, strict=True):
+            grad = p.grad
+            if grad is not None and seen is not None:
+                kept = kept and grad._version == seen[1] + 1 and seen[0]() is grad
+            else:
+                comparable = False
+        self._seen = [None] * len(self._params)
+        if comparable:
+            self.checked += 1
+            if kept:
+                self.kept += 1
+                if self.first_kept is None:
+                    self.first_kept = step
+
+    def meta(self) -> dict[str, int | None]:
+        """The counts, for ``meta.json`` (``config.grad_zeroing``)."""
+        return {"checked": self.checked, "kept": self.kept, "first_kept": self.first_kept}
+
+
+def _note(g: torch.Tensor) -> tuple[weakref.ref[Any], int]:
+    """A weak reference to ``g`` (the probe must not keep a freed gradient alive) and its
+    version."""
+    return weakref.ref(g), g._version
