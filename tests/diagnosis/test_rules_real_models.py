@@ -516,28 +516,33 @@ def test_depth_comparisons_skip_norm_layers() -> None:
     assert run("vanishing_gradient", t2) is not None
 
 
-def _adam_without_warmup(loss_at_19: float) -> Trace:
+def _adam_without_warmup(loss_at_19: float, end: float = 2.6) -> Trace:
     """HF GPT-2 under the Trainer's defaults (AdamW 1e-3, no warm-up, clipping at 1): update
     ratio 0.11 at the densely sampled steps 0-2, then 0.01 every 10 steps; the loss falls
     5.4 -> 4.8 over its first window (5% of the 5.06 start) and reaches ``loss_at_19`` at
-    step 19, then 2.6 at step 200."""
+    step 19, then ``end`` at step 200."""
     n = 200
     ur = np.full((n, 3), np.nan)
     ur[::10] = 0.01
     ur[:3] = [0.02, 0.11, 0.11]
     ur[3:20] = 0.01
-    loss = np.interp(np.arange(n), [0, 1, 9, 19, 199], [5.4, 5.06, 4.8, loss_at_19, 2.6])
+    loss = np.interp(np.arange(n), [0, 1, 9, 19, 199], [5.4, 5.06, 4.8, loss_at_19, end])
     return trace_of(
         3, n, {"update_ratio": ur}, scalars={"loss": loss, "clip_coef": np.full(n, 0.5)}
     )
 
 
-@pytest.mark.parametrize(("loss_at_19", "fires"), [(4.0, False), (4.7, True)])
-def test_start_span_is_judged_by_the_loss_after_it(loss_at_19: float, fires: bool) -> None:
+@pytest.mark.parametrize(
+    ("loss_at_19", "end", "fires"), [(4.0, 4.0, False), (4.7, 4.7, True), (4.7, 2.6, False)]
+)
+def test_start_span_is_judged_by_the_loss_after_it(
+    loss_at_19: float, end: float, fires: bool
+) -> None:
     """A high-ratio span inside the dense start is judged at the end of the first 20 logged
     losses, not within the window it began in: the loss needs steps to answer. 21% below the
-    start by step 19 is productive; 7% is not."""
-    f = run("unstable_updates", _adam_without_warmup(loss_at_19))
+    start by step 19 is productive; 7% is not, unless the loss falls steadily after it (to
+    2.6 by step 200: test_an_adaptive_optimizers_first_steps_..._are_productive)."""
+    f = run("unstable_updates", _adam_without_warmup(loss_at_19, end))
     assert (f is not None) == fires
     if f is not None:
         assert f.steps == (0, 2)
@@ -645,3 +650,30 @@ def test_poor_init_names_norm_gains_of_a_measured_collapse(
         assert f.evidence["norm_gain_rms"]["ln0"] == pytest.approx(gain)
         assert "6 norm layer(s) on the main path start with gains of RMS 0.02" in f.message
         assert set(f.layers) >= {f"ln{i}" for i in range(6)}
+
+
+def _adam_start(after: np.ndarray, ratio_rows: int = 3) -> Trace:
+    """Update ratio 0.17 over the first ``ratio_rows`` steps (then 0.01), every step sampled;
+    the loss -2% by step 19, then ``after`` (one value per step from step 20)."""
+    n = 20 + len(after)
+    ur = np.full((n, 4), 0.01)
+    ur[:ratio_rows] = 0.17
+    loss = np.concatenate([5.17 - 0.1 * np.arange(20) / 19, after])
+    return trace_of(4, n, {"update_ratio": ur}, scalars={"loss": loss})
+
+
+def test_an_adaptive_optimizers_first_steps_before_a_steadily_falling_loss_are_productive() -> None:
+    """HF GPT-2 (12 layers) with its tied embeddings frozen, AdamW 1e-3: its output projections
+    move 0.17x their norm at steps 0-2 (Adam moves each weight by ~lr at first), the loss is
+    only 2% lower by step 19 but falls steadily after (z -5.7; three times the rate trains it
+    faster, a tenth slower). Only the progress test failed and the loss keeps falling: no
+    finding (it said the rate was too high). A loss flat after the start, or ratios that stay
+    high past the first steps, still fire."""
+    t = np.arange(180)
+    falling = 5.07 - 0.25 * t / 179 + 0.003 * np.sin(1.7 * t)
+    assert run("unstable_updates", _adam_start(falling)) is None
+    flat = 5.07 + 0.003 * np.sin(1.7 * t)
+    f = run("unstable_updates", _adam_start(flat))
+    assert f is not None and "(-1% of its start)" in f.message
+    sustained = run("unstable_updates", _adam_start(falling, ratio_rows=60))
+    assert sustained is not None

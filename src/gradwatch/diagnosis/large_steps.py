@@ -15,7 +15,8 @@ Measured on HF models from their configs (CPU, 200 steps, seed 0, each remedy as
   2.46. ``init_he`` (first before this pass) 2.58 -> 2.20, ``leaky_relu`` 2.68 -> 68,
   ``lr_warmup`` (20 steps) 2.12 -> 0.86, ``lower_lr`` (a tenth) 1.31 -> 0.031 with no finding.
   After the 20-step warm-up its steps stay under the weights but still overshoot, and dead
-  units follow them (``leaky_relu`` led there).
+  units follow them (0.86 at the end; ``leaky_relu`` led there while only steps that
+  outweighed the weights counted here).
 * ViT (2 layers) at AdamW 0.1: steps of ~5x the weights, a plateau; ``init_he`` and 20- or
   100-step warm-ups stay at 2.30-2.33, ``lower_lr`` 2.37 -> 1.54.
 

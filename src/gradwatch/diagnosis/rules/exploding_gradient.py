@@ -104,10 +104,9 @@ def never_zeroed(trace: Trace, th: ExplodingGradientThresholds) -> Finding | Non
             f"Exploding gradient: the gradients are never zeroed between optimizer steps: in "
             f"{kept} of {checked} pairs of consecutive steps compared (from step {first}) the "
             "optimizer got the same .grad tensors as at the step before, only added into "
-            "since, so each step's "
-            "gradient is the sum of every step's so far and grows with the step count. Call "
-            "optimizer.zero_grad() (or model.zero_grad()) once per optimizer step, before "
-            "the backward pass."
+            "since, so each step's gradient is the sum of every step's so far and grows with "
+            "the step count. Call optimizer.zero_grad() (or model.zero_grad()) once per "
+            "optimizer step, before the backward pass."
         ),
         # No remedy of the catalogue: the fix is one line of the training loop.
         remedies=(),

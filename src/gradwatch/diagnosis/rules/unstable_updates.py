@@ -47,7 +47,9 @@ from .._common import (
     quiet_nan,
     scalar_rows,
     start_only,
+    window_medians,
 )
+from .._trend import mann_kendall_z
 from ..finding import Finding, RemedyHint, Severity
 from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
 from ..thresholds import UnstableUpdatesThresholds
@@ -159,6 +161,24 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         judged_at = max(span[1], _early_step(trace, th.early_rows) - 1)
         resp = loss_response(trace, judged_at, th.loss_window, th.min_progress, th.early_rows)
         why = _overshoots(resp, th, clipped) if resp is not None else []
+        slow_only = (
+            resp is not None
+            and resp.progress < th.min_progress
+            and not _overshoots(resp._replace(progress=th.min_progress), th, clipped)
+        )
+        if (
+            slow_only
+            and not len(erased)
+            and span[1] < _early_step(trace, th.early_rows)
+            and _falls_steadily(trace, span[1], th)
+        ):
+            # Only the progress failed, for ratios confined to the first steps, and the loss
+            # falls steadily after them: an adaptive optimizer's first steps on small weights
+            # (Adam moves each weight by ~lr at first), with a loss slow for another reason,
+            # which loss_plateau tells. HF GPT-2 (12 layers) with its embeddings (tied to the
+            # output) frozen: 0.17x at steps 0-2, -2% by step 19, then a steady fall (z -5.7);
+            # a tenth of the rate trains it slower, three times the rate faster.
+            why = []
         if len(erased):
             order = erased[np.argsort(-med[erased], kind="stable")]
             why.insert(
@@ -267,6 +287,14 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         message=message,
         remedies=remedies,
     )
+
+
+def _falls_steadily(trace: Trace, after: int, th: UnstableUpdatesThresholds) -> bool:
+    """Whether the window medians of the losses logged after step ``after`` (3 windows or
+    more) fall steadily: a Mann-Kendall z-score at or below ``-falling_z``."""
+    steps, loss = scalar_rows(trace, "loss")
+    meds, _ = window_medians(loss[steps > after], th.loss_window)
+    return len(meds) >= 3 and mann_kendall_z(meds) <= -th.falling_z
 
 
 def _stalled(
