@@ -8,6 +8,7 @@ from typing import Any
 
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
+from .eval_mode import settle_eval_mode
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .large_steps import settle_large_steps
 from .recovered import settle_recovered
@@ -72,8 +73,8 @@ def diagnose(
         # names the rate first; a loss plateau after learning that no gradient
         # finding explains is info.
         findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
-        # Last: a loop that never zeroes its gradients is the cause of whatever followed.
-        findings = settle_unzeroed(findings)
+        # Last, the loop's own mistakes: a model trained in eval mode, gradients never zeroed.
+        findings = settle_unzeroed(settle_eval_mode(findings, trace))
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # The card's sparkline: a few floats per layer, so the result pickles small.

@@ -51,12 +51,12 @@ from .distributed import Reduce, WindowReducer, check_reduce, world
 from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
 from .layers import LayerSet, find_layers
+from .loop import LoopProbes
 from .optimizers import learning_rate, unwrap_optimizer
 from .precision import autocast_readers, fsdp_param_dtype, fused_found_inf, still_scaled
 from .schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
 from .stats import Scratch
 from .step_hooks import OptimizerHooks
-from .zeroing import ZeroingProbe
 
 
 @dataclass
@@ -156,7 +156,7 @@ class Watch:
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
         self._anatomy = Anatomy(model, self._layers)
-        self._zeroing = ZeroingProbe(self._layers.params)
+        self._loop = LoopProbes(model, self._layers.params)
         self._schedule = Schedule.for_device(
             self._layers.device, every, sample_every, dense_steps, self.overhead
         )
@@ -314,7 +314,7 @@ class Watch:
                 )
         if not self._layers.ordered:
             self._finalize_order()
-        self._zeroing.observe(step)  # (two .grad identities and versions: no tensor read)
+        self._loop.observe(step)  # (.grad identities and versions, a flag: no tensor read)
         slot = step - buf.window_start
         record, sampled = schedule.begin(step)
         # An idle step (most steps, under the budget) only marks its row: on a 2 ms GPU step
@@ -514,7 +514,7 @@ class Watch:
                 "sharded": self._grads.sharded,
                 "overhead": self.overhead,
                 **({"schedule": self._schedule.meta()} if self.overhead is not None else {}),
-                "grad_zeroing": self._zeroing.meta(),  # (what the watch saw of the loop)
+                **self._loop.meta(),  # what the watch saw of the loop
             },
             steps_recorded=self._progress.step,
             frameworks={"torch": torch.__version__},

@@ -1,0 +1,72 @@
+"""Findings of a model trained in eval mode: ``model.eval()`` left on is the cause.
+
+A loop that validates with ``model.eval()`` and never calls ``model.train()`` again trains
+on in eval mode: BatchNorm normalises with its running statistics, which it no longer
+updates, instead of the batch's (a model that never trained in train mode normalises with
+their initial mean 0 and variance 1: not at all). The watch counts the optimizer steps taken
+in eval mode and the BatchNorm layers that track statistics (``meta["config"]
+["train_mode"]``, recording/loop.py). Where at least :data:`EVAL_SHARE` of the steps ran in
+eval mode and the model has such BatchNorm layers, every finding at warning or above is told
+that the mode may be its cause and offers no remedy: none of the catalogue mends a missing
+``model.train()``, and the others would be retrained in the same mode.
+
+Measured: an HF ResNet (2 stages, BatchNorm) on digits under SGD 0.05 + momentum, trained
+with ``model.eval()`` left on, goes 2.28 -> 0.97 in 200 steps (0.034 in train mode) and drew a
+``dead_units`` warning (70% of a layer) with ``leaky_relu`` first. Dropout alone is not
+enough to say so: without BatchNorm, eval mode only turns dropout off.
+
+Example:
+    >>> from gradwatch.diagnosis.finding import Finding, RemedyHint
+    >>> from gradwatch.trace import Trace
+    >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
+    >>> t.meta["config"] = {"train_mode": {"steps": 2, "eval_steps": 2, "first_eval_step": 0,
+    ...                                    "batch_norms": 3, "dropouts": 0}}
+    >>> dead = Finding("dead_units", "warning", ("bn",), (0, 1), {}, "Dead units: ...",
+    ...                (RemedyHint("leaky_relu", "a slope"),))
+    >>> settle_eval_mode([dead], t)[0].remedies
+    ()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..trace import Trace
+from .finding import SEVERITY_RANK, Finding, settled
+
+#: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
+#: loop that forgets model.train() after its first validation trains the rest in eval mode).
+EVAL_SHARE = 0.5
+
+
+def eval_mode_seen(trace: Trace) -> dict[str, Any] | None:
+    """The watch's ``train_mode`` record when most steps ran in eval mode with BatchNorm
+    layers that track statistics (:data:`EVAL_SHARE`); None otherwise."""
+    config = trace.meta.get("config")
+    seen = config.get("train_mode") if isinstance(config, dict) else None
+    if not isinstance(seen, dict):
+        return None
+    steps, evals, norms = seen.get("steps"), seen.get("eval_steps"), seen.get("batch_norms")
+    if not (isinstance(steps, int) and isinstance(evals, int) and isinstance(norms, int)):
+        return None
+    return seen if steps > 0 and norms > 0 and evals >= EVAL_SHARE * steps else None
+
+
+def settle_eval_mode(findings: list[Finding], trace: Trace) -> list[Finding]:
+    """``findings`` with every finding at warning or above told that the model trained in
+    eval mode, without remedies; unchanged unless :func:`eval_mode_seen`."""
+    seen = eval_mode_seen(trace)
+    if seen is None:
+        return findings
+    sentence = (
+        f" The model trained in eval mode at {seen['eval_steps']} of {seen['steps']} optimizer "
+        f"steps (from step {seen['first_eval_step']}): its {seen['batch_norms']} BatchNorm "
+        "layer(s) normalise with running statistics they no longer update, not the batch's. "
+        "Call model.train() before training (after each validation); this may be its cause."
+    )
+    return [
+        settled(f, f.message + sentence, eval_mode=dict(seen))
+        if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
+        else f
+        for f in findings
+    ]

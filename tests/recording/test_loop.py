@@ -1,0 +1,99 @@
+"""Eval mode left on: what the watch counts of the model's ``training`` flag, on real loops,
+and how the diagnosis tells the findings of such a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.diagnosis.eval_mode import EVAL_SHARE, settle_eval_mode
+from gradwatch.diagnosis.finding import Finding, RemedyHint
+from gradwatch.trace import Trace
+
+
+def _bn_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 1)
+    )
+
+
+def _train(validate_at: int | None, *, resume: bool) -> dict[str, int | None]:
+    """30 SGD steps of a BatchNorm MLP under gw.watch; at step ``validate_at`` a validation
+    forward in eval mode, followed by ``model.train()`` only when ``resume``."""
+    torch.manual_seed(0)
+    model = _bn_net()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    with gw.watch(model, opt, overhead=None) as w:
+        for step in range(30):
+            if step == validate_at:
+                model.eval()
+                with torch.no_grad():
+                    model(torch.randn(4, 8))
+                if resume:
+                    model.train()
+            opt.zero_grad()
+            loss = model(torch.randn(32, 8)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    return w.trace.meta["config"]["train_mode"]
+
+
+def test_a_loop_that_forgets_model_train_after_validating_is_counted() -> None:
+    seen = _train(10, resume=False)
+    assert seen == {
+        "steps": 30, "eval_steps": 20, "first_eval_step": 10, "batch_norms": 1, "dropouts": 1
+    }  # fmt: skip
+    assert _train(10, resume=True)["eval_steps"] == 0
+    assert _train(None, resume=True)["eval_steps"] == 0
+
+
+def _trace(eval_steps: int, batch_norms: int = 2) -> Trace:
+    trace = Trace.from_arrays(["fc"], np.arange(40), {"grad_rms": np.ones((40, 1))})
+    trace.meta["config"] = {
+        "train_mode": {
+            "steps": 40,
+            "eval_steps": eval_steps,
+            "first_eval_step": 40 - eval_steps if eval_steps else None,
+            "batch_norms": batch_norms,
+            "dropouts": 1,
+        }
+    }
+    return trace
+
+
+def _dead(severity: str = "warning") -> Finding:
+    return Finding(
+        "dead_units", severity, ("bn",), (10, 39), {}, "Dead units: measured.",
+        (RemedyHint("leaky_relu", "a slope"),),
+    )  # fmt: skip
+
+
+def test_the_findings_of_a_run_mostly_in_eval_mode_name_it_and_offer_no_remedy() -> None:
+    """30 of 40 steps in eval mode with 2 BatchNorm layers: the alarm says so, with the
+    counts in its evidence and no remedy; an info finding is left as it is."""
+    out = settle_eval_mode([_dead(), _dead("info")], _trace(30))
+    assert out[0].remedies == () and out[0].evidence["eval_mode"]["eval_steps"] == 30
+    assert out[0].message == (
+        "Dead units: measured. The model trained in eval mode at 30 of 40 optimizer steps "
+        "(from step 10): its 2 BatchNorm layer(s) normalise with running statistics they no "
+        "longer update, not the batch's. Call model.train() before training (after each "
+        "validation); this may be its cause."
+    )
+    assert out[1] == _dead("info")
+
+
+@pytest.mark.parametrize(
+    ("eval_steps", "batch_norms"),
+    [(int(EVAL_SHARE * 40) - 1, 2), (40, 0), (0, 2)],
+    ids=["under_the_share", "dropout_only", "train_mode"],
+)
+def test_eval_mode_is_not_named_for_a_few_steps_or_without_batchnorm(
+    eval_steps: int, batch_norms: int
+) -> None:
+    """Under half the steps (a validation forward counted by mistake would be one), or a
+    model without BatchNorm (eval mode then only turns dropout off), or none: unchanged."""
+    assert settle_eval_mode([_dead()], _trace(eval_steps, batch_norms)) == [_dead()]
