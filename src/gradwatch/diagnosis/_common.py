@@ -575,3 +575,22 @@ def loss_response(
         spike_step=int(curve.steps[k]),
         nonfinite=bad,
     )
+
+
+def loop_record(trace: Trace, key: str, *fields: str) -> tuple[int, ...] | None:
+    """The integer ``fields`` of the watch's record of the training loop
+    (``meta["config"][key]``, recording/loop.py), or None where the record or one of the
+    fields is missing or not an integer (an older trace, a hand-built one).
+
+    Example:
+        >>> t = Trace.from_arrays(["fc"], [0], {"grad_rms": [[1.0]]})
+        >>> t.meta["config"] = {"grad_zeroing": {"checked": 4, "kept": 4, "first_kept": 1}}
+        >>> loop_record(t, "grad_zeroing", "checked", "kept"), loop_record(t, "train_mode", "steps")
+        ((4, 4), None)
+    """
+    config = trace.meta.get("config")
+    seen = config.get(key) if isinstance(config, dict) else None
+    if not isinstance(seen, dict):
+        return None
+    ints = tuple(v for v in (seen.get(name) for name in fields) if isinstance(v, int))
+    return ints if len(ints) == len(fields) else None

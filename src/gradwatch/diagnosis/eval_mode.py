@@ -29,9 +29,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..trace import Trace
+from ._common import loop_record
 from .finding import SEVERITY_RANK, Finding, settled
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
@@ -39,16 +38,18 @@ from .finding import SEVERITY_RANK, Finding, settled
 EVAL_SHARE = 0.5
 
 
-def eval_mode_seen(trace: Trace) -> dict[str, Any] | None:
-    """The watch's ``train_mode`` record when most steps ran in eval mode with BatchNorm
-    layers that track statistics (:data:`EVAL_SHARE`); None otherwise."""
-    config = trace.meta.get("config")
-    seen = config.get("train_mode") if isinstance(config, dict) else None
-    if not isinstance(seen, dict):
+#: The fields of the watch's ``train_mode`` record this pass reads.
+FIELDS = ("steps", "eval_steps", "first_eval_step", "batch_norms")
+
+
+def eval_mode_seen(trace: Trace) -> dict[str, int] | None:
+    """The watch's ``train_mode`` record (:data:`FIELDS`) when most steps ran in eval mode
+    with BatchNorm layers that track statistics (:data:`EVAL_SHARE`); None otherwise."""
+    record = loop_record(trace, "train_mode", *FIELDS)
+    if record is None:
         return None
-    steps, evals, norms = seen.get("steps"), seen.get("eval_steps"), seen.get("batch_norms")
-    if not (isinstance(steps, int) and isinstance(evals, int) and isinstance(norms, int)):
-        return None
+    seen = dict(zip(FIELDS, record, strict=True))
+    steps, evals, norms = seen["steps"], seen["eval_steps"], seen["batch_norms"]
     return seen if steps > 0 and norms > 0 and evals >= EVAL_SHARE * steps else None
 
 

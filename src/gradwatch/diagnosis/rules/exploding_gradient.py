@@ -37,6 +37,7 @@ from .._common import (
     fl,
     hints,
     learning_rows,
+    loop_record,
     loss_curve,
     loss_response,
     metric_rows,
@@ -79,13 +80,10 @@ def never_zeroed(trace: Trace, th: ExplodingGradientThresholds) -> Finding | Non
     the optimizer steps on grows with the step count whatever the model: under SGD its steps
     grow with it, under Adam they follow ever staler directions.
     """
-    config = trace.meta.get("config")
-    seen = config.get("grad_zeroing") if isinstance(config, dict) else None
-    if not isinstance(seen, dict):
+    seen = loop_record(trace, "grad_zeroing", "checked", "kept", "first_kept")
+    if seen is None:
         return None
-    checked, kept, first = seen.get("checked"), seen.get("kept"), seen.get("first_kept")
-    if not (isinstance(checked, int) and isinstance(kept, int) and isinstance(first, int)):
-        return None
+    checked, kept, first = seen
     if kept < th.min_unzeroed_steps or kept < th.unzeroed_share * checked:
         return None
     last = int(trace.steps[-1]) if len(trace.steps) else first
