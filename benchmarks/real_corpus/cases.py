@@ -25,6 +25,7 @@ from .checks import (
     memory_probe,
     no_context_learned,
     norm_gains_unchanged,
+    norm_stats_unchanged,
     stops_learning,
 )
 from .models import (
@@ -48,6 +49,7 @@ from .models import (
     residual_mlp,
     resnet,
     resnet50_small_images,
+    resnet_eval_mode,
     resnet_lr,
     resnet_no_norm,
     resnet_weight_decay,
@@ -314,6 +316,14 @@ CASES: tuple[Case, ...] = (
         expect=("exploding_gradient",),
     ),
     Case(
+        "resnet_eval_mode",
+        "HF ResNet as resnet_digits trained in eval mode (model.train() forgotten): BatchNorm "
+        "normalises with its initial statistics, units die",
+        resnet_eval_mode,
+        norm_stats_unchanged(),
+        expect=("dead_units",),
+    ),
+    Case(
         "llama_bf16_weights",
         "HF Llama as llama_lm with bfloat16 weights (no float32 copy), AdamW 1e-4: its RMSNorm "
         "gains (1.0) never move, a step of 1e-4 rounds away",
@@ -416,6 +426,8 @@ def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy:
         schedulers.append(setup.scheduler(setup.optimizer))
     losses: list[float] = []
     finite: list[bool] = []
+    if setup.eval_mode:
+        setup.model.eval()
     t0 = time.perf_counter()
     # The fixed spacing: a corpus case's trace must not depend on the machine's speed.
     with gw.watch(setup.model, setup.optimizer, overhead=None) as w:

@@ -143,6 +143,25 @@ def norm_gains_unchanged() -> Check:
     return check
 
 
+def norm_stats_unchanged() -> Check:
+    """Every BatchNorm layer's running statistics are still their initial mean 0 and variance
+    1 after training: it never normalised with the batch's (the model trained in eval
+    mode)."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        norms = [
+            m
+            for m in run.setup.model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        moved = sum(bool((m.running_mean != 0).any() or (m.running_var != 1).any()) for m in norms)
+        return bool(
+            norms
+        ) and moved == 0, f"{moved} of {len(norms)} BatchNorm layers' statistics moved"
+
+    return check
+
+
 def both(a: Check, b: Check) -> Check:
     """Both checks hold; the detail lists both."""
 

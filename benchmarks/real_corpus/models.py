@@ -172,6 +172,7 @@ class Setup:
     # The user's own learning-rate schedule, stepped after every optimizer step.
     scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
     zero_grad: bool = True  # False: the loop never zeroes its gradients (a bug)
+    eval_mode: bool = False  # True: the model trains in eval mode (model.train() forgotten)
 
 
 def _hf_classifier(
@@ -399,6 +400,14 @@ def resnet_lr(seed: int, lr: float) -> Setup:
     model = _resnet_model([16, 32])
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def resnet_eval_mode(seed: int) -> Setup:
+    """HF ResNet as :func:`resnet`, trained in eval mode (``model.train()`` forgotten): its
+    BatchNorm layers normalise with their initial running statistics, mean 0 and variance 1."""
+    setup = resnet(seed)
+    setup.eval_mode = True
+    return setup
 
 
 def resnet_weight_decay(seed: int, label_noise: float = 0.0) -> Setup:

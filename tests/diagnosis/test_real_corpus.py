@@ -285,3 +285,14 @@ def test_a_loop_that_never_zeroes_its_gradients_is_named_as_the_cause() -> None:
     assert f.severity == "critical" and f.evidence["never_zeroed"]["pairs_not_zeroed"] >= 20
     assert alarms["loss_plateau"].evidence["unzeroed_loop"] is True
     assert gw.prescribe(run.findings, trace=run.trace) == []
+
+
+def test_a_model_trained_in_eval_mode_is_told_so_with_no_remedy() -> None:
+    """HF ResNet trained with model.train() forgotten: its BatchNorm statistics never move
+    (the check), units die; the dead_units warning says the model trained in eval mode at
+    every step, and nothing is prescribed (it was leaky_relu first)."""
+    run = _require_check("resnet_eval_mode")
+    f = _alarms(run.findings)["dead_units"]
+    assert f.evidence["eval_mode"]["eval_steps"] == f.evidence["eval_mode"]["steps"] == 200
+    assert "The model trained in eval mode at 200 of 200 optimizer steps" in f.message
+    assert gw.prescribe(run.findings, trace=run.trace) == []
