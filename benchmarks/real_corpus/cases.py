@@ -50,7 +50,6 @@ from .models import (
     resnet,
     resnet50_small_images,
     resnet_eval_mode,
-    resnet_lr,
     resnet_no_norm,
     resnet_weight_decay,
     rnn_lm,
@@ -295,7 +294,7 @@ CASES: tuple[Case, ...] = (
         "resnet_lr_too_high",
         "HF ResNet as resnet_digits at SGD 5 + momentum: first steps larger than the weights, "
         "then dead units and a vanishing gradient",
-        lambda seed: resnet_lr(seed, 5.0),
+        lambda seed: resnet(seed, lr=5.0),
         at_chance(10),
         expect=("unstable_updates", "dead_units"),
     ),

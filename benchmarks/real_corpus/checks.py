@@ -155,9 +155,8 @@ def norm_stats_unchanged() -> Check:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
         ]
         moved = sum(bool((m.running_mean != 0).any() or (m.running_var != 1).any()) for m in norms)
-        return bool(
-            norms
-        ) and moved == 0, f"{moved} of {len(norms)} BatchNorm layers' statistics moved"
+        unchanged = bool(norms) and moved == 0
+        return unchanged, f"{moved} of {len(norms)} BatchNorm layers' statistics moved"
 
     return check
 

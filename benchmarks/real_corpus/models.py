@@ -388,15 +388,8 @@ def _resnet_model(hidden: list[int]) -> nn.Module:
     return ResNetForImageClassification(cfg)
 
 
-def resnet(seed: int) -> Setup:
-    """HF ResNet (BatchNorm, 2 stages) on 32x32 digits, SGD 0.05 + momentum."""
-    model = _resnet_model([16, 32])
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
-
-
-def resnet_lr(seed: int, lr: float) -> Setup:
-    """HF ResNet as :func:`resnet` at SGD ``lr`` + momentum."""
+def resnet(seed: int, lr: float = 0.05) -> Setup:
+    """HF ResNet (BatchNorm, 2 stages) on 32x32 digits, SGD ``lr`` + momentum."""
     model = _resnet_model([16, 32])
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)

@@ -74,7 +74,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
     stalled = _weights_stopped(findings)
     out = []
     for f in findings:
-        if f.rule == SYMPTOM and f.severity == "warning" and not alone and stalled:
+        if f.rule == SYMPTOM and f.severity == "warning" and stalled:  # (never alone)
             f = _stopped_by(f, stalled)
         elif f.rule == SYMPTOM and f.severity == "warning" and alone:
             if f.evidence.get("rising"):

@@ -389,8 +389,8 @@ def _felt(trace: Trace, episodes: list[tuple[int, int]], window: int, factor: fl
     felt = 0
     for first, last in episodes:
         before = values[steps < first][-window:]
-        after_steps = steps[steps > last][:window]
-        after = values[steps > last][:window]
+        later = steps > last
+        after_steps, after = steps[later][:window], values[later][:window]
         # Every logged value from the episode's first step to the end of the window after
         # it, an infinite one (a blow-up) included.
         upto = int(after_steps[-1]) if len(after_steps) else last

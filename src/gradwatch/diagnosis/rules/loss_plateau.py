@@ -99,13 +99,12 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     rising = bool(trend >= th.trend_z and level > th.finished_loss_fraction * start)
     # Where the loss went from the plateau's level: "stayed near" would hide a loss that
     # climbed far above it (an HF ResNet whose gradients were never zeroed: 2.28 -> 95).
+    never = f"never improved by {th.min_relative_improvement:.0%} again"
     went = (
-        f"rose from {level:.4g} to {float(meds[-1]):.4g} and never improved by "
-        f"{th.min_relative_improvement:.0%} again, so the steps no longer reduce it; the "
-        "other findings say why."
+        f"rose from {level:.4g} to {float(meds[-1]):.4g} and {never}, so the steps no longer "
+        "reduce it; the other findings say why."
         if rising
-        else f"stayed near {level:.4g} and never improved by "
-        f"{th.min_relative_improvement:.0%} again, so the weights stopped receiving a "
+        else f"stayed near {level:.4g} and {never}, so the weights stopped receiving a "
         "gradient that reduces it; the other findings say where it is lost."
     )
     return Finding(

@@ -113,7 +113,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     # --- the first steps, read row by row: blow-ups happen between sampled steps.
     # A sampled row above warn_ratio counts when the loss spiked; one above erase_ratio
     # (the step outweighs the weights themselves) counts whatever the loss did.
-    early_rows = np.flatnonzero(steps < _early_step(trace, th.early_rows))
+    early_end = _early_step(trace, th.early_rows)  # the step after the first early_rows
+    early_rows = np.flatnonzero(steps < early_end)
     erased = np.zeros(0, np.int64)
     if len(early_rows):
         with quiet_nan():
@@ -158,7 +159,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         # is judged at the start's end, not within the loss window it began in (HF GPT-2
         # under the Trainer's defaults, AdamW 1e-3 without warm-up: 0.1x at steps 0-2 and
         # 5.06 -> 4.8 in that window, -21% by step 19, 2.6 at step 200).
-        judged_at = max(span[1], _early_step(trace, th.early_rows) - 1)
+        judged_at = max(span[1], early_end - 1)
         resp = loss_response(trace, judged_at, th.loss_window, th.min_progress, th.early_rows)
         why = _overshoots(resp, th, clipped) if resp is not None else []
         slow_only = (
@@ -169,7 +170,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         if (
             slow_only
             and not len(erased)
-            and span[1] < _early_step(trace, th.early_rows)
+            and span[1] < early_end
             and _falls_steadily(trace, span[1], th)
         ):
             # Only the progress failed, for ratios confined to the first steps, and the loss
@@ -230,19 +231,19 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     severity: Severity
     if len(high):
         severity = "critical" if worst > th.critical_ratio else "warning"
-        pairs = []
-        if len(erased):
-            # Steps larger than the weights are not a start-up transient a warm-up trims: at
-            # the same peak they come back (HF GPT-2 at AdamW 0.1 stays at the unigram loss
-            # after 20- and 60-step warm-ups, HF ViT at 0.1 after 100; a tenth of the rate
-            # trains both: diagnosis/large_steps.py).
-            pairs.append(
-                (
-                    "lower_lr",
-                    "steps larger than the weights come back at the same peak rate: a lower "
-                    "rate removes them",
-                )
-            )
+        # The message's own cause: steps too large for the rate. Steps larger than the
+        # weights are not a start-up transient a warm-up trims: at the same peak they come
+        # back (HF GPT-2 at AdamW 0.1 stays at the unigram loss after 20- and 60-step
+        # warm-ups, HF ViT at 0.1 after 100; a tenth of the rate trains both:
+        # diagnosis/large_steps.py), so there the lower rate comes before a warm-up.
+        lower = (
+            "lower_lr",
+            "steps larger than the weights come back at the same peak rate: a lower rate "
+            "removes them"
+            if len(erased)
+            else "a lower learning rate takes smaller steps: the update ratio falls with it",
+        )
+        pairs = [lower] if len(erased) else []
         rate_seen = evidence.get("learning_rate")
         if isinstance(rate_seen, dict) and rate_seen.get("warm_up") is False:
             # confined to a start that ran at the peak rate: the fix the message names
@@ -253,15 +254,10 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
                     "weights and the optimizer's statistics settle",
                 )
             )
-        # The message's own cause: steps too large for the rate. Confined to a start that
-        # ran at its peak rate, the warm-up above keeps the rest of the run's rate.
+        # Confined to a start that ran at its peak rate (and no step outweighed the
+        # weights), the warm-up above keeps the rest of the run's rate.
         if not len(erased):
-            pairs.append(
-                (
-                    "lower_lr",
-                    "a lower learning rate takes smaller steps: the update ratio falls with it",
-                )
-            )
+            pairs.append(lower)
         if not clipped:
             pairs.append(("clip_norm", "bounds the step size whatever the gradient"))
         pairs += [
