@@ -299,13 +299,18 @@ CORPUS: dict[str, Case] = {
 }
 
 
-def record(case: Case, seed: int = 0) -> Trace:
-    """Train one corpus model under ``gw.watch`` (in memory) and return its trace."""
+#: How the corpora record by default: the fixed spacing, so that a case's trace does not
+#: depend on the machine's speed. ``--budget`` records under ``gw.watch``'s defaults instead.
+FIXED_SPACING: dict[str, Any] = {"overhead": None}
+
+
+def record(case: Case, seed: int = 0, watch: dict[str, Any] | None = None) -> Trace:
+    """Train one corpus model under ``gw.watch`` (in memory) and return its trace;
+    ``watch``: the recording options (default :data:`FIXED_SPACING`)."""
     torch.manual_seed(seed)
     model, opt, batches = case.build()
     loss_fn = nn.CrossEntropyLoss()
-    # The fixed spacing: a corpus case's trace must not depend on the machine's speed.
-    with gw.watch(model, opt, overhead=None) as w:
+    with gw.watch(model, opt, **(FIXED_SPACING if watch is None else watch)) as w:
         for step in range(case.steps):
             if case.before_step is not None:
                 case.before_step(model, step)
@@ -318,10 +323,12 @@ def record(case: Case, seed: int = 0) -> Trace:
     return w.trace
 
 
-def run_case(case: Case, seed: int = 0) -> tuple[Trace, list[Finding], float]:
+def run_case(
+    case: Case, seed: int = 0, watch: dict[str, Any] | None = None
+) -> tuple[Trace, list[Finding], float]:
     """Record and diagnose one case; also return the seconds it took."""
     t0 = time.perf_counter()
-    trace = record(case, seed)
+    trace = record(case, seed, watch)
     findings = gw.diagnose(trace)
     return trace, findings, time.perf_counter() - t0
 
@@ -522,13 +529,13 @@ DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
 }
 
 
-def toy_section(names: list[str], seed: int) -> str:
+def toy_section(names: list[str], seed: int, watch: dict[str, Any] | None = None) -> str:
     """Run the toy corpus, print its rows and tables; return the docs section."""
     results: dict[str, list[Finding]] = {}
     times: dict[str, float] = {}
     stats: dict[str, dict[str, float | None]] = {}
     for name in names:
-        trace, findings, secs = run_case(CORPUS[name], seed)
+        trace, findings, secs = run_case(CORPUS[name], seed, watch)
         results[name], times[name] = findings, secs
         stats[name] = margins(trace)
         print(f"{name:24s} {secs:5.1f} s  " + ", ".join(f"{f.rule}:{f.severity}" for f in findings))
@@ -554,7 +561,7 @@ def toy_section(names: list[str], seed: int) -> str:
     )
 
 
-def real_section(names: list[str], seed: int) -> str:
+def real_section(names: list[str], seed: int, watch: dict[str, Any] | None = None) -> str:
     """Run the real-architecture corpus (``real_corpus/``), print its tables; docs section."""
     import real_corpus
 
@@ -564,7 +571,7 @@ def real_section(names: list[str], seed: int) -> str:
     rows = ["| model | kind | independent check | s |", "| --- | --- | --- | --- |"]
     for name in names:
         case = cases[name]
-        run = real_corpus.record(case, seed)
+        run = real_corpus.record(case, seed, watch=watch)
         ok, detail = case.check(run)
         results[name], stats[name] = run.findings, margins(run.trace)
         kind = "healthy" if case.healthy else "broken"
@@ -604,7 +611,18 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="run only these models (either corpus)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="record under gw.watch's defaults (the overhead budget, whose spacing depends on "
+        "this machine's speed) instead of the fixed spacing; not with --write-docs",
+    )
     args = parser.parse_args()
+    if args.budget and args.write_docs:
+        parser.error(
+            "--budget runs depend on the machine's speed: the docs keep fixed-spacing runs"
+        )
+    watch: dict[str, Any] | None = {} if args.budget else None
     torch.set_num_threads(1)
     docs = Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md"
     for corpus in ("toy", "real") if args.corpus == "both" else (args.corpus,):
@@ -617,7 +635,7 @@ def main() -> None:
         names = [n for n in known if not args.only or n in args.only]
         if names:
             print(f"\n## {corpus} corpus\n")
-            body = section(names, args.seed)
+            body = section(names, args.seed, watch)
             if args.write_docs:
                 _docs.replace_block(docs, SCRIPT, body, name=corpus)
                 print(f"\nupdated the {corpus} section of docs/diagnosis.md")

@@ -7,6 +7,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -382,6 +383,8 @@ def record(
     warmup: int | None = None,
     lr_factor: float | None = None,
     remedy: str | None = None,
+    steps: int | None = None,
+    watch: dict[str, Any] | None = None,
 ) -> Run:
     """Train one case under ``gw.watch`` (in memory); keep the loop's own losses and checks.
 
@@ -389,18 +392,32 @@ def record(
     after the optimizer); None takes the case's own (``Case.warmup``). ``lr_factor`` adds
     the ``lower_lr`` remedy with that factor. ``remedy`` applies that model remedy (an id
     of :data:`gradwatch.remedies.REMEDIES` whose only need is the model) before training,
-    with a fresh optimizer of the case's kind and settings. Runs on one CPU thread
-    (restored afterwards), so results and timings match across hosts.
+    with a fresh optimizer of the case's kind and settings. ``steps`` replaces the case's
+    own count. ``watch``: the recording options (default: the fixed spacing,
+    ``overhead=None``, so that a case's trace does not depend on the machine's speed). Runs
+    on one CPU thread (restored afterwards), so results and timings match across hosts.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _record(case, seed, case.warmup if warmup is None else warmup, lr_factor, remedy)
+        if steps is not None:
+            case = dataclasses.replace(case, steps=steps)
+        options = {"overhead": None} if watch is None else watch
+        warm = case.warmup if warmup is None else warmup
+        return _record(case, seed, warm, lr_factor, remedy, watch=options)
     finally:
         torch.set_num_threads(threads)
 
 
-def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy: str | None) -> Run:
+def _record(
+    case: Case,
+    seed: int,
+    warmup: int,
+    lr_factor: float | None,
+    remedy: str | None,
+    *,
+    watch: dict[str, Any],
+) -> Run:
     torch.manual_seed(seed)
     setup = case.build(seed)
     if remedy is not None:
@@ -428,8 +445,7 @@ def _record(case: Case, seed: int, warmup: int, lr_factor: float | None, remedy:
     if setup.eval_mode:
         setup.model.eval()
     t0 = time.perf_counter()
-    # The fixed spacing: a corpus case's trace must not depend on the machine's speed.
-    with gw.watch(setup.model, setup.optimizer, overhead=None) as w:
+    with gw.watch(setup.model, setup.optimizer, **watch) as w:
         for step in range(case.steps):
             loss = setup.loss(setup.model, setup.batches(step))
             if setup.zero_grad:

@@ -296,3 +296,29 @@ def test_a_model_trained_in_eval_mode_is_told_so_with_no_remedy() -> None:
     assert f.evidence["eval_mode"]["eval_steps"] == f.evidence["eval_mode"]["steps"] == 200
     assert "The model trained in eval mode at 200 of 200 optimizer steps" in f.message
     assert gw.prescribe(run.findings, trace=run.trace) == []
+
+
+#: The spacing the overhead budget chose for the small real-corpus models on this project's
+#: 2-core CPU once it keeps sampled steps at the diagnostic spacing (it was every 1000, where
+#: both runs below drew no finding).
+BUDGET_SPACING = {"overhead": None, "sample_every": 100, "every": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "steps", "rule"),
+    [("resnet_eval_mode", 1000, "dead_units"), ("gpt2_epoch_schedule_per_batch", 600, None)],
+)
+def test_stops_late_in_a_run_are_seen_at_the_budgets_diagnostic_spacing(
+    name: str, steps: int, rule: str | None
+) -> None:
+    """Sampled every 100 steps with gradients every 2nd (the budget's choice for these models
+    here), a ResNet in eval mode and a GPT-2 whose schedule decays the rate to nothing are
+    named as at the fixed spacing."""
+    run = rc.record(rc.REAL_CORPUS[name], steps=steps, watch=BUDGET_SPACING)
+    assert run.trace.config["sample_every"] == 100 and run.trace.config["every"] == 2
+    alarms = _alarms(run.findings)
+    if rule == "dead_units":
+        assert "trained in eval mode" in alarms[rule].message
+    else:
+        assert alarms["unstable_updates"].evidence["stalled_by"] == "learning_rate"

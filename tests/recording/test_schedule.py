@@ -131,8 +131,9 @@ def test_nonfinite_gradient_samples_the_next_step() -> None:
 
 def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> None:
     """Plain statistics over budget by themselves: every step is recorded until 64 steps past
-    the dense start were measured (the plan at step 100), then they are thinned to fit; back
-    when costs fall."""
+    the dense start were measured (the plan at step 100), then they are thinned to fit beside
+    sampled steps at the diagnostic spacing (100 steps), and the next sampled step, placed
+    1000 steps away before, comes forward; back when costs fall."""
     from gradwatch.recording.schedule import _EVIDENCE
 
     schedule, clock = make()
@@ -142,16 +143,30 @@ def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> No
     assert 20 + _EVIDENCE <= 100 < 20 + _EVIDENCE + 50  # the first plan with enough evidence
     assert schedule.sample_spacing == schedule.max_spacing == 1000  # planned at step 30
     simulate(schedule, clock, range(100, 3030), costs, run)
-    assert schedule.record_spacing > 1
+    assert schedule.sample_spacing == schedule.diagnostic_spacing == 100
+    # extra of a sampled step 0.1 s, at 1/100: 0.0309 - 0.001 s left for 0.1 s of plain.
+    assert schedule.record_spacing == 4
+    assert [s for s in run.sampled if 30 <= s < 400] == [30, 130, 230, 330]  # 1030 came forward
     late = [s for s in run.recorded if s >= 300]
-    assert late and all(s % schedule.record_spacing == 0 or s % 1000 == 30 for s in late)
-    assert 300 + schedule.record_spacing - 1 not in run.recorded
+    assert late and all(s % 4 == 0 or s in run.sampled for s in late)
+    assert 303 not in run.recorded
     tail = Run()
     simulate(schedule, clock, range(3030, 5030), costs, tail)
     assert tail.cost / tail.wall <= 0.03  # thinned, it is within the budget
     # The costs fall: at the next plan (every 50 steps) plain statistics come back.
     simulate(schedule, clock, range(5030, 5300), Costs(plain=0.001, sampled=0.02), run)
     assert schedule.record_spacing == 1
+
+
+def test_plain_steps_are_not_thinned_for_sampled_steps_no_thinning_could_pay_for() -> None:
+    """A sampled step costing 5 steps cannot be every 100th within 3% whatever the plain steps
+    cost (5/100 > 0.03): the sampled spacing grows instead, and the cheap plain statistics
+    stay on every step."""
+    schedule, clock = make()
+    run = simulate(schedule, clock, range(3000), Costs(plain=0.01, sampled=5.0))
+    # extra 4.99 s; per step left after plain recording 0.0309 - 0.01 s: 239 -> 240.
+    assert schedule.sample_spacing == 240 and schedule.record_spacing == 1
+    assert run.recorded == list(range(3000))
 
 
 def test_fixed_spacing_without_a_budget() -> None:
@@ -408,6 +423,14 @@ def test_distributed_spacings_change_only_when_the_ranks_agree() -> None:
     schedule.adopt(45.0, 1.0)  # another rank's wider spacing: rounded up to sample_every
     run = simulate(schedule, clock, range(300, 500), Costs())
     assert schedule.sample_spacing == 50 and run.sampled == [300, 350, 400, 450]
+    # A narrower spacing agreed on brings forward a next sampled step placed with a wide one
+    # (on every rank alike: they sampled the same steps).
+    schedule.adopt(1000.0, 1.0)
+    run = simulate(schedule, clock, range(500, 700), Costs())
+    assert run.sampled == [500]
+    schedule.adopt(100.0, 1.0)
+    run = simulate(schedule, clock, range(700, 1000), Costs())
+    assert run.sampled == [700, 800, 900]  # from the next step on sample_every's multiples
     schedule.force_on_nonfinite = False  # (sharded gradients: seen by one rank only)
     schedule.nonfinite(460)
     assert not schedule.sampled(461)
