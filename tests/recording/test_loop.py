@@ -3,6 +3,9 @@ and how the diagnosis tells the findings of such a run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +100,61 @@ def test_eval_mode_is_not_named_for_a_few_steps_or_without_batchnorm(
     """Under half the steps (a validation forward counted by mistake would be one), or a
     model without BatchNorm (eval mode then only turns dropout off), or none: unchanged."""
     assert settle_eval_mode([_dead()], _trace(eval_steps, batch_norms)) == [_dead()]
+
+
+def _eval_mode_run(tmp_path: Path) -> Path:
+    """A BatchNorm MLP trained 30 steps with model.eval() left on after step 10's validation,
+    recorded to a run dir: too short and too mild for any rule to fire."""
+    torch.manual_seed(0)
+    model = _bn_net()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    run_dir = tmp_path / "run"
+    with gw.watch(model, opt, run_dir, overhead=None) as w:
+        for step in range(30):
+            if step == 10:
+                model.eval()
+            opt.zero_grad()
+            loss = model(torch.randn(32, 8)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    return run_dir
+
+
+NOTE = (
+    "The model trained in eval mode at 20 of 30 optimizer steps (from step 10): its 1 "
+    "BatchNorm layer(s) normalise with running statistics they no longer update, not the "
+    "batch's. Call model.train() before training (after each validation)."
+)
+
+
+def test_eval_mode_with_no_alarm_is_a_note_of_the_diagnosis_everywhere_it_is_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No rule at warning or above: the diagnosis does not say "no problem found" but the
+    note, in its verdict, its summary, the CLI (text and JSON) and the report's verdict."""
+    from gradwatch.cli.main import main
+    from gradwatch.report.summary import summarize, verdict
+
+    run_dir = _eval_mode_run(tmp_path)
+    trace = gw.load(run_dir)
+    d = gw.diagnose(trace)
+    assert d == [] and d.notes == (NOTE,)
+    assert d.verdict == f"No rule fired, but: {NOTE}"
+    assert NOTE in d.summary() and NOTE in d._repr_html_().replace("&#x27;", "'")
+    lines = verdict(summarize(trace, list(d), "run"), list(d))
+    assert f"Note: {NOTE}" in lines and "No problem found" not in " ".join(lines)
+    assert main(["diagnose", str(run_dir), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == [NOTE]
+    assert main(["diagnose", str(run_dir)]) == 0
+    assert f"Note: {NOTE}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_no_note_in_train_mode_or_beside_an_alarm_that_already_says_it() -> None:
+    """A run in train mode has no note; where a warning carries the eval-mode sentence, the
+    note is not repeated."""
+    from gradwatch.diagnosis.eval_mode import eval_mode_note
+
+    assert eval_mode_note([], _trace(0)) is None
+    assert eval_mode_note([_dead()], _trace(30)) is None
+    assert eval_mode_note([_dead("info")], _trace(30)) is not None

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             "layers": len(trace.layers),
             "steps": len(trace.steps),
             "findings": [f.to_json() for f in findings],
+            "notes": list(findings.notes),
         }
         print(json.dumps(body, indent=2, allow_nan=False))
     else:

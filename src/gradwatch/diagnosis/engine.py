@@ -8,7 +8,7 @@ from typing import Any
 
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
-from .eval_mode import settle_eval_mode
+from .eval_mode import eval_mode_note, settle_eval_mode
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .large_steps import settle_large_steps
 from .recovered import settle_recovered
@@ -77,5 +77,12 @@ def diagnose(
         findings = settle_unzeroed(settle_eval_mode(findings, trace))
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
+    # What the loop did wrong that no finding carries (no rule has an id for it).
+    note = eval_mode_note(findings, trace) if set(RULE_IDS) <= set(selected) else None
     # The card's sparkline: a few floats per layer, so the result pickles small.
-    return Diagnosis(findings, profile=depth_profile(trace), run=run_name(trace))
+    return Diagnosis(
+        findings,
+        profile=depth_profile(trace),
+        run=run_name(trace),
+        notes=() if note is None else (note,),
+    )

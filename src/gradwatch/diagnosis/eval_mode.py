@@ -8,7 +8,8 @@ in eval mode and the BatchNorm layers that track statistics (``meta["config"]
 ["train_mode"]``, recording/loop.py). Where at least :data:`EVAL_SHARE` of the steps ran in
 eval mode and the model has such BatchNorm layers, every finding at warning or above is told
 that the mode may be its cause and offers no remedy: none of the catalogue mends a missing
-``model.train()``, and the others would be retrained in the same mode.
+``model.train()``, and the others would be retrained in the same mode. With no such finding
+to carry it, :func:`eval_mode_note` is a note of the diagnosis (``Diagnosis.notes``).
 
 Measured: an HF ResNet (2 stages, BatchNorm) on digits under SGD 0.05 + momentum, trained
 with ``model.eval()`` left on, goes 2.28 -> 0.97 in 200 steps (0.034 in train mode) and drew a
@@ -28,6 +29,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ..trace import Trace
 from ._common import loop_record
@@ -53,21 +56,45 @@ def eval_mode_seen(trace: Trace) -> dict[str, int] | None:
     return seen if steps > 0 and norms > 0 and evals >= EVAL_SHARE * steps else None
 
 
+def _sentence(seen: dict[str, int]) -> str:
+    return (
+        f"The model trained in eval mode at {seen['eval_steps']} of {seen['steps']} optimizer "
+        f"steps (from step {seen['first_eval_step']}): its {seen['batch_norms']} BatchNorm "
+        "layer(s) normalise with running statistics they no longer update, not the batch's. "
+        "Call model.train() before training (after each validation)"
+    )
+
+
 def settle_eval_mode(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` with every finding at warning or above told that the model trained in
     eval mode, without remedies; unchanged unless :func:`eval_mode_seen`."""
     seen = eval_mode_seen(trace)
     if seen is None:
         return findings
-    sentence = (
-        f" The model trained in eval mode at {seen['eval_steps']} of {seen['steps']} optimizer "
-        f"steps (from step {seen['first_eval_step']}): its {seen['batch_norms']} BatchNorm "
-        "layer(s) normalise with running statistics they no longer update, not the batch's. "
-        "Call model.train() before training (after each validation); this may be its cause."
-    )
+    sentence = f" {_sentence(seen)}; this may be its cause."
     return [
         settled(f, f.message + sentence, eval_mode=dict(seen))
         if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
         else f
         for f in findings
     ]
+
+
+def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:
+    """The sentence that the model trained in eval mode, for the verdict, when no finding
+    carries it (none at warning or above: :func:`settle_eval_mode` told those); None when
+    the model did not (:func:`eval_mode_seen`). Training in eval mode is a mistake of the
+    loop whether or not a rule saw its consequence: a HF ResNet sampled every 100 steps
+    over 200 shows no symptom yet, and says this.
+
+    Example:
+        >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
+        >>> t.meta["config"] = {"train_mode": {"steps": 2, "eval_steps": 2,
+        ...     "first_eval_step": 0, "batch_norms": 3, "dropouts": 0}}
+        >>> eval_mode_note([], t)[:57]
+        'The model trained in eval mode at 2 of 2 optimizer steps '
+    """
+    seen = eval_mode_seen(trace)
+    if seen is None or any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"] for f in findings):
+        return None
+    return f"{_sentence(seen)}."

@@ -192,15 +192,20 @@ class Diagnosis(list[Finding]):
         profile: The run's gradient RMS per layer (median over its steps), drawn by the
             card; None for a trace without gradients or a diagnosis built by hand.
         run: The run's name (its directory's name), or None.
+        notes: Sentences about the training loop that no finding carries (a model trained
+            in eval mode with no rule at warning or above), shown after the findings.
 
     Example:
         >>> d = Diagnosis([])
         >>> d == [], d.verdict
         (True, 'No problem found: no rule fired.')
+        >>> Diagnosis([], notes=("The model trained in eval mode.",)).verdict
+        'No rule fired, but: The model trained in eval mode.'
     """
 
     profile: DepthProfile | None
     run: str | None
+    notes: tuple[str, ...]
 
     def __init__(
         self,
@@ -208,10 +213,12 @@ class Diagnosis(list[Finding]):
         *,
         profile: DepthProfile | None = None,
         run: str | None = None,
+        notes: Iterable[str] = (),
     ) -> None:
         super().__init__(findings)
         self.profile = profile
         self.run = run
+        self.notes = tuple(notes)
 
     @property
     def worst(self) -> str:
@@ -222,8 +229,10 @@ class Diagnosis(list[Finding]):
 
     @property
     def verdict(self) -> str:
-        """One sentence: the most severe finding, or that no rule fired."""
+        """One sentence: the most severe finding, or that no rule fired (and the first note)."""
         if not self:
+            if self.notes:
+                return f"No rule fired, but: {self.notes[0]}"
             return "No problem found: no rule fired."
         first = max(self, key=lambda f: SEVERITY_RANK.get(f.severity, -1))
         word = {"critical": "Critical", "warning": "Warning", "info": "Note"}.get(
@@ -276,6 +285,8 @@ class Diagnosis(list[Finding]):
             layers = ", ".join(f.shown_layers[:4]) + (" …" if len(f.layers) > 4 else "")
             steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
             lines.append(f"  {f.severity:<8} {f.rule:<22} {layers or '-'} ({steps})")
+        # (With no finding the verdict already says the first note.)
+        lines += [f"  note: {n}" for n in self.notes[0 if self else 1 :]]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -313,4 +324,6 @@ class Diagnosis(list[Finding]):
             )
         if len(self) > limit:
             body.append(muted(f"and {len(self) - limit} more findings (print the diagnosis)"))
+        for note in self.notes[0 if self else 1 :]:
+            body.append(f'<div style="margin-top:4px">{badge("note", "info")}{esc(note)}</div>')
         return card(title, "".join(body), worst)

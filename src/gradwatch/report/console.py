@@ -215,6 +215,21 @@ def print_findings(
         ...
     """
     con = _console_if_rich(console)
+    _print_findings(findings, con, about=about, brief=brief, indent=indent, trace=trace)
+    # A Diagnosis's notes: what the loop did wrong that no finding carries.
+    for note in getattr(findings, "notes", ()):
+        _line(con, (" " * indent, ""), ("Note", "bold yellow"), (f": {note}", ""))
+
+
+def _print_findings(
+    findings: Sequence[Finding],
+    con: Console | None,
+    *,
+    about: str | None,
+    brief: bool,
+    indent: int,
+    trace: Trace | None,
+) -> None:
     pad = " " * indent
     ordered = sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
     if not ordered:

@@ -11,6 +11,7 @@ import numpy as np
 
 from gradwatch import diagnosis
 from gradwatch.diagnosis import SEVERITY_RANK, DepthTrend, Finding, depth_trend, rank_remedies
+from gradwatch.diagnosis.eval_mode import eval_mode_note
 from gradwatch.trace import Trace
 
 __all__ = ["RemedyChoice", "RunSummary", "recording_cost", "run_diagnosis", "summarize", "verdict"]
@@ -62,6 +63,8 @@ class RunSummary:
         counts: Number of findings per severity (empty when the diagnosis did not run).
         top: The most severe finding's message, or ``None``.
         diagnosed: Whether findings were available for this run.
+        notes: What the training loop did wrong that no finding carries (the diagnosis's
+            ``notes``: a model trained in eval mode with no rule at warning or above).
     """
 
     label: str
@@ -78,6 +81,7 @@ class RunSummary:
     counts: dict[str, int]
     top: str | None
     diagnosed: bool
+    notes: tuple[str, ...] = ()
 
 
 def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> RunSummary:
@@ -123,7 +127,16 @@ def summarize(trace: Trace, findings: Sequence[Finding] | None, label: str) -> R
         counts=counts,
         top=top,
         diagnosed=findings is not None,
+        notes=_notes(findings, trace),
     )
+
+
+def _notes(findings: Sequence[Finding] | None, trace: Trace) -> tuple[str, ...]:
+    # Recomputed from the trace: the report holds the findings as a plain list.
+    if findings is None:
+        return ()
+    note = eval_mode_note(findings, trace)
+    return () if note is None else (note,)
 
 
 def recording_cost(trace: Trace) -> str | None:
@@ -228,6 +241,8 @@ def verdict(
             "The diagnosis did not run (no findings were given for this run), so "
             "this report shows the measurements without a verdict from the rules."
         )
+    elif not findings and summary.notes:
+        lines.append("No rule fired, but the training loop needs a look:")
     elif not findings:
         lines.append("No problem found: the diagnosis rules all stayed quiet.")
     else:
@@ -249,6 +264,7 @@ def verdict(
         if failed:
             measured = "; ".join(f"{r}: {why}" for r, why in failed.items())
             lines.append(f"Not first, as measured in the compared runs: {measured}.")
+    lines += [f"Note: {note}" for note in summary.notes]
     for sentence in (_trend_sentence(summary), _span_sentence(summary)):
         if sentence:
             lines.append(sentence)
