@@ -158,3 +158,27 @@ def test_no_note_in_train_mode_or_beside_an_alarm_that_already_says_it() -> None
     assert eval_mode_note([], _trace(0)) is None
     assert eval_mode_note([_dead()], _trace(30)) is None
     assert eval_mode_note([_dead("info")], _trace(30)) is not None
+
+
+def test_the_live_check_tells_the_note_once_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """gw.watch's live check (on_finding="warn") prints the eval-mode note at the first flush
+    that sees it, once; a callable on_finding is handed findings only."""
+    seen: list[Finding] = []
+    for on_finding in ("warn", seen.append):
+        torch.manual_seed(0)
+        model = _bn_net()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        model.eval()
+        with gw.watch(model, opt, overhead=None, flush_every=10, on_finding=on_finding) as w:
+            for _ in range(40):
+                opt.zero_grad()
+                loss = model(torch.randn(32, 8)).pow(2).mean()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+        err = capsys.readouterr().err
+        if on_finding == "warn":
+            notes = [line for line in err.splitlines() if ": note: " in line]
+            assert len(notes) == 1 and "The model trained in eval mode at" in notes[0]
+        else:
+            assert ": note: " not in err and seen == []

@@ -164,6 +164,7 @@ class LiveDiagnosis:
         self._log_checked = False
         self._ready_at = 0.0  # perf_counter time after which the next check may run
         self._broken = False
+        self._noted = False  # a note of the diagnosis was told (once a run: its counts move)
 
     # ------------------------------------------------------------------ the listener
     def __call__(self, watch: Watch, flush: Flush) -> None:
@@ -197,6 +198,17 @@ class LiveDiagnosis:
         for sink in self.sinks:
             sink.write_findings(flush.end_step, findings)
         self._report(watch, flush, self._changes(findings, flush.end_step))
+        self._tell_notes(findings.notes, flush.end_step)
+
+    def _tell_notes(self, notes: Sequence[str], step: int) -> None:
+        """A note of the diagnosis (a model trained in eval mode that no finding names yet),
+        once a run, on stderr where findings are printed ("warn", "stop"): it is no finding,
+        so a callable ``on_finding`` or "raise" is not handed it."""
+        if self._noted or not notes or self.on_finding not in ("warn", "stop"):
+            return
+        self._noted = True
+        if _is_rank0():
+            print(f"gradwatch: step {step}: note: {notes[0]}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ what changed
     def _changes(self, findings: list[Finding], step: int) -> list[Change]:
