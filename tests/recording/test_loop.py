@@ -23,13 +23,16 @@ def _bn_net() -> nn.Module:
     )
 
 
-def _train(validate_at: int | None, *, resume: bool) -> dict[str, int | None]:
-    """30 SGD steps of a BatchNorm MLP under gw.watch; at step ``validate_at`` a validation
-    forward in eval mode, followed by ``model.train()`` only when ``resume``."""
+def _train(
+    validate_at: int | None, *, resume: bool, run_dir: Path | None = None
+) -> dict[str, int | None]:
+    """30 SGD steps of a BatchNorm MLP under gw.watch (to ``run_dir`` if given); at step
+    ``validate_at`` a validation forward in eval mode, followed by ``model.train()`` only
+    when ``resume``. Returns the watch's ``train_mode`` record."""
     torch.manual_seed(0)
     model = _bn_net()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    with gw.watch(model, opt, overhead=None) as w:
+    with gw.watch(model, opt, run_dir, overhead=None) as w:
         for step in range(30):
             if step == validate_at:
                 model.eval()
@@ -102,25 +105,6 @@ def test_eval_mode_is_not_named_for_a_few_steps_or_without_batchnorm(
     assert settle_eval_mode([_dead()], _trace(eval_steps, batch_norms)) == [_dead()]
 
 
-def _eval_mode_run(tmp_path: Path) -> Path:
-    """A BatchNorm MLP trained 30 steps with model.eval() left on after step 10's validation,
-    recorded to a run dir: too short and too mild for any rule to fire."""
-    torch.manual_seed(0)
-    model = _bn_net()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    run_dir = tmp_path / "run"
-    with gw.watch(model, opt, run_dir, overhead=None) as w:
-        for step in range(30):
-            if step == 10:
-                model.eval()
-            opt.zero_grad()
-            loss = model(torch.randn(32, 8)).pow(2).mean()
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-    return run_dir
-
-
 NOTE = (
     "The model trained in eval mode at 20 of 30 optimizer steps (from step 10): its 1 "
     "BatchNorm layer(s) normalise with running statistics they no longer update, not the "
@@ -136,7 +120,8 @@ def test_eval_mode_with_no_alarm_is_a_note_of_the_diagnosis_everywhere_it_is_sho
     from gradwatch.cli.main import main
     from gradwatch.report.summary import summarize, verdict
 
-    run_dir = _eval_mode_run(tmp_path)
+    run_dir = tmp_path / "run"
+    _train(10, resume=False, run_dir=run_dir)  # too short and mild for any rule to fire
     trace = gw.load(run_dir)
     d = gw.diagnose(trace)
     assert d == [] and d.notes == (NOTE,)
