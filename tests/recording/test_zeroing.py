@@ -38,6 +38,7 @@ def _loop(
             out.pow(2).mean().backward()
         if clip:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            probe.written(list(model.parameters()))  # as the watch's clip observer tells it
         probe.observe(step)
         opt.step()
     return probe
@@ -71,12 +72,27 @@ def test_a_parameter_a_step_left_unused_does_not_pass_for_one_never_zeroed() -> 
     assert probe.checked == 5 and probe.kept == 0
 
 
-def test_loops_that_write_into_the_gradients_are_not_judged() -> None:
-    """Never zeroed, but clipped (or two backward passes a step): the version moves by two,
-    as a loop that zeroes in place moves it; such a pair is not counted (a miss, never a
-    false alarm)."""
-    assert _loop(None, clip=True).kept == 0
+def test_a_clipping_the_probe_is_told_of_is_allowed_for() -> None:
+    """Never zeroed but norm-clipped: the clipping scales each gradient in place once (version
+    +2 a step, as a loop zeroing in place without clipping); told of it, the probe still sees
+    every pair kept, and a loop zeroing in place and clipping (+3) none."""
+    assert _loop(None, clip=True).meta() == {"checked": 5, "kept": 5, "first_kept": 1}
+    assert _loop(lambda opt: opt.zero_grad(set_to_none=False), clip=True).kept == 0
+
+
+def test_loops_that_write_into_the_gradients_unseen_are_not_judged() -> None:
+    """Never zeroed, with two backward passes a step (or a write the probe is not told of):
+    the version moves by two, as a loop that zeroes in place moves it; such a pair is not
+    counted (a miss, never a false alarm)."""
     assert _loop(None, backward_passes=2).kept == 0
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    probe = ZeroingProbe(list(model.parameters()))
+    for step in range(STEPS):
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # not told
+        probe.observe(step)
+    assert probe.checked == 5 and probe.kept == 0
 
 
 def test_the_probe_keeps_no_gradient_alive() -> None:
@@ -96,16 +112,20 @@ def test_the_probe_keeps_no_gradient_alive() -> None:
     assert probe.checked == 1 and probe.kept == 0
 
 
-def _watched(zero: bool) -> list[gw.Finding]:
+def _watched(zero: bool | str, clip: bool = False) -> list[gw.Finding]:
+    """A watched loop zeroing with ``zero_grad()`` (``"in_place"``: set_to_none=False) or not
+    at all, clipping with ``clip_grad_norm_`` when ``clip``."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     with gw.watch(model, opt, overhead=None) as w:
         for _ in range(STEPS):
             if zero:
-                opt.zero_grad()
+                opt.zero_grad(set_to_none=zero != "in_place")
             loss = model(torch.randn(32, 4)).pow(2).mean()
             loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             w.log(loss=loss)
     seen = w.trace.meta["config"]["grad_zeroing"]
@@ -128,6 +148,20 @@ def test_a_watched_loop_without_zero_grad_is_a_critical_finding_naming_the_fix()
             assert other.remedies == () and other.evidence["unzeroed_loop"] is True
     assert gw.prescribe(findings) == []
     assert not [f for f in _watched(zero=True) if f.evidence.get("never_zeroed")]
+
+
+@pytest.mark.parametrize("zero", [False, True, "in_place"])
+def test_a_watched_loop_that_clips_is_judged_through_the_clip_observer(zero: bool | str) -> None:
+    """With ``clip_grad_norm_`` in the loop (observed by the watch): never zeroed is named,
+    with the clipping in the message; zeroed either way is not."""
+    findings = _watched(zero, clip=True)
+    never = [f for f in findings if f.evidence.get("never_zeroed")]
+    if zero:
+        assert never == []
+    else:
+        (f,) = never
+        assert f.evidence["clipped"] is True
+        assert "Clipping bounds the size of each step" in f.message
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,20 @@ def scalar_rows(trace: Trace, name: str) -> tuple[np.ndarray, np.ndarray]:
     return trace.scalar_steps[ok], values[ok]
 
 
+def clipping_active(trace: Trace, first: int, last: int) -> bool:
+    """Whether the user clipped gradients between steps ``first`` and ``last``.
+
+    A ``clip_coef`` scalar (the factor the clipper scaled the gradient by, as
+    ``torch.nn.utils.clip_grad_norm_`` computes it) below 1 at some step there, or a truthy
+    ``meta["clipping"]`` (e.g. ``{"max_norm": 0.25}``) for the whole run.
+    """
+    if trace.meta.get("clipping"):
+        return True
+    steps, coef = scalar_rows(trace, "clip_coef")
+    inside = (steps >= first) & (steps <= last)
+    return bool((coef[inside] < 1.0).any())
+
+
 #: Per-token norm classes by name: LayerNorm, RMSNorm and HF's T5LayerNorm, LlamaRMSNorm ...
 _LAYER_NORM_RE = re.compile(r"(Layer|RMS)Norm$")
 

@@ -65,6 +65,9 @@ class ClipObserver:
         self._device = device
         self._masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.seen: ClipSeen | None = None
+        #: Called with the parameters of each clipping of this watch's gradients (each
+        #: gradient scaled in place once): the zeroing probe allows for the write.
+        self.listeners: list[Callable[[list[torch.Tensor]], None]] = []
 
     def open(self) -> None:
         _PATCH.add(self)
@@ -79,6 +82,8 @@ class ClipObserver:
         grads = [p.grad for p in params if id(p) in self._layer_of and p.grad is not None]
         if not layers or not grads:
             return  # another model's parameters
+        for listener in self.listeners:
+            listener(params)
         mask = self._masks.get(layers)
         if mask is None:
             mask = torch.zeros(self._n, dtype=torch.bool)

@@ -157,6 +157,7 @@ class Watch:
         )
         self._anatomy = Anatomy(model, self._layers)
         self._loop = LoopProbes(model, self._layers.params)
+        self._anatomy.clips.listeners.append(self._loop.zeroing.written)
         self._schedule = Schedule.for_device(
             self._layers.device, every, sample_every, dense_steps, self.overhead
         )

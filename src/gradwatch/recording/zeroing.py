@@ -7,9 +7,12 @@ which moves its version counter by one, before the backward adds into it (one mo
 one, was only added into once: nothing zeroed it, so the optimizer steps on the sum of every
 gradient so far. Checked on the first and the last trainable parameter (the output layer is
 used at every step; two, so that a parameter a step left unused, whose in-place zeroing
-alone moves its version by one, does not pass for one never zeroed). Anything else that
-writes into ``.grad`` between steps (clipping, unscaling, several backward passes, DDP's
-reduction) moves the version by more: such a loop is not judged, never misjudged.
+alone moves its version by one, does not pass for one never zeroed). The user's norm
+clipping (``clip_grad_norm_``, or a clipper that tells the watch) scales each gradient in
+place once: the clip observer tells the probe (:meth:`ZeroingProbe.written`), and each such
+write is allowed for. Anything else that writes into ``.grad`` between steps (a GradScaler's
+unscaling, several backward passes, DDP's reduction) moves the version by more: such a loop
+is not judged, never misjudged.
 
 No tensor is read: two weak references and two version reads on two consecutive steps of
 every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
@@ -45,6 +48,7 @@ class ZeroingProbe:
         probes = [params[0], params[-1]] if params else []
         self._params = probes[:1] if len(probes) == 2 and probes[0] is probes[1] else probes
         self._seen: list[tuple[weakref.ref[Any], int] | None] = [None] * len(self._params)
+        self._writes = [0] * len(self._params)  # clippings of each since the pair's first step
         self.checked = 0
         self.kept = 0
         self.first_kept: int | None = None
@@ -55,12 +59,13 @@ class ZeroingProbe:
             return
         if step % PERIOD == 0:
             self._seen = [None if p.grad is None else _note(p.grad) for p in self._params]
+            self._writes = [0] * len(self._params)
             return
         comparable, kept = True, True
-        for p, seen in zip(self._params, self._seen, strict=True):
+        for p, seen, writes in zip(self._params, self._seen, self._writes, strict=True):
             grad = p.grad
             if grad is not None and seen is not None:
-                kept = kept and grad._version == seen[1] + 1 and seen[0]() is grad
+                kept = kept and grad._version == seen[1] + 1 + writes and seen[0]() is grad
             else:
                 comparable = False
         self._seen = [None] * len(self._params)
@@ -70,6 +75,17 @@ class ZeroingProbe:
                 self.kept += 1
                 if self.first_kept is None:
                     self.first_kept = step
+
+    def written(self, params: list[torch.Tensor]) -> None:
+        """``params``' gradients were just scaled in place once (the user's norm clipping,
+        seen by the clip observer): allowed for in the version comparison. A set of ids only
+        while a pair is open (its first step seen)."""
+        if not any(self._seen):
+            return
+        ids = {id(p) for p in params}
+        for i, p in enumerate(self._params):
+            if id(p) in ids:
+                self._writes[i] += 1
 
     def meta(self) -> dict[str, int | None]:
         """The counts, for ``meta.json`` (``config.grad_zeroing``)."""

@@ -39,6 +39,7 @@ from .._common import (
     LossResponse,
     block_medians,
     by_layer,
+    clipping_active,
     fl,
     hints,
     loss_response,
@@ -55,20 +56,6 @@ from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
 from ..thresholds import UnstableUpdatesThresholds
 
 RULE = "unstable_updates"
-
-
-def clipping_active(trace: Trace, first: int, last: int) -> bool:
-    """Whether the user clipped gradients between steps ``first`` and ``last``.
-
-    A ``clip_coef`` scalar (the factor the clipper scaled the gradient by, as
-    ``torch.nn.utils.clip_grad_norm_`` computes it) below 1 at some step there, or a truthy
-    ``meta["clipping"]`` (e.g. ``{"max_norm": 0.25}``) for the whole run.
-    """
-    if trace.meta.get("clipping"):
-        return True
-    steps, coef = scalar_rows(trace, "clip_coef")
-    inside = (steps >= first) & (steps <= last)
-    return bool((coef[inside] < 1.0).any())
 
 
 def _overshoots(resp: LossResponse, th: UnstableUpdatesThresholds, clipped: bool) -> list[str]:
