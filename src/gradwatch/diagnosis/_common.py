@@ -84,20 +84,6 @@ def scalar_rows(trace: Trace, name: str) -> tuple[np.ndarray, np.ndarray]:
     return trace.scalar_steps[ok], values[ok]
 
 
-def clipping_active(trace: Trace, first: int, last: int) -> bool:
-    """Whether the user clipped gradients between steps ``first`` and ``last``.
-
-    A ``clip_coef`` scalar (the factor the clipper scaled the gradient by, as
-    ``torch.nn.utils.clip_grad_norm_`` computes it) below 1 at some step there, or a truthy
-    ``meta["clipping"]`` (e.g. ``{"max_norm": 0.25}``) for the whole run.
-    """
-    if trace.meta.get("clipping"):
-        return True
-    steps, coef = scalar_rows(trace, "clip_coef")
-    inside = (steps >= first) & (steps <= last)
-    return bool((coef[inside] < 1.0).any())
-
-
 #: Per-token norm classes by name: LayerNorm, RMSNorm and HF's T5LayerNorm, LlamaRMSNorm ...
 _LAYER_NORM_RE = re.compile(r"(Layer|RMS)Norm$")
 
@@ -589,22 +575,3 @@ def loss_response(
         spike_step=int(curve.steps[k]),
         nonfinite=bad,
     )
-
-
-def loop_record(trace: Trace, key: str, *fields: str) -> tuple[int, ...] | None:
-    """The integer ``fields`` of the watch's record of the training loop
-    (``meta["config"][key]``, recording/loop.py), or None where the record or one of the
-    fields is missing or not an integer (an older trace, a hand-built one).
-
-    Example:
-        >>> t = Trace.from_arrays(["fc"], [0], {"grad_rms": [[1.0]]})
-        >>> t.meta["config"] = {"grad_zeroing": {"checked": 4, "kept": 4, "first_kept": 1}}
-        >>> loop_record(t, "grad_zeroing", "checked", "kept"), loop_record(t, "train_mode", "steps")
-        ((4, 4), None)
-    """
-    config = trace.meta.get("config")
-    seen = config.get(key) if isinstance(config, dict) else None
-    if not isinstance(seen, dict):
-        return None
-    ints = tuple(v for v in (seen.get(name) for name in fields) if isinstance(v, int))
-    return ints if len(ints) == len(fields) else None

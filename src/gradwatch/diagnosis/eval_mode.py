@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..trace import Trace
-from ._common import loop_record
+from ._loop import loop_record
 from .finding import SEVERITY_RANK, Finding, settled
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a

@@ -31,14 +31,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...trace import Trace
 from .._common import (
-    clipping_active,
     core_layers,
     depth_span,
     dominant_activation,
     fl,
     hints,
     learning_rows,
-    loop_record,
     loss_curve,
     loss_response,
     metric_rows,
@@ -51,6 +49,7 @@ from .._common import (
     take_cols,
     window_medians,
 )
+from .._loop import clipping_active, loop_record
 from ..finding import Finding, Severity
 from ..thresholds import ExplodingGradientThresholds
 

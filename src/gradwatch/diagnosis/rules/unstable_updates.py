@@ -39,7 +39,6 @@ from .._common import (
     LossResponse,
     block_medians,
     by_layer,
-    clipping_active,
     fl,
     hints,
     loss_response,
@@ -50,6 +49,7 @@ from .._common import (
     start_only,
     window_medians,
 )
+from .._loop import clipping_active
 from .._trend import mann_kendall_z
 from ..finding import Finding, RemedyHint, Severity
 from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
