@@ -47,6 +47,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .finding import Finding, alarms_besides, settled
+from .probability_floor import FLOOR_MARGIN, at_probability_floor
 from .rules.loss_plateau import LOWER_RATE
 
 if TYPE_CHECKING:
@@ -62,13 +63,15 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
     With no warning or critical finding beside it: a loss that rises steadily over the
     plateau stays a warning naming steps too large (or unshuffled data), and so does one
     whose head reads a representation that barely varies between inputs (both with
-    ``lower_lr``); a plateau after learning becomes ``info``; one from the start stays a
-    warning that names the learning rate when the steps are too small to train (the median
-    update ratio under ``tiny_update_ratio``), else points at what the model is asked to
-    learn. (After learning, small steps may just be a model near its optimum under SGD,
-    whose steps shrink with the gradient.) Only for a diagnosis that ran every rule: with a
-    subset, a missing cause may just not have been looked for. With the diagnosed ``trace``,
-    a collapse names the layer whose representation collapsed among the finding's layers.
+    ``lower_lr``); a plateau after learning becomes ``info``, unless its loss is stopped at
+    the floor of a softmax applied twice (``probability_floor``: a warning); one from the
+    start stays a warning that names the learning rate when the steps are too small to
+    train (the median update ratio under ``tiny_update_ratio``), else points at what the
+    model is asked to learn. (After learning, small steps may just be a model near its
+    optimum under SGD, whose steps shrink with the gradient.) Only for a diagnosis that ran
+    every rule: with a subset, a missing cause may just not have been looked for. With the
+    diagnosed ``trace``, a collapse names the layer whose representation collapsed among the
+    finding's layers, and the floor is read from its losses and its last layer.
     """
     alone = not alarms_besides(findings, SYMPTOM)
     stalled = _weights_stopped(findings)
@@ -82,7 +85,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
             elif _collapsed(f):
                 f = _collapsed_representation(f, trace)
             elif _learned_first(f):
-                f = _unexplained(f)
+                f = _at_floor(f, trace) or _unexplained(f)
             elif _tiny_steps(f):
                 f = _too_small(f)
             else:
@@ -247,6 +250,29 @@ def _learned_first(f: Finding) -> bool:
     ev = f.evidence
     windows, plateau = ev.get("windows"), ev.get("plateau_windows")
     return isinstance(windows, int) and isinstance(plateau, int) and plateau < windows
+
+
+def _at_floor(f: Finding, trace: Trace | None) -> Finding | None:
+    """The plateau told that its loss is stopped at the floor of a softmax applied twice
+    (``probability_floor``), a warning without remedies; None where it is not."""
+    last = f.evidence.get("last_window_loss")
+    seen = (
+        None if trace is None or not isinstance(last, float) else at_probability_floor(trace, last)
+    )
+    if seen is None:
+        return None
+    floor, classes = seen
+    message = (
+        f"Loss stopped at the floor of a softmax applied twice: it levelled off at {last:.4g} "
+        f"and no step's loss went below {floor:.4g} = log(e + {classes - 1}) - 1, the lowest "
+        f"cross-entropy of outputs that are already probabilities over the last layer's "
+        f"{classes} outputs. CrossEntropyLoss (F.cross_entropy) applies log-softmax itself: "
+        "outputs passed through a softmax first (an nn.Softmax at the end of the model, or "
+        "softmax before the loss) are squashed again, so the loss cannot go lower and its "
+        "gradient shrinks as the model grows confident. Pass it the logits."
+    )
+    evidence = {"floor": floor, "classes": classes, "margin": FLOOR_MARGIN}
+    return settled(f, message, "warning", cause="probability_floor", probability_floor=evidence)
 
 
 def _unexplained(f: Finding) -> Finding:
