@@ -11,7 +11,7 @@ loss merely levels off near it has batches on both sides.
 Measured (digits, Adam 1e-2, batch 64, 600 steps): a 64-64-10 ReLU MLP ending in
 ``nn.Softmax`` levels off at 1.4725 (the floor + 0.8%), its lowest batch 1.4619, and was told
 "still falling, slowly ... more steps go further"; without the softmax it reaches 0.015. An
-HF ResNet with ``softmax`` before the loss reached 1.476 in 400 steps.
+HF ResNet with ``softmax`` before the loss levelled off at 1.465 in 600 steps (named).
 
 Example:
     >>> import math
