@@ -186,3 +186,20 @@ def test_the_finding_needs_most_pairs_and_three_of_them(
     assert (f is not None and "never_zeroed" in f.evidence) is fires
     if fires:
         assert f is not None and f.steps == (1, 39)
+
+
+def test_a_clip_reported_through_observe_clip_is_not_allowed_for() -> None:
+    """A clipper reporting through ``w.observe_clip`` may skip its write below ``max_norm``:
+    a loop zeroing in place whose clipper reported but wrote nothing moves the version by two,
+    as a never-zeroed loop with a clip would; allowing for the report would take it for one
+    that never zeroes. It is not told: no pair kept."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with gw.watch(model, opt, overhead=None) as w:
+        for _ in range(STEPS):
+            opt.zero_grad(set_to_none=False)
+            model(torch.randn(32, 4)).pow(2).mean().backward()
+            w.observe_clip(model.parameters(), torch.tensor(0.5), 1.0)  # under max_norm
+            opt.step()
+    assert w.trace.meta["config"]["grad_zeroing"]["kept"] == 0

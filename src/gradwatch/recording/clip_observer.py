@@ -65,8 +65,10 @@ class ClipObserver:
         self._device = device
         self._masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.seen: ClipSeen | None = None
-        #: Called with the parameters of each clipping of this watch's gradients (each
-        #: gradient scaled in place once): the zeroing probe allows for the write.
+        #: Called with the parameters of each ``torch.nn.utils.clip_grad_norm_`` of this
+        #: watch's gradients, which scales every gradient in place once (even by 1): the
+        #: zeroing probe allows for the write. A clipper reporting through
+        #: ``Watch.observe_clip`` may skip the write below ``max_norm``: not told.
         self.listeners: list[Callable[[list[torch.Tensor]], None]] = []
 
     def open(self) -> None:
@@ -76,13 +78,21 @@ class ClipObserver:
         _PATCH.discard(self)
         self.seen = None
 
-    def observe(self, params: list[torch.Tensor], total: torch.Tensor, max_norm: float) -> None:
-        """Record one ``clip_grad_norm_`` call (no host sync)."""
+    def observe(
+        self,
+        params: list[torch.Tensor],
+        total: torch.Tensor,
+        max_norm: float,
+        *,
+        scaled_all: bool = False,
+    ) -> None:
+        """Record one ``clip_grad_norm_`` call (no host sync); ``scaled_all``: every
+        gradient was scaled in place (torch's), which the listeners are told."""
         layers = tuple(sorted({self._layer_of[id(p)] for p in params if id(p) in self._layer_of}))
         grads = [p.grad for p in params if id(p) in self._layer_of and p.grad is not None]
         if not layers or not grads:
             return  # another model's parameters
-        for listener in self.listeners:
+        for listener in self.listeners if scaled_all else ():
             listener(params)
         mask = self._masks.get(layers)
         if mask is None:
@@ -149,7 +159,7 @@ class _Patch(SharedPatch["ClipObserver"]):
             params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
             total = original(params, max_norm, *args, **kwargs)
             for observer in list(observers):
-                observer.observe(params, total, max_norm)
+                observer.observe(params, total, max_norm, scaled_all=True)
             return total
 
         self.original, self.wrapper = original, clip_grad_norm_

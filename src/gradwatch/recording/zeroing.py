@@ -7,12 +7,13 @@ which moves its version counter by one, before the backward adds into it (one mo
 one, was only added into once: nothing zeroed it, so the optimizer steps on the sum of every
 gradient so far. Checked on the first and the last trainable parameter (the output layer is
 used at every step; two, so that a parameter a step left unused, whose in-place zeroing
-alone moves its version by one, does not pass for one never zeroed). The user's norm
-clipping (``clip_grad_norm_``, or a clipper that tells the watch) scales each gradient in
-place once: the clip observer tells the probe (:meth:`ZeroingProbe.written`), and each such
-write is allowed for. Anything else that writes into ``.grad`` between steps (a GradScaler's
-unscaling, several backward passes, DDP's reduction) moves the version by more: such a loop
-is not judged, never misjudged.
+alone moves its version by one, does not pass for one never zeroed). The user's
+``torch.nn.utils.clip_grad_norm_`` scales every gradient in place once, even by 1 (pinned by
+a test): the clip observer tells the probe (:meth:`ZeroingProbe.written`), and each such write
+is allowed for. Anything else that writes into ``.grad`` between steps (a clipper reporting
+through ``observe_clip``, which may skip the write, a GradScaler's unscaling, several
+backward passes, DDP's reduction) moves the version by more or by an unknown count: such a
+loop is not judged, never misjudged.
 
 No tensor is read: two weak references and two version reads on two consecutive steps of
 every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
