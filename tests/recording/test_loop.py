@@ -133,6 +133,9 @@ def test_eval_mode_with_no_alarm_is_a_note_of_the_diagnosis_everywhere_it_is_sho
     assert json.loads(capsys.readouterr().out)["notes"] == [NOTE]
     assert main(["diagnose", str(run_dir)]) == 0
     assert f"Note: {NOTE}" in " ".join(capsys.readouterr().out.split())
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text().replace("&#39;", "'")
+    assert '<section class="verdict info"' in html and f"Note: {NOTE}" in html
 
 
 def test_no_note_in_train_mode_or_beside_an_alarm_that_already_says_it() -> None:

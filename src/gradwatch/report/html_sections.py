@@ -307,6 +307,8 @@ def run_view(
     if (cost := recording_cost(trace)) is not None:
         notes.append(cost[0].upper() + cost[1:] + ".")
     worst = ranked[0].severity if ranked else ("ok" if ranked is not None else "unknown")
+    if worst == "ok" and summary.notes:
+        worst = "info"  # no rule fired, but the loop needs a look: not the all-clear green
     return RunView(
         label=label,
         anchor=anchor,
