@@ -99,3 +99,18 @@ def test_a_real_model_ending_in_softmax_is_told_and_the_same_without_is_not() ->
     (f,) = [f for f in _digits_mlp(softmax=True) if f.rule == "loss_plateau"]
     assert f.severity == "warning" and f.evidence["cause"] == "probability_floor"
     assert not [f for f in _digits_mlp(softmax=False) if f.severity != "info"]
+
+
+def test_a_last_layer_that_is_not_the_output_head_does_not_name_it() -> None:
+    """A GPT-2-like LM with a tied head: the last weight layer by depth is a block's MLP
+    projection (3072 wide: floor log(e + 3071) - 1 = 7.03), not the 50257-token output. Its
+    loss starts at log(50257) = 10.8, above log(e + C - 1), which no loss over probabilities
+    can reach: levelling off just above 7.03 is not the double softmax."""
+    floor = cross_entropy_floor(3072)
+    t = np.arange(N)
+    loss = floor * 1.005 + (10.8 - floor * 1.005) * np.exp(-t / 20.0)
+    grad = np.tile(depth_profile(6, 0.0), (N, 1))
+    infos = layers(6, width=3072)
+    trace = trace_of(6, N, {"grad_rms": grad}, scalars={"loss": loss}, layer_infos=infos)
+    (f,) = [f for f in gw.diagnose(trace) if f.rule == "loss_plateau"]
+    assert f.evidence.get("cause") != "probability_floor"
