@@ -112,21 +112,37 @@ def test_the_probe_keeps_no_gradient_alive() -> None:
     assert probe.checked == 1 and probe.kept == 0
 
 
-def _watched(zero: bool | str, clip: bool = False) -> list[gw.Finding]:
+def _watched(
+    zero: bool | str, clip: bool = False, *, scaler: bool = False, fused: bool = False
+) -> list[gw.Finding]:
     """A watched loop zeroing with ``zero_grad()`` (``"in_place"``: set_to_none=False) or not
-    at all, clipping with ``clip_grad_norm_`` when ``clip``."""
+    at all, clipping with ``clip_grad_norm_`` when ``clip``. With ``scaler``: fp16 autocast
+    and a ``GradScaler`` (unscaled by ``unscale_`` before the clip, else in its ``step``);
+    ``fused``: a fused Adam, which unscales in its own kernel."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    with gw.watch(model, opt, overhead=None) as w:
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        if fused
+        else torch.optim.SGD(model.parameters(), lr=1e-3)
+    )
+    amp = torch.amp.GradScaler("cpu") if scaler else None
+    with gw.watch(model, opt, overhead=None, scaler=amp) as w:
         for _ in range(STEPS):
             if zero:
                 opt.zero_grad(set_to_none=zero != "in_place")
-            loss = model(torch.randn(32, 4)).pow(2).mean()
-            loss.backward()
+            with torch.autocast("cpu", dtype=torch.float16, enabled=scaler):
+                loss = model(torch.randn(32, 4)).pow(2).mean()
+            (loss if amp is None else amp.scale(loss)).backward()
             if clip:
+                if amp is not None:
+                    amp.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            if amp is None:
+                opt.step()
+            else:
+                amp.step(opt)
+                amp.update()
             w.log(loss=loss)
     seen = w.trace.meta["config"]["grad_zeroing"]
     assert seen["checked"] == 5 and seen["kept"] == (0 if zero else 5)
@@ -162,6 +178,21 @@ def test_a_watched_loop_that_clips_is_judged_through_the_clip_observer(zero: boo
         (f,) = never
         assert f.evidence["clipped"] is True
         assert "Clipping bounds the size of each step" in f.message
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["sgd", "fused_adam"])
+@pytest.mark.parametrize("clip", [False, True], ids=["no_clip", "unscale_clip"])
+@pytest.mark.parametrize("zero", [False, True, "in_place"])
+def test_a_gradscaler_loop_is_judged_as_any_other(
+    zero: bool | str, clip: bool, fused: bool
+) -> None:
+    """Under fp16 autocast with a GradScaler: its unscaling (``unscale_`` before a clip, or in
+    its ``step``; a fused optimizer's own kernel) does not move the gradients' version
+    counters (``_amp_foreach_non_finite_check_and_unscale_`` is not an autograd-visible
+    in-place op), so a never-zeroed loop is named and a zeroing one, either way, is not."""
+    findings = _watched(zero, clip, scaler=True, fused=fused)
+    never = [f for f in findings if f.evidence.get("never_zeroed")]
+    assert len(never) == (0 if zero else 1)
 
 
 @pytest.mark.parametrize(

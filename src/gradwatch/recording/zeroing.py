@@ -10,10 +10,12 @@ used at every step; two, so that a parameter a step left unused, whose in-place 
 alone moves its version by one, does not pass for one never zeroed). The user's
 ``torch.nn.utils.clip_grad_norm_`` scales every gradient in place once, even by 1 (pinned by
 a test): the clip observer tells the probe (:meth:`ZeroingProbe.written`), and each such write
-is allowed for. Anything else that writes into ``.grad`` between steps (a clipper reporting
-through ``observe_clip``, which may skip the write, a GradScaler's unscaling, several
-backward passes, DDP's reduction) moves the version by more or by an unknown count: such a
-loop is not judged, never misjudged.
+is allowed for. A GradScaler's unscaling (``unscale_``, its ``step``, a fused optimizer's
+kernel) leaves the version as it is (``_amp_foreach_non_finite_check_and_unscale_`` does not
+count as an in-place write): such loops are judged like any other (tested). Anything else
+that writes into ``.grad`` between steps (a clipper reporting through ``observe_clip``, which
+may skip the write, several backward passes, DDP's reduction) moves the version by more or
+by an unknown count: such a loop is not judged, never misjudged.
 
 No tensor is read: two weak references and two version reads on two consecutive steps of
 every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
