@@ -195,6 +195,37 @@ def _window_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str
     }
 
 
+def _zeroing_run(rank: int, half: Callable[[Any], Any], out: str) -> dict[str, Any]:
+    """A DDP loop that never zeroes its gradients, and one that zeroes in place (each
+    ``.grad`` then moves by 2 and by 3 a step: DDP copies the averaged bucket back into it);
+    with ``gradient_as_bucket_view``, a never-zeroed loop (not judged). What each probe kept,
+    and the never-zeroed loop's findings."""
+    from gradwatch.recording.zeroing import PERIOD
+
+    seen: dict[str, Any] = {}
+    for name, zero, view in [
+        ("never", None, False),
+        ("in_place", False, False),
+        ("view", None, True),
+    ]:
+        torch.manual_seed(0)
+        model = nn.parallel.DistributedDataParallel(_mlp(), gradient_as_bucket_view=view)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        with gw.watch(model, opt, run_dir=f"{out}/{name}", overhead=None) as w:
+            for step in range(5 * PERIOD):
+                if zero is not None:
+                    opt.zero_grad(set_to_none=zero)
+                x = _mlp_batches()[step % 4]
+                loss = _loss(model(half(x)))
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+        seen[name] = w.trace.meta["config"]["grad_zeroing"]
+        if name == "never" and rank == 0:
+            seen["rules"] = [f.rule for f in gw.diagnose(w.trace) if "never_zeroed" in f.evidence]
+    return seen
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -233,6 +264,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
         info["budget"] = _budget_run(rank, half, f"{out}/budget")
         info["window"] = _window_run(rank, half, f"{out}/window")
+        info["zeroing"] = _zeroing_run(rank, half, f"{out}/zeroing")
 
         from torch.distributed.fsdp import fully_shard
 
@@ -368,3 +400,19 @@ def test_ranks_agree_on_the_flush_window(runs: Path) -> None:
     assert list(trace.steps) == list(range(40))
     assert trace.config["flush_auto"] and trace.config["flush_every"] == 16
     assert np.isfinite(trace.scalar("loss")).all()
+
+
+def test_a_ddp_loop_that_never_zeroes_is_named_and_one_zeroing_in_place_is_not(
+    runs: Path,
+) -> None:
+    """DDP's copy of the reduced bucket into each ``.grad`` is allowed for: never zeroed, every
+    pair is kept on both ranks and the finding names it; zeroed in place, none is. With bucket
+    views the version counts the whole bucket's writes: not judged (none kept)."""
+    for rank in (0, 1):
+        seen = json.loads((runs / f"info{rank}.json").read_text())["zeroing"]
+        assert seen["never"]["checked"] == 5 and seen["never"]["kept"] == 5
+        assert seen["in_place"]["checked"] == 5 and seen["in_place"]["kept"] == 0
+        assert seen["view"]["kept"] == 0
+    assert json.loads((runs / "info0.json").read_text())["zeroing"]["rules"] == [
+        "exploding_gradient"
+    ]

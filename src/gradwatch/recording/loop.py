@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from .zeroing import ZeroingProbe
+from .zeroing import ZeroingProbe, steady_writes
 
 
 class ModeProbe:
@@ -65,7 +65,7 @@ class LoopProbes:
     """The loop probes of one watch: gradients never zeroed, steps in eval mode."""
 
     def __init__(self, model: nn.Module, params: list[nn.Parameter]) -> None:
-        self.zeroing = ZeroingProbe(params)
+        self.zeroing = ZeroingProbe(params, steady=steady_writes(model))
         self.mode = ModeProbe(model)
 
     def observe(self, step: int) -> None:

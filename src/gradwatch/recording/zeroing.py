@@ -15,7 +15,12 @@ kernel) leaves the version as it is (``_amp_foreach_non_finite_check_and_unscale
 count as an in-place write): such loops are judged like any other (tested). Anything else
 that writes into ``.grad`` between steps (a clipper reporting through ``observe_clip``, which
 may skip the write, several backward passes, DDP's reduction) moves the version by more or
-by an unknown count: such a loop is not judged, never misjudged.
+by an unknown count: such a loop is not judged, never misjudged. DDP (without
+``gradient_as_bucket_view``) copies the averaged bucket back into each ``.grad`` once a step
+(measured under gloo: never zeroed +2 a step, zeroed in place +3): a watched
+``DistributedDataParallel`` wrapper's copy is allowed for (:func:`steady_writes`). Its
+``no_sync`` accumulation adds a backward pass per micro-batch and is not judged; with bucket
+views the version counts every write into the shared bucket and is not judged either.
 
 No tensor is read: two weak references and two version reads on two consecutive steps of
 every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
@@ -47,8 +52,11 @@ class ZeroingProbe:
         first_kept: The second step of the first such pair, or None.
     """
 
-    def __init__(self, params: list[nn.Parameter]) -> None:
+    def __init__(self, params: list[nn.Parameter], *, steady: int = 0) -> None:
         probes = [params[0], params[-1]] if params else []
+        #: In-place writes into every ``.grad`` at each step, known from the model
+        #: (:func:`steady_writes`), allowed for as the clippings are.
+        self._steady = steady
         self._params = probes[:1] if len(probes) == 2 and probes[0] is probes[1] else probes
         self._seen: list[tuple[weakref.ref[Any], int] | None] = [None] * len(self._params)
         self._writes = [0] * len(self._params)  # clippings of each since the pair's first step
@@ -68,7 +76,8 @@ class ZeroingProbe:
         for p, seen, writes in zip(self._params, self._seen, self._writes, strict=True):
             grad = p.grad
             if grad is not None and seen is not None:
-                kept = kept and grad._version == seen[1] + 1 + writes and seen[0]() is grad
+                moved = 1 + writes + self._steady
+                kept = kept and grad._version == seen[1] + moved and seen[0]() is grad
             else:
                 comparable = False
         self._seen = [None] * len(self._params)
@@ -93,6 +102,14 @@ class ZeroingProbe:
     def meta(self) -> dict[str, int | None]:
         """The counts, for ``meta.json`` (``config.grad_zeroing``)."""
         return {"checked": self.checked, "kept": self.kept, "first_kept": self.first_kept}
+
+
+def steady_writes(model: nn.Module) -> int:
+    """In-place writes into every ``.grad`` that ``model`` itself makes at each optimizer step:
+    1 for a ``DistributedDataParallel`` wrapper that copies its reduced buckets back into the
+    gradients (the default, ``gradient_as_bucket_view=False``), else 0."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    return int(isinstance(model, ddp) and not model.gradient_as_bucket_view)
 
 
 def _note(g: torch.Tensor) -> tuple[weakref.ref[Any], int]:
