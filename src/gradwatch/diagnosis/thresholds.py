@@ -421,6 +421,12 @@ class UnstableUpdatesThresholds:
     # z-score at or below minus this (as loss_plateau.trend_z). HF GPT-2 with frozen tied
     # embeddings under AdamW 1e-3: 0.17x at steps 0-2, -2% by step 19, z -5.7 after.
     falling_z: float = 3.0
+    # Weights that no longer move where the model has finished (every loss window over the
+    # last block at most this fraction of the starting loss, as vanishing_gradient's) stopped
+    # because there is no error left to learn from, not because a gradient was lost: HF
+    # ResNet-50 memorising 4 images (SGD 1e-3, momentum 0.9) reaches a loss of 0.001 from
+    # 7.6 by step 40, and its blocks' last BatchNorm gains then move under 1e-8 a step.
+    finished_loss_fraction: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ back at the same peak rate). Separately, a last block below SageMaker's small_th
 (1e-8: the layer no longer moves) is a warning that says what stopped it: a learning rate
 the schedule took under ``decayed_rate_share`` of its peak, half-precision weights whose
 steps round away (every trainable parameter bfloat16 or float16), else a gradient lost on
-the way (the structural remedies).
+the way (the structural remedies). Not where the model has finished over that whole block
+(every loss window at most ``finished_loss_fraction`` of the start): there is no error left
+to learn from, so weights that stop are not a finding.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .._common import (
     by_layer,
     fl,
     hints,
+    learning_rows,
     loss_response,
     metric_rows,
     nanmedian,
@@ -91,6 +94,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     hot_rows = np.flatnonzero((blocks > th.warn_ratio).any(axis=1))
     high = np.flatnonzero(np.isfinite(med) & (med > th.warn_ratio))
     low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
+    if len(low) and _finished(trace, steps[starts[-1] :], th):
+        low = low[:0]  # no error left to learn from: stopped because it learned
     span: tuple[int, int] | None = None
     if len(hot_rows):
         b1 = int(hot_rows[-1])
@@ -267,6 +272,13 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         message=message,
         remedies=remedies,
     )
+
+
+def _finished(trace: Trace, rows: np.ndarray, th: UnstableUpdatesThresholds) -> bool:
+    """Whether every one of the sampled ``rows`` (steps) lies where the model has finished:
+    loss windows at most ``finished_loss_fraction`` of the start (:func:`learning_rows`)."""
+    learning, _ = learning_rows(trace, rows, th.loss_window, th.finished_loss_fraction)
+    return not learning.any()
 
 
 def _falls_steadily(trace: Trace, after: int, th: UnstableUpdatesThresholds) -> bool:
