@@ -10,17 +10,16 @@ used at every step; two, so that a parameter a step left unused, whose in-place 
 alone moves its version by one, does not pass for one never zeroed). The user's
 ``torch.nn.utils.clip_grad_norm_`` scales every gradient in place once, even by 1 (pinned by
 a test): the clip observer tells the probe (:meth:`ZeroingProbe.written`), and each such write
-is allowed for. A GradScaler's unscaling (``unscale_``, its ``step``, a fused optimizer's
-kernel) leaves the version as it is (``_amp_foreach_non_finite_check_and_unscale_`` does not
-count as an in-place write): such loops are judged like any other (tested). Anything else
-that writes into ``.grad`` between steps (a clipper reporting through ``observe_clip``, which
-may skip the write, several backward passes, DDP's reduction) moves the version by more or
-by an unknown count: such a loop is not judged, never misjudged. DDP (without
-``gradient_as_bucket_view``) copies the averaged bucket back into each ``.grad`` once a step
-(measured under gloo: never zeroed +2 a step, zeroed in place +3): a watched
-``DistributedDataParallel`` wrapper's copy is allowed for (:func:`steady_writes`). Its
-``no_sync`` accumulation adds a backward pass per micro-batch and is not judged; with bucket
-views the version counts every write into the shared bucket and is not judged either.
+is allowed for. So is the copy of the averaged bucket back into each ``.grad`` that a
+watched ``DistributedDataParallel`` wrapper (without ``gradient_as_bucket_view``) makes once
+a step (:func:`steady_writes`; measured under gloo: never zeroed +2 a step, zeroed in place
++3). A GradScaler's unscaling (``unscale_``, its ``step``, a fused optimizer's kernel) leaves
+the version as it is (``_amp_foreach_non_finite_check_and_unscale_`` does not count as an
+in-place write): such loops are judged like any other (tested). Anything else that writes
+into ``.grad`` between steps (a clipper reporting through ``observe_clip``, which may skip
+the write, several backward passes, DDP's ``no_sync`` accumulation, DDP with bucket views,
+whose version counts every write into the shared bucket) moves the version by more or by an
+unknown count: such a loop is not judged, never misjudged.
 
 No tensor is read: two weak references and two version reads on two consecutive steps of
 every :data:`PERIOD` (steps ``k * PERIOD`` and the one after it; ~1 us each on this
