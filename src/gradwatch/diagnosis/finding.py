@@ -228,6 +228,11 @@ class Diagnosis(list[Finding]):
         return max((f.severity for f in self), key=lambda s: SEVERITY_RANK.get(s, -1))
 
     @property
+    def _notes_after_verdict(self) -> tuple[str, ...]:
+        # With no finding the verdict already says the first note.
+        return self.notes[0 if self else 1 :]
+
+    @property
     def verdict(self) -> str:
         """One sentence: the most severe finding, or that no rule fired (and the first note)."""
         if not self:
@@ -285,8 +290,7 @@ class Diagnosis(list[Finding]):
             layers = ", ".join(f.shown_layers[:4]) + (" …" if len(f.layers) > 4 else "")
             steps = f"steps {f.steps[0]}-{f.steps[1]}" if f.steps else "whole run"
             lines.append(f"  {f.severity:<8} {f.rule:<22} {layers or '-'} ({steps})")
-        # (With no finding the verdict already says the first note.)
-        lines += [f"  note: {n}" for n in self.notes[0 if self else 1 :]]
+        lines += [f"  note: {n}" for n in self._notes_after_verdict]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -324,6 +328,6 @@ class Diagnosis(list[Finding]):
             )
         if len(self) > limit:
             body.append(muted(f"and {len(self) - limit} more findings (print the diagnosis)"))
-        for note in self.notes[0 if self else 1 :]:
+        for note in self._notes_after_verdict:
             body.append(f'<div style="margin-top:4px">{badge("note", "info")}{esc(note)}</div>')
         return card(title, "".join(body), worst)
