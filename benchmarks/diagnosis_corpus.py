@@ -462,15 +462,18 @@ def confusion_table(results: dict[str, list[Finding]], cases: Mapping[str, Any] 
     """Markdown table: one row per model (of ``cases``), one column per rule, the severity."""
     short = [r.replace("_", " ") for r in RULE_IDS]
     lines = [
-        "| model | expected | " + " | ".join(short) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in RULE_IDS) + " |",
+        "| model | expected | " + " | ".join(short) + " | note |",
+        "| --- | --- | " + " | ".join("---" for _ in RULE_IDS) + " | --- |",
     ]
     for name, findings in results.items():
         case = cases[name]
         fired = {f.rule: f.severity for f in findings}
-        expected = "healthy" if case.healthy else ", ".join(case.expect)
+        note = getattr(case, "expect_note", None)
+        expected = "healthy" if case.healthy else ", ".join(case.expect) or f'note "{note}"'
         cells = [_MARK.get(fired.get(r, ""), "") for r in RULE_IDS]
-        lines.append(f"| {name} | {expected} | " + " | ".join(cells) + " |")
+        # N: the diagnosis has a note (a mistake of the loop no finding carries).
+        said = "N" if getattr(findings, "notes", ()) else ""
+        lines.append(f"| {name} | {expected} | " + " | ".join(cells) + f" | {said} |")
     return "\n".join(lines)
 
 
@@ -484,6 +487,7 @@ def evidence_table(results: dict[str, list[Finding]], cases: Mapping[str, Any] =
         for f in findings:
             where = f" [{', '.join(f.layers[:3])}]" if f.layers else ""
             out.append(f"  - `{f.rule}` {f.severity}{where}: {f.message}")
+        out += [f"  - note: {note}" for note in getattr(findings, "notes", ())]
     return "\n".join(out)
 
 
@@ -518,11 +522,11 @@ SCRIPT = "benchmarks/diagnosis_corpus.py"
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
     "toy": [
         ("rule", "threshold", "default", "source / reason"),
-        ("model", "expected", *(r.replace("_", " ") for r in RULE_IDS)),
+        ("model", "expected", *(r.replace("_", " ") for r in RULE_IDS), "note"),
         ("statistic", "..."),
     ],
     "real": [
-        ("model", "expected", *(r.replace("_", " ") for r in RULE_IDS)),
+        ("model", "expected", *(r.replace("_", " ") for r in RULE_IDS), "note"),
         ("model", "kind", "independent check", "s"),
         ("statistic", "..."),
     ],
@@ -553,7 +557,7 @@ def toy_section(names: list[str], seed: int, watch: dict[str, Any] | None = None
         f"{head}\n\n### Thresholds\n\nEvery default, with the source comment it carries in "
         "`src/gradwatch/diagnosis/thresholds.py`:\n\n"
         f"{thresholds_table()}\n\n### Confusion table\n\n"
-        "**C** = critical, W = warning, i = info.\n\n"
+        "**C** = critical, W = warning, i = info, N = a note of the loop.\n\n"
         f"{table}\n\nEach rule's statistic on each model (the margins the thresholds sit "
         "in; '-' = not computable or no evidence in that direction):\n\n"
         f"{margins_table(stats)}\n\n"
@@ -590,7 +594,7 @@ def real_section(names: list[str], seed: int, watch: dict[str, Any] | None = Non
         _docs.header(
             f"PYTHONPATH=src python {SCRIPT} --corpus real --write-docs --seed {seed}",
             "One CPU thread; seconds are record + diagnose. **C** = critical, W = warning, "
-            "i = info.",
+            "i = info, N = a note of the loop (a mistake no rule has an id for).",
         )
         + f"\n\n{table}\n\nEach case's independent check (the training loop's own losses, "
         "gradients and probes, not gradwatch):\n\n"

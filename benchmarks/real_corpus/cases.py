@@ -24,6 +24,7 @@ from .checks import (
     learns,
     loss_spikes,
     memory_probe,
+    never_below_probability_floor,
     no_context_learned,
     norm_gains_unchanged,
     norm_stats_unchanged,
@@ -52,6 +53,7 @@ from .models import (
     resnet50_small_images,
     resnet_eval_mode,
     resnet_no_norm,
+    resnet_softmax_before_loss,
     resnet_weight_decay,
     rnn_lm,
     roberta,
@@ -73,6 +75,9 @@ class Case:
     check: Check  # healthy: it learns; broken: it is broken (independently of gradwatch)
     steps: int = 200
     expect: tuple[str, ...] = ()  # rules that must fire (warning or critical)
+    # Words the diagnosis must say of the loop, in a note or in every alarm (a mistake with
+    # no rule id: Diagnosis.notes), where its rules need not fire.
+    expect_note: str | None = None
     healthy: bool = False  # no warning/critical finding allowed
     slow: bool = False  # over ~10 s on one thread: not in CI
     warmup: int = 0  # steps of lr_warmup the recipe itself uses (0: none)
@@ -322,6 +327,14 @@ CASES: tuple[Case, ...] = (
         resnet_eval_mode,
         norm_stats_unchanged(),
         expect=("dead_units",),
+    ),
+    Case(
+        "resnet_softmax_before_loss",
+        "HF ResNet as resnet_digits, its logits through a softmax before cross_entropy "
+        "(which applies log-softmax itself): the loss cannot go below log(e + 9) - 1",
+        resnet_softmax_before_loss,
+        never_below_probability_floor(10),
+        expect_note="applies log-softmax itself",
     ),
     Case(
         "llama_bf16_weights",

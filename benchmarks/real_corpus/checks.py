@@ -161,6 +161,19 @@ def norm_stats_unchanged() -> Check:
     return check
 
 
+def never_below_probability_floor(classes: int) -> Check:
+    """No step's loss went below ``log(e + classes - 1) - 1``, the lowest cross-entropy of
+    outputs that are already probabilities (a softmax applied twice); a model trained on
+    logits goes far below it (resnet_digits: 0.03)."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        floor = math.log(math.e + classes - 1) - 1
+        lowest = min(run.losses)
+        return lowest >= floor, f"lowest loss {lowest:.3g}, floor {floor:.4g}"
+
+    return check
+
+
 def both(a: Check, b: Check) -> Check:
     """Both checks hold; the detail lists both."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,13 @@ def ce_pixels(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Cross-entropy of an HF image classifier called with ``pixel_values``."""
     x, y = batch
     return F.cross_entropy(model(pixel_values=x).logits, y)
+
+
+def ce_of_probabilities(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of an HF image classifier's logits passed through a softmax first: the
+    classic mistake (``cross_entropy`` applies log-softmax itself)."""
+    x, y = batch
+    return F.cross_entropy(model(pixel_values=x).logits.softmax(-1), y)
 
 
 # ---------------------------------------------------------------------- models
@@ -401,6 +409,11 @@ def resnet_eval_mode(seed: int) -> Setup:
     setup = resnet(seed)
     setup.eval_mode = True
     return setup
+
+
+def resnet_softmax_before_loss(seed: int) -> Setup:
+    """HF ResNet as :func:`resnet`, its logits through a softmax before ``cross_entropy``."""
+    return dataclasses.replace(resnet(seed), loss=ce_of_probabilities)
 
 
 def resnet_weight_decay(seed: int, label_noise: float = 0.0) -> Setup:

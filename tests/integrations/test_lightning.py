@@ -132,6 +132,46 @@ def test_gradients_activations_and_loss_are_those_of_the_same_step(
     # Lightning zeroes the gradients each step: the pair of steps 0-1 compared, none kept.
     assert trace.meta["config"]["grad_zeroing"] == {"checked": 1, "kept": 0, "first_kept": None}
     assert not [f for f in gw.diagnose(trace) if f.evidence.get("never_zeroed")]
+    # The loss's graph, handed over before backward (the logged losses are detached): read.
+    assert trace.meta["config"]["loss_graph"]["checked"] == 3
+    assert trace.meta["config"]["loss_graph"]["squashed"] == 0
+
+
+class SoftmaxClassifier(Net):
+    """The MLP with 3 outputs through an nn.Softmax, trained with cross_entropy."""
+
+    def __init__(self, manual: bool) -> None:
+        super().__init__(manual=manual)
+        self.net[-1] = nn.Linear(16, 3)
+        self.net.append(nn.Softmax(-1))
+
+    def training_step(self, batch: Any, idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), (y[:, 0] > 0).long() + (y[:, 0] > 1).long())
+        if not self.automatic_optimization:
+            self.manual_backward(loss)
+            self.optimizers().step()
+            self.optimizers().zero_grad()
+        return loss
+
+
+@pytest.mark.parametrize("manual", [False, True], ids=["automatic", "manual"])
+def test_a_softmax_before_cross_entropy_is_read_from_the_loss_before_backward(
+    tmp_path: Path, manual: bool
+) -> None:
+    """on_before_backward hands the watch the loss with its graph, under automatic and manual
+    optimisation: the squash is recorded and the diagnosis says it."""
+    torch.manual_seed(0)
+    cb = GradwatchCallback(tmp_path / "run", overhead=None)
+    _trainer(tmp_path, [cb], max_steps=6).fit(SoftmaxClassifier(manual), _loader())
+    trace = gw.load(tmp_path / "run")
+    assert trace.meta["config"]["loss_graph"] == {
+        "checked": 3, "squashed": 3, "loss": "cross_entropy", "squash": "softmax",
+        "first_step": 0,
+    }  # fmt: skip
+    d = gw.diagnose(trace)
+    said = list(d.notes) + [f.message for f in d]
+    assert any("applies log-softmax itself" in text for text in said)
 
 
 def test_default_run_dir_is_under_the_trainer_log_dir(tmp_path: Path) -> None:

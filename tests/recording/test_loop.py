@@ -170,3 +170,27 @@ def test_the_live_check_tells_the_note_once_on_stderr(capsys: pytest.CaptureFixt
             assert len(notes) == 1 and "The model trained in eval mode at" in notes[0]
         else:
             assert ": note: " not in err and seen == []
+
+
+def test_each_note_is_told_once_though_its_counts_move(capsys: pytest.CaptureFixture[str]) -> None:
+    """A BatchNorm classifier in eval mode ending in nn.Softmax under cross_entropy: the
+    eval-mode note (its step counts change at every flush) and the squash note are each
+    printed once over four flushes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    model.append(nn.Softmax(-1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.eval()
+    with gw.watch(model, opt, overhead=None, flush_every=10, on_finding="warn") as w:
+        for _ in range(40):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                model(torch.randn(32, 8)), torch.zeros(32).long()
+            )
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    notes = [line for line in capsys.readouterr().err.splitlines() if ": note: " in line]
+    assert len(notes) == 2, notes
+    assert "step 10: note: The model trained in eval mode at 10 of 10" in notes[0]
+    assert "step 10: note: The loss applies cross-entropy to outputs" in notes[1]

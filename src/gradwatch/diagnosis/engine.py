@@ -8,14 +8,13 @@ from typing import Any
 
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
-from .eval_mode import eval_mode_note, settle_eval_mode
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
 from .large_steps import settle_large_steps
+from .loop_mistakes import loop_notes, settle_loop
 from .recovered import settle_recovered
 from .rules import RULES
 from .symptoms import settle_symptoms
 from .thresholds import Thresholds, resolve_thresholds
-from .unzeroed import settle_unzeroed
 
 
 def diagnose(
@@ -73,16 +72,17 @@ def diagnose(
         # names the rate first; a loss plateau after learning that no gradient
         # finding explains is info.
         findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
-        # Last, the loop's own mistakes: a model trained in eval mode, gradients never zeroed.
-        findings = settle_unzeroed(settle_eval_mode(findings, trace))
+        # Last, the loop's own mistakes: a model trained in eval mode, outputs squashed twice
+        # on their way into the loss, gradients never zeroed.
+        findings = settle_loop(findings, trace)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # What the loop did wrong that no finding carries (no rule has an id for it).
-    note = eval_mode_note(findings, trace) if set(RULE_IDS) <= set(selected) else None
+    notes = loop_notes(findings, trace) if set(RULE_IDS) <= set(selected) else ()
     # The card's sparkline: a few floats per layer, so the result pickles small.
     return Diagnosis(
         findings,
         profile=depth_profile(trace),
         run=run_name(trace),
-        notes=() if note is None else (note,),
+        notes=notes,
     )

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..recording.optimizers import unwrap_optimizer
 from ._common import LossPool, WatchingCallback, scalar_loss
 
@@ -99,6 +101,15 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         self._losses = LossPool()
 
     # ------------------------------------------------------------------ a step
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Any
+    ) -> None:
+        """Hand the watch the loss backward runs from: the one with a graph (the losses
+        ``on_train_batch_end`` sees are detached), to check it for outputs squashed twice."""
+        w = self._recording()
+        if w is not None and isinstance(loss, torch.Tensor):
+            w.observe_loss(loss)
+
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:

@@ -17,6 +17,7 @@ is the whole run's.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import warnings
@@ -164,7 +165,9 @@ class LiveDiagnosis:
         self._log_checked = False
         self._ready_at = 0.0  # perf_counter time after which the next check may run
         self._broken = False
-        self._noted = False  # a note of the diagnosis was told (once a run: its counts move)
+        # The notes of the diagnosis told so far, each once a run, known by their words
+        # before the first number (the counts they quote move from flush to flush).
+        self._noted: set[str] = set()
 
     # ------------------------------------------------------------------ the listener
     def __call__(self, watch: Watch, flush: Flush) -> None:
@@ -201,14 +204,19 @@ class LiveDiagnosis:
         self._tell_notes(findings.notes, flush.end_step)
 
     def _tell_notes(self, notes: Sequence[str], step: int) -> None:
-        """A note of the diagnosis (a model trained in eval mode that no finding names yet),
-        once a run, on stderr where findings are printed ("warn", "stop"): it is no finding,
-        so a callable ``on_finding`` or "raise" is not handed it."""
-        if self._noted or not notes or self.on_finding not in ("warn", "stop"):
+        """Each note of the diagnosis (a model trained in eval mode, a loss that squashes its
+        input twice, that no finding names yet), once a run, on stderr where findings are
+        printed ("warn", "stop"): it is no finding, so a callable ``on_finding`` or "raise"
+        is not handed it."""
+        if self.on_finding not in ("warn", "stop"):
             return
-        self._noted = True
-        if _is_rank0():
-            print(f"gradwatch: step {step}: note: {notes[0]}", file=sys.stderr, flush=True)
+        for note in notes:
+            key = re.split(r"\d", note, maxsplit=1)[0]
+            if key in self._noted:
+                continue
+            self._noted.add(key)
+            if _is_rank0():
+                print(f"gradwatch: step {step}: note: {note}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ what changed
     def _changes(self, findings: list[Finding], step: int) -> list[Change]:

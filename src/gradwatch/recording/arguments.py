@@ -6,12 +6,14 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
 from .buffer import buffer_bytes_per_step, scalar_dtype
+from .layers import LayerSpec, find_layers
 from .sampled import WindowSums
 
 
@@ -103,6 +105,25 @@ def check_model(model: Any) -> nn.Module:
             f"`model.to_empty(device='cuda')` and initialise it, then call `gw.watch(model, opt)`."
         )
     return model
+
+
+def check_layers(model: nn.Module) -> list[LayerSpec]:
+    """The layers of ``model`` with trainable parameters: an error when it has no parameters,
+    a warning when every one is frozen (nothing to record, training goes on)."""
+    specs, frozen = find_layers(model)
+    if not specs and frozen == 0:
+        raise ValueError(
+            f"Argument `model` ({type(model).__name__}) has no parameters, so there are no "
+            "gradients to watch. Pass the model that owns the trainable parameters."
+        )
+    if not specs:
+        warnings.warn(
+            f"every parameter of {type(model).__name__} is frozen (requires_grad=False): "
+            "gradwatch records nothing. Unfreeze the layers you train.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return specs
 
 
 def check_dense_steps(dense_steps: Any) -> int:

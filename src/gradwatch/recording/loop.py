@@ -1,9 +1,12 @@
-"""What the watch sees of the training loop: gradients never zeroed, and eval mode left on.
+"""What the watch sees of the training loop: gradients never zeroed, eval mode left on, and
+outputs squashed twice on their way into the loss.
 
-:class:`LoopProbes` is the watch's one view of both: :class:`~.zeroing.ZeroingProbe` (a
+:class:`LoopProbes` is the watch's one view of them: :class:`~.zeroing.ZeroingProbe` (a
 loop that never calls ``zero_grad()``) and :class:`ModeProbe` (optimizer steps taken with
-the model in eval mode), observed at every optimizer step and written to ``meta.json``'s
-``config`` (``grad_zeroing``, ``train_mode``).
+the model in eval mode), observed at every optimizer step, and
+:class:`~.loss_graph.LossGraphProbe` (a softmax before ``cross_entropy``), handed the losses
+the watch sees; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
+``loss_graph``).
 
 Eval mode: ``model.eval()`` left on.
 A validation pass calls ``model.eval()``; a loop that does not call ``model.train()`` after
@@ -20,6 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from .loss_graph import LossGraphProbe
 from .zeroing import ZeroingProbe, steady_writes
 
 
@@ -62,17 +66,23 @@ class ModeProbe:
 
 
 class LoopProbes:
-    """The loop probes of one watch: gradients never zeroed, steps in eval mode."""
+    """The loop probes of one watch: gradients never zeroed, steps in eval mode, the loss's
+    graph."""
 
     def __init__(self, model: nn.Module, params: list[nn.Parameter]) -> None:
         self.zeroing = ZeroingProbe(params, steady=steady_writes(model))
         self.mode = ModeProbe(model)
+        self.loss = LossGraphProbe()
 
     def observe(self, step: int) -> None:
         """Called at every optimizer step, before its statistics."""
         self.zeroing.observe(step)
         self.mode.observe(step)
 
-    def meta(self) -> dict[str, dict[str, int | None]]:
+    def meta(self) -> dict[str, dict[str, int | str | None]]:
         """``meta.json``'s ``config`` entries of the probes."""
-        return {"grad_zeroing": self.zeroing.meta(), "train_mode": self.mode.meta()}
+        return {
+            "grad_zeroing": dict(self.zeroing.meta()),
+            "train_mode": dict(self.mode.meta()),
+            "loss_graph": self.loss.meta(),
+        }

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from .arguments import (
     check_dense_steps,
     check_flush_window,
     check_int,
+    check_layers,
     check_model,
     check_optimizer,
     check_scaler,
@@ -50,7 +50,7 @@ from .compiled import EagerWindow, untraced, user_module
 from .distributed import Reduce, WindowReducer, check_reduce, world
 from .flushing import FLUSH_EVERY, Flush, FlushListener
 from .gradients import GradientStats
-from .layers import LayerSet, find_layers
+from .layers import LayerSet
 from .loop import LoopProbes
 from .optimizers import learning_rate, unwrap_optimizer
 from .precision import autocast_readers, fsdp_param_dtype, fused_found_inf, still_scaled
@@ -118,19 +118,7 @@ class Watch:
         self.optimizer = optimizer
         self.scaler = scaler
 
-        specs, frozen = find_layers(model)
-        if not specs and frozen == 0:
-            raise ValueError(
-                f"Argument `model` ({type(model).__name__}) has no parameters, so there are no "
-                "gradients to watch. Pass the model that owns the trainable parameters."
-            )
-        if not specs:
-            warnings.warn(
-                f"every parameter of {type(model).__name__} is frozen (requires_grad=False): "
-                "gradwatch records nothing. Unfreeze the layers you train.",
-                UserWarning,
-                stacklevel=3,
-            )
+        specs = check_layers(model)
         if optimizer is not None:
             check_optimizer(optimizer, model)
 
@@ -392,7 +380,9 @@ class Watch:
 
         Tensors are fine and are not synchronised: no ``.item()`` needed. Call it after
         ``optimizer.step()``; a value logged before the first step belongs to step 0, and a
-        name logged twice in one step keeps the last value.
+        name logged twice in one step keeps the last value. The autograd graph of the first
+        few tensors that have one is read (no tensor is): pass the loss itself, not
+        ``loss.item()``, and a softmax before ``cross_entropy`` is named from step 0.
 
         Args:
             reduce: Under ``torch.distributed``, how the ranks' values combine in the trace:
@@ -414,8 +404,16 @@ class Watch:
         # 5% of a 0.3 ms step).
         schedule = self._schedule
         start = schedule.clock()
-        self._buffer.log(max(self._progress.step - 1, 0), scalars, mode)
+        step = max(self._progress.step - 1, 0)
+        self._buffer.log(step, scalars, mode)
+        self._loop.loss.observe(scalars.values(), step)  # the first few graphs, no tensor read
         schedule.charge(schedule.clock() - start)
+
+    def observe_loss(self, loss: torch.Tensor) -> None:
+        """Hand the watch the loss ``backward`` runs from, to check its graph for outputs
+        squashed twice (a softmax before ``cross_entropy``). ``log`` does so with the
+        tensors it gets; a framework callback whose logged losses are detached calls this."""
+        self._loop.loss.observe(loss, self._progress.step)
 
     def observe_clip(
         self,

@@ -11,7 +11,7 @@ import numpy as np
 
 from gradwatch import diagnosis
 from gradwatch.diagnosis import SEVERITY_RANK, DepthTrend, Finding, depth_trend, rank_remedies
-from gradwatch.diagnosis.eval_mode import eval_mode_note
+from gradwatch.diagnosis.loop_mistakes import loop_notes
 from gradwatch.trace import Trace
 
 __all__ = ["RemedyChoice", "RunSummary", "recording_cost", "run_diagnosis", "summarize", "verdict"]
@@ -135,8 +135,7 @@ def _notes(findings: Sequence[Finding] | None, trace: Trace) -> tuple[str, ...]:
     # Recomputed from the trace: the report holds the findings as a plain list.
     if findings is None:
         return ()
-    note = eval_mode_note(findings, trace)
-    return () if note is None else (note,)
+    return loop_notes(findings, trace)
 
 
 def recording_cost(trace: Trace) -> str | None:

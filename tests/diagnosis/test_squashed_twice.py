@@ -1,0 +1,168 @@
+"""A loss fed outputs squashed twice (a softmax before cross_entropy, a sigmoid before BCE
+with logits), read from its graph by the watch: every alarm is told so without remedies, a
+run with no alarm gets the note from its first steps, and real models that compute their loss
+correctly (HF GPT-2, ViT) get nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.diagnosis.finding import Finding, RemedyHint
+from gradwatch.diagnosis.squashed_twice import settle_squashed, squashed_note
+from gradwatch.trace import Trace
+
+transformers = pytest.importorskip("transformers")
+
+
+def _trace(squashed: int, squash: str | None = "softmax", loss: str = "cross_entropy") -> Trace:
+    trace = Trace.from_arrays(["fc"], np.arange(40), {"grad_rms": np.ones((40, 1))})
+    record = {"checked": 3, "squashed": squashed, "loss": loss, "squash": squash, "first_step": 0}
+    trace.meta["config"] = {"loss_graph": record}
+    return trace
+
+
+def _finding(severity: str = "warning", **evidence: object) -> Finding:
+    return Finding(
+        "vanishing_gradient", severity, ("fc",), (10, 39), dict(evidence), "Vanishing: measured.",
+        (RemedyHint("residual", "a path"),),
+    )  # fmt: skip
+
+
+def test_an_alarm_of_such_a_run_is_told_the_cause_and_offers_no_remedy() -> None:
+    out = settle_squashed([_finding(), _finding("info")], _trace(3))
+    assert out[0].remedies == () and out[0].evidence["squashed_twice"]["squash"] == "softmax"
+    assert out[0].message.startswith(
+        "Vanishing: measured. The loss applies cross-entropy to outputs that already went "
+        "through a softmax (its autograd graph, read at step 0: a log-softmax over a softmax)."
+    )
+    assert out[0].message.endswith(
+        "Pass it the logits (drop the final softmax); this may be its cause."
+    )
+    assert out[1] == _finding("info")
+
+
+def test_the_plateau_at_the_floor_already_says_it_and_is_not_told_twice() -> None:
+    floor = _finding(cause="probability_floor")
+    assert settle_squashed([floor], _trace(3)) == [floor]
+    assert squashed_note([floor], _trace(3)) is None
+
+
+@pytest.mark.parametrize(
+    ("squashed", "squash"), [(0, None), (3, "tanh")], ids=["none_squashed", "unknown_squash"]
+)
+def test_nothing_is_said_without_a_squash_the_watch_saw(squashed: int, squash: str | None) -> None:
+    assert settle_squashed([_finding()], _trace(squashed, squash)) == [_finding()]
+    assert squashed_note([], _trace(squashed, squash)) is None
+    untouched = Trace.from_arrays(["fc"], np.arange(4), {"grad_rms": np.ones((4, 1))})
+    assert squashed_note([], untouched) is None  # a trace without the record (older, hand-built)
+
+
+@pytest.mark.parametrize("squash", ["sigmoid", "softmax"])
+def test_the_bce_sentence_names_its_own_loss_floors_and_squash(squash: str) -> None:
+    note = squashed_note([_finding("info")], _trace(3, squash, "bce_with_logits"))
+    assert note is not None and "BCEWithLogitsLoss applies the sigmoid itself" in note
+    assert f"through a {squash} (its autograd graph, read at step 0: BCE-with-logits" in note
+    assert "log(1 + 1/e) = 0.313" in note and note.endswith(f"(drop the final {squash}).")
+
+
+def _digits(tail: list[nn.Module], loss_fn: str, steps: int = 60) -> gw.Diagnosis:
+    """A 64-64-10 ReLU MLP on digits under Adam 1e-2, batch 64."""
+    from sklearn.datasets import load_digits
+
+    x_np, y_np = load_digits(return_X_y=True)
+    x, y = torch.tensor(x_np / 16.0, dtype=torch.float32), torch.tensor(y_np)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), *tail)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(steps):
+            i = torch.randint(0, len(x), (64,), generator=gen)
+            out = model(x[i])
+            if loss_fn == "bce":
+                loss = F.binary_cross_entropy_with_logits(out, F.one_hot(y[i], 10).float())
+            else:
+                loss = F.cross_entropy(out, y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    return gw.diagnose(w.trace)
+
+
+@pytest.mark.parametrize(
+    ("tail", "loss_fn", "words"),
+    [
+        ([nn.Softmax(-1)], "ce", "CrossEntropyLoss (F.cross_entropy) applies log-softmax itself"),
+        ([nn.Sigmoid()], "bce", "BCEWithLogitsLoss applies the sigmoid itself"),
+    ],
+    ids=["softmax_before_cross_entropy", "sigmoid_before_bce_with_logits"],
+)
+def test_a_real_run_names_the_squash_in_its_verdict_and_every_alarm(
+    tail: list[nn.Module], loss_fn: str, words: str
+) -> None:
+    """60 steps: the softmax run's loss levels off at 1.68 (above the floor, 1.46) and its
+    plateau after learning names the squash as its cause (it was "what this data allows",
+    info); the sigmoid run's saturated output units and plateau are told it. Without the
+    squash the same model's diagnosis never says it."""
+    d = _digits(tail, loss_fn)
+    alarms = [f for f in d if f.severity != "info"]
+    assert alarms and all(words in f.message and f.remedies == () for f in alarms)
+    assert words in d.verdict
+    plain = _digits([], loss_fn)
+    assert plain.notes == () and not [f for f in plain if words in f.message]
+
+
+def test_a_run_with_no_symptom_yet_has_the_squash_as_its_note() -> None:
+    """30 steps: the loss still falls, no rule fires, and the verdict is the note."""
+    d = _digits([nn.Softmax(-1)], "ce", steps=30)
+    assert not [f for f in d if f.severity != "info"] and len(d.notes) == 1
+    assert d.verdict.startswith("No rule fired, but: The loss applies cross-entropy to outputs")
+
+
+def _gpt2_loss(model: nn.Module) -> torch.Tensor:
+    ids = torch.randint(0, 64, (2, 16))
+    return model(input_ids=ids, labels=ids).loss
+
+
+def _vit_loss(model: nn.Module, softmax: bool) -> torch.Tensor:
+    logits = model(pixel_values=torch.randn(2, 3, 16, 16)).logits
+    return F.cross_entropy(logits.softmax(-1) if softmax else logits, torch.tensor([0, 3]))
+
+
+def _hf_record(model: nn.Module, loss_of: object) -> dict[str, object]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(4):
+            loss = loss_of(model)  # type: ignore[operator]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    record: dict[str, object] = w.trace.meta["config"]["loss_graph"]
+    return record
+
+
+def test_real_models_that_compute_their_loss_correctly_are_read_and_not_named() -> None:
+    """HF GPT-2's own LM loss (logits cast to float, shifted, viewed) and an HF ViT's logits
+    under cross_entropy: read, not squashed; the ViT's logits through a softmax first: named."""
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
+    )
+    assert _hf_record(gpt2, _gpt2_loss) == {
+        "checked": 3, "squashed": 0, "loss": None, "squash": None, "first_step": None
+    }  # fmt: skip
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, num_labels=10,
+    )  # fmt: skip
+    for softmax in (False, True):
+        vit = transformers.ViTForImageClassification(config)
+        record = _hf_record(vit, lambda m, s=softmax: _vit_loss(m, s))
+        assert record["squashed"] == (3 if softmax else 0)

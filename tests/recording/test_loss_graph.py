@@ -1,0 +1,144 @@
+"""The loss's autograd graph: outputs squashed twice on their way into the loss (a softmax
+before cross_entropy, a sigmoid before BCE with logits) are found, every correct way of
+writing a classification loss is not, and the watch reads the first few graphs it is handed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, squashed_input
+
+B, C, T = 6, 5, 3
+Y = torch.tensor([0, 1, 2, 3, 4, 0])
+
+
+def _logits(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape if shape else (B, C), requires_grad=True)
+
+
+def _bf16_softmax_head() -> torch.Tensor:
+    """A Linear head and a softmax under CPU bf16 autocast (softmax runs in float32 there:
+    a cast sits between it and the loss)."""
+    head = nn.Linear(C, C)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return F.cross_entropy(torch.softmax(head(_logits()), -1), Y)
+
+
+SQUASHED: dict[str, Callable[[], torch.Tensor]] = {
+    "nn_softmax_module": lambda: F.cross_entropy(nn.Softmax(-1)(_logits()), Y),
+    "softmax_in_float64": lambda: F.cross_entropy(torch.softmax(_logits(), 1, torch.float64), Y),
+    "label_smoothing": lambda: F.cross_entropy(
+        torch.softmax(_logits(), -1), Y, label_smoothing=0.1
+    ),
+    "lm_logits_viewed": lambda: F.cross_entropy(torch.softmax(_logits(2, T, C), -1).view(-1, C), Y),
+    "sequence_transposed": lambda: F.cross_entropy(
+        torch.softmax(_logits(2, T, C), -1).transpose(1, 2), Y.view(2, T)
+    ),
+    "masked_tokens": lambda: F.cross_entropy(torch.softmax(_logits(2, T, C), -1)[:, 1], Y[:2]),
+    "sum_of_two_losses": lambda: (
+        F.cross_entropy(torch.softmax(_logits(), -1), Y) + 0.1 * _logits().pow(2).mean()
+    ),
+    "bf16_autocast": _bf16_softmax_head,
+    "sigmoid_before_bce_with_logits": lambda: F.binary_cross_entropy_with_logits(
+        torch.sigmoid(_logits()), torch.rand(B, C)
+    ),
+    "sigmoid_before_cross_entropy": lambda: F.cross_entropy(torch.sigmoid(_logits()), Y),
+    "softmax_before_bce_with_logits": lambda: F.binary_cross_entropy_with_logits(
+        torch.softmax(_logits(), -1), torch.rand(B, C)
+    ),
+}
+
+
+def _distillation() -> torch.Tensor:
+    """KL between a student's log-softmax and a teacher's softmax, both trained."""
+    student, teacher = _logits(), _logits()
+    return F.kl_div(F.log_softmax(student, -1), F.softmax(teacher, -1), reduction="batchmean")
+
+
+def _attention_pooled() -> torch.Tensor:
+    """Softmax attention weights pool the features, then a Linear head makes the logits."""
+    feats = _logits(B, T, C)
+    weights = torch.softmax(feats.sum(-1), -1)  # (B, T)
+    pooled = (weights.unsqueeze(-1) * feats).sum(1)  # (B, C)
+    return F.cross_entropy(nn.Linear(C, C)(pooled), Y)
+
+
+CORRECT: dict[str, Callable[[], torch.Tensor]] = {
+    "logits": lambda: F.cross_entropy(_logits(), Y),
+    "log_softmax_then_nll": lambda: F.nll_loss(F.log_softmax(_logits(), -1), Y),
+    "log_of_softmax_then_nll": lambda: F.nll_loss(torch.log(torch.softmax(_logits(), -1)), Y),
+    "log_softmax_before_cross_entropy": lambda: F.cross_entropy(F.log_softmax(_logits(), -1), Y),
+    "sigmoid_then_bce": lambda: F.binary_cross_entropy(torch.sigmoid(_logits()), torch.rand(B, C)),
+    "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(_logits(), torch.rand(B, C)),
+    "softmax_then_mse": lambda: F.mse_loss(torch.softmax(_logits(), -1), torch.rand(B, C)),
+    "distillation": _distillation,
+    "attention_pooled_head": _attention_pooled,
+}
+
+
+@pytest.mark.parametrize("case", sorted(SQUASHED))
+def test_outputs_squashed_before_a_loss_that_squashes_are_found(case: str) -> None:
+    loss = "bce_with_logits" if "bce_with_logits" in case else "cross_entropy"
+    squash = "sigmoid" if case.startswith("sigmoid") else "softmax"
+    assert squashed_input(SQUASHED[case]()) == (loss, squash)
+
+
+@pytest.mark.parametrize("case", sorted(CORRECT))
+def test_correct_classification_losses_are_not(case: str) -> None:
+    assert squashed_input(CORRECT[case]()) is None
+
+
+def test_a_graph_is_still_read_after_backward_and_a_detached_loss_has_none() -> None:
+    """``w.log(loss=loss)`` comes after ``backward()``, which frees the saved tensors but not
+    the nodes; a detached loss or a float has no graph to read."""
+    loss = SQUASHED["nn_softmax_module"]()
+    loss.backward()
+    assert squashed_input(loss) == ("cross_entropy", "softmax")
+    assert squashed_input(loss.detach()) is None
+
+
+def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> None:
+    probe = LossGraphProbe()
+    probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
+    assert probe.meta() == {
+        "checked": 0, "squashed": 0, "loss": None, "squash": None, "first_step": None
+    }  # fmt: skip
+    probe.observe([CORRECT["logits"](), 2.0], step=1)
+    for step in range(2, 2 + CHECKS + 2):
+        probe.observe(SQUASHED["nn_softmax_module"](), step=step)
+    assert probe.meta() == {
+        "checked": CHECKS, "squashed": CHECKS - 1, "loss": "cross_entropy", "squash": "softmax",
+        "first_step": 2,
+    }  # fmt: skip
+
+
+def _watched_classifier(tail: list[nn.Module], as_float: bool) -> dict[str, object]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), *tail)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(6):
+            loss = F.cross_entropy(model(torch.randn(6, 8)), torch.randint(0, 4, (6,)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss.item() if as_float else loss)
+    record: dict[str, object] = w.trace.meta["config"]["loss_graph"]
+    return record
+
+
+def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
+    """A model ending in nn.Softmax under cross_entropy is recorded from step 0; the same
+    model without it, or its loss logged as a float, is not."""
+    assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
+        "checked": CHECKS, "squashed": CHECKS, "loss": "cross_entropy", "squash": "softmax",
+        "first_step": 0,
+    }  # fmt: skip
+    assert _watched_classifier([], as_float=False)["squashed"] == 0
+    assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0
