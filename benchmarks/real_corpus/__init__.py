@@ -2,8 +2,10 @@
 
 Where ``diagnosis_corpus.py`` builds toy MLPs and RNNs broken by construction, this corpus
 builds the architectures users bring: Hugging Face GPT-2, BERT, ViT and ResNet (from configs,
-random init, nothing downloaded), PyTorch's word-language-model LSTM recipe, pre-LN residual
-MLPs and post-LN transformers at PyTorch's default init, a DDPM noise predictor. Each trains
+random init, nothing downloaded), encoder-decoders, audio, state-space and windowed-attention
+models (``families.py``: T5, BART, wav2vec2, Mamba, Swin), PyTorch's word-language-model LSTM
+recipe, pre-LN residual MLPs and post-LN transformers at PyTorch's default init, a DDPM noise
+predictor. Each trains
 for at most a few hundred CPU steps (the slow cases, a weight-decay recipe's few thousand) on
 data that ships with the environment: scikit-learn's digits, the bytes of Python's own
 standard library, and byte windows drawn from it.

@@ -30,6 +30,7 @@ from .checks import (
     norm_stats_unchanged,
     stops_learning,
 )
+from .families import bart, mamba, swin, t5, wav2vec2
 from .models import (
     Setup,
     albert,
@@ -203,6 +204,48 @@ CASES: tuple[Case, ...] = (
         learns(),
         steps=100,
         healthy=True,
+    ),
+    Case(
+        "t5_seq2seq",
+        "HF T5 (2 + 2 layers, width 64: relative positions, RMS norm, no biases) continuing "
+        "32-byte stdlib windows from the 32 before, AdamW 1e-3",
+        t5,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "bart_seq2seq",
+        "HF BART (2 + 2 layers, width 64: post-LN, learned positions, tied embeddings) on "
+        "T5's task, AdamW 1e-3",
+        bart,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "wav2vec2_digits",
+        "HF wav2vec2 classifier (strided conv encoder with group norm, conv positions, 2 "
+        "layers of width 64) on digits read as 1024-sample signals, AdamW 1e-3",
+        wav2vec2,
+        learns(),
+        healthy=True,
+    ),
+    Case(
+        "mamba_lm",
+        "HF Mamba byte LM (2 layers, width 64, state 8: selective scan, causal conv, "
+        "RMSNorm; reference PyTorch path), AdamW 1e-3",
+        mamba,
+        learns(),
+        healthy=True,
+        slow=True,
+    ),
+    Case(
+        "swin_digits",
+        "HF Swin (2 stages of 2 blocks, width 32, shifted 4x4 windows, patch merging) on "
+        "32x32 digits, AdamW 1e-3",
+        swin,
+        learns(),
+        healthy=True,
+        slow=True,
     ),
     Case(
         "lstm_lm",
