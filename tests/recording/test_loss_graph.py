@@ -142,3 +142,24 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     }  # fmt: skip
     assert _watched_classifier([], as_float=False)["squashed"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0
+
+
+def test_a_compiled_model_is_read_at_its_sampled_steps_which_run_eagerly() -> None:
+    """Under torch.compile the watch runs its sampled steps eagerly (step 0 among them),
+    where the softmax is a node of the graph; at the compiled steps between, it is inside
+    the compiled function: not seen, never misread."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Softmax(-1))
+    compiled = torch.compile(model, backend="aot_eager")  # autograd as inductor builds it
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    options = {"overhead": None, "dense_steps": 0, "sample_every": 1000}
+    with gw.watch(compiled, opt, on_finding=lambda f: None, **options) as w:
+        for _ in range(4):
+            loss = F.cross_entropy(compiled(torch.randn(6, 8)), torch.randint(0, 4, (6,)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    record = w.trace.meta["config"]["loss_graph"]
+    assert record["checked"] == CHECKS and record["squashed"] == 1
+    assert record["first_step"] == 0

@@ -19,8 +19,9 @@ callback passes the loss before backward): a walk from its ``grad_fn`` over at m
 again (measured: 3 us where the squash sits next to the loss, 44 us for a walk of all 64
 nodes of a 50-layer MLP's graph that has none). No tensor is read.
 A loss logged as a float or detached has no graph: nothing is checked. Under
-``torch.compile`` a softmax inside the compiled module is not a node of its own: a miss,
-never a false alarm.
+``torch.compile`` the watch runs its sampled steps eagerly (step 0 among them,
+``compiled.py``), where the softmax is a node; at a compiled step it sits inside the
+compiled function's one backward node: not seen, never misread (tested).
 
 Example:
     >>> import torch, torch.nn.functional as F
