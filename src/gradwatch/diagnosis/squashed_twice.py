@@ -3,15 +3,15 @@
 ``CrossEntropyLoss`` applies log-softmax to its input and ``BCEWithLogitsLoss`` the sigmoid;
 fed outputs that already went through a softmax or a sigmoid (either, before either loss),
 they squash them again: the loss has a floor above 0 and its gradient shrinks as the model
-grows confident, whatever the depth or the initialisation. The watch reads the loss's autograd graph
-(``meta["config"]["loss_graph"]``, recording/loss_graph.py), so this is known from the first
-step, long before the loss reaches its floor (``probability_floor.py`` names the floor from
-the loss alone, for runs whose graph was not read). Every finding at warning or above is told
-that the squash may be its cause and offers no remedy: none of the catalogue mends the loss,
-and the others would be retrained with the same one. A loss plateau after learning, which
-would otherwise read as "what this data allows", names it as its cause (``symptoms.py``).
-With no finding to carry it, :func:`squashed_note` is a note of the diagnosis
-(``Diagnosis.notes``).
+grows confident, whatever the depth or the initialisation. The watch reads the loss's
+autograd graph (``meta["config"]["loss_graph"]``, recording/loss_graph.py), so this is known
+from the first step, long before the loss reaches its floor (``probability_floor.py`` names
+the floor from the loss alone, for runs whose graph was not read). Every finding at warning
+or above is told that the squash may be its cause and offers no remedy: none of the
+catalogue mends the loss, and the others would be retrained with the same one. A loss
+plateau after learning, which would otherwise read as "what this data allows", names it as
+its cause (``symptoms.py``). With no finding to carry it, :func:`squashed_note` is a note of
+the diagnosis (``Diagnosis.notes``).
 
 Measured (digits, Adam 1e-2, batch 64): a 64-64-10 ReLU MLP ending in ``nn.Softmax`` levels
 off at 1.4725 in 600 steps (the floor of 10 classes is 1.4612) where the same model without
@@ -94,10 +94,13 @@ def squash_sentence(trace: Trace) -> str | None:
 _SAID = ("probability_floor", "squashed_twice")
 
 
-def _carries(f: Finding) -> bool:
-    """Whether ``f`` says it, or is told it: at warning or above, or a plateau whose cause is
-    the squash (:data:`_SAID`)."""
-    return SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"] or f.evidence.get("cause") in _SAID
+def _alarm(f: Finding) -> bool:
+    return SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
+
+
+def _says_it(f: Finding) -> bool:
+    """Whether ``f`` is a plateau whose cause is the squash (:data:`_SAID`)."""
+    return f.evidence.get("cause") in _SAID
 
 
 def settle_squashed(findings: list[Finding], trace: Trace) -> list[Finding]:
@@ -111,7 +114,7 @@ def settle_squashed(findings: list[Finding], trace: Trace) -> list[Finding]:
     sentence = f" {_sentence(seen)}; this may be its cause."
     return [
         settled(f, f.message + sentence, squashed_twice=dict(seen))
-        if _carries(f) and f.evidence.get("cause") not in _SAID
+        if _alarm(f) and not _says_it(f)
         else f
         for f in findings
     ]
@@ -122,6 +125,6 @@ def squashed_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     carries it (:func:`settle_squashed`); None when it does not (:func:`squashed_seen`). A
     model whose loss still falls has no symptom yet: the graph says it anyway."""
     seen = squashed_seen(trace)
-    if seen is None or any(_carries(f) for f in findings):
+    if seen is None or any(_alarm(f) or _says_it(f) for f in findings):
         return None
     return f"{_sentence(seen)}."
