@@ -141,6 +141,33 @@ def test_functional_activations_are_found_with_fx() -> None:
     assert acts["unrecognised"] == ["head"]
 
 
+class _Stateful(nn.Module):
+    """Counts its forwards and builds a scale lazily on the first one (Python state that
+    tracing would otherwise leave behind: a count one too high, a proxy for the scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.calls = 0
+        self.scale: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.scale is None:
+            self.scale = torch.ones_like(x[0]) * 0.5  # from the input: a proxy under fx
+        return F.relu(self.fc(x)) * self.scale
+
+
+def test_tracing_for_functional_activations_leaves_the_modules_python_state_alone() -> None:
+    """The fx trace runs forward's Python: its assignments are put back, so the model counts
+    only the real forwards and builds its lazy scale from a real tensor."""
+    model = _Stateful()
+    trace = record_sgd(model, torch.randn(8, 4), steps=3)
+    assert trace.meta["activations"]["functional"] == {"fc": "relu"}  # the trace did run
+    assert model.calls == 3 and isinstance(model.scale, torch.Tensor)
+    assert not isinstance(model.scale, torch.fx.Proxy)
+
+
 def test_hugging_face_gelu_is_recognised_and_untraceable_models_say_so() -> None:
     """BERT's intermediate dense layers get GELUActivation (computing GELU); BERT does not
     trace with torch.fx and the metadata says why."""

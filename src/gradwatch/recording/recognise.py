@@ -11,7 +11,8 @@ Three sources, tried in this order, each recorded as ``LayerInfo.activation_sour
   function.
 * ``"functional"``: ``torch.fx.symbolic_trace`` of the model finds ``F.gelu(self.fc(x))``
   style calls; models that do not trace (most Hugging Face models) are said so in
-  ``meta["activations"]["fx"]``, and their layers rely on the first two sources.
+  ``meta["activations"]["fx"]``, and their layers rely on the first two sources. Tracing
+  runs each ``forward``'s Python once: what it assigns to a module is put back after.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import math
 import operator
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +195,21 @@ def _fully_sharded(model: nn.Module) -> bool:
     return any(isinstance(m, FSDPModule) for m in model.modules())
 
 
+@contextmanager
+def _attributes_kept(model: nn.Module) -> Iterator[None]:
+    """Put back every module's attributes as they were: tracing runs the Python of each
+    ``forward``, and what it assigns there (a call counter, a cached proxy that would break
+    the next real forward) must not outlive the trace. Tensors are proxies while tracing, so
+    only such Python-level assignments can change anything."""
+    saved = [(m, dict(m.__dict__)) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, attributes in saved:
+            module.__dict__.clear()
+            module.__dict__.update(attributes)
+
+
 def functional_activations(model: nn.Module, layer_names: set[str]) -> tuple[dict[str, str], str]:
     """Layer -> function name of the functional activation applied to its output, found by
     ``torch.fx``; and ``"ok"`` or why tracing failed."""
@@ -202,7 +219,7 @@ def functional_activations(model: nn.Module, layer_names: set[str]) -> tuple[dic
         # first" at the first real step).
         return {}, "skipped: FSDP2 (fully_shard) modules"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _attributes_kept(model):
             warnings.simplefilter("ignore")
             graph = torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # fx fails on data-dependent control flow and more
