@@ -1,7 +1,8 @@
-"""Causes outside the model's structure: the learning rate and the weights' precision.
+"""Causes outside the model's structure: the learning rate, the weights' precision, the graph.
 
-Weights that stop moving are told why: a schedule that took the rate to almost nothing, or
-half-precision weights whose steps round away, before a gradient lost on the way. Findings
+Weights that stop moving are told why: no gradient at all (layers the loss's graph does not
+reach), a schedule that took the rate to almost nothing, or half-precision weights whose
+steps round away, before a gradient lost on the way. Findings
 that began after steps larger than the weights name a lower rate first. A loss plateau that
 climbs says so.
 """
@@ -137,6 +138,61 @@ def test_a_bfloat16_model_s_stalled_norm_gain_is_told_its_steps_round_away() -> 
     (f,) = [f for f in _tiny_bf16_run(torch.bfloat16) if f.rule == "unstable_updates"]
     assert f.evidence["stalled_by"] == "precision" and "1" in f.layers
     assert not [f for f in _tiny_bf16_run(torch.float32) if f.rule == "unstable_updates"]
+
+
+class _DetachedEncoder(nn.Module):
+    """A ReLU encoder and a head; from step ``cut_from`` on the forward detaches the
+    encoder's output (the classic mistake: ``.detach()`` left in the forward)."""
+
+    def __init__(self, cut_from: int | None) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+        self.head = nn.Linear(32, 4)
+        self.cut_from, self.step = cut_from, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.enc(x)
+        cut = self.cut_from is not None and self.step >= self.cut_from
+        self.step += 1
+        return self.head(h.detach() if cut else h)
+
+
+def _encoder_run(cut_from: int | None) -> list[Finding]:
+    """300 Adam 1e-2 steps of 4-class data under the encoder above."""
+    torch.manual_seed(0)
+    model = _DetachedEncoder(cut_from)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.randn(512, 8)
+    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
+    gen = torch.Generator().manual_seed(0)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(300):
+            i = torch.randint(0, 512, (64,), generator=gen)
+            loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    return list(gw.diagnose(w.trace))
+
+
+@pytest.mark.parametrize(
+    ("cut_from", "when"), [(0, "at any recorded step"), (20, "from step 20")],
+    ids=["always", "from_step_20"],
+)  # fmt: skip
+def test_layers_the_loss_graph_does_not_reach_are_told_so_without_remedies(
+    cut_from: int, when: str
+) -> None:
+    """An encoder cut off by a ``.detach()`` (from the start, or from step 20) gets no
+    gradient (``.grad`` None): its weights stop, and the finding says no gradient reached
+    them and since when, with no structural remedy (they were told "no longer training",
+    with residual connections first). The same model without the detach draws no such
+    finding. (Cut at step 150, this easy task has already finished: no finding.)"""
+    (f,) = [f for f in _encoder_run(cut_from) if f.rule == "unstable_updates"]
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["stalled_by"] == "no_gradient" and set(f.layers) == {"enc.0", "enc.2"}
+    assert f"they received no gradient {when} (their .grad stayed None)" in f.message
+    assert not [f for f in _encoder_run(None) if f.rule == "unstable_updates"]
 
 
 # ---------------------------------------------------------------- steps larger than the weights

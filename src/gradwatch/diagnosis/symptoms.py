@@ -101,6 +101,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
 _STOPPED_BY = {
     "learning_rate": "a learning rate the schedule took to almost nothing",
     "precision": "half-precision weights that round the steps away",
+    "no_gradient": "a graph that does not reach them: no gradient did",
 }
 
 

@@ -259,7 +259,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
         severity = "warning"
         span = (int(steps[starts[-1]]), int(steps[-1]))
-        message, remedies = _stalled(trace, names_lo[0], span, th, evidence)
+        message, remedies = _stalled(trace, names_lo, span, th, evidence)
         names = names_lo
     if len(low) and len(high):
         evidence["low_update_ratio"] = by_layer(names_lo, last[low])
@@ -291,18 +291,36 @@ def _falls_steadily(trace: Trace, after: int, th: UnstableUpdatesThresholds) -> 
 
 def _stalled(
     trace: Trace,
-    name: str,
+    names: list[str],
     span: tuple[int, int],
     th: UnstableUpdatesThresholds,
     evidence: dict[str, object],
 ) -> tuple[str, tuple[RemedyHint, ...]]:
-    """(message, remedies) of a layer whose weights no longer move, with the cause the trace
-    shows (written into ``evidence["stalled_by"]``): a learning rate decayed to nothing, steps
-    rounded away by half-precision weights, or (neither seen) a gradient lost on the way."""
+    """(message, remedies) of layers whose weights no longer move, the first named, with the
+    cause the trace shows (written into ``evidence["stalled_by"]``): no gradient at all, a
+    learning rate decayed to nothing, steps rounded away by half-precision weights, or (none
+    seen) a gradient lost on the way."""
     head = (
-        f"Unstable updates: the weights of layer {trace.layer_label(name)!r} change by less "
-        f"than {th.small_ratio:g} of their norm per step"
+        f"Unstable updates: the weights of layer {trace.layer_label(names[0])!r} change by "
+        f"less than {th.small_ratio:g} of their norm per step"
     )
+    since = _without_gradient(trace, names, span)
+    if since is not None:
+        # Not a gradient lost on the way: none was made. No structural remedy reaches a
+        # layer the loss does not depend on.
+        evidence["stalled_by"] = "no_gradient"
+        evidence["no_gradient_since"] = since
+        it, its = ("they", "their") if len(names) > 1 else ("it", "its")
+        others = f" (and {len(names) - 1} more layer(s))" if len(names) > 1 else ""
+        when = "at any recorded step" if since == int(trace.steps[0]) else f"from step {since}"
+        return (
+            f"{head}{others}: {it} received no gradient {when} ({its} .grad stayed None), so "
+            f"the loss does not depend on {'them' if len(names) > 1 else 'it'}. A `.detach()` "
+            "or `torch.no_grad()` in the forward, or a branch whose output the loss never "
+            "uses, cuts a layer off the graph, and nothing trains it; freeze it "
+            "(`requires_grad_(False)`) if that is meant.",
+            (),
+        )
     decayed = _decayed_rate(trace, span, th.decayed_rate_share)
     if decayed is not None:
         # The schedule, not the gradient: a structural remedy would not move the weights.
@@ -344,6 +362,24 @@ def _stalled(
             ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
         ),
     )
+
+
+def _without_gradient(trace: Trace, names: list[str], span: tuple[int, int]) -> int | None:
+    """The first step of the stretch, up to the end of ``span``, in which no layer of
+    ``names`` had a gradient (``.grad`` None: ``grad_norm`` and ``nonfinite`` both missing,
+    where a non-finite gradient is counted) at any step that recorded gradients; None where
+    one had a gradient inside ``span`` or no step there recorded gradients."""
+    steps, norms = metric_rows(trace, "grad_norm")
+    count_steps, counts = metric_rows(trace, "nonfinite")
+    upto = steps <= span[1]
+    if not (upto & (steps >= span[0])).any() or not np.array_equal(steps, count_steps):
+        return None
+    columns = [trace.layer_names.index(name) for name in names]
+    had = ~(np.isnan(norms[upto][:, columns]) & np.isnan(counts[upto][:, columns])).all(axis=1)
+    last_with = np.flatnonzero(had)
+    start = int(last_with[-1]) + 1 if len(last_with) else 0
+    rows = steps[upto]
+    return int(rows[start]) if start < len(rows) and rows[start] <= span[0] else None
 
 
 def _decayed_rate(
