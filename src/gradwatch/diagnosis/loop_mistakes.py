@@ -1,10 +1,11 @@
 """The training loop's own mistakes, after the rules: what each finding is told of them, and
 the notes of the ones no finding carries.
 
-Three mistakes of the loop rather than of the model, each from the watch's record of the
+Four mistakes of the loop rather than of the model, each from the watch's record of the
 loop (``meta["config"]``): a model trained in eval mode (``eval_mode.py``), outputs squashed
-twice on their way into the loss (``squashed_twice.py``) and gradients never zeroed
-(``unzeroed.py``, last: what it tells overrides the others' remedies and says it first).
+twice on their way into the loss (``squashed_twice.py``), layers the optimizer never steps
+(``unstepped.py``) and gradients never zeroed (``unzeroed.py``, last: what it tells
+overrides the others' remedies and says it first).
 ``diagnose`` settles its findings here; the report, which holds findings as a plain list,
 asks for the same notes.
 """
@@ -17,16 +18,22 @@ from ..trace import Trace
 from .eval_mode import eval_mode_note, settle_eval_mode
 from .finding import Finding
 from .squashed_twice import settle_squashed, squashed_note
+from .unstepped import settle_unstepped, unstepped_note
 from .unzeroed import settle_unzeroed
 
 
 def settle_loop(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` told of each mistake of the loop the trace records."""
-    return settle_unzeroed(settle_squashed(settle_eval_mode(findings, trace), trace))
+    findings = settle_unstepped(settle_squashed(settle_eval_mode(findings, trace), trace), trace)
+    return settle_unzeroed(findings)
 
 
 def loop_notes(findings: Sequence[Finding], trace: Trace) -> tuple[str, ...]:
     """The sentences of the loop's mistakes that no finding of ``findings`` carries, in the
     order above (no rule has an id for them)."""
-    notes = (eval_mode_note(findings, trace), squashed_note(findings, trace))
+    notes = (
+        eval_mode_note(findings, trace),
+        squashed_note(findings, trace),
+        unstepped_note(findings, trace),
+    )
     return tuple(note for note in notes if note is not None)

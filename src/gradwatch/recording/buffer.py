@@ -99,6 +99,10 @@ class StepBuffer:
         self.device = device
         # CPU counts non-finite entries exactly; accelerators flag them (a count would sync).
         self.exact_nonfinite = device.type == "cpu"
+        #: Layers with a trainable parameter the watched optimizer does not step: their
+        #: update over its step is not their update (another optimizer, or none, moves
+        #: them), so update_ratio stays missing there (set by the watch at each flush).
+        self.unstepped = np.zeros(n_layers, dtype=bool)
         self.scalar_cols: dict[str, int] = {name: i for i, name in enumerate(STEP_SCALARS)}
         self.sdtype = scalar_dtype(device)
         self._allocate(flush_every, scalar_width=SCALAR_COLUMNS)
@@ -359,6 +363,7 @@ class StepBuffer:
         w, u = METRIC_ROW["weight_norm"], METRIC_ROW["update_ratio"]
         with np.errstate(divide="ignore", invalid="ignore"):
             block[:, u, :] = np.sqrt(block[:, u, :] / block[:, w, :])
+        block[:, u, self.unstepped] = np.nan
         block[:, w, :] = np.sqrt(block[:, w, :])
         gn, gr, nf = METRIC_ROW["grad_norm"], METRIC_ROW["grad_rms"], METRIC_ROW["nonfinite"]
         sq = block[:, gn, :].copy()

@@ -19,10 +19,15 @@ what eval mode changes.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from .layers import LayerSet
 from .loss_graph import LossGraphProbe
 from .zeroing import ZeroingProbe, steady_writes
 
@@ -65,24 +70,63 @@ class ModeProbe:
         }
 
 
+class StepCoverage:
+    """The layers with a trainable parameter that the watched optimizer does not step.
+
+    Their weights may still move (a second optimizer: a GAN's discriminator, Lightning's
+    other optimizers) or never (left out of the optimizer by mistake); either way their
+    update over the watched step is not their update, so ``update_ratio`` stays missing
+    there, and ``meta.json`` names them (``config.unstepped``) for the diagnosis to tell the
+    two apart by their weights. Param groups added later (progressive unfreezing) count
+    from the next flush: :meth:`refresh` costs one pass over the optimizer's parameter ids
+    (a Python set; ~50 us for 1,000 parameters), at each flush.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None, layers: LayerSet) -> None:
+        self._optimizer = optimizer
+        self._layers = layers
+        self.mask = np.zeros(layers.n, dtype=bool)
+        self.refresh()
+
+    def refresh(self) -> np.ndarray:
+        """Recompute :attr:`mask` from the optimizer's parameter groups, and return it."""
+        if self._optimizer is None:  # the caller's w.step() ends a step: every layer counts
+            return self.mask
+        stepped = {id(p) for group in self._optimizer.param_groups for p in group["params"]}
+        self.mask[:] = False
+        for param, layer in zip(self._layers.params, self._layers.param_owner, strict=True):
+            if id(param) not in stepped:
+                self.mask[layer] = True
+        return self.mask
+
+    def meta(self) -> dict[str, int | list[str]]:
+        """The layers, for ``meta.json`` (``config.unstepped``)."""
+        names = [self._layers.specs[i].name for i in np.flatnonzero(self.mask)]
+        return {"count": len(names), "layers": names}
+
+
 class LoopProbes:
     """The loop probes of one watch: gradients never zeroed, steps in eval mode, the loss's
     graph."""
 
-    def __init__(self, model: nn.Module, params: list[nn.Parameter]) -> None:
-        self.zeroing = ZeroingProbe(params, steady=steady_writes(model))
+    def __init__(
+        self, model: nn.Module, layers: LayerSet, optimizer: torch.optim.Optimizer | None
+    ) -> None:
+        self.zeroing = ZeroingProbe(layers.params, steady=steady_writes(model))
         self.mode = ModeProbe(model)
         self.loss = LossGraphProbe()
+        self.coverage = StepCoverage(optimizer, layers)
 
     def observe(self, step: int) -> None:
         """Called at every optimizer step, before its statistics."""
         self.zeroing.observe(step)
         self.mode.observe(step)
 
-    def meta(self) -> dict[str, dict[str, int | str | None]]:
+    def meta(self) -> dict[str, dict[str, Any]]:
         """``meta.json``'s ``config`` entries of the probes."""
         return {
             "grad_zeroing": dict(self.zeroing.meta()),
             "train_mode": dict(self.mode.meta()),
-            "loss_graph": self.loss.meta(),
+            "loss_graph": dict(self.loss.meta()),
+            "unstepped": dict(self.coverage.meta()),
         }

@@ -144,7 +144,8 @@ class Watch:
             model, self._layers, self._buffer, scratch, enabled=bool(activations)
         )
         self._anatomy = Anatomy(model, self._layers)
-        self._loop = LoopProbes(model, self._layers.params)
+        self._loop = LoopProbes(model, self._layers, optimizer)
+        self._buffer.unstepped = self._loop.coverage.mask
         self._anatomy.clips.listeners.append(self._loop.zeroing.written)
         self._schedule = Schedule.for_device(
             self._layers.device, every, sample_every, dense_steps, self.overhead
@@ -471,6 +472,7 @@ class Watch:
             if self._auto_flush:
                 window = schedule.flush_window(window, FLUSH_EVERY, buf.n_layers)
             reducer.propose = (*map(float, spacings), float(window))
+        self._loop.coverage.refresh()  # (the buffer holds its mask: param groups added)
         tables = buf.flush(self._layers.depth, self._progress.step)
         if reducer is not None and reducer.agreed is not None:
             if budget:
