@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from ..trace import Trace
 from ._loop import loop_record
-from .finding import SEVERITY_RANK, Finding, settled
+from .finding import Finding, is_alarm, told_alarms
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
 #: loop that forgets model.train() after its first validation trains the rest in eval mode).
@@ -71,13 +71,7 @@ def settle_eval_mode(findings: list[Finding], trace: Trace) -> list[Finding]:
     seen = eval_mode_seen(trace)
     if seen is None:
         return findings
-    sentence = f" {_sentence(seen)}; this may be its cause."
-    return [
-        settled(f, f.message + sentence, eval_mode=dict(seen))
-        if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
-        else f
-        for f in findings
-    ]
+    return told_alarms(findings, _sentence(seen), eval_mode=dict(seen))
 
 
 def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:
@@ -95,6 +89,6 @@ def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:
         'The model trained in eval mode at 2 of 2 optimizer steps '
     """
     seen = eval_mode_seen(trace)
-    if seen is None or any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"] for f in findings):
+    if seen is None or any(is_alarm(f) for f in findings):
         return None
     return f"{_sentence(seen)}."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -177,6 +177,31 @@ def settled(
         evidence={**f.evidence, **evidence},
         remedies=remedies,
     )
+
+
+def is_alarm(f: Finding) -> bool:
+    """Whether ``f`` is a warning or critical."""
+    return SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
+
+
+def told_alarms(
+    findings: list[Finding],
+    sentence: str,
+    *,
+    skip: Callable[[Finding], bool] | None = None,
+    **evidence: object,
+) -> list[Finding]:
+    """``findings`` with every alarm (but those ``skip`` picks) told a mistake of the training
+    loop that may be its cause: `` {sentence}; this may be its cause.`` after its message,
+    ``evidence`` added and no remedies (none of the catalogue mends the loop, and the others
+    would be retrained in it). What ``eval_mode``, ``squashed_twice`` and ``unstepped`` do."""
+    told = f" {sentence}; this may be its cause."
+    return [
+        replace(f, message=f.message + told, evidence={**f.evidence, **evidence}, remedies=())
+        if is_alarm(f) and not (skip is not None and skip(f))
+        else f
+        for f in findings
+    ]
 
 
 class Diagnosis(list[Finding]):

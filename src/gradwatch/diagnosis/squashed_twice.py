@@ -36,7 +36,7 @@ from typing import Any
 
 from ..trace import Trace
 from ._loop import loop_record
-from .finding import SEVERITY_RANK, Finding, settled
+from .finding import Finding, is_alarm, told_alarms
 
 #: What each loss does to outputs already squashed (in [0, 1]), by the loss (the floors: the
 #: loss at the best such output, one-hot for cross-entropy, 1 or 0 for BCE with logits).
@@ -94,10 +94,6 @@ def squash_sentence(trace: Trace) -> str | None:
 _SAID = ("probability_floor", "squashed_twice")
 
 
-def _alarm(f: Finding) -> bool:
-    return SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
-
-
 def _says_it(f: Finding) -> bool:
     """Whether ``f`` is a plateau whose cause is the squash (:data:`_SAID`)."""
     return f.evidence.get("cause") in _SAID
@@ -111,13 +107,7 @@ def settle_squashed(findings: list[Finding], trace: Trace) -> list[Finding]:
     seen = squashed_seen(trace)
     if seen is None:
         return findings
-    sentence = f" {_sentence(seen)}; this may be its cause."
-    return [
-        settled(f, f.message + sentence, squashed_twice=dict(seen))
-        if _alarm(f) and not _says_it(f)
-        else f
-        for f in findings
-    ]
+    return told_alarms(findings, _sentence(seen), skip=_says_it, squashed_twice=dict(seen))
 
 
 def squashed_note(findings: Sequence[Finding], trace: Trace) -> str | None:
@@ -125,6 +115,6 @@ def squashed_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     carries it (:func:`settle_squashed`); None when it does not (:func:`squashed_seen`). A
     model whose loss still falls has no symptom yet: the graph says it anyway."""
     seen = squashed_seen(trace)
-    if seen is None or any(_alarm(f) or _says_it(f) for f in findings):
+    if seen is None or any(is_alarm(f) or _says_it(f) for f in findings):
         return None
     return f"{_sentence(seen)}."

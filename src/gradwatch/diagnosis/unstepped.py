@@ -35,7 +35,7 @@ import numpy as np
 
 from ..trace import Trace
 from ._common import metric_rows
-from .finding import SEVERITY_RANK, Finding, settled
+from .finding import Finding, is_alarm, told_alarms
 
 #: Largest relative range of a layer's weight norm over the run that counts as unchanged
 #: (an untouched tensor gives the same sum at every sample, float rounding aside; a layer
@@ -84,19 +84,13 @@ def settle_unstepped(findings: list[Finding], trace: Trace) -> list[Finding]:
     names = never_stepped(trace)
     if not names:
         return findings
-    sentence = f" {_sentence(trace, names)}; this may be its cause."
-    return [
-        settled(f, f.message + sentence, unstepped=names)
-        if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
-        else f
-        for f in findings
-    ]
+    return told_alarms(findings, _sentence(trace, names), unstepped=names)
 
 
 def unstepped_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     """The sentence that some layers are never stepped, when no finding at warning or above
     carries it (:func:`settle_unstepped`); None when none is (:func:`never_stepped`)."""
-    if any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"] for f in findings):
+    if any(is_alarm(f) for f in findings):
         return None
     names = never_stepped(trace)
     return f"{_sentence(trace, names)}." if names else None
