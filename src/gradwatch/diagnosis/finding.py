@@ -155,7 +155,7 @@ def alarms_besides(findings: Iterable[Finding], rule: str) -> bool:
     """Whether a finding of a rule other than ``rule`` is a warning or critical: what the
     settling passes (``symptoms``, ``recovered``) ask before telling a finding it stands
     alone."""
-    return any(f.rule != rule and SEVERITY_RANK[f.severity] >= 1 for f in findings)
+    return any(f.rule != rule and is_alarm(f) for f in findings)
 
 
 def settled(
@@ -189,7 +189,7 @@ def told_alarms(
     sentence: str,
     *,
     skip: Callable[[Finding], bool] | None = None,
-    **evidence: object,
+    **evidence: Any,
 ) -> list[Finding]:
     """``findings`` with every alarm (but those ``skip`` picks) told a mistake of the training
     loop that may be its cause: `` {sentence}; this may be its cause.`` after its message,
@@ -197,7 +197,7 @@ def told_alarms(
     would be retrained in it). What ``eval_mode``, ``squashed_twice`` and ``unstepped`` do."""
     told = f" {sentence}; this may be its cause."
     return [
-        replace(f, message=f.message + told, evidence={**f.evidence, **evidence}, remedies=())
+        settled(f, f.message + told, **evidence)
         if is_alarm(f) and not (skip is not None and skip(f))
         else f
         for f in findings

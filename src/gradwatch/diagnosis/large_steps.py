@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._common import hints
-from .finding import SEVERITY_RANK, Finding
+from .finding import Finding, is_alarm
 
 #: The rule whose evidence names the large steps.
 CAUSE = "unstable_updates"
@@ -62,15 +62,11 @@ CONSEQUENCES = frozenset(
 GRADIENT_BLEW_UP = frozenset({"exploding_gradient", "nonfinite_gradient"})
 
 
-def _alarm(f: Finding) -> bool:
-    return SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]
-
-
 def settle_large_steps(findings: list[Finding]) -> list[Finding]:
     """``findings`` with ``lower_lr`` first among the remedies of each alarm that began after
     ``unstable_updates``' steps too large began, and a sentence saying so; unchanged when the
     gradient itself blew up."""
-    alarms = [f for f in findings if _alarm(f)]
+    alarms = [f for f in findings if is_alarm(f)]
     large = [f for f in alarms if f.rule == CAUSE and f.evidence.get("high_update_ratio")]
     if not large or large[0].steps is None:
         return findings
@@ -79,7 +75,7 @@ def settle_large_steps(findings: list[Finding]) -> list[Finding]:
     cause, first = large[0], large[0].steps[0]
     return [
         _after(f, cause, first)
-        if _alarm(f) and f.rule in CONSEQUENCES and f.steps is not None and f.steps[0] > first
+        if is_alarm(f) and f.rule in CONSEQUENCES and f.steps is not None and f.steps[0] > first
         else f
         for f in findings
     ]

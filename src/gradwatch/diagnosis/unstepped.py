@@ -69,12 +69,17 @@ def _sentence(trace: Trace, names: list[str]) -> str:
     shown = ", ".join(repr(trace.layer_label(n)) for n in names[:3])
     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
     one = len(names) == 1
+    layer, be, its, it, them, keep = (
+        ("Layer", "is", "its", "it", "it", "keeps")
+        if one
+        else ("Layers", "are", "their", "they", "them", "keep")
+    )
     return (
-        f"{'Layer' if one else 'Layers'} {shown}{more} {'is' if one else 'are'} not in the "
-        f"optimizer's parameter groups, and {'its' if one else 'their'} weights never changed "
-        "over the run: nothing steps them, so they keep their initialisation. Pass every "
-        "parameter you train to the optimizer (e.g. `torch.optim.Adam(model.parameters())`), "
-        "or freeze these (`requires_grad_(False)`) if that is meant"
+        f"{layer} {shown}{more} {be} not in the optimizer's parameter groups, and {its} weights "
+        f"never changed over the run: nothing steps {them}, so {it} {keep} {its} "
+        "initialisation. Pass every parameter you train to the optimizer (e.g. "
+        f"`torch.optim.Adam(model.parameters())`), or freeze {them} (`requires_grad_(False)`) "
+        "if that is meant"
     )
 
 

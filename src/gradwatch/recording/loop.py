@@ -3,10 +3,11 @@ outputs squashed twice on their way into the loss.
 
 :class:`LoopProbes` is the watch's one view of them: :class:`~.zeroing.ZeroingProbe` (a
 loop that never calls ``zero_grad()``) and :class:`ModeProbe` (optimizer steps taken with
-the model in eval mode), observed at every optimizer step, and
+the model in eval mode), observed at every optimizer step,
 :class:`~.loss_graph.LossGraphProbe` (a softmax before ``cross_entropy``), handed the losses
-the watch sees; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
-``loss_graph``).
+the watch sees, and :class:`StepCoverage` (layers the optimizer does not step), refreshed at
+each flush; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
+``loss_graph``, ``unstepped``).
 
 Eval mode: ``model.eval()`` left on.
 A validation pass calls ``model.eval()``; a loop that does not call ``model.train()`` after
@@ -88,16 +89,15 @@ class StepCoverage:
         self.mask = np.zeros(layers.n, dtype=bool)
         self.refresh()
 
-    def refresh(self) -> np.ndarray:
-        """Recompute :attr:`mask` from the optimizer's parameter groups, and return it."""
+    def refresh(self) -> None:
+        """Recompute :attr:`mask`, in place, from the optimizer's parameter groups."""
         if self._optimizer is None:  # the caller's w.step() ends a step: every layer counts
-            return self.mask
+            return
         stepped = {id(p) for group in self._optimizer.param_groups for p in group["params"]}
         self.mask[:] = False
         for param, layer in zip(self._layers.params, self._layers.param_owner, strict=True):
             if id(param) not in stepped:
                 self.mask[layer] = True
-        return self.mask
 
     def meta(self) -> dict[str, int | list[str]]:
         """The layers, for ``meta.json`` (``config.unstepped``)."""
@@ -107,7 +107,7 @@ class StepCoverage:
 
 class LoopProbes:
     """The loop probes of one watch: gradients never zeroed, steps in eval mode, the loss's
-    graph."""
+    graph, the layers its optimizer does not step."""
 
     def __init__(
         self, model: nn.Module, layers: LayerSet, optimizer: torch.optim.Optimizer | None
