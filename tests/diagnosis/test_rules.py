@@ -858,6 +858,29 @@ def test_unstable_updates_thresholds(ratio: float, expected: str | None) -> None
         assert f.layers == ("fc1",)
 
 
+@pytest.mark.parametrize(
+    ("loss", "said"),
+    [
+        (None, "no loss was logged to judge it by"),
+        (
+            np.r_[2.0, 1.9, np.full(10, np.nan)],
+            "only 2 finite loss value(s) were logged, too few to judge it by",
+        ),
+        (-0.1 * np.arange(1, 13), "the logged loss starts at -0.2, not above 0, so its progress"),
+    ],
+    ids=["none", "too_few", "not_positive"],
+)
+def test_unstable_updates_says_why_the_loss_could_not_judge_the_steps(
+    loss: np.ndarray | list[float] | None, said: str
+) -> None:
+    """A loss that can go below 0 (a log-likelihood; nll_loss given probabilities) was logged
+    but cannot judge the steps: the message says so, not "no loss was logged"."""
+    scalars = None if loss is None else {"loss": loss}
+    ur = {"update_ratio": np.array([1e-3, 0.5, 1e-3])}
+    f = run("unstable_updates", trace_of(3, 12, ur, scalars=scalars))
+    assert f is not None and said in f.message
+
+
 def test_unstable_updates_ignores_one_odd_sample() -> None:
     """After the first steps, one sampled step at 100 among healthy ones does not fire (block
     median of 3); in the first 20 steps one step larger than the weights does (see

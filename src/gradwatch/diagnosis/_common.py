@@ -479,6 +479,28 @@ def loss_curve(trace: Trace, window: int) -> LossCurve | None:
     return LossCurve(steps, values, start, meds, steps[first], steps[last_row])
 
 
+def no_loss_reference(trace: Trace) -> str:
+    """Why :func:`loss_curve` gave None, as a clause ("... to judge it by") for a message:
+    none logged, too few values, or a start that is not positive (a loss that can go below 0:
+    a log-likelihood, a loss given outputs of the wrong kind).
+
+    Example:
+        >>> grads = {"grad_rms": [[1.0]] * 3}
+        >>> no_loss_reference(Trace.from_arrays(["fc"], [0, 1, 2], grads))
+        'no loss was logged to judge it by'
+        >>> losses = {"loss": [-0.1, -0.2, -0.3]}
+        >>> no_loss_reference(Trace.from_arrays(["fc"], [0, 1, 2], grads, scalars=losses))
+        'the logged loss starts at -0.2, not above 0, so its progress cannot judge it'
+    """
+    _, values = scalar_rows(trace, "loss")
+    if len(values) == 0:
+        return "no loss was logged to judge it by"
+    if len(values) < LOSS_START_ROWS:
+        return f"only {len(values)} finite loss value(s) were logged, too few to judge it by"
+    start = float(np.median(values[:LOSS_START_ROWS]))
+    return f"the logged loss starts at {start:.3g}, not above 0, so its progress cannot judge it"
+
+
 def window_of(curve: LossCurve, steps: np.ndarray) -> np.ndarray:
     """Index of the loss window holding each of ``steps`` (clipped to the first/last window)."""
     idx = np.searchsorted(curve.first_step, np.asarray(steps), side="right") - 1

@@ -47,6 +47,7 @@ from .._common import (
     loss_response,
     metric_rows,
     nanmedian,
+    no_loss_reference,
     quiet_nan,
     scalar_rows,
     start_only,
@@ -189,11 +190,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             evidence["clipping"] = clipped
             if resp is not None:
                 evidence["loss_response"] = _response_evidence(resp, th)
-            judged = (
-                "; ".join(why)
-                if why
-                else ("no loss was logged to judge it by" if resp is None else "")
-            )
+            judged = "; ".join(why) if why else (no_loss_reference(trace) if resp is None else "")
             sustained = bool(np.isfinite(blocks[:, high[0]]).any()) and bool(
                 np.nanmax(blocks[:, high[0]]) > th.warn_ratio
             )

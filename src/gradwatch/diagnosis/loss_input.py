@@ -1,0 +1,167 @@
+"""Findings of a loss fed outputs of the wrong kind: a softmax before ``cross_entropy``, or
+``nll_loss`` given logits or probabilities, is the cause.
+
+``CrossEntropyLoss`` applies log-softmax to its input and ``BCEWithLogitsLoss`` the sigmoid;
+fed outputs that already went through a softmax or a sigmoid (either, before either loss),
+they squash them again: the loss has a floor above 0 and its gradient shrinks as the model
+grows confident, whatever the depth or the initialisation. ``NLLLoss`` takes
+log-probabilities and only negates the target's entry: fed probabilities, its loss is stuck
+above -1 with a shrinking gradient; fed a layer's raw outputs, it has no floor, and training
+pushes the target's output up without bound (the loss falls below 0 without end while the
+weights and gradients grow: read as an exploding gradient); fed a log-softmax over the batch,
+each class is normalised across the examples, a silent error. The watch reads the loss's
+autograd graph (``meta["config"]["loss_graph"]``, recording/loss_graph.py), so this is known
+from the first step (``probability_floor.py`` names the softmax's floor from the loss alone,
+for runs whose graph was not read). Every finding at warning or above is told that the
+loss's input may be its cause and offers no remedy: none of the catalogue mends the loss, and
+the others would be retrained with the same one. A loss plateau after learning, which would
+otherwise read as "what this data allows", names it as its cause (``symptoms.py``). With no
+finding to carry it, :func:`loss_input_note` is a note of the diagnosis
+(``Diagnosis.notes``).
+
+Measured (digits, Adam 1e-2, batch 64): a 64-64-10 ReLU MLP ending in ``nn.Softmax`` levels
+off at 1.4725 in 600 steps (the floor of 10 classes is 1.4612) where the same model without
+it reaches 0.015. Before, the first 60 steps (loss 2.30 -> 1.68, 1.63 in the last window)
+read "loss plateau after learning ... likely learned what this data allows" (info) and 30
+steps "no problem found"; now the plateau names the squash (a warning) and the 30 steps have
+it as their note. The same MLP under ``nll_loss`` without a log-softmax: loss 0.015 ->
+-1.8e4 in 300 steps, read as "exploding gradient ... updates that are too large" (clipping,
+a lower rate); with a softmax instead of the log-softmax: -0.10 -> -0.97, "unstable updates
+... the learning rate is too high". Both are now told the loss's input from step 0.
+
+Example:
+    >>> from gradwatch.trace import Trace
+    >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
+    >>> t.meta["config"] = {"loss_graph": {"checked": 3, "mismatched": 3,
+    ...     "loss": "cross_entropy", "given": "softmax", "first_step": 0}}
+    >>> loss_input_note([], t)[:60]
+    'The loss applies cross-entropy to outputs that already went '
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..trace import Trace
+from ._loop import loop_record
+from .finding import Finding, is_alarm, told_alarms
+
+#: What each loss does to outputs of the wrong kind, by the loss and what it was given (the
+#: floors: the loss at the best such output, one-hot for cross-entropy, 1 or 0 for BCE with
+#: logits, 1 for NLL of probabilities).
+_SQUASHED_TWICE = {
+    "cross_entropy": (
+        "The loss applies cross-entropy to outputs that already went through a {given} "
+        "(its autograd graph, read at step {step}: a log-softmax over a {given}). "
+        "CrossEntropyLoss (F.cross_entropy) applies log-softmax itself, so the outputs are "
+        "squashed twice: the loss cannot go below log(e + C - 1) - 1 for C classes (1.46 for "
+        "10) and its gradient shrinks as the model grows confident. Pass it the logits (drop "
+        "the final {given})"
+    ),
+    "bce_with_logits": (
+        "The loss applies binary cross-entropy with logits to outputs that already went "
+        "through a {given} (its autograd graph, read at step {step}: BCE-with-logits over a "
+        "{given}). BCEWithLogitsLoss applies the sigmoid itself, so the outputs are squashed "
+        "twice: the loss cannot go below log(1 + 1/e) = 0.313 on a positive target nor "
+        "log 2 = 0.693 on a negative one, and its gradient shrinks as the model grows "
+        "confident. Pass it the logits (drop the final {given})"
+    ),
+}
+_NLL_OF_PROBABILITIES = (
+    "The loss applies NLLLoss (F.nll_loss) to probabilities (its autograd graph, read at step "
+    "{step}: nll_loss over a {given}, with no log). NLLLoss expects log-probabilities and only "
+    "negates the target's entry, so the loss is minus the target's probability: it cannot go "
+    "below -1 and its gradient shrinks as the {given} saturates, on wrong answers too. Take "
+    "the log: log_softmax instead of the softmax (or pass the logits to cross_entropy)"
+)
+_NLL_OF_LOGITS = (
+    "The loss applies NLLLoss (F.nll_loss) to a layer's raw outputs (its autograd graph, read "
+    "at step {step}: nll_loss over a layer's output, with no log-softmax). NLLLoss expects "
+    "log-probabilities and only negates the target's entry, so the loss is minus the target's "
+    "output, with no floor: training pushes that output up without bound, so the loss falls "
+    "below 0 without end while the weights and gradients grow. Apply log_softmax before it "
+    "(or pass the logits to cross_entropy)"
+)
+_NLL_OVER_THE_BATCH = (
+    "The loss applies NLLLoss (F.nll_loss) to a log-softmax taken over dimension 0 (its "
+    "autograd graph, read at step {step}: nll_loss over log_softmax(dim=0)), the batch (or "
+    "the time of a sequence-first layout), not the classes: each class's scores are "
+    "normalised across the examples, so an example's loss depends on the others in its batch "
+    "and the model learns to rank examples, not classes. Take it over the classes: "
+    "log_softmax(x, dim=-1) for (N, C) or (B, T, V) logits (without dim, F.log_softmax picks "
+    "dimension 0 for a 3-D input)"
+)
+_NLL = {
+    "softmax": _NLL_OF_PROBABILITIES,
+    "sigmoid": _NLL_OF_PROBABILITIES,
+    "logits": _NLL_OF_LOGITS,
+    "log_softmax_over_dim_0": _NLL_OVER_THE_BATCH,
+}
+#: What each loss can be given wrongly (recording/loss_graph.py).
+_GIVEN = {
+    "cross_entropy": ("softmax", "sigmoid"),
+    "bce_with_logits": ("softmax", "sigmoid"),
+    "nll_loss": tuple(_NLL),
+}
+
+
+def loss_input_seen(trace: Trace) -> dict[str, Any] | None:
+    """The watch's ``loss_graph`` record where a loss it read was given outputs of the wrong
+    kind; None otherwise (no graph read, or none such)."""
+    record = loop_record(trace, "loss_graph", "checked", "mismatched", "first_step")
+    if record is None or record[1] == 0:
+        return None
+    graph = trace.meta["config"]["loss_graph"]
+    loss, given = graph.get("loss"), graph.get("given")
+    if given not in _GIVEN.get(loss, ()):
+        return None
+    checked, mismatched, first = record
+    return {
+        "loss": loss, "given": given, "checked": checked, "mismatched": mismatched,
+        "first_step": first,
+    }  # fmt: skip
+
+
+def _sentence(seen: dict[str, Any]) -> str:
+    loss, given = seen["loss"], seen["given"]
+    template = _NLL[given] if loss == "nll_loss" else _SQUASHED_TWICE[loss]
+    return template.format(given=seen["given"], step=seen["first_step"])
+
+
+def loss_input_sentence(trace: Trace) -> str | None:
+    """What the loss does to its input and how to mend it, without a full stop, where
+    :func:`loss_input_seen`; None otherwise."""
+    seen = loss_input_seen(trace)
+    return None if seen is None else _sentence(seen)
+
+
+#: The plateau causes that name the loss's input themselves (``symptoms.py``).
+_SAID = ("probability_floor", "loss_input")
+
+
+def _says_it(f: Finding) -> bool:
+    """Whether ``f`` is a plateau whose cause is the loss's input (:data:`_SAID`)."""
+    return f.evidence.get("cause") in _SAID
+
+
+def settle_loss_input(findings: list[Finding], trace: Trace) -> list[Finding]:
+    """``findings`` with every finding at warning or above told that the loss is given
+    outputs of the wrong kind, without remedies; unchanged unless :func:`loss_input_seen`. A
+    plateau after learning says so already (``symptoms.py``: at the floor of a softmax
+    applied twice, or above it with the graph's finding as its cause)."""
+    seen = loss_input_seen(trace)
+    if seen is None:
+        return findings
+    return told_alarms(findings, _sentence(seen), skip=_says_it, loss_input=dict(seen))
+
+
+def loss_input_note(findings: Sequence[Finding], trace: Trace) -> str | None:
+    """The sentence that the loss is given outputs of the wrong kind, for the verdict, when no
+    finding carries it (:func:`settle_loss_input`); None when one does
+    (:func:`loss_input_seen`). A model whose loss still falls has no symptom yet: the graph
+    says it anyway."""
+    seen = loss_input_seen(trace)
+    if seen is None or any(is_alarm(f) or _says_it(f) for f in findings):
+        return None
+    return f"{_sentence(seen)}."
