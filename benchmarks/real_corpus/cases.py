@@ -20,6 +20,7 @@ from .checks import (
     both,
     climbs_back,
     dead_relu_probe,
+    goes_below_zero,
     goes_nonfinite,
     learns,
     loss_spikes,
@@ -43,6 +44,7 @@ from .models import (
     gpt2,
     gpt2_epoch_schedule_per_batch,
     gpt2_never_zeroed,
+    gpt2_nll_of_logits,
     levit,
     llama,
     llama_bf16,
@@ -378,6 +380,14 @@ CASES: tuple[Case, ...] = (
         resnet_softmax_before_loss,
         never_below_probability_floor(10),
         expect_note="applies log-softmax itself",
+    ),
+    Case(
+        "gpt2_nll_of_logits",
+        "HF GPT-2 as gpt2_lm, its loss nll_loss of the raw logits with no log-softmax (which "
+        "nll_loss expects): the loss is minus the target's logit and falls below 0 unbounded",
+        gpt2_nll_of_logits,
+        goes_below_zero(),
+        expect_note="NLLLoss expects log-probabilities",
     ),
     Case(
         "llama_bf16_weights",

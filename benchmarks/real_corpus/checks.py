@@ -174,6 +174,18 @@ def never_below_probability_floor(classes: int) -> Check:
     return check
 
 
+def goes_below_zero() -> Check:
+    """Some step's loss went below 0, which a negative log-likelihood of log-probabilities
+    (each <= 0) never does: the loss was not given log-probabilities. A model trained on
+    log-softmax outputs stays above 0 (gpt2_lm: lowest 1.9)."""
+
+    def check(run: Run) -> tuple[bool, str]:
+        lowest = min(run.losses)
+        return lowest < 0.0, f"lowest loss {lowest:.3g}"
+
+    return check
+
+
 def both(a: Check, b: Check) -> Check:
     """Both checks hold; the detail lists both."""
 

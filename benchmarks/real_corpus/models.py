@@ -47,6 +47,14 @@ def ce_of_probabilities(model: nn.Module, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(model(pixel_values=x).logits.softmax(-1), y)
 
 
+def nll_of_logits(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """``nll_loss`` of a model's raw logits, with no log-softmax: the classic mistake
+    (``nll_loss`` takes log-probabilities and only negates the target's entry)."""
+    x, y = batch
+    logits = model(x).logits
+    return F.nll_loss(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
 # ---------------------------------------------------------------------- models
 class RNNModel(nn.Module):
     """pytorch/examples word_language_model: Embedding -> LSTM/tanh-RNN -> Linear decoder.
@@ -209,6 +217,11 @@ def gpt2(lr: float, seed: int, layers: int = 2) -> Setup:
     )  # fmt: skip
     model = GPT2LMHeadModel(cfg)
     return Setup(model, torch.optim.AdamW(model.parameters(), lr=lr), byte_windows(64, seed))
+
+
+def gpt2_nll_of_logits(seed: int) -> Setup:
+    """HF GPT-2 as :func:`gpt2` at 1e-3, its loss ``nll_loss`` of the raw logits."""
+    return dataclasses.replace(gpt2(1e-3, seed), loss=nll_of_logits)
 
 
 def bert(seed: int) -> Setup:

@@ -134,7 +134,7 @@ def test_gradients_activations_and_loss_are_those_of_the_same_step(
     assert not [f for f in gw.diagnose(trace) if f.evidence.get("never_zeroed")]
     # The loss's graph, handed over before backward (the logged losses are detached): read.
     assert trace.meta["config"]["loss_graph"]["checked"] == 3
-    assert trace.meta["config"]["loss_graph"]["squashed"] == 0
+    assert trace.meta["config"]["loss_graph"]["mismatched"] == 0
 
 
 class SoftmaxClassifier(Net):
@@ -166,7 +166,7 @@ def test_a_softmax_before_cross_entropy_is_read_from_the_loss_before_backward(
     _trainer(tmp_path, [cb], max_steps=6).fit(SoftmaxClassifier(manual), _loader())
     trace = gw.load(tmp_path / "run")
     assert trace.meta["config"]["loss_graph"] == {
-        "checked": 3, "squashed": 3, "loss": "cross_entropy", "squash": "softmax",
+        "checked": 3, "mismatched": 3, "loss": "cross_entropy", "given": "softmax",
         "first_step": 0,
     }  # fmt: skip
     d = gw.diagnose(trace)

@@ -253,6 +253,61 @@ def test_a_language_model_normalised_over_the_accumulated_batch_logs_hf_s_loss(
     np.testing.assert_allclose(gw.load(tmp_path / "run").scalar("loss"), hf, rtol=1e-5)
 
 
+class NllOfLogits(nn.Module):
+    """A classifier with the Trainer's calling convention whose loss is nll_loss of its raw
+    logits (no log_softmax): the mistake the loss's graph shows."""
+
+    def __init__(self, log_softmax: bool) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.log_softmax = log_softmax
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        scores = out.log_softmax(-1) if self.log_softmax else out
+        return {"loss": nn.functional.nll_loss(scores, labels), "logits": out}
+
+
+@pytest.mark.parametrize("log_softmax", [False, True], ids=["raw_logits", "log_softmax"])
+def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -> None:
+    """The Trainer hands its callbacks no loss: the graph is read from the model's output
+    "loss" (the first 3 training forwards). nll_loss of raw logits is recorded from step 0,
+    and the diagnosis says it; with the log-softmax nothing is. HF GPT-2's own loss: read,
+    correct."""
+    data = [{"x": d["x"], "labels": (d["labels"][0] > 0).long() + (d["labels"][0] > 2).long()}
+            for d in _data()]  # fmt: skip
+    trainer = transformers.Trainer(
+        model=NllOfLogits(log_softmax),
+        args=_args(tmp_path, max_steps=6),
+        train_dataset=data,
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
+    )
+    trainer.train()
+    trace = gw.load(tmp_path / "run")
+    expected = (
+        {"checked": 3, "mismatched": 0, "loss": None, "given": None, "first_step": None}
+        if log_softmax
+        else {"checked": 3, "mismatched": 3, "loss": "nll_loss", "given": "logits", "first_step": 0}
+    )
+    assert trace.meta["config"]["loss_graph"] == expected
+    d = gw.diagnose(trace)
+    said = [*d.notes, *(f.message for f in d)]
+    assert any("NLLLoss expects log-probabilities" in text for text in said) != log_softmax
+
+
+def test_a_hugging_face_model_s_own_loss_graph_is_read_and_correct(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trainer = transformers.Trainer(
+        model=_tiny_gpt2(),
+        args=_args(tmp_path, max_steps=4, learning_rate=1e-3),
+        train_dataset=_lm_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
+    )
+    trainer.train()
+    graph = gw.load(tmp_path / "run").meta["config"]["loss_graph"]
+    assert graph["checked"] == 3 and graph["mismatched"] == 0
+
+
 def test_a_loss_computed_outside_the_model_comes_from_hf_s_logs(tmp_path: Path) -> None:
     """With ``compute_loss_func`` the Trainer keeps the labels from the model, which returns
     no loss: the trace records HF's logged loss at the steps it is logged at (every 2nd)."""

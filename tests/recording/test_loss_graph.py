@@ -1,6 +1,7 @@
-"""The loss's autograd graph: outputs squashed twice on their way into the loss (a softmax
-before cross_entropy, a sigmoid before BCE with logits) are found, every correct way of
-writing a classification loss is not, and the watch reads the first few graphs it is handed."""
+"""The loss's autograd graph: outputs of the wrong kind on their way into the loss (a softmax
+before cross_entropy, a sigmoid before BCE with logits, nll_loss of a layer's raw outputs or
+of probabilities) are found, every correct way of writing a classification loss is not, and
+the watch reads the first few graphs it is handed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradwatch as gw
-from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, squashed_input
+from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, wrong_input
 
 B, C, T = 6, 5, 3
 Y = torch.tensor([0, 1, 2, 3, 4, 0])
@@ -55,6 +56,55 @@ SQUASHED: dict[str, Callable[[], torch.Tensor]] = {
 }
 
 
+def _lm_log_softmax_without_dim() -> torch.Tensor:
+    """(B, T, C) logits under F.log_softmax without ``dim``, which picks 0 for a 3-D input
+    (with a deprecation warning), then viewed (B * T, C) for nll_loss."""
+    logits = nn.Linear(C, C)(_logits(2, T, C))
+    with pytest.warns(UserWarning, match="Implicit dimension choice"):
+        log_p = F.log_softmax(logits)
+    return F.nll_loss(log_p.view(-1, C), Y)
+
+
+def _nll_of_sequence_logits() -> torch.Tensor:
+    """An LM-shaped head, (B, T, C) logits transposed to (B, C, T) for nll_loss (its 2-D
+    node), with no log-softmax."""
+    logits = nn.Linear(C, C)(_logits(2, T, C)).transpose(1, 2)
+    return F.nll_loss(logits, Y.view(2, T))
+
+
+def _nll_of_conv_logits() -> torch.Tensor:
+    """A segmentation head: a 1x1 convolution's per-pixel logits under nll_loss."""
+    maps = nn.Conv2d(C, C, 1)(_logits(2, C, 3, 3))
+    return F.nll_loss(maps, torch.randint(0, C, (2, 3, 3)))
+
+
+#: nll_loss given something other than log-probabilities: (case, what it was given).
+NLL_MISFED: dict[str, tuple[Callable[[], torch.Tensor], str]] = {
+    "linear_logits": (lambda: F.nll_loss(nn.Linear(C, C)(_logits()), Y), "logits"),
+    "nn_nllloss_module_with_weights": (
+        lambda: nn.NLLLoss(weight=torch.rand(C))(nn.Linear(C, C)(_logits()), Y),
+        "logits",
+    ),
+    "sequence_logits_transposed": (_nll_of_sequence_logits, "logits"),
+    "conv_logits_per_pixel": (_nll_of_conv_logits, "logits"),
+    "embedding_bigram": (lambda: F.nll_loss(nn.Embedding(C, C)(Y), Y), "logits"),
+    "softmax_probabilities": (lambda: F.nll_loss(torch.softmax(_logits(), -1), Y), "softmax"),
+    "nn_softmax_module": (lambda: nn.NLLLoss()(nn.Softmax(-1)(_logits()), Y), "softmax"),
+    "sigmoid_probabilities": (lambda: F.nll_loss(torch.sigmoid(_logits()), Y), "sigmoid"),
+    "log_softmax_over_the_batch": (
+        lambda: F.nll_loss(F.log_softmax(nn.Linear(C, C)(_logits()), 0), Y),
+        "log_softmax_over_dim_0",
+    ),
+    "lm_log_softmax_without_dim": (_lm_log_softmax_without_dim, "log_softmax_over_dim_0"),
+}
+
+
+def _hand_written_log_softmax() -> torch.Tensor:
+    """A Linear's logits minus their logsumexp: log-probabilities, as a subtraction node."""
+    logits = nn.Linear(C, C)(_logits())
+    return logits - logits.logsumexp(-1, keepdim=True)
+
+
 def _distillation() -> torch.Tensor:
     """KL between a student's log-softmax and a teacher's softmax, both trained."""
     student, teacher = _logits(), _logits()
@@ -78,6 +128,23 @@ CORRECT: dict[str, Callable[[], torch.Tensor]] = {
     "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(_logits(), torch.rand(B, C)),
     "softmax_then_mse": lambda: F.mse_loss(torch.softmax(_logits(), -1), torch.rand(B, C)),
     "distillation": _distillation,
+    "log_softmax_of_a_linear_then_nll": lambda: F.nll_loss(
+        F.log_softmax(nn.Linear(C, C)(_logits()), -1), Y
+    ),
+    "hand_written_log_softmax_then_nll": lambda: F.nll_loss(_hand_written_log_softmax(), Y),
+    "log_of_clamped_probabilities_then_nll": lambda: F.nll_loss(
+        torch.log(torch.softmax(_logits(), -1).clamp_min(1e-8)), Y
+    ),
+    "lm_log_softmax_over_the_vocabulary": lambda: F.nll_loss(
+        F.log_softmax(_logits(2, T, C), -1).view(-1, C), Y
+    ),
+    "classes_first_log_softmax_transposed": lambda: F.nll_loss(
+        F.log_softmax(nn.Linear(B, B)(_logits(C, B)), 0).t(), Y
+    ),
+    "one_unbatched_example": lambda: F.nll_loss(F.log_softmax(_logits(C), 0), Y[0]),
+    "conv_logits_under_cross_entropy": lambda: F.cross_entropy(
+        nn.Conv2d(C, C, 1)(_logits(2, C, 3, 3)), torch.randint(0, C, (2, 3, 3))
+    ),
     "attention_pooled_head": _attention_pooled,
 }
 
@@ -86,12 +153,18 @@ CORRECT: dict[str, Callable[[], torch.Tensor]] = {
 def test_outputs_squashed_before_a_loss_that_squashes_are_found(case: str) -> None:
     loss = "bce_with_logits" if "bce_with_logits" in case else "cross_entropy"
     squash = "sigmoid" if case.startswith("sigmoid") else "softmax"
-    assert squashed_input(SQUASHED[case]()) == (loss, squash)
+    assert wrong_input(SQUASHED[case]()) == (loss, squash)
+
+
+@pytest.mark.parametrize("case", sorted(NLL_MISFED))
+def test_nll_loss_given_logits_or_probabilities_is_found(case: str) -> None:
+    make, given = NLL_MISFED[case]
+    assert wrong_input(make()) == ("nll_loss", given)
 
 
 @pytest.mark.parametrize("case", sorted(CORRECT))
 def test_correct_classification_losses_are_not(case: str) -> None:
-    assert squashed_input(CORRECT[case]()) is None
+    assert wrong_input(CORRECT[case]()) is None
 
 
 def test_a_graph_is_still_read_after_backward_and_a_detached_loss_has_none() -> None:
@@ -99,21 +172,21 @@ def test_a_graph_is_still_read_after_backward_and_a_detached_loss_has_none() -> 
     the nodes; a detached loss or a float has no graph to read."""
     loss = SQUASHED["nn_softmax_module"]()
     loss.backward()
-    assert squashed_input(loss) == ("cross_entropy", "softmax")
-    assert squashed_input(loss.detach()) is None
+    assert wrong_input(loss) == ("cross_entropy", "softmax")
+    assert wrong_input(loss.detach()) is None
 
 
 def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> None:
     probe = LossGraphProbe()
     probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
     assert probe.meta() == {
-        "checked": 0, "squashed": 0, "loss": None, "squash": None, "first_step": None
+        "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None
     }  # fmt: skip
     probe.observe([CORRECT["logits"](), 2.0], step=1)
     for step in range(2, 2 + CHECKS + 2):
         probe.observe(SQUASHED["nn_softmax_module"](), step=step)
     assert probe.meta() == {
-        "checked": CHECKS, "squashed": CHECKS - 1, "loss": "cross_entropy", "squash": "softmax",
+        "checked": CHECKS, "mismatched": CHECKS - 1, "loss": "cross_entropy", "given": "softmax",
         "first_step": 2,
     }  # fmt: skip
 
@@ -137,10 +210,10 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     """A model ending in nn.Softmax under cross_entropy is recorded from step 0; the same
     model without it, or its loss logged as a float, is not."""
     assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
-        "checked": CHECKS, "squashed": CHECKS, "loss": "cross_entropy", "squash": "softmax",
+        "checked": CHECKS, "mismatched": CHECKS, "loss": "cross_entropy", "given": "softmax",
         "first_step": 0,
     }  # fmt: skip
-    assert _watched_classifier([], as_float=False)["squashed"] == 0
+    assert _watched_classifier([], as_float=False)["mismatched"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0
 
 
@@ -161,5 +234,5 @@ def test_a_compiled_model_is_read_at_its_sampled_steps_which_run_eagerly() -> No
             opt.step()
             w.log(loss=loss)
     record = w.trace.meta["config"]["loss_graph"]
-    assert record["checked"] == CHECKS and record["squashed"] == 1
+    assert record["checked"] == CHECKS and record["mismatched"] == 1
     assert record["first_step"] == 0

@@ -72,8 +72,8 @@ def diagnose(
         # names the rate first; a loss plateau after learning that no gradient
         # finding explains is info.
         findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
-        # Last, the loop's own mistakes: a model trained in eval mode, outputs squashed twice
-        # on their way into the loss, layers the optimizer never steps, gradients never zeroed.
+        # Last, the loop's own mistakes: a model trained in eval mode, a loss given outputs of
+        # the wrong kind, layers the optimizer never steps, gradients never zeroed.
         findings = settle_loop(findings, trace)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))

@@ -194,7 +194,7 @@ def told_alarms(
     """``findings`` with every alarm (but those ``skip`` picks) told a mistake of the training
     loop that may be its cause: `` {sentence}; this may be its cause.`` after its message,
     ``evidence`` added and no remedies (none of the catalogue mends the loop, and the others
-    would be retrained in it). What ``eval_mode``, ``squashed_twice`` and ``unstepped`` do."""
+    would be retrained in it). What ``eval_mode``, ``loss_input`` and ``unstepped`` do."""
     told = f" {sentence}; this may be its cause."
     return [
         settled(f, f.message + told, **evidence)

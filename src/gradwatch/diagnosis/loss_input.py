@@ -27,7 +27,9 @@ steps "no problem found"; now the plateau names the squash (a warning) and the 3
 it as their note. The same MLP under ``nll_loss`` without a log-softmax: loss 0.015 ->
 -1.8e4 in 300 steps, read as "exploding gradient ... updates that are too large" (clipping,
 a lower rate); with a softmax instead of the log-softmax: -0.10 -> -0.97, "unstable updates
-... the learning rate is too high". Both are now told the loss's input from step 0.
+... the learning rate is too high". Both are now told the loss's input from step 0. With
+``nn.LogSoftmax(0)``: 4.17 -> 2.03, accuracy on all digits 0.896 (0.985 with ``dim=-1``),
+"no problem found"; now the note.
 
 Example:
     >>> from gradwatch.trace import Trace

@@ -47,9 +47,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .finding import Finding, alarms_besides, settled
+from .loss_input import loss_input_sentence
 from .probability_floor import FLOOR_MARGIN, at_probability_floor
 from .rules.loss_plateau import LOWER_RATE
-from .squashed_twice import squash_sentence
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -66,7 +66,8 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
     whose head reads a representation that barely varies between inputs (both with
     ``lower_lr``); a plateau after learning becomes ``info``, unless its loss is stopped at
     the floor of a softmax applied twice (``probability_floor``: a warning) or the watch read
-    such a squash in the loss's graph (``squashed_twice``: a warning); one from the
+    a loss given outputs of the wrong kind in the loss's graph (``loss_input``: a warning);
+    one from the
     start stays a warning that names the learning rate when the steps are too small to
     train (the median update ratio under ``tiny_update_ratio``), else points at what the
     model is asked to learn. (After learning, small steps may just be a model near its
@@ -87,7 +88,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
             elif _collapsed(f):
                 f = _collapsed_representation(f, trace)
             elif _learned_first(f):
-                f = _at_floor(f, trace) or _squashed(f, trace) or _unexplained(f)
+                f = _at_floor(f, trace) or _wrong_loss_input(f, trace) or _unexplained(f)
             elif _tiny_steps(f):
                 f = _too_small(f)
             else:
@@ -278,15 +279,16 @@ def _at_floor(f: Finding, trace: Trace | None) -> Finding | None:
     return settled(f, message, "warning", cause="probability_floor", probability_floor=evidence)
 
 
-def _squashed(f: Finding, trace: Trace | None) -> Finding | None:
-    """The plateau told that its loss squashes its input twice, as the watch read in the
-    loss's graph (``squashed_twice``), a warning without remedies; None where it did not."""
-    sentence = None if trace is None else squash_sentence(trace)
+def _wrong_loss_input(f: Finding, trace: Trace | None) -> Finding | None:
+    """The plateau told that its loss is given outputs of the wrong kind, as the watch read
+    in the loss's graph (``loss_input``), a warning without remedies; None where it did
+    not."""
+    sentence = None if trace is None else loss_input_sentence(trace)
     went = _went(f.evidence)
     if sentence is None or went is None:
         return None
     message = f"Loss plateau after learning: {went}. {sentence}; this is likely its cause."
-    return settled(f, message, "warning", cause="squashed_twice")
+    return settled(f, message, "warning", cause="loss_input")
 
 
 def _unexplained(f: Finding) -> Finding:

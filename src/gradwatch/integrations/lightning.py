@@ -105,7 +105,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Any
     ) -> None:
         """Hand the watch the loss backward runs from: the one with a graph (the losses
-        ``on_train_batch_end`` sees are detached), to check it for outputs squashed twice."""
+        ``on_train_batch_end`` sees are detached), to check it for outputs of the wrong kind."""
         w = self._recording()
         if w is not None and isinstance(loss, torch.Tensor):
             w.observe_loss(loss)

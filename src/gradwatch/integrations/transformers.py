@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,19 @@ class StepLoss:
     then averaged (``reduce="mean"``) into the global batch's loss.
 
     Only training forwards count (``model.training`` with gradients enabled): evaluation and
-    prediction run under ``no_grad``.
+    prediction run under ``no_grad``. Each such loss, with its graph, is also handed to
+    ``observe`` (``Watch.observe_loss``, which reads the first few graphs for outputs of the
+    wrong kind: a custom model's ``nll_loss`` of its logits), since the Trainer hands its
+    callbacks no loss.
     """
 
-    def __init__(self, model: torch.nn.Module, args: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: Any,
+        observe: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
+        self._observe = observe
         self._processes = (
             int(getattr(args, "world_size", 1) or 1)
             if getattr(args, "average_tokens_across_devices", False)
@@ -80,9 +90,12 @@ class StepLoss:
             return
         # Only a mapping's (a ModelOutput is one) "loss": a tuple's first element is the loss
         # only when labels were given, and nothing in the tuple says whether they were.
-        loss = scalar_loss(output.get("loss")) if isinstance(output, dict) else None
+        raw = output.get("loss") if isinstance(output, dict) else None
+        loss = scalar_loss(raw)
         if loss is None:
             return
+        if self._observe is not None and isinstance(raw, torch.Tensor):
+            self._observe(raw)
         self._shares = kwargs.get("num_items_in_batch") is not None
         self._pool.add(loss)
 
@@ -151,7 +164,8 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
             global_step=state.global_step,
             scaler=getattr(optimizer, "scaler", None),  # accelerate's GradScaler (fp16)
         )
-        self._step_loss = StepLoss(model, args)
+        w = self._recording()
+        self._step_loss = StepLoss(model, args, None if w is None else w.observe_loss)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any

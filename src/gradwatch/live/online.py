@@ -204,8 +204,8 @@ class LiveDiagnosis:
         self._tell_notes(findings.notes, flush.end_step)
 
     def _tell_notes(self, notes: Sequence[str], step: int) -> None:
-        """Each note of the diagnosis (a model trained in eval mode, a loss that squashes its
-        input twice, that no finding names yet), once a run, on stderr where findings are
+        """Each note of the diagnosis (a model trained in eval mode, a loss given outputs of
+        the wrong kind, that no finding names yet), once a run, on stderr where findings are
         printed ("warn", "stop"): it is no finding, so a callable ``on_finding`` or "raise"
         is not handed it."""
         if self.on_finding not in ("warn", "stop"):

@@ -1,12 +1,12 @@
 """What the watch sees of the training loop: gradients never zeroed, eval mode left on, and
-outputs squashed twice on their way into the loss.
+outputs of the wrong kind on their way into the loss.
 
-:class:`LoopProbes` is the watch's one view of them: :class:`~.zeroing.ZeroingProbe` (a
-loop that never calls ``zero_grad()``) and :class:`ModeProbe` (optimizer steps taken with
-the model in eval mode), observed at every optimizer step,
-:class:`~.loss_graph.LossGraphProbe` (a softmax before ``cross_entropy``), handed the losses
-the watch sees, and :class:`StepCoverage` (layers the optimizer does not step), refreshed at
-each flush; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
+:class:`LoopProbes` is the watch's one view of them: :class:`~.zeroing.ZeroingProbe` (a loop
+that never calls ``zero_grad()``) and :class:`ModeProbe` (optimizer steps taken with the
+model in eval mode), observed at every optimizer step, :class:`~.loss_graph.LossGraphProbe`
+(a softmax before ``cross_entropy``, ``nll_loss`` of logits), handed the losses the watch
+sees, and :class:`StepCoverage` (layers the optimizer does not step), refreshed at each
+flush; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
 ``loss_graph``, ``unstepped``).
 
 Eval mode: ``model.eval()`` left on.

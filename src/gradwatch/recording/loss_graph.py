@@ -1,17 +1,31 @@
-"""Outputs squashed twice on their way into the loss, seen in the loss's autograd graph.
+"""Outputs of the wrong kind on their way into the loss, seen in the loss's autograd graph.
 
 ``CrossEntropyLoss`` (``F.cross_entropy``) applies log-softmax to what it is given, and
 ``BCEWithLogitsLoss`` (``F.binary_cross_entropy_with_logits``) the sigmoid: both take logits.
 Fed outputs that already went through a softmax (an ``nn.Softmax`` at the end of the model,
 ``softmax`` before the loss) or a sigmoid, they squash them again: the loss has a floor it
 cannot go below and its gradient shrinks as the model grows confident (a classic mistake;
-``diagnosis/probability_floor.py`` names its floor once the loss reaches it). The graph
-says it at the first step: the loss's ``LogSoftmaxBackward0`` node (``cross_entropy``) or
-``BinaryCrossEntropyWithLogitsBackward0`` node whose input is a ``SoftmaxBackward0`` or a
-``SigmoidBackward0``, through nodes that only reshape, select or cast (such as the view of
-an LM's logits). The four pairs squash alike: outputs in [0, 1] squashed again.
-``log(softmax(x))`` before ``NLLLoss`` is ``LogBackward0`` over the softmax: correct, and
-not matched; ``log_softmax`` before ``cross_entropy`` is idempotent, and not matched either.
+``diagnosis/probability_floor.py`` names its floor once the loss reaches it). ``NLLLoss``
+(``F.nll_loss``) takes log-probabilities and only negates the target's entry: fed
+probabilities (a softmax or sigmoid without the log) its loss is minus the target's
+probability, stuck above -1 with a gradient that shrinks as the squash saturates; fed a
+layer's raw outputs (no ``log_softmax``) it is minus the target's output, with no floor at
+all: training pushes that output up without bound (another classic mistake); fed a
+log-softmax over dimension 0, the batch (``F.log_softmax`` without ``dim`` picks it for a
+3-D input such as an LM's (B, T, V) logits), each class is normalised across the examples,
+not each example across the classes.
+
+The graph says each at the first step: the loss's ``LogSoftmaxBackward0`` node
+(``cross_entropy``) or ``BinaryCrossEntropyWithLogitsBackward0`` node whose input is a
+``SoftmaxBackward0`` or a ``SigmoidBackward0``; an ``NllLossBackward0`` (or ``2D``) node
+whose input is one of those, a layer's output (a matrix product, convolution or embedding
+lookup), or a ``LogSoftmaxBackward0`` whose saved ``dim`` is 0 of two or more (unless a
+transpose lies between: a (C, N) layout has its classes first); each through nodes that only
+reshape, select or cast (such as the view of an LM's logits). ``log(softmax(x))`` before
+``NLLLoss`` is ``LogBackward0`` over the softmax: correct, and not matched, nor is any input
+the walk does not know (a hand-written log-softmax, ``x - x.logsumexp(-1, keepdim=True)``,
+is a subtraction); ``log_softmax`` before ``cross_entropy`` is idempotent, and not matched
+either.
 
 The graph is read from a loss the watch is handed (``w.log(loss=loss)``; the Lightning
 callback passes the loss before backward): a walk from its ``grad_fn`` over at most
@@ -26,9 +40,11 @@ compiled function's one backward node: not seen, never misread (tested).
 Example:
     >>> import torch, torch.nn.functional as F
     >>> x, y = torch.randn(4, 10, requires_grad=True), torch.tensor([0, 1, 2, 3])
-    >>> squashed_input(F.cross_entropy(torch.softmax(x, -1), y))
+    >>> wrong_input(F.cross_entropy(torch.softmax(x, -1), y))
     ('cross_entropy', 'softmax')
-    >>> squashed_input(F.cross_entropy(x, y)) is None
+    >>> wrong_input(F.nll_loss(torch.nn.Linear(10, 10)(x), y))
+    ('nll_loss', 'logits')
+    >>> wrong_input(F.cross_entropy(x, y)) is None
     True
 """
 
@@ -67,46 +83,96 @@ _PASS_THROUGH = frozenset(
         "MaskedSelectBackward",
     }
 )
-#: The loss nodes that squash their input themselves (``cross_entropy``'s log-softmax, BCE
-#: with logits' sigmoid), by the loss they belong to.
+#: Of those, the nodes that reorder dimensions: past one, dimension 0 of the source need not
+#: be the loss input's first.
+_REORDERING = frozenset({"TransposeBackward", "TBackward", "PermuteBackward"})
+#: The loss nodes that check what they are given, by the loss they belong to: two squash their
+#: input themselves (``cross_entropy``'s log-softmax, BCE with logits' sigmoid), ``nll_loss``
+#: takes log-probabilities as they are (``cross_entropy`` is one over a log-softmax).
 _LOSSES = {
     "LogSoftmaxBackward": "cross_entropy",
     "BinaryCrossEntropyWithLogitsBackward": "bce_with_logits",
+    "NllLossBackward": "nll_loss",
+    "NllLoss2DBackward": "nll_loss",
 }
-#: The squashes whose outputs (in [0, 1]) such a loss must not be fed, by their node.
+#: The losses that take log-probabilities, so that a layer's raw outputs are wrong too.
+_TAKES_LOG_PROBABILITIES = frozenset({"nll_loss"})
+#: The squashes whose outputs (probabilities, in [0, 1]) no such loss must be fed, by node.
 _SQUASHES = {"SoftmaxBackward": "softmax", "SigmoidBackward": "sigmoid"}
+#: Layers whose raw outputs are logits, not log-probabilities: only the unambiguous ones (a
+#: matrix product, convolution or embedding lookup), so that an input of another kind is
+#: never misread (a hand-written log-softmax is a subtraction, a log is ``LogBackward``).
+_LAYER_OUTPUTS = frozenset(
+    {"AddmmBackward", "MmBackward", "BmmBackward", "ConvolutionBackward", "EmbeddingBackward"}
+)
 
 
 def _kind(node: Any) -> str:
     return str(node.name()).rstrip("0123456789")
 
 
-def _source(node: Any) -> Any:
-    """The node that made ``node``'s first input, past nodes that only reshape or cast it."""
+def _source(node: Any) -> tuple[Any, bool]:
+    """The node that made ``node``'s first input, past nodes that only reshape or cast it;
+    and whether one of those reordered its dimensions (:data:`_REORDERING`)."""
+    reordered = False
     for _ in range(MAX_NODES):
         inputs = node.next_functions
         node = inputs[0][0] if inputs else None
         if node is None or _kind(node) not in _PASS_THROUGH:
-            return node
-    return None
+            return node, reordered
+        reordered = reordered or _kind(node) in _REORDERING
+    return None, reordered
 
 
-def squashed_input(loss: torch.Tensor) -> tuple[str, str] | None:
-    """``(loss kind, squash)`` where ``loss``'s graph applies a loss that squashes its input
-    (``"cross_entropy"``, ``"bce_with_logits"``) to an input already squashed (``"softmax"``,
-    ``"sigmoid"``); None otherwise, and for a tensor without a graph."""
+def _over_first_dim(node: Any) -> bool:
+    """Whether a (log-)softmax ``node`` normalised over dimension 0 of an output with two or
+    more dimensions: the batch (or the time of a sequence-first layout), not the classes.
+    Read from private autograd attributes (its saved ``dim``, its output's shape, both kept
+    after backward); False where this PyTorch lacks them."""
+    try:
+        dim, ndim = int(node._saved_dim), len(node._input_metadata[0].shape)
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
+        return False
+    return ndim >= 2 and dim == 0  # a negative dim is saved as a large unsigned int
+
+
+def _mismatch(node: Any) -> tuple[str, str] | None:
+    """``(loss kind, what it was given)`` where ``node`` is a loss node fed outputs of the
+    wrong kind (:func:`wrong_input`); None for any other node."""
+    loss = _LOSSES.get(_kind(node))
+    source, reordered = (None, False) if loss is None else _source(node)
+    if loss is None or source is None:
+        return None
+    kind = _kind(source)
+    if loss in _TAKES_LOG_PROBABILITIES and kind in _LAYER_OUTPUTS:
+        return loss, "logits"
+    if (
+        loss in _TAKES_LOG_PROBABILITIES
+        and kind == "LogSoftmaxBackward"
+        and not reordered  # (a transposed (C, N) layout has its classes first)
+        and _over_first_dim(source)
+    ):
+        return loss, "log_softmax_over_dim_0"
+    given = _SQUASHES.get(kind)
+    return None if given is None else (loss, given)
+
+
+def wrong_input(loss: torch.Tensor) -> tuple[str, str] | None:
+    """``(loss kind, given)`` where ``loss``'s graph applies a loss to outputs of the wrong
+    kind: a loss that squashes its input (``"cross_entropy"``, ``"bce_with_logits"``) given
+    outputs already squashed (``"softmax"``, ``"sigmoid"``), or ``"nll_loss"`` given
+    probabilities (``"softmax"``, ``"sigmoid"``), a layer's raw outputs (``"logits"``) or
+    a log-softmax over the batch (``"log_softmax_over_dim_0"``) instead of log-probabilities
+    over the classes. None otherwise, and for a tensor without a graph."""
     root = loss.grad_fn
     if root is None:
         return None
     queue, seen = deque([root]), {root}
     while queue and len(seen) <= MAX_NODES:
         node = queue.popleft()
-        kind = _LOSSES.get(_kind(node))
-        if kind is not None:
-            source = _source(node)
-            squash = None if source is None else _SQUASHES.get(_kind(source))
-            if squash is not None:
-                return kind, squash
+        found = _mismatch(node)
+        if found is not None:
+            return found
         for child, _ in node.next_functions:
             if child is not None and child not in seen:
                 seen.add(child)
@@ -119,18 +185,20 @@ class LossGraphProbe:
 
     Attributes:
         checked: Losses whose graph was read.
-        squashed: Of those, the ones that squash an input already squashed.
-        loss: The loss that squashed it again (``"cross_entropy"``, ``"bce_with_logits"``)
-            the first time, or None.
-        squash: What squashed it first (``"softmax"``, ``"sigmoid"``), or None.
+        mismatched: Of those, the ones that apply a loss to outputs of the wrong kind
+            (:func:`wrong_input`).
+        loss: The loss given them (``"cross_entropy"``, ``"bce_with_logits"``,
+            ``"nll_loss"``) the first time, or None.
+        given: What it was given (``"softmax"``, ``"sigmoid"``, ``"logits"``,
+            ``"log_softmax_over_dim_0"``), or None.
         first_step: The step of that loss, or None.
     """
 
     def __init__(self) -> None:
         self.checked = 0
-        self.squashed = 0
+        self.mismatched = 0
         self.loss: str | None = None
-        self.squash: str | None = None
+        self.given: str | None = None
         self.first_step: int | None = None
 
     def observe(self, values: Any, step: int) -> None:
@@ -142,18 +210,18 @@ class LossGraphProbe:
             if not isinstance(value, torch.Tensor) or value.grad_fn is None:
                 continue
             self.checked += 1
-            found = squashed_input(value)
+            found = wrong_input(value)
             if found is not None:
-                self.squashed += 1
+                self.mismatched += 1
                 if self.first_step is None:
-                    (self.loss, self.squash), self.first_step = found, step
+                    (self.loss, self.given), self.first_step = found, step
 
     def meta(self) -> dict[str, int | str | None]:
         """The counts, for ``meta.json`` (``config.loss_graph``)."""
         return {
             "checked": self.checked,
-            "squashed": self.squashed,
+            "mismatched": self.mismatched,
             "loss": self.loss,
-            "squash": self.squash,
+            "given": self.given,
             "first_step": self.first_step,
         }

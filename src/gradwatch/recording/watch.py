@@ -412,8 +412,9 @@ class Watch:
 
     def observe_loss(self, loss: torch.Tensor) -> None:
         """Hand the watch the loss ``backward`` runs from, to check its graph for outputs
-        squashed twice (a softmax before ``cross_entropy``). ``log`` does so with the
-        tensors it gets; a framework callback whose logged losses are detached calls this."""
+        of the wrong kind (a softmax before ``cross_entropy``, ``nll_loss`` of logits).
+        ``log`` does so with the tensors it gets; a framework callback whose logged losses
+        are detached calls this."""
         self._loop.loss.observe(loss, self._progress.step)
 
     def observe_clip(
