@@ -65,6 +65,7 @@ from .models import (
     transformer_lm,
     vit,
 )
+from .recipes import STEPS, gpt2_hf_recipe, roberta_hf_recipe
 
 
 # ---------------------------------------------------------------------- the corpus
@@ -132,6 +133,27 @@ CASES: tuple[Case, ...] = (
         roberta,
         learns(0.3),
         healthy=True,
+    ),
+    Case(
+        "roberta_hf_recipe",
+        "HF RoBERTa as roberta_classifier with a typical HF script's recipe: dropout 0.1, AdamW "
+        "5e-4 with weight decay, 10% warm-up then cosine decay, clipping at 1.0, 300 steps; "
+        "near the end its gradient norm swings 100x between batches with and without a mistake",
+        roberta_hf_recipe,
+        learns(0.3),
+        steps=STEPS,
+        healthy=True,
+        slow=True,
+    ),
+    Case(
+        "gpt2_hf_recipe",
+        "HF GPT-2, 4 layers, width 64, byte LM with the same recipe (dropout 0.1, AdamW 5e-4 "
+        "with weight decay, warm-up then cosine decay, clipping at 1.0), 300 steps",
+        gpt2_hf_recipe,
+        learns(),
+        steps=STEPS,
+        healthy=True,
+        slow=True,
     ),
     Case(
         "albert_classifier",

@@ -340,6 +340,38 @@ def test_exploding_spikes_count_where_the_loss_felt_them(
     assert f"(3 spikes, {felt} felt by the loss)" in f.message
 
 
+@pytest.mark.parametrize(
+    ("hard_after", "felt", "expected"),
+    [(0.5, 0, "info"), (1.0, 3, "warning")],
+    ids=["more_hard_batches_within_the_spread", "a_new_level"],
+)
+def test_exploding_spikes_in_a_loss_that_swings_between_levels(
+    hard_after: float, felt: int, expected: str
+) -> None:
+    """A classifier's batch losses swing between 0.1 (all right) and 0.5 (a mistake), a
+    fifth of them hard. After each of three 20x spikes, half the next 10 batches are hard:
+    their median is 3x the median before, yet no higher than the spread before already
+    reached, so no spike was felt (HF RoBERTa with dropout and clipping: a warning before).
+    After spikes that move the loss to 0.9, above every loss before, they were."""
+    rng = np.random.default_rng(0)
+    loss = np.where(rng.random(100) < 0.2, 0.5, 0.1)
+    loss[:15] = np.linspace(0.7, 0.1, 15)
+    at = [30, 55, 80]
+    for step in at:
+        loss[step - 10 : step] = np.r_[0.5, np.full(9, 0.1)]  # a window before with one hard
+        after = np.where(np.arange(10) < 10 * hard_after, 0.5, 0.1)
+        loss[step + 1 : step + 11] = after if hard_after < 1 else 0.9
+    norm = _norm_with_spikes(20.0, at, n=100)
+    f = run(
+        "exploding_gradient",
+        trace_of(
+            3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}
+        ),
+    )
+    assert f is not None and f.severity == expected
+    assert f.evidence["spikes"]["felt_by_loss"] == felt
+
+
 def test_exploding_spike_span_reaches_the_last_spike_past_the_listed_twenty() -> None:
     """25 spikes: the evidence lists the first 20 steps, the finding's span ends at the 25th."""
     at = list(range(25, 200, 7))

@@ -120,8 +120,9 @@ class ExplodingGradientThresholds:
     # step 4; healthy corpus runs never exceed their start (our choice: 1.5x, well above the
     # batch-to-batch spread of a freshly initialised net, whose outputs are near uniform).
     # Later spikes: an episode is felt by the loss when the median of the `window` logged
-    # losses after it reaches this multiple of the median of the `window` before it, or a
-    # loss from the episode to the end of that window reaches this multiple of the start.
+    # losses after it reaches this multiple of the median of the `window` before it (and
+    # exceeds every one of them: the batch-to-batch spread is no rise), or a loss from the
+    # episode to the end of that window reaches this multiple of the start.
     loss_spike_factor: float = 1.5
     # Gradients nothing zeroed between optimizer steps (recording/zeroing.py: the same .grad
     # tensor, added into exactly once between two consecutive steps) in this share of the
