@@ -302,6 +302,13 @@ def test_exploding_spikes_in_consecutive_rows_are_one_episode(
     assert said in f.message
 
 
+def _spikes_over_the_loss(at: list[int], loss: np.ndarray) -> Finding | None:
+    """exploding_gradient of 100 steps with 20x global-norm spikes ``at`` and ``loss``."""
+    norm = _norm_with_spikes(20.0, at, n=100)
+    scalars = {"global_grad_norm": norm, "loss": loss}
+    return run("exploding_gradient", trace_of(3, 100, {"grad_rms": np.ones(3)}, scalars=scalars))
+
+
 @pytest.mark.parametrize(
     ("rise", "jump", "felt", "expected"),
     [
@@ -328,13 +335,7 @@ def test_exploding_spikes_count_where_the_loss_felt_them(
         loss[step + 1 : step + 11] *= rise
         if jump is not None:
             loss[step] = jump * start
-    norm = _norm_with_spikes(20.0, at, n=100)
-    f = run(
-        "exploding_gradient",
-        trace_of(
-            3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}
-        ),
-    )
+    f = _spikes_over_the_loss(at, loss)
     assert f is not None and f.severity == expected
     assert f.evidence["spikes"]["felt_by_loss"] == felt
     assert f"(3 spikes, {felt} felt by the loss)" in f.message
@@ -361,13 +362,7 @@ def test_exploding_spikes_in_a_loss_that_swings_between_levels(
         loss[step - 10 : step] = np.r_[0.5, np.full(9, 0.1)]  # a window before with one hard
         after = np.where(np.arange(10) < 10 * hard_after, 0.5, 0.1)
         loss[step + 1 : step + 11] = after if hard_after < 1 else 0.9
-    norm = _norm_with_spikes(20.0, at, n=100)
-    f = run(
-        "exploding_gradient",
-        trace_of(
-            3, 100, {"grad_rms": np.ones(3)}, scalars={"global_grad_norm": norm, "loss": loss}
-        ),
-    )
+    f = _spikes_over_the_loss(at, loss)
     assert f is not None and f.severity == expected
     assert f.evidence["spikes"]["felt_by_loss"] == felt
 

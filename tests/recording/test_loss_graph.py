@@ -96,6 +96,10 @@ NLL_MISFED: dict[str, tuple[Callable[[], torch.Tensor], str]] = {
         "log_softmax_over_dim_0",
     ),
     "lm_log_softmax_without_dim": (_lm_log_softmax_without_dim, "log_softmax_over_dim_0"),
+    "log_softmax_over_dim_minus_2": (
+        lambda: F.nll_loss(F.log_softmax(nn.Linear(C, C)(_logits()), -2), Y),
+        "log_softmax_over_dim_0",
+    ),
 }
 
 

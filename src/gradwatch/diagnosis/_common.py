@@ -480,9 +480,9 @@ def loss_curve(trace: Trace, window: int) -> LossCurve | None:
 
 
 def no_loss_reference(trace: Trace) -> str:
-    """Why :func:`loss_curve` gave None, as a clause ("... to judge it by") for a message:
-    none logged, too few values, or a start that is not positive (a loss that can go below 0:
-    a log-likelihood, a loss given outputs of the wrong kind).
+    """Why :func:`loss_curve` gave None, as a clause of a message that could not judge
+    something by the loss: none logged, too few values, or a start that is not positive (a
+    loss that can go below 0: a log-likelihood, a loss given outputs of the wrong kind).
 
     Example:
         >>> grads = {"grad_rms": [[1.0]] * 3}

@@ -49,9 +49,9 @@ from ..trace import Trace
 from ._loop import loop_record
 from .finding import Finding, is_alarm, told_alarms
 
-#: What each loss does to outputs of the wrong kind, by the loss and what it was given (the
+#: What a loss that squashes its input does to outputs already squashed, by the loss (the
 #: floors: the loss at the best such output, one-hot for cross-entropy, 1 or 0 for BCE with
-#: logits, 1 for NLL of probabilities).
+#: logits).
 _SQUASHED_TWICE = {
     "cross_entropy": (
         "The loss applies cross-entropy to outputs that already went through a {given} "
@@ -75,7 +75,7 @@ _NLL_OF_PROBABILITIES = (
     "{step}: nll_loss over a {given}, with no log). NLLLoss expects log-probabilities and only "
     "negates the target's entry, so the loss is minus the target's probability: it cannot go "
     "below -1 and its gradient shrinks as the {given} saturates, on wrong answers too. Take "
-    "the log: log_softmax instead of the softmax (or pass the logits to cross_entropy)"
+    "the log: log_softmax instead of the {given} (or pass the logits to cross_entropy)"
 )
 _NLL_OF_LOGITS = (
     "The loss applies NLLLoss (F.nll_loss) to a layer's raw outputs (its autograd graph, read "
@@ -94,6 +94,7 @@ _NLL_OVER_THE_BATCH = (
     "log_softmax(x, dim=-1) for (N, C) or (B, T, V) logits (without dim, F.log_softmax picks "
     "dimension 0 for a 3-D input)"
 )
+#: What ``nll_loss`` does with each wrong input, by what it was given.
 _NLL = {
     "softmax": _NLL_OF_PROBABILITIES,
     "sigmoid": _NLL_OF_PROBABILITIES,

@@ -10,7 +10,9 @@ overflowed, and the step after it is sampled.
 
 The loss of every step is read off the model's own output (its ``"loss"``), not off HF's
 logs: those come every ``logging_steps`` steps (500 by default), averaged over them, so a
-run of a few hundred steps would leave the loss rules nothing to read.
+run of a few hundred steps would leave the loss rules nothing to read. The first training
+forwards' losses also hand the watch their autograd graph (the Trainer gives callbacks no
+loss tensor), read for a loss given outputs of the wrong kind (``recording/loss_graph.py``).
 
 Example:
     >>> from transformers import Trainer  # doctest: +SKIP

@@ -133,7 +133,9 @@ def _over_first_dim(node: Any) -> bool:
         dim, ndim = int(node._saved_dim), len(node._input_metadata[0].shape)
     except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
         return False
-    return ndim >= 2 and dim == 0  # a negative dim is saved as a large unsigned int
+    if dim >= 1 << 63:
+        dim -= 1 << 64  # a negative dim is saved as an unsigned 64-bit int
+    return ndim >= 2 and dim % ndim == 0
 
 
 def _mismatch(node: Any) -> tuple[str, str] | None:

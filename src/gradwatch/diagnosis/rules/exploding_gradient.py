@@ -397,7 +397,7 @@ def _felt(trace: Trace, episodes: list[tuple[int, int]], window: int, factor: fl
     swings between levels (HF RoBERTa with dropout, warm-up, cosine decay and clipping at 1.0:
     0.018 or 0.15 from batch to batch near step 170, the gradient norm 0.2 or 20): a window
     median doubles when a few more hard batches fall in it, which the window's own spread
-    shows; three such spikes were "felt", a warning on a model that learned 0.69 -> 0.03.
+    shows; three such spikes were "felt", a warning on a model that learned 0.69 -> 0.07.
     """
     curve = loss_curve(trace, window)
     if curve is None:
