@@ -893,7 +893,10 @@ def test_unstable_updates_thresholds(ratio: float, expected: str | None) -> None
             np.r_[2.0, 1.9, np.full(10, np.nan)],
             "only 2 finite loss value(s) were logged, too few to judge it by",
         ),
-        (-0.1 * np.arange(1, 13), "the logged loss starts at -0.2, not above 0, so its progress"),
+        (
+            -0.1 * np.arange(1, 13),
+            "the logged loss starts at -0.2, not above 0, which leaves no progress",
+        ),
     ],
     ids=["none", "too_few", "not_positive"],
 )

@@ -490,7 +490,7 @@ def no_loss_reference(trace: Trace) -> str:
         'no loss was logged to judge it by'
         >>> losses = {"loss": [-0.1, -0.2, -0.3]}
         >>> no_loss_reference(Trace.from_arrays(["fc"], [0, 1, 2], grads, scalars=losses))
-        'the logged loss starts at -0.2, not above 0, so its progress cannot judge it'
+        'the logged loss starts at -0.2, not above 0, which leaves no progress to judge it by'
     """
     _, values = scalar_rows(trace, "loss")
     if len(values) == 0:
@@ -498,7 +498,10 @@ def no_loss_reference(trace: Trace) -> str:
     if len(values) < LOSS_START_ROWS:
         return f"only {len(values)} finite loss value(s) were logged, too few to judge it by"
     start = float(np.median(values[:LOSS_START_ROWS]))
-    return f"the logged loss starts at {start:.3g}, not above 0, so its progress cannot judge it"
+    return (
+        f"the logged loss starts at {start:.3g}, not above 0, which leaves no progress to "
+        "judge it by"
+    )
 
 
 def window_of(curve: LossCurve, steps: np.ndarray) -> np.ndarray:
