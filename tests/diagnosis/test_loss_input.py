@@ -226,7 +226,8 @@ def test_real_models_that_compute_their_loss_correctly_are_read_and_not_named() 
         transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
     )
     assert _hf_record(gpt2, _gpt2_loss) == {
-        "checked": 3, "mismatched": 0, "loss": None, "given": None, "first_step": None
+        "checked": 3, "mismatched": 0, "loss": None, "given": None, "first_step": None,
+        "kind": "cross_entropy", "classes": 64,
     }  # fmt: skip
     config = transformers.ViTConfig(
         image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,

@@ -285,9 +285,25 @@ def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -
     trainer.train()
     trace = gw.load(tmp_path / "run")
     expected = (
-        {"checked": 3, "mismatched": 0, "loss": None, "given": None, "first_step": None}
+        {
+            "checked": 3,
+            "mismatched": 0,
+            "loss": None,
+            "given": None,
+            "first_step": None,
+            "kind": "cross_entropy",
+            "classes": 3,
+        }
         if log_softmax
-        else {"checked": 3, "mismatched": 3, "loss": "nll_loss", "given": "logits", "first_step": 0}
+        else {
+            "checked": 3,
+            "mismatched": 3,
+            "loss": "nll_loss",
+            "given": "logits",
+            "first_step": 0,
+            "kind": "nll_loss",
+            "classes": None,
+        }
     )
     assert trace.meta["config"]["loss_graph"] == expected
     d = gw.diagnose(trace)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradwatch as gw
-from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, wrong_input
+from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, read_graph, wrong_input
 
 B, C, T = 6, 5, 3
 Y = torch.tensor([0, 1, 2, 3, 4, 0])
@@ -171,6 +171,30 @@ def test_correct_classification_losses_are_not(case: str) -> None:
     assert wrong_input(CORRECT[case]()) is None
 
 
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("logits", ("cross_entropy", C)),
+        ("log_softmax_then_nll", ("cross_entropy", C)),
+        ("bce_with_logits", ("bce_with_logits", None)),
+        ("softmax_then_mse", None),
+        ("sum_of_two_losses", ("cross_entropy", C)),
+        ("conv_logits_under_cross_entropy", ("cross_entropy", C)),
+    ],
+)
+def test_the_graph_says_which_classification_loss_it_computes(
+    case: str, kind: tuple[str, int | None] | None
+) -> None:
+    """The first loss node from the loss, and for cross-entropy the width its log-softmax
+    normalises over (the classes, also of per-pixel logits): nll_loss over a log-softmax is
+    cross-entropy (what F.cross_entropy builds); a regression loss is none."""
+    make = CORRECT.get(case) or SQUASHED[case]
+    assert read_graph(make())[0] == kind
+    assert read_graph(NLL_MISFED["linear_logits"][0]())[0] == ("nll_loss", None)
+    lm = F.cross_entropy(_logits(2, T, 7).view(-1, 7), Y)  # an LM's viewed (B * T, V) logits
+    assert read_graph(lm)[0] == ("cross_entropy", 7)
+
+
 def test_a_graph_is_still_read_after_backward_and_a_detached_loss_has_none() -> None:
     """``w.log(loss=loss)`` comes after ``backward()``, which frees the saved tensors but not
     the nodes; a detached loss or a float has no graph to read."""
@@ -184,14 +208,15 @@ def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> 
     probe = LossGraphProbe()
     probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
     assert probe.meta() == {
-        "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None
+        "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None,
+        "kind": None, "classes": None,
     }  # fmt: skip
     probe.observe([CORRECT["logits"](), 2.0], step=1)
     for step in range(2, 2 + CHECKS + 2):
         probe.observe(SQUASHED["nn_softmax_module"](), step=step)
     assert probe.meta() == {
         "checked": CHECKS, "mismatched": CHECKS - 1, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 2,
+        "first_step": 2, "kind": "cross_entropy", "classes": C,
     }  # fmt: skip
 
 
@@ -215,7 +240,7 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     model without it, or its loss logged as a float, is not."""
     assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
         "checked": CHECKS, "mismatched": CHECKS, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 0,
+        "first_step": 0, "kind": "cross_entropy", "classes": 4,
     }  # fmt: skip
     assert _watched_classifier([], as_float=False)["mismatched"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0

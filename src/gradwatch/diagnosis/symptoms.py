@@ -20,7 +20,8 @@ a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over the p
 GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 -> 5.32
 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has normal
 steps: the gradient reaches the layers and moves them, so what is asked of the model is the
-suspect, unless the loss still falls steadily (it learns, slowly). After learning, small
+suspect, unless the loss still falls steadily (it learns, slowly) or started far below an
+untrained model's (``trained_start.py``: a model pretrained or resumed, an info). After learning, small
 steps are not told apart from a model near its optimum: an HF ResNet fine-tuned under SGD
 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and 2.8e-5 over its second
 half. A plateau after learning whose loss still falls steadily (``still_falling``: HF GPT-2
@@ -50,6 +51,7 @@ from .finding import Finding, alarms_besides, settled
 from .loss_input import loss_input_sentence
 from .probability_floor import FLOOR_MARGIN, at_probability_floor
 from .rules.loss_plateau import LOWER_RATE
+from .trained_start import trained_start_clause
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -92,7 +94,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
             elif _tiny_steps(f):
                 f = _too_small(f)
             else:
-                f = _nothing_lost(f)
+                f = _nothing_lost(f, trace)
         out.append(f)
     return out
 
@@ -202,7 +204,7 @@ def _too_small(f: Finding) -> Finding:
     return settled(f, message, cause="tiny_steps")
 
 
-def _nothing_lost(f: Finding) -> Finding:
+def _nothing_lost(f: Finding, trace: Trace | None) -> Finding:
     ev = f.evidence
     level, by = ev.get("plateau_loss"), ev.get("min_relative_improvement")
     if not (isinstance(level, float) and isinstance(by, float)):
@@ -217,6 +219,18 @@ def _nothing_lost(f: Finding) -> Finding:
             "goes faster."
         )
         return settled(f, message, cause="slow")
+    trained = trained_start_clause(trace, ev.get("start_loss"))
+    if trained is not None:
+        # Not the labels or the output layer: a model that started trained (trained_start.py).
+        message = (
+            f"Loss plateau from a trained start: from step {ev.get('plateau_from_step')} the "
+            f"loss stayed near {level:.4g} and never improved by {by:.0%}, and no rule found a "
+            f"gradient problem: {trained}, so the model started trained (pretrained, or "
+            "resumed from a checkpoint) and this data has little left to teach it at this "
+            "rate. A fine-tune meant to improve it needs data it has not learned yet, or a "
+            "higher learning rate."
+        )
+        return settled(f, message, "info", cause="trained_start")
     message = (
         f"Loss plateau: from step {ev.get('plateau_from_step')} the loss stayed near "
         f"{level:.4g} and never improved by {by:.0%}, and no rule found a gradient problem: "

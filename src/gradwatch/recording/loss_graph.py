@@ -124,18 +124,25 @@ def _source(node: Any) -> tuple[Any, bool]:
     return None, reordered
 
 
-def _over_first_dim(node: Any) -> bool:
-    """Whether a (log-)softmax ``node`` normalised over dimension 0 of an output with two or
-    more dimensions: the batch (or the time of a sequence-first layout), not the classes.
-    Read from private autograd attributes (its saved ``dim``, its output's shape, both kept
-    after backward); False where this PyTorch lacks them."""
+def _normalised_dim(node: Any) -> tuple[int, list[int]] | None:
+    """A (log-)softmax ``node``'s dim, made non-negative, and its output's shape; read from
+    private autograd attributes (its saved ``dim``, its output's shape, both kept after
+    backward); None where this PyTorch lacks them."""
     try:
-        dim, ndim = int(node._saved_dim), len(node._input_metadata[0].shape)
+        dim, shape = int(node._saved_dim), list(node._input_metadata[0].shape)
     except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
-        return False
+        return None
     if dim >= 1 << 63:
         dim -= 1 << 64  # a negative dim is saved as an unsigned 64-bit int
-    return ndim >= 2 and dim % ndim == 0
+    return (dim % len(shape), shape) if shape else None
+
+
+def _over_first_dim(node: Any) -> bool:
+    """Whether a (log-)softmax ``node`` normalised over dimension 0 of an output with two or
+    more dimensions: the batch (or the time of a sequence-first layout), not the classes;
+    False where that cannot be read (:func:`_normalised_dim`)."""
+    read = _normalised_dim(node)
+    return read is not None and len(read[1]) >= 2 and read[0] == 0
 
 
 def _mismatch(node: Any) -> tuple[str, str] | None:
@@ -159,6 +166,49 @@ def _mismatch(node: Any) -> tuple[str, str] | None:
     return None if given is None else (loss, given)
 
 
+def _loss_kind(node: Any) -> tuple[str, int | None] | None:
+    """The loss ``node`` computes, by :data:`_LOSSES` (``nll_loss`` over a log-softmax is
+    ``cross_entropy``: what ``F.cross_entropy`` builds, or the same written out), and for
+    cross-entropy the number of classes its log-softmax normalises over (None where that
+    cannot be read); None for a node that is no loss."""
+    loss = _LOSSES.get(_kind(node))
+    log_softmax = node if loss == "cross_entropy" else None
+    if loss in _TAKES_LOG_PROBABILITIES:
+        source, _ = _source(node)
+        if source is not None and _kind(source) == "LogSoftmaxBackward":
+            loss, log_softmax = "cross_entropy", source
+    if loss is None:
+        return None
+    read = None if log_softmax is None else _normalised_dim(log_softmax)
+    return loss, None if read is None else int(read[1][read[0]])
+
+
+def read_graph(
+    loss: torch.Tensor,
+) -> tuple[tuple[str, int | None] | None, tuple[str, str] | None]:
+    """What ``loss``'s graph computes: the kind of the first loss node the walk meets from
+    the loss (``"cross_entropy"``, ``"nll_loss"``, ``"bce_with_logits"``: the classification
+    loss, whose untrained level ``diagnosis/trained_start.py`` knows) with its number of
+    classes (cross-entropy only), and :func:`wrong_input`'s answer; ``(None, None)`` for a
+    tensor without a graph."""
+    root = loss.grad_fn
+    if root is None:
+        return None, None
+    first: tuple[str, int | None] | None = None
+    queue, seen = deque([root]), {root}
+    while queue and len(seen) <= MAX_NODES:
+        node = queue.popleft()
+        first = first or _loss_kind(node)
+        found = _mismatch(node)
+        if found is not None:
+            return first, found
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                queue.append(child)
+    return first, None
+
+
 def wrong_input(loss: torch.Tensor) -> tuple[str, str] | None:
     """``(loss kind, given)`` where ``loss``'s graph applies a loss to outputs of the wrong
     kind: a loss that squashes its input (``"cross_entropy"``, ``"bce_with_logits"``) given
@@ -166,20 +216,7 @@ def wrong_input(loss: torch.Tensor) -> tuple[str, str] | None:
     probabilities (``"softmax"``, ``"sigmoid"``), a layer's raw outputs (``"logits"``) or
     a log-softmax over the batch (``"log_softmax_over_dim_0"``) instead of log-probabilities
     over the classes. None otherwise, and for a tensor without a graph."""
-    root = loss.grad_fn
-    if root is None:
-        return None
-    queue, seen = deque([root]), {root}
-    while queue and len(seen) <= MAX_NODES:
-        node = queue.popleft()
-        found = _mismatch(node)
-        if found is not None:
-            return found
-        for child, _ in node.next_functions:
-            if child is not None and child not in seen:
-                seen.add(child)
-                queue.append(child)
-    return None
+    return read_graph(loss)[1]
 
 
 class LossGraphProbe:
@@ -194,9 +231,14 @@ class LossGraphProbe:
         given: What it was given (``"softmax"``, ``"sigmoid"``, ``"logits"``,
             ``"log_softmax_over_dim_0"``), or None.
         first_step: The step of that loss, or None.
+        kind: The classification loss the first graph read computes (:func:`read_graph`),
+            or None.
+        classes: The number of classes of that loss, for cross-entropy, or None.
     """
 
     def __init__(self) -> None:
+        self.kind: str | None = None
+        self.classes: int | None = None
         self.checked = 0
         self.mismatched = 0
         self.loss: str | None = None
@@ -211,8 +253,10 @@ class LossGraphProbe:
                 return
             if not isinstance(value, torch.Tensor) or value.grad_fn is None:
                 continue
+            kind, found = read_graph(value)
+            if self.checked == 0 and kind is not None:
+                self.kind, self.classes = kind
             self.checked += 1
-            found = wrong_input(value)
             if found is not None:
                 self.mismatched += 1
                 if self.first_step is None:
@@ -226,4 +270,6 @@ class LossGraphProbe:
             "loss": self.loss,
             "given": self.given,
             "first_step": self.first_step,
+            "kind": self.kind,
+            "classes": self.classes,
         }
