@@ -11,12 +11,12 @@ import pytest
 from gradwatch.diagnosis._common import (
     block_medians,
     depth_span,
-    loss_response,
     pow10,
     safe_log10,
     take_cols,
     window_medians,
 )
+from gradwatch.diagnosis._loss import loss_response
 
 
 def _naive_windows(n: int, window: int) -> list[tuple[int, int]]:

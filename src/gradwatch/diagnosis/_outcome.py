@@ -3,7 +3,7 @@
 
 Improved means the loss's last window ends at least ``min_progress`` of its start below the
 start, no window gave back more than ``max_relapse`` of the progress made before it, and
-neither the loss nor a gradient went non-finite (:func:`_common.loss_response`).
+neither the loss nor a gradient went non-finite (:func:`_loss.loss_response`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from ..trace import Trace
-from ._common import fl, loss_response
+from ._common import fl
+from ._loss import loss_response
 
 
 def loss_outcome(

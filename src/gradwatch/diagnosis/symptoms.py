@@ -21,21 +21,21 @@ GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5
 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. The other has normal
 steps: the gradient reaches the layers and moves them, so what is asked of the model is the
 suspect, unless the loss still falls steadily (it learns, slowly) or started far below an
-untrained model's (``trained_start.py``: a model pretrained or resumed, an info). After learning, small
-steps are not told apart from a model near its optimum: an HF ResNet fine-tuned under SGD
-1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and 2.8e-5 over its second
-half. A plateau after learning whose loss still falls steadily (``still_falling``: HF GPT-2
-at AdamW 1e-5, 5.27 -> 5.04 over its last 130 steps) is told it is still learning, slowly,
-not that stopping there loses little. One whose loss rises steadily instead (``rising``)
-stays a warning that names steps too large or unshuffled data, with ``lower_lr`` as its one
-remedy: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86 -> 3.07 from step 80 to 200,
-ending at the unigram level with no other finding. One whose head reads a collapsed
-representation (``collapsed``: under ``collapsed_share`` of its variance differs between
-inputs, so the prediction barely depends on the input) stays a warning too, after learning
-or from the start, with ``lower_lr`` (a tenth of the rate trains the run below, 3.20 ->
-2.75): HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the unigram loss from step 20
-with 3.5% at its final LayerNorm, where the update ratio (0.008) could not tell it from a
-healthy ResNet on noisy labels (0.007, with 97% between inputs).
+untrained model's (``trained_start.py``: a model pretrained or resumed, an info). After
+learning, small steps are not told apart from a model near its optimum: an HF ResNet
+fine-tuned under SGD 1e-3 (loss 2.7 -> 0.05) moved a median 1e-4 per step over the run and
+2.8e-5 over its second half. A plateau after learning whose loss still falls steadily
+(``still_falling``: HF GPT-2 at AdamW 1e-5, 5.27 -> 5.04 over its last 130 steps) is told it
+is still learning, slowly, not that stopping there loses little. One whose loss rises
+steadily instead (``rising``) stays a warning that names steps too large or unshuffled data,
+with ``lower_lr`` as its one remedy: HF GPT-2 at AdamW 0.1 after a 60-step warm-up went 2.86
+-> 3.07 from step 80 to 200, ending at the unigram level with no other finding. One whose
+head reads a collapsed representation (``collapsed``: under ``collapsed_share`` of its
+variance differs between inputs, so the prediction barely depends on the input) stays a
+warning too, after learning or from the start, with ``lower_lr`` (a tenth of the rate trains
+the run below, 3.20 -> 2.75): HF GPT-2 at AdamW 0.1 after a 20-step warm-up stays at the
+unigram loss from step 20 with 3.5% at its final LayerNorm, where the update ratio (0.008)
+could not tell it from a healthy ResNet on noisy labels (0.007, with 97% between inputs).
 
 A plateau beside weights that a cause outside the model stopped (``unstable_updates``'
 ``stalled_by``: a schedule that took the rate to almost nothing, half-precision weights that

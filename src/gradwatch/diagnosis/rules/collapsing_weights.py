@@ -23,7 +23,8 @@ import itertools
 import numpy as np
 
 from ...trace import Trace
-from .._common import by_layer, hints, learning_rows, metric_rows, nanmedian, quiet_nan
+from .._common import by_layer, hints, metric_rows, nanmedian, quiet_nan
+from .._loss import learning_rows
 from .._outcome import loss_outcome
 from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import CollapsingWeightsThresholds

@@ -36,9 +36,6 @@ from .._common import (
     dominant_activation,
     fl,
     hints,
-    learning_rows,
-    loss_curve,
-    loss_response,
     metric_rows,
     nanmedian,
     pow10,
@@ -50,6 +47,7 @@ from .._common import (
     window_medians,
 )
 from .._loop import clipping_active, loop_record
+from .._loss import learning_rows, loss_curve, loss_response
 from ..finding import Finding, Severity
 from ..thresholds import ExplodingGradientThresholds
 

@@ -20,16 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...trace import Trace
-from .._common import (
-    LOSS_START_ROWS,
-    core_layers,
-    fl,
-    hints,
-    metric_rows,
-    quiet_nan,
-    scalar_rows,
-    window_medians,
-)
+from .._common import core_layers, fl, hints, metric_rows, quiet_nan, scalar_rows, window_medians
+from .._loss import LOSS_START_ROWS
 from .._trend import mann_kendall_z
 from ..finding import Finding
 from ..rates import learning_rate_at

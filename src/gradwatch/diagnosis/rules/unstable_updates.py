@@ -38,22 +38,19 @@ import numpy as np
 
 from ...trace import Trace
 from .._common import (
-    LossResponse,
     block_medians,
     by_layer,
     fl,
     hints,
-    learning_rows,
-    loss_response,
     metric_rows,
     nanmedian,
-    no_loss_reference,
     quiet_nan,
     scalar_rows,
     start_only,
     window_medians,
 )
 from .._loop import clipping_active
+from .._loss import LossResponse, learning_rows, loss_response, no_loss_reference
 from .._trend import mann_kendall_z
 from ..finding import Finding, RemedyHint, Severity
 from ..rates import WARM_START_SHARE, learning_rate_at, started_cold

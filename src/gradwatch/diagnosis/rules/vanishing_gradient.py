@@ -39,7 +39,6 @@ from .._common import (
     fl,
     fmt_factor,
     hints,
-    learning_rows,
     metric_rows,
     nanmedian,
     norm_gains,
@@ -51,6 +50,7 @@ from .._common import (
     take_cols,
     window_medians,
 )
+from .._loss import learning_rows
 from ..finding import Finding, RemedyHint, Severity
 from ..rates import warm_up_length
 from ..thresholds import VanishingGradientThresholds
