@@ -1,5 +1,5 @@
 """An independent reference for per-layer gradient norms and activation means, the check
-that no gradwatch hook outlives a run, and the tiny Hugging Face BERT several tests train."""
+that no gradwatch hook outlives a run, and the tiny Hugging Face models several tests train."""
 
 from __future__ import annotations
 
@@ -101,3 +101,18 @@ def tiny_bert() -> nn.Module:
         num_labels=2,
     )
     return transformers.BertForSequenceClassification(config)
+
+
+def tiny_llama() -> nn.Module:
+    """A width-32, 2-layer Llama LM (64-token vocabulary, grouped-query attention) from its
+    config, at a fixed seed."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    model: nn.Module = transformers.LlamaForCausalLM(cfg)
+    return model

@@ -9,18 +9,14 @@ import torch
 
 import gradwatch as gw
 
+from ._reference import tiny_llama
+
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
 
 def _lora_llama() -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
-    )  # fmt: skip
-    base = transformers.LlamaForCausalLM(cfg)
+    base = tiny_llama()
     lora = peft.LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj", "down_proj", "lm_head"]
     )
