@@ -4,6 +4,8 @@ clipping it did, and the watch's records of the loop (``meta["config"]``, record
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..trace import Trace
 from ._common import scalar_rows
 
@@ -22,6 +24,15 @@ def clipping_active(trace: Trace, first: int, last: int) -> bool:
     return bool((coef[inside] < 1.0).any())
 
 
+def loop_config(trace: Trace, key: str) -> dict[str, Any] | None:
+    """The watch's record ``key`` of the training loop (``meta["config"][key]``,
+    recording/loop.py), or None where it is missing or not a mapping (an older trace, a
+    hand-built one)."""
+    config = trace.meta.get("config")
+    seen = config.get(key) if isinstance(config, dict) else None
+    return seen if isinstance(seen, dict) else None
+
+
 def loop_record(trace: Trace, key: str, *fields: str) -> tuple[int, ...] | None:
     """The integer ``fields`` of the watch's record of the training loop
     (``meta["config"][key]``, recording/loop.py), or None where the record or one of the
@@ -33,9 +44,8 @@ def loop_record(trace: Trace, key: str, *fields: str) -> tuple[int, ...] | None:
         >>> loop_record(t, "grad_zeroing", "checked", "kept"), loop_record(t, "train_mode", "steps")
         ((4, 4), None)
     """
-    config = trace.meta.get("config")
-    seen = config.get(key) if isinstance(config, dict) else None
-    if not isinstance(seen, dict):
+    seen = loop_config(trace, key)
+    if seen is None:
         return None
     ints = tuple(v for v in (seen.get(name) for name in fields) if isinstance(v, int))
     return ints if len(ints) == len(fields) else None

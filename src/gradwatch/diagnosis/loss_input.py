@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..trace import Trace
-from ._loop import loop_record
+from ._loop import loop_config, loop_record
 from .finding import Finding, is_alarm, told_alarms
 
 #: What a loss that squashes its input does to outputs already squashed, by the loss (the
@@ -113,11 +113,11 @@ def loss_input_seen(trace: Trace) -> dict[str, Any] | None:
     """The watch's ``loss_graph`` record where a loss it read was given outputs of the wrong
     kind; None otherwise (no graph read, or none such)."""
     record = loop_record(trace, "loss_graph", "checked", "mismatched", "first_step")
-    if record is None or record[1] == 0:
+    graph = loop_config(trace, "loss_graph")
+    if record is None or record[1] == 0 or graph is None:
         return None
-    graph = trace.meta["config"]["loss_graph"]
     loss, given = graph.get("loss"), graph.get("given")
-    if given not in _GIVEN.get(loss, ()):
+    if not isinstance(loss, str) or given not in _GIVEN.get(loss, ()):
         return None
     checked, mismatched, first = record
     return {

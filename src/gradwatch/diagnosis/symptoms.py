@@ -67,16 +67,17 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
     plateau stays a warning naming steps too large (or unshuffled data), and so does one
     whose head reads a representation that barely varies between inputs (both with
     ``lower_lr``); a plateau after learning becomes ``info``, unless its loss is stopped at
-    the floor of a softmax applied twice (``probability_floor``: a warning) or the watch read
-    a loss given outputs of the wrong kind in the loss's graph (``loss_input``: a warning);
-    one from the
-    start stays a warning that names the learning rate when the steps are too small to
-    train (the median update ratio under ``tiny_update_ratio``), else points at what the
-    model is asked to learn. (After learning, small steps may just be a model near its
-    optimum under SGD, whose steps shrink with the gradient.) Only for a diagnosis that ran
-    every rule: with a subset, a missing cause may just not have been looked for. With the
-    diagnosed ``trace``, a collapse names the layer whose representation collapsed among the
-    finding's layers, and the floor is read from its losses and its last layer.
+    the floor of a softmax applied twice (``probability_floor``: a warning) or the watch
+    read a loss given outputs of the wrong kind in the loss's graph (``loss_input``: a
+    warning); one from the start stays a warning that names the learning rate when the steps
+    are too small to train (the median update ratio under ``tiny_update_ratio``), else
+    points at what the model is asked to learn (or, where it started far below an untrained
+    model's loss, becomes ``info``: ``trained_start``). (After learning, small steps may
+    just be a model near its optimum under SGD, whose steps shrink with the gradient.) Only
+    for a diagnosis that ran every rule: with a subset, a missing cause may just not have
+    been looked for. With the diagnosed ``trace``, a collapse names the layer whose
+    representation collapsed among the finding's layers, and the floor is read from its
+    losses and its last layer.
     """
     alone = not alarms_besides(findings, SYMPTOM)
     stalled = _weights_stopped(findings)

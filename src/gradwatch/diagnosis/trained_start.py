@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 from ..trace import Trace
+from ._loop import loop_config
 
 #: A start under this share of the untrained level is no random initialisation's (the real
 #: corpus's models start at 0.76-1.06 of it; our choice: half, a margin below the lowest).
@@ -48,12 +49,11 @@ TRAINED_SHARE = 0.5
 def untrained_loss(trace: Trace) -> tuple[float, str] | None:
     """The loss an untrained model starts near, and how it was found (for a message); None
     where the loss's kind or the number of classes is unknown."""
-    config = trace.meta.get("config")
-    graph = config.get("loss_graph") if isinstance(config, dict) else None
-    kind = graph.get("kind") if isinstance(graph, dict) else None
+    graph = loop_config(trace, "loss_graph")
+    kind = None if graph is None else graph.get("kind")
     if kind == "bce_with_logits":
         return math.log(2), "log 2 = 0.693, binary cross-entropy of an untrained output"
-    classes = graph.get("classes") if kind == "cross_entropy" and graph else None
+    classes = graph.get("classes") if graph is not None and kind == "cross_entropy" else None
     if not isinstance(classes, int) or classes < 2:
         return None
     level = math.log(classes)

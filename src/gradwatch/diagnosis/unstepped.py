@@ -35,6 +35,7 @@ import numpy as np
 
 from ..trace import Trace
 from ._common import metric_rows
+from ._loop import loop_config
 from .finding import Finding, is_alarm, told_alarms
 
 #: Largest relative range of a layer's weight norm over the run that counts as unchanged
@@ -47,9 +48,8 @@ MIN_SAMPLES = 2
 
 def never_stepped(trace: Trace) -> list[str]:
     """The layers the watched optimizer does not step whose weights never changed."""
-    config = trace.meta.get("config")
-    seen = config.get("unstepped") if isinstance(config, dict) else None
-    names = seen.get("layers") if isinstance(seen, dict) else None
+    seen = loop_config(trace, "unstepped")
+    names = None if seen is None else seen.get("layers")
     if not isinstance(names, list) or not names:
         return []
     _, norms = metric_rows(trace, "weight_norm")
