@@ -145,13 +145,9 @@ def _over_first_dim(node: Any) -> bool:
     return read is not None and len(read[1]) >= 2 and read[0] == 0
 
 
-def _mismatch(node: Any) -> tuple[str, str] | None:
-    """``(loss kind, what it was given)`` where ``node`` is a loss node fed outputs of the
-    wrong kind (:func:`wrong_input`); None for any other node."""
-    loss = _LOSSES.get(_kind(node))
-    source, reordered = (None, False) if loss is None else _source(node)
-    if loss is None or source is None:
-        return None
+def _mismatch(loss: str, source: Any, reordered: bool) -> tuple[str, str] | None:
+    """``(loss, what it was given)`` where a ``loss`` node whose input ``source`` made
+    (:func:`_source`) is fed outputs of the wrong kind (:func:`wrong_input`), else None."""
     kind = _kind(source)
     if loss in _TAKES_LOG_PROBABILITIES and kind in _LAYER_OUTPUTS:
         return loss, "logits"
@@ -166,19 +162,14 @@ def _mismatch(node: Any) -> tuple[str, str] | None:
     return None if given is None else (loss, given)
 
 
-def _loss_kind(node: Any) -> tuple[str, int | None] | None:
-    """The loss ``node`` computes, by :data:`_LOSSES` (``nll_loss`` over a log-softmax is
-    ``cross_entropy``: what ``F.cross_entropy`` builds, or the same written out), and for
-    cross-entropy the number of classes its log-softmax normalises over (None where that
-    cannot be read); None for a node that is no loss."""
-    loss = _LOSSES.get(_kind(node))
+def _loss_kind(loss: str, node: Any, source: Any) -> tuple[str, int | None]:
+    """The loss a ``loss`` node (its input made by ``source``) computes: ``nll_loss`` over a
+    log-softmax is ``cross_entropy`` (what ``F.cross_entropy`` builds, or the same written
+    out); and for cross-entropy the number of classes its log-softmax normalises over (None
+    where that cannot be read)."""
     log_softmax = node if loss == "cross_entropy" else None
-    if loss in _TAKES_LOG_PROBABILITIES:
-        source, _ = _source(node)
-        if source is not None and _kind(source) == "LogSoftmaxBackward":
-            loss, log_softmax = "cross_entropy", source
-    if loss is None:
-        return None
+    if loss in _TAKES_LOG_PROBABILITIES and _kind(source) == "LogSoftmaxBackward":
+        loss, log_softmax = "cross_entropy", source
     read = None if log_softmax is None else _normalised_dim(log_softmax)
     return loss, None if read is None else int(read[1][read[0]])
 
@@ -198,10 +189,13 @@ def read_graph(
     queue, seen = deque([root]), {root}
     while queue and len(seen) <= MAX_NODES:
         node = queue.popleft()
-        first = first or _loss_kind(node)
-        found = _mismatch(node)
-        if found is not None:
-            return first, found
+        kind = _LOSSES.get(_kind(node))
+        source, reordered = (None, False) if kind is None else _source(node)
+        if kind is not None and source is not None:  # a loss node: what made its input?
+            first = first or _loss_kind(kind, node, source)
+            found = _mismatch(kind, source, reordered)
+            if found is not None:
+                return first, found
         for child, _ in node.next_functions:
             if child is not None and child not in seen:
                 seen.add(child)
