@@ -484,6 +484,41 @@ def test_unstable_judges_a_layer_grown_from_zero_by_the_scale_it_reaches() -> No
     assert "grown_from_zero" not in f.evidence
 
 
+def _zero_started_trace(walk: bool, n: int = 60) -> Trace:
+    """LoRA's B under Adam on a task with nothing left to learn (loss flat near 1.4): layer
+    0 starts at zero and moves 1e-3 per element a step. As a random walk (``walk``) its norm
+    after k steps is sqrt(k) steps, its ratio 1/sqrt(k) (0.13 at step 60: measured on peft
+    r=8 over a pretrained Llama); steps that overshoot and undo each other leave its norm at
+    ~one step, its ratio near 1. The other layers move 1e-3 of their norm a step."""
+    infos = layers(5)
+    size = infos[0].num_params
+    k = np.arange(n, dtype=np.float64)
+    step = 1e-3 * np.sqrt(size)  # the norm of one step
+    wn = np.ones((n, 5))
+    wn[:, 0] = step * (np.sqrt(k) if walk else np.minimum(k, 1.0))
+    ratio = np.full((n, 5), 1e-3)
+    with np.errstate(divide="ignore"):
+        ratio[:, 0] = step / wn[:, 0]
+    loss = 1.4 + 0.05 * np.sin(k)
+    return trace_of(
+        5, n, {"update_ratio": ratio, "weight_norm": wn}, scalars={"loss": loss}, layer_infos=infos
+    )
+
+
+def test_unstable_reads_a_zero_started_layers_random_walk_as_growth() -> None:
+    """A layer that starts at zero and grows as a random walk moves 1/sqrt(k) of its norm at
+    step k whatever the rate: 0.13 at step 60, over warn_ratio, with a loss that has nothing
+    left to give, drew a warning (LoRA's B in a short fine-tune); it is growth, not overshoot.
+    The same steps undoing each other (the norm stuck at one step) still fire."""
+    assert run("unstable_updates", _zero_started_trace(walk=True)) is None
+    # Without the walk's allowance the grown-scale reading alone fires (the old behaviour).
+    f = run("unstable_updates", _zero_started_trace(walk=True), zero_walk_factor=0.0)
+    assert f is not None and f.layers == ("fc0",)
+    f = run("unstable_updates", _zero_started_trace(walk=False))
+    assert f is not None and f.severity == "warning" and f.layers == ("fc0",)
+    assert f.evidence["grown_from_zero"] == {"fc0": 0.0}
+
+
 # ---------------------------------------------------------------- thresholds
 def test_new_thresholds_are_validated() -> None:
     """Row counts of the new thresholds must be >= 1."""

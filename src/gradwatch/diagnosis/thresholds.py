@@ -410,6 +410,15 @@ class UnstableUpdatesThresholds:
     # over the last third of the sampled rows. No usual init comes near: He's RMS sqrt(2 /
     # fan_in) is 1e-3 at a fan-in of 2e6, and gains start at 1 (our choice: 10x below that).
     zero_init_rms: float = 1e-4
+    # Such a layer's norm is the sum of its steps: after k steps in no steady direction
+    # (noisy gradients) it is ~sqrt(k) steps, so every step is ~1/sqrt(k) of it whatever the
+    # rate, and a ratio up to this factor over sqrt(k) is read as growth, not overshoot.
+    # Measured: LoRA's zero-initialised B under AdamW (peft r=8, a pretrained 2-layer Llama,
+    # 60-200 steps, rates 1e-3 to 1.0) stays at ratio * sqrt(k) <= 1.15 (median 0.2-0.6), its
+    # ratio at step 60 ~0.13, which read as a warning before; a linear warm-up's growing steps
+    # give sqrt(3) = 1.73 (our choice: 2, above both). Steps that overshoot and undo each
+    # other keep the norm from growing, their ratio near 1 or above, past the bound in 4 steps.
+    zero_walk_factor: float = 2.0
     # Weights that no longer move (under small_ratio) under a learning rate at or below this
     # share of the run's peak were stopped by the schedule, not by a lost gradient: HF GPT-2
     # under AdamW 1e-3 with StepLR(30, 0.1) stepped every batch (written for epochs) ran at

@@ -30,6 +30,10 @@ steps round away (every trainable parameter bfloat16 or float16), else a gradien
 the way (the structural remedies). Not where the model has finished over that whole block
 (every loss window at most ``finished_loss_fraction`` of the start): there is no error left
 to learn from, so weights that stop are not a finding.
+
+A layer that starts from (near) zero (LayerScale, ReZero, LoRA's B) has no scale of its own:
+its ratio is taken over the norm it grows into, and one within ``zero_walk_factor / sqrt(k)``
+after k steps (a random walk's growth) is growth, not overshoot.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     steps, ur = metric_rows(trace, "update_ratio")
     if len(steps) == 0 or ur.shape[1] == 0:
         return None
-    ur, from_zero = _rebased_from_zero(trace, steps, ur, th.zero_init_rms)
+    ur, from_zero = _rebased_from_zero(trace, steps, ur, th)
     blocks, starts = block_medians(ur, th.window)  # (B, L)
     with quiet_nan():
         med = np.nanmax(blocks, axis=0)  # worst sustained ratio of each layer
@@ -411,7 +415,7 @@ def half_precision_weights(trace: Trace) -> str | None:
 
 
 def _rebased_from_zero(
-    trace: Trace, steps: np.ndarray, ur: np.ndarray, zero_init_rms: float
+    trace: Trace, steps: np.ndarray, ur: np.ndarray, th: UnstableUpdatesThresholds
 ) -> tuple[np.ndarray, dict[str, float | None]]:
     """The update ratios, those of layers that start from (near) zero taken over the scale
     they grow into; and {layer: first weight RMS} of those layers.
@@ -419,26 +423,40 @@ def _rebased_from_zero(
     ``ratio * ||theta_before||`` is the step's size, so the ratio over another norm ``n`` is
     ``ratio * ||theta_before|| / n``; ``n`` is the larger of ``||theta_before||`` and the
     layer's median norm over the last third of the sampled rows.
+
+    Such a layer's norm is the sum of its own steps: k steps in no steady direction (noisy
+    gradients) add up to ~sqrt(k) steps, so each step is ~1/sqrt(k) of the norm whatever
+    the rate (Adam moves every weight by ~lr: a higher rate makes both larger). A ratio
+    within ``zero_walk_factor / sqrt(k)`` says how far the layer has come, not that it
+    overshoots, and is read as at most ``warn_ratio``; steps that overshoot and undo each
+    other leave the norm behind the walk and stay above it.
     """
     w_steps, wn = metric_rows(trace, "weight_norm")
     if len(w_steps) == 0:
         return ur, {}
     sizes = np.array([max(layer.num_params, 1) for layer in trace.layers], dtype=np.float64)
     # Each layer's first measured weight norm (NaN for a layer never measured).
-    first = wn[np.argmax(np.isfinite(wn), axis=0), np.arange(wn.shape[1])]
+    first_row = np.argmax(np.isfinite(wn), axis=0)
+    first = wn[first_row, np.arange(wn.shape[1])]
     with quiet_nan():
-        tiny = np.flatnonzero(first / np.sqrt(sizes) < zero_init_rms)
+        tiny = np.flatnonzero(first / np.sqrt(sizes) < th.zero_init_rms)
     if len(tiny) == 0:
         return ur, {}
     at = np.searchsorted(w_steps, steps)
     known = (at < len(w_steps)) & (w_steps[np.minimum(at, len(w_steps) - 1)] == steps)
     before = np.full_like(ur, np.nan)
     before[known] = wn[at[known]]
-    with quiet_nan():
+    # Steps each layer has taken since its first (near-zero) weights, before each row's.
+    taken = (steps[:, None] - w_steps[first_row[tiny]][None, :]).astype(np.float64)
+    with quiet_nan(), np.errstate(divide="ignore"):
         grown = nanmedian(wn[-max(len(wn) // 3, 1) :, tiny], axis=0)  # (T,)
         scale = np.fmax(before[:, tiny], grown)
         out = ur.copy()
         out[:, tiny] = ur[:, tiny] * before[:, tiny] / scale
+        walk = np.where(taken >= 1, th.zero_walk_factor / np.sqrt(taken), 0.0)
+        out[:, tiny] = np.where(
+            ur[:, tiny] <= walk, np.fmin(out[:, tiny], th.warn_ratio), out[:, tiny]
+        )
     return out, by_layer([trace.layers[i].name for i in tiny], (first / np.sqrt(sizes))[tiny])
 
 
