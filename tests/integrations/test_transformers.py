@@ -324,37 +324,135 @@ def test_a_hugging_face_model_s_own_loss_graph_is_read_and_correct(tmp_path: Pat
     assert graph["checked"] == 3 and graph["mismatched"] == 0
 
 
-def test_a_loss_computed_outside_the_model_comes_from_hf_s_logs(tmp_path: Path) -> None:
-    """With ``compute_loss_func`` the Trainer keeps the labels from the model, which returns
-    no loss: the trace records HF's logged loss at the steps it is logged at (every 2nd)."""
+class NoLabels(Regressor):
+    """The regressor as a model that computes no loss: the Trainer keeps the labels."""
 
-    class NoLabels(Regressor):
-        def forward(  # type: ignore[override]
-            self, x: torch.Tensor, labels: torch.Tensor | None = None
-        ) -> dict[str, torch.Tensor]:
-            assert labels is None  # the Trainer took them for compute_loss_func
-            return {"logits": self.net(x)}
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        assert labels is None  # the Trainer took them for the loss it computes itself
+        return {"logits": self.net(x)}
 
-    def loss_func(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> Any:
-        return nn.functional.mse_loss(outputs["logits"], labels)
 
+def _mse_of_outputs(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> Any:
+    return nn.functional.mse_loss(outputs["logits"], labels)
+
+
+class OwnLoss(transformers.Trainer):  # type: ignore[misc]
+    """A Trainer subclass with its own ``compute_loss`` (the usual way to weight a loss)."""
+
+    def compute_loss(  # type: ignore[override]
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
+    ) -> Any:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = 2.0 * nn.functional.mse_loss(outputs["logits"], labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+@pytest.mark.parametrize("how", ["compute_loss_func", "compute_loss_override", "label_smoother"])
+def test_a_loss_computed_outside_the_model_is_every_step_s_loss(
+    tmp_path: Path, how: str, accumulate: int
+) -> None:
+    """Where the model returns no loss (``compute_loss_func``, a subclass's ``compute_loss``,
+    HF's label smoother) the Trainer computes it: each step's is recorded all the same,
+    equal to the loss HF logs at every step (logging_steps=1), with gradient accumulation
+    too. It was HF's logged loss only, every ``logging_steps`` steps (500 by default). Its
+    graph is read, and the Trainer's methods are its class's again after training."""
+    torch.manual_seed(0)
     ref = Reference(nn.Sequential())
-    trainer = transformers.Trainer(
-        model=NoLabels(),
-        args=_args(tmp_path, max_steps=6, logging_steps=2),
-        train_dataset=_data(),
-        compute_loss_func=loss_func,
-        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None), ref],
+    common: dict[str, Any] = {
+        "args": _args(tmp_path, max_steps=5, gradient_accumulation_steps=accumulate),
+        "train_dataset": _data(),
+        "callbacks": [GradwatchCallback(tmp_path / "run", overhead=None), ref],
+    }
+    if how == "compute_loss_func":
+        trainer = transformers.Trainer(
+            model=NoLabels(), compute_loss_func=_mse_of_outputs, **common
+        )
+    elif how == "compute_loss_override":
+        trainer = OwnLoss(model=NoLabels(), **common)
+    else:
+        common["args"] = _args(
+            tmp_path,
+            max_steps=5,
+            gradient_accumulation_steps=accumulate,
+            label_smoothing_factor=0.1,
+            per_device_train_batch_size=4,
+            learning_rate=1e-3,
+        )
+        trainer = transformers.Trainer(
+            model=_tiny_gpt2(), **{**common, "train_dataset": _lm_data()}
+        )
+    trainer.train()
+    hf = [logs["loss"] for _, logs in ref.logs if "loss" in logs]
+    assert len(hf) == 5
+    trace = gw.load(tmp_path / "run")
+    np.testing.assert_allclose(trace.scalar("loss"), hf, rtol=1e-5)
+    graph = trace.meta["config"]["loss_graph"]
+    assert graph["checked"] == 3 and graph["mismatched"] == 0
+    assert "training_step" not in vars(trainer) and "compute_loss" not in vars(trainer)
+
+
+class SoftmaxBeforeLoss(transformers.Trainer):  # type: ignore[misc]
+    """A subclass's ``compute_loss`` that applies a softmax before ``cross_entropy``."""
+
+    def compute_loss(  # type: ignore[override]
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
+    ) -> Any:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = nn.functional.cross_entropy(outputs["logits"].softmax(-1), labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+def test_a_mistake_in_a_trainer_s_own_compute_loss_is_named(tmp_path: Path) -> None:
+    """The loss a ``compute_loss`` override computes is read for outputs of the wrong kind: a
+    softmax before ``cross_entropy`` is recorded from step 0 and said (it was not seen)."""
+
+    class Classifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+        def forward(self, x: torch.Tensor, labels: Any = None) -> dict[str, torch.Tensor]:
+            return {"logits": self.net(x)}  # (labels named: the Trainer keeps what it takes)
+
+    data = [{"x": d["x"], "labels": (d["labels"][0] > 0).long() + (d["labels"][0] > 2).long()}
+            for d in _data()]  # fmt: skip
+    trainer = SoftmaxBeforeLoss(
+        model=Classifier(),
+        args=_args(tmp_path, max_steps=6),
+        train_dataset=data,
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
     )
     trainer.train()
-    logged = [(s, logs["loss"]) for s, logs in ref.logs if "loss" in logs]
-    assert [s for s, _ in logged] == [2, 4, 6]
     trace = gw.load(tmp_path / "run")
-    loss = trace.scalar("loss")
-    logged_at = np.isfinite(loss)
-    # HF's global_step 2 (counted after the step) is the step numbered 1 here.
-    assert trace.scalar_steps[logged_at].tolist() == [1, 3, 5]
-    np.testing.assert_allclose(loss[logged_at], [v for _, v in logged])
+    graph = trace.meta["config"]["loss_graph"]
+    assert (graph["mismatched"], graph["given"], graph["first_step"]) == (3, "softmax", 0)
+
+
+def test_hooks_called_by_hand_pool_the_model_s_own_loss(tmp_path: Path) -> None:
+    """With no Trainer above its hooks (a loop that calls them itself) the callback pools
+    the loss of the model's own output, as the mean of the step's training forwards."""
+    torch.manual_seed(0)
+    model = Regressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    args, state, control = _args(tmp_path), transformers.TrainerState(), None
+    cb = GradwatchCallback(tmp_path / "run", overhead=None)
+    cb.on_train_begin(args, state, control, model=model, optimizer=opt)
+    data = _data()
+    for step in range(3):
+        for k in range(2):  # two micro-batches a step
+            batch = data[2 * step + k]
+            model(batch["x"][None], batch["labels"][None])["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+        cb.on_step_end(args, state, control)
+    cb.on_train_end(args, state, control)
+    per_step = np.asarray(model.losses).reshape(3, 2).mean(axis=1)
+    np.testing.assert_allclose(gw.load(tmp_path / "run").scalar("loss"), per_step, rtol=1e-6)
 
 
 def test_a_hugging_face_model_trains_recorded(tmp_path: Path) -> None:
@@ -427,7 +525,8 @@ def test_default_run_dir_is_under_output_dir_and_should_stop_stops(tmp_path: Pat
 def test_exception_inside_train_leaves_no_hook_when_used_as_context(
     tmp_path: Path, clip_restored: None
 ) -> None:
-    """train() raising inside `with GradwatchCallback() as cb`: hooks removed, run failed."""
+    """train() raising inside `with GradwatchCallback() as cb`: hooks removed, the Trainer's
+    methods its class's again, run failed."""
 
     class Failing(Regressor):
         def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -445,6 +544,7 @@ def test_exception_inside_train_leaves_no_hook_when_used_as_context(
         )
         trainer.train()
     assert gradwatch_hooks(model, trainer.optimizer.optimizer) == 0
+    assert "training_step" not in vars(trainer) and "compute_loss" not in vars(trainer)
     assert json.loads((tmp_path / "run" / "meta.json").read_text())["status"] == "failed"
     assert len(gw.load(tmp_path / "run")) == 4
 

@@ -8,11 +8,11 @@ those of the final, accumulated gradients (pre-clip: clipping is observed). Unde
 step the scaler skips (an inf or NaN gradient) is recorded as skipped, with the layers that
 overflowed, and the step after it is sampled.
 
-The loss of every step is read off the model's own output (its ``"loss"``), not off HF's
-logs: those come every ``logging_steps`` steps (500 by default), averaged over them, so a
-run of a few hundred steps would leave the loss rules nothing to read. The first training
-forwards' losses also hand the watch their autograd graph (the Trainer gives callbacks no
-loss tensor), read for a loss given outputs of the wrong kind (``recording/loss_graph.py``).
+The loss of every step is the one the Trainer counts itself (what its ``training_step``
+returns), not HF's logs: those come every ``logging_steps`` steps (500 by default), averaged
+over them, so a run of a few hundred steps would leave the loss rules nothing to read. The
+first training losses also hand the watch their autograd graph (the Trainer gives callbacks
+no loss tensor), read for a loss given outputs of the wrong kind (``recording/loss_graph.py``).
 
 Example:
     >>> from transformers import Trainer  # doctest: +SKIP
@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,12 +43,13 @@ except ImportError as exc:
     ) from exc
 
 # Scalars of the Trainer's logs recorded with each step: name in the logs -> name in the trace.
-# (HF's "loss" only while the model's own per-step loss is not recorded: see StepLoss.)
+# (HF's "loss" only while no per-step loss is recorded: see GradwatchCallback.)
 _LOGGED = {"loss": "loss", "learning_rate": "learning_rate"}
 
 
 class StepLoss:
-    """The training loss of each optimizer step, pooled from the model's forward outputs.
+    """The training loss of each optimizer step, pooled from the model's forward outputs:
+    where no Trainer is found above the callback's hooks (:class:`TrainerLoss` otherwise).
 
     The Trainer's own loss (``compute_loss``) is the model's output ``"loss"`` unless a label
     smoother or ``compute_loss_func`` replaces it; then the model gets no labels, returns no
@@ -117,16 +119,102 @@ class StepLoss:
             self._handle = None
 
 
+class TrainerLoss:
+    """Each optimizer step's training loss as the Trainer counts it, and the first losses'
+    graphs, from the Trainer's own methods, wrapped on the instance while the watch records.
+
+    The Trainer adds what ``training_step`` returns over a step's micro-batches (each already
+    scaled for the accumulation, times the processes under ``average_tokens_across_devices``)
+    into the loss it logs, so their sum is the step's loss whoever computed it: the model's
+    own ``"loss"``, a label smoother, ``compute_loss_func`` or a subclass's ``compute_loss``.
+    ``compute_loss`` returns the loss with its graph: a training call's (gradients on,
+    ``model.training``; ``prediction_step`` calls it under ``no_grad``) goes to ``observe``.
+    The wrappers are the instance's attributes; :meth:`remove` deletes them, so the class's
+    methods (a subclass's overrides included) show through again.
+    """
+
+    _WRAPPED = ("training_step", "compute_loss")
+
+    def __init__(self, trainer: Any, observe: Callable[[torch.Tensor], None] | None) -> None:
+        self._trainer = trainer
+        self._observe = observe
+        self._pool = LossPool()
+        self.seen = False
+        # What the instance held itself before (None: the class's method showed through).
+        self._own = {name: vars(trainer).get(name) for name in self._WRAPPED}
+        self._wrappers: dict[str, Callable[..., Any]] = {}
+        step, compute = trainer.training_step, trainer.compute_loss
+
+        # (Each passes straight through once removed, should anyone have kept a reference.)
+        def training_step(*args: Any, **kwargs: Any) -> Any:
+            out = step(*args, **kwargs)
+            loss = scalar_loss(out)
+            if loss is not None and self._wrappers:
+                self._pool.add(loss)
+            return out
+
+        def compute_loss(model: Any, *args: Any, **kwargs: Any) -> Any:
+            out = compute(model, *args, **kwargs)
+            loss = out[0] if isinstance(out, tuple) and out else out
+            training = torch.is_grad_enabled() and getattr(model, "training", False)
+            observe = self._observe if self._wrappers else None
+            if observe is not None and training and isinstance(loss, torch.Tensor):
+                observe(loss)
+            return out
+
+        for name, wrapper in zip(self._WRAPPED, (training_step, compute_loss), strict=True):
+            self._wrappers[name] = wrapper
+            setattr(trainer, name, wrapper)
+
+    def take(self) -> torch.Tensor | None:
+        """The loss of the optimizer step just taken (None when no micro-batch returned one),
+        on the device; the pool starts empty for the next step."""
+        loss = self._pool.take(summed=True)
+        if loss is not None:
+            self.seen = True
+        return loss
+
+    def remove(self) -> None:
+        """Unwrap the Trainer's methods (safe to call again); one replaced since by someone
+        else is left as it is."""
+        for name, wrapper in self._wrappers.items():
+            if vars(self._trainer).get(name) is not wrapper:
+                continue
+            own = self._own[name]
+            if own is None:
+                delattr(self._trainer, name)
+            else:
+                setattr(self._trainer, name, own)
+        self._wrappers = {}
+
+
+def calling_trainer(depth: int = 8) -> Any:
+    """The ``transformers.Trainer`` whose callback handler called the hook that calls this
+    (the nearest ``self`` that is one, within ``depth`` frames), else None: HF hands its
+    callbacks the model and the optimizer, never the Trainer (a hook called by hand has
+    none above it)."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, transformers.Trainer):
+            return owner
+        if frame.f_back is None:
+            break
+        frame = frame.f_back
+    return None
+
+
 class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
     """Record per-layer gradient and activation statistics of a Hugging Face training run.
 
     The watch starts in ``on_train_begin`` on the model and the optimizer the Trainer hands
     to callbacks and is closed in ``on_train_end``, or by ``Trainer.train`` raising (see
-    :meth:`close`). Each step's training loss is pooled from the model's output ``"loss"``
-    (:class:`StepLoss`); when the model returns none (a label smoother or
-    ``compute_loss_func`` computes the loss outside it), HF's logged ``loss`` is recorded at
-    the step it is logged at instead: the mean over the ``logging_steps`` steps that end there.
-    HF's logged ``learning_rate`` is recorded likewise. The Trainer stops when the watch's
+    :meth:`close`). Each step's training loss is the one the Trainer counts for its logs,
+    whoever computes it (:class:`TrainerLoss`); with no Trainer above the hooks (called by
+    hand) it is pooled from the model's output ``"loss"`` (:class:`StepLoss`), and where the
+    model returns none either, HF's logged ``loss`` is recorded at the step it is logged at:
+    the mean over the ``logging_steps`` steps that end there. HF's logged ``learning_rate``
+    is recorded likewise. The Trainer stops when the watch's
     ``should_stop`` becomes true; critical findings are warned about at the end.
 
     Args:
@@ -141,7 +229,7 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
         TypeError: When a watch option is not one ``gw.watch`` takes.
     """
 
-    _step_loss: StepLoss | None = None  # while a watch is open
+    _step_loss: TrainerLoss | StepLoss | None = None  # while a watch is open
 
     def on_train_begin(
         self, args: Any, state: Any, control: Any, *, model: Any = None, **kwargs: Any
@@ -167,7 +255,13 @@ class GradwatchCallback(WatchingCallback, transformers.TrainerCallback):
             scaler=getattr(optimizer, "scaler", None),  # accelerate's GradScaler (fp16)
         )
         w = self._recording()
-        self._step_loss = StepLoss(model, args, None if w is None else w.observe_loss)
+        observe = None if w is None else w.observe_loss
+        trainer = calling_trainer()
+        self._step_loss = (
+            TrainerLoss(trainer, observe)
+            if trainer is not None
+            else StepLoss(model, args, observe)  # (the hooks called by hand: no Trainer)
+        )
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
