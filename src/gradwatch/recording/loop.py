@@ -4,10 +4,12 @@ outputs of the wrong kind on their way into the loss.
 :class:`LoopProbes` is the watch's one view of them: :class:`~.zeroing.ZeroingProbe` (a loop
 that never calls ``zero_grad()``) and :class:`ModeProbe` (optimizer steps taken with the
 model in eval mode), observed at every optimizer step, :class:`~.loss_graph.LossGraphProbe`
-(a softmax before ``cross_entropy``, ``nll_loss`` of logits), handed the losses the watch
-sees, and :class:`StepCoverage` (layers the optimizer does not step), refreshed at each
-flush; all written to ``meta.json``'s ``config`` (``grad_zeroing``, ``train_mode``,
-``loss_graph``, ``unstepped``).
+(a softmax before ``cross_entropy``, ``nll_loss`` of logits) and :class:`LoggedLosses`
+(training losses logged with no watched step: ``optimizer.step()`` forgotten, or another
+optimizer stepping), handed the values the watch logs, and :class:`StepCoverage` (layers
+the optimizer does not step), refreshed at each flush; all written to ``meta.json``'s
+``config`` (``grad_zeroing``, ``train_mode``, ``loss_graph``, ``logged_losses``,
+``unstepped``).
 
 Eval mode: ``model.eval()`` left on.
 A validation pass calls ``model.eval()``; a loop that does not call ``model.train()`` after
@@ -71,6 +73,42 @@ class ModeProbe:
         }
 
 
+class LoggedLosses:
+    """Counts the logged values that carry an autograd graph (training losses: what
+    ``backward`` runs from), in all and since the watched optimizer's last step.
+
+    A loop logs its loss once per optimizer step (a few times under gradient accumulation).
+    Many since the last step mean the watched optimizer no longer steps: ``optimizer.step()``
+    was forgotten, or the model is stepped by another optimizer (one built anew each step).
+    Evaluation losses (no graph) and detached or float losses are not counted, so neither a
+    long evaluation after training nor a framework callback's detached losses count. One
+    ``requires_grad`` read per logged tensor.
+
+    Attributes:
+        total: Logged values with a graph.
+        since_step: Of those, the ones logged since the last optimizer step began.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.since_step = 0
+
+    def observe(self, values: Any) -> None:
+        """Count the values among ``values`` (an iterable of logged values) with a graph."""
+        for value in values:
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                self.total += 1
+                self.since_step += 1
+
+    def step(self) -> None:
+        """An optimizer step began."""
+        self.since_step = 0
+
+    def meta(self) -> dict[str, int]:
+        """The counts, for ``meta.json`` (``config.logged_losses``)."""
+        return {"with_graph": self.total, "since_last_step": self.since_step}
+
+
 class StepCoverage:
     """The layers with a trainable parameter that the watched optimizer does not step.
 
@@ -115,12 +153,19 @@ class LoopProbes:
         self.zeroing = ZeroingProbe(layers.params, steady=steady_writes(model))
         self.mode = ModeProbe(model)
         self.loss = LossGraphProbe()
+        self.logged = LoggedLosses()
         self.coverage = StepCoverage(optimizer, layers)
 
     def observe(self, step: int) -> None:
         """Called at every optimizer step, before its statistics."""
         self.zeroing.observe(step)
         self.mode.observe(step)
+        self.logged.step()
+
+    def observe_log(self, values: Any, step: int) -> None:
+        """Called with the values of every ``log``: the loss graph's and the count's."""
+        self.loss.observe(values, step)
+        self.logged.observe(values)
 
     def meta(self) -> dict[str, dict[str, Any]]:
         """``meta.json``'s ``config`` entries of the probes."""
@@ -128,5 +173,6 @@ class LoopProbes:
             "grad_zeroing": dict(self.zeroing.meta()),
             "train_mode": dict(self.mode.meta()),
             "loss_graph": dict(self.loss.meta()),
+            "logged_losses": dict(self.logged.meta()),
             "unstepped": dict(self.coverage.meta()),
         }

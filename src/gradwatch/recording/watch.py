@@ -407,7 +407,7 @@ class Watch:
         start = schedule.clock()
         step = max(self._progress.step - 1, 0)
         self._buffer.log(step, scalars, mode)
-        self._loop.loss.observe(scalars.values(), step)  # the first few graphs, no tensor read
+        self._loop.observe_log(scalars.values(), step)  # graphs read, no tensor read
         schedule.charge(schedule.clock() - start)
 
     def observe_loss(self, loss: torch.Tensor) -> None:
