@@ -121,5 +121,12 @@ def test_it_needs_every_step_without_a_nonzero_gradient_and_unmoved_weights() ->
     assert gradless_steps(_trace(none, still, skipped=skipped)) is None
     short = MIN_STEPS - 1
     assert gradless_steps(_trace(none[:short], still[:short])) is None
+    # Zeros from a model whose signal dies (a layer's output constant at every step).
+    dead = Trace.from_arrays(
+        ["fc", "head"],
+        np.arange(n),
+        {"grad_norm": np.zeros((n, 2)), "weight_norm": still, "act_std": np.zeros((n, 2))},
+    )
+    assert gradless_steps(dead) is None
     note = gradless_note([], _trace(none, still))
     assert note is not None and note.startswith("At each of the optimizer's 10 steps")

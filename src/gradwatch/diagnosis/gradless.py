@@ -20,6 +20,9 @@ them under AdamW: "Loss plateau with tiny steps ... the learning rate is likely 
 A loop whose optimizer reads the gradients elsewhere (DeepSpeed's ZeRO keeps them in its own
 buffers, an optimizer run in backward hooks sets ``.grad`` to None) also shows none at the
 step, but its weights move: missing gradients count only with weights that never changed.
+A model whose signal dies (a layer's output constant: dead ReLUs with no bias after them)
+gets exactly zero gradients from a right loop: zeros count only while every layer's output
+varies.
 
 Example:
     >>> import numpy as np
@@ -63,8 +66,21 @@ def gradless_steps(trace: Trace) -> dict[str, int | str] | None:
         return None
     held = int(finite.any(axis=1).sum())  # steps whose gradients were all zeros
     if held:
-        return {"steps": held, "gradients": "zero"} if held >= MIN_STEPS else None
+        enough = held >= MIN_STEPS and not _signal_dies(trace)
+        return {"steps": held, "gradients": "zero"} if enough else None
     return {"steps": len(trace.steps), "gradients": "none"} if _weights_unchanged(trace) else None
+
+
+def _signal_dies(trace: Trace) -> bool:
+    """Whether some layer's output is constant (its ``act_std`` exactly 0 wherever measured):
+    every weight after it then gets an exactly zero gradient (dead ReLUs with no bias), a
+    model's failure, not the loop's."""
+    _, std = metric_rows(trace, "act_std")
+    for column in std.T:
+        measured = column[np.isfinite(column)]
+        if len(measured) and not np.any(measured != 0.0):
+            return True
+    return False
 
 
 def _weights_unchanged(trace: Trace) -> bool:
