@@ -51,10 +51,15 @@ def _recovered(f: Finding) -> Finding:
         else " and the loss improved"
     )
     what = f.evidence.get("measured_at_start") or "the start was mis-scaled"
+    better = (
+        "standardised inputs"
+        if "input_rms_at_least" in f.evidence
+        else "a variance-preserving initialisation"
+    )
     message = (
         f"Poor initialisation, recovered from: {what}. Yet nothing else was found{went}: the "
-        "gradient reached every layer and training recovered; a variance-preserving "
-        "initialisation would start it at its working scale."
+        f"gradient reached every layer and training recovered; {better} would start it at "
+        "its working scale."
     )
     # No remedy: nothing needs mending now; the re-initialisations stay the vanishing and
     # stalled findings' remedies when those appear.

@@ -83,6 +83,34 @@ def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
     return gain / math.sqrt(fan_in), numel
 
 
+def _input_scale(trace: Trace, col: int) -> tuple[float, float, float] | None:
+    """(input RMS it implies, output std, output std a unit-variance input would give) of
+    the first layer, a Linear or convolution, at the first step; None when unknown.
+
+    Its output std at step 0 over what its starting weights give a unit-variance input
+    (weight std times sqrt(fan_in)) is the RMS of what it was fed: the model's own inputs. An
+    underestimate after a ReLU (which drops the negative half), never an overestimate.
+    """
+    layer = trace.layers[col]
+    shape = layer.shapes.get("weight")
+    if layer.type not in _FED_BY_INPUTS or not shape or len(shape) < 2:
+        return None
+    _, std = metric_rows(trace, "act_std")
+    _, wn = metric_rows(trace, "weight_norm")
+    if len(std) == 0 or len(wn) == 0:
+        return None
+    out, norm = float(std[0, col]), float(wn[0, col])
+    if not (np.isfinite(out) and np.isfinite(norm)) or norm <= 0 or shape[0] <= 0:
+        return None
+    # weight std * sqrt(fan_in) = (norm / sqrt(out * fan_in)) * sqrt(fan_in) = norm / sqrt(out)
+    unit = norm / math.sqrt(shape[0])
+    return out / unit, out, unit
+
+
+#: Layer types whose input at depth 0 is the model's own input (an embedding's is an index).
+_FED_BY_INPUTS = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+
+
 def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     """Return the poor-initialisation finding of ``trace``, or None."""
     cols = core_layers(trace)
@@ -135,6 +163,20 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 causes.append(
                     f"{len(far)} layer(s) start with an output std {pow10(log_std[far[0]]):.2g}, "
                     "far from 1"
+                )
+            # The first layer far from 1 from the start, its weights not the reason: the
+            # inputs are (features in raw units, pixels in 0-255). Only too large: a
+            # saturating activation bounds the output, which reads as inputs too small.
+            fed = _input_scale(trace, int(cols[0])) if len(far) and far.min() == 0 else None
+            if fed is not None and math.log10(fed[0]) >= th.std_decades:
+                evidence["input_rms_at_least"] = fl(fed[0])
+                culprits = [names[0], *(c for c in culprits if c != names[0])]
+                causes.insert(
+                    0,
+                    f"the first layer {trace.layer_label(names[0])!r} is fed inputs of RMS about "
+                    f"{fed[0]:.2g} (its output std {fed[1]:.2g} at step 0, where its weights "
+                    f"give {fed[2]:.2g} from unit-variance inputs): the inputs are not "
+                    "standardised",
                 )
 
     # --- backward: per-unit gradient gain per layer, last layer to first.
@@ -227,22 +269,36 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # which alone knows whether any other finding followed.
     evidence.update(loss_outcome(trace, th.loss_window, th.min_progress, th.max_relapse))
     evidence["measured_at_start"] = "; ".join(causes)
+    lsuv = ("init_lsuv", "rescales each layer on real data until its output variance is 1")
+    norm = ("batchnorm", "re-normalises every layer whatever the initial scale")
+    if "input_rms_at_least" in evidence:
+        # No initialisation of the weights' kind mends the inputs' scale; standardising
+        # them does (not a remedy of the catalogue: it changes the data), and LSUV and
+        # BatchNorm rescale from real data whatever it is.
+        tail = (
+            "standardise the inputs (subtract the mean and divide by the std of each feature "
+            "or channel, computed on the training data) to start the first layer at unit scale"
+        )
+        remedies = hints(lsuv, norm)
+    else:
+        tail = (
+            "a variance-preserving initialisation keeps each layer's forward and backward "
+            "gain near 1"
+        )
+        remedies = hints(
+            lsuv,
+            ("init_he", "std sqrt(2/fan_in): variance-preserving for ReLU layers"),
+            ("init_xavier", "variance-preserving for tanh/sigmoid layers"),
+            norm,
+        )
     return Finding(
         rule=RULE,
         severity="info" if unconfirmed else "warning",
         layers=tuple(culprits),
         steps=(min(seen), max(seen)) if seen else None,
         evidence=evidence,
-        message=(
-            f"Poor initialisation: {'; '.join(causes)}; a variance-preserving initialisation "
-            "keeps each layer's forward and backward gain near 1."
-        ),
-        remedies=hints(
-            ("init_lsuv", "rescales each layer on real data until its output variance is 1"),
-            ("init_he", "std sqrt(2/fan_in): variance-preserving for ReLU layers"),
-            ("init_xavier", "variance-preserving for tanh/sigmoid layers"),
-            ("batchnorm", "re-normalises every layer whatever the initial scale"),
-        ),
+        message=f"Poor initialisation: {'; '.join(causes)}; {tail}.",
+        remedies=remedies,
     )
 
 
