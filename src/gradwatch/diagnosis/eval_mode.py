@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from ..trace import Trace
 from ._loop import loop_record
-from .finding import Finding, is_alarm, told_alarms
+from .finding import Finding, told_alarms, untold_note
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
 #: loop that forgets model.train() after its first validation trains the rest in eval mode).
@@ -89,6 +89,4 @@ def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:
         'The model trained in eval mode at 2 of 2 optimizer steps '
     """
     seen = eval_mode_seen(trace)
-    if seen is None or any(is_alarm(f) for f in findings):
-        return None
-    return f"{_sentence(seen)}."
+    return untold_note(findings, None if seen is None else _sentence(seen))

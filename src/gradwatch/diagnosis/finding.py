@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -202,6 +202,14 @@ def told_alarms(
         else f
         for f in findings
     ]
+
+
+def untold_note(findings: Sequence[Finding], sentence: str | None) -> str | None:
+    """``sentence`` as a note of the diagnosis where no alarm of ``findings`` carries it
+    (:func:`told_alarms` tells every alarm); None where one does, or with no sentence."""
+    if sentence is None or any(is_alarm(f) for f in findings):
+        return None
+    return f"{sentence}."
 
 
 class Diagnosis(list[Finding]):

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..trace import Trace
 from ._common import metric_rows
-from .finding import Finding, is_alarm, told_alarms
+from .finding import Finding, told_alarms, untold_note
 from .unstepped import MIN_SAMPLES, UNCHANGED
 
 #: Optimizer steps that must all be without a gradient (our choice: a few, so that one
@@ -97,7 +97,7 @@ def _weights_unchanged(trace: Trace) -> bool:
 
 def _sentence(seen: dict[str, int | str]) -> str:
     held = (
-        "every gradient was zeros (`zero_grad(set_to_none=False)` had cleared them)"
+        "every gradient was zeros (zeroed in place, as `zero_grad(set_to_none=False)` does)"
         if seen["gradients"] == "zero"
         else "no parameter had a gradient (`.grad` was None) and no weight ever changed"
     )
@@ -122,7 +122,5 @@ def settle_gradless(findings: list[Finding], trace: Trace) -> list[Finding]:
 def gradless_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     """The sentence that the optimizer steps without the gradients, when no finding at
     warning or above carries it (:func:`settle_gradless`); None when it does not."""
-    if any(is_alarm(f) for f in findings):
-        return None
     seen = gradless_steps(trace)
-    return f"{_sentence(seen)}." if seen is not None else None
+    return untold_note(findings, None if seen is None else _sentence(seen))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from ..trace import Trace
 from ._loop import loop_config
-from .finding import Finding, is_alarm, told_alarms
+from .finding import Finding, told_alarms, untold_note
 
 #: Losses with a graph logged since the last watched step that make the mistake (our
 #: choice: a loop logs one per step, a few under gradient accumulation; twenty is no habit).
@@ -97,7 +97,5 @@ def settle_stepless(findings: list[Finding], trace: Trace) -> list[Finding]:
 def stepless_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     """The sentence that the watched optimizer does not step, when no finding at warning or
     above carries it (:func:`settle_stepless`); None when it does not."""
-    if any(is_alarm(f) for f in findings):
-        return None
     seen = stepless_logs(trace)
-    return f"{_sentence(seen)}." if seen is not None else None
+    return untold_note(findings, None if seen is None else _sentence(seen))

@@ -36,7 +36,7 @@ import numpy as np
 from ..trace import Trace
 from ._common import metric_rows
 from ._loop import loop_config
-from .finding import Finding, is_alarm, told_alarms
+from .finding import Finding, told_alarms, untold_note
 
 #: Largest relative range of a layer's weight norm over the run that counts as unchanged
 #: (an untouched tensor gives the same sum at every sample, float rounding aside; a layer
@@ -95,7 +95,5 @@ def settle_unstepped(findings: list[Finding], trace: Trace) -> list[Finding]:
 def unstepped_note(findings: Sequence[Finding], trace: Trace) -> str | None:
     """The sentence that some layers are never stepped, when no finding at warning or above
     carries it (:func:`settle_unstepped`); None when none is (:func:`never_stepped`)."""
-    if any(is_alarm(f) for f in findings):
-        return None
     names = never_stepped(trace)
-    return f"{_sentence(trace, names)}." if names else None
+    return untold_note(findings, _sentence(trace, names) if names else None)
