@@ -17,6 +17,7 @@ def _trace(
     grad_decades: float = 0.0,
     update_ratio: float | None = None,
     between_inputs: float | None = None,
+    scalars: dict[str, np.ndarray] | None = None,
 ) -> Trace:
     """6 layers whose grad_rms rises ``grad_decades`` along depth, with ``loss`` logged; with
     ``update_ratio`` or ``between_inputs`` (act_between_inputs), every layer's on every 5th
@@ -27,7 +28,7 @@ def _trace(
             sampled = np.full((N, 6), np.nan)
             sampled[::5] = value
             metrics[name] = sampled
-    return trace_of(6, N, metrics, scalars={"loss": loss})
+    return trace_of(6, N, metrics, scalars={"loss": loss, **(scalars or {})})
 
 
 def _learns_then_flat(stop: int = 30) -> np.ndarray:
@@ -99,6 +100,28 @@ def test_a_plateau_with_tiny_steps_names_the_learning_rate() -> None:
     assert healthy.evidence.get("cause") != "tiny_steps"
     learned = _plateau(gw.diagnose(_trace(_learns_then_flat(), update_ratio=1e-5)))
     assert learned.severity == "info" and "cause" not in learned.evidence
+
+
+def _clipped(coef: float) -> Trace:
+    """The tiny-steps plateau above, its gradients clipped by ``coef`` at every step (the
+    global norm before the clip 0.46, as on a digits MLP clipped at 1e-3)."""
+    loss = 2.3 + 0.001 * np.sin(np.arange(N))
+    clip = {"clip_coef": np.full(N, coef), "global_grad_norm": np.full(N, 0.46)}
+    return _trace(loss, update_ratio=1e-5, scalars=clip)
+
+
+def test_a_plateau_with_tiny_steps_under_a_tight_clip_names_the_clip() -> None:
+    """A clip that scales every gradient by 0.0022 (max_norm 1e-3 against a norm of 0.46)
+    keeps the steps tiny, not the rate: the message says so and names the usual norm (it
+    said "the learning rate is likely too low"). A clip that scales them by 0.5 does not."""
+    f = _plateau(gw.diagnose(_clipped(0.0022)))
+    assert f.severity == "warning" and f.remedies == ()
+    assert f.evidence["cause"] == "tight_clip" and f.evidence["clip_coef_median"] == 0.0022
+    assert "the gradient clipping scaled every gradient by a median 0.0022" in f.message
+    assert "(its median here: 0.46)" in f.message
+    assert "learning rate is likely too low" not in f.message
+    loose = _plateau(gw.diagnose(_clipped(0.5)))
+    assert loose.evidence["cause"] == "tiny_steps"
 
 
 def test_a_decayed_schedules_small_last_steps_are_not_tiny_steps() -> None:

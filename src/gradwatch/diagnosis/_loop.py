@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..trace import Trace
 from ._common import scalar_rows
 
@@ -22,6 +24,20 @@ def clipping_active(trace: Trace, first: int, last: int) -> bool:
     steps, coef = scalar_rows(trace, "clip_coef")
     inside = (steps >= first) & (steps <= last)
     return bool((coef[inside] < 1.0).any())
+
+
+def clip_scale(trace: Trace, first: int, last: int) -> tuple[float, float] | None:
+    """(median factor the user's clipping scaled the gradient by, median pre-clip global
+    norm) over steps ``first`` to ``last`` (the ``clip_coef`` and ``global_grad_norm``
+    scalars, 1 where no clip acted); None where no clip was recorded there."""
+    steps, coef = scalar_rows(trace, "clip_coef")
+    inside = (steps >= first) & (steps <= last)
+    if not inside.any():
+        return None
+    norm_steps, norms = scalar_rows(trace, "global_grad_norm")
+    at = (norm_steps >= first) & (norm_steps <= last)
+    norm = float(np.median(norms[at])) if at.any() else float("nan")
+    return float(np.median(np.minimum(coef[inside], 1.0))), norm
 
 
 def loop_config(trace: Trace, key: str) -> dict[str, Any] | None:
