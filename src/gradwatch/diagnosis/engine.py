@@ -9,6 +9,7 @@ from typing import Any
 from ..trace import Trace
 from ..trace.cards import depth_profile, run_name
 from .finding import RULE_IDS, SEVERITY_RANK, Diagnosis, Finding
+from .input_scale import settle_input_scale
 from .large_steps import settle_large_steps
 from .loop_mistakes import loop_notes, settle_loop
 from .recovered import settle_recovered
@@ -73,8 +74,9 @@ def diagnose(
         # finding explains is info.
         findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
         # Last, the loop's own mistakes: a model trained in eval mode, a loss given outputs of
-        # the wrong kind, layers the optimizer never steps, gradients never zeroed.
-        findings = settle_loop(findings, trace)
+        # the wrong kind, layers the optimizer never steps, gradients never zeroed; and inputs
+        # far from unit scale.
+        findings = settle_input_scale(settle_loop(findings, trace), trace)
     order = {r: i for i, r in enumerate(RULE_IDS)}
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order[f.rule]))
     # What the loop did wrong that no finding carries (no rule has an id for it).

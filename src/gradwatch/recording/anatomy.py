@@ -1,10 +1,12 @@
-"""What the recorder learns about the model once: activations, residual branches, clipping.
+"""What the recorder learns about the model once: activations, residual branches, clipping,
+the scale of its inputs.
 
 ``Watch`` composes one :class:`Anatomy`: at ``watch()`` the activation modules are recognised
-(table, probe, ``torch.fx``); the first forward is watched for its graph; at the first step
-the residual branches are found and written into the layer table; while the watch is open,
-the user's ``clip_grad_norm_`` calls are observed. Each part runs once and says what it cost
-(``meta["structure"]["cost_ms"]``, ``meta["activations"]["cost_ms"]``).
+(table, probe, ``torch.fx``); the first forward is watched for its graph and for the scale of
+what it is fed (``inputs.py``); at the first step the residual branches are found and written
+into the layer table; while the watch is open, the user's ``clip_grad_norm_`` calls are
+observed. Each part runs once and says what it cost (``meta["structure"]["cost_ms"]``,
+``meta["activations"]["cost_ms"]``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from .clip_observer import ClipObserver, ClipSeen
+from .inputs import InputProbe
 from .layers import LayerSet
 from .recognise import Recognition, describe, recognise
 from .structure import Structure, StructureProbe
@@ -38,6 +41,7 @@ class Anatomy:
         index = {name: i for i, name in enumerate(names)}
         layers.functional = {index[n]: fn for n, fn in self.recognition.functional.items()}
         self._probe = StructureProbe(model)
+        self.inputs = InputProbe(model)
         self.structure: Structure | None = None
         self.clips = ClipObserver(
             layers.params,
@@ -47,13 +51,15 @@ class Anatomy:
         )
 
     def arm(self) -> None:
-        """Watch the first forward's graph, and the user's clipping from now on."""
+        """Watch the first forward's graph and inputs, and the user's clipping from now on."""
         self._probe.arm()
+        self.inputs.arm()
         self.clips.open()
 
     def disarm(self) -> None:
         """Remove every hook and put ``clip_grad_norm_`` back."""
         self._probe.disarm()
+        self.inputs.disarm()
         self.clips.close()
 
     def finish(self, sampler: ActivationSampler) -> None:
@@ -87,10 +93,13 @@ class Anatomy:
         return self.clips.take(self._layers.params)
 
     def meta(self) -> dict[str, Any]:
-        """``meta.json`` entries: ``activations`` and ``structure``."""
+        """``meta.json`` entries: ``activations``, ``structure`` and ``model_input``."""
         out: dict[str, Any] = {
             "activations": describe(self.recognition, self._layers.unrecognised())
         }
         if self.structure is not None:
             out["structure"] = self.structure.to_meta()
+        seen = self.inputs.meta()
+        if seen is not None:
+            out["model_input"] = seen
         return out

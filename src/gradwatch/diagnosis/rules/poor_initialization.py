@@ -171,12 +171,15 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             if fed is not None and math.log10(fed[0]) >= th.std_decades:
                 evidence["input_rms_at_least"] = fl(fed[0])
                 culprits = [names[0], *(c for c in culprits if c != names[0])]
+                # The RMS the watch read off the inputs themselves where it did (inputs.py).
+                read = trace.meta.get("model_input")
+                rms = read.get("rms") if isinstance(read, dict) else None
+                how = f"{rms:.3g}" if isinstance(rms, (int, float)) else f"about {fed[0]:.2g}"
                 causes.insert(
                     0,
-                    f"the first layer {trace.layer_label(names[0])!r} is fed inputs of RMS about "
-                    f"{fed[0]:.2g} (its output std {fed[1]:.2g} at step 0, where its weights "
-                    f"give {fed[2]:.2g} from unit-variance inputs): the inputs are not "
-                    "standardised",
+                    f"the first layer {trace.layer_label(names[0])!r} is fed inputs of RMS {how} "
+                    f"(its output std {fed[1]:.2g} at step 0, where its weights give "
+                    f"{fed[2]:.2g} from unit-variance inputs): the inputs are not standardised",
                 )
 
     # --- backward: per-unit gradient gain per layer, last layer to first.
