@@ -10,10 +10,12 @@ warning or above is told so, after its own message, with its remedies kept: the 
 be the cause, or one of them.
 
 Measured (a 64-64-64-10 ReLU MLP on scikit-learn's digits, SGD 0.05 + momentum, 300 steps):
-standardised, the loss went 2.28 -> 0.12 with no finding; fed the raw pixels (0-16, RMS 7.7),
-69% of the first layer's units died and the loss stopped at 0.11, told "Dead units ... ReLU's
-derivative is 0 there" with leaky ReLU, He init, BatchNorm and ELU as remedies, the inputs
-unnamed (the first layer's output std, 2.5, is within poor_initialization's tenfold).
+standardised, the loss went 2.29 -> 0.048 (accuracy 0.987 on all digits, every first-layer
+unit alive) with no finding; fed the raw pixels (0-16, RMS 7.7), 2.02 -> 0.21 (accuracy
+0.949, 53% of the first layer's units dead on all digits, 69% by the rule's window), told
+"Dead units ... ReLU's derivative is 0 there" with leaky ReLU, He init, BatchNorm and ELU as
+remedies and a loss plateau, the inputs unnamed (the first layer's output std, 2.5, is within
+poor_initialization's tenfold).
 
 Example:
     >>> import numpy as np

@@ -12,6 +12,7 @@ scale to read and are skipped.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,8 +50,11 @@ class InputProbe:
             return
         source, x = found
         with torch.no_grad():
-            flat = x.detach().reshape(-1).float()
-            self._stats = (flat.square().mean().sqrt(), flat.mean())
+            # Reductions in float32 over the tensor as it is: no float32 copy of a large
+            # (half-precision) batch is made.
+            v = x.detach()
+            norm = torch.linalg.vector_norm(v, dtype=torch.float32)
+            self._stats = (norm / math.sqrt(v.numel()), v.mean(dtype=torch.float32))
         self._shape, self._source = list(x.shape), source
 
     def meta(self) -> dict[str, Any] | None:
