@@ -52,3 +52,19 @@ def trace_of(
         scalars=scalars,
         recurrent=recurrent,
     )
+
+
+def four_class_loop() -> tuple[Any, Any, Any, Any]:
+    """(model, x, y, generator) of the small real loops the loop-mistake tests train: a
+    16-32-32-4 ReLU MLP at seed 0, 512 inputs of 16 features and their 4 classes (the signs
+    of two sums), and a generator at seed 0 to draw batches with."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+    )
+    x = torch.randn(512, 16)
+    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
+    return model, x, y, torch.Generator().manual_seed(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from diag_helpers import four_class_loop
 
 import gradwatch as gw
 from gradwatch.diagnosis.gradless import MIN_STEPS, gradless_note, gradless_steps
@@ -21,18 +21,12 @@ RIGHT = "zbs"
 
 def _run(order: str, optimizer: str = "adam", steps: int = 120) -> tuple[Trace, list[float]]:
     """A 16-32-32-4 ReLU MLP on 4-class data trained with the loop's calls in ``order``."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
-    )
+    model, x, y, gen = four_class_loop()
     opt = (
         torch.optim.AdamW(model.parameters(), lr=1e-3)
         if optimizer == "adamw"
         else torch.optim.Adam(model.parameters(), lr=1e-3)
     )
-    x = torch.randn(512, 16)
-    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
-    gen = torch.Generator().manual_seed(0)
     losses = []
     with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
         for _ in range(steps):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from diag_helpers import four_class_loop
 
 import gradwatch as gw
 from gradwatch.diagnosis.stepless import MIN_LOGS, stepless_logs, stepless_note
@@ -16,17 +16,13 @@ from gradwatch.trace import Trace
 
 
 def _run(loop: str, steps: int = 60, evaluate: int = 0) -> tuple[Trace, list[float]]:
-    """A 16-32-4 ReLU MLP under Adam 1e-2, its loss logged with its graph at every batch:
+    """A 16-32-32-4 ReLU MLP under Adam 1e-2, its loss logged with its graph at every batch:
     ``"right"``; ``"no_step"`` (``optimizer.step()`` forgotten); ``"new_optimizer"`` (a new
     Adam after every step, the watched one stepping once); ``"accumulate"`` (a step every 8
     batches, the loss logged at each). ``evaluate`` more batches are logged after training,
     under ``no_grad`` (evaluation losses, without a graph)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    model, x, y, gen = four_class_loop()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x = torch.randn(512, 16)
-    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
-    gen = torch.Generator().manual_seed(0)
     losses = []
     with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
         for batch in range(steps):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from diag_helpers import four_class_loop
 
 import gradwatch as gw
 
@@ -14,14 +14,8 @@ import gradwatch as gw
 def _clipped_run(max_norm: float) -> gw.Diagnosis:
     """A 16-32-32-4 ReLU MLP on 4-class data, SGD 0.1 + momentum, 150 steps, its gradients
     clipped with ``clip_grad_norm_(max_norm)`` before each step."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
-    )
+    model, x, y, gen = four_class_loop()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x = torch.randn(512, 16)
-    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
-    gen = torch.Generator().manual_seed(0)
     with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
         for _ in range(150):
             i = torch.randint(0, 512, (64,), generator=gen)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from diag_helpers import four_class_loop
 
 import gradwatch as gw
 from gradwatch.diagnosis.zero_rate import MIN_STEPS, zero_rate_note, zero_rate_steps
@@ -17,15 +17,9 @@ from gradwatch.trace import Trace
 def _warmed_up_run(step_scheduler: bool) -> tuple[Trace, list[float]]:
     """A 16-32-32-4 ReLU MLP on 4-class data, AdamW 1e-2 under a 20-step linear warm-up from
     0 (``LambdaLR``), 120 steps; the scheduler stepped after each optimizer step, or never."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
-    )
+    model, x, y, gen = four_class_loop()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 20))
-    x = torch.randn(512, 16)
-    y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
-    gen = torch.Generator().manual_seed(0)
     losses = []
     with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
         for _ in range(120):

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from ..trace import Trace
 from ._loop import loop_record
-from .finding import Finding, told_alarms, untold_note
+from .finding import Finding, told_if_seen, untold_note
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
 #: loop that forgets model.train() after its first validation trains the rest in eval mode).
@@ -68,10 +68,7 @@ def _sentence(seen: dict[str, int]) -> str:
 def settle_eval_mode(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` with every finding at warning or above told that the model trained in
     eval mode, without remedies; unchanged unless :func:`eval_mode_seen`."""
-    seen = eval_mode_seen(trace)
-    if seen is None:
-        return findings
-    return told_alarms(findings, _sentence(seen), eval_mode=dict(seen))
+    return told_if_seen(findings, eval_mode_seen(trace), _sentence, "eval_mode")
 
 
 def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:

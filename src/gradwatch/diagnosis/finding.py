@@ -204,6 +204,14 @@ def told_alarms(
     ]
 
 
+def told_if_seen(
+    findings: list[Finding], seen: Any, sentence: Callable[[Any], str], key: str
+) -> list[Finding]:
+    """``findings`` told ``sentence(seen)`` by :func:`told_alarms`, ``seen`` in their evidence
+    under ``key``; unchanged where a loop mistake's ``seen`` record is None."""
+    return findings if seen is None else told_alarms(findings, sentence(seen), **{key: seen})
+
+
 def untold_note(findings: Sequence[Finding], sentence: str | None) -> str | None:
     """``sentence`` as a note of the diagnosis where no alarm of ``findings`` carries it
     (:func:`told_alarms` tells every alarm); None where one does, or with no sentence."""

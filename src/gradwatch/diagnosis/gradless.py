@@ -41,7 +41,7 @@ import numpy as np
 
 from ..trace import Trace
 from ._common import metric_rows
-from .finding import Finding, told_alarms, untold_note
+from .finding import Finding, told_if_seen, untold_note
 from .unstepped import MIN_SAMPLES, UNCHANGED
 
 #: Optimizer steps that must all be without a gradient (our choice: a few, so that one
@@ -113,10 +113,7 @@ def _sentence(seen: dict[str, int | str]) -> str:
 def settle_gradless(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` with every finding at warning or above told that the optimizer steps
     without the gradients, without remedies; unchanged unless :func:`gradless_steps` says so."""
-    seen = gradless_steps(trace)
-    if seen is None:
-        return findings
-    return told_alarms(findings, _sentence(seen), gradless_steps=seen)
+    return told_if_seen(findings, gradless_steps(trace), _sentence, "gradless_steps")
 
 
 def gradless_note(findings: Sequence[Finding], trace: Trace) -> str | None:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from ..trace import Trace
 from ._loop import loop_config
-from .finding import Finding, told_alarms, untold_note
+from .finding import Finding, told_if_seen, untold_note
 
 #: Losses with a graph logged since the last watched step that make the mistake (our
 #: choice: a loop logs one per step, a few under gradient accumulation; twenty is no habit).
@@ -88,10 +88,7 @@ def _sentence(seen: dict[str, int | float | None]) -> str:
 def settle_stepless(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` with every finding at warning or above told that the watched optimizer
     does not step, without remedies; unchanged unless :func:`stepless_logs` says so."""
-    seen = stepless_logs(trace)
-    if seen is None:
-        return findings
-    return told_alarms(findings, _sentence(seen), stepless=seen)
+    return told_if_seen(findings, stepless_logs(trace), _sentence, "stepless")
 
 
 def stepless_note(findings: Sequence[Finding], trace: Trace) -> str | None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..trace import Trace
 from ._common import scalar_rows
-from .finding import Finding, told_alarms, untold_note
+from .finding import Finding, told_if_seen, untold_note
 from .rates import LR_SCALARS
 
 #: Steps whose recorded rate must all be 0 (our choice: a few, since a warm-up's first step
@@ -63,10 +63,7 @@ def _sentence(seen: dict[str, int | str]) -> str:
 def settle_zero_rate(findings: list[Finding], trace: Trace) -> list[Finding]:
     """``findings`` with every finding at warning or above told that the learning rate was
     0, without remedies; unchanged unless :func:`zero_rate_steps` says so."""
-    seen = zero_rate_steps(trace)
-    if seen is None:
-        return findings
-    return told_alarms(findings, _sentence(seen), zero_learning_rate=seen)
+    return told_if_seen(findings, zero_rate_steps(trace), _sentence, "zero_learning_rate")
 
 
 def zero_rate_note(findings: Sequence[Finding], trace: Trace) -> str | None:
