@@ -83,3 +83,29 @@ def test_a_model_fed_only_integers_records_nothing_and_leaves_no_hook() -> None:
     with gw.watch(unused, torch.optim.SGD(unused.parameters(), lr=0.1), overhead=None):
         assert unused._forward_pre_hooks  # armed until the first training forward ...
     assert not unused._forward_pre_hooks  # ... or the close
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_inputs_of_every_floating_dtype_are_read_as_they_are(dtype: torch.dtype) -> None:
+    """float64 (reduced in float64: a float32 accumulation of it raised inside the model's
+    forward), bfloat16 and float16 (accumulated in float32, no float32 copy)."""
+    x = (torch.randn(16, 8, dtype=torch.float64) * 7 + 3).to(dtype)
+    weights = torch.float64 if dtype == torch.float64 else torch.float32
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)).to(weights)
+
+    class Cast(nn.Module):
+        """Casts its input to the weights' dtype (the model is fed ``x`` as it is)."""
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.inner(v.to(next(self.inner.parameters()).dtype))
+            return out
+
+    trace = _train(Cast(model), [((x,), {})] * 2)
+    ref = x.double()
+    assert trace.meta["model_input"]["rms"] == pytest.approx(
+        float(ref.square().mean().sqrt()), rel=1e-2 if dtype != torch.float64 else 1e-9
+    )

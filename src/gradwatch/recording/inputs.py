@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .stats import accumulation_dtype
+
 
 class InputProbe:
     """The RMS and mean of the model's first floating-point input, at its first training
@@ -50,11 +52,12 @@ class InputProbe:
             return
         source, x = found
         with torch.no_grad():
-            # Reductions in float32 over the tensor as it is: no float32 copy of a large
-            # (half-precision) batch is made.
+            # Reductions over the tensor as it is, half precision accumulated in float32: no
+            # float32 copy of a large (half-precision) batch is made.
             v = x.detach()
-            norm = torch.linalg.vector_norm(v, dtype=torch.float32)
-            self._stats = (norm / math.sqrt(v.numel()), v.mean(dtype=torch.float32))
+            dtype = accumulation_dtype(v)
+            norm = torch.linalg.vector_norm(v, dtype=dtype)
+            self._stats = (norm / math.sqrt(v.numel()), v.mean(dtype=dtype))
         self._shape, self._source = list(x.shape), source
 
     def meta(self) -> dict[str, Any] | None:
@@ -64,6 +67,10 @@ class InputProbe:
             return None
         rms, mean = (float(t) for t in self._stats)
         return {"source": self._source, "shape": self._shape, "rms": rms, "mean": mean}
+
+
+#: The floating-point dtypes read (float8 and other storage formats have no reductions).
+_READ = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _first_float(args: Any, kwargs: dict[str, Any]) -> tuple[str, torch.Tensor] | None:
@@ -80,6 +87,6 @@ def _first_float(args: Any, kwargs: dict[str, Any]) -> tuple[str, torch.Tensor] 
             else [(name, value)]
         )
         for where, v in inner:
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+            if isinstance(v, torch.Tensor) and v.dtype in _READ and v.numel():
                 return str(where), v
     return None
