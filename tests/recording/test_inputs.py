@@ -109,3 +109,23 @@ def test_inputs_of_every_floating_dtype_are_read_as_they_are(dtype: torch.dtype)
     assert trace.meta["model_input"]["rms"] == pytest.approx(
         float(ref.square().mean().sqrt()), rel=1e-2 if dtype != torch.float64 else 1e-9
     )
+
+
+def test_inputs_it_cannot_reduce_are_skipped_not_raised_on() -> None:
+    """A sparse float input is skipped for the next readable one (dense, float): the
+    model's forward never fails because of the probe."""
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 1)
+
+        def forward(self, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.fc(x) + mask.to_dense().sum()
+            return out
+
+    sparse = torch.eye(4).to_sparse()
+    x = torch.full((8, 4), 2.0)
+    trace = _train(Two(), [((sparse, x), {})] * 2)
+    assert trace.meta["model_input"]["source"] == "arg1"
+    assert trace.meta["model_input"]["rms"] == pytest.approx(2.0)

@@ -69,7 +69,8 @@ class InputProbe:
         return {"source": self._source, "shape": self._shape, "rms": rms, "mean": mean}
 
 
-#: The floating-point dtypes read (float8 and other storage formats have no reductions).
+#: The floating-point dtypes read (float8 and other storage formats have no reductions). Only
+#: plain dense tensors are read: the probe must never raise inside the user's forward.
 _READ = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -87,6 +88,13 @@ def _first_float(args: Any, kwargs: dict[str, Any]) -> tuple[str, torch.Tensor] 
             else [(name, value)]
         )
         for where, v in inner:
-            if isinstance(v, torch.Tensor) and v.dtype in _READ and v.numel():
+            if (
+                isinstance(v, torch.Tensor)
+                and type(v) is torch.Tensor  # (not a subclass: a DTensor's shard, a fake one)
+                and v.layout == torch.strided  # (not sparse, not nested)
+                and v.dtype in _READ
+                and v.device.type != "meta"
+                and v.numel()
+            ):
                 return str(where), v
     return None
