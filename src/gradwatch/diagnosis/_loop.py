@@ -21,23 +21,25 @@ def clipping_active(trace: Trace, first: int, last: int) -> bool:
     """
     if trace.meta.get("clipping"):
         return True
-    steps, coef = scalar_rows(trace, "clip_coef")
-    inside = (steps >= first) & (steps <= last)
-    return bool((coef[inside] < 1.0).any())
+    return bool((_scalar_between(trace, "clip_coef", first, last) < 1.0).any())
 
 
 def clip_scale(trace: Trace, first: int, last: int) -> tuple[float, float] | None:
     """(median factor the user's clipping scaled the gradient by, median pre-clip global
     norm) over steps ``first`` to ``last`` (the ``clip_coef`` and ``global_grad_norm``
     scalars, 1 where no clip acted); None where no clip was recorded there."""
-    steps, coef = scalar_rows(trace, "clip_coef")
-    inside = (steps >= first) & (steps <= last)
-    if not inside.any():
+    coef = _scalar_between(trace, "clip_coef", first, last)
+    if not len(coef):
         return None
-    norm_steps, norms = scalar_rows(trace, "global_grad_norm")
-    at = (norm_steps >= first) & (norm_steps <= last)
-    norm = float(np.median(norms[at])) if at.any() else float("nan")
-    return float(np.median(np.minimum(coef[inside], 1.0))), norm
+    norms = _scalar_between(trace, "global_grad_norm", first, last)
+    norm = float(np.median(norms)) if len(norms) else float("nan")
+    return float(np.median(np.minimum(coef, 1.0))), norm
+
+
+def _scalar_between(trace: Trace, name: str, first: int, last: int) -> np.ndarray:
+    """The finite values of scalar ``name`` at steps ``first`` to ``last``."""
+    steps, values = scalar_rows(trace, name)
+    return values[(steps >= first) & (steps <= last)]
 
 
 def loop_config(trace: Trace, key: str) -> dict[str, Any] | None:
