@@ -40,20 +40,24 @@ from .finding import Finding, is_alarm, settled
 INPUT_RMS_LIMIT = 5.0
 
 
+def input_rms(trace: Trace) -> float | None:
+    """The RMS of the model's input as the watch read it (``meta["model_input"]``), or None
+    where there is no finite one (no float input, an older trace)."""
+    seen = trace.meta.get("model_input")
+    rms = seen.get("rms") if isinstance(seen, dict) else None
+    return float(rms) if isinstance(rms, (int, float)) and math.isfinite(rms) else None
+
+
 def unscaled_inputs(trace: Trace) -> dict[str, Any] | None:
     """The trace's record of the model's input when its RMS is at least
-    :data:`INPUT_RMS_LIMIT` and the first layer is not a norm layer; else None."""
-    seen = trace.meta.get("model_input")
-    if not isinstance(seen, dict):
+    :data:`INPUT_RMS_LIMIT` and the first layer (the layer table is in depth order) is not a
+    norm layer; else None."""
+    rms = input_rms(trace)
+    if rms is None or rms < INPUT_RMS_LIMIT:
         return None
-    rms = seen.get("rms")
-    if not isinstance(rms, (int, float)) or not math.isfinite(rms) or rms < INPUT_RMS_LIMIT:
-        return None
-    if trace.layers:
-        first = min(trace.layers, key=lambda layer: layer.depth)
-        if first.role == "norm":
-            return None  # (normalised before anything learns from it)
-    return seen
+    if trace.layers and trace.layers[0].role == "norm":
+        return None  # (normalised before anything learns from it)
+    return dict(trace.meta["model_input"])
 
 
 def _sentence(seen: dict[str, Any]) -> str:

@@ -89,8 +89,7 @@ def _first_float(args: Any, kwargs: dict[str, Any]) -> tuple[str, torch.Tensor] 
         )
         for where, v in inner:
             if (
-                isinstance(v, torch.Tensor)
-                and type(v) is torch.Tensor  # (not a subclass: a DTensor's shard, a fake one)
+                type(v) is torch.Tensor  # (not a subclass: a DTensor's shard, a fake one)
                 and v.layout == torch.strided  # (not sparse, not nested)
                 and v.dtype in _READ
                 and v.device.type != "meta"

@@ -50,19 +50,21 @@ from .._common import (
 )
 from .._outcome import loss_outcome
 from ..finding import Finding
+from ..input_scale import input_rms
 from ..thresholds import PoorInitializationThresholds
 
 RULE = "poor_initialization"
 
 
 def _first_profile(
-    trace: Trace, metric: str, cols: np.ndarray, rows: int, seen: list[int]
+    measured: tuple[np.ndarray, np.ndarray], cols: np.ndarray, rows: int, seen: list[int]
 ) -> np.ndarray | None:
-    """Per-layer median of log10 ``metric`` over its first ``rows`` measured rows.
+    """Per-layer median of log10 of a metric (its ``measured`` steps and rows, as
+    :func:`~.._common.metric_rows` gives them) over its first ``rows`` measured rows.
 
     Appends the steps read to ``seen`` (the finding's step span).
     """
-    steps, mat = metric_rows(trace, metric)
+    steps, mat = measured
     if len(steps) == 0:
         return None
     seen += [int(s) for s in steps[:rows]]
@@ -83,20 +85,20 @@ def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
     return gain / math.sqrt(fan_in), numel
 
 
-def _input_scale(trace: Trace, col: int) -> tuple[float, float, float] | None:
+def _input_scale(
+    layer: LayerInfo, std: np.ndarray, wn: np.ndarray, col: int
+) -> tuple[float, float, float] | None:
     """(input RMS it implies, output std, output std a unit-variance input would give) of
-    the first layer, a Linear or convolution, at the first step; None when unknown.
+    the first layer (column ``col``), a Linear or convolution, at the first step, from the
+    measured rows of ``act_std`` and ``weight_norm``; None when unknown.
 
     Its output std at step 0 over what its starting weights give a unit-variance input
     (weight std times sqrt(fan_in)) is the RMS of what it was fed: the model's own inputs. An
     underestimate after a ReLU (which drops the negative half), never an overestimate.
     """
-    layer = trace.layers[col]
     shape = layer.shapes.get("weight")
     if layer.type not in _FED_BY_INPUTS or not shape or len(shape) < 2:
         return None
-    _, std = metric_rows(trace, "act_std")
-    _, wn = metric_rows(trace, "weight_norm")
     if len(std) == 0 or len(wn) == 0:
         return None
     out, norm = float(std[0, col]), float(wn[0, col])
@@ -139,7 +141,9 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # Whether a measured profile (forward or backward) covered enough hidden layers to say
     # the signal keeps its scale through depth.
     measured = False
-    log_std = _first_profile(trace, "act_std", cols, th.first_rows, seen)
+    act = metric_rows(trace, "act_std")
+    w_steps, wn = metric_rows(trace, "weight_norm")  # (the weight scales' too, below)
+    log_std = _first_profile(act, cols, th.first_rows, seen)
     if log_std is not None:
         ok = np.flatnonzero(np.isfinite(log_std) & hidden)
         measured |= len(ok) >= max(2, th.min_layers)
@@ -167,14 +171,18 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             # The first layer far from 1 from the start, its weights not the reason: the
             # inputs are (features in raw units, pixels in 0-255). Only too large: a
             # saturating activation bounds the output, which reads as inputs too small.
-            fed = _input_scale(trace, int(cols[0])) if len(far) and far.min() == 0 else None
+            col0 = int(cols[0])
+            fed = (
+                _input_scale(trace.layers[col0], act[1], wn, col0)
+                if len(far) and far.min() == 0
+                else None
+            )
             if fed is not None and math.log10(fed[0]) >= th.std_decades:
                 evidence["input_rms_at_least"] = fl(fed[0])
                 culprits = [names[0], *(c for c in culprits if c != names[0])]
                 # The RMS the watch read off the inputs themselves where it did (inputs.py).
-                read = trace.meta.get("model_input")
-                rms = read.get("rms") if isinstance(read, dict) else None
-                how = f"{rms:.3g}" if isinstance(rms, (int, float)) else f"about {fed[0]:.2g}"
+                rms = input_rms(trace)
+                how = f"{rms:.3g}" if rms is not None else f"about {fed[0]:.2g}"
                 causes.insert(
                     0,
                     f"the first layer {trace.layer_label(names[0])!r} is fed inputs of RMS {how} "
@@ -183,7 +191,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 )
 
     # --- backward: per-unit gradient gain per layer, last layer to first.
-    log_ogn = _first_profile(trace, "out_grad_norm", cols, th.first_rows, seen)
+    log_ogn = _first_profile(metric_rows(trace, "out_grad_norm"), cols, th.first_rows, seen)
     if log_ogn is not None:
         widths = np.array([_out_width(trace.layers[i]) for i in cols], dtype=np.float64)
         if not np.isfinite(widths).any():
@@ -210,7 +218,6 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 )
 
     # --- weights: scale vs what the following activation needs.
-    w_steps, wn = metric_rows(trace, "weight_norm")
     if len(wn):
         seen.append(int(w_steps[0]))
         # The first measured row only: the starting weights themselves (weight_norm may be
