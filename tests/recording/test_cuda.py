@@ -98,6 +98,29 @@ def test_cuda_steps_make_no_host_sync() -> None:
     assert np.isfinite(w.trace.matrix("grad_norm")).all()
 
 
+def test_cuda_logged_losses_are_read_at_the_flush_and_exact() -> None:
+    """The loss is kept by reference on the GPU (no copy at log()), a running total copied:
+    both exact across windows, against .item() taken at each step."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x = torch.randn(32, 64, device="cuda")
+    running = torch.zeros((), device="cuda")
+    losses, totals = [], []
+    with gw.watch(model, opt, flush_every=4) as w:
+        for _ in range(10):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            running += loss.detach()
+            w.log(loss=loss, running=running)
+            assert [type(v).__name__ for _, v in w._buffer._pending[-2:]] == ["_Kept", "Tensor"]
+            losses.append(loss.item())
+            totals.append(running.item())
+    np.testing.assert_allclose(w.trace.scalar("loss"), losses, rtol=1e-6)
+    np.testing.assert_allclose(w.trace.scalar("running"), totals, rtol=1e-6)
+
+
 def test_cuda_nonfinite_is_a_flag_per_layer() -> None:
     """On CUDA a layer with NaN gradients gets nonfinite = 1 (a flag), others 0."""
     model = _model()

@@ -5,6 +5,7 @@ layer table written by hand."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import warnings
 from collections.abc import Callable
 
@@ -66,6 +67,80 @@ def test_a_logged_tensor_changed_in_place_afterwards_keeps_its_logged_value() ->
     with gw.watch(model, opt, flush_every=4) as w:
         _train(w, model, opt, 6, log)
     np.testing.assert_array_equal(w.trace.scalar("running"), seen)
+
+
+@pytest.fixture
+def device_path(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Logged CPU tensors take the accelerator's path (no read at log()); what is kept of
+    each until the flush."""
+    buffer = importlib.import_module("gradwatch.recording.buffer")
+    monkeypatch.setattr(buffer, "_host_readable", lambda t: False)
+    kept: list[object] = []
+    put = buffer.StepBuffer.put_scalar
+
+    def spy(self: object, slot: int, name: str, value: object) -> None:
+        put(self, slot, name, value)
+        if isinstance(value, torch.Tensor):  # (not the learning rate: a float)
+            kept.append(self._pending[-1][1])  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(buffer.StepBuffer, "put_scalar", spy)
+    return kept
+
+
+def test_on_an_accelerator_the_loss_is_kept_by_reference_not_copied(
+    device_path: list[object],
+) -> None:
+    """The loss (an autograd result, not a view) is read at the flush: no copy kernel at
+    log(); its values are exact across windows."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, flush_every=3) as w:
+        losses = _train(w, model, opt, 7)
+    assert len(device_path) == 7
+    assert all(type(v).__name__ == "_Kept" for v in device_path)
+    np.testing.assert_allclose(w.trace.scalar("loss"), losses, rtol=1e-7)
+
+
+def test_on_an_accelerator_other_tensors_are_copied_at_log(device_path: list[object]) -> None:
+    """A running total changed in place after each log(), and a view of a loss, are copied:
+    each step keeps the value it was logged with."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    running = torch.zeros(())
+    seen = []
+
+    def log(step: int, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        running.add_(step)
+        seen.append(running.item())
+        return {"running": running, "first": loss.reshape(1)[0]}
+
+    with gw.watch(model, opt, flush_every=4) as w:
+        losses = _train(w, model, opt, 6, log)
+    assert not any(type(v).__name__ == "_Kept" for v in device_path)
+    np.testing.assert_array_equal(w.trace.scalar("running"), seen)
+    np.testing.assert_allclose(w.trace.scalar("first"), losses, rtol=1e-7)
+
+
+def test_on_an_accelerator_a_loss_changed_after_log_is_missing_with_a_warning(
+    device_path: list[object],
+) -> None:
+    """An autograd result written into after log() no longer holds the logged value: that
+    step's value is missing (never the later one), and a warning names it and the fix."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def log(step: int, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        if step == 2:
+            w.log(loss=loss)
+            with torch.no_grad():
+                loss.mul_(10)  # after log(): this step's logged value is gone
+        return {"other": loss.detach() * 1}
+
+    match = r"'loss' at step 2 was changed in place"
+    with pytest.warns(RuntimeWarning, match=match), gw.watch(model, opt, flush_every=4) as w:
+        _train(w, model, opt, 5, log)
+    loss = w.trace.scalar("loss")
+    assert np.isnan(loss[2]) and np.isnan(loss).sum() == 5  # logged at step 2 only
 
 
 def test_log_time_counts_toward_the_overhead_budget() -> None:
