@@ -179,7 +179,7 @@ def _one_step_keeping(
     return w.trace, outs
 
 
-@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook"])
+@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook", "in-hook, per unit"])
 @pytest.mark.parametrize("act", [nn.Sigmoid, nn.Tanh, nn.ReLU])
 def test_activation_statistics_match_reference(
     act: type[nn.Module], mode: str, monkeypatch: pytest.MonkeyPatch
@@ -187,11 +187,14 @@ def test_activation_statistics_match_reference(
     """act_mean/std/saturated/dead and out_grad_norm equal float64 values from retained tensors:
     when outputs are kept and reduced in batches at the step, when the batches are split into
     chunks of two outputs (and one left alone), and when each is reduced in its hook (over the
-    stash budget)."""
-    from gradwatch.recording import activations
+    stash budget), as on CPU or per unit as on an accelerator (the activations that saturate
+    keep the CPU's reduction, the last layer's output takes the per-unit one)."""
+    from gradwatch.recording import activations, stats
 
-    if mode == "in-hook":
+    if mode.startswith("in-hook"):
         monkeypatch.setattr(activations, "_STASH_BYTES", 0)
+    if mode == "in-hook, per unit":  # the accelerators' one var_mean per output, on CPU
+        monkeypatch.setattr(stats, "_per_unit_kernel", lambda t: True)
     if mode == "chunked":
         monkeypatch.setattr(activations, "STACK_BYTES", 2 * 32 * 16 * 4)
     torch.manual_seed(3)
@@ -229,7 +232,7 @@ def test_activation_statistics_match_reference(
     assert t.matrix("act_dead")[0, 0] > 0 if act is nn.ReLU else t.matrix("act_saturated")[0, 0] > 0
 
 
-@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook"])
+@pytest.mark.parametrize("mode", ["batched", "chunked", "in-hook", "in-hook, per unit"])
 @pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6, nn.LeakyReLU])
 def test_conv_activation_statistics_per_channel_match_reference(
     act: type[nn.Module], mode: str, monkeypatch: pytest.MonkeyPatch
@@ -239,11 +242,14 @@ def test_conv_activation_statistics_per_channel_match_reference(
     read the alive channels off per-channel sums (their outputs are never negative),
     LeakyReLU off per-channel maxima: both against the same reference, with channels made
     dead by a very negative bias or an all-zero output, and others alive through one large
-    input position."""
-    from gradwatch.recording import activations
+    input position. In the hook, ReLU and ReLU6 per unit as on an accelerator too (LeakyReLU
+    keeps the CPU's reduction there)."""
+    from gradwatch.recording import activations, stats
 
-    if mode == "in-hook":
+    if mode.startswith("in-hook"):
         monkeypatch.setattr(activations, "_STASH_BYTES", 0)
+    if mode == "in-hook, per unit":  # the accelerators' one var_mean per output, on CPU
+        monkeypatch.setattr(stats, "_per_unit_kernel", lambda t: True)
     if mode == "chunked":
         monkeypatch.setattr(activations, "STACK_BYTES", 2 * 4 * 8 * 6 * 6 * 4)
     torch.manual_seed(5)

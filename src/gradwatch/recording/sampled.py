@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .stats import ActivationAccumulator, Moments
+from .stats import ActivationAccumulator, Moments, UnitMoments
 
 RAW, ACT = 0, 1
 
@@ -53,9 +53,16 @@ class DeviceConstants:
     def segments(self, layers: tuple[int, ...], sizes: tuple[int, ...]) -> torch.Tensor:
         """The layer of each element of tensors of ``sizes`` elements, one per entry of
         ``layers``, flattened and concatenated (long, on the device)."""
+        return self.repeat(layers, sizes, torch.long)
+
+    def repeat(
+        self, values: tuple[float, ...], sizes: tuple[int, ...], dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Each of ``values`` repeated its entry of ``sizes`` times, concatenated (``dtype``,
+        on the device)."""
         return self._get(
-            ("segments", layers, sizes),
-            lambda: torch.from_numpy(np.repeat(np.asarray(layers, dtype=np.int64), sizes)),
+            ("repeat", values, sizes, dtype),
+            lambda: torch.from_numpy(np.repeat(np.asarray(values), sizes)).to(dtype),
         )
 
     def layout(
@@ -137,6 +144,9 @@ class StepSums:
         self.has_sat = np.zeros((2, n_layers), dtype=bool)
         self.has_og = np.zeros(n_layers, dtype=bool)
         self.alive: dict[tuple[int, int], torch.Tensor] = {}
+        # Outputs reduced per unit in their hooks (accelerators), per source: folded into
+        # the contributions above together, at the next read (_fold_units).
+        self._units: tuple[list[tuple[int, UnitMoments]], ...] = ([], [])
 
     def _add(
         self,
@@ -189,6 +199,7 @@ class StepSums:
         """Add what was reduced in a hook (outputs over the stash budget)."""
         for m in acc.outputs:
             self.add_batch(src, (i,), m, count=m.numel)
+        self._units[src].extend((i, u) for u in acc.units)
         for value, norm in acc.out_grads:
             self.add_out_grads((i,), value, norm=norm)
 
@@ -197,8 +208,43 @@ class StepSums:
         same = prev is not None and prev.shape == alive.shape
         self.alive[(src, i)] = prev | alive if same else alive  # type: ignore[operator]
 
+    def _fold_units(self) -> None:
+        """Turn the step's outputs reduced per unit (:class:`~.stats.UnitMoments`) into
+        contributions, all of a source at once (~12 kernels however many outputs; as
+        :class:`~.stats.Moments` they were 5 each): per unit the sum ``N * mean``, the sum of
+        squares ``N * (var + mean**2)`` and the squared sum over N ``N * mean**2``, added per
+        output by one ``index_add``; the offset ``total**2 / numel``; the alive flags
+        ``mean > 0``, one comparison sliced per output."""
+        for src, items in enumerate(self._units):
+            if not items:
+                continue
+            layers = tuple(i for i, _ in items)
+            sizes = tuple(u.mean.numel() for _, u in items)
+            mean = torch.cat([u.mean for _, u in items])
+            var = torch.cat([u.var for _, u in items])
+            n = self._consts.repeat(tuple(u.inputs for _, u in items), sizes, mean.dtype)
+            sq_mean = mean.square()
+            per_unit = torch.stack([mean * n, torch.add(var, sq_mean).mul_(n), sq_mean.mul_(n)])
+            at = self._consts.segments(tuple(range(len(items))), sizes)
+            folded = per_unit.new_zeros(3, len(items)).index_add_(1, at, per_unit)
+            numel = np.array([u.numel for _, u in items], dtype=np.float64)
+            offset = folded[0].square() * self._consts.array(1.0 / numel, folded.dtype)
+            base = _PER_SOURCE * src
+            for row, values in ((0, folded[0]), (1, folded[1]), (3, folded[2]), (4, offset)):
+                self._add(base + row, layers, values)
+            np.add.at(self.count[src], list(layers), numel)
+            if any(u.alive for _, u in items):
+                positive = mean > 0
+                start = 0
+                for (i, u), size in zip(items, sizes, strict=True):
+                    if u.alive:
+                        self._add_alive(src, i, positive[start : start + size])
+                    start += size
+            items.clear()
+
     def sums(self) -> torch.Tensor:
         """(_SUM_ROWS, layers): the contributions so far, added (once; later ones after)."""
+        self._fold_units()
         if self._norms or self._plain:
             entries = self._norms + self._plain
             parts = [v if v.dim() == 1 else v.reshape(-1) for _, v in entries]
@@ -235,6 +281,7 @@ class StepSums:
 
     def alive_units(self) -> dict[int, torch.Tensor]:
         """Per layer, its "positive at least once" units from the source its metrics use."""
+        self._fold_units()  # (the alive flags of outputs reduced per unit)
         use_act = self.count[ACT] > 0
         out = {}
         for i in range(self.n):
