@@ -188,10 +188,17 @@ def test_cuda_fused_optimizer_under_grad_scaler_without_a_sync() -> None:
     assert np.isfinite(t.matrix("update_ratio")[[0, 1]]).all()
 
 
-def test_cuda_activation_statistics_match_a_float64_reference() -> None:
+@pytest.mark.parametrize("path", ["batched", "in-hook"])
+def test_cuda_activation_statistics_match_a_float64_reference(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """act_mean, act_std, act_saturated (tanh), act_dead (ReLU) and act_between_inputs on
-    CUDA equal float64 statistics of the activations' outputs (the batched reductions' device
-    path)."""
+    CUDA equal float64 statistics of the activations' outputs: the batched reductions' device
+    path, and each output reduced in its hook (the ReLU's by one var_mean per output)."""
+    from gradwatch.recording import activations
+
+    if path == "in-hook":
+        monkeypatch.setattr(activations, "_STASH_BYTES", 0)
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
     acts = [m for m in model if isinstance(m, (nn.Tanh, nn.ReLU))]
