@@ -212,9 +212,10 @@ class StepSums:
         """Turn the step's outputs reduced per unit (:class:`~.stats.UnitMoments`) into
         contributions, all of a source at once (~12 kernels however many outputs; as
         :class:`~.stats.Moments` they were 5 each): per unit the sum ``N * mean``, the sum of
-        squares ``N * (var + mean**2)`` and the squared sum over N ``N * mean**2``, added per
-        output by one ``index_add``; the offset ``total**2 / numel``; the alive flags
-        ``mean > 0``, one comparison sliced per output."""
+        squares ``N * (var + mean**2)`` and the square of the sum over N (``N * mean**2``,
+        the part common to all inputs), added per output by one ``index_add``; the offset
+        ``total**2 / numel``; the alive flags ``mean > 0``, one comparison sliced per
+        output."""
         for src, items in enumerate(self._units):
             if not items:
                 continue
@@ -222,9 +223,11 @@ class StepSums:
             sizes = tuple(u.mean.numel() for _, u in items)
             mean = torch.cat([u.mean for _, u in items])
             var = torch.cat([u.var for _, u in items])
-            n = self._consts.repeat(tuple(u.inputs for _, u in items), sizes, mean.dtype)
+            inputs = self._consts.repeat(tuple(u.inputs for _, u in items), sizes, mean.dtype)
             sq_mean = mean.square()
-            per_unit = torch.stack([mean * n, torch.add(var, sq_mean).mul_(n), sq_mean.mul_(n)])
+            per_unit = torch.stack(
+                [mean * inputs, torch.add(var, sq_mean).mul_(inputs), sq_mean.mul_(inputs)]
+            )
             at = self._consts.segments(tuple(range(len(items))), sizes)
             folded = per_unit.new_zeros(3, len(items)).index_add_(1, at, per_unit)
             numel = np.array([u.numel for _, u in items], dtype=np.float64)

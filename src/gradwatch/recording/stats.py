@@ -262,7 +262,7 @@ class UnitMoments(NamedTuple):
 def unit_moments(
     y: torch.Tensor, act_type: str | None, kind: str | None, unit_dim: int
 ) -> UnitMoments | None:
-    """``y``'s :class:`UnitMoments` where they say all its statistics need, else None: on CPU,
+    """``y``'s :class:`UnitMoments` where they give all of its statistics, else None: on CPU,
     for saturating activations (their saturated count), ReLU-like ones that can be negative
     (alive needs their maximum), half precision (``var_mean`` would return half-precision
     moments) and outputs without two or more positions per unit."""
@@ -285,13 +285,14 @@ def unit_moments(
 @dataclass
 class ActivationAccumulator:
     """One layer's outputs reduced in their hooks within one sampled step (those past the
-    stash budget), kept as reduced: the :class:`Moments` of each output (a batch of one)
-    and each output gradient's sum of squares (or norm). ``StepSums`` adds them with the
-    step's other sums, in its one addition: summed here a forward at a time and added to the
-    step's rows one by one, their squares, divisions and additions were ~20 kernels an
-    output besides its reductions (ResNet-50 at 64 x 224**2, where most outputs pass the
-    budget: 3098 operators of a sampled step, 618 now). Small tensors are reduced on one
-    thread (see ``SMALL_NUMEL``).
+    stash budget), kept as reduced: the :class:`Moments` of each output (a batch of one),
+    or on an accelerator its :class:`UnitMoments` where they suffice, and each output
+    gradient's sum of squares (or norm). ``StepSums`` adds them with the step's other sums,
+    in its one addition: summed here a forward at a time and added to the step's rows one by
+    one, their squares, divisions and additions were ~20 kernels an output besides its
+    reductions (ResNet-50 at 64 x 224**2, where most outputs pass the budget: 3098 operators
+    of a sampled step, then 618, 286 with the per-unit moments). Small tensors are reduced
+    on one thread (see ``SMALL_NUMEL``).
     """
 
     outputs: list[Moments] = field(default_factory=list)
