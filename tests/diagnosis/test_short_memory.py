@@ -132,6 +132,58 @@ def test_a_decaying_whole_profile_is_judged_as_before() -> None:
     assert f.evidence["decay_decades_over_sequence"] == pytest.approx(3.0, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("end", "severity"),
+    [(0.5, "warning"), (0.02, "warning"), (0.009, "info"), (math.inf, "warning")],
+)
+def test_a_solved_loss_makes_it_info(end: float, severity: str) -> None:
+    """The same decay is told as info once the loss ended 99% below its start (what the net
+    trained on lay within its reach), without remedies; a loss at 50% or 2% of its start, or
+    one that blew up, keeps the warning."""
+    whole = _decay(20, 3.0 / 19)
+    infos = [LayerInfo("rnn", "LSTM", 0, 100, recurrent=True)]
+    steps = np.arange(40)
+    loss = np.where(steps < 20, 1.0, end)
+    trace = Trace.from_arrays(
+        infos,
+        steps,
+        {},
+        scalars={"loss": loss},
+        recurrent={"rnn": (steps, np.tile(whole, (40, 1)))},
+    )
+    f = _run(trace)
+    assert f is not None and f.severity == severity
+    if severity == "info":
+        assert f.remedies == ()
+        assert (f.evidence["loss_start"], f.evidence["loss_end"]) == (1.0, end)
+        assert "Yet the loss went 1 -> 0.009" in f.message and "further back" in f.message
+    else:
+        assert f.remedies and "loss_end" not in f.evidence
+
+
+def test_an_lstm_that_memorised_its_targets_is_told_info() -> None:
+    """A real LSTM fitting 16 random targets from 60-step random sequences: its gradient
+    fades within ~20 steps (a warning or critical by the profile alone), yet its loss falls
+    to ~0: the finding is info."""
+    torch.manual_seed(0)
+    lstm, head = nn.LSTM(8, 32, batch_first=True), nn.Linear(32, 1)
+    model = nn.ModuleDict({"lstm": lstm, "head": head})
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = torch.randn(16, 60, 8), torch.randn(16, 1)
+    with gw.watch(model, opt, overhead=None, sample_every=5) as w:
+        for _ in range(300):
+            opt.zero_grad()
+            out, _ = lstm(x)
+            loss = (head(out[:, -1]) - y).pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    f = _run(w.trace)
+    assert f is not None and f.severity == "info", f
+    assert f.evidence["loss_end"] < 0.01 * f.evidence["loss_start"]
+    assert f.evidence["decay_decades_over_sequence"] >= TH.warn_decades
+
+
 def test_old_traces_without_last_position_profiles_read_the_whole_profile() -> None:
     """A trace with only whole-loss profiles (older recorders) behaves as it always did."""
     infos = [LayerInfo("rnn", "RNN", 0, 100, recurrent=True)]

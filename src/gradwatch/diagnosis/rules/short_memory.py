@@ -25,11 +25,13 @@ RNN); what tells them apart is the shape: a trained gated cell's decay flattens 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
 from ...trace import ProfileKind, Trace
 from .._common import fl, hints, nanmedian, pow10, quiet_nan, safe_log10
+from .._loss import loss_response
 from ..finding import Finding
 from ..thresholds import ShortMemoryThresholds
 
@@ -201,20 +203,46 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         ("init_identity", "an identity recurrent matrix (IRNN) starts with perfect memory"),
         ("clip_norm", "lets a larger recurrent gain train without exploding"),
     ]
+    message = (
+        f"Short memory: in layer "
+        f"{trace.layer_label(name)!r} ({kind}) the gradient {whose} reaching an input is "
+        f"multiplied by {pow10(slope):.2g} per time step of distance from the loss{beyond}: "
+        f"each step multiplies it by the recurrent Jacobian, so inputs more than "
+        f"~{horizon:.0f} steps "
+        f"back get under 1/{th.horizon_factor:g} of the gradient and are effectively not "
+        "learned from."
+    )
+    solved = _solved(trace, th)
+    if solved is not None:
+        evidence["loss_start"], evidence["loss_end"] = solved
+        # Not an alarm: what it trained on was learned from the inputs within reach.
+        return Finding(
+            rule=RULE,
+            severity="info",
+            layers=(name,),
+            steps=span,
+            evidence=evidence,
+            message=(
+                f"{message} Yet the loss went {solved[0]:.3g} -> {solved[1]:.3g}: what it "
+                "trained on was within that reach. If what it must learn lies further back "
+                "(a validation loss that stays high while this one falls), this is why."
+            ),
+        )
     return Finding(
         rule=RULE,
         severity="critical" if critical else "warning",
         layers=(name,),
         steps=span,
         evidence=evidence,
-        message=(
-            f"Short memory: in layer "
-            f"{trace.layer_label(name)!r} ({kind}) the gradient {whose} reaching an input is "
-            f"multiplied by {pow10(slope):.2g} per time step of distance from the loss{beyond}: "
-            f"each step multiplies it by the recurrent Jacobian, so inputs more than "
-            f"~{horizon:.0f} steps "
-            f"back get under 1/{th.horizon_factor:g} of the gradient and are effectively not "
-            "learned from."
-        ),
+        message=message,
         remedies=hints(*pairs),
     )
+
+
+def _solved(trace: Trace, th: ShortMemoryThresholds) -> tuple[float, float] | None:
+    """The loss's start and end where it ended ``solved_progress`` below its start (without a
+    non-finite loss or gradient), else None."""
+    resp = loss_response(trace, sys.maxsize, th.loss_window, th.solved_progress, 1)
+    if resp is None or resp.nonfinite or not resp.progress >= th.solved_progress:
+        return None
+    return resp.start, resp.end
