@@ -121,6 +121,28 @@ def test_on_an_accelerator_other_tensors_are_copied_at_log(device_path: list[obj
     np.testing.assert_allclose(w.trace.scalar("first"), losses, rtol=1e-7)
 
 
+def test_on_an_accelerator_a_compiled_regions_loss_is_copied(device_path: list[object]) -> None:
+    """A loss returned by a compiled region (a custom autograd Function's output, which under
+    CUDA graphs lives in memory the next call overwrites) is copied at log(), not kept."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    compiled = torch.compile(lambda out: out.pow(2).mean(), backend="aot_eager")
+    losses, kinds = [], []
+    # (a sampled step runs compiled code eagerly: only step 0 is sampled here)
+    with gw.watch(model, opt, flush_every=3, sample_every=1000, dense_steps=0) as w:
+        for _ in range(4):
+            opt.zero_grad()
+            loss = compiled(model(torch.randn(8, 4)))
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+            losses.append(loss.item())
+            kinds.append(type(loss.grad_fn).__name__)
+    assert kinds[1:] == ["CompiledFunctionBackward"] * 3
+    assert [type(v).__name__ for v in device_path[1:]] == ["Tensor"] * 3
+    np.testing.assert_allclose(w.trace.scalar("loss"), losses, rtol=1e-7)
+
+
 def test_on_an_accelerator_a_loss_changed_after_log_is_missing_with_a_warning(
     device_path: list[object],
 ) -> None:

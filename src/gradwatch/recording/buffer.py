@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 import pyarrow as pa
 import torch
+from torch.autograd.function import BackwardCFunction
 
 from ..trace import (
     LAYER_METRICS,
@@ -83,6 +84,16 @@ class WindowReduce(Protocol):
 def _host_readable(t: torch.Tensor) -> bool:
     """Whether reading ``t`` now is a memory load (a real CPU tensor), not a device sync."""
     return t.device.type == "cpu" and not t.is_complex()
+
+
+def _keepable(t: torch.Tensor) -> bool:
+    """Whether ``t`` may be read at the flush instead of copied at ``log()``: the result of a
+    built-in autograd operation, not a view. Not a custom ``autograd.Function``'s output: a
+    compiled region's (``CompiledFunction``) or a CUDA-graphed callable's lives in memory
+    that its next call overwrites (under ``mode="reduce-overhead"`` reading it then raises),
+    without moving the version counter that catches an in-place write."""
+    fn = t.grad_fn
+    return fn is not None and t._base is None and not isinstance(fn, BackwardCFunction)
 
 
 class _Kept(NamedTuple):
@@ -227,10 +238,11 @@ class StepBuffer:
         A copy into the buffer per step cost ~4 dispatcher calls (~25 us on CPU inside a
         training loop). A CPU tensor is read now (a memory load, no sync, no clone). On an
         accelerator a copy is a kernel launch: 65 us of the 110 us an idle step cost on an
-        H200 (W2, launch-bound), so an autograd result that is not a view (the loss, as
-        ``log(loss=loss)`` gets it: nothing writes into it after its step) is kept by
-        reference and read at the flush; any other tensor (a running total, a buffer) is
-        cloned, so that one changed in place afterwards keeps its value.
+        H200 (W2, launch-bound), so the result of a built-in autograd operation that is not
+        a view (the loss, as ``log(loss=loss)`` gets it: nothing writes into it after its
+        step) is kept by reference and read at the flush (:func:`_keepable`); any other
+        tensor (a running total, a buffer) is cloned, so that one changed in place afterwards
+        keeps its value.
         """
         col = self._scalar_col(name)
         pos = slot * self.scalars.shape[1] + col
@@ -238,7 +250,7 @@ class StepBuffer:
             self._pending.append((pos, value))
         elif _host_readable(value):
             self._pending.append((pos, float(value.item())))
-        elif value.grad_fn is not None and value._base is None:
+        elif _keepable(value):
             self._pending.append((pos, _Kept(value.detach(), value._version)))
         else:
             with torch.no_grad():
