@@ -25,13 +25,12 @@ RNN); what tells them apart is the shape: a trained gated cell's decay flattens 
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
 from ...trace import ProfileKind, Trace
 from .._common import fl, hints, nanmedian, pow10, quiet_nan, safe_log10
-from .._loss import loss_response
+from .._outcome import loss_outcome
 from ..finding import Finding
 from ..thresholds import ShortMemoryThresholds
 
@@ -212,9 +211,9 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
         f"back get under 1/{th.horizon_factor:g} of the gradient and are effectively not "
         "learned from."
     )
-    solved = _solved(trace, th)
-    if solved is not None:
-        evidence["loss_start"], evidence["loss_end"] = solved
+    outcome = loss_outcome(trace, th.loss_window, th.min_progress, th.max_relapse)
+    if _within_reach(outcome, slope, last, th):
+        evidence.update(outcome)
         # Not an alarm: what it trained on was learned from the inputs within reach.
         return Finding(
             rule=RULE,
@@ -223,9 +222,10 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
             steps=span,
             evidence=evidence,
             message=(
-                f"{message} Yet the loss went {solved[0]:.3g} -> {solved[1]:.3g}: what it "
-                "trained on was within that reach. If what it must learn lies further back "
-                "(a validation loss that stays high while this one falls), this is why."
+                f"{message} Yet the loss went {outcome['loss_start']:.3g} -> "
+                f"{outcome['loss_end']:.3g}: what it trained on was within that reach. If "
+                "what it must learn lies further back (a validation loss that stays high "
+                "while this one falls), this is why."
             ),
         )
     return Finding(
@@ -239,10 +239,16 @@ def check(trace: Trace, th: ShortMemoryThresholds) -> Finding | None:
     )
 
 
-def _solved(trace: Trace, th: ShortMemoryThresholds) -> tuple[float, float] | None:
-    """The loss's start and end where it ended ``solved_progress`` below its start (without a
-    non-finite loss or gradient), else None."""
-    resp = loss_response(trace, sys.maxsize, th.loss_window, th.solved_progress, 1)
-    if resp is None or resp.nonfinite or not resp.progress >= th.solved_progress:
-        return None
-    return resp.start, resp.end
+def _within_reach(
+    outcome: dict[str, object], slope: float, last: bool, th: ShortMemoryThresholds
+) -> bool:
+    """Whether the loss says the inputs within reach sufficed: it ended ``solved_progress``
+    below its start, or it improved under a whole-loss decay gentler than the far warning's
+    rate (a next-token loss's last-position profile has its own rates: an LM's loss falls
+    with the near context alone)."""
+    if outcome.get("loss_improving") is not True:
+        return False
+    progress = outcome.get("loss_progress")
+    if isinstance(progress, float) and progress >= th.solved_progress:
+        return True
+    return not last and -slope * th.lookback < th.far_warn_decades
