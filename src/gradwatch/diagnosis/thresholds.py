@@ -357,23 +357,15 @@ class ShortMemoryThresholds:
     # 12 decades per 50 steps beyond the near context: float32's 7.2-decade resolution is
     # spent within 30 steps (our choice; the tanh RNN byte LMs above, 16-20, cross it).
     far_critical_decades: float = 12.0
-    # A loss that ended this fraction below its start solved what it trained on with the
-    # inputs within reach: the finding is told as info (our choice). Measured: a 2-layer
-    # LSTM (hidden 256, 100-step sequences, Adam 1e-3) fitting 32 fixed random targets went
-    # 1.18 -> 7e-15 in 300 steps with a 0.74-per-step decay (critical before); byte LMs stop
-    # near 60% below their start, a tanh RNN asked for its first input near 0.
+    # A loss that ended this fraction below its start learned all it trained on: info (our
+    # choice). Measured: a 2-layer LSTM fitting 32 random targets, 1.18 -> 7e-15 (critical).
     solved_progress: float = 0.99
-    # A whole-loss decay gentler than the far warning's rate (far_warn_decades per lookback
-    # steps, the trained gated LMs' side of it) on a loss that improved is info too: a cell
-    # that weights recent inputs more while its loss falls (our choice, as unstable_updates
-    # min_progress and max_relapse). Measured: an LSTM (64 units) telling which of two stdlib
-    # files a 100-byte window comes from, labels 10% flipped, Adam 3e-3, 400 steps: 0.69 ->
-    # 0.31 (the noise's floor), 99.8% held-out accuracy, 4.3 decades over the window at 0.043
-    # a step, a warning before; the 60-step tanh RNN asked for its first input decays 0.22 a
-    # step.
+    # So is a whole-loss decay gentler than the far warning's rate on a loss that improved (as
+    # unstable_updates.min_progress; our choice). Measured: an LSTM telling two stdlib files
+    # apart, labels 10% flipped: 0.69 -> 0.31, 99.8% held out, 0.043 decades a step (a warning
+    # before); the 60-step tanh RNN asked for its first input: 0.22 a step.
     min_progress: float = 0.1
-    # ... never giving back more than this share of its progress (as
-    # unstable_updates.max_relapse).
+    # ... never giving back more than this share of it (as unstable_updates.max_relapse).
     max_relapse: float = 0.5
     # Logged losses per window for those tests (as loss_plateau.window).
     loss_window: int = 10
