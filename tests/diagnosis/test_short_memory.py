@@ -132,6 +132,18 @@ def test_a_decaying_whole_profile_is_judged_as_before() -> None:
     assert f.evidence["decay_decades_over_sequence"] == pytest.approx(3.0, rel=1e-6)
 
 
+def _loss_trace(whole: np.ndarray, end: float) -> Trace:
+    """An LSTM's whole-loss profile ``whole`` at each of 40 steps, the loss 1 for the first 20
+    and ``end`` after."""
+    infos = [LayerInfo("rnn", "LSTM", 0, 100, recurrent=True)]
+    steps = np.arange(40)
+    loss = np.where(steps < 20, 1.0, end)
+    rows = np.tile(whole, (40, 1))
+    return Trace.from_arrays(
+        infos, steps, {}, scalars={"loss": loss}, recurrent={"rnn": (steps, rows)}
+    )
+
+
 @pytest.mark.parametrize(
     ("end", "severity"),
     [(0.5, "warning"), (0.02, "warning"), (0.009, "info"), (math.inf, "warning")],
@@ -141,17 +153,7 @@ def test_a_solved_loss_makes_it_info(end: float, severity: str) -> None:
     trained on lay within its reach), without remedies; a loss at 50% or 2% of its start, or
     one that blew up, keeps the warning."""
     whole = _decay(20, 3.0 / 19)
-    infos = [LayerInfo("rnn", "LSTM", 0, 100, recurrent=True)]
-    steps = np.arange(40)
-    loss = np.where(steps < 20, 1.0, end)
-    trace = Trace.from_arrays(
-        infos,
-        steps,
-        {},
-        scalars={"loss": loss},
-        recurrent={"rnn": (steps, np.tile(whole, (40, 1)))},
-    )
-    f = _run(trace)
+    f = _run(_loss_trace(whole, end))
     assert f is not None and f.severity == severity
     if severity == "info":
         assert f.remedies == ()
@@ -177,17 +179,7 @@ def test_a_gentle_decay_on_an_improving_loss_is_info(
     tanh RNN's steepness, the warning stays."""
     length = 100 if per_step < 0.1 else 21
     whole = _decay(length, per_step)
-    infos = [LayerInfo("rnn", "LSTM", 0, 100, recurrent=True)]
-    steps = np.arange(40)
-    loss = np.where(steps < 20, 1.0, end)
-    trace = Trace.from_arrays(
-        infos,
-        steps,
-        {},
-        scalars={"loss": loss},
-        recurrent={"rnn": (steps, np.tile(whole, (40, 1)))},
-    )
-    f = _run(trace)
+    f = _run(_loss_trace(whole, end))
     assert f is not None and f.severity == severity
     assert (f.remedies == ()) == (severity == "info")
 
