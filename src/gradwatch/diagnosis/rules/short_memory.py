@@ -20,6 +20,13 @@ because a next-token loss draws most of its gradient from the last few inputs in
 RNN); what tells them apart is the shape: a trained gated cell's decay flattens past it
 (2.3-4.1 decades per 50 steps), a tanh RNN's goes on in a straight line to float32 underflow
 (7.2 and more).
+
+A decay is not an alarm where the loss says the inputs within reach sufficed (info, no
+remedy): the loss ended ``solved_progress`` below its start, or it improved under a
+whole-loss decay gentler than ``far_warn_decades`` per ``lookback`` steps (a trained gated
+cell weighting recent inputs more while it learns). A loss that stays up keeps the alarm: a
+gated cell failing the adding problem forgets at 0.65 a step and plateaus at the trivial
+error.
 """
 
 from __future__ import annotations
