@@ -72,7 +72,7 @@ def diagnose(
         # A poor start that nothing followed is info; what followed steps too large
         # names the rate first; a loss plateau after learning that no gradient
         # finding explains is info.
-        findings = settle_symptoms(settle_large_steps(settle_recovered(findings)), trace)
+        findings = settle_symptoms(settle_large_steps(settle_recovered(findings, trace)), trace)
         # Last, the loop's own mistakes: a model trained in eval mode, a loss given outputs of
         # the wrong kind, layers the optimizer never steps, gradients never zeroed; and inputs
         # far from unit scale.

@@ -9,8 +9,12 @@ with a backward gain of 0.31 a layer and an output std of 0.05, and its loss fal
 0.115 in 3000 steps with nothing else found: it drew a warning with four re-initialisations
 to try. Such a finding becomes ``info``, without remedies.
 
-A poor start beside any other warning (a vanishing gradient, a loss plateau) stays a
-warning: it is then a likely cause.
+A poor start beside any other warning (a vanishing gradient, a loss plateau from the start)
+stays a warning: it is then a likely cause. A plateau after learning that nothing else
+explains is not such a warning (``symptoms.learned_plateau``; the symptoms pass makes it
+info): an autoencoder on digits (64-128-16-128-64, ReLU, a sigmoid output under BCE, Adam
+1e-3, PyTorch's default init) fell 44 -> 15.8 and levelled off there, at what its
+grey-level targets allow, and the poor start and the plateau kept each other warnings.
 
 Example:
     >>> from gradwatch.diagnosis.finding import Finding
@@ -24,16 +28,23 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .finding import Finding, alarms_besides, settled
+from .symptoms import learned_plateau
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 #: The cause this pass settles.
 CAUSE = "poor_initialization"
 
 
-def settle_recovered(findings: list[Finding]) -> list[Finding]:
+def settle_recovered(findings: list[Finding], trace: Trace | None = None) -> list[Finding]:
     """``findings`` with a poor initialisation that training recovered from made ``info``:
-    no other finding at warning or above, and a loss that improved over the run."""
-    if alarms_besides(findings, CAUSE):
+    no other finding at warning or above (a plateau after learning aside), and a loss that
+    improved over the run."""
+    if alarms_besides([f for f in findings if not learned_plateau(f, trace)], CAUSE):
         return findings
     return [
         _recovered(f)

@@ -298,6 +298,22 @@ def _moved(ev: dict[str, object]) -> str:
     )
 
 
+def learned_plateau(f: Finding, trace: Trace | None) -> bool:
+    """Whether ``f`` is a loss plateau that :func:`settle_symptoms` makes ``info`` when no
+    other alarm is beside it: after learning, neither rising nor a collapsed representation,
+    not at a softmax's floor and not given outputs of the wrong kind. Such a plateau is no
+    reason to keep another finding an alarm (``recovered.py``): it is the end of learning."""
+    return (
+        f.rule == SYMPTOM
+        and f.severity == "warning"
+        and not f.evidence.get("rising")
+        and not _collapsed(f)
+        and _learned_first(f)
+        and _at_floor(f, trace) is None
+        and _wrong_loss_input(f, trace) is None
+    )
+
+
 def _learned_first(f: Finding) -> bool:
     """Whether the plateau starts after the first loss window (the loss improved first)."""
     ev = f.evidence
