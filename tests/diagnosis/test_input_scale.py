@@ -3,6 +3,7 @@ the cause of a poor start, instead of the weights' initialisation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,3 +128,17 @@ def test_the_input_record_read_and_its_limits(
     if record is not None:
         t.meta["model_input"] = record
     assert (unscaled_inputs(t) is not None) == told
+
+
+def test_a_first_output_without_spread_at_step_0_says_nothing_of_the_inputs() -> None:
+    """The first layer's output std 0 at step 0 (its median over the first rows far from 1):
+    no input RMS is implied (log10 of 0 raised inside diagnose, found by the property test)."""
+    from diag_helpers import trace_of
+
+    n = 3
+    std = np.full((n, 4), 1.0)
+    std[:, 0] = [0.0, 50.0, 50.0]  # the first row says nothing; the median is far from 1
+    trace = trace_of(4, n, {"act_std": std, "weight_norm": np.full((n, 4), 4.0)})
+    findings = gw.diagnose(trace)  # (raised ValueError: math domain error)
+    (f,) = [f for f in findings if f.rule == "poor_initialization"]
+    assert "input_rms_at_least" not in f.evidence

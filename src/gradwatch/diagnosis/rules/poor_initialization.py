@@ -102,7 +102,8 @@ def _input_scale(
     if len(std) == 0 or len(wn) == 0:
         return None
     out, norm = float(std[0, col]), float(wn[0, col])
-    if not (np.isfinite(out) and np.isfinite(norm)) or norm <= 0 or shape[0] <= 0:
+    # (An output with no spread at step 0 says nothing of its inputs' scale.)
+    if not (np.isfinite(out) and np.isfinite(norm)) or out <= 0 or norm <= 0 or shape[0] <= 0:
         return None
     # weight std * sqrt(fan_in) = (norm / sqrt(out * fan_in)) * sqrt(fan_in) = norm / sqrt(out)
     unit = norm / math.sqrt(shape[0])
