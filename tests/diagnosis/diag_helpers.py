@@ -68,3 +68,40 @@ def four_class_loop() -> tuple[Any, Any, Any, Any]:
     x = torch.randn(512, 16)
     y = (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()
     return model, x, y, torch.Generator().manual_seed(0)
+
+
+def train_classifier(
+    model: Any,
+    opt: Any,
+    x: Any,
+    y: Any,
+    steps: int,
+    *,
+    gen: Any,
+    clip: float | None = None,
+    schedule: Any = None,
+) -> tuple[Trace, list[float]]:
+    """Train ``model`` ``steps`` steps of cross-entropy on batches of 64 of ``(x, y)`` drawn
+    with ``gen``, watched (``overhead=None``, the live check quiet), in the right order:
+    ``zero_grad``, ``backward``, ``clip_grad_norm_(clip)`` where given, ``step``,
+    ``schedule.step()`` where given, ``log``. The trace and each step's loss."""
+    import torch
+    import torch.nn.functional as F
+
+    import gradwatch as gw
+
+    losses = []
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(steps):
+            i = torch.randint(0, len(x), (64,), generator=gen)
+            loss = F.cross_entropy(model(x[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            if schedule is not None:
+                schedule.step()
+            w.log(loss=loss)
+            losses.append(loss.item())
+    return w.trace, losses

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from diag_helpers import train_classifier
 from torch import nn
 
 import gradwatch as gw
@@ -36,16 +36,8 @@ def _digits_run(
     xs, ys = load_digits(return_X_y=True)
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
     x = (x - x.mean()) / x.std() if scale is None else x * scale
-    gen = torch.Generator().manual_seed(0)
-    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
-        for _ in range(steps):
-            i = torch.randint(0, len(x), (64,), generator=gen)
-            loss = F.cross_entropy(model(x[i]), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-    return gw.diagnose(w.trace)
+    trace, _ = train_classifier(model, opt, x, y, steps, gen=torch.Generator().manual_seed(0))
+    return gw.diagnose(trace)
 
 
 def _poor_start(d: gw.Diagnosis) -> Finding | None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diag_helpers import depth_profile, layers, trace_of
+from diag_helpers import depth_profile, layers, trace_of, train_classifier
 from torch import nn
 
 import gradwatch as gw
@@ -81,16 +81,8 @@ def _digits_mlp(softmax: bool) -> gw.Diagnosis:
         nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), *([nn.Softmax(-1)] if softmax else [])
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
-        for _ in range(600):
-            i = torch.randint(0, len(x), (64,), generator=gen)
-            loss = F.cross_entropy(model(x[i]), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-    return gw.diagnose(w.trace)
+    trace, _ = train_classifier(model, opt, x, y, 600, gen=torch.Generator().manual_seed(0))
+    return gw.diagnose(trace)
 
 
 def test_a_real_model_ending_in_softmax_is_told_and_the_same_without_is_not() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from diag_helpers import four_class_loop
+from diag_helpers import four_class_loop, train_classifier
 
 import gradwatch as gw
 
@@ -16,16 +15,8 @@ def _clipped_run(max_norm: float) -> gw.Diagnosis:
     clipped with ``clip_grad_norm_(max_norm)`` before each step."""
     model, x, y, gen = four_class_loop()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
-        for _ in range(150):
-            i = torch.randint(0, 512, (64,), generator=gen)
-            loss = F.cross_entropy(model(x[i]), y[i])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            opt.step()
-            w.log(loss=loss)
-    return gw.diagnose(w.trace)
+    trace, _ = train_classifier(model, opt, x, y, 150, gen=gen, clip=max_norm)
+    return gw.diagnose(trace)
 
 
 def test_a_clip_far_under_the_gradient_norm_is_named_as_what_keeps_steps_tiny() -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from diag_helpers import four_class_loop
+from diag_helpers import four_class_loop, train_classifier
 
 import gradwatch as gw
 from gradwatch.diagnosis.zero_rate import MIN_STEPS, zero_rate_note, zero_rate_steps
@@ -20,19 +19,9 @@ def _warmed_up_run(step_scheduler: bool) -> tuple[Trace, list[float]]:
     model, x, y, gen = four_class_loop()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 20))
-    losses = []
-    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
-        for _ in range(120):
-            i = torch.randint(0, 512, (64,), generator=gen)
-            loss = F.cross_entropy(model(x[i]), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step_scheduler:
-                schedule.step()
-            w.log(loss=loss)
-            losses.append(loss.item())
-    return w.trace, losses
+    return train_classifier(
+        model, opt, x, y, 120, gen=gen, schedule=schedule if step_scheduler else None
+    )
 
 
 def test_a_warm_up_never_stepped_is_told_its_rate_was_zero() -> None:
