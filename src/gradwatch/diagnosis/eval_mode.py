@@ -26,15 +26,15 @@ Example:
     ...                (RemedyHint("leaky_relu", "a slope"),))
     >>> settle_eval_mode([dead], t)[0].remedies
     ()
+    >>> eval_mode_note([], t)[:57]
+    'The model trained in eval mode at 2 of 2 optimizer steps '
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..trace import Trace
 from ._loop import loop_record
-from .finding import Finding, told_if_seen, untold_note
+from .finding import LoopMistake
 
 #: At least this share of the optimizer steps in eval mode (our choice: most of the run; a
 #: loop that forgets model.train() after its first validation trains the rest in eval mode).
@@ -65,25 +65,9 @@ def _sentence(seen: dict[str, int]) -> str:
     )
 
 
-def settle_eval_mode(findings: list[Finding], trace: Trace) -> list[Finding]:
-    """``findings`` with every finding at warning or above told that the model trained in
-    eval mode, without remedies; unchanged unless :func:`eval_mode_seen`."""
-    return told_if_seen(findings, eval_mode_seen(trace), _sentence, "eval_mode")
-
-
-def eval_mode_note(findings: Sequence[Finding], trace: Trace) -> str | None:
-    """The sentence that the model trained in eval mode, for the verdict, when no finding
-    carries it (none at warning or above: :func:`settle_eval_mode` told those); None when
-    the model did not (:func:`eval_mode_seen`). Training in eval mode is a mistake of the
-    loop whether or not a rule saw its consequence: a HF ResNet sampled every 100 steps
-    over 200 shows no symptom yet, and says this.
-
-    Example:
-        >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
-        >>> t.meta["config"] = {"train_mode": {"steps": 2, "eval_steps": 2,
-        ...     "first_eval_step": 0, "batch_norms": 3, "dropouts": 0}}
-        >>> eval_mode_note([], t)[:57]
-        'The model trained in eval mode at 2 of 2 optimizer steps '
-    """
-    seen = eval_mode_seen(trace)
-    return untold_note(findings, None if seen is None else _sentence(seen))
+#: Read by the settling passes (``loop_mistakes.py``): ``settle_eval_mode`` tells every
+#: alarm, ``eval_mode_note`` is the note where none carries it. Training in eval mode is a
+#: mistake of the loop whether or not a rule saw its consequence: a HF ResNet sampled every
+#: 100 steps over 200 shows no symptom yet, and the note says it.
+EVAL_MODE = LoopMistake(eval_mode_seen, _sentence, "eval_mode")
+settle_eval_mode, eval_mode_note = EVAL_MODE.settle, EVAL_MODE.note

@@ -204,12 +204,33 @@ def told_alarms(
     ]
 
 
-def told_if_seen(
-    findings: list[Finding], seen: Any, sentence: Callable[[Any], str], key: str
-) -> list[Finding]:
-    """``findings`` told ``sentence(seen)`` by :func:`told_alarms`, ``seen`` in their evidence
-    under ``key``; unchanged where a loop mistake's ``seen`` record is None."""
-    return findings if seen is None else told_alarms(findings, sentence(seen), **{key: seen})
+@dataclass(frozen=True)
+class LoopMistake:
+    """A mistake of the training loop read off the trace, told in every alarm or as a note.
+
+    ``seen`` reads its record from the trace (None where the trace shows none), ``sentence``
+    words a record, ``key`` names it in the evidence of the findings told. The settling pass
+    and the note of eval mode, gradless and stepless steps and a zero rate are these two
+    methods (``loop_mistakes.py``).
+    """
+
+    seen: Callable[[Any], Any]
+    sentence: Callable[[Any], str]
+    key: str
+
+    def settle(self, findings: list[Finding], trace: Any) -> list[Finding]:
+        """``findings`` with every alarm told the mistake by :func:`told_alarms`, its record
+        in their evidence under ``key``, without remedies; unchanged where it is not seen."""
+        seen = self.seen(trace)
+        if seen is None:
+            return findings
+        return told_alarms(findings, self.sentence(seen), **{self.key: seen})
+
+    def note(self, findings: Sequence[Finding], trace: Any) -> str | None:
+        """The mistake as a note of the diagnosis where no alarm carries it (:meth:`settle`
+        tells every alarm); None where one does, or where it is not seen."""
+        seen = self.seen(trace)
+        return untold_note(findings, None if seen is None else self.sentence(seen))
 
 
 def untold_note(findings: Sequence[Finding], sentence: str | None) -> str | None:

@@ -35,13 +35,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ..trace import Trace
 from ._common import metric_rows
-from .finding import Finding, told_if_seen, untold_note
+from .finding import LoopMistake
 from .unstepped import MIN_SAMPLES, UNCHANGED
 
 #: Optimizer steps that must all be without a gradient (our choice: a few, so that one
@@ -110,14 +108,7 @@ def _sentence(seen: dict[str, int | str]) -> str:
     )
 
 
-def settle_gradless(findings: list[Finding], trace: Trace) -> list[Finding]:
-    """``findings`` with every finding at warning or above told that the optimizer steps
-    without the gradients, without remedies; unchanged unless :func:`gradless_steps` says so."""
-    return told_if_seen(findings, gradless_steps(trace), _sentence, "gradless_steps")
-
-
-def gradless_note(findings: Sequence[Finding], trace: Trace) -> str | None:
-    """The sentence that the optimizer steps without the gradients, when no finding at
-    warning or above carries it (:func:`settle_gradless`); None when it does not."""
-    seen = gradless_steps(trace)
-    return untold_note(findings, None if seen is None else _sentence(seen))
+#: Read by the settling passes (``loop_mistakes.py``): ``settle_gradless`` tells every
+#: alarm, ``gradless_note`` is the note where none carries it.
+GRADLESS = LoopMistake(gradless_steps, _sentence, "gradless_steps")
+settle_gradless, gradless_note = GRADLESS.settle, GRADLESS.note

@@ -24,11 +24,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..trace import Trace
 from ._loop import loop_config
-from .finding import Finding, told_if_seen, untold_note
+from .finding import LoopMistake
 
 #: Losses with a graph logged since the last watched step that make the mistake (our
 #: choice: a loop logs one per step, a few under gradient accumulation; twenty is no habit).
@@ -85,14 +83,7 @@ def _sentence(seen: dict[str, int | float | None]) -> str:
     )
 
 
-def settle_stepless(findings: list[Finding], trace: Trace) -> list[Finding]:
-    """``findings`` with every finding at warning or above told that the watched optimizer
-    does not step, without remedies; unchanged unless :func:`stepless_logs` says so."""
-    return told_if_seen(findings, stepless_logs(trace), _sentence, "stepless")
-
-
-def stepless_note(findings: Sequence[Finding], trace: Trace) -> str | None:
-    """The sentence that the watched optimizer does not step, when no finding at warning or
-    above carries it (:func:`settle_stepless`); None when it does not."""
-    seen = stepless_logs(trace)
-    return untold_note(findings, None if seen is None else _sentence(seen))
+#: Read by the settling passes (``loop_mistakes.py``): ``settle_stepless`` tells every
+#: alarm, ``stepless_note`` is the note where none carries it.
+STEPLESS = LoopMistake(stepless_logs, _sentence, "stepless")
+settle_stepless, stepless_note = STEPLESS.settle, STEPLESS.note

@@ -25,13 +25,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ..trace import Trace
 from ._common import scalar_rows
-from .finding import Finding, told_if_seen, untold_note
+from .finding import LoopMistake
 from .rates import LR_SCALARS
 
 #: Steps whose recorded rate must all be 0 (our choice: a few, since a warm-up's first step
@@ -60,14 +58,7 @@ def _sentence(seen: dict[str, int | str]) -> str:
     )
 
 
-def settle_zero_rate(findings: list[Finding], trace: Trace) -> list[Finding]:
-    """``findings`` with every finding at warning or above told that the learning rate was
-    0, without remedies; unchanged unless :func:`zero_rate_steps` says so."""
-    return told_if_seen(findings, zero_rate_steps(trace), _sentence, "zero_learning_rate")
-
-
-def zero_rate_note(findings: Sequence[Finding], trace: Trace) -> str | None:
-    """The sentence that the learning rate was 0, when no finding at warning or above
-    carries it (:func:`settle_zero_rate`); None when it does not."""
-    seen = zero_rate_steps(trace)
-    return untold_note(findings, None if seen is None else _sentence(seen))
+#: Read by the settling passes (``loop_mistakes.py``): ``settle_zero_rate`` tells every
+#: alarm, ``zero_rate_note`` is the note where none carries it.
+ZERO_RATE = LoopMistake(zero_rate_steps, _sentence, "zero_learning_rate")
+settle_zero_rate, zero_rate_note = ZERO_RATE.settle, ZERO_RATE.note
