@@ -189,15 +189,17 @@ def told_alarms(
     sentence: str,
     *,
     skip: Callable[[Finding], bool] | None = None,
+    keep_remedies: bool = False,
     **evidence: Any,
 ) -> list[Finding]:
     """``findings`` with every alarm (but those ``skip`` picks) told a mistake of the training
     loop that may be its cause: `` {sentence}; this may be its cause.`` after its message,
     ``evidence`` added and no remedies (none of the catalogue mends the loop, and the others
-    would be retrained in it). What ``eval_mode``, ``loss_input`` and ``unstepped`` do."""
+    would be retrained in it). What ``eval_mode``, ``loss_input`` and ``unstepped`` do; inputs
+    far from unit scale (``input_scale``) may be one cause among others: ``keep_remedies``."""
     told = f" {sentence}; this may be its cause."
     return [
-        settled(f, f.message + told, **evidence)
+        settled(f, f.message + told, remedies=f.remedies if keep_remedies else (), **evidence)
         if is_alarm(f) and not (skip is not None and skip(f))
         else f
         for f in findings

@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 from ..trace import Trace
-from .finding import Finding, is_alarm, settled
+from .finding import Finding, told_alarms
 
 #: An input RMS at or above this is far from the unit scale initialisations assume (our
 #: choice: five times it; standardised data sits near 1, images scaled to [0, 1] near 0.5,
@@ -67,8 +67,7 @@ def _sentence(seen: dict[str, Any]) -> str:
         f"The model's inputs (`{seen.get('source')}`) have an RMS of {seen['rms']:.3g}"
         f"{centred}, far from the unit scale initialisations assume: the first layer's "
         "outputs and gradients scale with them. Standardise them (subtract the mean and "
-        "divide by the std of each feature or channel, computed on the training data); this "
-        "may be its cause."
+        "divide by the std of each feature or channel, computed on the training data)"
     )
 
 
@@ -78,10 +77,10 @@ def settle_input_scale(findings: list[Finding], trace: Trace) -> list[Finding]:
     seen = unscaled_inputs(trace)
     if seen is None:
         return findings
-    told = _sentence(seen)
-    return [
-        settled(f, f"{f.message} {told}", f.severity, remedies=f.remedies, model_input=seen)
-        if is_alarm(f) and "input_rms_at_least" not in f.evidence
-        else f
-        for f in findings
-    ]
+    return told_alarms(
+        findings,
+        _sentence(seen),
+        skip=lambda f: "input_rms_at_least" in f.evidence,
+        keep_remedies=True,
+        model_input=seen,
+    )
