@@ -39,6 +39,12 @@ from .finding import Finding, told_alarms
 #: ImageNet-normalised ones near 1, raw pixels in 0-255 near 100, digits' 0-16 at 7.7).
 INPUT_RMS_LIMIT = 5.0
 
+#: How inputs are standardised, as the alarms told here and poor_initialization say it.
+HOW_TO_STANDARDISE = (
+    "subtract the mean and divide by the std of each feature or channel, computed on the "
+    "training data"
+)
+
 
 def input_rms(trace: Trace) -> float | None:
     """The RMS of the model's input as the watch read it (``meta["model_input"]``), or None
@@ -66,8 +72,7 @@ def _sentence(seen: dict[str, Any]) -> str:
     return (
         f"The model's inputs (`{seen.get('source')}`) have an RMS of {seen['rms']:.3g}"
         f"{centred}, far from the unit scale initialisations assume: the first layer's "
-        "outputs and gradients scale with them. Standardise them (subtract the mean and "
-        "divide by the std of each feature or channel, computed on the training data)"
+        f"outputs and gradients scale with them. Standardise them ({HOW_TO_STANDARDISE})"
     )
 
 

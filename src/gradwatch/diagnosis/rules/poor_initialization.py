@@ -50,7 +50,7 @@ from .._common import (
 )
 from .._outcome import loss_outcome
 from ..finding import Finding
-from ..input_scale import input_rms
+from ..input_scale import HOW_TO_STANDARDISE, input_rms
 from ..thresholds import PoorInitializationThresholds
 
 RULE = "poor_initialization"
@@ -287,8 +287,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         # them does (not a remedy of the catalogue: it changes the data), and LSUV and
         # BatchNorm rescale from real data whatever it is.
         tail = (
-            "standardise the inputs (subtract the mean and divide by the std of each feature "
-            "or channel, computed on the training data) to start the first layer at unit scale"
+            f"standardise the inputs ({HOW_TO_STANDARDISE}) to start the first layer at unit scale"
         )
         remedies = hints(lsuv, norm)
     else:
