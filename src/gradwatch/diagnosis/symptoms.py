@@ -299,18 +299,15 @@ def _moved(ev: dict[str, object]) -> str:
 
 
 def learned_plateau(f: Finding, trace: Trace | None) -> bool:
-    """Whether ``f`` is a loss plateau that :func:`settle_symptoms` makes ``info`` when no
-    other alarm is beside it: after learning, neither rising nor a collapsed representation,
-    not at a softmax's floor and not given outputs of the wrong kind. Such a plateau is no
-    reason to keep another finding an alarm (``recovered.py``): it is the end of learning."""
+    """Whether ``f`` is a loss plateau warning that :func:`settle_symptoms` makes ``info``
+    when no other alarm is beside it (a plateau after learning, neither rising nor collapsed,
+    not at a softmax's floor nor given outputs of the wrong kind): asked of the pass itself,
+    so the two cannot drift. Such a plateau is no reason to keep another finding an alarm
+    (``recovered.py``): it is the end of learning."""
     return (
         f.rule == SYMPTOM
         and f.severity == "warning"
-        and not f.evidence.get("rising")
-        and not _collapsed(f)
-        and _learned_first(f)
-        and _at_floor(f, trace) is None
-        and _wrong_loss_input(f, trace) is None
+        and settle_symptoms([f], trace)[0].severity == "info"
     )
 
 
