@@ -16,7 +16,8 @@ counted on rank 0 only, so the sum over ranks counts it once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from .clip_observer import ClipSeen
 from .distributed import is_sharded, local, world
 from .layers import LayerSet
 from .precision import Precision
+from .sgd_update import SgdStep, sgd_step
 from .stats import (
     SMALL_NUMEL,
     FlatViews,
@@ -60,6 +62,8 @@ class SmallSplit:
     small: list[int]  # positions concatenated and reduced together
     small_numel: int  # elements of the small ones together
     vec_layer: torch.Tensor  # layer of each value of a reduction over the split (device)
+    small_sizes: list[int] = field(default_factory=list)  # elements of each small one
+    _positions: torch.Tensor | None = None  # value_positions(), made when first asked
 
     @classmethod
     def build(
@@ -91,6 +95,7 @@ class SmallSplit:
             small=small,
             small_numel=sum(tensors[pos].numel() for pos in small),
             vec_layer=torch.tensor(vec_layer, dtype=torch.long, device=device),
+            small_sizes=[tensors[pos].numel() for pos in small],
         )
 
     def concat_small(
@@ -99,6 +104,17 @@ class SmallSplit:
         """The small tensors, flattened and concatenated (into ``out`` when given)."""
         parts = [_flat(tensors[pos]) for pos in self.small]
         return torch.cat(parts) if out is None else torch.cat(parts, out=out)
+
+    def value_positions(self) -> torch.Tensor:
+        """The position (in the split's list) of each value of a reduction over the split:
+        the large tensors', then each small one's once per element."""
+        if self._positions is None:
+            sizes = [1] * len(self.big) + self.small_sizes
+            self._positions = torch.repeat_interleave(
+                torch.tensor(self.big + self.small, dtype=torch.long),
+                torch.tensor(sizes, dtype=torch.long),
+            ).to(self.vec_layer.device)
+        return self._positions
 
     def join(
         self, big: torch.Tensor | None, small: torch.Tensor | None
@@ -180,6 +196,25 @@ class GradLayout:
 
 
 @dataclass
+class _SampledSquares:
+    """A sampled step's gradient squares (``GradLayout.reduce``'s values) and the gradients'
+    versions when they were read."""
+
+    layout: GradLayout
+    squares: torch.Tensor
+    layer: torch.Tensor  # the layer of each value
+    read: list[tuple[torch.Tensor, int]]  # (gradient, its version then)
+
+    def unchanged(self, layout: GradLayout, params: Sequence[torch.Tensor]) -> bool:
+        """Whether the same gradients, not written into since, are there now (a clip after
+        the pre-hook, under ``step_begin="caller"``, scales them in place)."""
+        if layout is not self.layout:
+            return False
+        now = [params[k].grad for k in layout.idx]
+        return all(g is t and t._version == v for g, (t, v) in zip(now, self.read, strict=True))
+
+
+@dataclass
 class _Snapshot:
     """The weights before a sampled update, kept until the step's end measures the update.
 
@@ -213,6 +248,11 @@ class GradientStats:
         self.finite = True
         #: The training dtype, for the underflow count (set up by the watch).
         self.precision = Precision()
+        #: The optimizer whose steps are measured (set up by the watch): a plain SGD step's
+        #: update is read from its own terms (``sgd_update.py``), any other's from a copy.
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._sgd: SgdStep | None = None  # this sampled step's, when no copy was taken
+        self._sampled_sq: _SampledSquares | None = None  # this sampled step's gradient pass
         #: FSDP2: some parameters are DTensor shards, whose statistics add over ranks.
         self.sharded = any(is_sharded(p) for p in layers.params)
         # The weight and update passes' batching of small parameters (CPU; per tensor when
@@ -275,6 +315,9 @@ class GradientStats:
         weight = None if self._weight is None else self._weight.index_select(0, lay.idx_t)
         if detailed:
             vec, vec_max, vec_layer = lay.reduce_detailed(g)
+            # What the optimizer will step with (clipped already; no scale: not fused), for
+            # a plain SGD step's update without a second read.
+            self._sampled_sq = _SampledSquares(lay, vec, vec_layer, [(t, t._version) for t in g])
             buf.values[slot, METRIC_ROW["grad_max"]].scatter_reduce_(
                 0, vec_layer, vec_max, "amax", include_self=False
             )
@@ -382,6 +425,10 @@ class GradientStats:
         # Under no_grad no detach() is needed (one dispatcher call per tensor saved).
         params: list[torch.Tensor] = self._local(list(lay.params))
         state = self._snapshot
+        self._sgd = sgd_step(self.optimizer, params) if snapshot and not self._dtensors else None
+        if self._sgd is not None and lay.device.type != "cpu" and len(set(self._sgd.lr)) > 1:
+            self._sgd = None  # (per-value rates would be a host-to-device copy: see the module)
+        snapshot = snapshot and self._sgd is None
         if lay.device.type == "cpu":
             sq, sq_layer = self._weights_cpu(params, snapshot=snapshot)
         else:
@@ -432,6 +479,9 @@ class GradientStats:
         recorded update is NaN where it is set, on the device.
         """
         state = self._snapshot
+        if self._sgd is not None and not skipped:
+            self._record_sgd_update(slot, self._sgd)
+        self._sgd, self._sampled_sq = None, None
         if state.taken and not skipped:
             lay = self._layers
             with torch.no_grad():
@@ -450,6 +500,27 @@ class GradientStats:
                 if found_inf is not None:
                     diff_sq.masked_fill_(found_inf.to(diff_sq.device) > 0, math.nan)
         state.taken = False
+
+    def _record_sgd_update(self, slot: int, sgd: SgdStep) -> None:
+        """update_ratio's ||after - before||^2 per layer of a plain SGD step: lr^2 ||d||^2
+        (``sgd_update.py``), from the gradient pass when its gradients are unchanged."""
+        lay, kept = self._layout(), self._sampled_sq
+        params = self._layers.params
+        if not lay.idx:
+            self._buffer.values[slot, METRIC_ROW["update_ratio"]].zero_()
+            return
+        if not sgd.momentum and kept is not None and kept.unchanged(lay, params):
+            sq, sq_layer = kept.squares, kept.layer
+        else:
+            assert self.optimizer is not None
+            sq, sq_layer = lay.reduce(sgd.directions(self.optimizer, params, lay.idx))
+        rate = sgd.uniform_lr(lay.idx)
+        if rate is not None:
+            sq = sq * (rate * rate)
+        else:
+            rates = torch.tensor([sgd.lr[k] ** 2 for k in lay.idx], dtype=sq.dtype)
+            sq = sq * rates[lay.split.value_positions()]
+        self._per_layer(slot, "update_ratio", sq, sq_layer)
 
     def _per_layer(
         self, slot: int, metric: str, values: torch.Tensor, layer_of: torch.Tensor

@@ -129,6 +129,7 @@ class Watch:
         self._grads = GradientStats(self._layers, self._buffer, scratch)
         self._grads.precision.scaler = scaler
         self._grads.precision.fsdp = fsdp_param_dtype(model)
+        self._grads.optimizer = optimizer
         rank, self._world_size = world()
         if self._world_size > 1:
             # Activation sums, logged scalars (and FSDP2 shards) add over ranks at each flush.
