@@ -139,6 +139,24 @@ def test_a_watched_layer_the_optimizer_does_not_hold_reads_as_under_the_copy() -
         np.testing.assert_allclose(ratio[:, 1:], expected[:, 1:], rtol=2e-4, atol=_ROUNDING)
 
 
+def test_a_layer_without_a_gradient_this_step_reads_as_under_the_copy() -> None:
+    """A watched layer whose gradients are None at a step (SGD skips it) has the update ratio
+    the copy gives it, and the others theirs."""
+
+    def drop(model: nn.Module) -> None:
+        for p in model[0].parameters():
+            p.grad = None
+
+    results = []
+    for make in (torch.optim.SGD, _CopiedSGD):
+        ratio, expected, _ = _run(
+            lambda m, make=make: make(m.parameters(), lr=0.1), before_step=drop
+        )
+        np.testing.assert_allclose(ratio, expected, rtol=2e-4, atol=_ROUNDING)
+        results.append(ratio[:, 0])
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_the_formula_is_not_used_where_rounding_can_swallow_an_update() -> None:
     """Half-precision weights, fused or differentiable SGD, a tensor rate on an accelerator
     or groups that differ in momentum keep the copy of the weights."""

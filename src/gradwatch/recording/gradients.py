@@ -204,6 +204,7 @@ class _SampledSquares:
     squares: torch.Tensor
     layer: torch.Tensor  # the layer of each value
     read: list[tuple[torch.Tensor, int]]  # (gradient, its version then)
+    per_layer: torch.Tensor | None = None  # their sums per layer, where every layer has some
 
     def unchanged(self, layout: GradLayout, params: Sequence[torch.Tensor]) -> bool:
         """Whether the same gradients, not written into since, are there now (a clip after
@@ -307,6 +308,7 @@ class GradientStats:
         lay = self._layout()
         buf.row_grads[slot] = lay
         self.finite = True
+        self._sampled_sq = None
         if not lay.idx:
             return
         params = self._layers.params
@@ -333,6 +335,10 @@ class GradientStats:
         row = buf.values[slot, METRIC_ROW["grad_norm"]]  # sum of squares until flush
         row.index_fill_(0, lay.layers, 0.0)
         row.index_add_(0, vec_layer, vec)
+        exact = clip is None and scale is None and weight is None
+        if self._sampled_sq is not None and exact and lay.has_grad.all():
+            # Until the flush the row holds each layer's squares of what the optimizer steps.
+            self._sampled_sq.per_layer = row
         total_sq = vec.sum()
         if clip is not None:
             total_sq = self._unclip(slot, clip, lay.layers, total_sq, detailed=detailed)
@@ -509,12 +515,16 @@ class GradientStats:
         if not lay.idx:
             self._buffer.values[slot, METRIC_ROW["update_ratio"]].zero_()
             return
+        rate = sgd.uniform_lr(lay.idx)
         if not sgd.momentum and kept is not None and kept.unchanged(lay, params):
+            if kept.per_layer is not None and rate is not None:  # (one kernel)
+                row = self._buffer.values[slot, METRIC_ROW["update_ratio"]]
+                torch.mul(kept.per_layer, rate * rate, out=row)
+                return
             sq, sq_layer = kept.squares, kept.layer
         else:
             assert self.optimizer is not None
             sq, sq_layer = lay.reduce(sgd.directions(self.optimizer, params, lay.idx))
-        rate = sgd.uniform_lr(lay.idx)
         if rate is not None:
             sq = sq * (rate * rate)
         else:
