@@ -3,7 +3,8 @@
 Every step that is recorded writes each layer's gradient sum of squares (norm, RMS and the
 non-finite flag are derived from it at flush) and the global gradient norm; sampled steps add
 max |g|, each layer's weight norm and, with an optimizer, a copy of the weights that the step's
-end compares with the updated ones (the real update ratio of any optimizer). Under mixed
+end compares with the updated ones (the real update ratio of any optimizer), or, for a plain
+SGD step, the terms that give its update without a copy (``sgd_update.py``). Under mixed
 precision sampled steps also count the gradient entries that underflow the training dtype
 (``precision.py``).
 
@@ -422,7 +423,8 @@ class GradientStats:
     def record_weights(self, slot: int, *, snapshot: bool) -> None:
         """weight_norm of every layer, and (before an update) a copy of the weights.
 
-        The copy is what makes ``update_ratio`` the real update of any optimizer. Its buffers
+        The copy is what makes ``update_ratio`` the real update of any optimizer; a plain SGD
+        step takes none (``sgd_update.py``: ``snapshot`` is then ignored). Its buffers
         are reused: a fresh 13 MB allocation per sampled step cost ~35x the copy on CPU (page
         faults), measured on benchmark W1. On CPU each large weight is copied right after its
         norm is taken, while it is still in cache, and the small ones in one concatenation.
