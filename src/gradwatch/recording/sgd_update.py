@@ -14,9 +14,10 @@ weight, which float32 and float64 weights make negligible above an update ratio 
 (what the snapshot measures below that is float32's resolution, not the step). Weights in a
 lower precision keep the snapshot, since there rounding can swallow updates whole, which is
 what the update ratio must show. So do optimizers of any other class (a subclass may change
-the step), fused or differentiable SGD, a learning rate held in a tensor, sharded parameters,
-and, on an accelerator, groups with different learning rates (their per-value factor would
-be a host-to-device copy per sampled step).
+the step), Nesterov momentum, weight decay without momentum, fused or differentiable SGD,
+groups that differ in momentum, sharded parameters, and, on an accelerator, a learning rate
+held in a device tensor (reading it would sync) or groups with different learning rates (their
+per-value factor would be a host-to-device copy per sampled step).
 """
 
 from __future__ import annotations
