@@ -14,13 +14,15 @@ weight, which float32 and float64 weights make negligible above an update ratio 
 (what the snapshot measures below that is float32's resolution, not the step). Weights in a
 lower precision keep the snapshot, since there rounding can swallow updates whole, which is
 what the update ratio must show. One difference in a blow-up: ``||d||^2`` overflows float32
-where ``||d|| > 1.8e19``, ``1/lr`` times sooner than the copy's ``||lr * d||^2``, so an update
-ratio above ~1e17 can read infinite where the copy read it finite (the real corpus's ResNet
-without normalisation, one step before its weights went NaN). So do optimizers of any other class (a subclass may change
-the step), Nesterov momentum, weight decay without momentum, fused or differentiable SGD,
-groups that differ in momentum, sharded parameters, and, on an accelerator, a learning rate
-held in a device tensor (reading it would sync) or groups with different learning rates (their
-per-value factor would be a host-to-device copy per sampled step).
+where ``||d|| > 1.8e19``, ``1/lr`` times sooner than the copy's ``||lr * d||^2``, so a step of
+more than ``lr * 1.8e19`` reads infinite where the copy read it finite (the real corpus's
+ResNet without normalisation, one step before its weights went NaN).
+
+The copy is kept for optimizers of any other class (a subclass may change the step), Nesterov
+momentum, weight decay without momentum, fused or differentiable SGD, groups that differ in
+momentum, sharded parameters, and, on an accelerator, a learning rate held in a device tensor
+(reading it would sync) or groups with different learning rates (their per-value factor would
+be a host-to-device copy per sampled step).
 """
 
 from __future__ import annotations
