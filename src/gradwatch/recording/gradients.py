@@ -434,7 +434,11 @@ class GradientStats:
         params: list[torch.Tensor] = self._local(list(lay.params))
         state = self._snapshot
         self._sgd = sgd_step(self.optimizer, params) if snapshot and not self._dtensors else None
-        if self._sgd is not None and lay.device.type != "cpu" and len(set(self._sgd.lr)) > 1:
+        if (
+            self._sgd is not None
+            and lay.device.type != "cpu"
+            and self._sgd.uniform_lr(range(len(params))) is None
+        ):
             self._sgd = None  # (per-value rates would be a host-to-device copy: see the module)
         snapshot = snapshot and self._sgd is None
         if lay.device.type == "cpu":

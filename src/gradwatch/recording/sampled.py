@@ -237,12 +237,9 @@ class StepSums:
                 self._add(base + row, layers, values)
             np.add.at(self.count[src], list(layers), numel)
             if any(u.alive for _, u in items):
-                positive = mean > 0
-                start = 0
-                for (i, u), size in zip(items, sizes, strict=True):
+                for (i, u), positive in zip(items, (mean > 0).split(sizes), strict=True):
                     if u.alive:
-                        self._add_alive(src, i, positive[start : start + size])
-                    start += size
+                        self._add_alive(src, i, positive)
             items.clear()
 
     def sums(self) -> torch.Tensor:

@@ -28,7 +28,7 @@ be a host-to-device copy per sampled step).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class SgdStep:
             out.append(d)
         return out
 
-    def uniform_lr(self, positions: list[int]) -> float | None:
+    def uniform_lr(self, positions: Iterable[int]) -> float | None:
         """The learning rate of every parameter at ``positions``, if they share one."""
         rates = {self.lr[k] for k in positions}
         return rates.pop() if len(rates) == 1 else None
