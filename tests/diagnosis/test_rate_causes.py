@@ -80,6 +80,50 @@ def test_a_schedule_that_ends_at_zero_by_design_is_not_blamed() -> None:
         assert f.message.endswith("so that layer is no longer training.")
 
 
+def _cosine_to_zero(peak: float) -> np.ndarray:
+    """A cosine decay from ``peak`` to 0 at step N: under a thousandth of the peak from step
+    98 (2% of the run), 2.5e-4 of it at step 99."""
+    return peak * 0.5 * (1 + np.cos(np.pi * np.arange(N) / N))
+
+
+def test_the_last_steps_of_a_decay_to_zero_are_not_weights_that_stopped() -> None:
+    """A fine-tuning rate (2e-5) decayed to zero by a cosine: every layer's steps follow the
+    rate (ratio 0.1 x lr), so the last rows read 2e-9-5e-10 of the weights' norm, under 1e-8,
+    and the rate is under a thousandth of its peak there, but for 2% of the run, by design:
+    no finding (it was "the schedule stopped training"). A layer that also lost its
+    gradient (1e-12 of its norm over the last 40 steps, 5e-9 at the peak rate) is still
+    told, alone, as a gradient lost on the way."""
+    lr = _cosine_to_zero(2e-5)
+    ratio = np.tile(0.1 * lr[:, None], (1, 4))
+    scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
+    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
+    assert np.median(ratio[-4:, 0]) < TH.unstable_updates.small_ratio
+    assert _unstable(trace) is None
+    ratio = ratio.copy()  # (the trace froze the first)
+    ratio[60:, 2] = 1e-12
+    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
+    f = _unstable(trace)
+    assert f is not None and f.evidence["stalled_by"] == "gradient"
+    assert f.layers == (trace.layers[2].name,)
+
+
+def test_a_decay_that_stops_training_with_a_tenth_of_the_run_left_is_named() -> None:
+    """Steps that follow the rate (ratio = lr), which falls from 1e-3 to 1e-9: for the last
+    10% of the run or more that is the schedule stopping training, for less the end of a
+    planned decay."""
+    for fell, named in ((90, True), (92, False)):
+        lr = np.where(np.arange(N) < fell, 1e-3, 1e-9)
+        ratio = np.tile(lr[:, None], (1, 4))
+        scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
+        metrics = {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}
+        f = _unstable(trace_of(4, N, metrics, scalars=scalars))
+        if named:
+            assert f is not None and f.evidence["stalled_by"] == "learning_rate"
+            assert f.evidence["learning_rate"]["below_share_from"] == fell  # type: ignore[index]
+        else:
+            assert f is None
+
+
 def test_weights_that_stopped_once_the_model_finished_are_not_a_finding() -> None:
     """Stalled weights where the loss has fallen to a tenth of its start or below over the
     whole last block: the model has no error left to learn from (HF ResNet-50 memorising 4

@@ -438,6 +438,15 @@ class UnstableUpdatesThresholds:
     # ends at 0 by design (linear or cosine decay) spends its last steps near 0, so it counts
     # only where the median over the stalled block is this low (our choice: a thousandth).
     decayed_rate_share: float = 1e-3
+    # A rate at or under decayed_rate_share is the schedule stopping training only where the
+    # run's last stretch under it holds at least this share of its steps: a decay to zero
+    # that ends the run spends its last ~0.1% (linear),
+    # ~2% (cosine, OneCycle's annealing) or ~3% (a quadratic decay) of the steps there, by
+    # design; StepLR(30, 0.1) stepped every batch over 200 steps spent 40%. Elsewhere a ratio
+    # under small_ratio counts only where it would be under it at the peak rate too (steps are
+    # proportional to the rate), so the end of a planned decay is not a stalled layer (our
+    # choice: a tenth, three times the quadratic decay's).
+    stopped_rate_stretch: float = 0.1
     # High ratios confined to the first early_rows steps, that failed only the progress test,
     # are productive when the loss falls steadily after them: its window medians' Mann-Kendall
     # z-score at or below minus this (as loss_plateau.trend_z). HF GPT-2 with frozen tied

@@ -98,6 +98,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
     if len(low) and _finished(trace, steps[starts[-1] :], th):
         low = low[:0]  # no error left to learn from: stopped because it learned
+    if len(low):
+        low = _not_annealed(trace, low, last, (int(steps[starts[-1]]), int(steps[-1])), th)
     span: tuple[int, int] | None = None
     if len(hot_rows):
         b1 = int(hot_rows[-1])
@@ -319,7 +321,7 @@ def _stalled(
             "(`requires_grad_(False)`) if that is meant.",
             (),
         )
-    decayed = _decayed_rate(trace, span, th.decayed_rate_share)
+    decayed = _decayed_rate(trace, span, th)
     if decayed is not None:
         # The schedule, not the gradient: a structural remedy would not move the weights.
         at, peak, fell = decayed
@@ -381,20 +383,54 @@ def _without_gradient(trace: Trace, names: list[str], span: tuple[int, int]) -> 
 
 
 def _decayed_rate(
-    trace: Trace, span: tuple[int, int], share: float
+    trace: Trace, span: tuple[int, int], th: UnstableUpdatesThresholds
 ) -> tuple[float, float, int] | None:
-    """(median rate over ``span``, peak rate, first step after the peak at or under ``share``
-    of it) when the rate over ``span`` is that low; None otherwise or without a rate."""
+    """(median rate over ``span``, peak rate, first step of the run's last stretch at or under
+    ``decayed_rate_share`` of the peak) when the schedule stopped training with steps left:
+    the rate over ``span`` that low, and that stretch at least ``stopped_rate_stretch`` of the
+    run's steps. None otherwise (a decay to zero that ends the run), or without a rate."""
     lr = learning_rate_at(trace, trace.steps)
     if lr is None:
         return None
-    peak = float(np.max(lr))
-    inside = (trace.steps >= span[0]) & (trace.steps <= span[1])
-    at = float(np.median(lr[inside])) if inside.any() else float(lr[-1])
-    if at > share * peak:
+    peak, at = float(np.max(lr)), _median_rate(trace, lr, span)
+    if at > th.decayed_rate_share * peak:
         return None
-    low = (np.arange(len(lr)) >= int(np.argmax(lr))) & (lr <= share * peak)
-    return at, peak, int(trace.steps[int(np.argmax(low))])
+    above = np.flatnonzero(lr > th.decayed_rate_share * peak)  # (the peak's step at least)
+    fell = int(trace.steps[min(int(above[-1]) + 1, len(lr) - 1)])
+    first, end = int(trace.steps[0]), int(trace.steps[-1])
+    if end - fell + 1 < th.stopped_rate_stretch * (end - first + 1):
+        return None
+    return at, peak, fell
+
+
+def _not_annealed(
+    trace: Trace,
+    low: np.ndarray,
+    last: np.ndarray,
+    span: tuple[int, int],
+    th: UnstableUpdatesThresholds,
+) -> np.ndarray:
+    """Of the ``low`` layers (``last``: their last block's ratios, over ``span``), those the
+    learning rate's fall does not explain.
+
+    A step is proportional to the rate (SGD's ``lr * g``, Adam's ~``lr`` a weight), so at the
+    run's peak rate a layer's ratio would be ``ratio * peak / rate``. Where the schedule
+    stopped training with steps left (:func:`_decayed_rate`) every low layer is kept: that is
+    the finding. Elsewhere only those under ``small_ratio`` even at the peak: a decay to zero
+    that ends the run (linear, cosine) leaves its last steps near zero by design.
+    """
+    lr = learning_rate_at(trace, trace.steps)
+    if lr is None or _decayed_rate(trace, span, th) is not None:
+        return low
+    share = _median_rate(trace, lr, span) / float(np.max(lr))
+    return low if share <= 0 else low[last[low] < th.small_ratio * share]
+
+
+def _median_rate(trace: Trace, lr: np.ndarray, span: tuple[int, int]) -> float:
+    """The median of the rates ``lr`` (at ``trace.steps``) over ``span``; the last one when
+    no recorded step lies in it."""
+    inside = (trace.steps >= span[0]) & (trace.steps <= span[1])
+    return float(np.median(lr[inside])) if inside.any() else float(lr[-1])
 
 
 #: Significant bits (the stored mantissa and the implicit leading one) of the half-precision
