@@ -327,3 +327,16 @@ def test_stops_late_in_a_run_are_seen_at_the_budgets_diagnostic_spacing(
         assert "trained in eval mode" in alarms[rule].message
     else:
         assert alarms["unstable_updates"].evidence["stalled_by"] == "learning_rate"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("watch", [{}, {"sample_every": 100}])
+def test_a_schedule_that_stops_training_is_named_under_the_budget(watch: dict[str, int]) -> None:
+    """Under gw.watch's defaults the budget's spacing depends on the machine's speed (20-30
+    steps here, where the last samples at 140 and 170 missed the stop in 3 runs of 4); the
+    step after each tenfold fall of the rate is sampled, so GPT-2 under a per-batch StepLR is
+    named at any spacing (100 stands in for a slower machine)."""
+    run = rc.record(rc.REAL_CORPUS["gpt2_epoch_schedule_per_batch"], watch=watch)
+    steps, _ = run.trace.measured("update_ratio")
+    assert {31, 61, 91, 121, 151, 181} <= set(steps.tolist())
+    assert _alarms(run.findings)["unstable_updates"].evidence["stalled_by"] == "learning_rate"

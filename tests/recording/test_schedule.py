@@ -54,17 +54,21 @@ def simulate(
     run: Run | None = None,
     *,
     spike: tuple[float, int] = (0.0, 1),
+    rate: Any = None,
 ) -> Run:
     """Drive ``schedule`` as the recorder does, the fake clock advancing by ``costs``.
 
     ``spike``: (seconds, period): every period-th step costs that much more, whatever it
-    records (a garbage collection in a hook, the device queue filling up).
+    records (a garbage collection in a hook, the device queue filling up). ``rate``: the
+    learning rate of each step (a function of it), read at the recorded ones.
     """
     run = run or Run()
     for step in steps:
         start = clock.now
         clock.now += costs.user  # forward and backward
         recorded, sampled = schedule.begin(step)
+        if recorded and rate is not None:
+            schedule.learning_rate(step, rate(step))
         cost = costs.sampled if sampled else costs.plain if recorded else costs.idle
         cost += spike[0] if step % spike[1] == 0 else 0.0
         clock.now += cost
@@ -138,6 +142,53 @@ def test_nonfinite_gradient_samples_the_next_step() -> None:
     assert schedule.sampled(301)
     run = simulate(schedule, clock, range(300, 310), Costs(sampled=5.0))
     assert 301 in run.sampled and 302 not in run.sampled
+
+
+def test_a_tenfold_fall_of_the_rate_samples_the_next_step() -> None:
+    """A step schedule dividing the rate by 10 every 30 steps (one sized in epochs, stepped
+    every batch): the step after each fall is sampled, off a spacing of 100, until the rate
+    is under a millionth of its peak."""
+    schedule, clock = make(every=2)
+    run = simulate(
+        schedule, clock, range(600), Costs(sampled=5.0), rate=lambda s: 1e-3 * 0.05 ** (s // 30)
+    )
+    assert schedule.sample_spacing >= 100
+    # Recorded every 2nd step: the falls at 30, 60, ... are seen there; the one at 150 (to
+    # 3e-7 of the peak) is the last from a rate above a millionth of it.
+    assert [s for s in run.sampled if s >= 20 and s % 10] == [31, 61, 91, 121, 151]
+
+
+def test_falls_that_come_back_or_creep_sample_a_bounded_number_of_steps() -> None:
+    """A rate that swings between its peak and a hundredth of it every step samples once; one
+    that falls 1% a step all the way to zero samples at most seven steps past a fall; a new
+    peak (a restart above the old one) starts over."""
+    swinging, clock = make(dense_steps=0)
+    run = simulate(
+        swinging, clock, range(400), Costs(sampled=5.0), rate=lambda s: 1.0 if s % 2 else 0.01
+    )
+    assert [s for s in run.sampled if s % 10] == [3]  # 0.01 at step 2, after the peak at 1
+    creeping, clock = make()
+    run = simulate(creeping, clock, range(3000), Costs(sampled=5.0), rate=lambda s: 0.99**s)
+    forced = [s for s in run.sampled if s >= 20 and s % 10]
+    # 0.99**230 <= 0.1 < 0.99**229 samples step 231; 0.99**460 is a tenth of that, ...; the
+    # rate at the sixth fall, 0.99**1380 (9.5e-7), is under a millionth of the peak.
+    assert forced == [231, 461, 691, 921, 1151, 1381]
+    run = simulate(creeping, clock, range(3000, 3300), Costs(sampled=5.0), rate=lambda s: 2.0)
+    run = simulate(
+        creeping, clock, range(3300, 3600), Costs(sampled=5.0), rate=lambda s: 0.1, run=run
+    )
+    assert 3301 in run.sampled
+
+
+def test_a_falling_rate_moves_nothing_without_a_budget_or_on_the_device() -> None:
+    """The fixed spacing stays fixed, and a rate held in a device tensor is not read."""
+    fixed, clock = make(budget=None)
+    run = simulate(fixed, clock, range(300), Costs(), rate=lambda s: 0.1 ** (s // 30))
+    assert run.sampled == [*range(20), *range(20, 300, 10)]
+    budgeted, clock = make()
+    on_device = torch.tensor(1.0, device="meta")
+    simulate(budgeted, clock, range(100), Costs(sampled=5.0), rate=lambda s: on_device)
+    assert not budgeted.sampled(101)
 
 
 def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> None:
@@ -295,6 +346,32 @@ def test_watch_samples_the_step_after_a_nonfinite_gradient() -> None:
     assert steps.tolist() == [0, 6]
     fixed = _train(12, nan_at=5, sample_every=1000, dense_steps=0, overhead=None)
     assert fixed.measured("act_mean")[0].tolist() == [0]
+
+
+def test_watch_samples_the_step_after_the_schedule_cuts_the_rate_tenfold() -> None:
+    """Under the budget a StepLR(5, 0.1) stepped every batch gets the step after each fall
+    sampled (its update ratio at the new rate), off a spacing of 1000; fixed spacing does
+    not."""
+
+    def train(**kwargs: object) -> gw.Trace:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        decay = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
+        with gw.watch(model, opt, sample_every=1000, dense_steps=0, **kwargs) as w:  # type: ignore[arg-type]
+            for _ in range(14):
+                opt.zero_grad()
+                model(torch.randn(8, 4)).pow(2).mean().backward()
+                opt.step()
+                decay.step()
+        return w.trace
+
+    trace = train()
+    steps, ratios = trace.measured("update_ratio")
+    assert steps.tolist() == [0, 6, 11]
+    # SGD's step is the rate times the gradient: a tenth of the rate, about a tenth the ratio.
+    assert np.all(ratios[1] < 0.3 * ratios[0]) and np.all(ratios[2] < 0.3 * ratios[1])
+    assert train(overhead=None).measured("update_ratio")[0].tolist() == [0]
 
 
 def test_a_nan_between_recorded_steps_is_reported_with_the_steps_it_arose_between() -> None:

@@ -14,9 +14,8 @@ How a step is recorded (DESIGN.md, "Recording"):
   recorder's measured cost under the ``overhead`` budget.
 * The buffer goes to the host once per flush (one transfer), then to Parquet (or memory).
 
-This module is the life cycle: arguments, a step's begin and end, ``log``, ``close``. The
-hooks on the optimizer and the scaler are ``step_hooks``'; the statistics themselves are taken
-by the classes it composes.
+This module is the life cycle: arguments, a step's begin and end, ``log``, ``close``; the
+optimizer's and scaler's hooks are ``step_hooks``', the statistics the composed classes'.
 """
 
 from __future__ import annotations
@@ -318,6 +317,7 @@ class Watch:
                     self._grads.record_grads(slot, detailed=sampled, clip=clip, scale=scale)
                     if (lr := learning_rate(self.optimizer)) is not None:
                         buf.put_scalar(slot, OPTIMIZER_LR, lr)
+                        schedule.learning_rate(step, lr)  # a tenfold fall samples the next
                     if skipped or not self._grads.finite:
                         schedule.nonfinite(step)  # the step after it is always sampled
                 if sampled:
