@@ -141,6 +141,7 @@ def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str
 
     model = nn.parallel.DistributedDataParallel(_mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    decay = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.1)  # (every batch)
     batches = [x for _ in range(8) for x in _mlp_batches()]  # 40 steps
     with pytest.MonkeyPatch.context() as mp_:
         mp_.setattr(Schedule, "begin", logged_begin)
@@ -154,6 +155,7 @@ def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str
                     opt.zero_grad()
                     _loss(model(half(x))).backward()
                     opt.step()
+                    decay.step()
     return {
         f"sampled_{rank}": sampled,
         "spacing": w._schedule.sample_spacing,
@@ -376,11 +378,13 @@ def test_ranks_sample_the_same_steps_under_the_budget(runs: Path) -> None:
     the same steps (their sums add up at each flush): the spacing changes only at a flush, to
     the widest any rank proposed. Rank 1 measured 1e6x the cost of rank 0: both sampled the
     same steps, past the dense start sparser than every step, with windows holding no
-    sampled step at all, and no layout warning."""
+    sampled step at all, and no layout warning. A per-batch StepLR(10, 0.1) cuts the rate
+    tenfold at steps 10, 20 and 30 on every rank: each samples the step after each cut."""
     info = [json.loads((runs / f"info{r}.json").read_text())["budget"] for r in (0, 1)]
     s0, s1 = info[0]["sampled_0"], info[1]["sampled_1"]
     assert s0 == s1, info
     assert s0[:4] == [0, 1, 2, 3]  # the dense start
+    assert [s for s in s0 if s % 2] == [1, 3, 11, 21, 31]  # off sample_every=2: forced
     late = [s for s in s0 if s >= 4]  # every 2nd step at most (sample_every=2)
     assert len(late) < 18 and info[0]["spacing"] == info[1]["spacing"] > 4, info
     assert info[0]["warnings"] == info[1]["warnings"] == []
