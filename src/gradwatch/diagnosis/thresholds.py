@@ -50,25 +50,23 @@ class VanishingGradientThresholds:
     # Same as stalled_early_layers.warn_decades: a layer updated 100x slower than the
     # others' median does not move like them.
     moving_decades: float = 2.0
-    # A vanishing gradient through norms on the main path whose gains start this many times
-    # under their identity, 1 (median over those norms; as poor_initialization's
-    # weight_scale_factor), is offered a re-initialisation first: each norm scales the signal
-    # down, forward and back, and no skip path or added norm undoes that (HF EfficientNet's
-    # BatchNorm gains, N(0, 0.02): loss at chance; init_he, which resets torch's norms, trains
-    # it).
+    # A vanishing gradient through norms on the main path whose gains start this many times under
+    # their identity, 1 (median over those norms; as poor_initialization's weight_scale_factor), is
+    # offered a re-initialisation first: each norm scales the signal down, forward and back, and no
+    # skip path or added norm undoes that (HF EfficientNet's BatchNorm gains, N(0, 0.02): loss at
+    # chance; init_he, which resets torch's norms, trains it).
     norm_gain_factor: float = 2.0
     # Recorded rows per window: the trend must hold for a window's median, not one step
     # (our choice: 10 steps at every=1, so a 100-step run has 10 windows).
     window: int = 10
     # Fewer weight layers than this have no depth to vanish along (our choice).
     min_layers: int = 3
-    # Judged while the model learns: loss windows whose median is at most this fraction of
-    # the starting loss are left out (0 = judge every window). A confident model's errors,
-    # and so all its gradients, are tiny: issue 12's tiny BERT classifier (loss 0.69 ->
-    # 0.001) passed 2 decades of depth contrast and the 1e-7 floor only after its loss
-    # collapsed. A tenth of the start is cross-entropy 2.3 -> 0.23 on 10 classes, ~93% of a
-    # batch right (our choice: far below where a stuck net sits, e.g. the corpus sigmoid MLP
-    # at 2.31 from 2.85).
+    # Judged while the model learns: loss windows whose median is at most this fraction of the
+    # starting loss are left out (0 = judge every window). A confident model's errors, and so all
+    # its gradients, are tiny: issue 12's tiny BERT classifier (loss 0.69 -> 0.001) passed 2 decades
+    # of depth contrast and the 1e-7 floor only after its loss collapsed. A tenth of the start is
+    # cross-entropy 2.3 -> 0.23 on 10 classes, ~93% of a batch right (our choice: far below where a
+    # stuck net sits, e.g. the corpus sigmoid MLP at 2.31 from 2.85).
     finished_loss_fraction: float = 0.1
 
 
@@ -207,22 +205,20 @@ class LossPlateauThresholds:
     # so far by this fraction of it: above window-median noise of batch-64 losses, far below
     # what a learning model gains (our choice).
     min_relative_improvement: float = 0.05
-    # "Early": the plateau starts within this fraction of the run, counted in summed learning
-    # rate where the trace has one (else in logged steps: the same under a constant rate).
-    # Measured: healthy corpus runs plateau (converge) after 0.8 of the run or never; stuck
-    # ones by 0.25.
+    # "Early": the plateau starts within this fraction of the run, counted in summed learning rate
+    # where the trace has one (else in logged steps: the same under a constant rate). Measured:
+    # healthy corpus runs plateau (converge) after 0.8 of the run or never; stuck ones by 0.25.
     early_fraction: float = 0.5
     # Logged steps per window (as vanishing_gradient.window).
     window: int = 10
     # The plateau must last this many windows (30 steps) to count (our choice).
     min_windows: int = 3
-    # Steps too small to train: over a plateau from the first window (at half the peak
-    # learning rate or more), the median update ratio ||dtheta|| / ||theta|| of the weight
-    # layers is under this.
-    # Healthy training sits near 1e-3 (CS231n: lower means the rate is likely too low).
-    # Measured (whole-run medians): healthy real-corpus runs 0.0047-0.16, fine-tunes of
-    # pretrained models (AdamW 5e-5, ResNet 1e-4) 2.7e-4-7.5e-4; over the plateau, HF GPT-2
-    # at AdamW 1e-6 6e-5, an HF ResNet at SGD 1e-5 2.5e-6 (a tenth of healthy, our choice).
+    # Steps too small to train: over a plateau from the first window (at half the peak learning rate
+    # or more), the median update ratio ||dtheta|| / ||theta|| of the weight layers is under this.
+    # Healthy training sits near 1e-3 (CS231n: lower means the rate is likely too low). Measured
+    # (whole-run medians): healthy real-corpus runs 0.0047-0.16, fine-tunes of pretrained models
+    # (AdamW 5e-5, ResNet 1e-4) 2.7e-4-7.5e-4; over the plateau, HF GPT-2 at AdamW 1e-6 6e-5, an HF
+    # ResNet at SGD 1e-5 2.5e-6 (a tenth of healthy, our choice).
     tiny_update_ratio: float = 1e-4
     # A trend over the plateau's windows: Mann-Kendall's z-score at or beyond this (3
     # standard deviations of a trendless loss; our choice). Needs 7 windows or more: fewer
@@ -233,10 +229,9 @@ class LossPlateauThresholds:
     # at step 200, at the unigram level (z = 3.3).
     trend_z: float = 3.0
     # A rise counts only from a loss above this fraction of the start (as
-    # vanishing_gradient.finished_loss_fraction): a finished model's loss is its few
-    # remaining errors, and weight decay erodes it without harm. Measured: the real corpus's
-    # resnet_cifar_recipe goes 0.002 -> 0.01 over its last 40% (z = 5.1), at 1/500 of its
-    # start.
+    # vanishing_gradient.finished_loss_fraction): a finished model's loss is its few remaining
+    # errors, and weight decay erodes it without harm. Measured: the real corpus's
+    # resnet_cifar_recipe goes 0.002 -> 0.01 over its last 40% (z = 5.1), at 1/500 of its start.
     finished_loss_fraction: float = 0.1
     # A collapsed representation: over the plateau, the median share of the variance of the
     # representation the head reads (act_between_inputs) that differs between inputs is under
@@ -434,18 +429,14 @@ class UnstableUpdatesThresholds:
     # Weights that no longer move (under small_ratio) under a learning rate at or below this
     # share of the run's peak were stopped by the schedule, not by a lost gradient: HF GPT-2
     # under AdamW 1e-3 with StepLR(30, 0.1) stepped every batch (written for epochs) ran at
-    # 1e-9 by step 180, its LayerNorm gains moving ~1e-9 of their norm a step. A schedule that
-    # ends at 0 by design (linear or cosine decay) spends its last steps near 0, so it counts
-    # only where the median over the stalled block is this low (our choice: a thousandth).
+    # 1e-9 by step 180, its LayerNorm gains moving ~1e-9 of their norm a step; counted on the
+    # median over the stalled block (our choice: a thousandth).
     decayed_rate_share: float = 1e-3
-    # A rate at or under decayed_rate_share is the schedule stopping training only where the
-    # run's last stretch under it holds at least this share of its steps: a decay to zero
-    # that ends the run spends its last ~0.1% (linear),
-    # ~2% (cosine, OneCycle's annealing) or ~3% (a quadratic decay) of the steps there, by
-    # design; StepLR(30, 0.1) stepped every batch over 200 steps spent 40%. Elsewhere a ratio
-    # under small_ratio counts only where it would be under it at the peak rate too (steps are
-    # proportional to the rate), so the end of a planned decay is not a stalled layer (our
-    # choice: a tenth, three times the quadratic decay's).
+    # ... and only where the run's last stretch under that share holds at least this share of
+    # its steps: a decay to zero that ends the run spends ~0.1% (linear), ~2% (cosine,
+    # OneCycle's annealing) or ~3% (quadratic) of its steps there by design; that StepLR, 40%
+    # of 200. Elsewhere a ratio counts only where it would be under small_ratio at the peak
+    # rate too (steps follow the rate). Our choice: a tenth, 3x the quadratic decay's.
     stopped_rate_stretch: float = 0.1
     # High ratios confined to the first early_rows steps, that failed only the progress test,
     # are productive when the loss falls steadily after them: its window medians' Mann-Kendall
