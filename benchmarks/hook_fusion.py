@@ -48,12 +48,12 @@ def run(name: str, device: str, steps: int, warmup: int) -> None:
             if key == "separate":
                 # The plan is built at the first step after the ordering one: no pair fused.
                 watch._sampler._fusable = dict  # type: ignore[method-assign]
-        copies[key] = (opt, loss_fn, watch)
+        copies[key] = (model, opt, loss_fn, watch)
 
     def step(key: str) -> None:
-        opt, loss_fn, _ = copies[key]
+        model, opt, loss_fn, _ = copies[key]
         opt.zero_grad(set_to_none=True)
-        loss_fn().backward()
+        loss_fn(model).backward()
         opt.step()
 
     try:
@@ -75,7 +75,7 @@ def run(name: str, device: str, steps: int, warmup: int) -> None:
                 sync(device)
                 times[key].append(time.perf_counter() - start)
     finally:
-        for _, _, watch in copies.values():
+        for _, _, _, watch in copies.values():
             if watch is not None:
                 watch.close()
     bare = statistics.median(times["none"])

@@ -48,7 +48,9 @@ import gradwatch as gw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _docs
 
-Built = tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]
+# The loss takes the module to call: the compiled wrapper under +compile (a loss that called
+# the builder's own module ran the eager model there: every +compile row before 2026-12-01).
+Built = tuple[nn.Module, torch.optim.Optimizer, Callable[[nn.Module], torch.Tensor]]
 
 
 @dataclass
@@ -85,7 +87,7 @@ def w1(device: str, big: bool) -> Built:
     model = _mlp(50, 256, nn.Tanh).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x, y = torch.randn(128, 256, device=device), torch.randn(128, 256, device=device)
-    return model, opt, lambda: (model(x) - y).pow(2).mean()
+    return model, opt, lambda m: (m(x) - y).pow(2).mean()
 
 
 def tiny(device: str, big: bool) -> Built:
@@ -93,14 +95,14 @@ def tiny(device: str, big: bool) -> Built:
     model = _mlp(5, 64, nn.Tanh).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
     x, y = torch.randn(32, 64, device=device), torch.randn(32, 64, device=device)
-    return model, opt, lambda: (model(x) - y).pow(2).mean()
+    return model, opt, lambda m: (m(x) - y).pow(2).mean()
 
 
 def w2(device: str, big: bool) -> Built:
     model = _mlp(8, 2048, nn.ReLU).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x, y = torch.randn(256, 2048, device=device), torch.randn(256, 2048, device=device)
-    return model, opt, lambda: (model(x) - y).pow(2).mean()
+    return model, opt, lambda m: (m(x) - y).pow(2).mean()
 
 
 class _LSTMNet(nn.Module):
@@ -118,7 +120,7 @@ def w3(device: str, big: bool) -> Built:
     model = _LSTMNet().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.randn(32, 100, 32, device=device), torch.randn(32, 1, device=device)
-    return model, opt, lambda: (model(x) - y).pow(2).mean()
+    return model, opt, lambda m: (m(x) - y).pow(2).mean()
 
 
 def w4(device: str, big: bool) -> Built:
@@ -126,7 +128,7 @@ def w4(device: str, big: bool) -> Built:
     model = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(16, 128, 256, device=device)
-    return model, opt, lambda: model(x).pow(2).mean()
+    return model, opt, lambda m: m(x).pow(2).mean()
 
 
 def gpt2(device: str, big: bool) -> Built:
@@ -154,7 +156,7 @@ def gpt2(device: str, big: bool) -> Built:
     )
     batch, seq = (8, 512) if big else (2, 64)
     ids = torch.randint(0, vocab, (batch, seq), device=device)
-    return model, opt, lambda: model(input_ids=ids, labels=ids).loss
+    return model, opt, lambda m: m(input_ids=ids, labels=ids).loss
 
 
 def resnet50(device: str, big: bool) -> Built:
@@ -167,7 +169,7 @@ def resnet50(device: str, big: bool) -> Built:
     batch, side = (64, 224) if big else (4, 64)
     x = torch.randn(batch, 3, side, side, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
-    return model, opt, lambda: model(pixel_values=x, labels=y).loss
+    return model, opt, lambda m: m(pixel_values=x, labels=y).loss
 
 
 WORKLOADS = {
@@ -235,7 +237,7 @@ class Runner:
 
     def step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn()
+        loss = self.loss_fn(self.model)
         loss.backward()
         self.opt.step()
         if self.watch is not None:

@@ -46,7 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradwatch as gw
 
-Setup = tuple[nn.Module, torch.optim.Optimizer, Callable[[], torch.Tensor]]
+Setup = tuple[nn.Module, torch.optim.Optimizer, Callable[[nn.Module], torch.Tensor]]
 
 # Operators that make a view or an alias: no kernel on any device, only host time.
 VIEW_OPS = frozenset(
@@ -126,12 +126,14 @@ def _model(device: str, width: int, workload: str | None = None, big: bool = Fal
     model = nn.Sequential(*layers[:-1]).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x, y = torch.randn(128, width, device=device), torch.randn(128, width, device=device)
-    return model, opt, lambda: (model(x) - y).pow(2).mean()
+    return model, opt, lambda m: (m(x) - y).pow(2).mean()
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, loss: Callable[[], torch.Tensor]) -> None:
+def _step(
+    model: nn.Module, opt: torch.optim.Optimizer, loss: Callable[[nn.Module], torch.Tensor]
+) -> None:
     opt.zero_grad(set_to_none=True)
-    loss().backward()
+    loss(model).backward()
     opt.step()
 
 

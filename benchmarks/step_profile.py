@@ -63,7 +63,7 @@ def main() -> None:
                 )
                 kernels.__enter__()
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
+            loss = loss_fn(model)
             loss.backward()
             opt.step()
             w.log(loss=loss)
