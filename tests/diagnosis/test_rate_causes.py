@@ -124,6 +124,17 @@ def test_a_decay_that_stops_training_with_a_tenth_of_the_run_left_is_named() -> 
             assert f is None
 
 
+def test_a_rate_at_zero_for_the_last_steps_is_the_end_of_the_schedule() -> None:
+    """A run that goes on for 3 steps past its schedule's end (the rate at exactly 0, the
+    weights not moving at all): the last block's ratios are 0 because the rate is, not
+    because a gradient was lost, and it is too short to be a schedule that stopped training."""
+    lr = np.where(np.arange(N) < N - 3, 1e-3, 0.0)
+    ratio = np.tile(lr[:, None], (1, 4))
+    scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
+    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
+    assert _unstable(trace) is None
+
+
 def test_weights_that_stopped_once_the_model_finished_are_not_a_finding() -> None:
     """Stalled weights where the loss has fallen to a tenth of its start or below over the
     whole last block: the model has no error left to learn from (HF ResNet-50 memorising 4

@@ -423,7 +423,7 @@ def _not_annealed(
     if lr is None or _decayed_rate(trace, span, th) is not None:
         return low
     share = _median_rate(trace, lr, span) / float(np.max(lr))
-    return low if share <= 0 else low[last[low] < th.small_ratio * share]
+    return low[last[low] < th.small_ratio * share]  # (none at a rate of 0: it moves nothing)
 
 
 def _median_rate(trace: Trace, lr: np.ndarray, span: tuple[int, int]) -> float:
