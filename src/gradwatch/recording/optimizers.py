@@ -66,28 +66,37 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     )
 
 
+def group_rate(group: dict[str, Any]) -> float | torch.Tensor | None:
+    """One parameter group's learning rate: a float, a one-element tensor on an accelerator
+    as it is (reading it would sync; a CPU one is read), or None where the group holds no
+    number (HF's Adafactor with ``relative_step`` computes its own)."""
+    lr = group.get("lr")
+    if type(lr) is float:  # (the usual case first: ~0.2 us a group)
+        return lr
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1:
+            return None
+        if lr.device.type != "cpu":
+            return lr
+        lr = lr.item()
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        return None
+    return float(lr)
+
+
 def learning_rate(optimizer: Any) -> float | torch.Tensor | None:
     """The largest learning rate over ``optimizer``'s parameter groups, as its next step uses it.
 
     The largest, since groups scheduled together (weight decay or not, layer-wise decay) keep
     their ratios. A one-element tensor on an accelerator (a ``capturable`` optimizer's) is
     returned as it is, to be read at the flush: reading it now would sync. ``None`` when no
-    group holds a number (HF's Adafactor with ``relative_step`` computes its own) or there is
-    no optimizer.
+    group holds a number (:func:`group_rate`) or there is no optimizer.
     """
     best: float | None = None
     for group in getattr(optimizer, "param_groups", ()):  # (None: a watch stepped by hand)
-        lr = group.get("lr")
-        if type(lr) is not float:  # (the usual case first: ~0.2 us a group)
-            if isinstance(lr, torch.Tensor):
-                if lr.numel() != 1:
-                    continue
-                if lr.device.type != "cpu":
-                    return lr
-                lr = lr.item()
-            if not isinstance(lr, (int, float)) or isinstance(lr, bool):
-                continue
-            lr = float(lr)
-        if math.isfinite(lr) and (best is None or lr > best):
+        lr = group_rate(group)
+        if isinstance(lr, torch.Tensor):
+            return lr
+        if lr is not None and math.isfinite(lr) and (best is None or lr > best):
             best = lr
     return best

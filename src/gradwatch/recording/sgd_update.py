@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from .optimizers import group_rate
+
 # The weights whose rounding the formula may ignore (above).
 _EXACT_DTYPES = (torch.float32, torch.float64)
 
@@ -86,13 +88,6 @@ def _group_momentum(group: dict[str, Any]) -> bool | None:
     return momentum != 0
 
 
-def _group_lr(group: dict[str, Any]) -> float | None:
-    lr = group.get("lr")
-    if isinstance(lr, torch.Tensor):  # (read on the host only: a CPU tensor)
-        return float(lr) if lr.numel() == 1 and lr.device.type == "cpu" else None
-    return float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
-
-
 def sgd_step(optimizer: Any, params: Sequence[torch.Tensor]) -> SgdStep | None:
     """How ``optimizer``'s next step moves ``params``, when it is a plain SGD step.
 
@@ -114,9 +109,9 @@ def sgd_step(optimizer: Any, params: Sequence[torch.Tensor]) -> SgdStep | None:
     kinds: set[bool] = set()
     lr_of: dict[int, float] = {}
     for group in optimizer.param_groups:
-        kind, lr = _group_momentum(group), _group_lr(group)
-        if kind is None or lr is None:
-            return None
+        kind, lr = _group_momentum(group), group_rate(group)
+        if kind is None or not isinstance(lr, float):
+            return None  # (a rate in a device tensor is read on the host only at a flush)
         kinds.add(kind)
         for p in group["params"]:
             lr_of[id(p)] = lr
