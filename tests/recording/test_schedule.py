@@ -324,10 +324,22 @@ def test_bad_overhead_is_refused_with_the_argument_named(bad: object) -> None:
         gw.watch(nn.Linear(2, 2), overhead=bad)  # type: ignore[arg-type]
 
 
-def _train(steps: int, nan_at: int | None = None, **kwargs: object) -> gw.Trace:
+def _train(
+    steps: int,
+    nan_at: int | None = None,
+    *,
+    lr: float = 0.01,
+    decay_every: int | None = None,
+    **kwargs: object,
+) -> gw.Trace:
+    """A small tanh MLP under SGD at ``lr``, a NaN gradient at step ``nan_at``, the rate
+    cut tenfold every ``decay_every`` steps (StepLR stepped every batch)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    decay = None
+    if decay_every is not None:
+        decay = torch.optim.lr_scheduler.StepLR(opt, step_size=decay_every, gamma=0.1)
     with gw.watch(model, opt, **kwargs) as w:  # type: ignore[arg-type]
         for step in range(steps):
             opt.zero_grad()
@@ -336,6 +348,8 @@ def _train(steps: int, nan_at: int | None = None, **kwargs: object) -> gw.Trace:
                 # The last layer's bias: the first layer's activations stay finite after it.
                 model[2].bias.grad[0] = math.nan
             opt.step()
+            if decay is not None:
+                decay.step()
     return w.trace
 
 
@@ -352,26 +366,14 @@ def test_watch_samples_the_step_after_the_schedule_cuts_the_rate_tenfold() -> No
     """Under the budget a StepLR(5, 0.1) stepped every batch gets the step after each fall
     sampled (its update ratio at the new rate), off a spacing of 1000; fixed spacing does
     not."""
-
-    def train(**kwargs: object) -> gw.Trace:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        decay = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
-        with gw.watch(model, opt, sample_every=1000, dense_steps=0, **kwargs) as w:  # type: ignore[arg-type]
-            for _ in range(14):
-                opt.zero_grad()
-                model(torch.randn(8, 4)).pow(2).mean().backward()
-                opt.step()
-                decay.step()
-        return w.trace
-
-    trace = train()
+    options: dict[str, Any] = {"lr": 0.1, "decay_every": 5, "sample_every": 1000}
+    trace = _train(14, dense_steps=0, **options)
     steps, ratios = trace.measured("update_ratio")
     assert steps.tolist() == [0, 6, 11]
     # SGD's step is the rate times the gradient: a tenth of the rate, about a tenth the ratio.
     assert np.all(ratios[1] < 0.3 * ratios[0]) and np.all(ratios[2] < 0.3 * ratios[1])
-    assert train(overhead=None).measured("update_ratio")[0].tolist() == [0]
+    fixed = _train(14, dense_steps=0, overhead=None, **options)
+    assert fixed.measured("update_ratio")[0].tolist() == [0]
 
 
 def test_a_nan_between_recorded_steps_is_reported_with_the_steps_it_arose_between() -> None:
