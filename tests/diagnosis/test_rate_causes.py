@@ -86,6 +86,13 @@ def _cosine_to_zero(peak: float) -> np.ndarray:
     return peak * 0.5 * (1 + np.cos(np.pi * np.arange(N) / N))
 
 
+def _rate_trace(lr: np.ndarray, ratio: np.ndarray) -> Trace:
+    """4 layers with update ratios ``ratio`` (N, 4) under the recorded rate ``lr``, the
+    loss falling slowly."""
+    scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
+    return trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
+
+
 def test_the_last_steps_of_a_decay_to_zero_are_not_weights_that_stopped() -> None:
     """A fine-tuning rate (2e-5) decayed to zero by a cosine: every layer's steps follow the
     rate (ratio 0.1 x lr), so the last rows read 2e-9-5e-10 of the weights' norm, under 1e-8,
@@ -95,13 +102,11 @@ def test_the_last_steps_of_a_decay_to_zero_are_not_weights_that_stopped() -> Non
     told, alone, as a gradient lost on the way."""
     lr = _cosine_to_zero(2e-5)
     ratio = np.tile(0.1 * lr[:, None], (1, 4))
-    scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
-    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
     assert np.median(ratio[-4:, 0]) < TH.unstable_updates.small_ratio
-    assert _unstable(trace) is None
+    assert _unstable(_rate_trace(lr, ratio)) is None
     ratio = ratio.copy()  # (the trace froze the first)
     ratio[60:, 2] = 1e-12
-    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
+    trace = _rate_trace(lr, ratio)
     f = _unstable(trace)
     assert f is not None and f.evidence["stalled_by"] == "gradient"
     assert f.layers == (trace.layers[2].name,)
@@ -113,10 +118,7 @@ def test_a_decay_that_stops_training_with_a_tenth_of_the_run_left_is_named() -> 
     planned decay."""
     for fell, named in ((90, True), (92, False)):
         lr = np.where(np.arange(N) < fell, 1e-3, 1e-9)
-        ratio = np.tile(lr[:, None], (1, 4))
-        scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
-        metrics = {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}
-        f = _unstable(trace_of(4, N, metrics, scalars=scalars))
+        f = _unstable(_rate_trace(lr, np.tile(lr[:, None], (1, 4))))
         if named:
             assert f is not None and f.evidence["stalled_by"] == "learning_rate"
             assert f.evidence["learning_rate"]["below_share_from"] == fell  # type: ignore[index]
@@ -129,10 +131,7 @@ def test_a_rate_at_zero_for_the_last_steps_is_the_end_of_the_schedule() -> None:
     weights not moving at all): the last block's ratios are 0 because the rate is, not
     because a gradient was lost, and it is too short to be a schedule that stopped training."""
     lr = np.where(np.arange(N) < N - 3, 1e-3, 0.0)
-    ratio = np.tile(lr[:, None], (1, 4))
-    scalars = {"loss": 2.3 - np.arange(N) * 0.001, "optimizer_lr": lr}
-    trace = trace_of(4, N, {"update_ratio": ratio, "grad_rms": np.full(4, 1e-3)}, scalars=scalars)
-    assert _unstable(trace) is None
+    assert _unstable(_rate_trace(lr, np.tile(lr[:, None], (1, 4)))) is None
 
 
 def test_weights_that_stopped_once_the_model_finished_are_not_a_finding() -> None:
