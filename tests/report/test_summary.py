@@ -161,6 +161,12 @@ def test_recording_cost_line_quotes_the_measured_share_budget_and_spacing() -> N
     costed = {**schedule, "cost_ms": {"sampled": 9.55, "user_step": 34.91, "plain": 1.4}}
     line = recording_cost(_with_config({"overhead": 0.03, "schedule": costed}))
     assert line is not None and line.endswith("; a sampled step adds 9.55 ms to a 34.9 ms step")
+    # What a sampled step made the model's own forward and backward take longer is part of it.
+    costed["cost_ms"] = {**costed["cost_ms"], "sampled_indirect": 2.034}
+    line = recording_cost(_with_config({"overhead": 0.03, "schedule": costed}))
+    assert line is not None and line.endswith(
+        "adds 9.55 ms to a 34.9 ms step (2 ms of it in the model's own forward and backward)"
+    )
 
 
 def test_recording_cost_is_silent_for_fixed_spacing_and_says_when_not_measured() -> None:

@@ -11,7 +11,9 @@ runs and spaces its sampled steps so that its share of the step time stays under
   on accelerators the device time of its kernels (CUDA events, read only once they have
   completed: never a blocking sync), whichever is larger. A step's cost is everything charged
   from the end of the previous optimizer step to the end of this one; flushes are charged
-  apart and spread over the steps.
+  apart and spread over the steps. A sampled step also costs time in the user's own forward
+  and backward (torch dispatching the hooks, a compiled model run eagerly while hooked):
+  the recent sampled steps' median excess over the median unsampled step.
 * **Step time**: the time between the ends of consecutive optimizer steps, less the
   recorder's cost in it (the user's own step). The share is ``cost / (step time + cost)``.
 * **Spacing**: at each regular sampled step the next one is placed ``N`` steps later, the
@@ -100,6 +102,9 @@ _RATE_FLOOR = 1e-6
 _WINDOW = 64
 _WINDOW_SAMPLED = 9
 _PAUSE = 4.0
+# A sampled step's time in the user's code is compared with the median of at least this many
+# unsampled ones (the steps after the dense start; at the densest spacing 9 come between).
+_MIN_REFERENCE = 8
 
 # The automatic flush window (``flush_every=None``): doubled at a flush while flushes alone
 # cost more than a quarter of the budget, up to _MAX_WINDOW steps, _MAX_WINDOW_SECONDS of
@@ -281,6 +286,9 @@ class Schedule:
         self._counted = False  # the step in progress is after the dense start
         self._last_end: float | None = None
         self._user: deque[float] = deque(maxlen=_WINDOW)  # the user's own step times
+        self._other: deque[float] = deque(maxlen=_WINDOW)  # those of counted unsampled steps
+        self._excess: deque[float] = deque(maxlen=_WINDOW_SAMPLED)  # sampled steps' over them
+        self._charged_indirect: float | None = None  # at the last counted sampled step
         self._steps = 0  # steps whose accounting was closed
         self._typical = math.inf  # the median user step time, refreshed every 16 steps
         self._wall = 0.0  # wall time of the budgeted steps (for the measured share)
@@ -454,6 +462,13 @@ class Schedule:
         self._timed = None
         if self._last_end is not None:
             user = max(now - self._last_end - cost - flushed, 0.0)
+            if self._counted:
+                # At most the step's own cost: user work that recurs on the sampled steps'
+                # multiples (a log every 10 steps) can at worst halve their rate.
+                indirect = min(self._indirect(user), user, cost)
+                if self._kind == SAMPLED:
+                    self._charged_indirect = indirect
+                cost, user = cost + indirect, user - indirect
             self._user.append(user)
             self._host.add(self._kind, cost)
             if self._steps % 16 == 0:  # (a median of 64 values takes a few microseconds)
@@ -469,6 +484,18 @@ class Schedule:
         # This accounting is the recorder's work too (~2-3 us a step on CPU, half of what an
         # idle step was measured to cost without it): charged to the next step.
         self._charged += self.clock() - now
+
+    def _indirect(self, user: float) -> float:
+        """What a counted step of ``user`` seconds in the user's own code spent there because
+        of the recorder: for a sampled step, the median over the recent ones of their excess
+        over the other steps' median (a pause that falls on one sampled step moves nothing),
+        at least 0; for the others 0 (they are the reference)."""
+        if self._kind != SAMPLED:
+            self._other.append(user)
+            return 0.0
+        if len(self._other) >= _MIN_REFERENCE:
+            self._excess.append(user - statistics.median(self._other))
+        return max(statistics.median(self._excess), 0.0) if self._excess else 0.0
 
     def _poll_device(self) -> None:
         if self._device is None:
@@ -559,6 +586,8 @@ class Schedule:
                 IDLE: ms(self._cost(IDLE)),
                 PLAIN: ms(self._cost(PLAIN)),
                 SAMPLED: ms(self._cost(SAMPLED)),
+                # (of which in the user's own forward and backward: hooks, eager steps)
+                "sampled_indirect": ms(self._charged_indirect),
                 "flush_per_step": ms(self._flush[0] / max(self._steps, 1)),
                 "user_step": ms(statistics.median(self._user) if self._user else None),
             },

@@ -174,6 +174,9 @@ def recording_cost(trace: Trace) -> str | None:
         if isinstance(sampled, (int, float)) and isinstance(user, (int, float)) and user > 0:
             # What sampling every step would cost: the number behind the spacing.
             line += f"; a sampled step adds {sampled:.3g} ms to a {user:.3g} ms step"
+            indirect = cost.get("sampled_indirect")
+            if isinstance(indirect, (int, float)) and indirect > 0:
+                line += f" ({indirect:.2g} ms of it in the model's own forward and backward)"
     return line
 
 
