@@ -60,11 +60,11 @@ class Workload:
     build: Callable[[str, bool], Built]  # (device, GPU-size batch) -> model, optimizer, loss
     rounds: int  # default rounds: ~1-4 minutes per workload on a 2-core CPU
     # Untimed steps per copy first: the dense start and the budget's decisions behind it. W1
-    # needs 300: its plain steps alone exceed 3%, and the budget thins them only once 200
-    # steps past the dense start were measured (recording/schedule.py).
+    # needs 300: its plain steps alone exceed 3%, and the budget thins them only once enough
+    # steps past the dense start were measured (recording/schedule.py, _EVIDENCE).
     warmup: int = 60
     # On a GPU steps take milliseconds, so W1-W4 warm up 300 steps each, the budget's
-    # plain-step decision (64 measured steps) behind the timing; GPT2 and RESNET50 at
+    # plain-step decision (16 measured steps) behind the timing; GPT2 and RESNET50 at
     # GPU-size batches take tens of ms a step and are never thinned that way. W2's 2.4 ms
     # GPU step makes its flushes cost more than a quarter of the budget, so its window grows
     # 100 -> 1600 steps over the first 1500: it warms up past that.

@@ -118,14 +118,15 @@ def _train(
 
 
 def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str, Any]:
-    """DDP under the overhead budget, with rank 1's recorder measured 1e6x costlier than
-    rank 0's: left alone, rank 0 would sample every 2nd step, rank 1 hardly any. Returns what
-    each rank did."""
-    from gradwatch.recording.schedule import Schedule
+    """DDP under the overhead budget, with rank 1's sampled steps measured 3e4x costlier than
+    rank 0's: left alone, rank 0 would sample every 2nd step, rank 1 hardly any (plain steps
+    and flushes cost next to nothing on both, and a sampled step fits the budget at some
+    spacing: every step is recorded). Returns what each rank did."""
+    from gradwatch.recording.schedule import SAMPLED, Schedule
 
     sampled: list[int] = []
     begin, charge, charge_flush = Schedule.begin, Schedule.charge, Schedule.charge_flush
-    factor = 1e3 if rank == 1 else 1e-3
+    factor = 30.0 if rank == 1 else 1e-3
 
     def logged_begin(self: Schedule, step: int) -> tuple[bool, bool]:
         recorded, is_sampled = begin(self, step)
@@ -134,10 +135,10 @@ def _budget_run(rank: int, half: Callable[[Any], Any], run_dir: str) -> dict[str
         return recorded, is_sampled
 
     def scaled(self: Schedule, seconds: float) -> None:
-        charge(self, factor * seconds)
+        charge(self, (factor if self._kind == SAMPLED else 1e-3) * seconds)
 
     def scaled_flush(self: Schedule, seconds: float) -> None:
-        charge_flush(self, factor * seconds)
+        charge_flush(self, 1e-3 * seconds)
 
     model = nn.parallel.DistributedDataParallel(_mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -376,7 +377,7 @@ def test_fsdp2_statistics_are_of_the_full_parameters(runs: Path) -> None:
 def test_ranks_sample_the_same_steps_under_the_budget(runs: Path) -> None:
     """Under the overhead budget each rank measures its own cost, yet the ranks must sample
     the same steps (their sums add up at each flush): the spacing changes only at a flush, to
-    the widest any rank proposed. Rank 1 measured 1e6x the cost of rank 0: both sampled the
+    the widest any rank proposed. Rank 1 measured 3e4x the cost of rank 0: both sampled the
     same steps, past the dense start sparser than every step, with windows holding no
     sampled step at all, and no layout warning. A per-batch StepLR(10, 0.1) cuts the rate
     tenfold at steps 10, 20 and 30 on every rank: each samples the step after each cut."""
@@ -395,13 +396,13 @@ def test_ranks_sample_the_same_steps_under_the_budget(runs: Path) -> None:
 def test_ranks_agree_on_the_flush_window(runs: Path) -> None:
     """With the flush window left to the recorder, each rank proposes one at a flush and all
     take the longest: rank 1's doubling (4, 8, 16) is every rank's, both flush at the same
-    steps, and the trace holds every step with the ranks' mean loss."""
+    steps, and the trace holds every step's mean loss over the ranks."""
     info = [json.loads((runs / f"info{r}.json").read_text())["window"] for r in (0, 1)]
     assert info[0]["windows"] == info[1]["windows"], info
     assert sorted(set(info[0]["windows"])) == [4, 8, 16]
     assert info[0]["warnings"] == info[1]["warnings"] == []
     trace = gw.load(runs / "window")
-    assert list(trace.steps) == list(range(40))
+    assert len(trace.scalar("loss")) == 40  # (plain steps' statistics may be thinned)
     assert trace.config["flush_auto"] and trace.config["flush_every"] == 16
     assert np.isfinite(trace.scalar("loss")).all()
 

@@ -241,19 +241,20 @@ def test_a_falling_rate_moves_nothing_without_a_budget_or_on_the_device() -> Non
 
 
 def test_plain_steps_are_thinned_once_enough_steps_show_them_over_budget() -> None:
-    """Plain statistics over budget by themselves: every step is recorded until 64 steps past
-    the dense start were measured (the plan at step 100), then they are thinned to fit beside
+    """Plain statistics over budget by themselves: every step is recorded until 16 steps past
+    the dense start were measured (the plan at step 50), then they are thinned to fit beside
     sampled steps at the diagnostic spacing (100 steps), and the next sampled step, placed
     1000 steps away before, comes forward; back when costs fall."""
     from gradwatch.recording.schedule import _EVIDENCE
 
     schedule, clock = make()
     costs = Costs(plain=0.1, sampled=0.2)  # plain recording alone is 10% of a step
-    run = simulate(schedule, clock, range(100), costs)
-    assert run.recorded == list(range(100))  # not yet: too few steps measured
-    assert 20 + _EVIDENCE <= 100 < 20 + _EVIDENCE + 50  # the first plan with enough evidence
+    run = simulate(schedule, clock, range(50), costs)
+    assert run.recorded == list(range(50))  # not yet: too few steps measured
     assert schedule.sample_spacing == schedule.max_spacing == 1000  # planned at step 30
-    simulate(schedule, clock, range(100, 3030), costs, run)
+    assert 20 + _EVIDENCE <= 50 < 20 + _EVIDENCE + 50  # the first plan with enough evidence
+    simulate(schedule, clock, range(50, 3030), costs, run)
+    assert 51 not in run.recorded
     assert schedule.sample_spacing == schedule.diagnostic_spacing == 100
     # extra of a sampled step 0.1 s, at 1/100: 0.0309 - 0.001 s left for 0.1 s of plain.
     assert schedule.record_spacing == 4
