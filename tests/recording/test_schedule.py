@@ -153,6 +153,16 @@ def test_a_pause_before_some_sampled_steps_is_not_charged_to_them() -> None:
     assert schedule.meta()["cost_ms"]["sampled_indirect"] == 0.0
 
 
+def test_a_pause_before_every_sampled_step_is_not_charged_to_them() -> None:
+    """A pause before every step on a multiple of 10 (a benchmark rotating copies in blocks
+    of 10 steps: the other copies' blocks come between; an evaluation every 10 steps) falls
+    on every sampled step: over _PAUSE typical steps it is a pause, not what hooks cost."""
+    schedule, clock = make()
+    pause = lambda step: 40.0 if step % 10 == 0 else 0.0  # noqa: E731
+    simulate(schedule, clock, range(3000), Costs(sampled=0.3, indirect=0.2), pause=pause)
+    assert schedule.meta()["cost_ms"]["sampled_indirect"] == 0.0
+
+
 def test_share_below_budget_shrinks_back_to_sample_every() -> None:
     """When sampled steps become cheap, the spacing comes back to sample_every."""
     schedule, clock = make()

@@ -464,11 +464,7 @@ class Schedule:
         if self._last_end is not None:
             user = max(now - self._last_end - cost - flushed, 0.0)
             if self._counted:
-                # At most the step's own cost: user work that recurs on the sampled steps'
-                # multiples (a log every 10 steps) can at worst halve their rate.
-                indirect = min(self._indirect(user), user, cost)
-                if self._kind == SAMPLED:
-                    self._charged_indirect = indirect
+                indirect = self._indirect(user, cost)
                 cost, user = cost + indirect, user - indirect
             self._user.append(user)
             self._host.add(self._kind, cost)
@@ -486,17 +482,22 @@ class Schedule:
         # idle step was measured to cost without it): charged to the next step.
         self._charged += self.clock() - now
 
-    def _indirect(self, user: float) -> float:
-        """What a counted step of ``user`` seconds in the user's own code spent there because
-        of the recorder: for a sampled step, the median over the recent ones of their excess
-        over the other steps' median (a pause that falls on one sampled step moves nothing),
-        at least 0; for the others 0 (they are the reference)."""
+    def _indirect(self, user: float, cost: float) -> float:
+        """The recorder's part of a counted step's ``user`` seconds: for a sampled step, the
+        recent sampled steps' median excess over the median unsampled step (a pause on one
+        moves nothing; a step of over _PAUSE typical ones is left out), between 0 and the
+        step's own ``cost`` (user work that recurs on the sampled steps' multiples, a log
+        every 10 steps, can at worst halve their rate); 0 for the others, the reference."""
         if self._kind != SAMPLED:
             self._other.append(user)
             return 0.0
         if len(self._other) >= _MIN_REFERENCE:
-            self._excess.append(user - statistics.median(self._other))
-        return max(statistics.median(self._excess), 0.0) if self._excess else 0.0
+            typical = statistics.median(self._other)
+            if user <= _PAUSE * typical:
+                self._excess.append(user - typical)
+        excess = statistics.median(self._excess) if self._excess else 0.0
+        self._charged_indirect = min(max(excess, 0.0), user, cost)
+        return self._charged_indirect
 
     def _poll_device(self) -> None:
         if self._device is None:
@@ -587,8 +588,7 @@ class Schedule:
                 IDLE: ms(self._cost(IDLE)),
                 PLAIN: ms(self._cost(PLAIN)),
                 SAMPLED: ms(self._cost(SAMPLED)),
-                # (of which in the user's own forward and backward: hooks, eager steps)
-                "sampled_indirect": ms(self._charged_indirect),
+                "sampled_indirect": ms(self._charged_indirect),  # (of it, in the model's step)
                 "flush_per_step": ms(self._flush[0] / max(self._steps, 1)),
                 "user_step": ms(statistics.median(self._user) if self._user else None),
             },
