@@ -221,6 +221,28 @@ def test_unstable_oscillation_is_overshooting_unless_clipped() -> None:
     assert run("unstable_updates", clipped) is None
 
 
+def test_unstable_a_loss_that_rose_before_any_progress_is_said_so() -> None:
+    """A loss that rises before it has fallen by min_progress has given back no progress: it
+    is measured against that floor, and the message says how high it rose (it read "gave
+    back 3.8x the progress made before step 0" on a healthy HF ModernBERT under AdamW 1e-3
+    without warm-up: 0.62 at the start, 1.2 at step 3, a median of 0.87 over steps 0-9). A
+    loss that falls by half first and then rises gives back its progress, as before."""
+    t = np.arange(300)
+    loss = np.where(t < 3, 1.0, np.where(t < 10, 1.4, 1.2 * np.exp(-(t - 10) / 40.0) + 0.2))
+    f = run("unstable_updates", _lm_trace(0.3, loss))
+    assert f is not None
+    assert f.evidence["loss_response"]["relapse_unearned"] is True
+    assert "gave back" not in f.message
+    assert "the loss rose before it had fallen 10% (its median over steps 0-9 1.4x its start)" in (
+        f.message
+    )
+    fell_first = np.where((t >= 30) & (t < 40), 1.0, np.exp(-t / 20.0) * 0.5 + 0.5)
+    f = run("unstable_updates", _lm_trace(0.3, fell_first))
+    assert f is not None
+    assert f.evidence["loss_response"]["relapse_unearned"] is False
+    assert "the loss gave back 1.1x the progress made before step 30" in f.message
+
+
 def test_unstable_critical_ratio_fires_whatever_the_loss() -> None:
     """Above SageMaker's large_threshold (10) the loss's response does not matter."""
     f = run("unstable_updates", _lm_trace(11.0, _steady_lm_loss()))

@@ -114,6 +114,11 @@ class LossResponse(NamedTuple):
     progress: float  # (start - end) / start: the fraction of the start the loss has lost
     relapse: float  # the largest share of the progress so far that a window gave back
     relapse_step: int | None  # first step of that window
+    # Whether the progress before that window was under the floor it is divided by (a loss
+    # that rose before it had moved): then the window's level says more than the ratio.
+    relapse_unearned: bool
+    relapse_level: float  # that window's median over the start
+    relapse_until: int | None  # last step of that window
     spike: float  # largest single early loss over the start (1 = none)
     spike_step: int | None  # its step
     nonfinite: bool  # an infinite loss or a non-finite gradient within the span
@@ -141,7 +146,7 @@ def loss_response(
         return None
     keep = curve.first_step <= last_step
     keep[0] = True
-    meds, first = curve.medians[keep], curve.first_step[keep]
+    meds, first, until = curve.medians[keep], curve.first_step[keep], curve.last_step[keep]
     # Lowest median before each window, the start included.
     before = np.minimum.accumulate(np.concatenate(([curve.start], meds[:-1])))
     gained = np.maximum(curve.start - before, min_progress * curve.start)
@@ -160,12 +165,16 @@ def loss_response(
     end = float(meds[-1])
     with quiet_nan():  # a start near the smallest float overflows the ratios: inf
         progress, spike = (curve.start - end) / curve.start, float(early[k] / curve.start)
+        level = float(meds[worst] / curve.start)
     return LossResponse(
         start=curve.start,
         end=end,
         progress=progress,
         relapse=float(relapse_w[worst]) if np.isfinite(relapse_w[worst]) else 0.0,
         relapse_step=int(first[worst]),
+        relapse_unearned=bool(curve.start - before[worst] < min_progress * curve.start),
+        relapse_level=level,
+        relapse_until=int(until[worst]),
         spike=spike,
         spike_step=int(curve.steps[k]),
         nonfinite=bad,

@@ -75,7 +75,14 @@ def _overshoots(resp: LossResponse, th: UnstableUpdatesThresholds, clipped: bool
             f"the loss went from {resp.start:.3g} to {resp.end:.3g} "
             f"({-resp.progress:+.0%} of its start)"
         )
-    if not clipped and resp.relapse > th.max_relapse:
+    if not clipped and resp.relapse > th.max_relapse and resp.relapse_unearned:
+        # Nothing was gained before that window ("gave back 53x the progress made before
+        # step 0" divided by the floor, not by any progress): say how high it rose instead.
+        why.append(
+            f"the loss rose before it had fallen {th.min_progress:.0%} (its median over steps "
+            f"{resp.relapse_step}-{resp.relapse_until} {resp.relapse_level:.2g}x its start)"
+        )
+    elif not clipped and resp.relapse > th.max_relapse:
         why.append(
             f"the loss gave back {resp.relapse:.2g}x the progress made before step "
             f"{resp.relapse_step}"
@@ -537,6 +544,7 @@ def _response_evidence(resp: LossResponse, th: UnstableUpdatesThresholds) -> dic
         "min_progress": th.min_progress,
         "max_relapse_seen": fl(resp.relapse),
         "max_relapse": th.max_relapse,
+        "relapse_unearned": resp.relapse_unearned,
         "early_spike_over_start": fl(resp.spike),
         "loss_spike_factor": th.loss_spike_factor,
         "nonfinite": resp.nonfinite,
