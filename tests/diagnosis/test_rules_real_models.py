@@ -10,6 +10,7 @@ BatchNorm -> SiLU nets, norms starting at gain 0.02) found by the architecture s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -405,6 +406,25 @@ def test_poor_init_quiet_on_a_default_residual_mlp() -> None:
     assert run("poor_initialization", trace_of(n, 5, metrics, layer_infos=infos)) is None
 
 
+@pytest.mark.parametrize("normalised", [True, False])
+def test_poor_init_leaves_out_a_layer_whose_activation_feeds_a_norm(normalised: bool) -> None:
+    """HF ModernBERT's classifier head is dense -> GELU -> LayerNorm, its dense at std
+    0.02 / sqrt(2 x layers): its output std starts at 0.037, and it trains (no warm-up
+    needed for that). The norm resets the forward scale and divides the backward gradient
+    by it, so the head's scale cancels out: no finding. The same head without the norm
+    passes 0.037 on, and fires."""
+    dense = LayerInfo("head.dense", "Linear", 0, 64 * 64, {"weight": [64, 64]}, "GELU")
+    norm = LayerInfo("head.norm", "LayerNorm", 1, 64, {"weight": [64]})
+    out = LayerInfo("classifier", "Linear", 2, 2 * 64, {"weight": [2, 64]})
+    infos = [dense, norm, out] if normalised else [dense, dataclasses.replace(out, depth=1)]
+    std = np.array([0.037, 1.0, 1.0] if normalised else [0.037, 1.0])
+    f = run("poor_initialization", trace_of(len(infos), 5, {"act_std": std}, layer_infos=infos))
+    if normalised:
+        assert f is None
+    else:
+        assert f is not None and f.layers == ("head.dense",)
+
+
 def test_poor_init_quiet_on_a_default_plain_mlp() -> None:
     """A 3-layer ReLU MLP at the default init whose activations keep a usable scale: no
     warning (only an info finding when no profile was recorded to check the weights by)."""
@@ -686,7 +706,8 @@ def test_poor_init_names_norm_gains_of_a_measured_collapse(
 ) -> None:
     """Norms on the main path starting far from gain 1 are named culprits of an activation
     std that collapses (0.3x a layer); with no collapse, a gain of 0 (Gemma's RMSNorm, which
-    multiplies by 1 + weight) says nothing."""
+    multiplies by 1 + weight) says nothing. Norms at gain 1 reset every layer's scale, so the
+    layers that feed them are not held to unit variance: no finding."""
     infos = _normed_mlp(6)
     n = len(infos)
     fc = [i for i, info in enumerate(infos) if info.role != "norm"]
@@ -697,7 +718,7 @@ def test_poor_init_names_norm_gains_of_a_measured_collapse(
     wn[:, norms] = gain * 4.0
     trace = Trace.from_arrays(infos, np.arange(5), {"act_std": act, "weight_norm": wn})
     f = run("poor_initialization", trace)
-    if collapse == 1.0:
+    if collapse == 1.0 or gain == 1.0:
         assert f is None
         return
     assert f is not None and f.severity == "warning"

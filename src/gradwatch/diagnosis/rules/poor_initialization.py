@@ -72,6 +72,18 @@ def _first_profile(
         return nanmedian(safe_log10(mat[:rows, cols]), axis=0)
 
 
+def _renormalised(trace: Trace, col: int, gains: dict[int, float], factor: float) -> bool:
+    """Whether the next layer of the forward pass after column ``col`` is a normalisation
+    that starts near its identity (gain RMS within ``factor`` of 1; torch's norms start at
+    1): the layer's output, through its activation, is normalised to unit scale before it
+    goes on. A norm that starts far from 1 (HF EfficientNet's N(0, 0.02) gains) passes its
+    own scale on, which the layers after it show."""
+    if col + 1 >= len(trace.layers) or trace.layers[col + 1].role != "norm":
+        return False
+    gain = gains.get(col + 1)
+    return gain is None or (gain > 0 and abs(math.log10(gain)) < math.log10(factor))
+
+
 def _needed_std(layer: LayerInfo) -> tuple[float, int] | None:
     """(std the following activation needs, number of weight entries), when known."""
     shape = layer.shapes.get("weight")
@@ -130,13 +142,22 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # Layers inside a residual branch (LayerInfo.branch) are left out too: a branch's output
     # is added to the main path, not passed on in series, and real residual nets (GPT-2, ViT)
     # start their branches small on purpose.
-    hidden = np.array(
+    # So are layers whose activation feeds a normalisation (a head's dense -> GELU ->
+    # LayerNorm): the norm resets the forward scale and divides the backward gradient by it,
+    # so their starting scale cancels out (HF ModernBERT's head starts at std 0.037 and
+    # trains).
+    gains = norm_gains(trace)
+    renormed = np.array(
+        [_renormalised(trace, int(i), gains, th.weight_scale_factor) for i in cols], dtype=bool
+    )
+    hidden = ~renormed & np.array(
         [
             bool(trace.layers[i].activation)
             and not trace.layers[i].recurrent
             and trace.layers[i].branch is None
             for i in cols
-        ]
+        ],
+        dtype=bool,
     )
     seen: list[int] = []
     # Whether a measured profile (forward or backward) covered enough hidden layers to say
@@ -227,7 +248,8 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         ratios: dict[str, float] = {}
         for j, i in enumerate(cols):  # one pass over layers, not steps
             need = _needed_std(trace.layers[int(i)])
-            if need is None or not np.isfinite(w0[j]) or w0[j] <= 0:
+            # (A renormalised layer's scale cancels out: it compounds with nothing.)
+            if need is None or renormed[j] or not np.isfinite(w0[j]) or w0[j] <= 0:
                 continue
             std = w0[j] / math.sqrt(need[1])
             ratios[names[j]] = math.log10(std / need[0])
@@ -259,7 +281,7 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     if "activation_std" in evidence or "backward_gain_per_layer" in evidence:
         far = {
             c: g
-            for c, g in norm_gains(trace).items()
+            for c, g in gains.items()
             if g <= 0 or abs(math.log10(g)) >= math.log10(th.weight_scale_factor)
         }
         if far:
