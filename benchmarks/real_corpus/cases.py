@@ -32,7 +32,7 @@ from .checks import (
     norm_stats_unchanged,
     stops_learning,
 )
-from .families import bart, mamba, swin, t5, wav2vec2
+from .families import bart, deberta, mamba, modernbert, swin, t5, wav2vec2
 from .models import (
     Setup,
     albert,
@@ -273,6 +273,24 @@ CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "deberta_classifier",
+        "HF DeBERTa-v2, 2 layers, width 64 (disentangled relative attention), BERT's which-file "
+        "task, AdamW 1e-3",
+        deberta,
+        learns(0.3),
+        healthy=True,
+    ),
+    Case(
+        "modernbert_classifier",
+        "HF ModernBERT, 2 layers, width 64 (rotary, GeGLU, no biases; its head dense -> GELU "
+        "-> LayerNorm starts at output std 0.037), BERT's which-file task, AdamW 1e-3 after "
+        "a 20-step warm-up",
+        modernbert,
+        learns(0.3),
+        healthy=True,
+        warmup=20,
+    ),
+    Case(
         "lstm_lm",
         "word_language_model recipe: 2-layer LSTM 64, bptt 35, SGD lr 20, clip_grad_norm_ 0.25",
         lstm_lm,
@@ -351,6 +369,14 @@ CASES: tuple[Case, ...] = (
         lambda seed: gpt2(1e-6, seed),
         no_context_learned(),
         expect=("loss_plateau",),
+    ),
+    Case(
+        "deberta_lr_too_low",
+        "HF DeBERTa-v2 as deberta_classifier but AdamW lr 1e-7: every layer's steps tiny, and "
+        "the vanishing gradient it starts with (720x through 14 layers) never outgrown",
+        lambda seed: deberta(seed, lr=1e-7),
+        at_chance(2),
+        expect=("loss_plateau", "vanishing_gradient"),
     ),
     Case(
         "resnet50_small_images",

@@ -6,8 +6,11 @@ biases anywhere; HF BART: post-LN with learned positions, tied embeddings), an a
 position embedding, then a transformer), a state-space language model (HF Mamba: selective
 scan, depthwise causal convolution, RMSNorm; its reference PyTorch path, as
 ``mamba_ssm`` is not installed) and windowed attention (HF Swin: shifted windows, patch
-merging). Each is built from its config at random init and trained as a user would (AdamW
-1e-3) on the same data as the rest of the corpus; each must learn and draw no warning.
+merging), and two encoders beyond BERT's layout (HF DeBERTa-v2: disentangled relative
+attention; HF ModernBERT: rotary positions, GeGLU, no biases, a dense -> GELU -> LayerNorm
+classifier head started small). Each is built from its config at random init and trained as
+a user would (AdamW 1e-3) on the same data as the rest of the corpus; each must learn and
+draw no warning.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Batch, byte_windows, digit_images
-from .models import LossFn, Setup, ce_pixels
+from .data import Batch, byte_windows, digit_images, which_file_windows
+from .models import LossFn, Setup, ce_pixels, hf_classifier
 
 #: Source and target halves of a 64-byte window for the encoder-decoders: the decoder
 #: learns to continue the source (an LM conditioned on the first half).
@@ -117,3 +120,31 @@ def swin(seed: int) -> Setup:
     model = SwinForImageClassification(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     return Setup(model, opt, digit_images(32, seed), loss=ce_pixels)
+
+
+def deberta(seed: int, lr: float = 1e-3) -> Setup:
+    """HF DeBERTa-v2 classifier (2 layers, width 64) on BERT's task (which of two stdlib
+    files a 48-byte window is from), AdamW at ``lr``."""
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    cfg = DebertaV2Config(
+        vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    windows = which_file_windows(48, seed)
+    return hf_classifier(DebertaV2ForSequenceClassification, cfg, 2, windows, lr=lr)
+
+
+def modernbert(seed: int) -> Setup:
+    """HF ModernBERT classifier (2 layers, width 64) on BERT's task, AdamW 1e-3 (the case
+    adds its recipe's warm-up: without one its first steps overshoot, which
+    ``unstable_updates`` rightly says)."""
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification
+
+    cfg = ModernBertConfig(
+        vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64, pad_token_id=0, bos_token_id=0,
+        eos_token_id=0, cls_token_id=0, sep_token_id=0,
+    )  # fmt: skip
+    return hf_classifier(ModernBertForSequenceClassification, cfg, 2, which_file_windows(48, seed))

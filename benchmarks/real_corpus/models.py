@@ -191,20 +191,22 @@ class Setup:
     eval_mode: bool = False  # True: the model trains in eval mode (model.train() forgotten)
 
 
-def _hf_classifier(
+def hf_classifier(
     model_cls: Callable[[Any], nn.Module],
     cfg: Any,
     labels: int,
     batches: Callable[[int], Batch],
     loss: LossFn = ce_logits,
+    *,
+    lr: float = 1e-3,
 ) -> Setup:
-    """An HF classifier from ``cfg`` with ``labels`` classes, under AdamW 1e-3.
+    """An HF classifier from ``cfg`` with ``labels`` classes, under AdamW at ``lr``.
 
     ``num_labels`` is set on the config, not passed to it: it is a property of
     ``PretrainedConfig`` that sizes ``id2label``."""
     cfg.num_labels = labels
     model = model_cls(cfg)
-    return Setup(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches, loss=loss)
+    return Setup(model, torch.optim.AdamW(model.parameters(), lr=lr), batches, loss=loss)
 
 
 def gpt2(lr: float, seed: int, layers: int = 2) -> Setup:
@@ -233,7 +235,7 @@ def bert(seed: int) -> Setup:
         intermediate_size=128, max_position_embeddings=64,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    return _hf_classifier(BertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
+    return hf_classifier(BertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def roberta(seed: int) -> Setup:
@@ -246,7 +248,7 @@ def roberta(seed: int) -> Setup:
         intermediate_size=128, max_position_embeddings=64 + 2,  # RoBERTa counts from pad + 1
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    return _hf_classifier(RobertaForSequenceClassification, cfg, 2, which_file_windows(48, seed))
+    return hf_classifier(RobertaForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def albert(seed: int) -> Setup:
@@ -259,7 +261,7 @@ def albert(seed: int) -> Setup:
         num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0,
     )  # fmt: skip
-    return _hf_classifier(AlbertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
+    return hf_classifier(AlbertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
 
 
 def efficientnet(seed: int) -> Setup:
@@ -277,7 +279,7 @@ def efficientnet(seed: int) -> Setup:
         dropout_rate=0.0, drop_connect_rate=0.0,
     )  # fmt: skip
     cfg.hidden_dim = round_filters(cfg, 1280)  # the head's width at this width coefficient
-    return _hf_classifier(
+    return hf_classifier(
         EfficientNetForImageClassification,
         cfg,
         10,
@@ -297,7 +299,7 @@ def segformer(seed: int) -> Setup:
         num_channels=3, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
         decoder_hidden_size=64,
     )  # fmt: skip
-    return _hf_classifier(
+    return hf_classifier(
         SegformerForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
     )
 
@@ -313,7 +315,7 @@ def levit(seed: int) -> Setup:
         num_attention_heads=[1, 2, 2], depths=[1, 1, 1], key_dim=[8, 8, 8],
         down_ops=[["Subsample", 8, 32 // 8, 4, 2, 2], ["Subsample", 8, 48 // 8, 4, 2, 2]],
     )  # fmt: skip
-    return _hf_classifier(
+    return hf_classifier(
         LevitForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
     )
 
@@ -327,9 +329,7 @@ def vit(seed: int) -> Setup:
         num_attention_heads=4, intermediate_size=128,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    return _hf_classifier(
-        ViTForImageClassification, cfg, 10, digit_images(16, seed), loss=ce_pixels
-    )
+    return hf_classifier(ViTForImageClassification, cfg, 10, digit_images(16, seed), loss=ce_pixels)
 
 
 def gpt2_epoch_schedule_per_batch(seed: int) -> Setup:
@@ -379,7 +379,7 @@ def convnext(seed: int) -> Setup:
     cfg = ConvNextConfig(
         num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, patch_size=2,
     )  # fmt: skip
-    return _hf_classifier(
+    return hf_classifier(
         ConvNextForImageClassification, cfg, 10, digit_images(16, seed), loss=ce_pixels
     )
 
@@ -392,7 +392,7 @@ def mobilenet_v2(seed: int) -> Setup:
     cfg = MobileNetV2Config(
         num_channels=3, image_size=32, depth_multiplier=0.35, classifier_dropout_prob=0.0,
     )  # fmt: skip
-    return _hf_classifier(
+    return hf_classifier(
         MobileNetV2ForImageClassification, cfg, 10, digit_images(32, seed), loss=ce_pixels
     )
 
