@@ -340,3 +340,23 @@ def test_a_schedule_that_stops_training_is_named_under_the_budget(watch: dict[st
     steps, _ = run.trace.measured("update_ratio")
     assert {31, 61, 91, 121, 151, 181} <= set(steps.tolist())
     assert _alarms(run.findings)["unstable_updates"].evidence["stalled_by"] == "learning_rate"
+
+
+def test_a_rate_too_low_for_any_layer_is_named_before_the_vanishing_gradient() -> None:
+    """HF DeBERTa-v2 at AdamW 1e-7 stays at chance; the vanishing gradient it starts with
+    (which 1e-3 outgrows: deberta_classifier draws it as an info) is measured, but even the
+    layer that moves most moves ~4e-6 of its norm per step. The verdict leads with the
+    vanishing gradient and says to raise the rate first; no remedy that lowers it is left."""
+    run = _require_check("deberta_lr_too_low")
+    alarms = _alarms(run.findings)
+    vanishing, plateau = alarms["vanishing_gradient"], alarms["loss_plateau"]
+    assert plateau.evidence["cause"] == "tiny_steps_everywhere"
+    assert plateau.evidence["top_update_ratio"] < plateau.evidence["tiny_update_ratio"]
+    assert "the learning rate is likely too low for this model" in plateau.message
+    assert vanishing.evidence["tiny_steps_everywhere"] is True
+    assert "raise the rate before trying the remedies below" in vanishing.message
+    assert not {"lr_warmup", "lower_lr"} & {h.id for h in vanishing.remedies}
+    assert "raise the rate" in gw.diagnose(run.trace).verdict
+    # At a working rate the same model draws the vanishing gradient as an info only.
+    healthy = _require_check("deberta_classifier")
+    assert [f.severity for f in healthy.findings if f.rule == "vanishing_gradient"] == ["info"]

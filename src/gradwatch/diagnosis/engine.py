@@ -14,6 +14,7 @@ from .large_steps import settle_large_steps
 from .loop_mistakes import loop_notes, settle_loop
 from .recovered import settle_recovered
 from .rules import RULES
+from .small_steps import settle_small_steps
 from .symptoms import settle_symptoms
 from .thresholds import Thresholds, resolve_thresholds
 
@@ -70,9 +71,11 @@ def diagnose(
             findings.append(replace(found, layer_labels=labels))
     if set(RULE_IDS) <= set(selected):
         # A poor start that nothing followed is info; what followed steps too large
-        # names the rate first; a loss plateau after learning that no gradient
-        # finding explains is info.
-        findings = settle_symptoms(settle_large_steps(settle_recovered(findings, trace)), trace)
+        # names the rate first, and so does what steps too small to train left as it was;
+        # a loss plateau after learning that no gradient finding explains is info.
+        findings = settle_large_steps(settle_recovered(findings, trace))
+        # ... and what stayed as it was under steps too small to train names the rate.
+        findings = settle_symptoms(settle_small_steps(findings), trace)
         # Last, the loop's own mistakes: a model trained in eval mode, a loss given outputs of
         # the wrong kind, layers the optimizer never steps, gradients never zeroed; and inputs
         # far from unit scale.

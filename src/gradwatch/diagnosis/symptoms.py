@@ -167,7 +167,7 @@ def _collapsed(f: Finding) -> bool:
     return _below(f, "plateau_between_inputs", "collapsed_share")
 
 
-def _stayed(ev: dict[str, object]) -> str:
+def stayed(ev: dict[str, object]) -> str:
     """The loss clause of a message: where the plateau's loss stayed."""
     level = ev.get("plateau_loss")
     return f" stayed near {level:.4g}" if isinstance(level, float) else " stayed flat"
@@ -177,7 +177,7 @@ def _collapsed_representation(f: Finding, trace: Trace | None) -> Finding:
     ev = f.evidence
     message = (
         f"Loss plateau with a collapsed representation: from step "
-        f"{ev.get('plateau_from_step')} the loss{_stayed(ev)} and no other rule found a "
+        f"{ev.get('plateau_from_step')} the loss{stayed(ev)} and no other rule found a "
         f"gradient problem, but the representation the output reads "
         f"('{ev.get('between_inputs_layer')}') is nearly the same for every input: only "
         f"{ev.get('plateau_between_inputs'):.1%} of its variance differs between inputs "
@@ -208,7 +208,7 @@ def _too_small(f: Finding, trace: Trace | None) -> Finding:
     ev = f.evidence
     head = (
         f"Loss plateau with tiny steps: from step {ev.get('plateau_from_step')} the loss"
-        f"{_stayed(ev)}, and no rule found a gradient problem, but each step moves the "
+        f"{stayed(ev)}, and no rule found a gradient problem, but each step moves the "
         f"weights by a median {ev.get('median_update_ratio'):.2g} of their norm (healthy "
         "training is near 1e-3): steps this small barely change the loss"
     )

@@ -17,6 +17,8 @@ steps, 80% of the summed rate), where the same model at a constant rate is still
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ...trace import Trace
@@ -73,7 +75,13 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
     step_size = (
         {}
         if moved is None
-        else {"median_update_ratio": fl(moved), "tiny_update_ratio": th.tiny_update_ratio}
+        else {
+            "median_update_ratio": fl(moved.median),
+            "tiny_update_ratio": th.tiny_update_ratio,
+            # The layer that moved most (small_steps.py: tiny there, no layer trains).
+            "top_update_ratio": fl(moved.most),
+            "top_update_layer": trace.layer_label(moved.most_layer),
+        }
     )
     collapse = plateau_between_inputs(trace, first_step)
     between = (
@@ -147,10 +155,18 @@ def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
 _NEAR_PEAK = 0.5
 
 
-def plateau_step_size(trace: Trace, start_step: int) -> float | None:
-    """The median update ratio of the weight layers over the plateau's sampled rows from
-    ``start_step`` (those at half the peak learning rate or more, where the rate is known):
-    the median over rows of each row's median over the layers. None with fewer than 3 rows."""
+class StepSize(NamedTuple):
+    """How far the weight layers moved per step over a plateau (update ratios)."""
+
+    median: float  # the median over rows of each row's median over the layers
+    most: float  # the largest per-layer median over rows: the layer that moved most
+    most_layer: str  # its name
+
+
+def plateau_step_size(trace: Trace, start_step: int) -> StepSize | None:
+    """The update ratios of the weight layers over the plateau's sampled rows from
+    ``start_step`` (those at half the peak learning rate or more, where the rate is known).
+    None with fewer than 3 rows."""
     steps, ratio = metric_rows(trace, "update_ratio")
     cols = core_layers(trace)
     keep = steps >= start_step
@@ -159,9 +175,14 @@ def plateau_step_size(trace: Trace, start_step: int) -> float | None:
         keep &= lr >= _NEAR_PEAK * float(np.max(lr))
     if int(keep.sum()) < 3 or not len(cols):
         return None
+    rows = ratio[keep][:, cols]
     with quiet_nan():
-        value = float(np.nanmedian(np.nanmedian(ratio[keep][:, cols], axis=1)))
-    return value if np.isfinite(value) else None
+        value = float(np.nanmedian(np.nanmedian(rows, axis=1)))
+        per_layer = np.nanmedian(rows, axis=0)
+    if not np.isfinite(value) or not np.isfinite(per_layer).any():
+        return None
+    top = int(np.nanargmax(per_layer))
+    return StepSize(value, float(per_layer[top]), trace.layers[int(cols[top])].name)
 
 
 def read_out_layer(trace: Trace, measured: np.ndarray) -> int | None:
