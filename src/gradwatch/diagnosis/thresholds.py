@@ -281,7 +281,7 @@ class PoorInitializationThresholds:
     # calculate_gain convention; He et al. 2015; Glorot & Bengio 2010) is mis-scaled ...
     weight_scale_factor: float = 2.0
     # ... and counts once the mis-scaled layers compound to 10x. Measured: healthy corpus
-    # models compound to 1.01, the models built with mis-scaled layers to 190 or more. The
+    # models compound to 1.01-1.02, the models built with mis-scaled layers to 190 or more. The
     # weight scales only name culprits of a measured collapse (or are "info" with no profile
     # recorded): PyTorch's default, 0.41x the He scale, compounds past 10x in any plain or
     # residual net of 3+ layers, most of which train well (issue 12). The measured backward
