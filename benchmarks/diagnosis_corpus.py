@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -533,16 +533,33 @@ DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {
 }
 
 
-def toy_section(names: list[str], seed: int, watch: dict[str, Any] | None = None) -> str:
-    """Run the toy corpus, print its rows and tables; return the docs section."""
+def budget_note(trace: Trace) -> str:
+    """What the overhead budget chose and measured in ``trace`` ("" under the fixed spacing)."""
+    schedule = trace.config.get("schedule")
+    if not isinstance(schedule, dict) or schedule.get("measured_share") is None:
+        return ""
+    return (
+        f"  budget: measured {schedule['measured_share']:.1%} over "
+        f"{schedule.get('steps_measured')} steps, sampled every "
+        f"{schedule.get('sample_spacing')}, gradients every {schedule.get('record_spacing')}"
+    )
+
+
+def toy_section(
+    names: list[str], seed: int, watch: dict[str, Any] | None = None, steps: int | None = None
+) -> str:
+    """Run the toy corpus (each case ``steps`` long where given), print its rows and tables;
+    return the docs section."""
     results: dict[str, list[Finding]] = {}
     times: dict[str, float] = {}
     stats: dict[str, dict[str, float | None]] = {}
     for name in names:
-        trace, findings, secs = run_case(CORPUS[name], seed, watch)
+        case = CORPUS[name] if steps is None else replace(CORPUS[name], steps=steps)
+        trace, findings, secs = run_case(case, seed, watch)
         results[name], times[name] = findings, secs
         stats[name] = margins(trace)
-        print(f"{name:24s} {secs:5.1f} s  " + ", ".join(f"{f.rule}:{f.severity}" for f in findings))
+        fired = ", ".join(f"{f.rule}:{f.severity}" for f in findings)
+        print(f"{name:24s} {secs:5.1f} s  {fired}{budget_note(trace)}")
     table = confusion_table(results)
     print()
     print(table)
@@ -565,8 +582,11 @@ def toy_section(names: list[str], seed: int, watch: dict[str, Any] | None = None
     )
 
 
-def real_section(names: list[str], seed: int, watch: dict[str, Any] | None = None) -> str:
-    """Run the real-architecture corpus (``real_corpus/``), print its tables; docs section."""
+def real_section(
+    names: list[str], seed: int, watch: dict[str, Any] | None = None, steps: int | None = None
+) -> str:
+    """Run the real-architecture corpus (``real_corpus/``; each case ``steps`` long where
+    given), print its tables; return the docs section."""
     import real_corpus
 
     cases = real_corpus.REAL_CORPUS
@@ -575,7 +595,7 @@ def real_section(names: list[str], seed: int, watch: dict[str, Any] | None = Non
     rows = ["| model | kind | independent check | s |", "| --- | --- | --- | --- |"]
     for name in names:
         case = cases[name]
-        run = real_corpus.record(case, seed, watch=watch)
+        run = real_corpus.record(case, seed, watch=watch, steps=steps)
         ok, detail = case.check(run)
         results[name], stats[name] = run.findings, margins(run.trace)
         kind = "healthy" if case.healthy else "broken"
@@ -583,7 +603,10 @@ def real_section(names: list[str], seed: int, watch: dict[str, Any] | None = Non
         cell = f"{verdict}: {detail}".replace("|", "\\|")  # a norm's bars are not columns
         rows.append(f"| {name} | {kind} | {cell} | {run.seconds:.1f} |")
         fired = ", ".join(f"{f.rule}:{f.severity}" for f in run.findings)
-        print(f"{name:30s} {run.seconds:5.1f} s  {verdict} ({detail})\n{'':32s}{fired}")
+        print(
+            f"{name:30s} {run.seconds:5.1f} s  {verdict} ({detail}){budget_note(run.trace)}\n"
+            f"{'':32s}{fired}"
+        )
     table = confusion_table(results, cases)
     checks = "\n".join(rows)
     print()
@@ -621,7 +644,16 @@ def main() -> None:
         help="record under gw.watch's defaults (the overhead budget, whose spacing depends on "
         "this machine's speed) instead of the fixed spacing; not with --write-docs",
     )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train every case this many steps instead of its own (with --budget: how the "
+        "measured share settles over a longer run); not with --write-docs",
+    )
     args = parser.parse_args()
+    if args.steps is not None and (args.write_docs or args.steps < 1):
+        parser.error("--steps takes a positive count, and the docs keep each case's own length")
     if args.budget and args.write_docs:
         parser.error(
             "--budget runs depend on the machine's speed: the docs keep fixed-spacing runs"
@@ -639,7 +671,7 @@ def main() -> None:
         names = [n for n in known if not args.only or n in args.only]
         if names:
             print(f"\n## {corpus} corpus\n")
-            body = section(names, args.seed, watch)
+            body = section(names, args.seed, watch, args.steps)
             if args.write_docs:
                 _docs.replace_block(docs, SCRIPT, body, name=corpus)
                 print(f"\nupdated the {corpus} section of docs/diagnosis.md")
