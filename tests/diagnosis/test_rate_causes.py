@@ -249,6 +249,41 @@ def test_layers_the_loss_graph_does_not_reach_are_told_so_without_remedies(
     assert not [f for f in _encoder_run(None) if f.rule == "unstable_updates"]
 
 
+class _Body(nn.Module):
+    """A body that owns a parameter its forward never uses, beside layers that train (HF
+    XLNet's model owns ``mask_emb``, used only by pretraining's permutation masks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask_emb = nn.Parameter(0.02 * torch.randn(1, 32))
+        self.layers = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def test_a_parameter_a_module_owns_but_never_uses_is_an_info_not_a_cut_graph() -> None:
+    """The body's own ``mask_emb`` gets no gradient while the layers inside the body train:
+    an info naming the parameter (HF XLNet drew the "no gradient ... cuts a layer off the
+    graph" warning live at step 100 and in a 110-step run), not the warning a leaf layer cut
+    off by a ``.detach()`` draws (above)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_Body(), nn.Linear(32, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.randn(256, 8), torch.randint(0, 4, (256,))
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(60):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    (f,) = [f for f in gw.diagnose(w.trace) if f.rule == "unstable_updates"]
+    assert f.severity == "info" and f.layers == ("0",)
+    assert f.evidence["unused_own_parameters"] == {"0": ["mask_emb"]}
+    assert f.message.startswith("Unused parameters: `0.mask_emb`, owned by layer 'L0 0' itself")
+
+
 # ---------------------------------------------------------------- steps larger than the weights
 def _finding(rule: str, severity: str, steps: tuple[int, int], **evidence: object) -> Finding:
     hint = RemedyHint("init_he", "a variance-preserving initialisation")

@@ -103,6 +103,8 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     hot_rows = np.flatnonzero((blocks > th.warn_ratio).any(axis=1))
     high = np.flatnonzero(np.isfinite(med) & (med > th.warn_ratio))
     low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
+    unused = _unused_own(trace, low)
+    low = np.setdiff1d(low, unused)
     if len(low) and _finished(trace, steps[starts[-1] :], th):
         low = low[:0]  # no error left to learn from: stopped because it learned
     if len(low):
@@ -221,8 +223,12 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             if rate:
                 message += said
                 evidence["learning_rate"] = rate
+    if len(unused):
+        evidence["unused_own_parameters"] = {
+            trace.layers[i].name: sorted(trace.layers[i].shapes) for i in unused
+        }
     if len(high) == 0 and len(low) == 0:
-        return None
+        return _unused_finding(trace, unused, evidence) if len(unused) else None
     names_lo = [trace.layers[i].name for i in low]
     severity: Severity
     if len(high):
@@ -369,6 +375,50 @@ def _stalled(
             ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
         ),
     )
+
+
+def _unused_own(trace: Trace, low: np.ndarray) -> np.ndarray:
+    """The layers among ``low`` that received no gradient at any recorded step while a layer
+    inside them did: parameters a module owns itself that the forward does not use (HF
+    XLNet's ``mask_emb``, used only by pretraining's permutation masks, which its model
+    owns beside the layers that train). A leaf layer without a gradient is a graph cut
+    (:func:`_stalled`); these are not."""
+    first, last = int(trace.steps[0]), int(trace.steps[-1])
+    names = trace.layer_names
+    out = []
+    for i in low:
+        name = names[int(i)]
+        inside = [n for n in names if n != name and (not name or n.startswith(name + "."))]
+        if (
+            inside
+            and _without_gradient(trace, [name], (first, last)) == first
+            and _without_gradient(trace, inside, (first, last)) is None
+        ):
+            out.append(int(i))
+    return np.asarray(out, dtype=np.int64)
+
+
+def _unused_finding(trace: Trace, unused: np.ndarray, evidence: dict[str, object]) -> Finding:
+    """The info that parameters a module owns itself never received a gradient."""
+    names = [trace.layers[int(i)].name for i in unused]
+    owned = [
+        f"{trace.layers[int(i)].name}.{p}" if trace.layers[int(i)].name else p
+        for i in unused
+        for p in sorted(trace.layers[int(i)].shapes)
+    ]
+    more = f" and {len(owned) - 4} more" if len(owned) > 4 else ""
+    shown = ", ".join(f"`{p}`" for p in owned[:4]) + more
+    message = (
+        f"Unused parameters: {shown}, owned by layer {trace.layer_label(names[0])!r} itself, "
+        "received no gradient at any recorded step while the layers inside it trained: the "
+        "forward does not use them. An embedding kept for another mode is unused by design "
+        "(HF XLNet's `mask_emb`, for pretraining's permutation masks): freeze it "
+        "(`requires_grad_(False)`) to say so (under DDP an unused parameter needs "
+        "`find_unused_parameters=True` unless frozen); otherwise the forward skips a "
+        "parameter it was meant to use."
+    )
+    steps = (int(trace.steps[0]), int(trace.steps[-1]))
+    return Finding(RULE, "info", tuple(names), steps, evidence, message)
 
 
 def _without_gradient(trace: Trace, names: list[str], span: tuple[int, int]) -> int | None:
