@@ -57,6 +57,7 @@ from .._loop import clipping_active
 from .._loss import LossResponse, learning_rows, loss_response, no_loss_reference
 from .._trend import mann_kendall_z
 from ..finding import Finding, RemedyHint, Severity
+from ..no_gradient import unused_finding, unused_own, without_gradient
 from ..rates import WARM_START_SHARE, learning_rate_at, started_cold
 from ..thresholds import UnstableUpdatesThresholds
 
@@ -103,7 +104,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
     hot_rows = np.flatnonzero((blocks > th.warn_ratio).any(axis=1))
     high = np.flatnonzero(np.isfinite(med) & (med > th.warn_ratio))
     low = np.flatnonzero(np.isfinite(last) & (last < th.small_ratio))
-    unused = _unused_own(trace, low)
+    unused = unused_own(trace, low)
     low = np.setdiff1d(low, unused)
     if len(low) and _finished(trace, steps[starts[-1] :], th):
         low = low[:0]  # no error left to learn from: stopped because it learned
@@ -228,7 +229,7 @@ def check(trace: Trace, th: UnstableUpdatesThresholds) -> Finding | None:
             trace.layers[i].name: sorted(trace.layers[i].shapes) for i in unused
         }
     if len(high) == 0 and len(low) == 0:
-        return _unused_finding(trace, unused, evidence) if len(unused) else None
+        return unused_finding(trace, unused, evidence) if len(unused) else None
     names_lo = [trace.layers[i].name for i in low]
     severity: Severity
     if len(high):
@@ -317,7 +318,7 @@ def _stalled(
         f"Unstable updates: the weights of layer {trace.layer_label(names[0])!r} change by "
         f"less than {th.small_ratio:g} of their norm per step"
     )
-    since = _without_gradient(trace, names, span)
+    since = without_gradient(trace, names, span)
     if since is not None:
         # Not a gradient lost on the way: none was made. No structural remedy reaches a
         # layer the loss does not depend on.
@@ -375,68 +376,6 @@ def _stalled(
             ("init_he", "a variance-preserving initialisation keeps the per-layer gain near 1"),
         ),
     )
-
-
-def _unused_own(trace: Trace, low: np.ndarray) -> np.ndarray:
-    """The layers among ``low`` that received no gradient at any recorded step while a layer
-    inside them did: parameters a module owns itself that the forward does not use (HF
-    XLNet's ``mask_emb``, used only by pretraining's permutation masks, which its model
-    owns beside the layers that train). A leaf layer without a gradient is a graph cut
-    (:func:`_stalled`); these are not."""
-    first, last = int(trace.steps[0]), int(trace.steps[-1])
-    names = trace.layer_names
-    out = []
-    for i in low:
-        name = names[int(i)]
-        inside = [n for n in names if n != name and (not name or n.startswith(name + "."))]
-        if (
-            inside
-            and _without_gradient(trace, [name], (first, last)) == first
-            and _without_gradient(trace, inside, (first, last)) is None
-        ):
-            out.append(int(i))
-    return np.asarray(out, dtype=np.int64)
-
-
-def _unused_finding(trace: Trace, unused: np.ndarray, evidence: dict[str, object]) -> Finding:
-    """The info that parameters a module owns itself never received a gradient."""
-    names = [trace.layers[int(i)].name for i in unused]
-    owned = [
-        f"{trace.layers[int(i)].name}.{p}" if trace.layers[int(i)].name else p
-        for i in unused
-        for p in sorted(trace.layers[int(i)].shapes)
-    ]
-    more = f" and {len(owned) - 4} more" if len(owned) > 4 else ""
-    shown = ", ".join(f"`{p}`" for p in owned[:4]) + more
-    message = (
-        f"Unused parameters: {shown}, owned by layer {trace.layer_label(names[0])!r} itself, "
-        "received no gradient at any recorded step while the layers inside it trained: the "
-        "forward does not use them. An embedding kept for another mode is unused by design "
-        "(HF XLNet's `mask_emb`, for pretraining's permutation masks): freeze it "
-        "(`requires_grad_(False)`) to say so (under DDP an unused parameter needs "
-        "`find_unused_parameters=True` unless frozen); otherwise the forward skips a "
-        "parameter it was meant to use."
-    )
-    steps = (int(trace.steps[0]), int(trace.steps[-1]))
-    return Finding(RULE, "info", tuple(names), steps, evidence, message)
-
-
-def _without_gradient(trace: Trace, names: list[str], span: tuple[int, int]) -> int | None:
-    """The first step of the stretch, up to the end of ``span``, in which no layer of
-    ``names`` had a gradient (``.grad`` None: ``grad_norm`` and ``nonfinite`` both missing,
-    where a non-finite gradient is counted) at any step that recorded gradients; None where
-    one had a gradient inside ``span`` or no step there recorded gradients."""
-    steps, norms = metric_rows(trace, "grad_norm")
-    count_steps, counts = metric_rows(trace, "nonfinite")
-    upto = steps <= span[1]
-    if not (upto & (steps >= span[0])).any() or not np.array_equal(steps, count_steps):
-        return None
-    columns = [trace.layer_names.index(name) for name in names]
-    had = ~(np.isnan(norms[upto][:, columns]) & np.isnan(counts[upto][:, columns])).all(axis=1)
-    last_with = np.flatnonzero(had)
-    start = int(last_with[-1]) + 1 if len(last_with) else 0
-    rows = steps[upto]
-    return int(rows[start]) if start < len(rows) and rows[start] <= span[0] else None
 
 
 def _decayed_rate(
