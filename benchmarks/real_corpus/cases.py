@@ -505,7 +505,7 @@ def record(
 
     ``warmup`` > 0 adds the ``lr_warmup`` remedy over that many steps (the scheduler steps
     after the optimizer); None takes the case's own (``Case.warmup``). ``lr_factor`` adds
-    the ``lower_lr`` remedy with that factor. ``remedy`` applies that model remedy (an id
+    the ``lower_lr`` remedy with that factor (``raise_lr`` for a factor above 1). ``remedy`` applies that model remedy (an id
     of :data:`gradwatch.remedies.REMEDIES` whose only need is the model) before training,
     with a fresh optimizer of the case's kind and settings. ``steps`` replaces the case's
     own count. ``watch``: the recording options (default: the fixed spacing,
@@ -549,7 +549,12 @@ def _record(
     schedulers = []
     if lr_factor is not None:
         schedulers.append(
-            gw.remedies.apply(setup.model, "lower_lr", optimizer=setup.optimizer, factor=lr_factor)
+            gw.remedies.apply(
+                setup.model,
+                "raise_lr" if lr_factor > 1 else "lower_lr",
+                optimizer=setup.optimizer,
+                factor=lr_factor,
+            )
         )
     if warmup:
         schedulers.append(gw.remedies.lr_warmup(setup.optimizer, warmup))

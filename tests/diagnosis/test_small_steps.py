@@ -35,14 +35,16 @@ def _vanishing(**evidence: Any) -> Finding:
 
 def test_every_layer_tiny_names_the_rate_in_every_alarm() -> None:
     """Even the layer that moves most under 1e-4: the plateau names the rate, the vanishing
-    gradient is told to raise it first and loses the remedies that lower it."""
+    gradient is told to raise it first; both get raise_lr first, and the remedies that lower
+    the rate go."""
     vanishing, plateau = settle_small_steps([_vanishing(), _plateau(4.1e-6)])
     assert plateau.evidence["cause"] == "tiny_steps_everywhere"
     assert "L5 encoder.value, moves a median 4.1e-06 of its norm" in plateau.message
     assert "The other findings (vanishing_gradient)" in plateau.message
-    assert plateau.remedies == ()
+    assert [h.id for h in plateau.remedies] == ["raise_lr"]
     assert vanishing.message.startswith("Vanishing gradient: ... Every layer's steps are tiny")
-    assert [h.id for h in vanishing.remedies] == ["residual", "init_he"]
+    assert "so raise the rate (raise_lr) before trying the others" in vanishing.message
+    assert [h.id for h in vanishing.remedies] == ["raise_lr", "residual", "init_he"]
     assert vanishing.evidence["tiny_steps_everywhere"] is True
 
 

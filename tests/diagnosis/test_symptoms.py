@@ -85,12 +85,12 @@ def test_a_plateau_from_the_start_stays_a_warning() -> None:
 
 def test_a_plateau_with_tiny_steps_names_the_learning_rate() -> None:
     """From the start, the weights move a median 1e-5 of their norm per step (healthy is
-    ~1e-3): with no gradient finding, the learning rate is the suspect, a warning without
-    structural remedies; at 1e-3 it is not. After learning, small steps may be a model near
+    ~1e-3): with no gradient finding, the learning rate is the suspect, a warning with
+    raise_lr and no structural remedy; at 1e-3 it is not. After learning, small steps may be a model near
     its optimum under SGD: info, as any plateau after learning."""
     loss = 2.3 + 0.001 * np.sin(np.arange(N))
     f = _plateau(gw.diagnose(_trace(loss, update_ratio=1e-5)))
-    assert f.severity == "warning" and f.remedies == ()
+    assert f.severity == "warning" and [h.id for h in f.remedies] == ["raise_lr"]
     assert f.evidence["cause"] == "tiny_steps"
     assert f.evidence["median_update_ratio"] == 1e-5
     assert f.evidence["tiny_update_ratio"] == 1e-4

@@ -119,7 +119,9 @@ def test_lower_rate_remedy_in_a_lab_run(tmp_path: Path) -> None:
     half = {"lower_lr": {"factor": 0.5}}
     run(_cfg(lr=0.1, remedies=("lower_lr",), remedy_options=half), tmp_path / "h")
     np.testing.assert_allclose(gw.load(tmp_path / "h").scalar("optimizer_lr"), 0.05, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"remedy_options.lower_lr.factor to be a number in"):
+    with pytest.raises(
+        ValueError, match=r"remedy_options.lower_lr.factor to be a finite number in"
+    ):
         run(
             _cfg(remedies=("lower_lr",), remedy_options={"lower_lr": {"factor": 2}}), tmp_path / "x"
         )

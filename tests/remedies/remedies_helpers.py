@@ -57,7 +57,7 @@ def remedy_case(remedy: str) -> tuple[nn.Module, dict[str, object], torch.Tensor
     }.get(remedy, {})
     act = nn.Tanh if remedy == "sigmoid" else nn.Sigmoid
     model = make_mlp(depth=5, width=8, d_in=5, act=act)
-    if remedy in ("lr_warmup", "lower_lr"):  # a scheduler on the optimizer of the model
+    if remedy in ("lr_warmup", "lower_lr", "raise_lr"):  # a scheduler on the optimizer of the model
         opts = {"optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3)}
     return model, opts, x
 

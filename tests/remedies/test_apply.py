@@ -10,7 +10,7 @@ from remedies_helpers import make_mlp, remedy_case, same_state, snapshot
 from torch import nn
 
 from gradwatch.diagnosis import REMEDY_IDS
-from gradwatch.remedies import REMEDIES, GradientClipper, apply, lower_lr, lr_warmup
+from gradwatch.remedies import REMEDIES, GradientClipper, apply, lower_lr, lr_warmup, raise_lr
 
 
 @pytest.mark.parametrize("remedy", REMEDY_IDS)
@@ -60,12 +60,16 @@ def test_unknown_id_and_missing_data_are_clear_errors() -> None:
 
 @pytest.mark.parametrize(
     ("remedy", "make", "options"),
-    [("lr_warmup", lr_warmup, {"steps": 3}), ("lower_lr", lower_lr, {})],
+    [
+        ("lr_warmup", lr_warmup, {"steps": 3}),
+        ("lower_lr", lower_lr, {}),
+        ("raise_lr", raise_lr, {}),
+    ],
 )
 def test_a_scheduler_remedy_refuses_an_optimizer_of_another_model_or_none(
     remedy: str, make: Callable[..., object], options: dict[str, object]
 ) -> None:
-    """lr_warmup and lower_lr work on the optimizer that trains the model: another model's is
+    """lr_warmup, lower_lr and raise_lr work on the optimizer that trains the model: another model's is
     refused before its rate is touched, a missing one names the option, and the functions
     themselves refuse what is not an optimizer."""
     model = make_mlp()

@@ -50,6 +50,7 @@ def test_declared_defaults_match_the_documented_ones() -> None:
     assert REMEDIES["clip_adaptive"].options["clip_factor"] == 0.01
     assert REMEDIES["faster_hardware"].options == {"device": None}
     assert dict(REMEDIES["lower_lr"].options) == {"optimizer": REQUIRED, "factor": 0.1}
+    assert dict(REMEDIES["raise_lr"].options) == {"optimizer": REQUIRED, "factor": 10.0}
     assert dict(REMEDIES["relu"].options) == {"include_output": False, "rewrite_functional": False}
     required = {rid: r.required for rid, r in REMEDIES.items() if r.required}
     assert required == {
@@ -59,6 +60,7 @@ def test_declared_defaults_match_the_documented_ones() -> None:
         "clip_value": ("clip_value",),
         "lr_warmup": ("optimizer",),
         "lower_lr": ("optimizer",),
+        "raise_lr": ("optimizer",),
     }
 
 

@@ -51,7 +51,7 @@ def _trainer_setting(
     ``peak_rate``: the run's peak learning rate, where the trace has it."""
     limit = options.get("max_norm")
     value = f"{limit:.4g}" if isinstance(limit, float) else "..."
-    if remedy == "lower_lr" and framework in ("transformers", "lightning"):
+    if remedy in ("lower_lr", "raise_lr") and framework in ("transformers", "lightning"):
         factor = options["factor"]
         rate = f"{peak_rate * factor:.3g}" if peak_rate else f"<your rate x {factor:g}>"
         if framework == "transformers":

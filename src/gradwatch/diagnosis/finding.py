@@ -61,6 +61,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "clip_adaptive",
     "lr_warmup",
     "lower_lr",
+    "raise_lr",
     "reduce_depth",
     "faster_hardware",
 )

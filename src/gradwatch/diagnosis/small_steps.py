@@ -7,7 +7,7 @@ step that changes the loss. Under a rate this low, what the other rules measure 
 stays as it was: a gradient that vanishes through depth at initialisation, which training at
 a working rate outgrows, is never outgrown. Their structural remedies would be retrained at
 the same rate and meet the same tiny steps, and ``lr_warmup`` or ``lower_lr`` would make the
-steps smaller still.
+steps smaller still: every alarm gets ``raise_lr`` first, without those two.
 
 Measured (CPU, one thread, 200 steps, seed 0, random init): HF DeBERTa-v2 (2 layers, width
 64) classifying which of two stdlib files a window comes from, under AdamW. At 1e-3 the loss
@@ -31,6 +31,7 @@ this tight is rare and the rate is still named).
 from __future__ import annotations
 
 from .finding import Finding, is_alarm, settled
+from .rules.loss_plateau import RAISE_RATE
 from .symptoms import stayed
 
 #: The symptom whose evidence carries the step sizes over the plateau.
@@ -42,8 +43,9 @@ LOWER_THE_RATE = frozenset({"lower_lr", "lr_warmup"})
 
 def settle_small_steps(findings: list[Finding]) -> list[Finding]:
     """``findings`` with a loss plateau from the start whose every layer's steps were tiny
-    told that the learning rate is too low, and every other alarm told so too, without the
-    remedies that lower the rate; unchanged otherwise (a plateau alone is ``symptoms``')."""
+    told that the learning rate is too low, and every other alarm told so too, each with
+    ``raise_lr`` first and without the remedies that lower the rate; unchanged otherwise (a
+    plateau alone is ``symptoms``')."""
     plateau = next((f for f in findings if f.rule == SYMPTOM and is_alarm(f)), None)
     if plateau is None or not _every_step_tiny(plateau):
         return findings
@@ -71,14 +73,14 @@ def settle_small_steps(findings: list[Finding]) -> list[Finding]:
                 f"for this model. The other findings ({rules}) describe the model at its "
                 "start, which training at a working rate may outgrow: raise the rate first."
             )
-            f = settled(f, message, cause="tiny_steps_everywhere")
+            f = settled(f, message, cause="tiny_steps_everywhere", remedies=RAISE_RATE)
         elif is_alarm(f):
             message = (
                 f"{f.message} Every layer's steps are tiny: {moved}. At this learning rate "
-                "no layer trains, so raise the rate before trying the remedies below."
+                "no layer trains, so raise the rate (raise_lr) before trying the others."
             )
-            kept = tuple(h for h in f.remedies if h.id not in LOWER_THE_RATE)
-            f = settled(f, message, remedies=kept, tiny_steps_everywhere=True)
+            kept = tuple(h for h in f.remedies if h.id not in LOWER_THE_RATE | {"raise_lr"})
+            f = settled(f, message, remedies=RAISE_RATE + kept, tiny_steps_everywhere=True)
         out.append(f)
     return out
 

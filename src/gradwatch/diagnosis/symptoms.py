@@ -16,7 +16,8 @@ whatever else was found; so does one beside a gradient finding (every broken cor
 
 Two plateaus from the first window have no cause among the rules and are told so, as
 warnings without the structural remedies. One has steps too small to train: the weights move
-a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over the plateau. HF
+a median update ratio under ``loss_plateau.tiny_update_ratio`` (1e-4) over the plateau, and
+gets ``raise_lr`` (with a factor ``gw.prescribe`` reads off the steps). HF
 GPT-2 at AdamW 1e-6 moved a median 6e-5 of its norm per step and its loss went 5.38 -> 5.32
 in 200 steps; an HF ResNet at SGD 1e-5 moved 2.5e-6 and stayed at 2.40. Where the user's
 gradient clipping scaled the median gradient over the plateau by under :data:`TIGHT_CLIP`,
@@ -55,7 +56,7 @@ from ._loop import clip_scale
 from .finding import Finding, alarms_besides, settled
 from .loss_input import loss_input_sentence
 from .probability_floor import FLOOR_MARGIN, at_probability_floor
-from .rules.loss_plateau import LOWER_RATE
+from .rules.loss_plateau import LOWER_RATE, RAISE_RATE
 from .trained_start import trained_start_clause
 
 if TYPE_CHECKING:
@@ -215,9 +216,8 @@ def _too_small(f: Finding, trace: Trace | None) -> Finding:
     clip = _tight_clip(f, trace)
     if clip is None:
         message = f"{head}, so the learning rate is likely too low for this model."
-        # No remedy of the catalogue raises a rate; residual paths or an activation would not
-        # help.
-        return settled(f, message, cause="tiny_steps")
+        # A higher rate, not residual paths or an activation.
+        return settled(f, message, cause="tiny_steps", remedies=RAISE_RATE)
     coef, norm = clip
     usual = f" (its median here: {norm:.2g})" if np.isfinite(norm) else ""
     message = (

@@ -138,12 +138,13 @@ class RunConfig:
                 "the default length, 2 / (1 - beta2), exists only for adam; set it, e.g. "
                 f"steps = {max(1, self.steps // 10)} (a tenth of the run)"
             )
-        if "lower_lr" in self.remedies:
-            factor = options_for("lower_lr", self.remedy_options)["factor"]
-            try:
-                check_factor(factor, "remedy_options.lower_lr.factor")
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        for scaled in ("lower_lr", "raise_lr"):
+            if scaled in self.remedies:
+                factor = options_for(scaled, self.remedy_options)["factor"]
+                try:
+                    check_factor(factor, f"remedy_options.{scaled}.factor", remedy=scaled)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
         for rid in self.remedy_options:
             if rid not in self.remedies:
                 raise ConfigError(

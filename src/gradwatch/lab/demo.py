@@ -113,6 +113,7 @@ def _label(remedies: tuple[str, ...]) -> str:
         "clip_adaptive": "adaptive clipping (AGC)",
         "lr_warmup": "learning-rate warm-up",
         "lower_lr": "lower learning rate",
+        "raise_lr": "higher learning rate",
     }
     return " + ".join(names.get(r, r) for r in remedies)
 

@@ -84,6 +84,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "lr_warmup": {"steps": None},
     # factor 0.1: a decade, the classic first try (gradwatch.remedies.lower_lr).
     "lower_lr": {"factor": 0.1},
+    # factor 10: a decade up, the mirror of lower_lr's first try (gw.prescribe reads the
+    # factor off a trace's steps instead: gradwatch.remedies.lower_lr.suggest_raise).
+    "raise_lr": {"factor": 10.0},
     # depth None: a quarter of the layers, at least 2 (20 sigmoid layers -> 5).
     "reduce_depth": {"depth": None},
     # Greedy autoencoder pretraining (Bengio et al., 2007): a few hundred small steps per layer.

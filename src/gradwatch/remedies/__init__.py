@@ -54,7 +54,7 @@ from .init import (
     init_orthogonal_,
     init_xavier_,
 )
-from .lower_lr import lower_lr
+from .lower_lr import lower_lr, raise_lr
 from .lsuv import init_lsuv_
 from .normalization import insert_batchnorm, insert_layernorm, insert_norm
 from .prescribe import Prescription, applicability, prescribe
@@ -112,6 +112,7 @@ __all__ = [
     "norm_types",
     "prescribe",
     "pretrain_layerwise",
+    "raise_lr",
     "reduce_depth",
     "replace_rnn",
     "suggest_max_norm",

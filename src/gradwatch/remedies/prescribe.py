@@ -164,12 +164,18 @@ def applicability(model: nn.Module, remedy: str) -> tuple[bool, str | None]:
 def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     """The options the caller must pass (marked ``"<required>"``, from the registry), with
     ``max_norm`` of ``clip_norm`` suggested from the trace where it can be, and the factor
-    of ``lower_lr`` (its default: the one setting that says what the remedy does)."""
+    of ``lower_lr`` (its default: the one setting that says what the remedy does), and that
+    of ``raise_lr`` read off the trace's steps (:func:`~.lower_lr.suggest_raise`), else its
+    default."""
     from .registry import REMEDIES, REQUIRED
 
     options: dict[str, Any] = dict.fromkeys(REMEDIES[remedy].required, REQUIRED)
-    if remedy == "lower_lr":
+    if remedy in ("lower_lr", "raise_lr"):
         options["factor"] = REMEDIES[remedy].options["factor"]
+    if remedy == "raise_lr" and trace is not None:
+        from .lower_lr import suggest_raise
+
+        options["factor"] = suggest_raise(trace) or options["factor"]
     if remedy == "clip_norm" and trace is not None and trace.has_scalar("global_grad_norm"):
         from .clipping import suggest_max_norm
 

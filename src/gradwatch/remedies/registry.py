@@ -41,7 +41,7 @@ from .init import (
     init_orthogonal_,
     init_xavier_,
 )
-from .lower_lr import lower_lr
+from .lower_lr import lower_lr, raise_lr
 from .lsuv import init_lsuv_
 from .normalization import NormKind, insert_norm
 from .pretraining import pretrain_layerwise
@@ -361,6 +361,14 @@ _ALL: tuple[Remedy, ...] = (
         (_OPTIMIZER,),
     ),
     Remedy(
+        "raise_lr",
+        "multiply every learning rate by factor (above 1) from now on (a scheduler)",
+        "scheduler",
+        _scheduler("raise_lr", raise_lr),
+        {"optimizer": REQUIRED, **_defaults(raise_lr, "factor")},
+        (_OPTIMIZER,),
+    ),
+    Remedy(
         "reduce_depth",
         "drop the middle shape-preserving blocks of the deepest nn.Sequential stack",
         "model",
@@ -401,7 +409,8 @@ def apply(
     ``"clip_norm"`` (needs ``max_norm=``), ``"clip_value"`` (needs ``clip_value=``) and
     ``"clip_adaptive"`` return a :class:`GradientClipper` over the model's parameters,
     attached to ``optimizer=`` when given (and logging into ``watch=``). ``"lr_warmup"``
-    (needs ``optimizer=``; ``steps=``) and ``"lower_lr"`` (needs ``optimizer=``; ``factor=``)
+    (needs ``optimizer=``; ``steps=``), ``"lower_lr"`` and ``"raise_lr"`` (need ``optimizer=``;
+    ``factor=``)
     return a learning-rate scheduler on that optimizer: call its ``step()`` after each
     ``optimizer.step()``. Every remedy's options and defaults
     are in :data:`REMEDIES`.

@@ -35,6 +35,14 @@ RULE = "loss_plateau"
 LOWER_RATE = hints(
     ("lower_lr", "a lower learning rate takes smaller steps at this stage of training")
 )
+#: Steps too small to train: a higher rate (``symptoms`` and ``small_steps`` name it).
+RAISE_RATE = hints(
+    (
+        "raise_lr",
+        "steps this small barely change the loss, and they grow with the rate (gw.prescribe "
+        "reads the factor off the steps: the power of ten that brings them to healthy sizes)",
+    )
+)
 
 
 def check(trace: Trace, th: LossPlateauThresholds) -> Finding | None:
