@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from .finding import Finding, is_alarm, settled
 from .rules.loss_plateau import RAISE_RATE
-from .symptoms import stayed
+from .symptoms import learned_first, stayed
 
 #: The symptom whose evidence carries the step sizes over the plateau.
 SYMPTOM = "loss_plateau"
@@ -88,8 +88,6 @@ def settle_small_steps(findings: list[Finding]) -> list[Finding]:
 def _every_step_tiny(f: Finding) -> bool:
     """Whether the plateau starts with the run and even its layer that moved most moved
     less per step than the rule's ``tiny_update_ratio``."""
-    ev = f.evidence
-    windows, plateau = ev.get("windows"), ev.get("plateau_windows")
-    from_start = isinstance(windows, int) and isinstance(plateau, int) and plateau >= windows
-    top, tiny = ev.get("top_update_ratio"), ev.get("tiny_update_ratio")
-    return from_start and isinstance(top, float) and isinstance(tiny, float) and top < tiny
+    top, tiny = f.evidence.get("top_update_ratio"), f.evidence.get("tiny_update_ratio")
+    tiny_everywhere = isinstance(top, float) and isinstance(tiny, float) and top < tiny
+    return tiny_everywhere and not learned_first(f)

@@ -103,7 +103,7 @@ def settle_symptoms(findings: list[Finding], trace: Trace | None = None) -> list
                 f = _rising(f)
             elif _collapsed(f):
                 f = _collapsed_representation(f, trace)
-            elif _learned_first(f):
+            elif learned_first(f):
                 f = _at_floor(f, trace) or _wrong_loss_input(f, trace) or _unexplained(f)
             elif _tiny_steps(f):
                 f = _too_small(f, trace)
@@ -311,7 +311,7 @@ def learned_plateau(f: Finding, trace: Trace | None) -> bool:
     )
 
 
-def _learned_first(f: Finding) -> bool:
+def learned_first(f: Finding) -> bool:
     """Whether the plateau starts after the first loss window (the loss improved first)."""
     ev = f.evidence
     windows, plateau = ev.get("windows"), ev.get("plateau_windows")
