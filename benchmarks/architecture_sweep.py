@@ -13,8 +13,9 @@ corpus's ``learns()`` (the last 20 losses under 0.7 x the first 5); a healthy ar
 that learns must draw no warning.
 
 Run: ``PYTHONPATH=src python benchmarks/architecture_sweep.py [--only NAME ...]
-[--write-docs]`` (about five minutes on one core). ``--write-docs`` writes the table into
-docs/diagnosis.md's generated block (benchmarks/_docs.py).
+[--write-docs | --budget]`` (about five minutes on one core). ``--write-docs`` writes the
+table into docs/diagnosis.md's generated block (benchmarks/_docs.py); ``--budget`` records
+under ``gw.watch``'s defaults instead and prints the share of step time each run spent.
 """
 
 from __future__ import annotations
@@ -412,14 +413,15 @@ ARCHITECTURES: dict[str, tuple[str, Build]] = {
 }
 
 
-def sweep(names: list[str]) -> list[list[str]]:
-    """Train each architecture; print and return its table row."""
+def sweep(names: list[str], budget: bool = False) -> list[list[str]]:
+    """Train each architecture (under ``gw.watch``'s overhead budget when ``budget``, which
+    also prints the share it measured); print and return its table row."""
     rows = []
     for name in names:
         kind, build = ARCHITECTURES[name]
         case = Case(name, kind, build, learns(), healthy=True)
         t0 = time.perf_counter()
-        run = record(case)
+        run = record(case, watch={} if budget else None)
         ok, detail = case.check(run)
         alarms = [f"{f.rule}:{f.severity}" for f in run.findings if f.severity != "info"]
         infos = [f.rule for f in run.findings if f.severity == "info"]
@@ -427,7 +429,10 @@ def sweep(names: list[str]) -> list[list[str]]:
         verdict = ("learns: " if ok else "learns slowly: ") + detail.split(" (")[0]
         row = [name, kind, verdict, ", ".join(alarms) or "none", ", ".join(infos) or "-"]
         rows.append([*row, f"{seconds:.1f}"])
-        print(f"{name:16s} {seconds:5.1f} s  {verdict}  alarms: {row[3]}  info: {row[4]}")
+        schedule = run.trace.config.get("schedule") or {}
+        share = schedule.get("measured_share")
+        spent = f"  measured share {share:.1%}" if isinstance(share, float) else ""
+        print(f"{name:16s} {seconds:5.1f} s  {verdict}  alarms: {row[3]}  info: {row[4]}{spent}")
     return rows
 
 
@@ -435,11 +440,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(ARCHITECTURES), default=None)
     parser.add_argument("--write-docs", action="store_true", help="update docs/diagnosis.md")
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="record under gw.watch's defaults (the overhead budget: its spacing depends on "
+        "this machine's speed) and print the share it measured; not with --write-docs",
+    )
     args = parser.parse_args()
+    if args.budget and args.write_docs:
+        parser.error("--budget runs depend on the machine's speed: the docs keep fixed spacing")
     names = args.only or list(ARCHITECTURES)
     if args.write_docs and args.only:
         parser.error("--write-docs writes the whole table: run every architecture")
-    rows = sweep(names)
+    rows = sweep(names, args.budget)
     if args.write_docs:
         learned = sum(1 for r in rows if r[2].startswith("learns:"))
         quiet = sum(1 for r in rows if r[3] == "none")
