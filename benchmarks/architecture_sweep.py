@@ -13,7 +13,8 @@ corpus's ``learns()`` (the last 20 losses under 0.7 x the first 5); a healthy ar
 that learns must draw no warning.
 
 Run: ``PYTHONPATH=src python benchmarks/architecture_sweep.py [--only NAME ...]
-[--write-docs | --budget]`` (about five minutes on one core). ``--write-docs`` writes the
+[--write-docs | --budget] [--layers N]`` (about five minutes on one core; ``--layers 12``
+builds the transformers 12 layers deep, about fifteen). ``--write-docs`` writes the
 table into docs/diagnosis.md's generated block (benchmarks/_docs.py); ``--budget`` records
 under ``gw.watch``'s defaults instead and prints the share of step time each run spent.
 """
@@ -24,6 +25,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,8 @@ SCRIPT = "benchmarks/architecture_sweep.py"
 COLUMNS = ("architecture", "kind", "independent check", "warnings and criticals", "infos", "s")
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
 
-Build = Callable[[int], Setup]
+#: (seed, layers or None for the config's own depth) -> the set-up.
+Build = Callable[[int, int | None], Setup]
 
 
 def _transformers() -> Any:
@@ -49,12 +52,24 @@ def _transformers() -> Any:
     return transformers
 
 
+#: The config keys that hold a transformer's depth, by library family.
+_DEPTH_KEYS = ("num_hidden_layers", "n_layer", "n_layers")
+
+
+def _at_depth(cfg: dict[str, Any], layers: int | None) -> dict[str, Any]:
+    """``cfg`` with its depth key set to ``layers`` (unchanged when None, or for a config
+    whose depth is per stage, a CNN's ``depths``)."""
+    if layers is None:
+        return cfg
+    return {k: (layers if k in _DEPTH_KEYS else v) for k, v in cfg.items()}
+
+
 def lm(config: str, model: str, **cfg: Any) -> Build:
     """A causal LM from ``transformers.<config>(**cfg)`` on 64-byte stdlib windows."""
 
-    def build(seed: int) -> Setup:
+    def build(seed: int, layers: int | None) -> Setup:
         t = _transformers()
-        m = getattr(t, model)(getattr(t, config)(**cfg))
+        m = getattr(t, model)(getattr(t, config)(**_at_depth(cfg, layers)))
         return Setup(m, torch.optim.AdamW(m.parameters(), lr=1e-3), byte_windows(64, seed))
 
     return build
@@ -63,10 +78,11 @@ def lm(config: str, model: str, **cfg: Any) -> Build:
 def encoder(config: str, model: str, **cfg: Any) -> Build:
     """A sequence classifier on which of two stdlib files a 48-byte window comes from."""
 
-    def build(seed: int) -> Setup:
+    def build(seed: int, layers: int | None) -> Setup:
         t = _transformers()
         cls = getattr(t, model)
-        return hf_classifier(cls, getattr(t, config)(**cfg), 2, which_file_windows(48, seed))
+        conf = getattr(t, config)(**_at_depth(cfg, layers))
+        return hf_classifier(cls, conf, 2, which_file_windows(48, seed))
 
     return build
 
@@ -74,9 +90,9 @@ def encoder(config: str, model: str, **cfg: Any) -> Build:
 def vision(config: str, model: str, **cfg: Any) -> Build:
     """An image classifier on 32 x 32 digits (10 classes), called with ``pixel_values``."""
 
-    def build(seed: int) -> Setup:
+    def build(seed: int, layers: int | None) -> Setup:
         t = _transformers()
-        conf = getattr(t, config)(**cfg)
+        conf = getattr(t, config)(**_at_depth(cfg, layers))
         conf.num_labels = 10
         m = getattr(t, model)(conf)
         opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
@@ -413,13 +429,14 @@ ARCHITECTURES: dict[str, tuple[str, Build]] = {
 }
 
 
-def sweep(names: list[str], budget: bool = False) -> list[list[str]]:
+def sweep(names: list[str], budget: bool = False, layers: int | None = None) -> list[list[str]]:
     """Train each architecture (under ``gw.watch``'s overhead budget when ``budget``, which
-    also prints the share it measured); print and return its table row."""
+    also prints the share it measured; ``layers`` deep where given); print and return its
+    table row."""
     rows = []
     for name in names:
         kind, build = ARCHITECTURES[name]
-        case = Case(name, kind, build, learns(), healthy=True)
+        case = Case(name, kind, partial(build, layers=layers), learns(), healthy=True)
         t0 = time.perf_counter()
         run = record(case, watch={} if budget else None)
         ok, detail = case.check(run)
@@ -446,13 +463,22 @@ def main() -> None:
         help="record under gw.watch's defaults (the overhead budget: its spacing depends on "
         "this machine's speed) and print the share it measured; not with --write-docs",
     )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="build every transformer at this many layers instead of 2 (CNNs, whose depth "
+        "is per stage, keep theirs); not with --write-docs",
+    )
     args = parser.parse_args()
+    if args.layers is not None and (args.write_docs or args.layers < 1):
+        parser.error("--layers takes a positive count, and the docs keep the 2-layer table")
     if args.budget and args.write_docs:
         parser.error("--budget runs depend on the machine's speed: the docs keep fixed spacing")
     names = args.only or list(ARCHITECTURES)
     if args.write_docs and args.only:
         parser.error("--write-docs writes the whole table: run every architecture")
-    rows = sweep(names, args.budget)
+    rows = sweep(names, args.budget, args.layers)
     if args.write_docs:
         learned = sum(1 for r in rows if r[2].startswith("learns:"))
         quiet = sum(1 for r in rows if r[3] == "none")
