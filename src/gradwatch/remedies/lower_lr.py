@@ -55,7 +55,7 @@ class ScaledLR(LRScheduler):
         self.factor = float(factor)
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list[float | torch.Tensor]:
         scale = self.factor if self.last_epoch == 0 else 1.0
         return [float(group["lr"]) * scale for group in self.optimizer.param_groups]
 
