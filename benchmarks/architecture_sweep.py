@@ -467,8 +467,8 @@ def main() -> None:
         "--layers",
         type=int,
         default=None,
-        help="build every transformer at this many layers instead of 2 (CNNs, whose depth "
-        "is per stage, keep theirs); not with --write-docs",
+        help="build every architecture whose config gives one depth at this many layers "
+        "instead of 2 (those whose depth is per stage keep theirs); not with --write-docs",
     )
     args = parser.parse_args()
     if args.layers is not None and (args.write_docs or args.layers < 1):
