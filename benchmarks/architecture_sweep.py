@@ -14,7 +14,7 @@ that learns must draw no warning.
 
 Run: ``PYTHONPATH=src python benchmarks/architecture_sweep.py [--only NAME ...]
 [--write-docs | --budget] [--layers N]`` (about five minutes on one core; ``--layers 12``
-builds the transformers 12 layers deep, about fifteen). ``--write-docs`` writes the
+builds them 12 layers deep, about twenty). ``--write-docs`` writes the
 table into docs/diagnosis.md's generated block (benchmarks/_docs.py); ``--budget`` records
 under ``gw.watch``'s defaults instead and prints the share of step time each run spent.
 """
