@@ -32,7 +32,7 @@ from .checks import (
     norm_stats_unchanged,
     stops_learning,
 )
-from .families import bart, deberta, mamba, modernbert, swin, t5, wav2vec2
+from .families import bart, deberta, mamba, modernbert, qwen2_large_init, swin, t5, wav2vec2
 from .models import (
     Setup,
     albert,
@@ -377,6 +377,14 @@ CASES: tuple[Case, ...] = (
         lambda seed: deberta(seed, lr=1e-7),
         at_chance(2),
         expect=("loss_plateau", "vanishing_gradient"),
+    ),
+    Case(
+        "qwen2_large_init",
+        "HF Qwen2, 2 layers, width 64, built with initializer_range 1.0 (50x its default): "
+        "logits start at std 8, the loss at 4x log(256); AdamW 1e-3",
+        qwen2_large_init,
+        no_context_learned(),
+        expect=("poor_initialization",),
     ),
     Case(
         "resnet50_small_images",

@@ -148,3 +148,18 @@ def modernbert(seed: int) -> Setup:
         eos_token_id=0, cls_token_id=0, sep_token_id=0,
     )  # fmt: skip
     return hf_classifier(ModernBertForSequenceClassification, cfg, 2, which_file_windows(48, seed))
+
+
+def qwen2_large_init(seed: int) -> Setup:
+    """HF Qwen2 byte LM (2 layers, width 64, grouped-query attention) built with
+    ``initializer_range=1.0``, 50 times its default: its logits start at std ~8 and its loss
+    at ~4x log(256). AdamW 1e-3 on 64-byte stdlib windows."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0, initializer_range=1.0,
+    )  # fmt: skip
+    model = Qwen2ForCausalLM(cfg)
+    return Setup(model, torch.optim.AdamW(model.parameters(), lr=1e-3), byte_windows(64, seed))

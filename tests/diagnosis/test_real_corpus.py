@@ -383,3 +383,20 @@ def test_gpt2s_rate_too_low_is_raised_back_to_its_recipe() -> None:
     broken, detail = rc.REAL_CORPUS[name].check(fixed)
     assert not broken, detail
     assert not _alarms(fixed.findings), [f.message for f in fixed.findings]
+
+
+def test_logits_that_start_too_large_are_named_and_a_reinit_trains_the_model() -> None:
+    """HF Qwen2 built with initializer_range 1.0 starts at ~4x log(256) with its logits at
+    std ~8 and ends near the uniform level (5.13 after 200 steps; the default init reaches
+    2.28) with no finding before: poor_initialization names the output layer, init_xavier
+    leads the prescription, and as it comes it trains the model (2.33) with no warning."""
+    name = "qwen2_large_init"
+    run = _require_check(name)
+    poor = _alarms(run.findings)["poor_initialization"]
+    assert poor.layers[0] == "lm_head" and poor.evidence["loss_start_over_untrained"] > 3
+    first = gw.prescribe(run.findings, trace=run.trace)[0]
+    assert first.remedy == "init_xavier"
+    fixed = rc.record(rc.REAL_CORPUS[name], remedy=first.remedy)
+    broken, detail = rc.REAL_CORPUS[name].check(fixed)
+    assert not broken, detail
+    assert not _alarms(fixed.findings), [f.message for f in fixed.findings]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from diag_helpers import depth_profile, layers, trace_of
 
+import gradwatch as gw
 from gradwatch.diagnosis import RULES, Thresholds
 from gradwatch.diagnosis.finding import Finding
 from gradwatch.trace import LayerInfo, Trace
@@ -423,6 +424,41 @@ def test_poor_init_leaves_out_a_layer_whose_activation_feeds_a_norm(normalised: 
         assert f is None
     else:
         assert f is not None and f.layers == ("head.dense",)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "severity"),
+    [(2.3, 0.5, None), (4.0, 2.0, None), (8.2, 1.99, "warning"), (8.2, 0.5, "info")],
+)
+def test_poor_init_names_logits_that_start_too_large(
+    start: float, end: float, severity: str | None
+) -> None:
+    """A cross-entropy over 10 classes starting at 8.2, 3.6x log(10) (HF DeiT built with
+    initializer_range 1.0; its default starts at 2.29): the logits start too large, and the
+    output layer is named with its std. Falling to 1.99 is no recovery from that (the
+    default reaches 0.85); under half of log(10) it is. At twice log(10) or under, nothing."""
+    steps = 60
+    loss = np.concatenate([np.full(10, start), np.linspace(start, end, 40), np.full(10, end)])
+    infos = [
+        LayerInfo(f"fc{i}", "Linear", i, 272, {"weight": [16, 16]}, act)
+        for i, act in enumerate(["ReLU", "ReLU", None])
+    ]
+    std = np.array([0.6, 0.6, 5.7])  # the hidden layers' ReLU outputs, then the logits
+    t = trace_of(3, steps, {"act_std": std}, scalars={"loss": loss}, layer_infos=infos)
+    t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10}}
+    f = run("poor_initialization", t)
+    if severity is None:
+        assert f is None
+        return
+    assert f is not None and f.evidence["loss_start_over_untrained"] == pytest.approx(
+        start / math.log(10), rel=1e-3
+    )
+    assert f.layers[0] == "fc2"
+    assert "the output logits start too large (those of 'L2 fc2' at std 5.7)" in f.message
+    assert [h.id for h in f.remedies][:2] == ["init_xavier", "init_he"]
+    assert f.evidence["loss_improving"] is (severity == "info")
+    (settled,) = gw.diagnose(t)  # alone, a recovered poor start is told so as an info
+    assert settled.rule == "poor_initialization" and settled.severity == severity
 
 
 def test_poor_init_quiet_on_a_default_plain_mlp() -> None:

@@ -1,4 +1,5 @@
-"""A loss plateau from the first step of a model that started trained.
+"""Where the loss started against an untrained model's: far below (a model that started
+trained), or far above (logits that start too large).
 
 An untrained classifier's outputs are near uniform, so its cross-entropy starts near
 ``log C`` over its ``C`` classes, and binary cross-entropy with logits near ``log 2`` per
@@ -9,7 +10,14 @@ output. Measured on the real corpus (seed 0), every model built from its config 
 start under :data:`TRAINED_SHARE` of that level comes from a model that started trained:
 pretrained, or resumed from a checkpoint, with little left to learn from this data at this
 rate. That is no gradient problem and no sign that the labels are wrong, which is what the
-plateau's warning otherwise points at: such a plateau is ``info`` (``symptoms.py``).
+plateau's warning otherwise points at: such a plateau is ``info`` (``symptoms.py``). A start
+over :data:`HOT_START` times that level is the opposite: an initialisation whose logits start
+so large that the softmax is saturated on wrong classes from the first step
+(``poor_initialization`` names it, :func:`hot_start`). HF Qwen2, DeiT and ELECTRA built with
+``initializer_range=1.0`` (50 times their default) start at 23.2, 8.2 and 23.7 (4.2, 3.6 and
+34 times their level), their logits at std 8, 5.7 and 28 where their defaults give 0.01-0.16;
+in 200 steps they reach 5.13 (the byte LM's uniform level), 1.99 and 1.79 (worse than chance)
+with no finding, and ``init_xavier`` trains them (2.33, and 0.057 for ELECTRA).
 
 Measured: a LoRA fine-tune (peft, r=8 on ``q_proj`` and ``v_proj``, AdamW 1e-3) of a 2-layer
 HF Llama pretrained for 300 steps on the byte-LM task, continuing it on other windows: its
@@ -44,6 +52,15 @@ from ._loop import loop_config
 #: A start under this share of the untrained level is no random initialisation's (the real
 #: corpus's models start at 0.76-1.06 of it; our choice: half, a margin below the lowest).
 TRAINED_SHARE = 0.5
+#: A start over this many times the untrained level is an initialisation whose logits start
+#: too large: the softmax starts saturated on classes it has no reason to prefer (our
+#: choice: twice, a margin above the corpus's 1.06; HF Qwen2, DeiT and ELECTRA built with
+#: initializer_range 1.0 start at 4.2, 3.6 and 34 times it).
+HOT_START = 2.0
+#: A hot start is recovered from once the loss ends under this share of the untrained level:
+#: falling from an inflated start proves little (those three ended at 0.85-2.6 of it, the
+#: same models at their default init at 0.08-0.41; our choice: half, between them).
+HOT_RECOVERED = 0.5
 
 
 def untrained_loss(trace: Trace) -> tuple[float, str] | None:
@@ -73,3 +90,21 @@ def trained_start_clause(trace: Trace | None, start: object) -> str | None:
     if start >= TRAINED_SHARE * level:
         return None
     return f"it started at {start:.4g}, far below {says}"
+
+
+def hot_start(trace: Trace | None, start: object) -> tuple[float, float, str] | None:
+    """``(start over the untrained level, that level, how it was found)`` where the loss
+    started over :data:`HOT_START` times :func:`untrained_loss`, else None.
+
+    Example:
+        >>> from gradwatch.trace import Trace
+        >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
+        >>> t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 256}}
+        >>> round(hot_start(t, 23.2)[0], 2), hot_start(t, 5.6)
+        (4.18, None)
+    """
+    seen = None if trace is None else untrained_loss(trace)
+    if seen is None or not isinstance(start, float) or not math.isfinite(start):
+        return None
+    level, says = seen
+    return (start / level, level, says) if start > HOT_START * level else None

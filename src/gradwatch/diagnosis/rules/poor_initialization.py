@@ -48,10 +48,12 @@ from .._common import (
     quiet_nan,
     safe_log10,
 )
+from .._loss import loss_curve
 from .._outcome import loss_outcome
 from ..finding import Finding
 from ..input_scale import HOW_TO_STANDARDISE, input_rms
 from ..thresholds import PoorInitializationThresholds
+from ..trained_start import HOT_RECOVERED, HOT_START, hot_start
 
 RULE = "poor_initialization"
 
@@ -293,6 +295,18 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
                 f"{len(far)} norm layer(s) on the main path start with gains of RMS "
                 f"{typical:.2g} (their identity init: 1), each scaling the signal by that"
             )
+    # --- the loss: far above an untrained model's at the start, logits too large.
+    started = _hot_start(trace, th, cols, act[1][0] if len(act[0]) else np.zeros(0))
+    hot = None
+    if started is not None:
+        ratio, hot, cause, head = started
+        evidence["loss_start_over_untrained"] = fl(ratio)
+        evidence["hot_start_factor"] = HOT_START
+        causes.append(cause)
+        if head is not None and head not in culprits:
+            # Inputs far from unit scale inflate the logits too: then they lead.
+            at = len(culprits) if "input_rms_at_least" in evidence else 0
+            culprits.insert(at, head)
     if not causes:
         return None
     unconfirmed = "compound_factor" in evidence and len(causes) == 1
@@ -301,6 +315,10 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
     # Whether training recovered from it: read by the settling pass (diagnosis/recovered.py),
     # which alone knows whether any other finding followed.
     evidence.update(loss_outcome(trace, th.loss_window, th.min_progress, th.max_relapse))
+    end = evidence.get("loss_end")
+    if hot is not None and isinstance(end, float):
+        # Recovered only once well below the untrained level, not from a start it inflated.
+        evidence["loss_improving"] = end <= HOT_RECOVERED * hot
     evidence["measured_at_start"] = "; ".join(causes)
     lsuv = ("init_lsuv", "rescales each layer on real data until its output variance is 1")
     norm = ("batchnorm", "re-normalises every layer whatever the initial scale")
@@ -312,6 +330,16 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
             f"standardise the inputs ({HOW_TO_STANDARDISE}) to start the first layer at unit scale"
         )
         remedies = hints(lsuv, norm)
+    elif hot is not None:
+        # Logits too large: the output layer's scale, which a re-initialisation sets (HF
+        # Qwen2 and ELECTRA at initializer_range 1.0 train under init_xavier: see
+        # trained_start.py); a norm re-normalises the hidden layers, not the logits.
+        tail = "a variance-preserving initialisation starts the logits near 0"
+        remedies = hints(
+            ("init_xavier", "variance-preserving: the logits start near 0, the loss near log C"),
+            ("init_he", "std sqrt(2/fan_in): the logits start near 0 too"),
+            lsuv,
+        )
     else:
         tail = (
             "a variance-preserving initialisation keeps each layer's forward and backward "
@@ -332,6 +360,32 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         message=f"Poor initialisation: {'; '.join(causes)}; {tail}.",
         remedies=remedies,
     )
+
+
+def _hot_start(
+    trace: Trace, th: PoorInitializationThresholds, cols: np.ndarray, act: np.ndarray
+) -> tuple[float, float, str, str | None] | None:
+    """Where the loss started over ``trained_start.HOT_START`` times the untrained level (a
+    cross-entropy starts near log C at any fresh initialisation): the start over that level,
+    the level, the cause in words and the output layer when it is the last recorded one
+    (``act``: the first ``act_std`` row, empty when none). None otherwise."""
+    curve = loss_curve(trace, th.loss_window)
+    hot = hot_start(trace, curve.start if curve is not None else None)
+    if hot is None or curve is None:
+        return None
+    ratio, level, says = hot
+    last = int(cols[-1]) if len(cols) else -1
+    head, logits = None, ""
+    if last == len(trace.layers) - 1 and len(act) and np.isfinite(act[last]):
+        # The output layer is the last recorded one: its outputs are the logits.
+        head = trace.layers[last].name
+        logits = f" (those of {trace.layer_label(head)!r} at std {act[last]:.2g})"
+    cause = (
+        f"the loss starts at {curve.start:.3g}, {ratio:.2g}x {says}: the output logits start "
+        f"too large{logits}, so the softmax starts saturated on classes it has no reason to "
+        "prefer"
+    )
+    return ratio, level, cause, head
 
 
 def _out_width(layer: LayerInfo) -> float:
