@@ -304,9 +304,9 @@ def check(trace: Trace, th: PoorInitializationThresholds) -> Finding | None:
         evidence["hot_start_factor"] = HOT_START
         causes.append(cause)
         if head is not None and head not in culprits:
-            # Inputs far from unit scale inflate the logits too: then they lead.
-            at = len(culprits) if "input_rms_at_least" in evidence else 0
-            culprits.insert(at, head)
+            # After the culprits found above (inputs far from unit scale, layers that scale
+            # the signal up): the logits are then their consequence.
+            culprits.append(head)
     if not causes:
         return None
     unconfirmed = "compound_factor" in evidence and len(causes) == 1
