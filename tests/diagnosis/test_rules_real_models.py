@@ -445,7 +445,7 @@ def test_poor_init_names_logits_that_start_too_large(
     ]
     std = np.array([0.6, 0.6, 5.7])  # the hidden layers' ReLU outputs, then the logits
     t = trace_of(3, steps, {"act_std": std}, scalars={"loss": loss}, layer_infos=infos)
-    t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10}}
+    t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10, "mean": True}}
     f = run("poor_initialization", t)
     if severity is None:
         assert f is None
@@ -459,6 +459,9 @@ def test_poor_init_names_logits_that_start_too_large(
     assert f.evidence["loss_improving"] is (severity == "info")
     (settled,) = gw.diagnose(t)  # alone, a recovered poor start is told so as an info
     assert settled.rule == "poor_initialization" and settled.severity == severity
+    # A loss logged as a sum, scaled or with another term starts elsewhere: nothing said.
+    t.meta["config"]["loss_graph"]["mean"] = False
+    assert run("poor_initialization", t) is None
 
 
 def test_poor_init_quiet_on_a_default_plain_mlp() -> None:

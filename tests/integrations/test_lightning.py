@@ -167,7 +167,7 @@ def test_a_softmax_before_cross_entropy_is_read_from_the_loss_before_backward(
     trace = gw.load(tmp_path / "run")
     assert trace.meta["config"]["loss_graph"] == {
         "checked": 3, "mismatched": 3, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 0, "kind": "cross_entropy", "classes": 3,
+        "first_step": 0, "kind": "cross_entropy", "classes": 3, "mean": True,
     }  # fmt: skip
     d = gw.diagnose(trace)
     said = list(d.notes) + [f.message for f in d]

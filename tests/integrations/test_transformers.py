@@ -293,6 +293,7 @@ def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -
             "first_step": None,
             "kind": "cross_entropy",
             "classes": 3,
+            "mean": True,
         }
         if log_softmax
         else {
@@ -303,6 +304,7 @@ def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -
             "first_step": 0,
             "kind": "nll_loss",
             "classes": None,
+            "mean": True,
         }
     )
     assert trace.meta["config"]["loss_graph"] == expected

@@ -209,15 +209,33 @@ def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> 
     probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
     assert probe.meta() == {
         "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None,
-        "kind": None, "classes": None,
+        "kind": None, "classes": None, "mean": None,
     }  # fmt: skip
     probe.observe([CORRECT["logits"](), 2.0], step=1)
     for step in range(2, 2 + CHECKS + 2):
         probe.observe(SQUASHED["nn_softmax_module"](), step=step)
     assert probe.meta() == {
         "checked": CHECKS, "mismatched": CHECKS - 1, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 2, "kind": "cross_entropy", "classes": C,
+        "first_step": 2, "kind": "cross_entropy", "classes": C, "mean": True,
     }  # fmt: skip
+
+
+def test_the_probe_says_whether_the_loss_is_a_mean_itself() -> None:
+    """The loss's value starts near log C only as the mean itself: a sum over the batch, a
+    static loss scale or an added term does not (diagnosis/trained_start.py's hot start)."""
+    x, y = torch.randn(6, C, requires_grad=True), torch.randint(0, C, (6,))
+    for loss, mean in [
+        (F.cross_entropy(x, y), True),
+        (F.cross_entropy(x.float(), y).view(1), True),
+        (F.cross_entropy(x, y, reduction="sum"), False),
+        (F.cross_entropy(x, y) / 1, True),  # Lightning: / accumulate_grad_batches
+        (F.cross_entropy(x, y) / 4, False),
+        (F.cross_entropy(x, y) * 2**16, False),
+        (F.cross_entropy(x, y) + 0.01 * x.square().mean(), False),
+    ]:
+        probe = LossGraphProbe()
+        probe.observe(loss, step=0)
+        assert probe.meta()["mean"] is mean
 
 
 def _watched_classifier(tail: list[nn.Module], as_float: bool) -> dict[str, object]:
@@ -240,7 +258,7 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     model without it, or its loss logged as a float, is not."""
     assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
         "checked": CHECKS, "mismatched": CHECKS, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 0, "kind": "cross_entropy", "classes": 4,
+        "first_step": 0, "kind": "cross_entropy", "classes": 4, "mean": True,
     }  # fmt: skip
     assert _watched_classifier([], as_float=False)["mismatched"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0

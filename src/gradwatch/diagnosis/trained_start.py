@@ -94,16 +94,23 @@ def trained_start_clause(trace: Trace | None, start: object) -> str | None:
 
 def hot_start(trace: Trace | None, start: object) -> tuple[float, float, str] | None:
     """``(start over the untrained level, that level, how it was found)`` where the loss
-    started over :data:`HOT_START` times :func:`untrained_loss`, else None.
+    started over :data:`HOT_START` times :func:`untrained_loss`, else None; only for a
+    logged loss that is the loss's mean itself (``loss_graph.mean``: a sum over the batch, a
+    static loss scale or an added term starts elsewhere at any initialisation).
 
     Example:
         >>> from gradwatch.trace import Trace
         >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
-        >>> t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 256}}
+        >>> t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 256,
+        ...                                    "mean": True}}
         >>> round(hot_start(t, 23.2)[0], 2), hot_start(t, 5.6)
         (4.18, None)
     """
     seen = None if trace is None else untrained_loss(trace)
+    graph = None if trace is None else loop_config(trace, "loss_graph")
+    # A sum, a scaled loss (a static loss scale) or one with other terms starts elsewhere.
+    if graph is None or graph.get("mean") is not True:
+        return None
     if seen is None or not isinstance(start, float) or not math.isfinite(start):
         return None
     level, says = seen

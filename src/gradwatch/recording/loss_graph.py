@@ -174,6 +174,45 @@ def _loss_kind(loss: str, node: Any, source: Any) -> tuple[str, int | None]:
     return loss, None if read is None else int(read[1][read[0]])
 
 
+def _by_one(node: Any) -> bool:
+    """Whether ``node`` divides or multiplies by a Python number equal to 1 (Lightning's
+    automatic optimisation divides the loss by ``accumulate_grad_batches``, 1 by default):
+    the number is saved as a 0-d CPU tensor, read without touching a device."""
+    if _kind(node) not in ("DivBackward", "MulBackward"):
+        return False
+    other = getattr(node, "_saved_other", None)
+    return (
+        isinstance(other, torch.Tensor)
+        and other.device.type == "cpu"
+        and other.dim() == 0
+        and float(other) == 1.0
+    )
+
+
+def logged_as_mean(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` is itself a classification loss's mean over its examples (past nodes
+    that only reshape or cast it): not a sum, not scaled (a static loss scale, a sum over
+    tokens), not added to another term. Only then does its value sit near log C at a fresh
+    initialisation (``diagnosis/trained_start.py``). False where that cannot be read.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> x, y = torch.randn(4, 10, requires_grad=True), torch.tensor([0, 1, 2, 3])
+        >>> logged_as_mean(F.cross_entropy(x, y)), logged_as_mean(F.cross_entropy(x, y) * 8)
+        (True, False)
+    """
+    node = loss.grad_fn
+    for _ in range(MAX_NODES):
+        if node is None or not (_kind(node) in _PASS_THROUGH or _by_one(node)):
+            break
+        inputs = node.next_functions
+        node = inputs[0][0] if inputs else None
+    if node is None or _kind(node) not in _LOSSES:
+        return False
+    # (ATen's Reduction enum: 0 none, 1 mean, 2 sum.)
+    return getattr(node, "_saved_reduction", None) == 1
+
+
 def read_graph(
     loss: torch.Tensor,
 ) -> tuple[tuple[str, int | None] | None, tuple[str, str] | None]:
@@ -228,11 +267,14 @@ class LossGraphProbe:
         kind: The classification loss the first graph read computes (:func:`read_graph`),
             or None.
         classes: The number of classes of that loss, for cross-entropy, or None.
+        mean: Whether that first loss read was the loss's mean itself, neither a sum nor
+            scaled nor added to another term (:func:`logged_as_mean`), or None.
     """
 
     def __init__(self) -> None:
         self.kind: str | None = None
         self.classes: int | None = None
+        self.mean: bool | None = None
         self.checked = 0
         self.mismatched = 0
         self.loss: str | None = None
@@ -250,13 +292,14 @@ class LossGraphProbe:
             kind, found = read_graph(value)
             if self.checked == 0 and kind is not None:
                 self.kind, self.classes = kind
+                self.mean = logged_as_mean(value)
             self.checked += 1
             if found is not None:
                 self.mismatched += 1
                 if self.first_step is None:
                     (self.loss, self.given), self.first_step = found, step
 
-    def meta(self) -> dict[str, int | str | None]:
+    def meta(self) -> dict[str, int | str | bool | None]:
         """The counts, for ``meta.json`` (``config.loss_graph``)."""
         return {
             "checked": self.checked,
@@ -266,4 +309,5 @@ class LossGraphProbe:
             "first_step": self.first_step,
             "kind": self.kind,
             "classes": self.classes,
+            "mean": self.mean,
         }
