@@ -51,6 +51,7 @@ Example:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -111,14 +112,18 @@ def _kind(node: Any) -> str:
     return str(node.name()).rstrip("0123456789")
 
 
-def _source(node: Any) -> tuple[Any, bool]:
-    """The node that made ``node``'s first input, past nodes that only reshape or cast it;
-    and whether one of those reordered its dimensions (:data:`_REORDERING`)."""
+def _passes_through(node: Any) -> bool:
+    return _kind(node) in _PASS_THROUGH
+
+
+def _source(node: Any, through: Callable[[Any], bool] = _passes_through) -> tuple[Any, bool]:
+    """The node that made ``node``'s first input, past nodes that only reshape or cast it
+    (``through``); and whether one of those reordered its dimensions (:data:`_REORDERING`)."""
     reordered = False
     for _ in range(MAX_NODES):
         inputs = node.next_functions
         node = inputs[0][0] if inputs else None
-        if node is None or _kind(node) not in _PASS_THROUGH:
+        if node is None or not through(node):
             return node, reordered
         reordered = reordered or _kind(node) in _REORDERING
     return None, reordered
@@ -201,12 +206,13 @@ def logged_as_mean(loss: torch.Tensor) -> bool:
         >>> logged_as_mean(F.cross_entropy(x, y)), logged_as_mean(F.cross_entropy(x, y) * 8)
         (True, False)
     """
+
+    def through(node: Any) -> bool:
+        return _passes_through(node) or _by_one(node)
+
     node = loss.grad_fn
-    for _ in range(MAX_NODES):
-        if node is None or not (_kind(node) in _PASS_THROUGH or _by_one(node)):
-            break
-        inputs = node.next_functions
-        node = inputs[0][0] if inputs else None
+    if node is not None and through(node):
+        node, _ = _source(node, through)
     if node is None or _kind(node) not in _LOSSES:
         return False
     # (ATen's Reduction enum: 0 none, 1 mean, 2 sum.)
