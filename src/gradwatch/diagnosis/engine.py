@@ -74,7 +74,6 @@ def diagnose(
         # names the rate first, and so does what steps too small to train left as it was;
         # a loss plateau after learning that no gradient finding explains is info.
         findings = settle_large_steps(settle_recovered(findings, trace))
-        # ... and what stayed as it was under steps too small to train names the rate.
         findings = settle_symptoms(settle_small_steps(findings), trace)
         # Last, the loop's own mistakes: a model trained in eval mode, a loss given outputs of
         # the wrong kind, layers the optimizer never steps, gradients never zeroed; and inputs
