@@ -167,7 +167,8 @@ def test_a_softmax_before_cross_entropy_is_read_from_the_loss_before_backward(
     trace = gw.load(tmp_path / "run")
     assert trace.meta["config"]["loss_graph"] == {
         "checked": 3, "mismatched": 3, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 0, "kind": "cross_entropy", "classes": 3, "mean": True,
+        "first_step": 0, "kind": "cross_entropy", "classes": 3, "multiple": 1.0,
+        "mean": True,
     }  # fmt: skip
     d = gw.diagnose(trace)
     said = list(d.notes) + [f.message for f in d]
@@ -334,3 +335,17 @@ def test_16_mixed_with_a_fused_optimizer_records_unscaled_gradients_and_skips(
     assert trace.skipped_steps() == {2: ["L1 net.2"]}
     finding = next(f for f in gw.diagnose(trace) if f.rule == "nonfinite_gradient")
     assert finding.severity != "critical"
+
+
+def test_the_loss_divided_for_accumulation_reads_as_the_mean_it_is_logged_as(
+    tmp_path: Path,
+) -> None:
+    """Lightning divides the loss backward runs from by accumulate_grad_batches; the step's
+    logged loss undoes it, so the graph's loss, scaled back, is the mean (the hot start of
+    diagnosis/trained_start.py reads the logged loss against log C only then)."""
+    torch.manual_seed(0)
+    cb = GradwatchCallback(tmp_path / "run", overhead=None)
+    trainer = _trainer(tmp_path, [cb], max_steps=3, accumulate_grad_batches=2)
+    trainer.fit(SoftmaxClassifier(manual=False), _loader())
+    graph = gw.load(tmp_path / "run").meta["config"]["loss_graph"]
+    assert (graph["multiple"], graph["mean"]) == (1.0, True)

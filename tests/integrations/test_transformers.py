@@ -293,6 +293,7 @@ def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -
             "first_step": None,
             "kind": "cross_entropy",
             "classes": 3,
+            "multiple": 1.0,
             "mean": True,
         }
         if log_softmax
@@ -304,6 +305,7 @@ def test_the_model_s_own_loss_graph_is_read(tmp_path: Path, log_softmax: bool) -
             "first_step": 0,
             "kind": "nll_loss",
             "classes": None,
+            "multiple": 1.0,
             "mean": True,
         }
     )
@@ -646,3 +648,52 @@ def test_accelerate_s_gradscaler_is_watched_with_the_fused_default_optimizer(
     assert trace.steps.tolist() == list(range(5)) and list(trace.skipped_steps()) == [2]
     finding = next(f for f in gw.diagnose(trace) if f.rule == "nonfinite_gradient")
     assert finding.severity != "critical"
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_causal_lm_s_loss_over_num_items_in_batch_reads_as_its_mean(
+    tmp_path: Path, accumulate: int
+) -> None:
+    """GPT-2 accepts loss kwargs: the Trainer passes num_items_in_batch, the model sums its
+    tokens' losses and divides by the accumulated batch's count, and the Trainer adds the
+    micro-batches' shares. The step's loss is the mean, and the graph says so (the hot start
+    of diagnosis/trained_start.py needs it): the sum's count over the divisor, times the
+    micro-batches, within MEAN_SLACK of 1 (ignored labels make the counts differ)."""
+    torch.manual_seed(0)
+    trainer = transformers.Trainer(
+        model=_tiny_gpt2(),
+        args=_args(tmp_path, max_steps=3, gradient_accumulation_steps=accumulate),
+        train_dataset=_lm_data(),
+        callbacks=[GradwatchCallback(tmp_path / "run", overhead=None)],
+    )
+    trainer.train()
+    assert trainer.model_accepts_loss_kwargs  # (num_items_in_batch was passed)
+    graph = gw.load(tmp_path / "run").meta["config"]["loss_graph"]
+    assert graph["mean"] is True and graph["multiple"] != 1.0  # a sum over a count: not exact
+    assert abs(graph["multiple"] - 1) < 0.25
+
+
+def test_logits_that_start_too_large_are_named_under_the_trainer(tmp_path: Path) -> None:
+    """GPT-2 built with initializer_range 1.0 (50x its default) starts far above log V
+    under the Trainer, whose loss is a sum over tokens divided by num_items_in_batch:
+    poor_initialization names the hot start (it read nothing there before the graph's
+    count was read); at its default range the same run draws no such finding."""
+
+    def run(initializer_range: float, name: str) -> gw.Diagnosis:
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(
+            vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2,
+            initializer_range=initializer_range,
+        )  # fmt: skip
+        transformers.Trainer(
+            model=transformers.GPT2LMHeadModel(config),
+            args=_args(tmp_path / name, max_steps=12, learning_rate=1e-3),
+            train_dataset=_lm_data(),
+            callbacks=[GradwatchCallback(tmp_path / name, overhead=None)],
+        ).train()
+        return gw.diagnose(gw.load(tmp_path / name))
+
+    said = [f.message for f in run(1.0, "large") if f.rule == "poor_initialization"]
+    assert any("the output logits start too large" in text for text in said), said
+    said = [f.message for f in run(0.02, "default") if f.rule == "poor_initialization"]
+    assert not any("logits start too large" in text for text in said), said

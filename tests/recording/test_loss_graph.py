@@ -13,7 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradwatch as gw
-from gradwatch.recording.loss_graph import CHECKS, LossGraphProbe, read_graph, wrong_input
+from gradwatch.recording.loss_graph import (
+    CHECKS,
+    LossGraphProbe,
+    is_mean,
+    mean_multiple,
+    product,
+    read_graph,
+    wrong_input,
+)
 
 B, C, T = 6, 5, 3
 Y = torch.tensor([0, 1, 2, 3, 4, 0])
@@ -209,14 +217,15 @@ def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> 
     probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
     assert probe.meta() == {
         "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None,
-        "kind": None, "classes": None, "mean": None,
+        "kind": None, "classes": None, "multiple": None, "mean": None,
     }  # fmt: skip
     probe.observe([CORRECT["logits"](), 2.0], step=1)
     for step in range(2, 2 + CHECKS + 2):
         probe.observe(SQUASHED["nn_softmax_module"](), step=step)
     assert probe.meta() == {
         "checked": CHECKS, "mismatched": CHECKS - 1, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 2, "kind": "cross_entropy", "classes": C, "mean": True,
+        "first_step": 2, "kind": "cross_entropy", "classes": C, "multiple": 1.0,
+        "mean": True,
     }  # fmt: skip
 
 
@@ -232,10 +241,53 @@ def test_the_probe_says_whether_the_loss_is_a_mean_itself() -> None:
         (F.cross_entropy(x, y) / 4, False),
         (F.cross_entropy(x, y) * 2**16, False),
         (F.cross_entropy(x, y) + 0.01 * x.square().mean(), False),
+        # The HF Trainer's causal LM loss: a sum over the tokens / num_items_in_batch.
+        (F.cross_entropy(x, y, reduction="sum") / torch.tensor(6), True),
+        (F.binary_cross_entropy_with_logits(x, torch.rand(6, C), reduction="sum") / 30, True),
     ]:
         probe = LossGraphProbe()
         probe.observe(loss, step=0)
         assert probe.meta()["mean"] is mean
+
+
+def test_a_sum_is_the_mean_only_over_the_targets_it_counts() -> None:
+    """A sum over tokens counts the targets it does not ignore (nll_loss's total weight):
+    divided by that count it is the mean; divided by the number of sequences (a loss per
+    sequence) it is T times the mean; the shares of an accumulated batch are the mean once
+    scaled by the number of micro-batches (``scale``), as a framework logs them."""
+    x = torch.randn(2 * T, C, requires_grad=True)
+    y = torch.tensor([0, 1, -100, 3, -100, 0])  # 4 of 6 targets counted
+    summed = F.cross_entropy(x, y, reduction="sum")
+    assert product(mean_multiple(summed / torch.tensor(4))) == 1.0
+    assert product(mean_multiple(summed / 2)) == 2.0  # per sequence: 4 targets over 2
+    assert product(mean_multiple(summed / torch.tensor(8)), scale=2) == 1.0
+    assert product(mean_multiple(F.cross_entropy(x, y) / 4), scale=4) == 1.0  # Lightning
+    assert not is_mean(product(mean_multiple(F.cross_entropy(x, y) / 4)))
+    assert mean_multiple(F.cross_entropy(x, y, reduction="none").sum()) is None
+    nothing = F.cross_entropy(x, torch.full((6,), -100), reduction="sum")
+    assert product(mean_multiple(nothing)) is None  # no target counted: no multiple
+
+
+def test_a_loss_logged_after_backward_is_read_without_its_freed_numbers() -> None:
+    """backward frees the numbers a multiplication or a sum saved: a loss logged after it
+    (the usual place for ``w.log``) still has its graph's shape, its multiple is unknown
+    (not a mean: the hot start stays silent) and nothing raises; a plain mean needs none of
+    them. (Logging ``loss * 2`` after backward raised RuntimeError from w.log before.)"""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for factor, multiple in [(2.0, None), (None, 1.0)]:
+        with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+            for _ in range(4):
+                loss = F.cross_entropy(model(torch.randn(6, 8)), torch.randint(0, 4, (6,)))
+                loss = loss if factor is None else loss * factor
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+        graph = w.trace.meta["config"]["loss_graph"]
+        assert (graph["checked"], graph["multiple"]) == (CHECKS, multiple)
+        assert graph["mean"] is (multiple is not None)
 
 
 def _watched_classifier(tail: list[nn.Module], as_float: bool) -> dict[str, object]:
@@ -258,7 +310,8 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     model without it, or its loss logged as a float, is not."""
     assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
         "checked": CHECKS, "mismatched": CHECKS, "loss": "cross_entropy", "given": "softmax",
-        "first_step": 0, "kind": "cross_entropy", "classes": 4, "mean": True,
+        "first_step": 0, "kind": "cross_entropy", "classes": 4, "multiple": 1.0,
+        "mean": True,
     }  # fmt: skip
     assert _watched_classifier([], as_float=False)["mismatched"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0

@@ -105,10 +105,11 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Any
     ) -> None:
         """Hand the watch the loss backward runs from: the one with a graph (the losses
-        ``on_train_batch_end`` sees are detached), to check it for outputs of the wrong kind."""
+        ``on_train_batch_end`` sees are detached), to check it for outputs of the wrong kind;
+        under automatic optimisation it is the step's loss divided by the accumulation."""
         w = self._recording()
         if w is not None and isinstance(loss, torch.Tensor):
-            w.observe_loss(loss)
+            w.observe_loss(loss, scale=_accumulation(trainer, pl_module))
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
@@ -133,10 +134,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         # A training_step returns a loss tensor or a mapping with one.
         loss = scalar_loss(outputs.get("loss") if isinstance(outputs, dict) else outputs)
         if loss is not None:
-            if pl_module.automatic_optimization:
-                # Lightning divides the returned loss by accumulate_grad_batches (for backward).
-                loss = loss * trainer.accumulate_grad_batches
-            self._losses.add(loss)
+            self._losses.add(loss * _accumulation(trainer, pl_module))
         if self._stepped(w):  # the optimizer stepped during this batch
             step_loss = self._losses.take()
             if step_loss is not None:
@@ -158,3 +156,9 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Close a watch still open (a fit interrupted between the hooks above)."""
         self._close()
+
+
+def _accumulation(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+    """What Lightning divided the loss a training step returned by, for backward: its
+    ``accumulate_grad_batches`` under automatic optimisation, else 1."""
+    return trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1

@@ -71,7 +71,7 @@ class StepLoss:
         self,
         model: torch.nn.Module,
         args: Any,
-        observe: Callable[[torch.Tensor], None] | None = None,
+        observe: Callable[[torch.Tensor, float], None] | None = None,
     ) -> None:
         self._observe = observe
         self._processes = (
@@ -79,6 +79,7 @@ class StepLoss:
             if getattr(args, "average_tokens_across_devices", False)
             else 1
         )
+        self._accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
         self._pool = LossPool()
         self._shares = False  # the losses are shares of the accumulated batch (they add)
         #: Whether a step's loss has been taken from the model's outputs in this run.
@@ -98,9 +99,10 @@ class StepLoss:
         loss = scalar_loss(raw)
         if loss is None:
             return
-        if self._observe is not None and isinstance(raw, torch.Tensor):
-            self._observe(raw)
         self._shares = kwargs.get("num_items_in_batch") is not None
+        if self._observe is not None and isinstance(raw, torch.Tensor):
+            # A share is about 1/(accumulation x processes) of the step's loss (take()).
+            self._observe(raw, self._accumulation * self._processes if self._shares else 1)
         self._pool.add(loss)
 
     def take(self) -> torch.Tensor | None:
@@ -135,7 +137,7 @@ class TrainerLoss:
 
     _WRAPPED = ("training_step", "compute_loss")
 
-    def __init__(self, trainer: Any, observe: Callable[[torch.Tensor], None] | None) -> None:
+    def __init__(self, trainer: Any, observe: Callable[[torch.Tensor, float], None] | None) -> None:
         self._trainer = trainer
         self._observe = observe
         self._pool = LossPool()
@@ -159,12 +161,27 @@ class TrainerLoss:
             training = torch.is_grad_enabled() and getattr(model, "training", False)
             observe = self._observe if self._wrappers else None
             if observe is not None and training and isinstance(loss, torch.Tensor):
-                observe(loss)
+                observe(loss, self._scale(kwargs.get("num_items_in_batch")))
             return out
 
         for name, wrapper in zip(self._WRAPPED, (training_step, compute_loss), strict=True):
             self._wrappers[name] = wrapper
             setattr(trainer, name, wrapper)
+
+    def _scale(self, num_items: Any) -> float:
+        """How many times a micro-batch's ``compute_loss`` the step's loss is, as the
+        Trainer's ``training_step`` decides: where the loss is already the micro-batch's
+        share of the step's (normalised by ``num_items_in_batch`` over the accumulated
+        batch), the number of micro-batches; else 1 (each is divided by that number, then
+        added up: their mean)."""
+        trainer = self._trainer
+        shares = getattr(trainer, "loss_is_scaled_for_ga", None)
+        if shares is None:
+            shares = (
+                getattr(trainer, "model_accepts_loss_kwargs", False) and num_items is not None
+            ) or getattr(trainer, "compute_loss_func", None) is not None
+        steps = getattr(trainer, "current_gradient_accumulation_steps", None)
+        return float(steps or 1) if shares else 1.0
 
     def take(self) -> torch.Tensor | None:
         """The loss of the optimizer step just taken (None when no micro-batch returned one),

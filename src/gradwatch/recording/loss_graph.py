@@ -31,7 +31,11 @@ The graph is read from a loss the watch is handed (``w.log(loss=loss)``; the Lig
 callback passes the loss before backward): a walk from its ``grad_fn`` over at most
 :data:`MAX_NODES` nodes, for the first :data:`CHECKS` losses with a graph, then never
 again (measured: 3 us where the squash sits next to the loss, 44 us for a walk of all 64
-nodes of a 50-layer MLP's graph that has none). No tensor is read.
+nodes of a 50-layer MLP's graph that has none). No tensor is read there: the one number
+read (:func:`product`: how many times its mean the logged loss is, from the numbers the loss
+was scaled or divided by and, for a sum, its loss node's count) is read once, when the run's
+metadata is first written. A loss logged after ``backward`` keeps its graph's shape but not
+those numbers (``backward`` frees them): where it needs one, the multiple is unknown.
 A loss logged as a float or detached has no graph: nothing is checked. Under
 ``torch.compile`` the watch runs its sampled steps eagerly (step 0 among them,
 ``compiled.py``), where the softmax is a node; at a compiled step it sits inside the
@@ -50,8 +54,8 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -112,18 +116,14 @@ def _kind(node: Any) -> str:
     return str(node.name()).rstrip("0123456789")
 
 
-def _passes_through(node: Any) -> bool:
-    return _kind(node) in _PASS_THROUGH
-
-
-def _source(node: Any, through: Callable[[Any], bool] = _passes_through) -> tuple[Any, bool]:
-    """The node that made ``node``'s first input, past nodes that only reshape or cast it
-    (``through``); and whether one of those reordered its dimensions (:data:`_REORDERING`)."""
+def _source(node: Any) -> tuple[Any, bool]:
+    """The node that made ``node``'s first input, past nodes that only reshape or cast it;
+    and whether one of those reordered its dimensions (:data:`_REORDERING`)."""
     reordered = False
     for _ in range(MAX_NODES):
         inputs = node.next_functions
         node = inputs[0][0] if inputs else None
-        if node is None or not through(node):
+        if node is None or _kind(node) not in _PASS_THROUGH:
             return node, reordered
         reordered = reordered or _kind(node) in _REORDERING
     return None, reordered
@@ -179,44 +179,115 @@ def _loss_kind(loss: str, node: Any, source: Any) -> tuple[str, int | None]:
     return loss, None if read is None else int(read[1][read[0]])
 
 
-def _by_one(node: Any) -> bool:
-    """Whether ``node`` divides or multiplies by a Python number equal to 1 (Lightning's
-    automatic optimisation divides the loss by ``accumulate_grad_batches``, 1 by default):
-    the number is saved as a 0-d CPU tensor, read without touching a device."""
-    if _kind(node) not in ("DivBackward", "MulBackward"):
-        return False
-    other = getattr(node, "_saved_other", None)
-    return (
-        isinstance(other, torch.Tensor)
-        and other.device.type == "cpu"
-        and other.dim() == 0
-        and float(other) == 1.0
-    )
+#: How far from 1 the logged loss's multiple of its mean (:func:`mean_multiple`) may be for
+#: it to count as the mean: an accumulated step's micro-batches hold different numbers of
+#: targets (padding), so each one's share of the step's count is near 1/k, not at it; 25%
+#: off the mean moves no healthy start of the real corpus (0.76-1.06 log C) near the hot
+#: start's 2x (diagnosis/trained_start.py).
+MEAN_SLACK = 1.25
+#: A multiple of the mean, as the factors it is the product of: each a one-element tensor
+#: (left where it lies: a count on an accelerator is read only by :func:`product`) and its
+#: power, 1 or -1.
+Factors = list[tuple[torch.Tensor, int]]
+
+
+def _saved(node: Any, name: str) -> Any:
+    """A node's saved value ``name``, or None where it has none or backward freed it (saved
+    tensors are freed by ``backward``: a loss logged after it keeps its numbers only)."""
+    try:
+        return getattr(node, name, None)
+    except RuntimeError:
+        return None
+
+
+def _scale(node: Any) -> torch.Tensor | None:
+    """The one number a multiplication or division ``node`` scales its first input by (a
+    Python number is saved as a 0-d CPU tensor, a tensor divisor such as the HF Trainer's
+    ``num_items_in_batch`` as itself), or None."""
+    other = _saved(node, "_saved_other")
+    return other.detach() if isinstance(other, torch.Tensor) and other.numel() == 1 else None
+
+
+def _count(node: Any) -> torch.Tensor | None:
+    """What a loss ``node`` reduced with "mean" divides its sum by: the total weight of the
+    targets it does not ignore (``nll_loss``'s saved ``total_weight``), or its target's
+    size (BCE with logits); None where neither can be read."""
+    total = _saved(node, "_saved_total_weight")
+    if isinstance(total, torch.Tensor):
+        return total.detach()
+    target = _saved(node, "_saved_target")
+    return torch.tensor(float(target.numel())) if isinstance(target, torch.Tensor) else None
+
+
+def mean_multiple(loss: torch.Tensor) -> Factors | None:
+    """How many times its classification loss's mean over the examples ``loss`` is, as
+    :data:`Factors`: walked from the loss past nodes that only reshape or cast it and through
+    multiplications and divisions by one number (a loss scale, Lightning's division by
+    ``accumulate_grad_batches``, the HF Trainer's sum over tokens divided by
+    ``num_items_in_batch``) to the loss node, whose "sum" reduction multiplies by its count.
+    None where the walk meets anything else first (an added term), the loss is reduced
+    otherwise, or a number it needs was freed by ``backward``. No tensor is read.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> x, y = torch.randn(4, 10, requires_grad=True), torch.tensor([0, 1, 2, 3])
+        >>> product(mean_multiple(F.cross_entropy(x, y, reduction="sum") / 2))
+        2.0
+    """
+    factors: Factors = []
+    node = loss.grad_fn
+    if node is not None and _kind(node) in _PASS_THROUGH:
+        node, _ = _source(node)
+    for _ in range(MAX_NODES):
+        kind = None if node is None else _kind(node)
+        if kind in _LOSSES:
+            # (ATen's Reduction enum: 0 none, 1 mean, 2 sum.)
+            reduction = _saved(node, "_saved_reduction")
+            count = _count(node) if reduction == 2 else None
+            if count is not None:
+                factors.append((count, 1))
+            return factors if reduction == 1 or count is not None else None
+        scale = _scale(node) if kind in ("MulBackward", "DivBackward") else None
+        if scale is None:
+            return None
+        factors.append((scale, 1 if kind == "MulBackward" else -1))
+        node, _ = _source(node)
+    return None
+
+
+def product(factors: Factors | None, scale: float = 1.0) -> float | None:
+    """``scale`` times the product of ``factors`` (read here: a host sync for any on an
+    accelerator), or None for none or a product that is not a positive finite number."""
+    if factors is None:
+        return None
+    value = scale
+    for factor, power in factors:
+        read = float(factor)
+        value *= read**power if read != 0 else math.inf  # (no targets counted: unreadable)
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def is_mean(multiple: float | None) -> bool:
+    """Whether a loss ``multiple`` times its mean (:func:`product`) counts as the mean
+    itself, within :data:`MEAN_SLACK`."""
+    return multiple is not None and 1 / MEAN_SLACK <= multiple <= MEAN_SLACK
 
 
 def logged_as_mean(loss: torch.Tensor) -> bool:
-    """Whether ``loss`` is itself a classification loss's mean over its examples (past nodes
-    that only reshape or cast it): not a sum, not scaled (a static loss scale, a sum over
-    tokens), not added to another term. Only then does its value sit near log C at a fresh
-    initialisation (``diagnosis/trained_start.py``). False where that cannot be read.
+    """Whether ``loss`` is its classification loss's mean over its examples
+    (:func:`mean_multiple`, within :data:`MEAN_SLACK`): not a sum, not scaled (a static
+    loss scale), not added to another term. Only then does its value sit near log C at a
+    fresh initialisation (``diagnosis/trained_start.py``). False where that cannot be read.
 
     Example:
         >>> import torch, torch.nn.functional as F
         >>> x, y = torch.randn(4, 10, requires_grad=True), torch.tensor([0, 1, 2, 3])
         >>> logged_as_mean(F.cross_entropy(x, y)), logged_as_mean(F.cross_entropy(x, y) * 8)
         (True, False)
+        >>> logged_as_mean(F.cross_entropy(x, y, reduction="sum") / torch.tensor(4))
+        True
     """
-
-    def through(node: Any) -> bool:
-        return _passes_through(node) or _by_one(node)
-
-    node = loss.grad_fn
-    if node is not None and through(node):
-        node, _ = _source(node, through)
-    if node is None or _kind(node) not in _LOSSES:
-        return False
-    # (ATen's Reduction enum: 0 none, 1 mean, 2 sum.)
-    return getattr(node, "_saved_reduction", None) == 1
+    return is_mean(product(mean_multiple(loss)))
 
 
 def read_graph(
@@ -273,23 +344,41 @@ class LossGraphProbe:
         kind: The classification loss the first graph read computes (:func:`read_graph`),
             or None.
         classes: The number of classes of that loss, for cross-entropy, or None.
-        mean: Whether that first loss read was the loss's mean itself, neither a sum nor
-            scaled nor added to another term (:func:`logged_as_mean`), or None.
+        multiple: How many times that first loss's mean the loss logged for its step is
+            (:func:`mean_multiple`, times the ``scale`` it was handed with), or None where
+            that cannot be read; read from the device once, when first asked for.
+        mean: Whether that is the mean itself (:func:`is_mean`): neither a sum nor scaled
+            nor added to another term; None where no loss's kind was read.
     """
 
     def __init__(self) -> None:
         self.kind: str | None = None
         self.classes: int | None = None
-        self.mean: bool | None = None
         self.checked = 0
         self.mismatched = 0
         self.loss: str | None = None
         self.given: str | None = None
         self.first_step: int | None = None
+        self._factors: Factors | None = None
+        self._scale = 1.0
+        self._multiple: float | None = None
 
-    def observe(self, values: Any, step: int) -> None:
+    @property
+    def multiple(self) -> float | None:
+        if self._factors is not None:  # (read once: a host sync for a count on a device)
+            self._multiple, self._factors = product(self._factors, self._scale), None
+        return self._multiple
+
+    @property
+    def mean(self) -> bool | None:
+        return None if self.kind is None else is_mean(self.multiple)
+
+    def observe(self, values: Any, step: int, scale: float = 1.0) -> None:
         """Read the graph of each tensor among ``values`` (one tensor, or an iterable of
-        logged values) that has one, while fewer than :data:`CHECKS` were read."""
+        logged values) that has one, while fewer than :data:`CHECKS` were read. ``scale``:
+        how many times such a loss the step's logged loss is (a framework that divides
+        the loss backward runs from by its accumulation steps, or adds up its micro-batches'
+        shares, logs a multiple of it)."""
         for value in [values] if isinstance(values, torch.Tensor) else values:
             if self.checked >= CHECKS:
                 return
@@ -298,15 +387,16 @@ class LossGraphProbe:
             kind, found = read_graph(value)
             if self.checked == 0 and kind is not None:
                 self.kind, self.classes = kind
-                self.mean = logged_as_mean(value)
+                self._factors, self._scale = mean_multiple(value), scale
             self.checked += 1
             if found is not None:
                 self.mismatched += 1
                 if self.first_step is None:
                     (self.loss, self.given), self.first_step = found, step
 
-    def meta(self) -> dict[str, int | str | bool | None]:
+    def meta(self) -> dict[str, int | float | str | bool | None]:
         """The counts, for ``meta.json`` (``config.loss_graph``)."""
+        multiple = self.multiple
         return {
             "checked": self.checked,
             "mismatched": self.mismatched,
@@ -315,5 +405,6 @@ class LossGraphProbe:
             "first_step": self.first_step,
             "kind": self.kind,
             "classes": self.classes,
+            "multiple": None if multiple is None else round(multiple, 4),
             "mean": self.mean,
         }

@@ -411,12 +411,12 @@ class Watch:
         self._loop.observe_log(scalars.values(), step)  # graphs read, no tensor read
         schedule.charge(schedule.clock() - start)
 
-    def observe_loss(self, loss: torch.Tensor) -> None:
-        """Hand the watch the loss ``backward`` runs from, to check its graph for outputs
-        of the wrong kind (a softmax before ``cross_entropy``, ``nll_loss`` of logits).
-        ``log`` does so with the tensors it gets; a framework callback whose logged losses
-        are detached calls this."""
-        self._loop.loss.observe(loss, self._progress.step)
+    def observe_loss(self, loss: torch.Tensor, scale: float = 1.0) -> None:
+        """Hand the watch the loss ``backward`` runs from, to check its graph (a softmax
+        before ``cross_entropy``, ``nll_loss`` of logits): ``log`` does so with its tensors; a
+        framework callback whose logged losses are detached calls this, with ``scale``: how
+        many times this loss the loss it logs for the step is (accumulation undone)."""
+        self._loop.loss.observe(loss, self._progress.step, scale)
 
     def observe_clip(
         self,
