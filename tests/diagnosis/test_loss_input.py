@@ -227,7 +227,7 @@ def test_real_models_that_compute_their_loss_correctly_are_read_and_not_named() 
     )
     assert _hf_record(gpt2, _gpt2_loss) == {
         "checked": 3, "mismatched": 0, "loss": None, "given": None, "first_step": None,
-        "kind": "cross_entropy", "classes": 64, "multiple": 1.0, "mean": True,
+        "kind": "cross_entropy", "classes": 64, "multiple": 1.0,
     }  # fmt: skip
     config = transformers.ViTConfig(
         image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,

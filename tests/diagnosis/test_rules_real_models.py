@@ -445,7 +445,7 @@ def test_poor_init_names_logits_that_start_too_large(
     ]
     std = np.array([0.6, 0.6, 5.7])  # the hidden layers' ReLU outputs, then the logits
     t = trace_of(3, steps, {"act_std": std}, scalars={"loss": loss}, layer_infos=infos)
-    t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10, "mean": True}}
+    t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10, "multiple": 1.0}}
     f = run("poor_initialization", t)
     if severity is None:
         assert f is None
@@ -459,9 +459,21 @@ def test_poor_init_names_logits_that_start_too_large(
     assert f.evidence["loss_improving"] is (severity == "info")
     (settled,) = gw.diagnose(t)  # alone, a recovered poor start is told so as an info
     assert settled.rule == "poor_initialization" and settled.severity == severity
-    # A loss logged as a sum, scaled or with another term starts elsewhere: nothing said.
-    t.meta["config"]["loss_graph"]["mean"] = False
+    # A loss with another term starts elsewhere: nothing said; a loss logged as 8x its mean
+    # (a sum over 8 examples) starts 8x higher: the same is said in its units.
+    t.meta["config"]["loss_graph"]["multiple"] = None
     assert run("poor_initialization", t) is None
+    t.meta["config"]["loss_graph"]["multiple"] = 8.0
+    assert run("poor_initialization", t) is None
+    summed = trace_of(3, steps, {"act_std": std}, scalars={"loss": loss * 8}, layer_infos=infos)
+    summed.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 10}}
+    summed.meta["config"]["loss_graph"]["multiple"] = 8.0
+    f8 = run("poor_initialization", summed)
+    assert f8 is not None and f8.evidence["loss_start_over_untrained"] == pytest.approx(
+        start / math.log(10), rel=1e-3
+    )
+    assert f8.evidence["loss_improving"] is (severity == "info")
+    assert "times 8: the logged loss is that multiple of its mean" in f8.message
 
 
 def test_poor_init_quiet_on_a_default_plain_mlp() -> None:

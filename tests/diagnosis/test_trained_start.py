@@ -44,3 +44,16 @@ def test_a_start_under_half_the_untrained_level_is_a_trained_start() -> None:
     assert trained_start_clause(trace, 2.3) is None  # an untrained start
     assert trained_start_clause(trace, -1.0) is None  # no fraction of it
     assert trained_start_clause(None, 0.1) is None
+
+
+def test_the_start_is_read_in_the_logged_loss_s_units() -> None:
+    """A manual accumulation over 8 micro-batches logs the loss divided by 8 (its multiple
+    of the mean, 0.125, read from its graph): an untrained start of log(10)/8 is no trained
+    start there, and the clause says the level in those units; unknown (a loss with another
+    term), the start is read as it is."""
+    trace = _trace({"kind": "cross_entropy", "classes": 10, "multiple": 0.125})
+    assert trained_start_clause(trace, float(np.log(10) / 8)) is None
+    said = trained_start_clause(trace, float(np.log(10) / 8 * 0.4))
+    assert said is not None and "times 0.125: the logged loss is that multiple" in said
+    unknown = _trace({"kind": "cross_entropy", "classes": 10, "multiple": None})
+    assert trained_start_clause(unknown, float(np.log(10) / 8)) is not None

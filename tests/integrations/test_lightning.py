@@ -168,7 +168,6 @@ def test_a_softmax_before_cross_entropy_is_read_from_the_loss_before_backward(
     assert trace.meta["config"]["loss_graph"] == {
         "checked": 3, "mismatched": 3, "loss": "cross_entropy", "given": "softmax",
         "first_step": 0, "kind": "cross_entropy", "classes": 3, "multiple": 1.0,
-        "mean": True,
     }  # fmt: skip
     d = gw.diagnose(trace)
     said = list(d.notes) + [f.message for f in d]
@@ -348,4 +347,4 @@ def test_the_loss_divided_for_accumulation_reads_as_the_mean_it_is_logged_as(
     trainer = _trainer(tmp_path, [cb], max_steps=3, accumulate_grad_batches=2)
     trainer.fit(SoftmaxClassifier(manual=False), _loader())
     graph = gw.load(tmp_path / "run").meta["config"]["loss_graph"]
-    assert (graph["multiple"], graph["mean"]) == (1.0, True)
+    assert graph["multiple"] == 1.0

@@ -16,7 +16,6 @@ import gradwatch as gw
 from gradwatch.recording.loss_graph import (
     CHECKS,
     LossGraphProbe,
-    is_mean,
     mean_multiple,
     product,
     read_graph,
@@ -217,7 +216,7 @@ def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> 
     probe.observe([1.5, SQUASHED["nn_softmax_module"]().detach()], step=0)
     assert probe.meta() == {
         "checked": 0, "mismatched": 0, "loss": None, "given": None, "first_step": None,
-        "kind": None, "classes": None, "multiple": None, "mean": None,
+        "kind": None, "classes": None, "multiple": None,
     }  # fmt: skip
     probe.observe([CORRECT["logits"](), 2.0], step=1)
     for step in range(2, 2 + CHECKS + 2):
@@ -225,29 +224,41 @@ def test_the_probe_reads_the_first_few_graphs_only_and_skips_what_has_none() -> 
     assert probe.meta() == {
         "checked": CHECKS, "mismatched": CHECKS - 1, "loss": "cross_entropy", "given": "softmax",
         "first_step": 2, "kind": "cross_entropy", "classes": C, "multiple": 1.0,
-        "mean": True,
     }  # fmt: skip
 
 
-def test_the_probe_says_whether_the_loss_is_a_mean_itself() -> None:
-    """The loss's value starts near log C only as the mean itself: a sum over the batch, a
-    static loss scale or an added term does not (diagnosis/trained_start.py's hot start)."""
+def test_the_probe_says_how_many_times_its_mean_the_loss_is() -> None:
+    """The loss's value starts near log C as its mean: a sum over the batch starts a batch's
+    worth higher, a static loss scale its scale higher (diagnosis/trained_start.py reads the
+    start in those units); an added term makes the multiple unknown."""
     x, y = torch.randn(6, C, requires_grad=True), torch.randint(0, C, (6,))
-    for loss, mean in [
-        (F.cross_entropy(x, y), True),
-        (F.cross_entropy(x.float(), y).view(1), True),
-        (F.cross_entropy(x, y, reduction="sum"), False),
-        (F.cross_entropy(x, y) / 1, True),  # Lightning: / accumulate_grad_batches
-        (F.cross_entropy(x, y) / 4, False),
-        (F.cross_entropy(x, y) * 2**16, False),
-        (F.cross_entropy(x, y) + 0.01 * x.square().mean(), False),
+    for loss, multiple in [
+        (F.cross_entropy(x, y), 1.0),
+        (F.cross_entropy(x.float(), y).view(1), 1.0),
+        (F.cross_entropy(x, y, reduction="sum"), 6.0),
+        (F.cross_entropy(x, y) / 1, 1.0),
+        (F.cross_entropy(x, y) / 4, 0.25),  # a manual accumulation over 4 micro-batches
+        (F.cross_entropy(x, y) * 2**16, 65536.0),
+        (F.cross_entropy(x, y) + 0.01 * x.square().mean(), None),
+        (-F.cross_entropy(x, y), None),
+        (F.cross_entropy(x, y, label_smoothing=0.1), None),  # a sum of two terms
         # The HF Trainer's causal LM loss: a sum over the tokens / num_items_in_batch.
-        (F.cross_entropy(x, y, reduction="sum") / torch.tensor(6), True),
-        (F.binary_cross_entropy_with_logits(x, torch.rand(6, C), reduction="sum") / 30, True),
+        (F.cross_entropy(x, y, reduction="sum") / torch.tensor(6), 1.0),
+        (F.binary_cross_entropy_with_logits(x, torch.rand(6, C), reduction="sum") / 30, 1.0),
     ]:
         probe = LossGraphProbe()
         probe.observe(loss, step=0)
-        assert probe.meta()["mean"] is mean
+        assert probe.meta()["multiple"] == multiple
+
+
+def test_a_log_softmax_that_feeds_no_nll_loss_is_no_cross_entropy() -> None:
+    """A KL divergence or a CTC loss over a log-softmax starts nowhere near log C: their
+    loss kind is unknown, so neither start is read against it."""
+    logp = F.log_softmax(torch.randn(6, C, requires_grad=True), -1)
+    kl = F.kl_div(logp, torch.softmax(torch.randn(6, C), -1), reduction="batchmean")
+    ctc = F.ctc_loss(logp.view(6, 1, C), torch.tensor([[1, 2]]), [6], [2])
+    for loss in (kl, ctc):
+        assert read_graph(loss) == (None, None)
 
 
 def test_a_sum_is_the_mean_only_over_the_targets_it_counts() -> None:
@@ -262,7 +273,6 @@ def test_a_sum_is_the_mean_only_over_the_targets_it_counts() -> None:
     assert product(mean_multiple(summed / 2)) == 2.0  # per sequence: 4 targets over 2
     assert product(mean_multiple(summed / torch.tensor(8)), scale=2) == 1.0
     assert product(mean_multiple(F.cross_entropy(x, y) / 4), scale=4) == 1.0  # Lightning
-    assert not is_mean(product(mean_multiple(F.cross_entropy(x, y) / 4)))
     assert mean_multiple(F.cross_entropy(x, y, reduction="none").sum()) is None
     nothing = F.cross_entropy(x, torch.full((6,), -100), reduction="sum")
     assert product(mean_multiple(nothing)) is None  # no target counted: no multiple
@@ -271,8 +281,7 @@ def test_a_sum_is_the_mean_only_over_the_targets_it_counts() -> None:
 def test_a_loss_logged_after_backward_is_read_without_its_freed_numbers() -> None:
     """backward frees the numbers a multiplication or a sum saved: a loss logged after it
     (the usual place for ``w.log``) still has its graph's shape, its multiple is unknown
-    (not a mean: the hot start stays silent) and nothing raises; a plain mean needs none of
-    them. (Logging ``loss * 2`` after backward raised RuntimeError from w.log before.)"""
+    (the hot start stays silent) and nothing raises; a plain mean needs none of them. (Logging ``loss * 2`` after backward raised RuntimeError from w.log before.)"""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -287,7 +296,6 @@ def test_a_loss_logged_after_backward_is_read_without_its_freed_numbers() -> Non
                 w.log(loss=loss)
         graph = w.trace.meta["config"]["loss_graph"]
         assert (graph["checked"], graph["multiple"]) == (CHECKS, multiple)
-        assert graph["mean"] is (multiple is not None)
 
 
 def _watched_classifier(tail: list[nn.Module], as_float: bool) -> dict[str, object]:
@@ -311,7 +319,6 @@ def test_the_watch_reads_the_graphs_of_the_losses_it_is_logged() -> None:
     assert _watched_classifier([nn.Softmax(-1)], as_float=False) == {
         "checked": CHECKS, "mismatched": CHECKS, "loss": "cross_entropy", "given": "softmax",
         "first_step": 0, "kind": "cross_entropy", "classes": 4, "multiple": 1.0,
-        "mean": True,
     }  # fmt: skip
     assert _watched_classifier([], as_float=False)["mismatched"] == 0
     assert _watched_classifier([nn.Softmax(-1)], as_float=True)["checked"] == 0

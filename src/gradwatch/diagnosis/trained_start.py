@@ -80,10 +80,37 @@ def untrained_loss(trace: Trace) -> tuple[float, str] | None:
     )
 
 
+def logged_multiple(trace: Trace) -> float | None:
+    """How many times its mean over the examples the logged loss is, as its graph showed
+    (``loss_graph.multiple``: 0.125 for a mean divided by 8 accumulation steps, the
+    batch's size for a sum), or None where that is unknown (a loss with other terms, a float)."""
+    graph = loop_config(trace, "loss_graph")
+    multiple = None if graph is None else graph.get("multiple")
+    if not isinstance(multiple, (int, float)) or not math.isfinite(multiple) or multiple <= 0:
+        return None
+    return float(multiple)
+
+
+def _level_as_logged(trace: Trace, known_only: bool) -> tuple[float, str] | None:
+    """:func:`untrained_loss` in the logged loss's units (times :func:`logged_multiple`),
+    and how it was found; where the multiple is unknown, the level as it is, or None if
+    ``known_only``."""
+    seen = untrained_loss(trace)
+    multiple = logged_multiple(trace)
+    if seen is None or (multiple is None and known_only):
+        return None
+    level, says = seen
+    if multiple is not None and abs(multiple - 1) > 1e-3:
+        level *= multiple
+        says = f"{says}, times {multiple:.4g}: the logged loss is that multiple of its mean"
+    return level, says
+
+
 def trained_start_clause(trace: Trace | None, start: object) -> str | None:
-    """Where a loss that never improved started far below :func:`untrained_loss`: the clause
-    that says so (for the plateau's message), else None."""
-    seen = None if trace is None else untrained_loss(trace)
+    """Where a loss that never improved started far below :func:`untrained_loss` (in the
+    logged loss's units where its multiple of the mean is known, :func:`logged_multiple`):
+    the clause that says so (for the plateau's message), else None."""
+    seen = None if trace is None else _level_as_logged(trace, known_only=False)
     if seen is None or not isinstance(start, float) or not start > 0.0:
         return None
     level, says = seen
@@ -94,23 +121,23 @@ def trained_start_clause(trace: Trace | None, start: object) -> str | None:
 
 def hot_start(trace: Trace | None, start: object) -> tuple[float, float, str] | None:
     """``(start over the untrained level, that level, how it was found)`` where the loss
-    started over :data:`HOT_START` times :func:`untrained_loss`, else None; only for a
-    logged loss that is the loss's mean itself (``loss_graph.mean``: a sum over the batch, a
-    static loss scale or an added term starts elsewhere at any initialisation).
+    started over :data:`HOT_START` times :func:`untrained_loss`, else None; the level in the
+    logged loss's units (times :func:`logged_multiple`: a sum over the batch or a static
+    loss scale starts that many times higher at any initialisation), only where that
+    multiple is known (a loss with other terms starts elsewhere).
 
     Example:
         >>> from gradwatch.trace import Trace
         >>> t = Trace.from_arrays(["fc"], [0, 1], {"grad_rms": [[1.0], [1.0]]})
         >>> t.meta["config"] = {"loss_graph": {"kind": "cross_entropy", "classes": 256,
-        ...                                    "mean": True}}
+        ...                                    "multiple": 1.0}}
         >>> round(hot_start(t, 23.2)[0], 2), hot_start(t, 5.6)
         (4.18, None)
+        >>> t.meta["config"]["loss_graph"]["multiple"] = 64.0  # a sum over 64 examples
+        >>> round(hot_start(t, 23.2 * 64)[0], 2), hot_start(t, 23.2)
+        (4.18, None)
     """
-    seen = None if trace is None else untrained_loss(trace)
-    graph = None if trace is None else loop_config(trace, "loss_graph")
-    # A sum, a scaled loss (a static loss scale) or one with other terms starts elsewhere.
-    if graph is None or graph.get("mean") is not True:
-        return None
+    seen = None if trace is None else _level_as_logged(trace, known_only=True)
     if seen is None or not isinstance(start, float) or not math.isfinite(start):
         return None
     level, says = seen

@@ -179,12 +179,6 @@ def _loss_kind(loss: str, node: Any, source: Any) -> tuple[str, int | None]:
     return loss, None if read is None else int(read[1][read[0]])
 
 
-#: How far from 1 the logged loss's multiple of its mean (:func:`mean_multiple`) may be for
-#: it to count as the mean: an accumulated step's micro-batches hold different numbers of
-#: targets (padding), so each one's share of the step's count is near 1/k, not at it; 25%
-#: off the mean moves no healthy start of the real corpus (0.76-1.06 log C) near the hot
-#: start's 2x (diagnosis/trained_start.py).
-MEAN_SLACK = 1.25
 #: A multiple of the mean, as the factors it is the product of: each a one-element tensor
 #: (left where it lies: a count on an accelerator is read only by :func:`product`) and its
 #: power, 1 or -1.
@@ -267,37 +261,15 @@ def product(factors: Factors | None, scale: float = 1.0) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def is_mean(multiple: float | None) -> bool:
-    """Whether a loss ``multiple`` times its mean (:func:`product`) counts as the mean
-    itself, within :data:`MEAN_SLACK`."""
-    return multiple is not None and 1 / MEAN_SLACK <= multiple <= MEAN_SLACK
-
-
-def logged_as_mean(loss: torch.Tensor) -> bool:
-    """Whether ``loss`` is its classification loss's mean over its examples
-    (:func:`mean_multiple`, within :data:`MEAN_SLACK`): not a sum, not scaled (a static
-    loss scale), not added to another term. Only then does its value sit near log C at a
-    fresh initialisation (``diagnosis/trained_start.py``). False where that cannot be read.
-
-    Example:
-        >>> import torch, torch.nn.functional as F
-        >>> x, y = torch.randn(4, 10, requires_grad=True), torch.tensor([0, 1, 2, 3])
-        >>> logged_as_mean(F.cross_entropy(x, y)), logged_as_mean(F.cross_entropy(x, y) * 8)
-        (True, False)
-        >>> logged_as_mean(F.cross_entropy(x, y, reduction="sum") / torch.tensor(4))
-        True
-    """
-    return is_mean(product(mean_multiple(loss)))
-
-
 def read_graph(
     loss: torch.Tensor,
 ) -> tuple[tuple[str, int | None] | None, tuple[str, str] | None]:
     """What ``loss``'s graph computes: the kind of the first loss node the walk meets from
     the loss (``"cross_entropy"``, ``"nll_loss"``, ``"bce_with_logits"``: the classification
     loss, whose untrained level ``diagnosis/trained_start.py`` knows) with its number of
-    classes (cross-entropy only), and :func:`wrong_input`'s answer; ``(None, None)`` for a
-    tensor without a graph."""
+    classes (cross-entropy only: an ``nll_loss`` over a log-softmax; a log-softmax feeding
+    anything else, a KL divergence or a CTC loss, is none), and :func:`wrong_input`'s
+    answer; ``(None, None)`` for a tensor without a graph."""
     root = loss.grad_fn
     if root is None:
         return None, None
@@ -308,7 +280,8 @@ def read_graph(
         kind = _LOSSES.get(_kind(node))
         source, reordered = (None, False) if kind is None else _source(node)
         if kind is not None and source is not None:  # a loss node: what made its input?
-            first = first or _loss_kind(kind, node, source)
+            if kind != "cross_entropy":  # (a log-softmax alone may feed a KL or CTC loss)
+                first = first or _loss_kind(kind, node, source)
             found = _mismatch(kind, source, reordered)
             if found is not None:
                 return first, found
@@ -344,11 +317,9 @@ class LossGraphProbe:
         kind: The classification loss the first graph read computes (:func:`read_graph`),
             or None.
         classes: The number of classes of that loss, for cross-entropy, or None.
-        multiple: How many times that first loss's mean the loss logged for its step is
-            (:func:`mean_multiple`, times the ``scale`` it was handed with), or None where
-            that cannot be read; read from the device once, when first asked for.
-        mean: Whether that is the mean itself (:func:`is_mean`): neither a sum nor scaled
-            nor added to another term; None where no loss's kind was read.
+        multiple: How many times that first loss's mean over its examples the loss logged
+            for its step is (:func:`mean_multiple`, times the ``scale`` it was handed with),
+            or None where that cannot be read; read from the device once, when first asked.
     """
 
     def __init__(self) -> None:
@@ -368,10 +339,6 @@ class LossGraphProbe:
         if self._factors is not None:  # (read once: a host sync for a count on a device)
             self._multiple, self._factors = product(self._factors, self._scale), None
         return self._multiple
-
-    @property
-    def mean(self) -> bool | None:
-        return None if self.kind is None else is_mean(self.multiple)
 
     def observe(self, values: Any, step: int, scale: float = 1.0) -> None:
         """Read the graph of each tensor among ``values`` (one tensor, or an iterable of
@@ -394,7 +361,7 @@ class LossGraphProbe:
                 if self.first_step is None:
                     (self.loss, self.given), self.first_step = found, step
 
-    def meta(self) -> dict[str, int | float | str | bool | None]:
+    def meta(self) -> dict[str, int | float | str | None]:
         """The counts, for ``meta.json`` (``config.loss_graph``)."""
         multiple = self.multiple
         return {
@@ -405,6 +372,5 @@ class LossGraphProbe:
             "first_step": self.first_step,
             "kind": self.kind,
             "classes": self.classes,
-            "multiple": None if multiple is None else round(multiple, 4),
-            "mean": self.mean,
+            "multiple": None if multiple is None else float(f"{multiple:.6g}"),
         }
