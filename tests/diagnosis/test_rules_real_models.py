@@ -473,7 +473,7 @@ def test_poor_init_names_logits_that_start_too_large(
         start / math.log(10), rel=1e-3
     )
     assert f8.evidence["loss_improving"] is (severity == "info")
-    assert "times 8: the logged loss is that multiple of its mean" in f8.message
+    assert "times 8 (the logged loss is that multiple of its mean)" in f8.message
 
 
 def test_poor_init_quiet_on_a_default_plain_mlp() -> None:

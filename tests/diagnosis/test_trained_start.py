@@ -54,6 +54,6 @@ def test_the_start_is_read_in_the_logged_loss_s_units() -> None:
     trace = _trace({"kind": "cross_entropy", "classes": 10, "multiple": 0.125})
     assert trained_start_clause(trace, float(np.log(10) / 8)) is None
     said = trained_start_clause(trace, float(np.log(10) / 8 * 0.4))
-    assert said is not None and "times 0.125: the logged loss is that multiple" in said
+    assert said is not None and "times 0.125 (the logged loss is that multiple" in said
     unknown = _trace({"kind": "cross_entropy", "classes": 10, "multiple": None})
     assert trained_start_clause(unknown, float(np.log(10) / 8)) is not None

@@ -102,7 +102,7 @@ def _level_as_logged(trace: Trace, known_only: bool) -> tuple[float, str] | None
     level, says = seen
     if multiple is not None and abs(multiple - 1) > 1e-3:
         level *= multiple
-        says = f"{says}, times {multiple:.4g}: the logged loss is that multiple of its mean"
+        says = f"{says}, times {multiple:.4g} (the logged loss is that multiple of its mean)"
     return level, says
 
 
