@@ -49,9 +49,11 @@ def _trainer_setting(
     owns the step (``meta["trainer"]["framework"]``): the HF Trainer clips and schedules
     itself, so a clipper or scheduler made beside it would act twice or be replaced.
     ``peak_rate``: the run's peak learning rate, where the trace has it."""
+    from gradwatch.remedies.lower_lr import RATE_FACTORS
+
     limit = options.get("max_norm")
     value = f"{limit:.4g}" if isinstance(limit, float) else "..."
-    if remedy in ("lower_lr", "raise_lr") and framework in ("transformers", "lightning"):
+    if remedy in RATE_FACTORS and framework in ("transformers", "lightning"):
         factor = options["factor"]
         rate = f"{peak_rate * factor:.3g}" if peak_rate else f"<your rate x {factor:g}>"
         if framework == "transformers":

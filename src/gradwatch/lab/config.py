@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from gradwatch.diagnosis import REMEDY_IDS
-from gradwatch.remedies.lower_lr import check_factor
+from gradwatch.remedies.lower_lr import RATE_FACTORS, check_factor
 
 from .models import MODEL_CONFIGS, ModelConfig, model_kind
 from .models.common import OneOf
@@ -138,7 +138,7 @@ class RunConfig:
                 "the default length, 2 / (1 - beta2), exists only for adam; set it, e.g. "
                 f"steps = {max(1, self.steps // 10)} (a tenth of the run)"
             )
-        for scaled in ("lower_lr", "raise_lr"):
+        for scaled in RATE_FACTORS:
             if scaled in self.remedies:
                 factor = options_for(scaled, self.remedy_options)["factor"]
                 try:

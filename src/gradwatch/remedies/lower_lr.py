@@ -34,7 +34,10 @@ from ._common import check_optimizer
 if TYPE_CHECKING:
     from ..trace import Trace
 
-__all__ = ["ScaledLR", "check_factor", "lower_lr", "raise_lr", "suggest_raise"]
+__all__ = ["RATE_FACTORS", "ScaledLR", "check_factor", "lower_lr", "raise_lr", "suggest_raise"]
+
+#: The remedies that multiply the learning rate by their option ``factor``.
+RATE_FACTORS = ("lower_lr", "raise_lr")
 
 #: Where healthy training's update ratio starts (CS231n's rule of thumb; the loss_plateau
 #: rule's tiny_update_ratio is a tenth of it): :func:`suggest_raise` suggests nothing above.

@@ -21,6 +21,7 @@ from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
 from ..diagnosis.ranking import rank_remedies, relu_misfit
 from ._blocks import find_stacks
 from ._common import activation_types, weight_layer_types
+from .lower_lr import RATE_FACTORS
 
 if TYPE_CHECKING:
     from gradwatch.trace import Trace
@@ -170,7 +171,7 @@ def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     from .registry import REMEDIES, REQUIRED
 
     options: dict[str, Any] = dict.fromkeys(REMEDIES[remedy].required, REQUIRED)
-    if remedy in ("lower_lr", "raise_lr"):
+    if remedy in RATE_FACTORS:
         options["factor"] = REMEDIES[remedy].options["factor"]
     if remedy == "raise_lr" and trace is not None:
         from .lower_lr import suggest_raise
