@@ -103,6 +103,10 @@ def test_the_nll_sentences_say_what_it_was_given_and_the_mend(
 
 def _digits(tail: list[nn.Module], loss_fn: str, steps: int = 60) -> gw.Diagnosis:
     """A 64-64-10 ReLU MLP on digits under Adam 1e-2, batch 64."""
+    return gw.diagnose(_digits_trace(tail, loss_fn, steps))
+
+
+def _digits_trace(tail: list[nn.Module], loss_fn: str, steps: int = 60) -> Trace:
     from sklearn.datasets import load_digits
 
     x_np, y_np = load_digits(return_X_y=True)
@@ -125,7 +129,7 @@ def _digits(tail: list[nn.Module], loss_fn: str, steps: int = 60) -> gw.Diagnosi
             loss.backward()
             opt.step()
             w.log(loss=loss)
-    return gw.diagnose(w.trace)
+    return w.trace
 
 
 @pytest.mark.parametrize(
@@ -186,6 +190,32 @@ def test_a_log_softmax_over_the_batch_is_the_note_of_a_run_that_seems_fine() -> 
         "dimension 0"
     )
     assert _digits([nn.LogSoftmax(-1)], "nll").notes == ()
+
+
+class SoftCap(nn.Module):
+    """Gemma 2's final logit soft cap: cap * tanh(logits / cap)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 30.0 * torch.tanh(x / 30.0)
+
+
+def test_nll_loss_below_zero_is_named_where_its_graph_hid_the_logits() -> None:
+    """nll_loss of soft-capped logits (HF Gemma 2's cap; benchmarks/fault_sweep.py found it
+    missed there): the graph's check sees a multiplication, not a layer's output, and says
+    nothing; the loss falls below 0, which minus a log-probability never does, and the
+    diagnosis says so. Through a log-softmax after the cap it stays above 0: nothing said;
+    a loss with another term may go below 0 (its multiple unknown): nothing said either."""
+    trace = _digits_trace([SoftCap()], "nll")
+    d = gw.diagnose(trace)
+    words = "to something other than log-probabilities: it fell below 0"
+    assert any(words in text for text in _said(d)) and "NLLLoss" in d.verdict
+    assert not [t for t in _said(_digits([SoftCap(), nn.LogSoftmax(-1)], "nll")) if "NLL" in t]
+    trace.meta["config"]["loss_graph"]["multiple"] = None
+    assert not [t for t in _said(gw.diagnose(trace)) if words in t]
+
+
+def _said(d: gw.Diagnosis) -> list[str]:
+    return [*d.notes, *(f.message for f in d)]
 
 
 def test_a_run_with_no_symptom_yet_has_the_squash_as_its_note() -> None:

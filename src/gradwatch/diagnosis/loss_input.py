@@ -9,7 +9,9 @@ log-probabilities and only negates the target's entry: fed probabilities, its lo
 above -1 with a shrinking gradient; fed a layer's raw outputs, it has no floor, and training
 pushes the target's output up without bound (the loss falls below 0 without end while the
 weights and gradients grow: read as an exploding gradient); fed a log-softmax over the batch,
-each class is normalised across the examples, a silent error. The watch reads the loss's
+each class is normalised across the examples, a silent error; fed anything else the graph
+does not know as a layer's output (HF Gemma 2's soft-capped logits), the logged loss falling
+below 0 says it (:data:`BELOW_ZERO`). The watch reads the loss's
 autograd graph (``meta["config"]["loss_graph"]``, recording/loss_graph.py), so this is known
 from the first step (``probability_floor.py`` names the softmax's floor from the loss alone,
 for runs whose graph was not read). Every finding at warning or above is told that the
@@ -44,6 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ..trace import Trace
 from ._loop import loop_config, loop_record
@@ -94,13 +98,29 @@ _NLL_OVER_THE_BATCH = (
     "log_softmax(x, dim=-1) for (N, C) or (B, T, V) logits (without dim, F.log_softmax picks "
     "dimension 0 for a 3-D input)"
 )
+_NLL_BELOW_ZERO = (
+    "The loss applies NLLLoss (F.nll_loss) to something other than log-probabilities: it "
+    "fell below 0 (first at step {step}; {lowest:.3g} at its lowest), which minus a "
+    "log-probability never does (its autograd graph: nll_loss over no log-softmax). NLLLoss "
+    "only negates the target's entry, so the loss is minus the target's input: training "
+    "pushes that input up with no floor but what bounds it (a soft cap, a squash), and the "
+    "loss says nothing of the predictions. Apply log_softmax before it (or pass the logits "
+    "to cross_entropy)"
+)
 #: What ``nll_loss`` does with each wrong input, by what it was given.
 _NLL = {
     "softmax": _NLL_OF_PROBABILITIES,
     "sigmoid": _NLL_OF_PROBABILITIES,
     "logits": _NLL_OF_LOGITS,
     "log_softmax_over_dim_0": _NLL_OVER_THE_BATCH,
+    "below_zero": _NLL_BELOW_ZERO,
 }
+#: How far below 0 a logged ``nll_loss`` must fall to say its input is no log-probability
+#: (minus one is never negative): a margin over rounding (our choice), far above the -0.27
+#: to -20 that ``nll_loss`` of raw or soft-capped logits reads within 200 steps (HF Gemma 2,
+#: whose capped logits hide them from the graph's check, -0.27 -> -13.9;
+#: benchmarks/fault_sweep.py).
+BELOW_ZERO = 0.01
 #: What each loss can be given wrongly (recording/loss_graph.py).
 _GIVEN = {
     "cross_entropy": ("softmax", "sigmoid"),
@@ -112,8 +132,11 @@ _GIVEN = {
 def loss_input_seen(trace: Trace) -> dict[str, Any] | None:
     """The watch's ``loss_graph`` record where a loss it read was given outputs of the wrong
     kind; None otherwise (no graph read, or none such)."""
-    record = loop_record(trace, "loss_graph", "checked", "mismatched", "first_step")
     graph = loop_config(trace, "loss_graph")
+    counts = loop_record(trace, "loss_graph", "checked", "mismatched")
+    if graph is not None and counts is not None and counts[1] == 0:
+        return _below_zero(trace, graph, counts[0])
+    record = loop_record(trace, "loss_graph", "checked", "mismatched", "first_step")
     if record is None or record[1] == 0 or graph is None:
         return None
     loss, given = graph.get("loss"), graph.get("given")
@@ -126,10 +149,30 @@ def loss_input_seen(trace: Trace) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
+def _below_zero(trace: Trace, graph: dict[str, Any], checked: int) -> dict[str, Any] | None:
+    """The record of an ``nll_loss`` whose graph showed nothing wrong but whose logged value
+    fell below -:data:`BELOW_ZERO` (``given``: ``"below_zero"``): only where the logged
+    loss is a positive multiple of it alone (``loss_graph.multiple``), so that no other term
+    and no sign change can take it there."""
+    multiple = graph.get("multiple")
+    if graph.get("kind") != "nll_loss" or not isinstance(multiple, (int, float)):
+        return None
+    if not multiple > 0 or not trace.has_scalar("loss"):
+        return None
+    loss = np.asarray(trace.scalar("loss"), dtype=float)
+    below = np.flatnonzero(loss < -BELOW_ZERO)
+    if not below.size:
+        return None
+    return {
+        "loss": "nll_loss", "given": "below_zero", "checked": checked, "mismatched": 0,
+        "first_step": int(trace.scalar_steps[below[0]]), "lowest": float(np.nanmin(loss)),
+    }  # fmt: skip
+
+
 def _sentence(seen: dict[str, Any]) -> str:
     loss, given = seen["loss"], seen["given"]
     template = _NLL[given] if loss == "nll_loss" else _SQUASHED_TWICE[loss]
-    return template.format(given=seen["given"], step=seen["first_step"])
+    return template.format(given=given, step=seen["first_step"], lowest=seen.get("lowest"))
 
 
 def loss_input_sentence(trace: Trace) -> str | None:
