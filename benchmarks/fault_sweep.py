@@ -23,9 +23,15 @@ fixed spacing) with one classic fault at a time:
 - ``eval_mode``: trained with ``model.eval()``, where the model has BatchNorm (otherwise
   eval mode changes nothing a loss can see: "n/a"); said if a note or finding says its
   BatchNorm layers normalise with running statistics.
+- ``weight_decay_10``: AdamW's weight decay at 10 (the weights shrink 1% a step); said if
+  ``collapsing_weights`` is drawn.
+- ``random_labels``: each batch's targets shuffled among its examples (no gradient
+  problem: what is left to learn is the labels' frequencies); said if the loss plateau
+  points at the data ("what the model is asked to learn", "what this data allows").
 
 Each cell gives the run's own loss (first 5 steps' mean -> last 20's, the independent
-measure of the damage) and what was said; "MISSED" where the expected words are absent.
+measure of the damage), the findings that said it and any other warning or critical;
+"MISSED" where the expected words are absent.
 
 Run: ``PYTHONPATH=src python benchmarks/fault_sweep.py [--only ARCH ...] [--faults F ...]
 [--write-docs]`` (about five minutes on one core). ``--write-docs`` writes the table into
@@ -84,6 +90,25 @@ def _rate(lr: float) -> Callable[[Setup], Setup]:
         return setup
 
     return fault
+
+
+def _weight_decay(setup: Setup) -> Setup:
+    for group in setup.optimizer.param_groups:
+        group["weight_decay"] = 10.0  # AdamW's decoupled decay: x (1 - 1e-3 x 10) a step
+    return setup
+
+
+def _random_labels(setup: Setup) -> Setup:
+    """Each batch's targets shuffled among its examples (tokens, for an LM): the same
+    labels, no longer the inputs'."""
+    gen = torch.Generator().manual_seed(1)
+
+    def batches(step: int) -> Any:
+        x, y = setup.batches(step)
+        flat = y.reshape(-1)
+        return x, flat[torch.randperm(len(flat), generator=gen)].view_as(y)
+
+    return dataclasses.replace(setup, batches=batches)
 
 
 def _never_zeroed(setup: Setup) -> Setup:
@@ -150,6 +175,20 @@ FAULTS: dict[str, tuple[Callable[[Setup], Setup | None], Said]] = {
     ),
     "nll_of_logits": (_loss(F.nll_loss), _said("applies NLLLoss (F.nll_loss) to")),
     "eval_mode": (_eval_mode, _said("running statistics")),
+    "weight_decay_10": (
+        _weight_decay,
+        lambda run: _rules(run, lambda f: f.rule == "collapsing_weights"),
+    ),
+    "random_labels": (
+        _random_labels,
+        lambda run: _rules(
+            run,
+            lambda f: (
+                f.rule == "loss_plateau"
+                and ("asked to learn" in f.message or "this data allows" in f.message)
+            ),
+        ),
+    ),
 }
 COLUMNS = ("architecture", *FAULTS)
 DOCS_COLUMNS: dict[str, list[tuple[str, ...]]] = {"": [COLUMNS]}
@@ -174,10 +213,11 @@ def _cell(name: str, fault: str) -> tuple[str, bool | None]:
     last = sum(run.losses[-20:]) / 20
     said = FAULTS[fault][1](run)
     loss = f"{first:.3g} -> {last:.3g}" if math.isfinite(last) else f"{first:.3g} -> nan"
-    if said is not None:
-        return f"{loss}: {said}", True
-    alarms = _rules(run, lambda f: f.severity != "info") or "no warning"
-    return f"{loss}: **MISSED** ({alarms})", False
+    alarms = _rules(run, lambda f: f.severity != "info")
+    if said is None:
+        return f"{loss}: **MISSED** ({alarms or 'no warning'})", False
+    others = [a for a in (alarms or "").split(", ") if a and a not in said.split(", ")]
+    return f"{loss}: {said}" + (f"; also {', '.join(others)}" if others else ""), True
 
 
 def sweep(names: list[str], faults: list[str]) -> tuple[list[list[str]], int, int]:

@@ -185,8 +185,10 @@ def _collapsed_representation(f: Finding, trace: Trace | None) -> Finding:
         "(healthy training keeps well over a third), so the prediction barely depends on the "
         "input (a language model predicts the token frequencies; a classifier, the class "
         "frequencies). Steps too large collapse a representation this way (lower the "
-        "learning rate, or warm it up for longer), and so does depth that pulls every input "
-        "toward one point (rank collapse)."
+        "learning rate, or warm it up for longer), so does depth that pulls every input "
+        "toward one point (rank collapse), and so do targets the input cannot predict "
+        "(labels shuffled or misaligned: the model learns to ignore its input; look at what "
+        "it is asked to learn)."
     )
     # Not lr_warmup: the warm-up length that suffices is not known from this run (GPT-2 at
     # AdamW 0.1 ended near its unigram loss after a 60-step warm-up too: 2.95-3.06, by CPU).
