@@ -135,3 +135,18 @@ def table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
             raise ValueError(f"row {row!r} has {len(row)} cells, the header {len(columns)}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def write_table(
+    page: str,
+    script: str,
+    note: str,
+    columns: tuple[str, ...] | list[str],
+    rows: list[list[str]],
+) -> None:
+    """Write ``script``'s table (:func:`header` with ``note``, then :func:`table`) into its
+    generated block of ``page`` (a path under the repository, such as ``docs/diagnosis.md``)
+    and say so."""
+    body = header(f"PYTHONPATH=src python {script} --write-docs", note)
+    replace_block(ROOT / page, script, f"{body}\n\n{table(columns, rows)}")
+    print(f"updated {page}")

@@ -482,14 +482,11 @@ def main() -> None:
     if args.write_docs:
         learned = sum(1 for r in rows if r[2].startswith("learns:"))
         quiet = sum(1 for r in rows if r[3] == "none")
-        body = _docs.header(
-            f"PYTHONPATH=src python {SCRIPT} --write-docs",
+        note = (
             f"One CPU thread, 200 steps each. {learned} of {len(rows)} learned by the check; "
-            f"{quiet} of {len(rows)} drew no warning or critical.",
+            f"{quiet} of {len(rows)} drew no warning or critical."
         )
-        body += "\n\n" + _docs.table(COLUMNS, rows)
-        _docs.replace_block(Path(_docs.ROOT) / "docs" / "diagnosis.md", SCRIPT, body)
-        print("\nupdated docs/diagnosis.md")
+        _docs.write_table("docs/diagnosis.md", SCRIPT, note, COLUMNS, rows)
 
 
 if __name__ == "__main__":

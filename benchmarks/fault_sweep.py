@@ -249,13 +249,8 @@ def main() -> None:
     rows, said, ran = sweep(args.only or list(CHOSEN), faults)
     print(f"\n{said} of {ran} faults said")
     if args.write_docs:
-        body = _docs.header(
-            f"PYTHONPATH=src python {SCRIPT} --write-docs",
-            f"One CPU thread, 200 steps each. {said} of {ran} faults said.",
-        )
-        body += "\n\n" + _docs.table(COLUMNS, rows)
-        _docs.replace_block(Path(_docs.ROOT) / "docs" / "diagnosis.md", SCRIPT, body)
-        print("updated docs/diagnosis.md")
+        note = f"One CPU thread, 200 steps each. {said} of {ran} faults said."
+        _docs.write_table("docs/diagnosis.md", SCRIPT, note, COLUMNS, rows)
 
 
 if __name__ == "__main__":
