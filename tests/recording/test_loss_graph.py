@@ -251,6 +251,16 @@ def test_the_probe_says_how_many_times_its_mean_the_loss_is() -> None:
         assert probe.meta()["multiple"] == multiple
 
 
+def test_a_loss_logged_apart_from_the_one_observed_has_no_multiple() -> None:
+    """``scale=None``: the framework logs another tensor than the loss backward ran from
+    (Lightning's manual optimisation), so how many times its mean that one is says nothing
+    of the logged loss; the graph's kind is still read."""
+    x, y = torch.randn(6, C, requires_grad=True), torch.randint(0, C, (6,))
+    probe = LossGraphProbe()
+    probe.observe(F.cross_entropy(x, y) / 4, step=0, scale=None)
+    assert (probe.meta()["kind"], probe.meta()["multiple"]) == ("cross_entropy", None)
+
+
 def test_a_log_softmax_that_feeds_no_nll_loss_is_no_cross_entropy() -> None:
     """A KL divergence or a CTC loss over a log-softmax starts nowhere near log C: their
     loss kind is unknown, so neither start is read against it."""

@@ -109,7 +109,10 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         under automatic optimisation it is the step's loss divided by the accumulation."""
         w = self._recording()
         if w is not None and isinstance(loss, torch.Tensor):
-            w.observe_loss(loss, scale=_accumulation(trainer, pl_module))
+            # Under manual optimisation the loss logged is the one training_step returns, which
+            # need not be this one (a loss divided for accumulation by hand): unknown.
+            auto = pl_module.automatic_optimization
+            w.observe_loss(loss, scale=trainer.accumulate_grad_batches if auto else None)
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any

@@ -340,12 +340,13 @@ class LossGraphProbe:
             self._multiple, self._factors = product(self._factors, self._scale), None
         return self._multiple
 
-    def observe(self, values: Any, step: int, scale: float = 1.0) -> None:
+    def observe(self, values: Any, step: int, scale: float | None = 1.0) -> None:
         """Read the graph of each tensor among ``values`` (one tensor, or an iterable of
         logged values) that has one, while fewer than :data:`CHECKS` were read. ``scale``:
         how many times such a loss the step's logged loss is (a framework that divides
         the loss backward runs from by its accumulation steps, or adds up its micro-batches'
-        shares, logs a multiple of it)."""
+        shares, logs a multiple of it); None where that is unknown (the loss logged is
+        another tensor than this one), which leaves the multiple unknown."""
         for value in [values] if isinstance(values, torch.Tensor) else values:
             if self.checked >= CHECKS:
                 return
@@ -354,7 +355,8 @@ class LossGraphProbe:
             kind, found = read_graph(value)
             if self.checked == 0 and kind is not None:
                 self.kind, self.classes = kind
-                self._factors, self._scale = mean_multiple(value), scale
+                self._factors = None if scale is None else mean_multiple(value)
+                self._scale = 1.0 if scale is None else scale
             self.checked += 1
             if found is not None:
                 self.mismatched += 1

@@ -411,11 +411,11 @@ class Watch:
         self._loop.observe_log(scalars.values(), step)  # graphs read, no tensor read
         schedule.charge(schedule.clock() - start)
 
-    def observe_loss(self, loss: torch.Tensor, scale: float = 1.0) -> None:
+    def observe_loss(self, loss: torch.Tensor, scale: float | None = 1.0) -> None:
         """Hand the watch the loss ``backward`` runs from, to check its graph (a softmax
         before ``cross_entropy``, ``nll_loss`` of logits): ``log`` does so with its tensors; a
         framework callback whose logged losses are detached calls this, with ``scale``: how
-        many times this loss the loss it logs for the step is (accumulation undone)."""
+        many times this loss the step's logged loss is (None: unknown)."""
         self._loop.loss.observe(loss, self._progress.step, scale)
 
     def observe_clip(
