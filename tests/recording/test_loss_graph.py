@@ -353,3 +353,25 @@ def test_a_compiled_model_is_read_at_its_sampled_steps_which_run_eagerly() -> No
     record = w.trace.meta["config"]["loss_graph"]
     assert record["checked"] == CHECKS and record["mismatched"] == 1
     assert record["first_step"] == 0
+
+
+def test_the_kind_and_multiple_are_those_of_the_value_logged_as_loss() -> None:
+    """An auxiliary loss logged first (a binary head's BCE beside the main 4-class loss)
+    is checked for outputs of the wrong kind, but the untrained level the loss rules read
+    the logged ``loss`` against is the main loss's: cross-entropy over 4 classes, not BCE's
+    log 2 (against which the main loss's start would have read as too large)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 5))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, overhead=None, on_finding=lambda f: None) as w:
+        for _ in range(4):
+            out = model(torch.randn(6, 8))
+            aux = F.binary_cross_entropy_with_logits(out[:, 4], torch.rand(6))
+            main = F.cross_entropy(out[:, :4], torch.randint(0, 4, (6,))) * 2
+            opt.zero_grad()
+            (main + aux).backward(retain_graph=True)
+            opt.step()
+            w.log(aux=aux, loss=main)
+    graph = w.trace.meta["config"]["loss_graph"]
+    assert (graph["kind"], graph["classes"], graph["multiple"]) == ("cross_entropy", 4, 2.0)
+    assert graph["checked"] == CHECKS

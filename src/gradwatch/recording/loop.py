@@ -22,6 +22,7 @@ what eval mode changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -162,10 +163,11 @@ class LoopProbes:
         self.mode.observe(step)
         self.logged.step()
 
-    def observe_log(self, values: Any, step: int) -> None:
-        """Called with the values of every ``log``: the loss graph's and the count's."""
-        self.loss.observe(values, step)
-        self.logged.observe(values)
+    def observe_log(self, scalars: Mapping[str, Any], step: int) -> None:
+        """Called with the values of every ``log``: the loss graph's (the kind and multiple
+        of the one logged as ``loss``, the one the loss rules read) and the count's."""
+        self.loss.observe(scalars.values(), step, measured=scalars.get("loss"))
+        self.logged.observe(scalars.values())
 
     def meta(self) -> dict[str, dict[str, Any]]:
         """``meta.json``'s ``config`` entries of the probes."""

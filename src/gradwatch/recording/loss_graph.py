@@ -179,6 +179,8 @@ def _loss_kind(loss: str, node: Any, source: Any) -> tuple[str, int | None]:
     return loss, None if read is None else int(read[1][read[0]])
 
 
+#: ``LossGraphProbe.observe``'s default ``measured``: the first graph read.
+_FIRST = object()
 #: A multiple of the mean, as the factors it is the product of: each a one-element tensor
 #: (left where it lies: a count on an accelerator is read only by :func:`product`) and its
 #: power, 1 or -1.
@@ -330,6 +332,7 @@ class LossGraphProbe:
         self.loss: str | None = None
         self.given: str | None = None
         self.first_step: int | None = None
+        self._measured = False  # whether the loss's own graph was read
         self._factors: Factors | None = None
         self._scale = 1.0
         self._multiple: float | None = None
@@ -340,21 +343,27 @@ class LossGraphProbe:
             self._multiple, self._factors = product(self._factors, self._scale), None
         return self._multiple
 
-    def observe(self, values: Any, step: int, scale: float | None = 1.0) -> None:
+    def observe(
+        self, values: Any, step: int, scale: float | None = 1.0, *, measured: Any = _FIRST
+    ) -> None:
         """Read the graph of each tensor among ``values`` (one tensor, or an iterable of
-        logged values) that has one, while fewer than :data:`CHECKS` were read. ``scale``:
-        how many times such a loss the step's logged loss is (a framework that divides
-        the loss backward runs from by its accumulation steps, or adds up its micro-batches'
-        shares, logs a multiple of it); None where that is unknown (the loss logged is
-        another tensor than this one), which leaves the multiple unknown."""
+        logged values) that has one, while fewer than :data:`CHECKS` were read.
+        ``measured``: the one among them that is the loss the loss rules read (logged as
+        ``loss``), whose kind and multiple are read, once (by default the first graph
+        read; None: none of them); an auxiliary loss logged beside it is only checked for
+        outputs of the wrong kind. ``scale``: how many times that loss the step's logged
+        loss is (a framework that divides the loss backward runs from by its accumulation
+        steps, or adds up its micro-batches' shares, logs a multiple of it); None where that
+        is unknown (the loss logged is another tensor than this one)."""
         for value in [values] if isinstance(values, torch.Tensor) else values:
             if self.checked >= CHECKS:
                 return
             if not isinstance(value, torch.Tensor) or value.grad_fn is None:
                 continue
             kind, found = read_graph(value)
-            if self.checked == 0 and kind is not None:
-                self.kind, self.classes = kind
+            if not self._measured and (value is measured or measured is _FIRST):
+                self._measured = True
+                self.kind, self.classes = kind or (None, None)
                 self._factors = None if scale is None else mean_multiple(value)
                 self._scale = 1.0 if scale is None else scale
             self.checked += 1

@@ -408,7 +408,7 @@ class Watch:
         start = schedule.clock()
         step = max(self._progress.step - 1, 0)
         self._buffer.log(step, scalars, mode)
-        self._loop.observe_log(scalars.values(), step)  # graphs read, no tensor read
+        self._loop.observe_log(scalars, step)  # graphs read, no tensor read
         schedule.charge(schedule.clock() - start)
 
     def observe_loss(self, loss: torch.Tensor, scale: float | None = 1.0) -> None:
