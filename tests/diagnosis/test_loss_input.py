@@ -192,6 +192,15 @@ def test_a_log_softmax_over_the_batch_is_the_note_of_a_run_that_seems_fine() -> 
     assert _digits([nn.LogSoftmax(-1)], "nll").notes == ()
 
 
+def test_cross_entropy_of_a_log_softmax_over_the_batch_is_the_note() -> None:
+    """nn.LogSoftmax(0) before cross_entropy: its own log-softmax over the classes does not
+    undo a normalisation across the examples; the note says it. Over the classes
+    (nn.LogSoftmax(-1)), redundant but harmless: nothing said."""
+    d = _digits([nn.LogSoftmax(0)], "ce")
+    assert any("cross-entropy to a log-softmax taken over dimension 0" in n for n in d.notes)
+    assert _digits([nn.LogSoftmax(-1)], "ce").notes == ()
+
+
 class SoftCap(nn.Module):
     """Gemma 2's final logit soft cap: cap * tanh(logits / cap)."""
 

@@ -173,6 +173,30 @@ def test_nll_loss_given_logits_or_probabilities_is_found(case: str) -> None:
     assert wrong_input(make()) == ("nll_loss", given)
 
 
+def _ce_of_lm_log_softmax_without_dim() -> torch.Tensor:
+    """cross_entropy of (B, T, V) logits through F.log_softmax without ``dim`` (0 for a
+    3-D input): each vocabulary entry normalised across the batch, then over the vocabulary."""
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        logp = F.log_softmax(nn.Linear(C, C)(_logits(2, T, C)))
+    return F.cross_entropy(logp.reshape(-1, C), Y)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: F.cross_entropy(F.log_softmax(nn.Linear(C, C)(_logits()), 0), Y),
+        _ce_of_lm_log_softmax_without_dim,
+    ],
+    ids=["log_softmax_over_the_batch", "lm_log_softmax_without_dim"],
+)
+def test_cross_entropy_of_a_log_softmax_over_the_batch_is_found(
+    make: Callable[[], torch.Tensor],
+) -> None:
+    """cross_entropy's own log-softmax over the classes is idempotent on a log-softmax over
+    the classes (CORRECT's log_softmax_before_cross_entropy), not on one over dim 0."""
+    assert wrong_input(make()) == ("cross_entropy", "log_softmax_over_dim_0")
+
+
 @pytest.mark.parametrize("case", sorted(CORRECT))
 def test_correct_classification_losses_are_not(case: str) -> None:
     assert wrong_input(CORRECT[case]()) is None

@@ -98,6 +98,16 @@ _NLL_OVER_THE_BATCH = (
     "log_softmax(x, dim=-1) for (N, C) or (B, T, V) logits (without dim, F.log_softmax picks "
     "dimension 0 for a 3-D input)"
 )
+_CE_OVER_THE_BATCH = (
+    "The loss applies cross-entropy to a log-softmax taken over dimension 0 (its autograd "
+    "graph, read at step {step}: a log-softmax over log_softmax(dim=0)), the batch (or the "
+    "time of a sequence-first layout), not the classes. CrossEntropyLoss applies log-softmax "
+    "itself, over the classes: given log-probabilities over the classes that changes "
+    "nothing, but these normalise each class's scores across the examples, so an example's "
+    "loss depends on the others in its batch. Pass it the logits (drop the log_softmax), or "
+    "take it over the classes: log_softmax(x, dim=-1) (without dim, F.log_softmax picks "
+    "dimension 0 for a 3-D input)"
+)
 _NLL_BELOW_ZERO = (
     "The loss applies NLLLoss (F.nll_loss) to something other than log-probabilities: it "
     "fell below 0 (first at step {step}; {lowest:.3g} at its lowest), which minus a "
@@ -123,7 +133,7 @@ _NLL = {
 BELOW_ZERO = 0.01
 #: What each loss can be given wrongly (recording/loss_graph.py).
 _GIVEN = {
-    "cross_entropy": ("softmax", "sigmoid"),
+    "cross_entropy": ("softmax", "sigmoid", "log_softmax_over_dim_0"),
     "bce_with_logits": ("softmax", "sigmoid"),
     "nll_loss": tuple(_NLL),
 }
@@ -171,7 +181,12 @@ def _below_zero(trace: Trace, graph: dict[str, Any], checked: int) -> dict[str, 
 
 def _sentence(seen: dict[str, Any]) -> str:
     loss, given = seen["loss"], seen["given"]
-    template = _NLL[given] if loss == "nll_loss" else _SQUASHED_TWICE[loss]
+    if loss == "nll_loss":
+        template = _NLL[given]
+    elif given == "log_softmax_over_dim_0":
+        template = _CE_OVER_THE_BATCH
+    else:
+        template = _SQUASHED_TWICE[loss]
     return template.format(given=given, step=seen["first_step"], lowest=seen.get("lowest"))
 
 

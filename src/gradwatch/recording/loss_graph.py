@@ -13,7 +13,9 @@ layer's raw outputs (no ``log_softmax``) it is minus the target's output, with n
 all: training pushes that output up without bound (another classic mistake); fed a
 log-softmax over dimension 0, the batch (``F.log_softmax`` without ``dim`` picks it for a
 3-D input such as an LM's (B, T, V) logits), each class is normalised across the examples,
-not each example across the classes.
+not each example across the classes; and ``CrossEntropyLoss`` fed such a log-softmax over
+dimension 0 does the same (its own log-softmax over the classes undoes one over the classes,
+not that one).
 
 The graph says each at the first step: the loss's ``LogSoftmaxBackward0`` node
 (``cross_entropy``) or ``BinaryCrossEntropyWithLogitsBackward0`` node whose input is a
@@ -157,8 +159,8 @@ def _mismatch(loss: str, source: Any, reordered: bool) -> tuple[str, str] | None
     if loss in _TAKES_LOG_PROBABILITIES and kind in _LAYER_OUTPUTS:
         return loss, "logits"
     if (
-        loss in _TAKES_LOG_PROBABILITIES
-        and kind == "LogSoftmaxBackward"
+        loss in (*_TAKES_LOG_PROBABILITIES, "cross_entropy")  # (cross_entropy: a log-softmax
+        and kind == "LogSoftmaxBackward"  # over its classes is idempotent, not over dim 0)
         and not reordered  # (a transposed (C, N) layout has its classes first)
         and _over_first_dim(source)
     ):
@@ -300,7 +302,9 @@ def wrong_input(loss: torch.Tensor) -> tuple[str, str] | None:
     outputs already squashed (``"softmax"``, ``"sigmoid"``), or ``"nll_loss"`` given
     probabilities (``"softmax"``, ``"sigmoid"``), a layer's raw outputs (``"logits"``) or
     a log-softmax over the batch (``"log_softmax_over_dim_0"``) instead of log-probabilities
-    over the classes. None otherwise, and for a tensor without a graph."""
+    over the classes; or ``"cross_entropy"`` given such a log-softmax over the batch (its own
+    over the classes undoes one over the classes, not that one). None otherwise, and for a
+    tensor without a graph."""
     return read_graph(loss)[1]
 
 
