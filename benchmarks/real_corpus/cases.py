@@ -32,7 +32,17 @@ from .checks import (
     norm_stats_unchanged,
     stops_learning,
 )
-from .families import bart, deberta, mamba, modernbert, qwen2_large_init, swin, t5, wav2vec2
+from .families import (
+    bart,
+    deberta,
+    gemma2_nll_of_logits,
+    mamba,
+    modernbert,
+    qwen2_large_init,
+    swin,
+    t5,
+    wav2vec2,
+)
 from .models import (
     Setup,
     albert,
@@ -445,6 +455,14 @@ CASES: tuple[Case, ...] = (
         gpt2_nll_of_logits,
         goes_below_zero(),
         expect_note="NLLLoss expects log-probabilities",
+    ),
+    Case(
+        "gemma2_nll_of_logits",
+        "HF Gemma 2 (2 layers, width 64), its loss nll_loss of its soft-capped logits (30 x "
+        "tanh(logits / 30)): the graph sees a multiplication, not a layer's output",
+        gemma2_nll_of_logits,
+        goes_below_zero(),
+        expect_note="to something other than log-probabilities",
     ),
     Case(
         "llama_bf16_weights",

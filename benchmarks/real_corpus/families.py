@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Batch, byte_windows, digit_images, which_file_windows
-from .models import LossFn, Setup, ce_pixels, hf_classifier
+from .models import LossFn, Setup, ce_pixels, hf_classifier, nll_of_logits
 
 #: Source and target halves of a 64-byte window for the encoder-decoders: the decoder
 #: learns to continue the source (an LM conditioned on the first half).
@@ -163,3 +163,20 @@ def qwen2_large_init(seed: int) -> Setup:
     )  # fmt: skip
     model = Qwen2ForCausalLM(cfg)
     return Setup(model, torch.optim.AdamW(model.parameters(), lr=1e-3), byte_windows(64, seed))
+
+
+def gemma2_nll_of_logits(seed: int) -> Setup:
+    """HF Gemma 2 byte LM (2 layers, width 64, sliding window 32, its final logits
+    soft-capped at 30: ``30 * tanh(logits / 30)``) under ``nll_loss`` of those logits with no
+    log-softmax. The cap is a multiplication, not a layer's output, so the loss's graph does
+    not show the logits; the loss falls below 0 toward -30. AdamW 1e-3."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    cfg = Gemma2Config(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=32,
+        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    model = Gemma2ForCausalLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Setup(model, opt, byte_windows(64, seed), loss=nll_of_logits)
