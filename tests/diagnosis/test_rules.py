@@ -636,6 +636,37 @@ def test_collapsing_weights_tells_regularisation_from_collapse(
     assert "while the loss went 2." in f.message  # its start, then its end
 
 
+@pytest.mark.parametrize(("rate", "by_decay"), [(13.4, True), (0.1, False), (0.0, False)])
+def test_collapsing_weights_says_whether_weight_decay_alone_shrank_them(
+    rate: float, by_decay: bool
+) -> None:
+    """The recorded decay per unit of learning rate (config.weight_decay) over the first
+    span's middle to the last's (steps 4 to 94, 90 steps at lr 1e-3) predicts what decay
+    alone does, exp(-0.09 x rate): 0.30 at 13.4, where the norms went to 0.3 (the decay did
+    it, and to lower it is the advice), 0.99 at 0.1 and 1 without decay (the updates took
+    them down: no word of weight decay pulling)."""
+    lr = np.full(100, 1e-3)
+    trace = trace_of(
+        3, 100, {"weight_norm": _decaying_norms()},
+        scalars={"loss": np.full(100, 2.3), "optimizer_lr": lr},
+    )  # fmt: skip
+    per_lr = {f"fc{i}": rate for i in range(3)} if rate else {}
+    trace.meta["config"] = {"weight_decay": {"form": "decoupled", "per_lr": per_lr}}
+    f = run("collapsing_weights", trace)
+    assert f is not None and f.severity == "warning"
+    assert f.evidence["decay_alone"]["fc0"] == pytest.approx(math.exp(-0.09 * rate), rel=1e-5)
+    assert ("pulls harder than the loss pushes" in f.message) is by_decay
+    assert ("the updates themselves took them down" in f.message) is not by_decay
+    if by_decay:
+        assert "(the optimizer's weight decay alone: 0.3)" in f.message
+    elif rate == 0:
+        assert "where the optimizer does not decay them" in f.message
+    trace.meta["config"]["weight_decay"]["form"] = None  # Adam's L2: no rate known
+    f = run("collapsing_weights", trace)
+    assert f is not None and "decay_alone" not in f.evidence
+    assert "pulls harder than the loss pushes" in f.message
+
+
 def test_collapsing_weights_without_a_loss_says_what_it_cannot_tell() -> None:
     """No loss logged: still a warning (it may be a collapse), saying a logged loss would tell
     regularisation apart."""

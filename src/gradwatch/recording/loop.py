@@ -9,7 +9,8 @@ model in eval mode), observed at every optimizer step, :class:`~.loss_graph.Loss
 optimizer stepping), handed the values the watch logs, and :class:`StepCoverage` (layers
 the optimizer does not step), refreshed at each flush; all written to ``meta.json``'s
 ``config`` (``grad_zeroing``, ``train_mode``, ``loss_graph``, ``logged_losses``,
-``unstepped``).
+``unstepped``), with the optimizer's weight decay per layer (``weight_decay``,
+:mod:`~.weight_decay`).
 
 Eval mode: ``model.eval()`` left on.
 A validation pass calls ``model.eval()``; a loop that does not call ``model.train()`` after
@@ -33,6 +34,7 @@ from torch.nn.modules.dropout import _DropoutNd
 
 from .layers import LayerSet
 from .loss_graph import LossGraphProbe
+from .weight_decay import decay_rates
 from .zeroing import ZeroingProbe, steady_writes
 
 
@@ -123,24 +125,24 @@ class StepCoverage:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer | None, layers: LayerSet) -> None:
-        self._optimizer = optimizer
-        self._layers = layers
+        self.optimizer = optimizer
+        self.layers = layers
         self.mask = np.zeros(layers.n, dtype=bool)
         self.refresh()
 
     def refresh(self) -> None:
         """Recompute :attr:`mask`, in place, from the optimizer's parameter groups."""
-        if self._optimizer is None:  # the caller's w.step() ends a step: every layer counts
+        if self.optimizer is None:  # the caller's w.step() ends a step: every layer counts
             return
-        stepped = {id(p) for group in self._optimizer.param_groups for p in group["params"]}
+        stepped = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
         self.mask[:] = False
-        for param, layer in zip(self._layers.params, self._layers.param_owner, strict=True):
+        for param, layer in zip(self.layers.params, self.layers.param_owner, strict=True):
             if id(param) not in stepped:
                 self.mask[layer] = True
 
     def meta(self) -> dict[str, int | list[str]]:
         """The layers, for ``meta.json`` (``config.unstepped``)."""
-        names = [self._layers.specs[i].name for i in np.flatnonzero(self.mask)]
+        names = [self.layers.specs[i].name for i in np.flatnonzero(self.mask)]
         return {"count": len(names), "layers": names}
 
 
@@ -177,4 +179,5 @@ class LoopProbes:
             "loss_graph": dict(self.loss.meta()),
             "logged_losses": dict(self.logged.meta()),
             "unstepped": dict(self.coverage.meta()),
+            "weight_decay": decay_rates(self.coverage.optimizer, self.coverage.layers),
         }

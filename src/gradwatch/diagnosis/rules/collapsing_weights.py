@@ -26,6 +26,7 @@ from ...trace import Trace
 from .._common import by_layer, hints, metric_rows, nanmedian, quiet_nan
 from .._loss import learning_rows
 from .._outcome import loss_outcome
+from ..decay_alone import decay_alone, explained
 from ..finding import Finding, RemedyHint, Severity
 from ..thresholds import CollapsingWeightsThresholds
 
@@ -68,25 +69,50 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
         if isinstance(start, float) and isinstance(end, float)
         else ""
     )
+    # What the optimizer's weight decay alone would have done, first span to last.
+    mid = [int(steps[(a + b - 1) // 2]) for a, b in (bounds[:2], bounds[-2:])]
+    alone = decay_alone(trace, names, mid[0], mid[1])
+    by_alone = None if alone is None else alone[names[0]]
+    by_decay = by_alone is None or explained(worst, by_alone)
+    shrunk = f"shrank steadily to {worst:.2g} of their initial norm{loss_words}"
+    if by_decay and by_alone is not None:
+        shrunk += f" (the optimizer's weight decay alone: {by_alone:.2g})"
+    elif not by_decay:
+        alone_words = (
+            "the optimizer does not decay them"
+            if by_alone == 1.0
+            else f"the optimizer's weight decay alone would take them to {by_alone:.2g}"
+        )
+        shrunk += (
+            f", where {alone_words}: the updates themselves took them down (an L2 penalty in "
+            "the loss, or steps that drive them toward 0)"
+        )
     if thriving:
         severity: Severity = "info"
         message = (
             f"Shrinking weights under an improving loss: the weights of layer {label!r} "
-            f"shrank steadily to {worst:.2g} of their initial norm{loss_words}: weight decay "
-            "(or a penalty) shrinks what the loss does not hold up, as regularisation does, "
-            "and it did not keep the loss from improving. If the loss ends higher than the "
-            "task allows, lower the weight decay."
+            f"{shrunk}: "
+            + (
+                "weight decay (or a penalty) shrinks what the loss does not hold up, as "
+                "regularisation does, and it did not keep the loss from improving. If the loss "
+                "ends higher than the task allows, lower the weight decay."
+                if by_decay
+                else "and the shrink did not keep the loss from improving."
+            )
         )
     else:
         severity = "critical" if worst < th.critical_fraction else "warning"
         message = (
-            f"Collapsing weights: the weights of layer {label!r} shrank steadily to "
-            f"{worst:.2g} of their initial norm{loss_words}; weight decay (or a penalty) "
-            "pulls harder than the loss pushes, and shrinking weights shrink both the signal "
-            "and its gradient."
+            f"Collapsing weights: the weights of layer {label!r} {shrunk}; "
+            + (
+                "weight decay (or a penalty) pulls harder than the loss pushes, and "
+                if by_decay
+                else ""
+            )
+            + "shrinking weights shrink both the signal and its gradient."
         )
     remedies = () if thriving else _remedies(trace, idx)
-    if not thriving and not remedies:
+    if not thriving and not remedies and by_decay:
         message += " Exclude normalisation gains from weight decay, or lower it."
     if not outcome:
         # Without a loss, regularisation (a drift the loss does not mind) cannot be told apart.
@@ -107,6 +133,11 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
             "critical_fraction": th.critical_fraction,
             "min_falling_fraction": th.min_falling_fraction,
             "windows": n_win,
+            **(
+                {}
+                if alone is None
+                else {"decay_alone": by_layer(names, np.array(list(alone.values())))}
+            ),
             **({} if finished_at is None else {"finished_at_step": finished_at}),
             **outcome,
         },
