@@ -91,13 +91,13 @@ def check(trace: Trace, th: CollapsingWeightsThresholds) -> Finding | None:
         severity: Severity = "info"
         message = (
             f"Shrinking weights under an improving loss: the weights of layer {label!r} "
-            f"{shrunk}: "
+            f"{shrunk}"
             + (
-                "weight decay (or a penalty) shrinks what the loss does not hold up, as "
+                ": weight decay (or a penalty) shrinks what the loss does not hold up, as "
                 "regularisation does, and it did not keep the loss from improving. If the loss "
                 "ends higher than the task allows, lower the weight decay."
                 if by_decay
-                else "and the shrink did not keep the loss from improving."
+                else "; the shrink did not keep the loss from improving."
             )
         )
     else:
