@@ -113,3 +113,13 @@ def test_a_real_run_says_whether_weight_decay_alone_shrank_the_weights(
         assert "the optimizer's weight decay alone:" in f.message
     else:
         assert alone == 1.0 and "the optimizer does not decay them" in f.message
+
+
+def test_an_odd_group_setting_reads_as_no_decay() -> None:
+    """A group edited by hand after construction (a string, None, a NaN) stops no flush: it
+    reads as no decay for its layers."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-4)
+    for odd in ("odd", None, float("nan")):
+        opt.param_groups[0]["weight_decay"] = odd
+        assert decay_rates(opt, LayerSet(find_layers(model)[0]))["per_lr"] == {}

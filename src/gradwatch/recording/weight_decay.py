@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,6 +50,16 @@ def _form(optimizer: Any) -> str | None:
     if name in _FLAGGED and groups and all(g.get("decoupled_weight_decay") for g in groups):
         return "decoupled"
     return "sgd_l2" if isinstance(optimizer, torch.optim.SGD) else None
+
+
+def _number(value: object) -> float:
+    """A group's setting as a float; 0 where it is absent or not a finite number (a
+    hand-made group's odd value must not stop a flush)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def decay_rates(optimizer: Any, layers: LayerSet) -> dict[str, Any]:
@@ -74,9 +85,10 @@ def decay_rates(optimizer: Any, layers: LayerSet) -> dict[str, Any]:
         if g is None:
             continue
         group = groups[g]
-        rate = float(group.get("weight_decay", 0.0) or 0.0) * rates[g] / top
+        decay, momentum = _number(group.get("weight_decay")), _number(group.get("momentum"))
+        rate = decay * rates[g] / top
         if form == "sgd_l2":
-            rate /= 1.0 - float(group.get("momentum", 0.0) or 0.0)
-        if rate > 0:
+            rate = rate / (1.0 - momentum) if momentum < 1 else 0.0
+        if rate > 0 and math.isfinite(rate):
             per_lr[layers.specs[layer].name] = float(f"{rate:.6g}")
     return {"form": form, "per_lr": per_lr}
