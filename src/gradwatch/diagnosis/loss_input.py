@@ -144,15 +144,14 @@ def loss_input_seen(trace: Trace) -> dict[str, Any] | None:
     kind; None otherwise (no graph read, or none such)."""
     graph = loop_config(trace, "loss_graph")
     counts = loop_record(trace, "loss_graph", "checked", "mismatched")
-    if graph is not None and counts is not None and counts[1] == 0:
-        return _below_zero(trace, graph, counts[0])
-    record = loop_record(trace, "loss_graph", "checked", "mismatched", "first_step")
-    if record is None or record[1] == 0 or graph is None:
+    if graph is None or counts is None:
         return None
-    loss, given = graph.get("loss"), graph.get("given")
-    if not isinstance(loss, str) or given not in _GIVEN.get(loss, ()):
+    checked, mismatched = counts
+    if mismatched == 0:
+        return _below_zero(trace, graph, checked)
+    loss, given, first = graph.get("loss"), graph.get("given"), graph.get("first_step")
+    if not isinstance(first, int) or not isinstance(loss, str) or given not in _GIVEN.get(loss, ()):
         return None
-    checked, mismatched, first = record
     return {
         "loss": loss, "given": given, "checked": checked, "mismatched": mismatched,
         "first_step": first,
