@@ -109,10 +109,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         under automatic optimisation it is the step's loss divided by the accumulation."""
         w = self._recording()
         if w is not None and isinstance(loss, torch.Tensor):
-            # Under manual optimisation the loss logged is the one training_step returns, which
-            # need not be this one (a loss divided for accumulation by hand): unknown.
-            auto = pl_module.automatic_optimization
-            w.observe_loss(loss, scale=trainer.accumulate_grad_batches if auto else None)
+            w.observe_loss(loss, scale=_accumulation(trainer, pl_module))
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
@@ -137,7 +134,7 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         # A training_step returns a loss tensor or a mapping with one.
         loss = scalar_loss(outputs.get("loss") if isinstance(outputs, dict) else outputs)
         if loss is not None:
-            self._losses.add(loss * _accumulation(trainer, pl_module))
+            self._losses.add(loss * (_accumulation(trainer, pl_module) or 1))
         if self._stepped(w):  # the optimizer stepped during this batch
             step_loss = self._losses.take()
             if step_loss is not None:
@@ -161,7 +158,9 @@ class GradwatchCallback(WatchingCallback, pl.Callback):
         self._close()
 
 
-def _accumulation(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+def _accumulation(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
     """What Lightning divided the loss a training step returned by, for backward: its
-    ``accumulate_grad_batches`` under automatic optimisation, else 1."""
-    return trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
+    ``accumulate_grad_batches`` under automatic optimisation; None under manual, where the
+    user's ``manual_backward`` gets whatever loss they pass (divided for accumulation by
+    hand, perhaps), not necessarily the one ``training_step`` returns and is logged."""
+    return trainer.accumulate_grad_batches if pl_module.automatic_optimization else None
