@@ -21,7 +21,7 @@ from ..diagnosis import ACTIVATION_REMEDY_IDS, REMEDY_IDS, Finding
 from ..diagnosis.ranking import rank_remedies, relu_misfit
 from ._blocks import find_stacks
 from ._common import activation_types, weight_layer_types
-from .lower_lr import RATE_FACTORS
+from .lower_lr import RATE_FACTORS, suggest_raise
 
 if TYPE_CHECKING:
     from gradwatch.trace import Trace
@@ -174,8 +174,6 @@ def _options(remedy: str, trace: Trace | None) -> dict[str, Any]:
     if remedy in RATE_FACTORS:
         options["factor"] = REMEDIES[remedy].options["factor"]
     if remedy == "raise_lr" and trace is not None:
-        from .lower_lr import suggest_raise
-
         options["factor"] = suggest_raise(trace) or options["factor"]
     if remedy == "clip_norm" and trace is not None and trace.has_scalar("global_grad_norm"):
         from .clipping import suggest_max_norm
