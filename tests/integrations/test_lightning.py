@@ -352,3 +352,55 @@ def test_the_loss_divided_for_accumulation_reads_as_the_mean_it_is_logged_as(
     trainer.fit(SoftmaxClassifier(manual=False), _loader())
     graph = gw.load(tmp_path / "run").meta["config"]["loss_graph"]
     assert graph["multiple"] == 1.0
+
+
+class LBFGSNet(Net):
+    """The MLP under LBFGS, whose step calls Lightning's closure (training_step, backward,
+    on_before_optimizer_step) up to ``max_iter`` times."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.LBFGS(self.parameters(), lr=0.1, max_iter=3)
+
+
+class FirstEvaluation(pl.Callback):  # type: ignore[misc,name-defined]
+    """Per optimizer step, the gradient norms and tanh outputs of its closure's first call
+    (LBFGS calls it again at trial points: those are not the step's)."""
+
+    def __init__(self, model: Net) -> None:
+        self.norms: list[dict[str, float]] = []
+        self.evaluations = 0
+        self.calls: list[int] = []
+        tanhs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Tanh)}
+        self.acts = ActivationReference(tanhs)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        self.calls.append(0)
+        self.acts.step = len(self.norms)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        self.calls[-1] += 1
+        if self.calls[-1] == 1:
+            self.norms.append(layer_norms(pl_module))
+            self.acts.step = -1  # the later calls' forwards
+
+
+def test_lbfgs_records_one_step_per_optimizer_step_from_its_first_evaluation(
+    tmp_path: Path,
+) -> None:
+    """LBFGS calls Lightning's closure, and with it on_before_optimizer_step, several times
+    in one optimizer step: each step is recorded once (none skipped), with the gradients and
+    activations of its first call."""
+    torch.manual_seed(0)
+    model = LBFGSNet()
+    ref = FirstEvaluation(model)
+    cb = GradwatchCallback(tmp_path / "run", sample_every=1, overhead=None)
+    trainer = _trainer(tmp_path, [cb, ref], max_steps=4)
+    trainer.fit(model, _loader())
+    ref.acts.remove()
+    assert max(ref.calls) > 1  # the test means something: LBFGS evaluated again
+    trace = gw.load(tmp_path / "run")
+    assert trace.steps.tolist() == [0, 1, 2, 3]
+    assert not trace.scalar("skipped").any()
+    assert_norms_match(trace, ref.norms)
+    assert_sampled_act_means_match(trace, ref.acts, 4, sampled=(0, 1, 2, 3))
+    assert gradwatch_hooks(model, trainer.optimizers[0]) == 0

@@ -15,7 +15,7 @@ from torch import nn
 import gradwatch as gw
 from gradwatch.recording.optimizers import unwrap_optimizer
 
-from ._reference import gradwatch_hooks, layer_norms
+from ._reference import ActivationReference, gradwatch_hooks, layer_norms
 
 
 def _mlp() -> nn.Sequential:
@@ -159,6 +159,106 @@ def test_accelerated_optimizer_under_its_grad_scaler(accelerator: Any) -> None:
                 np.testing.assert_allclose(g[k, t.layer_names.index(name)], value, rtol=1e-5)
 
 
+# ---------------------------------------------------------------------- optimizer.step(closure)
+class _ClosureRun:
+    """A loop that steps with ``optimizer.step(closure)``: the reference keeps, per step, the
+    gradient norms and tanh outputs of the closure's first call (the gradient at the weights
+    the step starts from; LBFGS calls it again at trial points) and the calls made."""
+
+    def __init__(self, make: Any) -> None:
+        torch.manual_seed(0)
+        self.model = _mlp()
+        self.opt = make(self.model.parameters())
+        self.norms: list[dict[str, float]] = []
+        self.calls: list[int] = []
+        tanhs = {n: m for n, m in self.model.named_modules() if isinstance(m, nn.Tanh)}
+        self.acts = ActivationReference(tanhs)
+
+    def closure(self, k: int, x: torch.Tensor, w: Any = None) -> Any:
+        self.calls.append(0)
+
+        def closure() -> torch.Tensor:
+            self.calls[-1] += 1
+            first = self.calls[-1] == 1
+            self.acts.step = k if first else -1  # a trial point's forward is not step k's
+            self.opt.zero_grad()
+            loss = self.model(x).sub(x[:, :1]).pow(2).mean()
+            loss.backward()
+            if first:
+                self.norms.append(layer_norms(self.model))
+            if w is not None:
+                w.begin_step()  # as Lightning does, in every call
+            return loss
+
+        return closure
+
+    def assert_recorded(self, trace: gw.Trace, steps: int) -> None:
+        self.acts.remove()
+        assert trace.steps.tolist() == list(range(steps))
+        assert not trace.scalar("skipped").any()
+        _assert_rows(trace, self.norms)
+        act = trace.matrix("act_mean")
+        for k in range(steps):
+            for name, layer in (("1", "0"), ("3", "2")):
+                col = trace.layer_names.index(layer)
+                assert act[k, col] == pytest.approx(self.acts.mean(k, name), rel=1e-5, abs=1e-7)
+        assert np.isfinite(trace.matrix("update_ratio")).all()
+        assert gradwatch_hooks(self.model, self.opt) == 0
+
+
+_CLOSURE_OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "lbfgs": lambda p: torch.optim.LBFGS(p, lr=0.5, max_iter=4),
+}
+
+
+@pytest.mark.parametrize("keyword", [False, True], ids=["positional", "keyword"])
+@pytest.mark.parametrize("name", list(_CLOSURE_OPTIMIZERS))
+def test_a_step_given_a_closure_records_the_gradients_its_first_call_made(
+    name: str, keyword: bool
+) -> None:
+    """optimizer.step(closure) makes the step's gradients inside the step, after its
+    pre-hook: each row holds the gradients and activations of that step's first closure
+    call (none stale by a step, none missing at step 0), LBFGS's later calls left out."""
+    run = _ClosureRun(_CLOSURE_OPTIMIZERS[name])
+    with gw.watch(run.model, run.opt, sample_every=1, overhead=None) as w:
+        for k in range(5):
+            closure = run.closure(k, torch.randn(16, 4))
+            loss = run.opt.step(closure=closure) if keyword else run.opt.step(closure)
+            w.log(loss=loss)
+    run.assert_recorded(w.trace, 5)
+    assert max(run.calls) == (4 if name == "lbfgs" else 1)
+
+
+def test_a_closure_the_optimizer_never_calls_still_records_its_step() -> None:
+    """An optimizer that takes a closure and ignores it: the step begins at its post-hook,
+    with the gradients the loop made before it."""
+
+    class IgnoresClosure(torch.optim.Optimizer):
+        def __init__(self, params: Any) -> None:
+            super().__init__(params, {"lr": 0.1})
+
+        @torch.no_grad()
+        def step(self, closure: Any = None) -> None:  # type: ignore[override]
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad, alpha=-group["lr"])
+
+    model = _mlp()
+    opt = IgnoresClosure(model.parameters())
+    norms: list[dict[str, float]] = []
+    with gw.watch(model, opt, overhead=None) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            norms.append(layer_norms(model))
+            opt.step(lambda: pytest.fail("the watch called the closure itself"))
+    _assert_rows(w.trace, norms)
+    assert w.num_steps == 3
+
+
 # ---------------------------------------------------------------------- step_begin="caller"
 def test_caller_driven_steps_record_the_gradients_made_inside_a_closure() -> None:
     """optimizer.step(closure) with forward and backward inside the closure (Lightning's
@@ -188,6 +288,17 @@ def test_caller_driven_steps_record_the_gradients_made_inside_a_closure() -> Non
     assert sampled.tolist() == [True, False, True, False, True]
     assert (~np.isnan(t.matrix("update_ratio")[:, 0])).tolist() == sampled.tolist()
     assert gradwatch_hooks(model, opt) == 0
+
+
+def test_a_caller_that_begins_in_every_closure_call_counts_one_step() -> None:
+    """LBFGS under Lightning: the closure, and the begin_step() inside it, run several times
+    in one optimizer step. The first begins the step; the later ones are not skipped steps."""
+    run = _ClosureRun(_CLOSURE_OPTIMIZERS["lbfgs"])
+    with gw.watch(run.model, run.opt, step_begin="caller", sample_every=1, overhead=None) as w:
+        for k in range(4):
+            run.opt.step(run.closure(k, torch.randn(16, 4), w))
+    run.assert_recorded(w.trace, 4)
+    assert max(run.calls) == 4
 
 
 @pytest.mark.parametrize("skip", [1, 2])

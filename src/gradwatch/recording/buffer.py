@@ -154,6 +154,8 @@ class StepBuffer:
 
     def resize(self, flush_every: int) -> None:
         """Make the window ``flush_every`` steps long: right after a flush (it is empty)."""
+        if flush_every == self.flush_every:
+            return
         assert not (self._pending or self.recurrent or self.row_used.any()), "not flushed"
         self._allocate(flush_every, scalar_width=self.scalars.shape[1])
         self.logged = {name: np.zeros(flush_every, dtype=bool) for name in self.logged}

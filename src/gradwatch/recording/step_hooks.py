@@ -4,6 +4,10 @@
   it (the weights are updated), so gradient accumulation counts optimizer steps, not backward
   calls. With ``step_begin="caller"`` the caller begins the step and only the post-hook is
   attached.
+* An ``optimizer.step(closure)`` makes its gradients inside the step, after the pre-hook: the
+  closure is wrapped so that the step begins after its first call returns (the gradients at
+  the weights the step starts from; LBFGS calls it again at trial points, which are not the
+  step's gradients), or at the post-hook when it was never called.
 * A GradScaler that finds an inf or NaN does not call ``optimizer.step()``, so neither hook
   runs. Its ``step`` is wrapped (an instance attribute, deleted on removal) to report that
   step as skipped.
@@ -23,6 +27,24 @@ from torch.utils.hooks import RemovableHandle
 StepHook = Callable[[Any, Any, Any], None]
 
 
+def closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any] | None:
+    """The closure given to ``optimizer.step`` (positional or ``closure=``), or None.
+
+    ``args`` are the step hook's: the optimizer itself first, then what ``step`` was given.
+    """
+    closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
+    return closure if callable(closure) else None
+
+
+def _with_closure(
+    args: tuple[Any, ...], kwargs: dict[str, Any], closure: Callable[[], Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``optimizer.step``'s arguments with its closure replaced (the pre-hook's return)."""
+    if "closure" in kwargs:
+        return args, {**kwargs, "closure": closure}
+    return (args[0], closure, *args[2:]), kwargs
+
+
 class OptimizerHooks:
     """Attaches the step hooks and the scaler wrapper; :meth:`remove` undoes all of it.
 
@@ -31,6 +53,8 @@ class OptimizerHooks:
         scaler: The user's GradScaler, or None.
         pre_hook: The step's beginning (None: the caller begins steps).
         post_hook: The step's end.
+        evaluated: Called once a step's closure has returned for the first time (and at the
+            post-hook when it was never called), after ``pre_hook`` was called there.
         on_skip: Called when the scaler skipped the optimizer's step.
         steps: The number of steps ended so far (the scaler's step ended none: a skip).
     """
@@ -44,6 +68,7 @@ class OptimizerHooks:
         post_hook: StepHook,
         on_skip: Callable[[], None],
         steps: Callable[[], int],
+        evaluated: Callable[[], None],
     ) -> None:
         self._optimizer = optimizer
         self._scaler = scaler
@@ -51,6 +76,11 @@ class OptimizerHooks:
         self._post_hook = post_hook
         self._on_skip = on_skip
         self._steps = steps
+        self._evaluated = evaluated
+        #: Calls of the closure of the ``optimizer.step(closure)`` in progress (0 outside one,
+        #: or before its first call): a caller's begin in a later call is not a new step.
+        self.evaluations = 0
+        self._deferred = False  # the step in progress begins after its closure's first call
         #: Other handles to remove with these (the precision reader, when always attached).
         self.handles: list[RemovableHandle] = []
         self._scaler_wrapped = False
@@ -59,9 +89,9 @@ class OptimizerHooks:
         """Attach the step hooks and wrap the scaler's ``step``."""
         opt = self._optimizer
         if opt is not None:
-            if self._pre_hook is not None:
-                self.handles.append(opt.register_step_pre_hook(self._pre_hook))
-            self.handles.append(opt.register_step_post_hook(self._post_hook))
+            # (Attached with step_begin="caller" too: it counts a closure's calls.)
+            self.handles.append(opt.register_step_pre_hook(self._step_pre))
+            self.handles.append(opt.register_step_post_hook(self._step_post))
         if self._scaler is not None:
             self._wrap_scaler()
 
@@ -75,6 +105,42 @@ class OptimizerHooks:
         if self._scaler_wrapped and scaler is not None and "step" in vars(scaler):
             del scaler.step
         self._scaler_wrapped = False
+
+    def _step_pre(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
+        self.evaluations = 0
+        closure = closure_of(args, kwargs)
+        # (A compiled optimizer step traces its hooks: it begins here, as it always did.)
+        self._deferred = closure is not None and not torch.compiler.is_compiling()
+        if not self._deferred:
+            if self._pre_hook is not None:
+                self._pre_hook(optimizer, args, kwargs)
+            return None
+        assert closure is not None
+        return _with_closure(args, kwargs, self._counted(optimizer, args, kwargs, closure))
+
+    def _counted(
+        self, optimizer: Any, args: Any, kwargs: Any, closure: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        def evaluate(*a: Any, **k: Any) -> Any:
+            self.evaluations += 1
+            out = closure(*a, **k)
+            if self.evaluations == 1 and self._deferred:
+                self._begin(optimizer, args, kwargs)
+            return out
+
+        return evaluate
+
+    def _begin(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._deferred = False
+        if self._pre_hook is not None:
+            self._pre_hook(optimizer, args, kwargs)
+        self._evaluated()
+
+    def _step_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._deferred:  # the closure was never called: the gradients are what they are
+            self._begin(optimizer, args, kwargs)
+        self.evaluations = 0
+        self._post_hook(optimizer, args, kwargs)
 
     def _wrap_scaler(self) -> None:
         scaler = self._scaler

@@ -166,6 +166,7 @@ class Watch:
             post_hook=self._opt_post_hook,
             on_skip=self._scaler_skipped,
             steps=lambda: self._progress.step,
+            evaluated=self._closure_evaluated,
         )
         # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
         self._eager = EagerWindow(self.model)
@@ -228,16 +229,18 @@ class Watch:
         else:
             self._begin_step(skipped=False, entered=self._schedule.clock())
 
+    def _closure_evaluated(self) -> None:
+        # The step began after its closure's first call: later calls (LBFGS's trial points)
+        # are not its forward, so the hooks come back at its end (when the next is sampled).
+        self._sampler.disarm()
+        self._eager.hold(False)
+
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         found_inf = fused_found_inf(optimizer)  # a fused optimizer's own GradScaler skip
         if torch.compiler.is_compiling():
             untraced(self._end_step, found_inf=found_inf)
         else:
             self._end_step(entered=self._schedule.clock(), found_inf=found_inf)
-
-    def _is_sampled(self, step: int) -> bool:
-        # Every step at first, where blow-ups happen, then as the schedule spaces them.
-        return self._schedule.sampled(step)
 
     # ------------------------------------------------------------------ a step
     def step(self) -> None:
@@ -274,6 +277,8 @@ class Watch:
         if self._progress.closed:
             raise RuntimeError("this Watch is closed; start a new one with `gw.watch(...)`.")
         if self._progress.began:
+            if self._hooks.evaluations > 1:
+                return  # a later call of the step's closure (LBFGS): begun at the first
             self._end_step(skipped=True)
         self._begin_step(skipped=False)
 
@@ -297,7 +302,7 @@ class Watch:
                 return
             if self._auto_flush:
                 # Under torch.distributed the window the ranks agreed on in that flush.
-                self._resize_window(
+                buf.resize(
                     self._agreed_window
                     if distributed
                     else schedule.flush_window(buf.flush_every, FLUSH_EVERY, buf.n_layers)
@@ -329,7 +334,7 @@ class Watch:
             if record:
                 buf.row_used[slot] = True  # (a plain assignment: `|=` is a numpy ufunc call)
         buf.srow_used[slot] = True
-        if (self._sampler.armed or self._eager.held) and not self._is_sampled(step + 1):
+        if (self._sampler.armed or self._eager.held) and not schedule.sampled(step + 1):
             self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
             self._eager.hold(False)
         progress.began = True
@@ -361,7 +366,7 @@ class Watch:
             self._buffer.scalars[slot, SKIPPED] = (found_inf > 0).to(self._buffer.sdtype)
         self._grads.record_update(slot, skipped=skipped, found_inf=found_inf)
         progress.step += 1
-        if self._is_sampled(progress.step):
+        if schedule.sampled(progress.step):
             self._sampler.recurrent.regular = schedule.regular(progress.step)
             self._sampler.recurrent.step = progress.step
             self._sampler.arm()
@@ -455,11 +460,6 @@ class Watch:
     def flush_every(self) -> int:
         """Steps per flush window now (lengthened by the recorder under ``flush_every=None``)."""
         return self._buffer.flush_every
-
-    def _resize_window(self, window: int) -> None:
-        """Flush every ``window`` steps from now on (the window was just flushed)."""
-        if window != self._buffer.flush_every:
-            self._buffer.resize(window)
 
     def _flush(self, *, final: bool = False) -> None:
         """Move the window's buffers to the host in one transfer and write them out."""
