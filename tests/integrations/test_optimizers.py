@@ -259,6 +259,64 @@ def test_a_closure_the_optimizer_never_calls_still_records_its_step() -> None:
     assert w.num_steps == 3
 
 
+class _SAM(torch.optim.Optimizer):
+    """Sharpness-aware minimisation as its reference implementation steps with a closure
+    (github.com/davda54/sam): the loop's backward gives the gradient at the weights, the
+    step moves them uphill by rho, runs the closure there, and steps from where they were."""
+
+    def __init__(self, params: Any, rho: float = 0.05, **sgd: Any) -> None:
+        super().__init__(params, {"rho": rho, **sgd})
+        self.base = torch.optim.SGD(self.param_groups, **sgd)
+        self.param_groups = self.base.param_groups
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.stack([p.grad.norm() for p in params]).norm()
+        for p in params:
+            self.state[p]["old"] = p.detach().clone()
+            p.add_(p.grad * (self.param_groups[0]["rho"] / (norm + 1e-12)))
+        with torch.enable_grad():
+            closure()
+        for p in params:
+            p.copy_(self.state[p]["old"])
+        self.base.step()
+
+
+def test_a_closure_after_the_loops_own_backward_leaves_the_step_where_it_began() -> None:
+    """SAM: a backward before optimizer.step(closure), whose closure runs at weights the
+    step moved. From the second such step (the backward is seen by a hook attached at the
+    first) the step begins at once: the gradients the loop made, and the update from the
+    weights the step started at (the closure's point would add the uphill move to it)."""
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = _SAM(model.parameters(), lr=0.05, momentum=0.9)
+    norms: list[dict[str, float]] = []
+    ratios: list[float] = []
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        return loss
+
+    with gw.watch(model, opt, sample_every=1, overhead=None) as w:
+        for _ in range(4):
+            closure()
+            norms.append(layer_norms(model))
+            before = model[0].weight.detach().clone(), model[0].bias.detach().clone()
+            opt.step(closure)
+            after = model[0].weight.detach(), model[0].bias.detach()
+            change = torch.cat([(a - b).flatten() for a, b in zip(after, before, strict=True)])
+            ratios.append(float(change.norm() / torch.cat([b.flatten() for b in before]).norm()))
+    trace = w.trace
+    _assert_rows(trace, [{} if k == 0 else n for k, n in enumerate(norms)])
+    col = trace.layer_names.index("0")
+    np.testing.assert_allclose(trace.matrix("update_ratio")[1:, col], ratios[1:], rtol=1e-4)
+    assert gradwatch_hooks(model, opt) == 0 and not model[0].weight._post_accumulate_grad_hooks
+
+
 # ---------------------------------------------------------------------- step_begin="caller"
 def test_caller_driven_steps_record_the_gradients_made_inside_a_closure() -> None:
     """optimizer.step(closure) with forward and backward inside the closure (Lightning's

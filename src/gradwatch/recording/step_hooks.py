@@ -7,7 +7,11 @@
 * An ``optimizer.step(closure)`` makes its gradients inside the step, after the pre-hook: the
   closure is wrapped so that the step begins after its first call returns (the gradients at
   the weights the step starts from; LBFGS calls it again at trial points, which are not the
-  step's gradients), or at the post-hook when it was never called.
+  step's gradients), or at the post-hook when it was never called. Where a backward ran
+  since the last step (SAM: the loop's backward, then a step whose closure runs at weights
+  it has moved), the step begins at once, as without a closure: the weights copied for the
+  update are those the step starts from. That backward is seen by a post-accumulate-grad
+  hook on one parameter, attached at the first step given a closure.
 * A GradScaler that finds an inf or NaN does not call ``optimizer.step()``, so neither hook
   runs. Its ``step`` is wrapped (an instance attribute, deleted on removal) to report that
   step as skipped.
@@ -81,6 +85,9 @@ class OptimizerHooks:
         #: or before its first call): a caller's begin in a later call is not a new step.
         self.evaluations = 0
         self._deferred = False  # the step in progress begins after its closure's first call
+        # A backward since the last step ended (its gradients are final before the step).
+        self._backward_seen = False
+        self._backward_probe: RemovableHandle | None = None
         #: Other handles to remove with these (the precision reader, when always attached).
         self.handles: list[RemovableHandle] = []
         self._scaler_wrapped = False
@@ -100,6 +107,7 @@ class OptimizerHooks:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+        self._backward_probe = None
         # The wrapper is an instance attribute; deleting it restores the class's method.
         scaler = self._scaler
         if self._scaler_wrapped and scaler is not None and "step" in vars(scaler):
@@ -110,13 +118,32 @@ class OptimizerHooks:
         self.evaluations = 0
         closure = closure_of(args, kwargs)
         # (A compiled optimizer step traces its hooks: it begins here, as it always did.)
-        self._deferred = closure is not None and not torch.compiler.is_compiling()
-        if not self._deferred:
+        if closure is None or torch.compiler.is_compiling():
             if self._pre_hook is not None:
                 self._pre_hook(optimizer, args, kwargs)
             return None
-        assert closure is not None
+        self._watch_backward(optimizer)
+        if self._backward_seen and self._pre_hook is not None:
+            # The gradients were made before the step (its own), its closure's forwards not.
+            self._begin(optimizer, args, kwargs)
+            return None
+        self._deferred = True
         return _with_closure(args, kwargs, self._counted(optimizer, args, kwargs, closure))
+
+    def _watch_backward(self, optimizer: Any) -> None:
+        """Attach the hook that sees a backward reach the optimizer's first parameter."""
+        if self._backward_probe is not None:
+            return
+        params = (p for group in optimizer.param_groups for p in group["params"])
+        first = next((p for p in params if p.requires_grad), None)
+        if first is None:
+            return
+
+        def seen(_: torch.Tensor) -> None:
+            self._backward_seen = True
+
+        self._backward_probe = first.register_post_accumulate_grad_hook(seen)
+        self.handles.append(self._backward_probe)
 
     def _counted(
         self, optimizer: Any, args: Any, kwargs: Any, closure: Callable[..., Any]
@@ -140,6 +167,7 @@ class OptimizerHooks:
         if self._deferred:  # the closure was never called: the gradients are what they are
             self._begin(optimizer, args, kwargs)
         self.evaluations = 0
+        self._backward_seen = False
         self._post_hook(optimizer, args, kwargs)
 
     def _wrap_scaler(self) -> None:
