@@ -389,3 +389,25 @@ def test_step_begin_is_checked() -> None:
         gw.watch(model, None, step_begin="caller")
     with gw.watch(model, opt) as w, pytest.raises(RuntimeError, match="begin_step"):
         w.begin_step()
+
+
+def test_a_closure_that_raises_leaves_the_next_steps_recorded_once() -> None:
+    """A closure raising inside optimizer.step: the error reaches the loop, and the steps
+    after it (with or without a closure) are each recorded once, from their own gradients."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    norms: list[dict[str, float]] = []
+
+    def failing() -> None:
+        raise ValueError("boom")
+
+    with gw.watch(model, opt, overhead=None) as w:
+        with pytest.raises(ValueError, match="boom"):
+            opt.step(failing)
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            norms.append(layer_norms(model))
+            opt.step()
+    assert w.num_steps == 3
+    _assert_rows(w.trace, norms)

@@ -115,7 +115,8 @@ class OptimizerHooks:
         self._scaler_wrapped = False
 
     def _step_pre(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
-        self.evaluations = 0
+        # (Reset here too: a closure that raised left its step without a post-hook.)
+        self.evaluations, self._deferred = 0, False
         closure = closure_of(args, kwargs)
         # (A compiled optimizer step traces its hooks: it begins here, as it always did.)
         if closure is None or torch.compiler.is_compiling():
