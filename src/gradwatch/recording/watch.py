@@ -166,7 +166,7 @@ class Watch:
             post_hook=self._opt_post_hook,
             on_skip=self._scaler_skipped,
             steps=lambda: self._progress.step,
-            evaluated=self._closure_evaluated,
+            evaluated=self._sampling_off,
         )
         # Compiled functions run eagerly while the sampled-step hooks exist (compiled.py).
         self._eager = EagerWindow(self.model)
@@ -197,8 +197,7 @@ class Watch:
         """Remove every hook the recorder attached; compiled code runs compiled again."""
         self._hooks.remove()
         self._anatomy.disarm()
-        self._sampler.disarm()
-        self._eager.hold(False)
+        self._sampling_off()
 
     def _attach(self) -> None:
         self._hooks.attach()
@@ -229,9 +228,10 @@ class Watch:
         else:
             self._begin_step(skipped=False, entered=self._schedule.clock())
 
-    def _closure_evaluated(self) -> None:
-        # The step began after its closure's first call: later calls (LBFGS's trial points)
-        # are not its forward, so the hooks come back at its end (when the next is sampled).
+    def _sampling_off(self) -> None:
+        """Remove the sampled step's hooks; compiled functions run compiled again. (After a
+        step's closure's first call too: later calls, LBFGS's trial points, are not its
+        forward; the hooks come back at its end when the next step is sampled.)"""
         self._sampler.disarm()
         self._eager.hold(False)
 
@@ -335,8 +335,7 @@ class Watch:
                 buf.row_used[slot] = True  # (a plain assignment: `|=` is a numpy ufunc call)
         buf.srow_used[slot] = True
         if (self._sampler.armed or self._eager.held) and not schedule.sampled(step + 1):
-            self._sampler.disarm()  # with sample_every=1 the hooks simply stay attached
-            self._eager.hold(False)
+            self._sampling_off()  # (with sample_every=1 the hooks simply stay attached)
         progress.began = True
         schedule.pause()
         schedule.charge(schedule.clock() - start)
@@ -486,9 +485,8 @@ class Watch:
         if self._sink.stopped is not None:
             # Recording stopped (the run directory cannot be written) and training goes on:
             # no hook stays attached, and compiled code runs compiled again (compiled.py).
-            self._sampler.disarm()
+            self._sampling_off()
             self._sampler.release()
-            self._eager.hold(False)
         if final:
             # The run's status is written before a listener can raise.
             self._sink.write_meta("failed" if self._progress.failed else "complete")
