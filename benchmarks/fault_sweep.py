@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -58,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _docs
 from architecture_sweep import ARCHITECTURES
 from real_corpus.cases import Case, record
-from real_corpus.checks import Run, learns
+from real_corpus.checks import Run, learns, loss_change
 from real_corpus.models import Setup, ce_pixels
 
 SCRIPT = "benchmarks/fault_sweep.py"
@@ -209,10 +208,8 @@ def _cell(name: str, fault: str) -> tuple[str, bool | None]:
         run = record(case)
     except LookupError:
         return "n/a", None
-    first = sum(run.losses[:5]) / 5
-    last = sum(run.losses[-20:]) / 20
     said = FAULTS[fault][1](run)
-    loss = f"{first:.3g} -> {last:.3g}" if math.isfinite(last) else f"{first:.3g} -> nan"
+    loss = loss_change(run)
     alarms = _rules(run, lambda f: f.severity != "info")
     if said is None:
         return f"{loss}: **MISSED** ({alarms or 'no warning'})", False

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _docs
 from real_corpus.cases import REAL_CORPUS, record
-from real_corpus.checks import Run, learns, no_context_learned
+from real_corpus.checks import Run, learns, loss_change, no_context_learned
 
 SCRIPT = "benchmarks/optimizer_sweep.py"
 
@@ -101,10 +100,9 @@ def _run(case_name: str, make: Make) -> Run:
 def _cell(case_name: str, optimizer: str) -> tuple[str, bool, bool]:
     """One run's cell, whether it learned, and whether it drew a warning or critical."""
     run = _run(case_name, OPTIMIZERS[optimizer])
-    first, last = sum(run.losses[:5]) / 5, sum(run.losses[-20:]) / 20
     learned = CASES[case_name](run)
     alarms = sorted({f.rule for f in run.findings if f.severity != "info"})
-    cell = f"{first:.3g} -> {last:.3g}" if math.isfinite(last) else f"{first:.3g} -> nan"
+    cell = loss_change(run)
     if not learned:
         cell += " (not learned)"
     if alarms:

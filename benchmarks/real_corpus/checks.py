@@ -39,6 +39,13 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def loss_change(run: Run) -> str:
+    """The run's loss as the sweeps' cells give it: its first 5 steps' mean -> its last
+    20's ("nan" when that is not finite)."""
+    first, last = _mean(run.losses[:5]), _mean(run.losses[-20:])
+    return f"{first:.3g} -> {last:.3g}" if math.isfinite(last) else f"{first:.3g} -> nan"
+
+
 def learns(factor: float = 0.7, window: int = 20) -> Check:
     """The last ``window`` steps' mean loss is below ``factor`` x the first 5 steps' mean."""
 
